@@ -1,0 +1,46 @@
+# Compiler flags shared by every tidal target, through the tidal_flags interface target.
+add_library(tidal_flags INTERFACE)
+target_compile_options(tidal_flags INTERFACE -Wall -Wextra -Wno-unused-parameter)
+if(TIDAL_DEBUG_ASSERTS)
+  target_compile_definitions(tidal_flags INTERFACE TIDAL_DEBUG_ASSERTS=1)
+endif()
+if(TIDAL_SANITIZE)
+  target_compile_options(tidal_flags INTERFACE -fsanitize=address,undefined
+                         -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+  target_link_options(tidal_flags INTERFACE -fsanitize=address,undefined)
+endif()
+if(TIDAL_TSAN)
+  target_compile_options(tidal_flags INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
+  target_link_options(tidal_flags INTERFACE -fsanitize=thread)
+endif()
+if(TIDAL_COVERAGE)
+  target_compile_options(tidal_flags INTERFACE --coverage -O0 -fprofile-update=atomic)
+  target_link_options(tidal_flags INTERFACE --coverage)
+endif()
+
+# tidal_library(name SOURCES ... DEPS ...): a layer library with its public include/.
+function(tidal_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  target_link_libraries(${name} PUBLIC tidal_flags ${ARG_DEPS})
+endfunction()
+
+# tidal_test(name LABELS ... SOURCES ... DEPS ...): a gtest binary registered with ctest.
+function(tidal_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
+  if(NOT TIDAL_BUILD_TESTS)
+    return()
+  endif()
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE tidal_flags ${ARG_DEPS} GTest::gmock GTest::gtest_main)
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES LABELS "${ARG_LABELS}"
+                       DISCOVERY_TIMEOUT 60)
+endfunction()
+
+# tidal_layer_sources(out dir): the non-test .cc files of a layer's src/ folder.
+function(tidal_layer_sources out dir)
+  file(GLOB_RECURSE srcs CONFIGURE_DEPENDS ${dir}/*.cc)
+  list(FILTER srcs EXCLUDE REGEX "_(test|fuzz|bench)\\.cc$")
+  set(${out} ${srcs} PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,52 @@
+// SimFabric: N simulated nodes, each with a started TransferEngine over a SimTransport
+// (optionally wrapped in a ContractChecker), a SimMessenger and a shared in-memory
+// MetadataStore, all in one World.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "tidal/fabric.h"
+#include "tidal/sim/sim_messenger.h"
+#include "tidal/sim/sim_transport.h"
+#include "tidal/sim/world.h"
+
+namespace tidal::sim {
+
+struct SimFabricOptions {
+  WorldOptions world;
+  TransferEngineOptions engine;
+  bool contract_checker = true;  // wrap every transport in a ContractChecker
+};
+
+class SimFabric final : public Fabric {
+ public:
+  explicit SimFabric(SimFabricOptions options);
+  ~SimFabric() override;
+
+  std::string_view Name() const override { return "sim"; }
+  bool simulated() const override { return true; }
+  size_t size() const override { return world_->size(); }
+  Env& env(size_t node) override { return world_->env(node); }
+  TransferEngine& engine(size_t node) override { return *engines_[node]; }
+  Messenger& messenger(size_t node) override { return *messengers_[node]; }
+  MetadataStore& metadata() override { return metadata_; }
+  void* Allocate(size_t node, size_t bytes, Location location) override;
+  void CopyOut(void* host_target, const void* fabric_source, size_t bytes) override;
+  void CopyIn(void* fabric_target, const void* host_source, size_t bytes) override;
+  Status Crash(size_t node) override;
+
+  World& world() { return *world_; }
+  SimTransport& sim_transport(size_t node) { return *sim_transports_[node]; }
+
+ private:
+  SimFabricOptions options_;
+  std::unique_ptr<World> world_;
+  InMemoryMetadataStore metadata_;
+  std::vector<SimTransport*> sim_transports_;  // owned by the engines
+  std::vector<std::unique_ptr<SimMessenger>> messengers_;
+  std::vector<std::unique_ptr<TransferEngine>> engines_;
+  std::vector<std::unique_ptr<uint8_t[]>> allocations_;
+};
+
+}  // namespace tidal::sim

@@ -1,0 +1,48 @@
+// Tape: the single source of every nondeterministic choice in a simulated world.
+//
+// Each choice (which ready task runs first, a delay, a fault, a workload decision) is one
+// draw. A tape is filled from a seed (xoshiro256** seeded through splitmix64), or read
+// from bytes (the fuzzer's input; past the end every draw is 0, the "calmest" choice), or
+// replayed from a recording of draws. Same tape, same run, bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace tidal::sim {
+
+class Tape {
+ public:
+  static Tape FromSeed(uint64_t seed);
+  // Each draw takes the next 8 bytes (little-endian, zero-padded past the end).
+  static Tape FromBytes(std::span<const uint8_t> bytes);
+  static Tape FromDraws(std::vector<uint64_t> draws);
+
+  uint64_t Next();
+  // Uniform in [0, bound) for bound > 0 (Lemire's multiply-shift; one draw).
+  uint64_t Below(uint64_t bound);
+  // True with probability ppm / 1e6 (one draw).
+  bool ChancePpm(uint32_t ppm) { return Below(1'000'000) < ppm; }
+  // Uniform in [lo, hi] (one draw).
+  uint64_t Between(uint64_t lo, uint64_t hi) { return lo + Below(hi - lo + 1); }
+
+  uint64_t position() const { return position_; }
+  uint64_t seed() const { return seed_; }
+
+  // Records every draw from now on (for shrinking and the explorer).
+  void StartRecording() { recording_ = true; }
+  const std::vector<uint64_t>& recorded() const { return recorded_; }
+
+ private:
+  enum class Source : uint8_t { kSeed, kBytes, kDraws };
+  Source source_ = Source::kSeed;
+  uint64_t seed_ = 0;
+  uint64_t s_[4] = {0, 0, 0, 0};
+  std::vector<uint64_t> draws_;  // kBytes and kDraws
+  uint64_t position_ = 0;
+  bool recording_ = false;
+  std::vector<uint64_t> recorded_;
+};
+
+}  // namespace tidal::sim

@@ -1,0 +1,182 @@
+// World: a deterministic simulated cluster on one thread.
+//
+// N nodes, each with its own Env (virtual time with a per-node clock offset), a
+// SimTransport that moves real bytes between the nodes' memory with a latency/bandwidth
+// model, and a SimMessenger. One event queue ordered by (virtual time, sequence) and one
+// Tape behind every nondeterministic choice: same tape, same run, bit for bit. Faults
+// come from a FaultPlan (scripted rules + per-seed swarm rates).
+//
+// Every event goes to the Trace (digest always, JSON lines when enabled). A failed
+// TIDAL_ASSERT while a World runs prints the seed, the digest and the replay command.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "tidal/callback.h"
+#include "tidal/env.h"
+#include "tidal/sim/fault_plan.h"
+#include "tidal/sim/tape.h"
+#include "tidal/sim/trace.h"
+
+namespace tidal::sim {
+
+class World;
+class SimTransport;
+class SimMessenger;
+
+struct LinkModel {
+  uint64_t latency_ns = 2'000;          // one way
+  uint64_t bytes_per_us = 25'000;       // 25 GB/s
+  uint64_t message_latency_ns = 5'000;  // control messages
+  uint64_t unreachable_detect_ns = 50'000;  // a transfer to a crashed peer fails after this
+};
+
+struct WorldOptions {
+  uint64_t seed = 1;
+  size_t nodes = 2;
+  LinkModel link;
+  FaultPlan faults;
+  uint64_t schedule_jitter_ns = 50;    // ready work is ordered by a tape draw in [0, j]
+  uint64_t max_clock_offset_ns = 1'000;  // per-node clock offsets drawn in [0, this]
+  uint64_t max_virtual_ns = 60'000'000'000ULL;  // RunUntil gives up past this
+  bool trace_lines = false;            // keep JSON lines (for --trace-out)
+  std::string replay_command;          // printed on failure
+  // Replaces the seed with these bytes as the tape (fuzzing); empty: use the seed.
+  std::vector<uint8_t> tape_bytes;
+};
+
+class SimEnv final : public Env {
+ public:
+  SimEnv(World& world, uint32_t node, uint64_t clock_offset_ns);
+  uint64_t NowNs() override;
+  uint64_t RandomU64() override;
+  void Post(Callback fn) override;
+  TimerId ScheduleAfter(uint64_t delay_ns, Callback fn) override;
+  bool CancelTimer(TimerId id) override;
+  bool RunUntil(const std::function<bool()>& done) override;
+  std::string_view Name() const override { return name_; }
+  uint32_t node() const { return node_; }
+
+ private:
+  World& world_;
+  uint32_t node_;
+  uint64_t clock_offset_ns_;
+  std::string name_;
+};
+
+struct NodeState {
+  bool crashed = false;
+  uint64_t crashed_at_ns = 0;
+  uint64_t hung_until_ns = 0;  // 0: not hung; UINT64_MAX: forever
+  uint64_t incarnation = 1;
+};
+
+class World {
+ public:
+  explicit World(WorldOptions options);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  const WorldOptions& options() const { return options_; }
+  size_t size() const { return envs_.size(); }
+  SimEnv& env(size_t node) { return *envs_[node]; }
+  Tape& tape() { return tape_; }
+  Trace& trace() { return trace_; }
+  uint64_t NowNs() const { return now_ns_; }
+  uint64_t digest() const { return trace_.digest(); }
+  uint64_t events_run() const { return events_run_; }
+  const NodeState& node_state(size_t node) const { return nodes_[node]; }
+  bool alive(size_t node) const { return !nodes_[node].crashed; }
+
+  // The event queue. `node` owns the event (-1 for world events); a crashed node's
+  // events are dropped, a hung node's wait until it resumes.
+  void ScheduleAt(uint64_t time_ns, int32_t node, Callback fn);
+  // A timer that can be canceled (SimEnv::ScheduleAfter).
+  TimerId ScheduleTimer(uint64_t time_ns, int32_t node, Callback fn);
+  bool CancelTimer(TimerId id);
+
+  // Runs events until `done()` holds. False if the queue drained first or virtual time
+  // passed options.max_virtual_ns.
+  bool RunUntil(const std::function<bool()>& done);
+  // Runs every event up to virtual time `time_ns`.
+  void RunUntilTime(uint64_t time_ns);
+  // Runs until nothing is left (or max_virtual_ns).
+  bool RunUntilIdle();
+
+  // Node faults (also driven by the fault plan). Crash is fail-stop: the node's pending
+  // work is dropped, its root coroutines destroyed, its transport and messenger stop
+  // answering. Hang freezes the node's executor (its memory stays reachable by one-sided
+  // transfers, as a real NIC's would). Partition cuts links in both directions.
+  void Crash(uint32_t node);
+  void Hang(uint32_t node, uint64_t duration_ns);  // 0: forever
+  void Partition(const std::vector<int>& side_a, const std::vector<int>& side_b,
+                 uint64_t duration_ns);  // 0: forever
+  void Heal();
+  bool Linked(uint32_t a, uint32_t b) const;  // false across an active partition
+  bool Hung(uint32_t node) const;
+
+  // Transports and messengers register here so peers can find each other.
+  void Attach(uint32_t node, SimTransport* transport);
+  void Attach(uint32_t node, SimMessenger* messenger);
+  SimTransport* transport(uint32_t node) const;
+  SimMessenger* messenger_by_name(std::string_view name) const;
+
+  // Fault decisions: scripted rules first, then swarm rates. Each call is a tape draw
+  // when a swarm rate is on for that kind, so faults are part of the replayed tape.
+  bool ShouldInject(FaultKind kind, int src, int dst, uint64_t* amount);
+  const SwarmDraw& swarm() const { return swarm_; }
+  uint64_t injected(FaultKind kind) const { return injected_[static_cast<size_t>(kind)]; }
+
+  // Records an event in the trace at the current virtual time.
+  void Record(int64_t node, std::string_view op, std::initializer_list<TraceField> fields);
+
+  // Printed on a failed assertion and by failing tests: seed, digest, replay command.
+  std::string FailureBanner() const;
+
+ private:
+  struct Event {
+    uint64_t time_ns;
+    uint64_t seq;
+    int32_t node;
+    TimerId timer;  // 0 if not cancelable
+    Callback fn;
+  };
+  struct Later {
+    bool operator()(const Event& a, const Event& b) const {
+      return a.time_ns != b.time_ns ? a.time_ns > b.time_ns : a.seq > b.seq;
+    }
+  };
+  struct PartitionState {
+    std::vector<int> a, b;
+    uint64_t until_ns;
+  };
+  bool Step();
+  void DrawSwarm();
+  void ScheduleNodeFaults();
+
+  WorldOptions options_;
+  Tape tape_;
+  Trace trace_;
+  uint64_t now_ns_ = 0;
+  uint64_t seq_ = 0;
+  uint64_t events_run_ = 0;
+  TimerId next_timer_ = 1;
+  std::priority_queue<Event, std::vector<Event>, Later> queue_;
+  std::vector<TimerId> canceled_;  // sorted small set of canceled, not yet popped timers
+  std::vector<std::unique_ptr<SimEnv>> envs_;
+  std::vector<NodeState> nodes_;
+  std::vector<SimTransport*> transports_;
+  std::vector<SimMessenger*> messengers_;
+  std::vector<PartitionState> partitions_;
+  SwarmDraw swarm_;
+  std::array<uint64_t, kFaultKinds> injected_{};
+  AssertHookEntry previous_hook_;
+};
+
+}  // namespace tidal::sim
