@@ -29,7 +29,7 @@ endfunction()
 # tidal_test(name LABELS ... SOURCES ... DEPS ...): a gtest binary registered with ctest.
 function(tidal_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
-  if(NOT TIDAL_BUILD_TESTS)
+  if(NOT TIDAL_BUILD_TESTS OR NOT ARG_SOURCES)
     return()
   endif()
   add_executable(${name} ${ARG_SOURCES})

@@ -19,6 +19,7 @@
 // suspend; the others never block.
 #pragma once
 
+#include <atomic>
 #include <coroutine>
 #include <cstdint>
 #include <functional>
@@ -198,7 +199,7 @@ class TransferEngine {
   MemoryRegistry registry_;
   uint64_t incarnation_ = 0;
   bool started_ = false;
-  bool drain_posted_ = false;
+  std::atomic<bool> drain_posted_{false};  // on_ready may come from a backend thread
   std::shared_ptr<bool> alive_;  // posted drains check it, so none runs after destruction
 
   std::vector<std::unique_ptr<Batch>> batches_;

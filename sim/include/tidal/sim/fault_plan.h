@@ -69,6 +69,7 @@ struct SwarmSettings {
   uint32_t max_hangs = 1;
   uint32_t max_partitions = 1;
   uint64_t horizon_ns = 20'000'000;  // crashes, hangs, partitions start before this
+  int immune_node = 0;  // never crashed or hung by the swarm (the driver); -1: none
 };
 
 // Named mixes for the command line: none, transfer, messages, node, all.

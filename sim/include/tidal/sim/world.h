@@ -13,7 +13,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <map>
 #include <queue>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -108,6 +110,9 @@ class World {
   void RunUntilTime(uint64_t time_ns);
   // Runs until nothing is left (or max_virtual_ns).
   bool RunUntilIdle();
+  // Destroys every node's root coroutines and drops all pending events. Call before
+  // destroying what those coroutines use (SimFabric does this first in its destructor).
+  void Shutdown();
 
   // Node faults (also driven by the fault plan). Crash is fail-stop: the node's pending
   // work is dropped, its root coroutines destroyed, its transport and messenger stop
@@ -124,6 +129,7 @@ class World {
   // Transports and messengers register here so peers can find each other.
   void Attach(uint32_t node, SimTransport* transport);
   void Attach(uint32_t node, SimMessenger* messenger);
+  void Detach(SimMessenger* messenger);
   SimTransport* transport(uint32_t node) const;
   SimMessenger* messenger_by_name(std::string_view name) const;
 
@@ -168,11 +174,11 @@ class World {
   uint64_t events_run_ = 0;
   TimerId next_timer_ = 1;
   std::priority_queue<Event, std::vector<Event>, Later> queue_;
-  std::vector<TimerId> canceled_;  // sorted small set of canceled, not yet popped timers
+  std::unordered_set<TimerId> live_timers_;  // scheduled, not fired, not canceled
   std::vector<std::unique_ptr<SimEnv>> envs_;
   std::vector<NodeState> nodes_;
   std::vector<SimTransport*> transports_;
-  std::vector<SimMessenger*> messengers_;
+  std::map<std::string, SimMessenger*, std::less<>> messengers_;
   std::vector<PartitionState> partitions_;
   SwarmDraw swarm_;
   std::array<uint64_t, kFaultKinds> injected_{};

@@ -1,0 +1,712 @@
+#include "tidal/transfer_engine.h"
+
+#include <algorithm>
+#include <atomic>
+
+namespace tidal {
+
+std::string_view TransferOpName(TransferOp op) {
+  return op == TransferOp::kRead ? "READ" : "WRITE";
+}
+
+std::string_view TransferStateName(TransferState s) {
+  switch (s) {
+    case TransferState::PENDING: return "PENDING";
+    case TransferState::COMPLETED: return "COMPLETED";
+    case TransferState::FAILED: return "FAILED";
+    case TransferState::TIMED_OUT: return "TIMED_OUT";
+    case TransferState::CANCELED: return "CANCELED";
+  }
+  return "UNKNOWN";
+}
+
+namespace {
+constexpr uint64_t kProbeBatch = 0;  // the batch value of a probe's slice
+
+uint64_t Pack(uint32_t index, uint32_t generation) {
+  return (static_cast<uint64_t>(generation) << 32) | index;
+}
+uint32_t IndexOf(uint64_t v) { return static_cast<uint32_t>(v & 0xffffffffu); }
+uint32_t GenerationOf(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
+}  // namespace
+
+struct TransferEngine::RequestState {
+  TransferStatus status;
+  uint64_t length = 0;
+  uint32_t outstanding = 0;         // slices accepted by the transport, not yet completed
+  ErrorCode first_error = ErrorCode::OK;
+  uint64_t single_task = 0;         // the slice of a one-slice request
+  std::vector<uint64_t> tasks;      // the slices of a multi-slice request
+};
+
+struct TransferEngine::Batch {
+  uint32_t generation = 1;
+  bool live = false;
+  size_t capacity = 0;
+  uint32_t pending = 0;
+  std::vector<RequestState> requests;
+  std::vector<TimerId> timers;
+  std::vector<std::coroutine_handle<>> waiters;
+};
+
+struct TransferEngine::Slice {
+  uint32_t generation = 1;
+  bool live = false;
+  uint64_t batch = 0;          // packed BatchId, kProbeBatch for a probe
+  uint32_t request = 0;
+  uint32_t segment = 0;        // segment index
+  uint64_t local_region = 0;   // start of the local region (in-flight accounting), 0: none
+};
+
+struct TransferEngine::SegmentEntry {
+  uint32_t generation = 1;
+  bool live = false;
+  bool dead = false;           // a transfer or probe found the peer unreachable
+  SegmentDescriptor desc;
+  PeerId peer = 0;
+};
+
+struct TransferEngine::Waiter {
+  OneShot<Status> done;
+  TimerId timer = 0;
+  explicit Waiter(Env& env) : done(env) {}
+};
+
+TransferEngine::TransferEngine(Env& env, std::unique_ptr<Transport> transport,
+                               MetadataStore& metadata, std::string segment_name,
+                               TransferEngineOptions options)
+    : env_(env),
+      transport_(std::move(transport)),
+      metadata_(metadata),
+      segment_name_(std::move(segment_name)),
+      options_(options),
+      alive_(std::make_shared<bool>(true)) {
+  TIDAL_ASSERT(transport_ != nullptr);
+  TIDAL_ASSERT(options_.slice_bytes > 0);
+  batches_.emplace_back();  // index 0 is never handed out, so no handle packs to 0
+  segments_.emplace_back();
+  slices_.emplace_back();
+  completion_buf_.resize(64);
+}
+
+TransferEngine::~TransferEngine() { *alive_ = false; }
+
+Task<Status> TransferEngine::Start() {
+  if (started_) co_return Status(ErrorCode::INVALID_PARAMS, "engine already started");
+  TransportInstall install;
+  install.env = &env_;
+  install.segment_name = segment_name_;
+  std::weak_ptr<bool> alive = alive_;
+  install.on_ready = [this, alive]() {
+    // May run on a backend thread: only flip the flag and post.
+    auto a = alive.lock();
+    if (!a || !*a) return;
+    OnReady();
+  };
+  TIDAL_CO_RETURN_IF_ERROR(transport_->Install(install));
+  incarnation_ = env_.RandomU64() | 1;  // never 0
+  started_ = true;
+  co_return co_await Publish();
+}
+
+Task<Status> TransferEngine::Stop() {
+  if (!started_) co_return Status(ErrorCode::INVALID_PARAMS, "engine not started");
+  started_ = false;
+  co_return co_await metadata_.Delete(SegmentKey(segment_name_));
+}
+
+Task<Status> TransferEngine::Publish() {
+  SegmentDescriptor d;
+  d.name = segment_name_;
+  d.transport = std::string(transport_->Name());
+  d.address = transport_->LocalAddress();
+  d.incarnation = incarnation_;
+  d.regions = registry_.List();
+  co_return co_await metadata_.Put(SegmentKey(segment_name_), EncodeSegment(d));
+}
+
+Task<Result<uint64_t>> TransferEngine::RegisterMemory(void* addr, uint64_t length,
+                                                      Location location) {
+  const uint64_t a = reinterpret_cast<uint64_t>(addr);
+  TIDAL_CO_RETURN_IF_ERROR(registry_.CheckAdd(a, length));
+  const TransportCaps caps = transport_->Capabilities();
+  if (!location.is_host() && !caps.host_to_cuda && !caps.cuda_to_cuda) {
+    co_return Status(ErrorCode::UNSUPPORTED, std::string(transport_->Name()) +
+                                                 " transport cannot reach " + location.ToString());
+  }
+  Result<uint64_t> rkey = transport_->RegisterMemory(a, length, location);
+  if (!rkey.ok()) co_return rkey.status();
+  TIDAL_ASSERT(*rkey != 0);
+  Status added = registry_.Add(RegionInfo{a, length, location, *rkey});
+  TIDAL_ASSERT(added.ok());  // CheckAdd passed and nothing ran in between
+  if (started_) {
+    Status published = co_await Publish();
+    if (!published.ok()) {
+      // All or nothing: a region peers cannot see is not registered.
+      (void)registry_.Remove(a);
+      (void)transport_->UnregisterMemory(a, length);
+      co_return published;
+    }
+  }
+  co_return *rkey;
+}
+
+Task<Status> TransferEngine::UnregisterMemory(void* addr) {
+  const uint64_t a = reinterpret_cast<uint64_t>(addr);
+  Result<RegionInfo> removed = registry_.Remove(a);
+  if (!removed.ok()) co_return removed.status();
+  Status s = transport_->UnregisterMemory(a, removed->length);
+  if (!s.ok()) {
+    TIDAL_ASSERT(registry_.Add(*removed).ok());
+    co_return s;
+  }
+  if (started_) co_return co_await Publish();
+  co_return Status();
+}
+
+Task<Result<SegmentHandle>> TransferEngine::OpenSegment(std::string name) {
+  auto cached = segment_by_name_.find(name);
+  uint64_t dead_incarnation = 0;
+  if (cached != segment_by_name_.end()) {
+    SegmentEntry& e = *segments_[cached->second];
+    if (!e.dead) co_return SegmentHandle{Pack(cached->second, e.generation)};
+    dead_incarnation = e.desc.incarnation;
+  }
+  Result<std::string> blob = co_await metadata_.Get(SegmentKey(name));
+  if (!blob.ok()) {
+    if (blob.code() == ErrorCode::OBJECT_NOT_FOUND) {
+      co_return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment '" + name + "' is not published");
+    }
+    co_return blob.status();
+  }
+  Result<SegmentDescriptor> desc = DecodeSegment(*blob);
+  if (!desc.ok()) co_return desc.status();
+  if (desc->name != name) {
+    co_return Status(ErrorCode::CORRUPT_INPUT, "descriptor under '" + name + "' names '" +
+                                                   desc->name + "'");
+  }
+  if (dead_incarnation != 0 && desc->incarnation == dead_incarnation) {
+    co_return Status(ErrorCode::PEER_UNREACHABLE,
+                     "segment '" + name + "' was found unreachable and has not restarted");
+  }
+  // The lookup suspended: another coroutine may have opened it meanwhile.
+  cached = segment_by_name_.find(name);
+  if (cached != segment_by_name_.end()) {
+    SegmentEntry& e = *segments_[cached->second];
+    if (!e.dead && e.desc.incarnation == desc->incarnation) {
+      co_return SegmentHandle{Pack(cached->second, e.generation)};
+    }
+    (void)CloseSegment(SegmentHandle{Pack(cached->second, e.generation)});
+  }
+  Result<PeerId> peer = transport_->Connect(*desc);
+  if (!peer.ok()) co_return peer.status();
+  uint32_t index = 0;
+  for (uint32_t i = 1; i < segments_.size(); ++i) {
+    if (!segments_[i]->live) {
+      index = i;
+      break;
+    }
+  }
+  if (index == 0) {
+    index = static_cast<uint32_t>(segments_.size());
+    segments_.push_back(std::make_unique<SegmentEntry>());
+  }
+  SegmentEntry& e = *segments_[index];
+  e.live = true;
+  e.dead = false;
+  e.desc = std::move(*desc);
+  e.peer = *peer;
+  segment_by_name_[name] = index;
+  co_return SegmentHandle{Pack(index, e.generation)};
+}
+
+TransferEngine::SegmentEntry* TransferEngine::FindSegment(SegmentHandle h) {
+  const uint32_t i = IndexOf(h.value);
+  if (i == 0 || i >= segments_.size()) return nullptr;
+  SegmentEntry* e = segments_[i].get();
+  return e->live && e->generation == GenerationOf(h.value) ? e : nullptr;
+}
+const TransferEngine::SegmentEntry* TransferEngine::FindSegment(SegmentHandle h) const {
+  return const_cast<TransferEngine*>(this)->FindSegment(h);
+}
+
+Status TransferEngine::CloseSegment(SegmentHandle handle) {
+  SegmentEntry* e = FindSegment(handle);
+  if (e == nullptr) return Status(ErrorCode::INVALID_PARAMS, "segment handle is not open");
+  auto it = segment_by_name_.find(e->desc.name);
+  if (it != segment_by_name_.end() && it->second == IndexOf(handle.value)) {
+    segment_by_name_.erase(it);
+  }
+  e->live = false;
+  e->dead = false;
+  ++e->generation;
+  return Status();
+}
+
+Result<SegmentDescriptor> TransferEngine::DescribeSegment(SegmentHandle handle) const {
+  const SegmentEntry* e = FindSegment(handle);
+  if (e == nullptr) return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle is stale");
+  return e->desc;
+}
+
+void TransferEngine::MarkPeerDead(uint32_t segment_index) {
+  if (segment_index == 0 || segment_index >= segments_.size()) return;
+  SegmentEntry& e = *segments_[segment_index];
+  if (!e.live) return;
+  // Field bug 11: a vanished peer must not stay in the cache as if healthy. Requests to
+  // this handle now fail at once, and OpenSegment looks the segment up afresh.
+  e.dead = true;
+}
+
+Result<BatchId> TransferEngine::AllocateBatch(size_t capacity) {
+  if (capacity == 0 || capacity > options_.max_batch_size) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "batch capacity " + std::to_string(capacity) + " is outside [1, " +
+                      std::to_string(options_.max_batch_size) + "]");
+  }
+  if (live_batches_ >= options_.max_batches) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                  "all " + std::to_string(options_.max_batches) + " batches are allocated");
+  }
+  uint32_t index;
+  if (!free_batches_.empty()) {
+    index = free_batches_.back();
+    free_batches_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(batches_.size());
+    batches_.push_back(std::make_unique<Batch>());
+  }
+  Batch& b = *batches_[index];
+  TIDAL_ASSERT(!b.live && b.pending == 0 && b.waiters.empty());
+  b.live = true;
+  b.capacity = capacity;
+  b.requests.clear();
+  b.requests.reserve(std::min<size_t>(capacity, 1024));
+  ++live_batches_;
+  return BatchId{Pack(index, b.generation)};
+}
+
+TransferEngine::Batch* TransferEngine::FindBatch(BatchId id) {
+  const uint32_t i = IndexOf(id.value);
+  if (i == 0 || i >= batches_.size()) return nullptr;
+  Batch* b = batches_[i].get();
+  return b->live && b->generation == GenerationOf(id.value) ? b : nullptr;
+}
+const TransferEngine::Batch* TransferEngine::FindBatch(BatchId id) const {
+  return const_cast<TransferEngine*>(this)->FindBatch(id);
+}
+
+Status TransferEngine::FreeBatch(BatchId batch) {
+  Batch* b = FindBatch(batch);
+  if (b == nullptr) return Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
+  if (b->pending > 0) {
+    return Status(ErrorCode::BATCH_BUSY,
+                  std::to_string(b->pending) + " requests of the batch are still PENDING");
+  }
+  TIDAL_ASSERT(b->waiters.empty());
+  for (TimerId t : b->timers) env_.CancelTimer(t);
+  b->timers.clear();
+  b->live = false;
+  ++b->generation;  // every outstanding BatchId of it is now stale
+  b->requests.clear();
+  free_batches_.push_back(IndexOf(batch.value));
+  --live_batches_;
+  return Status();
+}
+
+Status TransferEngine::ValidateRequest(const TransferRequest& r, const SegmentEntry** seg,
+                                       RegionInfo* local, const RegionInfo** remote) const {
+  if (r.length == 0) return Status(ErrorCode::INVALID_PARAMS, "request length is zero");
+  *seg = FindSegment(r.segment);
+  if (*seg == nullptr) return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle is stale");
+  if ((*seg)->dead) {
+    return Status(ErrorCode::PEER_UNREACHABLE,
+                  "segment '" + (*seg)->desc.name + "' was found unreachable");
+  }
+  Result<RegionInfo> l = registry_.FindLocal(r.local_addr, r.length);
+  if (!l.ok()) return l.status();
+  *local = *l;
+  *remote = (*seg)->desc.FindRegion(r.remote_addr, r.length);
+  if (*remote == nullptr) {
+    return Status(ErrorCode::REMOTE_ACCESS_DENIED,
+                  "remote range is outside every region segment '" + (*seg)->desc.name +
+                      "' exports");
+  }
+  const TransportCaps caps = transport_->Capabilities();
+  const bool lh = local->location.is_host(), rh = (*remote)->location.is_host();
+  const bool path = (lh && rh) ? caps.host_to_host
+                    : (lh != rh) ? caps.host_to_cuda
+                                 : caps.cuda_to_cuda;
+  if (!path) {
+    return Status(ErrorCode::UNSUPPORTED, std::string(transport_->Name()) + " has no path " +
+                                              local->location.ToString() + " -> " +
+                                              (*remote)->location.ToString());
+  }
+  return Status();
+}
+
+uint64_t TransferEngine::AllocSlice() {
+  uint32_t index;
+  if (!free_slices_.empty()) {
+    index = free_slices_.back();
+    free_slices_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(slices_.size());
+    slices_.emplace_back();
+  }
+  Slice& s = slices_[index];
+  TIDAL_ASSERT(!s.live);
+  s.live = true;
+  return Pack(index, s.generation);
+}
+
+std::vector<Status> TransferEngine::Submit(BatchId batch,
+                                           std::span<const TransferRequest> requests) {
+  std::vector<Status> result(requests.size());
+  Batch* b = FindBatch(batch);
+  if (b == nullptr) {
+    for (Status& s : result) s = Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
+    return result;
+  }
+  const uint32_t first = static_cast<uint32_t>(b->requests.size());
+  std::vector<TransportTask> tasks;
+  std::vector<uint32_t> task_request;  // request index of each task
+  tasks.reserve(requests.size());
+  task_request.reserve(requests.size());
+  for (size_t k = 0; k < requests.size(); ++k) {
+    const TransferRequest& r = requests[k];
+    if (b->requests.size() >= b->capacity) {
+      result[k] = Status(ErrorCode::INVALID_PARAMS,
+                         "batch is full (capacity " + std::to_string(b->capacity) + ")");
+      continue;  // no slot: nothing is recorded for it
+    }
+    const uint32_t index = static_cast<uint32_t>(b->requests.size());
+    RequestState& state = b->requests.emplace_back();
+    state.length = r.length;
+    ++stats_.requests_submitted;
+    const SegmentEntry* seg = nullptr;
+    RegionInfo local;
+    const RegionInfo* remote = nullptr;
+    Status valid = ValidateRequest(r, &seg, &local, &remote);
+    if (!valid.ok()) {
+      state.status = {TransferState::FAILED, 0, valid.code()};
+      ++stats_.requests_failed;
+      result[k] = std::move(valid);
+      continue;
+    }
+    ++b->pending;
+    const uint64_t slices = (r.length + options_.slice_bytes - 1) / options_.slice_bytes;
+    for (uint64_t s = 0; s < slices; ++s) {
+      const uint64_t offset = s * options_.slice_bytes;
+      const uint64_t id = AllocSlice();
+      Slice& slice = slices_[IndexOf(id)];
+      slice.batch = batch.value;
+      slice.request = index;
+      slice.segment = IndexOf(r.segment.value);
+      slice.local_region = local.addr;
+      registry_.AddInFlight(local.addr, +1);
+      TransportTask t;
+      t.task_id = id;
+      t.kind = r.op == TransferOp::kRead ? TransportTask::Kind::kRead
+                                         : TransportTask::Kind::kWrite;
+      t.peer = seg->peer;
+      t.local_addr = r.local_addr + offset;
+      t.remote_addr = r.remote_addr + offset;
+      t.length = std::min(options_.slice_bytes, r.length - offset);
+      t.rkey = remote->rkey;
+      tasks.push_back(t);
+      task_request.push_back(index);
+      if (slices == 1) {
+        state.single_task = id;
+      } else {
+        state.tasks.push_back(id);
+      }
+      ++state.outstanding;
+    }
+  }
+  if (tasks.empty()) return result;
+  std::vector<Status> accepted(tasks.size());
+  transport_->Submit(tasks, accepted);
+  stats_.slices_submitted += tasks.size();
+  // A slice the transport refused never completes: account for it now.
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    if (accepted[t].ok()) continue;
+    Slice& slice = slices_[IndexOf(tasks[t].task_id)];
+    registry_.AddInFlight(slice.local_region, -1);
+    slice.live = false;
+    ++slice.generation;
+    free_slices_.push_back(IndexOf(tasks[t].task_id));
+    RequestState& state = b->requests[task_request[t]];
+    if (state.first_error == ErrorCode::OK) state.first_error = accepted[t].code();
+    // Only the requests past capacity lack a slot, and they come last, so batch index
+    // first + k is request k.
+    const size_t k = task_request[t] - first;
+    if (k < result.size() && result[k].ok()) result[k] = accepted[t];
+    TIDAL_ASSERT(state.outstanding > 0);
+    if (--state.outstanding == 0) {
+      FinishRequest(*b, task_request[t], state, TransferState::FAILED, state.first_error);
+    }
+  }
+  if (b->live && b->pending > 0) {
+    const uint32_t count = static_cast<uint32_t>(b->requests.size()) - first;
+    const uint64_t value = batch.value;
+    std::weak_ptr<bool> alive = alive_;
+    TimerId t = env_.ScheduleAfter(options_.transfer_timeout_ns, [this, alive, value, first, count]() {
+      auto a = alive.lock();
+      if (a && *a) OnDeadline(value, first, count);
+    });
+    b->timers.push_back(t);
+  }
+  return result;
+}
+
+void TransferEngine::FinishRequest(Batch& b, uint32_t batch_index, RequestState& r,
+                                   TransferState state, ErrorCode error) {
+  TIDAL_ASSERT(r.status.state == TransferState::PENDING);
+  TIDAL_ASSERT(state != TransferState::PENDING);
+  TIDAL_ASSERT((state == TransferState::COMPLETED) == (error == ErrorCode::OK));
+  TIDAL_ASSERT(state != TransferState::COMPLETED || r.status.bytes_transferred == r.length);
+  r.status.state = state;
+  r.status.error = error;
+  switch (state) {
+    case TransferState::COMPLETED:
+      ++stats_.requests_completed;
+      stats_.bytes_completed += r.length;
+      break;
+    case TransferState::TIMED_OUT: ++stats_.requests_timed_out; break;
+    default: ++stats_.requests_failed; break;
+  }
+  TIDAL_ASSERT(b.pending > 0);
+  if (--b.pending == 0) {
+    for (TimerId t : b.timers) env_.CancelTimer(t);
+    b.timers.clear();
+    for (auto h : b.waiters) env_.Post([h]() { h.resume(); });
+    b.waiters.clear();
+  }
+  (void)batch_index;
+}
+
+void TransferEngine::OnDeadline(uint64_t batch_value, uint32_t first, uint32_t count) {
+  Batch* b = FindBatch(BatchId{batch_value});
+  if (b == nullptr) return;
+  for (uint32_t i = first; i < first + count && i < b->requests.size(); ++i) {
+    RequestState& r = b->requests[i];
+    if (r.status.state != TransferState::PENDING) continue;
+    FinishRequest(*b, i, r, TransferState::TIMED_OUT, ErrorCode::TRANSFER_TIMEOUT);
+    // The slices still complete (after Cancel at the latest) for in-flight accounting;
+    // their results no longer change this request.
+    if (r.tasks.empty()) {
+      if (slices_[IndexOf(r.single_task)].live) (void)transport_->Cancel(r.single_task);
+    } else {
+      for (uint64_t id : r.tasks) {
+        const Slice& s = slices_[IndexOf(id)];
+        if (s.live && s.generation == GenerationOf(id)) (void)transport_->Cancel(id);
+      }
+    }
+  }
+}
+
+Result<TransferStatus> TransferEngine::GetStatus(BatchId batch, size_t index) const {
+  const Batch* b = FindBatch(batch);
+  if (b == nullptr) return Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
+  if (index >= b->requests.size()) {
+    return Status(ErrorCode::INVALID_PARAMS, "request index " + std::to_string(index) +
+                                                 " was never submitted to this batch");
+  }
+  return b->requests[index].status;
+}
+
+Result<size_t> TransferEngine::BatchSize(BatchId batch) const {
+  const Batch* b = FindBatch(batch);
+  if (b == nullptr) return Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
+  return b->requests.size();
+}
+
+Task<Status> TransferEngine::WaitBatch(BatchId batch) {
+  Batch* b = FindBatch(batch);
+  if (b == nullptr) co_return Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
+  if (b->pending > 0) {
+    struct Awaiter {
+      Batch* b;
+      bool await_ready() noexcept { return b->pending == 0; }
+      void await_suspend(std::coroutine_handle<> h) { b->waiters.push_back(h); }
+      void await_resume() noexcept {}
+    };
+    co_await Awaiter{b};
+  }
+  co_return Status();
+}
+
+Status TransferEngine::CancelBatch(BatchId batch) {
+  Batch* b = FindBatch(batch);
+  if (b == nullptr) return Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
+  for (uint32_t i = 0; i < b->requests.size() && b->live; ++i) {
+    RequestState& r = b->requests[i];
+    if (r.status.state != TransferState::PENDING) continue;
+    FinishRequest(*b, i, r, TransferState::CANCELED, ErrorCode::TRANSFER_CANCELED);
+    if (r.tasks.empty()) {
+      if (slices_[IndexOf(r.single_task)].live) (void)transport_->Cancel(r.single_task);
+    } else {
+      for (uint64_t id : r.tasks) {
+        const Slice& s = slices_[IndexOf(id)];
+        if (s.live && s.generation == GenerationOf(id)) (void)transport_->Cancel(id);
+      }
+    }
+  }
+  return Status();
+}
+
+Task<std::vector<TransferStatus>> TransferEngine::TransferSync(
+    std::span<const TransferRequest> requests) {
+  std::vector<TransferStatus> out(requests.size());
+  if (requests.empty()) co_return out;
+  Result<BatchId> batch = AllocateBatch(requests.size());
+  if (!batch.ok()) {
+    for (TransferStatus& s : out) s = {TransferState::FAILED, 0, batch.code()};
+    co_return out;
+  }
+  (void)Submit(*batch, requests);
+  (void)co_await WaitBatch(*batch);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    Result<TransferStatus> s = GetStatus(*batch, i);
+    TIDAL_ASSERT(s.ok());
+    TIDAL_ASSERT(s->state != TransferState::PENDING);
+    out[i] = *s;
+  }
+  TIDAL_ASSERT(FreeBatch(*batch).ok());
+  co_return out;
+}
+
+Task<Status> TransferEngine::Probe(SegmentHandle handle) {
+  SegmentEntry* e = FindSegment(handle);
+  if (e == nullptr) co_return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle is stale");
+  if (e->dead) co_return Status(ErrorCode::PEER_UNREACHABLE, "peer was found unreachable");
+  const uint64_t id = AllocSlice();
+  Slice& slice = slices_[IndexOf(id)];
+  slice.batch = kProbeBatch;
+  slice.segment = IndexOf(handle.value);
+  slice.local_region = 0;
+  TransportTask t;
+  t.task_id = id;
+  t.kind = TransportTask::Kind::kProbe;
+  t.peer = e->peer;
+  Status accepted;
+  transport_->Submit(std::span<const TransportTask>(&t, 1), std::span<Status>(&accepted, 1));
+  if (!accepted.ok()) {
+    slice.live = false;
+    ++slice.generation;
+    free_slices_.push_back(IndexOf(id));
+    co_return accepted;
+  }
+  Waiter waiter(env_);
+  probes_[id] = &waiter;
+  std::weak_ptr<bool> alive = alive_;
+  waiter.timer = env_.ScheduleAfter(options_.probe_timeout_ns, [this, alive, id]() {
+    auto a = alive.lock();
+    if (!a || !*a) return;
+    auto it = probes_.find(id);
+    if (it == probes_.end()) return;
+    Waiter* w = it->second;
+    probes_.erase(it);
+    w->done.Set(Status(ErrorCode::TRANSFER_TIMEOUT, "peer did not answer the probe in time"));
+    (void)transport_->Cancel(id);
+  });
+  Status result = co_await waiter.done.Wait();
+  if (result.code() == ErrorCode::PEER_UNREACHABLE) MarkPeerDead(IndexOf(handle.value));
+  co_return result;
+}
+
+Status TransferEngine::Notify(SegmentHandle handle, std::string_view payload) {
+  if (!transport_->Capabilities().notifications) {
+    return Status(ErrorCode::UNSUPPORTED, "transport has no notifications");
+  }
+  SegmentEntry* e = FindSegment(handle);
+  if (e == nullptr) return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle is stale");
+  if (e->dead) return Status(ErrorCode::PEER_UNREACHABLE, "peer was found unreachable");
+  return transport_->SendNotify(e->peer, payload);
+}
+
+void TransferEngine::SetNotifyHandler(std::function<void(Notification)> handler) {
+  notify_handler_ = std::move(handler);
+  if (notify_handler_) {
+    std::vector<Notification> queued = std::move(notifications_);
+    notifications_.clear();
+    for (Notification& n : queued) notify_handler_(std::move(n));
+  }
+}
+
+std::vector<Notification> TransferEngine::TakeNotifications() {
+  std::vector<Notification> out = std::move(notifications_);
+  notifications_.clear();
+  return out;
+}
+
+void TransferEngine::OnReady() {
+  if (drain_posted_.exchange(true)) return;
+  std::weak_ptr<bool> alive = alive_;
+  env_.Post([this, alive]() {
+    auto a = alive.lock();
+    if (!a || !*a) return;
+    drain_posted_.store(false);
+    Drain();
+  });
+}
+
+void TransferEngine::Drain() {
+  for (;;) {
+    const size_t n = transport_->PollCompletions(completion_buf_);
+    for (size_t i = 0; i < n; ++i) OnSliceDone(completion_buf_[i]);
+    if (n < completion_buf_.size()) break;
+  }
+  std::vector<Notification> incoming;
+  transport_->PollNotifies(incoming, SIZE_MAX);
+  for (Notification& n : incoming) {
+    if (notify_handler_) {
+      notify_handler_(std::move(n));
+    } else {
+      notifications_.push_back(std::move(n));
+    }
+  }
+}
+
+void TransferEngine::OnSliceDone(const TransportCompletion& c) {
+  const uint32_t index = IndexOf(c.task_id);
+  TIDAL_ASSERT(index != 0 && index < slices_.size());
+  Slice& slice = slices_[index];
+  TIDAL_ASSERT_MSG(slice.live && slice.generation == GenerationOf(c.task_id),
+                   "completion for a task that is not outstanding");
+  const Slice done = slice;
+  slice.live = false;
+  ++slice.generation;
+  free_slices_.push_back(index);
+  if (done.local_region != 0) registry_.AddInFlight(done.local_region, -1);
+  if (c.code == ErrorCode::PEER_UNREACHABLE) MarkPeerDead(done.segment);
+
+  if (done.batch == kProbeBatch) {
+    auto it = probes_.find(c.task_id);
+    if (it == probes_.end()) return;  // timed out already
+    Waiter* w = it->second;
+    probes_.erase(it);
+    env_.CancelTimer(w->timer);
+    w->done.Set(c.code == ErrorCode::OK ? Status()
+                                        : Status(c.code, "probe failed"));
+    return;
+  }
+  Batch* b = FindBatch(BatchId{done.batch});
+  if (b == nullptr) return;  // freed after it timed out or was canceled
+  TIDAL_ASSERT(done.request < b->requests.size());
+  RequestState& r = b->requests[done.request];
+  if (r.status.state != TransferState::PENDING) return;
+  TIDAL_ASSERT(r.outstanding > 0);
+  r.status.bytes_transferred += c.bytes_transferred;
+  TIDAL_ASSERT(r.status.bytes_transferred <= r.length);
+  if (c.code != ErrorCode::OK && r.first_error == ErrorCode::OK) r.first_error = c.code;
+  if (--r.outstanding > 0) return;
+  if (r.first_error == ErrorCode::OK) {
+    FinishRequest(*b, done.request, r, TransferState::COMPLETED, ErrorCode::OK);
+  } else {
+    FinishRequest(*b, done.request, r, TransferState::FAILED, r.first_error);
+  }
+}
+
+}  // namespace tidal

@@ -1,0 +1,69 @@
+#include "tidal/sim/tape.h"
+
+#include <cstring>
+
+namespace tidal::sim {
+
+namespace {
+uint64_t SplitMix(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+}  // namespace
+
+Tape Tape::FromSeed(uint64_t seed) {
+  Tape t;
+  t.source_ = Source::kSeed;
+  t.seed_ = seed;
+  uint64_t x = seed;
+  for (uint64_t& s : t.s_) s = SplitMix(x);
+  return t;
+}
+
+Tape Tape::FromBytes(std::span<const uint8_t> bytes) {
+  Tape t;
+  t.source_ = Source::kBytes;
+  t.draws_.resize((bytes.size() + 7) / 8, 0);
+  if (!bytes.empty()) std::memcpy(t.draws_.data(), bytes.data(), bytes.size());
+  return t;
+}
+
+Tape Tape::FromDraws(std::vector<uint64_t> draws) {
+  Tape t;
+  t.source_ = Source::kDraws;
+  t.draws_ = std::move(draws);
+  return t;
+}
+
+uint64_t Tape::Next() {
+  uint64_t v;
+  if (source_ == Source::kSeed) {
+    // xoshiro256**
+    v = Rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = Rotl(s_[3], 45);
+  } else {
+    v = position_ < draws_.size() ? draws_[position_] : 0;
+  }
+  ++position_;
+  if (recording_) recorded_.push_back(v);
+  return v;
+}
+
+uint64_t Tape::Below(uint64_t bound) {
+  if (bound <= 1) {
+    (void)Next();  // still one draw, so the tape's layout does not depend on bounds
+    return 0;
+  }
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * bound) >> 64);
+}
+
+}  // namespace tidal::sim
