@@ -37,6 +37,21 @@ struct TransferEngine::RequestState {
   ErrorCode first_error = ErrorCode::OK;
   uint64_t single_task = 0;         // the slice of a one-slice request
   std::vector<uint64_t> tasks;      // the slices of a multi-slice request
+  std::vector<uint64_t> moved;      // per slice of a multi-slice request: bytes, or kNotDone
+
+  static constexpr uint64_t kNotDone = UINT64_MAX;
+  // The bytes known to have arrived as one prefix of the request: every slice up to the
+  // first that did not fully complete, plus what that one moved (its own prefix).
+  uint64_t Prefix(uint64_t slice_bytes) const {
+    uint64_t total = 0;
+    for (size_t i = 0; i < moved.size(); ++i) {
+      const uint64_t want = std::min(slice_bytes, length - i * slice_bytes);
+      if (moved[i] == kNotDone) break;
+      total += moved[i];
+      if (moved[i] != want) break;
+    }
+    return total;
+  }
 };
 
 struct TransferEngine::Batch {
@@ -56,6 +71,8 @@ struct TransferEngine::Slice {
   uint32_t request = 0;
   uint32_t segment = 0;        // segment index
   uint64_t local_region = 0;   // start of the local region (in-flight accounting), 0: none
+  uint64_t length = 0;
+  uint32_t index = 0;          // which slice of its request
 };
 
 struct TransferEngine::SegmentEntry {
@@ -404,6 +421,8 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
       slice.request = index;
       slice.segment = IndexOf(r.segment.value);
       slice.local_region = local.addr;
+      slice.length = std::min(options_.slice_bytes, r.length - offset);
+      slice.index = static_cast<uint32_t>(s);
       registry_.AddInFlight(local.addr, +1);
       TransportTask t;
       t.task_id = id;
@@ -420,6 +439,7 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
         state.single_task = id;
       } else {
         state.tasks.push_back(id);
+        state.moved.push_back(RequestState::kNotDone);
       }
       ++state.outstanding;
     }
@@ -698,9 +718,20 @@ void TransferEngine::OnSliceDone(const TransportCompletion& c) {
   RequestState& r = b->requests[done.request];
   if (r.status.state != TransferState::PENDING) return;
   TIDAL_ASSERT(r.outstanding > 0);
-  r.status.bytes_transferred += c.bytes_transferred;
+  // A transport that breaks its contract (more bytes than asked, OK with fewer) must not
+  // make a request look complete: clamp and call it short. ContractChecker reports it.
+  const uint64_t moved = std::min(c.bytes_transferred, done.length);
+  ErrorCode code = c.code;
+  if (code == ErrorCode::OK && moved != done.length) code = ErrorCode::TRANSFER_INCOMPLETE;
+  if (r.moved.empty()) {
+    r.status.bytes_transferred = moved;
+  } else {
+    TIDAL_ASSERT(done.index < r.moved.size() && r.moved[done.index] == RequestState::kNotDone);
+    r.moved[done.index] = moved;
+    r.status.bytes_transferred = r.Prefix(options_.slice_bytes);
+  }
   TIDAL_ASSERT(r.status.bytes_transferred <= r.length);
-  if (c.code != ErrorCode::OK && r.first_error == ErrorCode::OK) r.first_error = c.code;
+  if (code != ErrorCode::OK && r.first_error == ErrorCode::OK) r.first_error = code;
   if (--r.outstanding > 0) return;
   if (r.first_error == ErrorCode::OK) {
     FinishRequest(*b, done.request, r, TransferState::COMPLETED, ErrorCode::OK);

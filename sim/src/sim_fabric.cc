@@ -14,7 +14,10 @@ SimFabric::SimFabric(SimFabricOptions options) : options_(std::move(options)) {
     sim_transports_.push_back(sim.get());
     std::unique_ptr<Transport> transport = std::move(sim);
     if (options_.contract_checker) {
-      transport = std::make_unique<ContractChecker>(std::move(transport));
+      auto checker =
+          std::make_unique<ContractChecker>(std::move(transport), options_.checker_aborts);
+      checkers_.push_back(checker.get());
+      transport = std::move(checker);
     }
     engines_.push_back(std::make_unique<TransferEngine>(world_->env(i), std::move(transport),
                                                         metadata_, NodeName(i),
@@ -53,6 +56,14 @@ void SimFabric::CopyOut(void* host_target, const void* fabric_source, size_t byt
 
 void SimFabric::CopyIn(void* fabric_target, const void* host_source, size_t bytes) {
   std::memcpy(fabric_target, host_source, bytes);
+}
+
+std::vector<std::string> SimFabric::ContractViolations() const {
+  std::vector<std::string> out;
+  for (const ContractChecker* c : checkers_) {
+    out.insert(out.end(), c->violations().begin(), c->violations().end());
+  }
+  return out;
 }
 
 Status SimFabric::Crash(size_t node) {

@@ -172,6 +172,11 @@ void SimTransport::Execute(uint64_t task_id) {
       if (t.length == 1 && r.ok()) remote_addr = r->addr + r->length;
     }
     Status remote = target->registry_.CheckRemote(remote_addr, t.length, rkey);
+    if (world_.options().planted_bug == PlantedBug::kIgnoreRemoteKey &&
+        remote.code() == ErrorCode::REMOTE_ACCESS_DENIED &&
+        target->registry_.FindLocal(remote_addr, t.length).ok()) {
+      remote = Status();  // planted bug: a wrong key is let through
+    }
     Result<RegionInfo> local = registry_.FindLocal(t.local_addr, t.length);
     if (!remote.ok()) {
       c.code = remote.code();
@@ -193,6 +198,12 @@ void SimTransport::Execute(uint64_t task_id) {
       }
       c.bytes_transferred = moved;
       c.code = moved == t.length ? ErrorCode::OK : ErrorCode::TRANSFER_INCOMPLETE;
+      if (world_.options().planted_bug == PlantedBug::kShortAsComplete && moved < t.length) {
+        // Planted bug: a short transfer claims every byte, as a TCP write once counted as
+        // complete before the peer had it. Only a check of the bytes can see it.
+        c.code = ErrorCode::OK;
+        c.bytes_transferred = t.length;
+      }
     }
   }
   world_.Record(node_, "xfer.exec", {{"id", task_id},

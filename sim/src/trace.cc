@@ -1,5 +1,6 @@
 #include "tidal/sim/trace.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -88,40 +89,51 @@ void Trace::Record(uint64_t time_ns, int64_t node, std::string_view op, uint64_t
   lines_.push_back(std::move(line));
 }
 
-Status Trace::WriteJsonLines(const std::string& path, std::string_view verdict) const {
+Status Trace::WriteJsonLines(const std::string& path, const std::string& header,
+                             const std::vector<std::string>& lines, uint64_t events,
+                             uint64_t digest, std::string_view verdict) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return Status(ErrorCode::INVALID_PARAMS, "cannot open trace file '" + path + "'");
-  if (!header_.empty()) out << header_ << '\n';
-  for (const std::string& l : lines_) out << l << '\n';
-  char digest[32];
-  std::snprintf(digest, sizeof(digest), "%016llx", static_cast<unsigned long long>(digest_));
-  std::string footer = "{\"footer\":true,\"events\":" + std::to_string(events_) +
-                       ",\"digest\":\"" + digest + "\",\"verdict\":";
+  if (!header.empty()) out << header << '\n';
+  for (const std::string& l : lines) out << l << '\n';
+  char hex[32];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(digest));
+  std::string footer = "{\"footer\":true,\"events\":" + std::to_string(events) +
+                       ",\"digest\":\"" + hex + "\",\"verdict\":";
   AppendJsonString(footer, verdict);
   out << footer << "}\n";
   if (!out) return Status(ErrorCode::INTERNAL_ERROR, "writing trace file '" + path + "' failed");
   return Status();
 }
 
-Status Trace::WriteChromeTrace(const std::string& path) const {
-  // Instant events, one track (tid) per node, times in microseconds as the format wants.
+Status Trace::WriteChromeTrace(const std::vector<std::string>& lines, const std::string& path) {
+  // Instant events, one track (tid) per node, times in microseconds as the format wants;
+  // metadata events name the tracks "node0", "node1", ... and "world".
+  constexpr int64_t kWorldTid = 999;
   nlohmann::json events = nlohmann::json::array();
-  for (const std::string& l : lines_) {
+  std::vector<int64_t> tids;
+  for (const std::string& l : lines) {
     nlohmann::json e = nlohmann::json::parse(l, nullptr, false);
-    if (e.is_discarded()) continue;
+    if (e.is_discarded() || !e.contains("node") || !e.contains("t")) continue;
     nlohmann::json args = nlohmann::json::object();
     for (auto it = e.begin(); it != e.end(); ++it) {
       if (it.key() != "t" && it.key() != "node" && it.key() != "op") args[it.key()] = it.value();
     }
     const int64_t node = e["node"].get<int64_t>();
+    const int64_t tid = node < 0 ? kWorldTid : node;
+    if (std::find(tids.begin(), tids.end(), tid) == tids.end()) tids.push_back(tid);
     events.push_back({{"name", e["op"]},
                       {"cat", "tidal"},
                       {"ph", "i"},
                       {"s", "t"},
                       {"ts", e["t"].get<uint64_t>() / 1000.0},
                       {"pid", 1},
-                      {"tid", node < 0 ? 999 : node},
+                      {"tid", tid},
                       {"args", args}});
+  }
+  for (int64_t tid : tids) {
+    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", 1}, {"tid", tid},
+                      {"args", {{"name", tid == kWorldTid ? "world" : "node" + std::to_string(tid)}}}});
   }
   nlohmann::json doc = {{"traceEvents", events}, {"displayTimeUnit", "ns"}};
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

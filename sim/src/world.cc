@@ -36,6 +36,25 @@ bool SimEnv::CancelTimer(TimerId id) { return world_.CancelTimer(id); }
 
 bool SimEnv::RunUntil(const std::function<bool()>& done) { return world_.RunUntil(done); }
 
+std::string_view PlantedBugName(PlantedBug bug) {
+  switch (bug) {
+    case PlantedBug::kNone: return "none";
+    case PlantedBug::kShortAsComplete: return "short_as_complete";
+    case PlantedBug::kIgnoreRemoteKey: return "ignore_remote_key";
+  }
+  return "unknown";
+}
+
+Result<PlantedBug> ParsePlantedBug(std::string_view name) {
+  for (PlantedBug b : {PlantedBug::kNone, PlantedBug::kShortAsComplete,
+                       PlantedBug::kIgnoreRemoteKey}) {
+    if (PlantedBugName(b) == name) return b;
+  }
+  return Status(ErrorCode::INVALID_PARAMS,
+                "unknown planted bug '" + std::string(name) +
+                    "' (none, short_as_complete, ignore_remote_key)");
+}
+
 // ---- World ------------------------------------------------------------------------
 
 namespace {

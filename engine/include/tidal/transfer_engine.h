@@ -8,11 +8,14 @@
 //
 // States: PENDING, then exactly one terminal state that never changes again:
 //   COMPLETED  all `length` bytes arrived (for WRITE: visible at the target);
-//   FAILED     `error` says why; a short transfer is TRANSFER_INCOMPLETE and
-//              `bytes_transferred` is the true count of bytes that moved;
-//   TIMED_OUT  the deadline (options.transfer_timeout_ns) passed; error TRANSFER_TIMEOUT,
-//              bytes_transferred the bytes confirmed by then;
+//   FAILED     `error` is the first failure of any of the request's slices (a short
+//              slice is TRANSFER_INCOMPLETE);
+//   TIMED_OUT  the deadline (options.transfer_timeout_ns) passed; error TRANSFER_TIMEOUT;
 //   CANCELED   CancelBatch reached it first; error TRANSFER_CANCELED.
+// `bytes_transferred` is always a prefix that truly arrived: bytes [0, n) of the request
+// moved. For a one-slice request that is every byte that moved. Slices of a large request
+// run in parallel, so bytes after that prefix may have moved too (each slice moved all of
+// its bytes, a prefix of them, or none); callers must treat them as unknown.
 //
 // Threading: not thread-safe. Every method is called on the Env's executor (inside a
 // coroutine, or through RunBlocking at the outermost API). Methods returning Task

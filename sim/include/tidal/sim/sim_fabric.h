@@ -11,12 +11,17 @@
 #include "tidal/sim/sim_transport.h"
 #include "tidal/sim/world.h"
 
+namespace tidal {
+class ContractChecker;
+}
+
 namespace tidal::sim {
 
 struct SimFabricOptions {
   WorldOptions world;
   TransferEngineOptions engine;
   bool contract_checker = true;  // wrap every transport in a ContractChecker
+  bool checker_aborts = true;    // a violation aborts (false: recorded, see violations())
 };
 
 class SimFabric final : public Fabric {
@@ -38,12 +43,15 @@ class SimFabric final : public Fabric {
 
   World& world() { return *world_; }
   SimTransport& sim_transport(size_t node) { return *sim_transports_[node]; }
+  // Contract violations recorded by the checkers (with checker_aborts = false).
+  std::vector<std::string> ContractViolations() const;
 
  private:
   SimFabricOptions options_;
   std::unique_ptr<World> world_;
   InMemoryMetadataStore metadata_;
   std::vector<SimTransport*> sim_transports_;  // owned by the engines
+  std::vector<ContractChecker*> checkers_;     // owned by the engines
   std::vector<std::unique_ptr<SimMessenger>> messengers_;
   std::vector<std::unique_ptr<TransferEngine>> engines_;
   std::vector<std::unique_ptr<uint8_t[]>> allocations_;

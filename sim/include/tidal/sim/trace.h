@@ -64,8 +64,16 @@ class Trace {
   const std::string& header() const { return header_; }
 
   // JSON lines: the header, one line per event, then a footer with digest and verdict.
-  Status WriteJsonLines(const std::string& path, std::string_view verdict) const;
-  Status WriteChromeTrace(const std::string& path) const;
+  Status WriteJsonLines(const std::string& path, std::string_view verdict) const {
+    return WriteJsonLines(path, header_, lines_, events_, digest_, verdict);
+  }
+  Status WriteChromeTrace(const std::string& path) const { return WriteChromeTrace(lines_, path); }
+  // The same for lines rendered earlier (one JSON event per line).
+  static Status WriteChromeTrace(const std::vector<std::string>& lines, const std::string& path);
+  // Writes header, lines and a footer {"footer":true,"events","digest","verdict"}.
+  static Status WriteJsonLines(const std::string& path, const std::string& header,
+                               const std::vector<std::string>& lines, uint64_t events,
+                               uint64_t digest, std::string_view verdict);
 
   // Decodes one JSON trace line; CORRUPT_INPUT names what is wrong.
   static Result<TraceEvent> ParseLine(std::string_view line);

@@ -38,6 +38,16 @@ struct LinkModel {
   uint64_t unreachable_detect_ns = 50'000;  // a transfer to a crashed peer fails after this
 };
 
+// Bugs the simulator can plant on purpose, so tests prove the checkers catch them (a
+// checker that cannot fail is a defect). Each mirrors a bug seen in the field.
+enum class PlantedBug : uint8_t {
+  kNone,
+  kShortAsComplete,  // a short transfer is reported OK (a write "complete" before it landed)
+  kIgnoreRemoteKey,  // the target does not check the remote key or window
+};
+std::string_view PlantedBugName(PlantedBug bug);
+Result<PlantedBug> ParsePlantedBug(std::string_view name);
+
 struct WorldOptions {
   uint64_t seed = 1;
   size_t nodes = 2;
@@ -50,6 +60,7 @@ struct WorldOptions {
   std::string replay_command;          // printed on failure
   // Replaces the seed with these bytes as the tape (fuzzing); empty: use the seed.
   std::vector<uint8_t> tape_bytes;
+  PlantedBug planted_bug = PlantedBug::kNone;
 };
 
 class SimEnv final : public Env {

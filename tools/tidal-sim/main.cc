@@ -1,0 +1,384 @@
+// tidal-sim: runs simulated cluster campaigns and replays their traces.
+//
+//   tidal-sim run --seeds 1..1000 --nodes 4 --faults all
+//   tidal-sim run --seed 42 --trace-out run.jsonl --chrome-trace run.json
+//   tidal-sim replay run.jsonl
+//
+// Every run prints its seed, digest and verdict; a failing seed prints the command that
+// replays it. Multi-seed runs show progress and end with a summary; --json prints the
+// same as one JSON document on stdout.
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+#include <sstream>
+#include <string>
+
+#include "tidal/sim/transfer_workload.h"
+
+namespace po = boost::program_options;
+using tidal::Status;
+using tidal::sim::TransferWorkloadOptions;
+using tidal::sim::TransferWorkloadResult;
+
+namespace {
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016" PRIx64, v);
+  return buf;
+}
+
+double WallSeconds() {
+  using clock = std::chrono::steady_clock;
+  static const auto start = clock::now();
+  return std::chrono::duration<double>(clock::now() - start).count();
+}
+
+std::string ReplayCommand(const TransferWorkloadOptions& o, const std::string& script_path) {
+  std::ostringstream c;
+  c << "tidal-sim run --seed " << o.seed << " --nodes " << o.nodes << " --ops " << o.ops_per_node
+    << " --faults " << o.fault_mix;
+  if (!script_path.empty()) c << " --fault-script " << script_path;
+  if (o.planted_bug != tidal::sim::PlantedBug::kNone) {
+    c << " --plant-bug " << tidal::sim::PlantedBugName(o.planted_bug);
+  }
+  c << " --trace-out seed-" << o.seed << ".jsonl";
+  return c.str();
+}
+
+nlohmann::json ResultJson(const TransferWorkloadOptions& o, const TransferWorkloadResult& r,
+                          const std::string& replay) {
+  nlohmann::json j = {{"seed", o.seed},
+                      {"verdict", r.passed ? "PASS" : "FAIL"},
+                      {"digest", Hex(r.digest)},
+                      {"events", r.events},
+                      {"virtual_ns", r.virtual_ns},
+                      {"requests", r.requests},
+                      {"completed", r.completed},
+                      {"failed", r.failed},
+                      {"timed_out", r.timed_out},
+                      {"bytes_moved", r.bytes_moved},
+                      {"crashed_nodes", r.crashed_nodes},
+                      {"violations", r.violations}};
+  nlohmann::json faults = nlohmann::json::object();
+  for (const auto& [k, v] : r.faults_injected) faults[k] = v;
+  j["faults_injected"] = faults;
+  nlohmann::json fails = nlohmann::json::object();
+  for (const auto& [k, v] : r.failures_by_code) fails[k] = v;
+  j["failures_by_code"] = fails;
+  if (!r.passed) j["replay"] = replay;
+  return j;
+}
+
+Status WriteTraces(const TransferWorkloadResult& r, const std::string& trace_out,
+                   const std::string& chrome_out) {
+  if (!trace_out.empty()) {
+    TIDAL_RETURN_IF_ERROR(tidal::sim::Trace::WriteJsonLines(
+        trace_out, r.trace_header, r.trace, r.events, r.digest, r.passed ? "PASS" : "FAIL"));
+  }
+  if (!chrome_out.empty()) TIDAL_RETURN_IF_ERROR(tidal::sim::Trace::WriteChromeTrace(r.trace, chrome_out));
+  return Status();
+}
+
+void PrintOne(const TransferWorkloadOptions& o, const TransferWorkloadResult& r,
+              const std::string& replay) {
+  std::printf("seed %" PRIu64 "  digest %s  verdict %s\n", o.seed, Hex(r.digest).c_str(),
+              r.passed ? "PASS" : "FAIL");
+  std::printf("  requests %" PRIu64 ": completed %" PRIu64 ", failed %" PRIu64
+              ", timed out %" PRIu64 "; %" PRIu64 " bytes moved; %" PRIu64
+              " events over %.3f ms of virtual time; %u node(s) crashed\n",
+              r.requests, r.completed, r.failed, r.timed_out, r.bytes_moved, r.events,
+              r.virtual_ns / 1e6, r.crashed_nodes);
+  if (!r.faults_injected.empty()) {
+    std::printf("  faults injected:");
+    for (const auto& [k, v] : r.faults_injected) std::printf(" %s=%" PRIu64, k.c_str(), v);
+    std::printf("\n");
+  }
+  if (!r.failures_by_code.empty()) {
+    std::printf("  failures by code:");
+    for (const auto& [k, v] : r.failures_by_code) std::printf(" %s=%" PRIu64, k.c_str(), v);
+    std::printf("\n");
+  }
+  for (const std::string& v : r.violations) std::printf("  VIOLATION: %s\n", v.c_str());
+  if (!r.passed) std::printf("  replay: %s\n", replay.c_str());
+}
+
+bool ParseSeeds(const std::string& text, uint64_t* first, uint64_t* last) {
+  const size_t dots = text.find("..");
+  try {
+    if (dots == std::string::npos) {
+      *first = *last = std::stoull(text);
+    } else {
+      *first = std::stoull(text.substr(0, dots));
+      *last = std::stoull(text.substr(dots + 2));
+    }
+  } catch (...) {
+    return false;
+  }
+  return *first <= *last;
+}
+
+int Run(const po::variables_map& vm) {
+  TransferWorkloadOptions o;
+  o.nodes = vm["nodes"].as<size_t>();
+  o.ops_per_node = vm["ops"].as<size_t>();
+  o.fault_mix = vm["faults"].as<std::string>();
+  const bool json = vm.count("json") != 0;
+  std::string script_path;
+  if (vm.count("fault-script")) {
+    script_path = vm["fault-script"].as<std::string>();
+    std::ifstream in(script_path);
+    if (!in) {
+      std::fprintf(stderr, "tidal-sim: cannot read fault script '%s'\n", script_path.c_str());
+      return 2;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    o.fault_script = ss.str();
+  }
+  if (vm.count("plant-bug")) {
+    auto bug = tidal::sim::ParsePlantedBug(vm["plant-bug"].as<std::string>());
+    if (!bug.ok()) {
+      std::fprintf(stderr, "tidal-sim: %s\n", bug.status().message().c_str());
+      return 2;
+    }
+    o.planted_bug = *bug;
+  }
+  uint64_t first = 1, last = 1;
+  const std::string seeds = vm.count("seeds") ? vm["seeds"].as<std::string>()
+                                              : std::to_string(vm["seed"].as<uint64_t>());
+  if (!ParseSeeds(seeds, &first, &last)) {
+    std::fprintf(stderr, "tidal-sim: --seeds wants N or A..B with A <= B, got '%s'\n",
+                 seeds.c_str());
+    return 2;
+  }
+  const std::string trace_out = vm.count("trace-out") ? vm["trace-out"].as<std::string>() : "";
+  const std::string chrome_out =
+      vm.count("chrome-trace") ? vm["chrome-trace"].as<std::string>() : "";
+  const uint64_t count = last - first + 1;
+  if (count > 1 && (!trace_out.empty() || !chrome_out.empty())) {
+    std::fprintf(stderr, "tidal-sim: --trace-out and --chrome-trace take a single --seed\n");
+    return 2;
+  }
+  o.trace_lines = !trace_out.empty() || !chrome_out.empty();
+
+  std::map<std::string, uint64_t> faults, failures;
+  std::set<uint64_t> digests;
+  std::vector<uint64_t> failed_seeds;
+  uint64_t passed = 0, requests = 0, completed = 0, failed = 0, timed_out = 0, crashed = 0;
+  nlohmann::json per_seed = nlohmann::json::array();
+  const double start = WallSeconds();
+  double last_progress = start;
+  for (uint64_t seed = first; seed <= last; ++seed) {
+    o.seed = seed;
+    o.replay_command = ReplayCommand(o, script_path);
+    auto result = tidal::sim::RunTransferWorkload(o);
+    if (!result.ok()) {
+      std::fprintf(stderr, "tidal-sim: %s\n", result.status().ToString().c_str());
+      return 2;
+    }
+    const TransferWorkloadResult& r = *result;
+    digests.insert(r.digest);
+    passed += r.passed;
+    if (!r.passed) failed_seeds.push_back(seed);
+    requests += r.requests;
+    completed += r.completed;
+    failed += r.failed;
+    timed_out += r.timed_out;
+    crashed += r.crashed_nodes;
+    for (const auto& [k, v] : r.faults_injected) faults[k] += v;
+    for (const auto& [k, v] : r.failures_by_code) failures[k] += v;
+    if (count == 1) {
+      if (!json) PrintOne(o, r, o.replay_command);
+      if (Status s = WriteTraces(r, trace_out, chrome_out); !s.ok()) {
+        std::fprintf(stderr, "tidal-sim: %s\n", s.ToString().c_str());
+        return 2;
+      }
+      if (json) std::cout << ResultJson(o, r, o.replay_command).dump(2) << "\n";
+      return r.passed ? 0 : 1;
+    }
+    if (!r.passed) {
+      if (!json) PrintOne(o, r, o.replay_command);
+      per_seed.push_back(ResultJson(o, r, o.replay_command));
+    }
+    const double now = WallSeconds();
+    if (now - last_progress >= 1.0 || seed == last) {
+      last_progress = now;
+      std::fprintf(stderr, "\r  seeds %" PRIu64 "/%" PRIu64 "  pass %" PRIu64 "  fail %zu  %.0f seeds/s ",
+                   seed - first + 1, count, passed, failed_seeds.size(),
+                   (seed - first + 1) / std::max(now - start, 1e-9));
+      if (seed == last) std::fprintf(stderr, "\n");
+    }
+  }
+  const double wall = WallSeconds() - start;
+  if (json) {
+    nlohmann::json j = {{"workload", "transfer"}, {"nodes", o.nodes}, {"ops_per_node", o.ops_per_node},
+                        {"faults", o.fault_mix}, {"first_seed", first}, {"last_seed", last},
+                        {"seeds", count}, {"passed", passed}, {"failed", failed_seeds.size()},
+                        {"failed_seeds", failed_seeds}, {"distinct_digests", digests.size()},
+                        {"requests", requests}, {"completed", completed},
+                        {"failed_requests", failed}, {"timed_out", timed_out},
+                        {"crashed_nodes", crashed}, {"faults_injected", faults},
+                        {"failures_by_code", failures}, {"wall_seconds", wall},
+                        {"seeds_per_second", count / std::max(wall, 1e-9)},
+                        {"failures", per_seed}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("\ntidal-sim campaign: workload transfer, %zu nodes, %zu batches per node, faults '%s'\n",
+                o.nodes, o.ops_per_node, o.fault_mix.c_str());
+    std::printf("  %-22s %" PRIu64 " (%" PRIu64 "..%" PRIu64 ")\n", "seeds", count, first, last);
+    std::printf("  %-22s %" PRIu64 "\n", "passed", passed);
+    std::printf("  %-22s %zu\n", "failed", failed_seeds.size());
+    std::printf("  %-22s %zu of %" PRIu64 "\n", "distinct digests", digests.size(), count);
+    std::printf("  %-22s %" PRIu64 " (completed %" PRIu64 ", failed %" PRIu64 ", timed out %" PRIu64 ")\n",
+                "requests", requests, completed, failed, timed_out);
+    std::printf("  %-22s %" PRIu64 "\n", "nodes crashed", crashed);
+    for (const auto& [k, v] : faults) std::printf("  fault %-16s %" PRIu64 "\n", k.c_str(), v);
+    for (const auto& [k, v] : failures) std::printf("  failure %-14s %" PRIu64 "\n", k.c_str(), v);
+    std::printf("  %-22s %.2f s (%.1f seeds/s)\n", "wall time", wall, count / std::max(wall, 1e-9));
+    std::printf("verdict: %s\n", failed_seeds.empty() ? "PASS" : "FAIL");
+  }
+  return failed_seeds.empty() ? 0 : 1;
+}
+
+int Replay(const std::string& path, const po::variables_map& vm) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "tidal-sim: cannot read trace '%s'\n", path.c_str());
+    return 2;
+  }
+  std::string header, line, footer_line;
+  std::getline(in, header);
+  std::vector<std::string> recorded;
+  while (std::getline(in, line)) {
+    if (line.find("\"footer\":true") != std::string::npos) {
+      footer_line = line;
+    } else {
+      recorded.push_back(line);
+    }
+  }
+  auto parsed = tidal::sim::ParseTransferWorkloadHeader(header);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "tidal-sim: %s: %s\n", path.c_str(), parsed.status().ToString().c_str());
+    return 2;
+  }
+  nlohmann::json footer = nlohmann::json::parse(footer_line, nullptr, false);
+  if (footer.is_discarded() || !footer.contains("digest") || !footer["digest"].is_string() ||
+      !footer.contains("verdict")) {
+    std::fprintf(stderr, "tidal-sim: %s: the footer (digest, verdict) is missing or corrupt\n",
+                 path.c_str());
+    return 2;
+  }
+  TransferWorkloadOptions o = *parsed;
+  o.trace_lines = true;
+  o.replay_command = "tidal-sim replay " + path;
+  auto result = tidal::sim::RunTransferWorkload(o);
+  if (!result.ok()) {
+    std::fprintf(stderr, "tidal-sim: %s\n", result.status().ToString().c_str());
+    return 2;
+  }
+  const TransferWorkloadResult& r = *result;
+  const std::string want_digest = footer["digest"].get<std::string>();
+  const std::string want_verdict = footer["verdict"].get<std::string>();
+  const bool same_digest = Hex(r.digest) == want_digest;
+  const bool same_lines = r.trace == recorded;
+  const std::string verdict = r.passed ? "PASS" : "FAIL";
+  size_t first_diff = 0;
+  while (first_diff < std::min(r.trace.size(), recorded.size()) &&
+         r.trace[first_diff] == recorded[first_diff]) {
+    ++first_diff;
+  }
+  if (vm.count("chrome-trace")) {
+    if (Status s = WriteTraces(r, "", vm["chrome-trace"].as<std::string>()); !s.ok()) {
+      std::fprintf(stderr, "tidal-sim: %s\n", s.ToString().c_str());
+      return 2;
+    }
+  }
+  const bool reproduced = same_digest && same_lines && verdict == want_verdict;
+  if (vm.count("json")) {
+    std::cout << nlohmann::json({{"trace", path}, {"seed", o.seed}, {"recorded_digest", want_digest},
+                                 {"replayed_digest", Hex(r.digest)}, {"recorded_verdict", want_verdict},
+                                 {"replayed_verdict", verdict}, {"identical_events", same_lines},
+                                 {"reproduced", reproduced}, {"violations", r.violations}})
+                     .dump(2)
+              << "\n";
+  } else {
+    std::printf("replay %s: seed %" PRIu64 "\n", path.c_str(), o.seed);
+    std::printf("  digest  recorded %s  replayed %s  %s\n", want_digest.c_str(), Hex(r.digest).c_str(),
+                same_digest ? "same" : "DIFFERENT");
+    std::printf("  events  %zu recorded, %zu replayed, %s\n", recorded.size(), r.trace.size(),
+                same_lines ? "byte-identical"
+                           : ("first difference at event " + std::to_string(first_diff)).c_str());
+    std::printf("  verdict recorded %s  replayed %s\n", want_verdict.c_str(), verdict.c_str());
+    for (const std::string& v : r.violations) std::printf("  VIOLATION: %s\n", v.c_str());
+    std::printf("%s\n", reproduced ? "reproduced: the run replays bit for bit"
+                                   : "NOT reproduced: the replay diverged");
+  }
+  if (!reproduced) return 3;
+  return r.passed ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description general("tidal-sim: deterministic simulated-cluster campaigns\n\n"
+                                  "Usage:\n  tidal-sim run [options]\n  tidal-sim replay TRACE.jsonl "
+                                  "[--chrome-trace FILE] [--json]\n\nOptions");
+  general.add_options()
+      ("help,h", "print this help")
+      ("workload", po::value<std::string>()->default_value("transfer"),
+       "workload to run (transfer: random READ/WRITE batches checked byte for byte)")
+      ("nodes,n", po::value<size_t>()->default_value(4), "simulated nodes")
+      ("seed", po::value<uint64_t>()->default_value(1), "one seed")
+      ("seeds", po::value<std::string>(), "a seed range A..B (overrides --seed)")
+      ("ops", po::value<size_t>()->default_value(200), "batches each node submits")
+      ("faults", po::value<std::string>()->default_value("all"),
+       "fault mix: none, transfer, messages, node, all, or a comma list of kinds")
+      ("fault-script", po::value<std::string>(), "file of scripted fault rules")
+      ("plant-bug", po::value<std::string>(),
+       "plant a known bug to see the checker catch it: short_as_complete, ignore_remote_key")
+      ("trace-out", po::value<std::string>(), "write the JSON-lines trace (single seed)")
+      ("chrome-trace", po::value<std::string>(), "write a Chrome/Perfetto trace (single seed)")
+      ("json", "print one JSON document instead of the table");
+  po::options_description hidden;
+  hidden.add_options()("command", po::value<std::string>())("arg", po::value<std::string>());
+  po::positional_options_description pos;
+  pos.add("command", 1).add("arg", 1);
+  po::options_description all;
+  all.add(general).add(hidden);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::fprintf(stderr, "tidal-sim: %s (see --help)\n", e.what());
+    return 2;
+  }
+  if (vm.count("help") || !vm.count("command")) {
+    std::cout << general << "\n";
+    return vm.count("help") ? 0 : 2;
+  }
+  const std::string command = vm["command"].as<std::string>();
+  if (vm["workload"].as<std::string>() != "transfer") {
+    std::fprintf(stderr, "tidal-sim: unknown workload '%s' (known: transfer)\n",
+                 vm["workload"].as<std::string>().c_str());
+    return 2;
+  }
+  if (command == "run") return Run(vm);
+  if (command == "replay") {
+    if (!vm.count("arg")) {
+      std::fprintf(stderr, "tidal-sim: replay needs a trace file\n");
+      return 2;
+    }
+    return Replay(vm["arg"].as<std::string>(), vm);
+  }
+  std::fprintf(stderr, "tidal-sim: unknown command '%s' (run, replay)\n", command.c_str());
+  return 2;
+}
