@@ -38,16 +38,18 @@ Status SimMessenger::Send(std::string_view to, std::string payload) {
   at = std::max(at, link_free_ns_[dst] + 1);
   link_free_ns_[dst] = at;
   const bool duplicate = world_.ShouldInject(FaultKind::kMessageDuplicate, node_, dst, &amount);
+  // The delivery belongs to the target node: a hung node receives it when it resumes (in
+  // order: deferred events keep their order), a crashed one never.
   std::string target_name(to);
   auto deliver = [this, target_name, from = name_, payload]() mutable {
     SimMessenger* t = world_.messenger_by_name(target_name);
     if (t != nullptr) t->Deliver(std::move(from), std::move(payload));
   };
+  world_.ScheduleAt(at, static_cast<int32_t>(dst), deliver);
   if (duplicate) {
     link_free_ns_[dst] = at + 1;
-    world_.ScheduleAt(at + 1, -1, deliver);  // a copy right behind the original
+    world_.ScheduleAt(at + 1, static_cast<int32_t>(dst), std::move(deliver));  // right behind
   }
-  world_.ScheduleAt(at, -1, std::move(deliver));
   return Status();
 }
 
@@ -56,10 +58,7 @@ void SimMessenger::Deliver(std::string from, std::string payload) {
   world_.Record(node_, "msg.deliver", {{"from", from}, {"to", name_},
                                        {"len", uint64_t{payload.size()}}});
   ++delivered_;
-  // The receiver runs on this node's executor (frozen while the node hangs).
-  world_.env(node_).Post([this, from = std::move(from), payload = std::move(payload)]() mutable {
-    if (receiver_) receiver_(from, std::move(payload));
-  });
+  if (receiver_) receiver_(from, std::move(payload));
 }
 
 }  // namespace tidal::sim
