@@ -513,16 +513,21 @@ void TransferEngine::OnDeadline(uint64_t batch_value, uint32_t first, uint32_t c
     RequestState& r = b->requests[i];
     if (r.status.state != TransferState::PENDING) continue;
     FinishRequest(*b, i, r, TransferState::TIMED_OUT, ErrorCode::TRANSFER_TIMEOUT);
-    // The slices still complete (after Cancel at the latest) for in-flight accounting;
-    // their results no longer change this request.
-    if (r.tasks.empty()) {
-      if (slices_[IndexOf(r.single_task)].live) (void)transport_->Cancel(r.single_task);
-    } else {
-      for (uint64_t id : r.tasks) {
-        const Slice& s = slices_[IndexOf(id)];
-        if (s.live && s.generation == GenerationOf(id)) (void)transport_->Cancel(id);
-      }
-    }
+    CancelSlices(r);
+  }
+}
+
+void TransferEngine::CancelSlices(const RequestState& r) {
+  // The slices still complete (after Cancel at the latest) for the in-flight accounting;
+  // their results no longer change the request.
+  auto cancel = [this](uint64_t id) {
+    const Slice& s = slices_[IndexOf(id)];
+    if (s.live && s.generation == GenerationOf(id)) (void)transport_->Cancel(id);
+  };
+  if (r.tasks.empty()) {
+    cancel(r.single_task);
+  } else {
+    for (uint64_t id : r.tasks) cancel(id);
   }
 }
 
@@ -564,14 +569,7 @@ Status TransferEngine::CancelBatch(BatchId batch) {
     RequestState& r = b->requests[i];
     if (r.status.state != TransferState::PENDING) continue;
     FinishRequest(*b, i, r, TransferState::CANCELED, ErrorCode::TRANSFER_CANCELED);
-    if (r.tasks.empty()) {
-      if (slices_[IndexOf(r.single_task)].live) (void)transport_->Cancel(r.single_task);
-    } else {
-      for (uint64_t id : r.tasks) {
-        const Slice& s = slices_[IndexOf(id)];
-        if (s.live && s.generation == GenerationOf(id)) (void)transport_->Cancel(id);
-      }
-    }
+    CancelSlices(r);
   }
   return Status();
 }

@@ -190,6 +190,7 @@ class TransferEngine {
   void FinishRequest(Batch& b, uint32_t batch_index, RequestState& r, TransferState state,
                      ErrorCode error);
   void OnDeadline(uint64_t batch_value, uint32_t first, uint32_t count);
+  void CancelSlices(const RequestState& r);
   void MarkPeerDead(uint32_t segment_index);
   Task<Status> Publish();
 

@@ -1,0 +1,60 @@
+// RealEnv: the Env of a real process. The clock is the monotonic clock, randomness comes
+// from a generator seeded by the OS, and the executor is an event loop run on the thread
+// that calls RunUntil (RunBlocking at the outermost API).
+//
+// Thread safety: Post may be called from any thread (a backend's progress thread hands
+// its completions to the loop this way) and wakes a RunUntil that is waiting. Every other
+// method, and every callback, runs on the thread driving RunUntil; only one thread may
+// drive it at a time.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "tidal/env.h"
+
+namespace tidal::backends {
+
+class RealEnv final : public Env {
+ public:
+  explicit RealEnv(std::string name = "real");
+  ~RealEnv() override;
+
+  uint64_t NowNs() override;
+  uint64_t RandomU64() override;
+  void Post(Callback fn) override;
+  TimerId ScheduleAfter(uint64_t delay_ns, Callback fn) override;
+  bool CancelTimer(TimerId id) override;
+  // Runs ready work and due timers until done() holds. Returns false when no work is
+  // queued, no timer is pending and no other thread can post (posts_expected() is 0):
+  // nothing could ever make done() true.
+  bool RunUntil(const std::function<bool()>& done) override;
+  std::string_view Name() const override { return name_; }
+
+  // Backends with their own threads announce them: while any is registered, RunUntil
+  // waits for posts instead of reporting a deadlock.
+  void AddPoster() { posters_.fetch_add(1); }
+  void RemovePoster();
+  int posts_expected() const { return posters_.load(); }
+
+ private:
+  bool RunOne(std::unique_lock<std::mutex>& lock);
+
+  std::string name_;
+  std::mt19937_64 rng_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Callback> ready_;                              // guarded by mu_
+  std::map<std::pair<uint64_t, TimerId>, Callback> timers_;  // guarded by mu_, by due time
+  std::map<TimerId, uint64_t> timer_due_;                   // guarded by mu_
+  TimerId next_timer_ = 1;                                  // guarded by mu_
+  std::atomic<int> posters_{0};
+};
+
+}  // namespace tidal::backends

@@ -1,0 +1,93 @@
+#include "tidal/backends/real_env.h"
+
+#include <chrono>
+
+namespace tidal::backends {
+
+RealEnv::RealEnv(std::string name) : name_(std::move(name)), rng_(std::random_device{}()) {}
+
+RealEnv::~RealEnv() { DestroyRoots(); }
+
+uint64_t RealEnv::NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+uint64_t RealEnv::RandomU64() { return rng_(); }
+
+void RealEnv::Post(Callback fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_.push_back(std::move(fn));
+  }
+  cv_.notify_one();
+}
+
+TimerId RealEnv::ScheduleAfter(uint64_t delay_ns, Callback fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const TimerId id = next_timer_++;
+  const uint64_t due = NowNs() + delay_ns;
+  timers_.emplace(std::make_pair(due, id), std::move(fn));
+  timer_due_.emplace(id, due);
+  return id;
+}
+
+bool RealEnv::CancelTimer(TimerId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = timer_due_.find(id);
+  if (it == timer_due_.end()) return false;
+  timers_.erase(std::make_pair(it->second, id));
+  timer_due_.erase(it);
+  return true;
+}
+
+void RealEnv::RemovePoster() {
+  posters_.fetch_sub(1);
+  cv_.notify_all();
+}
+
+// Runs one ready callback or one due timer (unlocking while it runs). Returns false if
+// there was nothing to run now.
+bool RealEnv::RunOne(std::unique_lock<std::mutex>& lock) {
+  Callback fn;
+  if (!ready_.empty()) {
+    fn = std::move(ready_.front());
+    ready_.pop_front();
+  } else if (!timers_.empty() && timers_.begin()->first.first <= NowNs()) {
+    auto it = timers_.begin();
+    timer_due_.erase(it->first.second);
+    fn = std::move(it->second);
+    timers_.erase(it);
+  } else {
+    return false;
+  }
+  lock.unlock();
+  fn();
+  lock.lock();
+  return true;
+}
+
+bool RealEnv::RunUntil(const std::function<bool()>& done) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    lock.unlock();
+    const bool finished = done();
+    lock.lock();
+    if (finished) return true;
+    if (RunOne(lock)) continue;
+    if (timers_.empty() && posters_.load() == 0) return false;  // nothing can happen
+    if (timers_.empty()) {
+      cv_.wait(lock, [&] { return !ready_.empty() || posters_.load() == 0; });
+    } else {
+      const uint64_t due = timers_.begin()->first.first;
+      const uint64_t now = NowNs();
+      if (due > now) {
+        cv_.wait_for(lock, std::chrono::nanoseconds(due - now),
+                     [&] { return !ready_.empty(); });
+      }
+    }
+  }
+}
+
+}  // namespace tidal::backends
