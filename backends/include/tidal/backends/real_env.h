@@ -18,6 +18,7 @@
 #include <string>
 
 #include "tidal/env.h"
+#include "tidal/thread_annotations.h"
 
 namespace tidal::backends {
 
@@ -44,16 +45,16 @@ class RealEnv final : public Env {
   int posts_expected() const { return posters_.load(); }
 
  private:
-  bool RunOne(std::unique_lock<std::mutex>& lock);
+  bool RunOne(std::unique_lock<std::mutex>& lock) TIDAL_REQUIRES(mu_);
 
   std::string name_;
   std::mt19937_64 rng_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Callback> ready_;                              // guarded by mu_
-  std::map<std::pair<uint64_t, TimerId>, Callback> timers_;  // guarded by mu_, by due time
-  std::map<TimerId, uint64_t> timer_due_;                   // guarded by mu_
-  TimerId next_timer_ = 1;                                  // guarded by mu_
+  std::deque<Callback> ready_ TIDAL_GUARDED_BY(mu_);
+  std::map<std::pair<uint64_t, TimerId>, Callback> timers_ TIDAL_GUARDED_BY(mu_);  // by due
+  std::map<TimerId, uint64_t> timer_due_ TIDAL_GUARDED_BY(mu_);
+  TimerId next_timer_ TIDAL_GUARDED_BY(mu_) = 1;
   std::atomic<int> posters_{0};
 };
 
