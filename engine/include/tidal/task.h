@@ -46,21 +46,38 @@ struct PromiseBase {
 
 }  // namespace detail
 
+namespace detail {
+
+template <typename T>
+struct Promise : PromiseBase {
+  std::optional<T> value;
+  Task<T> get_return_object();
+  template <typename U>
+  void return_value(U&& v) {
+    value.emplace(std::forward<U>(v));
+  }
+  T Take() {
+    TIDAL_ASSERT(value.has_value());
+    return std::move(*value);
+  }
+};
+
+template <>
+struct Promise<void> : PromiseBase {
+  Task<void> get_return_object();
+  void return_void() {}
+  void Take() {}
+};
+
+}  // namespace detail
+
 template <typename T>
 class [[nodiscard]] Task {
  public:
-  struct promise_type : detail::PromiseBase {
-    std::optional<T> value;
-    Task get_return_object() {
-      return Task(std::coroutine_handle<promise_type>::from_promise(*this));
-    }
-    template <typename U>
-    void return_value(U&& v) {
-      value.emplace(std::forward<U>(v));
-    }
-  };
+  using promise_type = detail::Promise<T>;
 
   Task() = default;
+  explicit Task(std::coroutine_handle<promise_type> h) : h_(h) {}
   Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
   Task& operator=(Task&& o) noexcept {
     if (this != &o) {
@@ -84,10 +101,7 @@ class [[nodiscard]] Task {
         h.promise().continuation = awaiter;
         return h;
       }
-      T await_resume() {
-        TIDAL_ASSERT(h.promise().value.has_value());
-        return std::move(*h.promise().value);
-      }
+      T await_resume() { return h.promise().Take(); }
     };
     TIDAL_ASSERT(h_ && !h_.done());
     return Awaiter{h_};
@@ -96,62 +110,23 @@ class [[nodiscard]] Task {
   // For RunBlocking and Spawn: the raw handle and the finished value.
   std::coroutine_handle<promise_type> handle() const { return h_; }
   T TakeValue() {
-    TIDAL_ASSERT(h_ && h_.done() && h_.promise().value.has_value());
-    return std::move(*h_.promise().value);
+    TIDAL_ASSERT(h_ && h_.done());
+    return h_.promise().Take();
   }
 
  private:
-  explicit Task(std::coroutine_handle<promise_type> h) : h_(h) {}
   std::coroutine_handle<promise_type> h_;
 };
 
-template <>
-class [[nodiscard]] Task<void> {
- public:
-  struct promise_type : detail::PromiseBase {
-    Task get_return_object() {
-      return Task(std::coroutine_handle<promise_type>::from_promise(*this));
-    }
-    void return_void() {}
-  };
-
-  Task() = default;
-  Task(Task&& o) noexcept : h_(std::exchange(o.h_, {})) {}
-  Task& operator=(Task&& o) noexcept {
-    if (this != &o) {
-      if (h_) h_.destroy();
-      h_ = std::exchange(o.h_, {});
-    }
-    return *this;
-  }
-  ~Task() {
-    if (h_) h_.destroy();
-  }
-
-  bool valid() const { return static_cast<bool>(h_); }
-  bool done() const { return h_ && h_.done(); }
-
-  auto operator co_await() && noexcept {
-    struct Awaiter {
-      std::coroutine_handle<promise_type> h;
-      bool await_ready() noexcept { return false; }
-      std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiter) noexcept {
-        h.promise().continuation = awaiter;
-        return h;
-      }
-      void await_resume() noexcept {}
-    };
-    TIDAL_ASSERT(h_ && !h_.done());
-    return Awaiter{h_};
-  }
-
-  std::coroutine_handle<promise_type> handle() const { return h_; }
-  void TakeValue() { TIDAL_ASSERT(h_ && h_.done()); }
-
- private:
-  explicit Task(std::coroutine_handle<promise_type> h) : h_(h) {}
-  std::coroutine_handle<promise_type> h_;
-};
+namespace detail {
+template <typename T>
+Task<T> Promise<T>::get_return_object() {
+  return Task<T>(std::coroutine_handle<Promise<T>>::from_promise(*this));
+}
+inline Task<void> Promise<void>::get_return_object() {
+  return Task<void>(std::coroutine_handle<Promise<void>>::from_promise(*this));
+}
+}  // namespace detail
 
 namespace detail {
 
