@@ -170,6 +170,9 @@ Task<Result<uint64_t>> TransferEngine::RegisterMemory(void* addr, uint64_t lengt
 
 Task<Status> TransferEngine::UnregisterMemory(void* addr) {
   const uint64_t a = reinterpret_cast<uint64_t>(addr);
+  // Completions already waiting in the transport (say, of slices canceled at a deadline)
+  // release the region: reap them before deciding it is busy.
+  if (registry_.InFlight(a) > 0) Drain();
   Result<RegionInfo> removed = registry_.Remove(a);
   if (!removed.ok()) co_return removed.status();
   Status s = transport_->UnregisterMemory(a, removed->length);

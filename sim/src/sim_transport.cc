@@ -261,6 +261,11 @@ size_t SimTransport::PollCompletions(std::span<TransportCompletion> out) {
 Status SimTransport::Cancel(uint64_t task_id) {
   auto it = outstanding_.find(task_id);
   if (it == outstanding_.end()) {
+    // Finished, its completion queued but not yet polled: to the caller it is still
+    // outstanding, and the completion that follows is the one already queued.
+    for (const TransportCompletion& queued : completions_) {
+      if (queued.task_id == task_id) return Status();
+    }
     return Status(ErrorCode::INVALID_PARAMS, "no outstanding task " + std::to_string(task_id));
   }
   Outstanding& o = it->second;

@@ -118,6 +118,24 @@ TEST(Campaign, AFailingRunReplaysAndFailsTheSameWay) {
   EXPECT_EQ(events, first->trace.size());
 }
 
+// Seeds that once failed, kept as regression tests (8 nodes, 100 batches, all faults):
+//  37: a slice canceled at a deadline still counted as in flight when its owner
+//      unregistered the region right after (the engine now reaps queued completions first);
+//  311, 619: the simulated transport refused Cancel of a task whose completion was queued
+//      but not yet polled, which the contract calls outstanding.
+TEST(Campaign, RegressionSeeds) {
+  for (uint64_t seed : {37u, 311u, 619u}) {
+    TransferWorkloadOptions o;
+    o.seed = seed;
+    o.nodes = 8;
+    o.ops_per_node = 100;
+    o.fault_mix = "all";
+    auto r = RunTransferWorkload(o);
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->passed) << r->banner << "\n" << ::testing::PrintToString(r->violations);
+  }
+}
+
 TEST(Campaign, BadHeadersAreRejectedByName) {
   EXPECT_EQ(ParseTransferWorkloadHeader("not json").code(), ErrorCode::CORRUPT_INPUT);
   auto r = ParseTransferWorkloadHeader(R"({"tidal_trace":1,"workload":"transfer","seed":"x"})");
