@@ -108,6 +108,7 @@ void PrintOne(const TransferWorkloadOptions& o, const TransferWorkloadResult& r,
   }
   for (const std::string& v : r.violations) std::printf("  VIOLATION: %s\n", v.c_str());
   if (!r.passed) std::printf("  replay: %s\n", replay.c_str());
+  std::fflush(stdout);  // a long campaign's failures show up as they happen
 }
 
 bool ParseSeeds(const std::string& text, uint64_t* first, uint64_t* last) {
