@@ -1,0 +1,223 @@
+// StoreClient: one node's handle on the store. It talks to the master over RPC (metadata)
+// and moves object bytes itself, client to client, through its TransferEngine.
+//
+// Every call is a coroutine on the client's Env executor (co_await it, or RunBlocking at
+// the outermost layer). The client is not thread-safe: call it from its Env only. Calls
+// may run concurrently with each other (several coroutines), they share nothing but the
+// RPC client.
+//
+// Ownership: arguments are taken by value; raw pointers (PutFrom, GetInto, the batch and
+// tensor "From/Into" forms, TensorView data) must stay valid until the call finishes.
+// Zero-copy calls need those buffers registered (RegisterBuffer, or inside a mounted
+// segment); otherwise they fail with ADDRESS_NOT_REGISTERED and move nothing.
+//
+// Errors every data call can also return: RPC_TIMEOUT / RPC_FAIL (the master did not
+// answer), OPERATION_TIMEOUT (the call outlived options.op_timeout_ns),
+// CORRUPT_INPUT (a malformed answer). Each call lists its own codes below.
+//
+// Generations (field bug 7): every put gets a new, larger generation from the master.
+// Stat returns it; GetInto/Get with GetOptions{.generation = g} fail with
+// OBJECT_NOT_FOUND unless the stored object is still generation g, so a reader holding an
+// old reference never reads a newer (or mixed) object. Independently, the master never
+// reuses memory a running lease can read, and every get checks its lease after the read
+// (LEASE_EXPIRED), so a successful get returns the complete bytes of one generation.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tidal/env.h"
+#include "tidal/messenger.h"
+#include "tidal/status.h"
+#include "tidal/store/rpc.h"
+#include "tidal/store/tensor.h"
+#include "tidal/store/types.h"
+#include "tidal/task.h"
+#include "tidal/transfer_engine.h"
+
+namespace tidal::store {
+
+struct StoreClientOptions {
+  std::string master = "master";               // the master's messenger endpoint
+  RpcOptions rpc;                              // per-RPC timeout and resend interval
+  uint64_t op_timeout_ns = 10'000'000'000ULL;  // whole-call deadline
+  uint64_t heartbeat_interval_ns = 1'000'000'000ULL;
+  uint64_t max_object_bytes = 1ULL << 40;  // larger puts are INVALID_PARAMS
+};
+
+struct GetOptions {
+  uint64_t generation = 0;  // non-zero: fail with OBJECT_NOT_FOUND unless this generation
+};
+
+struct StoreClientStats {
+  uint64_t replica_read_failures = 0;  // reads that fell over to the next replica
+  uint64_t lease_expired = 0;
+  uint64_t heartbeats = 0;
+  uint64_t remounts = 0;
+};
+
+class StoreClient {
+ public:
+  // `env`, `engine` and `messenger` must outlive the client; the client owns the
+  // messenger's receiver. The engine must be started.
+  StoreClient(Env& env, TransferEngine& engine, Messenger& messenger,
+              StoreClientOptions options = {});
+  ~StoreClient();
+  StoreClient(const StoreClient&) = delete;
+  StoreClient& operator=(const StoreClient&) = delete;
+
+  // Registers with the master and starts heartbeats. RPC_TIMEOUT / RPC_FAIL.
+  Task<Status> Start();
+  // Closes the client: unmounts every segment (gracefully, see UnmountSegment) and stops
+  // heartbeats. Final (Start does not restart it); reads still work, but the master
+  // forgets the client after its TTL, reclaiming any put it leaves unfinished. Waits for
+  // running leases on its segments (up to MasterOptions::lease_ttl_ns). Returns the first
+  // unmount error, if any.
+  Task<Status> Stop();
+
+  // Registers [base, base+size) with the engine and lends it to the store as a segment.
+  // INVALID_PARAMS (null, size below 64 bytes), ADDRESS_OVERLAPPED, REGISTRATION_FAILED,
+  // RPC errors (the registration is undone).
+  Task<Status> MountSegment(void* base, uint64_t size, Location location = Location::Host());
+  // Graceful: the master stops placing there, objects with replicas elsewhere stay
+  // readable (field bug 9), objects whose only replicas were here are removed; the call
+  // waits until running leases on the segment lapse, then unregisters the memory.
+  // INVALID_PARAMS if no mount starts at `base`; RPC errors.
+  Task<Status> UnmountSegment(void* base);
+
+  // Registers a buffer for zero-copy calls. INVALID_PARAMS, ADDRESS_OVERLAPPED,
+  // REGISTRATION_FAILED (see TransferEngine::RegisterMemory).
+  Task<Status> RegisterBuffer(void* addr, uint64_t size, Location location = Location::Host());
+  // INVALID_PARAMS (not registered here), BATCH_BUSY.
+  Task<Status> UnregisterBuffer(void* addr);
+
+  // Stores `value` under `key` (copies it into a temporary registered buffer).
+  // OK, INVALID_KEY (empty/too long), INVALID_PARAMS (empty value, bad config),
+  // OBJECT_ALREADY_EXISTS, NO_AVAILABLE_HANDLE, TRANSFER_FAIL (a replica write failed;
+  // the put is revoked), OBJECT_NOT_FOUND (the master reclaimed the put meanwhile).
+  Task<Status> Put(std::string key, std::string value, ReplicateConfig config = {});
+  // The object's bytes. INVALID_KEY, OBJECT_NOT_FOUND, REPLICA_IS_NOT_READY,
+  // TRANSFER_FAIL (no replica could be read whole), LEASE_EXPIRED.
+  Task<Result<std::string>> Get(std::string key, GetOptions options = {});
+
+  // Zero-copy put from a registered buffer. As Put, plus INVALID_PARAMS (null ptr, size 0
+  // or above options.max_object_bytes) and ADDRESS_NOT_REGISTERED (checked before the
+  // master is asked: nothing is allocated and nothing moves).
+  Task<Status> PutFrom(std::string key, const void* ptr, uint64_t size,
+                       ReplicateConfig config = {});
+  // Zero-copy get into [ptr, ptr+capacity), which must be registered. Returns the object's
+  // size, and only when every byte of it arrived (field bug 3). INVALID_PARAMS (null,
+  // capacity 0, or capacity below the object's size: nothing is read),
+  // ADDRESS_NOT_REGISTERED, plus Get's codes. On failure the buffer's contents are
+  // unspecified.
+  Task<Result<uint64_t>> GetInto(std::string key, void* ptr, uint64_t capacity,
+                                 GetOptions options = {});
+  // Size of a complete object. INVALID_KEY, OBJECT_NOT_FOUND, REPLICA_IS_NOT_READY.
+  Task<Result<uint64_t>> GetSize(std::string key);
+  // Size and generation of a complete object; codes as GetSize.
+  Task<Result<ObjectInfo>> Stat(std::string key);
+
+  // One result per key. Every slot starts as INVALID_PARAMS and only a real success
+  // overwrites it; vectors of different lengths leave every slot INVALID_PARAMS.
+  Task<std::vector<Status>> BatchPutFrom(std::vector<std::string> keys,
+                                         std::vector<const void*> ptrs, std::vector<uint64_t> sizes,
+                                         ReplicateConfig config = {});
+  Task<std::vector<Result<uint64_t>>> BatchGetInto(std::vector<std::string> keys,
+                                                   std::vector<void*> ptrs,
+                                                   std::vector<uint64_t> capacities);
+
+  // OK, INVALID_KEY, OBJECT_NOT_FOUND, REPLICA_IS_NOT_READY (being written; force removes
+  // it), OBJECT_HAS_LEASE (a lease runs or it is hard-pinned; force removes it anyway, the
+  // memory is reused only after the lease).
+  Task<Status> Remove(std::string key, bool force = false);
+  // True for a complete object, false if missing or being written. INVALID_KEY.
+  Task<Result<bool>> Exists(std::string key);
+  // One result per key (INVALID_KEY per bad key), in one RPC.
+  Task<std::vector<Result<bool>>> BatchExists(std::vector<std::string> keys);
+
+  // Tensors are stored serialized (tensor.h). The view's data must stay valid until the
+  // call ends. PutTensor: INVALID_PARAMS (inconsistent view) plus Put's codes.
+  Task<Status> PutTensor(std::string key, TensorView tensor, ReplicateConfig config = {});
+  // INVALID_PARAMS if the stored bytes are not a valid serialized tensor, plus Get's codes.
+  Task<Result<Tensor>> GetTensor(std::string key);
+  // Splits the FULL tensor along split_dim into tp_size equal shards and stores every
+  // shard as "<key>_tp_<rank>". INVALID_PARAMS (tp_size 0, split_dim >= rank, a dimension
+  // that does not divide, bad view) before anything is stored; otherwise the first failing
+  // shard's code (shards already stored stay).
+  Task<Status> PutTensorWithTp(std::string key, TensorView full, uint32_t tp_size,
+                               uint32_t split_dim, ReplicateConfig config = {});
+  // The same from a registered buffer holding a serialized FULL tensor (header + data),
+  // which is decoded and validated first (field bug 5). ADDRESS_NOT_REGISTERED,
+  // INVALID_PARAMS (null, bad header, bad split) plus PutTensorWithTp's codes.
+  Task<Status> PutTensorWithTpFrom(std::string key, const void* buffer, uint64_t size,
+                                   uint32_t tp_size, uint32_t split_dim,
+                                   ReplicateConfig config = {});
+  // One result per key; each slot starts INVALID_PARAMS and a fully stored tensor reports
+  // OK (field bug 6).
+  Task<std::vector<Status>> BatchPutTensorWithTpFrom(std::vector<std::string> keys,
+                                                     std::vector<const void*> buffers,
+                                                     std::vector<uint64_t> sizes, uint32_t tp_size,
+                                                     uint32_t split_dim,
+                                                     ReplicateConfig config = {});
+  // Reads shard tp_rank of a tensor put with tp_size shards. INVALID_PARAMS (tp_size 0,
+  // tp_rank >= tp_size, bad stored bytes) plus GetTensor's codes.
+  Task<Result<Tensor>> GetTensorWithTp(std::string key, uint32_t tp_rank, uint32_t tp_size);
+  // The serialized shard into a registered buffer; returns its length. As GetInto, plus
+  // INVALID_PARAMS for tp_size 0 / tp_rank >= tp_size or stored bytes that are not a tensor.
+  Task<Result<uint64_t>> GetTensorWithTpInto(std::string key, uint32_t tp_rank, uint32_t tp_size,
+                                             void* buffer, uint64_t capacity);
+
+  static std::string TpKey(const std::string& key, uint32_t rank) {
+    return key + "_tp_" + std::to_string(rank);
+  }
+
+  const StoreClientStats& stats() const { return stats_; }
+  const std::string& name() const { return name_; }
+  RpcClient& rpc() { return rpc_; }
+
+ private:
+  struct MountInfo {
+    uint64_t size = 0;
+    uint64_t id = 0;  // the master's mount id
+    bool unmounting = false;
+  };
+  struct Deadline {
+    uint64_t at_ns;
+  };
+  Deadline MakeDeadline() const { return {env_.NowNs() + options_.op_timeout_ns}; }
+  Task<Result<std::string>> Call(MsgType type, std::string body, Deadline d);
+  Task<std::vector<TransferStatus>> Transfer(std::vector<TransferRequest> requests, Deadline d);
+  Task<Status> PutImpl(std::string key, const void* ptr, uint64_t size, ReplicateConfig config,
+                       Deadline d);
+  Task<Result<uint64_t>> GetImpl(std::string key, void* ptr, uint64_t capacity, GetOptions options,
+                                 Deadline d);
+  // Copies `data` into a temporary registered buffer and puts it.
+  Task<Status> PutOwned(std::string key, std::string data, ReplicateConfig config, Deadline d);
+  Task<Result<std::string>> GetOwned(std::string key, GetOptions options, Deadline d);
+  Task<Status> PutTpShards(std::string key, TensorView full, uint32_t tp_size, uint32_t split_dim,
+                           ReplicateConfig config, Deadline d);
+  Task<Result<uint64_t>> MountOnMaster(uint64_t base, uint64_t size, Deadline d);
+  Task<Result<SegmentHandle>> Open(const std::string& segment, bool refresh);
+  Task<Result<std::string>> Lookup(std::string key, uint64_t generation, Deadline d);
+  Task<Result<uint64_t>> ReadReplicas(std::string key, std::string lookup, void* ptr,
+                                      uint64_t capacity, uint64_t sent_ns, Deadline d);
+  Task<void> HeartbeatLoop(std::shared_ptr<bool> alive);
+  Task<void> ReleaseTemp(std::shared_ptr<std::vector<uint8_t>> buffer);
+
+  Env& env_;
+  TransferEngine& engine_;
+  std::string name_;
+  StoreClientOptions options_;
+  RpcClient rpc_;
+  std::map<uint64_t, MountInfo> mounts_;                          // by base address
+  std::vector<std::shared_ptr<std::vector<uint8_t>>> graveyard_;  // busy temp buffers
+  std::shared_ptr<bool> alive_;
+  bool started_ = false;
+  bool stopped_ = false;
+  StoreClientStats stats_;
+};
+
+}  // namespace tidal::store

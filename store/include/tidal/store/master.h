@@ -1,0 +1,225 @@
+// The store master: metadata only (objects, mounted segments, placement, leases, pins,
+// eviction, reclaim, client liveness). It never touches object data.
+//
+// MasterState is the pure state machine: every call takes the current time and returns at
+// once, so it is unit-tested without a simulator. MasterService serves it over a Messenger
+// endpoint (rpc.h frames) on one Env and drives its periodic sweep with Env timers.
+//
+// Thread safety: neither class is thread-safe; both run on one Env's executor.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tidal/env.h"
+#include "tidal/messenger.h"
+#include "tidal/status.h"
+#include "tidal/store/allocator.h"
+#include "tidal/store/rpc.h"
+#include "tidal/store/types.h"
+
+namespace tidal::store {
+
+struct MasterOptions {
+  uint64_t lease_ttl_ns = 10'000'000'000ULL;    // granted by every GetReplicaList
+  double high_watermark = 0.90;                 // eviction starts above this use
+  double evict_ratio = 0.05;                    // share of objects one eviction pass removes
+  uint64_t client_ttl_ns = 5'000'000'000ULL;    // no heartbeat for this long: client dead
+  uint64_t put_timeout_ns = 30'000'000'000ULL;  // an unfinished put is reclaimed after this
+  // Memory of a reclaimed or revoked put is reused only after this, so a late write from
+  // its writer can never land in a newer object.
+  uint64_t reclaim_quarantine_ns = 1'000'000'000ULL;
+  uint64_t sweep_interval_ns = 200'000'000ULL;  // liveness, reclaim, deferred frees
+};
+
+struct MasterStats {
+  uint64_t objects = 0;
+  uint64_t puts_started = 0;
+  uint64_t puts_ended = 0;
+  uint64_t puts_revoked = 0;
+  uint64_t puts_reclaimed = 0;  // writer died or put timed out
+  uint64_t evicted = 0;
+  uint64_t removed = 0;
+  uint64_t leases_granted = 0;
+  uint64_t lost = 0;  // objects whose last replica went with its holder
+  uint64_t clients_died = 0;
+  uint64_t capacity_bytes = 0;  // of live mounts
+  uint64_t used_bytes = 0;      // allocated, including frees deferred by leases
+};
+
+class MasterState {
+ public:
+  explicit MasterState(MasterOptions options = {});
+
+  // Registers `client` (or refreshes it). Returns the ids of the mounts the master holds
+  // for it, so a client that was declared dead learns it must mount again.
+  std::vector<uint64_t> Heartbeat(const std::string& client, uint64_t now_ns);
+
+  // Adds [base, base+size) of segment `segment` (an engine segment name) owned by
+  // `client`. INVALID_PARAMS for size 0, base 0, a wrapping range, or an overlap with a
+  // range already mounted for that segment.
+  Result<uint64_t> Mount(const std::string& client, const std::string& segment, uint64_t base,
+                         uint64_t size, uint64_t now_ns);
+  // Graceful unmount: no new placements; objects keep their other replicas; objects whose
+  // only replicas were here are removed. Returns how long (ns) the owner must keep the
+  // memory registered for readers whose leases still run. SEGMENT_NOT_FOUND for a mount
+  // id that `client` does not own.
+  Result<uint64_t> Unmount(const std::string& client, uint64_t mount_id, uint64_t now_ns);
+
+  // Places `replica_num` replicas on distinct segments and records the object as being
+  // written. INVALID_KEY (empty or too long key), INVALID_PARAMS (size 0, replica_num 0 or
+  // above kMaxReplicas), OBJECT_ALREADY_EXISTS (complete or being written),
+  // NO_AVAILABLE_HANDLE (fewer segments than replicas, or no space even after eviction).
+  Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> PutStart(const std::string& client,
+                                                                     const std::string& key,
+                                                                     uint64_t size,
+                                                                     const ReplicateConfig& config,
+                                                                     uint64_t now_ns);
+  // Marks the object complete. OBJECT_NOT_FOUND if that generation is not being written
+  // (it was reclaimed, revoked or removed). OK again for a generation already complete.
+  Status PutEnd(const std::string& client, const std::string& key, uint64_t generation,
+                uint64_t now_ns);
+  // Drops an unfinished put. OBJECT_NOT_FOUND if that generation is not being written.
+  Status PutRevoke(const std::string& client, const std::string& key, uint64_t generation,
+                   uint64_t now_ns);
+
+  // The complete object's replicas and a lease of options.lease_ttl_ns. OBJECT_NOT_FOUND
+  // (missing, or `generation` != 0 and not the current one), REPLICA_IS_NOT_READY (being
+  // written), INVALID_KEY.
+  Result<std::pair<ObjectInfo, std::vector<ReplicaLocation>>> GetReplicaList(const std::string& key,
+                                                                             uint64_t generation,
+                                                                             uint64_t now_ns);
+  // Size and generation of a complete object (no lease). OBJECT_NOT_FOUND,
+  // REPLICA_IS_NOT_READY, INVALID_KEY.
+  Result<ObjectInfo> Stat(const std::string& key, uint64_t now_ns) const;
+  // OBJECT_NOT_FOUND; REPLICA_IS_NOT_READY (being written, not force); OBJECT_HAS_LEASE
+  // (a lease runs or the object is hard-pinned, not force). Force removes anyway; memory
+  // under a running lease is freed when the lease ends.
+  Status Remove(const std::string& key, bool force, uint64_t now_ns);
+
+  // Periodic work: dead clients, timed-out puts, deferred frees, watermark eviction.
+  void Tick(uint64_t now_ns);
+
+  // Checks the state's invariants: every replica lies inside a live mount; a complete
+  // object has replicas, on distinct segments; every allocated byte of every mount belongs
+  // to exactly one replica or deferred free. INTERNAL_ERROR naming the first violation.
+  // O(objects + mounts); for tests, checkers and debug builds (Tick runs it under
+  // TIDAL_DASSERT).
+  Status CheckInvariants() const;
+
+  // Called when an object leaves without a Remove: "evicted", "lost" (its last replica's
+  // holder went away) or "reclaimed" (an unfinished put). For checkers and tools.
+  using Observer =
+      std::function<void(const std::string& key, uint64_t generation, std::string_view reason)>;
+  void SetObserver(Observer observer) { observer_ = std::move(observer); }
+
+  // Introspection for tests, checkers and tools.
+  MasterStats stats() const;
+  const MasterOptions& options() const { return options_; }
+  // Replicas of a key (complete or not), or empty.
+  std::vector<ReplicaLocation> Replicas(const std::string& key) const;
+  bool ClientAlive(const std::string& client) const { return clients_.count(client) != 0; }
+
+ private:
+  struct Replica {
+    uint64_t mount = 0;
+    uint64_t offset = 0;
+  };
+  struct Object {
+    uint64_t size = 0;
+    uint64_t generation = 0;
+    bool complete = false;
+    std::string writer;
+    uint64_t started_ns = 0;
+    std::vector<Replica> replicas;
+    uint64_t lease_until_ns = 0;
+    uint64_t last_access_ns = 0;
+    bool hard_pin = false;
+    uint64_t soft_pin_ttl_ns = 0;
+    uint64_t soft_pin_until_ns = 0;
+  };
+  struct MountState {
+    std::string client;
+    std::string segment;
+    uint64_t base = 0;
+    uint64_t size = 0;
+    RangeAllocator alloc;
+    bool draining = false;
+    // No placements before this: the memory may still be read under leases granted before
+    // the client was (perhaps wrongly) declared dead and mounted it again.
+    uint64_t usable_after_ns = 0;
+  };
+  struct Deferred {
+    uint64_t at_ns;
+    uint64_t mount;
+    uint64_t offset;
+    uint64_t size;
+  };
+  struct Client {
+    uint64_t last_seen_ns = 0;
+  };
+
+  void Touch(const std::string& client, uint64_t now_ns);
+  void Notify(const std::string& key, uint64_t generation, std::string_view reason);
+  std::vector<ReplicaLocation> Locations(const Object& o) const;
+  bool TryPlace(uint64_t size, const ReplicateConfig& config, uint64_t now_ns,
+                std::vector<Replica>* out);
+  size_t SegmentsThatFit(uint64_t size, uint64_t now_ns) const;
+  // Frees the object's replicas now, or at `hold_until_ns` if that is later.
+  void Release(const Object& o, uint64_t hold_until_ns, uint64_t now_ns);
+  void Erase(std::map<std::string, Object>::iterator it, uint64_t hold_until_ns, uint64_t now_ns);
+  bool Evictable(const Object& o, uint64_t now_ns) const;
+  // Evicts up to `count` objects in approximate LRU order; returns how many went.
+  size_t Evict(size_t count, uint64_t now_ns);
+  void MaybeEvict(uint64_t now_ns);
+  void DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_until_ns);
+  void ClientDied(const std::string& client, uint64_t now_ns);
+  void RunDeferred(uint64_t now_ns);
+
+  MasterOptions options_;
+  std::map<std::string, Object> objects_;
+  std::map<uint64_t, MountState> mounts_;
+  std::map<std::string, Client> clients_;
+  std::vector<Deferred> deferred_;
+  std::map<std::string, uint64_t> fences_;  // segment name -> last lease on dropped memory
+  uint64_t next_mount_ = 1;
+  uint64_t next_generation_ = 1;
+  MasterStats stats_;
+  Observer observer_;
+};
+
+// Serves a MasterState at a Messenger endpoint. Start it once; it runs until destroyed.
+class MasterService {
+ public:
+  // `env` and `messenger` must outlive the service. The service installs itself as the
+  // messenger's receiver.
+  MasterService(Env& env, Messenger& messenger, MasterOptions options = {});
+  ~MasterService();
+  MasterService(const MasterService&) = delete;
+  MasterService& operator=(const MasterService&) = delete;
+
+  // Starts the periodic sweep (client liveness, reclaim, deferred frees). Never blocks.
+  void Start();
+
+  MasterState& state() { return state_; }
+  const RpcServer& server() const { return server_; }
+  std::string_view endpoint() const { return messenger_.LocalName(); }
+
+ private:
+  std::string Handle(std::string_view from, MsgType type, std::string_view body);
+  void ArmSweep();
+
+  Env& env_;
+  Messenger& messenger_;
+  MasterState state_;
+  RpcServer server_;
+  std::shared_ptr<bool> alive_;
+  TimerId sweep_ = 0;
+};
+
+}  // namespace tidal::store

@@ -1,0 +1,445 @@
+// StoreClient: lifecycle, segments, buffers, put and get (see client.h). Batch and tensor
+// calls are in client_batch.cc.
+#include "tidal/store/client.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "protocol.h"
+
+namespace tidal::store {
+namespace {
+
+Status KeyCheck(const std::string& key) {
+  if (key.empty()) return Status(ErrorCode::INVALID_KEY, "key is empty");
+  if (key.size() > kMaxKeyBytes) {
+    return Status(ErrorCode::INVALID_KEY, "key is longer than " + std::to_string(kMaxKeyBytes));
+  }
+  return Status();
+}
+
+uint64_t Addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
+
+bool StaleView(ErrorCode c) {
+  return c == ErrorCode::REMOTE_ACCESS_DENIED || c == ErrorCode::SEGMENT_NOT_FOUND;
+}
+
+std::string Describe(const TransferStatus& s) {
+  return std::string(TransferStateName(s.state)) + "/" + std::string(ErrorCodeName(s.error)) +
+         " after " + std::to_string(s.bytes_transferred) + " bytes";
+}
+
+}  // namespace
+
+StoreClient::StoreClient(Env& env, TransferEngine& engine, Messenger& messenger,
+                         StoreClientOptions options)
+    : env_(env),
+      engine_(engine),
+      name_(messenger.LocalName()),
+      options_(options),
+      rpc_(env, messenger, options.master, options.rpc),
+      alive_(std::make_shared<bool>(true)) {}
+
+StoreClient::~StoreClient() { *alive_ = false; }
+
+Task<Result<std::string>> StoreClient::Call(MsgType type, std::string body, Deadline d) {
+  uint64_t now = env_.NowNs();
+  if (now >= d.at_ns) {
+    co_return Status(ErrorCode::OPERATION_TIMEOUT, "store call ran out of time");
+  }
+  uint64_t timeout = std::min(options_.rpc.timeout_ns, d.at_ns - now);
+  Result<std::string> r = co_await rpc_.Call(type, std::move(body), timeout);
+  if (!r.ok()) co_return r.status();
+  co_return proto::ParseResponse(*r);
+}
+
+Task<std::vector<TransferStatus>> StoreClient::Transfer(std::vector<TransferRequest> requests,
+                                                        Deadline d) {
+  std::vector<TransferStatus> out(requests.size());
+  Result<BatchId> batch = engine_.AllocateBatch(requests.size());
+  if (!batch.ok()) {
+    for (auto& s : out) s = {TransferState::FAILED, 0, batch.code()};
+    co_return out;
+  }
+  (void)engine_.Submit(*batch, requests);  // rejected requests are recorded FAILED
+  uint64_t now = env_.NowNs();
+  // The call's deadline cancels what is still pending, so no call outlives it.
+  TimerId timer = env_.ScheduleAfter(d.at_ns > now ? d.at_ns - now : 0,
+                                     [engine = &engine_, b = *batch, alive = alive_]() {
+                                       if (*alive) (void)engine->CancelBatch(b);
+                                     });
+  Status waited = co_await engine_.WaitBatch(*batch);
+  env_.CancelTimer(timer);
+  TIDAL_ASSERT(waited.ok());
+  for (size_t i = 0; i < out.size(); ++i) {
+    Result<TransferStatus> s = engine_.GetStatus(*batch, i);
+    TIDAL_ASSERT(s.ok() && s->state != TransferState::PENDING);
+    out[i] = *s;
+  }
+  Status freed = engine_.FreeBatch(*batch);
+  TIDAL_ASSERT(freed.ok());
+  co_return out;
+}
+
+Task<Result<SegmentHandle>> StoreClient::Open(const std::string& segment, bool refresh) {
+  Result<SegmentHandle> h = co_await engine_.OpenSegment(segment);
+  if (!refresh || !h.ok()) co_return h;
+  // Our cached descriptor may predate the peer's mount: look it up again.
+  (void)engine_.CloseSegment(*h);
+  co_return co_await engine_.OpenSegment(segment);
+}
+
+Task<Result<uint64_t>> StoreClient::MountOnMaster(uint64_t base, uint64_t size, Deadline d) {
+  // Arguments are built as named locals before co_await: GCC 12 destroys brace-initialized
+  // temporaries inside a co_await expression twice.
+  proto::MountReq req{engine_.segment_name(), base, size};
+  std::string body = proto::Encode(req);
+  Result<std::string> r = co_await Call(MsgType::kMountSegment, std::move(body), d);
+  if (!r.ok()) co_return r.status();
+  uint64_t id = 0;
+  TIDAL_CO_RETURN_IF_ERROR(proto::DecodeU64(*r, &id));
+  co_return id;
+}
+
+Task<Status> StoreClient::Start() {
+  std::string body;
+  Result<std::string> r = co_await Call(MsgType::kRegisterClient, std::move(body), MakeDeadline());
+  if (!r.ok()) co_return r.status();
+  if (!started_) {
+    started_ = true;
+    Spawn(env_, HeartbeatLoop(alive_));
+  }
+  co_return Status();
+}
+
+Task<Status> StoreClient::Stop() {
+  stopped_ = true;
+  std::vector<uint64_t> bases;
+  for (const auto& [base, m] : mounts_) bases.push_back(base);
+  Status first;
+  for (uint64_t base : bases) {
+    Status s = co_await UnmountSegment(reinterpret_cast<void*>(base));
+    if (!s.ok() && first.ok()) first = s;
+  }
+  co_return first;
+}
+
+Task<void> StoreClient::HeartbeatLoop(std::shared_ptr<bool> alive) {
+  while (true) {
+    co_await SleepFor(env_, options_.heartbeat_interval_ns);
+    if (!*alive || stopped_) co_return;
+    std::string body;
+    Deadline d{env_.NowNs() + options_.rpc.timeout_ns};
+    Result<std::string> r = co_await Call(MsgType::kHeartbeat, std::move(body), d);
+    if (!*alive) co_return;
+    ++stats_.heartbeats;
+    std::vector<uint64_t> known;
+    if (!r.ok() || !proto::DecodeU64s(*r, &known).ok()) continue;
+    // A master that declared us dead dropped our mounts: lend the memory again.
+    std::vector<std::pair<uint64_t, uint64_t>> lost;
+    for (const auto& [base, m] : mounts_) {
+      if (!m.unmounting && std::find(known.begin(), known.end(), m.id) == known.end()) {
+        lost.push_back({base, m.size});
+      }
+    }
+    for (const auto& [base, size] : lost) {
+      Result<uint64_t> id = co_await MountOnMaster(base, size, MakeDeadline());
+      if (!*alive) co_return;
+      auto it = mounts_.find(base);
+      if (id.ok() && it != mounts_.end()) {
+        it->second.id = *id;
+        ++stats_.remounts;
+      }
+    }
+    std::vector<std::shared_ptr<std::vector<uint8_t>>> graves = std::move(graveyard_);
+    graveyard_.clear();
+    for (auto& g : graves) co_await ReleaseTemp(std::move(g));
+  }
+}
+
+Task<Status> StoreClient::MountSegment(void* base, uint64_t size, Location location) {
+  if (base == nullptr || size < 64) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "mount: null base or size below 64 bytes");
+  }
+  Result<uint64_t> key = co_await engine_.RegisterMemory(base, size, location);
+  if (!key.ok()) co_return key.status();
+  Result<uint64_t> id = co_await MountOnMaster(Addr(base), size, MakeDeadline());
+  if (!id.ok()) {
+    (void)co_await engine_.UnregisterMemory(base);
+    co_return id.status();
+  }
+  mounts_[Addr(base)] = MountInfo{size, *id, false};
+  co_return Status();
+}
+
+Task<Status> StoreClient::UnmountSegment(void* base) {
+  auto it = mounts_.find(Addr(base));
+  if (it == mounts_.end() || it->second.unmounting) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "unmount: no mount starts at that address");
+  }
+  it->second.unmounting = true;
+  std::string body = proto::EncodeU64(it->second.id);
+  Result<std::string> r = co_await Call(MsgType::kUnmountSegment, std::move(body), MakeDeadline());
+  uint64_t drain_ns = 0;
+  if (r.ok()) {
+    if (Status s = proto::DecodeU64(*r, &drain_ns); !s.ok()) r = s;
+  }
+  // SEGMENT_NOT_FOUND: the master already dropped it (we were declared dead); the memory
+  // is ours again.
+  if (!r.ok() && r.code() != ErrorCode::SEGMENT_NOT_FOUND) {
+    if (auto again = mounts_.find(Addr(base)); again != mounts_.end()) {
+      again->second.unmounting = false;
+    }
+    co_return r.status();
+  }
+  mounts_.erase(Addr(base));
+  // Readers whose leases still run may be reading this memory: keep it registered.
+  if (drain_ns > 0) co_await SleepFor(env_, drain_ns);
+  Status s = co_await engine_.UnregisterMemory(base);
+  for (int i = 0; s.code() == ErrorCode::BATCH_BUSY && i < 100; ++i) {
+    co_await SleepFor(env_, 10'000'000);
+    s = co_await engine_.UnregisterMemory(base);
+  }
+  co_return s;
+}
+
+Task<Status> StoreClient::RegisterBuffer(void* addr, uint64_t size, Location location) {
+  Result<uint64_t> key = co_await engine_.RegisterMemory(addr, size, location);
+  co_return key.status();
+}
+
+Task<Status> StoreClient::UnregisterBuffer(void* addr) {
+  co_return co_await engine_.UnregisterMemory(addr);
+}
+
+Task<void> StoreClient::ReleaseTemp(std::shared_ptr<std::vector<uint8_t>> buffer) {
+  Status s = co_await engine_.UnregisterMemory(buffer->data());
+  // Still in use by a transfer the engine has not let go of: keep the memory alive and
+  // try again on the next heartbeat, never free it under the transport.
+  if (s.code() == ErrorCode::BATCH_BUSY) graveyard_.push_back(std::move(buffer));
+}
+
+// ---------------------------------------------------------------------------------------
+// Put
+
+Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t size,
+                                  ReplicateConfig config, Deadline d) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  if (ptr == nullptr || size == 0 || size > options_.max_object_bytes) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "put: null buffer, size 0 or above the limit");
+  }
+  if (config.replica_num == 0 || config.replica_num > kMaxReplicas) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "put: replica_num out of range");
+  }
+  // Field bug 4: an unregistered source fails before anything is allocated or moved.
+  Result<RegionInfo> local = engine_.registry().FindLocal(Addr(ptr), size);
+  if (!local.ok()) co_return local.status();
+
+  proto::PutStartReq req{key, size, config};
+  std::string body = proto::Encode(req);
+  Result<std::string> r = co_await Call(MsgType::kPutStart, std::move(body), d);
+  if (!r.ok()) co_return r.status();
+  proto::PutStartResp placed;
+  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(*r, &placed));
+  TIDAL_ASSERT(placed.replicas.size() == config.replica_num);
+
+  Status failure;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    failure = Status();
+    std::vector<TransferRequest> writes;
+    for (const ReplicaLocation& rep : placed.replicas) {
+      Result<SegmentHandle> h = co_await Open(rep.segment, attempt > 0);
+      if (!h.ok()) {
+        failure = Status(ErrorCode::TRANSFER_FAIL,
+                         "put: open " + rep.segment + ": " + h.status().ToString());
+        break;
+      }
+      writes.push_back({TransferOp::kWrite, Addr(ptr), size, *h, rep.addr});
+    }
+    if (!failure.ok()) break;
+    std::vector<TransferStatus> done = co_await Transfer(std::move(writes), d);
+    bool stale = false;
+    for (size_t i = 0; i < done.size(); ++i) {
+      if (done[i].state == TransferState::COMPLETED && done[i].bytes_transferred == size) continue;
+      stale = stale || StaleView(done[i].error);
+      if (failure.ok()) {
+        failure = Status(
+            env_.NowNs() >= d.at_ns ? ErrorCode::OPERATION_TIMEOUT : ErrorCode::TRANSFER_FAIL,
+            "put: replica on " + placed.replicas[i].segment + ": " + Describe(done[i]));
+      }
+    }
+    if (failure.ok() || !stale) break;
+  }
+  proto::KeyGen kg{key, placed.generation};
+  if (!failure.ok()) {
+    if (env_.NowNs() < d.at_ns) {
+      std::string body = proto::Encode(kg);
+      (void)co_await Call(MsgType::kPutRevoke, std::move(body), d);
+    }
+    co_return failure;
+  }
+  std::string end_body = proto::Encode(kg);
+  Result<std::string> end = co_await Call(MsgType::kPutEnd, std::move(end_body), d);
+  co_return end.status();
+}
+
+Task<Status> StoreClient::PutFrom(std::string key, const void* ptr, uint64_t size,
+                                  ReplicateConfig config) {
+  co_return co_await PutImpl(std::move(key), ptr, size, std::move(config), MakeDeadline());
+}
+
+Task<Status> StoreClient::PutOwned(std::string key, std::string data, ReplicateConfig config,
+                                   Deadline d) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  if (data.empty()) co_return Status(ErrorCode::INVALID_PARAMS, "put: empty value");
+  auto buffer = std::make_shared<std::vector<uint8_t>>(data.begin(), data.end());
+  Result<uint64_t> reg =
+      co_await engine_.RegisterMemory(buffer->data(), buffer->size(), Location::Host());
+  if (!reg.ok()) co_return reg.status();
+  Status s = co_await PutImpl(std::move(key), buffer->data(), buffer->size(), std::move(config), d);
+  co_await ReleaseTemp(std::move(buffer));
+  co_return s;
+}
+
+Task<Status> StoreClient::Put(std::string key, std::string value, ReplicateConfig config) {
+  co_return co_await PutOwned(std::move(key), std::move(value), std::move(config), MakeDeadline());
+}
+
+// ---------------------------------------------------------------------------------------
+// Get
+
+Task<Result<std::string>> StoreClient::Lookup(std::string key, uint64_t generation, Deadline d) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  proto::KeyGen req{key, generation};
+  std::string body = proto::Encode(req);
+  co_return co_await Call(MsgType::kGetReplicaList, std::move(body), d);
+}
+
+Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, std::string lookup, void* ptr,
+                                                 uint64_t capacity, uint64_t sent_ns, Deadline d) {
+  proto::ReplicaListResp list;
+  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(lookup, &list));
+  if (list.size > capacity) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "get: capacity " + std::to_string(capacity) +
+                                                    " is below the object's " +
+                                                    std::to_string(list.size) + " bytes");
+  }
+  if (list.replicas.empty()) co_return Status(ErrorCode::OBJECT_NOT_FOUND, "get: no replica");
+  // The lease runs from when we asked (the master granted it no earlier), so this deadline
+  // is never later than the master's.
+  const uint64_t lease_deadline = sent_ns + list.lease_ttl_ns;
+  const size_t n = list.replicas.size();
+  const size_t start = env_.RandomBelow(n);
+  std::string errors;
+  for (size_t k = 0; k < n; ++k) {
+    const ReplicaLocation& rep = list.replicas[(start + k) % n];
+    TransferStatus st{TransferState::FAILED, 0, ErrorCode::INVALID_PARAMS};
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Result<SegmentHandle> h = co_await Open(rep.segment, attempt > 0);
+      if (!h.ok()) {
+        st = {TransferState::FAILED, 0, h.code()};
+        break;
+      }
+      std::vector<TransferRequest> read{{TransferOp::kRead, Addr(ptr), list.size, *h, rep.addr}};
+      std::vector<TransferStatus> done = co_await Transfer(std::move(read), d);
+      st = done[0];
+      if (!StaleView(st.error)) break;
+    }
+    // Field bug 3: success only when every byte arrived.
+    if (st.state == TransferState::COMPLETED && st.bytes_transferred == list.size) {
+      if (env_.NowNs() > lease_deadline) {
+        ++stats_.lease_expired;
+        co_return Status(ErrorCode::LEASE_EXPIRED,
+                         "get '" + key + "': the lease lapsed before the read finished");
+      }
+      co_return list.size;
+    }
+    ++stats_.replica_read_failures;
+    errors += (errors.empty() ? "" : "; ") + rep.segment + ": " + Describe(st);
+    if (env_.NowNs() >= d.at_ns) {
+      co_return Status(ErrorCode::OPERATION_TIMEOUT, "get '" + key + "': " + errors);
+    }
+  }
+  co_return Status(ErrorCode::TRANSFER_FAIL, "get '" + key + "': no replica read whole: " + errors);
+}
+
+Task<Result<uint64_t>> StoreClient::GetImpl(std::string key, void* ptr, uint64_t capacity,
+                                            GetOptions options, Deadline d) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  if (ptr == nullptr || capacity == 0) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "get: null buffer or capacity 0");
+  }
+  Result<RegionInfo> local = engine_.registry().FindLocal(Addr(ptr), capacity);
+  if (!local.ok()) co_return local.status();
+  uint64_t sent = env_.NowNs();
+  Result<std::string> lookup = co_await Lookup(key, options.generation, d);
+  if (!lookup.ok()) co_return lookup.status();
+  co_return co_await ReadReplicas(std::move(key), std::move(*lookup), ptr, capacity, sent, d);
+}
+
+Task<Result<uint64_t>> StoreClient::GetInto(std::string key, void* ptr, uint64_t capacity,
+                                            GetOptions options) {
+  co_return co_await GetImpl(std::move(key), ptr, capacity, options, MakeDeadline());
+}
+
+Task<Result<std::string>> StoreClient::GetOwned(std::string key, GetOptions options, Deadline d) {
+  uint64_t sent = env_.NowNs();
+  Result<std::string> lookup = co_await Lookup(key, options.generation, d);
+  if (!lookup.ok()) co_return lookup.status();
+  proto::ReplicaListResp list;
+  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(*lookup, &list));
+  if (list.size == 0 || list.size > options_.max_object_bytes) {
+    co_return Status(ErrorCode::CORRUPT_INPUT, "get: the master reported a bad size");
+  }
+  auto buffer = std::make_shared<std::vector<uint8_t>>(list.size);
+  Result<uint64_t> reg =
+      co_await engine_.RegisterMemory(buffer->data(), buffer->size(), Location::Host());
+  if (!reg.ok()) co_return reg.status();
+  Result<uint64_t> n =
+      co_await ReadReplicas(key, std::move(*lookup), buffer->data(), buffer->size(), sent, d);
+  Result<std::string> out =
+      n.ok() ? Result<std::string>(std::string(reinterpret_cast<const char*>(buffer->data()), *n))
+             : Result<std::string>(n.status());
+  co_await ReleaseTemp(std::move(buffer));
+  co_return out;
+}
+
+Task<Result<std::string>> StoreClient::Get(std::string key, GetOptions options) {
+  co_return co_await GetOwned(std::move(key), options, MakeDeadline());
+}
+
+Task<Result<ObjectInfo>> StoreClient::Stat(std::string key) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  std::string body = proto::EncodeKey(key);
+  Result<std::string> r = co_await Call(MsgType::kStat, std::move(body), MakeDeadline());
+  if (!r.ok()) co_return r.status();
+  ObjectInfo info;
+  TIDAL_CO_RETURN_IF_ERROR(proto::DecodeInfo(*r, &info));
+  co_return info;
+}
+
+Task<Result<uint64_t>> StoreClient::GetSize(std::string key) {
+  Result<ObjectInfo> info = co_await Stat(std::move(key));
+  if (!info.ok()) co_return info.status();
+  co_return info->size;
+}
+
+Task<Status> StoreClient::Remove(std::string key, bool force) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  proto::RemoveReq req{key, force};
+  std::string body = proto::Encode(req);
+  Result<std::string> r = co_await Call(MsgType::kRemove, std::move(body), MakeDeadline());
+  co_return r.status();
+}
+
+Task<Result<bool>> StoreClient::Exists(std::string key) {
+  Result<ObjectInfo> info = co_await Stat(std::move(key));
+  if (info.ok()) co_return true;
+  if (info.code() == ErrorCode::OBJECT_NOT_FOUND ||
+      info.code() == ErrorCode::REPLICA_IS_NOT_READY) {
+    co_return false;
+  }
+  co_return info.status();
+}
+
+}  // namespace tidal::store

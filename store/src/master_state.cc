@@ -1,0 +1,459 @@
+// The master's state machine (see master.h). Pure: time comes in as an argument.
+#include <algorithm>
+#include <cmath>
+
+#include "tidal/store/master.h"
+
+namespace tidal::store {
+namespace {
+
+Status KeyCheck(const std::string& key) {
+  if (key.empty()) return Status(ErrorCode::INVALID_KEY, "key is empty");
+  if (key.size() > kMaxKeyBytes) {
+    return Status(ErrorCode::INVALID_KEY, "key is longer than " + std::to_string(kMaxKeyBytes));
+  }
+  return Status();
+}
+
+}  // namespace
+
+MasterState::MasterState(MasterOptions options) : options_(options) {}
+
+void MasterState::Notify(const std::string& key, uint64_t generation, std::string_view reason) {
+  if (observer_) observer_(key, generation, reason);
+}
+
+void MasterState::Touch(const std::string& client, uint64_t now_ns) {
+  clients_[client].last_seen_ns = now_ns;
+}
+
+std::vector<uint64_t> MasterState::Heartbeat(const std::string& client, uint64_t now_ns) {
+  Touch(client, now_ns);
+  std::vector<uint64_t> ids;
+  for (const auto& [id, m] : mounts_) {
+    if (m.client == client && !m.draining) ids.push_back(id);
+  }
+  return ids;
+}
+
+Result<uint64_t> MasterState::Mount(const std::string& client, const std::string& segment,
+                                    uint64_t base, uint64_t size, uint64_t now_ns) {
+  Touch(client, now_ns);
+  if (size < RangeAllocator::kAlignment || base == 0 || base + size < base) {
+    return Status(ErrorCode::INVALID_PARAMS, "mount: base 0, size below 64 bytes or wrapping");
+  }
+  if (segment.empty()) return Status(ErrorCode::INVALID_PARAMS, "mount: empty segment name");
+  for (const auto& [id, m] : mounts_) {
+    if (m.segment == segment && base < m.base + m.size && m.base < base + size) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "mount: range overlaps mount " + std::to_string(id) + " of " + segment);
+    }
+  }
+  uint64_t id = next_mount_++;
+  MountState m{client, segment, base, size, RangeAllocator(size), false, 0};
+  if (auto f = fences_.find(segment); f != fences_.end() && f->second > now_ns) {
+    m.usable_after_ns = f->second;
+  }
+  mounts_.emplace(id, std::move(m));
+  return id;
+}
+
+void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_until_ns) {
+  TIDAL_ASSERT(mounts_.count(mount) == 1);
+  const std::string segment = mounts_.at(mount).segment;
+  uint64_t fence = 0;
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    Object& o = it->second;
+    auto here = [mount](const Replica& r) { return r.mount == mount; };
+    if (std::none_of(o.replicas.begin(), o.replicas.end(), here)) {
+      ++it;
+      continue;
+    }
+    fence = std::max(fence, o.lease_until_ns);
+    if (drain_until_ns != nullptr) *drain_until_ns = std::max(*drain_until_ns, o.lease_until_ns);
+    // The replica goes with its segment (its memory is not ours to free any more).
+    o.replicas.erase(std::remove_if(o.replicas.begin(), o.replicas.end(), here), o.replicas.end());
+    if (!o.complete) {
+      // A put that lost a target cannot finish: reclaim it; the writer's PutEnd fails.
+      ++stats_.puts_reclaimed;
+      Notify(it->first, o.generation, "reclaimed");
+      Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
+    } else if (o.replicas.empty()) {
+      ++stats_.lost;
+      Notify(it->first, o.generation, "lost");
+      Erase(it++, now_ns, now_ns);
+    } else {
+      ++it;  // field bug 9: other replicas keep the object readable
+    }
+  }
+  std::erase_if(deferred_, [mount](const Deferred& d) { return d.mount == mount; });
+  mounts_.erase(mount);
+  // A graceful unmount waits for these leases before it lets go of the memory; after a
+  // death the owner may mount the same memory again at once, so fence it off until then.
+  if (drain_until_ns == nullptr && fence > now_ns) {
+    fences_[segment] = std::max(fences_[segment], fence);
+  }
+}
+
+Result<uint64_t> MasterState::Unmount(const std::string& client, uint64_t mount_id,
+                                      uint64_t now_ns) {
+  Touch(client, now_ns);
+  auto it = mounts_.find(mount_id);
+  if (it == mounts_.end() || it->second.client != client) {
+    return Status(ErrorCode::SEGMENT_NOT_FOUND,
+                  "unmount: mount " + std::to_string(mount_id) + " is not this client's");
+  }
+  uint64_t drain_until = now_ns;
+  DropMount(mount_id, now_ns, &drain_until);
+  return drain_until - now_ns;
+}
+
+size_t MasterState::SegmentsThatFit(uint64_t size, uint64_t now_ns) const {
+  std::set<std::string> names;
+  for (const auto& [id, m] : mounts_) {
+    if (!m.draining && m.usable_after_ns <= now_ns && m.alloc.capacity() >= size) {
+      names.insert(m.segment);
+    }
+  }
+  return names.size();
+}
+
+bool MasterState::TryPlace(uint64_t size, const ReplicateConfig& config, uint64_t now_ns,
+                           std::vector<Replica>* out) {
+  out->clear();
+  std::set<std::string> used;
+  auto try_mount = [&](uint64_t id, MountState& m) {
+    if (m.draining || m.usable_after_ns > now_ns || used.count(m.segment) != 0) return;
+    std::optional<uint64_t> offset = m.alloc.Allocate(size);
+    if (!offset) return;
+    used.insert(m.segment);
+    out->push_back({id, *offset});
+  };
+  for (const std::string& name : config.preferred_segments) {
+    for (auto& [id, m] : mounts_) {
+      if (out->size() == config.replica_num) break;
+      if (m.segment == name) try_mount(id, m);
+    }
+  }
+  // The rest by most free space, ties by mount id: spreads load, deterministic.
+  std::vector<std::pair<uint64_t, uint64_t>> order;  // (-free, id)
+  for (const auto& [id, m] : mounts_) order.push_back({m.alloc.capacity() - m.alloc.used(), id});
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  for (const auto& [free, id] : order) {
+    if (out->size() == config.replica_num) break;
+    try_mount(id, mounts_.at(id));
+  }
+  if (out->size() == config.replica_num) return true;
+  for (const Replica& r : *out) mounts_.at(r.mount).alloc.Free(r.offset, size);
+  out->clear();
+  return false;
+}
+
+Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
+    const std::string& client, const std::string& key, uint64_t size, const ReplicateConfig& config,
+    uint64_t now_ns) {
+  Touch(client, now_ns);
+  TIDAL_RETURN_IF_ERROR(KeyCheck(key));
+  if (size == 0) return Status(ErrorCode::INVALID_PARAMS, "put: size is 0");
+  if (config.replica_num == 0 || config.replica_num > kMaxReplicas) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "put: replica_num " + std::to_string(config.replica_num) + " not in [1, " +
+                      std::to_string(kMaxReplicas) + "]");
+  }
+  if (auto it = objects_.find(key); it != objects_.end()) {
+    return Status(ErrorCode::OBJECT_ALREADY_EXISTS,
+                  it->second.complete ? "put: key exists" : "put: key is being written");
+  }
+  size_t fit = SegmentsThatFit(size, now_ns);
+  if (fit < config.replica_num) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE, "put: " + std::to_string(config.replica_num) +
+                                                      " replicas asked, only " +
+                                                      std::to_string(fit) + " segments can hold " +
+                                                      std::to_string(size) + " bytes");
+  }
+  std::vector<Replica> placed;
+  // Field bug 12: when space runs out, evict now (LRU order) until the put fits, instead
+  // of failing while a background pass catches up.
+  while (!TryPlace(size, config, now_ns, &placed)) {
+    if (Evict(1, now_ns) == 0) {
+      return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                    "put: no space for " + std::to_string(size) +
+                        " bytes; the rest is leased, pinned or being written");
+    }
+  }
+  Object o;
+  o.size = size;
+  o.generation = next_generation_++;
+  o.writer = client;
+  o.started_ns = now_ns;
+  o.replicas = std::move(placed);
+  o.last_access_ns = now_ns;
+  o.hard_pin = config.hard_pin;
+  o.soft_pin_ttl_ns = config.soft_pin_ttl_ns;
+  std::vector<ReplicaLocation> locations = Locations(o);
+  uint64_t generation = o.generation;
+  objects_.emplace(key, std::move(o));
+  ++stats_.puts_started;
+  MaybeEvict(now_ns);
+  return std::make_pair(generation, std::move(locations));
+}
+
+Status MasterState::PutEnd(const std::string& client, const std::string& key, uint64_t generation,
+                           uint64_t now_ns) {
+  Touch(client, now_ns);
+  auto it = objects_.find(key);
+  if (it == objects_.end() || it->second.generation != generation) {
+    return Status(ErrorCode::OBJECT_NOT_FOUND,
+                  "put end: generation " + std::to_string(generation) + " of '" + key +
+                      "' is not being written (reclaimed, revoked or removed)");
+  }
+  Object& o = it->second;
+  if (o.complete) return Status();
+  TIDAL_ASSERT(!o.replicas.empty());
+  o.complete = true;
+  o.last_access_ns = now_ns;
+  if (o.soft_pin_ttl_ns != 0) o.soft_pin_until_ns = now_ns + o.soft_pin_ttl_ns;
+  ++stats_.puts_ended;
+  return Status();
+}
+
+Status MasterState::PutRevoke(const std::string& client, const std::string& key,
+                              uint64_t generation, uint64_t now_ns) {
+  Touch(client, now_ns);
+  auto it = objects_.find(key);
+  if (it == objects_.end() || it->second.generation != generation || it->second.complete) {
+    return Status(ErrorCode::OBJECT_NOT_FOUND, "put revoke: generation " +
+                                                   std::to_string(generation) + " of '" + key +
+                                                   "' is not being written");
+  }
+  ++stats_.puts_revoked;
+  Erase(it, now_ns + options_.reclaim_quarantine_ns, now_ns);
+  return Status();
+}
+
+Result<std::pair<ObjectInfo, std::vector<ReplicaLocation>>> MasterState::GetReplicaList(
+    const std::string& key, uint64_t generation, uint64_t now_ns) {
+  TIDAL_RETURN_IF_ERROR(KeyCheck(key));
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return Status(ErrorCode::OBJECT_NOT_FOUND, "'" + key + "'");
+  Object& o = it->second;
+  if (generation != 0 && o.generation != generation) {
+    // Field bug 7: a reader holding an older generation's reference must fail.
+    return Status(ErrorCode::OBJECT_NOT_FOUND,
+                  "'" + key + "': generation " + std::to_string(generation) +
+                      " is gone, current is " + std::to_string(o.generation));
+  }
+  if (!o.complete) return Status(ErrorCode::REPLICA_IS_NOT_READY, "'" + key + "' is being written");
+  TIDAL_ASSERT(!o.replicas.empty());
+  o.lease_until_ns = std::max(o.lease_until_ns, now_ns + options_.lease_ttl_ns);
+  o.last_access_ns = now_ns;
+  ++stats_.leases_granted;
+  return std::make_pair(ObjectInfo{o.size, o.generation}, Locations(o));
+}
+
+Result<ObjectInfo> MasterState::Stat(const std::string& key, uint64_t now_ns) const {
+  TIDAL_RETURN_IF_ERROR(KeyCheck(key));
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return Status(ErrorCode::OBJECT_NOT_FOUND, "'" + key + "'");
+  if (!it->second.complete) {
+    return Status(ErrorCode::REPLICA_IS_NOT_READY, "'" + key + "' is being written");
+  }
+  return ObjectInfo{it->second.size, it->second.generation};
+}
+
+Status MasterState::Remove(const std::string& key, bool force, uint64_t now_ns) {
+  TIDAL_RETURN_IF_ERROR(KeyCheck(key));
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return Status(ErrorCode::OBJECT_NOT_FOUND, "'" + key + "'");
+  const Object& o = it->second;
+  if (!force) {
+    if (!o.complete) {
+      return Status(ErrorCode::REPLICA_IS_NOT_READY, "'" + key + "' is being written");
+    }
+    if (o.lease_until_ns > now_ns) {
+      return Status(ErrorCode::OBJECT_HAS_LEASE, "'" + key + "' has a running lease");
+    }
+    if (o.hard_pin) return Status(ErrorCode::OBJECT_HAS_LEASE, "'" + key + "' is hard-pinned");
+  }
+  // Readers under a running lease may still be reading: keep the memory until it ends.
+  uint64_t hold =
+      o.complete ? std::max(o.lease_until_ns, now_ns) : now_ns + options_.reclaim_quarantine_ns;
+  ++stats_.removed;
+  Erase(it, hold, now_ns);
+  return Status();
+}
+
+std::vector<ReplicaLocation> MasterState::Locations(const Object& o) const {
+  std::vector<ReplicaLocation> out;
+  for (const Replica& r : o.replicas) {
+    const MountState& m = mounts_.at(r.mount);
+    out.push_back({m.segment, m.base + r.offset, o.size});
+  }
+  return out;
+}
+
+std::vector<ReplicaLocation> MasterState::Replicas(const std::string& key) const {
+  auto it = objects_.find(key);
+  return it == objects_.end() ? std::vector<ReplicaLocation>{} : Locations(it->second);
+}
+
+void MasterState::Release(const Object& o, uint64_t hold_until_ns, uint64_t now_ns) {
+  for (const Replica& r : o.replicas) {
+    auto m = mounts_.find(r.mount);
+    TIDAL_ASSERT(m != mounts_.end());
+    if (hold_until_ns > now_ns) {
+      deferred_.push_back({hold_until_ns, r.mount, r.offset, o.size});
+    } else {
+      m->second.alloc.Free(r.offset, o.size);
+    }
+  }
+}
+
+void MasterState::Erase(std::map<std::string, Object>::iterator it, uint64_t hold_until_ns,
+                        uint64_t now_ns) {
+  Release(it->second, hold_until_ns, now_ns);
+  objects_.erase(it);
+}
+
+bool MasterState::Evictable(const Object& o, uint64_t now_ns) const {
+  return o.complete && !o.hard_pin && o.lease_until_ns <= now_ns;
+}
+
+size_t MasterState::Evict(size_t count, uint64_t now_ns) {
+  // Approximate LRU: unpinned before soft-pinned, then least recently used first.
+  struct Candidate {
+    bool soft;
+    uint64_t last;
+    const std::string* key;
+  };
+  std::vector<Candidate> c;
+  for (const auto& [key, o] : objects_) {
+    if (Evictable(o, now_ns)) c.push_back({o.soft_pin_until_ns > now_ns, o.last_access_ns, &key});
+  }
+  size_t n = std::min(count, c.size());
+  std::partial_sort(c.begin(), c.begin() + n, c.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.soft != b.soft) return !a.soft;
+    if (a.last != b.last) return a.last < b.last;
+    return *a.key < *b.key;
+  });
+  std::vector<std::string> victims;
+  for (size_t i = 0; i < n; ++i) victims.push_back(*c[i].key);
+  for (const std::string& key : victims) {
+    auto it = objects_.find(key);
+    TIDAL_ASSERT(it != objects_.end() && Evictable(it->second, now_ns));
+    Notify(key, it->second.generation, "evicted");
+    Erase(it, now_ns, now_ns);
+    ++stats_.evicted;
+  }
+  return n;
+}
+
+void MasterState::MaybeEvict(uint64_t now_ns) {
+  uint64_t capacity = 0, used = 0;
+  for (const auto& [id, m] : mounts_) {
+    capacity += m.alloc.capacity();
+    used += m.alloc.used();
+  }
+  if (capacity == 0 || double(used) <= options_.high_watermark * double(capacity)) return;
+  size_t count = std::max<size_t>(1, size_t(std::ceil(options_.evict_ratio * objects_.size())));
+  Evict(count, now_ns);
+}
+
+void MasterState::ClientDied(const std::string& client, uint64_t now_ns) {
+  ++stats_.clients_died;
+  std::vector<uint64_t> mine;
+  for (const auto& [id, m] : mounts_) {
+    if (m.client == client) mine.push_back(id);
+  }
+  for (uint64_t id : mine) DropMount(id, now_ns, nullptr);
+  // Field bug 8: puts whose writer died are reclaimed, so the key is usable again.
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    if (!it->second.complete && it->second.writer == client) {
+      ++stats_.puts_reclaimed;
+      Notify(it->first, it->second.generation, "reclaimed");
+      Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
+    } else {
+      ++it;
+    }
+  }
+  clients_.erase(client);
+}
+
+void MasterState::RunDeferred(uint64_t now_ns) {
+  std::vector<Deferred> keep;
+  for (const Deferred& d : deferred_) {
+    if (d.at_ns > now_ns) {
+      keep.push_back(d);
+      continue;
+    }
+    auto m = mounts_.find(d.mount);
+    if (m != mounts_.end()) m->second.alloc.Free(d.offset, d.size);
+  }
+  deferred_ = std::move(keep);
+}
+
+void MasterState::Tick(uint64_t now_ns) {
+  std::vector<std::string> dead;
+  for (const auto& [name, c] : clients_) {
+    if (c.last_seen_ns + options_.client_ttl_ns < now_ns) dead.push_back(name);
+  }
+  for (const std::string& name : dead) ClientDied(name, now_ns);
+  for (auto it = objects_.begin(); it != objects_.end();) {
+    if (!it->second.complete && it->second.started_ns + options_.put_timeout_ns < now_ns) {
+      ++stats_.puts_reclaimed;
+      Notify(it->first, it->second.generation, "reclaimed");
+      Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
+    } else {
+      ++it;
+    }
+  }
+  RunDeferred(now_ns);
+  MaybeEvict(now_ns);
+  TIDAL_DASSERT(CheckInvariants().ok());
+}
+
+Status MasterState::CheckInvariants() const {
+  auto bad = [](std::string what) { return Status(ErrorCode::INTERNAL_ERROR, std::move(what)); };
+  auto rounded = [](uint64_t size) {
+    return (size + RangeAllocator::kAlignment - 1) & ~(RangeAllocator::kAlignment - 1);
+  };
+  std::map<uint64_t, uint64_t> owned;  // mount -> bytes held by replicas and deferred frees
+  for (const auto& [key, o] : objects_) {
+    if (o.complete && o.replicas.empty()) return bad("complete '" + key + "' has no replica");
+    std::set<std::string> segments;
+    for (const Replica& r : o.replicas) {
+      auto m = mounts_.find(r.mount);
+      if (m == mounts_.end()) return bad("'" + key + "' has a replica on a dropped mount");
+      if (r.offset + o.size > m->second.size) return bad("'" + key + "' runs past its mount");
+      if (!segments.insert(m->second.segment).second) {
+        return bad("'" + key + "' has two replicas on " + m->second.segment);
+      }
+      owned[r.mount] += rounded(o.size);
+    }
+  }
+  for (const Deferred& d : deferred_) {
+    if (mounts_.count(d.mount) == 0) return bad("a deferred free names a dropped mount");
+    owned[d.mount] += rounded(d.size);
+  }
+  for (const auto& [id, m] : mounts_) {
+    if (owned[id] != m.alloc.used()) {
+      return bad("mount " + std::to_string(id) + " has " + std::to_string(m.alloc.used()) +
+                 " bytes allocated but " + std::to_string(owned[id]) + " accounted for");
+    }
+  }
+  return Status();
+}
+
+MasterStats MasterState::stats() const {
+  MasterStats s = stats_;
+  s.objects = objects_.size();
+  for (const auto& [id, m] : mounts_) {
+    s.capacity_bytes += m.alloc.capacity();
+    s.used_bytes += m.alloc.used();
+  }
+  return s;
+}
+
+}  // namespace tidal::store

@@ -1,0 +1,44 @@
+// The store nemesis campaign: one seed = one simulated cluster (master on node 0, 4-8
+// clients) running a random workload of puts, gets, removes, batch and tensor calls
+// under swarm faults (short reads and writes, completion delay/loss, stale keys, message
+// delay/drop/duplicate, partitions, hangs, crashes of replica holders, short leases).
+// A history checker, kept apart from the fault injection, judges the run:
+//   * every get that succeeds returns exactly the bytes of one put of that key (never
+//     wrong, partial or mixed bytes);
+//   * every operation of a live client ends, within its timeout (plus the longest hang
+//     the swarm can inject, during which the client's own clock cannot fire);
+//   * every acknowledged put with k replicas, fewer than k of them on crashed nodes or on
+//     clients that closed (at most one client closes gracefully per seed), that
+//     nothing removed, evicted or overwrote, reads back with exact bytes at the end.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace tidal::store::testing {
+
+struct CampaignConfig {
+  size_t min_clients = 4;
+  size_t max_clients = 8;
+  size_t ops_per_client = 24;
+  std::string mix = "all";  // swarm fault mix (fault_plan.h SwarmMix)
+  bool trace = false;       // keep JSON trace lines (for --trace-out)
+};
+
+struct CampaignResult {
+  uint64_t seed = 0;
+  bool ok = true;
+  std::string failure;  // the first violation, with the seed's banner
+  uint64_t digest = 0;
+  size_t clients = 0;
+  size_t crashed = 0;
+  size_t left = 0;  // clients that closed gracefully
+  uint64_t ops = 0, ops_ok = 0, gets_checked = 0, durable_checked = 0;
+  uint64_t lease_expired = 0, short_leases = 0;
+  uint64_t virtual_ns = 0;
+};
+
+// Runs one seed. Deterministic: the same seed and config give the same result.
+CampaignResult RunStoreCampaign(uint64_t seed, const CampaignConfig& config);
+
+}  // namespace tidal::store::testing
