@@ -1,0 +1,168 @@
+// ProcessGroup: a fault-tolerant process group over the TransferEngine, in the shape of
+// a PyTorch c10d backend (DESIGN.md §5). One per rank; ranks 0..size-1.
+//
+// Data path. At Start() every rank registers two buffers with its TransferEngine: receive
+// slots (per sender, per channel class, two slots of options.slot_bytes: double
+// buffering) and send staging of the same shape, and publishes their address in the
+// bootstrap MetadataStore. A chunk travels as: wait for a free slot at the peer (a
+// credit), copy into staging, one WRITE straight into the peer's slot, then an engine
+// notification (delivered after the data, the "sync flag"); the receiver copies or
+// reduces the slot into its working buffer and returns a credit. Messages are cut into
+// slot-sized chunks and two chunks per peer are in flight (pipelining). Algorithms:
+// schedule.h and README.md.
+//
+// Fault tolerance. A rank is failed on evidence only: a Probe answers PEER_UNREACHABLE,
+// or options.probe_attempts probes in a row time out. Probes are sent after a failed
+// transfer or after options.peer_check_ns of silence (doubling); silence alone never
+// fails a rank (field bug 10). Every collective ends with
+// an agreement round through a coordinator (the lowest live member): all live members
+// report, the coordinator commits the attempt or retries it over the survivors, so every
+// survivor returns the same status, the same failed ranks and a result over the same
+// members. Failed ranks are dropped for good: their segments are closed and nothing is
+// sent to them again (field bug 11). Point-to-point messages between a pair carry
+// per-pair sequence numbers and are matched in order.
+//
+// Threading and ownership: not thread-safe; every method is called on the Env executor
+// of the rank's TransferEngine. The engine, messenger and bootstrap store must outlive
+// the group. Operations never block: each returns a Work at once (Work::Wait suspends).
+// Tensors are views the caller keeps alive, unmodified, until the Work is done; outputs
+// are written only when the operation commits. Collectives must be issued in the same
+// order with matching arguments on every rank (as with NCCL). The group installs the
+// engine's notify handler and the messenger's receiver: one group per engine.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tidal/collectives/reduce_kernel.h"
+#include "tidal/collectives/types.h"
+#include "tidal/collectives/work.h"
+#include "tidal/messenger.h"
+#include "tidal/metadata_store.h"
+#include "tidal/status.h"
+#include "tidal/task.h"
+#include "tidal/transfer_engine.h"
+
+namespace tidal::coll {
+
+// Passed to options.step_hook at every step boundary (tests crash ranks there).
+struct StepEvent {
+  int rank = 0;
+  OpType op = OpType::kBarrier;
+  uint64_t op_seq = 0;    // collective sequence number, from 0
+  uint32_t epoch = 0;     // attempt within the op (0 unless a failure forced a retry)
+  uint64_t step = 0;      // boundary index inside the attempt: 0..steps
+  uint64_t steps = 0;     // data steps of this attempt; boundary `steps` precedes agreement
+  uint64_t boundary = 0;  // boundary index counted over all attempts of the op
+};
+
+struct ProcessGroupOptions {
+  std::string group_name = "default";     // bootstrap keys are tidal/pg/<name>/<rank>
+  uint64_t slot_bytes = 256 * 1024;       // chunk size; receive memory = size*2*2*slot_bytes
+  uint64_t direct_max_bytes = 64 * 1024;  // kAuto: direct up to this, ring above
+  Algorithm algorithm = Algorithm::kAuto;
+  uint64_t timeout_ns = 10'000'000'000ULL;  // per operation, from its start
+  uint64_t peer_check_ns = 1'000'000;       // silence before a peer is probed
+  uint64_t control_retry_ns = 2'000'000;    // agreement messages are re-sent this often
+  uint64_t bootstrap_timeout_ns = 5'000'000'000ULL;
+  // A failed WRITE to a peer that answers a Probe is retried at once this many times,
+  // then every peer_check_ns until the op's deadline (a live peer is never excluded).
+  uint32_t write_retries = 2;
+  // A probe that answers PEER_UNREACHABLE fails the peer at once; one that only times out
+  // (the engine's probe_timeout_ns) must do so this many times in a row. Failure
+  // detection by timeout is only as good as this margin: see README "Limits".
+  uint32_t probe_attempts = 3;
+  Reducer* reducer = nullptr;                       // nullptr: CpuReducer::Default()
+  std::function<void(const StepEvent&)> step_hook;  // tests only; may be empty
+};
+
+// One entry of BatchIsendIrecv.
+struct P2POp {
+  enum class Kind : uint8_t { kSend, kRecv };
+  Kind kind = Kind::kSend;
+  Tensor tensor;
+  int peer = 0;
+  uint32_t tag = 0;
+};
+
+struct ProcessGroupStats {
+  uint64_t collectives = 0;
+  uint64_t attempts = 0;  // > collectives when failures forced retries
+  uint64_t chunks_sent = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t write_failures = 0;
+  uint64_t probes = 0;
+  std::vector<uint64_t> writes_to;    // per rank: WRITEs submitted to it
+  std::vector<uint64_t> notifies_to;  // per rank: notifications sent to it
+  std::vector<uint64_t> messages_to;  // per rank: control messages sent to it
+};
+
+class ProcessGroup {
+ public:
+  // Keeps references to engine, messenger and bootstrap. Nothing happens until Start().
+  ProcessGroup(int rank, int size, TransferEngine& engine, Messenger& messenger,
+               MetadataStore& bootstrap, ProcessGroupOptions options = {});
+  // Unhooks from the engine and messenger. Destroy a group only when none of its Works is
+  // pending (or when its Env will run nothing more, as after a crash or world shutdown).
+  ~ProcessGroup();
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  // Registers the slot buffers, publishes this rank's bootstrap record, waits for every
+  // rank's record and opens their segments. Must finish before any operation is issued.
+  // Errors: INVALID_PARAMS (rank/size/options out of range, size > 64, records that
+  // disagree on size or slot_bytes), OPERATION_TIMEOUT (a rank never published within
+  // bootstrap_timeout_ns), CORRUPT_INPUT (a record that does not decode), and whatever
+  // RegisterMemory / OpenSegment / the store return.
+  Task<Status> Start();
+
+  // Collectives. Counts: AllReduce/Broadcast/Reduce use tensor.count elements;
+  // AllGather: output.count == size * input.count (block r from rank r);
+  // ReduceScatter: input.count == size * output.count (rank r gets block r reduced);
+  // Gather: root's output.count == size * input.count (others' output is ignored);
+  // Scatter: root's input.count == size * output.count; AllToAll: input.count ==
+  // output.count == size * c, block j of input goes to rank j and block i of output
+  // comes from rank i. Input and output may be the same memory (in place).
+  // Each returns a Work; argument errors complete it at once with INVALID_PARAMS or
+  // UNSUPPORTED. Reduce leaves non-root tensors unchanged.
+  std::shared_ptr<Work> AllReduce(Tensor tensor, ReduceOp op);
+  std::shared_ptr<Work> AllGather(Tensor output, Tensor input);
+  std::shared_ptr<Work> ReduceScatter(Tensor output, Tensor input, ReduceOp op);
+  std::shared_ptr<Work> Broadcast(Tensor tensor, int root);
+  std::shared_ptr<Work> Reduce(Tensor tensor, int root, ReduceOp op);
+  std::shared_ptr<Work> Gather(Tensor output, Tensor input, int root);
+  std::shared_ptr<Work> Scatter(Tensor output, Tensor input, int root);
+  std::shared_ptr<Work> AllToAll(Tensor output, Tensor input);
+  std::shared_ptr<Work> Barrier();
+
+  // Point-to-point. Sends to a peer are delivered in issue order and receives from a peer
+  // match them in issue order (per-pair sequence numbers); the tag and the byte count
+  // must match the message's, else the Recv fails with INVALID_PARAMS (the message is
+  // consumed). A Send completes when its data sits in the peer's slots; up to two chunks
+  // per pair are buffered, so larger exchanges in both directions need BatchIsendIrecv
+  // (all its entries progress together). A dead peer: COLLECTIVE_ABORTED, failed_ranks
+  // = {peer}.
+  std::shared_ptr<Work> Send(Tensor tensor, int peer, uint32_t tag = 0);
+  std::shared_ptr<Work> Recv(Tensor tensor, int peer, uint32_t tag = 0);
+  std::shared_ptr<Work> BatchIsendIrecv(std::span<const P2POp> ops);
+
+  int rank() const;
+  int size() const;
+  // The members of the last committed collective (all ranks until one fails).
+  std::vector<int> active_ranks() const;
+  // Ranks this rank knows are dead (sorted).
+  std::vector<int> dead_ranks() const;
+  const ProcessGroupStats& stats() const;
+  const ProcessGroupOptions& options() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal::coll

@@ -1,0 +1,71 @@
+// Reduction kernels behind one interface, so a CUDA implementation can replace the CPU
+// one without touching the algorithms.
+//
+// The collectives never start an accumulator from a guessed identity (field bug 2): a
+// reduction over contributions c0..ck-1 copies c0 and then folds c1..ck-1 in order, so
+// PROD, MIN and MAX are right for every value (negative, zero, NaN-free floats) and the
+// order is the same on every rank (results are bitwise identical across ranks).
+// Identity() exists for callers that need a neutral element (empty reductions).
+//
+// Thread safety: implementations are stateless; every method may be called from any
+// thread. Nothing blocks or allocates beyond small stack buffers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "tidal/collectives/types.h"
+#include "tidal/status.h"
+
+namespace tidal::coll {
+
+class Reducer {
+ public:
+  virtual ~Reducer() = default;
+
+  // acc[i] = acc[i] (op) in[i] for i < count. AVG folds like SUM (divide with Scale).
+  // acc and in may be equal but must not otherwise overlap. INVALID_PARAMS for a bad
+  // dtype/op; UNSUPPORTED for a location this reducer cannot touch.
+  virtual Status Fold(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+                      Location location) = 0;
+
+  // data[i] = data[i] / divisor (AVG's final step). INVALID_PARAMS for divisor 0 or a
+  // bad dtype; UNSUPPORTED for a foreign location.
+  virtual Status Scale(void* data, size_t count, DataType dtype, uint64_t divisor,
+                       Location location) = 0;
+
+  // Fills data with op's neutral element (SUM/AVG 0, PROD 1, MIN the largest value,
+  // MAX the lowest value; +/-inf for floats).
+  virtual Status Identity(void* data, size_t count, DataType dtype, ReduceOp op,
+                          Location location) = 0;
+
+  // out = inputs[0] (op) inputs[1] (op) ... in this order; with no inputs, Identity.
+  // AVG divides by inputs.size(). out may alias none of the inputs except inputs[0].
+  Status ReduceAll(void* out, std::span<const void* const> inputs, size_t count, DataType dtype,
+                   ReduceOp op, Location location);
+};
+
+// The CPU reducer: plain loops the compiler vectorizes (f16/bf16 convert through float
+// in blocks). Integer SUM/PROD wrap modulo 2^bits (no undefined overflow).
+class CpuReducer final : public Reducer {
+ public:
+  Status Fold(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+              Location location) override;
+  Status Scale(void* data, size_t count, DataType dtype, uint64_t divisor,
+               Location location) override;
+  Status Identity(void* data, size_t count, DataType dtype, ReduceOp op,
+                  Location location) override;
+
+  // The process-wide default instance (stateless).
+  static CpuReducer& Default();
+};
+
+// IEEE binary16 and bfloat16 conversions (round to nearest even; NaN stays NaN,
+// overflow becomes inf, subnormals are kept).
+uint16_t FloatToHalf(float f);
+float HalfToFloat(uint16_t h);
+uint16_t FloatToBf16(float f);
+float Bf16ToFloat(uint16_t b);
+
+}  // namespace tidal::coll

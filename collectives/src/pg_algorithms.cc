@@ -1,0 +1,340 @@
+// What each collective sends where, for one attempt over `members` (sorted ranks).
+//
+// Every attempt rebuilds its working buffer from the caller's input, which is untouched
+// until commit (outputs are written by Finalize only), so a retried attempt starts clean
+// even for in-place operations. Direct algorithms receive every contribution into its
+// own buffer and reduce in member order (identical results on every rank); ring
+// algorithms fold incoming chunks into the working buffer as they arrive.
+//
+// Ring reduce-scatter over m members: at step s member i sends segment (i-s-1) mod m to
+// the next member and folds segment (i-s-2) mod m from the previous one; after m-1 steps
+// member i holds segment i reduced over all m. The ring all-gather then circulates the
+// reduced segments for m-1 more steps.
+#include <cstring>
+
+#include "pg_impl.h"
+
+namespace tidal::coll {
+namespace {
+
+#define TIDAL_STEP(expr) TIDAL_CO_RETURN_IF_ERROR(co_await (expr))
+
+uint64_t IndexOf(const std::vector<int>& mem, int rank) {
+  uint64_t i = 0;
+  while (mem[i] != rank) ++i;
+  return i;
+}
+
+}  // namespace
+
+Task<Status> ProcessGroup::Impl::RunAlgorithm(CollOp& op, const std::vector<int>& mem,
+                                              uint32_t epoch, uint64_t deadline) {
+  const uint64_t m = mem.size();
+  const uint64_t i = IndexOf(mem, rank_);
+  const DataType dt = op.type == OpType::kScatter ? op.out.dtype : op.in.dtype;
+  Attempt a{op,    mem,      m,  i, mem[(i + 1) % m], mem[(i + m - 1) % m], dt, DataTypeSize(dt),
+            epoch, deadline, {}, {}};
+  op.parts.assign(m, {});
+  switch (op.type) {
+    case OpType::kBarrier:
+      TIDAL_STEP(Step(a, 0, 0));
+      co_return Status::Ok();
+    case OpType::kAllReduce:
+    case OpType::kReduce:
+      co_return co_await RunReduction(a);
+    case OpType::kBroadcast:
+      co_return co_await RunBroadcast(a);
+    case OpType::kAllGather:
+      co_return co_await RunAllGather(a);
+    case OpType::kReduceScatter:
+      co_return co_await RunReduceScatter(a);
+    case OpType::kGather:
+    case OpType::kScatter:
+      co_return co_await RunRooted(a);
+    case OpType::kAllToAll:
+      co_return co_await RunAllToAll(a);
+    default:
+      co_return Status(ErrorCode::INTERNAL_ERROR, "not a collective");
+  }
+}
+
+Task<Status> ProcessGroup::Impl::Step(Attempt& a, uint64_t step, uint64_t steps) {
+  return Boundary(a.op, a.epoch, step, steps);
+}
+
+Task<Status> ProcessGroup::Impl::Move(Attempt& a) {
+  std::vector<SendSpec> sends = std::move(a.sends);
+  std::vector<RecvSpec> recvs = std::move(a.recvs);
+  a.sends.clear();
+  a.recvs.clear();
+  return RunStep(std::move(sends), std::move(recvs), a.dt, a.op.rop, a.deadline_ns);
+}
+
+Status ProcessGroup::Impl::ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out,
+                                         uint64_t count) {
+  std::vector<const void*> inputs(a.m);
+  for (uint64_t j = 0; j < a.m; ++j) {
+    inputs[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j].data();
+  }
+  return reducer_->ReduceAll(out, inputs, count, a.dt, a.op.rop, Location::Host());
+}
+
+Task<Status> ProcessGroup::Impl::RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps) {
+  uint8_t* buf = a.op.buf.data();
+  for (uint64_t s = 0; s + 1 < a.m; ++s) {
+    TIDAL_STEP(Step(a, s, steps));
+    Span out = Partition(n, a.m, RingSub(a.i, s + 1, a.m));
+    Span in = Partition(n, a.m, RingSub(a.i, s + 2, a.m));
+    a.sends.push_back({a.next, buf + out.offset * a.es, out.count * a.es});
+    a.recvs.push_back({a.prev, buf + in.offset * a.es, in.count * a.es, true, -1});
+    TIDAL_STEP(Move(a));
+  }
+  Span mine = Partition(n, a.m, a.i);
+  if (a.op.rop == ReduceOp::kAvg) {
+    TIDAL_CO_RETURN_IF_ERROR(
+        reducer_->Scale(buf + mine.offset * a.es, mine.count, a.dt, a.m, Location::Host()));
+  }
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
+  CollOp& op = a.op;
+  const uint64_t n = op.in.count;
+  const uint64_t bytes = n * a.es;
+  const bool is_reduce = op.type == OpType::kReduce;
+  const uint64_t r = is_reduce ? IndexOf(a.mem, op.root) : 0;
+  op.buf.assign(op.in.bytes_ptr(), op.in.bytes_ptr() + bytes);
+  op.algorithm =
+      ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
+  const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
+  if (op.algorithm == Algorithm::kDirect) {
+    TIDAL_STEP(Step(a, 0, steps));
+    const bool gathers = !is_reduce || a.i == r;  // this rank reduces
+    for (uint64_t j = 0; j < a.m; ++j) {
+      if (j == a.i) continue;
+      if (!is_reduce) a.sends.push_back({a.mem[j], op.buf.data(), bytes});
+      if (gathers) {
+        op.parts[j].resize(bytes);
+        a.recvs.push_back({a.mem[j], op.parts[j].data(), bytes, false, -1});
+      }
+    }
+    if (!gathers) a.sends.push_back({op.root, op.buf.data(), bytes});
+    TIDAL_STEP(Move(a));
+    if (gathers) {
+      std::vector<uint8_t> result(bytes);
+      TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, op.buf.data(), result.data(), n));
+      op.buf.swap(result);
+    }
+    TIDAL_STEP(Step(a, steps, steps));
+    co_return Status::Ok();
+  }
+  TIDAL_STEP(RunRingReduceScatter(a, n, steps));
+  TIDAL_STEP(Step(a, a.m - 1, steps));
+  uint8_t* buf = op.buf.data();
+  if (is_reduce) {
+    // Gather the reduced segments at the root.
+    for (uint64_t j = 0; j < a.m; ++j) {
+      Span sj = Partition(n, a.m, j);
+      if (a.i == r && j != a.i) {
+        a.recvs.push_back({a.mem[j], buf + sj.offset * a.es, sj.count * a.es, false, -1});
+      } else if (a.i != r && j == a.i) {
+        a.sends.push_back({op.root, buf + sj.offset * a.es, sj.count * a.es});
+      }
+    }
+    TIDAL_STEP(Move(a));
+  } else {
+    for (uint64_t s = 0; s + 1 < a.m; ++s) {  // ring all-gather of the reduced segments
+      if (s > 0) TIDAL_STEP(Step(a, a.m - 1 + s, steps));
+      Span out = Partition(n, a.m, RingSub(a.i, s, a.m));
+      Span in = Partition(n, a.m, RingSub(a.i, s + 1, a.m));
+      a.sends.push_back({a.next, buf + out.offset * a.es, out.count * a.es});
+      a.recvs.push_back({a.prev, buf + in.offset * a.es, in.count * a.es, false, -1});
+      TIDAL_STEP(Move(a));
+    }
+  }
+  TIDAL_STEP(Step(a, steps, steps));
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
+  CollOp& op = a.op;
+  const uint64_t bytes = op.in.count * a.es;
+  const uint64_t r = IndexOf(a.mem, op.root);
+  op.buf.resize(bytes);
+  if (a.i == r && bytes > 0) std::memcpy(op.buf.data(), op.in.data, bytes);
+  op.algorithm =
+      ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
+  const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
+  TIDAL_STEP(Step(a, 0, steps));
+  if (op.algorithm == Algorithm::kDirect) {
+    for (uint64_t j = 0; j < a.m && a.i == r; ++j) {
+      if (j != a.i) a.sends.push_back({a.mem[j], op.buf.data(), bytes});
+    }
+    if (a.i != r) a.recvs.push_back({op.root, op.buf.data(), bytes, false, -1});
+  } else {
+    // A pipelined chain from the root around the ring: each chunk is passed on as soon
+    // as it arrived.
+    const uint64_t pos = RingSub(a.i, r, a.m);
+    if (pos == 0) {
+      a.sends.push_back({a.next, op.buf.data(), bytes});
+    } else {
+      a.recvs.push_back({a.prev, op.buf.data(), bytes, false, pos + 1 < a.m ? a.next : -1});
+    }
+  }
+  TIDAL_STEP(Move(a));
+  TIDAL_STEP(Step(a, steps, steps));
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::RunAllGather(Attempt& a) {
+  CollOp& op = a.op;
+  const uint64_t bytes = op.in.count * a.es;
+  op.buf.assign(static_cast<uint64_t>(size_) * bytes, 0);  // failed ranks' blocks stay 0
+  if (bytes > 0) std::memcpy(op.buf.data() + rank_ * bytes, op.in.data, bytes);
+  op.algorithm =
+      ChooseAlgorithm(op.type, a.m * bytes, a.m, options_.algorithm, options_.direct_max_bytes);
+  const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
+  auto block = [&](uint64_t j) { return op.buf.data() + a.mem[j] * bytes; };
+  if (op.algorithm == Algorithm::kDirect) {
+    TIDAL_STEP(Step(a, 0, steps));
+    for (uint64_t j = 0; j < a.m; ++j) {
+      if (j == a.i) continue;
+      a.sends.push_back({a.mem[j], block(a.i), bytes});
+      a.recvs.push_back({a.mem[j], block(j), bytes, false, -1});
+    }
+    TIDAL_STEP(Move(a));
+  } else {
+    for (uint64_t s = 0; s + 1 < a.m; ++s) {
+      TIDAL_STEP(Step(a, s, steps));
+      a.sends.push_back({a.next, block(RingSub(a.i, s, a.m)), bytes});
+      a.recvs.push_back({a.prev, block(RingSub(a.i, s + 1, a.m)), bytes, false, -1});
+      TIDAL_STEP(Move(a));
+    }
+  }
+  TIDAL_STEP(Step(a, steps, steps));
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
+  CollOp& op = a.op;
+  const uint64_t c = op.out.count;
+  const uint64_t bytes = c * a.es;
+  op.buf.assign(op.in.bytes_ptr(), op.in.bytes_ptr() + static_cast<uint64_t>(size_) * bytes);
+  op.algorithm =
+      ChooseAlgorithm(op.type, a.m * bytes, a.m, options_.algorithm, options_.direct_max_bytes);
+  const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
+  auto block = [&](uint64_t j) { return op.buf.data() + a.mem[j] * bytes; };
+  if (op.algorithm == Algorithm::kDirect) {
+    TIDAL_STEP(Step(a, 0, steps));
+    for (uint64_t j = 0; j < a.m; ++j) {
+      if (j == a.i) continue;
+      op.parts[j].resize(bytes);
+      a.sends.push_back({a.mem[j], block(j), bytes});
+      a.recvs.push_back({a.mem[j], op.parts[j].data(), bytes, false, -1});
+    }
+    TIDAL_STEP(Move(a));
+    std::vector<uint8_t> result(bytes);
+    TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, block(a.i), result.data(), c));
+    if (bytes > 0) std::memcpy(block(a.i), result.data(), bytes);
+  } else {
+    // The ring over members, where segment j is member j's block (failed ranks' blocks
+    // are nobody's and are not reduced).
+    for (uint64_t s = 0; s + 1 < a.m; ++s) {
+      TIDAL_STEP(Step(a, s, steps));
+      a.sends.push_back({a.next, block(RingSub(a.i, s + 1, a.m)), bytes});
+      a.recvs.push_back({a.prev, block(RingSub(a.i, s + 2, a.m)), bytes, true, -1});
+      TIDAL_STEP(Move(a));
+    }
+    if (op.rop == ReduceOp::kAvg) {
+      TIDAL_CO_RETURN_IF_ERROR(reducer_->Scale(block(a.i), c, a.dt, a.m, Location::Host()));
+    }
+  }
+  TIDAL_STEP(Step(a, steps, steps));
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::RunRooted(Attempt& a) {
+  CollOp& op = a.op;
+  const bool root = rank_ == op.root;
+  TIDAL_STEP(Step(a, 0, 1));
+  if (op.type == OpType::kGather) {
+    const uint64_t bytes = op.in.count * a.es;
+    if (root) {
+      op.buf.assign(static_cast<uint64_t>(size_) * bytes, 0);  // failed ranks' blocks stay 0
+      if (bytes > 0) std::memcpy(op.buf.data() + rank_ * bytes, op.in.data, bytes);
+      for (uint64_t j = 0; j < a.m; ++j) {
+        if (j == a.i) continue;
+        a.recvs.push_back({a.mem[j], op.buf.data() + a.mem[j] * bytes, bytes, false, -1});
+      }
+    } else {
+      a.sends.push_back({op.root, op.in.bytes_ptr(), bytes});
+    }
+  } else {
+    const uint64_t bytes = op.out.count * a.es;
+    if (root) {
+      for (uint64_t j = 0; j < a.m; ++j) {
+        if (j != a.i) a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});
+      }
+    } else {
+      op.buf.resize(bytes);
+      a.recvs.push_back({op.root, op.buf.data(), bytes, false, -1});
+    }
+  }
+  TIDAL_STEP(Move(a));
+  TIDAL_STEP(Step(a, 1, 1));
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
+  CollOp& op = a.op;
+  const uint64_t bytes = (op.in.count / static_cast<uint64_t>(size_)) * a.es;
+  op.buf.assign(static_cast<uint64_t>(size_) * bytes, 0);  // failed ranks' blocks stay 0
+  if (bytes > 0) {
+    std::memcpy(op.buf.data() + rank_ * bytes, op.in.bytes_ptr() + rank_ * bytes, bytes);
+  }
+  TIDAL_STEP(Step(a, 0, 1));
+  for (uint64_t j = 0; j < a.m; ++j) {
+    if (j == a.i) continue;
+    a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});
+    a.recvs.push_back({a.mem[j], op.buf.data() + a.mem[j] * bytes, bytes, false, -1});
+  }
+  TIDAL_STEP(Move(a));
+  TIDAL_STEP(Step(a, 1, 1));
+  co_return Status::Ok();
+}
+
+Status ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
+  TIDAL_ASSERT(view & Bit(rank_));
+  auto copy_out = [](const Tensor& t, const uint8_t* src, uint64_t bytes) {
+    if (bytes > 0) std::memmove(t.data, src, bytes);
+  };
+  const bool root = rank_ == op.root;
+  const uint64_t out_bytes = op.out.bytes();
+  switch (op.type) {
+    case OpType::kAllReduce:
+    case OpType::kAllGather:
+    case OpType::kAllToAll:
+      copy_out(op.out, op.buf.data(), out_bytes);
+      break;
+    case OpType::kBroadcast:
+      if (!root) copy_out(op.out, op.buf.data(), out_bytes);
+      break;
+    case OpType::kReduce:
+    case OpType::kGather:
+      if (root) copy_out(op.out, op.buf.data(), out_bytes);
+      break;
+    case OpType::kReduceScatter:
+      copy_out(op.out, op.buf.data() + rank_ * out_bytes, out_bytes);
+      break;
+    case OpType::kScatter:
+      copy_out(op.out, root ? op.in.bytes_ptr() + rank_ * out_bytes : op.buf.data(), out_bytes);
+      break;
+    default:
+      break;
+  }
+  op.buf = {};
+  op.parts = {};
+  return Status::Ok();
+}
+
+}  // namespace tidal::coll

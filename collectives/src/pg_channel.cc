@@ -1,0 +1,236 @@
+// The chunk channels of the process group: credits, WRITE + notify, receive, probes, and
+// RunStep, which moves one step's sends and receives concurrently.
+//
+// A channel is one direction of one pair in one class (collective or p2p). The receiver
+// owns kSlotsPerChannel slots per sender; chunk `seq` goes to slot seq % 2. The sender
+// may have at most two chunks unconsumed (sent - consumed < 2); the receiver returns a
+// credit carrying its consumed count after it has copied or folded a slot. Collective
+// channels restart at every attempt (op, epoch): chunks and credits of other attempts
+// are ignored, so a retried attempt never reads a stale slot as its own.
+#include <algorithm>
+#include <cstring>
+
+#include "pg_impl.h"
+
+namespace tidal::coll {
+
+uint64_t ProcessGroup::Impl::SlotOffset(int sender, ChannelClass cls, uint64_t slot) const {
+  uint64_t index = (static_cast<uint64_t>(sender) * kChannelClasses + static_cast<uint64_t>(cls)) *
+                       kSlotsPerChannel +
+                   slot;
+  return index * options_.slot_bytes;
+}
+
+void ProcessGroup::Impl::ResetCollChannels(uint64_t attempt) {
+  auto cls = static_cast<size_t>(ChannelClass::kColl);
+  for (int p = 0; p < size_; ++p) {
+    send_chan_[p][cls] = SendChan{attempt, 0, 0};
+    RecvChan& rc = recv_chan_[p][cls];
+    rc.attempt = attempt;
+    rc.next = 0;
+    for (auto it = rc.pending.begin(); it != rc.pending.end();) {
+      it = it->first.first < attempt ? rc.pending.erase(it) : std::next(it);
+    }
+  }
+}
+
+Task<bool> ProcessGroup::Impl::ProbePeer(int peer) {
+  // PEER_UNREACHABLE (or a segment the engine has dropped) is proof; a probe that only
+  // timed out may have met a slow link, so it takes probe_attempts of those in a row.
+  for (uint32_t attempt = 0; attempt < std::max<uint32_t>(options_.probe_attempts, 1); ++attempt) {
+    if (dead(peer)) co_return false;
+    ++stats_.probes;
+    Status st = co_await engine_.Probe(peers_[peer].seg);
+    if (st.ok()) co_return true;
+    if (st.code() == ErrorCode::PEER_UNREACHABLE || st.code() == ErrorCode::SEGMENT_NOT_FOUND) {
+      break;
+    }
+  }
+  MarkDead(peer, /*broadcast=*/true);
+  co_return false;
+}
+
+Task<Status> ProcessGroup::Impl::SendChunk(int peer, ChannelClass cls, uint64_t attempt,
+                                           const uint8_t* src, uint64_t len, uint32_t tag,
+                                           uint64_t total, uint64_t offset, uint64_t deadline_ns) {
+  TIDAL_ASSERT(peer != rank_ && len <= options_.slot_bytes);
+  SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
+  TIDAL_ASSERT(cls == ChannelClass::kP2p || c.attempt == attempt);
+  TIDAL_CO_RETURN_IF_ERROR(co_await WaitPeer(
+      peer, cls, deadline_ns, [&c]() { return c.sent - c.consumed < kSlotsPerChannel; }));
+  uint64_t seq = c.sent++;
+  uint64_t slot = seq % kSlotsPerChannel;
+  if (len > 0) {
+    uint8_t* stage = send_base_ + SlotOffset(peer, cls, slot);
+    std::memcpy(stage, src, len);
+    TransferRequest req;
+    req.op = TransferOp::kWrite;
+    req.local_addr = reinterpret_cast<uint64_t>(stage);
+    req.length = len;
+    req.remote_addr = peers_[peer].recv_addr + SlotOffset(rank_, cls, slot);
+    for (uint32_t attempt_no = 0;; ++attempt_no) {
+      if (dead(peer)) {
+        co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+      }
+      req.segment = peers_[peer].seg;
+      ++stats_.writes_to[peer];
+      auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(&req, 1));
+      if (!result.empty() && result[0].state == TransferState::COMPLETED) break;
+      ++stats_.write_failures;
+      // Failure evidence: a failed transfer plus a probe that does not answer.
+      bool alive = co_await ProbePeer(peer);
+      if (!alive) {
+        co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+      }
+      if (attempt_no >= options_.write_retries) {
+        // The peer answers probes but refuses data: back off and keep trying until the
+        // deadline. Excluding a live rank here would split the group.
+        co_await SleepFor(env_, options_.peer_check_ns);
+      }
+      if (cls == ChannelClass::kColl && attempt_aborted_) {
+        co_return Status(ErrorCode::COLLECTIVE_ABORTED, "attempt aborted");
+      }
+      if (env_.NowNs() >= deadline_ns) {
+        co_return Status(ErrorCode::OPERATION_TIMEOUT, "write retries timed out");
+      }
+    }
+  }
+  DataHeader h;
+  h.kind = DataHeader::Kind::kData;
+  h.cls = cls;
+  h.from = static_cast<uint32_t>(rank_);
+  h.group = group_hash_;
+  h.attempt = attempt;
+  h.seq = seq;
+  h.bytes = len;
+  h.tag = tag;
+  h.total = total;
+  h.offset = offset;
+  ++stats_.notifies_to[peer];
+  ++stats_.chunks_sent;
+  stats_.bytes_sent += len;
+  Status st = engine_.Notify(peers_[peer].seg, EncodeDataHeader(h));
+  if (!st.ok()) {
+    bool alive = co_await ProbePeer(peer);
+    if (!alive)
+      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+    co_return st;
+  }
+  co_return Status::Ok();
+}
+
+Task<Result<DataHeader>> ProcessGroup::Impl::RecvChunk(int peer, ChannelClass cls, uint64_t attempt,
+                                                       uint8_t* dst, uint64_t capacity, bool reduce,
+                                                       DataType dtype, ReduceOp rop,
+                                                       uint64_t deadline_ns) {
+  TIDAL_ASSERT(peer != rank_);
+  RecvChan& c = recv_chan_[peer][static_cast<size_t>(cls)];
+  TIDAL_ASSERT(cls == ChannelClass::kP2p || c.attempt == attempt);
+  std::pair<uint64_t, uint64_t> key{attempt, c.next};
+  Status st =
+      co_await WaitPeer(peer, cls, deadline_ns, [&c, key]() { return c.pending.count(key) != 0; });
+  if (!st.ok()) co_return st;
+  DataHeader h = c.pending[key];
+  TIDAL_ASSERT(h.seq == c.next && h.attempt == attempt);
+  c.pending.erase(key);
+  const uint8_t* slot = recv_base_ + SlotOffset(peer, cls, c.next % kSlotsPerChannel);
+  ++c.next;
+  Status result = Status::Ok();
+  if (h.bytes > options_.slot_bytes) {
+    result = Status(ErrorCode::CORRUPT_INPUT, "chunk larger than a slot");
+  } else if (dst != nullptr) {
+    uint64_t n = std::min(h.bytes, capacity);
+    if (reduce) {
+      size_t es = DataTypeSize(dtype);
+      result = reducer_->Fold(dst, slot, n / es, dtype, rop, Location::Host());
+    } else if (n > 0) {
+      std::memcpy(dst, slot, n);
+    }
+  }
+  // Return the slot: the credit says how many chunks of this attempt we consumed.
+  if (!dead(peer) && peers_[peer].open) {
+    DataHeader credit;
+    credit.kind = DataHeader::Kind::kCredit;
+    credit.cls = cls;
+    credit.from = static_cast<uint32_t>(rank_);
+    credit.group = group_hash_;
+    credit.attempt = attempt;
+    credit.seq = c.next;
+    ++stats_.notifies_to[peer];
+    (void)engine_.Notify(peers_[peer].seg, EncodeDataHeader(credit));
+  }
+  if (!result.ok()) co_return result;
+  co_return h;
+}
+
+namespace {
+
+// A spawned child of RunStep: runs `body` and reports into the shared counters.
+struct StepJoin {
+  size_t finished = 0;
+  Status first_error;
+};
+
+}  // namespace
+
+Task<Status> ProcessGroup::Impl::RunStep(std::vector<SendSpec> sends, std::vector<RecvSpec> recvs,
+                                         DataType dtype, ReduceOp rop, uint64_t deadline_ns) {
+  const uint64_t attempt = AttemptKey(cur_op_, cur_epoch_);
+  const uint64_t chunk = chunk_bytes();
+  const size_t es = DataTypeSize(dtype);
+  StepJoin join;
+  size_t children = 0;
+  auto record = [this, &join](Status st) {
+    if (!st.ok() && join.first_error.ok()) join.first_error = st;
+    if (!st.ok()) attempt_aborted_ = true;  // the other children stop at their next wait
+    ++join.finished;
+    changed_.NotifyAll();
+  };
+  auto send_child = [](Impl* self, SendSpec s, uint64_t attempt, uint64_t chunk, uint64_t deadline,
+                       std::function<void(Status)>* done) -> Task<void> {
+    Status st = Status::Ok();
+    for (uint64_t off = 0; off < s.bytes && st.ok(); off += chunk) {
+      uint64_t len = std::min(chunk, s.bytes - off);
+      st = co_await self->SendChunk(s.peer, ChannelClass::kColl, attempt, s.data + off, len, 0,
+                                    s.bytes, off, deadline);
+    }
+    (*done)(st);
+  };
+  auto recv_child = [](Impl* self, RecvSpec r, uint64_t attempt, uint64_t chunk, size_t es,
+                       DataType dtype, ReduceOp rop, uint64_t deadline,
+                       std::function<void(Status)>* done) -> Task<void> {
+    Status st = Status::Ok();
+    for (uint64_t off = 0; off < r.bytes && st.ok(); off += chunk) {
+      uint64_t len = std::min(chunk, r.bytes - off);
+      auto got = co_await self->RecvChunk(r.peer, ChannelClass::kColl, attempt, r.data + off, len,
+                                          r.reduce, dtype, rop, deadline);
+      if (!got.ok()) {
+        st = got.status();
+      } else if (got->bytes != len) {
+        st = Status(ErrorCode::CORRUPT_INPUT, "chunk of unexpected size");
+      } else if (r.forward >= 0) {
+        st = co_await self->SendChunk(r.forward, ChannelClass::kColl, attempt, r.data + off, len, 0,
+                                      r.bytes, off, deadline);
+      }
+    }
+    (void)es;
+    (*done)(st);
+  };
+  std::function<void(Status)> done = record;
+  for (const SendSpec& s : sends) {
+    if (s.bytes == 0) continue;
+    ++children;
+    Spawn(env_, send_child(this, s, attempt, chunk, deadline_ns, &done));
+  }
+  for (const RecvSpec& r : recvs) {
+    if (r.bytes == 0) continue;
+    TIDAL_ASSERT(!r.reduce || r.bytes % es == 0);
+    ++children;
+    Spawn(env_, recv_child(this, r, attempt, chunk, es, dtype, rop, deadline_ns, &done));
+  }
+  while (join.finished < children) co_await changed_.Wait(kNoDeadline);
+  TIDAL_ASSERT(join.finished == children);
+  co_return join.first_error;
+}
+
+}  // namespace tidal::coll

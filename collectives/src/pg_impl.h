@@ -1,0 +1,255 @@
+// ProcessGroup::Impl: the state behind a process group (private to collectives/).
+//
+// Split by concern over several files: process_group.cc (API, bootstrap, incoming
+// messages, failure marking), pg_channel.cc (chunks, credits, waits, probes, steps),
+// pg_collective.cc (the op runner, the agreement round) and pg_algorithms.cc (what
+// each collective sends where), pg_p2p.cc (point-to-point).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pg_signal.h"
+#include "tidal/collectives/process_group.h"
+#include "tidal/collectives/schedule.h"
+#include "wire.h"
+
+namespace tidal::coll {
+
+inline uint64_t Bit(int r) {
+  return uint64_t{1} << r;
+}
+inline uint64_t AttemptKey(uint64_t op, uint32_t epoch) {
+  return (op << 8) | epoch;
+}
+std::vector<int> MaskToRanks(uint64_t mask);
+
+// One collective as issued, plus its scratch buffers.
+struct CollOp {
+  OpType type = OpType::kBarrier;
+  Tensor out;  // AllReduce/Broadcast/Reduce: the tensor; else the output
+  Tensor in;   // the input (== out for the single-tensor ops)
+  ReduceOp rop = ReduceOp::kSum;
+  int root = -1;
+  uint64_t seq = 0;
+  std::shared_ptr<Work> work;
+  // Attempt state, rebuilt by every attempt from the caller's (untouched) input.
+  std::vector<uint8_t> buf;                 // working buffer / result
+  std::vector<std::vector<uint8_t>> parts;  // direct algorithms: one per member
+  Algorithm algorithm = Algorithm::kDirect;
+  uint64_t boundaries = 0;  // step boundaries passed, over all attempts
+};
+
+struct SendSpec {
+  int peer = -1;
+  const uint8_t* data = nullptr;
+  uint64_t bytes = 0;
+};
+struct RecvSpec {
+  int peer = -1;
+  uint8_t* data = nullptr;
+  uint64_t bytes = 0;
+  bool reduce = false;  // fold into data instead of copying
+  int forward = -1;     // ring broadcast: pass every chunk on to this rank
+};
+
+struct P2PBatch {
+  std::shared_ptr<Work> work;
+  size_t remaining = 0;
+  Status first_error;
+  uint64_t failed = 0;
+};
+struct P2PItem {
+  P2POp op;
+  uint64_t deadline_ns = 0;
+  std::shared_ptr<P2PBatch> batch;
+};
+
+struct ProcessGroup::Impl {
+  Impl(int rank, int size, TransferEngine& engine, Messenger& messenger, MetadataStore& bootstrap,
+       ProcessGroupOptions options);
+  ~Impl();
+
+  // --- process_group.cc ---
+  Task<Status> Start();
+  void OnNotification(Notification n);
+  void OnMessage(std::string from, std::string payload);
+  void HandleControl(int from, const ControlMessage& m);
+  void MarkDead(int peer, bool broadcast);
+  void SendControl(int to, ControlMessage m);
+  void BroadcastAbort();
+  std::shared_ptr<Work> Enqueue(CollOp op);
+  std::shared_ptr<Work> Refuse(Status status);
+  bool dead(int r) const { return (dead_mask_ & Bit(r)) != 0; }
+
+  // --- pg_channel.cc ---
+  uint64_t SlotOffset(int sender, ChannelClass cls, uint64_t slot) const;
+  uint64_t chunk_bytes() const { return options_.slot_bytes; }
+  template <typename Pred>
+  Task<Status> WaitPeer(int peer, ChannelClass cls, uint64_t deadline_ns, Pred pred);
+  Task<bool> ProbePeer(int peer);
+  Task<Status> SendChunk(int peer, ChannelClass cls, uint64_t attempt, const uint8_t* src,
+                         uint64_t len, uint32_t tag, uint64_t total, uint64_t offset,
+                         uint64_t deadline_ns);
+  // Receives the next chunk from `peer` into `dst` (copy or fold). Returns the header.
+  Task<Result<DataHeader>> RecvChunk(int peer, ChannelClass cls, uint64_t attempt, uint8_t* dst,
+                                     uint64_t capacity, bool reduce, DataType dtype, ReduceOp rop,
+                                     uint64_t deadline_ns);
+  Task<Status> RunStep(std::vector<SendSpec> sends, std::vector<RecvSpec> recvs, DataType dtype,
+                       ReduceOp rop, uint64_t deadline_ns);
+  void ResetCollChannels(uint64_t attempt);
+
+  // --- pg_collective.cc ---
+  Task<void> Runner();
+  Task<void> RunCollective(CollOp& op);
+  Task<Result<ControlMessage>> Agree(uint64_t op, uint32_t epoch, uint64_t view, bool done,
+                                     uint64_t deadline_ns);
+  // Coordinator: decides the attempt once every live member reported (else sets
+  // *missing to the silent members and returns nothing).
+  std::optional<ControlMessage> TryDecide(uint64_t op, uint32_t epoch, uint64_t view,
+                                          uint64_t* missing);
+  Task<Status> Boundary(CollOp& op, uint32_t epoch, uint64_t step, uint64_t steps);
+
+  // --- pg_algorithms.cc ---
+  // What one attempt of an op needs to know about its members.
+  struct Attempt {
+    CollOp& op;
+    const std::vector<int>& mem;  // sorted member ranks
+    uint64_t m;                   // members
+    uint64_t i;                   // this rank's index in mem
+    int next, prev;               // ring neighbours
+    DataType dt;
+    uint64_t es;  // element size
+    uint32_t epoch;
+    uint64_t deadline_ns;
+    std::vector<SendSpec> sends;  // the step being built
+    std::vector<RecvSpec> recvs;
+  };
+  Task<Status> RunAlgorithm(CollOp& op, const std::vector<int>& members, uint32_t epoch,
+                            uint64_t deadline_ns);
+  Task<Status> Step(Attempt& a, uint64_t step, uint64_t steps);  // a boundary
+  Task<Status> Move(Attempt& a);                                 // run a.sends / a.recvs
+  Task<Status> RunReduction(Attempt& a);                         // AllReduce, Reduce
+  Task<Status> RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps);
+  Task<Status> RunBroadcast(Attempt& a);
+  Task<Status> RunAllGather(Attempt& a);
+  Task<Status> RunReduceScatter(Attempt& a);
+  Task<Status> RunRooted(Attempt& a);  // Gather, Scatter
+  Task<Status> RunAllToAll(Attempt& a);
+  Status ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out, uint64_t count);
+  Status Finalize(CollOp& op, uint64_t view);
+
+  // --- pg_p2p.cc ---
+  std::shared_ptr<Work> SubmitP2P(std::span<const P2POp> ops);
+  Task<void> SendWorker(int peer);
+  Task<void> RecvWorker(int peer);
+  Task<Status> SendMessage(int peer, const P2PItem& item);
+  Task<Status> RecvMessage(int peer, const P2PItem& item);
+  void FinishP2P(const P2PItem& item, int peer, Status st);
+
+  // --- configuration ---
+  int rank_;
+  int size_;
+  TransferEngine& engine_;
+  Env& env_;
+  Messenger& messenger_;
+  MetadataStore& store_;
+  ProcessGroupOptions options_;
+  Reducer* reducer_;
+  uint64_t group_hash_;
+  ProcessGroupStats stats_;
+  Signal changed_;
+  std::shared_ptr<bool> alive_;
+
+  // --- bootstrap and peers ---
+  bool started_ = false;
+  bool start_called_ = false;
+  std::unique_ptr<uint8_t[]> recv_mem_, send_mem_;
+  uint8_t* recv_base_ = nullptr;
+  uint8_t* send_base_ = nullptr;
+  uint64_t region_bytes_ = 0;
+  struct Peer {
+    SegmentHandle seg;
+    bool open = false;
+    uint64_t recv_addr = 0;
+    std::string segment, endpoint;
+  };
+  std::vector<Peer> peers_;
+  std::map<std::string, int, std::less<>> rank_by_segment_, rank_by_endpoint_;
+  std::vector<Notification> early_notifies_;
+  std::vector<std::pair<std::string, std::string>> early_messages_;
+  uint64_t dead_mask_ = 0;
+  uint64_t active_mask_ = 0;
+
+  // --- channels: [peer][class] ---
+  struct SendChan {
+    uint64_t attempt = 0;
+    uint64_t sent = 0;
+    uint64_t consumed = 0;
+  };
+  struct RecvChan {
+    uint64_t attempt = 0;
+    uint64_t next = 0;
+    std::map<std::pair<uint64_t, uint64_t>, DataHeader> pending;  // (attempt, seq)
+  };
+  std::vector<std::array<SendChan, kChannelClasses>> send_chan_;
+  std::vector<std::array<RecvChan, kChannelClasses>> recv_chan_;
+
+  // --- collectives ---
+  std::deque<CollOp> queue_;
+  bool runner_active_ = false;
+  bool broken_ = false;
+  uint64_t next_op_seq_ = 0;
+  bool in_attempt_ = false;
+  uint64_t cur_op_ = 0;
+  uint32_t cur_epoch_ = 0;
+  uint64_t cur_view_ = 0;
+  bool attempt_aborted_ = false;
+  bool report_ready_ = false;
+  ControlMessage my_report_;
+  std::map<uint64_t, ControlMessage> decisions_;               // attempt key -> decision
+  std::map<uint64_t, std::map<int, ControlMessage>> reports_;  // attempt key -> reports
+
+  // --- point-to-point: per peer ---
+  std::vector<std::deque<P2PItem>> send_q_, recv_q_;
+  std::vector<bool> send_worker_, recv_worker_;
+};
+
+template <typename Pred>
+Task<Status> ProcessGroup::Impl::WaitPeer(int peer, ChannelClass cls, uint64_t deadline_ns,
+                                          Pred pred) {
+  uint64_t interval = options_.peer_check_ns;
+  uint64_t next_check = env_.NowNs() + interval;
+  for (;;) {
+    if (pred()) co_return Status::Ok();
+    if (dead(peer)) {
+      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+    }
+    if (cls == ChannelClass::kColl && attempt_aborted_) {
+      co_return Status(ErrorCode::COLLECTIVE_ABORTED, "attempt aborted");
+    }
+    uint64_t now = env_.NowNs();
+    if (now >= deadline_ns) {
+      co_return Status(ErrorCode::OPERATION_TIMEOUT,
+                       "waiting for rank " + std::to_string(peer) + " timed out");
+    }
+    if (now >= next_check) {
+      // Silence is not evidence (field bug 10): only a probe that fails marks the peer.
+      co_await ProbePeer(peer);
+      interval = std::min(interval * 2, options_.peer_check_ns * 64);
+      next_check = env_.NowNs() + interval;
+      continue;
+    }
+    co_await changed_.Wait(std::min(deadline_ns, next_check));
+  }
+}
+
+}  // namespace tidal::coll

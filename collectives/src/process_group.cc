@@ -1,0 +1,496 @@
+// ProcessGroup: construction, bootstrap, incoming notifications and control messages,
+// failure marking, and the public API (which only validates and enqueues).
+#include "tidal/collectives/process_group.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "pg_impl.h"
+
+namespace tidal::coll {
+
+std::vector<int> MaskToRanks(uint64_t mask) {
+  std::vector<int> out;
+  for (int r = 0; r < 64; ++r) {
+    if (mask & Bit(r)) out.push_back(r);
+  }
+  return out;
+}
+
+namespace {
+
+std::string BootstrapKey(const std::string& group, int rank) {
+  return "tidal/pg/" + group + "/" + std::to_string(rank);
+}
+
+uint64_t AllMask(int size) {
+  return size >= 64 ? ~uint64_t{0} : Bit(size) - 1;
+}
+
+}  // namespace
+
+ProcessGroup::Impl::Impl(int rank, int size, TransferEngine& engine, Messenger& messenger,
+                         MetadataStore& bootstrap, ProcessGroupOptions options)
+    : rank_(rank),
+      size_(size),
+      engine_(engine),
+      env_(engine.env()),
+      messenger_(messenger),
+      store_(bootstrap),
+      options_(std::move(options)),
+      reducer_(options_.reducer != nullptr ? options_.reducer : &CpuReducer::Default()),
+      group_hash_(GroupHash(options_.group_name)),
+      changed_(engine.env()),
+      alive_(std::make_shared<bool>(true)) {
+  int n = std::max(size_, 0);
+  stats_.writes_to.assign(n, 0);
+  stats_.notifies_to.assign(n, 0);
+  stats_.messages_to.assign(n, 0);
+  peers_.resize(n);
+  send_chan_.resize(n);
+  recv_chan_.resize(n);
+  send_q_.resize(n);
+  recv_q_.resize(n);
+  send_worker_.assign(n, false);
+  recv_worker_.assign(n, false);
+  if (size_ > 0 && size_ <= 64) active_mask_ = AllMask(size_);
+}
+
+ProcessGroup::Impl::~Impl() {
+  *alive_ = false;
+  if (start_called_) {
+    engine_.SetNotifyHandler(nullptr);
+    messenger_.SetReceiver(nullptr);
+  }
+}
+
+Task<Status> ProcessGroup::Impl::Start() {
+  if (start_called_) co_return Status(ErrorCode::INVALID_PARAMS, "Start called twice");
+  if (size_ < 1 || size_ > 64 || rank_ < 0 || rank_ >= size_) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "rank/size out of range (size 1..64)");
+  }
+  if (options_.slot_bytes < 64 || options_.slot_bytes % 8 != 0) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "slot_bytes must be >= 64 and a multiple of 8");
+  }
+  if (options_.timeout_ns == 0 || options_.peer_check_ns == 0 || options_.control_retry_ns == 0) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "timeouts must be positive");
+  }
+  start_called_ = true;
+  // Handlers first: a fast peer may write and notify before our Start finishes; what
+  // arrives before we know the peers is kept and replayed.
+  std::weak_ptr<bool> alive = alive_;
+  engine_.SetNotifyHandler([this, alive](Notification n) {
+    if (alive.expired()) return;
+    OnNotification(std::move(n));
+  });
+  messenger_.SetReceiver([this, alive](std::string_view from, std::string payload) {
+    if (alive.expired()) return;
+    OnMessage(std::string(from), std::move(payload));
+  });
+
+  region_bytes_ =
+      static_cast<uint64_t>(size_) * kChannelClasses * kSlotsPerChannel * options_.slot_bytes;
+  recv_mem_ = std::make_unique<uint8_t[]>(region_bytes_ + 64);
+  send_mem_ = std::make_unique<uint8_t[]>(region_bytes_ + 64);
+  auto align = [](uint8_t* p) {
+    return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63});
+  };
+  recv_base_ = align(recv_mem_.get());
+  send_base_ = align(send_mem_.get());
+  std::memset(recv_base_, 0, region_bytes_);
+  std::memset(send_base_, 0, region_bytes_);
+  auto rr = co_await engine_.RegisterMemory(recv_base_, region_bytes_, Location::Host());
+  if (!rr.ok()) co_return rr.status();
+  auto sr = co_await engine_.RegisterMemory(send_base_, region_bytes_, Location::Host());
+  if (!sr.ok()) co_return sr.status();
+
+  BootstrapRecord mine;
+  mine.rank = static_cast<uint32_t>(rank_);
+  mine.size = static_cast<uint32_t>(size_);
+  mine.slot_bytes = options_.slot_bytes;
+  mine.recv_addr = reinterpret_cast<uint64_t>(recv_base_);
+  mine.recv_bytes = region_bytes_;
+  mine.segment = engine_.segment_name();
+  mine.endpoint = std::string(messenger_.LocalName());
+  TIDAL_CO_RETURN_IF_ERROR(
+      co_await store_.Put(BootstrapKey(options_.group_name, rank_), EncodeBootstrap(mine)));
+
+  uint64_t deadline = env_.NowNs() + options_.bootstrap_timeout_ns;
+  for (int p = 0; p < size_; ++p) {
+    BootstrapRecord rec;
+    if (p == rank_) {
+      rec = mine;
+    } else {
+      for (;;) {
+        auto got = co_await store_.Get(BootstrapKey(options_.group_name, p));
+        if (got.ok()) {
+          auto dec = DecodeBootstrap(*got);
+          if (!dec.ok()) co_return dec.status();
+          rec = std::move(*dec);
+          break;
+        }
+        if (got.code() != ErrorCode::OBJECT_NOT_FOUND) co_return got.status();
+        if (env_.NowNs() >= deadline) {
+          co_return Status(ErrorCode::OPERATION_TIMEOUT,
+                           "bootstrap: rank " + std::to_string(p) + " never published");
+        }
+        co_await SleepFor(env_, 100'000);
+      }
+      if (rec.rank != static_cast<uint32_t>(p) || rec.size != mine.size ||
+          rec.slot_bytes != mine.slot_bytes || rec.recv_bytes != region_bytes_) {
+        co_return Status(ErrorCode::INVALID_PARAMS,
+                         "bootstrap: rank " + std::to_string(p) + " disagrees on size/slots");
+      }
+      auto seg = co_await engine_.OpenSegment(rec.segment);
+      if (!seg.ok()) co_return seg.status();
+      peers_[p].seg = *seg;
+      peers_[p].open = true;
+    }
+    peers_[p].recv_addr = rec.recv_addr;
+    peers_[p].segment = rec.segment;
+    peers_[p].endpoint = rec.endpoint;
+    rank_by_segment_[rec.segment] = p;
+    rank_by_endpoint_[rec.endpoint] = p;
+  }
+  started_ = true;
+  auto notifies = std::move(early_notifies_);
+  auto messages = std::move(early_messages_);
+  for (auto& n : notifies) OnNotification(std::move(n));
+  for (auto& [from, payload] : messages) OnMessage(from, std::move(payload));
+  co_return Status::Ok();
+}
+
+void ProcessGroup::Impl::OnNotification(Notification n) {
+  if (!started_) {
+    early_notifies_.push_back(std::move(n));
+    return;
+  }
+  auto it = rank_by_segment_.find(n.source);
+  if (it == rank_by_segment_.end()) return;
+  int from = it->second;
+  auto dec = DecodeDataHeader(n.payload);
+  if (!dec.ok() || dec->group != group_hash_ || dec->from != static_cast<uint32_t>(from)) return;
+  if (dead(from) || from == rank_) return;
+  const DataHeader& h = *dec;
+  auto cls = static_cast<size_t>(h.cls);
+  if (h.kind == DataHeader::Kind::kCredit) {
+    SendChan& c = send_chan_[from][cls];
+    if (h.cls == ChannelClass::kP2p || h.attempt == c.attempt) {
+      c.consumed = std::max(c.consumed, h.seq);
+    }
+  } else {
+    RecvChan& c = recv_chan_[from][cls];
+    bool stale = h.cls == ChannelClass::kColl ? h.attempt < c.attempt : false;
+    if (h.attempt == c.attempt && h.seq < c.next) stale = true;  // a duplicate
+    if (!stale) c.pending[{h.attempt, h.seq}] = h;
+  }
+  changed_.NotifyAll();
+}
+
+void ProcessGroup::Impl::OnMessage(std::string from, std::string payload) {
+  if (!started_) {
+    early_messages_.emplace_back(std::move(from), std::move(payload));
+    return;
+  }
+  auto it = rank_by_endpoint_.find(from);
+  if (it == rank_by_endpoint_.end()) return;
+  auto dec = DecodeControl(payload);
+  if (!dec.ok() || dec->group != group_hash_ || dec->from != static_cast<uint32_t>(it->second)) {
+    return;
+  }
+  if (dead(it->second) || it->second == rank_) return;
+  HandleControl(it->second, *dec);
+  changed_.NotifyAll();
+}
+
+void ProcessGroup::Impl::HandleControl(int from, const ControlMessage& m) {
+  uint64_t key = AttemptKey(m.op, m.epoch);
+  auto merge_dead = [&](uint64_t mask) {
+    mask &= ~Bit(rank_);
+    for (int r : MaskToRanks(mask & ~dead_mask_)) {
+      if (r < size_) MarkDead(r, /*broadcast=*/false);
+    }
+  };
+  switch (m.kind) {
+    case ControlMessage::Kind::kAbort:
+      merge_dead(m.dead);
+      if (in_attempt_ && m.op == cur_op_ && m.epoch == cur_epoch_) attempt_aborted_ = true;
+      break;
+    case ControlMessage::Kind::kReport: {
+      merge_dead(m.dead);
+      reports_[key][from] = m;
+      auto d = decisions_.find(key);
+      if (d != decisions_.end()) SendControl(from, d->second);
+      break;
+    }
+    case ControlMessage::Kind::kQuery: {
+      auto d = decisions_.find(key);
+      if (d != decisions_.end()) {
+        SendControl(from, d->second);
+      } else if (report_ready_ && m.op == my_report_.op && m.epoch == my_report_.epoch) {
+        my_report_.dead = dead_mask_;
+        SendControl(from, my_report_);
+      }
+      break;
+    }
+    case ControlMessage::Kind::kDecision:
+      if (!decisions_.count(key)) decisions_[key] = m;
+      if (!m.commit) {
+        // Ranks a decision leaves out were found dead by its coordinator.
+        uint64_t all = size_ >= 64 ? ~uint64_t{0} : Bit(size_) - 1;
+        merge_dead(all & ~m.view & active_mask_);
+      }
+      break;
+  }
+}
+
+void ProcessGroup::Impl::MarkDead(int peer, bool broadcast) {
+  if (peer == rank_ || peer < 0 || peer >= size_ || dead(peer)) return;
+  dead_mask_ |= Bit(peer);
+  // Field bug 11: a dead peer is dropped for good: its segment is closed, its pending
+  // chunks are discarded and nothing is ever sent to it again.
+  if (peers_[peer].open) {
+    (void)engine_.CloseSegment(peers_[peer].seg);
+    peers_[peer].open = false;
+  }
+  for (auto& c : recv_chan_[peer]) c.pending.clear();
+  if (in_attempt_ && (cur_view_ & Bit(peer))) {
+    attempt_aborted_ = true;
+    if (broadcast) BroadcastAbort();
+  }
+  changed_.NotifyAll();
+}
+
+void ProcessGroup::Impl::BroadcastAbort() {
+  ControlMessage m;
+  m.kind = ControlMessage::Kind::kAbort;
+  m.op = cur_op_;
+  m.epoch = cur_epoch_;
+  m.dead = dead_mask_;
+  for (int r : MaskToRanks(cur_view_ & ~dead_mask_)) {
+    if (r != rank_) SendControl(r, m);
+  }
+}
+
+void ProcessGroup::Impl::SendControl(int to, ControlMessage m) {
+  if (to == rank_ || dead(to) || !started_) return;
+  m.from = static_cast<uint32_t>(rank_);
+  m.group = group_hash_;
+  ++stats_.messages_to[to];
+  (void)messenger_.Send(peers_[to].endpoint, EncodeControl(m));
+}
+
+std::shared_ptr<Work> ProcessGroup::Impl::Refuse(Status status) {
+  auto w = std::make_shared<Work>(env_);
+  w->set_start_ns(env_.NowNs());
+  w->Complete(std::move(status), {});
+  return w;
+}
+
+std::shared_ptr<Work> ProcessGroup::Impl::Enqueue(CollOp op) {
+  if (!started_) return Refuse(Status(ErrorCode::INVALID_PARAMS, "Start() has not finished"));
+  auto w = std::make_shared<Work>(env_);
+  w->set_start_ns(env_.NowNs());
+  op.work = w;
+  op.seq = next_op_seq_++;
+  queue_.push_back(std::move(op));
+  if (!runner_active_) {
+    runner_active_ = true;
+    Spawn(env_, Runner());
+  }
+  return w;
+}
+
+// --- public API ------------------------------------------------------------------------
+
+ProcessGroup::ProcessGroup(int rank, int size, TransferEngine& engine, Messenger& messenger,
+                           MetadataStore& bootstrap, ProcessGroupOptions options)
+    : impl_(std::make_unique<Impl>(rank, size, engine, messenger, bootstrap, std::move(options))) {}
+
+ProcessGroup::~ProcessGroup() = default;
+
+Task<Status> ProcessGroup::Start() {
+  return impl_->Start();
+}
+
+namespace {
+
+Status CheckRoot(int root, int size) {
+  if (root < 0 || root >= size) {
+    return Status(ErrorCode::INVALID_PARAMS, "root " + std::to_string(root) + " out of range");
+  }
+  return Status::Ok();
+}
+
+Status CheckCount(const Tensor& t, uint64_t want, const char* what) {
+  if (t.count != want) {
+    return Status(ErrorCode::INVALID_PARAMS, std::string(what) + ": expected " +
+                                                 std::to_string(want) + " elements, got " +
+                                                 std::to_string(t.count));
+  }
+  return Status::Ok();
+}
+
+Status CheckOp(ReduceOp op) {
+  if (static_cast<size_t>(op) >= kReduceOps) return Status(ErrorCode::INVALID_PARAMS, "bad op");
+  return Status::Ok();
+}
+
+Status SameType(const Tensor& a, const Tensor& b) {
+  if (a.dtype != b.dtype) return Status(ErrorCode::INVALID_PARAMS, "dtypes differ");
+  return Status::Ok();
+}
+
+#define TIDAL_REFUSE_IF_ERROR(expr)                     \
+  do {                                                  \
+    ::tidal::Status tidal_s_ = (expr);                  \
+    if (!tidal_s_.ok()) return impl_->Refuse(tidal_s_); \
+  } while (0)
+
+}  // namespace
+
+std::shared_ptr<Work> ProcessGroup::AllReduce(Tensor tensor, ReduceOp op) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(tensor, "tensor"));
+  TIDAL_REFUSE_IF_ERROR(CheckOp(op));
+  CollOp c;
+  c.type = OpType::kAllReduce;
+  c.out = c.in = tensor;
+  c.rop = op;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::AllGather(Tensor output, Tensor input) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(SameType(output, input));
+  TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count * size(), "output"));
+  CollOp c;
+  c.type = OpType::kAllGather;
+  c.out = output;
+  c.in = input;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::ReduceScatter(Tensor output, Tensor input, ReduceOp op) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(SameType(output, input));
+  TIDAL_REFUSE_IF_ERROR(CheckOp(op));
+  TIDAL_REFUSE_IF_ERROR(CheckCount(input, output.count * size(), "input"));
+  CollOp c;
+  c.type = OpType::kReduceScatter;
+  c.out = output;
+  c.in = input;
+  c.rop = op;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::Broadcast(Tensor tensor, int root) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(tensor, "tensor"));
+  TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
+  CollOp c;
+  c.type = OpType::kBroadcast;
+  c.out = c.in = tensor;
+  c.root = root;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::Reduce(Tensor tensor, int root, ReduceOp op) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(tensor, "tensor"));
+  TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
+  TIDAL_REFUSE_IF_ERROR(CheckOp(op));
+  CollOp c;
+  c.type = OpType::kReduce;
+  c.out = c.in = tensor;
+  c.root = root;
+  c.rop = op;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::Gather(Tensor output, Tensor input, int root) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
+  if (rank() == root) {
+    TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
+    TIDAL_REFUSE_IF_ERROR(SameType(output, input));
+    TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count * size(), "output"));
+  }
+  CollOp c;
+  c.type = OpType::kGather;
+  c.out = output;
+  c.in = input;
+  c.root = root;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::Scatter(Tensor output, Tensor input, int root) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
+  if (rank() == root) {
+    TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+    TIDAL_REFUSE_IF_ERROR(SameType(output, input));
+    TIDAL_REFUSE_IF_ERROR(CheckCount(input, output.count * size(), "input"));
+  }
+  CollOp c;
+  c.type = OpType::kScatter;
+  c.out = output;
+  c.in = input;
+  c.root = root;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::AllToAll(Tensor output, Tensor input) {
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(SameType(output, input));
+  TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count, "output"));
+  if (input.count % static_cast<uint64_t>(size()) != 0) {
+    return impl_->Refuse(Status(ErrorCode::INVALID_PARAMS, "count is not a multiple of size"));
+  }
+  CollOp c;
+  c.type = OpType::kAllToAll;
+  c.out = output;
+  c.in = input;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::Barrier() {
+  CollOp c;
+  c.type = OpType::kBarrier;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::Send(Tensor tensor, int peer, uint32_t tag) {
+  P2POp op{P2POp::Kind::kSend, tensor, peer, tag};
+  return impl_->SubmitP2P(std::span<const P2POp>(&op, 1));
+}
+
+std::shared_ptr<Work> ProcessGroup::Recv(Tensor tensor, int peer, uint32_t tag) {
+  P2POp op{P2POp::Kind::kRecv, tensor, peer, tag};
+  return impl_->SubmitP2P(std::span<const P2POp>(&op, 1));
+}
+
+std::shared_ptr<Work> ProcessGroup::BatchIsendIrecv(std::span<const P2POp> ops) {
+  return impl_->SubmitP2P(ops);
+}
+
+int ProcessGroup::rank() const {
+  return impl_->rank_;
+}
+int ProcessGroup::size() const {
+  return impl_->size_;
+}
+std::vector<int> ProcessGroup::active_ranks() const {
+  return MaskToRanks(impl_->active_mask_);
+}
+std::vector<int> ProcessGroup::dead_ranks() const {
+  return MaskToRanks(impl_->dead_mask_);
+}
+const ProcessGroupStats& ProcessGroup::stats() const {
+  return impl_->stats_;
+}
+const ProcessGroupOptions& ProcessGroup::options() const {
+  return impl_->options_;
+}
+
+}  // namespace tidal::coll

@@ -1,0 +1,310 @@
+// tidal-coll-bench: the nccl-tests table for tidal's process group on a fabric (the
+// simulator by default, any backend of the registry with --fabric): for each message size, the
+// average time per operation, the algorithm bandwidth (size / time), the bus bandwidth (algbw times
+// nccl-tests' factor: 2(n-1)/n for allreduce, (n-1)/n for allgather, reducescatter, alltoall,
+// gather, scatter, 1 for broadcast and reduce) and #wrong, the elements that differ from the exact
+// result.
+//
+// On the simulator, times are virtual time (its latency/bandwidth model: LinkModel), so the
+// figures describe the algorithms on the modelled links, deterministically; on other
+// fabrics they are the Env clock. Sizes follow
+// nccl-tests: the total buffer (for allgather the gathered output, for reducescatter the
+// input), count = size / sizeof(type). Benchmarks print figures; they never assert.
+//
+//   tidal-coll-bench --op allreduce --ranks 8 -b 8 -e 16M -f 2 [--json out.json]
+#include <boost/program_options.hpp>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "tidal/collectives/schedule.h"
+#if TIDAL_COLL_BENCH_REGISTRY
+#include "tidal/backends/registry.h"
+#endif
+
+namespace po = boost::program_options;
+using namespace tidal;
+using namespace tidal::coll;
+
+namespace {
+
+Result<uint64_t> ParseBytes(const std::string& text) {
+  if (text.empty()) return Status(ErrorCode::INVALID_PARAMS, "empty size");
+  size_t pos = 0;
+  uint64_t v = 0;
+  try {
+    v = std::stoull(text, &pos);
+  } catch (...) {
+    return Status(ErrorCode::INVALID_PARAMS, "bad size '" + text + "'");
+  }
+  std::string unit = text.substr(pos);
+  if (unit == "K" || unit == "k")
+    v <<= 10;
+  else if (unit == "M" || unit == "m")
+    v <<= 20;
+  else if (unit == "G" || unit == "g")
+    v <<= 30;
+  else if (!unit.empty())
+    return Status(ErrorCode::INVALID_PARAMS, "bad unit in '" + text + "'");
+  return v;
+}
+
+Result<OpType> ParseOp(const std::string& s) {
+  for (size_t i = 0; i < static_cast<size_t>(OpType::kBarrier); ++i) {
+    if (OpTypeName(static_cast<OpType>(i)) == s) return static_cast<OpType>(i);
+  }
+  return Status(ErrorCode::INVALID_PARAMS, "unknown op '" + s + "'");
+}
+
+bool IsRooted(OpType op) {
+  return op == OpType::kBroadcast || op == OpType::kReduce || op == OpType::kGather ||
+         op == OpType::kScatter;
+}
+bool IsReduction(OpType op) {
+  return op == OpType::kAllReduce || op == OpType::kReduce || op == OpType::kReduceScatter;
+}
+// Whether nccl-tests' size is n blocks of the per-rank count.
+bool Blocked(OpType op) {
+  return op == OpType::kAllGather || op == OpType::kReduceScatter || op == OpType::kGather ||
+         op == OpType::kScatter || op == OpType::kAllToAll;
+}
+
+struct Row {
+  uint64_t size, count;
+  double time_us, algbw, busbw;
+  int64_t wrong;
+  std::string status;
+};
+
+// A fresh fabric of n nodes: the simulator by default, any registered backend by name.
+Result<std::unique_ptr<testing::Cluster>> MakeCluster(const std::string& fabric, int n,
+                                                      const ProcessGroupOptions& pg,
+                                                      uint64_t seed) {
+  if (fabric == "sim") {
+    testing::ClusterOptions co;
+    co.ranks = n;
+    co.seed = seed;
+    co.pg = pg;
+    co.contract_checker = false;
+    return std::make_unique<testing::Cluster>(co);
+  }
+#if TIDAL_COLL_BENCH_REGISTRY
+  backends::FabricSpec spec;
+  spec.nodes = static_cast<size_t>(n);
+  spec.sim.world.seed = seed;
+  auto f = backends::MakeFabric(fabric, std::move(spec));
+  if (!f.ok()) return f.status();
+  return std::make_unique<testing::Cluster>(std::move(*f), pg);
+#else
+  return Status(ErrorCode::UNSUPPORTED, "this build has no backend registry; only 'sim'");
+#endif
+}
+
+Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType dt, ReduceOp rop,
+            int root, int warmup, int iters, const ProcessGroupOptions& pg, uint64_t seed) {
+  const uint64_t es = DataTypeSize(dt);
+  uint64_t count = size / es;
+  uint64_t block = Blocked(op) ? count / n : count;
+  count = Blocked(op) ? block * n : count;
+  Row row{count * es, count, 0, 0, 0, 0, "OK"};
+  auto made = MakeCluster(fabric, n, pg, seed);
+  if (!made.ok()) {
+    row.status = made.status().ToString();
+    row.wrong = -1;
+    return row;
+  }
+  testing::Cluster& cluster = **made;
+  std::string err;
+  if (!cluster.StartAll(&err)) {
+    row.status = err;
+    row.wrong = -1;
+    return row;
+  }
+  std::vector<uint64_t> elapsed(n, 0);
+  std::vector<int64_t> wrong(n, 0);
+  std::vector<std::string> bad(n);
+  bool ok = cluster.RunRanks([&](int r) -> Task<void> {
+    Env& env = cluster.fabric().env(r);
+    for (int k = 0; k < warmup; ++k) {
+      co_await testing::RunCase(cluster.pg(r), op, block, root, rop, dt);
+    }
+    uint64_t t0 = env.NowNs();
+    for (int k = 0; k < iters; ++k) {
+      auto res = co_await testing::RunCase(cluster.pg(r), op, block, root, rop, dt);
+      if (k == iters - 1) {
+        wrong[r] = res.wrong;
+        if (!res.status.ok()) bad[r] = res.status.ToString();
+      }
+    }
+    elapsed[r] = env.NowNs() - t0;
+  });
+  if (!ok) {
+    row.status = "hung";
+    row.wrong = -1;
+    return row;
+  }
+  uint64_t worst = 0;
+  for (int r = 0; r < n; ++r) {
+    worst = std::max(worst, elapsed[r]);
+    row.wrong += wrong[r] < 0 ? 0 : wrong[r];
+    if (!bad[r].empty()) row.status = bad[r];
+  }
+  double ns = static_cast<double>(worst) / iters;
+  row.time_us = ns / 1000.0;
+  row.algbw = ns > 0 ? static_cast<double>(row.size) / ns : 0;  // bytes/ns == GB/s
+  row.busbw = row.algbw * BusBandwidthFactor(op, n);
+  return row;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string fabric = "sim";
+  std::string op_name = "allreduce", type_name = "f32", redop_name = "sum", algo = "auto";
+  std::string min_text = "8", max_text = "4M", json_path, slot_text = "256K", direct_text = "64K";
+  int ranks = 8, root = 0, iters = 5, warmup = 1;
+  double factor = 2;
+  uint64_t seed = 1;
+  po::options_description desc("tidal-coll-bench: nccl-tests style table on a fabric");
+  desc.add_options()("help,h", "show this help")(
+      "fabric", po::value(&fabric)->default_value(fabric),
+      "backend from the registry (sim, ucx, ...); sim reports virtual time")(
+      "op,o", po::value(&op_name)->default_value(op_name),
+      "allreduce allgather reducescatter broadcast reduce gather scatter alltoall, or all")(
+      "ranks,n", po::value(&ranks)->default_value(ranks), "ranks (1..64)")(
+      "minbytes,b", po::value(&min_text)->default_value(min_text), "smallest size (K/M/G)")(
+      "maxbytes,e", po::value(&max_text)->default_value(max_text), "largest size (K/M/G)")(
+      "stepfactor,f", po::value(&factor)->default_value(factor), "size multiplier")(
+      "datatype,d", po::value(&type_name)->default_value(type_name),
+      "f32 f64 f16 bf16 i8 u8 i32 i64")("redop", po::value(&redop_name)->default_value(redop_name),
+                                        "sum prod min max avg")(
+      "root,r", po::value(&root)->default_value(root), "root of rooted ops")(
+      "iters,i", po::value(&iters)->default_value(iters), "timed iterations per size")(
+      "warmup,w", po::value(&warmup)->default_value(warmup), "untimed iterations per size")(
+      "algorithm", po::value(&algo)->default_value(algo), "auto, direct or ring")(
+      "slot-bytes", po::value(&slot_text)->default_value(slot_text), "chunk/slot size")(
+      "direct-max", po::value(&direct_text)->default_value(direct_text),
+      "auto: direct up to this size")("seed", po::value(&seed)->default_value(seed),
+                                      "simulator seed")(
+      "json", po::value(&json_path), "also write the rows as JSON to this file ('-': stdout)");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  auto dt = ParseDataType(type_name);
+  auto rop = ParseReduceOp(redop_name);
+  auto lo = ParseBytes(min_text), hi = ParseBytes(max_text);
+  auto slot = ParseBytes(slot_text), direct = ParseBytes(direct_text);
+  for (const Status& s :
+       {dt.status(), rop.status(), lo.status(), hi.status(), slot.status(), direct.status()}) {
+    if (!s.ok()) {
+      std::cerr << s.ToString() << "\n";
+      return 2;
+    }
+  }
+  std::vector<OpType> ops;
+  if (op_name == "all") {
+    for (OpType o :
+         {OpType::kAllReduce, OpType::kAllGather, OpType::kReduceScatter, OpType::kBroadcast,
+          OpType::kReduce, OpType::kGather, OpType::kScatter, OpType::kAllToAll}) {
+      ops.push_back(o);
+    }
+  } else {
+    auto o = ParseOp(op_name);
+    if (!o.ok()) {
+      std::cerr << o.status().ToString() << "\n";
+      return 2;
+    }
+    ops.push_back(*o);
+  }
+  if (ranks < 1 || ranks > 64 || root < 0 || root >= ranks || iters < 1 || warmup < 0 ||
+      factor <= 1.0 || *lo == 0 || *hi < *lo) {
+    std::cerr << "bad arguments (ranks 1..64, 0 <= root < ranks, iters >= 1, factor > 1, "
+                 "0 < minbytes <= maxbytes)\n";
+    return 2;
+  }
+  ProcessGroupOptions pg;
+  pg.slot_bytes = *slot;
+  pg.direct_max_bytes = *direct;
+  pg.algorithm = algo == "ring"     ? Algorithm::kRing
+                 : algo == "direct" ? Algorithm::kDirect
+                                    : Algorithm::kAuto;
+  pg.timeout_ns = 600'000'000'000ULL;
+
+  if (auto probe = MakeCluster(fabric, ranks, pg, seed); !probe.ok()) {
+    std::fprintf(stderr, "fabric '%s' cannot run here: %s\n", fabric.c_str(),
+                 probe.status().ToString().c_str());
+    return 2;
+  }
+
+  nlohmann::json doc;
+  doc["fabric"] = fabric;
+  doc["ranks"] = ranks;
+  doc["datatype"] = std::string(DataTypeName(*dt));
+  doc["algorithm"] = algo;
+  doc["slot_bytes"] = *slot;
+  doc["time_base"] = fabric == "sim" ? "simulator virtual time" : "Env clock";
+  doc["results"] = nlohmann::json::array();
+  int64_t total_wrong = 0;
+  std::printf("# tidal-coll-bench: %d ranks on the %s fabric, %s, algorithm %s, slot %" PRIu64
+              " B\n#\n",
+              ranks, fabric.c_str(), std::string(DataTypeName(*dt)).c_str(), algo.c_str(), *slot);
+  for (OpType op : ops) {
+    std::printf("# %s\n", std::string(OpTypeName(op)).c_str());
+    std::printf("#%13s %13s %6s %6s %5s %10s %8s %8s %7s\n", "size", "count", "type", "redop",
+                "root", "time", "algbw", "busbw", "#wrong");
+    std::printf("#%13s %13s %6s %6s %5s %10s %8s %8s %7s\n", "(B)", "(elements)", "", "", "",
+                "(us)", "(GB/s)", "(GB/s)", "");
+    for (double size = static_cast<double>(*lo); size <= static_cast<double>(*hi); size *= factor) {
+      Row row = Measure(fabric, op, ranks, static_cast<uint64_t>(size), *dt, *rop, root, warmup,
+                        iters, pg, seed);
+      std::string redop = IsReduction(op) ? std::string(ReduceOpName(*rop)) : "none";
+      int shown_root = IsRooted(op) ? root : -1;
+      std::printf(" %13" PRIu64 " %13" PRIu64 " %6s %6s %5d %10.2f %8.2f %8.2f %7" PRId64 "%s\n",
+                  row.size, row.count, std::string(DataTypeName(*dt)).c_str(), redop.c_str(),
+                  shown_root, row.time_us, row.algbw, row.busbw, row.wrong,
+                  row.status == "OK" ? "" : ("  " + row.status).c_str());
+      std::fflush(stdout);
+      total_wrong += row.wrong;
+      doc["results"].push_back({{"op", std::string(OpTypeName(op))},
+                                {"size", row.size},
+                                {"count", row.count},
+                                {"type", std::string(DataTypeName(*dt))},
+                                {"redop", redop},
+                                {"root", shown_root},
+                                {"time_us", row.time_us},
+                                {"algbw_gbps", row.algbw},
+                                {"busbw_gbps", row.busbw},
+                                {"wrong", row.wrong},
+                                {"status", row.status}});
+    }
+  }
+  std::printf("# Out of bounds values : %" PRId64 " %s\n", total_wrong,
+              total_wrong == 0 ? "OK" : "FAILED");
+  if (!json_path.empty()) {
+    if (json_path == "-") {
+      std::cout << doc.dump(2) << "\n";
+    } else {
+      std::ofstream f(json_path);
+      f << doc.dump(2) << "\n";
+      if (!f) {
+        std::cerr << "cannot write " << json_path << "\n";
+        return 1;
+      }
+    }
+  }
+  return total_wrong == 0 ? 0 : 1;
+}
