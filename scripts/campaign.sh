@@ -1,11 +1,45 @@
 #!/usr/bin/env bash
-# The main job: installs what the build needs, builds tidal-sim and runs a simulated
-# cluster campaign (the transfer workload on 4 nodes over many seeds with every fault kind
-# in the swarm), ending in a readable summary. Arguments go to `tidal-sim run` and
-# override the defaults (for example: --seeds 1..5000 --nodes 8 --faults transfer).
-set -euo pipefail
+# The main job: installs what the build needs, builds the campaign programs and runs a
+# simulated cluster campaign of every layer, each seed under a swarm of faults:
+#   transfer     4 nodes, random READ/WRITE batches, every byte checked (tidal-sim)
+#   store        4-8 clients, put/get/remove/batch/tensor ops, history checker
+#   collectives  random collectives over 2-8 ranks with crashes and lost messages
+# and ends with a summary table. Arguments go to the transfer campaign's `tidal-sim run`
+# (for example: --seeds 1..5000 --nodes 8).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-cmake --preset release >/dev/null
-cmake --build --preset release --target tidal-sim
-exec build/release/tools/tidal-sim run --seeds 1..1000 --nodes 4 --faults all "$@"
+scripts/install-deps.sh || exit 2
+cmake --preset release >/dev/null || exit 2
+cmake --build --preset release --target tidal-sim tidal-store-campaign tidal-coll-campaign \
+  || exit 2
+
+summary=()
+run() {  # name, seeds, command...
+  local name=$1 seeds=$2
+  shift 2
+  echo
+  echo "=== ${name} campaign: ${seeds} seeds ==="
+  local start end rc
+  start=$(date +%s.%N)
+  "$@"
+  rc=$?
+  end=$(date +%s.%N)
+  summary+=("$(awk -v n="$name" -v s="$seeds" -v a="$start" -v b="$end" -v rc="$rc" \
+    'BEGIN { printf "  %-12s %7d seeds  %8.1f s  %8.1f seeds/s  %s", n, s, b - a, s / (b - a), rc == 0 ? "PASS" : "FAIL" }')")
+  [ "$rc" -eq 0 ] || failed=1
+}
+
+failed=0
+run transfer 1000 build/release/tools/tidal-sim run --seeds 1..1000 --nodes 4 --faults all "$@"
+run store 500 build/release/store/tidal-store-campaign --seeds 500 --mix all
+run collectives 1000 build/release/collectives/tidal-coll-campaign --seeds 1000 --keep-going
+
+echo
+echo "=== tidal simulated cluster campaign ==="
+printf '%s\n' "${summary[@]}"
+if [ "$failed" -eq 0 ]; then
+  echo "verdict: PASS (every seed of every workload passed its checker)"
+else
+  echo "verdict: FAIL (see the failing seeds and their replay commands above)"
+fi
+exit "$failed"

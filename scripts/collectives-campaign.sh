@@ -6,19 +6,24 @@
 #
 #   scripts/collectives-campaign.sh [SEEDS] [FIRST_SEED]     (defaults: 2000, 1)
 #
-# Environment: BUILD_DIR (default build/campaign) is configured and built if needed;
+# Environment: BUILD_DIR (default build/release, the release preset) is configured and built
+# if needed;
 # JOBS (default 2) for the build; KEEP_GOING=1 reports every failing seed.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seeds="${1:-2000}"
 first="${2:-1}"
-build="${BUILD_DIR:-$root/build/campaign}"
+build="${BUILD_DIR:-$root/build/release}"
 jobs="${JOBS:-2}"
 
 if [[ ! -f "$build/build.ninja" ]]; then
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DTIDAL_BUILD_FUZZ=OFF -DTIDAL_CUDA=OFF >/dev/null
+  "$root/scripts/install-deps.sh"
+  if [[ -z "${BUILD_DIR:-}" ]]; then
+    (cd "$root" && cmake --preset release >/dev/null)
+  else
+    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  fi
 fi
 ninja -C "$build" -j "$jobs" tidal-coll-campaign >/dev/null
 

@@ -3,7 +3,7 @@
 #
 #   scripts/store-campaign.sh                 # 2,000 seeds, fault mix "all"
 #   scripts/store-campaign.sh 10000 all 1     # seeds, mix, first seed
-#   BUILD_DIR=build/dev scripts/store-campaign.sh
+#   BUILD_DIR=build/dev scripts/store-campaign.sh   (default: the release preset's build/release)
 #
 # Builds the program if needed, prints progress and seeds per second, and for every failing
 # seed the banner and the command that replays it. Exit status 1 if any seed failed.
@@ -12,11 +12,15 @@ seeds=${1:-2000}
 mix=${2:-all}
 start=${3:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD_DIR:-$root/build/store-campaign}
+build=${BUILD_DIR:-$root/build/release}
 if [[ ! -x $build/store/tidal-store-campaign ]]; then
-  if [[ ! -f $build/build.ninja && ! -f $build/Makefile ]]; then
-    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DTIDAL_BUILD_FUZZ=OFF -DTIDAL_CUDA=OFF >/dev/null
+  if [[ ! -f $build/build.ninja ]]; then
+    "$root/scripts/install-deps.sh"
+    if [[ -z ${BUILD_DIR:-} ]]; then
+      (cd "$root" && cmake --preset release >/dev/null)
+    else
+      cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    fi
   fi
   cmake --build "$build" --target tidal-store-campaign -j "${JOBS:-2}"
 fi
