@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "../tests/values.h"
 #include "tidal/collectives/reduce_kernel.h"
 
 namespace tidal::coll {
@@ -64,89 +65,12 @@ TEST(Bf16Conversion, RoundTripAndRounding) {
   }
 }
 
-// Reads element i of a buffer of `dtype` as a double.
 double Get(DataType dt, const std::vector<uint8_t>& buf, size_t i) {
-  const uint8_t* p = buf.data() + i * DataTypeSize(dt);
-  switch (dt) {
-    case DataType::kF32: {
-      float v;
-      std::memcpy(&v, p, 4);
-      return v;
-    }
-    case DataType::kF64: {
-      double v;
-      std::memcpy(&v, p, 8);
-      return v;
-    }
-    case DataType::kF16: {
-      uint16_t v;
-      std::memcpy(&v, p, 2);
-      return HalfToFloat(v);
-    }
-    case DataType::kBF16: {
-      uint16_t v;
-      std::memcpy(&v, p, 2);
-      return Bf16ToFloat(v);
-    }
-    case DataType::kI8:
-      return static_cast<int8_t>(*p);
-    case DataType::kU8:
-      return *p;
-    case DataType::kI32: {
-      int32_t v;
-      std::memcpy(&v, p, 4);
-      return v;
-    }
-    case DataType::kI64: {
-      int64_t v;
-      std::memcpy(&v, p, 8);
-      return static_cast<double>(v);
-    }
-    default:
-      return 0;
-  }
+  return testing::LoadValue(dt, buf.data(), i);
 }
 
 void Set(DataType dt, std::vector<uint8_t>& buf, size_t i, double x) {
-  uint8_t* p = buf.data() + i * DataTypeSize(dt);
-  switch (dt) {
-    case DataType::kF32: {
-      float v = static_cast<float>(x);
-      std::memcpy(p, &v, 4);
-      break;
-    }
-    case DataType::kF64:
-      std::memcpy(p, &x, 8);
-      break;
-    case DataType::kF16: {
-      uint16_t v = FloatToHalf(static_cast<float>(x));
-      std::memcpy(p, &v, 2);
-      break;
-    }
-    case DataType::kBF16: {
-      uint16_t v = FloatToBf16(static_cast<float>(x));
-      std::memcpy(p, &v, 2);
-      break;
-    }
-    case DataType::kI8:
-      *p = static_cast<uint8_t>(static_cast<int8_t>(x));
-      break;
-    case DataType::kU8:
-      *p = static_cast<uint8_t>(x);
-      break;
-    case DataType::kI32: {
-      int32_t v = static_cast<int32_t>(x);
-      std::memcpy(p, &v, 4);
-      break;
-    }
-    case DataType::kI64: {
-      int64_t v = static_cast<int64_t>(x);
-      std::memcpy(p, &v, 8);
-      break;
-    }
-    default:
-      break;
-  }
+  testing::StoreValue(dt, buf.data(), i, x);
 }
 
 bool IsSigned(DataType dt) {

@@ -13,6 +13,7 @@
 #include "tidal/collectives/process_group.h"
 #include "tidal/sim/fault_plan.h"
 #include "tidal/sim/sim_fabric.h"
+#include "values.h"
 
 namespace tidal::coll::testing {
 
@@ -80,8 +81,6 @@ class Cluster {
 // Element i of rank r's input for reduction `op` (small integers, exact in every dtype).
 double InputValue(int rank, uint64_t i, ReduceOp op, DataType dt);
 // Writes `v` (an integer-valued double) as element i of a dtype buffer (integers wrap).
-void StoreValue(DataType dt, void* base, uint64_t i, double v);
-double LoadValue(DataType dt, const void* base, uint64_t i);
 // The exact reduction over `contributors` of InputValue(r, i, op, dt), stored as dtype.
 void StoreReduced(DataType dt, void* base, uint64_t out_index, uint64_t in_index,
                   const std::vector<int>& contributors, ReduceOp op);
