@@ -63,10 +63,8 @@ void Trace::Record(uint64_t time_ns, int64_t node, std::string_view op, uint64_t
   h = Mix64(h, static_cast<uint64_t>(node));
   h = HashBytes(h, op);
   h = Mix64(h, tape_pos);
-  for (const TraceField& f : fields) {
-    h = HashBytes(h, f.key);
-    h = f.is_string ? HashBytes(h, f.s) : Mix64(h, f.u);
-  }
+  // The keys are fixed by the op in a given build, so only the values are hashed.
+  for (const TraceField& f : fields) h = f.is_string ? HashBytes(h, f.s) : Mix64(h, f.u);
   digest_ = h;
   if (!keep_lines_) return;
   std::string line = "{\"t\":" + std::to_string(time_ns) + ",\"node\":" + std::to_string(node) +

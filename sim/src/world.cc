@@ -77,6 +77,7 @@ World::World(WorldOptions options)
         options_.max_clock_offset_ns == 0 ? 0 : tape_.Below(options_.max_clock_offset_ns + 1);
     envs_.push_back(std::make_unique<SimEnv>(*this, n, offset));
   }
+  for (const FaultRule& r : options_.faults.rules) has_rules_[static_cast<size_t>(r.kind)] = true;
   previous_hook_ = SetAssertHook({&WorldAssertHook, this});
   Record(-1, "world.start", {{"seed", options_.seed}, {"nodes", uint64_t{options_.nodes}}});
   DrawSwarm();
@@ -91,17 +92,35 @@ World::~World() {
 void World::Shutdown() {
   for (auto& env : envs_) env->DestroyRoots();
   while (!queue_.empty()) queue_.pop();
+  slots_.clear();
+  free_slots_.clear();
   live_timers_.clear();
 }
 
+void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn) {
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  Slot& s = slots_[slot];
+  s.node = node;
+  s.timer = timer;
+  s.fn = std::move(fn);
+  queue_.push(Key{std::max(time_ns, now_ns_), seq_++, slot});
+}
+
 void World::ScheduleAt(uint64_t time_ns, int32_t node, Callback fn) {
-  queue_.push(Event{std::max(time_ns, now_ns_), seq_++, node, 0, std::move(fn)});
+  Push(time_ns, node, 0, std::move(fn));
 }
 
 TimerId World::ScheduleTimer(uint64_t time_ns, int32_t node, Callback fn) {
   const TimerId id = next_timer_++;
   live_timers_.insert(id);
-  queue_.push(Event{std::max(time_ns, now_ns_), seq_++, node, id, std::move(fn)});
+  Push(time_ns, node, id, std::move(fn));
   return id;
 }
 
@@ -109,23 +128,22 @@ bool World::CancelTimer(TimerId id) { return live_timers_.erase(id) != 0; }
 
 bool World::Step() {
   if (queue_.empty()) return false;
-  // priority_queue::top is const; the callback is moved out through a const_cast, which
-  // is safe because the element is popped right after.
-  Event& top = const_cast<Event&>(queue_.top());
-  const uint64_t time = top.time_ns;
-  const int32_t node = top.node;
-  const TimerId timer = top.timer;
-  Callback fn = std::move(top.fn);
+  const Key key = queue_.top();
   queue_.pop();
+  Slot& slot = slots_[key.slot];
+  const int32_t node = slot.node;
+  const TimerId timer = slot.timer;
+  Callback fn = std::move(slot.fn);
+  free_slots_.push_back(key.slot);
   if (timer != 0 && live_timers_.erase(timer) == 0) return true;  // canceled
-  now_ns_ = std::max(now_ns_, time);
+  now_ns_ = std::max(now_ns_, key.time_ns);
   if (node >= 0) {
     const NodeState& st = nodes_[node];
     if (st.crashed) return true;  // a dead node runs nothing
     if (st.hung_until_ns > now_ns_) {
       if (st.hung_until_ns != UINT64_MAX) {
         if (timer != 0) live_timers_.insert(timer);
-        queue_.push(Event{st.hung_until_ns, seq_++, node, timer, std::move(fn)});
+        Push(st.hung_until_ns, node, timer, std::move(fn));
       }
       return true;
     }
@@ -311,6 +329,7 @@ SimMessenger* World::messenger_by_name(std::string_view name) const {
 bool World::ShouldInject(FaultKind kind, int src, int dst, uint64_t* amount) {
   const size_t k = static_cast<size_t>(kind);
   *amount = 0;
+  if (!has_rules_[k] && swarm_.ppm[k] == 0) return false;  // the common case: no draw
   bool inject = false;
   for (FaultRule& r : options_.faults.rules) {
     if (r.kind != kind) continue;

@@ -157,18 +157,24 @@ class World {
   std::string FailureBanner() const;
 
  private:
-  struct Event {
+  // The heap holds small keys; the callbacks wait in a slab, so sifting the heap never
+  // moves a callback.
+  struct Key {
     uint64_t time_ns;
     uint64_t seq;
-    int32_t node;
-    TimerId timer;  // 0 if not cancelable
-    Callback fn;
+    uint32_t slot;
   };
   struct Later {
-    bool operator()(const Event& a, const Event& b) const {
+    bool operator()(const Key& a, const Key& b) const {
       return a.time_ns != b.time_ns ? a.time_ns > b.time_ns : a.seq > b.seq;
     }
   };
+  struct Slot {
+    int32_t node = -1;
+    TimerId timer = 0;  // 0 if not cancelable
+    Callback fn;
+  };
+  void Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn);
   struct PartitionState {
     std::vector<int> a, b;
     uint64_t until_ns;
@@ -184,7 +190,9 @@ class World {
   uint64_t seq_ = 0;
   uint64_t events_run_ = 0;
   TimerId next_timer_ = 1;
-  std::priority_queue<Event, std::vector<Event>, Later> queue_;
+  std::priority_queue<Key, std::vector<Key>, Later> queue_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
   std::unordered_set<TimerId> live_timers_;  // scheduled, not fired, not canceled
   std::vector<std::unique_ptr<SimEnv>> envs_;
   std::vector<NodeState> nodes_;
@@ -193,6 +201,7 @@ class World {
   std::vector<PartitionState> partitions_;
   SwarmDraw swarm_;
   std::array<uint64_t, kFaultKinds> injected_{};
+  std::array<bool, kFaultKinds> has_rules_{};
   AssertHookEntry previous_hook_;
 };
 
