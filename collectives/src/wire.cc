@@ -165,6 +165,7 @@ Result<BootstrapRecord> DecodeBootstrap(std::string_view bytes) {
     return Corrupt("bootstrap: truncated");
   }
   if (!r.AtEnd()) return Corrupt("bootstrap: trailing bytes");
+  if (b.size == 0 || b.rank >= b.size) return Corrupt("bootstrap: rank outside the group size");
   return b;
 }
 

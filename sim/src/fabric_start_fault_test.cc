@@ -1,19 +1,10 @@
 // A node fault in the first microsecond of virtual time, before SimFabric has started
 // every engine (and before the transfer workload has registered its memory), must be an
-// ordinary fault: the node is down, the run goes on, the checker judges it. Today it
-// aborts the process instead: SimFabric's constructor drives each engine's Start with
-// RunBlocking, and a node crashed (or hung for good) at t=0 never finishes it
-// ("RunBlocking: the executor ran out of work before the task ended").
-//
-// Found by fuzz/transfer_tape_fuzz: with a byte tape, draws past the end of a short input
-// are 0, so a swarm crash lands at t=0 on most short inputs. With seeds the window is
-// about 1 us of a 20 ms horizon, so seed campaigns hit it rarely but do hit it.
-// Reproduce from the command line:
-//   echo 'crash node=1 at=0' > c0
-//   build/release/tools/tidal-sim run --seed 1 --nodes 3 --fault-script c0
-// These tests are DISABLED until the simulator is fixed (each would abort the test binary);
-// run them with --gtest_also_run_disabled_tests. When they pass, enable them and put
-// `crash` back into fuzz/transfer_tape_fuzz.cc's fault mix.
+// ordinary fault: the node is down, the run goes on, the checker judges it. It used to
+// abort the process: SimFabric's constructor drove each engine's Start with RunBlocking,
+// and a node crashed (or hung for good) at t=0 never finished it. Found by
+// fuzz/transfer_tape_fuzz (draws past the end of a short input are 0, so a swarm crash
+// landed at t=0); seed campaigns could hit it too, rarely.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -36,21 +27,21 @@ TransferWorkloadOptions Small(std::string script) {
   return o;
 }
 
-TEST(FabricStartFault, DISABLED_CrashAtTimeZeroIsAnOrdinaryCrash) {
+TEST(FabricStartFault, CrashAtTimeZeroIsAnOrdinaryCrash) {
   auto r = RunTransferWorkload(Small("crash node=1 at=0\n"));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_TRUE(r->passed) << r->banner;
   EXPECT_EQ(r->crashed_nodes, 1u);
 }
 
-TEST(FabricStartFault, DISABLED_CrashAt100nsIsAnOrdinaryCrash) {
+TEST(FabricStartFault, CrashAt100nsIsAnOrdinaryCrash) {
   auto r = RunTransferWorkload(Small("crash node=2 at=100ns\n"));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_TRUE(r->passed) << r->banner;
   EXPECT_EQ(r->crashed_nodes, 1u);
 }
 
-TEST(FabricStartFault, DISABLED_HangForeverAtTimeZeroLeavesTheOthersRunning) {
+TEST(FabricStartFault, HangForeverAtTimeZeroLeavesTheOthersRunning) {
   auto r = RunTransferWorkload(Small("hang node=1 at=0\n"));
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_TRUE(r->passed) << r->banner;
@@ -58,7 +49,7 @@ TEST(FabricStartFault, DISABLED_HangForeverAtTimeZeroLeavesTheOthersRunning) {
 }
 
 // The tape the fuzz smoke test found, as transfer_tape_fuzz ran it then (fault mix "all").
-TEST(FabricStartFault, DISABLED_FuzzTapeWithEarlyCrash) {
+TEST(FabricStartFault, FuzzTapeWithEarlyCrash) {
   // __FILE__ is this file's full path (CMake compiles sources by absolute path).
   const std::filesystem::path tape =
       std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /

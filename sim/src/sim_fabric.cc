@@ -24,11 +24,23 @@ SimFabric::SimFabric(SimFabricOptions options) : options_(std::move(options)) {
                                                         options_.engine));
     messengers_.push_back(std::make_unique<SimMessenger>(*world_, i, NodeName(i)));
   }
-  // Start every engine (publishes its segment). This runs the world briefly.
-  for (uint32_t i = 0; i < n; ++i) {
-    Status s = RunBlocking(world_->env(i), engines_[i]->Start());
-    TIDAL_ASSERT_MSG(s.ok(), "SimFabric: engine start failed");
-  }
+  // Start every engine (publishes its segment), all at once, and run the world until each
+  // has started or its node went down: a fault plan may crash or hang a node at t=0, and
+  // that is an ordinary fault, not a reason to stop.
+  std::vector<uint8_t> started(n, 0);
+  for (uint32_t i = 0; i < n; ++i) Spawn(world_->env(i), StartEngine(*engines_[i], &started[i]));
+  world_->RunUntil([&] {
+    for (uint32_t i = 0; i < n; ++i) {
+      if (!started[i] && world_->Responsive(i)) return false;
+    }
+    return true;
+  });
+}
+
+Task<void> SimFabric::StartEngine(TransferEngine& engine, uint8_t* started) {
+  Status s = co_await engine.Start();
+  TIDAL_ASSERT_MSG(s.ok(), "SimFabric: engine start failed");
+  *started = 1;
 }
 
 SimFabric::~SimFabric() {

@@ -70,9 +70,7 @@ class Campaign {
   void Forget(uint32_t node, uint64_t off, uint64_t len) {
     std::memset(&mem_[node].known[off], 0, len);
   }
-  bool Live(uint32_t node) const {
-    return world_.alive(node) && world_.node_state(node).hung_until_ns != UINT64_MAX;
-  }
+  bool Live(uint32_t node) const { return world_.Responsive(node); }
 
   const TransferWorkloadOptions& o_;
   SimFabric fabric_;
@@ -317,11 +315,13 @@ TransferWorkloadResult Campaign::Run() {
     m.locked.assign(o_.slots, false);
     // A registration failure is retried a few times, as a real client would.
     for (int attempt = 0; attempt < 4 && !m.registered; ++attempt) {
-      auto rkey = RunBlocking(fabric_.env(i),
-                              fabric_.engine(i).RegisterMemory(m.region, size, Location::Host()));
-      m.registered = rkey.ok();
-      if (!rkey.ok() && rkey.code() != ErrorCode::REGISTRATION_FAILED) {
-        Violation("registration failed with " + rkey.status().ToString());
+      // The node may go down (a fault at t=0) before its registration finishes.
+      auto rkey = fabric_.RunOn(i, fabric_.engine(i).RegisterMemory(m.region, size,
+                                                                  Location::Host()));
+      if (!rkey) break;
+      m.registered = rkey->ok();
+      if (!rkey->ok() && rkey->code() != ErrorCode::REGISTRATION_FAILED) {
+        Violation("registration failed with " + rkey->status().ToString());
       }
     }
   }

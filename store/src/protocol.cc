@@ -21,7 +21,9 @@ void PutReplicas(wire::Writer& w, const std::vector<ReplicaLocation>& rs) {
 }
 bool GetReplicas(wire::Reader& r, std::vector<ReplicaLocation>* rs) {
   uint32_t n = 0;
-  if (!r.U32(&n) || n > kMaxReplicas) return false;
+  // Each replica takes at least 20 bytes: refuse a count the buffer cannot hold before
+  // allocating for it.
+  if (!r.U32(&n) || n > kMaxReplicas || n * 20ull > r.remaining()) return false;
   rs->resize(n);
   for (auto& x : *rs) {
     if (!r.Str(&x.segment, 4096) || !r.U64(&x.addr) || !r.U64(&x.size)) return false;
@@ -62,7 +64,7 @@ Status Decode(std::string_view in, PutStartReq* m) {
   uint32_t n = 0;
   uint8_t pin = 0;
   if (!r.Str(&m->key, kMaxKeyBytes) || !r.U64(&m->size) || !r.U32(&m->config.replica_num) ||
-      !r.U32(&n) || n > kMaxList) {
+      !r.U32(&n) || n > kMaxList || n * 4ull > r.remaining()) {
     return Corrupt("put start request");
   }
   m->config.preferred_segments.resize(n);
@@ -183,7 +185,9 @@ std::string EncodeKeys(const std::vector<std::string>& keys) {
 Status DecodeKeys(std::string_view in, std::vector<std::string>* keys) {
   wire::Reader r(in);
   uint32_t n = 0;
-  if (!r.U32(&n) || n > kMaxList) return Corrupt("key list");
+  // Each key takes at least its 4-byte length: no allocation for a count the buffer
+  // cannot hold (a 4-byte body must not make the master allocate megabytes).
+  if (!r.U32(&n) || n > kMaxList || n * 4ull > r.remaining()) return Corrupt("key list");
   keys->resize(n);
   for (auto& k : *keys) {
     if (!r.Str(&k, kMaxKeyBytes)) return Corrupt("key list: key");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "tidal/fabric.h"
@@ -46,7 +47,20 @@ class SimFabric final : public Fabric {
   // Contract violations recorded by the checkers (with checker_aborts = false).
   std::vector<std::string> ContractViolations() const;
 
+  // Drives `task` on `node` until it finishes, or until the node crashes or hangs for good
+  // (then nullopt): RunBlocking for code that must survive node faults.
+  template <typename T>
+  std::optional<T> RunOn(size_t node, Task<T> task) {
+    auto h = task.handle();
+    world_->env(node).Post([h]() { h.resume(); });
+    world_->RunUntil([&] { return h.done() || !world_->Responsive(node); });
+    if (!h.done()) return std::nullopt;
+    return task.TakeValue();
+  }
+
  private:
+  static Task<void> StartEngine(TransferEngine& engine, uint8_t* started);
+
   SimFabricOptions options_;
   std::unique_ptr<World> world_;
   InMemoryMetadataStore metadata_;

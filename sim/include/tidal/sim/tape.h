@@ -22,8 +22,9 @@ class Tape {
   uint64_t Next();
   // Uniform in [0, bound) for bound > 0 (Lemire's multiply-shift; one draw).
   uint64_t Below(uint64_t bound);
-  // True with probability ppm / 1e6 (one draw).
-  bool ChancePpm(uint32_t ppm) { return Below(1'000'000) < ppm; }
+  // True with probability ppm / 1e6 (one draw). A zero draw is "no": past the end of a
+  // fuzzer's bytes every draw is 0, which must be the calmest choice.
+  bool ChancePpm(uint32_t ppm) { return Below(1'000'000) + ppm >= 1'000'000 && ppm > 0; }
   // Uniform in [lo, hi] (one draw).
   uint64_t Between(uint64_t lo, uint64_t hi) { return lo + Below(hi - lo + 1); }
 

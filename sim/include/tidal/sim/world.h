@@ -136,6 +136,10 @@ class World {
   void Heal();
   bool Linked(uint32_t a, uint32_t b) const;  // false across an active partition
   bool Hung(uint32_t node) const;
+  // Alive and not hung for good: the node will run its work eventually.
+  bool Responsive(uint32_t node) const {
+    return !nodes_[node].crashed && nodes_[node].hung_until_ns != UINT64_MAX;
+  }
 
   // Transports and messengers register here so peers can find each other.
   void Attach(uint32_t node, SimTransport* transport);
