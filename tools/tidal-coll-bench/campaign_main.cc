@@ -11,6 +11,8 @@
 
 #include "campaign.h"
 
+#include "../common/cli.h"
+
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
@@ -26,17 +28,7 @@ int main(int argc, char** argv) {
       "verbose", po::bool_switch(&verbose), "print every op's outcome per rank")(
       "keep-going", po::bool_switch(&keep_going), "do not stop at the first failing seed");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
   tidal::coll::testing::CampaignOptions options;
   options.verbose = verbose;
   using clock = std::chrono::steady_clock;  // wall time for the report only

@@ -25,6 +25,8 @@
 #include "tidal/collectives/schedule.h"
 #if TIDAL_COLL_BENCH_REGISTRY
 #include "tidal/backends/registry.h"
+
+#include "../common/cli.h"
 #endif
 
 namespace po = boost::program_options;
@@ -193,17 +195,7 @@ int main(int argc, char** argv) {
                                       "simulator seed")(
       "json", po::value(&json_path), "also write the rows as JSON to this file ('-': stdout)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
   auto dt = ParseDataType(type_name);
   auto rop = ParseReduceOp(redop_name);
   auto lo = ParseBytes(min_text), hi = ParseBytes(max_text);

@@ -15,6 +15,8 @@
 
 #include "store_harness.h"
 
+#include "../common/cli.h"
+
 namespace po = boost::program_options;
 using namespace tidal;
 using namespace tidal::store;
@@ -145,17 +147,7 @@ int main(int argc, char** argv) {
       "seed", po::value(&seed)->default_value(1), "simulator seed")(
       "json", "print one JSON document instead of the table");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
   if (clients < 2 || replicas < 1 || replicas > clients) {
     std::cerr << "need clients >= 2 and 1 <= replicas <= clients\n";
     return 2;

@@ -9,6 +9,8 @@
 
 #include "store_campaign.h"
 
+#include "../common/cli.h"
+
 namespace po = boost::program_options;
 using tidal::store::testing::CampaignConfig;
 using tidal::store::testing::CampaignResult;
@@ -29,17 +31,7 @@ int main(int argc, char** argv) {
       "max-clients", po::value(&cfg.max_clients)->default_value(8), "most clients")(
       "verbose,v", "print every seed's summary")("json", "print one JSON summary line at the end");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n" << desc;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
   if (cfg.min_clients < 3 || cfg.max_clients < cfg.min_clients) {
     std::cerr << "need 3 <= min-clients <= max-clients\n";
     return 2;
