@@ -4,6 +4,16 @@
 include(CheckLanguage)
 find_package(PkgConfig)
 
+foreach(name UCX VERBS CUDA)
+  set_property(CACHE TIDAL_${name} PROPERTY STRINGS AUTO ON OFF)
+  string(TOUPPER "${TIDAL_${name}}" value)
+  if(NOT value MATCHES "^(AUTO|ON|OFF)$")
+    message(FATAL_ERROR "TIDAL_${name}=${TIDAL_${name}}: use AUTO (on when found), ON "
+                        "(required) or OFF")
+  endif()
+  set(TIDAL_${name} ${value})
+endforeach()
+
 function(tidal_resolve name found)
   if(TIDAL_${name} STREQUAL "OFF")
     set(TIDAL_HAVE_${name} OFF PARENT_SCOPE)
@@ -38,8 +48,12 @@ tidal_resolve(VERBS ${verbs_found})
 
 set(cuda_found OFF)
 if(NOT TIDAL_CUDA STREQUAL "OFF")
-  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
-    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  if(NOT CMAKE_CUDA_COMPILER)
+    # The CUDA toolkit's usual place, which is not on PATH by default.
+    find_program(TIDAL_NVCC nvcc PATHS /usr/local/cuda/bin NO_CACHE)
+    if(TIDAL_NVCC)
+      set(CMAKE_CUDA_COMPILER ${TIDAL_NVCC})
+    endif()
   endif()
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)

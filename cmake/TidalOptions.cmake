@@ -1,4 +1,8 @@
 # Compiler flags shared by every tidal target, through the tidal_flags interface target.
+if(TIDAL_SANITIZE AND TIDAL_TSAN)
+  message(FATAL_ERROR "TIDAL_SANITIZE (ASan+UBSan) and TIDAL_TSAN cannot be combined: "
+                      "the sanitizers' runtimes exclude each other. Turn one off.")
+endif()
 add_library(tidal_flags INTERFACE)
 target_compile_options(tidal_flags INTERFACE -Wall -Wextra -Wno-unused-parameter)
 if(TIDAL_DEBUG_ASSERTS)
@@ -18,12 +22,26 @@ if(TIDAL_COVERAGE)
   target_link_options(tidal_flags INTERFACE --coverage)
 endif()
 
-# tidal_library(name SOURCES ... DEPS ...): a layer library with its public include/.
+# tidal_library(name SOURCES ... DEPS ... [PRIVATE_DEPS ...]): a layer library with its
+# public include/. tidal_flags (warnings, sanitizers, coverage) applies to the library's own
+# sources only and stays out of its interface: programs and tests in this tree link
+# tidal_flags themselves, and an installed tidal never hands these flags to its users.
+# Users get C++20, which the public headers need (coroutines).
 function(tidal_library name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  if(ARG_UNPARSED_ARGUMENTS)
+    message(FATAL_ERROR "tidal_library(${name}): unexpected arguments: ${ARG_UNPARSED_ARGUMENTS}")
+  endif()
+  if(NOT ARG_SOURCES)
+    message(FATAL_ERROR "tidal_library(${name}): no SOURCES")
+  endif()
   add_library(${name} STATIC ${ARG_SOURCES})
-  target_include_directories(${name} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
-  target_link_libraries(${name} PUBLIC tidal_flags ${ARG_DEPS})
+  target_include_directories(${name} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_compile_features(${name} PUBLIC cxx_std_20)
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS}
+                        PRIVATE $<BUILD_INTERFACE:tidal_flags> ${ARG_PRIVATE_DEPS})
 endfunction()
 
 # tidal_test(name LABELS ... SOURCES ... DEPS ...): a gtest binary registered with ctest.
