@@ -48,9 +48,9 @@ def s(text):
     return struct.pack("<I", len(b)) + b
 
 
-def segment(name, transport, address, regions, incarnation=1, magic=0x54534547, version=1,
-            reserved=0, count=None):
-    out = struct.pack("<IHHQ", magic, version, reserved, incarnation)
+def segment(name, transport, address, regions, incarnation=1, magic=0x54534547, version=2,
+            reserved=0, count=None, desc_version=1):
+    out = struct.pack("<IHHQQ", magic, version, reserved, incarnation, desc_version)
     out += s(name) + s(transport) + s(address)
     out += struct.pack("<I", len(regions) if count is None else count)
     for addr, length, kind, device, rkey in regions:
@@ -74,7 +74,7 @@ def segments():
     put("segment_fuzz", "location_host", "host")
     put("segment_fuzz", "location_cuda", "cuda:3")
     put("segment_fuzz", "location_bad", "cuda:-1")
-    dictionary("segment_fuzz", [struct.pack("<IHH", 0x54534547, 1, 0), b"GEST",
+    dictionary("segment_fuzz", [struct.pack("<IHH", 0x54534547, 2, 0), b"GEST",
                                 struct.pack("<I", 0), struct.pack("<I", 1),
                                 struct.pack("<Q", 2**64 - 1), "host", "cpu", "cuda:", "sim",
                                 "ucx"])

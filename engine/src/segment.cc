@@ -17,6 +17,7 @@ std::string EncodeSegment(const SegmentDescriptor& d) {
   w.U16(kSegmentVersion);
   w.U16(0);
   w.U64(d.incarnation);
+  w.U64(d.version);
   w.Str(d.name);
   w.Str(d.transport);
   w.Str(d.address);
@@ -46,6 +47,7 @@ Result<SegmentDescriptor> DecodeSegment(std::string_view bytes) {
   if (!r.U16(&reserved) || reserved != 0) return Corrupt("reserved field");
   SegmentDescriptor d;
   if (!r.U64(&d.incarnation)) return Corrupt("incarnation");
+  if (!r.U64(&d.version)) return Corrupt("descriptor version");
   if (!r.Str(&d.name, kSegmentMaxString) || d.name.empty()) return Corrupt("name");
   if (!r.Str(&d.transport, kSegmentMaxString)) return Corrupt("transport");
   if (!r.Str(&d.address, kSegmentMaxString)) return Corrupt("address");

@@ -14,6 +14,7 @@ SegmentDescriptor Sample() {
   d.transport = "sim";
   d.address = "sim:3";
   d.incarnation = 0x1234567;
+  d.version = 42;
   d.regions.push_back({0x10000, 4096, Location::Host(), 0xdeadbeef});
   d.regions.push_back({0x20000, 8192, Location::Cuda(1), 0xfeed});
   return d;
@@ -47,7 +48,7 @@ TEST(Segment, CorruptFieldsAreNamed) {
   // A region count far larger than the buffer can hold.
   SegmentDescriptor d = Sample();
   std::string enc = EncodeSegment(d);
-  const size_t count_at = 4 + 2 + 2 + 8 + (4 + 5) + (4 + 3) + (4 + 5);
+  const size_t count_at = 4 + 2 + 2 + 8 + 8 + (4 + 5) + (4 + 3) + (4 + 5);
   enc[count_at + 3] = 0x7f;
   EXPECT_NE(DecodeSegment(enc).status().message().find("region count"), std::string::npos);
 }

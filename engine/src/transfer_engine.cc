@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 
 namespace tidal {
 
@@ -28,6 +29,22 @@ uint64_t Pack(uint32_t index, uint32_t generation) {
 }
 uint32_t IndexOf(uint64_t v) { return static_cast<uint32_t>(v & 0xffffffffu); }
 uint32_t GenerationOf(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
+
+// Every engine notification starts with its channel, 8 bytes little-endian.
+constexpr size_t kChannelBytes = 8;
+std::string WithChannel(uint64_t channel, std::string_view payload) {
+  std::string out(kChannelBytes + payload.size(), '\0');
+  for (size_t i = 0; i < kChannelBytes; ++i) out[i] = static_cast<char>(channel >> (8 * i));
+  std::copy(payload.begin(), payload.end(), out.begin() + kChannelBytes);
+  return out;
+}
+uint64_t ChannelOf(std::string_view bytes) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < kChannelBytes; ++i) {
+    v |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+  }
+  return v;
+}
 }  // namespace
 
 struct TransferEngine::RequestState {
@@ -35,6 +52,7 @@ struct TransferEngine::RequestState {
   uint64_t length = 0;
   uint32_t outstanding = 0;         // slices accepted by the transport, not yet completed
   ErrorCode first_error = ErrorCode::OK;
+  bool refreshed = false;           // parked once for a descriptor refresh (whole request)
   uint64_t single_task = 0;         // the slice of a one-slice request
   std::vector<uint64_t> tasks;      // the slices of a multi-slice request
   std::vector<uint64_t> moved;      // per slice of a multi-slice request: bytes, or kNotDone
@@ -73,12 +91,35 @@ struct TransferEngine::Slice {
   uint64_t local_region = 0;   // start of the local region (in-flight accounting), 0: none
   uint64_t length = 0;
   uint32_t index = 0;          // which slice of its request
+  TransportTask::Kind kind = TransportTask::Kind::kRead;
+  uint64_t local_addr = 0;     // the slice's own ranges, to re-run it after a refresh
+  uint64_t remote_addr = 0;
+  bool retried = false;        // already re-run once after a refresh
+};
+
+// A request (slice < 0) or one slice of a request waiting for its segment's descriptor
+// to be looked up again. `range` holds the request's, or the slice's, own ranges.
+struct TransferEngine::Parked {
+  uint64_t batch = 0;
+  uint32_t request = 0;
+  int slice = -1;
+  TransferRequest range;
+};
+
+// on_ready may come from a backend thread at any time, also while the engine is being
+// destroyed on the executor: it reaches the engine only through this gate.
+struct TransferEngine::ReadyGate {
+  std::mutex mu;
+  TransferEngine* engine = nullptr;
 };
 
 struct TransferEngine::SegmentEntry {
   uint32_t generation = 1;
   bool live = false;
   bool dead = false;           // a transfer or probe found the peer unreachable
+  uint32_t holders = 0;        // OpenSegment calls not yet balanced by CloseSegment
+  bool refreshing = false;     // a RefreshParked task runs for this entry
+  std::vector<Parked> parked;  // waiting for that refresh
   SegmentDescriptor desc;
   PeerId peer = 0;
 };
@@ -97,7 +138,9 @@ TransferEngine::TransferEngine(Env& env, std::unique_ptr<Transport> transport,
       metadata_(metadata),
       segment_name_(std::move(segment_name)),
       options_(options),
-      alive_(std::make_shared<bool>(true)) {
+      alive_(std::make_shared<bool>(true)),
+      gate_(std::make_shared<ReadyGate>()) {
+  gate_->engine = this;
   TIDAL_ASSERT(transport_ != nullptr);
   TIDAL_ASSERT(options_.slice_bytes > 0);
   batches_.emplace_back();  // index 0 is never handed out, so no handle packs to 0
@@ -106,19 +149,24 @@ TransferEngine::TransferEngine(Env& env, std::unique_ptr<Transport> transport,
   completion_buf_.resize(64);
 }
 
-TransferEngine::~TransferEngine() { *alive_ = false; }
+TransferEngine::~TransferEngine() {
+  {
+    std::lock_guard<std::mutex> lock(gate_->mu);
+    gate_->engine = nullptr;  // a backend thread inside on_ready finishes before this
+  }
+  *alive_ = false;
+}
 
 Task<Status> TransferEngine::Start() {
   if (started_) co_return Status(ErrorCode::INVALID_PARAMS, "engine already started");
   TransportInstall install;
   install.env = &env_;
   install.segment_name = segment_name_;
-  std::weak_ptr<bool> alive = alive_;
-  install.on_ready = [this, alive]() {
-    // May run on a backend thread: only flip the flag and post.
-    auto a = alive.lock();
-    if (!a || !*a) return;
-    OnReady();
+  install.on_ready = [gate = gate_]() {
+    // May run on a backend thread: only flip the flag and post, under the gate's lock so
+    // the engine cannot be destroyed meanwhile.
+    std::lock_guard<std::mutex> lock(gate->mu);
+    if (gate->engine != nullptr) gate->engine->OnReady();
   };
   TIDAL_CO_RETURN_IF_ERROR(transport_->Install(install));
   incarnation_ = env_.RandomU64() | 1;  // never 0
@@ -138,6 +186,7 @@ Task<Status> TransferEngine::Publish() {
   d.transport = std::string(transport_->Name());
   d.address = transport_->LocalAddress();
   d.incarnation = incarnation_;
+  d.version = ++descriptor_version_;
   d.regions = registry_.List();
   co_return co_await metadata_.Put(SegmentKey(segment_name_), EncodeSegment(d));
 }
@@ -189,7 +238,10 @@ Task<Result<SegmentHandle>> TransferEngine::OpenSegment(std::string name) {
   uint64_t dead_incarnation = 0;
   if (cached != segment_by_name_.end()) {
     SegmentEntry& e = *segments_[cached->second];
-    if (!e.dead) co_return SegmentHandle{Pack(cached->second, e.generation)};
+    if (!e.dead) {
+      ++e.holders;
+      co_return SegmentHandle{Pack(cached->second, e.generation)};
+    }
     dead_incarnation = e.desc.incarnation;
   }
   Result<std::string> blob = co_await metadata_.Get(SegmentKey(name));
@@ -214,9 +266,13 @@ Task<Result<SegmentHandle>> TransferEngine::OpenSegment(std::string name) {
   if (cached != segment_by_name_.end()) {
     SegmentEntry& e = *segments_[cached->second];
     if (!e.dead && e.desc.incarnation == desc->incarnation) {
+      if (desc->version > e.desc.version) e.desc = std::move(*desc);
+      ++e.holders;
       co_return SegmentHandle{Pack(cached->second, e.generation)};
     }
-    (void)CloseSegment(SegmentHandle{Pack(cached->second, e.generation)});
+    // The peer restarted (or was found dead): the old entry goes for every holder.
+    RetireSegment(cached->second, Status(ErrorCode::PEER_UNREACHABLE,
+                                         "segment '" + name + "' restarted"));
   }
   Result<PeerId> peer = transport_->Connect(*desc);
   if (!peer.ok()) co_return peer.status();
@@ -234,6 +290,9 @@ Task<Result<SegmentHandle>> TransferEngine::OpenSegment(std::string name) {
   SegmentEntry& e = *segments_[index];
   e.live = true;
   e.dead = false;
+  e.holders = 1;
+  e.refreshing = false;
+  e.parked.clear();
   e.desc = std::move(*desc);
   e.peer = *peer;
   segment_by_name_[name] = index;
@@ -253,14 +312,26 @@ const TransferEngine::SegmentEntry* TransferEngine::FindSegment(SegmentHandle h)
 Status TransferEngine::CloseSegment(SegmentHandle handle) {
   SegmentEntry* e = FindSegment(handle);
   if (e == nullptr) return Status(ErrorCode::INVALID_PARAMS, "segment handle is not open");
-  auto it = segment_by_name_.find(e->desc.name);
-  if (it != segment_by_name_.end() && it->second == IndexOf(handle.value)) {
-    segment_by_name_.erase(it);
-  }
-  e->live = false;
-  e->dead = false;
-  ++e->generation;
+  TIDAL_ASSERT(e->holders > 0);
+  if (--e->holders > 0) return Status();  // other holders keep it open
+  RetireSegment(IndexOf(handle.value),
+                Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle was closed"));
   return Status();
+}
+
+void TransferEngine::RetireSegment(uint32_t index, const Status& why) {
+  SegmentEntry& e = *segments_[index];
+  TIDAL_ASSERT(e.live);
+  auto it = segment_by_name_.find(e.desc.name);
+  if (it != segment_by_name_.end() && it->second == index) segment_by_name_.erase(it);
+  std::vector<Parked> parked = std::move(e.parked);
+  e.parked.clear();
+  e.live = false;
+  e.dead = false;
+  e.holders = 0;
+  e.refreshing = false;  // a RefreshParked task still running sees the new generation
+  ++e.generation;
+  for (Parked& p : parked) ResumeParked(p, why);
 }
 
 Result<SegmentDescriptor> TransferEngine::DescribeSegment(SegmentHandle handle) const {
@@ -380,6 +451,89 @@ uint64_t TransferEngine::AllocSlice() {
   return Pack(index, s.generation);
 }
 
+struct TransferEngine::Outgoing {
+  std::vector<TransportTask> tasks;
+  std::vector<uint32_t> request;  // batch index of each task's request
+};
+
+void TransferEngine::BuildSlices(Batch& b, uint64_t batch_value, uint32_t index,
+                                 const TransferRequest& r, PeerId peer,
+                                 const RegionInfo& local, const RegionInfo& remote,
+                                 int only_slice, Outgoing& out) {
+  RequestState& state = b.requests[index];
+  const uint64_t slices =
+      only_slice >= 0 ? 1 : (r.length + options_.slice_bytes - 1) / options_.slice_bytes;
+  const bool many = state.length > options_.slice_bytes;
+  for (uint64_t s = 0; s < slices; ++s) {
+    const uint64_t offset = only_slice >= 0 ? 0 : s * options_.slice_bytes;
+    const uint32_t slice_index = only_slice >= 0 ? static_cast<uint32_t>(only_slice)
+                                                 : static_cast<uint32_t>(s);
+    const uint64_t id = AllocSlice();
+    Slice& slice = slices_[IndexOf(id)];
+    slice.batch = batch_value;
+    slice.request = index;
+    slice.segment = IndexOf(r.segment.value);
+    slice.local_region = local.addr;
+    slice.length = std::min(options_.slice_bytes, r.length - offset);
+    slice.index = slice_index;
+    slice.kind = r.op == TransferOp::kRead ? TransportTask::Kind::kRead
+                                           : TransportTask::Kind::kWrite;
+    slice.local_addr = r.local_addr + offset;
+    slice.remote_addr = r.remote_addr + offset;
+    slice.retried = only_slice >= 0 || state.refreshed;
+    registry_.AddInFlight(local.addr, +1);
+    TransportTask t;
+    t.task_id = id;
+    t.kind = slice.kind;
+    t.peer = peer;
+    t.local_addr = slice.local_addr;
+    t.remote_addr = slice.remote_addr;
+    t.length = slice.length;
+    t.rkey = remote.rkey;
+    out.tasks.push_back(t);
+    out.request.push_back(index);
+    if (!many) {
+      state.single_task = id;
+    } else if (only_slice >= 0) {
+      TIDAL_ASSERT(slice_index < state.tasks.size());
+      state.tasks[slice_index] = id;
+    } else {
+      state.tasks.push_back(id);
+      state.moved.push_back(RequestState::kNotDone);
+    }
+    ++state.outstanding;
+  }
+}
+
+void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::vector<Status>* result,
+                                uint32_t first) {
+  if (out.tasks.empty()) return;
+  std::vector<Status> accepted(out.tasks.size());
+  transport_->Submit(out.tasks, accepted);
+  stats_.slices_submitted += out.tasks.size();
+  // A slice the transport refused never completes: account for it now.
+  for (size_t t = 0; t < out.tasks.size(); ++t) {
+    if (accepted[t].ok()) continue;
+    Slice& slice = slices_[IndexOf(out.tasks[t].task_id)];
+    registry_.AddInFlight(slice.local_region, -1);
+    slice.live = false;
+    ++slice.generation;
+    free_slices_.push_back(IndexOf(out.tasks[t].task_id));
+    RequestState& state = b.requests[out.request[t]];
+    if (state.first_error == ErrorCode::OK) state.first_error = accepted[t].code();
+    if (result != nullptr) {
+      // Only the requests past capacity lack a slot, and they come last, so batch index
+      // first + k is request k.
+      const size_t k = out.request[t] - first;
+      if (k < result->size() && (*result)[k].ok()) (*result)[k] = accepted[t];
+    }
+    TIDAL_ASSERT(state.outstanding > 0);
+    if (--state.outstanding == 0) {
+      FinishRequest(b, out.request[t], state, TransferState::FAILED, state.first_error);
+    }
+  }
+}
+
 std::vector<Status> TransferEngine::Submit(BatchId batch,
                                            std::span<const TransferRequest> requests) {
   std::vector<Status> result(requests.size());
@@ -389,10 +543,9 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
     return result;
   }
   const uint32_t first = static_cast<uint32_t>(b->requests.size());
-  std::vector<TransportTask> tasks;
-  std::vector<uint32_t> task_request;  // request index of each task
-  tasks.reserve(requests.size());
-  task_request.reserve(requests.size());
+  Outgoing out;
+  out.tasks.reserve(requests.size());
+  out.request.reserve(requests.size());
   for (size_t k = 0; k < requests.size(); ++k) {
     const TransferRequest& r = requests[k];
     if (b->requests.size() >= b->capacity) {
@@ -408,6 +561,16 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
     RegionInfo local;
     const RegionInfo* remote = nullptr;
     Status valid = ValidateRequest(r, &seg, &local, &remote);
+    if (valid.code() == ErrorCode::REMOTE_ACCESS_DENIED) {
+      // Our copy of the peer's descriptor may predate a region it registered since: the
+      // request waits (PENDING, under its deadline) for the descriptor to be looked up
+      // again, and fails only if the fresh one lacks the range too.
+      ++b->pending;
+      state.outstanding = 1;  // the parked request itself
+      state.refreshed = true;
+      Park(IndexOf(r.segment.value), Parked{batch.value, index, -1, r});
+      continue;
+    }
     if (!valid.ok()) {
       state.status = {TransferState::FAILED, 0, valid.code()};
       ++stats_.requests_failed;
@@ -415,61 +578,9 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
       continue;
     }
     ++b->pending;
-    const uint64_t slices = (r.length + options_.slice_bytes - 1) / options_.slice_bytes;
-    for (uint64_t s = 0; s < slices; ++s) {
-      const uint64_t offset = s * options_.slice_bytes;
-      const uint64_t id = AllocSlice();
-      Slice& slice = slices_[IndexOf(id)];
-      slice.batch = batch.value;
-      slice.request = index;
-      slice.segment = IndexOf(r.segment.value);
-      slice.local_region = local.addr;
-      slice.length = std::min(options_.slice_bytes, r.length - offset);
-      slice.index = static_cast<uint32_t>(s);
-      registry_.AddInFlight(local.addr, +1);
-      TransportTask t;
-      t.task_id = id;
-      t.kind = r.op == TransferOp::kRead ? TransportTask::Kind::kRead
-                                         : TransportTask::Kind::kWrite;
-      t.peer = seg->peer;
-      t.local_addr = r.local_addr + offset;
-      t.remote_addr = r.remote_addr + offset;
-      t.length = std::min(options_.slice_bytes, r.length - offset);
-      t.rkey = remote->rkey;
-      tasks.push_back(t);
-      task_request.push_back(index);
-      if (slices == 1) {
-        state.single_task = id;
-      } else {
-        state.tasks.push_back(id);
-        state.moved.push_back(RequestState::kNotDone);
-      }
-      ++state.outstanding;
-    }
+    BuildSlices(*b, batch.value, index, r, seg->peer, local, *remote, -1, out);
   }
-  if (tasks.empty()) return result;
-  std::vector<Status> accepted(tasks.size());
-  transport_->Submit(tasks, accepted);
-  stats_.slices_submitted += tasks.size();
-  // A slice the transport refused never completes: account for it now.
-  for (size_t t = 0; t < tasks.size(); ++t) {
-    if (accepted[t].ok()) continue;
-    Slice& slice = slices_[IndexOf(tasks[t].task_id)];
-    registry_.AddInFlight(slice.local_region, -1);
-    slice.live = false;
-    ++slice.generation;
-    free_slices_.push_back(IndexOf(tasks[t].task_id));
-    RequestState& state = b->requests[task_request[t]];
-    if (state.first_error == ErrorCode::OK) state.first_error = accepted[t].code();
-    // Only the requests past capacity lack a slot, and they come last, so batch index
-    // first + k is request k.
-    const size_t k = task_request[t] - first;
-    if (k < result.size() && result[k].ok()) result[k] = accepted[t];
-    TIDAL_ASSERT(state.outstanding > 0);
-    if (--state.outstanding == 0) {
-      FinishRequest(*b, task_request[t], state, TransferState::FAILED, state.first_error);
-    }
-  }
+  SendSlices(*b, out, &result, first);
   if (b->live && b->pending > 0) {
     const uint32_t count = static_cast<uint32_t>(b->requests.size()) - first;
     const uint64_t value = batch.value;
@@ -481,6 +592,112 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
     b->timers.push_back(t);
   }
   return result;
+}
+
+void TransferEngine::Park(uint32_t segment_index, Parked p) {
+  SegmentEntry& e = *segments_[segment_index];
+  TIDAL_ASSERT(e.live);
+  ++stats_.refresh_retries;
+  e.parked.push_back(std::move(p));
+  if (e.refreshing) return;  // the running refresh takes it on its next round
+  e.refreshing = true;
+  Spawn(env_, RefreshParked(segment_index, e.generation));
+}
+
+Task<void> TransferEngine::RefreshParked(uint32_t segment_index, uint32_t generation) {
+  std::shared_ptr<bool> alive = alive_;
+  for (;;) {
+    SegmentEntry* e = FindSegment(SegmentHandle{Pack(segment_index, generation)});
+    if (e == nullptr) co_return;  // retired: RetireSegment failed what was parked
+    // What is parked now is resolved by this look-up; what parks while it runs may have
+    // seen a newer registration, so it waits for the next round.
+    std::vector<Parked> mine = std::move(e->parked);
+    e->parked.clear();
+    Status refreshed = co_await LookUpAgain(segment_index, generation);
+    if (!*alive) co_return;
+    for (Parked& p : mine) ResumeParked(p, refreshed);
+    e = FindSegment(SegmentHandle{Pack(segment_index, generation)});
+    if (e == nullptr) co_return;
+    if (e->parked.empty()) {
+      e->refreshing = false;
+      co_return;
+    }
+  }
+}
+
+Task<Status> TransferEngine::LookUpAgain(uint32_t segment_index, uint32_t generation) {
+  std::shared_ptr<bool> alive = alive_;
+  const SegmentHandle handle{Pack(segment_index, generation)};
+  SegmentEntry* e = FindSegment(handle);
+  if (e == nullptr) co_return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle is stale");
+  const std::string name = e->desc.name;
+  ++stats_.segment_refreshes;
+  Result<std::string> blob = co_await metadata_.Get(SegmentKey(name));
+  if (!*alive) co_return Status(ErrorCode::INTERNAL_ERROR, "engine destroyed");
+  e = FindSegment(handle);
+  if (e == nullptr) {
+    co_return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment '" + name + "' was closed");
+  }
+  if (e->dead) {
+    co_return Status(ErrorCode::PEER_UNREACHABLE, "segment '" + name + "' was found unreachable");
+  }
+  if (!blob.ok()) {
+    if (blob.code() == ErrorCode::OBJECT_NOT_FOUND) {
+      co_return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment '" + name + "' was withdrawn");
+    }
+    co_return blob.status();
+  }
+  Result<SegmentDescriptor> desc = DecodeSegment(*blob);
+  if (!desc.ok()) co_return desc.status();
+  if (desc->name != name) {
+    co_return Status(ErrorCode::CORRUPT_INPUT,
+                     "descriptor under '" + name + "' names '" + desc->name + "'");
+  }
+  if (desc->incarnation != e->desc.incarnation) {
+    // The node behind the handle is gone; its successor is another peer. Never a stale
+    // success: the handle is dead and OpenSegment finds the new incarnation.
+    MarkPeerDead(segment_index);
+    co_return Status(ErrorCode::PEER_UNREACHABLE, "segment '" + name + "' restarted");
+  }
+  if (desc->version > e->desc.version) e->desc = std::move(*desc);
+  co_return Status();
+}
+
+Task<Status> TransferEngine::RefreshSegment(SegmentHandle handle) {
+  if (FindSegment(handle) == nullptr) {
+    co_return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle is stale");
+  }
+  co_return co_await LookUpAgain(IndexOf(handle.value), GenerationOf(handle.value));
+}
+
+void TransferEngine::ResumeParked(Parked& p, const Status& refreshed) {
+  Batch* b = FindBatch(BatchId{p.batch});
+  if (b == nullptr) return;  // freed after it timed out or was canceled
+  TIDAL_ASSERT(p.request < b->requests.size());
+  RequestState& r = b->requests[p.request];
+  if (r.status.state != TransferState::PENDING) return;
+  TIDAL_ASSERT(r.outstanding > 0);
+  const SegmentEntry* seg = nullptr;
+  RegionInfo local;
+  const RegionInfo* remote = nullptr;
+  Status valid = refreshed;
+  if (valid.ok()) valid = ValidateRequest(p.range, &seg, &local, &remote);
+  if (!valid.ok()) {
+    if (p.slice >= 0 && !r.moved.empty()) {
+      r.moved[p.slice] = 0;  // a denied slice moved nothing
+      r.status.bytes_transferred = r.Prefix(options_.slice_bytes);
+    }
+    if (r.first_error == ErrorCode::OK) r.first_error = valid.code();
+    if (--r.outstanding == 0) {
+      FinishRequest(*b, p.request, r, TransferState::FAILED, r.first_error);
+    }
+    return;
+  }
+  if (p.slice < 0) r.outstanding = 0;  // the parked request becomes its slices
+  else --r.outstanding;                 // the parked slice becomes its re-run
+  Outgoing out;
+  BuildSlices(*b, p.batch, p.request, p.range, seg->peer, local, *remote, p.slice, out);
+  SendSlices(*b, out, nullptr, 0);
 }
 
 void TransferEngine::FinishRequest(Batch& b, uint32_t batch_index, RequestState& r,
@@ -638,28 +855,62 @@ Task<Status> TransferEngine::Probe(SegmentHandle handle) {
 }
 
 Status TransferEngine::Notify(SegmentHandle handle, std::string_view payload) {
+  return Notify(handle, 0, payload);
+}
+
+Status TransferEngine::Notify(SegmentHandle handle, uint64_t channel, std::string_view payload) {
   if (!transport_->Capabilities().notifications) {
     return Status(ErrorCode::UNSUPPORTED, "transport has no notifications");
   }
   SegmentEntry* e = FindSegment(handle);
   if (e == nullptr) return Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle is stale");
   if (e->dead) return Status(ErrorCode::PEER_UNREACHABLE, "peer was found unreachable");
-  return transport_->SendNotify(e->peer, payload);
+  return transport_->SendNotify(e->peer, WithChannel(channel, payload));
 }
 
 void TransferEngine::SetNotifyHandler(std::function<void(Notification)> handler) {
-  notify_handler_ = std::move(handler);
-  if (notify_handler_) {
-    std::vector<Notification> queued = std::move(notifications_);
-    notifications_.clear();
-    for (Notification& n : queued) notify_handler_(std::move(n));
-  }
+  SetNotifyHandler(0, std::move(handler));
 }
 
-std::vector<Notification> TransferEngine::TakeNotifications() {
-  std::vector<Notification> out = std::move(notifications_);
-  notifications_.clear();
+void TransferEngine::SetNotifyHandler(uint64_t channel,
+                                      std::function<void(Notification)> handler) {
+  if (!handler) {
+    notify_handlers_.erase(channel);
+    return;
+  }
+  notify_handlers_[channel] =
+      std::make_shared<std::function<void(Notification)>>(std::move(handler));
+  auto queued = queued_notifications_.find(channel);
+  if (queued == queued_notifications_.end()) return;
+  std::vector<Notification> pending = std::move(queued->second);
+  queued_notifications_.erase(queued);
+  queued_count_ -= pending.size();
+  for (Notification& n : pending) Deliver(channel, std::move(n));
+}
+
+std::vector<Notification> TransferEngine::TakeNotifications(uint64_t channel) {
+  auto queued = queued_notifications_.find(channel);
+  if (queued == queued_notifications_.end()) return {};
+  std::vector<Notification> out = std::move(queued->second);
+  queued_notifications_.erase(queued);
+  queued_count_ -= out.size();
   return out;
+}
+
+void TransferEngine::Deliver(uint64_t channel, Notification n) {
+  auto h = notify_handlers_.find(channel);
+  if (h != notify_handlers_.end()) {
+    // A copy of the pointer: the handler may replace or remove itself.
+    std::shared_ptr<std::function<void(Notification)>> handler = h->second;
+    (*handler)(std::move(n));
+    return;
+  }
+  if (queued_count_ >= options_.max_queued_notifications) {
+    ++stats_.notifications_dropped;
+    return;
+  }
+  queued_notifications_[channel].push_back(std::move(n));
+  ++queued_count_;
 }
 
 void TransferEngine::OnReady() {
@@ -682,11 +933,13 @@ void TransferEngine::Drain() {
   std::vector<Notification> incoming;
   transport_->PollNotifies(incoming, SIZE_MAX);
   for (Notification& n : incoming) {
-    if (notify_handler_) {
-      notify_handler_(std::move(n));
-    } else {
-      notifications_.push_back(std::move(n));
+    if (n.payload.size() < kChannelBytes) {
+      ++stats_.notifications_dropped;  // not from an engine: no channel header
+      continue;
     }
+    const uint64_t channel = ChannelOf(n.payload);
+    n.payload.erase(0, kChannelBytes);
+    Deliver(channel, std::move(n));
   }
 }
 
@@ -719,6 +972,22 @@ void TransferEngine::OnSliceDone(const TransportCompletion& c) {
   RequestState& r = b->requests[done.request];
   if (r.status.state != TransferState::PENDING) return;
   TIDAL_ASSERT(r.outstanding > 0);
+  if (c.code == ErrorCode::REMOTE_ACCESS_DENIED && !done.retried) {
+    // The peer refused the key or the window: it may have unregistered or re-registered
+    // the region since we copied its descriptor. Look it up again and re-run this slice
+    // once; it stays outstanding meanwhile.
+    SegmentEntry* e = done.segment < segments_.size() ? segments_[done.segment].get() : nullptr;
+    if (e != nullptr && e->live && !e->dead) {
+      TransferRequest range;
+      range.op = done.kind == TransportTask::Kind::kRead ? TransferOp::kRead : TransferOp::kWrite;
+      range.local_addr = done.local_addr;
+      range.length = done.length;
+      range.segment = SegmentHandle{Pack(done.segment, e->generation)};
+      range.remote_addr = done.remote_addr;
+      Park(done.segment, Parked{done.batch, done.request, static_cast<int>(done.index), range});
+      return;
+    }
+  }
   // A transport that breaks its contract (more bytes than asked, OK with fewer) must not
   // make a request look complete: clamp and call it short. ContractChecker reports it.
   const uint64_t moved = std::min(c.bytes_transferred, done.length);

@@ -86,17 +86,32 @@ TEST_F(FaultKinds, UnregisteredLocalAddress) {
   EXPECT_TRUE(All(b, 0));
 }
 
+// Every attempt presents a stale key: the engine looks the descriptor up again once, the
+// re-run is refused too, and the request fails with nothing moved.
 TEST_F(FaultKinds, StaleRemoteKey) {
-  Make("stale_rkey src=0 dst=1 nth=1\n");
+  Make("stale_rkey src=0 dst=1\n");
   Buf a = Region(0, 4096, 0), b = Region(1, 4096, 5);
   EXPECT_EQ(One(TransferOp::kRead, a, 4096, Open(0, 1), b),
             (TransferStatus{TransferState::FAILED, 0, ErrorCode::REMOTE_ACCESS_DENIED}));
   EXPECT_TRUE(All(a, 0));
   EXPECT_TRUE(All(b, 5));
+  EXPECT_EQ(f_->engine(0).stats().segment_refreshes, 1u);
+  EXPECT_EQ(f_->engine(0).stats().refresh_retries, 1u);
+}
+
+// One stale key (the peer re-registered since we looked): the refresh finds the current
+// key and the re-run completes with every byte.
+TEST_F(FaultKinds, OneStaleRemoteKeyIsRefreshedAndRetried) {
+  Make("stale_rkey src=0 dst=1 nth=1\n");
+  Buf a = Region(0, 4096, 0), b = Region(1, 4096, 5);
+  EXPECT_EQ(One(TransferOp::kRead, a, 4096, Open(0, 1), b),
+            (TransferStatus{TransferState::COMPLETED, 4096, ErrorCode::OK}));
+  EXPECT_TRUE(All(a, 5));
+  EXPECT_EQ(f_->engine(0).stats().refresh_retries, 1u);
 }
 
 TEST_F(FaultKinds, AccessOutsideTheWindow) {
-  Make("outside_window src=0 dst=1 nth=1\n");
+  Make("outside_window src=0 dst=1\n");
   // The target's region sits inside a larger block whose edges must not change.
   auto* block = static_cast<uint8_t*>(f_->Allocate(1, 8192, Location::Host()));
   std::memset(block, 0x33, 8192);

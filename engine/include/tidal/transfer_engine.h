@@ -17,15 +17,37 @@
 // run in parallel, so bytes after that prefix may have moved too (each slice moved all of
 // its bytes, a prefix of them, or none); callers must treat them as unknown.
 //
+// Sharing. One engine serves every user of its node (a store client, any number of
+// process groups) in any start-up order:
+//  * Segment handles are shared and counted: OpenSegment of a segment already open returns
+//    the same handle and counts one more holder; CloseSegment drops one holder, and the
+//    handle goes stale only when the last holder closed it (or the peer restarted). One
+//    user closing and reopening never invalidates another user's handle.
+//  * A peer republishes its descriptor with a higher `version` whenever it registers or
+//    unregisters memory. An open handle's descriptor is refreshed in place, so the handle
+//    stays valid: on RefreshSegment, and by the engine itself when a request's remote range
+//    lies outside the cached regions or the peer answers REMOTE_ACCESS_DENIED (a region
+//    registered, unregistered or re-registered since we looked). Such a request stays
+//    PENDING while the engine looks the descriptor up again, then runs against the fresh
+//    descriptor, or fails with REMOTE_ACCESS_DENIED if that also lacks the range (each
+//    request is retried after a refresh once). A descriptor of another incarnation means
+//    the peer restarted: the handle is marked dead (PEER_UNREACHABLE).
+//  * Notifications travel on channels (a 64-bit id; 0 is the default): each channel has
+//    its own handler and queue at the receiver, so several users never steal each
+//    other's notifications.
+//
 // Threading: not thread-safe. Every method is called on the Env's executor (inside a
 // coroutine, or through RunBlocking at the outermost API). Methods returning Task
-// suspend; the others never block.
+// suspend; the others never block. The transport's on_ready callback alone may come from
+// any thread (a backend's progress thread): it only posts to the executor, and it is safe
+// to race with the engine's destruction.
 #pragma once
 
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -77,6 +99,9 @@ struct TransferEngineOptions {
   size_t max_batches = 1 << 16;
   size_t max_batch_size = 1 << 16;
   uint64_t probe_timeout_ns = 100'000'000ULL;
+  // Notifications kept for channels that have no handler yet (beyond this they are
+  // dropped and counted in stats().notifications_dropped).
+  size_t max_queued_notifications = 1 << 16;
 };
 
 struct TransferEngineStats {
@@ -86,6 +111,9 @@ struct TransferEngineStats {
   uint64_t requests_timed_out = 0;
   uint64_t slices_submitted = 0;
   uint64_t bytes_completed = 0;
+  uint64_t segment_refreshes = 0;         // descriptor look-ups of open segments
+  uint64_t refresh_retries = 0;           // requests or slices re-run after a refresh
+  uint64_t notifications_dropped = 0;     // queue full, or no channel header
 };
 
 class TransferEngine {
@@ -113,12 +141,19 @@ class TransferEngine {
   Task<Status> UnregisterMemory(void* addr);
 
   // Looks the segment up in the metadata store and connects to it. A segment already
-  // open returns the same handle. SEGMENT_NOT_FOUND if it is not published;
-  // PEER_UNREACHABLE if this incarnation of it was found dead; CORRUPT_INPUT for a
-  // descriptor that does not decode.
+  // open returns the same handle (one more holder). SEGMENT_NOT_FOUND if it is not
+  // published; PEER_UNREACHABLE if this incarnation of it was found dead; CORRUPT_INPUT
+  // for a descriptor that does not decode.
   Task<Result<SegmentHandle>> OpenSegment(std::string name);
+  // Drops one holder; the handle goes stale when the last holder closes it.
   // INVALID_PARAMS for a handle that is not open.
   Status CloseSegment(SegmentHandle handle);
+  // Looks the descriptor up again and updates the open handle in place (the handle stays
+  // valid). OK when the cached descriptor is now the newest of its incarnation;
+  // SEGMENT_NOT_FOUND for a stale handle or a withdrawn segment; PEER_UNREACHABLE when
+  // the peer restarted (another incarnation: the handle is marked dead, OpenSegment gets
+  // the new one); CORRUPT_INPUT for a descriptor that does not decode.
+  Task<Status> RefreshSegment(SegmentHandle handle);
   // The descriptor behind an open handle (SEGMENT_NOT_FOUND if stale).
   Result<SegmentDescriptor> DescribeSegment(SegmentHandle handle) const;
 
@@ -132,8 +167,10 @@ class TransferEngine {
   // Returns one Status per request. A rejected request is recorded FAILED with that
   // error and moves nothing: INVALID_PARAMS (zero length, batch full, stale batch),
   // SEGMENT_NOT_FOUND (stale handle), PEER_UNREACHABLE (peer found dead),
-  // ADDRESS_NOT_REGISTERED (local range), REMOTE_ACCESS_DENIED (remote range outside
-  // the peer's exported regions), UNSUPPORTED (no path between the locations).
+  // ADDRESS_NOT_REGISTERED (local range), UNSUPPORTED (no path between the locations).
+  // A remote range outside the cached descriptor is accepted and waits for a refresh
+  // (see "Sharing" above): it fails later with REMOTE_ACCESS_DENIED if the peer does not
+  // export it.
   std::vector<Status> Submit(BatchId batch, std::span<const TransferRequest> requests);
 
   // INVALID_PARAMS for a stale batch or an index never submitted.
@@ -155,13 +192,17 @@ class TransferEngine {
   // the segment dead like a failed transfer does.
   Task<Status> Probe(SegmentHandle handle);
 
-  // Sends a small notification, delivered after this node's completed writes to the
-  // peer. UNSUPPORTED without transport support; SEGMENT_NOT_FOUND for a stale handle.
+  // Sends a small notification on `channel` (default 0), delivered to the peer's handler
+  // of the same channel after this node's completed writes to the peer. UNSUPPORTED
+  // without transport support; SEGMENT_NOT_FOUND for a stale handle.
   Status Notify(SegmentHandle handle, std::string_view payload);
-  // Receives notifications (on the executor). Without a handler they are queued and
-  // returned by TakeNotifications.
+  Status Notify(SegmentHandle handle, uint64_t channel, std::string_view payload);
+  // Receives the notifications of one channel (on the executor); nullptr removes the
+  // handler. Without a handler they are queued (options.max_queued_notifications in all)
+  // and handed to the next handler set, or returned by TakeNotifications.
   void SetNotifyHandler(std::function<void(Notification)> handler);
-  std::vector<Notification> TakeNotifications();
+  void SetNotifyHandler(uint64_t channel, std::function<void(Notification)> handler);
+  std::vector<Notification> TakeNotifications(uint64_t channel = 0);
 
   const std::string& segment_name() const { return segment_name_; }
   Env& env() { return env_; }
@@ -176,6 +217,8 @@ class TransferEngine {
   struct Slice;
   struct SegmentEntry;
   struct Waiter;
+  struct Parked;
+  struct ReadyGate;
 
   Batch* FindBatch(BatchId id);
   const Batch* FindBatch(BatchId id) const;
@@ -192,7 +235,25 @@ class TransferEngine {
   void OnDeadline(uint64_t batch_value, uint32_t first, uint32_t count);
   void CancelSlices(const RequestState& r);
   void MarkPeerDead(uint32_t segment_index);
+  // Invalidates the entry for every holder; its parked requests fail with `why`.
+  void RetireSegment(uint32_t index, const Status& why);
   Task<Status> Publish();
+  struct Outgoing;
+  // Cuts a validated request (or, with only_slice >= 0, one slice of it, whose own ranges
+  // `r` holds) into transport tasks appended to `out`.
+  void BuildSlices(Batch& b, uint64_t batch_value, uint32_t index, const TransferRequest& r,
+                   PeerId peer, const RegionInfo& local, const RegionInfo& remote,
+                   int only_slice, Outgoing& out);
+  // Hands `out` to the transport and accounts for the tasks it refused (their requests
+  // fail; result[k], when given, gets the refusal of request first + k).
+  void SendSlices(Batch& b, Outgoing& out, std::vector<Status>* result, uint32_t first);
+  void Park(uint32_t segment_index, Parked p);
+  Task<void> RefreshParked(uint32_t segment_index, uint32_t generation);
+  Task<Status> LookUpAgain(uint32_t segment_index, uint32_t generation);
+  // Runs a parked request or slice against the refreshed descriptor, or fails it with
+  // `refreshed` when the refresh failed.
+  void ResumeParked(Parked& p, const Status& refreshed);
+  void Deliver(uint64_t channel, Notification n);
 
   Env& env_;
   std::unique_ptr<Transport> transport_;
@@ -202,9 +263,12 @@ class TransferEngine {
   TransferEngineStats stats_;
   MemoryRegistry registry_;
   uint64_t incarnation_ = 0;
+  uint64_t descriptor_version_ = 0;
   bool started_ = false;
   std::atomic<bool> drain_posted_{false};  // on_ready may come from a backend thread
-  std::shared_ptr<bool> alive_;  // posted drains check it, so none runs after destruction
+  std::shared_ptr<bool> alive_;  // posted work checks it (on the executor), so none runs
+                                 // after destruction
+  std::shared_ptr<ReadyGate> gate_;  // on_ready from any thread goes through it
 
   std::vector<std::unique_ptr<Batch>> batches_;
   std::vector<uint32_t> free_batches_;
@@ -214,8 +278,9 @@ class TransferEngine {
   std::vector<std::unique_ptr<SegmentEntry>> segments_;
   std::unordered_map<std::string, uint32_t> segment_by_name_;
   std::unordered_map<uint64_t, Waiter*> probes_;  // probe task id -> waiter
-  std::function<void(Notification)> notify_handler_;
-  std::vector<Notification> notifications_;
+  std::map<uint64_t, std::shared_ptr<std::function<void(Notification)>>> notify_handlers_;
+  std::map<uint64_t, std::vector<Notification>> queued_notifications_;   // no handler yet
+  size_t queued_count_ = 0;
   std::vector<TransportCompletion> completion_buf_;
 };
 
