@@ -1,0 +1,132 @@
+#include "transport_rig.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "tidal/backends/registry.h"
+#include "tidal/fabric.h"
+#include "tidal/sim/fault_plan.h"
+#include "tidal/sim/sim_transport.h"
+#include "tidal/sim/world.h"
+
+namespace tidal::testing {
+
+Result<RigRegion> TransportRig::Register(size_t node, size_t size) {
+  TIDAL_ASSERT(node < size_t{this->size()} && size > 0);
+  RigRegion r;
+  r.size = size;
+  r.base = Allocate(node, size + 2 * RigRegion::kGuardBytes);
+  r.data = r.base + RigRegion::kGuardBytes;
+  std::memset(r.base, RigRegion::kGuard, size + 2 * RigRegion::kGuardBytes);
+  std::memset(r.data, 0, size);
+  Result<uint64_t> key = transport(node).RegisterMemory(r.addr(), size, Location::Host());
+  if (!key.ok()) return key.status();
+  r.rkey = *key;
+  descriptors_[node].regions.push_back(RegionInfo{r.addr(), size, Location::Host(), *key});
+  ++descriptors_[node].version;
+  return r;
+}
+
+Status TransportRig::Unregister(size_t node, const RigRegion& region) {
+  Status s = transport(node).UnregisterMemory(region.addr(), region.size);
+  if (!s.ok()) return s;
+  std::erase_if(descriptors_[node].regions,
+                [&](const RegionInfo& r) { return r.addr == region.addr(); });
+  ++descriptors_[node].version;
+  return s;
+}
+
+namespace {
+
+// The simulator's rig: one World, one SimTransport per node, no engines. Test code calls
+// the transports from outside the world's events, which on one thread is the same as
+// calling them on the executor.
+class SimRig final : public TransportRig {
+ public:
+  SimRig(RigOptions options, sim::FaultPlan plan) {
+    sim::WorldOptions w;
+    w.seed = options.seed;
+    w.nodes = options.nodes;
+    w.faults = std::move(plan);
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    w.replay_command = info == nullptr
+                           ? std::string("(not in a test)")
+                           : std::string("ctest --output-on-failure -R '") +
+                                 info->test_suite_name() + "." + info->name() + "'";
+    world_ = std::make_unique<sim::World>(std::move(w));
+    for (uint32_t i = 0; i < options.nodes; ++i) {
+      std::unique_ptr<Transport> t = std::make_unique<sim::SimTransport>(*world_, i);
+      if (options.wrap) t = options.wrap(i, std::move(t));
+      TransportInstall install;
+      install.env = &world_->env(i);
+      install.segment_name = Fabric::NodeName(i);
+      install.on_ready = [] {};  // the suite polls after every step of the world
+      Status s = t->Install(install);
+      TIDAL_ASSERT_MSG(s.ok(), "SimRig: install failed");
+      SegmentDescriptor d;
+      d.name = Fabric::NodeName(i);
+      d.transport = std::string(t->Name());
+      d.address = t->LocalAddress();
+      d.incarnation = 1;
+      descriptors_.push_back(std::move(d));
+      transports_.push_back(std::move(t));
+    }
+  }
+  ~SimRig() override {
+    world_->Shutdown();
+    transports_.clear();  // before the world they point at
+  }
+
+  std::string_view backend() const override { return "sim"; }
+  size_t size() const override { return transports_.size(); }
+  Transport& transport(size_t node) override { return *transports_[node]; }
+  bool RunUntil(const std::function<bool()>& done) override { return world_->RunUntil(done); }
+  void Settle() override { world_->RunUntilIdle(); }
+  Status Crash(size_t node) override {
+    world_->Crash(static_cast<uint32_t>(node));
+    return Status();
+  }
+  std::string Banner() const override { return world_->FailureBanner(); }
+
+ protected:
+  uint8_t* Allocate(size_t node, size_t bytes) override {
+    TIDAL_ASSERT(node < size());
+    memory_.push_back(std::make_unique<uint8_t[]>(bytes));
+    return memory_.back().get();
+  }
+
+ private:
+  std::unique_ptr<sim::World> world_;
+  std::vector<std::unique_ptr<uint8_t[]>> memory_;
+  std::vector<std::unique_ptr<Transport>> transports_;
+};
+
+}  // namespace
+
+std::vector<std::string> RigBackendNames() {
+  std::vector<std::string> names;
+  for (const auto& b : backends::ListBackends()) names.push_back(b.name);
+  return names;
+}
+
+Result<std::unique_ptr<TransportRig>> MakeTransportRig(const std::string& backend,
+                                                       RigOptions options) {
+  for (const backends::BackendInfo& b : backends::ListBackends()) {
+    if (b.name != backend) continue;
+    if (backend == "sim") {
+      Result<sim::FaultPlan> plan = sim::FaultPlan::Parse(options.faults);
+      if (!plan.ok()) return plan.status();
+      return std::unique_ptr<TransportRig>(std::make_unique<SimRig>(std::move(options), *plan));
+    }
+    if (!b.built || !b.unavailable.empty()) {
+      return Status(ErrorCode::UNSUPPORTED, "backend '" + backend + "': " + b.unavailable);
+    }
+    // A built backend without a raw-transport rig here: say so rather than pass.
+    return Status(ErrorCode::UNSUPPORTED,
+                  "backend '" + backend + "' has no transport rig in the conformance suite");
+  }
+  return Status(ErrorCode::INVALID_PARAMS, "unknown backend '" + backend + "'");
+}
+
+}  // namespace tidal::testing
