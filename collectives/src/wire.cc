@@ -1,69 +1,13 @@
 // Encoders and decoders of the process group's wire formats (see wire.h).
 #include "wire.h"
 
-#include <cstring>
+#include "tidal/codec.h"
 
 namespace tidal::coll {
 namespace {
 
 constexpr uint8_t kVersion = 1;
-
-class Writer {
- public:
-  void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void U32(uint32_t v) {
-    for (int i = 0; i < 4; ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void U64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void Str(std::string_view s) {
-    U32(static_cast<uint32_t>(s.size()));
-    out_.append(s);
-  }
-  std::string Take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  bool U8(uint8_t* v) {
-    if (pos_ + 1 > in_.size()) return false;
-    *v = static_cast<uint8_t>(in_[pos_++]);
-    return true;
-  }
-  bool U32(uint32_t* v) {
-    if (pos_ + 4 > in_.size()) return false;
-    *v = 0;
-    for (int i = 0; i < 4; ++i)
-      *v |= static_cast<uint32_t>(static_cast<uint8_t>(in_[pos_ + i])) << (8 * i);
-    pos_ += 4;
-    return true;
-  }
-  bool U64(uint64_t* v) {
-    if (pos_ + 8 > in_.size()) return false;
-    *v = 0;
-    for (int i = 0; i < 8; ++i)
-      *v |= static_cast<uint64_t>(static_cast<uint8_t>(in_[pos_ + i])) << (8 * i);
-    pos_ += 8;
-    return true;
-  }
-  bool Str(std::string* s, size_t max) {
-    uint32_t n = 0;
-    if (!U32(&n) || n > max || pos_ + n > in_.size()) return false;
-    s->assign(in_.substr(pos_, n));
-    pos_ += n;
-    return true;
-  }
-  bool AtEnd() const { return pos_ == in_.size(); }
-
- private:
-  std::string_view in_;
-  size_t pos_ = 0;
-};
+constexpr size_t kMaxName = 4096;  // bootstrap segment and endpoint names
 
 Status Corrupt(const char* what) {
   return Status(ErrorCode::CORRUPT_INPUT, std::string("collectives wire: ") + what);
@@ -72,7 +16,7 @@ Status Corrupt(const char* what) {
 }  // namespace
 
 std::string EncodeDataHeader(const DataHeader& h) {
-  Writer w;
+  ByteWriter w;
   w.U8(kDataMagic);
   w.U8(kVersion);
   w.U8(static_cast<uint8_t>(h.kind));
@@ -89,7 +33,7 @@ std::string EncodeDataHeader(const DataHeader& h) {
 }
 
 Result<DataHeader> DecodeDataHeader(std::string_view bytes) {
-  Reader r(bytes);
+  ByteReader r(bytes);
   uint8_t magic = 0, version = 0, kind = 0, cls = 0;
   DataHeader h;
   if (!r.U8(&magic) || magic != kDataMagic) return Corrupt("data header: bad magic");
@@ -98,16 +42,20 @@ Result<DataHeader> DecodeDataHeader(std::string_view bytes) {
   if (!r.U8(&cls) || cls >= kChannelClasses) return Corrupt("data header: bad class");
   h.kind = static_cast<DataHeader::Kind>(kind);
   h.cls = static_cast<ChannelClass>(cls);
-  if (!r.U32(&h.from) || !r.U64(&h.group) || !r.U64(&h.attempt) || !r.U64(&h.seq) ||
-      !r.U64(&h.bytes) || !r.U32(&h.tag) || !r.U64(&h.total) || !r.U64(&h.offset)) {
-    return Corrupt("data header: truncated");
-  }
-  if (!r.AtEnd()) return Corrupt("data header: trailing bytes");
+  if (!r.U32(&h.from)) return Corrupt("data header: from cut off");
+  if (!r.U64(&h.group)) return Corrupt("data header: group cut off");
+  if (!r.U64(&h.attempt)) return Corrupt("data header: attempt cut off");
+  if (!r.U64(&h.seq)) return Corrupt("data header: seq cut off");
+  if (!r.U64(&h.bytes)) return Corrupt("data header: bytes cut off");
+  if (!r.U32(&h.tag)) return Corrupt("data header: tag cut off");
+  if (!r.U64(&h.total)) return Corrupt("data header: total cut off");
+  if (!r.U64(&h.offset)) return Corrupt("data header: offset cut off");
+  if (!r.done()) return Corrupt("data header: trailing bytes");
   return h;
 }
 
 std::string EncodeControl(const ControlMessage& m) {
-  Writer w;
+  ByteWriter w;
   w.U8(kControlMagic);
   w.U8(kVersion);
   w.U8(static_cast<uint8_t>(m.kind));
@@ -122,7 +70,7 @@ std::string EncodeControl(const ControlMessage& m) {
 }
 
 Result<ControlMessage> DecodeControl(std::string_view bytes) {
-  Reader r(bytes);
+  ByteReader r(bytes);
   uint8_t magic = 0, version = 0, kind = 0, flags = 0;
   ControlMessage m;
   if (!r.U8(&magic) || magic != kControlMagic) return Corrupt("control: bad magic");
@@ -132,16 +80,18 @@ Result<ControlMessage> DecodeControl(std::string_view bytes) {
   m.kind = static_cast<ControlMessage::Kind>(kind);
   m.done = (flags & 1) != 0;
   m.commit = (flags & 2) != 0;
-  if (!r.U32(&m.from) || !r.U64(&m.group) || !r.U64(&m.op) || !r.U32(&m.epoch) || !r.U64(&m.dead) ||
-      !r.U64(&m.view)) {
-    return Corrupt("control: truncated");
-  }
-  if (!r.AtEnd()) return Corrupt("control: trailing bytes");
+  if (!r.U32(&m.from)) return Corrupt("control: from cut off");
+  if (!r.U64(&m.group)) return Corrupt("control: group cut off");
+  if (!r.U64(&m.op)) return Corrupt("control: op cut off");
+  if (!r.U32(&m.epoch)) return Corrupt("control: epoch cut off");
+  if (!r.U64(&m.dead)) return Corrupt("control: dead set cut off");
+  if (!r.U64(&m.view)) return Corrupt("control: view cut off");
+  if (!r.done()) return Corrupt("control: trailing bytes");
   return m;
 }
 
 std::string EncodeBootstrap(const BootstrapRecord& b) {
-  Writer w;
+  ByteWriter w;
   w.U8(kBootstrapMagic);
   w.U8(kVersion);
   w.U32(b.rank);
@@ -155,16 +105,20 @@ std::string EncodeBootstrap(const BootstrapRecord& b) {
 }
 
 Result<BootstrapRecord> DecodeBootstrap(std::string_view bytes) {
-  Reader r(bytes);
+  ByteReader r(bytes);
   uint8_t magic = 0, version = 0;
   BootstrapRecord b;
   if (!r.U8(&magic) || magic != kBootstrapMagic) return Corrupt("bootstrap: bad magic");
   if (!r.U8(&version) || version != kVersion) return Corrupt("bootstrap: bad version");
-  if (!r.U32(&b.rank) || !r.U32(&b.size) || !r.U64(&b.slot_bytes) || !r.U64(&b.recv_addr) ||
-      !r.U64(&b.recv_bytes) || !r.Str(&b.segment, 4096) || !r.Str(&b.endpoint, 4096)) {
-    return Corrupt("bootstrap: truncated");
-  }
-  if (!r.AtEnd()) return Corrupt("bootstrap: trailing bytes");
+  if (!r.U32(&b.rank)) return Corrupt("bootstrap: rank cut off");
+  if (!r.U32(&b.size)) return Corrupt("bootstrap: size cut off");
+  if (!r.U64(&b.slot_bytes)) return Corrupt("bootstrap: slot bytes cut off");
+  if (!r.U64(&b.recv_addr)) return Corrupt("bootstrap: receive address cut off");
+  if (!r.U64(&b.recv_bytes)) return Corrupt("bootstrap: receive bytes cut off");
+  // Str checks the length against its bound and the rest of the input before it copies.
+  if (!r.Str(&b.segment, kMaxName)) return Corrupt("bootstrap: segment cut off or too long");
+  if (!r.Str(&b.endpoint, kMaxName)) return Corrupt("bootstrap: endpoint cut off or too long");
+  if (!r.done()) return Corrupt("bootstrap: trailing bytes");
   if (b.size == 0 || b.rank >= b.size) return Corrupt("bootstrap: rank outside the group size");
   return b;
 }

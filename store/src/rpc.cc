@@ -3,14 +3,14 @@
 
 #include <utility>
 
-#include "wire.h"
+#include "tidal/codec.h"
 
 namespace tidal::store {
 
 std::string EncodeFrame(const Frame& frame) {
   TIDAL_ASSERT(frame.body.size() <= kFrameMaxBody);
-  wire::Writer w;
-  w.out().reserve(kFrameHeaderBytes + frame.body.size());
+  ByteWriter w;
+  w.str().reserve(kFrameHeaderBytes + frame.body.size());
   w.U32(kFrameMagic);
   w.U16(kFrameVersion);
   w.U16(frame.type);
@@ -21,7 +21,7 @@ std::string EncodeFrame(const Frame& frame) {
 }
 
 Result<Frame> DecodeFrame(std::string_view bytes) {
-  wire::Reader r(bytes);
+  ByteReader r(bytes);
   uint32_t magic = 0, body_len = 0;
   uint16_t version = 0, type = 0;
   uint64_t id = 0;
@@ -30,7 +30,21 @@ Result<Frame> DecodeFrame(std::string_view bytes) {
                                                 " bytes, need " +
                                                 std::to_string(kFrameHeaderBytes));
   }
-  TIDAL_ASSERT(r.U32(&magic) && r.U16(&version) && r.U16(&type) && r.U64(&id) && r.U32(&body_len));
+  // The size check above makes these reads succeed; they still report, never assert,
+  // since the bytes are a peer's.
+  if (!r.U32(&magic)) {
+    return Status(ErrorCode::CORRUPT_INPUT, "rpc frame: field 'magic' is cut off");
+  }
+  if (!r.U16(&version)) {
+    return Status(ErrorCode::CORRUPT_INPUT, "rpc frame: field 'version' is cut off");
+  }
+  if (!r.U16(&type)) return Status(ErrorCode::CORRUPT_INPUT, "rpc frame: field 'type' is cut off");
+  if (!r.U64(&id)) {
+    return Status(ErrorCode::CORRUPT_INPUT, "rpc frame: field 'request id' is cut off");
+  }
+  if (!r.U32(&body_len)) {
+    return Status(ErrorCode::CORRUPT_INPUT, "rpc frame: field 'body length' is cut off");
+  }
   if (magic != kFrameMagic) {
     return Status(ErrorCode::CORRUPT_INPUT, "rpc frame: field 'magic' is wrong");
   }

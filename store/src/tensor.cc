@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "wire.h"
+#include "tidal/codec.h"
 
 namespace tidal::store {
 namespace {
@@ -77,15 +77,15 @@ Result<uint64_t> TensorDataBytes(DType dtype, std::span<const uint64_t> shape) {
 }
 
 void EncodeTensorHeader(const TensorView& t, uint8_t* out) {
-  wire::Writer w;
+  ByteWriter w;
   w.U32(kTensorMagic);
   w.U16(kTensorVersion);
   w.U8(static_cast<uint8_t>(t.dtype));
   w.U8(static_cast<uint8_t>(t.shape.size()));
   for (uint64_t d : t.shape) w.U64(d);
   w.U64(t.data_bytes);
-  TIDAL_ASSERT(w.out().size() == TensorHeaderBytes(t.shape.size()));
-  std::memcpy(out, w.out().data(), w.out().size());
+  TIDAL_ASSERT(w.str().size() == TensorHeaderBytes(t.shape.size()));
+  std::memcpy(out, w.str().data(), w.str().size());
 }
 
 Result<std::string> EncodeTensor(const TensorView& t) {
@@ -104,7 +104,7 @@ Result<std::string> EncodeTensor(const TensorView& t) {
 }
 
 Result<TensorView> DecodeTensor(std::string_view bytes) {
-  wire::Reader r(bytes);
+  ByteReader r(bytes);
   uint32_t magic = 0;
   uint16_t version = 0;
   uint8_t dtype = 0, ndim = 0;
