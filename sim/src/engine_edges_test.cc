@@ -4,6 +4,8 @@
 // exact error code the public header promises.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tidal/sim/sim_fabric.h"
 
 namespace tidal::sim {
@@ -49,6 +51,9 @@ TEST_F(EngineEdges, NotificationsQueueUntilAHandlerIsSet) {
   f_->world().RunUntilTime(f_->world().NowNs() + 1'000'000);
   std::vector<std::string> seen;
   engine(1).SetNotifyHandler([&](Notification n) { seen.push_back(n.source + ":" + n.payload); });
+  // Notifications are not ordered among themselves (transport.h), and the simulator
+  // reorders them: both arrive, in either order.
+  std::sort(seen.begin(), seen.end());
   const std::vector<std::string> want = {Fabric::NodeName(0) + ":first",
                                          Fabric::NodeName(0) + ":second"};
   EXPECT_EQ(seen, want);

@@ -17,6 +17,13 @@ std::string_view KindName(TransportTask::Kind k) {
   }
   return "?";
 }
+
+// One allowance draw: with probability ppm, a delay in [1, max_ns]; else 0. An allowance
+// that is off takes no draw, and a zero draw (the fuzzer's calm tape) is no delay.
+uint64_t AllowanceDelay(Tape& tape, uint32_t ppm, uint64_t max_ns) {
+  if (ppm == 0 || max_ns == 0 || !tape.ChancePpm(ppm)) return 0;
+  return tape.Between(1, max_ns);
+}
 }  // namespace
 
 SimTransport::SimTransport(World& world, uint32_t node) : world_(world), node_(node) {
@@ -124,8 +131,13 @@ void SimTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
     // One event per task: the request travels (latency), the data lands, and the
     // acknowledgement travels back (latency) before the completion is reported. Data and
     // completion are modelled at the same instant to keep the event count low; only a
-    // delayed completion takes a second event.
-    world_.ScheduleAt(start + 2 * link.latency_ns, -1, [this, id = t.task_id]() { Execute(id); });
+    // delayed completion takes a second event. The contract promises no order among
+    // tasks, so an allowance draw may move this one behind tasks submitted after it.
+    const SimAllowances& allow = world_.options().allowances;
+    const uint64_t jitter =
+        AllowanceDelay(world_.tape(), allow.task_jitter_ppm, allow.task_jitter_max_ns);
+    world_.ScheduleAt(start + 2 * link.latency_ns + jitter, -1,
+                      [this, id = t.task_id]() { Execute(id); });
   }
 }
 
@@ -223,6 +235,10 @@ void SimTransport::Execute(uint64_t task_id) {
   } else if (world_.ShouldInject(FaultKind::kCompletionReorder, node_, dst, &amount)) {
     deliver_after += amount != 0 ? amount : world_.tape().Below(20'000);
   }
+  // The data is visible now; the contract lets its completion come later.
+  const SimAllowances& allow = world_.options().allowances;
+  deliver_after +=
+      AllowanceDelay(world_.tape(), allow.completion_delay_ppm, allow.completion_delay_max_ns);
   if (deliver_after == 0) {
     Deliver(c);
     outstanding_.erase(it);
@@ -287,11 +303,20 @@ Status SimTransport::SendNotify(PeerId peer, std::string_view payload) {
   const uint32_t dst = peers_[peer];
   world_.Record(node_, "notify.send", {{"dst", uint64_t{dst}}, {"len", uint64_t{payload.size()}}});
   if (!world_.Linked(node_, dst)) return Status();  // lost in the partition
-  // Like a message on an RDMA queue pair, the notification is ordered after every task
-  // already submitted on the link (so after every completed write, as the contract asks):
-  // it executes one nanosecond after the last of them.
+  // The contract asks only that the notification follow the data of every write already
+  // completed to this peer, and in the simulator that data has landed by the time its
+  // completion exists. So the notification may overtake the writes still in flight on the
+  // link (an allowance draw), or, like a message on an RDMA queue pair, execute one
+  // nanosecond after the last task already submitted on the link. Either way it takes a
+  // jitter draw, so notifications to one peer and across peers arrive in any order.
   const uint64_t latency = world_.options().link.latency_ns;
-  const uint64_t at = std::max(world_.NowNs(), link_free_ns_[dst]) + 2 * latency + 1;
+  const SimAllowances& allow = world_.options().allowances;
+  const bool overtake = allow.notify_overtake_ppm != 0 &&
+                        world_.tape().ChancePpm(allow.notify_overtake_ppm);
+  const uint64_t after = overtake ? world_.NowNs() : std::max(world_.NowNs(), link_free_ns_[dst]);
+  const uint64_t jitter =
+      allow.notify_jitter_max_ns == 0 ? 0 : world_.tape().Below(allow.notify_jitter_max_ns + 1);
+  const uint64_t at = after + 2 * latency + 1 + jitter;
   Notification n{install_.segment_name, std::string(payload)};
   world_.ScheduleAt(at, -1,
                     [this, dst, n = std::move(n)]() mutable {

@@ -5,6 +5,7 @@
 // that need a fault injected run on the simulator and skip elsewhere with the reason.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "../common/fabric_fixture.h"
@@ -97,10 +98,11 @@ TEST_P(TransportContract, StaleRemoteKeyIsDeniedAtTheTarget) {
   GuardedBuffer a = Buffer(0, 4096), b = Buffer(1, 4096);
   a.Fill(5);
   SegmentHandle to_b = Open(0, 1);
+  // The target refuses the first attempt (a stale key); the engine looks the descriptor
+  // up again and re-runs it once with the key the peer really holds (nth=1: accepted).
   auto st = Transfer(0, {Req(TransferOp::kWrite, a, 0, 4096, to_b, b, 0)});
-  EXPECT_EQ(st[0], (TransferStatus{TransferState::FAILED, 0, ErrorCode::REMOTE_ACCESS_DENIED}));
-  for (size_t i = 0; i < b.size; ++i) ASSERT_EQ(b.data[i], 0);
-  // The next one (nth=1 only) goes through.
+  EXPECT_EQ(st[0], (TransferStatus{TransferState::COMPLETED, 4096, ErrorCode::OK}));
+  EXPECT_EQ(fabric_->engine(0).stats().refresh_retries, 1u);
   st = Transfer(0, {Req(TransferOp::kWrite, a, 0, 4096, to_b, b, 0)});
   EXPECT_EQ(st[0].state, TransferState::COMPLETED);
   EXPECT_EQ(std::memcmp(a.data, b.data, 4096), 0);
@@ -125,25 +127,39 @@ TEST_P(TransportContract, ShortTransferIsFailedWithTheTrueByteCount) {
 }
 
 TEST_P(TransportContract, ShortSliceOfALargeRequestCountsEveryByteThatMoved) {
-  // 200 KiB in 64 KiB slices; the second slice comes back 10 bytes short.
+  // 200 KiB in 64 KiB slices; the second slice to execute comes back 10 bytes short.
+  // Slices land in any order (transport.h, "Allowed"), so which slice that is, is read
+  // from the target: the one whose last 10 bytes never arrived.
   TIDAL_BUILD_OR_SKIP(2, "short_write src=0 dst=1 nth=2 by=10\n");
-  const size_t n = 200 * 1024;
+  const size_t n = 200 * 1024, slice = 65536;
   GuardedBuffer a = Buffer(0, n), b = Buffer(1, n);
   a.Fill(1);
   SegmentHandle to_b = Open(0, 1);
   auto w = Transfer(0, {Req(TransferOp::kWrite, a, 0, n, to_b, b, 0)});
-  // bytes_transferred is the prefix known to have arrived: slice 0 and the 65526 bytes
-  // slice 1 moved. Slices 2 and 3 landed too, but lie past the hole.
-  const uint64_t prefix = 2 * 65536 - 10;
+  size_t short_slice = n / slice + 1;
+  for (size_t k = 0; k * slice < n; ++k) {
+    const size_t end = std::min(n, (k + 1) * slice);
+    if (std::memcmp(a.data + k * slice, b.data + k * slice, end - k * slice) != 0) {
+      ASSERT_EQ(short_slice, n / slice + 1) << "more than one slice is short";
+      short_slice = k;
+    }
+  }
+  ASSERT_LE(short_slice, n / slice) << "no slice came back short";
+  const size_t end = std::min(n, (short_slice + 1) * slice);
+  // bytes_transferred is the prefix known to have arrived: every slice before the short
+  // one and the bytes the short one moved. Slices after it landed too, but lie past the
+  // hole.
+  const uint64_t prefix = end - 10;
   EXPECT_EQ(w[0], (TransferStatus{TransferState::FAILED, prefix, ErrorCode::TRANSFER_INCOMPLETE}));
   EXPECT_EQ(std::memcmp(a.data, b.data, prefix), 0);
-  for (size_t i = prefix; i < 2 * 65536; ++i) ASSERT_EQ(b.data[i], 0) << i;
-  EXPECT_EQ(std::memcmp(a.data + 2 * 65536, b.data + 2 * 65536, n - 2 * 65536), 0);
+  for (size_t i = prefix; i < end; ++i) ASSERT_EQ(b.data[i], 0) << i;
+  EXPECT_EQ(std::memcmp(a.data + end, b.data + end, n - end), 0);
 }
 
 TEST_P(TransportContract, TerminalStatesStayFinal) {
-  // The completion of the first request is delayed past the deadline: it times out, and
-  // the late completion must not turn it into COMPLETED.
+  // The completion of the first request to execute is delayed past the deadline: it times
+  // out, and the late completion must not turn it into COMPLETED. Tasks execute in any
+  // order (transport.h, "Allowed"), so either request may be the one.
   TransferEngineOptions opts;
   opts.transfer_timeout_ns = 1'000'000;
   TIDAL_BUILD_OR_SKIP(2, "completion_delay src=0 dst=1 nth=1 by=5ms\n", 1, opts);
@@ -158,8 +174,12 @@ TEST_P(TransportContract, TerminalStatesStayFinal) {
   fabric_->Run(engine.WaitBatch(*batch));
   const TransferStatus first = *engine.GetStatus(*batch, 0);
   const TransferStatus second = *engine.GetStatus(*batch, 1);
-  EXPECT_EQ(first, (TransferStatus{TransferState::TIMED_OUT, 0, ErrorCode::TRANSFER_TIMEOUT}));
-  EXPECT_EQ(second, (TransferStatus{TransferState::COMPLETED, 1024, ErrorCode::OK}));
+  const TransferStatus timed_out{TransferState::TIMED_OUT, 0, ErrorCode::TRANSFER_TIMEOUT};
+  const TransferStatus completed{TransferState::COMPLETED, 1024, ErrorCode::OK};
+  EXPECT_TRUE((first == timed_out && second == completed) ||
+              (first == completed && second == timed_out))
+      << "want one TIMED_OUT and one COMPLETED, got states "
+      << static_cast<int>(first.state) << " and " << static_cast<int>(second.state);
   // Let the late completion arrive, and more traffic happen; nothing changes.
   world()->RunUntilTime(world()->NowNs() + 20'000'000);
   Transfer(0, {Req(TransferOp::kWrite, a, 0, 4096, to_b, b, 0)});
@@ -260,13 +280,16 @@ TEST_P(TransportContract, NotificationArrivesOnlyAfterItsData) {
     data_was_there = std::memcmp(a.data, b.data, n) == 0;
     checked = true;
   });
-  // Submit the write and the notification back to back, without waiting in between.
+  // The contract orders a notification only after the writes completed before it is
+  // sent (the simulator lets one overtake a write still in flight), so wait for the write
+  // first, then notify at once.
   auto& engine = fabric_->engine(0);
   auto batch = engine.AllocateBatch(1);
   std::vector<TransferRequest> reqs = {Req(TransferOp::kWrite, a, 0, n, to_b, b, 0)};
   ASSERT_TRUE(engine.Submit(*batch, reqs)[0].ok());
-  ASSERT_TRUE(engine.Notify(to_b, "done").ok());
   fabric_->Run(engine.WaitBatch(*batch));
+  ASSERT_EQ(*engine.GetStatus(*batch, 0), (TransferStatus{TransferState::COMPLETED, n, ErrorCode::OK}));
+  ASSERT_TRUE(engine.Notify(to_b, "done").ok());
   fabric_->env(0).RunUntil([&] { return checked; });
   EXPECT_TRUE(checked);
   EXPECT_TRUE(data_was_there);
@@ -306,7 +329,9 @@ TEST_P(TransportContract, HandlesAreValidatedNeverCast) {
   auto& engine = fabric_->engine(0);
   EXPECT_EQ(fabric_->Run(engine.OpenSegment("nobody")).code(), ErrorCode::SEGMENT_NOT_FOUND);
   SegmentHandle h = Open(0, 1);
-  EXPECT_EQ(Open(0, 1), h);  // cached
+  EXPECT_EQ(Open(0, 1), h);  // cached: one more holder
+  ASSERT_TRUE(engine.CloseSegment(h).ok());
+  EXPECT_TRUE(engine.DescribeSegment(h).ok());  // the other holder keeps it open
   ASSERT_TRUE(engine.CloseSegment(h).ok());
   EXPECT_EQ(engine.CloseSegment(h).code(), ErrorCode::INVALID_PARAMS);
   auto st = Transfer(0, {Req(TransferOp::kWrite, a, 0, 16, h, b, 0),

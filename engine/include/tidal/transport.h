@@ -20,6 +20,20 @@
 //  * A notification to a peer is delivered after the data of every WRITE this node
 //    completed to that peer before sending it.
 //  * After UnregisterMemory returns OK the transport never touches that range again.
+//  * Connecting twice to one address returns one PeerId; Cancel of an unknown id is
+//    INVALID_PARAMS.
+//
+// Allowed (and done by the simulator, under tape draws: sim/include/tidal/sim/world.h,
+// SimAllowances). Code above a transport must not lean on any of these not happening:
+//  * Tasks land and complete in any order: on one peer's link and across peers, a task
+//    submitted later may land and complete first, whatever their sizes.
+//  * A completion may be reported later than its data became visible, by any delay.
+//  * Notifications are not ordered among themselves: two to one peer, or to different
+//    peers, may arrive in either order.
+//  * A notification may overtake a write that had not completed when it was sent (one
+//    merely submitted, or submitted after it): only writes completed before the send are
+//    guaranteed visible on its arrival.
+// (The Messenger, not this interface, is the reliable channel ordered per pair.)
 //
 // Thread safety: every call is made on the node Env's executor. The `on_ready` callback
 // given at Install may be called from any thread (it only posts to the executor).

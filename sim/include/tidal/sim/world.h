@@ -48,6 +48,28 @@ enum class PlantedBug : uint8_t {
 std::string_view PlantedBugName(PlantedBug bug);
 Result<PlantedBug> ParsePlantedBug(std::string_view name);
 
+// Freedoms the transport contract (transport.h, "Allowed") leaves a real backend, which
+// SimTransport takes under tape draws so that code leaning on luck fails in the
+// simulator first (DESIGN.md §3: never kinder than the contract). A rate is the chance
+// per task or notification in parts per million. Setting one to 0 is for bisecting a
+// failure to one allowance, never for making a test pass.
+struct SimAllowances {
+  // A task's data step (and with it its completion) runs up to task_jitter_max_ns after
+  // its place in the link's order: tasks on one link and across links land and complete
+  // in any order.
+  uint32_t task_jitter_ppm = 250'000;
+  uint64_t task_jitter_max_ns = 20'000;
+  // The completion is reported up to completion_delay_max_ns after the data landed.
+  uint32_t completion_delay_ppm = 250'000;
+  uint64_t completion_delay_max_ns = 30'000;
+  // A notification is not queued behind the tasks in flight on its link: it may overtake
+  // writes submitted before it that have not completed yet.
+  uint32_t notify_overtake_ppm = 500'000;
+  // Every notification takes an extra delay drawn in [0, this]: notifications to one peer
+  // and across peers arrive in any order.
+  uint64_t notify_jitter_max_ns = 20'000;
+};
+
 struct WorldOptions {
   uint64_t seed = 1;
   size_t nodes = 2;
@@ -61,6 +83,7 @@ struct WorldOptions {
   // Replaces the seed with these bytes as the tape (fuzzing); empty: use the seed.
   std::vector<uint8_t> tape_bytes;
   PlantedBug planted_bug = PlantedBug::kNone;
+  SimAllowances allowances;
 };
 
 class SimEnv final : public Env {
