@@ -241,10 +241,18 @@ Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t siz
   if (!r.ok()) co_return r.status();
   proto::PutStartResp placed;
   TIDAL_CO_RETURN_IF_ERROR(proto::Decode(*r, &placed));
-  TIDAL_ASSERT(placed.replicas.size() == config.replica_num);
 
   Status failure;
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  // The placement is the master's answer, remote data: a replica count other than the one
+  // asked for is corrupt input, and the placement is revoked below like any failed put.
+  const bool placed_ok = placed.replicas.size() == config.replica_num;
+  if (!placed_ok) {
+    failure = Status(ErrorCode::CORRUPT_INPUT,
+                     "put start response: field 'replicas' holds " +
+                         std::to_string(placed.replicas.size()) + ", asked for " +
+                         std::to_string(config.replica_num));
+  }
+  for (int attempt = 0; placed_ok && attempt < 2; ++attempt) {
     failure = Status();
     std::vector<TransferRequest> writes;
     for (const ReplicaLocation& rep : placed.replicas) {
