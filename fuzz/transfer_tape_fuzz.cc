@@ -1,6 +1,6 @@
 // Fuzz target: the simulated transfer workload with the input bytes as the simulator's
-// tape (DESIGN.md §3: every nondeterministic choice is one draw from the tape; past the
-// end of the input every draw is 0).
+// tape (every nondeterministic choice is one draw from the tape, docs/architecture.md,
+// "Simulator"; past the end of the input every draw is 0).
 //
 // The input chooses the whole run: which fault kinds the swarm switches on and their
 // rates, hang/partition times, the schedule, and every request (peer, op, length,

@@ -1,4 +1,4 @@
-// The memory registry enforces DESIGN.md §2's registration rules: zero length and null
+// The memory registry enforces the registration rules of docs/architecture.md (Memory): zero length and null
 // are INVALID_PARAMS, overlaps ADDRESS_OVERLAPPED, local ranges must lie wholly inside one
 // region, remote access needs the window and the key, and a region in use cannot go.
 #include <gtest/gtest.h>

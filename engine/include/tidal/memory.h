@@ -1,10 +1,10 @@
 // Memory locations and the registry of a node's registered regions.
 //
 // A region is [addr, addr+length) at a location (host or cuda:N) with a remote key that
-// a peer must present. The registry enforces DESIGN.md §2: zero length is
-// INVALID_PARAMS, overlap with a registered region is ADDRESS_OVERLAPPED, a local range
-// is usable only if it lies wholly inside one region, and a region with transfers in
-// flight cannot be unregistered (BATCH_BUSY).
+// a peer must present. The registry enforces the memory contract (docs/architecture.md,
+// "Memory"): zero length is INVALID_PARAMS, overlap with a registered region is
+// ADDRESS_OVERLAPPED, a local range is usable only if it lies wholly inside one region,
+// and a region with transfers in flight cannot be unregistered (BATCH_BUSY).
 //
 // Thread safety: none; owned and called by one TransferEngine on its executor.
 #pragma once
