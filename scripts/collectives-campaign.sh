@@ -32,7 +32,7 @@ if [[ -z "$bin" ]]; then
   echo "tidal-coll-campaign was not built" >&2
   exit 2
 fi
-args=(--seeds "$seeds" --first-seed "$first")
+args=(--seeds "${first}..$((first + seeds - 1))")
 [[ "${KEEP_GOING:-0}" == "1" ]] && args+=(--keep-going)
 
 start=$(date +%s.%N)

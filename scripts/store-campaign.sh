@@ -24,4 +24,4 @@ if [[ ! -x $build/store/tidal-store-campaign ]]; then
   fi
   cmake --build "$build" --target tidal-store-campaign -j "${JOBS:-2}"
 fi
-exec "$build/store/tidal-store-campaign" --seeds "$seeds" --mix "$mix" --start "$start"
+exec "$build/store/tidal-store-campaign" --seeds "${start}..$((start + seeds - 1))" --mix "$mix"

@@ -2,7 +2,8 @@
 // many seeds, prints progress and seeds per second, and on failure the seed, its digest
 // and the command that replays it. Exit status 1 if any seed failed.
 //
-//   tidal-coll-campaign --seeds 2000 [--first-seed 1] [--verbose] [--keep-going]
+//   tidal-coll-campaign --seeds 1..2000 [--verbose] [--keep-going]
+//   tidal-coll-campaign --seed 42 --verbose          (one seed: the replay)
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cinttypes>
@@ -16,25 +17,30 @@
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
-  uint64_t seeds = 2000;
-  uint64_t first = 1;
   bool verbose = false;
   bool keep_going = false;
   po::options_description desc(
-      "tidal-coll-campaign: collectives under simulated faults, many seeds");
-  desc.add_options()("help,h", "show this help")(
-      "seeds", po::value<uint64_t>(&seeds)->default_value(2000), "number of seeds to run")(
-      "first-seed", po::value<uint64_t>(&first)->default_value(1), "first seed")(
+      "tidal-coll-campaign: collectives under simulated faults, many seeds\n\n"
+      "  tidal-coll-campaign --seeds 1..2000 --keep-going\n"
+      "  tidal-coll-campaign --seed 42 --verbose   (one seed: the replay)\n\nOptions");
+  desc.add_options()("help,h", "show this help");
+  tidal::tools::AddSeedOptions(desc, {1, 2000}, /*single=*/true);
+  desc.add_options()(
       "verbose", po::bool_switch(&verbose), "print every op's outcome per rank")(
       "keep-going", po::bool_switch(&keep_going), "do not stop at the first failing seed");
   po::variables_map vm;
   if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
+  const std::optional<tidal::tools::SeedRange> range =
+      tidal::tools::SelectedSeeds(vm, "tidal-coll-campaign");
+  if (!range) return 2;
+  const uint64_t first = range->first, seeds = range->count();
   tidal::coll::testing::CampaignOptions options;
   options.verbose = verbose;
   using clock = std::chrono::steady_clock;  // wall time for the report only
   const auto start = clock::now();
   uint64_t failed = 0, ops = 0, crashes = 0, faults = 0, done = 0;
-  for (uint64_t seed = first; seed < first + seeds; ++seed) {
+  for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
+    const uint64_t seed = first + i;
     auto r = tidal::coll::testing::RunCampaignSeed(seed, options);
     ++done;
     ops += r.ops;
@@ -46,7 +52,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "\nFAILED %s\n", r.error.c_str());
       if (!keep_going) break;
     }
-    if (done % 100 == 0 || seed + 1 == first + seeds) {
+    if (done % 100 == 0 || done == seeds) {
       double wall = std::chrono::duration<double>(clock::now() - start).count();
       std::fprintf(stderr, "\r  seeds %" PRIu64 "/%" PRIu64 "  failed %" PRIu64 "  %.0f seeds/s ",
                    done, seeds, failed, done / std::max(wall, 1e-9));

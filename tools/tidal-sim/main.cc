@@ -22,6 +22,8 @@
 
 #include "tidal/sim/transfer_workload.h"
 
+#include "../common/cli.h"
+
 namespace po = boost::program_options;
 using tidal::Status;
 using tidal::sim::TransferWorkloadOptions;
@@ -111,21 +113,6 @@ void PrintOne(const TransferWorkloadOptions& o, const TransferWorkloadResult& r,
   std::fflush(stdout);  // a long campaign's failures show up as they happen
 }
 
-bool ParseSeeds(const std::string& text, uint64_t* first, uint64_t* last) {
-  const size_t dots = text.find("..");
-  try {
-    if (dots == std::string::npos) {
-      *first = *last = std::stoull(text);
-    } else {
-      *first = std::stoull(text.substr(0, dots));
-      *last = std::stoull(text.substr(dots + 2));
-    }
-  } catch (...) {
-    return false;
-  }
-  return *first <= *last;
-}
-
 int Run(const po::variables_map& vm) {
   TransferWorkloadOptions o;
   o.nodes = vm["nodes"].as<size_t>();
@@ -152,18 +139,13 @@ int Run(const po::variables_map& vm) {
     }
     o.planted_bug = *bug;
   }
-  uint64_t first = 1, last = 1;
-  const std::string seeds = vm.count("seeds") ? vm["seeds"].as<std::string>()
-                                              : std::to_string(vm["seed"].as<uint64_t>());
-  if (!ParseSeeds(seeds, &first, &last)) {
-    std::fprintf(stderr, "tidal-sim: --seeds wants N or A..B with A <= B, got '%s'\n",
-                 seeds.c_str());
-    return 2;
-  }
+  const std::optional<tidal::tools::SeedRange> seeds = tidal::tools::SelectedSeeds(vm, "tidal-sim");
+  if (!seeds) return 2;
+  const uint64_t first = seeds->first, last = seeds->last;
   const std::string trace_out = vm.count("trace-out") ? vm["trace-out"].as<std::string>() : "";
   const std::string chrome_out =
       vm.count("chrome-trace") ? vm["chrome-trace"].as<std::string>() : "";
-  const uint64_t count = last - first + 1;
+  const uint64_t count = seeds->count();
   if (count > 1 && (!trace_out.empty() || !chrome_out.empty())) {
     std::fprintf(stderr, "tidal-sim: --trace-out and --chrome-trace take a single --seed\n");
     return 2;
@@ -337,8 +319,6 @@ int main(int argc, char** argv) {
       ("workload", po::value<std::string>()->default_value("transfer"),
        "workload to run (transfer: random READ/WRITE batches checked byte for byte)")
       ("nodes,n", po::value<size_t>()->default_value(4), "simulated nodes")
-      ("seed", po::value<uint64_t>()->default_value(1), "one seed")
-      ("seeds", po::value<std::string>(), "a seed range A..B (overrides --seed)")
       ("ops", po::value<size_t>()->default_value(200), "batches each node submits")
       ("faults", po::value<std::string>()->default_value("all"),
        "fault mix: none, transfer, messages, node, all, or a comma list of kinds")
@@ -348,6 +328,7 @@ int main(int argc, char** argv) {
       ("trace-out", po::value<std::string>(), "write the JSON-lines trace (single seed)")
       ("chrome-trace", po::value<std::string>(), "write a Chrome/Perfetto trace (single seed)")
       ("json", "print one JSON document instead of the table");
+  tidal::tools::AddSeedOptions(general, {1, 1}, /*single=*/true);
   po::options_description hidden;
   hidden.add_options()("command", po::value<std::string>())("arg", po::value<std::string>());
   po::positional_options_description pos;

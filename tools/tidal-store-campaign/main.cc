@@ -16,14 +16,14 @@ using tidal::store::testing::CampaignConfig;
 using tidal::store::testing::CampaignResult;
 
 int main(int argc, char** argv) {
-  uint64_t seeds = 2000, start = 1, one = 0;
   CampaignConfig cfg;
   po::options_description desc(
-      "tidal-store-campaign: store nemesis campaign on the simulator\nOptions");
-  desc.add_options()("help,h", "show this help")("seeds", po::value(&seeds)->default_value(2000),
-                                                 "how many seeds to run")(
-      "start", po::value(&start)->default_value(1), "first seed")(
-      "seed", po::value(&one), "run only this seed and describe it (replay)")(
+      "tidal-store-campaign: store nemesis campaign on the simulator\n\n"
+      "  tidal-store-campaign --seeds 1..2000 --mix all\n"
+      "  tidal-store-campaign --seed 42          (one seed, described: the replay)\n\nOptions");
+  desc.add_options()("help,h", "show this help");
+  tidal::tools::AddSeedOptions(desc, {1, 2000}, /*single=*/true);
+  desc.add_options()(
       "mix", po::value(&cfg.mix)->default_value("all"),
       "swarm fault mix: none, transfer, messages, node, all, or a list of kinds")(
       "ops", po::value(&cfg.ops_per_client)->default_value(24), "operations per client")(
@@ -36,18 +36,19 @@ int main(int argc, char** argv) {
     std::cerr << "need 3 <= min-clients <= max-clients\n";
     return 2;
   }
+  const std::optional<tidal::tools::SeedRange> range =
+      tidal::tools::SelectedSeeds(vm, "tidal-store-campaign");
+  if (!range) return 2;
+  const uint64_t start = range->first, seeds = range->count();
   const bool verbose = vm.count("verbose") != 0 || vm.count("seed") != 0;
-  if (vm.count("seed")) {
-    start = one;
-    seeds = 1;
-  }
   auto wall = [] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
   };
   const double t0 = wall();
   uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0;
-  for (uint64_t seed = start; seed < start + seeds; ++seed) {
+  for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
+    const uint64_t seed = start + i;
     CampaignResult r = tidal::store::testing::RunStoreCampaign(seed, cfg);
     ops += r.ops;
     gets += r.gets_checked;
