@@ -1,4 +1,4 @@
-// REFERENCE.md field bugs 1, 2, 10 and 11 as named scenarios on the simulator. Each
+// Field bugs 1, 2, 10 and 11 (docs/field-bugs.md) as named scenarios on the simulator. Each
 // asserts the exact outcome (bytes, status, which ranks failed) and would fail on the
 // original bug: rank-0-only roots (1), a wrongly initialised accumulator or reducing over
 // rank indices instead of the active members (2), survivors blaming a healthy rank that

@@ -1,7 +1,7 @@
-// The process-group cases of REFERENCE.md, exact integers, with roots other than 0:
-// allreduce of rank+1 is the sum, product of 2 is 2^world, gather to the root is
-// [0..world-1], scatter gives rank i the value i, ring send/recv, a 4-message ordering
-// test that receives [0,1,2,3], a 1,200-message batch, and argument errors.
+// The process-group cases users of other c10d backends check, exact integers, with roots
+// other than 0: allreduce of rank+1 is the sum, product of 2 is 2^world, gather to the
+// root is [0..world-1], scatter gives rank i the value i, ring send/recv, a 4-message
+// ordering test that receives [0,1,2,3], a 1,200-message batch, and argument errors.
 #include <gtest/gtest.h>
 
 #include <numeric>

@@ -1,4 +1,4 @@
-// Field bugs 3-9 and 12 of REFERENCE.md as named scenarios on the simulator. Each test
+// Field bugs 3-9 and 12 (docs/field-bugs.md) as named scenarios on the simulator. Each test
 // sets up the situation the bug report describes (with a fault script or a crash where
 // the report had one) and asserts the fixed behaviour with exact codes and bytes; each
 // assertion names what the buggy system did instead, so the test fails on the bug. On
