@@ -1,8 +1,9 @@
-// The transport contract suite (DESIGN.md §2), one parameterized suite run on every
-// fabric the registry knows. Each test moves real bytes through the TransferEngine facade
-// and checks the exact outcome: which bytes changed (guard bands around every region must
-// never change), the state and error of every request, and the true byte count. Tests
-// that need a fault injected run on the simulator and skip elsewhere with the reason.
+// The transport contract suite (docs/architecture.md, "Transfers" and "Transport"), one
+// parameterized suite run on every fabric the registry knows. Each test moves real bytes
+// through the TransferEngine facade and checks the exact outcome: which bytes changed
+// (guard bands around every region must never change), the state and error of every
+// request, and the true byte count. Tests that need a fault injected run on the simulator
+// and skip elsewhere with the reason.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -50,8 +50,8 @@ Result<PlantedBug> ParsePlantedBug(std::string_view name);
 
 // Freedoms the transport contract (transport.h, "Allowed") leaves a real backend, which
 // SimTransport takes under tape draws so that code leaning on luck fails in the
-// simulator first (DESIGN.md §3: never kinder than the contract). A rate is the chance
-// per task or notification in parts per million. Setting one to 0 is for bisecting a
+// simulator first (docs/architecture.md: never kinder than the contract). A rate is the
+// chance per task or notification in parts per million. Setting one to 0 is for bisecting a
 // failure to one allowance, never for making a test pass.
 struct SimAllowances {
   // A task's data step (and with it its completion) runs up to task_jitter_max_ns after
