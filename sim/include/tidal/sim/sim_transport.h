@@ -1,10 +1,14 @@
 // SimTransport: the simulator's Transport. It moves real bytes (memcpy between the
 // nodes' memory, which all lives in this process) after a modelled delay
 // (latency + length / bandwidth, serialized per directed link), checks local
-// registration and remote windows and keys exactly as DESIGN.md §2 says, and applies
-// the World's faults: short reads and writes, unregistered local addresses, stale
-// remote keys, accesses outside the window, completion delay / reorder / loss, crashed
-// or partitioned peers, registration failures.
+// registration and remote windows and keys exactly as docs/architecture.md says (the
+// window and key at the target, when the data step runs, never trusting the initiator),
+// and applies the World's faults: short reads and writes, unregistered local addresses,
+// stale remote keys, accesses outside the window, completion delay / reorder / loss,
+// crashed or partitioned peers, registration failures. It also takes every freedom the
+// contract leaves a real transport (transport.h, "Allowed"; WorldOptions::allowances)
+// under tape draws: tasks land and complete in any order, completions come late,
+// notifications reorder and may overtake writes still in flight.
 //
 // Memory at location cuda:N is host memory tagged as device memory; the capabilities
 // claim host<->cuda and cuda<->cuda so the facade's routing is exercised.
