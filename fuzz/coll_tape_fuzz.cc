@@ -7,7 +7,7 @@
 // completion delay and reorder, message delay and duplication (no crash, hang, loss or
 // partition, which legitimately fail ranks). So the property is exact: every rank
 // finishes every collective with OK, no rank reported failed and #wrong == 0 against the
-// exact expected values (collectives/tests/harness.h), the transport contract holds (the
+// exact expected values (tidal/cluster/coll_harness.h), the transport contract holds (the
 // checker aborts), and the same tape gives the same digest (checked on a fixed quarter of
 // the inputs). Past the end of the input every draw is 0, and a zero draw makes every
 // enabled fault fire at every chance (Tape::ChancePpm), so short inputs are the harshest.
@@ -20,13 +20,13 @@
 #include <vector>
 
 #include "fuzz_check.h"
-#include "harness.h"
+#include "tidal/cluster/coll_harness.h"
 #include "tidal/sim/sim_fabric.h"
 
 namespace {
 
 using namespace tidal::coll;           // NOLINT: a fuzz target, names read better short
-using namespace tidal::coll::testing;  // NOLINT
+using namespace tidal::cluster;  // NOLINT
 
 struct Step {
   OpType op;
@@ -52,7 +52,7 @@ Outcome RunOnce(const uint8_t* data, size_t size) {
                  tidal::sim::FaultKind::kMessageDelay, tidal::sim::FaultKind::kMessageDuplicate}) {
     fo.world.faults.swarm.enabled[static_cast<size_t>(k)] = true;
   }
-  // The campaign's settings (collectives/tests/campaign.cc): a probe outwaits the longest
+  // The campaign's settings (cluster/src/coll_campaign.cc): a probe outwaits the longest
   // completion delay, so a slow but live peer is never excluded.
   fo.engine.transfer_timeout_ns = 5'000'000;
   fo.engine.probe_timeout_ns = 3'000'000;
@@ -62,11 +62,11 @@ Outcome RunOnce(const uint8_t* data, size_t size) {
   pg.timeout_ns = 1'000'000'000ULL;
   pg.write_retries = 4;
   pg.probe_attempts = 8;
-  // The Cluster takes the prebuilt fabric (its options constructor has no tape); the world
+  // The cluster takes the prebuilt fabric (its options constructor has no tape); the world
   // is reached through our own pointer.
   auto fabric = std::make_unique<tidal::sim::SimFabric>(std::move(fo));
   tidal::sim::World& world = fabric->world();
-  Cluster cluster(std::move(fabric), pg);
+  GroupCluster cluster(std::make_unique<Cluster>(std::move(fabric)), pg);
 
   std::string error;
   TIDAL_FUZZ_CHECK(cluster.StartAll(&error), "bootstrap failed: " + error);

@@ -1,14 +1,14 @@
 // A few hundred campaign seeds in ctest (label sim); scripts/collectives-campaign.sh runs
 // thousands. Each seed mixes collectives with transfer faults, control-message faults and
-// rank crashes (campaign.h); a failure prints the seed, digest and the replay command. A
+// rank crashes (tidal/cluster/coll_campaign.h); a failure prints the seed, digest and the replay command. A
 // second test replays seeds and demands identical digests (determinism).
-#include "campaign.h"
+#include "tidal/cluster/coll_campaign.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
 
-namespace tidal::coll::testing {
+namespace tidal::cluster {
 namespace {
 
 constexpr uint64_t kSeeds = 300;
@@ -16,7 +16,7 @@ constexpr uint64_t kSeeds = 300;
 TEST(CollectivesCampaign, ThreeHundredSeedsWithFaults) {
   uint64_t failures = 0, ops = 0, crashes = 0, faults = 0;
   for (uint64_t seed = 1; seed <= kSeeds; ++seed) {
-    SeedResult r = RunCampaignSeed(seed);
+    CollSeedResult r = RunCollCampaignSeed(seed);
     ops += r.ops;
     crashes += r.crashes;
     faults += r.faults;
@@ -38,12 +38,12 @@ TEST(CollectivesCampaign, ThreeHundredSeedsWithFaults) {
 
 TEST(CollectivesCampaign, SameSeedSameDigest) {
   for (uint64_t seed : {3, 17, 99}) {
-    SeedResult a = RunCampaignSeed(seed);
-    SeedResult b = RunCampaignSeed(seed);
+    CollSeedResult a = RunCollCampaignSeed(seed);
+    CollSeedResult b = RunCollCampaignSeed(seed);
     EXPECT_EQ(a.digest, b.digest) << "seed " << seed;
     EXPECT_EQ(a.ops, b.ops);
   }
 }
 
 }  // namespace
-}  // namespace tidal::coll::testing
+}  // namespace tidal::cluster

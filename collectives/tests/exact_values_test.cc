@@ -4,16 +4,19 @@
 // case fills inputs with small integers (exact in every dtype), runs the op on every rank
 // and counts elements that differ bytewise from the reference (#wrong must be 0).
 //
-// One simulated world per (world size, op) runs all of that op's cases back to back, so
-// the matrix stays fast; a failure names the case and prints the seed.
+// One cluster per (world size, op) runs all of that op's cases back to back, so the matrix
+// stays fast; a failure names the case and prints the seed. Every case runs on each
+// fabric of the registry (fabrics.h): one that cannot run here skips with the reason.
 #include <gtest/gtest.h>
 
 #include <sstream>
 
-#include "harness.h"
+#include "fabrics.h"
 
-namespace tidal::coll::testing {
+namespace tidal::coll {
 namespace {
+
+using namespace tidal::cluster;  // NOLINT: the harness's values and checks
 
 constexpr DataType kTypes[] = {DataType::kF32, DataType::kF64, DataType::kF16, DataType::kBF16,
                                DataType::kI8,  DataType::kU8,  DataType::kI32, DataType::kI64};
@@ -60,12 +63,17 @@ std::vector<Case> Cases(OpType op, int n) {
   return cases;
 }
 
-void RunMatrix(OpType op, int n, ProcessGroupOptions pg, std::vector<Case> cases) {
-  ClusterOptions co;
+void RunMatrix(const std::string& backend, OpType op, int n, ProcessGroupOptions pg,
+               std::vector<Case> cases) {
+  GroupClusterOptions co;
+  co.backend = backend;
   co.ranks = n;
   co.seed = 1000 + n * 16 + static_cast<int>(op);
   co.pg = pg;
-  Cluster cluster(co);
+  std::string skip;
+  std::unique_ptr<GroupCluster> made = MakeOrSkip(co, &skip, /*start=*/false);
+  if (!made) GTEST_SKIP() << skip;
+  GroupCluster& cluster = *made;
   std::string err;
   ASSERT_TRUE(cluster.StartAll(&err)) << err << cluster.Banner();
   std::vector<std::string> failures;
@@ -88,31 +96,32 @@ void RunMatrix(OpType op, int n, ProcessGroupOptions pg, std::vector<Case> cases
   if (!failures.empty()) ADD_FAILURE() << cluster.Banner();
 }
 
-class ExactValues : public ::testing::TestWithParam<std::tuple<int, OpType>> {};
+class ExactValues : public ::testing::TestWithParam<std::tuple<std::string, int, OpType>> {};
 
 TEST_P(ExactValues, AllTypesReductionsRootsSizes) {
-  auto [n, op] = GetParam();
-  RunMatrix(op, n, TestOptions(), Cases(op, n));
+  auto [backend, n, op] = GetParam();
+  RunMatrix(backend, op, n, TestOptions(), Cases(op, n));
 }
 
 INSTANTIATE_TEST_SUITE_P(
     WorldSizes1To8, ExactValues,
-    ::testing::Combine(::testing::Range(1, 9),
+    ::testing::Combine(AllFabrics(), ::testing::Range(1, 9),
                        ::testing::Values(OpType::kAllReduce, OpType::kAllGather,
                                          OpType::kReduceScatter, OpType::kBroadcast,
                                          OpType::kReduce, OpType::kGather, OpType::kScatter,
                                          OpType::kAllToAll, OpType::kBarrier)),
     [](const auto& info) {
-      return std::string(OpTypeName(std::get<1>(info.param))) + "_w" +
-             std::to_string(std::get<0>(info.param));
+      return std::string(OpTypeName(std::get<2>(info.param))) + "_w" +
+             std::to_string(std::get<1>(info.param)) + "_" + std::get<0>(info.param);
     });
 
 // The size-based choice above sends small messages direct and large ones around the
 // ring; these force each algorithm onto the other sizes too.
-class ForcedAlgorithm : public ::testing::TestWithParam<std::tuple<Algorithm, OpType>> {};
+class ForcedAlgorithm
+    : public ::testing::TestWithParam<std::tuple<std::string, Algorithm, OpType>> {};
 
 TEST_P(ForcedAlgorithm, AllSizesFiveRanks) {
-  auto [alg, op] = GetParam();
+  auto [backend, alg, op] = GetParam();
   ProcessGroupOptions pg = TestOptions();
   pg.algorithm = alg;
   std::vector<Case> cases;
@@ -124,19 +133,21 @@ TEST_P(ForcedAlgorithm, AllSizesFiveRanks) {
       }
     }
   }
-  RunMatrix(op, 5, pg, cases);
+  RunMatrix(backend, op, 5, pg, cases);
 }
 
 INSTANTIATE_TEST_SUITE_P(DirectAndRing, ForcedAlgorithm,
-                         ::testing::Combine(::testing::Values(Algorithm::kDirect, Algorithm::kRing),
+                         ::testing::Combine(AllFabrics(),
+                                            ::testing::Values(Algorithm::kDirect, Algorithm::kRing),
                                             ::testing::Values(OpType::kAllReduce,
                                                               OpType::kAllGather,
                                                               OpType::kReduceScatter,
                                                               OpType::kBroadcast, OpType::kReduce)),
                          [](const auto& info) {
-                           return std::string(AlgorithmName(std::get<0>(info.param))) + "_" +
-                                  std::string(OpTypeName(std::get<1>(info.param)));
+                           return std::string(AlgorithmName(std::get<1>(info.param))) + "_" +
+                                  std::string(OpTypeName(std::get<2>(info.param))) + "_" +
+                                  std::get<0>(info.param);
                          });
 
 }  // namespace
-}  // namespace tidal::coll::testing
+}  // namespace tidal::coll

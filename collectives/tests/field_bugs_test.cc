@@ -5,33 +5,47 @@
 // was only waiting on the dead one (10), and nodes that keep sending to a dead peer (11).
 #include <gtest/gtest.h>
 
-#include "harness.h"
+#include "fabrics.h"
 
-namespace tidal::coll::testing {
+namespace tidal::coll {
 namespace {
+
+using namespace tidal::cluster;  // NOLINT: the harness
 
 Tensor I64(std::vector<int64_t>& v) {
   return Tensor{v.data(), DataType::kI64, v.size(), Location::Host()};
 }
 
-std::unique_ptr<Cluster> Make(int n, ProcessGroupOptions pg = TestOptions(), uint64_t seed = 11,
-                              sim::LinkModel link = {}) {
-  ClusterOptions co;
+GroupClusterOptions Options(const std::string& backend, int n,
+                            ProcessGroupOptions pg = TestOptions(), uint64_t seed = 11,
+                            sim::LinkModel link = {}) {
+  GroupClusterOptions co;
+  co.backend = backend;
   co.link = link;
   co.ranks = n;
   co.seed = seed;
   co.pg = std::move(pg);
-  auto c = std::make_unique<Cluster>(co);
-  std::string err;
-  EXPECT_TRUE(c->StartAll(&err)) << err;
-  return c;
+  return co;
 }
 
+// Each scenario runs on every fabric of the registry (fabrics.h).
+class CollectivesFieldBug : public ::testing::TestWithParam<std::string> {};
+
+// Crashes `node` now, or skips the test where the fabric cannot crash one.
+#define CRASH_OR_SKIP(cluster, node)                                   \
+  do {                                                                 \
+    Status crash_status = (cluster)->Crash(node);                      \
+    if (crash_status.code() == ErrorCode::UNSUPPORTED) {               \
+      GTEST_SKIP() << crash_status.ToString();                         \
+    }                                                                  \
+    ASSERT_TRUE(crash_status.ok()) << crash_status.ToString();         \
+  } while (0)
+
 // Bug 1: gather, scatter and reduce went to rank 0 whatever root was asked for.
-TEST(CollectivesFieldBug, Bug1_GatherScatterReduceHonourRoot) {
+TEST_P(CollectivesFieldBug, Bug1_GatherScatterReduceHonourRoot) {
   const int n = 4;
   for (int root : {3, 2, 1}) {
-    auto c = Make(n);
+    TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), n));
     std::vector<std::vector<int64_t>> gathered(n), reduced(n), scattered(n);
     ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
       auto& pg = c->pg(r);
@@ -60,13 +74,13 @@ TEST(CollectivesFieldBug, Bug1_GatherScatterReduceHonourRoot) {
 
 // Bug 2: the CPU reduce started its accumulator wrong and mis-offset the active ranks.
 // With rank 1 dead, MAX of negative values, PROD and AVG must be over {0, 2, 3} exactly.
-TEST(CollectivesFieldBug, Bug2_AccumulatorAndActiveRanksAfterAFailure) {
+TEST_P(CollectivesFieldBug, Bug2_AccumulatorAndActiveRanksAfterAFailure) {
   const int n = 4;
   for (Algorithm alg : {Algorithm::kDirect, Algorithm::kRing}) {
     ProcessGroupOptions pg = TestOptions();
     pg.algorithm = alg;
-    auto c = Make(n, pg);
-    c->world().Crash(1);
+    TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), n, pg));
+    CRASH_OR_SKIP(c, 1);
     std::vector<std::vector<int64_t>> mx(n), pr(n), av(n);
     std::vector<Status> st(n);
     std::vector<std::vector<int>> failed(n);
@@ -98,21 +112,24 @@ TEST(CollectivesFieldBug, Bug2_AccumulatorAndActiveRanksAfterAFailure) {
 // none continued. Rank 2 dies in the middle of a ring allreduce; rank 3 (waiting on 2)
 // and rank 0 (waiting on 3) are silent for a while but healthy: only 2 may be blamed,
 // every survivor must say so, and the group must go on working.
-TEST(CollectivesFieldBug, Bug10_KilledRankDoesNotMakeSurvivorsBlameAHealthyOne) {
+TEST_P(CollectivesFieldBug, Bug10_KilledRankDoesNotMakeSurvivorsBlameAHealthyOne) {
+  TIDAL_SIM_ONLY(GetParam(), "crash points at step boundaries, a slow control link");
   const int n = 4;
   for (uint64_t boundary : {1, 2, 4}) {
     ProcessGroupOptions pg = TestOptions();
     pg.algorithm = Algorithm::kRing;
     pg.peer_check_ns = 20'000;  // probe silent peers early and often
-    Cluster* cp = nullptr;
+    GroupCluster* cp = nullptr;
     pg.step_hook = [&cp, boundary](const StepEvent& e) {
-      if (e.rank == 2 && e.op_seq == 0 && e.boundary == boundary) cp->CrashSoon(2);
+      if (e.rank == 2 && e.op_seq == 0 && e.boundary == boundary) {
+        EXPECT_TRUE(cp->CrashSoon(2).ok());
+      }
     };
     // Control messages are slow, so news of rank 2's death reaches rank 0 long after
     // rank 0 has started to wonder about rank 3: a rank that blames silence fails here.
     sim::LinkModel link;
     link.message_latency_ns = 300'000;
-    auto c = Make(n, pg, 100 + boundary, link);
+    TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), n, pg, 100 + boundary, link));
     cp = c.get();
     std::vector<CaseResult> first(n), second(n);
     ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
@@ -137,10 +154,10 @@ TEST(CollectivesFieldBug, Bug10_KilledRankDoesNotMakeSurvivorsBlameAHealthyOne) 
 // Bug 11: a peer that disappeared stayed in every node's segment cache and every node
 // kept sending to it. After the first op finds rank 3 dead, no survivor writes, notifies
 // or messages it again, whatever ops follow.
-TEST(CollectivesFieldBug, Bug11_DeadPeerIsDroppedAndNeverSentToAgain) {
+TEST_P(CollectivesFieldBug, Bug11_DeadPeerIsDroppedAndNeverSentToAgain) {
   const int n = 4;
-  auto c = Make(n);
-  c->world().Crash(3);
+  TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), n));
+  CRASH_OR_SKIP(c, 3);
   std::vector<ProcessGroupStats> after_detect(n);
   ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
     auto res =
@@ -170,5 +187,8 @@ TEST(CollectivesFieldBug, Bug11_DeadPeerIsDroppedAndNeverSentToAgain) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Fabrics, CollectivesFieldBug, AllFabrics(),
+                         [](const auto& info) { return info.param; });
+
 }  // namespace
-}  // namespace tidal::coll::testing
+}  // namespace tidal::coll

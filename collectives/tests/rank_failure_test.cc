@@ -7,7 +7,9 @@
 //  * COLLECTIVE_ABORTED (only when a root died) with outputs unchanged.
 // A step boundary is each rank's StepEvent::boundary of the op (data steps of every
 // attempt plus the point just before the agreement round); the second crash is also
-// placed in the retry attempt. Point-to-point gets its own dead-peer checks.
+// placed in the retry attempt. Point-to-point gets its own dead-peer checks. The suites are
+// instantiated over the registry's fabrics; crash points need the simulator, so other
+// fabrics skip them with that reason (fabrics.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,10 +17,12 @@
 #include <map>
 #include <sstream>
 
-#include "harness.h"
+#include "fabrics.h"
 
-namespace tidal::coll::testing {
+namespace tidal::coll {
 namespace {
+
+using namespace tidal::cluster;  // NOLINT: the harness
 
 bool IsRooted(OpType op) {
   return op == OpType::kBroadcast || op == OpType::kReduce || op == OpType::kGather ||
@@ -30,7 +34,7 @@ Tensor I64Of(std::vector<int64_t>& v) {
 }
 
 struct Plan {
-  Cluster* cluster = nullptr;
+  GroupCluster* cluster = nullptr;
   std::map<int, uint64_t> crash_at;  // rank -> boundary
   std::vector<uint64_t> boundaries;  // per rank: boundaries seen in the op under test
 };
@@ -44,7 +48,8 @@ struct Outcome {
 constexpr uint64_t kTimeoutNs = 200'000'000;  // op timeout in this suite: 200 ms
 
 // Runs `op` once with the crash plan; returns boundaries seen per rank (fault-free run).
-Outcome RunOnce(OpType op, int n, uint64_t c, Plan& plan, uint64_t seed) {
+Outcome RunOnce(const std::string& backend, OpType op, int n, uint64_t c, Plan& plan,
+                uint64_t seed) {
   ProcessGroupOptions pg = TestOptions();
   pg.timeout_ns = kTimeoutNs;
   pg.peer_check_ns = 100'000;
@@ -52,13 +57,16 @@ Outcome RunOnce(OpType op, int n, uint64_t c, Plan& plan, uint64_t seed) {
     if (e.op_seq != 0) return;
     plan.boundaries[e.rank] = std::max(plan.boundaries[e.rank], e.boundary + 1);
     auto it = plan.crash_at.find(e.rank);
-    if (it != plan.crash_at.end() && it->second == e.boundary) plan.cluster->CrashSoon(e.rank);
+    if (it != plan.crash_at.end() && it->second == e.boundary) {
+      EXPECT_TRUE(plan.cluster->CrashSoon(e.rank).ok());
+    }
   };
-  ClusterOptions co;
+  GroupClusterOptions co;
+  co.backend = backend;
   co.ranks = n;
   co.seed = seed;
   co.pg = pg;
-  Cluster cluster(co);
+  GroupCluster cluster(co);  // the caller checked that the backend is the simulator
   plan.cluster = &cluster;
   plan.boundaries.assign(n, 0);
   Outcome out;
@@ -130,15 +138,16 @@ std::string Describe(const Plan& p) {
   return s.str();
 }
 
-class RankFailure : public ::testing::TestWithParam<std::tuple<OpType, int>> {};
+class RankFailure : public ::testing::TestWithParam<std::tuple<std::string, OpType, int>> {};
 
 TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
-  auto [op, n] = GetParam();
+  auto [backend, op, n] = GetParam();
+  TIDAL_SIM_ONLY(backend, "crash points at every step boundary");
   int runs = 0;
   int crashed_twice = 0;
   for (uint64_t c : {uint64_t{1}, uint64_t{150}}) {  // direct-sized, ring-sized (3 chunks)
     Plan clean;
-    Outcome base = RunOnce(op, n, c, clean, 1);
+    Outcome base = RunOnce(backend, op, n, c, clean, 1);
     ASSERT_TRUE(base.error.empty()) << "fault-free run: " << base.error;
     const std::vector<uint64_t> bounds = clean.boundaries;
     // One rank.
@@ -146,7 +155,7 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
       for (uint64_t b = 0; b < bounds[v]; ++b) {
         Plan p;
         p.crash_at[v] = b;
-        Outcome o = RunOnce(op, n, c, p, 2 + runs);
+        Outcome o = RunOnce(backend, op, n, c, p, 2 + runs);
         ++runs;
         ASSERT_TRUE(o.error.empty())
             << "count " << c << " crash " << Describe(p) << ": " << o.error;
@@ -162,7 +171,7 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
             Plan p;
             p.crash_at[a] = b;
             p.crash_at[v] = b + d;
-            Outcome o = RunOnce(op, n, c, p, 2 + runs);
+            Outcome o = RunOnce(backend, op, n, c, p, 2 + runs);
             ++runs;
             ASSERT_TRUE(o.error.empty())
                 << "count " << c << " crash " << Describe(p) << ": " << o.error;
@@ -185,27 +194,32 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
 
 INSTANTIATE_TEST_SUITE_P(
     EveryOp, RankFailure,
-    ::testing::Combine(::testing::Values(OpType::kAllReduce, OpType::kAllGather,
+    ::testing::Combine(AllFabrics(),
+                       ::testing::Values(OpType::kAllReduce, OpType::kAllGather,
                                          OpType::kReduceScatter, OpType::kBroadcast,
                                          OpType::kReduce, OpType::kGather, OpType::kScatter,
                                          OpType::kAllToAll, OpType::kBarrier),
                        ::testing::Values(3, 4)),
     [](const auto& info) {
-      return std::string(OpTypeName(std::get<0>(info.param))) + "_w" +
-             std::to_string(std::get<1>(info.param));
+      return std::string(OpTypeName(std::get<1>(info.param))) + "_w" +
+             std::to_string(std::get<2>(info.param)) + "_" + std::get<0>(info.param);
     });
 
 // Point-to-point with a dead peer: every pending and later send/recv to it completes
 // with COLLECTIVE_ABORTED naming it, within the timeout, and others are unaffected.
-TEST(RankFailureP2P, DeadPeerAbortsItsMessagesOnly) {
-  ClusterOptions co;
+class RankFailureP2P : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RankFailureP2P, DeadPeerAbortsItsMessagesOnly) {
+  GroupClusterOptions co;
+  co.backend = GetParam();
   co.ranks = 3;
   co.pg = TestOptions();
   co.pg.timeout_ns = kTimeoutNs;
-  Cluster c(co);
-  std::string err;
-  ASSERT_TRUE(c.StartAll(&err)) << err;
-  c.world().Crash(2);
+  TIDAL_CLUSTER_OR_SKIP(made, co);
+  GroupCluster& c = *made;
+  Status crashed = c.Crash(2);
+  if (crashed.code() == ErrorCode::UNSUPPORTED) GTEST_SKIP() << crashed.ToString();
+  ASSERT_TRUE(crashed.ok()) << crashed.ToString();
   std::vector<Status> st(3);
   std::vector<std::vector<int>> failed(3);
   ASSERT_TRUE(c.RunRanks([&](int r) -> Task<void> {
@@ -231,14 +245,16 @@ TEST(RankFailureP2P, DeadPeerAbortsItsMessagesOnly) {
 // A peer that crashes in the middle of a 1,200-message exchange: the survivor's batch
 // ends with COLLECTIVE_ABORTED naming it (well within the timeout), whatever had arrived
 // before the crash is intact, and the survivor's other peer is unaffected.
-TEST(RankFailureP2P, PeerCrashesInTheMiddleOfABatch) {
+TEST_P(RankFailureP2P, PeerCrashesInTheMiddleOfABatch) {
+  TIDAL_SIM_ONLY(GetParam(), "a crash at a chosen virtual time");
   for (uint64_t crash_after_ns : {20'000, 200'000, 1'000'000}) {
-    ClusterOptions co;
+    GroupClusterOptions co;
+    co.backend = GetParam();
     co.ranks = 3;
     co.seed = crash_after_ns;
     co.pg = TestOptions();
     co.pg.timeout_ns = kTimeoutNs;
-    Cluster c(co);
+    GroupCluster c(co);
     std::string err;
     ASSERT_TRUE(c.StartAll(&err)) << err;
     sim::World* w = &c.world();
@@ -287,5 +303,8 @@ TEST(RankFailureP2P, PeerCrashesInTheMiddleOfABatch) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Fabrics, RankFailureP2P, AllFabrics(),
+                         [](const auto& info) { return info.param; });
+
 }  // namespace
-}  // namespace tidal::coll::testing
+}  // namespace tidal::coll

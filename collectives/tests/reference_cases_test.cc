@@ -1,36 +1,45 @@
 // The process-group cases users of other c10d backends check, exact integers, with roots
 // other than 0: allreduce of rank+1 is the sum, product of 2 is 2^world, gather to the
 // root is [0..world-1], scatter gives rank i the value i, ring send/recv, a 4-message
-// ordering test that receives [0,1,2,3], a 1,200-message batch, and argument errors.
+// ordering test that receives [0,1,2,3], a 1,200-message batch, and argument errors. Each
+// runs on every fabric of the registry (fabrics.h); one that cannot run here skips.
 #include <gtest/gtest.h>
 
 #include <numeric>
 
-#include "harness.h"
+#include "fabrics.h"
 
-namespace tidal::coll::testing {
+namespace tidal::coll {
 namespace {
 
-std::unique_ptr<Cluster> MakeCluster(int n, uint64_t seed = 7) {
-  ClusterOptions co;
+using namespace tidal::cluster;  // NOLINT: the harness
+
+GroupClusterOptions Options(const std::string& backend, int n, uint64_t seed = 7) {
+  GroupClusterOptions co;
+  co.backend = backend;
   co.ranks = n;
   co.seed = seed;
   co.pg = TestOptions();
-  auto c = std::make_unique<Cluster>(co);
-  std::string err;
-  EXPECT_TRUE(c->StartAll(&err)) << err;
-  return c;
+  return co;
 }
+
+// Every suite here is parameterized by the fabric (and for Reference, the world size).
+class Reference : public ::testing::TestWithParam<std::tuple<std::string, int>> {
+ protected:
+  const std::string& backend() const { return std::get<0>(GetParam()); }
+};
+class ReferenceP2P : public ::testing::TestWithParam<std::string> {};
+using ReferenceInPlace = ReferenceP2P;
+using ReferenceArgs = ReferenceP2P;
 
 Tensor I64(std::vector<int64_t>& v) {
   return Tensor{v.data(), DataType::kI64, v.size(), Location::Host()};
 }
 
-class Reference : public ::testing::TestWithParam<int> {};
 
 TEST_P(Reference, AllReduceSumOfRankPlusOne) {
-  int n = GetParam();
-  auto c = MakeCluster(n);
+  const int n = std::get<1>(GetParam());
+  TIDAL_CLUSTER_OR_SKIP(c, Options(backend(), n));
   std::vector<std::vector<int64_t>> out(n);
   std::vector<Status> st(n);
   ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
@@ -44,8 +53,8 @@ TEST_P(Reference, AllReduceSumOfRankPlusOne) {
 }
 
 TEST_P(Reference, AllReduceProductOfTwoIsTwoToTheWorld) {
-  int n = GetParam();
-  auto c = MakeCluster(n);
+  const int n = std::get<1>(GetParam());
+  TIDAL_CLUSTER_OR_SKIP(c, Options(backend(), n));
   std::vector<std::vector<int64_t>> out(n);
   ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
     out[r].assign(100, 2);
@@ -56,8 +65,8 @@ TEST_P(Reference, AllReduceProductOfTwoIsTwoToTheWorld) {
 }
 
 TEST_P(Reference, GatherToEveryRootIsRanks) {
-  int n = GetParam();
-  auto c = MakeCluster(n);
+  const int n = std::get<1>(GetParam());
+  TIDAL_CLUSTER_OR_SKIP(c, Options(backend(), n));
   for (int root = 0; root < n; ++root) {
     std::vector<std::vector<int64_t>> out(n);
     ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
@@ -73,8 +82,8 @@ TEST_P(Reference, GatherToEveryRootIsRanks) {
 }
 
 TEST_P(Reference, ScatterFromEveryRootGivesRankI) {
-  int n = GetParam();
-  auto c = MakeCluster(n);
+  const int n = std::get<1>(GetParam());
+  TIDAL_CLUSTER_OR_SKIP(c, Options(backend(), n));
   for (int root = 0; root < n; ++root) {
     std::vector<int64_t> got(n, -1);
     ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
@@ -93,8 +102,8 @@ TEST_P(Reference, ScatterFromEveryRootGivesRankI) {
 }
 
 TEST_P(Reference, BroadcastAndReduceHonourEveryRoot) {
-  int n = GetParam();
-  auto c = MakeCluster(n);
+  const int n = std::get<1>(GetParam());
+  TIDAL_CLUSTER_OR_SKIP(c, Options(backend(), n));
   for (int root = 0; root < n; ++root) {
     std::vector<int64_t> b(n), red(n);
     ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
@@ -113,8 +122,8 @@ TEST_P(Reference, BroadcastAndReduceHonourEveryRoot) {
 }
 
 TEST_P(Reference, RingSendRecv) {
-  int n = GetParam();
-  auto c = MakeCluster(n);
+  const int n = std::get<1>(GetParam());
+  TIDAL_CLUSTER_OR_SKIP(c, Options(backend(), n));
   if (n == 1) {  // a ring of one: sending to oneself is refused, not deadlocked
     ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
       std::vector<int64_t> v = {0};
@@ -134,10 +143,15 @@ TEST_P(Reference, RingSendRecv) {
   for (int r = 0; r < n; ++r) EXPECT_EQ(got[r], (r + n - 1) % n);
 }
 
-INSTANTIATE_TEST_SUITE_P(WorldSizes, Reference, ::testing::Values(1, 2, 3, 4, 5, 8));
+INSTANTIATE_TEST_SUITE_P(WorldSizes, Reference,
+                         ::testing::Combine(AllFabrics(), ::testing::Values(1, 2, 3, 4, 5, 8)),
+                         [](const auto& info) {
+                           return "w" + std::to_string(std::get<1>(info.param)) + "_" +
+                                  std::get<0>(info.param);
+                         });
 
-TEST(ReferenceP2P, FourMessagesArriveInOrder) {
-  auto c = MakeCluster(2);
+TEST_P(ReferenceP2P, FourMessagesArriveInOrder) {
+  TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), 2));
   std::vector<int64_t> got;
   ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
     if (r == 0) {
@@ -160,8 +174,8 @@ TEST(ReferenceP2P, FourMessagesArriveInOrder) {
   EXPECT_EQ(got, (std::vector<int64_t>{0, 1, 2, 3}));
 }
 
-TEST(ReferenceP2P, BatchOf1200MessagesBothWays) {
-  auto c = MakeCluster(2);
+TEST_P(ReferenceP2P, BatchOf1200MessagesBothWays) {
+  TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), 2));
   constexpr int kN = 1200;
   std::vector<std::vector<int64_t>> recv(2, std::vector<int64_t>(kN, -1));
   std::vector<std::vector<int64_t>> send(2, std::vector<int64_t>(kN));
@@ -182,8 +196,10 @@ TEST(ReferenceP2P, BatchOf1200MessagesBothWays) {
   }
 }
 
-TEST(ReferenceP2P, LargeMessagesAndTagMismatch) {
-  auto c = MakeCluster(3);
+// Receives match by (peer, tag); a matched message whose size differs from the receive's
+// fails it with INVALID_PARAMS and leaves its buffer as it was.
+TEST_P(ReferenceP2P, LargeMessagesAndSizeMismatch) {
+  TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), 3));
   ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
     std::vector<int64_t> big(1000);
     if (r == 2) {
@@ -195,25 +211,23 @@ TEST(ReferenceP2P, LargeMessagesAndTagMismatch) {
       Status s = co_await c->pg(0).Recv(I64(big), 2, 1)->Wait();
       EXPECT_TRUE(s.ok()) << s.ToString();
       for (int i = 0; i < 1000; ++i) EXPECT_EQ(big[i], i + 5);
-      std::vector<int64_t> one = {0};
-      s = co_await c->pg(0).Recv(I64(one), 2, /*tag=*/3)->Wait();
+      std::vector<int64_t> two = {-1, -2};
+      s = co_await c->pg(0).Recv(I64(two), 2, /*tag=*/2)->Wait();
       EXPECT_EQ(s.code(), ErrorCode::INVALID_PARAMS) << s.ToString();
+      EXPECT_EQ(two, (std::vector<int64_t>{-1, -2}));
     }
   })) << c->Banner();
 }
 
 // c10d-style in-place use: AllGather whose input is this rank's block of the output,
 // ReduceScatter whose output is this rank's block of the input, AllReduce in place.
-TEST(ReferenceInPlace, AllGatherAndReduceScatterAliasingTheirBuffers) {
+TEST_P(ReferenceInPlace, AllGatherAndReduceScatterAliasingTheirBuffers) {
   const int n = 4;
   for (Algorithm alg : {Algorithm::kDirect, Algorithm::kRing}) {
-    ClusterOptions co;
-    co.ranks = n;
-    co.pg = TestOptions();
+    GroupClusterOptions co = Options(GetParam(), n, 1);
     co.pg.algorithm = alg;
-    Cluster c(co);
-    std::string err;
-    ASSERT_TRUE(c.StartAll(&err)) << err;
+    TIDAL_CLUSTER_OR_SKIP(made, co);
+    GroupCluster& c = *made;
     const int64_t k = 100;  // elements per block: several chunks
     std::vector<std::vector<int64_t>> ag(n), rs(n);
     ASSERT_TRUE(c.RunRanks([&](int r) -> Task<void> {
@@ -240,8 +254,8 @@ TEST(ReferenceInPlace, AllGatherAndReduceScatterAliasingTheirBuffers) {
   }
 }
 
-TEST(ReferenceP2P, ZeroByteMessagesKeepTheirPlaceInOrder) {
-  auto c = MakeCluster(2);
+TEST_P(ReferenceP2P, ZeroByteMessagesKeepTheirPlaceInOrder) {
+  TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), 2));
   std::vector<int64_t> got(3, -1);
   ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
     std::vector<int64_t> a = {7}, b = {9};
@@ -264,8 +278,8 @@ TEST(ReferenceP2P, ZeroByteMessagesKeepTheirPlaceInOrder) {
   EXPECT_EQ(got, (std::vector<int64_t>{7, 0, 9}));
 }
 
-TEST(ReferenceArgs, RefusedBeforeAnythingMoves) {
-  auto c = MakeCluster(2);
+TEST_P(ReferenceArgs, RefusedBeforeAnythingMoves) {
+  TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), 2));
   ASSERT_TRUE(c->RunRanks([&](int r) -> Task<void> {
     std::vector<int64_t> v(4), w(3);
     auto& pg = c->pg(r);
@@ -285,5 +299,10 @@ TEST(ReferenceArgs, RefusedBeforeAnythingMoves) {
   }));
 }
 
+auto FabricName = [](const auto& info) { return info.param; };
+INSTANTIATE_TEST_SUITE_P(Fabrics, ReferenceP2P, AllFabrics(), FabricName);
+INSTANTIATE_TEST_SUITE_P(Fabrics, ReferenceInPlace, AllFabrics(), FabricName);
+INSTANTIATE_TEST_SUITE_P(Fabrics, ReferenceArgs, AllFabrics(), FabricName);
+
 }  // namespace
-}  // namespace tidal::coll::testing
+}  // namespace tidal::coll

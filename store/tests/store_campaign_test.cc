@@ -1,9 +1,9 @@
 // The store nemesis campaign under ctest: a few hundred seeds of 4-8 clients doing random
 // puts, gets, removes, batch and tensor calls under swarm faults, each judged by the
-// history checker of store_campaign.cc. A failing seed prints its banner (seed, digest)
+// history checker of tidal/cluster/store_campaign.h. A failing seed prints its banner (seed, digest)
 // and the command that replays it alone. TIDAL_STORE_SEEDS overrides the seed count;
 // scripts/store-campaign.sh runs thousands through tidal-store-campaign.
-#include "store_campaign.h"
+#include "tidal/cluster/store_campaign.h"
 
 #include <gtest/gtest.h>
 
@@ -11,18 +11,18 @@
 #include <cstdio>
 #include <cstdlib>
 
-namespace tidal::store::testing {
+namespace tidal::cluster {
 namespace {
 
 TEST(StoreCampaign, SwarmSeeds) {
   const char* env = std::getenv("TIDAL_STORE_SEEDS");
   const uint64_t seeds = env != nullptr ? std::strtoull(env, nullptr, 10) : 300;
-  CampaignConfig cfg;
+  StoreCampaignConfig cfg;
   // Wall time only to report speed; the runs are simulated.
   const auto t0 = std::chrono::steady_clock::now();
   uint64_t failures = 0, ops = 0, gets = 0, durable = 0;
   for (uint64_t seed = 1; seed <= seeds; ++seed) {
-    CampaignResult r = RunStoreCampaign(seed, cfg);
+    StoreCampaignResult r = RunStoreCampaign(seed, cfg);
     ops += r.ops;
     gets += r.gets_checked;
     durable += r.durable_checked;
@@ -44,10 +44,10 @@ TEST(StoreCampaign, SwarmSeeds) {
 
 // Same seed, same run: the digest of every event and the checker's counts repeat.
 TEST(StoreCampaign, SeedReplaysBitForBit) {
-  CampaignConfig cfg;
+  StoreCampaignConfig cfg;
   for (uint64_t seed : {3, 17}) {
-    CampaignResult a = RunStoreCampaign(seed, cfg);
-    CampaignResult b = RunStoreCampaign(seed, cfg);
+    StoreCampaignResult a = RunStoreCampaign(seed, cfg);
+    StoreCampaignResult b = RunStoreCampaign(seed, cfg);
     EXPECT_EQ(a.digest, b.digest) << "seed " << seed;
     EXPECT_EQ(a.ops, b.ops);
     EXPECT_EQ(a.ops_ok, b.ops_ok);
@@ -57,4 +57,4 @@ TEST(StoreCampaign, SeedReplaysBitForBit) {
 }
 
 }  // namespace
-}  // namespace tidal::store::testing
+}  // namespace tidal::cluster

@@ -3,15 +3,23 @@
 // the report had one) and asserts the fixed behaviour with exact codes and bytes; each
 // assertion names what the buggy system did instead, so the test fails on the bug. On
 // failure the seed and replay command are printed.
+//
+// Every scenario runs on each fabric of the registry (tidal/cluster's StoreWorld); one
+// that is not built or has no hardware here skips with the reason, and so do scenarios
+// that need the simulator's fault scripts, crash timing or virtual clock elsewhere.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstring>
 
-#include "store_harness.h"
+#include "tidal/cluster/store_world.h"
 
-namespace tidal::store::testing {
+namespace tidal::store {
 namespace {
+
+using cluster::Pattern;
+using cluster::StoreWorld;
+using cluster::StoreWorldOptions;
 
 // At the end of a scenario: checks the master's invariants, and prints the world's failure
 // banner (seed, digest, replay command) if the test has failed.
@@ -31,15 +39,6 @@ class BannerOnFailure {
 constexpr uint64_t kMs = 1'000'000;
 constexpr uint8_t kSentinel = 0xEE;
 
-StoreWorldOptions Opts(size_t clients = 3, std::string faults = "") {
-  StoreWorldOptions o;
-  o.clients = clients;
-  o.faults = std::move(faults);
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  o.replay_command = std::string("ctest --output-on-failure -R '") + info->test_suite_name() + "." +
-                     info->name() + "'";
-  return o;
-}
 
 std::string Bytes(const uint8_t* p, size_t n) {
   return std::string(reinterpret_cast<const char*>(p), n);
@@ -65,10 +64,60 @@ Tensor I32Tensor(std::vector<uint64_t> shape) {
 
 #define BANNER(w) BannerOnFailure banner_guard(w)
 
+// Each scenario is a test of this fixture, instantiated over the registry's fabrics.
+class StoreFieldBug : public ::testing::TestWithParam<std::string> {
+ protected:
+  StoreWorldOptions Opts(size_t clients = 3, std::string faults = "") {
+    StoreWorldOptions o;
+    o.backend = GetParam();
+    o.clients = clients;
+    o.faults = std::move(faults);
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    o.replay_command = std::string("ctest --output-on-failure -R '") +
+                       info->test_suite_name() + "." + info->name() + "'";
+    return o;
+  }
+  // The world, or nullptr (with skip_ set) when this fabric cannot run the scenario here.
+  std::unique_ptr<StoreWorld> Make(StoreWorldOptions o) {
+    auto w = StoreWorld::Make(std::move(o));
+    if (w.ok()) return std::move(*w);
+    EXPECT_EQ(w.code(), ErrorCode::UNSUPPORTED) << w.status().ToString();
+    skip_ = w.status().ToString();
+    return nullptr;
+  }
+  // The simulator's powers this scenario needs beyond a fault script.
+  bool SimOnly(StoreWorld& w, const char* what) {
+    if (w.simulated()) return true;
+    skip_ = std::string("needs the simulator: ") + what;
+    return false;
+  }
+  std::string skip_;
+};
+
+// Declares `StoreWorld& w` built from `opts`, or skips the test with the reason.
+#define MAKE_OR_SKIP(w, opts)                       \
+  std::unique_ptr<StoreWorld> w##_owner = Make(opts); \
+  if (!w##_owner) GTEST_SKIP() << skip_;            \
+  StoreWorld& w = *w##_owner
+#define SIM_ONLY(w, what)                          \
+  do {                                             \
+    if (!SimOnly(w, what)) GTEST_SKIP() << skip_;  \
+  } while (0)
+// A node crash, where the fabric can crash one.
+#define CRASH_OR_SKIP(w, client)                                          \
+  do {                                                                    \
+    Status crash_status = (w).Crash(client);                              \
+    if (crash_status.code() == ErrorCode::UNSUPPORTED) {                  \
+      GTEST_SKIP() << crash_status.ToString();                            \
+    }                                                                     \
+    ASSERT_TRUE(crash_status.ok()) << crash_status.ToString();            \
+  } while (0)
+
+
 // Bug 3: get_into accepted a short read and the caller got an uninitialized tail.
-TEST(StoreFieldBug, Bug3_GetIntoRejectsShortRead) {
+TEST_P(StoreFieldBug, Bug3_GetIntoRejectsShortRead) {
   // Every read issued by client 2 (node 3) comes back 100 bytes short.
-  StoreWorld w(Opts(3, "short_read src=3 by=100\n"));
+  MAKE_OR_SKIP(w, Opts(3, "short_read src=3 by=100\n"));
   BANNER(w);
   const size_t n = 10000;
   ASSERT_TRUE(w.Run(0, w.client(0).Put("k", Pattern(3, n))).ok());
@@ -80,9 +129,9 @@ TEST(StoreFieldBug, Bug3_GetIntoRejectsShortRead) {
   EXPECT_EQ(w.client(2).stats().replica_read_failures, 1u);
 }
 
-TEST(StoreFieldBug, Bug3_ShortReadFallsOverToAWholeReplica) {
+TEST_P(StoreFieldBug, Bug3_ShortReadFallsOverToAWholeReplica) {
   // Only the first read by client 2 is short: the second replica must be read whole.
-  StoreWorld w(Opts(3, "short_read src=3 nth=1 by=100\n"));
+  MAKE_OR_SKIP(w, Opts(3, "short_read src=3 nth=1 by=100\n"));
   BANNER(w);
   const size_t n = 10000;
   ReplicateConfig two;
@@ -100,8 +149,8 @@ TEST(StoreFieldBug, Bug3_ShortReadFallsOverToAWholeReplica) {
 
 // Bug 4: zero-copy put/get on an unregistered buffer must fail with the registration
 // error and move nothing.
-TEST(StoreFieldBug, Bug4_UnregisteredBufferMovesNothing) {
-  StoreWorld w(Opts(2));
+TEST_P(StoreFieldBug, Bug4_UnregisteredBufferMovesNothing) {
+  MAKE_OR_SKIP(w, Opts(2));
   BANNER(w);
   const size_t n = 4096;
   uint8_t* src = w.Buffer(0, n, /*registered=*/false);
@@ -119,8 +168,8 @@ TEST(StoreFieldBug, Bug4_UnregisteredBufferMovesNothing) {
 }
 
 // Bug 5: zero-copy tensor-parallel put treated its input as pre-split shards.
-TEST(StoreFieldBug, Bug5_TpPutFromSplitsTheFullTensor) {
-  StoreWorld w(Opts(2));
+TEST_P(StoreFieldBug, Bug5_TpPutFromSplitsTheFullTensor) {
+  MAKE_OR_SKIP(w, Opts(2));
   BANNER(w);
   Tensor full = I32Tensor({4, 2});  // values 0..7, row-major
   std::string ser = *EncodeTensor(full.view());
@@ -140,8 +189,8 @@ TEST(StoreFieldBug, Bug5_TpPutFromSplitsTheFullTensor) {
 }
 
 // Bug 6: a fully successful tensor-parallel batch put reported INVALID_PARAMS.
-TEST(StoreFieldBug, Bug6_SuccessfulTpBatchReportsOkPerEntry) {
-  StoreWorld w(Opts(2));
+TEST_P(StoreFieldBug, Bug6_SuccessfulTpBatchReportsOkPerEntry) {
+  MAKE_OR_SKIP(w, Opts(2));
   BANNER(w);
   std::string a = *EncodeTensor(I32Tensor({2, 4}).view());
   std::string b = *EncodeTensor(I32Tensor({6, 4}).view());
@@ -161,8 +210,8 @@ TEST(StoreFieldBug, Bug6_SuccessfulTpBatchReportsOkPerEntry) {
 
 // Bug 7: after a re-put under a new generation, a reader holding the old reference must
 // fail, not read stale or mixed data.
-TEST(StoreFieldBug, Bug7_StaleGenerationReferenceFails) {
-  StoreWorld w(Opts(3));
+TEST_P(StoreFieldBug, Bug7_StaleGenerationReferenceFails) {
+  MAKE_OR_SKIP(w, Opts(3));
   BANNER(w);
   const size_t n = 8192;
   ASSERT_TRUE(w.Run(0, w.client(0).Put("k", Pattern(70, n))).ok());
@@ -176,8 +225,8 @@ TEST(StoreFieldBug, Bug7_StaleGenerationReferenceFails) {
   EXPECT_TRUE(AllSentinel(dst, n));  // the bug: new bytes read under the old reference
 }
 
-TEST(StoreFieldBug, Bug7_RePutDuringAReadNeverMixesGenerations) {
-  StoreWorld w(Opts(3));
+TEST_P(StoreFieldBug, Bug7_RePutDuringAReadNeverMixesGenerations) {
+  MAKE_OR_SKIP(w, Opts(3));
   BANNER(w);
   const size_t n = 4 << 20;  // a read of ~170 us: the re-put lands in the middle of it
   std::string v1 = Pattern(72, n), v2 = Pattern(73, n);
@@ -203,13 +252,14 @@ TEST(StoreFieldBug, Bug7_RePutDuringAReadNeverMixesGenerations) {
 }
 
 // Bug 8: a put whose writer crashed mid-transfer left the key stuck "being written".
-TEST(StoreFieldBug, Bug8_WriterCrashMidPutIsReclaimed) {
+TEST_P(StoreFieldBug, Bug8_WriterCrashMidPutIsReclaimed) {
   StoreWorldOptions o = Opts(3);
   o.master.client_ttl_ns = 50 * kMs;
   o.master.sweep_interval_ns = 10 * kMs;
   o.client.heartbeat_interval_ns = 10 * kMs;
-  StoreWorld w(o);
+  MAKE_OR_SKIP(w, o);
   BANNER(w);
+  SIM_ONLY(w, "a crash timed in the middle of a transfer");
   const size_t n = 4 << 20;
   uint8_t* src = w.Buffer(0, n);
   ReplicateConfig elsewhere;  // the target is a live peer: only the writer dies
@@ -218,7 +268,7 @@ TEST(StoreFieldBug, Bug8_WriterCrashMidPutIsReclaimed) {
   ASSERT_TRUE(w.RunUntil([&] { return !w.state().Replicas("k").empty(); }));
   w.Advance(20'000);  // the replica write is under way
   ASSERT_FALSE(put->has_value());
-  w.Crash(0);
+  ASSERT_TRUE(w.Crash(0).ok());
   EXPECT_EQ(w.Run(1, w.client(1).Get("k")).code(), ErrorCode::REPLICA_IS_NOT_READY);
   EXPECT_EQ(w.Run(1, w.client(1).Remove("k")).code(), ErrorCode::REPLICA_IS_NOT_READY);
   w.Advance(100 * kMs);  // past the writer's liveness TTL
@@ -230,14 +280,14 @@ TEST(StoreFieldBug, Bug8_WriterCrashMidPutIsReclaimed) {
   EXPECT_EQ(w.Run(2, w.client(2).Remove("k")).code(), ErrorCode::OBJECT_HAS_LEASE);
 }
 
-TEST(StoreFieldBug, Bug8_SlowWriterIsReclaimedByPutTimeout) {
+TEST_P(StoreFieldBug, Bug8_SlowWriterIsReclaimedByPutTimeout) {
   StoreWorldOptions o = Opts(2);
   o.master.put_timeout_ns = 100 * kMs;
   o.master.sweep_interval_ns = 10 * kMs;
-  StoreWorld w(o);
+  MAKE_OR_SKIP(w, o);
   BANNER(w);
   // A writer that started a put and went silent on it (PutStart by hand, never PutEnd).
-  auto r = w.state().PutStart("ghost", "k", 100, ReplicateConfig{}, w.world().NowNs());
+  auto r = w.state().PutStart("ghost", "k", 100, ReplicateConfig{}, w.cluster().env(0).NowNs());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(w.Run(0, w.client(0).Put("k", "x")).code(), ErrorCode::OBJECT_ALREADY_EXISTS);
   w.Advance(400 * kMs);
@@ -245,8 +295,8 @@ TEST(StoreFieldBug, Bug8_SlowWriterIsReclaimedByPutTimeout) {
 }
 
 // Bug 9: an object vanished when the client whose segment held a replica closed.
-TEST(StoreFieldBug, Bug9_ObjectSurvivesAHolderClosing) {
-  StoreWorld w(Opts(3));
+TEST_P(StoreFieldBug, Bug9_ObjectSurvivesAHolderClosing) {
+  MAKE_OR_SKIP(w, Opts(3));
   BANNER(w);
   ReplicateConfig two;
   two.replica_num = 2;
@@ -264,18 +314,18 @@ TEST(StoreFieldBug, Bug9_ObjectSurvivesAHolderClosing) {
   EXPECT_EQ(reps[0].segment, StoreWorld::SegmentOf(1));
 }
 
-TEST(StoreFieldBug, Bug9_ObjectSurvivesAHolderCrashing) {
+TEST_P(StoreFieldBug, Bug9_ObjectSurvivesAHolderCrashing) {
   StoreWorldOptions o = Opts(3);
   o.master.client_ttl_ns = 50 * kMs;
   o.client.heartbeat_interval_ns = 10 * kMs;
-  StoreWorld w(o);
+  MAKE_OR_SKIP(w, o);
   BANNER(w);
   ReplicateConfig two;
   two.replica_num = 2;
   two.preferred_segments = {StoreWorld::SegmentOf(0), StoreWorld::SegmentOf(1)};
   std::string v = Pattern(91, 50000);
   ASSERT_TRUE(w.Run(2, w.client(2).Put("k", v, two)).ok());
-  w.Crash(0);
+  CRASH_OR_SKIP(w, 0);
   // Before the master notices, a read may hit the dead holder first and fall over.
   EXPECT_EQ(w.Run(2, w.client(2).Get("k")).value(), v);
   w.Advance(200 * kMs);
@@ -285,10 +335,10 @@ TEST(StoreFieldBug, Bug9_ObjectSurvivesAHolderCrashing) {
 
 // Bug 12: under heavy concurrency, batch puts failed with NO_AVAILABLE_HANDLE because
 // allocation outran eviction.
-TEST(StoreFieldBug, Bug12_ConcurrentBatchPutsEvictInsteadOfFailing) {
+TEST_P(StoreFieldBug, Bug12_ConcurrentBatchPutsEvictInsteadOfFailing) {
   StoreWorldOptions o = Opts(4);
   o.segment_bytes = 2 << 20;  // 8 MiB in all
-  StoreWorld w(o);
+  MAKE_OR_SKIP(w, o);
   BANNER(w);
   const size_t n = 128 << 10, per_batch = 4, rounds = 10;  // 20 MiB written, 2.5x capacity
   std::vector<uint8_t*> src;
@@ -326,5 +376,8 @@ TEST(StoreFieldBug, Bug12_ConcurrentBatchPutsEvictInsteadOfFailing) {
   EXPECT_LE(w.state().stats().used_bytes, w.state().stats().capacity_bytes);
 }
 
+INSTANTIATE_TEST_SUITE_P(Fabrics, StoreFieldBug, ::testing::ValuesIn(cluster::BackendNames()),
+                         [](const auto& info) { return info.param; });
+
 }  // namespace
-}  // namespace tidal::store::testing
+}  // namespace tidal::store

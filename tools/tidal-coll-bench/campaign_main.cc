@@ -1,4 +1,4 @@
-// tidal-coll-campaign: runs the collectives campaign (collectives/tests/campaign.h) over
+// tidal-coll-campaign: runs the collectives campaign (tidal/cluster/coll_campaign.h) over
 // many seeds, prints progress and seeds per second, and on failure the seed, its digest
 // and the command that replays it. Exit status 1 if any seed failed.
 //
@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "campaign.h"
+#include "tidal/cluster/coll_campaign.h"
 
 #include "../common/cli.h"
 
@@ -34,14 +34,14 @@ int main(int argc, char** argv) {
       tidal::tools::SelectedSeeds(vm, "tidal-coll-campaign");
   if (!range) return 2;
   const uint64_t first = range->first, seeds = range->count();
-  tidal::coll::testing::CampaignOptions options;
+  tidal::cluster::CollCampaignOptions options;
   options.verbose = verbose;
   using clock = std::chrono::steady_clock;  // wall time for the report only
   const auto start = clock::now();
   uint64_t failed = 0, ops = 0, crashes = 0, faults = 0, done = 0;
   for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
     const uint64_t seed = first + i;
-    auto r = tidal::coll::testing::RunCampaignSeed(seed, options);
+    auto r = tidal::cluster::RunCollCampaignSeed(seed, options);
     ++done;
     ops += r.ops;
     crashes += r.crashes;

@@ -21,13 +21,10 @@
 #include <string>
 #include <vector>
 
-#include "harness.h"
+#include "tidal/cluster/coll_harness.h"
 #include "tidal/collectives/schedule.h"
-#if TIDAL_COLL_BENCH_REGISTRY
-#include "tidal/backends/registry.h"
 
 #include "../common/cli.h"
-#endif
 
 namespace po = boost::program_options;
 using namespace tidal;
@@ -83,28 +80,18 @@ struct Row {
   std::string status;
 };
 
-// A fresh fabric of n nodes: the simulator by default, any registered backend by name.
-Result<std::unique_ptr<testing::Cluster>> MakeCluster(const std::string& fabric, int n,
-                                                      const ProcessGroupOptions& pg,
-                                                      uint64_t seed) {
-  if (fabric == "sim") {
-    testing::ClusterOptions co;
-    co.ranks = n;
-    co.seed = seed;
-    co.pg = pg;
-    co.contract_checker = false;
-    return std::make_unique<testing::Cluster>(co);
-  }
-#if TIDAL_COLL_BENCH_REGISTRY
-  backends::FabricSpec spec;
-  spec.nodes = static_cast<size_t>(n);
-  spec.sim.world.seed = seed;
-  auto f = backends::MakeFabric(fabric, std::move(spec));
-  if (!f.ok()) return f.status();
-  return std::make_unique<testing::Cluster>(std::move(*f), pg);
-#else
-  return Status(ErrorCode::UNSUPPORTED, "this build has no backend registry; only 'sim'");
-#endif
+// A fresh cluster of n nodes with one group: the simulator by default, any backend of the
+// registry by name (GroupCluster::Make says why one cannot run here).
+Result<std::unique_ptr<cluster::GroupCluster>> MakeCluster(const std::string& fabric, int n,
+                                                           const ProcessGroupOptions& pg,
+                                                           uint64_t seed) {
+  cluster::GroupClusterOptions co;
+  co.backend = fabric;
+  co.ranks = n;
+  co.seed = seed;
+  co.pg = pg;
+  co.contract_checker = false;
+  return cluster::GroupCluster::Make(co);
 }
 
 Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType dt, ReduceOp rop,
@@ -120,7 +107,7 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
     row.wrong = -1;
     return row;
   }
-  testing::Cluster& cluster = **made;
+  cluster::GroupCluster& cluster = **made;
   std::string err;
   if (!cluster.StartAll(&err)) {
     row.status = err;
@@ -133,11 +120,11 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
   bool ok = cluster.RunRanks([&](int r) -> Task<void> {
     Env& env = cluster.fabric().env(r);
     for (int k = 0; k < warmup; ++k) {
-      co_await testing::RunCase(cluster.pg(r), op, block, root, rop, dt);
+      co_await cluster::RunCase(cluster.pg(r), op, block, root, rop, dt);
     }
     uint64_t t0 = env.NowNs();
     for (int k = 0; k < iters; ++k) {
-      auto res = co_await testing::RunCase(cluster.pg(r), op, block, root, rop, dt);
+      auto res = co_await cluster::RunCase(cluster.pg(r), op, block, root, rop, dt);
       if (k == iters - 1) {
         wrong[r] = res.wrong;
         if (!res.status.ok()) bad[r] = res.status.ToString();

@@ -13,15 +13,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "store_harness.h"
+#include "tidal/cluster/store_world.h"
 
 #include "../common/cli.h"
 
 namespace po = boost::program_options;
 using namespace tidal;
 using namespace tidal::store;
-using tidal::store::testing::StoreWorld;
-using tidal::store::testing::StoreWorldOptions;
+using tidal::cluster::StoreWorld;
+using tidal::cluster::StoreWorldOptions;
 
 namespace {
 

@@ -7,13 +7,13 @@
 #include <cstdio>
 #include <iostream>
 
-#include "store_campaign.h"
+#include "tidal/cluster/store_campaign.h"
 
 #include "../common/cli.h"
 
 namespace po = boost::program_options;
-using tidal::store::testing::CampaignConfig;
-using tidal::store::testing::CampaignResult;
+using CampaignConfig = tidal::cluster::StoreCampaignConfig;
+using CampaignResult = tidal::cluster::StoreCampaignResult;
 
 int main(int argc, char** argv) {
   CampaignConfig cfg;
@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0;
   for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
     const uint64_t seed = start + i;
-    CampaignResult r = tidal::store::testing::RunStoreCampaign(seed, cfg);
+    CampaignResult r = tidal::cluster::RunStoreCampaign(seed, cfg);
     ops += r.ops;
     gets += r.gets_checked;
     durable += r.durable_checked;

@@ -15,9 +15,9 @@
 #include <cstdint>
 #include <string>
 
-namespace tidal::store::testing {
+namespace tidal::cluster {
 
-struct CampaignConfig {
+struct StoreCampaignConfig {
   size_t min_clients = 4;
   size_t max_clients = 8;
   size_t ops_per_client = 24;
@@ -25,7 +25,7 @@ struct CampaignConfig {
   bool trace = false;       // keep JSON trace lines (for --trace-out)
 };
 
-struct CampaignResult {
+struct StoreCampaignResult {
   uint64_t seed = 0;
   bool ok = true;
   std::string failure;  // the first violation, with the seed's banner
@@ -38,7 +38,8 @@ struct CampaignResult {
   uint64_t virtual_ns = 0;
 };
 
-// Runs one seed. Deterministic: the same seed and config give the same result.
-CampaignResult RunStoreCampaign(uint64_t seed, const CampaignConfig& config);
+// Runs one seed on the simulator (the campaign is made of its faults). Deterministic: the
+// same seed and config give the same result.
+StoreCampaignResult RunStoreCampaign(uint64_t seed, const StoreCampaignConfig& config);
 
-}  // namespace tidal::store::testing
+}  // namespace tidal::cluster

@@ -16,14 +16,14 @@
 #include <cstdint>
 #include <string>
 
-namespace tidal::coll::testing {
+namespace tidal::cluster {
 
-struct CampaignOptions {
+struct CollCampaignOptions {
   bool verbose = false;  // print each op's outcome
   bool trace = false;    // keep the world's trace lines (for --trace-out)
 };
 
-struct SeedResult {
+struct CollSeedResult {
   bool ok = true;
   std::string error;    // what the checker found, with the replay line
   uint64_t digest = 0;  // the world's trace digest (same seed -> same digest)
@@ -34,6 +34,7 @@ struct SeedResult {
   std::string summary;  // one line: ranks, ops, faults
 };
 
-SeedResult RunCampaignSeed(uint64_t seed, const CampaignOptions& options = {});
+// Runs one seed (on the simulator: the campaign is made of its faults).
+CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& options = {});
 
-}  // namespace tidal::coll::testing
+}  // namespace tidal::cluster

@@ -1,15 +1,17 @@
 // The store nemesis campaign (see store_campaign.h): workload drivers, history, checker.
-#include "store_campaign.h"
+#include "tidal/cluster/store_campaign.h"
 
 #include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
 
-#include "store_harness.h"
+#include "tidal/cluster/store_world.h"
 #include "tidal/sim/trace.h"
 
-namespace tidal::store::testing {
+namespace tidal::cluster {
+
+using namespace tidal::store;  // NOLINT: the campaign speaks the store's vocabulary
 namespace {
 
 constexpr uint64_t kMs = 1'000'000;
@@ -57,8 +59,8 @@ Tensor TpTensor(uint64_t value_seed) {
 
 class Campaign {
  public:
-  Campaign(uint64_t seed, const CampaignConfig& cfg) : seed_(seed), cfg_(cfg) {}
-  CampaignResult Run();
+  Campaign(uint64_t seed, const StoreCampaignConfig& cfg) : seed_(seed), cfg_(cfg) {}
+  StoreCampaignResult Run();
 
  private:
   Task<void> Driver(size_t c);
@@ -93,9 +95,9 @@ class Campaign {
   void CheckDurability();
 
   uint64_t seed_;
-  CampaignConfig cfg_;
+  StoreCampaignConfig cfg_;
   std::unique_ptr<StoreWorld> w_;
-  CampaignResult result_;
+  StoreCampaignResult result_;
   std::string failure_;
   size_t keyspace_ = 0;
   uint64_t lease_ttl_ns_ = 0;
@@ -404,7 +406,7 @@ void Campaign::CheckDurability() {
   }
 }
 
-CampaignResult Campaign::Run() {
+StoreCampaignResult Campaign::Run() {
   result_.seed = seed_;
   // Per-seed configuration comes from a small generator of the seed (not the tape, so a
   // seed's shape is readable); everything during the run draws from the world's tape.
@@ -481,9 +483,9 @@ CampaignResult Campaign::Run() {
 
 }  // namespace
 
-CampaignResult RunStoreCampaign(uint64_t seed, const CampaignConfig& config) {
+StoreCampaignResult RunStoreCampaign(uint64_t seed, const StoreCampaignConfig& config) {
   Campaign c(seed, config);
   return c.Run();
 }
 
-}  // namespace tidal::store::testing
+}  // namespace tidal::cluster

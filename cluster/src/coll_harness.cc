@@ -1,5 +1,5 @@
-// Test harness for the process group on the simulator (see harness.h).
-#include "harness.h"
+// The collectives harness (see coll_harness.h).
+#include "tidal/cluster/coll_harness.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,9 +7,10 @@
 #include <sstream>
 
 #include "tidal/collectives/reduce_kernel.h"
-#include "tidal/sim/fault_plan.h"
 
-namespace tidal::coll::testing {
+namespace tidal::cluster {
+
+using namespace tidal::coll;  // NOLINT: the harness speaks the collectives' vocabulary
 
 ProcessGroupOptions TestOptions() {
   ProcessGroupOptions o;
@@ -21,52 +22,56 @@ ProcessGroupOptions TestOptions() {
   return o;
 }
 
-Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) {
-  sim::SimFabricOptions fo;
-  fo.world.nodes = static_cast<size_t>(options_.ranks);
-  fo.world.seed = options_.seed;
-  fo.contract_checker = options_.contract_checker;
-  fo.world.link = options_.link;
-  fo.engine = options_.engine;
-  if (!options_.faults.empty()) {
-    auto plan = sim::FaultPlan::Parse(options_.faults);
-    TIDAL_ASSERT_MSG(plan.ok(), "bad fault script");
-    fo.world.faults = *plan;
-  }
-  fo.world.faults.swarm = options_.swarm;
-  fo.world.replay_command = "seed " + std::to_string(options_.seed);
-  auto sim = std::make_unique<sim::SimFabric>(std::move(fo));
-  sim_ = sim.get();
-  fabric_ = std::move(sim);
-  MakeGroups(options_.pg);
+namespace {
+
+ClusterOptions ClusterOf(const GroupClusterOptions& o) {
+  ClusterOptions co;
+  co.backend = o.backend;
+  co.nodes = static_cast<size_t>(o.ranks);
+  co.sim.seed = o.seed;
+  co.sim.faults = o.faults;
+  co.sim.swarm = o.swarm;
+  co.sim.link = o.link;
+  co.sim.engine = o.engine;
+  co.sim.contract_checker = o.contract_checker;
+  co.sim.replay_command = "seed " + std::to_string(o.seed);
+  return co;
 }
 
-Cluster::Cluster(std::unique_ptr<Fabric> fabric, ProcessGroupOptions pg)
-    : fabric_(std::move(fabric)) {
-  options_.ranks = static_cast<int>(fabric_->size());
-  options_.pg = pg;
-  MakeGroups(pg);
+}  // namespace
+
+Result<std::unique_ptr<GroupCluster>> GroupCluster::Make(GroupClusterOptions options) {
+  if (options.ranks <= 0) return Status(ErrorCode::INVALID_PARAMS, "a group needs ranks");
+  Result<std::unique_ptr<Cluster>> cluster = Cluster::Make(ClusterOf(options));
+  if (!cluster.ok()) return cluster.status();
+  return std::make_unique<GroupCluster>(std::move(*cluster), options.pg);
 }
 
-void Cluster::MakeGroups(const ProcessGroupOptions& pg) {
-  const int n = static_cast<int>(fabric_->size());
-  for (int r = 0; r < n; ++r) {
-    pgs_.push_back(std::make_unique<ProcessGroup>(r, n, fabric_->engine(r), fabric_->messenger(r),
-                                                  fabric_->metadata(), pg));
-  }
-  finished_.assign(n, false);
+GroupCluster::GroupCluster(GroupClusterOptions options) {
+  Result<std::unique_ptr<Cluster>> cluster = Cluster::Make(ClusterOf(options));
+  TIDAL_ASSERT_MSG(cluster.ok(), "GroupCluster: the cluster cannot be built (use Make)");
+  cluster_ = std::move(*cluster);
+  MakeGroup(options.pg);
 }
 
-Cluster::~Cluster() {
-  // Groups first (they unhook from the engines), then the fabric.
-  pgs_.clear();
-  fabric_.reset();
+GroupCluster::GroupCluster(std::unique_ptr<Cluster> cluster, ProcessGroupOptions pg)
+    : cluster_(std::move(cluster)) {
+  MakeGroup(pg);
 }
 
-bool Cluster::StartAll(std::string* error) {
-  std::vector<Status> results(pgs_.size(), Status(ErrorCode::INTERNAL_ERROR, "did not run"));
+void GroupCluster::MakeGroup(const ProcessGroupOptions& pg) {
+  name_ = pg.group_name;
+  for (size_t n = 0; n < cluster_->size(); ++n) nodes_.push_back(n);
+  Status s = cluster_->NewGroup(nodes_, pg);
+  TIDAL_ASSERT_MSG(s.ok(), "GroupCluster: the group cannot be made");
+}
+
+GroupCluster::~GroupCluster() = default;
+
+bool GroupCluster::StartAll(std::string* error) {
+  std::vector<Status> results(nodes_.size(), Status(ErrorCode::INTERNAL_ERROR, "did not run"));
   bool ok =
-      RunRanks([this, &results](int r) -> Task<void> { results[r] = co_await pgs_[r]->Start(); });
+      RunRanks([this, &results](int r) -> Task<void> { results[r] = co_await pg(r).Start(); });
   if (!ok) {
     *error = "bootstrap hung";
     return false;
@@ -80,48 +85,10 @@ bool Cluster::StartAll(std::string* error) {
   return true;
 }
 
-namespace {
-
-Task<void> RankRoot(std::function<Task<void>(int)>* body, int r, std::vector<bool>* finished) {
-  co_await (*body)(r);
-  (*finished)[r] = true;
-}
-
-}  // namespace
-
-bool Cluster::RunRanks(std::function<Task<void>(int)> body, uint64_t max_virtual_ns) {
-  body_ = std::move(body);
-  std::fill(finished_.begin(), finished_.end(), false);
-  for (int r = 0; r < size(); ++r) {
-    if (alive(r)) Spawn(fabric_->env(r), RankRoot(&body_, r, &finished_));
-  }
-  Env& clock = fabric_->env(0);
-  uint64_t limit = max_virtual_ns == 0 ? 0 : clock.NowNs() + max_virtual_ns;
-  auto done = [this, limit, &clock]() {
-    if (limit != 0 && clock.NowNs() > limit) return true;
-    for (int r = 0; r < size(); ++r) {
-      if (!finished_[r] && alive(r)) return false;
-    }
-    return true;
-  };
-  // The simulated world runs every node from one queue; other fabrics are driven
-  // through node 0's Env, as Fabric::Run does.
-  bool ok = sim_ != nullptr ? world().RunUntil(done) : clock.RunUntil(done);
-  for (int r = 0; r < size(); ++r) {
-    if (!finished_[r] && alive(r)) return false;
-  }
-  return ok || done();
-}
-
-void Cluster::CrashSoon(int node) {
-  sim::World* w = &world();  // asserts a simulated fabric
-  w->ScheduleAt(w->NowNs(), -1, [w, node]() {
-    if (w->alive(node)) w->Crash(static_cast<uint32_t>(node));
-  });
-}
-
-std::string Cluster::Banner() const {
-  return sim_ != nullptr ? sim_->world().FailureBanner() : "fabric " + std::string(fabric_->Name());
+bool GroupCluster::RunRanks(std::function<Task<void>(int)> body, uint64_t max_ns) {
+  // Rank r is node r (MakeGroup).
+  return cluster_->RunEach(
+      nodes_, [body = std::move(body)](size_t n) { return body(static_cast<int>(n)); }, max_ns);
 }
 
 // --- values ----------------------------------------------------------------------------
@@ -412,4 +379,4 @@ Task<CaseResult> RunCase(ProcessGroup& pg, OpType op, uint64_t c, int root, Redu
   co_return res;
 }
 
-}  // namespace tidal::coll::testing
+}  // namespace tidal::cluster

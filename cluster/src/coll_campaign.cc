@@ -1,15 +1,17 @@
 // The collectives campaign (see campaign.h).
-#include "campaign.h"
+#include "tidal/cluster/coll_campaign.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <vector>
 
-#include "harness.h"
+#include "tidal/cluster/coll_harness.h"
 #include "tidal/sim/fault_plan.h"
 
-namespace tidal::coll::testing {
+namespace tidal::cluster {
+
+using namespace tidal::coll;  // NOLINT: the campaign speaks the collectives' vocabulary
 namespace {
 
 // splitmix64: the campaign's workload generator, seeded by the seed alone (the world's
@@ -46,7 +48,7 @@ bool IsRooted(OpType op) {
 
 }  // namespace
 
-SeedResult RunCampaignSeed(uint64_t seed, const CampaignOptions& options) {
+CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& options) {
   Draw d{seed * 0x2545F4914F6CDD1DULL + 1};
   const int n = 2 + static_cast<int>(d.Below(5));
   // Fault mix for this seed.
@@ -70,7 +72,7 @@ SeedResult RunCampaignSeed(uint64_t seed, const CampaignOptions& options) {
   const int crashes = std::min<int>(static_cast<int>(d.Below(3)), n - 1);
   const bool hang = n >= 3 && d.Below(4) == 0;
 
-  ClusterOptions co;
+  GroupClusterOptions co;
   co.ranks = n;
   co.seed = seed;
   co.pg = TestOptions();
@@ -109,9 +111,9 @@ SeedResult RunCampaignSeed(uint64_t seed, const CampaignOptions& options) {
     hang_for = 500'000 + d.Below(40'000'000);  // 0.5..40 ms: short ones are only slow
   }
 
-  SeedResult out;
+  CollSeedResult out;
   std::ostringstream err;
-  Cluster cluster(co);
+  GroupCluster cluster(co);
   std::string boot;
   if (!cluster.StartAll(&boot)) {
     out.ok = false;
@@ -225,4 +227,4 @@ SeedResult RunCampaignSeed(uint64_t seed, const CampaignOptions& options) {
   return out;
 }
 
-}  // namespace tidal::coll::testing
+}  // namespace tidal::cluster
