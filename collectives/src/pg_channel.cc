@@ -109,7 +109,7 @@ Task<Status> ProcessGroup::Impl::SendChunk(int peer, ChannelClass cls, uint64_t 
   ++stats_.notifies_to[peer];
   ++stats_.chunks_sent;
   stats_.bytes_sent += len;
-  Status st = engine_.Notify(peers_[peer].seg, EncodeDataHeader(h));
+  Status st = engine_.Notify(peers_[peer].seg, notify_channel_, EncodeDataHeader(h));
   if (!st.ok()) {
     bool alive = co_await ProbePeer(peer);
     if (!alive)
@@ -157,7 +157,7 @@ Task<Result<DataHeader>> ProcessGroup::Impl::RecvChunk(int peer, ChannelClass cl
     credit.attempt = attempt;
     credit.seq = c.next;
     ++stats_.notifies_to[peer];
-    (void)engine_.Notify(peers_[peer].seg, EncodeDataHeader(credit));
+    (void)engine_.Notify(peers_[peer].seg, notify_channel_, EncodeDataHeader(credit));
   }
   if (!result.ok()) co_return result;
   co_return h;

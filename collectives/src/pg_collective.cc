@@ -121,8 +121,16 @@ Task<void> ProcessGroup::Impl::RunCollective(CollOp& op) {
       op.work->Complete(decision.status(), failed_of(view & ~dead_mask_));
       co_return;
     }
+    // The decision came from another rank: a view it could not have decided is bad
+    // input, not a broken invariant here. Nothing later can be trusted: the group breaks.
+    if ((decision->commit && decision->view != view) || (decision->view & ~view) != 0) {
+      broken_ = true;
+      op.work->Complete(Status(ErrorCode::CORRUPT_INPUT,
+                               "the coordinator's decision names members outside the attempt"),
+                        failed_of(view & ~dead_mask_));
+      co_return;
+    }
     if (decision->commit) {
-      TIDAL_ASSERT(decision->view == view);
       active_mask_ = view;
       Status fin = Finalize(op, view);
       std::vector<int> failed = failed_of(view);
@@ -135,8 +143,7 @@ Task<void> ProcessGroup::Impl::RunCollective(CollOp& op) {
       }
       co_return;
     }
-    uint64_t next = decision->view;
-    TIDAL_ASSERT((next & ~view) == 0);  // a retry never adds members
+    uint64_t next = decision->view;  // a retry never adds members (checked above)
     fruitless = next == view ? fruitless + 1 : 0;
     if (fruitless > kMaxFruitlessRetries) {
       broken_ = true;

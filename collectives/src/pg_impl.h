@@ -152,7 +152,14 @@ struct ProcessGroup::Impl {
   Task<void> SendWorker(int peer);
   Task<void> RecvWorker(int peer);
   Task<Status> SendMessage(int peer, const P2PItem& item);
-  Task<Status> RecvMessage(int peer, const P2PItem& item);
+  // Completes posted receives from `peer` that a stashed message matches; true if any.
+  bool MatchStashed(int peer);
+  bool StashMatchesPosted(int peer) const;
+  // Receives the message whose first chunk header is `first` into `dst` (nullptr:
+  // discard), committing to `dst` only once every chunk arrived.
+  Task<Status> ReceiveWhole(int peer, const DataHeader& first, uint8_t* dst,
+                            uint64_t deadline_ns);
+  void FailPostedRecvs(int peer, const Status& st);
   void FinishP2P(const P2PItem& item, int peer, Status st);
 
   // --- configuration ---
@@ -221,6 +228,15 @@ struct ProcessGroup::Impl {
   // --- point-to-point: per peer ---
   std::vector<std::deque<P2PItem>> send_q_, recv_q_;
   std::vector<bool> send_worker_, recv_worker_;
+  // Messages that arrived before a receive with their tag was posted, in arrival order.
+  struct Stashed {
+    uint32_t tag = 0;
+    std::vector<uint8_t> data;
+  };
+  std::vector<std::deque<Stashed>> stash_;
+  std::vector<uint64_t> stash_bytes_;
+  // The channel of this group's engine notifications (never 0, the engine's default).
+  uint64_t notify_channel_ = 0;
 };
 
 template <typename Pred>

@@ -53,13 +53,16 @@ ProcessGroup::Impl::Impl(int rank, int size, TransferEngine& engine, Messenger& 
   recv_q_.resize(n);
   send_worker_.assign(n, false);
   recv_worker_.assign(n, false);
+  stash_.resize(n);
+  stash_bytes_.assign(n, 0);
+  notify_channel_ = group_hash_ != 0 ? group_hash_ : 1;
   if (size_ > 0 && size_ <= 64) active_mask_ = AllMask(size_);
 }
 
 ProcessGroup::Impl::~Impl() {
   *alive_ = false;
   if (start_called_) {
-    engine_.SetNotifyHandler(nullptr);
+    engine_.SetNotifyHandler(notify_channel_, nullptr);
     messenger_.SetReceiver(nullptr);
   }
 }
@@ -79,7 +82,7 @@ Task<Status> ProcessGroup::Impl::Start() {
   // Handlers first: a fast peer may write and notify before our Start finishes; what
   // arrives before we know the peers is kept and replayed.
   std::weak_ptr<bool> alive = alive_;
-  engine_.SetNotifyHandler([this, alive](Notification n) {
+  engine_.SetNotifyHandler(notify_channel_, [this, alive](Notification n) {
     if (alive.expired()) return;
     OnNotification(std::move(n));
   });

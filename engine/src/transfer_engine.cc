@@ -226,7 +226,8 @@ Task<Status> TransferEngine::UnregisterMemory(void* addr) {
   if (!removed.ok()) co_return removed.status();
   Status s = transport_->UnregisterMemory(a, removed->length);
   if (!s.ok()) {
-    TIDAL_ASSERT(registry_.Add(*removed).ok());
+    Status restored = registry_.Add(*removed);
+    TIDAL_ASSERT(restored.ok());
     co_return s;
   }
   if (started_) co_return co_await Publish();
@@ -811,7 +812,8 @@ Task<std::vector<TransferStatus>> TransferEngine::TransferSync(
     TIDAL_ASSERT(s->state != TransferState::PENDING);
     out[i] = *s;
   }
-  TIDAL_ASSERT(FreeBatch(*batch).ok());
+  Status freed = FreeBatch(*batch);
+  TIDAL_ASSERT(freed.ok());
   co_return out;
 }
 

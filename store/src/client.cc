@@ -84,9 +84,14 @@ Task<std::vector<TransferStatus>> StoreClient::Transfer(std::vector<TransferRequ
 Task<Result<SegmentHandle>> StoreClient::Open(const std::string& segment, bool refresh) {
   Result<SegmentHandle> h = co_await engine_.OpenSegment(segment);
   if (!refresh || !h.ok()) co_return h;
-  // Our cached descriptor may predate the peer's mount: look it up again.
-  (void)engine_.CloseSegment(*h);
-  co_return co_await engine_.OpenSegment(segment);
+  // Our cached descriptor may predate the peer's mount: look it up again, in place, so
+  // other users of this engine (process groups) keep their handle.
+  Status refreshed = co_await engine_.RefreshSegment(*h);
+  if (refreshed.code() == ErrorCode::PEER_UNREACHABLE) {
+    co_return co_await engine_.OpenSegment(segment);  // restarted: the new incarnation
+  }
+  if (!refreshed.ok()) co_return refreshed;
+  co_return h;
 }
 
 Task<Result<uint64_t>> StoreClient::MountOnMaster(uint64_t base, uint64_t size, Deadline d) {

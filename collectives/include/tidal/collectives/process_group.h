@@ -1,5 +1,5 @@
 // ProcessGroup: a fault-tolerant process group over the TransferEngine, in the shape of
-// a PyTorch c10d backend (DESIGN.md §5). One per rank; ranks 0..size-1.
+// a PyTorch c10d backend (docs/architecture.md). One per rank; ranks 0..size-1.
 //
 // Data path. At Start() every rank registers two buffers with its TransferEngine: receive
 // slots (per sender, per channel class, two slots of options.slot_bytes: double
@@ -27,8 +27,15 @@
 // the group. Operations never block: each returns a Work at once (Work::Wait suspends).
 // Tensors are views the caller keeps alive, unmodified, until the Work is done; outputs
 // are written only when the operation commits. Collectives must be issued in the same
-// order with matching arguments on every rank (as with NCCL). The group installs the
-// engine's notify handler and the messenger's receiver: one group per engine.
+// order with matching arguments on every rank (as with NCCL).
+//
+// Sharing an engine. Any number of groups (subgroups, as c10d's new_group makes) and a
+// store client may share one TransferEngine, started in any order: each group receives
+// its engine notifications on a channel of its own (derived from group_name, which must
+// differ between groups that share engines), and segment handles and descriptors are
+// shared and refreshed in place by the engine. The Messenger is not shared: each group
+// takes the receiver of the Messenger it is given, so give each group its own endpoint or
+// its own MessengerMux channel.
 #pragma once
 
 #include <cstdint>
@@ -76,6 +83,10 @@ struct ProcessGroupOptions {
   // (the engine's probe_timeout_ns) must do so this many times in a row. Failure
   // detection by timeout is only as good as this margin: see README "Limits".
   uint32_t probe_attempts = 3;
+  // Point-to-point messages received before a Recv with their tag was posted are kept,
+  // per peer, up to this many bytes; beyond that the pair's stream waits for a matching
+  // Recv (and the oldest Recv from that peer may time out).
+  uint64_t p2p_stash_bytes = 64ull << 20;
   Reducer* reducer = nullptr;                       // nullptr: CpuReducer::Default()
   std::function<void(const StepEvent&)> step_hook;  // tests only; may be empty
 };
@@ -139,13 +150,17 @@ class ProcessGroup {
   std::shared_ptr<Work> AllToAll(Tensor output, Tensor input);
   std::shared_ptr<Work> Barrier();
 
-  // Point-to-point. Sends to a peer are delivered in issue order and receives from a peer
-  // match them in issue order (per-pair sequence numbers); the tag and the byte count
-  // must match the message's, else the Recv fails with INVALID_PARAMS (the message is
-  // consumed). A Send completes when its data sits in the peer's slots; up to two chunks
-  // per pair are buffered, so larger exchanges in both directions need BatchIsendIrecv
-  // (all its entries progress together). A dead peer: COLLECTIVE_ABORTED, failed_ranks
-  // = {peer}.
+  // Point-to-point, matched as in c10d: a Recv takes the oldest message from `peer` with
+  // its `tag` (messages of one pair and tag arrive in send order; other tags may be
+  // received in any order, and messages that arrive first are kept: p2p_stash_bytes). A
+  // message whose byte count differs from the Recv's fails it with INVALID_PARAMS (the
+  // message is consumed). A Recv writes its buffer only when it succeeds. A Send completes
+  // when its data sits in the peer's slots or stash; a pair buffers two chunks before the
+  // receiver takes them, so large exchanges in both directions need BatchIsendIrecv (all
+  // its entries progress together). A dead peer: COLLECTIVE_ABORTED, failed_ranks =
+  // {peer}. A point-to-point OPERATION_TIMEOUT breaks the group like a collective's: every
+  // later operation (collective or point-to-point) fails at once with COLLECTIVE_ABORTED,
+  // as c10d aborts a communicator after a timeout.
   std::shared_ptr<Work> Send(Tensor tensor, int peer, uint32_t tag = 0);
   std::shared_ptr<Work> Recv(Tensor tensor, int peer, uint32_t tag = 0);
   std::shared_ptr<Work> BatchIsendIrecv(std::span<const P2POp> ops);
