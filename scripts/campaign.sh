@@ -31,8 +31,8 @@ run() {  # name, seeds, command...
 
 failed=0
 run transfer 1000 build/release/tools/tidal-sim run --seeds 1..1000 --nodes 4 --faults all "$@"
-run store 500 build/release/store/tidal-store-campaign --seeds 1..500 --mix all
-run collectives 1000 build/release/collectives/tidal-coll-campaign --seeds 1..1000 --keep-going
+run store 500 build/release/tools/tidal-store-campaign --seeds 1..500 --mix all
+run collectives 1000 build/release/tools/tidal-coll-campaign --seeds 1..1000 --keep-going
 
 echo
 echo "=== tidal simulated cluster campaign ==="

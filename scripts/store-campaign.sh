@@ -13,7 +13,7 @@ mix=${2:-all}
 start=${3:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build/release}
-if [[ ! -x $build/store/tidal-store-campaign ]]; then
+if [[ ! -x $build/tools/tidal-store-campaign ]]; then
   if [[ ! -f $build/build.ninja ]]; then
     "$root/scripts/install-deps.sh"
     if [[ -z ${BUILD_DIR:-} ]]; then
@@ -24,4 +24,4 @@ if [[ ! -x $build/store/tidal-store-campaign ]]; then
   fi
   cmake --build "$build" --target tidal-store-campaign -j "${JOBS:-2}"
 fi
-exec "$build/store/tidal-store-campaign" --seeds "${start}..$((start + seeds - 1))" --mix "$mix"
+exec "$build/tools/tidal-store-campaign" --seeds "${start}..$((start + seeds - 1))" --mix "$mix"
