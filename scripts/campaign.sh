@@ -4,6 +4,8 @@
 #   transfer     4 nodes, random READ/WRITE batches, every byte checked (tidal-sim)
 #   store        4-8 clients, put/get/remove/batch/tensor ops, history checker
 #   collectives  random collectives over 2-8 ranks with crashes and lost messages
+#   mixed        store clients and two process groups sharing every node's engine,
+#                started in random orders, with an occasional crash
 # and ends with a summary table. Arguments go to the transfer campaign's `tidal-sim run`
 # (for example: --seeds 1..5000 --nodes 8).
 set -uo pipefail
@@ -11,6 +13,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh || exit 2
 cmake --preset release >/dev/null || exit 2
 cmake --build --preset release --target tidal-sim tidal-store-campaign tidal-coll-campaign \
+  tidal-mixed-campaign \
   || exit 2
 
 summary=()
@@ -33,6 +36,7 @@ failed=0
 run transfer 1000 build/release/tools/tidal-sim run --seeds 1..1000 --nodes 4 --faults all "$@"
 run store 500 build/release/tools/tidal-store-campaign --seeds 1..500 --mix all
 run collectives 1000 build/release/tools/tidal-coll-campaign --seeds 1..1000 --keep-going
+run mixed 1000 build/release/tools/tidal-mixed-campaign --seeds 1..1000 --keep-going
 
 echo
 echo "=== tidal simulated cluster campaign ==="

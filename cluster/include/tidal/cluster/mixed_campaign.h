@@ -1,0 +1,51 @@
+// The mixed campaign: store traffic and collectives on the same nodes, sharing each node's
+// TransferEngine and Messenger endpoint, started in random orders. One seed = one
+// simulated world of 3..6 nodes with
+//  * a store master on a random node and a store client (with a mounted segment) on every
+//    node,
+//  * two process groups: "world" over every node and "sub", a random subgroup of 2..n-1
+//    nodes (c10d's new_group), each on its own notification and message channel,
+//  * a start-up in which every start event (the master, each client, each group rank)
+//    fires at its own random virtual time, so groups often start on engines that already
+//    opened their peers' segments, and clients before the master,
+//  * rounds in which each node interleaves random puts and gets of its own and other
+//    nodes' keys with one allreduce per group it belongs to,
+//  * in a third of the seeds one node (never the master's) crashes at a random round.
+// Every choice comes from the world's tape or the seed, so a failing seed replays bit for
+// bit (`tidal-mixed-campaign --seed N --verbose`).
+//
+// The checker (apart from the injector): every live rank finishes every round; the
+// survivors of an allreduce agree on its status and failed ranks; the status is OK, or
+// RANK_FAILED naming exactly the crashed node's rank (nothing else, and only once it
+// crashed); every result is the exact sum over the members that committed; every put
+// succeeds and every get of an acknowledged key returns its bytes exactly while no node
+// has crashed, and after a crash an operation may fail but never returns wrong bytes; the
+// final read of every acknowledged key is exact or (after a crash) an error.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace tidal::cluster {
+
+struct MixedCampaignOptions {
+  bool verbose = false;   // print each round's outcome
+  uint32_t rounds = 6;    // allreduce rounds per group
+  bool crashes = true;    // let a third of the seeds crash a node
+};
+
+struct MixedSeedResult {
+  bool ok = true;
+  std::string error;       // what the checker found, with the replay line
+  uint64_t digest = 0;     // the world's trace digest
+  uint32_t nodes = 0;
+  std::string start_order; // the start events in the order they fired
+  uint64_t puts = 0, gets = 0, collectives = 0;
+  uint32_t crashes = 0;
+  uint64_t virtual_ns = 0;
+  std::string summary;     // one line
+};
+
+MixedSeedResult RunMixedCampaignSeed(uint64_t seed, const MixedCampaignOptions& options = {});
+
+}  // namespace tidal::cluster
