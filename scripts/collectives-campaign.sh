@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the collectives campaign: many seeds of random collectives under simulated
-# transfer faults, control-message faults and rank crashes (collectives/tests/campaign.h).
+# transfer faults, control-message faults and rank crashes (cluster/include/tidal/cluster/coll_campaign.h).
 # Prints progress, seeds per second and, for a failing seed, its digest and the command
 # that replays it.
 #

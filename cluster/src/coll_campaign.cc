@@ -221,8 +221,7 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
   if (!err.str().empty()) {
     out.ok = false;
     out.error = out.summary + "\n  " + err.str() + "\n  " + cluster.Banner() +
-                "\n  replay: tidal-coll-campaign --first-seed " + std::to_string(seed) +
-                " --seeds 1 --verbose";
+                "\n  replay: tidal-coll-campaign --seed " + std::to_string(seed) + " --verbose";
   }
   return out;
 }

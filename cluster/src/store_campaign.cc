@@ -438,7 +438,7 @@ StoreCampaignResult Campaign::Run() {
   o.swarm.immune_node = 0;  // the master (the design has one master; its HA is separate)
   o.swarm.max_crashes = static_cast<uint32_t>(std::min<size_t>(2, o.clients - 2));
   o.swarm.horizon_ns = 5 * kMs;
-  o.replay_command = "build/<dir>/store/tidal-store-campaign --seed " + std::to_string(seed_) +
+  o.replay_command = "build/release/tools/tidal-store-campaign --seed " + std::to_string(seed_) +
                      " --mix " + cfg_.mix + " --verbose";
   keyspace_ = 4 * o.clients + 4;
   max_size_ = short_lease ? (64 << 10) : (256 << 10);
