@@ -1,0 +1,91 @@
+// CudaTransport: the Transport contract (tidal/transport.h) for `cuda:N` and host memory
+// between nodes of ONE process, over CUDA peer access (NVLink or PCIe) and host<->device
+// copies.
+//
+// Model. Every transport of the process joins one in-process domain under its address
+// ("cuda:<pid>:<serial>"). Connect resolves a peer's address to its endpoint; an address
+// of another process is PEER_UNREACHABLE (cross-process CUDA IPC is not implemented).
+// The target side's window and key check runs against the peer's own region registry
+// (the one its RegisterMemory fills), under the peer's lock, before any byte moves, and
+// pins the target region until the copy completes: the peer's UnregisterMemory answers
+// BATCH_BUSY meanwhile, so an unregistered range is never touched again.
+//
+// Data path. A READ or WRITE is one asynchronous copy on a stream of the initiating side
+// (one stream per (device, peer)): cudaMemcpyPeerAsync when both ranges are cudaMalloc
+// memory on two devices, cudaMemcpyAsync (unified addressing, cudaMemcpyDefault) when one
+// side is host memory, managed memory or the same device, followed by a CUDA event. A
+// host-to-host task is a memcpy in Submit. A progress thread owned by the transport polls
+// the events of copies in flight; when one has completed, the data is visible at the
+// target, the completion is queued and `on_ready` is called from that thread.
+//
+// Completions: OK with every byte, or REMOTE_ACCESS_DENIED / ADDRESS_NOT_REGISTERED /
+// PEER_UNREACHABLE moving nothing, or TRANSFER_FAIL when CUDA refused the copy (nothing
+// was enqueued). A copy engine cannot abort a copy it started, so Cancel of a task whose
+// copy is enqueued lets it finish (a bounded wait: length / link bandwidth) and reports
+// OK with every byte, which the contract allows ("possibly OK if it had already
+// finished").
+//
+// Notifications go straight into the peer's inbox and wake it with its on_ready. A WRITE
+// is reported complete only after its event, so every write completed before a
+// SendNotify is visible when the notification arrives.
+//
+// Thread safety: the Transport methods are called on the node's executor (one thread at
+// a time); the progress thread and peers' threads touch only the mutex-guarded state.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tidal/transport.h"
+
+namespace tidal::backends::cuda {
+
+// The number of CUDA devices this process sees, or the reason there are none ("no CUDA
+// device: ..."), as cudaGetDeviceCount answers.
+Result<int> CudaDeviceCount();
+
+class CudaTransport final : public Transport {
+ public:
+  CudaTransport();
+  ~CudaTransport() override;
+  CudaTransport(const CudaTransport&) = delete;
+  CudaTransport& operator=(const CudaTransport&) = delete;
+
+  std::string_view Name() const override { return "cuda"; }
+  TransportCaps Capabilities() const override { return TransportCaps{true, true, true, true}; }
+  Status Install(const TransportInstall& install) override;
+  std::string LocalAddress() const override;
+  // Validates the range with cudaPointerGetAttributes: `cuda:N` must be device or managed
+  // memory of device N, host must not be device memory. REGISTRATION_FAILED otherwise.
+  Result<uint64_t> RegisterMemory(uint64_t addr, uint64_t length, Location loc) override;
+  // BATCH_BUSY while a copy (local or a peer's) uses the region.
+  Status UnregisterMemory(uint64_t addr, uint64_t length) override;
+  Result<PeerId> Connect(const SegmentDescriptor& peer) override;
+  void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override;
+  size_t PollCompletions(std::span<TransportCompletion> out) override;
+  Status Cancel(uint64_t task_id) override;
+  Status SendNotify(PeerId peer, std::string_view payload) override;
+  size_t PollNotifies(std::vector<Notification>& out, size_t max) override;
+
+  // Fail-stop in the process: peers' probes, copies and notifications to this node fail
+  // with PEER_UNREACHABLE from now on, and its own calls refuse. Copies already enqueued
+  // finish (a DMA cannot be recalled) and their completions are dropped.
+  void Crash();
+  // True when no copy is in flight: every completion that will come has been queued.
+  bool Idle() const;
+
+  struct Endpoint;  // the state peers reach (registry, inbox, liveness)
+  struct State;     // the copies in flight, completions, streams, the progress thread
+
+ private:
+  std::shared_ptr<Endpoint> self_;
+  std::unique_ptr<State> state_;
+  std::vector<std::shared_ptr<Endpoint>> peers_;
+  Env* env_ = nullptr;
+  bool installed_ = false;
+};
+
+}  // namespace tidal::backends::cuda

@@ -1,0 +1,183 @@
+// The CUDA fabric on real GPUs: engine transfers GPU<->GPU (peer copies), host<->GPU and
+// host<->host with exact bytes and untouched guard bands, the target's window and key
+// checks, registration validation and notifications. Label `cuda`: without a CUDA device
+// every test skips with "no CUDA device: ...".
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "tidal/backends/cuda/cuda_fabric.h"
+
+namespace tidal::backends::cuda {
+namespace {
+
+constexpr size_t kGuard = 4096;
+
+class CudaFabricTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CudaFabricOptions o;
+    o.nodes = 2;
+    o.engine.slice_bytes = 1 << 20;
+    auto f = CudaFabric::Make(o);
+    if (!f.ok()) GTEST_SKIP() << f.status().ToString();
+    fabric_ = std::move(*f);
+  }
+
+  // `size` registered bytes with unregistered guard bands, at `loc` on `node`, filled
+  // with `seed`'s pattern (or zero).
+  struct Buf {
+    uint8_t* base;
+    uint8_t* data;
+    size_t size;
+    Location loc;
+  };
+  Buf Make(size_t node, size_t size, Location loc, int seed) {
+    Buf b{nullptr, nullptr, size, loc};
+    b.base = static_cast<uint8_t*>(fabric_->Allocate(node, size + 2 * kGuard, loc));
+    b.data = b.base + kGuard;
+    std::vector<uint8_t> host(size + 2 * kGuard, 0xEE);
+    for (size_t i = 0; i < size; ++i) {
+      host[kGuard + i] = seed < 0 ? 0 : static_cast<uint8_t>(seed + i * 131 + (i >> 9));
+    }
+    fabric_->CopyIn(b.base, host.data(), host.size());
+    auto key = fabric_->Run(fabric_->engine(node).RegisterMemory(b.data, size, loc));
+    EXPECT_TRUE(key.ok()) << key.status().ToString();
+    return b;
+  }
+  std::vector<uint8_t> Read(const Buf& b) {
+    std::vector<uint8_t> out(b.size + 2 * kGuard);
+    fabric_->CopyOut(out.data(), b.base, out.size());
+    return out;
+  }
+  static bool GuardsIntact(const std::vector<uint8_t>& all, size_t size) {
+    for (size_t i = 0; i < kGuard; ++i) {
+      if (all[i] != 0xEE || all[kGuard + size + i] != 0xEE) return false;
+    }
+    return true;
+  }
+  SegmentHandle Open(size_t from, size_t to) {
+    auto h = fabric_->Run(fabric_->engine(from).OpenSegment(Fabric::NodeName(to)));
+    EXPECT_TRUE(h.ok()) << h.status().ToString();
+    return h.ok() ? *h : SegmentHandle{};
+  }
+  TransferStatus One(size_t node, TransferOp op, const Buf& local, uint64_t local_off,
+                     SegmentHandle seg, const Buf& remote, uint64_t remote_off, uint64_t len) {
+    TransferRequest r{op, reinterpret_cast<uint64_t>(local.data) + local_off, len, seg,
+                      reinterpret_cast<uint64_t>(remote.data) + remote_off};
+    auto st = fabric_->Run(fabric_->engine(node).TransferSync(std::span(&r, 1)));
+    return st.empty() ? TransferStatus{} : st[0];
+  }
+  Location Gpu(size_t node) { return Location::Cuda(fabric_->home_device(node)); }
+
+  std::unique_ptr<CudaFabric> fabric_;
+};
+
+TEST_F(CudaFabricTest, WritesAndReadsMoveExactBytesOnEveryPath) {
+  const size_t n = (8 << 20) + 12345;  // several slices and a ragged tail
+  const Location locs[] = {Location::Host(), Gpu(0), Gpu(1)};
+  for (Location src_loc : locs) {
+    for (Location dst_loc : locs) {
+      SCOPED_TRACE(src_loc.ToString() + " -> " + dst_loc.ToString());
+      Buf a = Make(0, n, src_loc, 7), b = Make(1, n, dst_loc, -1), c = Make(0, n, src_loc, -1);
+      SegmentHandle seg = Open(0, 1);
+      TransferStatus w = One(0, TransferOp::kWrite, a, 0, seg, b, 0, n);
+      ASSERT_EQ(w.state, TransferState::COMPLETED) << ErrorCodeName(w.error);
+      EXPECT_EQ(w.bytes_transferred, n);
+      std::vector<uint8_t> want = Read(a), got = Read(b);
+      EXPECT_TRUE(GuardsIntact(got, n));
+      EXPECT_EQ(0, std::memcmp(want.data() + kGuard, got.data() + kGuard, n));
+      // And back: a READ of the peer's bytes into a zeroed local buffer, at odd offsets.
+      TransferStatus r = One(0, TransferOp::kRead, c, 3, seg, b, 5, n - 8);
+      ASSERT_EQ(r.state, TransferState::COMPLETED) << ErrorCodeName(r.error);
+      std::vector<uint8_t> back = Read(c);
+      EXPECT_TRUE(GuardsIntact(back, n));
+      EXPECT_EQ(0, std::memcmp(back.data() + kGuard + 3, got.data() + kGuard + 5, n - 8));
+      EXPECT_EQ(back[kGuard], 0);
+      EXPECT_EQ(back[kGuard + n - 1], 0);
+    }
+  }
+}
+
+TEST_F(CudaFabricTest, AccessOutsideTheWindowIsDeniedAndMovesNothing) {
+  Buf a = Make(0, 1 << 20, Gpu(0), 3), b = Make(1, 1 << 16, Gpu(1), -1);
+  SegmentHandle seg = Open(0, 1);
+  const std::vector<uint8_t> before = Read(b);
+  TransferStatus w = One(0, TransferOp::kWrite, a, 0, seg, b, 1, 1 << 16);  // 1 byte past
+  EXPECT_NE(w.state, TransferState::COMPLETED);
+  EXPECT_EQ(w.error, ErrorCode::REMOTE_ACCESS_DENIED);
+  EXPECT_EQ(w.bytes_transferred, 0u);
+  EXPECT_EQ(before, Read(b));
+}
+
+TEST_F(CudaFabricTest, TheTransportChecksWindowAndKeyAtTheTarget) {
+  // Straight to the transport (no engine checks in front): a wrong key and a range past
+  // the window are refused and nothing moves.
+  Buf a = Make(0, 1 << 16, Gpu(0), 9), b = Make(1, 1 << 16, Gpu(1), -1);
+  SegmentHandle seg = Open(0, 1);
+  auto desc = fabric_->engine(0).DescribeSegment(seg);
+  ASSERT_TRUE(desc.ok());
+  const RegionInfo* region = desc->FindRegion(reinterpret_cast<uint64_t>(b.data), 1);
+  ASSERT_NE(region, nullptr);
+  CudaTransport& t = fabric_->cuda_transport(0);
+  auto peer = t.Connect(*desc);
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  const std::vector<uint8_t> before = Read(b);
+  const uint64_t la = reinterpret_cast<uint64_t>(a.data), ra = reinterpret_cast<uint64_t>(b.data);
+  TransportTask tasks[] = {
+      {900001, TransportTask::Kind::kWrite, *peer, la, ra, 4096, region->rkey ^ 2},
+      {900002, TransportTask::Kind::kWrite, *peer, la, ra + (1 << 16) - 100, 4096, region->rkey},
+  };
+  Status accepted[2];
+  t.Submit(tasks, accepted);
+  std::vector<TransportCompletion> seen;
+  while (seen.size() < 2) {
+    // Refused tasks complete inside Submit; the engine's drain that on_ready posted does
+    // not run (this thread drives no loop until the test ends), so these are ours.
+    TransportCompletion c[4];
+    size_t k = t.PollCompletions(c);
+    for (size_t i = 0; i < k; ++i) seen.push_back(c[i]);
+  }
+  for (const TransportCompletion& c : seen) {
+    EXPECT_EQ(c.code, ErrorCode::REMOTE_ACCESS_DENIED) << c.task_id;
+    EXPECT_EQ(c.bytes_transferred, 0u);
+  }
+  EXPECT_EQ(before, Read(b));
+}
+
+TEST_F(CudaFabricTest, RegistrationValidatesTheDevice) {
+  void* host = fabric_->Allocate(0, 4096, Location::Host());
+  void* dev = fabric_->Allocate(0, 4096, Gpu(0));
+  auto r1 = fabric_->Run(fabric_->engine(0).RegisterMemory(host, 4096, Gpu(0)));
+  EXPECT_EQ(r1.code(), ErrorCode::REGISTRATION_FAILED) << r1.status().ToString();
+  auto r2 = fabric_->Run(fabric_->engine(0).RegisterMemory(dev, 4096, Location::Host()));
+  EXPECT_EQ(r2.code(), ErrorCode::REGISTRATION_FAILED) << r2.status().ToString();
+  if (fabric_->device_count() > 1) {
+    auto r3 = fabric_->Run(fabric_->engine(0).RegisterMemory(dev, 4096, Location::Cuda(1)));
+    EXPECT_EQ(r3.code(), ErrorCode::REGISTRATION_FAILED) << r3.status().ToString();
+  }
+  auto ok = fabric_->Run(fabric_->engine(0).RegisterMemory(dev, 4096, Gpu(0)));
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+}
+
+TEST_F(CudaFabricTest, NotificationFollowsTheWriteItAnnounces) {
+  Buf a = Make(0, 1 << 20, Gpu(0), 21), b = Make(1, 1 << 20, Gpu(1), -1);
+  SegmentHandle seg = Open(0, 1);
+  std::vector<std::string> got;
+  fabric_->engine(1).SetNotifyHandler(5, [&](Notification n) { got.push_back(n.payload); });
+  for (int round = 0; round < 20; ++round) {
+    TransferStatus w = One(0, TransferOp::kWrite, a, round, seg, b, 0, (1 << 20) - round);
+    ASSERT_EQ(w.state, TransferState::COMPLETED);
+    ASSERT_TRUE(fabric_->engine(0).Notify(seg, 5, "r" + std::to_string(round)).ok());
+    fabric_->env(0).RunUntil([&] { return got.size() == static_cast<size_t>(round + 1); });
+    // When the notification is seen, the bytes of the write before it are there.
+    std::vector<uint8_t> want = Read(a), have = Read(b);
+    ASSERT_EQ(0, std::memcmp(want.data() + kGuard + round, have.data() + kGuard,
+                             (1 << 20) - round));
+  }
+  EXPECT_EQ(got.size(), 20u);
+}
+
+}  // namespace
+}  // namespace tidal::backends::cuda
