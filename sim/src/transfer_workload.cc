@@ -395,6 +395,8 @@ TransferWorkloadResult Campaign::Run() {
   r_.banner = world_.FailureBanner();
   r_.trace_header = world_.trace().header();
   if (o_.trace_lines) r_.trace = world_.trace().lines();
+  r_.faults = injected;
+  if (o_.record_tape) r_.tape = world_.tape().recorded();
   return r_;
 }
 
@@ -419,6 +421,7 @@ Result<TransferWorkloadResult> RunTransferWorkload(const TransferWorkloadOptions
   fo.world.faults.swarm = *swarm;
   fo.world.trace_lines = o.trace_lines;
   fo.world.tape_bytes = o.tape_bytes;
+  fo.world.record_tape = o.record_tape;
   fo.world.planted_bug = o.planted_bug;
   fo.world.max_virtual_ns = 10'000'000'000ULL;
   fo.world.replay_command = o.replay_command;

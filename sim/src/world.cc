@@ -69,6 +69,7 @@ World::World(WorldOptions options)
       tape_(options_.tape_bytes.empty() ? Tape::FromSeed(options_.seed)
                                         : Tape::FromBytes(options_.tape_bytes)) {
   TIDAL_ASSERT(options_.nodes > 0 && options_.nodes <= 4096);
+  if (options_.record_tape) tape_.StartRecording();
   trace_.EnableLines(options_.trace_lines);
   nodes_.resize(options_.nodes);
   transports_.assign(options_.nodes, nullptr);

@@ -8,18 +8,21 @@
 // replays it. Multi-seed runs show progress and end with a summary; --json prints the
 // same as one JSON document on stdout.
 #include <boost/program_options.hpp>
+#include <cctype>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
 #include <sstream>
 #include <string>
 
+#include "tidal/sim/shrink.h"
 #include "tidal/sim/transfer_workload.h"
 
 #include "../common/cli.h"
@@ -113,19 +116,19 @@ void PrintOne(const TransferWorkloadOptions& o, const TransferWorkloadResult& r,
   std::fflush(stdout);  // a long campaign's failures show up as they happen
 }
 
-int Run(const po::variables_map& vm) {
+// The workload options every command shares; nullopt (after a message) on bad input.
+std::optional<TransferWorkloadOptions> WorkloadOptions(const po::variables_map& vm,
+                                                       std::string* script_path) {
   TransferWorkloadOptions o;
   o.nodes = vm["nodes"].as<size_t>();
   o.ops_per_node = vm["ops"].as<size_t>();
   o.fault_mix = vm["faults"].as<std::string>();
-  const bool json = vm.count("json") != 0;
-  std::string script_path;
   if (vm.count("fault-script")) {
-    script_path = vm["fault-script"].as<std::string>();
-    std::ifstream in(script_path);
+    *script_path = vm["fault-script"].as<std::string>();
+    std::ifstream in(*script_path);
     if (!in) {
-      std::fprintf(stderr, "tidal-sim: cannot read fault script '%s'\n", script_path.c_str());
-      return 2;
+      std::fprintf(stderr, "tidal-sim: cannot read fault script '%s'\n", script_path->c_str());
+      return std::nullopt;
     }
     std::stringstream ss;
     ss << in.rdbuf();
@@ -135,10 +138,119 @@ int Run(const po::variables_map& vm) {
     auto bug = tidal::sim::ParsePlantedBug(vm["plant-bug"].as<std::string>());
     if (!bug.ok()) {
       std::fprintf(stderr, "tidal-sim: %s\n", bug.status().message().c_str());
-      return 2;
+      return std::nullopt;
     }
     o.planted_bug = *bug;
   }
+  return o;
+}
+
+// tidal-sim shrink: the first failing seed of the range, shrunk to a small tape that breaks
+// the same invariant, written as a gtest regression case with --out.
+int Shrink(const po::variables_map& vm) {
+  std::string script_path;
+  std::optional<TransferWorkloadOptions> base = WorkloadOptions(vm, &script_path);
+  if (!base) return 2;
+  const std::optional<tidal::tools::SeedRange> seeds = tidal::tools::SelectedSeeds(vm, "tidal-sim");
+  if (!seeds) return 2;
+  const bool json = vm.count("json") != 0;
+  TransferWorkloadOptions o = *base;
+  bool found = false;
+  for (uint64_t i = 0; i < seeds->count() && !found; ++i) {
+    o.seed = seeds->first + i;
+    auto r = tidal::sim::RunTransferWorkload(o);
+    if (!r.ok()) {
+      std::fprintf(stderr, "tidal-sim: %s\n", r.status().ToString().c_str());
+      return 2;
+    }
+    found = !r->passed;
+  }
+  if (!found) {
+    std::fprintf(stderr, "tidal-sim shrink: every seed of %s passes: nothing to shrink\n",
+                 tidal::tools::ToString(*seeds).c_str());
+    return 2;
+  }
+  tidal::sim::ShrinkOptions so;
+  so.max_runs = vm["max-runs"].as<uint64_t>();
+  const double start = WallSeconds();
+  double last_print = 0;
+  so.progress = [&](uint64_t runs, size_t nonzero, size_t length) {
+    if (json || WallSeconds() - last_print < 0.25) return;
+    last_print = WallSeconds();
+    std::fprintf(stderr, "\r  shrinking seed %" PRIu64 ": %" PRIu64 "/%" PRIu64
+                 " runs, tape %zu draws (%zu non-zero), %.1f s   ",
+                 o.seed, runs, so.max_runs, length, nonzero, WallSeconds() - start);
+  };
+  auto shrunk = tidal::sim::ShrinkTransferFailure(o, so);
+  const double wall = WallSeconds() - start;
+  if (!json) std::fprintf(stderr, "\n");
+  if (!shrunk.ok()) {
+    std::fprintf(stderr, "tidal-sim shrink: %s\n", shrunk.status().ToString().c_str());
+    return 2;
+  }
+  const tidal::sim::TransferShrinkResult& s = *shrunk;
+  std::string name = "Seed" + std::to_string(o.seed);
+  if (o.planted_bug != tidal::sim::PlantedBug::kNone) {
+    std::string bug(tidal::sim::PlantedBugName(o.planted_bug));
+    bool up = true;
+    for (char ch : bug) {
+      if (ch == '_') {
+        up = true;
+        continue;
+      }
+      name += up ? static_cast<char>(std::toupper(static_cast<unsigned char>(ch))) : ch;
+      up = false;
+    }
+  }
+  if (vm.count("out")) {
+    const std::string path = vm["out"].as<std::string>();
+    std::ofstream out(path);
+    out << tidal::sim::TransferRegressionTest(s, name);
+    if (!out) {
+      std::fprintf(stderr, "tidal-sim shrink: cannot write '%s'\n", path.c_str());
+      return 2;
+    }
+  }
+  if (json) {
+    nlohmann::json j = {{"seed", o.seed},
+                        {"invariant", s.invariant},
+                        {"violation", s.violation},
+                        {"original", {{"nodes", s.original_nodes}, {"ops_per_node", s.original_ops},
+                                      {"draws", s.original_length}, {"nonzero_draws", s.original_nonzero},
+                                      {"events", s.original_events}, {"faults", s.original_faults}}},
+                        {"shrunk", {{"nodes", s.options.nodes}, {"ops_per_node", s.options.ops_per_node},
+                                    {"draws", s.shrunk_length}, {"nonzero_draws", s.shrunk_nonzero},
+                                    {"events", s.shrunk_events}, {"faults", s.shrunk_faults}}},
+                        {"runs", s.runs},
+                        {"wall_seconds", wall}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("tidal-sim shrink: seed %" PRIu64 " breaks \"%s\"\n", o.seed, s.invariant.c_str());
+  std::printf("  %-16s %12s %12s\n", "", "original", "shrunk");
+  std::printf("  %-16s %12zu %12zu\n", "nodes", s.original_nodes, s.options.nodes);
+  std::printf("  %-16s %12zu %12zu\n", "batches/node", s.original_ops, s.options.ops_per_node);
+  std::printf("  %-16s %12zu %12zu\n", "tape draws", s.original_length, s.shrunk_length);
+  std::printf("  %-16s %12zu %12zu\n", "non-zero draws", s.original_nonzero, s.shrunk_nonzero);
+  std::printf("  %-16s %12" PRIu64 " %12" PRIu64 "\n", "trace events", s.original_events,
+              s.shrunk_events);
+  std::printf("  %-16s %12" PRIu64 " %12" PRIu64 "\n", "faults", s.original_faults,
+              s.shrunk_faults);
+  std::printf("  %" PRIu64 " runs in %.2f s\n  shrunk violation: %s\n", s.runs, wall,
+              s.violation.c_str());
+  if (vm.count("out")) {
+    std::printf("  regression test written to %s (TEST ShrunkRegression.%s*)\n",
+                vm["out"].as<std::string>().c_str(), name.c_str());
+  }
+  return 0;
+}
+
+int Run(const po::variables_map& vm) {
+  std::string script_path;
+  std::optional<TransferWorkloadOptions> parsed = WorkloadOptions(vm, &script_path);
+  if (!parsed) return 2;
+  TransferWorkloadOptions o = *parsed;
+  const bool json = vm.count("json") != 0;
   const std::optional<tidal::tools::SeedRange> seeds = tidal::tools::SelectedSeeds(vm, "tidal-sim");
   if (!seeds) return 2;
   const uint64_t first = seeds->first, last = seeds->last;
@@ -313,7 +425,8 @@ int Replay(const std::string& path, const po::variables_map& vm) {
 int main(int argc, char** argv) {
   po::options_description general("tidal-sim: deterministic simulated-cluster campaigns\n\n"
                                   "Usage:\n  tidal-sim run [options]\n  tidal-sim replay TRACE.jsonl "
-                                  "[--chrome-trace FILE] [--json]\n\nOptions");
+                                  "[--chrome-trace FILE] [--json]\n  tidal-sim shrink --seed N "
+                                  "[--plant-bug B] [--out FILE.cc] [--json]\n\nOptions");
   general.add_options()
       ("help,h", "print this help")
       ("workload", po::value<std::string>()->default_value("transfer"),
@@ -327,6 +440,8 @@ int main(int argc, char** argv) {
        "plant a known bug to see the checker catch it: short_as_complete, ignore_remote_key")
       ("trace-out", po::value<std::string>(), "write the JSON-lines trace (single seed)")
       ("chrome-trace", po::value<std::string>(), "write a Chrome/Perfetto trace (single seed)")
+      ("out", po::value<std::string>(), "shrink: write the shrunk run as a gtest file")
+      ("max-runs", po::value<uint64_t>()->default_value(4000), "shrink: budget of runs")
       ("json", "print one JSON document instead of the table");
   tidal::tools::AddSeedOptions(general, {1, 1}, /*single=*/true);
   po::options_description hidden;
@@ -354,6 +469,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (command == "run") return Run(vm);
+  if (command == "shrink") return Shrink(vm);
   if (command == "replay") {
     if (!vm.count("arg")) {
       std::fprintf(stderr, "tidal-sim: replay needs a trace file\n");
@@ -361,6 +477,6 @@ int main(int argc, char** argv) {
     }
     return Replay(vm["arg"].as<std::string>(), vm);
   }
-  std::fprintf(stderr, "tidal-sim: unknown command '%s' (run, replay)\n", command.c_str());
+  std::fprintf(stderr, "tidal-sim: unknown command '%s' (run, replay, shrink)\n", command.c_str());
   return 2;
 }

@@ -35,7 +35,8 @@ struct TransferWorkloadOptions {
   std::string fault_script;          // scripted rules (FaultPlan::Parse)
   PlantedBug planted_bug = PlantedBug::kNone;
   bool trace_lines = false;
-  std::vector<uint8_t> tape_bytes;   // fuzzing: the tape instead of the seed
+  std::vector<uint8_t> tape_bytes;   // fuzzing and shrinking: the tape instead of the seed
+  bool record_tape = false;          // keep every draw in the result (for the shrinker)
   std::string replay_command;
 };
 
@@ -53,6 +54,8 @@ struct TransferWorkloadResult {
   std::vector<std::pair<std::string, uint64_t>> failures_by_code;  // sorted by name
   std::vector<std::pair<std::string, uint64_t>> faults_injected;   // sorted by kind order
   uint32_t crashed_nodes = 0;
+  uint64_t faults = 0;               // every fault injected, all kinds
+  std::vector<uint64_t> tape;        // the draws, when options.record_tape
   std::string banner;                // seed, digest, replay command
   std::vector<std::string> trace;    // JSON lines when trace_lines
   std::string trace_header;

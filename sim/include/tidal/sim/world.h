@@ -82,6 +82,8 @@ struct WorldOptions {
   std::string replay_command;          // printed on failure
   // Replaces the seed with these bytes as the tape (fuzzing); empty: use the seed.
   std::vector<uint8_t> tape_bytes;
+  // Records every draw from the first (tape().recorded()): the shrinker's input.
+  bool record_tape = false;
   PlantedBug planted_bug = PlantedBug::kNone;
   SimAllowances allowances;
 };

@@ -1,0 +1,90 @@
+// Shrinking a failing tape: from the draws of a failing run to a small tape that still
+// breaks the same invariant.
+//
+// A run is a function of its tape (every nondeterministic choice is one draw), and past
+// the end of a tape every draw is 0, the calmest choice (no fault, no delay, the first
+// ready task). So a shorter tape, or one with more zeros and smaller values, asks for a
+// calmer run. The shrinker tries, in passes until nothing more helps or the budget is
+// spent:
+//   1. cutting the tape short (the tail becomes calm);
+//   2. dropping spans of draws (what followed moves earlier), from half the tape down to
+//      single draws (delta debugging);
+//   3. zeroing spans of draws the same way;
+//   4. lowering each remaining draw (halving it while the run still fails).
+// A candidate is kept only if the run breaks the same invariant (its name, as the
+// workload's checker reports it), never merely "fails somehow". The scale of the run
+// (operations, nodes, bytes) is the caller's to shrink: it re-runs the tape with smaller
+// options through the same RunFn (see tidal-sim shrink).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tidal/sim/transfer_workload.h"
+
+namespace tidal::sim {
+
+// Runs the workload on `draws` and returns the invariant it broke (a stable name), or an
+// empty string when the run passed.
+using TapeRunFn = std::function<std::string(const std::vector<uint64_t>& draws)>;
+
+struct ShrinkOptions {
+  uint64_t max_runs = 4000;  // budget of candidate runs
+  // Called after every kept candidate and every pass (for a progress bar).
+  std::function<void(uint64_t runs, size_t nonzero_draws, size_t length)> progress;
+};
+
+struct ShrinkResult {
+  std::vector<uint64_t> draws;  // the smallest failing tape found (trailing zeros dropped)
+  std::string invariant;        // what it breaks (the same as the input's)
+  uint64_t runs = 0;            // candidates run
+  uint64_t kept = 0;            // candidates that still broke the invariant
+  size_t original_length = 0;
+  size_t original_nonzero = 0;
+  bool budget_exhausted = false;
+};
+
+// `draws` must break `invariant` (RunFn(draws) == invariant); asserts otherwise.
+ShrinkResult ShrinkTape(std::vector<uint64_t> draws, const std::string& invariant,
+                        const TapeRunFn& run, const ShrinkOptions& options = {});
+
+// Draws as tape bytes (8 little-endian bytes each): WorldOptions::tape_bytes reads them
+// back as the same draws. An empty tape becomes one zero draw (empty bytes would mean
+// "use the seed").
+std::vector<uint8_t> DrawsToBytes(const std::vector<uint64_t>& draws);
+
+// The stable name of a checker violation: its text up to the first ':' (the part that
+// names the broken rule, without the run's particulars).
+std::string InvariantOf(const std::string& violation);
+
+}  // namespace tidal::sim
+
+// --- the transfer workload -------------------------------------------------------------
+
+namespace tidal::sim {
+
+struct TransferShrinkResult {
+  TransferWorkloadOptions options;  // the shrunk run: smaller scale, tape_bytes set
+  std::string invariant;
+  std::string violation;            // the shrunk run's first violation of that invariant
+  size_t original_nodes = 0, original_ops = 0;
+  size_t original_nonzero = 0, original_length = 0;  // draws
+  size_t shrunk_nonzero = 0, shrunk_length = 0;
+  uint64_t original_events = 0, shrunk_events = 0;  // trace events of the run
+  uint64_t original_faults = 0, shrunk_faults = 0;  // faults injected
+  uint64_t runs = 0;                                 // workload runs spent shrinking
+};
+
+// Shrinks a failing transfer-workload run (`failing` must fail): fewer batches per node,
+// fewer nodes, then the tape (ShrinkTape), each step kept only if the run still breaks
+// the invariant of the original's first violation. INVALID_PARAMS if `failing` passes.
+Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions failing,
+                                                   const ShrinkOptions& options = {});
+
+// A ready-to-compile gtest file holding the shrunk run: with the planted bug (if any) the
+// run must still break the invariant, and without it the run must pass.
+std::string TransferRegressionTest(const TransferShrinkResult& r, const std::string& test_name);
+
+}  // namespace tidal::sim

@@ -1,0 +1,375 @@
+#include "tidal/sim/shrink.h"
+
+#include <algorithm>
+
+#include "tidal/assert.h"
+
+namespace tidal::sim {
+namespace {
+
+size_t NonZero(const std::vector<uint64_t>& d) {
+  return static_cast<size_t>(std::count_if(d.begin(), d.end(), [](uint64_t v) { return v != 0; }));
+}
+
+void TrimZeros(std::vector<uint64_t>& d) {
+  while (!d.empty() && d.back() == 0) d.pop_back();
+}
+
+class Shrinker {
+ public:
+  Shrinker(std::vector<uint64_t> draws, std::string invariant, const TapeRunFn& run,
+           const ShrinkOptions& o)
+      : best_(std::move(draws)), invariant_(std::move(invariant)), run_(run), o_(o) {}
+
+  ShrinkResult Run() {
+    ShrinkResult r;
+    r.original_length = best_.size();
+    r.original_nonzero = NonZero(best_);
+    const std::string first = run_(best_);
+    ++runs_;
+    TIDAL_ASSERT_MSG(first == invariant_, "shrink: the input tape does not break the invariant");
+    TrimZeros(best_);
+    bool progress = true;
+    while (progress && !Exhausted()) {
+      progress = false;
+      progress |= Truncate();
+      progress |= DropSpans();
+      progress |= ZeroSpans();
+      progress |= LowerDraws();
+      Report();
+    }
+    r.draws = best_;
+    r.invariant = invariant_;
+    r.runs = runs_;
+    r.kept = kept_;
+    r.budget_exhausted = Exhausted();
+    return r;
+  }
+
+ private:
+  bool Exhausted() const { return runs_ >= o_.max_runs; }
+
+  // Tries `candidate`; keeps it when it breaks the same invariant.
+  bool Try(std::vector<uint64_t> candidate) {
+    if (Exhausted()) return false;
+    TrimZeros(candidate);
+    if (candidate == best_) return false;
+    ++runs_;
+    if (run_(candidate) != invariant_) return false;
+    best_ = std::move(candidate);
+    ++kept_;
+    Report();
+    return true;
+  }
+
+  void Report() {
+    if (o_.progress) o_.progress(runs_, NonZero(best_), best_.size());
+  }
+
+  // Cut the tail: the shortest prefix that still fails, halving the cut on a miss.
+  bool Truncate() {
+    bool any = false;
+    size_t cut = best_.size() / 2;
+    while (cut > 0 && !Exhausted()) {
+      if (cut > best_.size()) cut = best_.size();
+      std::vector<uint64_t> c(best_.begin(), best_.end() - static_cast<std::ptrdiff_t>(cut));
+      if (Try(std::move(c))) {
+        any = true;
+      } else {
+        cut /= 2;
+      }
+    }
+    return any;
+  }
+
+  // Drop spans (later draws move earlier: a fault late in a long run can then happen in a
+  // short one), from half the tape down to single draws.
+  bool DropSpans() {
+    bool any = false;
+    for (size_t span = std::max<size_t>(best_.size() / 2, 1); !Exhausted(); span /= 2) {
+      for (size_t at = 0; at < best_.size() && !Exhausted();) {
+        const size_t end = std::min(best_.size(), at + span);
+        std::vector<uint64_t> c;
+        c.reserve(best_.size() - (end - at));
+        c.insert(c.end(), best_.begin(), best_.begin() + static_cast<std::ptrdiff_t>(at));
+        c.insert(c.end(), best_.begin() + static_cast<std::ptrdiff_t>(end), best_.end());
+        if (Try(std::move(c))) {
+          any = true;  // the next span now starts at `at`
+        } else {
+          at += span;
+        }
+      }
+      if (span <= 1) break;
+    }
+    return any;
+  }
+
+  // Zero spans from half the tape down to single draws.
+  bool ZeroSpans() {
+    bool any = false;
+    for (size_t span = std::max<size_t>(best_.size() / 2, 1); span >= 1 && !Exhausted();
+         span /= 2) {
+      for (size_t at = 0; at < best_.size() && !Exhausted(); at += span) {
+        const size_t end = std::min(best_.size(), at + span);
+        if (std::all_of(best_.begin() + at, best_.begin() + end, [](uint64_t v) { return v == 0; })) {
+          continue;
+        }
+        std::vector<uint64_t> c = best_;
+        std::fill(c.begin() + at, c.begin() + end, 0);
+        any |= Try(std::move(c));
+      }
+      if (span == 1) break;
+    }
+    return any;
+  }
+
+  // Lower every non-zero draw: halve it while the run still breaks the invariant.
+  bool LowerDraws() {
+    bool any = false;
+    for (size_t i = 0; i < best_.size() && !Exhausted(); ++i) {
+      while (i < best_.size() && best_[i] > 1 && !Exhausted()) {
+        std::vector<uint64_t> c = best_;
+        c[i] >>= 1;
+        if (!Try(std::move(c))) break;
+        any = true;
+      }
+    }
+    return any;
+  }
+
+  std::vector<uint64_t> best_;
+  std::string invariant_;
+  const TapeRunFn& run_;
+  const ShrinkOptions& o_;
+  uint64_t runs_ = 0;
+  uint64_t kept_ = 0;
+};
+
+}  // namespace
+
+ShrinkResult ShrinkTape(std::vector<uint64_t> draws, const std::string& invariant,
+                        const TapeRunFn& run, const ShrinkOptions& options) {
+  Shrinker s(std::move(draws), invariant, run, options);
+  return s.Run();
+}
+
+std::vector<uint8_t> DrawsToBytes(const std::vector<uint64_t>& draws) {
+  // Never empty: no tape bytes at all means "draw from the seed". One zero draw is the
+  // calm tape (every draw past the end is 0 too).
+  std::vector<uint8_t> out(std::max<size_t>(draws.size(), 1) * 8, 0);
+  for (size_t i = 0; i < draws.size(); ++i) {
+    for (size_t b = 0; b < 8; ++b) out[i * 8 + b] = static_cast<uint8_t>(draws[i] >> (8 * b));
+  }
+  return out;
+}
+
+std::string InvariantOf(const std::string& violation) {
+  // Numbers (task ids, lengths, node numbers) are particulars: each run of digits is '#'.
+  std::string shape;
+  for (char ch : violation) {
+    if (ch >= '0' && ch <= '9') {
+      if (shape.empty() || shape.back() != '#') shape += '#';
+    } else {
+      shape += ch;
+    }
+  }
+  // The rule is the text up to the first ':'; a contract violation names its clause after
+  // "contract: transport 'x' broke its contract: task #:", so it keeps those parts.
+  size_t colon = shape.find(':');
+  if (shape.rfind("contract:", 0) == 0) {
+    for (int parts = 0; parts < 3 && colon != std::string::npos; ++parts) {
+      colon = shape.find(':', colon + 1);
+    }
+  }
+  return colon == std::string::npos ? shape : shape.substr(0, colon);
+}
+
+}  // namespace tidal::sim
+
+// --- the transfer workload -------------------------------------------------------------
+
+namespace tidal::sim {
+namespace {
+
+// The invariant `r` breaks: `want` when any violation is of that invariant, else the
+// first violation's, or "" when it passed.
+std::string Broken(const TransferWorkloadResult& r, const std::string& want,
+                   std::string* violation = nullptr) {
+  if (r.passed) return "";
+  for (const std::string& v : r.violations) {
+    if (InvariantOf(v) == want) {
+      if (violation != nullptr) *violation = v;
+      return want;
+    }
+  }
+  return r.violations.empty() ? std::string("?") : InvariantOf(r.violations.front());
+}
+
+}  // namespace
+
+Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions failing,
+                                                   const ShrinkOptions& options) {
+  failing.record_tape = true;
+  failing.trace_lines = false;
+  Result<TransferWorkloadResult> first = RunTransferWorkload(failing);
+  if (!first.ok()) return first.status();
+  if (first->passed) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "seed " + std::to_string(failing.seed) + " passes: nothing to shrink");
+  }
+  TransferShrinkResult out;
+  out.invariant = InvariantOf(first->violations.front());
+  out.original_nodes = failing.nodes;
+  out.original_ops = failing.ops_per_node;
+  out.original_length = first->tape.size();
+  out.original_nonzero = NonZero(first->tape);
+  out.original_events = first->events;
+  out.original_faults = first->faults;
+
+  // From here on every run reads its tape from bytes; the seed no longer matters.
+  TransferWorkloadOptions cur = failing;
+  std::vector<uint64_t> tape = first->tape;
+  uint64_t runs = 1;
+  auto attempt = [&](TransferWorkloadOptions o, const std::vector<uint64_t>& draws,
+                     std::vector<uint64_t>* used) -> bool {
+    if (runs >= options.max_runs) return false;
+    ++runs;
+    o.tape_bytes = DrawsToBytes(draws);
+    Result<TransferWorkloadResult> r = RunTransferWorkload(o);
+    if (!r.ok() || Broken(*r, out.invariant) != out.invariant) return false;
+    if (used != nullptr) {
+      *used = r->tape;  // what the smaller run really drew (past the end: zeros)
+      TrimZeros(*used);
+    }
+    return true;
+  };
+  // Rounds of: the smallest scale that still fails (batches per node, then nodes, each
+  // tried from the smallest up, on the current tape), then the tape itself.
+  TapeRunFn run = [&](const std::vector<uint64_t>& draws) -> std::string {
+    TransferWorkloadOptions o = cur;
+    o.tape_bytes = DrawsToBytes(draws);
+    Result<TransferWorkloadResult> r = RunTransferWorkload(o);
+    return r.ok() ? Broken(*r, out.invariant) : std::string("?");
+  };
+  ShrinkResult shrunk;
+  shrunk.draws = tape;
+  for (int round = 0; round < 4 && runs < options.max_runs; ++round) {
+    bool scaled = false;
+    for (size_t ops = 1; ops < cur.ops_per_node; ops *= 2) {
+      TransferWorkloadOptions smaller = cur;
+      smaller.ops_per_node = ops;
+      std::vector<uint64_t> used;
+      if (!attempt(smaller, tape, &used)) continue;
+      cur = smaller;
+      tape = std::move(used);
+      scaled = true;
+      break;
+    }
+    for (size_t nodes = 2; nodes < cur.nodes; ++nodes) {
+      TransferWorkloadOptions smaller = cur;
+      smaller.nodes = nodes;
+      std::vector<uint64_t> used;
+      if (!attempt(smaller, tape, &used)) continue;
+      cur = smaller;
+      tape = std::move(used);
+      scaled = true;
+      break;
+    }
+    if (options.progress) options.progress(runs, NonZero(tape), tape.size());
+    ShrinkOptions tape_options = options;
+    tape_options.max_runs = options.max_runs > runs ? options.max_runs - runs : 1;
+    const std::vector<uint64_t> before = tape;
+    shrunk = ShrinkTape(tape, out.invariant, run, tape_options);
+    runs += shrunk.runs;
+    tape = shrunk.draws;
+    if (!scaled && tape == before) break;  // a fixed point
+  }
+
+  cur.tape_bytes = DrawsToBytes(shrunk.draws);
+  cur.record_tape = false;
+  Result<TransferWorkloadResult> last = RunTransferWorkload(cur);
+  if (!last.ok()) return last.status();
+  TIDAL_ASSERT_MSG(Broken(*last, out.invariant, &out.violation) == out.invariant,
+                   "shrink: the shrunk tape no longer fails");
+  out.options = cur;
+  out.shrunk_length = shrunk.draws.size();
+  out.shrunk_nonzero = NonZero(shrunk.draws);
+  out.shrunk_events = last->events;
+  out.shrunk_faults = last->faults;
+  out.runs = runs;
+  return out;
+}
+
+std::string TransferRegressionTest(const TransferShrinkResult& r, const std::string& test_name) {
+  const TransferWorkloadOptions& o = r.options;
+  std::string bytes;
+  for (size_t i = 0; i < o.tape_bytes.size(); ++i) {
+    bytes += (i % 16 == 0 ? "\n      " : " ") + std::to_string(o.tape_bytes[i]) + ",";
+  }
+  auto quoted = [](const std::string& s) {
+    std::string q = "\"";
+    for (char ch : s) {
+      if (ch == '"' || ch == '\\') q += '\\';
+      if (ch == '\n') {
+        q += "\\n";
+        continue;
+      }
+      q += ch;
+    }
+    return q + "\"";
+  };
+  const bool planted = o.planted_bug != PlantedBug::kNone;
+  std::string t;
+  t += "// Written by `tidal-sim shrink`: a failing transfer-workload run shrunk from " +
+       std::to_string(r.original_nodes) + " nodes x " + std::to_string(r.original_ops) +
+       " batches, " + std::to_string(r.original_nonzero) + " non-zero draws, " +
+       std::to_string(r.original_events) + " events, " + std::to_string(r.original_faults) +
+       " faults\n// to " + std::to_string(o.nodes) + " nodes x " +
+       std::to_string(o.ops_per_node) + " batches, " + std::to_string(r.shrunk_nonzero) +
+       " non-zero draws, " + std::to_string(r.shrunk_events) + " events, " +
+       std::to_string(r.shrunk_faults) + " faults.\n// Invariant: " + r.invariant + "\n" +
+       "// The tape is read draw by draw: a change to the order in which the simulator draws\n"
+       "// re-times the run. Then regenerate it:\n//   tidal-sim shrink --seed " +
+       std::to_string(o.seed) + " --nodes " + std::to_string(r.original_nodes) + " --ops " +
+       std::to_string(r.original_ops) + " --faults " + o.fault_mix +
+       (o.planted_bug != PlantedBug::kNone
+            ? " --plant-bug " + std::string(PlantedBugName(o.planted_bug))
+            : std::string()) +
+       " --out FILE.cc\n";
+  t += "#include <gtest/gtest.h>\n\n#include \"tidal/sim/shrink.h\"\n#include "
+       "\"tidal/sim/transfer_workload.h\"\n\nnamespace {\n\n";
+  t += "tidal::sim::TransferWorkloadOptions " + test_name + "Run() {\n";
+  t += "  tidal::sim::TransferWorkloadOptions o;\n";
+  t += "  o.seed = " + std::to_string(o.seed) + ";\n";
+  t += "  o.nodes = " + std::to_string(o.nodes) + ";\n";
+  t += "  o.ops_per_node = " + std::to_string(o.ops_per_node) + ";\n";
+  t += "  o.slots = " + std::to_string(o.slots) + ";\n";
+  t += "  o.slot_bytes = " + std::to_string(o.slot_bytes) + ";\n";
+  t += "  o.slice_bytes = " + std::to_string(o.slice_bytes) + ";\n";
+  t += "  o.transfer_timeout_ns = " + std::to_string(o.transfer_timeout_ns) + ";\n";
+  t += "  o.fault_mix = " + quoted(o.fault_mix) + ";\n";
+  if (!o.fault_script.empty()) t += "  o.fault_script = " + quoted(o.fault_script) + ";\n";
+  t += "  o.tape_bytes = {" + bytes + "\n  };\n  return o;\n}\n\n";
+  if (planted) {
+    t += "// With the bug planted, the checker still catches it on this tape.\n";
+    t += "TEST(ShrunkRegression, " + test_name + "IsCaught) {\n";
+    t += "  tidal::sim::TransferWorkloadOptions o = " + test_name + "Run();\n";
+    t += "  o.planted_bug = tidal::sim::ParsePlantedBug(" +
+         quoted(std::string(PlantedBugName(o.planted_bug))) + ").value();\n";
+    t += "  auto r = tidal::sim::RunTransferWorkload(o);\n  ASSERT_TRUE(r.ok());\n";
+    t += "  ASSERT_FALSE(r->passed);\n  bool seen = false;\n";
+    t += "  for (const auto& v : r->violations) seen |= tidal::sim::InvariantOf(v) == " +
+         quoted(r.invariant) + ";\n";
+    t += "  EXPECT_TRUE(seen) << r->violations.front();\n}\n\n";
+  }
+  t += "// The same run without " + std::string(planted ? "the planted bug" : "the bug") +
+       " passes" + (planted ? "" : " (this test holds the fix)") + ".\n";
+  t += "TEST(ShrunkRegression, " + test_name + "Passes) {\n";
+  t += "  auto r = tidal::sim::RunTransferWorkload(" + test_name + "Run());\n";
+  t += "  ASSERT_TRUE(r.ok());\n";
+  t += "  EXPECT_TRUE(r->passed) << (r->violations.empty() ? \"\" : r->violations.front());\n}\n";
+  t += "\n}  // namespace\n";
+  return t;
+}
+
+}  // namespace tidal::sim

@@ -1,0 +1,105 @@
+// The shrinker: from a failing tape to a small one that breaks the same invariant.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "tidal/sim/shrink.h"
+#include "tidal/sim/tape.h"
+
+namespace tidal::sim {
+namespace {
+
+TEST(Shrink, FindsTheOneDrawThatMatters) {
+  // Fails ("needle") whenever some draw is at least 500; 200 draws, three of them big.
+  std::vector<uint64_t> tape(200);
+  for (size_t i = 0; i < tape.size(); ++i) tape[i] = (i * 7919) % 400;
+  tape[37] = 123456;
+  tape[90] = 9999;
+  tape[150] = 777;
+  TapeRunFn run = [](const std::vector<uint64_t>& d) {
+    return std::any_of(d.begin(), d.end(), [](uint64_t v) { return v >= 500; }) ? "needle" : "";
+  };
+  ShrinkResult r = ShrinkTape(tape, "needle", run);
+  ASSERT_EQ(r.draws.size(), 1u);  // dropped to one draw, moved to the front
+  EXPECT_GE(r.draws[0], 500u);     // lowered by halving while it still fails
+  EXPECT_LT(r.draws[0], 1000u);
+  EXPECT_EQ(r.invariant, "needle");
+  EXPECT_EQ(r.original_length, 200u);
+  EXPECT_FALSE(r.budget_exhausted);
+  EXPECT_EQ(run(r.draws), "needle");
+}
+
+TEST(Shrink, NeverTradesTheInvariantForAnother) {
+  // Short tapes fail too, but with another invariant: they must not be taken.
+  TapeRunFn run = [](const std::vector<uint64_t>& d) -> std::string {
+    if (d.size() < 3) return "other";
+    return d[2] != 0 ? "needle" : "";
+  };
+  ShrinkResult r = ShrinkTape({5, 6, 7, 8, 9}, "needle", run);
+  EXPECT_EQ(r.draws, (std::vector<uint64_t>{0, 0, 1}));
+}
+
+TEST(Shrink, StopsAtItsBudget) {
+  std::vector<uint64_t> tape(1000, 1'000'000);
+  TapeRunFn run = [](const std::vector<uint64_t>& d) { return d.empty() ? "" : "any"; };
+  ShrinkOptions o;
+  o.max_runs = 10;
+  ShrinkResult r = ShrinkTape(tape, "any", run, o);
+  EXPECT_TRUE(r.budget_exhausted);
+  EXPECT_EQ(r.runs, 10u);
+  EXPECT_EQ(run(r.draws), "any");
+}
+
+TEST(Shrink, InvariantNamesDropTheParticulars) {
+  EXPECT_EQ(InvariantOf("bytes differ from what the statuses say: node0 offset 12"),
+            "bytes differ from what the statuses say");
+  EXPECT_EQ(InvariantOf("bad request not refused with REMOTE_ACCESS_DENIED: WRITE node1"),
+            "bad request not refused with REMOTE_ACCESS_DENIED");
+  EXPECT_EQ(InvariantOf("guard band of node3 changed"), "guard band of node# changed");
+  EXPECT_EQ(InvariantOf("contract: transport 'sim' broke its contract: task 17: OK with 3 of 9 "
+                        "bytes"),
+            "contract: transport 'sim' broke its contract: task #: OK with # of # bytes");
+}
+
+TEST(Shrink, DrawsBecomeTheSameTapeAgain) {
+  const std::vector<uint64_t> draws = {0, 1, 0xfedcba9876543210ULL, 42};
+  std::vector<uint8_t> bytes = DrawsToBytes(draws);
+  ASSERT_EQ(bytes.size(), 32u);
+  Tape t = Tape::FromBytes(bytes);
+  for (uint64_t d : draws) EXPECT_EQ(t.Next(), d);
+  EXPECT_EQ(t.Next(), 0u);  // calm past the end
+  EXPECT_EQ(DrawsToBytes({}), std::vector<uint8_t>(8, 0));  // never "use the seed"
+}
+
+TEST(Shrink, TransferFailureShrinksToAFewEvents) {
+  TransferWorkloadOptions o;
+  o.seed = 1;
+  o.ops_per_node = 16;
+  o.fault_mix = "all";
+  o.planted_bug = PlantedBug::kIgnoreRemoteKey;
+  ShrinkOptions so;
+  so.max_runs = 400;
+  Result<TransferShrinkResult> r = ShrinkTransferFailure(o, so);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->invariant, "a request with a stale remote key completed without a refresh");
+  EXPECT_EQ(InvariantOf(r->violation), r->invariant);
+  EXPECT_LT(r->shrunk_events, r->original_events / 5);
+  EXPECT_LT(r->shrunk_faults, r->original_faults);
+  EXPECT_LE(r->runs, 400u);
+  // The shrunk options replay the failure, and without the plant the run passes.
+  Result<TransferWorkloadResult> again = RunTransferWorkload(r->options);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->passed);
+  TransferWorkloadOptions fixed = r->options;
+  fixed.planted_bug = PlantedBug::kNone;
+  EXPECT_TRUE(RunTransferWorkload(fixed)->passed);
+}
+
+TEST(Shrink, APassingRunHasNothingToShrink) {
+  TransferWorkloadOptions o;
+  o.ops_per_node = 5;
+  EXPECT_EQ(ShrinkTransferFailure(o).code(), ErrorCode::INVALID_PARAMS);
+}
+
+}  // namespace
+}  // namespace tidal::sim
