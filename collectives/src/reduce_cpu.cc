@@ -354,11 +354,19 @@ CpuReducer& CpuReducer::Default() {
   return reducer;
 }
 
+Status Reducer::Copy(void* dst, const void* src, size_t bytes, Location location) {
+  if (!location.is_host()) {
+    return Status(ErrorCode::UNSUPPORTED, "this reducer cannot copy at " + location.ToString());
+  }
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+  return Status::Ok();
+}
+
 Status Reducer::ReduceAll(void* out, std::span<const void* const> inputs, size_t count,
                           DataType dtype, ReduceOp op, Location location) {
   if (inputs.empty()) return Identity(out, count, dtype, op, location);
   size_t bytes = count * DataTypeSize(dtype);
-  if (out != inputs[0] && bytes > 0) std::memcpy(out, inputs[0], bytes);
+  if (out != inputs[0] && bytes > 0) TIDAL_RETURN_IF_ERROR(Copy(out, inputs[0], bytes, location));
   for (size_t k = 1; k < inputs.size(); ++k) {
     TIDAL_ASSERT(inputs[k] != out || count == 0);
     TIDAL_RETURN_IF_ERROR(Fold(out, inputs[k], count, dtype, op, location));

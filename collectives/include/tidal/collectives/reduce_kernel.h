@@ -40,6 +40,10 @@ class Reducer {
   virtual Status Identity(void* data, size_t count, DataType dtype, ReduceOp op,
                           Location location) = 0;
 
+  // dst = src, `bytes` bytes, both at `location` (they must not overlap). The base class
+  // copies host memory and answers UNSUPPORTED elsewhere; a device reducer copies there.
+  virtual Status Copy(void* dst, const void* src, size_t bytes, Location location);
+
   // out = inputs[0] (op) inputs[1] (op) ... in this order; with no inputs, Identity.
   // AVG divides by inputs.size(). out may alias none of the inputs except inputs[0].
   Status ReduceAll(void* out, std::span<const void* const> inputs, size_t count, DataType dtype,

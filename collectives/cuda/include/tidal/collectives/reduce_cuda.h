@@ -1,0 +1,36 @@
+// CudaReducer: the reduction kernels on the GPU, behind the Reducer interface
+// (reduce_kernel.h), for tensors at `cuda:N`; host locations go to CpuReducer::Default().
+//
+// Results are bitwise those of the CPU reducer for every dtype and op: integer SUM/PROD
+// wrap modulo 2^bits (computed in the unsigned type), MIN/MAX pick `in < acc ? in : acc` /
+// `in > acc ? in : acc` (so NaN handling matches too), f16/bf16 widen to float, fold and
+// narrow with the same round-to-nearest-even conversions, AVG's Scale divides integers
+// with truncation (signed through int64) and floats by the divisor converted to the type.
+// Float kernels use IEEE division and no fast-math.
+//
+// Every call is synchronous: the kernel runs on the calling thread's default stream
+// (cudaStreamPerThread) of device N and is waited for before the call returns, so the
+// reducer stays stateless and may be called from any thread. The calling thread's current
+// device is restored. INTERNAL_ERROR carries CUDA's error text; UNSUPPORTED when there is
+// no such device.
+#pragma once
+
+#include "tidal/collectives/reduce_kernel.h"
+
+namespace tidal::coll {
+
+class CudaReducer final : public Reducer {
+ public:
+  Status Fold(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+              Location location) override;
+  Status Scale(void* data, size_t count, DataType dtype, uint64_t divisor,
+               Location location) override;
+  Status Identity(void* data, size_t count, DataType dtype, ReduceOp op,
+                  Location location) override;
+  Status Copy(void* dst, const void* src, size_t bytes, Location location) override;
+
+  // The process-wide instance (stateless).
+  static CudaReducer& Default();
+};
+
+}  // namespace tidal::coll

@@ -1,0 +1,358 @@
+// GPU reduction kernels: one grid-stride loop per (dtype, op), with the CPU reducer's exact
+// arithmetic (reduce_cpu.cc) written for the device.
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+#include "tidal/collectives/reduce_cuda.h"
+
+namespace tidal::coll {
+namespace {
+
+// --- f16 / bf16, bit for bit the CPU conversions (reduce_cpu.cc) ---------------------
+__device__ inline uint16_t DFloatToHalf(float f) {
+  uint32_t x = __float_as_uint(f);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t abs = x & 0x7fffffffu;
+  if (abs >= 0x7f800000u) {
+    return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
+  }
+  if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);
+  if (abs < 0x38800000u) {
+    if (abs < 0x33000000u) return static_cast<uint16_t>(sign);
+    uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
+    int shift = 126 - static_cast<int>(abs >> 23);
+    uint32_t value = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1);
+    uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (value & 1u))) ++value;
+    return static_cast<uint16_t>(sign | value);
+  }
+  uint32_t value = ((abs >> 13) - (112u << 10));
+  uint32_t rem = abs & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (value & 1u))) ++value;
+  return static_cast<uint16_t>(sign | value);
+}
+
+__device__ inline float DHalfToFloat(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112u) << 23) | (mant << 13);
+  } else if (mant == 0) {
+    bits = sign;
+  } else {
+    float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+  }
+  return __uint_as_float(bits);
+}
+
+__device__ inline uint16_t DFloatToBf16(float f) {
+  uint32_t x = __float_as_uint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
+  uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);
+  return static_cast<uint16_t>((x + rounding) >> 16);
+}
+
+__device__ inline float DBf16ToFloat(uint16_t b) {
+  return __uint_as_float(static_cast<uint32_t>(b) << 16);
+}
+
+// --- element types: how to widen, operate and narrow ---------------------------------
+struct Half {};
+struct Bf16 {};
+
+template <typename T>
+struct Elem {  // native arithmetic types
+  using Storage = T;
+  using Math = T;
+  __device__ static Math Load(Storage v) { return v; }
+  __device__ static Storage Store(Math v) { return v; }
+};
+template <>
+struct Elem<Half> {
+  using Storage = uint16_t;
+  using Math = float;
+  __device__ static float Load(uint16_t v) { return DHalfToFloat(v); }
+  __device__ static uint16_t Store(float v) { return DFloatToHalf(v); }
+};
+template <>
+struct Elem<Bf16> {
+  using Storage = uint16_t;
+  using Math = float;
+  __device__ static float Load(uint16_t v) { return DBf16ToFloat(v); }
+  __device__ static uint16_t Store(float v) { return DFloatToBf16(v); }
+};
+
+template <typename T>
+using Wide = std::conditional_t<std::is_integral_v<T>, std::make_unsigned_t<T>, T>;
+
+template <typename T>
+__device__ inline T Add(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    return static_cast<T>(static_cast<Wide<T>>(static_cast<Wide<T>>(a) + static_cast<Wide<T>>(b)));
+  } else {
+    return a + b;
+  }
+}
+
+template <typename T>
+__device__ inline T Mul(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, Wide<T>>;
+    return static_cast<T>(static_cast<Wide<T>>(static_cast<U>(static_cast<Wide<T>>(a)) *
+                                               static_cast<U>(static_cast<Wide<T>>(b))));
+  } else {
+    return a * b;
+  }
+}
+
+template <typename M, int Op>
+__device__ inline M Apply(M acc, M in) {
+  if constexpr (Op == static_cast<int>(ReduceOp::kSum) || Op == static_cast<int>(ReduceOp::kAvg)) {
+    return Add(acc, in);
+  } else if constexpr (Op == static_cast<int>(ReduceOp::kProd)) {
+    return Mul(acc, in);
+  } else if constexpr (Op == static_cast<int>(ReduceOp::kMin)) {
+    return in < acc ? in : acc;
+  } else {
+    return in > acc ? in : acc;
+  }
+}
+
+// acc and in may be the same array (each element is read before it is written).
+template <typename E, int Op>
+__global__ void FoldKernel(typename Elem<E>::Storage* acc, const typename Elem<E>::Storage* in,
+                           size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const auto a = Elem<E>::Load(acc[i]);
+    const auto b = Elem<E>::Load(in[i]);
+    acc[i] = Elem<E>::Store(Apply<typename Elem<E>::Math, Op>(a, b));
+  }
+}
+
+template <typename E>
+__global__ void ScaleKernel(typename Elem<E>::Storage* data, size_t n, uint64_t divisor) {
+  using S = typename Elem<E>::Storage;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    if constexpr (std::is_same_v<E, Half> || std::is_same_v<E, Bf16>) {
+      data[i] = Elem<E>::Store(Elem<E>::Load(data[i]) / static_cast<float>(divisor));
+    } else if constexpr (std::is_integral_v<S> && std::is_signed_v<S>) {
+      data[i] = static_cast<S>(static_cast<int64_t>(data[i]) / static_cast<int64_t>(divisor));
+    } else if constexpr (std::is_integral_v<S>) {
+      data[i] = static_cast<S>(static_cast<uint64_t>(data[i]) / divisor);
+    } else {
+      data[i] = data[i] / static_cast<S>(divisor);
+    }
+  }
+}
+
+template <typename S>
+__global__ void FillKernel(S* data, size_t n, S value) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    data[i] = value;
+  }
+}
+
+constexpr int kThreads = 256;
+
+unsigned Blocks(size_t n) {
+  static const unsigned cap = [] {
+    int device = 0, sms = 0;
+    cudaGetDevice(&device);
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      sms = 80;
+    }
+    return static_cast<unsigned>(sms) * 8u;
+  }();
+  size_t want = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(want < cap ? want : cap);
+}
+
+Status CudaStatus(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return Status::Ok();
+  (void)cudaGetLastError();
+  return Status(ErrorCode::INTERNAL_ERROR, std::string("CudaReducer: ") + what + ": " +
+                                               cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
+                                               ")");
+}
+
+// Makes `device` current for the scope of one call and restores the caller's device.
+class OnDevice {
+ public:
+  explicit OnDevice(int device)
+      : previous_(Current()), status_(CudaStatus(cudaSetDevice(device), "cudaSetDevice")) {}
+  ~OnDevice() { cudaSetDevice(previous_); }
+  const Status& status() const { return status_; }
+
+ private:
+  static int Current() {
+    int d = 0;
+    cudaGetDevice(&d);
+    return d;
+  }
+  int previous_;
+  Status status_;
+};
+
+Status CheckDevice(Location location) {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Status(ErrorCode::UNSUPPORTED, std::string("CudaReducer: no CUDA device: ") +
+                                              cudaGetErrorString(e));
+  }
+  if (location.device < 0 || location.device >= n) {
+    return Status(ErrorCode::UNSUPPORTED, "CudaReducer: no device " + location.ToString());
+  }
+  return Status::Ok();
+}
+
+Status CheckArgs(DataType dtype, ReduceOp op) {
+  if (DataTypeSize(dtype) == 0) return Status(ErrorCode::INVALID_PARAMS, "bad data type");
+  if (static_cast<size_t>(op) >= kReduceOps) {
+    return Status(ErrorCode::INVALID_PARAMS, "bad reduction");
+  }
+  return Status::Ok();
+}
+
+Status Finish(const char* what) {
+  TIDAL_RETURN_IF_ERROR(CudaStatus(cudaGetLastError(), what));
+  return CudaStatus(cudaStreamSynchronize(cudaStreamPerThread), what);
+}
+
+template <typename E>
+void LaunchFold(void* acc, const void* in, size_t n, ReduceOp op) {
+  using S = typename Elem<E>::Storage;
+  auto* a = static_cast<S*>(acc);
+  const auto* b = static_cast<const S*>(in);
+  const unsigned blocks = Blocks(n);
+  switch (op) {
+    case ReduceOp::kSum:
+    case ReduceOp::kAvg:
+      FoldKernel<E, static_cast<int>(ReduceOp::kSum)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      break;
+    case ReduceOp::kProd:
+      FoldKernel<E, static_cast<int>(ReduceOp::kProd)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      break;
+    case ReduceOp::kMin:
+      FoldKernel<E, static_cast<int>(ReduceOp::kMin)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      break;
+    case ReduceOp::kMax:
+      FoldKernel<E, static_cast<int>(ReduceOp::kMax)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      break;
+    default:
+      break;
+  }
+}
+
+template <typename E>
+void LaunchScale(void* data, size_t n, uint64_t divisor) {
+  using S = typename Elem<E>::Storage;
+  ScaleKernel<E><<<Blocks(n), kThreads, 0, cudaStreamPerThread>>>(static_cast<S*>(data), n, divisor);
+}
+
+template <typename S>
+void LaunchFill(void* data, size_t n, const void* value) {
+  S v;
+  std::memcpy(&v, value, sizeof(S));
+  FillKernel<S><<<Blocks(n), kThreads, 0, cudaStreamPerThread>>>(static_cast<S*>(data), n, v);
+}
+
+}  // namespace
+
+Status CudaReducer::Fold(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+                         Location location) {
+  if (location.is_host()) return CpuReducer::Default().Fold(acc, in, count, dtype, op, location);
+  TIDAL_RETURN_IF_ERROR(CheckArgs(dtype, op));
+  TIDAL_RETURN_IF_ERROR(CheckDevice(location));
+  if (count == 0) return Status::Ok();
+  OnDevice on(location.device);
+  TIDAL_RETURN_IF_ERROR(on.status());
+  switch (dtype) {
+    case DataType::kF32: LaunchFold<float>(acc, in, count, op); break;
+    case DataType::kF64: LaunchFold<double>(acc, in, count, op); break;
+    case DataType::kF16: LaunchFold<Half>(acc, in, count, op); break;
+    case DataType::kBF16: LaunchFold<Bf16>(acc, in, count, op); break;
+    case DataType::kI8: LaunchFold<int8_t>(acc, in, count, op); break;
+    case DataType::kU8: LaunchFold<uint8_t>(acc, in, count, op); break;
+    case DataType::kI32: LaunchFold<int32_t>(acc, in, count, op); break;
+    case DataType::kI64: LaunchFold<int64_t>(acc, in, count, op); break;
+    default: break;
+  }
+  return Finish("fold kernel");
+}
+
+Status CudaReducer::Scale(void* data, size_t count, DataType dtype, uint64_t divisor,
+                          Location location) {
+  if (location.is_host()) return CpuReducer::Default().Scale(data, count, dtype, divisor, location);
+  TIDAL_RETURN_IF_ERROR(CheckArgs(dtype, ReduceOp::kSum));
+  TIDAL_RETURN_IF_ERROR(CheckDevice(location));
+  if (divisor == 0) return Status(ErrorCode::INVALID_PARAMS, "divide by zero");
+  if (divisor == 1 || count == 0) return Status::Ok();
+  OnDevice on(location.device);
+  TIDAL_RETURN_IF_ERROR(on.status());
+  switch (dtype) {
+    case DataType::kF32: LaunchScale<float>(data, count, divisor); break;
+    case DataType::kF64: LaunchScale<double>(data, count, divisor); break;
+    case DataType::kF16: LaunchScale<Half>(data, count, divisor); break;
+    case DataType::kBF16: LaunchScale<Bf16>(data, count, divisor); break;
+    case DataType::kI8: LaunchScale<int8_t>(data, count, divisor); break;
+    case DataType::kU8: LaunchScale<uint8_t>(data, count, divisor); break;
+    case DataType::kI32: LaunchScale<int32_t>(data, count, divisor); break;
+    case DataType::kI64: LaunchScale<int64_t>(data, count, divisor); break;
+    default: break;
+  }
+  return Finish("scale kernel");
+}
+
+Status CudaReducer::Identity(void* data, size_t count, DataType dtype, ReduceOp op,
+                             Location location) {
+  if (location.is_host()) return CpuReducer::Default().Identity(data, count, dtype, op, location);
+  TIDAL_RETURN_IF_ERROR(CheckArgs(dtype, op));
+  TIDAL_RETURN_IF_ERROR(CheckDevice(location));
+  if (count == 0) return Status::Ok();
+  // The neutral element is the CPU reducer's, broadcast by a fill kernel.
+  alignas(8) unsigned char value[8] = {};
+  TIDAL_RETURN_IF_ERROR(CpuReducer::Default().Identity(value, 1, dtype, op, Location::Host()));
+  OnDevice on(location.device);
+  TIDAL_RETURN_IF_ERROR(on.status());
+  switch (DataTypeSize(dtype)) {
+    case 1: LaunchFill<uint8_t>(data, count, value); break;
+    case 2: LaunchFill<uint16_t>(data, count, value); break;
+    case 4: LaunchFill<uint32_t>(data, count, value); break;
+    case 8: LaunchFill<uint64_t>(data, count, value); break;
+    default: break;
+  }
+  return Finish("fill kernel");
+}
+
+Status CudaReducer::Copy(void* dst, const void* src, size_t bytes, Location location) {
+  if (location.is_host()) return Reducer::Copy(dst, src, bytes, location);
+  TIDAL_RETURN_IF_ERROR(CheckDevice(location));
+  if (bytes == 0) return Status::Ok();
+  OnDevice on(location.device);
+  TIDAL_RETURN_IF_ERROR(on.status());
+  TIDAL_RETURN_IF_ERROR(CudaStatus(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, cudaStreamPerThread), "cudaMemcpyAsync"));
+  return Finish("copy");
+}
+
+CudaReducer& CudaReducer::Default() {
+  static CudaReducer reducer;
+  return reducer;
+}
+
+}  // namespace tidal::coll

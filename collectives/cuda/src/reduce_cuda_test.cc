@@ -1,0 +1,207 @@
+// CudaReducer against CpuReducer, element-exact (bytewise), on every dtype and op: Fold
+// (also acc == in), Scale (AVG's divide), Identity and ReduceAll, over inputs that hit
+// the corners (integer wrap, f16 overflow to inf, subnormals, signed zeros, NaN,
+// infinities). Label `cuda`: without a CUDA device every test skips, saying why.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tidal/collectives/reduce_cuda.h"
+
+namespace tidal::coll {
+namespace {
+
+constexpr DataType kTypes[] = {DataType::kF32, DataType::kF64, DataType::kF16, DataType::kBF16,
+                               DataType::kI8,  DataType::kU8,  DataType::kI32, DataType::kI64};
+constexpr ReduceOp kOps[] = {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax,
+                             ReduceOp::kAvg};
+
+std::string NoDeviceReason() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) return std::string("no CUDA device: ") + cudaGetErrorString(e);
+  if (n == 0) return "no CUDA device: cudaGetDeviceCount found 0 devices";
+  return "";
+}
+
+#define SKIP_WITHOUT_GPU()                                  \
+  do {                                                      \
+    std::string why_ = NoDeviceReason();                    \
+    if (!why_.empty()) GTEST_SKIP() << why_;                \
+  } while (0)
+
+// Element values that exercise every rule, as raw bytes of `count` elements.
+std::vector<uint8_t> Values(DataType dt, size_t count, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  const size_t es = DataTypeSize(dt);
+  std::vector<uint8_t> out(count * es);
+  for (size_t i = 0; i < count; ++i) {
+    uint8_t* p = out.data() + i * es;
+    const uint64_t r = rng();
+    switch (dt) {
+      case DataType::kF32: {
+        static const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 3.0e38f, -3.0e38f, 1e-40f,
+                                        std::numeric_limits<float>::infinity(),
+                                        -std::numeric_limits<float>::infinity(),
+                                        std::numeric_limits<float>::quiet_NaN()};
+        float v = (r % 16 < 10) ? special[r % 10]
+                                : static_cast<float>(static_cast<int64_t>(r >> 20) % 20001) / 37.0f;
+        std::memcpy(p, &v, 4);
+        break;
+      }
+      case DataType::kF64: {
+        static const double special[] = {0.0, -0.0, 1.0, -1.0, 1.7e308, -1.7e308, 4e-320,
+                                         std::numeric_limits<double>::infinity(),
+                                         -std::numeric_limits<double>::infinity(),
+                                         std::numeric_limits<double>::quiet_NaN()};
+        double v = (r % 16 < 10) ? special[r % 10]
+                                 : static_cast<double>(static_cast<int64_t>(r >> 20) % 200001) / 7.0;
+        std::memcpy(p, &v, 8);
+        break;
+      }
+      case DataType::kF16:
+      case DataType::kBF16: {
+        // Any bit pattern: normals, subnormals, +-0, inf, NaN, the largest values.
+        uint16_t v = static_cast<uint16_t>(r >> 7);
+        std::memcpy(p, &v, 2);
+        break;
+      }
+      default:
+        std::memcpy(p, &r, es);  // full range: SUM/PROD wrap
+        break;
+    }
+  }
+  return out;
+}
+
+struct DeviceBuf {
+  void* p = nullptr;
+  size_t bytes = 0;
+  explicit DeviceBuf(size_t b, int device = 0) : bytes(b) {
+    cudaSetDevice(device);
+    EXPECT_EQ(cudaMalloc(&p, b == 0 ? 1 : b), cudaSuccess);
+  }
+  ~DeviceBuf() { cudaFree(p); }
+  void Put(const std::vector<uint8_t>& v) {
+    ASSERT_EQ(cudaMemcpy(p, v.data(), v.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  std::vector<uint8_t> Get() const {
+    std::vector<uint8_t> v(bytes);
+    EXPECT_EQ(cudaMemcpy(v.data(), p, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+    return v;
+  }
+};
+
+std::string Name(DataType dt, ReduceOp op, size_t n) {
+  return std::string(DataTypeName(dt)) + " " + std::string(ReduceOpName(op)) + " n=" +
+         std::to_string(n);
+}
+
+size_t CountDiff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, size_t es) {
+  size_t wrong = 0;
+  for (size_t i = 0; i + es <= a.size(); i += es) wrong += std::memcmp(&a[i], &b[i], es) != 0;
+  return wrong;
+}
+
+TEST(CudaReducer, FoldMatchesTheCpuReducerOnEveryTypeAndOp) {
+  SKIP_WITHOUT_GPU();
+  CudaReducer& gpu = CudaReducer::Default();
+  CpuReducer& cpu = CpuReducer::Default();
+  const Location dev = Location::Cuda(0);
+  for (DataType dt : kTypes) {
+    for (ReduceOp op : kOps) {
+      for (size_t n : {size_t{1}, size_t{1000}, size_t{(1 << 20) + 3}}) {
+        SCOPED_TRACE(Name(dt, op, n));
+        const size_t es = DataTypeSize(dt);
+        std::vector<uint8_t> a = Values(dt, n, 1 + n), b = Values(dt, n, 2 + n);
+        std::vector<uint8_t> want = a;
+        ASSERT_TRUE(cpu.Fold(want.data(), b.data(), n, dt, op, Location::Host()).ok());
+        DeviceBuf da(n * es), db(n * es);
+        da.Put(a);
+        db.Put(b);
+        Status s = gpu.Fold(da.p, db.p, n, dt, op, dev);
+        ASSERT_TRUE(s.ok()) << s.ToString();
+        EXPECT_EQ(CountDiff(want, da.Get(), es), 0u);
+        // acc == in (x op x).
+        std::vector<uint8_t> self = a;
+        ASSERT_TRUE(cpu.Fold(self.data(), self.data(), n, dt, op, Location::Host()).ok());
+        da.Put(a);
+        ASSERT_TRUE(gpu.Fold(da.p, da.p, n, dt, op, dev).ok());
+        EXPECT_EQ(CountDiff(self, da.Get(), es), 0u);
+      }
+    }
+  }
+}
+
+TEST(CudaReducer, ScaleMatchesTheCpuReducer) {
+  SKIP_WITHOUT_GPU();
+  const size_t n = 100003;
+  for (DataType dt : kTypes) {
+    for (uint64_t d : {uint64_t{1}, uint64_t{2}, uint64_t{3}, uint64_t{7}, uint64_t{1000}}) {
+      SCOPED_TRACE(Name(dt, ReduceOp::kAvg, n) + " divisor=" + std::to_string(d));
+      const size_t es = DataTypeSize(dt);
+      std::vector<uint8_t> a = Values(dt, n, 99), want = a;
+      ASSERT_TRUE(CpuReducer::Default().Scale(want.data(), n, dt, d, Location::Host()).ok());
+      DeviceBuf da(n * es);
+      da.Put(a);
+      ASSERT_TRUE(CudaReducer::Default().Scale(da.p, n, dt, d, Location::Cuda(0)).ok());
+      EXPECT_EQ(CountDiff(want, da.Get(), es), 0u);
+    }
+  }
+  DeviceBuf x(8);
+  EXPECT_EQ(CudaReducer::Default().Scale(x.p, 1, DataType::kF32, 0, Location::Cuda(0)).code(),
+            ErrorCode::INVALID_PARAMS);
+}
+
+TEST(CudaReducer, IdentityAndReduceAllMatchTheCpuReducer) {
+  SKIP_WITHOUT_GPU();
+  const size_t n = 4099;
+  for (DataType dt : kTypes) {
+    for (ReduceOp op : kOps) {
+      SCOPED_TRACE(Name(dt, op, n));
+      const size_t es = DataTypeSize(dt);
+      std::vector<uint8_t> want(n * es);
+      ASSERT_TRUE(CpuReducer::Default().Identity(want.data(), n, dt, op, Location::Host()).ok());
+      DeviceBuf out(n * es);
+      ASSERT_TRUE(CudaReducer::Default().Identity(out.p, n, dt, op, Location::Cuda(0)).ok());
+      EXPECT_EQ(CountDiff(want, out.Get(), es), 0u);
+      // Three inputs, in order, AVG divided by 3.
+      std::vector<uint8_t> i0 = Values(dt, n, 5), i1 = Values(dt, n, 6), i2 = Values(dt, n, 7);
+      const void* host_in[] = {i0.data(), i1.data(), i2.data()};
+      ASSERT_TRUE(CpuReducer::Default().ReduceAll(want.data(), host_in, n, dt, op,
+                                                  Location::Host()).ok());
+      DeviceBuf d0(n * es), d1(n * es), d2(n * es);
+      d0.Put(i0);
+      d1.Put(i1);
+      d2.Put(i2);
+      const void* dev_in[] = {d0.p, d1.p, d2.p};
+      Status s = CudaReducer::Default().ReduceAll(out.p, dev_in, n, dt, op, Location::Cuda(0));
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      EXPECT_EQ(CountDiff(want, out.Get(), es), 0u);
+    }
+  }
+}
+
+TEST(CudaReducer, HostLocationsUseTheCpuKernelsAndBadArgumentsAreRefused) {
+  SKIP_WITHOUT_GPU();
+  int32_t acc[3] = {1, 2, 3}, in[3] = {10, 20, 30};
+  ASSERT_TRUE(CudaReducer::Default().Fold(acc, in, 3, DataType::kI32, ReduceOp::kSum,
+                                          Location::Host()).ok());
+  EXPECT_EQ(acc[0], 11);
+  EXPECT_EQ(acc[2], 33);
+  DeviceBuf x(16);
+  EXPECT_EQ(CudaReducer::Default().Fold(x.p, x.p, 1, DataType::kCount, ReduceOp::kSum,
+                                        Location::Cuda(0)).code(),
+            ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(CudaReducer::Default().Fold(x.p, x.p, 1, DataType::kF32, ReduceOp::kSum,
+                                        Location::Cuda(4096)).code(),
+            ErrorCode::UNSUPPORTED);
+}
+
+}  // namespace
+}  // namespace tidal::coll
