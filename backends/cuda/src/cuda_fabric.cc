@@ -155,6 +155,11 @@ Status CudaFabric::Crash(size_t node) {
   return Status(ErrorCode::UNSUPPORTED, "the cuda fabric cannot crash a node of its process");
 }
 
+std::string CudaFabricUnavailable() {
+  Result<int> devices = CudaDeviceCount();
+  return devices.ok() ? std::string() : devices.status().message();
+}
+
 Result<std::unique_ptr<Fabric>> MakeCudaFabric(FabricSpec spec) {
   CudaFabricOptions o;
   o.nodes = spec.nodes;

@@ -79,5 +79,7 @@ class CudaFabric final : public Fabric {
 // The registry's maker: spec.nodes nodes, spec.sim.engine as the engines' options and
 // spec.sim.contract_checker (the fields every fabric of the registry takes).
 Result<std::unique_ptr<Fabric>> MakeCudaFabric(FabricSpec spec);
+// The registry's probe: "" when a CUDA device is present, else "no CUDA device: ...".
+std::string CudaFabricUnavailable();
 
 }  // namespace tidal::backends::cuda

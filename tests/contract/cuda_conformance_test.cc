@@ -1,0 +1,172 @@
+// The transport conformance clauses (transport_clauses.h) on raw CudaTransports: a rig of
+// nodes in one process, node i on GPU i % D, every region in managed memory of its node's
+// GPU registered as `cuda:<that GPU>` (so the suite can fill and inspect it from the host
+// while the copies run on the GPUs). Label `cuda`: without a CUDA device every clause skips
+// with "no CUDA device: ..."; clauses that need injected faults skip, naming the simulator.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <string>
+
+#include "tidal/backends/cuda/cuda_transport.h"
+#include "tidal/backends/real_env.h"
+#include "tidal/fabric.h"
+#include "transport_clauses.h"
+#include "transport_rig.h"
+
+namespace tidal::testing {
+namespace {
+
+using backends::cuda::CudaTransport;
+
+// Registers the rig's regions (which TransportRig::Register registers as host) at the
+// node's GPU; everything else goes straight through.
+class AtDevice final : public Transport {
+ public:
+  AtDevice(std::unique_ptr<Transport> inner, int device)
+      : inner_(std::move(inner)), device_(device) {}
+  std::string_view Name() const override { return inner_->Name(); }
+  TransportCaps Capabilities() const override { return inner_->Capabilities(); }
+  Status Install(const TransportInstall& install) override { return inner_->Install(install); }
+  std::string LocalAddress() const override { return inner_->LocalAddress(); }
+  Result<uint64_t> RegisterMemory(uint64_t addr, uint64_t length, Location loc) override {
+    return inner_->RegisterMemory(addr, length, loc.is_host() ? Location::Cuda(device_) : loc);
+  }
+  Status UnregisterMemory(uint64_t addr, uint64_t length) override {
+    return inner_->UnregisterMemory(addr, length);
+  }
+  Result<PeerId> Connect(const SegmentDescriptor& peer) override { return inner_->Connect(peer); }
+  void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override {
+    inner_->Submit(tasks, accepted);
+  }
+  size_t PollCompletions(std::span<TransportCompletion> out) override {
+    return inner_->PollCompletions(out);
+  }
+  Status Cancel(uint64_t task_id) override { return inner_->Cancel(task_id); }
+  Status SendNotify(PeerId peer, std::string_view payload) override {
+    return inner_->SendNotify(peer, payload);
+  }
+  size_t PollNotifies(std::vector<Notification>& out, size_t max) override {
+    return inner_->PollNotifies(out, max);
+  }
+
+ private:
+  std::unique_ptr<Transport> inner_;
+  int device_;
+};
+
+class CudaRig final : public TransportRig {
+ public:
+  CudaRig(const RigOptions& options, int devices) : devices_(devices) {
+    for (size_t i = 0; i < options.nodes; ++i) {
+      auto cuda = std::make_unique<CudaTransport>();
+      raw_.push_back(cuda.get());
+      std::unique_ptr<Transport> t = std::make_unique<AtDevice>(std::move(cuda), Device(i));
+      TransportInstall install;
+      install.env = &env_;
+      install.segment_name = Fabric::NodeName(i);
+      install.on_ready = [this] { env_.Post([] {}); };  // wakes the loop to look again
+      env_.AddPoster();
+      Status s = t->Install(install);
+      TIDAL_ASSERT_MSG(s.ok(), "CudaRig: install failed");
+      SegmentDescriptor d;
+      d.name = Fabric::NodeName(i);
+      d.transport = std::string(t->Name());
+      d.address = t->LocalAddress();
+      d.incarnation = 1;
+      descriptors_.push_back(std::move(d));
+      transports_.push_back(std::move(t));
+    }
+  }
+  ~CudaRig() override {
+    transports_.clear();  // each waits for its copies before the memory goes
+    for (size_t i = 0; i < raw_.size(); ++i) env_.RemovePoster();
+    for (void* p : memory_) cudaFree(p);
+  }
+
+  std::string_view backend() const override { return "cuda"; }
+  size_t size() const override { return transports_.size(); }
+  Transport& transport(size_t node) override { return *transports_[node]; }
+  bool RunUntil(const std::function<bool()>& done) override { return Drive(done); }
+  void Settle() override {
+    Drive([&] {
+      for (CudaTransport* t : raw_) {
+        if (!t->Idle()) return false;
+      }
+      return true;
+    });
+  }
+  Status Crash(size_t node) override {
+    raw_[node]->Crash();
+    return Status();
+  }
+  std::string Banner() const override {
+    return "cuda rig: " + std::to_string(raw_.size()) + " nodes on " + std::to_string(devices_) +
+           " GPU(s)";
+  }
+
+ protected:
+  uint8_t* Allocate(size_t node, size_t bytes) override {
+    void* p = nullptr;
+    TIDAL_ASSERT(cudaSetDevice(Device(node)) == cudaSuccess);
+    TIDAL_ASSERT_MSG(cudaMallocManaged(&p, bytes) == cudaSuccess, "cudaMallocManaged");
+    memory_.push_back(p);
+    return static_cast<uint8_t*>(p);
+  }
+
+ private:
+  int Device(size_t node) const { return static_cast<int>(node % devices_); }
+  // Drives the loop until done() holds, looking again every millisecond, for at most 30 s.
+  bool Drive(const std::function<bool()>& done) {
+    const uint64_t give_up = env_.NowNs() + 30'000'000'000ULL;
+    for (;;) {
+      bool tick = false;
+      const TimerId id = env_.ScheduleAfter(1'000'000, [&tick] { tick = true; });
+      bool finished = false;
+      env_.RunUntil([&] {
+        finished = done();
+        return finished || tick;
+      });
+      env_.CancelTimer(id);
+      if (finished) return true;
+      if (env_.NowNs() > give_up) return false;
+    }
+  }
+
+  int devices_;
+  backends::RealEnv env_{"cuda-rig"};
+  std::vector<void*> memory_;
+  std::vector<CudaTransport*> raw_;
+  std::vector<std::unique_ptr<Transport>> transports_;
+};
+
+Result<std::unique_ptr<TransportRig>> MakeCudaRig(RigOptions options) {
+  if (!options.faults.empty()) {
+    return Status(ErrorCode::UNSUPPORTED,
+                  "backend 'cuda' cannot inject faults: this clause needs the simulator");
+  }
+  Result<int> devices = backends::cuda::CudaDeviceCount();
+  if (!devices.ok()) return devices.status();
+  return std::unique_ptr<TransportRig>(std::make_unique<CudaRig>(options, *devices));
+}
+
+class CudaConformance : public ::testing::TestWithParam<Clause> {};
+
+TEST_P(CudaConformance, ClauseHolds) {
+  ClauseResult r = CheckClause(GetParam(), &MakeCudaRig, {1, 2, 3});
+  if (!r.skipped.empty()) GTEST_SKIP() << r.skipped;
+  std::string lines;
+  for (const std::string& l : r.violations) lines += "  " + l + "\n";
+  EXPECT_TRUE(r.violations.empty()) << "CudaTransport breaks " << ClauseName(GetParam()) << ":\n"
+                                    << lines;
+}
+
+INSTANTIATE_TEST_SUITE_P(Clauses, CudaConformance, ::testing::ValuesIn(AllClauses()),
+                         [](const ::testing::TestParamInfo<Clause>& i) {
+                           return std::string(ClauseName(i.param));
+                         });
+
+}  // namespace
+}  // namespace tidal::testing
