@@ -83,12 +83,14 @@ for attempt in $(seq 8); do
     --initial-cluster-token "tidal-fixture-$$" >"$dir/etcd.log" 2>&1 &
   etcd_pid=$!
   if [ -z "$watchdog_pid" ]; then
-    # Stops etcd if this script dies without running its traps (SIGKILL, a ctest timeout).
+    # Stops etcd and the command if this script dies without running its traps (SIGKILL).
     parent=$$
     ( trap - EXIT HUP INT TERM
       while kill -0 "$parent" 2>/dev/null; do sleep 1; done
-      etcd_child=$(cat "$dir/etcd.pid" 2>/dev/null)
-      [ -n "$etcd_child" ] && kill -KILL "$etcd_child" 2>/dev/null
+      for f in cmd etcd; do
+        child=$(cat "$dir/$f.pid" 2>/dev/null)
+        [ -n "$child" ] && kill -KILL "$child" 2>/dev/null
+      done
       rm -rf "$dir" ) &
     watchdog_pid=$!
   fi
@@ -115,6 +117,7 @@ fi
 echo "etcd-fixture: etcd $("$etcd_bin" --version | head -n 1 | awk '{print $3}') on 127.0.0.1:$client_port (data in $dir)"
 TIDAL_ETCD=127.0.0.1:$client_port "$@" &
 cmd_pid=$!
+echo "$cmd_pid" >"$dir/cmd.pid"
 wait "$cmd_pid"
 rc=$?
 cmd_pid=""
