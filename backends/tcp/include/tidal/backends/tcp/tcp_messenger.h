@@ -1,0 +1,142 @@
+// TcpMessenger: tidal's Messenger over TCP (Asio), for control planes of real processes.
+//
+// Wire. Frames as frame.h says: magic, version, kind, from-name, payload, length-checked
+// against options.max_payload_bytes on both sides (a Send above it is INVALID_PARAMS; a
+// frame above it arriving is logged, counted in stats().frames_rejected, and its
+// connection closed; the messenger keeps serving every other connection).
+//
+// Connections. To send to a peer the messenger dials the peer's listening address once
+// and keeps that connection; the first frame on it is a hello carrying this endpoint's
+// own address, so the peer learns where to answer. A connection carries one direction
+// only, which keeps the per-pair order of the Messenger contract trivially: one queue, one
+// socket, written in order.
+//
+// Names. A peer's name resolves, in this order of authority, to the last of: a static
+// entry (options.peers, AddPeer), an address learned from the peer's hello, an entry of
+// the directory (a MetadataStore, key "tidal/endpoints/<name>", value "host:port")
+// loaded by Resolve / RefreshDirectory or looked up after a failure. Publish writes our
+// own entry there.
+//
+// Failure. A peer that cannot be reached is dialled options.connect_attempts times, with
+// a back-off, looking its name up in the directory again after each failed attempt (it
+// may have restarted elsewhere); then its queued messages are dropped (counted in
+// stats().messages_lost), as the Messenger contract allows for an endpoint that is down.
+// A connection that breaks is dialled again; the frame that was being written is written
+// again whole on the new connection (the peer dropped the cut-off copy), so a message is
+// never delivered twice and never delivered torn.
+//
+// Bounds. At most options.max_queue_messages frames and options.max_queue_bytes bytes wait
+// per peer; a Send beyond that is BUFFER_OVERFLOW and queues nothing.
+//
+// Threads. The messenger owns one IO thread (Asio). Send, SetReceiver and every method
+// returning Task are called on the Env's executor; the receiver runs there too (the IO
+// thread posts every message through RealEnv::Post, and the messenger is registered as
+// a poster, AddPoster, while it lives). stats(), address() and AddPeer are safe from any
+// thread (the directory pointer, too, is used on the executor only). Destruction (on the executor) closes every socket and joins the IO thread;
+// messages not yet written are dropped, messages received but not yet delivered are never
+// delivered.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "tidal/backends/real_env.h"
+#include "tidal/backends/tcp/frame.h"
+#include "tidal/messenger.h"
+#include "tidal/metadata_store.h"
+#include "tidal/status.h"
+#include "tidal/task.h"
+
+namespace tidal::backends::tcp {
+
+// The directory's key prefix: "tidal/endpoints/<name>" -> "host:port".
+constexpr std::string_view kEndpointKeyPrefix = "tidal/endpoints/";
+inline std::string EndpointKey(std::string_view name) {
+  return std::string(kEndpointKeyPrefix) + std::string(name);
+}
+
+struct TcpMessengerOptions {
+  std::string name;                    // this endpoint's name, 1..255 bytes
+  std::string listen = "127.0.0.1:0";  // where to listen; port 0 picks a free one
+  std::string advertise;               // what peers dial; empty: the bound listen address
+  std::map<std::string, std::string> peers;  // static name -> "host:port" entries
+  MetadataStore* directory = nullptr;  // optional (see SetDirectory); must outlive it
+  uint32_t max_payload_bytes = kTcpDefaultMaxPayload;
+  size_t max_queue_bytes = 256u << 20;  // per peer, frames waiting to be written
+  size_t max_queue_messages = 65536;    // per peer
+  uint32_t connect_attempts = 3;        // dials of an unreachable peer before dropping
+  uint64_t reconnect_backoff_ns = 20'000'000;  // times the attempt number
+};
+
+struct TcpMessengerStats {
+  uint64_t messages_sent = 0;      // frames fully written to a socket
+  uint64_t messages_received = 0;  // frames posted to the executor
+  uint64_t messages_lost = 0;      // dropped: the peer stayed unreachable
+  uint64_t frames_rejected = 0;    // malformed or oversized frames (connection closed)
+  uint64_t connects = 0;           // outgoing connections established
+  uint64_t connect_failures = 0;
+  uint64_t accepted = 0;           // incoming connections
+};
+
+class TcpMessenger final : public Messenger {
+ public:
+  // Binds the listening socket and starts the IO thread. INVALID_PARAMS: a bad name, a
+  // malformed listen/advertise/peer address, or a listen address that cannot be bound
+  // (the message carries the system's reason). `env` (and the directory) must outlive the
+  // messenger.
+  static Result<std::unique_ptr<TcpMessenger>> Start(RealEnv& env, TcpMessengerOptions options);
+  ~TcpMessenger() override;
+  TcpMessenger(const TcpMessenger&) = delete;
+  TcpMessenger& operator=(const TcpMessenger&) = delete;
+
+  std::string_view LocalName() const override { return name_; }
+  // Queues `payload` for `to` and returns at once. SEGMENT_NOT_FOUND: no address is known
+  // for `to` (with a directory, a look-up starts so a later Send may find it; await
+  // Resolve to wait for it); INVALID_PARAMS: the payload is above max_payload_bytes;
+  // BUFFER_OVERFLOW: the peer's queue is full.
+  Status Send(std::string_view to, std::string payload) override;
+  void SetReceiver(Receiver receiver) override { receiver_ = std::move(receiver); }
+
+  // The address peers dial ("127.0.0.1:40123") and the bound port.
+  const std::string& address() const { return advertise_; }
+  uint16_t port() const { return port_; }
+  // Adds or replaces a static name -> "host:port" entry. INVALID_PARAMS for a bad name or
+  // address. Thread-safe.
+  Status AddPeer(std::string_view name, std::string_view address);
+
+  // Sets (or, with nullptr, clears) the directory after Start: a directory reached through
+  // this very messenger (MasterMetadataStore) can only be made once the messenger exists.
+  // Executor only; `directory` must outlive the messenger or be cleared first.
+  void SetDirectory(MetadataStore* directory);
+
+  // Directory calls (INVALID_PARAMS without a directory; the directory's own errors,
+  // e.g. RPC_FAIL / RPC_TIMEOUT, pass through). Publish writes this endpoint's entry,
+  // Unpublish deletes it, Resolve looks one name up (SEGMENT_NOT_FOUND if it has no
+  // entry; CORRUPT_INPUT if the entry is not "host:port"), RefreshDirectory loads every
+  // entry.
+  Task<Status> Publish();
+  Task<Status> Unpublish();
+  Task<Status> Resolve(std::string name);
+  Task<Status> RefreshDirectory();
+
+  TcpMessengerStats stats() const;
+
+ private:
+  struct Impl;
+  TcpMessenger(RealEnv& env, TcpMessengerOptions options);
+  void LookUpLater(const std::string& name);
+
+  RealEnv& env_;
+  TcpMessengerOptions options_;
+  std::string name_;
+  std::string advertise_;
+  uint16_t port_ = 0;
+  Receiver receiver_;
+  std::shared_ptr<bool> alive_;  // read and cleared on the executor only
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal::backends::tcp

@@ -1,0 +1,553 @@
+// TcpMessenger (see tcp_messenger.h): an Asio IO thread that dials, writes, accepts and
+// reads; the Env's executor that sends and receives.
+#include "tidal/backends/tcp/tcp_messenger.h"
+
+#include <array>
+#include <asio.hpp>
+#include <atomic>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "tidal/thread_annotations.h"
+
+namespace tidal::backends::tcp {
+
+namespace {
+
+using asio::ip::tcp;
+using SocketPtr = std::shared_ptr<tcp::socket>;
+
+void Log(std::string_view endpoint, const std::string& line) {
+  std::fprintf(stderr, "tidal tcp messenger '%.*s': %s\n", static_cast<int>(endpoint.size()),
+               endpoint.data(), line.c_str());
+}
+
+Result<tcp::endpoint> ToEndpoint(std::string_view address) {
+  Result<HostPort> hp = ParseHostPort(address);
+  if (!hp.ok()) return hp.status();
+  const std::string host = hp->host == "localhost" ? "127.0.0.1" : hp->host;
+  asio::error_code ec;
+  asio::ip::address ip = asio::ip::make_address(host, ec);
+  if (ec) {
+    return Status(ErrorCode::INVALID_PARAMS, "address '" + std::string(address) +
+                                                 "': host is not an IP address (" +
+                                                 ec.message() + ")");
+  }
+  return tcp::endpoint(ip, hp->port);
+}
+
+std::string FormatAddress(const tcp::endpoint& ep) {
+  const std::string host = ep.address().to_string();
+  return (ep.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+// One destination: its queue (shared with Send, under Impl::mu) and its connection (IO
+// thread only).
+struct Peer {
+  Peer(asio::io_context& io, std::string n) : name(std::move(n)), timer(io) {}
+  enum class State { kIdle, kConnecting, kConnected, kBackoff };
+
+  const std::string name;
+  // Guarded by Impl::mu. Send only appends; the IO thread pops the front after writing
+  // it, so the front stays put (a deque never moves its elements on push_back).
+  std::deque<std::string> queue;
+  size_t queued_bytes = 0;
+  bool kick_posted = false;
+  // IO thread only.
+  State state = State::kIdle;
+  SocketPtr socket;
+  uint64_t conn = 0;  // bumped whenever the socket goes, so stale handlers do nothing
+  bool writing = false;
+  uint32_t failures = 0;
+  asio::steady_timer timer;
+  std::array<char, 256> sink{};
+};
+
+// An accepted connection (IO thread only).
+struct Inbound {
+  Inbound(SocketPtr s, uint32_t max_payload) : socket(std::move(s)), decoder(max_payload) {}
+  SocketPtr socket;
+  FrameDecoder decoder;
+  std::vector<char> buf = std::vector<char>(64u << 10);
+  std::string remote;
+};
+
+struct TcpMessenger::Impl {
+  explicit Impl(TcpMessenger& o) : owner(o), work(asio::make_work_guard(io)), acceptor(io) {}
+
+  void Pump(Peer& p);
+  void Connect(Peer& p);
+  void WriteFront(Peer& p);
+  void WatchForClose(Peer& p);
+  void CloseSocket(Peer& p);
+  void Failed(Peer& p, const std::string& why);
+  void DropQueue(Peer& p, const std::string& why);
+  void StartAccept();
+  void ReadInbound(uint64_t id);
+  void Deliver(TcpFrame frame);
+  void Shutdown();
+
+  TcpMessenger& owner;
+  asio::io_context io;  // first: destroyed last, after every socket and timer
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  tcp::acceptor acceptor;
+  std::thread thread;
+  std::string hello;
+
+  mutable std::mutex mu;
+  std::map<std::string, std::string, std::less<>> addresses TIDAL_GUARDED_BY(mu);
+  std::map<std::string, std::unique_ptr<Peer>, std::less<>> peers TIDAL_GUARDED_BY(mu);
+
+  std::map<uint64_t, std::unique_ptr<Inbound>> inbound;  // IO thread only
+  uint64_t next_inbound = 1;
+  std::set<std::string> lookups;  // executor only: directory look-ups in flight
+
+  std::atomic<uint64_t> sent{0}, received{0}, lost{0}, rejected{0}, connects{0},
+      connect_failures{0}, accepted{0};
+};
+
+void TcpMessenger::Impl::Pump(Peer& p) {
+  std::unique_lock<std::mutex> lock(mu);
+  p.kick_posted = false;
+  if (p.queue.empty()) return;
+  if (p.state == Peer::State::kIdle) {
+    lock.unlock();
+    Connect(p);
+  } else if (p.state == Peer::State::kConnected && !p.writing) {
+    lock.unlock();
+    WriteFront(p);
+  }
+}
+
+void TcpMessenger::Impl::Connect(Peer& p) {
+  TIDAL_ASSERT(p.state == Peer::State::kIdle && !p.socket);
+  std::string address;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = addresses.find(p.name);
+    if (it != addresses.end()) address = it->second;
+  }
+  Result<tcp::endpoint> ep = ToEndpoint(address);
+  if (!ep.ok()) {
+    DropQueue(p, "no usable address (" + ep.status().message() + ")");
+    return;
+  }
+  p.state = Peer::State::kConnecting;
+  auto sock = std::make_shared<tcp::socket>(io);
+  p.socket = sock;
+  const uint64_t conn = ++p.conn;
+  sock->async_connect(*ep, [this, &p, sock, conn, address](const asio::error_code& ec) {
+    if (conn != p.conn) return;
+    if (ec) {
+      ++connect_failures;
+      Failed(p, "connect to " + address + ": " + ec.message());
+      return;
+    }
+    asio::error_code ignored;
+    sock->set_option(tcp::no_delay(true), ignored);
+    ++connects;
+    asio::async_write(*sock, asio::buffer(hello),
+                      [this, &p, sock, conn](const asio::error_code& wec, size_t) {
+                        if (conn != p.conn) return;
+                        if (wec) {
+                          Failed(p, "hello: " + wec.message());
+                          return;
+                        }
+                        p.state = Peer::State::kConnected;
+                        WatchForClose(p);
+                        Pump(p);
+                      });
+  });
+}
+
+void TcpMessenger::Impl::WriteFront(Peer& p) {
+  TIDAL_ASSERT(p.state == Peer::State::kConnected && !p.writing);
+  const std::string* front = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    TIDAL_ASSERT(!p.queue.empty());
+    front = &p.queue.front();
+  }
+  p.writing = true;
+  const uint64_t conn = p.conn;
+  SocketPtr sock = p.socket;
+  asio::async_write(*sock, asio::buffer(*front),
+                    [this, &p, sock, conn](const asio::error_code& ec, size_t) {
+                      if (conn != p.conn) return;
+                      p.writing = false;
+                      if (ec) {
+                        Failed(p, "write: " + ec.message());
+                        return;
+                      }
+                      {
+                        std::lock_guard<std::mutex> lock(mu);
+                        TIDAL_ASSERT(!p.queue.empty());
+                        p.queued_bytes -= p.queue.front().size();
+                        p.queue.pop_front();
+                      }
+                      ++sent;
+                      p.failures = 0;
+                      Pump(p);
+                    });
+}
+
+// The peer never writes on a connection we dialled, so a read completes only when the
+// connection ends: that is how a peer that went away is noticed while we are idle.
+void TcpMessenger::Impl::WatchForClose(Peer& p) {
+  SocketPtr sock = p.socket;
+  const uint64_t conn = p.conn;
+  sock->async_read_some(asio::buffer(p.sink),
+                        [this, &p, sock, conn](const asio::error_code& ec, size_t) {
+                          if (conn != p.conn) return;
+                          if (ec) {
+                            CloseSocket(p);
+                            Pump(p);  // dials again if messages wait
+                            return;
+                          }
+                          WatchForClose(p);
+                        });
+}
+
+void TcpMessenger::Impl::CloseSocket(Peer& p) {
+  if (p.socket) {
+    asio::error_code ignored;
+    p.socket->close(ignored);
+    p.socket.reset();
+  }
+  ++p.conn;
+  p.writing = false;
+  p.timer.cancel();
+  p.state = Peer::State::kIdle;
+}
+
+// A dial or a write failed: try again after a back-off (the directory may know a new
+// address by then), or give the queued messages up after connect_attempts failures.
+void TcpMessenger::Impl::Failed(Peer& p, const std::string& why) {
+  CloseSocket(p);
+  ++p.failures;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (p.queue.empty()) {
+      p.failures = 0;
+      return;
+    }
+  }
+  if (p.failures >= owner.options_.connect_attempts) {
+    p.failures = 0;
+    DropQueue(p, why);
+    return;
+  }
+  // The executor decides whether a directory is there to ask.
+  owner.env_.Post([o = &owner, alive = owner.alive_, name = p.name]() {
+    if (*alive) o->LookUpLater(name);
+  });
+  p.state = Peer::State::kBackoff;
+  const uint64_t conn = p.conn;
+  p.timer.expires_after(std::chrono::nanoseconds(owner.options_.reconnect_backoff_ns * p.failures));
+  p.timer.async_wait([this, &p, conn](const asio::error_code& ec) {
+    if (ec || conn != p.conn || p.state != Peer::State::kBackoff) return;
+    p.state = Peer::State::kIdle;
+    Pump(p);
+  });
+}
+
+void TcpMessenger::Impl::DropQueue(Peer& p, const std::string& why) {
+  TIDAL_ASSERT(!p.writing);
+  size_t n = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    n = p.queue.size();
+    p.queue.clear();
+    p.queued_bytes = 0;
+  }
+  p.state = Peer::State::kIdle;
+  lost += n;
+  if (n > 0) {
+    Log(owner.name_, "peer '" + p.name + "' unreachable, " + std::to_string(n) +
+                         " message(s) dropped: " + why);
+  }
+}
+
+void TcpMessenger::Impl::StartAccept() {
+  acceptor.async_accept([this](const asio::error_code& ec, tcp::socket s) {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      ++accepted;
+      auto in = std::make_unique<Inbound>(std::make_shared<tcp::socket>(std::move(s)),
+                                          owner.options_.max_payload_bytes);
+      asio::error_code rec;
+      tcp::endpoint remote = in->socket->remote_endpoint(rec);
+      in->remote = rec ? "?" : FormatAddress(remote);
+      const uint64_t id = next_inbound++;
+      inbound.emplace(id, std::move(in));
+      ReadInbound(id);
+    } else {
+      Log(owner.name_, "accept: " + ec.message());
+    }
+    StartAccept();
+  });
+}
+
+void TcpMessenger::Impl::ReadInbound(uint64_t id) {
+  Inbound& in = *inbound.at(id);
+  SocketPtr sock = in.socket;
+  sock->async_read_some(asio::buffer(in.buf), [this, id, sock](const asio::error_code& ec,
+                                                               size_t n) {
+    auto it = inbound.find(id);
+    if (it == inbound.end()) return;
+    Inbound& in = *it->second;
+    if (ec) {  // the sender closed (or broke) the connection
+      inbound.erase(it);
+      return;
+    }
+    in.decoder.Feed(std::string_view(in.buf.data(), n));
+    for (;;) {
+      Result<std::optional<TcpFrame>> next = in.decoder.Next();
+      if (!next.ok()) {
+        ++rejected;
+        Log(owner.name_, "rejected a frame from " + in.remote + ", closing the connection: " +
+                             next.status().ToString());
+        asio::error_code ignored;
+        sock->close(ignored);
+        inbound.erase(it);
+        return;
+      }
+      if (!next->has_value()) break;
+      Deliver(std::move(**next));
+    }
+    ReadInbound(id);
+  });
+}
+
+void TcpMessenger::Impl::Deliver(TcpFrame frame) {
+  if (frame.kind == TcpFrameKind::kHello) {
+    std::lock_guard<std::mutex> lock(mu);
+    addresses[frame.from] = std::move(frame.payload);
+    return;
+  }
+  ++received;
+  owner.env_.Post([o = &owner, alive = owner.alive_, from = std::move(frame.from),
+                   payload = std::move(frame.payload)]() mutable {
+    if (!*alive || !o->receiver_) return;
+    Receiver receiver = o->receiver_;  // the receiver may replace itself
+    receiver(from, std::move(payload));
+  });
+}
+
+void TcpMessenger::Impl::Shutdown() {
+  asio::error_code ignored;
+  acceptor.close(ignored);
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& [name, p] : peers) CloseSocket(*p);
+  for (auto& [id, in] : inbound) in->socket->close(ignored);
+  inbound.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+
+TcpMessenger::TcpMessenger(RealEnv& env, TcpMessengerOptions options)
+    : env_(env),
+      options_(std::move(options)),
+      name_(options_.name),
+      alive_(std::make_shared<bool>(true)),
+      impl_(std::make_unique<Impl>(*this)) {}
+
+Result<std::unique_ptr<TcpMessenger>> TcpMessenger::Start(RealEnv& env,
+                                                          TcpMessengerOptions options) {
+  TIDAL_RETURN_IF_ERROR(CheckEndpointName(options.name));
+  if (options.connect_attempts == 0 || options.max_queue_messages == 0) {
+    return Status(ErrorCode::INVALID_PARAMS, "connect_attempts and max_queue_messages must be > 0");
+  }
+  Result<tcp::endpoint> listen = ToEndpoint(options.listen);
+  if (!listen.ok()) return listen.status();
+  if (!options.advertise.empty()) {
+    Result<tcp::endpoint> adv = ToEndpoint(options.advertise);
+    if (!adv.ok()) return adv.status();
+  }
+  for (const auto& [name, address] : options.peers) {
+    TIDAL_RETURN_IF_ERROR(CheckEndpointName(name));
+    Result<tcp::endpoint> ep = ToEndpoint(address);
+    if (!ep.ok()) return ep.status();
+  }
+  std::unique_ptr<TcpMessenger> m(new TcpMessenger(env, std::move(options)));
+  Impl& impl = *m->impl_;
+  asio::error_code ec;
+  impl.acceptor.open(listen->protocol(), ec);
+  if (!ec) impl.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) impl.acceptor.bind(*listen, ec);
+  if (!ec) impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "cannot listen on '" + m->options_.listen + "': " + ec.message());
+  }
+  const tcp::endpoint bound = impl.acceptor.local_endpoint(ec);
+  if (ec) {
+    return Status(ErrorCode::INVALID_PARAMS, "cannot read the bound address: " + ec.message());
+  }
+  m->port_ = bound.port();
+  m->advertise_ = m->options_.advertise.empty() ? FormatAddress(bound) : m->options_.advertise;
+  impl.hello = EncodeTcpFrame(TcpFrameKind::kHello, m->name_, m->advertise_);
+  {
+    std::lock_guard<std::mutex> lock(impl.mu);
+    for (const auto& [name, address] : m->options_.peers) impl.addresses[name] = address;
+    impl.addresses[m->name_] = m->advertise_;  // sending to ourselves works too
+  }
+  impl.StartAccept();
+  env.AddPoster();
+  impl.thread = std::thread([&impl]() { impl.io.run(); });
+  return m;
+}
+
+TcpMessenger::~TcpMessenger() {
+  *alive_ = false;
+  Impl& impl = *impl_;
+  if (!impl.thread.joinable()) return;  // Start failed before the IO thread began
+  asio::post(impl.io, [&impl]() {
+    impl.Shutdown();
+    impl.io.stop();
+  });
+  impl.work.reset();
+  impl.thread.join();
+  env_.RemovePoster();
+}
+
+Status TcpMessenger::Send(std::string_view to, std::string payload) {
+  if (payload.size() > options_.max_payload_bytes) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "payload of " + std::to_string(payload.size()) + " bytes is above the limit of " +
+                      std::to_string(options_.max_payload_bytes));
+  }
+  if (!CheckEndpointName(to).ok()) {
+    return Status(ErrorCode::SEGMENT_NOT_FOUND, "no endpoint named '" + std::string(to) + "'");
+  }
+  std::string frame = EncodeTcpFrame(TcpFrameKind::kMessage, name_, payload);
+  Peer* peer = nullptr;
+  bool kick = false;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->addresses.find(to) == impl_->addresses.end()) {
+      peer = nullptr;
+    } else {
+      auto it = impl_->peers.find(to);
+      if (it == impl_->peers.end()) {
+        it = impl_->peers
+                 .emplace(std::string(to), std::make_unique<Peer>(impl_->io, std::string(to)))
+                 .first;
+      }
+      peer = it->second.get();
+      if (peer->queue.size() >= options_.max_queue_messages ||
+          peer->queued_bytes + frame.size() > options_.max_queue_bytes) {
+        return Status(ErrorCode::BUFFER_OVERFLOW,
+                      "send queue to '" + std::string(to) + "' is full (" +
+                          std::to_string(peer->queue.size()) + " messages, " +
+                          std::to_string(peer->queued_bytes) + " bytes)");
+      }
+      peer->queued_bytes += frame.size();
+      peer->queue.push_back(std::move(frame));
+      kick = !peer->kick_posted;
+      peer->kick_posted = true;
+    }
+  }
+  if (peer == nullptr) {
+    LookUpLater(std::string(to));
+    return Status(ErrorCode::SEGMENT_NOT_FOUND, "no endpoint named '" + std::string(to) + "'");
+  }
+  if (kick) asio::post(impl_->io, [impl = impl_.get(), peer]() { impl->Pump(*peer); });
+  return Status();
+}
+
+Status TcpMessenger::AddPeer(std::string_view name, std::string_view address) {
+  TIDAL_RETURN_IF_ERROR(CheckEndpointName(name));
+  Result<tcp::endpoint> ep = ToEndpoint(address);
+  if (!ep.ok()) return ep.status();
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->addresses[std::string(name)] = std::string(address);
+  return Status();
+}
+
+void TcpMessenger::SetDirectory(MetadataStore* directory) { options_.directory = directory; }
+
+void TcpMessenger::LookUpLater(const std::string& name) {
+  if (options_.directory == nullptr || !impl_->lookups.insert(name).second) return;
+  // A member coroutine: it checks `alive` after every suspension before touching `this`.
+  struct Runner {
+    static Task<void> Run(TcpMessenger* self, std::shared_ptr<bool> alive, std::string name) {
+      Status s = co_await self->Resolve(name);
+      if (!*alive) co_return;
+      self->impl_->lookups.erase(name);
+      (void)s;  // a failed look-up leaves the name unknown; Send says so
+    }
+  };
+  Spawn(env_, Runner::Run(this, alive_, name));
+}
+
+Task<Status> TcpMessenger::Publish() {
+  if (options_.directory == nullptr) co_return Status(ErrorCode::INVALID_PARAMS, "no directory");
+  co_return co_await options_.directory->Put(EndpointKey(name_), advertise_);
+}
+
+Task<Status> TcpMessenger::Unpublish() {
+  if (options_.directory == nullptr) co_return Status(ErrorCode::INVALID_PARAMS, "no directory");
+  co_return co_await options_.directory->Delete(EndpointKey(name_));
+}
+
+Task<Status> TcpMessenger::Resolve(std::string name) {
+  if (options_.directory == nullptr) co_return Status(ErrorCode::INVALID_PARAMS, "no directory");
+  std::shared_ptr<bool> alive = alive_;
+  Result<std::string> entry = co_await options_.directory->Get(EndpointKey(name));
+  if (!*alive) co_return Status(ErrorCode::RPC_FAIL, "messenger stopped");
+  if (!entry.ok()) {
+    if (entry.code() == ErrorCode::OBJECT_NOT_FOUND) {
+      co_return Status(ErrorCode::SEGMENT_NOT_FOUND, "no endpoint '" + name + "' in the directory");
+    }
+    co_return entry.status();
+  }
+  if (!ToEndpoint(*entry).ok()) {
+    co_return Status(ErrorCode::CORRUPT_INPUT,
+                     "directory entry of '" + name + "' is not HOST:PORT: '" + *entry + "'");
+  }
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->addresses[name] = std::move(*entry);
+  co_return Status();
+}
+
+Task<Status> TcpMessenger::RefreshDirectory() {
+  if (options_.directory == nullptr) co_return Status(ErrorCode::INVALID_PARAMS, "no directory");
+  std::shared_ptr<bool> alive = alive_;
+  Result<KeyValues> entries = co_await options_.directory->List(std::string(kEndpointKeyPrefix));
+  if (!*alive) co_return Status(ErrorCode::RPC_FAIL, "messenger stopped");
+  if (!entries.ok()) co_return entries.status();
+  Status first_bad;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  for (auto& [key, value] : *entries) {
+    const std::string name = key.substr(kEndpointKeyPrefix.size());
+    if (!CheckEndpointName(name).ok() || !ToEndpoint(value).ok()) {
+      if (first_bad.ok()) {
+        first_bad = Status(ErrorCode::CORRUPT_INPUT, "directory entry '" + key + "' is malformed");
+      }
+      continue;
+    }
+    impl_->addresses[name] = std::move(value);
+  }
+  co_return first_bad;
+}
+
+TcpMessengerStats TcpMessenger::stats() const {
+  TcpMessengerStats s;
+  s.messages_sent = impl_->sent.load();
+  s.messages_received = impl_->received.load();
+  s.messages_lost = impl_->lost.load();
+  s.frames_rejected = impl_->rejected.load();
+  s.connects = impl_->connects.load();
+  s.connect_failures = impl_->connect_failures.load();
+  s.accepted = impl_->accepted.load();
+  return s;
+}
+
+}  // namespace tidal::backends::tcp
