@@ -6,7 +6,7 @@
 //   * the store master (store::MasterService), for StoreClients whose options.master is
 //     "master".
 //
-//   tidal-master [--listen 127.0.0.1:0] [--metadata mem://]
+//   tidal-master [--listen 127.0.0.1:0] [--metadata mem://] [--lease-ttl-ms 10000]
 //       serves until SIGINT or SIGTERM (then exits 0). Prints one line when it is ready:
 //       "tidal-master listening on HOST:PORT" (the port it bound, if 0 was asked).
 //   tidal-master --status HOST:PORT [--json]
@@ -94,7 +94,8 @@ struct Server {
   }
 };
 
-int Serve(const std::string& listen, const std::string& metadata_url) {
+int Serve(const std::string& listen, const std::string& metadata_url,
+          const tidal::store::MasterOptions& master_options) {
   Server s;
   s.metadata_url = metadata_url;
   s.started_ns = s.env.NowNs();
@@ -118,7 +119,8 @@ int Serve(const std::string& listen, const std::string& metadata_url) {
                                                         s.mux->Channel(tcp::kStoreRequestChannel));
   s.metadata_port = std::make_unique<tcp::DuplexMessenger>(
       s.mux->Channel(tcp::kMetadataAnswerChannel), s.mux->Channel(tcp::kMetadataRequestChannel));
-  s.master = std::make_unique<tidal::store::MasterService>(s.env, *s.store_port);
+  s.master =
+      std::make_unique<tidal::store::MasterService>(s.env, *s.store_port, master_options);
   s.master->Start();
   s.service = std::make_unique<tcp::MetadataService>(
       s.env, *s.metadata_port, *s.metadata,
@@ -209,7 +211,9 @@ int main(int argc, char** argv) {
       "status", po::value<std::string>(), "ask the master at HOST:PORT for its status and exit")(
       "json", "with --status: print one JSON object instead of the table")(
       "timeout-ms", po::value<uint64_t>()->default_value(3000),
-      "with --status: how long to wait for the answer");
+      "with --status: how long to wait for the answer")(
+      "lease-ttl-ms", po::value<uint64_t>()->default_value(10'000),
+      "store: the read lease every GetReplicaList grants (a client's Stop waits for it)");
   po::variables_map vm;
   if (auto rc = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *rc;
   if (vm.count("status")) {
@@ -220,5 +224,11 @@ int main(int argc, char** argv) {
     std::cerr << "--json goes with --status\n" << desc;
     return 2;
   }
-  return Serve(vm["listen"].as<std::string>(), vm["metadata"].as<std::string>());
+  tidal::store::MasterOptions master_options;
+  master_options.lease_ttl_ns = vm["lease-ttl-ms"].as<uint64_t>() * 1'000'000;
+  if (master_options.lease_ttl_ns == 0) {
+    std::cerr << "--lease-ttl-ms must be above 0\n" << desc;
+    return 2;
+  }
+  return Serve(vm["listen"].as<std::string>(), vm["metadata"].as<std::string>(), master_options);
 }
