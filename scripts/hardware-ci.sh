@@ -98,9 +98,9 @@ run_label() {
      --output-junit "$junit") >"$logf" 2>&1
   local rc=$?
   local passed failed skipped
-  skipped=$(grep -c ' Skipped ' "$logf" || true)
-  failed=$(grep -cE '\*\*\*Failed|\*\*\*Timeout|\*\*\*Exception| Failed  ' "$logf" || true)
-  passed=$(grep -cE ' Passed +[0-9.]+ sec' "$logf" || true)
+  skipped=$(grep -cE 'Test +#[0-9]+: .*\*\*\*Skipped' "$logf" || true)
+  failed=$(grep -cE 'Test +#[0-9]+: .*\*\*\*(Failed|Timeout|Exception)' "$logf" || true)
+  passed=$(grep -cE 'Test +#[0-9]+: .* Passed +[0-9.]+ sec' "$logf" || true)
   # The distinct reasons the skipped tests printed (gtest's "Skipped" message lines).
   local reasons
   reasons=$(grep -E '^[^ ]*\.cc:[0-9]+: Skipped' -A1 "$logf" | grep -vE 'Skipped|^--' |
