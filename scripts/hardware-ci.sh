@@ -101,11 +101,26 @@ run_label() {
   skipped=$(grep -cE 'Test +#[0-9]+: .*\*\*\*Skipped' "$logf" || true)
   failed=$(grep -cE 'Test +#[0-9]+: .*\*\*\*(Failed|Timeout|Exception)' "$logf" || true)
   passed=$(grep -cE 'Test +#[0-9]+: .* Passed +[0-9.]+ sec' "$logf" || true)
-  # The distinct reasons the skipped tests printed (gtest's "Skipped" message lines).
+  # The distinct reasons the skipped tests printed: gtest's line after "Skipped" in each
+  # skipped test's output, which the JUnit report keeps.
   local reasons
-  reasons=$(grep -E '^[^ ]*\.cc:[0-9]+: Skipped' -A1 "$logf" | grep -vE 'Skipped|^--' |
-            sed 's/^ *//' | sort -u | head -20 |
-            python3 -c 'import json,sys; print(json.dumps([l.rstrip("\n") for l in sys.stdin if l.strip()]))')
+  reasons=$(python3 - "$junit" <<'PY'
+import json, re, sys, xml.etree.ElementTree as ET
+seen = []
+try:
+    for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+        if case.find("skipped") is None:
+            continue
+        out = case.findtext("system-out") or ""
+        m = re.search(r": Skipped\n(.+)", out)
+        why = m.group(1).strip() if m else "skipped (no reason printed)"
+        if why not in seen:
+            seen.append(why)
+except (OSError, ET.ParseError):
+    pass
+print(json.dumps(seen[:20]))
+PY
+)
   local status=passed
   [ "$skipped" -gt 0 ] && [ "$passed" = 0 ] && [ "$failed" = 0 ] && status=skipped
   if [ "$rc" != 0 ] || [ "$failed" -gt 0 ]; then status=failed; failed_any=1; fi
