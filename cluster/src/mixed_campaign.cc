@@ -197,6 +197,16 @@ Task<void> MixedRun::NodeBody(size_t node) {
       co_await SleepFor(env, 1);  // the node stops here
     }
     co_await StoreOps(node, round);
+    if (env.RandomBelow(4) == 0) {
+      // Another user of this engine looks at a peer and goes away again (a tool, a second
+      // client): the shared handle must survive it for everyone else.
+      const size_t peer = env.RandomBelow(n_);
+      if (peer != node && c_->alive(peer)) {
+        TransferEngine& engine = c_->engine(node);
+        Result<SegmentHandle> h = co_await engine.OpenSegment(Cluster::NodeName(peer));
+        if (h.ok()) (void)engine.CloseSegment(*h);
+      }
+    }
     for (size_t g = 0; g < groups_.size(); ++g) {
       if (groups_[g].RankOf(node) < 0) continue;
       co_await AllReduceRound(node, g, round);
@@ -282,6 +292,7 @@ MixedSeedResult MixedRun::Run() {
   master_ = co.master_node;
   co.sim.seed = seed_;
   co.sim.replay_command = "tidal-mixed-campaign --seed " + std::to_string(seed_) + " --verbose";
+  co.sim.engine.planted_bug = o_.engine_bug;
   auto made = Cluster::Make(co);
   if (!made.ok()) {
     Fail("cluster: " + made.status().ToString());
@@ -304,6 +315,7 @@ MixedSeedResult MixedRun::Run() {
     po.group_name = g.name;
     po.slot_bytes = 4096;
     po.timeout_ns = 5'000 * kMs;
+    po.planted_bug = o_.coll_bug;
     Status s = c_->NewGroup(g.nodes, po);
     if (!s.ok()) {
       Fail("NewGroup " + g.name + ": " + s.ToString());

@@ -432,6 +432,7 @@ StoreCampaignResult Campaign::Run() {
   o.client.rpc.timeout_ns = 50 * kMs;
   o.client.rpc.retry_ns = 5 * kMs;
   o.client.heartbeat_interval_ns = 20 * kMs;
+  o.client.planted_bug = cfg_.planted_bug;
   Result<sim::SwarmSettings> mix = sim::SwarmMix(cfg_.mix);
   TIDAL_ASSERT_MSG(mix.ok(), "campaign: unknown fault mix");
   o.swarm = *mix;

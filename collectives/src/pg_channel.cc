@@ -143,6 +143,9 @@ Task<Result<DataHeader>> ProcessGroup::Impl::RecvChunk(int peer, ChannelClass cl
     if (reduce) {
       size_t es = DataTypeSize(dtype);
       result = reducer_->Fold(dst, slot, n / es, dtype, rop, Location::Host());
+      if (result.ok() && options_.planted_bug == CollBug::kFoldTwice) {
+        result = reducer_->Fold(dst, slot, n / es, dtype, rop, Location::Host());  // planted
+      }
     } else if (n > 0) {
       std::memcpy(dst, slot, n);
     }

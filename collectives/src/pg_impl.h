@@ -257,6 +257,10 @@ Task<Status> ProcessGroup::Impl::WaitPeer(int peer, ChannelClass cls, uint64_t d
       co_return Status(ErrorCode::OPERATION_TIMEOUT,
                        "waiting for rank " + std::to_string(peer) + " timed out");
     }
+    if (now >= next_check && options_.planted_bug == CollBug::kSilenceIsDeath) {
+      MarkDead(peer, /*broadcast=*/true);  // planted: silence taken for death, unprobed
+      continue;
+    }
     if (now >= next_check) {
       // Silence is not evidence (field bug 10): only a probe that fails marks the peer.
       co_await ProbePeer(peer);

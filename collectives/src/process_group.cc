@@ -9,6 +9,26 @@
 
 namespace tidal::coll {
 
+std::string_view CollBugName(CollBug bug) {
+  switch (bug) {
+    case CollBug::kNone: return "none";
+    case CollBug::kRootIgnored: return "coll_root_ignored";
+    case CollBug::kFoldTwice: return "coll_fold_twice";
+    case CollBug::kSilenceIsDeath: return "coll_silence_is_death";
+  }
+  return "unknown";
+}
+
+Result<CollBug> ParseCollBug(std::string_view name) {
+  std::string known;
+  for (CollBug b : kCollBugs) {
+    if (CollBugName(b) == name) return b;
+    known += (known.empty() ? "" : ", ") + std::string(CollBugName(b));
+  }
+  return Status(ErrorCode::INVALID_PARAMS,
+                "unknown collectives bug '" + std::string(name) + "' (" + known + ")");
+}
+
 std::vector<int> MaskToRanks(uint64_t mask) {
   std::vector<int> out;
   for (int r = 0; r < 64; ++r) {
@@ -394,7 +414,7 @@ std::shared_ptr<Work> ProcessGroup::Broadcast(Tensor tensor, int root) {
   CollOp c;
   c.type = OpType::kBroadcast;
   c.out = c.in = tensor;
-  c.root = root;
+  c.root = options().planted_bug == CollBug::kRootIgnored ? 0 : root;
   return impl_->Enqueue(std::move(c));
 }
 
@@ -405,7 +425,7 @@ std::shared_ptr<Work> ProcessGroup::Reduce(Tensor tensor, int root, ReduceOp op)
   CollOp c;
   c.type = OpType::kReduce;
   c.out = c.in = tensor;
-  c.root = root;
+  c.root = options().planted_bug == CollBug::kRootIgnored ? 0 : root;
   c.rop = op;
   return impl_->Enqueue(std::move(c));
 }

@@ -10,6 +10,26 @@ std::string_view TransferOpName(TransferOp op) {
   return op == TransferOp::kRead ? "READ" : "WRITE";
 }
 
+std::string_view EngineBugName(EngineBug bug) {
+  switch (bug) {
+    case EngineBug::kNone: return "none";
+    case EngineBug::kNoDescriptorRefresh: return "engine_no_descriptor_refresh";
+    case EngineBug::kCloseDropsEveryHolder: return "engine_close_drops_every_holder";
+    case EngineBug::kPrefixOvercount: return "engine_prefix_overcount";
+  }
+  return "unknown";
+}
+
+Result<EngineBug> ParseEngineBug(std::string_view name) {
+  std::string known;
+  for (EngineBug b : kEngineBugs) {
+    if (EngineBugName(b) == name) return b;
+    known += (known.empty() ? "" : ", ") + std::string(EngineBugName(b));
+  }
+  return Status(ErrorCode::INVALID_PARAMS,
+                "unknown engine bug '" + std::string(name) + "' (" + known + ")");
+}
+
 std::string_view TransferStateName(TransferState s) {
   switch (s) {
     case TransferState::PENDING: return "PENDING";
@@ -314,7 +334,9 @@ Status TransferEngine::CloseSegment(SegmentHandle handle) {
   SegmentEntry* e = FindSegment(handle);
   if (e == nullptr) return Status(ErrorCode::INVALID_PARAMS, "segment handle is not open");
   TIDAL_ASSERT(e->holders > 0);
-  if (--e->holders > 0) return Status();  // other holders keep it open
+  if (--e->holders > 0 && options_.planted_bug != EngineBug::kCloseDropsEveryHolder) {
+    return Status();  // other holders keep it open
+  }
   RetireSegment(IndexOf(handle.value),
                 Status(ErrorCode::SEGMENT_NOT_FOUND, "segment handle was closed"));
   return Status();
@@ -562,7 +584,8 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
     RegionInfo local;
     const RegionInfo* remote = nullptr;
     Status valid = ValidateRequest(r, &seg, &local, &remote);
-    if (valid.code() == ErrorCode::REMOTE_ACCESS_DENIED) {
+    if (valid.code() == ErrorCode::REMOTE_ACCESS_DENIED &&
+        options_.planted_bug != EngineBug::kNoDescriptorRefresh) {
       // Our copy of the peer's descriptor may predate a region it registered since: the
       // request waits (PENDING, under its deadline) for the descriptor to be looked up
       // again, and fails only if the fresh one lacks the range too.
@@ -974,7 +997,8 @@ void TransferEngine::OnSliceDone(const TransportCompletion& c) {
   RequestState& r = b->requests[done.request];
   if (r.status.state != TransferState::PENDING) return;
   TIDAL_ASSERT(r.outstanding > 0);
-  if (c.code == ErrorCode::REMOTE_ACCESS_DENIED && !done.retried) {
+  if (c.code == ErrorCode::REMOTE_ACCESS_DENIED && !done.retried &&
+      options_.planted_bug != EngineBug::kNoDescriptorRefresh) {
     // The peer refused the key or the window: it may have unregistered or re-registered
     // the region since we copied its descriptor. Look it up again and re-run this slice
     // once; it stays outstanding meanwhile.
@@ -1001,6 +1025,11 @@ void TransferEngine::OnSliceDone(const TransportCompletion& c) {
     TIDAL_ASSERT(done.index < r.moved.size() && r.moved[done.index] == RequestState::kNotDone);
     r.moved[done.index] = moved;
     r.status.bytes_transferred = r.Prefix(options_.slice_bytes);
+    if (options_.planted_bug == EngineBug::kPrefixOvercount) {
+      uint64_t sum = 0;  // planted: every slice that moved, wherever it sits
+      for (uint64_t m : r.moved) sum += m == RequestState::kNotDone ? 0 : m;
+      r.status.bytes_transferred = sum;
+    }
   }
   TIDAL_ASSERT(r.status.bytes_transferred <= r.length);
   if (code != ErrorCode::OK && r.first_error == ErrorCode::OK) r.first_error = code;

@@ -318,7 +318,7 @@ std::string TransferRegressionTest(const TransferShrinkResult& r, const std::str
     }
     return q + "\"";
   };
-  const bool planted = o.planted_bug != PlantedBug::kNone;
+  const bool planted = o.planted_bug != PlantedBug::kNone || o.engine_bug != EngineBug::kNone;
   std::string t;
   t += "// Written by `tidal-sim shrink`: a failing transfer-workload run shrunk from " +
        std::to_string(r.original_nodes) + " nodes x " + std::to_string(r.original_ops) +
@@ -334,6 +334,9 @@ std::string TransferRegressionTest(const TransferShrinkResult& r, const std::str
        std::to_string(r.original_ops) + " --faults " + o.fault_mix +
        (o.planted_bug != PlantedBug::kNone
             ? " --plant-bug " + std::string(PlantedBugName(o.planted_bug))
+            : std::string()) +
+       (o.engine_bug != EngineBug::kNone
+            ? " --engine-bug " + std::string(EngineBugName(o.engine_bug))
             : std::string()) +
        " --out FILE.cc\n";
   t += "#include <gtest/gtest.h>\n\n#include \"tidal/sim/shrink.h\"\n#include "
@@ -354,8 +357,14 @@ std::string TransferRegressionTest(const TransferShrinkResult& r, const std::str
     t += "// With the bug planted, the checker still catches it on this tape.\n";
     t += "TEST(ShrunkRegression, " + test_name + "IsCaught) {\n";
     t += "  tidal::sim::TransferWorkloadOptions o = " + test_name + "Run();\n";
-    t += "  o.planted_bug = tidal::sim::ParsePlantedBug(" +
-         quoted(std::string(PlantedBugName(o.planted_bug))) + ").value();\n";
+    if (o.planted_bug != PlantedBug::kNone) {
+      t += "  o.planted_bug = tidal::sim::ParsePlantedBug(" +
+           quoted(std::string(PlantedBugName(o.planted_bug))) + ").value();\n";
+    }
+    if (o.engine_bug != EngineBug::kNone) {
+      t += "  o.engine_bug = tidal::ParseEngineBug(" +
+           quoted(std::string(EngineBugName(o.engine_bug))) + ").value();\n";
+    }
     t += "  auto r = tidal::sim::RunTransferWorkload(o);\n  ASSERT_TRUE(r.ok());\n";
     t += "  ASSERT_FALSE(r->passed);\n  bool seen = false;\n";
     t += "  for (const auto& v : r->violations) seen |= tidal::sim::InvariantOf(v) == " +

@@ -193,6 +193,18 @@ void SimTransport::Execute(uint64_t task_id) {
         target->registry_.FindLocal(remote_addr, t.length).ok()) {
       remote = Status();  // planted bug: a wrong key is let through
     }
+    uint64_t copy_limit = UINT64_MAX;  // bytes the planted window bug really copies
+    if (world_.options().planted_bug == PlantedBug::kIgnoreWindow &&
+        remote.code() == ErrorCode::REMOTE_ACCESS_DENIED) {
+      // Planted bug: only the region the access starts in is checked (its key), not
+      // whether the access ends inside it. It runs one byte past the window (into the
+      // workload's guard band) and claims the rest: the simulator stays in bounds.
+      Result<RegionInfo> start = target->registry_.FindLocal(remote_addr, 1);
+      if (start.ok() && start->rkey == rkey) {
+        remote = Status();
+        copy_limit = start->addr + start->length + 1 - remote_addr;
+      }
+    }
     Result<RegionInfo> local = registry_.FindLocal(t.local_addr, t.length);
     if (!remote.ok()) {
       c.code = remote.code();
@@ -207,10 +219,23 @@ void SimTransport::Execute(uint64_t task_id) {
                                         : world_.tape().Between(1, t.length);
         moved = t.length - by;
       }
-      if (moved > 0) {
+      const PlantedBug bug = world_.options().planted_bug;
+      if (moved > 0 && write && bug == PlantedBug::kWriteOffByOne) {
+        // Planted bug: the data lands one byte late; its last byte is lost.
+        std::memmove(reinterpret_cast<void*>(remote_addr + 1),
+                     reinterpret_cast<const void*>(t.local_addr), moved - 1);
+      } else if (moved > 0 && write && bug == PlantedBug::kCompleteBeforeVisible) {
+        // Planted bug: the completion is reported now, the data lands 5 us later.
+        std::vector<uint8_t> data(reinterpret_cast<const uint8_t*>(t.local_addr),
+                                  reinterpret_cast<const uint8_t*>(t.local_addr) + moved);
+        world_.ScheduleAt(world_.NowNs() + 5'000, -1,
+                          [to = remote_addr, data = std::move(data)]() {
+                            std::memcpy(reinterpret_cast<void*>(to), data.data(), data.size());
+                          });
+      } else if (moved > 0) {
         void* to = reinterpret_cast<void*>(write ? remote_addr : t.local_addr);
         const void* from = reinterpret_cast<const void*>(write ? t.local_addr : remote_addr);
-        std::memmove(to, from, moved);
+        std::memmove(to, from, std::min(moved, copy_limit));
       }
       c.bytes_transferred = moved;
       c.code = moved == t.length ? ErrorCode::OK : ErrorCode::TRANSFER_INCOMPLETE;

@@ -368,7 +368,8 @@ TransferWorkloadResult Campaign::Run() {
     injected += c;
     if (c > 0) r_.faults_injected.emplace_back(FaultKindName(static_cast<FaultKind>(k)), c);
   }
-  if (injected == 0 && o_.planted_bug == PlantedBug::kNone) {
+  if (injected == 0 && o_.planted_bug == PlantedBug::kNone &&
+      o_.engine_bug == EngineBug::kNone) {
     uint64_t bad = 0;
     for (const auto& [code, count] : failures_) {
       if (code != "ADDRESS_NOT_REGISTERED" && code != "REMOTE_ACCESS_DENIED") bad += count;
@@ -427,6 +428,7 @@ Result<TransferWorkloadResult> RunTransferWorkload(const TransferWorkloadOptions
   fo.world.replay_command = o.replay_command;
   fo.engine.slice_bytes = o.slice_bytes;
   fo.engine.transfer_timeout_ns = o.transfer_timeout_ns;
+  fo.engine.planted_bug = o.engine_bug;
   fo.checker_aborts = false;
   Campaign c(o, std::move(fo));
   return c.Run();
@@ -445,6 +447,7 @@ std::string TransferWorkloadHeader(const TransferWorkloadOptions& o) {
                       {"fault_mix", o.fault_mix},
                       {"fault_script", o.fault_script},
                       {"planted_bug", PlantedBugName(o.planted_bug)}};
+  if (o.engine_bug != EngineBug::kNone) j["engine_bug"] = EngineBugName(o.engine_bug);
   return j.dump();
 }
 
@@ -486,6 +489,12 @@ Result<TransferWorkloadOptions> ParseTransferWorkloadHeader(std::string_view lin
   Result<PlantedBug> pb = ParsePlantedBug(bug);
   if (!pb.ok()) return bad("planted_bug");
   o.planted_bug = *pb;
+  if (j.contains("engine_bug")) {  // optional: only traces of the bug zoo carry it
+    if (!str("engine_bug", &bug)) return bad("engine_bug");
+    Result<EngineBug> eb = ParseEngineBug(bug);
+    if (!eb.ok()) return bad("engine_bug");
+    o.engine_bug = *eb;
+  }
   return o;
 }
 

@@ -41,18 +41,21 @@ std::string_view PlantedBugName(PlantedBug bug) {
     case PlantedBug::kNone: return "none";
     case PlantedBug::kShortAsComplete: return "short_as_complete";
     case PlantedBug::kIgnoreRemoteKey: return "ignore_remote_key";
+    case PlantedBug::kIgnoreWindow: return "ignore_window";
+    case PlantedBug::kWriteOffByOne: return "write_off_by_one";
+    case PlantedBug::kCompleteBeforeVisible: return "complete_before_visible";
   }
   return "unknown";
 }
 
 Result<PlantedBug> ParsePlantedBug(std::string_view name) {
-  for (PlantedBug b : {PlantedBug::kNone, PlantedBug::kShortAsComplete,
-                       PlantedBug::kIgnoreRemoteKey}) {
+  for (PlantedBug b : kPlantedBugs) {
     if (PlantedBugName(b) == name) return b;
   }
+  std::string known;
+  for (PlantedBug b : kPlantedBugs) known += (known.empty() ? "" : ", ") + std::string(PlantedBugName(b));
   return Status(ErrorCode::INVALID_PARAMS,
-                "unknown planted bug '" + std::string(name) +
-                    "' (none, short_as_complete, ignore_remote_key)");
+                "unknown planted bug '" + std::string(name) + "' (" + known + ")");
 }
 
 // ---- World ------------------------------------------------------------------------

@@ -31,6 +31,24 @@ std::string Describe(const TransferStatus& s) {
 
 }  // namespace
 
+std::string_view StoreBugName(StoreBug bug) {
+  switch (bug) {
+    case StoreBug::kNone: return "none";
+    case StoreBug::kGetAcceptsShortRead: return "store_get_accepts_short_read";
+  }
+  return "unknown";
+}
+
+Result<StoreBug> ParseStoreBug(std::string_view name) {
+  std::string known;
+  for (StoreBug b : kStoreBugs) {
+    if (StoreBugName(b) == name) return b;
+    known += (known.empty() ? "" : ", ") + std::string(StoreBugName(b));
+  }
+  return Status(ErrorCode::INVALID_PARAMS,
+                "unknown store bug '" + std::string(name) + "' (" + known + ")");
+}
+
 StoreClient::StoreClient(Env& env, TransferEngine& engine, Messenger& messenger,
                          StoreClientOptions options)
     : env_(env),
@@ -359,7 +377,10 @@ Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, std::string lo
       if (!StaleView(st.error)) break;
     }
     // Field bug 3: success only when every byte arrived.
-    if (st.state == TransferState::COMPLETED && st.bytes_transferred == list.size) {
+    const bool planted_short = options_.planted_bug == StoreBug::kGetAcceptsShortRead &&
+                               st.error == ErrorCode::TRANSFER_INCOMPLETE;
+    if ((st.state == TransferState::COMPLETED && st.bytes_transferred == list.size) ||
+        planted_short) {
       if (env_.NowNs() > lease_deadline) {
         ++stats_.lease_expired;
         co_return Status(ErrorCode::LEASE_EXPIRED,

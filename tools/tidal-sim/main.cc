@@ -22,6 +22,9 @@
 #include <sstream>
 #include <string>
 
+#ifdef TIDAL_SIM_ZOO
+#include "tidal/cluster/zoo.h"
+#endif
 #include "tidal/sim/shrink.h"
 #include "tidal/sim/transfer_workload.h"
 
@@ -53,6 +56,9 @@ std::string ReplayCommand(const TransferWorkloadOptions& o, const std::string& s
   if (!script_path.empty()) c << " --fault-script " << script_path;
   if (o.planted_bug != tidal::sim::PlantedBug::kNone) {
     c << " --plant-bug " << tidal::sim::PlantedBugName(o.planted_bug);
+  }
+  if (o.engine_bug != tidal::EngineBug::kNone) {
+    c << " --engine-bug " << tidal::EngineBugName(o.engine_bug);
   }
   c << " --trace-out seed-" << o.seed << ".jsonl";
   return c.str();
@@ -142,6 +148,14 @@ std::optional<TransferWorkloadOptions> WorkloadOptions(const po::variables_map& 
     }
     o.planted_bug = *bug;
   }
+  if (vm.count("engine-bug")) {
+    auto bug = tidal::ParseEngineBug(vm["engine-bug"].as<std::string>());
+    if (!bug.ok()) {
+      std::fprintf(stderr, "tidal-sim: %s\n", bug.status().message().c_str());
+      return std::nullopt;
+    }
+    o.engine_bug = *bug;
+  }
   return o;
 }
 
@@ -190,8 +204,10 @@ int Shrink(const po::variables_map& vm) {
   }
   const tidal::sim::TransferShrinkResult& s = *shrunk;
   std::string name = "Seed" + std::to_string(o.seed);
-  if (o.planted_bug != tidal::sim::PlantedBug::kNone) {
-    std::string bug(tidal::sim::PlantedBugName(o.planted_bug));
+  if (o.planted_bug != tidal::sim::PlantedBug::kNone || o.engine_bug != tidal::EngineBug::kNone) {
+    std::string bug(o.planted_bug != tidal::sim::PlantedBug::kNone
+                        ? tidal::sim::PlantedBugName(o.planted_bug)
+                        : tidal::EngineBugName(o.engine_bug));
     bool up = true;
     for (char ch : bug) {
       if (ch == '_') {
@@ -244,6 +260,85 @@ int Shrink(const po::variables_map& vm) {
   }
   return 0;
 }
+
+#ifdef TIDAL_SIM_ZOO
+// tidal-sim zoo: every planted bug against the campaign that should catch it.
+int Zoo(const po::variables_map& vm) {
+  const std::optional<tidal::tools::SeedRange> seeds = tidal::tools::SelectedSeeds(vm, "tidal-sim");
+  if (!seeds) return 2;
+  const bool json = vm.count("json") != 0;
+  tidal::cluster::ZooOptions zo;
+  zo.first_seed = seeds->first;
+  zo.max_seeds = seeds->count();
+  zo.shrink = vm.count("no-shrink") == 0;
+  zo.shrink_runs = vm["max-runs"].as<uint64_t>();
+  if (vm.count("bug")) zo.only = vm["bug"].as<std::string>();
+  double last_print = 0;
+  zo.progress = [&](const std::string& bug, uint64_t tried) {
+    if (json || WallSeconds() - last_print < 0.25) return;
+    last_print = WallSeconds();
+    std::fprintf(stderr, "\r  %-34s seed %" PRIu64 "/%" PRIu64 "   ", bug.c_str(), tried + 1,
+                 zo.max_seeds);
+  };
+  std::vector<tidal::cluster::ZooEntry> zoo = tidal::cluster::RunZoo(zo);
+  if (!json) std::fprintf(stderr, "\r%80s\r", "");
+  size_t caught = 0, clean = 0;
+  std::vector<uint64_t> shrunk_events;
+  for (const auto& e : zoo) {
+    caught += e.caught;
+    clean += e.caught && e.clean_seed_passes;
+    if (e.shrunk) shrunk_events.push_back(e.shrunk_events);
+  }
+  if (json) {
+    nlohmann::json bugs = nlohmann::json::array();
+    for (const auto& e : zoo) {
+      nlohmann::json b = {{"name", e.bug.name},
+                          {"layer", e.bug.layer},
+                          {"workload", e.bug.workload},
+                          {"field_report", e.bug.field_report},
+                          {"caught", e.caught},
+                          {"seeds_needed", e.seeds_needed},
+                          {"seconds_to_failure", e.seconds_to_failure},
+                          {"failure", e.failure}};
+      if (e.caught) {
+        b["seed"] = e.seed;
+        b["clean_seed_passes"] = e.clean_seed_passes;
+      }
+      if (e.shrunk) {
+        b["shrunk_events"] = e.shrunk_events;
+        b["shrunk_faults"] = e.shrunk_faults;
+        b["original_events"] = e.original_events;
+        b["shrink_seconds"] = e.shrink_seconds;
+      } else if (!e.not_shrunk_because.empty()) {
+        b["not_shrunk_because"] = e.not_shrunk_because;
+      }
+      bugs.push_back(b);
+    }
+    std::cout << nlohmann::json{{"bugs", bugs}, {"caught", caught}, {"total", zoo.size()}}.dump(2)
+              << "\n";
+  } else {
+    std::printf("tidal-sim zoo: %zu planted bugs, seeds %s each\n", zoo.size(),
+                tidal::tools::ToString(*seeds).c_str());
+    std::printf("  %-32s %-12s %-7s %-6s %6s %8s %6s %14s\n", "bug", "layer", "field", "caught",
+                "seeds", "time s", "clean", "shrunk events");
+    for (const auto& e : zoo) {
+      std::string shrunk = e.shrunk ? std::to_string(e.shrunk_events) + " (" +
+                                          std::to_string(e.shrunk_faults) + "f)"
+                                    : "-";
+      std::printf("  %-32s %-12s %-7s %-6s %6" PRIu64 " %8.2f %6s %14s\n", e.bug.name.c_str(),
+                  e.bug.layer.c_str(), e.bug.field_report.empty() ? "-" : e.bug.field_report.c_str(),
+                  e.caught ? "yes" : "NO", e.seeds_needed, e.seconds_to_failure,
+                  e.caught ? (e.clean_seed_passes ? "yes" : "NO") : "-", shrunk.c_str());
+    }
+    for (const auto& e : zoo) {
+      if (e.caught) std::printf("  %s: %s\n", e.bug.name.c_str(), e.failure.c_str());
+    }
+    std::printf("caught %zu of %zu (the failing seed passes without the bug: %zu)\n", caught,
+                zoo.size(), clean);
+  }
+  return caught == zoo.size() && clean == caught ? 0 : 1;
+}
+#endif
 
 int Run(const po::variables_map& vm) {
   std::string script_path;
@@ -426,7 +521,8 @@ int main(int argc, char** argv) {
   po::options_description general("tidal-sim: deterministic simulated-cluster campaigns\n\n"
                                   "Usage:\n  tidal-sim run [options]\n  tidal-sim replay TRACE.jsonl "
                                   "[--chrome-trace FILE] [--json]\n  tidal-sim shrink --seed N "
-                                  "[--plant-bug B] [--out FILE.cc] [--json]\n\nOptions");
+                                  "[--plant-bug B] [--out FILE.cc] [--json]\n  tidal-sim zoo [--seeds 1..200] [--bug B] "
+                                  "[--no-shrink] [--json]\n\nOptions");
   general.add_options()
       ("help,h", "print this help")
       ("workload", po::value<std::string>()->default_value("transfer"),
@@ -437,11 +533,17 @@ int main(int argc, char** argv) {
        "fault mix: none, transfer, messages, node, all, or a comma list of kinds")
       ("fault-script", po::value<std::string>(), "file of scripted fault rules")
       ("plant-bug", po::value<std::string>(),
-       "plant a known bug to see the checker catch it: short_as_complete, ignore_remote_key")
+       "plant a transport bug to see the checker catch it: short_as_complete, "
+       "ignore_remote_key, ignore_window, write_off_by_one, complete_before_visible")
       ("trace-out", po::value<std::string>(), "write the JSON-lines trace (single seed)")
       ("chrome-trace", po::value<std::string>(), "write a Chrome/Perfetto trace (single seed)")
+      ("engine-bug", po::value<std::string>(),
+       "plant a transfer-engine bug (the bug zoo): engine_no_descriptor_refresh, "
+       "engine_close_drops_every_holder, engine_prefix_overcount")
       ("out", po::value<std::string>(), "shrink: write the shrunk run as a gtest file")
       ("max-runs", po::value<uint64_t>()->default_value(4000), "shrink: budget of runs")
+      ("bug", po::value<std::string>(), "zoo: run only this planted bug")
+      ("no-shrink", "zoo: do not shrink the failing runs")
       ("json", "print one JSON document instead of the table");
   tidal::tools::AddSeedOptions(general, {1, 1}, /*single=*/true);
   po::options_description hidden;
@@ -470,6 +572,9 @@ int main(int argc, char** argv) {
   }
   if (command == "run") return Run(vm);
   if (command == "shrink") return Shrink(vm);
+#ifdef TIDAL_SIM_ZOO
+  if (command == "zoo") return Zoo(vm);
+#endif
   if (command == "replay") {
     if (!vm.count("arg")) {
       std::fprintf(stderr, "tidal-sim: replay needs a trace file\n");

@@ -57,6 +57,7 @@
 #include "tidal/env.h"
 #include "tidal/memory.h"
 #include "tidal/metadata_store.h"
+#include "tidal/planted.h"
 #include "tidal/segment.h"
 #include "tidal/status.h"
 #include "tidal/task.h"
@@ -102,6 +103,7 @@ struct TransferEngineOptions {
   // Notifications kept for channels that have no handler yet (beyond this they are
   // dropped and counted in stats().notifications_dropped).
   size_t max_queued_notifications = 1 << 16;
+  EngineBug planted_bug = EngineBug::kNone;  // the bug zoo only (tidal/planted.h)
 };
 
 struct TransferEngineStats {

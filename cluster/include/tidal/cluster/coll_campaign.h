@@ -16,11 +16,14 @@
 #include <cstdint>
 #include <string>
 
+#include "tidal/collectives/process_group.h"
+
 namespace tidal::cluster {
 
 struct CollCampaignOptions {
   bool verbose = false;  // print each op's outcome
   bool trace = false;    // keep the world's trace lines (for --trace-out)
+  coll::CollBug planted_bug = coll::CollBug::kNone;  // the bug zoo only
 };
 
 struct CollSeedResult {

@@ -26,12 +26,18 @@
 #include <cstdint>
 #include <string>
 
+#include "tidal/collectives/process_group.h"
+#include "tidal/planted.h"
+
 namespace tidal::cluster {
 
 struct MixedCampaignOptions {
   bool verbose = false;   // print each round's outcome
   uint32_t rounds = 6;    // allreduce rounds per group
   bool crashes = true;    // let a third of the seeds crash a node
+  // The bug zoo only: a planted engine or collectives bug.
+  EngineBug engine_bug = EngineBug::kNone;
+  coll::CollBug coll_bug = coll::CollBug::kNone;
 };
 
 struct MixedSeedResult {

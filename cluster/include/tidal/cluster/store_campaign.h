@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <string>
 
+#include "tidal/store/client.h"
+
 namespace tidal::cluster {
 
 struct StoreCampaignConfig {
@@ -23,6 +25,7 @@ struct StoreCampaignConfig {
   size_t ops_per_client = 24;
   std::string mix = "all";  // swarm fault mix (fault_plan.h SwarmMix)
   bool trace = false;       // keep JSON trace lines (for --trace-out)
+  store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
 };
 
 struct StoreCampaignResult {

@@ -67,6 +67,22 @@ struct StepEvent {
   uint64_t boundary = 0;  // boundary index counted over all attempts of the op
 };
 
+// Planted bugs: deliberate defects the bug zoo (tidal-sim zoo) switches on one at a time
+// through ProcessGroupOptions::planted_bug, to measure whether the campaigns catch them.
+// Default kNone; nothing but the zoo and its tests sets it.
+enum class CollBug : uint8_t {
+  kNone,
+  kRootIgnored,     // field bug 1: Broadcast and Reduce use rank 0 whatever the root (not
+                    // Gather and Scatter: their buffers are sized by role, so the planted
+                    // form would read past them rather than compute a wrong answer)
+  kFoldTwice,       // a received chunk is folded into the result twice
+  kSilenceIsDeath,  // field bug 10: a peer silent for peer_check_ns is failed unprobed
+};
+inline constexpr CollBug kCollBugs[] = {CollBug::kNone, CollBug::kRootIgnored,
+                                        CollBug::kFoldTwice, CollBug::kSilenceIsDeath};
+std::string_view CollBugName(CollBug bug);
+Result<CollBug> ParseCollBug(std::string_view name);
+
 struct ProcessGroupOptions {
   std::string group_name = "default";     // bootstrap keys are tidal/pg/<name>/<rank>
   uint64_t slot_bytes = 256 * 1024;       // chunk size; receive memory = size*2*2*slot_bytes
@@ -87,6 +103,7 @@ struct ProcessGroupOptions {
   // per peer, up to this many bytes; beyond that the pair's stream waits for a matching
   // Recv (and the oldest Recv from that peer may time out).
   uint64_t p2p_stash_bytes = 64ull << 20;
+  CollBug planted_bug = CollBug::kNone;             // the bug zoo only
   Reducer* reducer = nullptr;                       // nullptr: CpuReducer::Default()
   std::function<void(const StepEvent&)> step_hook;  // tests only; may be empty
 };

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tidal/planted.h"
 #include "tidal/sim/fault_plan.h"
 #include "tidal/sim/world.h"
 
@@ -33,7 +34,8 @@ struct TransferWorkloadOptions {
   uint64_t transfer_timeout_ns = 2'000'000;
   std::string fault_mix = "none";    // SwarmMix name or list of kinds
   std::string fault_script;          // scripted rules (FaultPlan::Parse)
-  PlantedBug planted_bug = PlantedBug::kNone;
+  PlantedBug planted_bug = PlantedBug::kNone;   // the bug zoo: a transport bug
+  EngineBug engine_bug = EngineBug::kNone;      // the bug zoo: an engine bug
   bool trace_lines = false;
   std::vector<uint8_t> tape_bytes;   // fuzzing and shrinking: the tape instead of the seed
   bool record_tape = false;          // keep every draw in the result (for the shrinker)

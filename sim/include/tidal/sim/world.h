@@ -44,7 +44,14 @@ enum class PlantedBug : uint8_t {
   kNone,
   kShortAsComplete,  // a short transfer is reported OK (a write "complete" before it landed)
   kIgnoreRemoteKey,  // the target does not check the remote key or window
+  kIgnoreWindow,     // the target checks the key of the region an access starts in, not
+                     // whether the access ends inside it
+  kWriteOffByOne,    // a WRITE lands one byte late (its last byte is lost), reported OK
+  kCompleteBeforeVisible,  // a WRITE completes before its data lands at the target
 };
+inline constexpr PlantedBug kPlantedBugs[] = {
+    PlantedBug::kNone,          PlantedBug::kShortAsComplete, PlantedBug::kIgnoreRemoteKey,
+    PlantedBug::kIgnoreWindow,  PlantedBug::kWriteOffByOne,   PlantedBug::kCompleteBeforeVisible};
 std::string_view PlantedBugName(PlantedBug bug);
 Result<PlantedBug> ParsePlantedBug(std::string_view name);
 

@@ -40,12 +40,24 @@
 
 namespace tidal::store {
 
+// Planted bugs: deliberate defects the bug zoo (tidal-sim zoo) switches on one at a time
+// through StoreClientOptions::planted_bug, to measure whether the campaigns catch them.
+// Default kNone; nothing but the zoo and its tests sets it.
+enum class StoreBug : uint8_t {
+  kNone,
+  kGetAcceptsShortRead,  // field bug 3: a short replica read is returned as the object
+};
+inline constexpr StoreBug kStoreBugs[] = {StoreBug::kNone, StoreBug::kGetAcceptsShortRead};
+std::string_view StoreBugName(StoreBug bug);
+Result<StoreBug> ParseStoreBug(std::string_view name);
+
 struct StoreClientOptions {
   std::string master = "master";               // the master's messenger endpoint
   RpcOptions rpc;                              // per-RPC timeout and resend interval
   uint64_t op_timeout_ns = 10'000'000'000ULL;  // whole-call deadline
   uint64_t heartbeat_interval_ns = 1'000'000'000ULL;
   uint64_t max_object_bytes = 1ULL << 40;  // larger puts are INVALID_PARAMS
+  StoreBug planted_bug = StoreBug::kNone;  // the bug zoo only
 };
 
 struct GetOptions {

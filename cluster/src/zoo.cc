@@ -1,0 +1,171 @@
+#include "tidal/cluster/zoo.h"
+
+#include <chrono>
+#include <optional>
+
+#include "tidal/cluster/coll_campaign.h"
+#include "tidal/cluster/mixed_campaign.h"
+#include "tidal/cluster/store_campaign.h"
+#include "tidal/collectives/process_group.h"
+#include "tidal/planted.h"
+#include "tidal/sim/shrink.h"
+#include "tidal/sim/transfer_workload.h"
+#include "tidal/store/client.h"
+
+namespace tidal::cluster {
+namespace {
+
+double Wall() {
+  using clock = std::chrono::steady_clock;  // the zoo reports wall time
+  static const auto start = clock::now();
+  return std::chrono::duration<double>(clock::now() - start).count();
+}
+
+std::string FirstLine(const std::string& s) {
+  const size_t nl = s.find('\n');
+  std::string line = nl == std::string::npos ? s : s.substr(0, nl);
+  return line.size() > 160 ? line.substr(0, 157) + "..." : line;
+}
+
+// One seed of the bug's workload, with the bug planted or not: the checker's complaint,
+// or nullopt when the seed passed.
+struct SeedRun {
+  std::optional<std::string> failure;
+  sim::TransferWorkloadOptions transfer;  // for the transfer workload: what ran
+};
+
+SeedRun RunSeed(const ZooBug& bug, uint64_t seed, bool planted) {
+  SeedRun out;
+  if (bug.workload == "transfer") {
+    sim::TransferWorkloadOptions o;
+    o.seed = seed;
+    o.fault_mix = "all";
+    if (planted) {
+      if (Result<sim::PlantedBug> b = sim::ParsePlantedBug(bug.name); b.ok()) o.planted_bug = *b;
+      if (Result<EngineBug> b = ParseEngineBug(bug.name); b.ok()) o.engine_bug = *b;
+    }
+    out.transfer = o;
+    Result<sim::TransferWorkloadResult> r = sim::RunTransferWorkload(o);
+    if (!r.ok()) {
+      out.failure = r.status().ToString();
+    } else if (!r->passed) {
+      out.failure = r->violations.empty() ? "failed" : r->violations.front();
+    }
+    return out;
+  }
+  if (bug.workload == "store") {
+    StoreCampaignConfig cfg;
+    if (planted) cfg.planted_bug = store::ParseStoreBug(bug.name).value();
+    StoreCampaignResult r = RunStoreCampaign(seed, cfg);
+    if (!r.ok) out.failure = r.failure;
+    return out;
+  }
+  if (bug.workload == "collectives") {
+    CollCampaignOptions o;
+    if (planted) o.planted_bug = coll::ParseCollBug(bug.name).value();
+    CollSeedResult r = RunCollCampaignSeed(seed, o);
+    if (!r.ok) {
+      // The first line is the seed's summary; the checker's words follow.
+      const size_t nl = r.error.find('\n');
+      out.failure = nl == std::string::npos ? r.error : r.error.substr(nl + 1);
+      size_t start = out.failure->find_first_not_of(' ');
+      if (start != std::string::npos) out.failure = out.failure->substr(start);
+    }
+    return out;
+  }
+  MixedCampaignOptions o;  // mixed
+  if (planted) {
+    if (Result<EngineBug> b = ParseEngineBug(bug.name); b.ok()) o.engine_bug = *b;
+    if (Result<coll::CollBug> b = coll::ParseCollBug(bug.name); b.ok()) o.coll_bug = *b;
+  }
+  MixedSeedResult r = RunMixedCampaignSeed(seed, o);
+  if (!r.ok) out.failure = r.error;
+  return out;
+}
+
+}  // namespace
+
+std::vector<ZooBug> ZooBugs() {
+  return {
+      {"short_as_complete", "transport", "transfer", "",
+       "a short transfer reports OK with every byte"},
+      {"ignore_remote_key", "transport", "transfer", "",
+       "the target lets a wrong remote key through"},
+      {"ignore_window", "transport", "transfer", "",
+       "the target checks where an access starts, not where it ends"},
+      {"write_off_by_one", "transport", "transfer", "", "a WRITE lands one byte late"},
+      {"complete_before_visible", "transport", "transfer", "",
+       "a WRITE completes before its data is visible at the target"},
+      {"engine_prefix_overcount", "engine", "transfer", "",
+       "a failed request's bytes_transferred counts slices past the arrived prefix"},
+      {"engine_no_descriptor_refresh", "engine", "mixed", "report A",
+       "a range missing from the cached descriptor fails at once, no refresh"},
+      {"engine_close_drops_every_holder", "engine", "mixed", "report B",
+       "closing a shared segment handle invalidates it for every holder"},
+      {"coll_root_ignored", "collectives", "collectives", "1",
+       "Broadcast and Reduce use rank 0 whatever the root"},
+      {"coll_fold_twice", "collectives", "collectives", "",
+       "a received chunk is folded into the result twice"},
+      {"coll_silence_is_death", "collectives", "collectives", "10",
+       "a silent peer is failed without a probe"},
+      {"store_get_accepts_short_read", "store", "store", "3",
+       "a short replica read is returned as the object"},
+  };
+}
+
+std::vector<ZooEntry> RunZoo(const ZooOptions& options) {
+  std::vector<ZooEntry> out;
+  bool matched = options.only.empty();
+  for (const ZooBug& bug : ZooBugs()) {
+    if (!options.only.empty() && bug.name != options.only) continue;
+    matched = true;
+    ZooEntry e;
+    e.bug = bug;
+    const double start = Wall();
+    for (uint64_t i = 0; i < options.max_seeds; ++i) {
+      const uint64_t seed = options.first_seed + i;
+      if (options.progress) options.progress(bug.name, i);
+      SeedRun run = RunSeed(bug, seed, /*planted=*/true);
+      if (!run.failure) continue;
+      e.caught = true;
+      e.seed = seed;
+      e.seeds_needed = i + 1;
+      e.seconds_to_failure = Wall() - start;
+      e.failure = FirstLine(*run.failure);
+      e.clean_seed_passes = !RunSeed(bug, seed, /*planted=*/false).failure.has_value();
+      if (!options.shrink) break;
+      if (bug.workload != "transfer") {
+        e.not_shrunk_because = "the " + bug.workload + " campaign has no tape shrinker yet";
+        break;
+      }
+      const double shrink_start = Wall();
+      sim::ShrinkOptions so;
+      so.max_runs = options.shrink_runs;
+      Result<sim::TransferShrinkResult> s = sim::ShrinkTransferFailure(run.transfer, so);
+      e.shrink_seconds = Wall() - shrink_start;
+      if (s.ok()) {
+        e.shrunk = true;
+        e.shrunk_events = s->shrunk_events;
+        e.shrunk_faults = s->shrunk_faults;
+        e.original_events = s->original_events;
+      } else {
+        e.not_shrunk_because = s.status().ToString();
+      }
+      break;
+    }
+    if (!e.caught) {
+      e.seeds_needed = options.max_seeds;
+      e.seconds_to_failure = Wall() - start;
+    }
+    out.push_back(std::move(e));
+  }
+  if (!matched) {
+    ZooEntry e;
+    e.bug.name = options.only;
+    e.failure = "unknown bug '" + options.only + "'";
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace tidal::cluster
