@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -86,11 +87,13 @@ struct CudaTransport::Endpoint {
 struct CudaTransport::State {
   struct InFlight {
     TransportTask task;
-    cudaEvent_t event = nullptr;
+    cudaEvent_t event = nullptr;  // null: a host-to-host copy the progress thread makes
     int device = 0;
     uint64_t local_region = 0;
     std::shared_ptr<Endpoint> target;
     uint64_t target_region = 0;
+    void* dst = nullptr;  // host copies only
+    const void* src = nullptr;
   };
   std::mutex mu;
   std::condition_variable cv;
@@ -159,13 +162,34 @@ Status CudaTransport::Install(const TransportInstall& install) {
     for (;;) {
       st->cv.wait(lock, [st] { return st->stop || !st->in_flight.empty(); });
       if (st->in_flight.empty()) return;  // stop, and nothing left to wait for
+      // Host-to-host copies: made here, off the executor, without the lock (their regions
+      // are pinned, and only this thread erases in-flight entries).
+      std::vector<uint64_t> host_done;
+      for (auto& [id, f] : st->in_flight) {
+        if (f.event == nullptr) host_done.push_back(id);
+      }
+      if (!host_done.empty()) {
+        std::vector<State::InFlight> copies;
+        for (uint64_t id : host_done) copies.push_back(st->in_flight.at(id));
+        lock.unlock();
+        for (const State::InFlight& f : copies) std::memmove(f.dst, f.src, f.task.length);
+        lock.lock();
+      }
       size_t finished = 0;
       for (auto it = st->in_flight.begin(); it != st->in_flight.end();) {
         State::InFlight& f = it->second;
-        const cudaError_t e = cudaEventQuery(f.event);
-        if (e == cudaErrorNotReady) {
-          ++it;
-          continue;
+        cudaError_t e = cudaSuccess;
+        if (f.event == nullptr) {
+          if (std::find(host_done.begin(), host_done.end(), it->first) == host_done.end()) {
+            ++it;  // submitted while this pass copied: the next pass makes it
+            continue;
+          }
+        } else {
+          e = cudaEventQuery(f.event);
+          if (e == cudaErrorNotReady) {
+            ++it;
+            continue;
+          }
         }
         // Unpin both regions before the completion can be seen, so an UnregisterMemory
         // right after it succeeds.
@@ -182,7 +206,7 @@ Status CudaTransport::Install(const TransportInstall& install) {
           (void)cudaGetLastError();
           c = {f.task.task_id, ErrorCode::TRANSFER_FAIL, 0};
         }
-        st->free_events[f.device].push_back(f.event);
+        if (f.event != nullptr) st->free_events[f.device].push_back(f.event);
         if (!st->crashed) st->done.push_back(c);
         it = st->in_flight.erase(it);
         ++finished;
@@ -371,10 +395,15 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
     const int src_type = write ? local_type : remote_type;
     const int dst_type = write ? remote_type : local_type;
     if (!OnGpu(src_type) && !OnGpu(dst_type)) {
-      std::memmove(dst, src, t.length);  // host to host: done before Submit returns
-      unpin_remote();
-      unpin_local();
-      complete_now({t.task_id, ErrorCode::OK, t.length});
+      // Host to host: the progress thread copies, so Submit never blocks on a large copy.
+      State::InFlight f{t, nullptr, 0, local.addr, target, remote.addr};
+      f.dst = dst;
+      f.src = src;
+      {
+        std::lock_guard<std::mutex> lock(st.mu);
+        st.in_flight.emplace(t.task_id, std::move(f));
+      }
+      st.cv.notify_one();
       continue;
     }
     // The copy runs on a stream of the device that holds the source (a push over the

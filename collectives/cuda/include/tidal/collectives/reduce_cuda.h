@@ -1,7 +1,10 @@
 // CudaReducer: the reduction kernels on the GPU, behind the Reducer interface
 // (reduce_kernel.h), for tensors at `cuda:N`; host locations go to CpuReducer::Default().
 //
-// Results are bitwise those of the CPU reducer for every dtype and op: integer SUM/PROD
+// Results are those of the CPU reducer, element for element, for every dtype and op, with
+// one exception: the sign and payload of a NaN that arithmetic produces is the hardware's
+// (x86 propagates the NaN operand or gives 0xffc00000; the GPU gives its own), so a NaN
+// result is a NaN on both but not always the same bits. Integer SUM/PROD
 // wrap modulo 2^bits (computed in the unsigned type), MIN/MAX pick `in < acc ? in : acc` /
 // `in > acc ? in : acc` (so NaN handling matches too), f16/bf16 widen to float, fold and
 // narrow with the same round-to-nearest-even conversions, AVG's Scale divides integers

@@ -14,7 +14,8 @@
 // (one stream per (device, peer)): cudaMemcpyPeerAsync when both ranges are cudaMalloc
 // memory on two devices, cudaMemcpyAsync (unified addressing, cudaMemcpyDefault) when one
 // side is host memory, managed memory or the same device, followed by a CUDA event. A
-// host-to-host task is a memcpy in Submit. A progress thread owned by the transport polls
+// host-to-host task is a memmove made by that progress thread (Submit never blocks on
+// it). A progress thread owned by the transport polls
 // the events of copies in flight; when one has completed, the data is visible at the
 // target, the completion is queued and `on_ready` is called from that thread.
 //
