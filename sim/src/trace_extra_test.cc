@@ -150,8 +150,7 @@ TEST(SimFabricExtra, CopyHelpersCrashAndHeal) {
 }
 
 TEST(PlantedBugNames, RoundTripAndUnknown) {
-  for (PlantedBug b :
-       {PlantedBug::kNone, PlantedBug::kShortAsComplete, PlantedBug::kIgnoreRemoteKey}) {
+  for (PlantedBug b : kPlantedBugs) {
     auto parsed = ParsePlantedBug(PlantedBugName(b));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, b);
@@ -160,7 +159,8 @@ TEST(PlantedBugNames, RoundTripAndUnknown) {
   auto bad = ParsePlantedBug("off_by_one");
   EXPECT_EQ(bad.code(), ErrorCode::INVALID_PARAMS);
   EXPECT_EQ(bad.status().message(),
-            "unknown planted bug 'off_by_one' (none, short_as_complete, ignore_remote_key)");
+            "unknown planted bug 'off_by_one' (none, short_as_complete, ignore_remote_key, "
+            "ignore_window, write_off_by_one, complete_before_visible)");
 }
 
 TEST(TransferWorkloadOptionsCheck, BadOptionsAreRefusedBeforeARun) {
