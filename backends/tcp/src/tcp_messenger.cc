@@ -103,6 +103,9 @@ struct TcpMessenger::Impl {
   mutable std::mutex mu;
   std::map<std::string, std::string, std::less<>> addresses TIDAL_GUARDED_BY(mu);
   std::map<std::string, std::unique_ptr<Peer>, std::less<>> peers TIDAL_GUARDED_BY(mu);
+  // Names given statically (options.peers, AddPeer): never looked up in the directory,
+  // which may itself be reached through one of them (MasterLink's "master").
+  std::set<std::string, std::less<>> static_names TIDAL_GUARDED_BY(mu);
 
   std::map<uint64_t, std::unique_ptr<Inbound>> inbound;  // IO thread only
   uint64_t next_inbound = 1;
@@ -395,7 +398,10 @@ Result<std::unique_ptr<TcpMessenger>> TcpMessenger::Start(RealEnv& env,
   impl.hello = EncodeTcpFrame(TcpFrameKind::kHello, m->name_, m->advertise_);
   {
     std::lock_guard<std::mutex> lock(impl.mu);
-    for (const auto& [name, address] : m->options_.peers) impl.addresses[name] = address;
+    for (const auto& [name, address] : m->options_.peers) {
+      impl.addresses[name] = address;
+      impl.static_names.insert(name);
+    }
     impl.addresses[m->name_] = m->advertise_;  // sending to ourselves works too
   }
   impl.StartAccept();
@@ -468,13 +474,19 @@ Status TcpMessenger::AddPeer(std::string_view name, std::string_view address) {
   if (!ep.ok()) return ep.status();
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->addresses[std::string(name)] = std::string(address);
+  impl_->static_names.insert(std::string(name));
   return Status();
 }
 
 void TcpMessenger::SetDirectory(MetadataStore* directory) { options_.directory = directory; }
 
 void TcpMessenger::LookUpLater(const std::string& name) {
-  if (options_.directory == nullptr || !impl_->lookups.insert(name).second) return;
+  if (options_.directory == nullptr || name == name_) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->static_names.count(name) != 0) return;
+  }
+  if (!impl_->lookups.insert(name).second) return;
   // A member coroutine: it checks `alive` after every suspension before touching `this`.
   struct Runner {
     static Task<void> Run(TcpMessenger* self, std::shared_ptr<bool> alive, std::string name) {

@@ -19,7 +19,7 @@
 //
 // Failure. A peer that cannot be reached is dialled options.connect_attempts times, with
 // a back-off, looking its name up in the directory again after each failed attempt (it
-// may have restarted elsewhere); then its queued messages are dropped (counted in
+// may have restarted elsewhere; static entries are not looked up); then its queued messages are dropped (counted in
 // stats().messages_lost), as the Messenger contract allows for an endpoint that is down.
 // A connection that breaks is dialled again; the frame that was being written is written
 // again whole on the new connection (the peer dropped the cut-off copy), so a message is
