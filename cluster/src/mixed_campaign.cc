@@ -81,6 +81,7 @@ class MixedRun {
   Task<void> NodeBody(size_t node);
   Task<void> StoreOps(size_t node, uint32_t round);
   Task<void> AllReduceRound(size_t node, size_t g, uint32_t round);
+  Task<void> PointToPoint(size_t node, uint32_t round);
   uint64_t CountOf(size_t g, uint32_t round) const {
     return 1 + Mix(seed_ * 31 + g * 1009 + round) % 3000;  // 1..3000 int32: 1..3 chunks+
   }
@@ -186,6 +187,44 @@ Task<void> MixedRun::AllReduceRound(size_t node, size_t g, uint32_t round) {
   }
 }
 
+// Ranks 0 and 1 of "sub" exchange one message per round (tag = round); in a quarter of
+// the rounds the receive is 8 bytes too large, and must fail with INVALID_PARAMS without
+// touching its buffer. A receive that fails for any reason leaves its buffer untouched.
+Task<void> MixedRun::PointToPoint(size_t node, uint32_t round) {
+  const GroupPlan& sub = groups_[1];
+  const int rank = sub.RankOf(node);
+  if (rank != 0 && rank != 1) co_return;
+  const uint64_t bytes = 1 + Mix(seed_ * 7 + round) % 6000;
+  const bool mismatch = Mix(seed_ * 13 + round) % 4 == 0;
+  const std::string value = ValueOf(seed_, 1000 + round, 0, bytes);
+  coll::ProcessGroup& g = *c_->group(sub.name, rank);
+  if (rank == 0) {
+    std::vector<uint8_t> msg(value.begin(), value.end());
+    coll::Tensor t{msg.data(), coll::DataType::kU8, bytes, Location::Host()};
+    (void)co_await g.Send(t, 1, round)->Wait();  // judged at the receiver
+    co_return;
+  }
+  std::vector<uint8_t> buf(bytes + (mismatch ? 8 : 0), 0xEE);
+  coll::Tensor t{buf.data(), coll::DataType::kU8, buf.size(), Location::Host()};
+  Status st = co_await g.Recv(t, 0, round)->Wait();
+  ++r_.p2p;
+  const std::string where = "p2p round " + std::to_string(round) + " (" + std::to_string(bytes) +
+                            " bytes" + (mismatch ? ", receive 8 bytes larger" : "") + "): ";
+  const bool untouched =
+      std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0xEE; });
+  if (st.ok()) {
+    if (mismatch) {
+      Fail(where + "a receive of the wrong size succeeded");
+    } else if (std::string(buf.begin(), buf.end()) != value) {
+      Fail(where + "the received bytes differ from the sent ones");
+    }
+  } else {
+    if (!untouched) Fail(where + "a failed receive (" + st.ToString() + ") wrote its buffer");
+    const bool expected = mismatch ? st.code() == ErrorCode::INVALID_PARAMS : crashed_;
+    if (!expected && !crashed_) Fail(where + "unexpected " + st.ToString());
+  }
+}
+
 Task<void> MixedRun::NodeBody(size_t node) {
   Env& env = c_->env(node);
   for (uint32_t round = 0; round < o_.rounds; ++round) {
@@ -212,6 +251,7 @@ Task<void> MixedRun::NodeBody(size_t node) {
       co_await AllReduceRound(node, g, round);
       co_await SleepFor(env, env.RandomBelow(100 * kUs));
     }
+    co_await PointToPoint(node, round);
   }
 }
 

@@ -428,6 +428,7 @@ StoreCampaignResult Campaign::Run() {
   o.master.put_timeout_ns = 1000 * kMs;
   o.master.reclaim_quarantine_ns = 500 * kMs;
   o.master.sweep_interval_ns = 20 * kMs;
+  o.master.planted_bug = cfg_.master_bug;
   o.client.op_timeout_ns = kOpTimeoutNs;
   o.client.rpc.timeout_ns = 50 * kMs;
   o.client.rpc.retry_ns = 5 * kMs;

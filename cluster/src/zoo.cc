@@ -11,6 +11,7 @@
 #include "tidal/sim/shrink.h"
 #include "tidal/sim/transfer_workload.h"
 #include "tidal/store/client.h"
+#include "tidal/store/master.h"
 
 namespace tidal::cluster {
 namespace {
@@ -55,7 +56,10 @@ SeedRun RunSeed(const ZooBug& bug, uint64_t seed, bool planted) {
   }
   if (bug.workload == "store") {
     StoreCampaignConfig cfg;
-    if (planted) cfg.planted_bug = store::ParseStoreBug(bug.name).value();
+    if (planted) {
+      if (Result<store::StoreBug> b = store::ParseStoreBug(bug.name); b.ok()) cfg.planted_bug = *b;
+      if (Result<store::MasterBug> b = store::ParseMasterBug(bug.name); b.ok()) cfg.master_bug = *b;
+    }
     StoreCampaignResult r = RunStoreCampaign(seed, cfg);
     if (!r.ok) out.failure = r.failure;
     return out;
@@ -108,8 +112,14 @@ std::vector<ZooBug> ZooBugs() {
        "a received chunk is folded into the result twice"},
       {"coll_silence_is_death", "collectives", "collectives", "10",
        "a silent peer is failed without a probe"},
+      {"coll_p2p_write_before_match", "collectives", "mixed", "report C",
+       "a Recv failing on a size mismatch has already written its buffer"},
       {"store_get_accepts_short_read", "store", "store", "3",
        "a short replica read is returned as the object"},
+      {"master_holder_close_loses_object", "store", "store", "9",
+       "an object goes when one holder unmounts, though other replicas hold it"},
+      {"master_frees_leased_memory", "store", "store", "",
+       "Remove frees an object's memory under a running lease"},
   };
 }
 

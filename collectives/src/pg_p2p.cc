@@ -280,7 +280,14 @@ Task<void> ProcessGroup::Impl::RecvWorker(int peer) {
     if (first.total != want) {
       // The message is consumed (as the sender's Send completes) and the receive fails;
       // its buffer is never written.
-      Status st = co_await ReceiveWhole(peer, first, nullptr, item.deadline_ns);
+      std::vector<uint8_t> planted;  // the bug zoo: what fits lands in the buffer anyway
+      const bool plant = options_.planted_bug == CollBug::kWriteBeforeMatch;
+      if (plant) planted.resize(first.total);
+      Status st = co_await ReceiveWhole(peer, first, plant ? planted.data() : nullptr,
+                                        item.deadline_ns);
+      if (plant && want > 0) {
+        std::memcpy(item.op.tensor.bytes_ptr(), planted.data(), std::min(want, first.total));
+      }
       if (!*alive) co_return;
       if (st.ok()) st = SizeMismatch(peer, first.tag, first.total, want);
       FinishP2P(item, peer, st);

@@ -15,6 +15,7 @@ std::string_view CollBugName(CollBug bug) {
     case CollBug::kRootIgnored: return "coll_root_ignored";
     case CollBug::kFoldTwice: return "coll_fold_twice";
     case CollBug::kSilenceIsDeath: return "coll_silence_is_death";
+    case CollBug::kWriteBeforeMatch: return "coll_p2p_write_before_match";
   }
   return "unknown";
 }

@@ -17,6 +17,25 @@ Status KeyCheck(const std::string& key) {
 
 }  // namespace
 
+std::string_view MasterBugName(MasterBug bug) {
+  switch (bug) {
+    case MasterBug::kNone: return "none";
+    case MasterBug::kHolderCloseLosesObject: return "master_holder_close_loses_object";
+    case MasterBug::kFreesLeasedMemory: return "master_frees_leased_memory";
+  }
+  return "unknown";
+}
+
+Result<MasterBug> ParseMasterBug(std::string_view name) {
+  std::string known;
+  for (MasterBug b : kMasterBugs) {
+    if (MasterBugName(b) == name) return b;
+    known += (known.empty() ? "" : ", ") + std::string(MasterBugName(b));
+  }
+  return Status(ErrorCode::INVALID_PARAMS,
+                "unknown master bug '" + std::string(name) + "' (" + known + ")");
+}
+
 MasterState::MasterState(MasterOptions options) : options_(options) {}
 
 void MasterState::Notify(const std::string& key, uint64_t generation, std::string_view reason) {
@@ -78,7 +97,8 @@ void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_unt
       ++stats_.puts_reclaimed;
       Notify(it->first, o.generation, "reclaimed");
       Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
-    } else if (o.replicas.empty()) {
+    } else if (o.replicas.empty() ||
+               options_.planted_bug == MasterBug::kHolderCloseLosesObject) {
       ++stats_.lost;
       Notify(it->first, o.generation, "lost");
       Erase(it++, now_ns, now_ns);
@@ -280,6 +300,7 @@ Status MasterState::Remove(const std::string& key, bool force, uint64_t now_ns) 
   // Readers under a running lease may still be reading: keep the memory until it ends.
   uint64_t hold =
       o.complete ? std::max(o.lease_until_ns, now_ns) : now_ns + options_.reclaim_quarantine_ns;
+  if (options_.planted_bug == MasterBug::kFreesLeasedMemory && o.complete) hold = now_ns;
   ++stats_.removed;
   Erase(it, hold, now_ns);
   return Status();

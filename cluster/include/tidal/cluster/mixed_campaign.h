@@ -46,7 +46,7 @@ struct MixedSeedResult {
   uint64_t digest = 0;     // the world's trace digest
   uint32_t nodes = 0;
   std::string start_order; // the start events in the order they fired
-  uint64_t puts = 0, gets = 0, collectives = 0;
+  uint64_t puts = 0, gets = 0, collectives = 0, p2p = 0;
   uint32_t crashes = 0;
   uint64_t virtual_ns = 0;
   std::string summary;     // one line

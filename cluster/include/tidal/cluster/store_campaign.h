@@ -16,6 +16,7 @@
 #include <string>
 
 #include "tidal/store/client.h"
+#include "tidal/store/master.h"
 
 namespace tidal::cluster {
 
@@ -26,6 +27,7 @@ struct StoreCampaignConfig {
   std::string mix = "all";  // swarm fault mix (fault_plan.h SwarmMix)
   bool trace = false;       // keep JSON trace lines (for --trace-out)
   store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
+  store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
 };
 
 struct StoreCampaignResult {

@@ -77,9 +77,12 @@ enum class CollBug : uint8_t {
                     // form would read past them rather than compute a wrong answer)
   kFoldTwice,       // a received chunk is folded into the result twice
   kSilenceIsDeath,  // field bug 10: a peer silent for peer_check_ns is failed unprobed
+  kWriteBeforeMatch,  // field report C: a Recv that fails on a size mismatch has already
+                      // written what fits of the message into its buffer
 };
 inline constexpr CollBug kCollBugs[] = {CollBug::kNone, CollBug::kRootIgnored,
-                                        CollBug::kFoldTwice, CollBug::kSilenceIsDeath};
+                                        CollBug::kFoldTwice, CollBug::kSilenceIsDeath,
+                                        CollBug::kWriteBeforeMatch};
 std::string_view CollBugName(CollBug bug);
 Result<CollBug> ParseCollBug(std::string_view name);
 

@@ -25,6 +25,19 @@
 
 namespace tidal::store {
 
+// Planted bugs: deliberate defects the bug zoo (tidal-sim zoo) switches on one at a time
+// through MasterOptions::planted_bug. Default kNone; nothing but the zoo and its tests sets it.
+enum class MasterBug : uint8_t {
+  kNone,
+  kHolderCloseLosesObject,  // field bug 9: a holder's unmount drops objects other
+                            // replicas still hold
+  kFreesLeasedMemory,       // Remove frees memory under a running lease at once
+};
+inline constexpr MasterBug kMasterBugs[] = {MasterBug::kNone, MasterBug::kHolderCloseLosesObject,
+                                            MasterBug::kFreesLeasedMemory};
+std::string_view MasterBugName(MasterBug bug);
+Result<MasterBug> ParseMasterBug(std::string_view name);
+
 struct MasterOptions {
   uint64_t lease_ttl_ns = 10'000'000'000ULL;    // granted by every GetReplicaList
   double high_watermark = 0.90;                 // eviction starts above this use
@@ -35,6 +48,7 @@ struct MasterOptions {
   // its writer can never land in a newer object.
   uint64_t reclaim_quarantine_ns = 1'000'000'000ULL;
   uint64_t sweep_interval_ns = 200'000'000ULL;  // liveness, reclaim, deferred frees
+  MasterBug planted_bug = MasterBug::kNone;     // the bug zoo only
 };
 
 struct MasterStats {
