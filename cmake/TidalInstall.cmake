@@ -105,6 +105,12 @@ function(tidal_install_package)
   if(TARGET tidal_backends)
     string(APPEND libs " -lcurl")  # the etcd metadata store in tidal_backends
   endif()
+  # The UCX backend is compiled into tidal_backends: its users link UCX's libraries too.
+  if(TIDAL_HAVE_UCX AND tidal_backends IN_LIST targets)
+    foreach(lib IN LISTS UCX_LIBRARIES)
+      string(APPEND libs " -l${lib}")
+    endforeach()
+  endif()
   set(cflags "")
   if(TARGET tidal_backends)
     foreach(backend UCX VERBS CUDA)

@@ -1,5 +1,9 @@
 #include "tidal/backends/registry.h"
 
+#if TIDAL_HAVE_UCX
+#include "tidal/backends/ucx/ucx_fabric.h"
+#endif
+
 namespace tidal::backends {
 
 namespace {
@@ -7,6 +11,20 @@ Result<std::unique_ptr<Fabric>> MakeSim(FabricSpec spec) {
   spec.sim.world.nodes = spec.nodes;
   return std::unique_ptr<Fabric>(std::make_unique<sim::SimFabric>(std::move(spec.sim)));
 }
+
+#if TIDAL_HAVE_UCX
+Result<std::unique_ptr<Fabric>> MakeUcx(FabricSpec spec) {
+  ucx::UcxFabricOptions o;
+  o.nodes = spec.nodes;
+  o.engine = spec.sim.engine;  // the engine options every fabric takes from the spec
+  Result<std::unique_ptr<ucx::UcxFabric>> f = ucx::UcxFabric::Make(std::move(o));
+  if (!f.ok()) {
+    return Status(ErrorCode::UNSUPPORTED, "backend 'ucx': UCX did not start here: " +
+                                              f.status().ToString());
+  }
+  return std::unique_ptr<Fabric>(std::move(*f));
+}
+#endif
 
 struct Entry {
   const char* name;
@@ -20,7 +38,11 @@ struct Entry {
 // as not built, so a suite that asks for them says so instead of passing silently.
 const Entry kBackends[] = {
     {"sim", true, "", &MakeSim},
-    {"ucx", false, "the UCX fabric is not implemented in this build yet", nullptr},
+#if TIDAL_HAVE_UCX
+    {"ucx", true, "", &MakeUcx},
+#else
+    {"ucx", false, "UCX not built (TIDAL_UCX=OFF, or libucx-dev was not found)", nullptr},
+#endif
     {"cuda", false, "the CUDA fabric is not implemented in this build yet", nullptr},
     {"verbs", false, "the ibverbs fabric is not implemented in this build yet", nullptr},
 };

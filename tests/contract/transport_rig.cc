@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "tidal/backends/registry.h"
@@ -9,6 +10,11 @@
 #include "tidal/sim/fault_plan.h"
 #include "tidal/sim/sim_transport.h"
 #include "tidal/sim/world.h"
+
+#if TIDAL_HAVE_UCX
+#include "tidal/backends/real_env.h"
+#include "tidal/backends/ucx/ucx_transport.h"
+#endif
 
 namespace tidal::testing {
 
@@ -102,6 +108,109 @@ class SimRig final : public TransportRig {
   std::vector<std::unique_ptr<Transport>> transports_;
 };
 
+#if TIDAL_HAVE_UCX
+// The UCX rig: one UcxTransport per node (each its own UCP context, worker and progress
+// thread), all posting to one RealEnv whose loop the suite drives. The bytes cross real UCX
+// over whatever UCX_TLS selects. Crash is the transport's fail-stop (worker destroyed, its
+// connections closed by force).
+class UcxRig final : public TransportRig {
+ public:
+  explicit UcxRig(RigOptions options) {
+    backends::ucx::UcxTransportOptions o;
+    // A crashed peer on shared memory has no connection to break, so only the probe's own
+    // deadline finds it: keep that short for the suite.
+    o.probe_timeout_ns = 200'000'000;
+    for (size_t i = 0; i < options.nodes; ++i) {
+      auto ucx = std::make_unique<backends::ucx::UcxTransport>(o);
+      raw_.push_back(ucx.get());
+      std::unique_ptr<Transport> t = std::move(ucx);
+      if (options.wrap) t = options.wrap(i, std::move(t));
+      TransportInstall install;
+      install.env = &env_;
+      install.segment_name = Fabric::NodeName(i);
+      // Wakes the loop so the suite's done() looks again (it polls every transport).
+      install.on_ready = [this] { env_.Post([] {}); };
+      env_.AddPoster();
+      Status s = t->Install(install);
+      if (!s.ok()) {
+        status_ = s;
+        return;
+      }
+      SegmentDescriptor d;
+      d.name = Fabric::NodeName(i);
+      d.transport = std::string(t->Name());
+      d.address = t->LocalAddress();
+      d.incarnation = 1;
+      descriptors_.push_back(std::move(d));
+      transports_.push_back(std::move(t));
+    }
+  }
+  ~UcxRig() override {
+    transports_.clear();  // progress threads stop before the env goes
+    for (size_t i = 0; i < raw_.size(); ++i) env_.RemovePoster();
+  }
+  const Status& status() const { return status_; }
+
+  std::string_view backend() const override { return "ucx"; }
+  size_t size() const override { return transports_.size(); }
+  Transport& transport(size_t node) override { return *transports_[node]; }
+  bool RunUntil(const std::function<bool()>& done) override { return Drive(done); }
+  void Settle() override {
+    Drive([&] {
+      uint64_t sent = 0, received = 0;
+      for (backends::ucx::UcxTransport* t : raw_) {
+        const backends::ucx::UcxTransportStats s = t->stats();
+        if (s.outstanding != 0 || s.target_in_flight != 0) return false;
+        sent += s.notifies_sent;
+        received += s.notifies_received;
+      }
+      return sent == received;
+    });
+  }
+  Status Crash(size_t node) override {
+    raw_[node]->Crash();
+    return Status();
+  }
+  std::string Banner() const override {
+    const char* tls = std::getenv("UCX_TLS");
+    return std::string("ucx rig, UCX_TLS=") + (tls == nullptr ? "(unset)" : tls);
+  }
+
+ protected:
+  uint8_t* Allocate(size_t node, size_t bytes) override {
+    TIDAL_ASSERT(node < size());
+    memory_.push_back(std::make_unique<uint8_t[]>(bytes));
+    return memory_.back().get();
+  }
+
+ private:
+  // Drives the loop until done() holds, looking again every millisecond (some of what
+  // done() reads changes on progress threads without a completion), for at most 30 s of
+  // wall time, so a transport that never completes fails the check instead of hanging.
+  bool Drive(const std::function<bool()>& done) {
+    const uint64_t give_up = env_.NowNs() + 30'000'000'000ULL;
+    for (;;) {
+      bool tick = false;
+      const TimerId id = env_.ScheduleAfter(1'000'000, [&tick] { tick = true; });
+      bool finished = false;
+      env_.RunUntil([&] {
+        finished = done();
+        return finished || tick;
+      });
+      env_.CancelTimer(id);
+      if (finished) return true;
+      if (env_.NowNs() > give_up) return false;
+    }
+  }
+
+  backends::RealEnv env_{"ucx-rig"};
+  Status status_;
+  std::vector<std::unique_ptr<uint8_t[]>> memory_;
+  std::vector<backends::ucx::UcxTransport*> raw_;
+  std::vector<std::unique_ptr<Transport>> transports_;
+};
+#endif
+
 }  // namespace
 
 std::vector<std::string> RigBackendNames() {
@@ -122,6 +231,20 @@ Result<std::unique_ptr<TransportRig>> MakeTransportRig(const std::string& backen
     if (!b.built || !b.unavailable.empty()) {
       return Status(ErrorCode::UNSUPPORTED, "backend '" + backend + "': " + b.unavailable);
     }
+#if TIDAL_HAVE_UCX
+    if (backend == "ucx") {
+      if (!options.faults.empty()) {
+        return Status(ErrorCode::UNSUPPORTED,
+                      "backend 'ucx' cannot inject faults: this clause needs the simulator");
+      }
+      auto rig = std::make_unique<UcxRig>(std::move(options));
+      if (!rig->status().ok()) {
+        return Status(ErrorCode::UNSUPPORTED,
+                      "backend 'ucx': UCX did not start here: " + rig->status().ToString());
+      }
+      return std::unique_ptr<TransportRig>(std::move(rig));
+    }
+#endif
     // A built backend without a raw-transport rig here: say so rather than pass.
     return Status(ErrorCode::UNSUPPORTED,
                   "backend '" + backend + "' has no transport rig in the conformance suite");

@@ -1,0 +1,102 @@
+// UcxTransport: the Transport contract (engine/include/tidal/transport.h) on UCX's UCP
+// layer. One UCP context and one worker per transport (one per node), driven by a progress
+// thread the transport owns.
+//
+// How data moves. Every access is checked by the target, in software, against its own
+// table of registered regions, so the contract's "remote range inside an exported window
+// under the presented key, else REMOTE_ACCESS_DENIED, and nothing moves" holds on every
+// UCX transport (tcp and shared memory do not check remote windows themselves, and UCX
+// keeps no per-key window at all). A WRITE is one active message carrying
+// {task, rkey, addr, length} and the data; the target looks the key up, checks the window,
+// and receives the data straight into the registered range (zero-copy rendezvous for
+// large messages; UCX packs its own one-transfer rkey into the rendezvous request), then
+// acknowledges. A READ is a request the target checks the same way before it answers with
+// the data from its registered range. A wrong, foreign, stale (unregistered) or zero key,
+// or a range outside the key's window, is answered REMOTE_ACCESS_DENIED and no byte is
+// received or sent. So no long-lived packed rkey ever leaves a node, and the segment
+// descriptor's address blob carries only the worker address (docs/ucx.md).
+//
+// Target-side in-flight accounting: a region that is receiving a WRITE or sending a READ
+// answer cannot be unregistered (BATCH_BUSY) until that finishes, so after
+// UnregisterMemory returns OK neither UCX nor this transport touches the range again.
+// The initiator keeps the same accounting for its local ranges.
+//
+// Completions: a WRITE completes when the target acknowledged that every byte is in its
+// memory and UCX no longer reads the source buffer; a READ when every byte is in the local
+// buffer. A notification is an active message sent after the acknowledgements of the
+// writes it follows, so it arrives after their data (the contract's ordering clause).
+// Probes are a ping answered by the peer's worker, with a deadline of their own.
+// Endpoints use UCP_ERR_HANDLING_MODE_PEER: a peer that fails makes every task to it
+// complete PEER_UNREACHABLE, never hang.
+//
+// Threading: every Transport method is called on the node Env's executor (the contract).
+// All UCP worker calls are made on the progress thread: methods queue commands for it and
+// wake it with ucp_worker_signal. The progress thread blocks on the worker's event fd
+// (ucp_worker_arm + poll) when idle, and polls briefly while operations are outstanding
+// (low latency without a busy core when idle). on_ready is called from the progress
+// thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "tidal/transport.h"
+
+namespace tidal::backends::ucx {
+
+struct UcxTransportOptions {
+  // A probe with no answer within this fails with PEER_UNREACHABLE (UCX's own failure
+  // detection covers a closed connection; this covers a peer that stopped answering).
+  uint64_t probe_timeout_ns = 1'000'000'000ULL;
+  // While operations are outstanding the progress thread polls this long after the last
+  // event before it blocks on the event fd again.
+  uint64_t spin_ns = 50'000;
+};
+
+// Counters for tests and benchmarks (read from any thread).
+struct UcxTransportStats {
+  uint64_t outstanding = 0;        // accepted tasks not yet completed
+  uint64_t target_in_flight = 0;   // WRITEs being received / READ answers being sent
+  uint64_t notifies_sent = 0;
+  uint64_t notifies_received = 0;
+  bool crashed = false;
+};
+
+class UcxTransport final : public Transport {
+ public:
+  explicit UcxTransport(UcxTransportOptions options = {});
+  ~UcxTransport() override;
+  UcxTransport(const UcxTransport&) = delete;
+  UcxTransport& operator=(const UcxTransport&) = delete;
+
+  std::string_view Name() const override { return "ucx"; }
+  TransportCaps Capabilities() const override;
+  // Creates the UCP context and worker and starts the progress thread. INVALID_PARAMS when
+  // installed twice or without env/on_ready; INTERNAL_ERROR when UCX cannot start (the
+  // message carries UCX's reason).
+  Status Install(const TransportInstall& install) override;
+  std::string LocalAddress() const override;
+  Result<uint64_t> RegisterMemory(uint64_t addr, uint64_t length, Location loc) override;
+  Status UnregisterMemory(uint64_t addr, uint64_t length) override;
+  Result<PeerId> Connect(const SegmentDescriptor& peer) override;
+  void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override;
+  size_t PollCompletions(std::span<TransportCompletion> out) override;
+  Status Cancel(uint64_t task_id) override;
+  Status SendNotify(PeerId peer, std::string_view payload) override;
+  size_t PollNotifies(std::vector<Notification>& out, size_t max) override;
+
+  // Fail-stop: stops the progress thread and destroys the worker and its connections
+  // (peers see their connections fail). Afterwards every call answers PEER_UNREACHABLE or
+  // nothing. Called on the executor.
+  void Crash();
+  UcxTransportStats stats() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal::backends::ucx

@@ -1,0 +1,1187 @@
+#include "tidal/backends/ucx/ucx_transport.h"
+
+#include <poll.h>
+#include <ucp/api/ucp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "tidal/assert.h"
+#include "tidal/codec.h"
+#include "tidal/thread_annotations.h"
+
+namespace tidal::backends::ucx {
+
+namespace {
+
+// Active-message ids. A request names the initiator's operation by a sequence number of
+// the initiator's own (never the caller's task id, which may be reused), and the answer
+// carries it back.
+enum AmId : unsigned {
+  kWriteReq = 1,  // header ReqHeader, data: the bytes
+  kWriteAck = 2,  // header AckHeader
+  kReadReq = 3,   // header ReqHeader
+  kReadResp = 4,  // header AckHeader, data: the bytes when code is OK
+  kPing = 5,      // header AckHeader (code unused)
+  kPong = 6,      // header AckHeader
+  kNotify = 7,    // header none, data: Str(source) + payload
+};
+
+struct ReqHeader {
+  uint64_t seq;
+  uint64_t rkey;
+  uint64_t addr;
+  uint64_t length;
+};
+struct AckHeader {
+  uint64_t seq;
+  int32_t code;
+  uint32_t reserved;
+};
+
+constexpr uint32_t kAddressMagic = 0x58435554;  // "TUCX"
+constexpr size_t kMaxWorkerAddress = 1 << 16;
+
+// Whether UCP accepts UCP_ERR_HANDLING_MODE_PEER over the transports UCX_TLS selects.
+// Learnt from the first refusal and shared by the process, so UCX logs the refusal once.
+std::atomic<bool> peer_mode{true};
+
+uint64_t MonoNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// What a failed UCX request means for a task.
+ErrorCode FromUcs(ucs_status_t s) {
+  switch (s) {
+    case UCS_OK: return ErrorCode::OK;
+    case UCS_ERR_CANCELED: return ErrorCode::TRANSFER_CANCELED;
+    case UCS_ERR_UNREACHABLE:
+    case UCS_ERR_CONNECTION_RESET:
+    case UCS_ERR_ENDPOINT_TIMEOUT:
+    case UCS_ERR_REJECTED:
+    case UCS_ERR_TIMED_OUT:
+    case UCS_ERR_NOT_CONNECTED:
+    case UCS_ERR_IO_ERROR: return ErrorCode::PEER_UNREACHABLE;
+    default: return ErrorCode::TRANSFER_FAIL;
+  }
+}
+
+std::string EncodeAddress(uint64_t uid, std::string_view worker) {
+  ByteWriter w;
+  w.U32(kAddressMagic);
+  w.U64(uid);
+  w.Str(worker);
+  return w.Take();
+}
+
+bool DecodeAddress(std::string_view blob, uint64_t* uid, std::string* worker) {
+  ByteReader r(blob);
+  uint32_t magic = 0;
+  return r.U32(&magic) && magic == kAddressMagic && r.U64(uid) &&
+         r.Str(worker, kMaxWorkerAddress) && !worker->empty() && r.remaining() == 0;
+}
+
+}  // namespace
+
+struct UcxTransport::Impl {
+  struct Region {
+    uint64_t addr = 0;
+    uint64_t length = 0;
+    uint64_t rkey = 0;
+    ucp_mem_h memh = nullptr;
+    uint64_t local_in_flight = 0;   // this node's tasks using it as their local range
+    uint64_t remote_in_flight = 0;  // peers' WRITEs landing in it / READ answers from it
+  };
+  struct Peer {
+    uint64_t uid = 0;
+    std::string worker_address;
+    ucp_ep_h ep = nullptr;
+    bool failed = false;
+  };
+  struct Op {
+    TransportTask task;
+    uint64_t seq = 0;
+    uint64_t local_region = 0;  // start of the local region (0 for a probe)
+    bool started = false;       // handed to UCX
+    bool send_active = false;   // UCX may still read the source buffer (WRITE)
+    bool receiving = false;     // UCX is writing the local buffer (READ)
+    bool acked = false;         // WRITE: the target answered
+    ErrorCode ack_code = ErrorCode::OK;
+    bool canceled = false;
+    void* request = nullptr;    // the active send or receive, for ucp_request_cancel
+    uint64_t deadline_ns = 0;   // probes
+  };
+  // Context of one UCX operation (freed by its callback, or by the caller when UCX
+  // completed it inline). It owns the active-message header and body: UCX reads them
+  // until the send completes, not only during the call.
+  struct Ctx {
+    Impl* impl;
+    uint64_t seq;        // initiator operation
+    uint64_t region;     // target region start (target-side callbacks)
+    ucp_ep_h reply_ep;   // where the target answers
+    ReqHeader req{};
+    AckHeader ack{};
+    std::string body;
+  };
+  struct EpCtx {
+    Impl* impl;
+    PeerId peer;
+  };
+
+  explicit Impl(UcxTransportOptions o) : options(o) {}
+
+  // ---- set-up and the progress thread ---------------------------------------------
+  Status Start(const TransportInstall& install);
+  void Loop();
+  void Stop();
+  void Destroy();
+  void RunCommands();
+  void Post(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      commands.push_back(std::move(fn));
+    }
+    if (worker != nullptr) ucp_worker_signal(worker);
+  }
+  // Runs `fn` on the progress thread and waits for it (local work only, never network).
+  template <typename T>
+  T OnProgress(std::function<T()> fn) {
+    std::promise<T> done;
+    std::future<T> result = done.get_future();
+    Post([&] { done.set_value(fn()); });
+    return result.get();
+  }
+  void Ready() {
+    if (install.on_ready) install.on_ready();
+  }
+
+  // ---- initiator ------------------------------------------------------------------
+  void StartOp(uint64_t seq);
+  ucp_ep_h EnsureEp(PeerId peer);
+  void FailPeer(PeerId peer);
+  // Completes the op (erases it) and queues its completion. Caller holds mu.
+  void CompleteLocked(uint64_t seq, ErrorCode code, uint64_t bytes) TIDAL_REQUIRES(mu);
+  void Complete(uint64_t seq, ErrorCode code, uint64_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      CompleteLocked(seq, code, bytes);
+    }
+    Ready();
+  }
+  void CheckProbes();
+  Region* FindLocalLocked(uint64_t addr, uint64_t length) TIDAL_REQUIRES(mu);
+
+  // ---- target and answers (AM handlers, on the progress thread) ---------------------
+  ucs_status_t OnWriteReq(const void* header, size_t header_length, void* data, size_t length,
+                          const ucp_am_recv_param_t* param);
+  ucs_status_t OnReadReq(const void* header, size_t header_length,
+                         const ucp_am_recv_param_t* param);
+  ucs_status_t OnWriteAck(const void* header, size_t header_length);
+  ucs_status_t OnReadResp(const void* header, size_t header_length, void* data, size_t length,
+                          const ucp_am_recv_param_t* param);
+  ucs_status_t OnPing(const void* header, size_t header_length, const ucp_am_recv_param_t* param);
+  ucs_status_t OnPong(const void* header, size_t header_length);
+  ucs_status_t OnNotify(void* data, size_t length);
+  // Checks a peer's access against the region table; on success counts it in flight.
+  ErrorCode Admit(const ReqHeader& h, uint64_t* region);
+  void ReleaseRemote(uint64_t region);
+  void SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, ErrorCode code);
+  void WriteLanded(uint64_t region, ucp_ep_h reply_ep, uint64_t seq, ErrorCode code);
+
+  UcxTransportOptions options;
+  TransportInstall install;
+  uint64_t uid = 0;
+  ucp_context_h context = nullptr;
+  ucp_worker_h worker = nullptr;
+  std::string worker_address;
+  int efd = -1;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> crashed{false};
+  std::atomic<uint64_t> busy{0};  // outstanding ops + target in-flight, for the spin decision
+
+  mutable std::mutex mu;
+  std::deque<std::function<void()>> commands TIDAL_GUARDED_BY(mu);
+  std::map<uint64_t, Region> regions TIDAL_GUARDED_BY(mu);       // by start address
+  std::unordered_map<uint64_t, uint64_t> region_by_key TIDAL_GUARDED_BY(mu);
+  std::vector<Peer> peers TIDAL_GUARDED_BY(mu);
+  std::vector<std::unique_ptr<EpCtx>> ep_ctx;                    // progress thread only
+  std::map<uint64_t, Op> ops TIDAL_GUARDED_BY(mu);               // by seq
+  std::unordered_map<uint64_t, uint64_t> seq_by_task TIDAL_GUARDED_BY(mu);
+  std::deque<TransportCompletion> completions TIDAL_GUARDED_BY(mu);
+  std::deque<Notification> notifies TIDAL_GUARDED_BY(mu);
+  uint64_t next_seq TIDAL_GUARDED_BY(mu) = 1;
+  uint64_t target_in_flight TIDAL_GUARDED_BY(mu) = 0;
+  std::atomic<uint64_t> notifies_sent{0};
+  std::atomic<uint64_t> notifies_received{0};
+  std::mt19937_64 keys{std::random_device{}()};
+};
+
+// ---- set-up ---------------------------------------------------------------------------
+
+namespace {
+template <ucs_status_t (UcxTransport::Impl::*Fn)(const void*, size_t, void*, size_t,
+                                                 const ucp_am_recv_param_t*)>
+ucs_status_t AmWithData(void* arg, const void* header, size_t header_length, void* data,
+                        size_t length, const ucp_am_recv_param_t* param) {
+  return (static_cast<UcxTransport::Impl*>(arg)->*Fn)(header, header_length, data, length,
+                                                       param);
+}
+}  // namespace
+
+Status UcxTransport::Impl::Start(const TransportInstall& in) {
+  install = in;
+  uid = keys() | 1;
+  ucp_config_t* config = nullptr;
+  if (ucp_config_read(nullptr, nullptr, &config) != UCS_OK) {
+    return Status(ErrorCode::INTERNAL_ERROR, "ucx: ucp_config_read failed");
+  }
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
+  params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  params.name = "tidal";
+  ucs_status_t s = ucp_init(&params, config, &context);
+  ucp_config_release(config);
+  if (s != UCS_OK) {
+    context = nullptr;
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("ucx: ucp_init failed: ") + ucs_status_string(s));
+  }
+  ucp_worker_params_t wp{};
+  wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the progress thread touches the worker
+  s = ucp_worker_create(context, &wp, &worker);
+  if (s != UCS_OK) {
+    worker = nullptr;
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("ucx: ucp_worker_create failed: ") + ucs_status_string(s));
+  }
+  ucp_address_t* address = nullptr;
+  size_t address_length = 0;
+  s = ucp_worker_get_address(worker, &address, &address_length);
+  if (s != UCS_OK) {
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("ucx: ucp_worker_get_address failed: ") + ucs_status_string(s));
+  }
+  worker_address.assign(reinterpret_cast<const char*>(address), address_length);
+  ucp_worker_release_address(worker, address);
+  s = ucp_worker_get_efd(worker, &efd);
+  if (s != UCS_OK) {
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("ucx: ucp_worker_get_efd failed: ") + ucs_status_string(s));
+  }
+
+  struct Handler {
+    unsigned id;
+    ucp_am_recv_callback_t cb;
+  };
+  const Handler handlers[] = {
+      {kWriteReq, &AmWithData<&Impl::OnWriteReq>},
+      {kReadResp, &AmWithData<&Impl::OnReadResp>},
+      {kReadReq,
+       [](void* arg, const void* h, size_t hl, void*, size_t, const ucp_am_recv_param_t* p) {
+         return static_cast<Impl*>(arg)->OnReadReq(h, hl, p);
+       }},
+      {kWriteAck,
+       [](void* arg, const void* h, size_t hl, void*, size_t, const ucp_am_recv_param_t*) {
+         return static_cast<Impl*>(arg)->OnWriteAck(h, hl);
+       }},
+      {kPing,
+       [](void* arg, const void* h, size_t hl, void*, size_t, const ucp_am_recv_param_t* p) {
+         return static_cast<Impl*>(arg)->OnPing(h, hl, p);
+       }},
+      {kPong,
+       [](void* arg, const void* h, size_t hl, void*, size_t, const ucp_am_recv_param_t*) {
+         return static_cast<Impl*>(arg)->OnPong(h, hl);
+       }},
+      {kNotify,
+       [](void* arg, const void*, size_t, void* d, size_t l, const ucp_am_recv_param_t*) {
+         return static_cast<Impl*>(arg)->OnNotify(d, l);
+       }},
+  };
+  for (const Handler& h : handlers) {
+    ucp_am_handler_param_t hp{};
+    hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                    UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
+    hp.id = h.id;
+    hp.cb = h.cb;
+    hp.arg = this;
+    hp.flags = UCP_AM_FLAG_WHOLE_MSG;
+    s = ucp_worker_set_am_recv_handler(worker, &hp);
+    if (s != UCS_OK) {
+      return Status(ErrorCode::INTERNAL_ERROR, std::string("ucx: set_am_recv_handler failed: ") +
+                                                   ucs_status_string(s));
+    }
+  }
+  thread = std::thread([this] { Loop(); });
+  return Status();
+}
+
+void UcxTransport::Impl::RunCommands() {
+  for (;;) {
+    std::function<void()> fn;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (commands.empty()) return;
+      fn = std::move(commands.front());
+      commands.pop_front();
+    }
+    fn();
+  }
+}
+
+// The progress loop: run queued commands, progress the worker, then either poll again
+// (while operations are outstanding and events came recently) or arm the worker and block
+// on its event fd until UCX or ucp_worker_signal wakes it.
+void UcxTransport::Impl::Loop() {
+  uint64_t last_event_ns = MonoNs();
+  while (!stop.load()) {
+    RunCommands();
+    bool progressed = false;
+    while (ucp_worker_progress(worker) != 0) progressed = true;
+    CheckProbes();
+    const uint64_t now = MonoNs();
+    if (progressed) last_event_ns = now;
+    if (busy.load() != 0 && now - last_event_ns < options.spin_ns) continue;
+    const ucs_status_t armed = ucp_worker_arm(worker);
+    if (armed == UCS_ERR_BUSY) continue;
+    int timeout_ms = -1;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      // A command queued before the arm consumed its signal: run it now.
+      if (!commands.empty()) continue;
+      for (const auto& [seq, op] : ops) {
+        if (op.task.kind != TransportTask::Kind::kProbe || op.deadline_ns == 0) continue;
+        const uint64_t left = op.deadline_ns > now ? op.deadline_ns - now : 0;
+        const int ms = static_cast<int>(left / 1'000'000 + 1);
+        timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+      }
+    }
+    if (stop.load()) break;
+    pollfd p{efd, POLLIN, 0};
+    (void)poll(&p, 1, timeout_ms);
+  }
+}
+
+void UcxTransport::Impl::Stop() {
+  if (!thread.joinable()) return;
+  stop.store(true);
+  ucp_worker_signal(worker);
+  thread.join();
+}
+
+// Tears the worker down after the progress thread stopped. Endpoints are closed by force:
+// their peers see the connection fail.
+void UcxTransport::Impl::Destroy() {
+  Stop();
+  RunCommands();  // anything left runs here, on the one thread that still uses the worker
+  std::vector<ucp_ep_h> eps;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (Peer& p : peers) {
+      if (p.ep != nullptr) eps.push_back(p.ep);
+      p.ep = nullptr;
+    }
+  }
+  for (ucp_ep_h ep : eps) {
+    ucp_request_param_t cp{};
+    cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    void* req = ucp_ep_close_nbx(ep, &cp);
+    if (UCS_PTR_IS_PTR(req)) {
+      while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker);
+      ucp_request_free(req);
+    }
+  }
+  std::vector<ucp_mem_h> memhs;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [addr, r] : regions) memhs.push_back(r.memh);
+    regions.clear();
+    region_by_key.clear();
+  }
+  if (worker != nullptr) {
+    ucp_worker_destroy(worker);
+    worker = nullptr;
+  }
+  for (ucp_mem_h m : memhs) {
+    if (m != nullptr) ucp_mem_unmap(context, m);
+  }
+  if (context != nullptr) {
+    ucp_cleanup(context);
+    context = nullptr;
+  }
+}
+
+// ---- initiator ------------------------------------------------------------------------
+
+UcxTransport::Impl::Region* UcxTransport::Impl::FindLocalLocked(uint64_t addr, uint64_t length) {
+  auto it = regions.upper_bound(addr);
+  if (it == regions.begin()) return nullptr;
+  --it;
+  Region& r = it->second;
+  if (length > r.length || addr - r.addr > r.length - length) return nullptr;
+  return &r;
+}
+
+void UcxTransport::Impl::CompleteLocked(uint64_t seq, ErrorCode code, uint64_t bytes) {
+  auto it = ops.find(seq);
+  TIDAL_ASSERT(it != ops.end());
+  Op& op = it->second;
+  TIDAL_ASSERT(!op.send_active && !op.receiving);
+  if (op.local_region != 0) {
+    auto r = regions.find(op.local_region);
+    TIDAL_ASSERT(r != regions.end() && r->second.local_in_flight > 0);
+    --r->second.local_in_flight;
+  }
+  completions.push_back(TransportCompletion{op.task.task_id, code, bytes});
+  seq_by_task.erase(op.task.task_id);
+  ops.erase(it);
+  busy.fetch_sub(1);
+}
+
+ucp_ep_h UcxTransport::Impl::EnsureEp(PeerId peer) {
+  std::string address;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    Peer& p = peers[peer];
+    if (p.failed) return nullptr;
+    if (p.ep != nullptr) return p.ep;
+    address = p.worker_address;
+  }
+  while (ep_ctx.size() <= peer) ep_ctx.push_back(nullptr);
+  if (!ep_ctx[peer]) ep_ctx[peer] = std::make_unique<EpCtx>(EpCtx{this, peer});
+  ucp_ep_params_t ep_params{};
+  ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                         UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  ep_params.address = reinterpret_cast<const ucp_address_t*>(address.data());
+  ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep_params.err_handler.cb = [](void* arg, ucp_ep_h, ucs_status_t) {
+    auto* c = static_cast<EpCtx*>(arg);
+    c->impl->FailPeer(c->peer);
+  };
+  ep_params.err_handler.arg = ep_ctx[peer].get();
+  ucp_ep_h ep = nullptr;
+  ucs_status_t s =
+      peer_mode.load() ? ucp_ep_create(worker, &ep_params, &ep) : UCS_ERR_UNSUPPORTED;
+  if (s != UCS_OK) {
+    // UCX's shared-memory transports (posix, sysv, self) have no peer failure handler in
+    // UCX 1.13, so UCP refuses UCP_ERR_HANDLING_MODE_PEER over them. Fall back to no error
+    // handling: a dead peer is then found by the probe deadline (and the engine's transfer
+    // deadline), not by a broken connection. Remembered, so the refusal is asked once.
+    peer_mode.store(false);
+    ep_params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+    ep_params.field_mask &= ~static_cast<uint64_t>(UCP_EP_PARAM_FIELD_ERR_HANDLER);
+    s = ucp_ep_create(worker, &ep_params, &ep);
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  if (s != UCS_OK) {
+    peers[peer].failed = true;
+    return nullptr;
+  }
+  peers[peer].ep = ep;
+  return ep;
+}
+
+// The endpoint failed (the peer died or its connection broke): every task to it that UCX
+// is not still completing itself completes PEER_UNREACHABLE now; those with a UCX request
+// complete when UCX fails that request.
+void UcxTransport::Impl::FailPeer(PeerId peer) {
+  ucp_ep_h ep = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    Peer& p = peers[peer];
+    p.failed = true;
+    ep = p.ep;
+    p.ep = nullptr;
+    std::vector<uint64_t> dead;
+    for (auto& [seq, op] : ops) {
+      if (op.task.peer == peer && op.started && !op.send_active && !op.receiving) {
+        dead.push_back(seq);
+      }
+    }
+    for (uint64_t seq : dead) CompleteLocked(seq, ErrorCode::PEER_UNREACHABLE, 0);
+  }
+  if (ep != nullptr) {
+    // Closed later, outside the error callback.
+    Post([this, ep] {
+      ucp_request_param_t cp{};
+      cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      void* req = ucp_ep_close_nbx(ep, &cp);
+      if (UCS_PTR_IS_PTR(req)) ucp_request_free(req);
+    });
+  }
+  Ready();
+}
+
+void UcxTransport::Impl::StartOp(uint64_t seq) {
+  TransportTask t;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(seq);
+    if (it == ops.end()) return;  // canceled before it started
+    t = it->second.task;
+  }
+  ucp_ep_h ep = EnsureEp(t.peer);
+  std::unique_lock<std::mutex> lock(mu);
+  auto it = ops.find(seq);
+  if (it == ops.end()) return;
+  Op& op = it->second;
+  if (ep == nullptr) {
+    CompleteLocked(seq, ErrorCode::PEER_UNREACHABLE, 0);
+    lock.unlock();
+    Ready();
+    return;
+  }
+  op.started = true;
+  if (t.kind == TransportTask::Kind::kProbe) {
+    op.deadline_ns = MonoNs() + options.probe_timeout_ns;
+  }
+  const bool write = t.kind == TransportTask::Kind::kWrite;
+  if (write) op.send_active = true;
+  lock.unlock();
+
+  auto* ctx = new Ctx{this, seq, 0, nullptr};
+  ctx->req = ReqHeader{seq, t.rkey, t.remote_addr, t.length};
+  ctx->ack = AckHeader{seq, 0, 0};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                   UCP_OP_ATTR_FIELD_FLAGS;
+  p.flags = UCP_AM_SEND_FLAG_REPLY;
+  p.user_data = ctx;
+  if (write) {
+    p.cb.send = [](void* req, ucs_status_t s, void* user) {
+      auto* c = static_cast<Ctx*>(user);
+      Impl* self = c->impl;
+      {
+        std::lock_guard<std::mutex> lock(self->mu);
+        auto it = self->ops.find(c->seq);
+        TIDAL_ASSERT(it != self->ops.end());
+        Op& o = it->second;
+        o.send_active = false;
+        o.request = nullptr;
+        if (s != UCS_OK) {
+          self->CompleteLocked(c->seq, o.canceled && s == UCS_ERR_CANCELED
+                                           ? ErrorCode::TRANSFER_CANCELED
+                                           : FromUcs(s),
+                               0);
+        } else if (o.acked) {
+          self->CompleteLocked(c->seq, o.ack_code, o.ack_code == ErrorCode::OK ? o.task.length : 0);
+        }
+      }
+      ucp_request_free(req);
+      delete c;
+      self->Ready();
+    };
+  } else {
+    // READ requests and pings: their send completes locally; the answer is what counts.
+    p.cb.send = [](void* req, ucs_status_t, void* user) {
+      delete static_cast<Ctx*>(user);
+      ucp_request_free(req);
+    };
+  }
+  void* req = nullptr;
+  if (write) {
+    req = ucp_am_send_nbx(ep, kWriteReq, &ctx->req, sizeof(ReqHeader),
+                          reinterpret_cast<void*>(t.local_addr), t.length, &p);
+  } else if (t.kind == TransportTask::Kind::kRead) {
+    req = ucp_am_send_nbx(ep, kReadReq, &ctx->req, sizeof(ReqHeader), nullptr, 0, &p);
+  } else {
+    req = ucp_am_send_nbx(ep, kPing, &ctx->ack, sizeof(AckHeader), nullptr, 0, &p);
+  }
+  if (UCS_PTR_IS_PTR(req)) {
+    if (write) {
+      std::lock_guard<std::mutex> l(mu);
+      auto o = ops.find(seq);
+      if (o != ops.end() && o->second.send_active) o->second.request = req;
+    }
+    return;
+  }
+  delete ctx;
+  const ucs_status_t s = UCS_PTR_STATUS(req);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    auto o = ops.find(seq);
+    if (o == ops.end()) return;
+    if (write) o->second.send_active = false;
+    if (s != UCS_OK) {
+      CompleteLocked(seq, FromUcs(s), 0);
+    } else if (write && o->second.acked) {
+      CompleteLocked(seq, o->second.ack_code,
+                     o->second.ack_code == ErrorCode::OK ? t.length : 0);
+    }
+  }
+  Ready();
+}
+
+void UcxTransport::Impl::CheckProbes() {
+  const uint64_t now = MonoNs();
+  bool any = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<uint64_t> late;
+    for (const auto& [seq, op] : ops) {
+      if (op.task.kind == TransportTask::Kind::kProbe && op.deadline_ns != 0 &&
+          op.deadline_ns <= now) {
+        late.push_back(seq);
+      }
+    }
+    for (uint64_t seq : late) CompleteLocked(seq, ErrorCode::PEER_UNREACHABLE, 0);
+    any = !late.empty();
+  }
+  if (any) Ready();
+}
+
+// ---- answers at the initiator -----------------------------------------------------------
+
+ucs_status_t UcxTransport::Impl::OnWriteAck(const void* header, size_t header_length) {
+  if (header_length != sizeof(AckHeader)) return UCS_OK;  // not ours: ignored
+  AckHeader h;
+  std::memcpy(&h, header, sizeof(h));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(h.seq);
+    if (it == ops.end() || it->second.task.kind != TransportTask::Kind::kWrite) return UCS_OK;
+    Op& op = it->second;
+    const ErrorCode code = static_cast<ErrorCode>(h.code);
+    op.acked = true;
+    op.ack_code = code;
+    if (op.send_active) return UCS_OK;  // completes when UCX is done with the source
+    CompleteLocked(h.seq, code, code == ErrorCode::OK ? op.task.length : 0);
+  }
+  Ready();
+  return UCS_OK;
+}
+
+ucs_status_t UcxTransport::Impl::OnReadResp(const void* header, size_t header_length, void* data,
+                                            size_t length, const ucp_am_recv_param_t* param) {
+  if (header_length != sizeof(AckHeader)) return UCS_OK;
+  AckHeader h;
+  std::memcpy(&h, header, sizeof(h));
+  const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  uint64_t local = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(h.seq);
+    // Canceled (and completed) already: the answer is dropped and the buffer untouched.
+    if (it == ops.end() || it->second.task.kind != TransportTask::Kind::kRead) return UCS_OK;
+    Op& op = it->second;
+    const ErrorCode code = static_cast<ErrorCode>(h.code);
+    if (code != ErrorCode::OK || length != op.task.length) {
+      CompleteLocked(h.seq, code != ErrorCode::OK ? code : ErrorCode::TRANSFER_FAIL, 0);
+    } else if (!rndv) {
+      std::memcpy(reinterpret_cast<void*>(op.task.local_addr), data, length);
+      CompleteLocked(h.seq, ErrorCode::OK, length);
+    } else {
+      op.receiving = true;
+      local = op.task.local_addr;
+    }
+  }
+  if (local == 0) {
+    Ready();
+    return UCS_OK;
+  }
+  auto* ctx = new Ctx{this, h.seq, 0, nullptr};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.user_data = ctx;
+  p.cb.recv_am = [](void* req, ucs_status_t s, size_t, void* user) {
+    auto* c = static_cast<Ctx*>(user);
+    Impl* self = c->impl;
+    {
+      std::lock_guard<std::mutex> lock(self->mu);
+      auto it = self->ops.find(c->seq);
+      TIDAL_ASSERT(it != self->ops.end());
+      Op& o = it->second;
+      o.receiving = false;
+      o.request = nullptr;
+      const ErrorCode code =
+          s == UCS_OK ? ErrorCode::OK
+                      : (o.canceled && s == UCS_ERR_CANCELED ? ErrorCode::TRANSFER_CANCELED
+                                                             : FromUcs(s));
+      self->CompleteLocked(c->seq, code, s == UCS_OK ? o.task.length : 0);
+    }
+    ucp_request_free(req);
+    delete c;
+    self->Ready();
+  };
+  void* req = ucp_am_recv_data_nbx(worker, data, reinterpret_cast<void*>(local), length, &p);
+  if (UCS_PTR_IS_PTR(req)) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(h.seq);
+    if (it != ops.end() && it->second.receiving) it->second.request = req;
+    return UCS_OK;
+  }
+  delete ctx;
+  const ucs_status_t s = UCS_PTR_STATUS(req);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(h.seq);
+    TIDAL_ASSERT(it != ops.end());
+    it->second.receiving = false;
+    CompleteLocked(h.seq, s == UCS_OK ? ErrorCode::OK : FromUcs(s), s == UCS_OK ? length : 0);
+  }
+  Ready();
+  return UCS_OK;
+}
+
+ucs_status_t UcxTransport::Impl::OnPong(const void* header, size_t header_length) {
+  if (header_length != sizeof(AckHeader)) return UCS_OK;
+  AckHeader h;
+  std::memcpy(&h, header, sizeof(h));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(h.seq);
+    if (it == ops.end() || it->second.task.kind != TransportTask::Kind::kProbe) return UCS_OK;
+    CompleteLocked(h.seq, ErrorCode::OK, 0);
+  }
+  Ready();
+  return UCS_OK;
+}
+
+ucs_status_t UcxTransport::Impl::OnNotify(void* data, size_t length) {
+  ByteReader r(std::string_view(static_cast<const char*>(data), length));
+  Notification n;
+  if (!r.Str(&n.source, kSegmentMaxString)) return UCS_OK;  // malformed: dropped
+  n.payload = std::string(r.Rest());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    notifies.push_back(std::move(n));
+  }
+  notifies_received.fetch_add(1);
+  Ready();
+  return UCS_OK;
+}
+
+// ---- the target ---------------------------------------------------------------------------
+
+// The one place a peer's access is judged: the key must name a region registered here now
+// (an unregistered region's key is gone from the table, so a stale key is refused like a
+// foreign one), and the range must lie wholly inside that region.
+ErrorCode UcxTransport::Impl::Admit(const ReqHeader& h, uint64_t* region) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto k = region_by_key.find(h.rkey);
+  if (h.rkey == 0 || k == region_by_key.end()) return ErrorCode::REMOTE_ACCESS_DENIED;
+  auto it = regions.find(k->second);
+  TIDAL_ASSERT(it != regions.end() && it->second.rkey == h.rkey);
+  Region& r = it->second;
+  if (h.length == 0 || h.length > r.length || h.addr < r.addr ||
+      h.addr - r.addr > r.length - h.length) {
+    return ErrorCode::REMOTE_ACCESS_DENIED;
+  }
+  ++r.remote_in_flight;
+  ++target_in_flight;
+  busy.fetch_add(1);
+  *region = r.addr;
+  return ErrorCode::OK;
+}
+
+void UcxTransport::Impl::ReleaseRemote(uint64_t region) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = regions.find(region);
+  TIDAL_ASSERT(it != regions.end() && it->second.remote_in_flight > 0);
+  --it->second.remote_in_flight;
+  --target_in_flight;
+  busy.fetch_sub(1);
+}
+
+void UcxTransport::Impl::SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, ErrorCode code) {
+  auto* ctx = new Ctx{this, seq, 0, nullptr};
+  ctx->ack = AckHeader{seq, static_cast<int32_t>(code), 0};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.user_data = ctx;
+  p.cb.send = [](void* req, ucs_status_t, void* user) {
+    delete static_cast<Ctx*>(user);
+    ucp_request_free(req);
+  };
+  void* req = ucp_am_send_nbx(ep, id, &ctx->ack, sizeof(AckHeader), nullptr, 0, &p);
+  // Inline completion or an error (the peer is gone, and so is the answer's reader).
+  if (!UCS_PTR_IS_PTR(req)) delete ctx;
+}
+
+void UcxTransport::Impl::WriteLanded(uint64_t region, ucp_ep_h reply_ep, uint64_t seq,
+                                     ErrorCode code) {
+  ReleaseRemote(region);
+  SendAnswer(reply_ep, kWriteAck, seq, code);
+}
+
+ucs_status_t UcxTransport::Impl::OnWriteReq(const void* header, size_t header_length, void* data,
+                                            size_t length, const ucp_am_recv_param_t* param) {
+  if (header_length != sizeof(ReqHeader) ||
+      (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) == 0) {
+    return UCS_OK;  // not a request of this protocol: dropped
+  }
+  ReqHeader h;
+  std::memcpy(&h, header, sizeof(h));
+  ucp_ep_h reply = param->reply_ep;
+  uint64_t region = 0;
+  ErrorCode code = h.length == length ? Admit(h, &region) : ErrorCode::REMOTE_ACCESS_DENIED;
+  if (code != ErrorCode::OK) {
+    SendAnswer(reply, kWriteAck, h.seq, code);
+    return UCS_OK;  // a rendezvous is dropped: no byte is received
+  }
+  void* target = reinterpret_cast<void*>(h.addr);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
+    std::memcpy(target, data, length);
+    WriteLanded(region, reply, h.seq, ErrorCode::OK);
+    return UCS_OK;
+  }
+  auto* ctx = new Ctx{this, h.seq, region, reply};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.user_data = ctx;
+  p.cb.recv_am = [](void* req, ucs_status_t s, size_t, void* user) {
+    auto* c = static_cast<Ctx*>(user);
+    c->impl->WriteLanded(c->region, c->reply_ep, c->seq,
+                         s == UCS_OK ? ErrorCode::OK : ErrorCode::TRANSFER_FAIL);
+    ucp_request_free(req);
+    delete c;
+  };
+  void* req = ucp_am_recv_data_nbx(worker, data, target, length, &p);
+  if (!UCS_PTR_IS_PTR(req)) {
+    delete ctx;
+    WriteLanded(region, reply, h.seq,
+                UCS_PTR_STATUS(req) == UCS_OK ? ErrorCode::OK : ErrorCode::TRANSFER_FAIL);
+  }
+  return UCS_OK;
+}
+
+ucs_status_t UcxTransport::Impl::OnReadReq(const void* header, size_t header_length,
+                                           const ucp_am_recv_param_t* param) {
+  if (header_length != sizeof(ReqHeader) ||
+      (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) == 0) {
+    return UCS_OK;
+  }
+  ReqHeader h;
+  std::memcpy(&h, header, sizeof(h));
+  uint64_t region = 0;
+  const ErrorCode code = Admit(h, &region);
+  if (code != ErrorCode::OK) {
+    SendAnswer(param->reply_ep, kReadResp, h.seq, code);
+    return UCS_OK;
+  }
+  auto* ctx = new Ctx{this, h.seq, region, nullptr};
+  ctx->ack = AckHeader{h.seq, 0, 0};
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.user_data = ctx;
+  p.cb.send = [](void* req, ucs_status_t, void* user) {
+    auto* c = static_cast<Ctx*>(user);
+    c->impl->ReleaseRemote(c->region);
+    ucp_request_free(req);
+    delete c;
+  };
+  void* req = ucp_am_send_nbx(param->reply_ep, kReadResp, &ctx->ack, sizeof(AckHeader),
+                              reinterpret_cast<void*>(h.addr), h.length, &p);
+  if (!UCS_PTR_IS_PTR(req)) {
+    delete ctx;
+    ReleaseRemote(region);
+  }
+  return UCS_OK;
+}
+
+ucs_status_t UcxTransport::Impl::OnPing(const void* header, size_t header_length,
+                                        const ucp_am_recv_param_t* param) {
+  if (header_length != sizeof(AckHeader) ||
+      (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) == 0) {
+    return UCS_OK;
+  }
+  AckHeader h;
+  std::memcpy(&h, header, sizeof(h));
+  SendAnswer(param->reply_ep, kPong, h.seq, ErrorCode::OK);
+  return UCS_OK;
+}
+
+// ---- UcxTransport -----------------------------------------------------------------------
+
+UcxTransport::UcxTransport(UcxTransportOptions options)
+    : impl_(std::make_unique<Impl>(options)) {}
+
+UcxTransport::~UcxTransport() {
+  if (!impl_->crashed.load()) impl_->Destroy();
+}
+
+TransportCaps UcxTransport::Capabilities() const { return TransportCaps{true, false, false, true}; }
+
+Status UcxTransport::Install(const TransportInstall& install) {
+  if (impl_->worker != nullptr) {
+    return Status(ErrorCode::INVALID_PARAMS, "ucx transport already installed");
+  }
+  if (install.env == nullptr || !install.on_ready) {
+    return Status(ErrorCode::INVALID_PARAMS, "install needs an env and on_ready");
+  }
+  Status s = impl_->Start(install);
+  if (!s.ok()) impl_->Destroy();
+  return s;
+}
+
+std::string UcxTransport::LocalAddress() const {
+  return EncodeAddress(impl_->uid, impl_->worker_address);
+}
+
+Result<uint64_t> UcxTransport::RegisterMemory(uint64_t addr, uint64_t length, Location loc) {
+  Impl& m = *impl_;
+  if (m.crashed.load() || m.worker == nullptr) {
+    return Status(ErrorCode::REGISTRATION_FAILED, "ucx transport is not running");
+  }
+  if (!loc.is_host()) {
+    return Status(ErrorCode::REGISTRATION_FAILED, "ucx transport registers host memory only");
+  }
+  // Registration with UCX pins and registers the range with every memory domain, so the
+  // rendezvous protocol moves it zero-copy; the key peers present is ours, not UCX's.
+  ucp_mem_h memh = m.OnProgress<ucp_mem_h>([&]() -> ucp_mem_h {
+    ucp_mem_map_params_t mp{};
+    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+    mp.address = reinterpret_cast<void*>(addr);
+    mp.length = length;
+    ucp_mem_h h = nullptr;
+    return ucp_mem_map(m.context, &mp, &h) == UCS_OK ? h : nullptr;
+  });
+  if (memh == nullptr) return Status(ErrorCode::REGISTRATION_FAILED, "ucp_mem_map failed");
+  std::lock_guard<std::mutex> lock(m.mu);
+  if (m.FindLocalLocked(addr, 1) != nullptr || m.FindLocalLocked(addr + length - 1, 1) != nullptr ||
+      m.regions.lower_bound(addr) != m.regions.lower_bound(addr + length)) {
+    m.Post([&m, memh] { ucp_mem_unmap(m.context, memh); });
+    return Status(ErrorCode::REGISTRATION_FAILED, "range overlaps a registered region");
+  }
+  uint64_t rkey = 0;
+  do {
+    rkey = m.keys();
+  } while (rkey == 0 || m.region_by_key.count(rkey) != 0);
+  m.regions[addr] = Impl::Region{addr, length, rkey, memh, 0, 0};
+  m.region_by_key[rkey] = addr;
+  return rkey;
+}
+
+Status UcxTransport::UnregisterMemory(uint64_t addr, uint64_t length) {
+  Impl& m = *impl_;
+  ucp_mem_h memh = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    auto it = m.regions.find(addr);
+    if (it == m.regions.end() || it->second.length != length) {
+      return Status(ErrorCode::INVALID_PARAMS, "no region registered at this address");
+    }
+    if (it->second.local_in_flight != 0 || it->second.remote_in_flight != 0) {
+      return Status(ErrorCode::BATCH_BUSY, "transfers in flight use this region");
+    }
+    // From here no new access is admitted: the key is gone from the table.
+    memh = it->second.memh;
+    m.region_by_key.erase(it->second.rkey);
+    m.regions.erase(it);
+  }
+  if (m.crashed.load()) return Status();
+  m.OnProgress<int>([&]() {
+    ucp_mem_unmap(m.context, memh);
+    return 0;
+  });
+  return Status();
+}
+
+Result<PeerId> UcxTransport::Connect(const SegmentDescriptor& peer) {
+  uint64_t uid = 0;
+  std::string worker;
+  if (!DecodeAddress(peer.address, &uid, &worker)) {
+    return Status(ErrorCode::SEGMENT_NOT_FOUND,
+                  "segment '" + peer.name + "' has no ucx address this transport can reach");
+  }
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  for (size_t i = 0; i < m.peers.size(); ++i) {
+    if (m.peers[i].uid == uid) return static_cast<PeerId>(i);
+  }
+  // The endpoint is created by the progress thread before this peer's first task.
+  m.peers.push_back(Impl::Peer{uid, std::move(worker), nullptr, false});
+  return static_cast<PeerId>(m.peers.size() - 1);
+}
+
+void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) {
+  TIDAL_ASSERT(tasks.size() == accepted.size());
+  Impl& m = *impl_;
+  std::vector<uint64_t> started;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const TransportTask& t = tasks[i];
+      if (m.crashed.load()) {
+        accepted[i] = Status(ErrorCode::PEER_UNREACHABLE, "this node has crashed");
+        continue;
+      }
+      if (t.peer >= m.peers.size()) {
+        accepted[i] = Status(ErrorCode::INVALID_PARAMS, "unknown peer id");
+        continue;
+      }
+      if (m.seq_by_task.count(t.task_id) != 0) {
+        accepted[i] = Status(ErrorCode::INVALID_PARAMS, "task id already outstanding");
+        continue;
+      }
+      uint64_t local_region = 0;
+      if (t.kind != TransportTask::Kind::kProbe) {
+        if (t.length == 0) {
+          accepted[i] = Status(ErrorCode::INVALID_PARAMS, "zero-length task");
+          continue;
+        }
+        Impl::Region* r = m.FindLocalLocked(t.local_addr, t.length);
+        if (r == nullptr) {
+          accepted[i] = Status(ErrorCode::ADDRESS_NOT_REGISTERED,
+                               "local range is not inside one registered region");
+          continue;
+        }
+        ++r->local_in_flight;
+        local_region = r->addr;
+      }
+      const uint64_t seq = m.next_seq++;
+      Impl::Op op;
+      op.task = t;
+      op.seq = seq;
+      op.local_region = local_region;
+      m.ops.emplace(seq, op);
+      m.seq_by_task[t.task_id] = seq;
+      m.busy.fetch_add(1);
+      started.push_back(seq);
+      accepted[i] = Status();
+    }
+  }
+  if (started.empty()) return;
+  m.Post([&m, started = std::move(started)] {
+    for (uint64_t seq : started) m.StartOp(seq);
+  });
+}
+
+size_t UcxTransport::PollCompletions(std::span<TransportCompletion> out) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  size_t n = 0;
+  while (n < out.size() && !m.completions.empty()) {
+    out[n++] = m.completions.front();
+    m.completions.pop_front();
+  }
+  return n;
+}
+
+Status UcxTransport::Cancel(uint64_t task_id) {
+  Impl& m = *impl_;
+  void* request = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    auto s = m.seq_by_task.find(task_id);
+    if (s == m.seq_by_task.end()) {
+      // Finished with its completion not yet polled: that queued completion is the one.
+      for (const TransportCompletion& c : m.completions) {
+        if (c.task_id == task_id) return Status();
+      }
+      return Status(ErrorCode::INVALID_PARAMS, "no outstanding task " + std::to_string(task_id));
+    }
+    Impl::Op& op = m.ops.at(s->second);
+    if (!op.send_active && !op.receiving) {
+      // UCX holds neither buffer: the task completes now and a late answer is dropped.
+      m.CompleteLocked(s->second, ErrorCode::TRANSFER_CANCELED, 0);
+    } else {
+      // UCX is reading the source or writing the target buffer: ask it to stop; the
+      // completion follows when it lets go of the buffer.
+      op.canceled = true;
+      request = op.request;
+    }
+  }
+  if (request != nullptr) {
+    m.Post([&m, task_id] {
+      void* req = nullptr;
+      {
+        std::lock_guard<std::mutex> lock(m.mu);
+        auto s = m.seq_by_task.find(task_id);
+        if (s == m.seq_by_task.end()) return;
+        req = m.ops.at(s->second).request;
+      }
+      if (req != nullptr) ucp_request_cancel(m.worker, req);
+    });
+  } else {
+    m.Ready();
+  }
+  return Status();
+}
+
+Status UcxTransport::SendNotify(PeerId peer, std::string_view payload) {
+  Impl& m = *impl_;
+  if (m.crashed.load()) return Status(ErrorCode::PEER_UNREACHABLE, "this node has crashed");
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    if (peer >= m.peers.size()) return Status(ErrorCode::INVALID_PARAMS, "unknown peer id");
+    if (m.peers[peer].failed) return Status(ErrorCode::PEER_UNREACHABLE, "peer failed");
+  }
+  ByteWriter w;
+  w.Str(m.install.segment_name);
+  w.Bytes(payload);
+  m.notifies_sent.fetch_add(1);
+  // Every WRITE completed before this call was acknowledged by the target after its data
+  // landed, so this message, sent later, arrives after that data.
+  m.Post([&m, peer, body = w.Take()]() mutable {
+    ucp_ep_h ep = m.EnsureEp(peer);
+    if (ep == nullptr) return;  // the peer failed: the notification is lost with it
+    auto* ctx = new Impl::Ctx{&m, 0, 0, nullptr};
+    ctx->body = std::move(body);
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    p.user_data = ctx;
+    p.cb.send = [](void* req, ucs_status_t, void* user) {
+      delete static_cast<Impl::Ctx*>(user);
+      ucp_request_free(req);
+    };
+    void* req = ucp_am_send_nbx(ep, kNotify, nullptr, 0, ctx->body.data(), ctx->body.size(), &p);
+    if (!UCS_PTR_IS_PTR(req)) delete ctx;
+  });
+  return Status();
+}
+
+size_t UcxTransport::PollNotifies(std::vector<Notification>& out, size_t max) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  size_t n = 0;
+  while (n < max && !m.notifies.empty()) {
+    out.push_back(std::move(m.notifies.front()));
+    m.notifies.pop_front();
+    ++n;
+  }
+  return n;
+}
+
+void UcxTransport::Crash() {
+  Impl& m = *impl_;
+  if (m.crashed.exchange(true)) return;
+  m.Destroy();
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.ops.clear();
+  m.seq_by_task.clear();
+  m.completions.clear();
+  m.notifies.clear();
+  m.commands.clear();
+  m.busy.store(0);
+}
+
+UcxTransportStats UcxTransport::stats() const {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  UcxTransportStats s;
+  s.outstanding = m.ops.size();
+  s.target_in_flight = m.target_in_flight;
+  s.notifies_sent = m.notifies_sent.load();
+  s.notifies_received = m.notifies_received.load();
+  s.crashed = m.crashed.load();
+  return s;
+}
+
+}  // namespace tidal::backends::ucx
