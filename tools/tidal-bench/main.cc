@@ -1,0 +1,346 @@
+// tidal-bench: transfer figures of tidal's real backends, beside the baseline tool of the
+// library underneath.
+//
+//   tidal-bench transfer [options]
+//
+// Two nodes of one process on the UCX fabric (registry name "ucx"; each node has its own
+// UCP context, worker and progress thread, and the bytes cross UCX over the transports
+// UCX_TLS selects). For every message size it measures, through the full TransferEngine
+// facade:
+//   * WRITE and READ bandwidth: `--window` requests of the size in flight per batch,
+//     batches back to back until `--bytes` moved (after one warm-up batch);
+//   * WRITE latency: one request at a time, `--lat-iters` times; a WRITE completes when its
+//     bytes are visible at the target, which is one round trip.
+// and, in the same run, ucx_perftest (ucx-utils) between a server and a client on
+// loopback with the same UCX_TLS: ucp_put_bw and ucp_get_bw at each size, ucp_put_lat at
+// the latency sizes. perftest's put latency is one-way (half its ping-pong), so the table
+// compares tidal's completed-write latency with perftest's round trip (2 x one-way).
+// Figures are printed as a table and, with --json, as JSON. Nothing is asserted.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <span>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tidal/backends/ucx/ucx_fabric.h"
+
+namespace po = boost::program_options;
+using namespace tidal;
+
+namespace {
+
+struct Config {
+  std::vector<uint64_t> sizes;
+  std::vector<uint64_t> lat_sizes;
+  uint64_t bytes = 256ull << 20;  // per size and direction
+  size_t window = 16;
+  uint64_t lat_iters = 2000;
+  uint64_t slice = 4ull << 20;
+  bool perftest = true;
+  std::string perftest_bin = "ucx_perftest";
+  int port = 13377;
+  bool json = false;
+};
+
+struct Row {
+  uint64_t size = 0;
+  double write_mbps = 0, read_mbps = 0;               // tidal, MiB/s
+  std::optional<double> put_mbps, get_mbps;           // perftest, MiB/s
+  std::optional<double> write_lat_us;                 // tidal, completed write
+  std::optional<double> put_lat_us;                   // perftest, one-way
+};
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+// Moves `total` bytes in batches of `window` requests of `size` bytes; returns MiB/s.
+Task<double> Bandwidth(TransferEngine& e, SegmentHandle peer, uint64_t local, uint64_t remote,
+                       TransferOp op, uint64_t size, size_t window, uint64_t total,
+                       uint64_t* failed) {
+  std::vector<TransferRequest> reqs;
+  for (size_t i = 0; i < window; ++i) {
+    reqs.push_back(TransferRequest{op, local + i * size, size, peer, remote + i * size});
+  }
+  (void)co_await e.TransferSync(reqs);  // warm-up: connections, registrations, caches
+  const uint64_t batches = std::max<uint64_t>(1, total / (size * window));
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t b = 0; b < batches; ++b) {
+    std::vector<TransferStatus> st = co_await e.TransferSync(reqs);
+    for (const TransferStatus& s : st) *failed += s.state != TransferState::COMPLETED;
+  }
+  const double s = Seconds(std::chrono::steady_clock::now() - start);
+  co_return static_cast<double>(batches * window * size) / s / (1 << 20);
+}
+
+// One WRITE at a time: mean microseconds from submit to completion.
+Task<double> Latency(TransferEngine& e, SegmentHandle peer, uint64_t local, uint64_t remote,
+                     uint64_t size, uint64_t iters, uint64_t* failed) {
+  TransferRequest r{TransferOp::kWrite, local, size, peer, remote};
+  for (int i = 0; i < 100; ++i) (void)co_await e.TransferSync(std::span(&r, 1));
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; i < iters; ++i) {
+    std::vector<TransferStatus> st = co_await e.TransferSync(std::span(&r, 1));
+    *failed += st[0].state != TransferState::COMPLETED;
+  }
+  co_return Seconds(std::chrono::steady_clock::now() - start) * 1e6 / static_cast<double>(iters);
+}
+
+Task<Result<SegmentHandle>> Open(TransferEngine& e, std::string name) {
+  co_return co_await e.OpenSegment(std::move(name));
+}
+Task<Result<uint64_t>> Reg(TransferEngine& e, void* p, uint64_t n) {
+  co_return co_await e.RegisterMemory(p, n, Location::Host());
+}
+
+// Runs ucx_perftest as server and client on loopback; returns the "Final:" fields
+// (iterations, 50%ile, average latency or overhead, overall, average MB/s, ...).
+std::optional<std::vector<double>> Perftest(const Config& c, const std::string& test,
+                                            uint64_t size, uint64_t iters) {
+  const std::string port = std::to_string(c.port);
+  const pid_t server = fork();
+  if (server == 0) {
+    const int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    execlp(c.perftest_bin.c_str(), c.perftest_bin.c_str(), "-p", port.c_str(), nullptr);
+    _exit(127);
+  }
+  if (server < 0) return std::nullopt;
+  usleep(300'000);  // the server listens
+  const std::string cmd = c.perftest_bin + " 127.0.0.1 -p " + port + " -t " + test + " -s " +
+                          std::to_string(size) + " -n " + std::to_string(iters) + " -w " +
+                          std::to_string(std::max<uint64_t>(10, iters / 10)) + " -f 2>&1";
+  FILE* out = popen(cmd.c_str(), "r");
+  std::optional<std::vector<double>> fields;
+  if (out != nullptr) {
+    char line[1024];
+    while (fgets(line, sizeof(line), out) != nullptr) {
+      // With -f the result is one line of numbers (without -f it starts "Final:").
+      std::string l(line);
+      const size_t at = l.find("Final:");
+      if (at != std::string::npos) l = l.substr(at + 6);
+      std::istringstream in(l);
+      std::vector<double> v;
+      double x = 0;
+      while (in >> x) v.push_back(x);
+      in.clear();
+      std::string rest;
+      if (v.size() >= 5 && !(in >> rest)) fields = v;
+    }
+    pclose(out);
+  }
+  int status = 0;
+  kill(server, SIGTERM);
+  waitpid(server, &status, 0);
+  return fields;
+}
+
+std::vector<uint64_t> ParseSizes(const std::string& text) {
+  std::vector<uint64_t> out;
+  std::istringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    uint64_t mult = 1;
+    if (!item.empty() && (item.back() == 'K' || item.back() == 'k')) mult = 1 << 10;
+    if (!item.empty() && (item.back() == 'M' || item.back() == 'm')) mult = 1 << 20;
+    if (mult != 1) item.pop_back();
+    out.push_back(std::stoull(item) * mult);
+  }
+  return out;
+}
+
+std::string Human(uint64_t b) {
+  if (b >= (1 << 20) && b % (1 << 20) == 0) return std::to_string(b >> 20) + " MiB";
+  if (b >= (1 << 10) && b % (1 << 10) == 0) return std::to_string(b >> 10) + " KiB";
+  return std::to_string(b) + " B";
+}
+
+std::string Fmt(std::optional<double> v, int prec = 1) {
+  if (!v) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.*f", prec, *v);
+  return buf;
+}
+
+int RunTransfer(const Config& c) {
+  backends::ucx::UcxFabricOptions o;
+  o.nodes = 2;
+  o.contract_checker = false;
+  o.engine.slice_bytes = c.slice;
+  o.engine.transfer_timeout_ns = 60'000'000'000ULL;
+  Result<std::unique_ptr<backends::ucx::UcxFabric>> made = backends::ucx::UcxFabric::Make(o);
+  if (!made.ok()) {
+    std::cerr << "tidal-bench: the ucx fabric did not start: " << made.status().ToString()
+              << "\n";
+    return 1;
+  }
+  backends::ucx::UcxFabric& f = **made;
+  uint64_t max_size = 0;
+  for (uint64_t s : c.sizes) max_size = std::max(max_size, s);
+  for (uint64_t s : c.lat_sizes) max_size = std::max(max_size, s);
+  // Buffers of at most 256 MiB a side (or one message): large sizes get a smaller window.
+  const uint64_t span = std::max<uint64_t>(256ull << 20, max_size);
+  auto window_for = [&](uint64_t size) {
+    return std::max<size_t>(1, std::min<uint64_t>(c.window, span / size));
+  };
+  auto* src = static_cast<uint8_t*>(f.Allocate(0, span, Location::Host()));
+  auto* dst = static_cast<uint8_t*>(f.Allocate(1, span, Location::Host()));
+  for (uint64_t i = 0; i < span; ++i) src[i] = static_cast<uint8_t>(i * 131);
+  TransferEngine& e = f.engine(0);
+  if (!f.Run(Reg(e, src, span)).ok() || !f.Run(Reg(f.engine(1), dst, span)).ok()) {
+    std::cerr << "tidal-bench: registration failed\n";
+    return 1;
+  }
+  Result<SegmentHandle> peer = f.Run(Open(e, Fabric::NodeName(1)));
+  if (!peer.ok()) {
+    std::cerr << "tidal-bench: " << peer.status().ToString() << "\n";
+    return 1;
+  }
+  const char* tls = std::getenv("UCX_TLS");
+  const std::string tls_text = tls == nullptr ? "(unset: UCX's default)" : tls;
+  std::vector<Row> rows;
+  uint64_t failed = 0;
+  const uint64_t l = reinterpret_cast<uint64_t>(src), r = reinterpret_cast<uint64_t>(dst);
+  std::vector<uint64_t> all = c.sizes;
+  for (uint64_t s : c.lat_sizes) {
+    if (std::find(all.begin(), all.end(), s) == all.end()) all.push_back(s);
+  }
+  std::sort(all.begin(), all.end());
+  for (uint64_t size : all) {
+    Row row;
+    row.size = size;
+    const bool bw = std::find(c.sizes.begin(), c.sizes.end(), size) != c.sizes.end();
+    const bool lat = std::find(c.lat_sizes.begin(), c.lat_sizes.end(), size) != c.lat_sizes.end();
+    std::cerr << "tidal-bench: " << Human(size) << " ..." << std::endl;
+    if (bw) {
+      const size_t window = window_for(size);
+      const uint64_t total = std::max(c.bytes, size * window);
+      row.write_mbps =
+          f.Run(Bandwidth(e, *peer, l, r, TransferOp::kWrite, size, window, total, &failed));
+      row.read_mbps =
+          f.Run(Bandwidth(e, *peer, l, r, TransferOp::kRead, size, window, total, &failed));
+    }
+    if (lat) row.write_lat_us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed));
+    if (c.perftest) {
+      const uint64_t iters = std::max<uint64_t>(20, std::min<uint64_t>(c.bytes / size, 100000));
+      if (bw) {
+        if (auto v = Perftest(c, "ucp_put_bw", size, iters)) row.put_mbps = (*v)[4];
+        if (auto v = Perftest(c, "ucp_get_bw", size, iters)) row.get_mbps = (*v)[4];
+      }
+      if (lat) {
+        if (auto v = Perftest(c, "ucp_put_lat", size, c.lat_iters)) row.put_lat_us = (*v)[2];
+      }
+    }
+    rows.push_back(row);
+  }
+
+  auto ratio = [](std::optional<double> ours, std::optional<double> base) -> std::optional<double> {
+    if (!ours || !base || *base <= 0) return std::nullopt;
+    return *ours / *base;
+  };
+  std::printf("tidal-bench transfer: ucx fabric, 2 nodes in one process, UCX_TLS=%s\n",
+              tls_text.c_str());
+  std::printf("bandwidth in MiB/s; latency in us (tidal: completed WRITE = round trip; "
+              "perftest put_lat one-way x2)\n");
+  std::printf("%9s | %9s %9s %6s | %9s %9s %6s | %9s %9s %6s\n", "size", "write", "put_bw",
+              "ratio", "read", "get_bw", "ratio", "write_lat", "2xput_lat", "ratio");
+  nlohmann::json j;
+  j["backend"] = "ucx";
+  j["ucx_tls"] = tls_text;
+  j["window"] = c.window;
+  j["bytes_per_size"] = c.bytes;
+  j["failed_requests"] = failed;
+  for (const Row& row : rows) {
+    const bool bw = row.write_mbps > 0;
+    std::optional<double> w = bw ? std::optional<double>(row.write_mbps) : std::nullopt;
+    std::optional<double> rd = bw ? std::optional<double>(row.read_mbps) : std::nullopt;
+    std::optional<double> rt;
+    if (row.put_lat_us) rt = 2 * *row.put_lat_us;
+    std::printf("%9s | %9s %9s %6s | %9s %9s %6s | %9s %9s %6s\n", Human(row.size).c_str(),
+                Fmt(w).c_str(), Fmt(row.put_mbps).c_str(), Fmt(ratio(w, row.put_mbps), 2).c_str(),
+                Fmt(rd).c_str(), Fmt(row.get_mbps).c_str(),
+                Fmt(ratio(rd, row.get_mbps), 2).c_str(), Fmt(row.write_lat_us, 2).c_str(),
+                Fmt(rt, 2).c_str(), Fmt(ratio(row.write_lat_us, rt), 2).c_str());
+    nlohmann::json e;
+    e["size"] = row.size;
+    if (w) e["tidal_write_mibps"] = *w;
+    if (rd) e["tidal_read_mibps"] = *rd;
+    if (row.put_mbps) e["perftest_put_bw_mibps"] = *row.put_mbps;
+    if (row.get_mbps) e["perftest_get_bw_mibps"] = *row.get_mbps;
+    if (row.write_lat_us) e["tidal_write_lat_us"] = *row.write_lat_us;
+    if (row.put_lat_us) e["perftest_put_lat_oneway_us"] = *row.put_lat_us;
+    j["rows"].push_back(e);
+  }
+  if (failed != 0) std::printf("warning: %llu requests did not complete\n",
+                               static_cast<unsigned long long>(failed));
+  if (c.json) std::cout << j.dump(2) << "\n";
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  std::string sizes = "4K,16K,64K,256K,1M,4M,16M,64M", lat_sizes = "4K";
+  po::options_description opts(
+      "tidal-bench transfer [options]: WRITE/READ bandwidth and WRITE latency over the ucx "
+      "fabric (2 nodes, one process), beside ucx_perftest with the same UCX_TLS");
+  opts.add_options()("help,h", "this help")(
+      "sizes", po::value(&sizes)->default_value(sizes), "bandwidth sizes (K, M suffixes)")(
+      "lat-sizes", po::value(&lat_sizes)->default_value(lat_sizes), "latency sizes")(
+      "bytes", po::value(&c.bytes)->default_value(c.bytes), "bytes moved per size and direction")(
+      "window", po::value(&c.window)->default_value(c.window), "requests in flight per batch")(
+      "lat-iters", po::value(&c.lat_iters)->default_value(c.lat_iters), "latency iterations")(
+      "slice", po::value(&c.slice)->default_value(c.slice), "engine slice size in bytes")(
+      "no-perftest", "do not run ucx_perftest")(
+      "perftest", po::value(&c.perftest_bin)->default_value(c.perftest_bin), "ucx_perftest binary")(
+      "port", po::value(&c.port)->default_value(c.port), "ucx_perftest's TCP port")(
+      "json", "print JSON after the table");
+  po::options_description hidden;
+  std::string command;
+  hidden.add_options()("command", po::value(&command));
+  po::positional_options_description pos;
+  pos.add("command", 1);
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+    c.sizes = ParseSizes(sizes);
+    c.lat_sizes = ParseSizes(lat_sizes);
+  } catch (const std::exception& e) {
+    std::cerr << "tidal-bench: " << e.what() << "\n" << opts << "\n";
+    return 2;
+  }
+  if (vm.count("help") || command.empty()) {
+    std::cout << opts << "\n";
+    return vm.count("help") ? 0 : 2;
+  }
+  if (command != "transfer") {
+    std::cerr << "tidal-bench: unknown command '" << command << "' (commands: transfer)\n";
+    return 2;
+  }
+  c.perftest = vm.count("no-perftest") == 0;
+  c.json = vm.count("json") != 0;
+  if (c.window == 0 || c.sizes.empty()) {
+    std::cerr << "tidal-bench: --window and --sizes must not be empty\n";
+    return 2;
+  }
+  return RunTransfer(c);
+}
