@@ -6,9 +6,10 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
-  libboost-program-options-dev nlohmann-json3-dev
+  libboost-program-options-dev nlohmann-json3-dev libasio-dev
   libucx-dev ucx-utils
-  libibverbs-dev librdmacm-dev
+  libibverbs-dev librdmacm-dev ibverbs-utils perftest
+  etcd-server libcurl4-openssl-dev
   lcov clang libclang-rt-14-dev llvm
 )
 

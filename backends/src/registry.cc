@@ -3,6 +3,13 @@
 #if TIDAL_HAVE_UCX
 #include "tidal/backends/ucx/ucx_fabric.h"
 #endif
+#if TIDAL_HAVE_VERBS
+#include "tidal/backends/verbs/verbs_fabric.h"
+#endif
+
+#if TIDAL_HAVE_CUDA
+#include "tidal/backends/cuda/cuda_fabric.h"
+#endif
 
 namespace tidal::backends {
 
@@ -31,6 +38,7 @@ struct Entry {
   bool built;
   const char* unavailable;
   Result<std::unique_ptr<Fabric>> (*make)(FabricSpec);
+  std::string (*probe)() = nullptr;  // why the hardware is absent here ("" when present)
 };
 
 // The registry: one line per backend. Real backends join here behind their build option
@@ -43,14 +51,24 @@ const Entry kBackends[] = {
 #else
     {"ucx", false, "UCX not built (TIDAL_UCX=OFF, or libucx-dev was not found)", nullptr},
 #endif
-    {"cuda", false, "the CUDA fabric is not implemented in this build yet", nullptr},
-    {"verbs", false, "the ibverbs fabric is not implemented in this build yet", nullptr},
+#if TIDAL_HAVE_CUDA
+    {"cuda", true, "", &cuda::MakeCudaFabric, &cuda::CudaFabricUnavailable},
+#else
+    {"cuda", false, "CUDA not built (TIDAL_CUDA=OFF, or nvcc was not found)", nullptr},
+#endif
+#if TIDAL_HAVE_VERBS
+    {"verbs", true, "", &verbs::MakeVerbsFabricFromSpec, &verbs::VerbsFabricUnavailable},
+#else
+    {"verbs", false, "ibverbs not built (TIDAL_VERBS=OFF, or libibverbs-dev was not found)", nullptr},
+#endif
 };
 }  // namespace
 
 std::vector<BackendInfo> ListBackends() {
   std::vector<BackendInfo> out;
-  for (const Entry& e : kBackends) out.push_back({e.name, e.built, e.unavailable});
+  for (const Entry& e : kBackends) {
+    out.push_back({e.name, e.built, e.built && e.probe != nullptr ? e.probe() : e.unavailable});
+  }
   return out;
 }
 
@@ -59,6 +77,10 @@ Result<std::unique_ptr<Fabric>> MakeFabric(const std::string& name, FabricSpec s
     if (name != e.name) continue;
     if (!e.built || e.make == nullptr) {
       return Status(ErrorCode::UNSUPPORTED, "backend '" + name + "': " + e.unavailable);
+    }
+    if (e.probe != nullptr) {
+      const std::string why = e.probe();
+      if (!why.empty()) return Status(ErrorCode::UNSUPPORTED, "backend '" + name + "': " + why);
     }
     return e.make(std::move(spec));
   }
