@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "tidal/backends/registry.h"
 #include "tidal/backends/ucx/ucx_fabric.h"
 
 namespace po = boost::program_options;
@@ -54,6 +55,8 @@ struct Config {
   std::string perftest_bin = "ucx_perftest";
   int port = 13377;
   bool json = false;
+  std::string transport = "ucx";  // ucx (beside ucx_perftest) or verbs (beside perftest)
+  std::string ib_dev;             // verbs: the device ib_write_bw/ib_read_bw use
 };
 
 struct Row {
@@ -150,6 +153,52 @@ std::optional<std::vector<double>> Perftest(const Config& c, const std::string& 
   return fields;
 }
 
+// Runs a perftest program (ib_write_bw, ib_read_bw) as server and client on loopback over
+// the RDMA device; returns its average bandwidth in MiB/s (perftest prints MB/s, 10^6).
+std::optional<double> IbPerftest(const Config& c, const std::string& program, uint64_t size,
+                                 uint64_t iters) {
+  std::vector<std::string> args = {program, "-s", std::to_string(size), "-n",
+                                   std::to_string(iters), "-F", "-p", std::to_string(c.port)};
+  if (!c.ib_dev.empty()) {
+    args.push_back("-d");
+    args.push_back(c.ib_dev);
+  }
+  const pid_t server = fork();
+  if (server == 0) {
+    const int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  if (server < 0) return std::nullopt;
+  usleep(500'000);  // the server listens
+  std::string cmd;
+  for (const std::string& a : args) cmd += a + " ";
+  cmd += "127.0.0.1 2>&1";
+  FILE* out = popen(cmd.c_str(), "r");
+  std::optional<double> mibps;
+  if (out != nullptr) {
+    char line[1024];
+    while (fgets(line, sizeof(line), out) != nullptr) {
+      // The result line: "#bytes #iterations BW-peak BW-average MsgRate" as numbers.
+      std::istringstream in(line);
+      std::vector<double> v;
+      double x = 0;
+      while (in >> x) v.push_back(x);
+      if (v.size() == 5 && v[0] == static_cast<double>(size)) mibps = v[3] * 1e6 / (1 << 20);
+    }
+    pclose(out);
+  }
+  int status = 0;
+  kill(server, SIGTERM);
+  waitpid(server, &status, 0);
+  return mibps;
+}
+
 std::vector<uint64_t> ParseSizes(const std::string& text) {
   std::vector<uint64_t> out;
   std::istringstream in(text);
@@ -177,19 +226,45 @@ std::string Fmt(std::optional<double> v, int prec = 1) {
   return buf;
 }
 
+// Exit status of a run that could not happen here (no such hardware): hardware-ci.sh
+// reports it as skipped with the printed reason.
+constexpr int kSkipped = 77;
+
 int RunTransfer(const Config& c) {
-  backends::ucx::UcxFabricOptions o;
-  o.nodes = 2;
-  o.contract_checker = false;
-  o.engine.slice_bytes = c.slice;
-  o.engine.transfer_timeout_ns = 60'000'000'000ULL;
-  Result<std::unique_ptr<backends::ucx::UcxFabric>> made = backends::ucx::UcxFabric::Make(o);
-  if (!made.ok()) {
-    std::cerr << "tidal-bench: the ucx fabric did not start: " << made.status().ToString()
-              << "\n";
-    return 1;
+  std::unique_ptr<Fabric> fabric;
+  if (c.transport == "ucx") {
+    backends::ucx::UcxFabricOptions o;
+    o.nodes = 2;
+    o.contract_checker = false;
+    o.engine.slice_bytes = c.slice;
+    o.engine.transfer_timeout_ns = 60'000'000'000ULL;
+    Result<std::unique_ptr<backends::ucx::UcxFabric>> made = backends::ucx::UcxFabric::Make(o);
+    if (!made.ok()) {
+      std::cerr << "tidal-bench: the ucx fabric did not start: " << made.status().ToString()
+                << "\n";
+      return 1;
+    }
+    fabric = std::move(*made);
+  } else {
+    backends::FabricSpec spec;
+    spec.nodes = 2;
+    Result<std::unique_ptr<Fabric>> made = backends::MakeFabric(c.transport, spec);
+    if (!made.ok()) {
+      const bool absent = made.code() == ErrorCode::UNSUPPORTED;
+      std::printf("tidal-bench transfer --transport %s: %s: %s\n", c.transport.c_str(),
+                  absent ? "skipped" : "failed", made.status().ToString().c_str());
+      if (c.json) {
+        std::cout << nlohmann::json{{"transport", c.transport},
+                                    {absent ? "skipped" : "error", made.status().ToString()}}
+                         .dump(2)
+                  << "\n";
+      }
+      return absent ? kSkipped : 1;
+    }
+    fabric = std::move(*made);
   }
-  backends::ucx::UcxFabric& f = **made;
+  Fabric& f = *fabric;
+  const bool ucx = c.transport == "ucx";
   uint64_t max_size = 0;
   for (uint64_t s : c.sizes) max_size = std::max(max_size, s);
   for (uint64_t s : c.lat_sizes) max_size = std::max(max_size, s);
@@ -236,7 +311,13 @@ int RunTransfer(const Config& c) {
           f.Run(Bandwidth(e, *peer, l, r, TransferOp::kRead, size, window, total, &failed));
     }
     if (lat) row.write_lat_us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed));
-    if (c.perftest) {
+    if (c.perftest && !ucx) {
+      const uint64_t iters = std::max<uint64_t>(20, std::min<uint64_t>(c.bytes / size, 100000));
+      if (bw) {
+        row.put_mbps = IbPerftest(c, "ib_write_bw", size, iters);
+        row.get_mbps = IbPerftest(c, "ib_read_bw", size, iters);
+      }
+    } else if (c.perftest) {
       const uint64_t iters = std::max<uint64_t>(20, std::min<uint64_t>(c.bytes / size, 100000));
       if (bw) {
         if (auto v = Perftest(c, "ucp_put_bw", size, iters)) row.put_mbps = (*v)[4];
@@ -253,15 +334,22 @@ int RunTransfer(const Config& c) {
     if (!ours || !base || *base <= 0) return std::nullopt;
     return *ours / *base;
   };
-  std::printf("tidal-bench transfer: ucx fabric, 2 nodes in one process, UCX_TLS=%s\n",
-              tls_text.c_str());
-  std::printf("bandwidth in MiB/s; latency in us (tidal: completed WRITE = round trip; "
-              "perftest put_lat one-way x2)\n");
+  if (ucx) {
+    std::printf("tidal-bench transfer: ucx fabric, 2 nodes in one process, UCX_TLS=%s\n",
+                tls_text.c_str());
+    std::printf("bandwidth in MiB/s; latency in us (tidal: completed WRITE = round trip; "
+                "perftest put_lat one-way x2)\n");
+  } else {
+    std::printf("tidal-bench transfer: %s fabric, 2 nodes in one process; beside it "
+                "ib_write_bw / ib_read_bw (perftest) on loopback\n",
+                c.transport.c_str());
+    std::printf("bandwidth in MiB/s (put_bw = ib_write_bw, get_bw = ib_read_bw)\n");
+  }
   std::printf("%9s | %9s %9s %6s | %9s %9s %6s | %9s %9s %6s\n", "size", "write", "put_bw",
               "ratio", "read", "get_bw", "ratio", "write_lat", "2xput_lat", "ratio");
   nlohmann::json j;
-  j["backend"] = "ucx";
-  j["ucx_tls"] = tls_text;
+  j["backend"] = c.transport;
+  if (ucx) j["ucx_tls"] = tls_text;
   j["window"] = c.window;
   j["bytes_per_size"] = c.bytes;
   j["failed_requests"] = failed;
@@ -310,6 +398,9 @@ int main(int argc, char** argv) {
       "no-perftest", "do not run ucx_perftest")(
       "perftest", po::value(&c.perftest_bin)->default_value(c.perftest_bin), "ucx_perftest binary")(
       "port", po::value(&c.port)->default_value(c.port), "ucx_perftest's TCP port")(
+      "transport", po::value(&c.transport)->default_value(c.transport),
+      "ucx (beside ucx_perftest) or verbs (beside ib_write_bw/ib_read_bw from perftest)")(
+      "ib-dev", po::value(&c.ib_dev), "verbs: the RDMA device perftest uses")(
       "json", "print JSON after the table");
   po::options_description hidden;
   std::string command;
@@ -337,6 +428,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   c.perftest = vm.count("no-perftest") == 0;
+  if (c.transport != "ucx" && c.transport != "verbs") {
+    std::cerr << "tidal-bench: --transport '" << c.transport << "' is not ucx or verbs\n";
+    return 2;
+  }
   c.json = vm.count("json") != 0;
   if (c.window == 0 || c.sizes.empty()) {
     std::cerr << "tidal-bench: --window and --sizes must not be empty\n";
