@@ -11,9 +11,15 @@
 #include "tidal/sim/sim_transport.h"
 #include "tidal/sim/world.h"
 
-#if TIDAL_HAVE_UCX
+#if TIDAL_HAVE_UCX || TIDAL_HAVE_VERBS
 #include "tidal/backends/real_env.h"
+#endif
+#if TIDAL_HAVE_UCX
 #include "tidal/backends/ucx/ucx_transport.h"
+#endif
+#if TIDAL_HAVE_VERBS
+#include "tidal/backends/verbs/verbs_api.h"
+#include "tidal/backends/verbs/verbs_transport.h"
 #endif
 
 namespace tidal::testing {
@@ -108,53 +114,100 @@ class SimRig final : public TransportRig {
   std::vector<std::unique_ptr<Transport>> transports_;
 };
 
+#if TIDAL_HAVE_UCX || TIDAL_HAVE_VERBS
+// A rig of real transports: one per node, all posting to one RealEnv whose loop the suite
+// drives. Subclasses make the transports and say how to settle and crash.
+class RealRig : public TransportRig {
+ public:
+  ~RealRig() override {
+    transports_.clear();  // progress threads and poll timers stop before the env goes
+    for (size_t i = 0; i < installed_; ++i) env_.RemovePoster();
+  }
+  const Status& status() const { return status_; }
+  size_t size() const override { return transports_.size(); }
+  Transport& transport(size_t node) override { return *transports_[node]; }
+  bool RunUntil(const std::function<bool()>& done) override { return Drive(done); }
+
+ protected:
+  explicit RealRig(std::string env_name) : env_(std::move(env_name)) {}
+
+  // Installs `t` (decorated by options.wrap) as the next node.
+  void Add(const RigOptions& options, std::unique_ptr<Transport> t) {
+    const size_t i = transports_.size();
+    if (options.wrap) t = options.wrap(i, std::move(t));
+    TransportInstall install;
+    install.env = &env_;
+    install.segment_name = Fabric::NodeName(i);
+    // Wakes the loop so the suite's done() looks again (it polls every transport).
+    install.on_ready = [this] { env_.Post([] {}); };
+    env_.AddPoster();
+    ++installed_;
+    Status s = t->Install(install);
+    if (!s.ok()) {
+      status_ = s;
+      return;
+    }
+    SegmentDescriptor d;
+    d.name = Fabric::NodeName(i);
+    d.transport = std::string(t->Name());
+    d.address = t->LocalAddress();
+    d.incarnation = 1;
+    descriptors_.push_back(std::move(d));
+    transports_.push_back(std::move(t));
+  }
+
+  uint8_t* Allocate(size_t node, size_t bytes) override {
+    TIDAL_ASSERT(node < size());
+    memory_.push_back(std::make_unique<uint8_t[]>(bytes));
+    return memory_.back().get();
+  }
+
+  // Drives the loop until done() holds, looking again every millisecond (some of what
+  // done() reads changes on progress threads without a completion), for at most 30 s of
+  // wall time, so a transport that never completes fails the check instead of hanging.
+  bool Drive(const std::function<bool()>& done) {
+    const uint64_t give_up = env_.NowNs() + 30'000'000'000ULL;
+    for (;;) {
+      bool tick = false;
+      const TimerId id = env_.ScheduleAfter(1'000'000, [&tick] { tick = true; });
+      bool finished = false;
+      env_.RunUntil([&] {
+        finished = done();
+        return finished || tick;
+      });
+      env_.CancelTimer(id);
+      if (finished) return true;
+      if (env_.NowNs() > give_up) return false;
+    }
+  }
+
+  backends::RealEnv env_;
+  Status status_;
+  size_t installed_ = 0;
+  std::vector<std::unique_ptr<uint8_t[]>> memory_;
+  std::vector<std::unique_ptr<Transport>> transports_;
+};
+#endif
+
 #if TIDAL_HAVE_UCX
 // The UCX rig: one UcxTransport per node (each its own UCP context, worker and progress
-// thread), all posting to one RealEnv whose loop the suite drives. The bytes cross real UCX
-// over whatever UCX_TLS selects. Crash is the transport's fail-stop (worker destroyed, its
-// connections closed by force).
-class UcxRig final : public TransportRig {
+// thread). The bytes cross real UCX over whatever UCX_TLS selects. Crash is the
+// transport's fail-stop (worker destroyed, its connections closed by force).
+class UcxRig final : public RealRig {
  public:
-  explicit UcxRig(RigOptions options) {
+  explicit UcxRig(RigOptions options) : RealRig("ucx-rig") {
     backends::ucx::UcxTransportOptions o;
     // A crashed peer on shared memory has no connection to break, so only the probe's own
     // deadline finds it: keep that short for the suite.
     o.probe_timeout_ns = 200'000'000;
-    for (size_t i = 0; i < options.nodes; ++i) {
+    for (size_t i = 0; i < options.nodes && status_.ok(); ++i) {
       auto ucx = std::make_unique<backends::ucx::UcxTransport>(o);
       raw_.push_back(ucx.get());
-      std::unique_ptr<Transport> t = std::move(ucx);
-      if (options.wrap) t = options.wrap(i, std::move(t));
-      TransportInstall install;
-      install.env = &env_;
-      install.segment_name = Fabric::NodeName(i);
-      // Wakes the loop so the suite's done() looks again (it polls every transport).
-      install.on_ready = [this] { env_.Post([] {}); };
-      env_.AddPoster();
-      Status s = t->Install(install);
-      if (!s.ok()) {
-        status_ = s;
-        return;
-      }
-      SegmentDescriptor d;
-      d.name = Fabric::NodeName(i);
-      d.transport = std::string(t->Name());
-      d.address = t->LocalAddress();
-      d.incarnation = 1;
-      descriptors_.push_back(std::move(d));
-      transports_.push_back(std::move(t));
+      Add(options, std::move(ucx));
     }
   }
-  ~UcxRig() override {
-    transports_.clear();  // progress threads stop before the env goes
-    for (size_t i = 0; i < raw_.size(); ++i) env_.RemovePoster();
-  }
-  const Status& status() const { return status_; }
 
   std::string_view backend() const override { return "ucx"; }
-  size_t size() const override { return transports_.size(); }
-  Transport& transport(size_t node) override { return *transports_[node]; }
-  bool RunUntil(const std::function<bool()>& done) override { return Drive(done); }
   void Settle() override {
     Drive([&] {
       uint64_t sent = 0, received = 0;
@@ -176,38 +229,34 @@ class UcxRig final : public TransportRig {
     return std::string("ucx rig, UCX_TLS=") + (tls == nullptr ? "(unset)" : tls);
   }
 
- protected:
-  uint8_t* Allocate(size_t node, size_t bytes) override {
-    TIDAL_ASSERT(node < size());
-    memory_.push_back(std::make_unique<uint8_t[]>(bytes));
-    return memory_.back().get();
-  }
-
  private:
-  // Drives the loop until done() holds, looking again every millisecond (some of what
-  // done() reads changes on progress threads without a completion), for at most 30 s of
-  // wall time, so a transport that never completes fails the check instead of hanging.
-  bool Drive(const std::function<bool()>& done) {
-    const uint64_t give_up = env_.NowNs() + 30'000'000'000ULL;
-    for (;;) {
-      bool tick = false;
-      const TimerId id = env_.ScheduleAfter(1'000'000, [&tick] { tick = true; });
-      bool finished = false;
-      env_.RunUntil([&] {
-        finished = done();
-        return finished || tick;
-      });
-      env_.CancelTimer(id);
-      if (finished) return true;
-      if (env_.NowNs() > give_up) return false;
+  std::vector<backends::ucx::UcxTransport*> raw_;
+};
+#endif
+
+#if TIDAL_HAVE_VERBS
+// The verbs rig: one VerbsTransport per node over the real libibverbs (RC queue pairs on
+// the host's RDMA devices; loopback between nodes of one host). Without a device the
+// registry reports the backend unavailable and the rig is never made. The transport has
+// no fail-stop of its own, so Crash is UNSUPPORTED, and Settle drives the loop for a
+// quiet period (the transport exposes no in-flight counters).
+class VerbsRig final : public RealRig {
+ public:
+  explicit VerbsRig(RigOptions options) : RealRig("verbs-rig") {
+    for (size_t i = 0; i < options.nodes && status_.ok(); ++i) {
+      Add(options, std::make_unique<backends::verbs::VerbsTransport>(backends::verbs::MakeRealVerbsApi()));
     }
   }
 
-  backends::RealEnv env_{"ucx-rig"};
-  Status status_;
-  std::vector<std::unique_ptr<uint8_t[]>> memory_;
-  std::vector<backends::ucx::UcxTransport*> raw_;
-  std::vector<std::unique_ptr<Transport>> transports_;
+  std::string_view backend() const override { return "verbs"; }
+  void Settle() override {
+    const uint64_t until = env_.NowNs() + 100'000'000;  // 100 ms without new work
+    Drive([&] { return env_.NowNs() >= until; });
+  }
+  Status Crash(size_t) override {
+    return Status(ErrorCode::UNSUPPORTED, "the verbs rig cannot crash one node in process");
+  }
+  std::string Banner() const override { return "verbs rig (libibverbs)"; }
 };
 #endif
 
@@ -241,6 +290,20 @@ Result<std::unique_ptr<TransportRig>> MakeTransportRig(const std::string& backen
       if (!rig->status().ok()) {
         return Status(ErrorCode::UNSUPPORTED,
                       "backend 'ucx': UCX did not start here: " + rig->status().ToString());
+      }
+      return std::unique_ptr<TransportRig>(std::move(rig));
+    }
+#endif
+#if TIDAL_HAVE_VERBS
+    if (backend == "verbs") {
+      if (!options.faults.empty()) {
+        return Status(ErrorCode::UNSUPPORTED,
+                      "backend 'verbs' cannot inject faults: this clause needs the simulator");
+      }
+      auto rig = std::make_unique<VerbsRig>(std::move(options));
+      if (!rig->status().ok()) {
+        return Status(ErrorCode::UNSUPPORTED,
+                      "backend 'verbs': the transport did not start: " + rig->status().ToString());
       }
       return std::unique_ptr<TransportRig>(std::move(rig));
     }
