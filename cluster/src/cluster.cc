@@ -8,22 +8,9 @@ namespace tidal::cluster {
 
 namespace {
 
-// The store's RPC needs one Messenger per side. Requests and answers go on different
-// channels so that a master and a client can share a node: a side sends on its peer's
-// channel and receives on its own.
-class DuplexPort final : public Messenger {
- public:
-  DuplexPort(Messenger& send, Messenger& receive) : send_(send), receive_(receive) {}
-  std::string_view LocalName() const override { return send_.LocalName(); }
-  Status Send(std::string_view to, std::string payload) override {
-    return send_.Send(to, std::move(payload));
-  }
-  void SetReceiver(Receiver receiver) override { receive_.SetReceiver(std::move(receiver)); }
-
- private:
-  Messenger& send_;
-  Messenger& receive_;
-};
+// The store's RPC needs one Messenger per side: a DuplexMessenger (messenger_mux.h) sends
+// on its peer's channel and receives on its own.
+using DuplexPort = DuplexMessenger;
 
 bool SwarmEnabled(const sim::SwarmSettings& swarm) {
   return std::any_of(swarm.enabled.begin(), swarm.enabled.end(), [](bool on) { return on; });

@@ -36,4 +36,22 @@ class MessengerMux {
   uint64_t dropped_ = 0;
 };
 
+// A Messenger that sends on one channel and receives on another of the same endpoint.
+// Request/answer protocols (the store's RPC, tidal-master's metadata) put requests and
+// answers on different channels, so a server and a client can share one endpoint: each
+// side sends on its peer's channel and receives on its own.
+class DuplexMessenger final : public Messenger {
+ public:
+  DuplexMessenger(Messenger& send, Messenger& receive) : send_(send), receive_(receive) {}
+  std::string_view LocalName() const override { return send_.LocalName(); }
+  Status Send(std::string_view to, std::string payload) override {
+    return send_.Send(to, std::move(payload));
+  }
+  void SetReceiver(Receiver receiver) override { receive_.SetReceiver(std::move(receiver)); }
+
+ private:
+  Messenger& send_;
+  Messenger& receive_;
+};
+
 }  // namespace tidal

@@ -36,20 +36,8 @@ constexpr uint8_t kStoreAnswerChannel = 2;
 constexpr uint8_t kMetadataRequestChannel = 3;
 constexpr uint8_t kMetadataAnswerChannel = 4;
 
-// A Messenger that sends on one channel and receives on another (both of one endpoint).
-class DuplexMessenger final : public Messenger {
- public:
-  DuplexMessenger(Messenger& send, Messenger& receive) : send_(send), receive_(receive) {}
-  std::string_view LocalName() const override { return send_.LocalName(); }
-  Status Send(std::string_view to, std::string payload) override {
-    return send_.Send(to, std::move(payload));
-  }
-  void SetReceiver(Receiver receiver) override { receive_.SetReceiver(std::move(receiver)); }
-
- private:
-  Messenger& send_;
-  Messenger& receive_;
-};
+// The store and metadata ports of a node (messenger_mux.h).
+using tidal::DuplexMessenger;
 
 struct MasterLinkOptions {
   std::string name;                    // this node's endpoint name
