@@ -20,6 +20,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+#include <algorithm>
+#include <chrono>
+#include <cstring>
 
 #include "tidal/cluster/coll_harness.h"
 #include "tidal/collectives/schedule.h"
@@ -152,6 +155,21 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
 
 }  // namespace
 
+// memcpy bandwidth (GB/s, 1e9) of `bytes` between two buffers, best of a few runs.
+double MemcpyGBps(uint64_t bytes) {
+  bytes = std::max<uint64_t>(bytes, 1 << 20);
+  std::vector<uint8_t> a(bytes, 1), b(bytes, 0);
+  double best = 0;
+  for (int run = 0; run < 5; ++run) {
+    const auto start = std::chrono::steady_clock::now();  // wall time: a benchmark
+    std::memcpy(b.data(), a.data(), bytes);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (s > 0) best = std::max(best, static_cast<double>(bytes) / s / 1e9);
+    a[run] = b[bytes - 1 - run];  // the copy is used
+  }
+  return best;
+}
+
 int main(int argc, char** argv) {
   std::string fabric = "sim";
   std::string op_name = "allreduce", type_name = "f32", redop_name = "sum", algo = "auto";
@@ -239,8 +257,16 @@ int main(int argc, char** argv) {
   doc["results"] = nlohmann::json::array();
   int64_t total_wrong = 0;
   std::printf("# tidal-coll-bench: %d ranks on the %s fabric, %s, algorithm %s, slot %" PRIu64
-              " B\n#\n",
+              " B\n",
               ranks, fabric.c_str(), std::string(DataTypeName(*dt)).c_str(), algo.c_str(), *slot);
+  if (fabric != "sim") {
+    // The ceiling on a real fabric of one host: this machine's memcpy bandwidth at the
+    // largest size (a collective moves at least its bytes through memory once).
+    const double ceiling = MemcpyGBps(*hi);
+    std::printf("# memcpy ceiling of this machine at %" PRIu64 " B: %.2f GB/s\n", *hi, ceiling);
+    doc["memcpy_gbps"] = ceiling;
+  }
+  std::printf("#\n");
   for (OpType op : ops) {
     std::printf("# %s\n", std::string(OpTypeName(op)).c_str());
     std::printf("#%13s %13s %6s %6s %5s %10s %8s %8s %7s\n", "size", "count", "type", "redop",
