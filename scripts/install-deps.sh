@@ -10,6 +10,7 @@ packages=(
   libucx-dev ucx-utils
   libibverbs-dev librdmacm-dev ibverbs-utils perftest
   etcd-server libcurl4-openssl-dev
+  redis-server redis-tools
   lcov clang libclang-rt-14-dev llvm
 )
 

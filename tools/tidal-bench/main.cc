@@ -382,7 +382,14 @@ int RunTransfer(const Config& c) {
 
 }  // namespace
 
+#if TIDAL_BENCH_STORE
+int RunStoreBench(int argc, char** argv);  // store.cc
+#endif
+
 int main(int argc, char** argv) {
+#if TIDAL_BENCH_STORE
+  if (argc >= 2 && std::string(argv[1]) == "store") return RunStoreBench(argc - 1, argv + 1);
+#endif
   Config c;
   std::string sizes = "4K,16K,64K,256K,1M,4M,16M,64M", lat_sizes = "4K";
   po::options_description opts(
@@ -424,7 +431,7 @@ int main(int argc, char** argv) {
     return vm.count("help") ? 0 : 2;
   }
   if (command != "transfer") {
-    std::cerr << "tidal-bench: unknown command '" << command << "' (commands: transfer)\n";
+    std::cerr << "tidal-bench: unknown command '" << command << "' (commands: transfer, store)\n";
     return 2;
   }
   c.perftest = vm.count("no-perftest") == 0;

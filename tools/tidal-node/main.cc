@@ -27,19 +27,12 @@
 #include <string>
 #include <vector>
 
-#include "tidal/backends/real_env.h"
-#include "tidal/backends/tcp/master_link.h"
-#include "tidal/backends/ucx/ucx_transport.h"
-#include "tidal/collectives/process_group.h"
-#include "tidal/store/client.h"
-#include "tidal/transfer_engine.h"
+#include "tidal/cluster/real_node.h"
 
 namespace po = boost::program_options;
 using namespace tidal;
 
 namespace {
-
-constexpr uint8_t kGroupChannel = 16;  // past tidal-master's channels 1..4
 
 std::string ValueOf(int rank, uint32_t round, size_t bytes) {
   std::string v(bytes, '\0');
@@ -68,15 +61,24 @@ struct Config {
 
 class Node {
  public:
-  explicit Node(Config c) : c_(std::move(c)), env_("node" + std::to_string(c_.rank)) {}
+  explicit Node(Config c) : c_(std::move(c)) {}
 
   int Main() {
-    auto link = backends::tcp::MasterLink::Start(
-        env_, {"node" + std::to_string(c_.rank), c_.master, "127.0.0.1:0",
-               c_.timeout_ms * 1'000'000});
-    if (!link.ok()) return Fatal("cannot start the node's messenger: " + link.status().ToString());
-    link_ = std::move(*link);
-    return RunBlocking(env_, Body());
+    cluster::RealNodeOptions o;
+    o.name = "node" + std::to_string(c_.rank);
+    o.master = c_.master;
+    o.segment_bytes = c_.segment_bytes;
+    o.timeout_ns = c_.timeout_ms * 1'000'000;
+    Result<std::unique_ptr<cluster::RealNode>> node = cluster::RealNode::Start(o);
+    if (!node.ok()) return Fatal(node.status().ToString());
+    node_ = std::move(*node);
+    coll::ProcessGroupOptions po;
+    po.group_name = "world";
+    po.timeout_ns = c_.timeout_ms * 1'000'000;
+    Result<coll::ProcessGroup*> pg = node_->StartGroup(c_.rank, c_.size, po);
+    if (!pg.ok()) return Fatal(pg.status().ToString());
+    pg_ = *pg;
+    return node_->Run(Body());
   }
 
  private:
@@ -93,37 +95,6 @@ class Node {
   }
 
   Task<int> Body() {
-    const std::string name = "node" + std::to_string(c_.rank);
-    // Peers find this endpoint by name in the master's directory.
-    Status published = co_await link_->messenger().Publish();
-    if (!published.ok()) co_return Fatal("publish endpoint (master " + c_.master + "): " + published.ToString());
-    TransferEngineOptions eo;
-    eo.transfer_timeout_ns = c_.timeout_ms * 1'000'000;
-    engine_ = std::make_unique<TransferEngine>(env_, std::make_unique<backends::ucx::UcxTransport>(),
-                                               link_->metadata(), name, eo);
-    Status st = co_await engine_->Start();
-    if (!st.ok()) co_return Fatal("engine start: " + st.ToString());
-    store::StoreClientOptions so;
-    so.master = std::string(backends::tcp::kMasterEndpoint);
-    so.op_timeout_ns = c_.timeout_ms * 1'000'000;
-    client_ = std::make_unique<store::StoreClient>(env_, *engine_, link_->store_port(), so);
-    st = co_await client_->Start();
-    if (!st.ok()) co_return Fatal("store client start (master " + c_.master + "): " + st.ToString());
-    segment_.assign(c_.segment_bytes, 0);
-    st = co_await client_->MountSegment(segment_.data(), segment_.size());
-    if (!st.ok()) co_return Fatal("mount: " + st.ToString());
-    coll::ProcessGroupOptions po;
-    po.group_name = "world";
-    po.timeout_ns = c_.timeout_ms * 1'000'000;
-    pg_ = std::make_unique<coll::ProcessGroup>(c_.rank, c_.size, *engine_,
-                                               link_->mux().Channel(kGroupChannel),
-                                               link_->metadata(), po);
-    st = co_await pg_->Start();
-    if (!st.ok()) co_return Fatal("process group start: " + st.ToString());
-    // Every rank published before its group record, so the directory now knows them all.
-    st = co_await link_->messenger().RefreshDirectory();
-    if (!st.ok()) co_return Fatal("directory: " + st.ToString());
-
     std::vector<std::string> acked;
     std::vector<int> failed_seen;
     for (uint32_t round = 0; round < c_.rounds; ++round) {
@@ -132,7 +103,7 @@ class Node {
       const std::string key = "r" + std::to_string(c_.rank) + "-" + std::to_string(round);
       store::ReplicateConfig rc;
       rc.replica_num = 2;
-      Status put = co_await client_->Put(key, ValueOf(c_.rank, round, c_.bytes), rc);
+      Status put = co_await node_->store().Put(key, ValueOf(c_.rank, round, c_.bytes), rc);
       line["put"] = std::string(ErrorCodeName(put.code()));
       if (put.ok()) acked.push_back(key);
       // Get what the next rank put a round ago: exact, or an error (that rank may be gone
@@ -140,7 +111,7 @@ class Node {
       if (round > 0) {
         const int other = (c_.rank + 1) % c_.size;
         const std::string okey = "r" + std::to_string(other) + "-" + std::to_string(round - 1);
-        Result<std::string> got = co_await client_->Get(okey);
+        Result<std::string> got = co_await node_->store().Get(okey);
         line["get"] = got.ok() ? "OK" : std::string(ErrorCodeName(got.code()));
         if (got.ok()) Check(*got == ValueOf(other, round - 1, c_.bytes), "get " + okey + " returned other bytes");
       }
@@ -175,14 +146,14 @@ class Node {
       }
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);
-      co_await SleepFor(env_, c_.pause_ms * 1'000'000);
+      co_await SleepFor(node_->env(), c_.pause_ms * 1'000'000);
     }
     // Every acknowledged put of ours reads back exactly (at most one node died, and each
     // object had two replicas).
     uint64_t read_back = 0;
     for (const std::string& key : acked) {
       const uint32_t round = static_cast<uint32_t>(std::stoul(key.substr(key.find('-') + 1)));
-      Result<std::string> got = co_await client_->Get(key);
+      Result<std::string> got = co_await node_->store().Get(key);
       Check(got.ok() && *got == ValueOf(c_.rank, round, c_.bytes),
             "acknowledged put " + key + " does not read back: " +
                 (got.ok() ? std::string("other bytes") : got.status().ToString()));
@@ -201,12 +172,8 @@ class Node {
   }
 
   Config c_;
-  backends::RealEnv env_;
-  std::unique_ptr<backends::tcp::MasterLink> link_;
-  std::unique_ptr<TransferEngine> engine_;
-  std::unique_ptr<store::StoreClient> client_;
-  std::unique_ptr<coll::ProcessGroup> pg_;
-  std::vector<uint8_t> segment_;
+  std::unique_ptr<cluster::RealNode> node_;
+  coll::ProcessGroup* pg_ = nullptr;
   uint64_t failures_ = 0;
 };
 

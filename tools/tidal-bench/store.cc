@@ -1,0 +1,432 @@
+// tidal-bench store: the store between processes, beside redis-server + redis-benchmark.
+//
+// One run starts tidal-master, a holder process that lends a segment to the store, and for
+// every (value size, client count) C client processes. Each client puts its objects (one
+// replica, on the holder), gets them back (every byte checked), then removes them, timing
+// every call; the parent merges the samples: ops/s per phase (ops over the slowest
+// client's phase time), GB/s, p50/p99 latency. Then redis-server on a loopback port and
+// redis-benchmark SET/GET with the same value size and client count, and the ratios.
+// Every process is tidal-bench itself (hidden --role holder|client), over UCX (the UCX_TLS
+// of the environment) and tidal-master's TCP control plane.
+#if TIDAL_BENCH_STORE
+
+#include <boost/program_options.hpp>
+#include <fcntl.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tidal/cluster/real_node.h"
+
+namespace po = boost::program_options;
+using namespace tidal;
+
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string SelfDir() {
+  char buf[4096];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string p(buf, static_cast<size_t>(n));
+  return p.substr(0, p.rfind('/'));
+}
+
+std::string Value(uint64_t id, uint64_t k, uint64_t size) {
+  std::string v(size, '\0');
+  uint64_t x = id * 1000003 + k + 1;
+  for (uint64_t i = 0; i < size; i += 8) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    std::memcpy(v.data() + i, &x, std::min<uint64_t>(8, size - i));
+  }
+  return v;
+}
+
+// A child process whose stdout we read line by line.
+struct Child {
+  pid_t pid = -1;
+  FILE* out = nullptr;
+};
+
+Child Spawn(const std::vector<std::string>& args) {
+  int fds[2];
+  Child c;
+  if (pipe(fds) != 0) return c;
+  c.pid = fork();
+  if (c.pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[0]);
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  c.out = fdopen(fds[0], "r");
+  return c;
+}
+
+std::optional<std::string> ReadLine(Child& c) {
+  if (c.out == nullptr) return std::nullopt;
+  char* line = nullptr;
+  size_t cap = 0;
+  const ssize_t n = getline(&line, &cap, c.out);  // whole line, however long
+  if (n < 0) {
+    free(line);
+    return std::nullopt;
+  }
+  std::string s(line, static_cast<size_t>(n));
+  free(line);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+void Stop(Child& c) {
+  if (c.pid > 0) {
+    kill(c.pid, SIGTERM);
+    waitpid(c.pid, nullptr, 0);
+  }
+  if (c.out != nullptr) fclose(c.out);
+  c = Child{};
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+volatile sig_atomic_t g_stop = 0;
+
+// --role holder: lends a segment and waits for SIGTERM.
+int Holder(const std::string& master, uint64_t segment_bytes) {
+  cluster::RealNodeOptions o;
+  o.name = "holder";
+  o.master = master;
+  o.segment_bytes = segment_bytes;
+  auto node = cluster::RealNode::Start(o);
+  if (!node.ok()) {
+    std::printf("error %s\n", node.status().ToString().c_str());
+    return 2;
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  signal(SIGTERM, [](int) { g_stop = 1; });
+  // Serve (the engine and store client run on this process's event loop).
+  (*node)->Run([](backends::RealEnv& env) -> Task<void> {
+    while (!g_stop) co_await SleepFor(env, 20'000'000);
+  }((*node)->env()));
+  return 0;
+}
+
+// --role client: put, get (checked), remove `count` objects of `size` bytes; prints one
+// JSON line with the phase times and every latency.
+int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count) {
+  cluster::RealNodeOptions o;
+  o.name = "client" + std::to_string(id) + "-" + std::to_string(getpid());
+  o.master = master;
+  o.segment_bytes = 0;
+  auto made = cluster::RealNode::Start(o);
+  if (!made.ok()) {
+    std::printf("{\"error\":%s}\n", nlohmann::json(made.status().ToString()).dump().c_str());
+    return 2;
+  }
+  cluster::RealNode& node = **made;
+  std::vector<std::string> values;
+  for (uint64_t k = 0; k < count; ++k) values.push_back(Value(id, k, size));
+  store::ReplicateConfig rc;
+  rc.preferred_segments = {"holder"};
+  nlohmann::json out = {{"id", id}};
+  uint64_t errors = 0;
+  std::string first_error;
+  auto phase = [&](const char* name, auto call) {
+    std::vector<double> lat;
+    const double start = Now();
+    for (uint64_t k = 0; k < count; ++k) {
+      const double t0 = Now();
+      Status st = call(k);
+      if (!st.ok()) {
+        if (errors++ == 0) first_error = std::string(name) + ": " + st.ToString();
+      }
+      lat.push_back((Now() - t0) * 1e6);
+    }
+    out[std::string(name) + "_s"] = Now() - start;
+    out[std::string(name) + "_us"] = lat;
+  };
+  const std::string prefix = "c" + std::to_string(id) + "-" + std::to_string(getpid()) + "-";
+  phase("put", [&](uint64_t k) {
+    return node.Run(node.store().Put(prefix + std::to_string(k), values[k], rc));
+  });
+  phase("get", [&](uint64_t k) {
+    Result<std::string> v = node.Run(node.store().Get(prefix + std::to_string(k)));
+    if (!v.ok()) return v.status();
+    return *v == values[k] ? Status::Ok()
+                           : Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back");
+  });
+  phase("remove", [&](uint64_t k) {
+    // force: the gets just took leases; the memory is kept until they end.
+    return node.Run(node.store().Remove(prefix + std::to_string(k), /*force=*/true));
+  });
+  out["errors"] = errors;
+  out["first_error"] = first_error;
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+struct Measured {
+  double put_ops = 0, get_ops = 0, put_gbps = 0, get_gbps = 0;
+  double put_p50 = 0, put_p99 = 0, get_p50 = 0, get_p99 = 0;  // us
+  uint64_t errors = 0;
+  bool ok = false;
+};
+
+Measured RunTidal(const std::string& self, const std::string& master, uint64_t size,
+                  uint64_t clients, uint64_t count) {
+  Measured m;
+  std::vector<Child> kids;
+  for (uint64_t i = 0; i < clients; ++i) {
+    kids.push_back(Spawn({self, "store", "--role", "client", "--master", master, "--id",
+                          std::to_string(i), "--size", std::to_string(size), "--count",
+                          std::to_string(count)}));
+  }
+  std::vector<double> put_lat, get_lat;
+  double put_s = 0, get_s = 0;
+  uint64_t done = 0;
+  for (Child& k : kids) {
+    std::optional<std::string> line = ReadLine(k);
+    Stop(k);
+    if (!line) continue;
+    nlohmann::json j = nlohmann::json::parse(*line, nullptr, false);
+    if (j.is_discarded() || j.contains("error")) {
+      std::fprintf(stderr, "tidal-bench store: a client failed: %.300s\n", line->c_str());
+      continue;
+    }
+    ++done;
+    m.errors += j["errors"].get<uint64_t>();
+    if (j["errors"].get<uint64_t>() > 0) {
+      std::fprintf(stderr, "tidal-bench store: client %s: %llu errors, first: %s\n",
+                   j["id"].dump().c_str(),
+                   static_cast<unsigned long long>(j["errors"].get<uint64_t>()),
+                   j["first_error"].get<std::string>().c_str());
+    }
+    put_s = std::max(put_s, j["put_s"].get<double>());
+    get_s = std::max(get_s, j["get_s"].get<double>());
+    for (double v : j["put_us"]) put_lat.push_back(v);
+    for (double v : j["get_us"]) get_lat.push_back(v);
+  }
+  if (done != clients || put_s <= 0 || get_s <= 0) return m;
+  const double ops = static_cast<double>(clients * count);
+  m.put_ops = ops / put_s;
+  m.get_ops = ops / get_s;
+  m.put_gbps = m.put_ops * static_cast<double>(size) / 1e9;
+  m.get_gbps = m.get_ops * static_cast<double>(size) / 1e9;
+  m.put_p50 = Percentile(put_lat, 0.50);
+  m.put_p99 = Percentile(put_lat, 0.99);
+  m.get_p50 = Percentile(get_lat, 0.50);
+  m.get_p99 = Percentile(get_lat, 0.99);
+  m.ok = m.errors == 0;
+  return m;
+}
+
+// redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
+// "p95_latency_ms","p99_latency_ms","max_latency_ms".
+Measured RunRedis(int port, uint64_t size, uint64_t clients, uint64_t requests) {
+  Measured m;
+  const std::string cmd = "redis-benchmark -h 127.0.0.1 -p " + std::to_string(port) +
+                          " -t set,get -d " + std::to_string(size) + " -c " +
+                          std::to_string(clients) + " -n " + std::to_string(requests) +
+                          " --csv 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return m;
+  char line[1024];
+  int seen = 0;
+  while (fgets(line, sizeof(line), p) != nullptr) {
+    std::string l(line);
+    l.erase(std::remove(l.begin(), l.end(), '"'), l.end());
+    std::vector<std::string> f;
+    std::stringstream ss(l);
+    std::string item;
+    while (std::getline(ss, item, ',')) f.push_back(item);
+    if (f.size() < 7) continue;
+    const double rps = std::atof(f[1].c_str());
+    if (f[0] == "SET") {
+      m.put_ops = rps;
+      m.put_p50 = std::atof(f[4].c_str()) * 1000;
+      m.put_p99 = std::atof(f[6].c_str()) * 1000;
+      ++seen;
+    } else if (f[0] == "GET") {
+      m.get_ops = rps;
+      m.get_p50 = std::atof(f[4].c_str()) * 1000;
+      m.get_p99 = std::atof(f[6].c_str()) * 1000;
+      ++seen;
+    }
+  }
+  pclose(p);
+  m.put_gbps = m.put_ops * static_cast<double>(size) / 1e9;
+  m.get_gbps = m.get_ops * static_cast<double>(size) / 1e9;
+  m.ok = seen == 2;
+  return m;
+}
+
+uint64_t ParseSize(std::string s) {
+  uint64_t mult = 1;
+  if (!s.empty() && (s.back() == 'K' || s.back() == 'k')) mult = 1 << 10;
+  if (!s.empty() && (s.back() == 'M' || s.back() == 'm')) mult = 1 << 20;
+  if (mult != 1) s.pop_back();
+  return std::stoull(s) * mult;
+}
+
+std::vector<uint64_t> List(const std::string& text, bool sizes) {
+  std::vector<uint64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(sizes ? ParseSize(item) : std::stoull(item));
+  return out;
+}
+
+}  // namespace
+
+int RunStoreBench(int argc, char** argv) {
+  std::string role, master, sizes = "4K,16M", clients = "1,16";
+  uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
+           large_bytes = 128ull << 20;
+  int redis_port = 16379;
+  bool json = false, no_redis = false;
+  po::options_description opts(
+      "tidal-bench store [options]: the store between processes (tidal-master, a holder, C "
+      "client processes, over UCX) beside redis-server + redis-benchmark SET/GET");
+  opts.add_options()("help,h", "this help")(
+      "sizes", po::value(&sizes)->default_value(sizes), "value sizes (K, M suffixes)")(
+      "clients", po::value(&clients)->default_value(clients), "client counts")(
+      "small-ops", po::value(&small_ops)->default_value(small_ops),
+      "objects per client for sizes below 1 MiB")(
+      "large-bytes", po::value(&large_bytes)->default_value(large_bytes),
+      "bytes per client for sizes of 1 MiB and more")(
+      "redis-port", po::value(&redis_port)->default_value(redis_port), "redis-server's port")(
+      "no-redis", po::bool_switch(&no_redis), "do not run redis")(
+      "json", po::bool_switch(&json), "print JSON after the table");
+  po::options_description hidden;
+  hidden.add_options()("role", po::value(&role))("master", po::value(&master))(
+      "id", po::value(&id))("size", po::value(&size))("count", po::value(&count))(
+      "segment", po::value(&segment_bytes));
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, all), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "tidal-bench store: " << e.what() << "\n" << opts << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  if (role == "holder") return Holder(master, segment_bytes);
+  if (role == "client") return Client(master, id, size, count);
+
+  const std::string self = SelfDir() + "/tidal-bench";
+  // tidal-master on a free loopback port.
+  Child tm = Spawn({SelfDir() + "/tidal-master", "--listen", "127.0.0.1:0"});
+  std::optional<std::string> ready = ReadLine(tm);
+  const std::string prefix = "tidal-master listening on ";
+  if (!ready || ready->rfind(prefix, 0) != 0) {
+    std::cerr << "tidal-bench store: tidal-master did not start (" << ready.value_or("no output")
+              << ")\n";
+    Stop(tm);
+    return 1;
+  }
+  master = ready->substr(prefix.size());
+  const std::vector<uint64_t> size_list = List(sizes, true), client_list = List(clients, false);
+  uint64_t segment = 0;
+  for (uint64_t s : size_list) {
+    for (uint64_t c : client_list) {
+      const uint64_t per = s < (1 << 20) ? small_ops : std::max<uint64_t>(1, large_bytes / s);
+      // Room to spare: the master evicts above its high watermark (90 %).
+      segment = std::max(segment, c * per * (s + 4096) * 3 / 2 + (64 << 20));
+    }
+  }
+  Child holder = Spawn({self, "store", "--role", "holder", "--master", master, "--segment",
+                        std::to_string(segment)});
+  std::optional<std::string> hready = ReadLine(holder);
+  if (!hready || *hready != "ready") {
+    std::cerr << "tidal-bench store: the holder did not start (" << hready.value_or("no output")
+              << ")\n";
+    Stop(holder);
+    Stop(tm);
+    return 1;
+  }
+  Child redis;
+  if (!no_redis) {
+    redis = Spawn({"/usr/bin/redis-server", "--port", std::to_string(redis_port), "--bind",
+                   "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"});
+    usleep(500'000);
+  }
+  const char* tls = std::getenv("UCX_TLS");
+  std::printf("tidal-bench store: tidal (UCX_TLS=%s, tidal-master %s) vs redis-server "
+              "127.0.0.1:%d\n", tls == nullptr ? "(UCX default)" : tls, master.c_str(), redis_port);
+  std::printf("ops/s per phase (put=SET, get=GET), GB/s, latency p50/p99 in us\n");
+  std::printf("%8s %4s | %10s %10s %7s %9s %9s | %10s %10s %7s %9s %9s | %6s %6s\n", "size",
+              "cli", "put/s", "get/s", "getGB/s", "get p50", "get p99", "SET/s", "GET/s",
+              "GETGB/s", "GET p50", "GET p99", "get x", "GB x");
+  nlohmann::json rows = nlohmann::json::array();
+  bool ok = true;
+  for (uint64_t s : size_list) {
+    for (uint64_t c : client_list) {
+      const uint64_t per = s < (1 << 20) ? small_ops : std::max<uint64_t>(1, large_bytes / s);
+      Measured t = RunTidal(self, master, s, c, per);
+      // redis-benchmark needs enough requests to time small values well.
+      const uint64_t redis_requests = std::max<uint64_t>(c * per, s < (1 << 20) ? 20000 : 0);
+      Measured r = no_redis ? Measured{} : RunRedis(redis_port, s, c, redis_requests);
+      ok &= t.ok;
+      const double ratio_ops = r.get_ops > 0 ? t.get_ops / r.get_ops : 0;
+      const double ratio_gb = r.get_gbps > 0 ? t.get_gbps / r.get_gbps : 0;
+      std::printf("%8llu %4llu | %10.0f %10.0f %7.2f %9.0f %9.0f | %10.0f %10.0f %7.2f %9.0f "
+                  "%9.0f | %6.2f %6.2f%s\n",
+                  static_cast<unsigned long long>(s), static_cast<unsigned long long>(c),
+                  t.put_ops, t.get_ops, t.get_gbps, t.get_p50, t.get_p99, r.put_ops, r.get_ops,
+                  r.get_gbps, r.get_p50, r.get_p99, ratio_ops, ratio_gb,
+                  t.ok ? "" : "  (tidal: errors)");
+      std::fflush(stdout);
+      rows.push_back({{"size", s},
+                      {"clients", c},
+                      {"objects_per_client", per},
+                      {"tidal", {{"put_ops", t.put_ops}, {"get_ops", t.get_ops},
+                                 {"put_gbps", t.put_gbps}, {"get_gbps", t.get_gbps},
+                                 {"put_p50_us", t.put_p50}, {"put_p99_us", t.put_p99},
+                                 {"get_p50_us", t.get_p50}, {"get_p99_us", t.get_p99},
+                                 {"errors", t.errors}, {"ok", t.ok}}},
+                      {"redis", {{"set_ops", r.put_ops}, {"get_ops", r.get_ops},
+                                 {"set_gbps", r.put_gbps}, {"get_gbps", r.get_gbps},
+                                 {"set_p50_us", r.put_p50}, {"set_p99_us", r.put_p99},
+                                 {"get_p50_us", r.get_p50}, {"get_p99_us", r.get_p99},
+                                 {"ok", r.ok}}},
+                      {"get_ops_ratio", ratio_ops},
+                      {"get_gbps_ratio", ratio_gb}});
+    }
+  }
+  if (json) std::cout << nlohmann::json{{"store", rows}}.dump(2) << "\n";
+  Stop(redis);
+  Stop(holder);
+  Stop(tm);
+  return ok ? 0 : 1;
+}
+
+#endif  // TIDAL_BENCH_STORE
