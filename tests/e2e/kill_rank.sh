@@ -5,8 +5,8 @@
 # NPROC (3) tidal-node processes doing puts, gets and allreduces over UCX; once VICTIM (the
 # last rank) has finished round 4, it is killed with SIGKILL. The survivors must behave as
 # the simulator predicts: every allreduce after the kill finishes with RANK_FAILED naming
-# exactly the victim, the same on every survivor, with exact values; every put they
-# acknowledged reads back byte for byte; nothing hangs; both exit 0.
+# exactly the victim, the same on every survivor, with exact values; every put any rank
+# acknowledged (the victim's included) reads back byte for byte; nothing hangs; both exit 0.
 set -euo pipefail
 run_bin=$1
 node_bin=$2
@@ -97,6 +97,13 @@ for r in survivors:
         problems.append(f"rank {r}: failed ranks {summary[-1]['failed_ranks']}, expected [{victim}]")
     elif summary[-1]["read_back"] != summary[-1]["puts_acknowledged"]:
         problems.append(f"rank {r}: read back {summary[-1]['read_back']} of {summary[-1]['puts_acknowledged']}")
+    elif summary[-1]["others_read_back"] != summary[-1]["others_acknowledged"]:
+        problems.append(f"rank {r}: read back {summary[-1]['others_read_back']} of the others' "
+                        f"{summary[-1]['others_acknowledged']} acknowledged puts")
+    elif summary[-1]["others_by_rank"].get(str(victim), 0) == 0:
+        problems.append(f"rank {r}: read none of the killed rank's acknowledged puts")
+    else:
+        victim_read = summary[-1]["others_by_rank"][str(victim)]
 failed_rounds = 0
 for rnd, by_rank in sorted(rounds.items()):
     seen = {(o["allreduce"], tuple(o["failed"])) for o in by_rank.values()}
@@ -117,5 +124,6 @@ if problems:
         print("  " + p)
     sys.exit(1)
 print(f"kill_rank: PASS ({len(survivors)} survivors agreed on RANK_FAILED [{victim}] in "
-      f"{failed_rounds // len(survivors)} rounds; every acknowledged put read back)")
+      f"{failed_rounds // len(survivors)} rounds; every acknowledged put read back, the "
+      f"killed rank's {victim_read} included)")
 PY

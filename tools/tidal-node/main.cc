@@ -34,6 +34,9 @@ using namespace tidal;
 
 namespace {
 
+// Acknowledged puts are recorded under this metadata prefix, one key each.
+constexpr std::string_view kAckedPrefix = "tidal-node/acked/";
+
 std::string ValueOf(int rank, uint32_t round, size_t bytes) {
   std::string v(bytes, '\0');
   uint64_t x = 0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(rank) * 100003 + round + 1);
@@ -105,7 +108,12 @@ class Node {
       rc.replica_num = 2;
       Status put = co_await node_->store().Put(key, ValueOf(c_.rank, round, c_.bytes), rc);
       line["put"] = std::string(ErrorCodeName(put.code()));
-      if (put.ok()) acked.push_back(key);
+      if (put.ok()) {
+        acked.push_back(key);
+        // Tell the others (through the master's metadata): this object was acknowledged,
+        // so it must stay readable whoever dies afterwards.
+        (void)co_await node_->link().metadata().Put(std::string(kAckedPrefix) + key, "");
+      }
       // Get what the next rank put a round ago: exact, or an error (that rank may be gone
       // before its put was acknowledged); never other bytes.
       if (round > 0) {
@@ -148,6 +156,10 @@ class Node {
       std::fflush(stdout);
       co_await SleepFor(node_->env(), c_.pause_ms * 1'000'000);
     }
+    // Everyone has finished its rounds before anyone reads back (and all are still there).
+    Status settled = co_await pg_->Barrier()->Wait();
+    Check(settled.ok() || settled.code() == ErrorCode::RANK_FAILED,
+          "barrier before the read-back: " + settled.ToString());
     // Every acknowledged put of ours reads back exactly (at most one node died, and each
     // object had two replicas).
     uint64_t read_back = 0;
@@ -159,10 +171,42 @@ class Node {
                 (got.ok() ? std::string("other bytes") : got.status().ToString()));
       read_back += got.ok();
     }
+    // Every put any rank recorded as acknowledged — a rank that died since included — reads
+    // back byte for byte: nothing acknowledged is lost when its writer dies.
+    nlohmann::json others = nlohmann::json::object();  // rank -> objects read back
+    uint64_t others_acked = 0, others_read = 0;
+    Result<KeyValues> listed = co_await node_->link().metadata().List(std::string(kAckedPrefix));
+    Check(listed.ok(), "listing acknowledged puts: " + listed.status().ToString());
+    if (listed.ok()) {
+      for (const auto& [record, unused] : *listed) {
+        const std::string key = record.substr(std::string(kAckedPrefix).size());
+        const int owner = std::stoi(key.substr(1, key.find('-') - 1));
+        if (owner == c_.rank) continue;
+        const uint32_t round = static_cast<uint32_t>(std::stoul(key.substr(key.find('-') + 1)));
+        ++others_acked;
+        Result<std::string> got = co_await node_->store().Get(key);
+        const bool exact = got.ok() && *got == ValueOf(owner, round, c_.bytes);
+        Check(exact, "rank " + std::to_string(owner) + "'s acknowledged put " + key +
+                         " does not read back: " +
+                         (got.ok() ? std::string("other bytes") : got.status().ToString()));
+        if (exact) {
+          ++others_read;
+          const std::string o = std::to_string(owner);
+          others[o] = others.value(o, 0) + 1;
+        }
+      }
+    }
+    // Nobody leaves while another still reads: a node that exits takes its segment (and
+    // the replicas in it) with it.
+    Status last = co_await pg_->Barrier()->Wait();
+    Check(last.ok() || last.code() == ErrorCode::RANK_FAILED, "final barrier: " + last.ToString());
     std::printf("%s\n", nlohmann::json{{"rank", c_.rank},
                                        {"summary", failures_ == 0 ? "PASS" : "FAIL"},
                                        {"puts_acknowledged", acked.size()},
                                        {"read_back", read_back},
+                                       {"others_acknowledged", others_acked},
+                                       {"others_read_back", others_read},
+                                       {"others_by_rank", others},
                                        {"failed_ranks", failed_seen},
                                        {"violations", failures_}}
                             .dump()
