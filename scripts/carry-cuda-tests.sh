@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# carry-cuda-tests.sh [BUILD_DIR] [OUT_DIR]
+#
+# Prepares the CUDA-labelled test binaries of a build made here (nvcc in /usr/local/cuda)
+# for a GPU machine that has no UCX or ibverbs libraries: strips them into OUT_DIR
+# (default build/gpu) with the shared libraries they need, and writes OUT_DIR/run.sh, which
+# runs them there (reducer, backend, conformance, and the `cuda` instances of the contract,
+# store, collectives and sim-vs-real suites) with NCCL_NVLS_ENABLE=0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build/release}
+out=${2:-build/gpu}
+mkdir -p "$out"
+tests=(collectives/cuda/reduce_cuda_test backends/cuda/cuda_backend_test
+       backends/cuda/cuda_conformance_test tests/contract/transport_contract_test
+       store/store_api_test collectives/collectives_sim_test tests/contract/sim_vs_real_test)
+for t in "${tests[@]}"; do
+  [ -x "$build/$t" ] || { echo "carry-cuda-tests: $build/$t is not built (TIDAL_CUDA=ON?)" >&2; exit 1; }
+  strip -o "$out/$(basename "$t")" "$build/$t"
+done
+for lib in libucp.so.0 libuct.so.0 libucs.so.0 libucm.so.0 libibverbs.so.1 libnl-3.so.200 \
+           libnl-route-3.so.200 libboost_program_options.so.1.74.0; do
+  path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+  if [ -n "$path" ]; then cp -L "$path" "$out/"; fi
+done
+cat >"$out/run.sh" <<'RUN'
+#!/usr/bin/env bash
+cd "$(dirname "$0")"
+export LD_LIBRARY_PATH=$PWD:${LD_LIBRARY_PATH:-} NCCL_NVLS_ENABLE=0
+nvidia-smi -L
+rc=0
+for t in reduce_cuda_test cuda_backend_test cuda_conformance_test; do
+  echo "== $t"; ./$t || rc=1
+done
+for t in transport_contract_test store_api_test collectives_sim_test sim_vs_real_test; do
+  echo "== $t (cuda instances)"; ./$t --gtest_filter='*cuda*' || rc=1
+done
+exit $rc
+RUN
+chmod +x "$out/run.sh"
+echo "carry-cuda-tests: $out ready ($(du -sh "$out" | cut -f1)); on the GPU machine: bash $out/run.sh"
