@@ -189,6 +189,7 @@ Task<Status> TransferEngine::Start() {
     if (gate->engine != nullptr) gate->engine->OnReady();
   };
   TIDAL_CO_RETURN_IF_ERROR(transport_->Install(install));
+  installed_ = true;
   incarnation_ = env_.RandomU64() | 1;  // never 0
   started_ = true;
   co_return co_await Publish();
@@ -214,6 +215,11 @@ Task<Status> TransferEngine::Publish() {
 Task<Result<uint64_t>> TransferEngine::RegisterMemory(void* addr, uint64_t length,
                                                       Location location) {
   const uint64_t a = reinterpret_cast<uint64_t>(addr);
+  if (!installed_) {
+    // The transport is bound to its node by Start; it may not be called before.
+    co_return Status(ErrorCode::INVALID_PARAMS, "RegisterMemory before Start: the engine's "
+                                                "transport is not installed yet");
+  }
   TIDAL_CO_RETURN_IF_ERROR(registry_.CheckAdd(a, length));
   const TransportCaps caps = transport_->Capabilities();
   if (!location.is_host() && !caps.host_to_cuda && !caps.cuda_to_cuda) {
@@ -255,6 +261,10 @@ Task<Status> TransferEngine::UnregisterMemory(void* addr) {
 }
 
 Task<Result<SegmentHandle>> TransferEngine::OpenSegment(std::string name) {
+  if (!installed_) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "OpenSegment before Start: the engine's "
+                                                "transport is not installed yet");
+  }
   auto cached = segment_by_name_.find(name);
   uint64_t dead_incarnation = 0;
   if (cached != segment_by_name_.end()) {

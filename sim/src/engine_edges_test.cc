@@ -23,6 +23,19 @@ class EngineEdges : public ::testing::Test {
   std::unique_ptr<SimFabric> f_;
 };
 
+// The transport is bound to its node by Start: nothing may reach it before.
+TEST_F(EngineEdges, RegisterAndOpenBeforeStartAreInvalidParams) {
+  InMemoryMetadataStore metadata;
+  TransferEngine fresh(f_->env(0), std::make_unique<SimTransport>(f_->world(), 0), metadata,
+                       "unstarted");
+  uint8_t buf[64] = {};
+  auto reg = f_->Run(fresh.RegisterMemory(buf, sizeof(buf), Location::Host()));
+  EXPECT_EQ(reg.code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(reg.status().message(),
+            "RegisterMemory before Start: the engine's transport is not installed yet");
+  EXPECT_EQ(f_->Run(fresh.OpenSegment(Fabric::NodeName(1))).code(), ErrorCode::INVALID_PARAMS);
+}
+
 TEST_F(EngineEdges, StopTwiceIsInvalidParams) {
   EXPECT_TRUE(f_->Run(engine(1).Stop()).ok());
   Status again = f_->Run(engine(1).Stop());

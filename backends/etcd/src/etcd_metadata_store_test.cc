@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "inprocess_transport.h"
 #include "tidal/backends/etcd/etcd_metadata_store.h"
 #include "tidal/backends/metadata_factory.h"
 #include "tidal/backends/real_env.h"
@@ -324,109 +325,6 @@ TEST(EtcdLease, FactoryUrlSetsTheTtl) {
 
 // ---- Two engines meeting through etcd ------------------------------------------------------
 
-// An in-process transport: peers are other LoopTransports of this process, found by the
-// address (segment name) published in their descriptors; data moves by memcpy under the
-// same checks a real transport makes. It lets the engines below run for real on a RealEnv.
-class LoopTransport final : public Transport {
- public:
-  ~LoopTransport() override { Nodes().erase(name_); }
-  std::string_view Name() const override { return "loop"; }
-  TransportCaps Capabilities() const override { return {.host_to_host = true}; }
-  Status Install(const TransportInstall& install) override {
-    name_ = install.segment_name;
-    on_ready_ = install.on_ready;
-    Nodes()[name_] = this;
-    return Status();
-  }
-  std::string LocalAddress() const override { return name_; }
-  Result<uint64_t> RegisterMemory(uint64_t addr, uint64_t length, Location) override {
-    regions_[addr] = {length, next_key_};
-    return next_key_++;
-  }
-  Status UnregisterMemory(uint64_t addr, uint64_t) override {
-    regions_.erase(addr);
-    return Status();
-  }
-  Result<PeerId> Connect(const SegmentDescriptor& peer) override {
-    if (Nodes().count(peer.address) == 0) {
-      return Status(ErrorCode::PEER_UNREACHABLE, "no loop node " + peer.address);
-    }
-    for (size_t i = 0; i < peers_.size(); ++i) {
-      if (peers_[i] == peer.address) return PeerId(i + 1);
-    }
-    peers_.push_back(peer.address);
-    return PeerId(peers_.size());
-  }
-  void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override {
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      const TransportTask& t = tasks[i];
-      accepted[i] = Status();
-      ErrorCode code = ErrorCode::OK;
-      if (t.kind != TransportTask::Kind::kProbe) {
-        LoopTransport* peer = nullptr;
-        if (t.peer >= 1 && t.peer <= peers_.size()) {
-          auto it = Nodes().find(peers_[t.peer - 1]);
-          if (it != Nodes().end()) peer = it->second;
-        }
-        if (peer == nullptr) {
-          code = ErrorCode::PEER_UNREACHABLE;
-        } else if (!Covers(t.local_addr, t.length, 0)) {
-          code = ErrorCode::ADDRESS_NOT_REGISTERED;
-        } else if (!peer->Covers(t.remote_addr, t.length, t.rkey)) {
-          code = ErrorCode::REMOTE_ACCESS_DENIED;
-        } else if (t.kind == TransportTask::Kind::kWrite) {
-          std::memcpy(reinterpret_cast<void*>(t.remote_addr),
-                      reinterpret_cast<const void*>(t.local_addr), t.length);
-        } else {
-          std::memcpy(reinterpret_cast<void*>(t.local_addr),
-                      reinterpret_cast<const void*>(t.remote_addr), t.length);
-        }
-      }
-      done_.push_back({t.task_id, code, code == ErrorCode::OK ? t.length : 0});
-    }
-    if (!tasks.empty()) on_ready_();
-  }
-  size_t PollCompletions(std::span<TransportCompletion> out) override {
-    size_t n = 0;
-    while (n < out.size() && !done_.empty()) {
-      out[n++] = done_.front();
-      done_.pop_front();
-    }
-    return n;
-  }
-  Status Cancel(uint64_t task_id) override {
-    for (const auto& c : done_) {
-      if (c.task_id == task_id) return Status();  // finished, not yet polled
-    }
-    return Status(ErrorCode::INVALID_PARAMS, "unknown task");
-  }
-  Status SendNotify(PeerId, std::string_view) override {
-    return Status(ErrorCode::UNSUPPORTED, "loop transport has no notifications");
-  }
-  size_t PollNotifies(std::vector<Notification>&, size_t) override { return 0; }
-
- private:
-  static std::map<std::string, LoopTransport*>& Nodes() {
-    static std::map<std::string, LoopTransport*> nodes;
-    return nodes;
-  }
-  // rkey 0: a local range (no key checked).
-  bool Covers(uint64_t addr, uint64_t length, uint64_t rkey) const {
-    auto it = regions_.upper_bound(addr);
-    if (it == regions_.begin()) return false;
-    --it;
-    const auto [len, key] = it->second;
-    return addr + length <= it->first + len && (rkey == 0 || rkey == key);
-  }
-
-  std::string name_;
-  std::function<void()> on_ready_;
-  std::map<uint64_t, std::pair<uint64_t, uint64_t>> regions_;  // addr -> (length, key)
-  uint64_t next_key_ = 0x5eed;
-  std::vector<std::string> peers_;
-  std::deque<TransportCompletion> done_;
-};
-
 TEST(EtcdEngines, TwoEnginesPublishAndOpenEachOthersSegmentsThroughEtcd) {
   REQUIRE_ETCD();
   RealEnv env;
@@ -435,14 +333,15 @@ TEST(EtcdEngines, TwoEnginesPublishAndOpenEachOthersSegmentsThroughEtcd) {
   const std::string name_b = "etcd-b-" + tag;
   auto store_a = MakeStore(env, 10);
   auto store_b = MakeStore(env, 10);
-  TransferEngine a(env, std::make_unique<LoopTransport>(), *store_a, name_a);
-  TransferEngine b(env, std::make_unique<LoopTransport>(), *store_b, name_b);
+  testing::InProcessHub hub;  // the data plane: memcpy between the two engines
+  TransferEngine a(env, std::make_unique<testing::InProcessTransport>(hub), *store_a, name_a);
+  TransferEngine b(env, std::make_unique<testing::InProcessTransport>(hub), *store_b, name_b);
   std::vector<char> buf_a(4096), buf_b(4096);
   for (size_t i = 0; i < buf_b.size(); ++i) buf_b[i] = char(i * 7 + 1);
-  ASSERT_TRUE(RunBlocking(env, a.RegisterMemory(buf_a.data(), buf_a.size(), Location::Host())).ok());
-  ASSERT_TRUE(RunBlocking(env, b.RegisterMemory(buf_b.data(), buf_b.size(), Location::Host())).ok());
   ASSERT_TRUE(RunBlocking(env, a.Start()).ok());
   ASSERT_TRUE(RunBlocking(env, b.Start()).ok());
+  ASSERT_TRUE(RunBlocking(env, a.RegisterMemory(buf_a.data(), buf_a.size(), Location::Host())).ok());
+  ASSERT_TRUE(RunBlocking(env, b.RegisterMemory(buf_b.data(), buf_b.size(), Location::Host())).ok());
 
   // Both descriptors are in etcd, under the node's lease, and decode to what was published.
   auto listed = RunBlocking(env, store_a->List("tidal/segments/etcd-"));
@@ -456,7 +355,7 @@ TEST(EtcdEngines, TwoEnginesPublishAndOpenEachOthersSegmentsThroughEtcd) {
   }
   ASSERT_EQ(seen.count(name_a), 1u);
   ASSERT_EQ(seen.count(name_b), 1u);
-  EXPECT_EQ(seen[name_b].transport, "loop");
+  EXPECT_EQ(seen[name_b].transport, "inproc");
   ASSERT_EQ(seen[name_b].regions.size(), 1u);
   EXPECT_EQ(seen[name_b].regions[0].addr, reinterpret_cast<uint64_t>(buf_b.data()));
   EXPECT_NE(store_a->lease_id(), 0);
@@ -488,16 +387,21 @@ TEST(EtcdEngines, ADeadNodesSegmentExpiresAndCannotBeOpened) {
   const std::string name_dead = "etcd-dead-" + std::to_string(env.RandomU64());
   auto store_dead = MakeStore(env, /*ttl_s=*/2);
   auto store_peer = MakeStore(env, 10);
-  TransferEngine dead(env, std::make_unique<LoopTransport>(), *store_dead, name_dead);
+  testing::InProcessHub hub;
+  TransferEngine dead(env, std::make_unique<testing::InProcessTransport>(hub), *store_dead, name_dead);
   ASSERT_TRUE(RunBlocking(env, dead.Start()).ok());
   {
-    TransferEngine peer(env, std::make_unique<LoopTransport>(), *store_peer, "etcd-peer-" + name_dead);
+    TransferEngine peer(env, std::make_unique<testing::InProcessTransport>(hub), *store_peer,
+                        "etcd-peer-" + name_dead);
+    ASSERT_TRUE(RunBlocking(env, peer.Start()).ok());
     auto h = RunBlocking(env, peer.OpenSegment(name_dead));
     ASSERT_TRUE(h.ok()) << h.status().ToString();
   }
   store_dead->StopKeepAlive();  // the node's process hangs: Stop is never called
   ASSERT_TRUE(AwaitPresence(env, *store_peer, SegmentKey(name_dead), false, 20000));
-  TransferEngine late(env, std::make_unique<LoopTransport>(), *store_peer, "etcd-late-" + name_dead);
+  TransferEngine late(env, std::make_unique<testing::InProcessTransport>(hub), *store_peer,
+                      "etcd-late-" + name_dead);
+  ASSERT_TRUE(RunBlocking(env, late.Start()).ok());
   EXPECT_EQ(RunBlocking(env, late.OpenSegment(name_dead)).code(), ErrorCode::SEGMENT_NOT_FOUND);
 }
 

@@ -134,7 +134,8 @@ class TransferEngine {
   Task<Status> Stop();
 
   // Registers [addr, addr+length) at `location` and republishes the descriptor.
-  // Returns the region's remote key. INVALID_PARAMS (null, zero length, wrap),
+  // Returns the region's remote key. INVALID_PARAMS (null, zero length, wrap, or called
+  // before the first Start: the transport is not installed yet),
   // ADDRESS_OVERLAPPED, UNSUPPORTED (transport lacks the location),
   // REGISTRATION_FAILED (transport refused; nothing is registered).
   Task<Result<uint64_t>> RegisterMemory(void* addr, uint64_t length, Location location);
@@ -145,7 +146,7 @@ class TransferEngine {
   // Looks the segment up in the metadata store and connects to it. A segment already
   // open returns the same handle (one more holder). SEGMENT_NOT_FOUND if it is not
   // published; PEER_UNREACHABLE if this incarnation of it was found dead; CORRUPT_INPUT
-  // for a descriptor that does not decode.
+  // for a descriptor that does not decode; INVALID_PARAMS before the first Start.
   Task<Result<SegmentHandle>> OpenSegment(std::string name);
   // Drops one holder; the handle goes stale when the last holder closes it.
   // INVALID_PARAMS for a handle that is not open.
@@ -266,7 +267,8 @@ class TransferEngine {
   MemoryRegistry registry_;
   uint64_t incarnation_ = 0;
   uint64_t descriptor_version_ = 0;
-  bool started_ = false;
+  bool started_ = false;    // published (Start .. Stop)
+  bool installed_ = false;  // the transport was installed (by the first Start)
   std::atomic<bool> drain_posted_{false};  // on_ready may come from a backend thread
   std::shared_ptr<bool> alive_;  // posted work checks it (on the executor), so none runs
                                  // after destruction
