@@ -11,8 +11,6 @@
 #include <string>
 
 #include "tidal/backends/cuda/cuda_transport.h"
-#include "tidal/backends/real_env.h"
-#include "tidal/fabric.h"
 #include "transport_clauses.h"
 #include "transport_rig.h"
 
@@ -57,39 +55,21 @@ class AtDevice final : public Transport {
   int device_;
 };
 
-class CudaRig final : public TransportRig {
+class CudaRig final : public RealRig {
  public:
-  CudaRig(const RigOptions& options, int devices) : devices_(devices) {
-    for (size_t i = 0; i < options.nodes; ++i) {
+  CudaRig(const RigOptions& options, int devices) : RealRig("cuda-rig"), devices_(devices) {
+    for (size_t i = 0; i < options.nodes && status_.ok(); ++i) {
       auto cuda = std::make_unique<CudaTransport>();
       raw_.push_back(cuda.get());
-      std::unique_ptr<Transport> t = std::make_unique<AtDevice>(std::move(cuda), Device(i));
-      TransportInstall install;
-      install.env = &env_;
-      install.segment_name = Fabric::NodeName(i);
-      install.on_ready = [this] { env_.Post([] {}); };  // wakes the loop to look again
-      env_.AddPoster();
-      Status s = t->Install(install);
-      TIDAL_ASSERT_MSG(s.ok(), "CudaRig: install failed");
-      SegmentDescriptor d;
-      d.name = Fabric::NodeName(i);
-      d.transport = std::string(t->Name());
-      d.address = t->LocalAddress();
-      d.incarnation = 1;
-      descriptors_.push_back(std::move(d));
-      transports_.push_back(std::move(t));
+      Add(options, std::make_unique<AtDevice>(std::move(cuda), Device(i)));
     }
   }
   ~CudaRig() override {
-    transports_.clear();  // each waits for its copies before the memory goes
-    for (size_t i = 0; i < raw_.size(); ++i) env_.RemovePoster();
+    ReleaseTransports();  // each waits for its copies before the memory goes
     for (void* p : memory_) cudaFree(p);
   }
 
   std::string_view backend() const override { return "cuda"; }
-  size_t size() const override { return transports_.size(); }
-  Transport& transport(size_t node) override { return *transports_[node]; }
-  bool RunUntil(const std::function<bool()>& done) override { return Drive(done); }
   void Settle() override {
     Drive([&] {
       for (CudaTransport* t : raw_) {
@@ -118,28 +98,10 @@ class CudaRig final : public TransportRig {
 
  private:
   int Device(size_t node) const { return static_cast<int>(node % devices_); }
-  // Drives the loop until done() holds, looking again every millisecond, for at most 30 s.
-  bool Drive(const std::function<bool()>& done) {
-    const uint64_t give_up = env_.NowNs() + 30'000'000'000ULL;
-    for (;;) {
-      bool tick = false;
-      const TimerId id = env_.ScheduleAfter(1'000'000, [&tick] { tick = true; });
-      bool finished = false;
-      env_.RunUntil([&] {
-        finished = done();
-        return finished || tick;
-      });
-      env_.CancelTimer(id);
-      if (finished) return true;
-      if (env_.NowNs() > give_up) return false;
-    }
-  }
 
   int devices_;
-  backends::RealEnv env_{"cuda-rig"};
   std::vector<void*> memory_;
   std::vector<CudaTransport*> raw_;
-  std::vector<std::unique_ptr<Transport>> transports_;
 };
 
 Result<std::unique_ptr<TransportRig>> MakeCudaRig(RigOptions options) {
@@ -149,7 +111,12 @@ Result<std::unique_ptr<TransportRig>> MakeCudaRig(RigOptions options) {
   }
   Result<int> devices = backends::cuda::CudaDeviceCount();
   if (!devices.ok()) return devices.status();
-  return std::unique_ptr<TransportRig>(std::make_unique<CudaRig>(options, *devices));
+  auto rig = std::make_unique<CudaRig>(options, *devices);
+  if (!rig->status().ok()) {
+    return Status(ErrorCode::UNSUPPORTED,
+                  "backend 'cuda': the transport did not start: " + rig->status().ToString());
+  }
+  return std::unique_ptr<TransportRig>(std::move(rig));
 }
 
 class CudaConformance : public ::testing::TestWithParam<Clause> {};

@@ -11,9 +11,6 @@
 #include "tidal/sim/sim_transport.h"
 #include "tidal/sim/world.h"
 
-#if TIDAL_HAVE_UCX || TIDAL_HAVE_VERBS
-#include "tidal/backends/real_env.h"
-#endif
 #if TIDAL_HAVE_UCX
 #include "tidal/backends/ucx/ucx_transport.h"
 #endif
@@ -23,6 +20,59 @@
 #endif
 
 namespace tidal::testing {
+
+RealRig::~RealRig() { ReleaseTransports(); }
+
+void RealRig::ReleaseTransports() {
+  transports_.clear();  // progress threads and poll timers stop before the env goes
+  for (; installed_ > 0; --installed_) env_.RemovePoster();
+}
+
+void RealRig::Add(const RigOptions& options, std::unique_ptr<Transport> t) {
+  const size_t i = transports_.size();
+  if (options.wrap) t = options.wrap(i, std::move(t));
+  TransportInstall install;
+  install.env = &env_;
+  install.segment_name = Fabric::NodeName(i);
+  // Wakes the loop so the suite's done() looks again (it polls every transport).
+  install.on_ready = [this] { env_.Post([] {}); };
+  env_.AddPoster();
+  ++installed_;
+  Status s = t->Install(install);
+  if (!s.ok()) {
+    status_ = s;
+    return;
+  }
+  SegmentDescriptor d;
+  d.name = Fabric::NodeName(i);
+  d.transport = std::string(t->Name());
+  d.address = t->LocalAddress();
+  d.incarnation = 1;
+  descriptors_.push_back(std::move(d));
+  transports_.push_back(std::move(t));
+}
+
+uint8_t* RealRig::Allocate(size_t node, size_t bytes) {
+  TIDAL_ASSERT(node < size());
+  memory_.push_back(std::make_unique<uint8_t[]>(bytes));
+  return memory_.back().get();
+}
+
+bool RealRig::Drive(const std::function<bool()>& done) {
+  const uint64_t give_up = env_.NowNs() + 30'000'000'000ULL;
+  for (;;) {
+    bool tick = false;
+    const TimerId id = env_.ScheduleAfter(1'000'000, [&tick] { tick = true; });
+    bool finished = false;
+    env_.RunUntil([&] {
+      finished = done();
+      return finished || tick;
+    });
+    env_.CancelTimer(id);
+    if (finished) return true;
+    if (env_.NowNs() > give_up) return false;
+  }
+}
 
 Result<RigRegion> TransportRig::Register(size_t node, size_t size) {
   TIDAL_ASSERT(node < size_t{this->size()} && size > 0);
@@ -113,81 +163,6 @@ class SimRig final : public TransportRig {
   std::vector<std::unique_ptr<uint8_t[]>> memory_;
   std::vector<std::unique_ptr<Transport>> transports_;
 };
-
-#if TIDAL_HAVE_UCX || TIDAL_HAVE_VERBS
-// A rig of real transports: one per node, all posting to one RealEnv whose loop the suite
-// drives. Subclasses make the transports and say how to settle and crash.
-class RealRig : public TransportRig {
- public:
-  ~RealRig() override {
-    transports_.clear();  // progress threads and poll timers stop before the env goes
-    for (size_t i = 0; i < installed_; ++i) env_.RemovePoster();
-  }
-  const Status& status() const { return status_; }
-  size_t size() const override { return transports_.size(); }
-  Transport& transport(size_t node) override { return *transports_[node]; }
-  bool RunUntil(const std::function<bool()>& done) override { return Drive(done); }
-
- protected:
-  explicit RealRig(std::string env_name) : env_(std::move(env_name)) {}
-
-  // Installs `t` (decorated by options.wrap) as the next node.
-  void Add(const RigOptions& options, std::unique_ptr<Transport> t) {
-    const size_t i = transports_.size();
-    if (options.wrap) t = options.wrap(i, std::move(t));
-    TransportInstall install;
-    install.env = &env_;
-    install.segment_name = Fabric::NodeName(i);
-    // Wakes the loop so the suite's done() looks again (it polls every transport).
-    install.on_ready = [this] { env_.Post([] {}); };
-    env_.AddPoster();
-    ++installed_;
-    Status s = t->Install(install);
-    if (!s.ok()) {
-      status_ = s;
-      return;
-    }
-    SegmentDescriptor d;
-    d.name = Fabric::NodeName(i);
-    d.transport = std::string(t->Name());
-    d.address = t->LocalAddress();
-    d.incarnation = 1;
-    descriptors_.push_back(std::move(d));
-    transports_.push_back(std::move(t));
-  }
-
-  uint8_t* Allocate(size_t node, size_t bytes) override {
-    TIDAL_ASSERT(node < size());
-    memory_.push_back(std::make_unique<uint8_t[]>(bytes));
-    return memory_.back().get();
-  }
-
-  // Drives the loop until done() holds, looking again every millisecond (some of what
-  // done() reads changes on progress threads without a completion), for at most 30 s of
-  // wall time, so a transport that never completes fails the check instead of hanging.
-  bool Drive(const std::function<bool()>& done) {
-    const uint64_t give_up = env_.NowNs() + 30'000'000'000ULL;
-    for (;;) {
-      bool tick = false;
-      const TimerId id = env_.ScheduleAfter(1'000'000, [&tick] { tick = true; });
-      bool finished = false;
-      env_.RunUntil([&] {
-        finished = done();
-        return finished || tick;
-      });
-      env_.CancelTimer(id);
-      if (finished) return true;
-      if (env_.NowNs() > give_up) return false;
-    }
-  }
-
-  backends::RealEnv env_;
-  Status status_;
-  size_t installed_ = 0;
-  std::vector<std::unique_ptr<uint8_t[]>> memory_;
-  std::vector<std::unique_ptr<Transport>> transports_;
-};
-#endif
 
 #if TIDAL_HAVE_UCX
 // The UCX rig: one UcxTransport per node (each its own UCP context, worker and progress

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tidal/backends/real_env.h"
 #include "tidal/env.h"
 #include "tidal/segment.h"
 #include "tidal/status.h"
@@ -88,6 +89,38 @@ class TransportRig {
  protected:
   virtual uint8_t* Allocate(size_t node, size_t bytes) = 0;
   std::vector<SegmentDescriptor> descriptors_;
+};
+
+// A rig of real transports: one per node, all posting to one RealEnv whose loop the suite
+// drives (the UCX, verbs and CUDA rigs). Subclasses make the transports (Add), and say how
+// to settle and crash; Allocate gives host memory unless a subclass knows better.
+class RealRig : public TransportRig {
+ public:
+  ~RealRig() override;
+  const Status& status() const { return status_; }
+  size_t size() const override { return transports_.size(); }
+  Transport& transport(size_t node) override { return *transports_[node]; }
+  bool RunUntil(const std::function<bool()>& done) override { return Drive(done); }
+
+ protected:
+  explicit RealRig(std::string env_name) : env_(std::move(env_name)) {}
+  // Installs `t` (decorated by options.wrap) as the next node; a failure lands in status().
+  void Add(const RigOptions& options, std::unique_ptr<Transport> t);
+  // Destroys the transports (they stop touching memory) before a subclass frees it.
+  void ReleaseTransports();
+  uint8_t* Allocate(size_t node, size_t bytes) override;
+  // Drives the loop until done() holds, looking again every millisecond (some of what
+  // done() reads changes on progress threads without a completion), for at most 30 s of
+  // wall time, so a transport that never completes fails the check instead of hanging.
+  bool Drive(const std::function<bool()>& done);
+
+  backends::RealEnv env_;
+  Status status_;
+
+ private:
+  size_t installed_ = 0;
+  std::vector<std::unique_ptr<uint8_t[]>> memory_;
+  std::vector<std::unique_ptr<Transport>> transports_;
 };
 
 // Every backend the registry knows, in its order.
