@@ -1,6 +1,10 @@
 #include "tidal/backends/cuda/cuda_transport.h"
 
+#include <cuda.h>  // types only: the driver is reached through cudaGetDriverEntryPoint
 #include <cuda_runtime_api.h>
+#include <cudaTypedefs.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,9 +15,12 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <random>
 #include <thread>
 
+#include "cuda_ipc.h"
 #include "tidal/assert.h"
+#include "tidal/codec.h"
 
 namespace tidal::backends::cuda {
 
@@ -34,6 +41,10 @@ struct Domain {
   std::atomic<uint64_t> serial{1};
   std::mutex peer_mu;
   std::set<std::pair<int, int>> peer_enabled;  // (from, to) device pairs with peer access
+  // CUDA IPC mappings of other processes' allocations, one per allocation (a handle is
+  // opened once per process), by the handle's bytes.
+  std::mutex mapping_mu;
+  std::map<std::string, std::weak_ptr<struct Mapping>> mappings;
 };
 
 Domain& TheDomain() {
@@ -56,6 +67,86 @@ void EnablePeerAccess(int a, int b) {
   cudaError_t e = cudaDeviceEnablePeerAccess(b, 0);
   if (e == cudaErrorPeerAccessAlreadyEnabled) (void)cudaGetLastError();
   cudaSetDevice(current);
+}
+
+// The base of the allocation holding device address `p` (cuMemGetAddressRange, found
+// through the runtime so that nothing links libcuda, which machines without a GPU lack).
+bool AllocationBase(uint64_t p, uint64_t* base) {
+  static PFN_cuMemGetAddressRange_v3020 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuMemGetAddressRange", &f, 12000, cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      f = nullptr;
+    }
+    return reinterpret_cast<PFN_cuMemGetAddressRange_v3020>(f);
+  }();
+  if (fn == nullptr) return false;
+  CUdeviceptr b = 0;
+  size_t size = 0;
+  if (fn(&b, &size, static_cast<CUdeviceptr>(p)) != CUDA_SUCCESS) return false;
+  *base = static_cast<uint64_t>(b);
+  return true;
+}
+
+// An allocation of another process opened with cudaIpcOpenMemHandle; closed when the last
+// user lets go (the transports that cached it for a live region, and copies in flight).
+struct Mapping {
+  std::string key;
+  void* base = nullptr;
+  int device = 0;  // this process's ordinal of the allocation's GPU
+  ~Mapping();
+};
+
+Mapping::~Mapping() {
+  Domain& d = TheDomain();
+  std::lock_guard<std::mutex> lock(d.mapping_mu);  // no reopen of the handle until closed
+  int current = 0;
+  cudaGetDevice(&current);
+  cudaSetDevice(device);
+  if (cudaIpcCloseMemHandle(base) != cudaSuccess) (void)cudaGetLastError();
+  cudaSetDevice(current);
+  auto it = d.mappings.find(key);
+  if (it != d.mappings.end() && it->second.expired()) d.mappings.erase(it);
+}
+
+// The process's mapping of a peer's exported allocation, opened on first use.
+Result<std::shared_ptr<Mapping>> OpenMapping(const ipc::Slot& slot) {
+  int device = 0;
+  cudaError_t e = cudaDeviceGetByPCIBusId(&device, slot.bus_id);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Status(ErrorCode::TRANSFER_FAIL, std::string("the peer's GPU ") + slot.bus_id +
+                                                " is not visible in this process: " +
+                                                CudaError("cudaDeviceGetByPCIBusId", e));
+  }
+  std::string key(reinterpret_cast<const char*>(slot.handle), ipc::kIpcHandleBytes);
+  Domain& d = TheDomain();
+  std::lock_guard<std::mutex> lock(d.mapping_mu);
+  auto it = d.mappings.find(key);
+  if (it != d.mappings.end()) {
+    if (std::shared_ptr<Mapping> m = it->second.lock()) return m;
+  }
+  cudaIpcMemHandle_t h;
+  std::memcpy(&h, slot.handle, sizeof(h));
+  int current = 0;
+  cudaGetDevice(&current);
+  cudaSetDevice(device);
+  void* base = nullptr;
+  e = cudaIpcOpenMemHandle(&base, h, cudaIpcMemLazyEnablePeerAccess);
+  cudaSetDevice(current);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return Status(ErrorCode::TRANSFER_FAIL, CudaError("cudaIpcOpenMemHandle", e));
+  }
+  auto m = std::make_shared<Mapping>();
+  m->key = key;
+  m->base = base;
+  m->device = device;
+  d.mappings[key] = m;
+  return m;
 }
 
 }  // namespace
@@ -84,16 +175,38 @@ struct CudaTransport::Endpoint {
   std::function<void()> on_ready;         // set at Install, then constant
 };
 
+struct CudaTransport::Remote {
+  std::string address;
+  ipc::Identity who;
+  ipc::Board* board = nullptr;
+  // The mappings of its exported regions, by slot generation (executor only): dropped
+  // when the generation leaves the board (unregistered, or registered again).
+  std::map<uint64_t, std::shared_ptr<Mapping>> mappings;
+  ~Remote() { ipc::CloseBoard(board); }
+};
+
 struct CudaTransport::State {
+  // How a task moves its bytes: a copy on a CUDA stream (completion by event), or one the
+  // progress thread makes: memmove between host ranges of this process, process_vm
+  // between this process's host memory and another's, or staged through a pinned bounce
+  // buffer between this process's GPU memory and another's host memory.
+  enum class Op : uint8_t { kGpu, kHostMove, kVm, kStaged };
   struct InFlight {
     TransportTask task;
-    cudaEvent_t event = nullptr;  // null: a host-to-host copy the progress thread makes
+    cudaEvent_t event = nullptr;  // kGpu only
     int device = 0;
     uint64_t local_region = 0;
-    std::shared_ptr<Endpoint> target;
+    std::shared_ptr<Endpoint> target;  // an in-process target, or
     uint64_t target_region = 0;
-    void* dst = nullptr;  // host copies only
+    std::shared_ptr<Remote> remote;    // a target in another process, pinned at
+    int slot = -1;                     // this slot of its board
+    std::shared_ptr<Mapping> mapping;  // the IPC mapping the copy uses (kept open)
+    Op op = Op::kGpu;
+    void* dst = nullptr;  // kHostMove
     const void* src = nullptr;
+    void* local = nullptr;  // kVm, kStaged: the local range and the peer's address
+    uint64_t remote_addr = 0;
+    bool write = false;
   };
   std::mutex mu;
   std::condition_variable cv;
@@ -105,7 +218,85 @@ struct CudaTransport::State {
   std::thread progress;
   // Executor only.
   std::map<std::pair<int, PeerId>, cudaStream_t> streams;
+  // Cross-process: this transport's identity, board and socket (set at Install, then
+  // constant), the receiver thread, and the progress thread's bounce buffer.
+  ipc::Identity id;
+  int board_fd = -1;
+  ipc::Board* board = nullptr;
+  int sock = -1;
+  int wake_fd = -1;
+  std::thread receiver;
+  void* bounce = nullptr;  // progress thread only
+  bool vm_denied_logged = false;  // progress thread only
 };
+
+namespace {
+
+constexpr size_t kBounceBytes = 8 << 20;
+
+// The progress thread's copies between this process and a peer process's host memory.
+TransportCompletion RunCpuCopy(CudaTransport::State& st, const CudaTransport::State::InFlight& f);
+
+}  // namespace
+
+namespace {
+
+TransportCompletion RunCpuCopy(CudaTransport::State& st, const CudaTransport::State::InFlight& f) {
+  using Op = CudaTransport::State::Op;
+  const TransportTask& t = f.task;
+  if (f.op == Op::kHostMove) {
+    std::memmove(f.dst, f.src, t.length);
+    return {t.task_id, ErrorCode::OK, t.length};
+  }
+  const int pid = f.remote->who.pid;
+  size_t moved = 0;
+  int err = 0;
+  bool cuda_failed = false;
+  if (f.op == Op::kVm) {
+    moved = ipc::VmCopy(pid, f.write, f.local, f.remote_addr, t.length, &err);
+  } else {  // kStaged: this process's GPU range <-> the peer's host range
+    cudaSetDevice(f.device);
+    if (st.bounce == nullptr && cudaMallocHost(&st.bounce, kBounceBytes) != cudaSuccess) {
+      (void)cudaGetLastError();
+      st.bounce = nullptr;
+      cuda_failed = true;
+    }
+    while (!cuda_failed && err == 0 && moved < t.length) {
+      const size_t n = std::min<size_t>(kBounceBytes, t.length - moved);
+      char* local = static_cast<char*>(f.local) + moved;
+      size_t got = 0;
+      if (f.write) {
+        if (cudaMemcpy(st.bounce, local, n, cudaMemcpyDefault) != cudaSuccess) {
+          (void)cudaGetLastError();
+          cuda_failed = true;
+          break;
+        }
+        got = ipc::VmCopy(pid, true, st.bounce, f.remote_addr + moved, n, &err);
+      } else {
+        got = ipc::VmCopy(pid, false, st.bounce, f.remote_addr + moved, n, &err);
+        if (got > 0 && cudaMemcpy(local, st.bounce, got, cudaMemcpyDefault) != cudaSuccess) {
+          (void)cudaGetLastError();
+          cuda_failed = true;
+          break;
+        }
+      }
+      moved += got;
+    }
+  }
+  if (moved == t.length) return {t.task_id, ErrorCode::OK, t.length};
+  if (err == EPERM && !st.vm_denied_logged) {
+    st.vm_denied_logged = true;
+    std::fprintf(stderr,
+                 "cuda transport: process_vm_%sv on process %d: not permitted (host memory of "
+                 "another process needs ptrace permission over it: same user and Yama "
+                 "ptrace_scope 0, or CAP_SYS_PTRACE)\n",
+                 f.write ? "write" : "read", pid);
+  }
+  if (moved > 0) return {t.task_id, ErrorCode::TRANSFER_INCOMPLETE, moved};
+  return {t.task_id, ErrorCode::TRANSFER_FAIL, 0};
+}
+
+}  // namespace
 
 CudaTransport::CudaTransport() : self_(std::make_shared<Endpoint>()), state_(std::make_unique<State>()) {
   self_->address = "cuda:" + std::to_string(::getpid()) + ":" +
@@ -113,30 +304,41 @@ CudaTransport::CudaTransport() : self_(std::make_shared<Endpoint>()), state_(std
 }
 
 CudaTransport::~CudaTransport() {
+  State& st = *state_;
   if (installed_) {
     {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->stop = true;
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.stop = true;
     }
-    state_->cv.notify_all();
-    state_->progress.join();  // returns once every enqueued copy has completed
+    st.cv.notify_all();
+    st.progress.join();  // returns once every enqueued copy has completed
     {
       std::lock_guard<std::mutex> lock(self_->mu);
       self_->alive = false;
       self_->inbox.clear();
     }
+    st.board->alive.store(0);
+    const uint64_t one = 1;
+    if (write(st.wake_fd, &one, sizeof(one)) != sizeof(one)) TIDAL_ASSERT_MSG(false, "eventfd");
+    st.receiver.join();
     Domain& d = TheDomain();
     std::lock_guard<std::mutex> lock(d.mu);
     d.endpoints.erase(self_->address);
   }
-  for (auto& [key, stream] : state_->streams) {
+  peers_.clear();  // unmaps peers' boards, lets go of IPC mappings
+  for (auto& [key, stream] : st.streams) {
     cudaSetDevice(key.first);
     cudaStreamDestroy(stream);
   }
-  for (auto& [device, events] : state_->free_events) {
+  for (auto& [device, events] : st.free_events) {
     cudaSetDevice(device);
     for (cudaEvent_t e : events) cudaEventDestroy(e);
   }
+  if (st.bounce != nullptr) cudaFreeHost(st.bounce);
+  if (st.sock >= 0) close(st.sock);
+  if (st.wake_fd >= 0) close(st.wake_fd);
+  ipc::CloseBoard(st.board);
+  if (st.board_fd >= 0) close(st.board_fd);
 }
 
 Status CudaTransport::Install(const TransportInstall& install) {
@@ -146,49 +348,93 @@ Status CudaTransport::Install(const TransportInstall& install) {
   }
   Result<int> devices = CudaDeviceCount();
   if (!devices.ok()) return devices.status();
+  State* st = state_.get();
+  // The cross-process half: identity, board, socket.
+  st->id.pid = ::getpid();
+  st->id.serial = static_cast<uint32_t>(TheDomain().serial.fetch_add(1));
+  std::random_device rd;
+  st->id.nonce = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ install.env->RandomU64();
+  Status s = ipc::CreateBoard(st->id, &st->board_fd, &st->board);
+  if (!s.ok()) return s;
+  std::string error;
+  st->sock = ipc::BindSocket(st->id, &error);
+  if (st->sock < 0) return Status(ErrorCode::INTERNAL_ERROR, error);
+  st->wake_fd = eventfd(0, EFD_CLOEXEC);
+  if (st->wake_fd < 0) return Status(ErrorCode::INTERNAL_ERROR, "cuda transport: eventfd failed");
   env_ = install.env;
   self_->name = install.segment_name;
   self_->on_ready = install.on_ready;
+  self_->address = ipc::FormatAddress(st->id, st->board_fd);
   {
     Domain& d = TheDomain();
     std::lock_guard<std::mutex> lock(d.mu);
     d.endpoints[self_->address] = self_;
   }
   installed_ = true;
-  State* st = state_.get();
   std::shared_ptr<Endpoint> self = self_;
+  // Notifications from peer processes: one datagram each, into the inbox.
+  st->receiver = std::thread([st, self]() {
+    std::vector<char> buf(ipc::kMaxNotifyPayload + 8192);
+    for (;;) {
+      pollfd p[2] = {{st->sock, POLLIN, 0}, {st->wake_fd, POLLIN, 0}};
+      if (poll(p, 2, -1) < 0) continue;  // EINTR
+      if (p[1].revents != 0) return;
+      if ((p[0].revents & POLLIN) == 0) continue;
+      const ssize_t n = recv(st->sock, buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n <= 0) continue;
+      ByteReader r(std::string_view(buf.data(), static_cast<size_t>(n)));
+      uint8_t kind = 0;
+      std::string source;
+      if (!r.U8(&kind) || kind != ipc::kNotifyFrame || !r.Str(&source, kSegmentMaxString)) continue;
+      std::string payload(r.Rest());
+      bool delivered = false;
+      {
+        std::lock_guard<std::mutex> lock(self->mu);
+        if (self->alive) {
+          self->inbox.push_back(Notification{std::move(source), std::move(payload)});
+          delivered = true;
+        }
+      }
+      if (delivered) self->on_ready();
+    }
+  });
   st->progress = std::thread([st, self]() {
     std::unique_lock<std::mutex> lock(st->mu);
     for (;;) {
       st->cv.wait(lock, [st] { return st->stop || !st->in_flight.empty(); });
       if (st->in_flight.empty()) return;  // stop, and nothing left to wait for
-      // Host-to-host copies: made here, off the executor, without the lock (their regions
-      // are pinned, and only this thread erases in-flight entries).
-      std::vector<uint64_t> host_done;
+      // Copies the CPU makes: here, off the executor, without the lock (their regions are
+      // pinned, and only this thread erases in-flight entries).
+      std::map<uint64_t, TransportCompletion> cpu_done;
+      std::vector<State::InFlight> copies;
       for (auto& [id, f] : st->in_flight) {
-        if (f.event == nullptr) host_done.push_back(id);
+        if (f.op != State::Op::kGpu) copies.push_back(f);
       }
-      if (!host_done.empty()) {
-        std::vector<State::InFlight> copies;
-        for (uint64_t id : host_done) copies.push_back(st->in_flight.at(id));
+      if (!copies.empty()) {
         lock.unlock();
-        for (const State::InFlight& f : copies) std::memmove(f.dst, f.src, f.task.length);
+        for (const State::InFlight& f : copies) cpu_done[f.task.task_id] = RunCpuCopy(*st, f);
         lock.lock();
       }
       size_t finished = 0;
       for (auto it = st->in_flight.begin(); it != st->in_flight.end();) {
         State::InFlight& f = it->second;
-        cudaError_t e = cudaSuccess;
-        if (f.event == nullptr) {
-          if (std::find(host_done.begin(), host_done.end(), it->first) == host_done.end()) {
+        TransportCompletion c{f.task.task_id, ErrorCode::OK, f.task.length};
+        if (f.op != State::Op::kGpu) {
+          auto d = cpu_done.find(it->first);
+          if (d == cpu_done.end()) {
             ++it;  // submitted while this pass copied: the next pass makes it
             continue;
           }
+          c = d->second;
         } else {
-          e = cudaEventQuery(f.event);
+          cudaError_t e = cudaEventQuery(f.event);
           if (e == cudaErrorNotReady) {
             ++it;
             continue;
+          }
+          if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            c = {f.task.task_id, ErrorCode::TRANSFER_FAIL, 0};
           }
         }
         // Unpin both regions before the completion can be seen, so an UnregisterMemory
@@ -197,18 +443,25 @@ Status CudaTransport::Install(const TransportInstall& install) {
           std::lock_guard<std::mutex> l(self->mu);
           self->regions.AddInFlight(f.local_region, -1);
         }
-        {
+        if (f.target) {
           std::lock_guard<std::mutex> l(f.target->mu);
           f.target->regions.AddInFlight(f.target_region, -1);
-        }
-        TransportCompletion c{f.task.task_id, ErrorCode::OK, f.task.length};
-        if (e != cudaSuccess) {
-          (void)cudaGetLastError();
-          c = {f.task.task_id, ErrorCode::TRANSFER_FAIL, 0};
+        } else if (f.remote) {
+          {
+            ipc::BoardLock l(f.remote->board);
+            ipc::DropPin(f.remote->board->slots[f.slot], st->id);
+          }
+          // A peer process that died (or crashed) took the target with it: what the copy
+          // moved is lost, whatever CUDA or process_vm said.
+          if (c.code == ErrorCode::OK || c.code == ErrorCode::TRANSFER_INCOMPLETE) {
+            if (f.remote->board->alive.load() == 0 || !ipc::Alive(st->sock, f.remote->who)) {
+              c = {f.task.task_id, ErrorCode::PEER_UNREACHABLE, 0};
+            }
+          }
         }
         if (f.event != nullptr) st->free_events[f.device].push_back(f.event);
         if (!st->crashed) st->done.push_back(c);
-        it = st->in_flight.erase(it);
+        it = st->in_flight.erase(it);  // drops its hold on the IPC mapping
         ++finished;
       }
       if (finished > 0 && !st->crashed) {
@@ -255,45 +508,132 @@ Result<uint64_t> CudaTransport::RegisterMemory(uint64_t addr, uint64_t length, L
     return Status(ErrorCode::REGISTRATION_FAILED, "memory registered as host is on cuda:" +
                                                       std::to_string(device));
   }
+  // What peers of other processes need: the IPC handle of a cudaMalloc allocation and the
+  // region's offset in it (managed or VMM memory has no runtime IPC handle: in-process
+  // peers only), or nothing more for host memory.
+  ipc::Slot slot;
+  slot.addr = addr;
+  slot.length = length;
+  slot.device = device;
+  slot.kind = OnGpu(type) ? ipc::SlotKind::kUnexported : ipc::SlotKind::kHost;
+  if (type == cudaMemoryTypeDevice) {
+    int current = 0;
+    cudaGetDevice(&current);
+    cudaSetDevice(device);
+    cudaIpcMemHandle_t h;
+    uint64_t base = 0;
+    if (cudaIpcGetMemHandle(&h, reinterpret_cast<void*>(addr)) == cudaSuccess &&
+        AllocationBase(addr, &base) &&
+        cudaDeviceGetPCIBusId(slot.bus_id, sizeof(slot.bus_id), device) == cudaSuccess) {
+      slot.kind = ipc::SlotKind::kDevice;
+      std::memcpy(slot.handle, &h, sizeof(h));
+      slot.base_offset = addr - base;
+    }
+    (void)cudaGetLastError();
+    cudaSetDevice(current);
+  }
   const uint64_t rkey = env_->RandomU64() | 1;
+  slot.rkey = rkey;
   std::lock_guard<std::mutex> lock(self_->mu);
+  if (Status s = self_->regions.CheckAdd(addr, length); !s.ok()) {
+    return Status(ErrorCode::REGISTRATION_FAILED, s.message());
+  }
+  ipc::Board* board = state_->board;
+  ipc::BoardLock bl(board);
+  ipc::Slot* free_slot = nullptr;
+  for (ipc::Slot& s : board->slots) {
+    if (s.generation == 0) {
+      free_slot = &s;
+      break;
+    }
+  }
+  if (free_slot == nullptr) {
+    return Status(ErrorCode::REGISTRATION_FAILED,
+                  "cuda transport: more than " + std::to_string(ipc::kBoardRegions) +
+                      " regions registered");
+  }
   Status s = self_->regions.Add(RegionInfo{addr, length, loc, rkey});
   if (!s.ok()) return Status(ErrorCode::REGISTRATION_FAILED, s.message());
   self_->memory_type[addr] = type;
+  slot.generation = board->next_generation++;
+  *free_slot = slot;
   return rkey;
 }
 
 Status CudaTransport::UnregisterMemory(uint64_t addr, uint64_t length) {
   (void)length;
   std::lock_guard<std::mutex> lock(self_->mu);
+  ipc::Slot* slot = nullptr;
+  std::unique_ptr<ipc::BoardLock> bl;
+  if (state_->board != nullptr) {
+    bl = std::make_unique<ipc::BoardLock>(state_->board);
+    for (ipc::Slot& s : state_->board->slots) {
+      if (s.generation != 0 && s.addr == addr) slot = &s;
+    }
+  }
+  if (slot != nullptr) {
+    // A copy of a peer process is using the region, unless that process is gone.
+    for (ipc::Pin& p : slot->pins) {
+      if (p.count == 0) continue;
+      if (!ipc::Alive(state_->sock, p.who)) {
+        p.count = 0;
+        continue;
+      }
+      return Status(ErrorCode::BATCH_BUSY, "a copy of process " + std::to_string(p.who.pid) +
+                                               " uses the region");
+    }
+  }
   Result<RegionInfo> r = self_->regions.Remove(addr);
   if (!r.ok()) return r.status();
   self_->memory_type.erase(addr);
+  if (slot != nullptr) *slot = ipc::Slot();  // peers' next look closes their mappings
   return Status();
 }
 
 Result<PeerId> CudaTransport::Connect(const SegmentDescriptor& peer) {
-  std::shared_ptr<Endpoint> ep;
-  {
-    Domain& d = TheDomain();
-    std::lock_guard<std::mutex> lock(d.mu);
-    auto it = d.endpoints.find(peer.address);
-    if (it != d.endpoints.end()) ep = it->second.lock();
-  }
-  if (!ep) {
-    const std::string mine = "cuda:" + std::to_string(::getpid()) + ":";
-    if (peer.address.rfind("cuda:", 0) == 0 && peer.address.rfind(mine, 0) != 0) {
-      return Status(ErrorCode::PEER_UNREACHABLE,
-                    "cuda address '" + peer.address +
-                        "' is in another process: cross-process CUDA IPC is not implemented");
-    }
-    return Status(ErrorCode::SEGMENT_NOT_FOUND,
-                  "cuda address '" + peer.address + "' names no transport of this process");
-  }
   for (size_t i = 0; i < peers_.size(); ++i) {
-    if (peers_[i] == ep) return static_cast<PeerId>(i);
+    const Peer& p = peers_[i];
+    if ((p.local && p.local->address == peer.address) ||
+        (p.remote && p.remote->address == peer.address)) {
+      return static_cast<PeerId>(i);
+    }
   }
-  peers_.push_back(std::move(ep));
+  ipc::Identity who;
+  int board_fd = -1;
+  if (!ipc::ParseAddress(peer.address, &who, &board_fd)) {
+    return Status(ErrorCode::SEGMENT_NOT_FOUND,
+                  "'" + peer.address + "' is not the address of a cuda transport");
+  }
+  if (who.pid == ::getpid()) {
+    std::shared_ptr<Endpoint> ep;
+    {
+      Domain& d = TheDomain();
+      std::lock_guard<std::mutex> lock(d.mu);
+      auto it = d.endpoints.find(peer.address);
+      if (it != d.endpoints.end()) ep = it->second.lock();
+    }
+    if (!ep) {
+      return Status(ErrorCode::SEGMENT_NOT_FOUND,
+                    "cuda address '" + peer.address + "' names no transport of this process");
+    }
+    peers_.push_back(Peer{std::move(ep), nullptr});
+    return static_cast<PeerId>(peers_.size() - 1);
+  }
+  if (!installed_) return Status(ErrorCode::INVALID_PARAMS, "cuda transport not installed");
+  Result<ipc::Board*> board = ipc::OpenBoard(who, board_fd);
+  if (!board.ok()) {
+    return Status(board.code(), "cuda peer '" + peer.name + "' (" + peer.address +
+                                    "): " + board.status().message());
+  }
+  auto remote = std::make_shared<Remote>();
+  remote->address = peer.address;
+  remote->who = who;
+  remote->board = *board;
+  if (remote->board->alive.load() == 0 || !ipc::Alive(state_->sock, who)) {
+    return Status(ErrorCode::PEER_UNREACHABLE,
+                  "cuda peer '" + peer.name + "' (" + peer.address + ") is not running");
+  }
+  peers_.push_back(Peer{nullptr, std::move(remote)});
   return static_cast<PeerId>(peers_.size() - 1);
 }
 
@@ -305,6 +645,13 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
     std::lock_guard<std::mutex> lock(st.mu);
     if (!st.crashed) st.done.push_back(c);
     signal = true;
+  };
+  auto enqueue = [&](State::InFlight f) {
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      st.in_flight.emplace(f.task.task_id, std::move(f));
+    }
+    st.cv.notify_one();
   };
   for (size_t i = 0; i < tasks.size(); ++i) {
     const TransportTask& t = tasks[i];
@@ -329,12 +676,15 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       accepted[i] = Status(ErrorCode::INVALID_PARAMS, "unknown peer id");
       continue;
     }
-    const std::shared_ptr<Endpoint>& target = peers_[t.peer];
+    const std::shared_ptr<Endpoint>& target = peers_[t.peer].local;
+    const std::shared_ptr<Remote>& remote = peers_[t.peer].remote;
     if (t.kind == TransportTask::Kind::kProbe) {
       bool alive;
-      {
+      if (target) {
         std::lock_guard<std::mutex> lock(target->mu);
         alive = target->alive;
+      } else {
+        alive = remote->board->alive.load() != 0 && ipc::Alive(st.sock, remote->who);
       }
       accepted[i] = Status();
       complete_now({t.task_id, alive ? ErrorCode::OK : ErrorCode::PEER_UNREACHABLE, 0});
@@ -362,20 +712,45 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       std::lock_guard<std::mutex> lock(self_->mu);
       self_->regions.AddInFlight(local.addr, -1);
     };
-    // The target's check, on the target's registry, before any byte moves.
-    RegionInfo remote;
+    const bool write = t.kind == TransportTask::Kind::kWrite;
+    // The target's check, on the target's registry (or its board, for a peer of another
+    // process), before any byte moves; it pins the target region.
+    RegionInfo remote_region;
     int remote_type = cudaMemoryTypeUnregistered;
+    ipc::Slot slot;
+    int slot_index = -1;
     ErrorCode refused = ErrorCode::OK;
-    {
+    if (target) {
       std::lock_guard<std::mutex> lock(target->mu);
       if (!target->alive) {
         refused = ErrorCode::PEER_UNREACHABLE;
       } else if (Status s = target->regions.CheckRemote(t.remote_addr, t.length, t.rkey); !s.ok()) {
         refused = s.code();
       } else {
-        remote = *target->regions.FindLocal(t.remote_addr, t.length);
-        remote_type = target->memory_type[remote.addr];
-        target->regions.AddInFlight(remote.addr, 1);
+        remote_region = *target->regions.FindLocal(t.remote_addr, t.length);
+        remote_type = target->memory_type[remote_region.addr];
+        target->regions.AddInFlight(remote_region.addr, 1);
+      }
+    } else if (!ipc::Alive(st.sock, remote->who)) {
+      refused = ErrorCode::PEER_UNREACHABLE;
+    } else {
+      ipc::BoardLock lock(remote->board);
+      ipc::Board& b = *remote->board;
+      if (b.alive.load() == 0) {
+        refused = ErrorCode::PEER_UNREACHABLE;
+      } else if ((slot_index = ipc::FindSlot(b, t.remote_addr, t.length, t.rkey)) < 0) {
+        refused = ErrorCode::REMOTE_ACCESS_DENIED;
+      } else if (b.slots[slot_index].kind == ipc::SlotKind::kUnexported ||
+                 !ipc::AddPin(b.slots[slot_index], st.id)) {
+        refused = ErrorCode::TRANSFER_FAIL;  // not reachable from here: nothing moves
+      } else {
+        slot = b.slots[slot_index];
+      }
+      // Mappings of regions that left the board (unregistered or registered again).
+      for (auto it = remote->mappings.begin(); it != remote->mappings.end();) {
+        bool live = false;
+        for (const ipc::Slot& s : b.slots) live = live || s.generation == it->first;
+        it = live ? std::next(it) : remote->mappings.erase(it);
       }
     }
     if (refused != ErrorCode::OK) {
@@ -384,31 +759,70 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       continue;
     }
     auto unpin_remote = [&] {
-      std::lock_guard<std::mutex> lock(target->mu);
-      target->regions.AddInFlight(remote.addr, -1);
+      if (target) {
+        std::lock_guard<std::mutex> lock(target->mu);
+        target->regions.AddInFlight(remote_region.addr, -1);
+      } else {
+        ipc::BoardLock lock(remote->board);
+        ipc::DropPin(remote->board->slots[slot_index], st.id);
+      }
     };
-    const bool write = t.kind == TransportTask::Kind::kWrite;
-    void* dst = reinterpret_cast<void*>(write ? t.remote_addr : t.local_addr);
-    const void* src = reinterpret_cast<const void*>(write ? t.local_addr : t.remote_addr);
-    const RegionInfo& src_region = write ? local : remote;
-    const RegionInfo& dst_region = write ? remote : local;
+    State::InFlight f;
+    f.task = t;
+    f.local_region = local.addr;
+    f.target = target;
+    f.target_region = remote_region.addr;
+    f.remote = remote;
+    f.slot = slot_index;
+    f.write = write;
+    // Where the target bytes are, as this process addresses them.
+    uint64_t remote_ptr = t.remote_addr;
+    int remote_device = remote_region.location.device;
+    if (remote) {
+      if (slot.kind == ipc::SlotKind::kHost) {
+        // Host memory of the peer process: the progress thread moves it.
+        f.op = OnGpu(local_type) ? State::Op::kStaged : State::Op::kVm;
+        f.device = local.location.device;
+        f.local = reinterpret_cast<void*>(t.local_addr);
+        f.remote_addr = t.remote_addr;
+        enqueue(std::move(f));
+        continue;
+      }
+      auto m = remote->mappings.find(slot.generation);
+      if (m == remote->mappings.end()) {
+        Result<std::shared_ptr<Mapping>> opened = OpenMapping(slot);
+        if (!opened.ok()) {
+          std::fprintf(stderr, "cuda transport: %s\n", opened.status().ToString().c_str());
+          unpin_remote();
+          unpin_local();
+          complete_now({t.task_id, ErrorCode::TRANSFER_FAIL, 0});
+          continue;
+        }
+        m = remote->mappings.emplace(slot.generation, *opened).first;
+      }
+      f.mapping = m->second;
+      remote_ptr = reinterpret_cast<uint64_t>(m->second->base) + slot.base_offset +
+                   (t.remote_addr - slot.addr);
+      remote_type = cudaMemoryTypeDevice;
+      remote_device = m->second->device;
+    }
+    void* dst = reinterpret_cast<void*>(write ? remote_ptr : t.local_addr);
+    const void* src = reinterpret_cast<const void*>(write ? t.local_addr : remote_ptr);
     const int src_type = write ? local_type : remote_type;
     const int dst_type = write ? remote_type : local_type;
+    const int src_device = write ? local.location.device : remote_device;
+    const int dst_device = write ? remote_device : local.location.device;
     if (!OnGpu(src_type) && !OnGpu(dst_type)) {
       // Host to host: the progress thread copies, so Submit never blocks on a large copy.
-      State::InFlight f{t, nullptr, 0, local.addr, target, remote.addr};
+      f.op = State::Op::kHostMove;
       f.dst = dst;
       f.src = src;
-      {
-        std::lock_guard<std::mutex> lock(st.mu);
-        st.in_flight.emplace(t.task_id, std::move(f));
-      }
-      st.cv.notify_one();
+      enqueue(std::move(f));
       continue;
     }
     // The copy runs on a stream of the device that holds the source (a push over the
     // link), or of the destination when the source is host memory.
-    const int device = OnGpu(src_type) ? src_region.location.device : dst_region.location.device;
+    const int device = OnGpu(src_type) ? src_device : dst_device;
     cudaError_t e = cudaSetDevice(device);
     cudaStream_t stream = nullptr;
     if (e == cudaSuccess) {
@@ -423,10 +837,9 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
     }
     if (e == cudaSuccess) {
       if (src_type == cudaMemoryTypeDevice && dst_type == cudaMemoryTypeDevice &&
-          src_region.location.device != dst_region.location.device) {
-        EnablePeerAccess(src_region.location.device, dst_region.location.device);
-        e = cudaMemcpyPeerAsync(dst, dst_region.location.device, src, src_region.location.device,
-                                t.length, stream);
+          src_device != dst_device) {
+        EnablePeerAccess(src_device, dst_device);
+        e = cudaMemcpyPeerAsync(dst, dst_device, src, src_device, t.length, stream);
       } else {
         e = cudaMemcpyAsync(dst, src, t.length, cudaMemcpyDefault, stream);
       }
@@ -457,12 +870,10 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       complete_now({t.task_id, ErrorCode::TRANSFER_FAIL, 0});
       continue;
     }
-    {
-      std::lock_guard<std::mutex> lock(st.mu);
-      st.in_flight.emplace(t.task_id,
-                           State::InFlight{t, event, device, local.addr, target, remote.addr});
-    }
-    st.cv.notify_one();
+    f.op = State::Op::kGpu;
+    f.event = event;
+    f.device = device;
+    enqueue(std::move(f));
   }
   if (signal) self_->on_ready();
 }
@@ -493,7 +904,23 @@ Status CudaTransport::SendNotify(PeerId peer, std::string_view payload) {
     if (state_->crashed) return Status(ErrorCode::PEER_UNREACHABLE, "this node has crashed");
   }
   if (peer >= peers_.size()) return Status(ErrorCode::INVALID_PARAMS, "unknown peer id");
-  const std::shared_ptr<Endpoint>& target = peers_[peer];
+  if (const std::shared_ptr<Remote>& remote = peers_[peer].remote) {
+    if (payload.size() > ipc::kMaxNotifyPayload) {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    "a notification to another process carries at most " +
+                        std::to_string(ipc::kMaxNotifyPayload) + " bytes, not " +
+                        std::to_string(payload.size()));
+    }
+    if (remote->board->alive.load() == 0) {
+      return Status(ErrorCode::PEER_UNREACHABLE, "peer is down");
+    }
+    ByteWriter w;
+    w.U8(ipc::kNotifyFrame);
+    w.Str(self_->name);
+    w.Bytes(payload);
+    return ipc::SendDatagram(state_->sock, remote->who, w.str());
+  }
+  const std::shared_ptr<Endpoint>& target = peers_[peer].local;
   {
     std::lock_guard<std::mutex> lock(target->mu);
     if (!target->alive) return Status(ErrorCode::PEER_UNREACHABLE, "peer is down");
@@ -520,6 +947,7 @@ void CudaTransport::Crash() {
     state_->crashed = true;
     state_->done.clear();
   }
+  if (state_->board != nullptr) state_->board->alive.store(0);
   std::lock_guard<std::mutex> lock(self_->mu);
   self_->alive = false;
   self_->inbox.clear();

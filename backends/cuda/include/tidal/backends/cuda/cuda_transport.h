@@ -3,12 +3,24 @@
 // copies.
 //
 // Model. Every transport of the process joins one in-process domain under its address
-// ("cuda:<pid>:<serial>"). Connect resolves a peer's address to its endpoint; an address
-// of another process is PEER_UNREACHABLE (cross-process CUDA IPC is not implemented).
-// The target side's window and key check runs against the peer's own region registry
-// (the one its RegisterMemory fills), under the peer's lock, before any byte moves, and
-// pins the target region until the copy completes: the peer's UnregisterMemory answers
-// BATCH_BUSY meanwhile, so an unregistered range is never touched again.
+// ("cuda:<pid>:<serial>:<nonce>:<board fd>"). Connect resolves a peer of this process to
+// its endpoint. The target side's window and key check runs against the peer's own region
+// registry (the one its RegisterMemory fills), under the peer's lock, before any byte
+// moves, and pins the target region until the copy completes: the peer's UnregisterMemory
+// answers BATCH_BUSY meanwhile, so an unregistered range is never touched again.
+//
+// Across processes (one host). A peer in another process is reached through its *board*
+// (src/cuda_ipc.h): a shared table of its regions that its RegisterMemory fills, mapped
+// through /proc/<pid>/fd/<board fd>. The check and the pin run against that table under its
+// process-shared robust mutex, as above. cudaMalloc memory carries its CUDA IPC handle
+// there: the initiator opens it once (cudaIpcOpenMemHandle, one mapping per allocation and
+// process, closed when the region is unregistered or registered again, and on close) and
+// copies with the copy engines as below. Host memory of another process is reached with
+// process_vm_readv/writev (needs ptrace permission over the peer: same user and Yama
+// ptrace_scope 0, or CAP_SYS_PTRACE); a GPU range to or from it stages through a pinned
+// bounce buffer. Notifications travel as datagrams on an abstract unix socket named after
+// the transport; a peer whose process died is PEER_UNREACHABLE (its socket is gone), for
+// probes, copies not yet reported and notifications alike.
 //
 // Data path. A READ or WRITE is one asynchronous copy on a stream of the initiating side
 // (one stream per (device, peer)): cudaMemcpyPeerAsync when both ranges are cudaMalloc
@@ -80,11 +92,16 @@ class CudaTransport final : public Transport {
 
   struct Endpoint;  // the state peers reach (registry, inbox, liveness)
   struct State;     // the copies in flight, completions, streams, the progress thread
+  struct Remote;    // a peer in another process: its board, the IPC mappings opened
+  struct Peer {
+    std::shared_ptr<Endpoint> local;  // a peer of this process, or
+    std::shared_ptr<Remote> remote;   // one of another process
+  };
 
  private:
   std::shared_ptr<Endpoint> self_;
   std::unique_ptr<State> state_;
-  std::vector<std::shared_ptr<Endpoint>> peers_;
+  std::vector<Peer> peers_;
   Env* env_ = nullptr;
   bool installed_ = false;
 };
