@@ -12,7 +12,8 @@ build=${1:-build/release}
 out=${2:-build/gpu}
 mkdir -p "$out"
 tests=(collectives/cuda/reduce_cuda_test backends/cuda/cuda_backend_test
-       backends/cuda/cuda_conformance_test tests/contract/transport_contract_test
+       backends/cuda/cuda_conformance_test backends/cuda/cuda_xproc_test
+       tests/contract/transport_contract_test
        store/store_api_test collectives/collectives_sim_test tests/contract/sim_vs_real_test)
 for t in "${tests[@]}"; do
   [ -x "$build/$t" ] || { echo "carry-cuda-tests: $build/$t is not built (TIDAL_CUDA=ON?)" >&2; exit 1; }
@@ -32,6 +33,8 @@ rc=0
 for t in reduce_cuda_test cuda_backend_test cuda_conformance_test; do
   echo "== $t"; ./$t || rc=1
 done
+# CudaTransport across processes (it starts its peer processes from its own binary).
+[ -x ./cuda_xproc_test ] && { echo "== cuda_xproc_test"; ./cuda_xproc_test || rc=1; }
 for t in transport_contract_test store_api_test collectives_sim_test sim_vs_real_test; do
   echo "== $t (cuda instances)"; ./$t --gtest_filter='*cuda*' || rc=1
 done
