@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -96,7 +97,7 @@ bool AllocationBase(uint64_t p, uint64_t* base) {
 struct Mapping {
   std::string key;
   void* base = nullptr;
-  int device = 0;  // this process's ordinal of the allocation's GPU
+  int device = 0;  // the GPU of this process whose context holds the mapping
   ~Mapping();
 };
 
@@ -112,15 +113,20 @@ Mapping::~Mapping() {
   if (it != d.mappings.end() && it->second.expired()) d.mappings.erase(it);
 }
 
-// The process's mapping of a peer's exported allocation, opened on first use.
-Result<std::shared_ptr<Mapping>> OpenMapping(const ipc::Slot& slot) {
-  int device = 0;
-  cudaError_t e = cudaDeviceGetByPCIBusId(&device, slot.bus_id);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError();
-    return Status(ErrorCode::TRANSFER_FAIL, std::string("the peer's GPU ") + slot.bus_id +
-                                                " is not visible in this process: " +
-                                                CudaError("cudaDeviceGetByPCIBusId", e));
+// The process's mapping of a peer's exported allocation, opened on first use in the context
+// of `access_device` (the GPU whose copy engines will move its bytes: copies from there
+// run at peer-to-peer speed; -1: the allocation's own GPU). A handle opens once per
+// process, so a later copy from another GPU uses the mapping it has (cudaMemcpyPeerAsync).
+Result<std::shared_ptr<Mapping>> OpenMapping(const ipc::Slot& slot, int access_device) {
+  int device = access_device;
+  if (device < 0) {
+    cudaError_t e = cudaDeviceGetByPCIBusId(&device, slot.bus_id);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      return Status(ErrorCode::TRANSFER_FAIL, std::string("the peer's GPU ") + slot.bus_id +
+                                                  " is not visible in this process: " +
+                                                  CudaError("cudaDeviceGetByPCIBusId", e));
+    }
   }
   std::string key(reinterpret_cast<const char*>(slot.handle), ipc::kIpcHandleBytes);
   Domain& d = TheDomain();
@@ -135,7 +141,7 @@ Result<std::shared_ptr<Mapping>> OpenMapping(const ipc::Slot& slot) {
   cudaGetDevice(&current);
   cudaSetDevice(device);
   void* base = nullptr;
-  e = cudaIpcOpenMemHandle(&base, h, cudaIpcMemLazyEnablePeerAccess);
+  cudaError_t e = cudaIpcOpenMemHandle(&base, h, cudaIpcMemLazyEnablePeerAccess);
   cudaSetDevice(current);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
@@ -179,6 +185,9 @@ struct CudaTransport::Remote {
   std::string address;
   ipc::Identity who;
   ipc::Board* board = nullptr;
+  // When a ping last found it alive (executor only): Submit pings at most once a
+  // millisecond; a completion always pings (so a peer that died under a copy fails it).
+  std::chrono::steady_clock::time_point alive_at{};
   // The mappings of its exported regions, by slot generation (executor only): dropped
   // when the generation leaves the board (unregistered, or registered again).
   std::map<uint64_t, std::shared_ptr<Mapping>> mappings;
@@ -233,6 +242,14 @@ struct CudaTransport::State {
 namespace {
 
 constexpr size_t kBounceBytes = 8 << 20;
+
+bool RecentlyAlive(int sock, CudaTransport::Remote& r) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - r.alive_at < std::chrono::milliseconds(1)) return true;
+  if (!ipc::Alive(sock, r.who)) return false;
+  r.alive_at = now;
+  return true;
+}
 
 // The progress thread's copies between this process and a peer process's host memory.
 TransportCompletion RunCpuCopy(CudaTransport::State& st, const CudaTransport::State::InFlight& f);
@@ -731,7 +748,7 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
         remote_type = target->memory_type[remote_region.addr];
         target->regions.AddInFlight(remote_region.addr, 1);
       }
-    } else if (!ipc::Alive(st.sock, remote->who)) {
+    } else if (!RecentlyAlive(st.sock, *remote)) {
       refused = ErrorCode::PEER_UNREACHABLE;
     } else {
       ipc::BoardLock lock(remote->board);
@@ -790,7 +807,8 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       }
       auto m = remote->mappings.find(slot.generation);
       if (m == remote->mappings.end()) {
-        Result<std::shared_ptr<Mapping>> opened = OpenMapping(slot);
+        Result<std::shared_ptr<Mapping>> opened =
+            OpenMapping(slot, OnGpu(local_type) ? local.location.device : -1);
         if (!opened.ok()) {
           std::fprintf(stderr, "cuda transport: %s\n", opened.status().ToString().c_str());
           unpin_remote();
