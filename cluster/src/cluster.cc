@@ -123,14 +123,25 @@ Messenger& Cluster::channel(size_t node_index, uint8_t number) {
 
 // --- store ------------------------------------------------------------------------------
 
-Status Cluster::StartMaster(store::MasterOptions options) {
+Status Cluster::StartMaster(store::MasterOptions options, store::MasterJournal* journal) {
   if (master_) return Status(ErrorCode::INVALID_PARAMS, "the master already runs");
   Node& n = node(master_node_);
+  n.master_port.reset();
   n.master_port = std::make_unique<DuplexPort>(n.mux->Channel(kStoreClientChannel),
                                                n.mux->Channel(kStoreMasterChannel));
   master_ = std::make_unique<store::MasterService>(env(master_node_), *n.master_port,
-                                                   std::move(options));
+                                                   std::move(options), journal);
+  if (Status s = master_->recovery(); !s.ok()) {
+    master_.reset();
+    return s;
+  }
   master_->Start();
+  return Status::Ok();
+}
+
+Status Cluster::StopMaster() {
+  if (!master_) return Status(ErrorCode::INVALID_PARAMS, "no master runs");
+  master_.reset();
   return Status::Ok();
 }
 

@@ -18,11 +18,12 @@ ClusterOptions ClusterOf(const StoreWorldOptions& o) {
   co.sim.swarm = o.swarm;
   co.sim.engine = o.engine;
   co.sim.replay_command = o.replay_command;
+  co.sim.tape = o.tape;
   return co;
 }
 
 bool Faulty(const StoreWorldOptions& o) {
-  return !o.faults.empty() || o.swarm.enabled != sim::SwarmSettings{}.enabled;
+  return !o.faults.empty() || o.swarm.enabled != sim::SwarmSettings{}.enabled || !o.tape.empty();
 }
 
 }  // namespace
@@ -49,8 +50,85 @@ StoreWorld::StoreWorld(StoreWorldOptions options) : options_(std::move(options))
 
 StoreWorld::~StoreWorld() = default;
 
+store::MasterService& StoreWorld::master() {
+  TIDAL_ASSERT_MSG(cluster_->master() != nullptr, "StoreWorld: the master is down");
+  return *cluster_->master();
+}
+
+Status StoreWorld::CrashMaster() {
+  TIDAL_RETURN_IF_ERROR(cluster_->StopMaster());
+  if (simulated()) world().Record(static_cast<int64_t>(cluster_->master_node()), "master_crash", {});
+  return Status::Ok();
+}
+
+Status StoreWorld::RestartMaster() {
+  TIDAL_RETURN_IF_ERROR(
+      cluster_->StartMaster(options_.master, options_.durable_master ? &journal_ : nullptr));
+  ++master_restarts_;
+  if (observer_) cluster_->master()->state().SetObserver(observer_);
+  if (simulated()) {
+    world().Record(static_cast<int64_t>(cluster_->master_node()), "master_restart", {});
+  }
+  return Status::Ok();
+}
+
+void StoreWorld::ScheduleMasterRestart(uint64_t at_ns, uint64_t down_ns) {
+  world().ScheduleAt(at_ns, -1, [this, down_ns, epoch = restart_epoch_]() {
+    // Voided, or an earlier crash is still down: this one merges with it.
+    if (epoch != restart_epoch_ || !master_up()) return;
+    Status crashed = CrashMaster();
+    TIDAL_ASSERT(crashed.ok());
+    world().ScheduleAt(world().NowNs() + down_ns, -1, [this, epoch]() {
+      if (epoch != restart_epoch_) return;
+      Status restarted = RestartMaster();
+      TIDAL_ASSERT_MSG(restarted.ok(), "StoreWorld: the master did not come back from its journal");
+    });
+  });
+}
+
+void StoreWorld::FinishMasterRestarts() {
+  ++restart_epoch_;
+  if (!master_up()) {
+    Status restarted = RestartMaster();
+    TIDAL_ASSERT_MSG(restarted.ok(), "StoreWorld: the master did not come back from its journal");
+  }
+}
+
+void StoreWorld::SetMasterObserver(store::MasterState::Observer observer) {
+  observer_ = std::move(observer);
+  if (master_up()) state().SetObserver(observer_);
+}
+
+namespace {
+
+// What a master restarted now would know, rebuilt from a copy of the journal.
+std::unique_ptr<store::MasterState> Probe(const store::MemoryJournal& journal,
+                                          const store::MasterOptions& options, uint64_t now_ns) {
+  store::MemoryJournal copy;
+  for (const auto& [k, v] : journal.Load()) copy.Put(k, v);
+  auto probe = std::make_unique<store::MasterState>(options);
+  Status s = probe->Recover(&copy, now_ns);
+  TIDAL_ASSERT_MSG(s.ok(), "StoreWorld: the master's journal does not read back");
+  return probe;
+}
+
+}  // namespace
+
+std::vector<store::ReplicaLocation> StoreWorld::Replicas(const std::string& key) {
+  if (master_up()) return state().Replicas(key);
+  if (!options_.durable_master) return {};
+  return Probe(journal_, options_.master, NowNs())->Replicas(key);
+}
+
+Result<store::ObjectInfo> StoreWorld::Stat(const std::string& key) {
+  if (master_up()) return state().Stat(key, NowNs());
+  if (!options_.durable_master) return Status(ErrorCode::RPC_FAIL, "the master is down");
+  return Probe(journal_, options_.master, NowNs())->Stat(key, NowNs());
+}
+
 Status StoreWorld::SetUp() {
-  Status s = cluster_->StartMaster(options_.master);
+  Status s = cluster_->StartMaster(options_.master,
+                                   options_.durable_master ? &journal_ : nullptr);
   if (!s.ok()) return s;
   for (size_t i = 0; i < options_.clients; ++i) {
     const uint32_t node = NodeOf(i);

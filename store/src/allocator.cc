@@ -29,6 +29,24 @@ std::optional<uint64_t> RangeAllocator::Allocate(uint64_t size) {
   return std::nullopt;
 }
 
+bool RangeAllocator::AllocateAt(uint64_t offset, uint64_t size) {
+  if (size == 0 || offset % kAlignment != 0 || offset > capacity_) return false;
+  const uint64_t need = Round(size);
+  if (need > capacity_ - offset) return false;
+  // The free range that starts at or before `offset` must cover all of it.
+  auto it = free_.upper_bound(offset);
+  if (it == free_.begin()) return false;
+  --it;
+  const uint64_t start = it->first, length = it->second;
+  if (start + length < offset + need) return false;
+  free_.erase(it);
+  if (offset > start) free_.emplace(start, offset - start);
+  if (start + length > offset + need) free_.emplace(offset + need, start + length - offset - need);
+  allocated_.emplace(offset, need);
+  used_ += need;
+  return true;
+}
+
 void RangeAllocator::Free(uint64_t offset, uint64_t size) {
   auto a = allocated_.find(offset);
   TIDAL_ASSERT_MSG(a != allocated_.end(), "RangeAllocator::Free of a range never allocated");

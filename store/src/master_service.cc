@@ -4,10 +4,12 @@
 
 namespace tidal::store {
 
-MasterService::MasterService(Env& env, Messenger& messenger, MasterOptions options)
+MasterService::MasterService(Env& env, Messenger& messenger, MasterOptions options,
+                             MasterJournal* journal)
     : env_(env),
       messenger_(messenger),
       state_(options),
+      recovery_(journal != nullptr ? state_.Recover(journal, env.NowNs()) : Status()),
       server_(messenger, [this](std::string_view from, MsgType type,
                                 std::string_view body) { return Handle(from, type, body); }),
       alive_(std::make_shared<bool>(true)) {}

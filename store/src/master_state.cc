@@ -1,6 +1,9 @@
 // The master's state machine (see master.h). Pure: time comes in as an argument.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+
+#include "tidal/codec.h"
 
 #include "tidal/store/master.h"
 
@@ -13,6 +16,39 @@ Status KeyCheck(const std::string& key) {
     return Status(ErrorCode::INVALID_KEY, "key is longer than " + std::to_string(kMaxKeyBytes));
   }
   return Status();
+}
+
+// Journal record keys (README: "Master restart").
+constexpr std::string_view kCountersRecord = "n";  // incarnation, next mount, generation bound
+constexpr std::string_view kMountPrefix = "m/";    // + id (16 hex digits) -> the mount
+constexpr std::string_view kObjectPrefix = "o/";   // + key -> the object
+constexpr std::string_view kDeferredPrefix = "d/";  // + id (16 hex digits) -> a deferred free
+constexpr std::string_view kFencePrefix = "f/";    // + segment: a dead owner's memory, fenced
+constexpr std::string_view kLostPrefix = "l/";     // + key -> the generation that was lost
+constexpr uint64_t kGenerationBlock = 1024;
+constexpr size_t kMaxLostReports = 4096;
+
+std::string Hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+bool ParseHex(std::string_view s, uint64_t* out) {
+  if (s.size() != 16) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = v << 4 | static_cast<uint64_t>(d);
+  }
+  *out = v;
+  return true;
+}
+
+Status BadRecord(const std::string& key, std::string_view what) {
+  return Status(ErrorCode::CORRUPT_INPUT,
+                "master journal: record '" + key + "': " + std::string(what));
 }
 
 }  // namespace
@@ -65,6 +101,14 @@ Result<uint64_t> MasterState::Mount(const std::string& client, const std::string
   for (const auto& [id, m] : mounts_) {
     if (m.segment == segment && base < m.base + m.size && m.base < base + size) {
       return Status(ErrorCode::INVALID_PARAMS,
+  // The same client mounting the same range again is its mount retried (the first answer
+  // may have been lost with a master that restarted): the same id.
+  for (const auto& [id, m] : mounts_) {
+    if (m.client == client && m.segment == segment && m.base == base && m.size == size &&
+        !m.draining) {
+      return id;
+    }
+  }
                     "mount: range overlaps mount " + std::to_string(id) + " of " + segment);
     }
   }
@@ -77,6 +121,8 @@ Result<uint64_t> MasterState::Mount(const std::string& client, const std::string
   return id;
 }
 
+  JournalCounters();
+  JournalMount(id);
 void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_until_ns) {
   TIDAL_ASSERT(mounts_.count(mount) == 1);
   const std::string segment = mounts_.at(mount).segment;
@@ -104,17 +150,33 @@ void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_unt
       Erase(it++, now_ns, now_ns);
     } else {
       ++it;  // field bug 9: other replicas keep the object readable
+      MarkLost(it->first, o.generation);
     }
   }
-  std::erase_if(deferred_, [mount](const Deferred& d) { return d.mount == mount; });
+      JournalObject(it->first, o);
+  // Leases granted before a restart are unknown: a graceful unmount waits them out too.
+  fence = std::max(fence, recovery_fence_ns_);
+  if (drain_until_ns != nullptr) *drain_until_ns = std::max(*drain_until_ns, recovery_fence_ns_);
+  // After a death the memory comes back at once; what the store still held there (frees
+  // deferred by leases, quarantined against late writes) stays fenced like the leases.
+  for (const Deferred& d : deferred_) {
+    if (d.mount == mount && drain_until_ns == nullptr) fence = std::max(fence, d.at_ns);
+  }
+  std::erase_if(deferred_, [this, mount](const Deferred& d) {
+    if (d.mount != mount) return false;
+    JournalErase(std::string(kDeferredPrefix) + Hex(d.id));
+    return true;
+  });
   mounts_.erase(mount);
   // A graceful unmount waits for these leases before it lets go of the memory; after a
   // death the owner may mount the same memory again at once, so fence it off until then.
   if (drain_until_ns == nullptr && fence > now_ns) {
+  JournalErase(std::string(kMountPrefix) + Hex(mount));
     fences_[segment] = std::max(fences_[segment], fence);
   }
 }
 
+    if (journal_ != nullptr) journal_->Put(std::string(kFencePrefix) + segment, "");
 Result<uint64_t> MasterState::Unmount(const std::string& client, uint64_t mount_id,
                                       uint64_t now_ns) {
   Touch(client, now_ns);
@@ -206,6 +268,14 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
   Object o;
   o.size = size;
   o.generation = next_generation_++;
+  if (journal_ != nullptr && next_generation_ >= generation_bound_) {
+    generation_bound_ = next_generation_ + kGenerationBlock;
+    JournalCounters();
+  }
+  if (auto l = lost_.find(key); l != lost_.end()) {
+    lost_.erase(l);
+    JournalErase(std::string(kLostPrefix) + key);
+  }
   o.writer = client;
   o.started_ns = now_ns;
   o.replicas = std::move(placed);
@@ -217,6 +287,7 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
   objects_.emplace(key, std::move(o));
   ++stats_.puts_started;
   MaybeEvict(now_ns);
+  JournalObject(key, o);
   return std::make_pair(generation, std::move(locations));
 }
 
@@ -238,6 +309,7 @@ Status MasterState::PutEnd(const std::string& client, const std::string& key, ui
   ++stats_.puts_ended;
   return Status();
 }
+  JournalObject(key, o);
 
 Status MasterState::PutRevoke(const std::string& client, const std::string& key,
                               uint64_t generation, uint64_t now_ns) {
@@ -257,7 +329,7 @@ Result<std::pair<ObjectInfo, std::vector<ReplicaLocation>>> MasterState::GetRepl
     const std::string& key, uint64_t generation, uint64_t now_ns) {
   TIDAL_RETURN_IF_ERROR(KeyCheck(key));
   auto it = objects_.find(key);
-  if (it == objects_.end()) return Status(ErrorCode::OBJECT_NOT_FOUND, "'" + key + "'");
+  if (it == objects_.end()) return NotFound(key);
   Object& o = it->second;
   if (generation != 0 && o.generation != generation) {
     // Field bug 7: a reader holding an older generation's reference must fail.
@@ -276,7 +348,7 @@ Result<std::pair<ObjectInfo, std::vector<ReplicaLocation>>> MasterState::GetRepl
 Result<ObjectInfo> MasterState::Stat(const std::string& key, uint64_t now_ns) const {
   TIDAL_RETURN_IF_ERROR(KeyCheck(key));
   auto it = objects_.find(key);
-  if (it == objects_.end()) return Status(ErrorCode::OBJECT_NOT_FOUND, "'" + key + "'");
+  if (it == objects_.end()) return NotFound(key);
   if (!it->second.complete) {
     return Status(ErrorCode::REPLICA_IS_NOT_READY, "'" + key + "' is being written");
   }
@@ -325,7 +397,17 @@ void MasterState::Release(const Object& o, uint64_t hold_until_ns, uint64_t now_
     auto m = mounts_.find(r.mount);
     TIDAL_ASSERT(m != mounts_.end());
     if (hold_until_ns > now_ns) {
-      deferred_.push_back({hold_until_ns, r.mount, r.offset, o.size});
+  // Readers under leases granted before a restart are unknown: hold their memory too.
+  hold_until_ns = std::max(hold_until_ns, recovery_fence_ns_);
+      const uint64_t id = next_deferred_++;
+      deferred_.push_back({id, hold_until_ns, r.mount, r.offset, o.size});
+      if (journal_ != nullptr) {
+        ByteWriter w;
+        w.U64(r.mount);
+        w.U64(r.offset);
+        w.U64(o.size);
+        journal_->Put(std::string(kDeferredPrefix) + Hex(id), w.Take());
+      }
     } else {
       m->second.alloc.Free(r.offset, o.size);
     }
@@ -339,6 +421,7 @@ void MasterState::Erase(std::map<std::string, Object>::iterator it, uint64_t hol
 }
 
 bool MasterState::Evictable(const Object& o, uint64_t now_ns) const {
+  JournalErase(std::string(kObjectPrefix) + it->first);
   return o.complete && !o.hard_pin && o.lease_until_ns <= now_ns;
 }
 
@@ -416,6 +499,7 @@ void MasterState::RunDeferred(uint64_t now_ns) {
 }
 
 void MasterState::Tick(uint64_t now_ns) {
+    JournalErase(std::string(kDeferredPrefix) + Hex(d.id));
   std::vector<std::string> dead;
   for (const auto& [name, c] : clients_) {
     if (c.last_seen_ns + options_.client_ttl_ns < now_ns) dead.push_back(name);
@@ -475,6 +559,204 @@ MasterStats MasterState::stats() const {
     s.used_bytes += m.alloc.used();
   }
   return s;
+  s.incarnation = incarnation_;
 }
 
 }  // namespace tidal::store
+// ---------------------------------------------------------------------------------------
+// Durability
+
+Status MasterState::NotFound(const std::string& key) const {
+  if (auto l = lost_.find(key); l != lost_.end()) {
+    return Status(ErrorCode::OBJECT_NOT_FOUND,
+                  "'" + key + "': generation " + std::to_string(l->second) +
+                      " was lost: every node holding a replica went away");
+  }
+  return Status(ErrorCode::OBJECT_NOT_FOUND, "'" + key + "'");
+}
+
+void MasterState::MarkLost(const std::string& key, uint64_t generation) {
+  lost_[key] = generation;
+  if (journal_ != nullptr) {
+    ByteWriter w;
+    w.U64(generation);
+    journal_->Put(std::string(kLostPrefix) + key, w.Take());
+  }
+  // Bounded: the oldest reports (smallest generation) go first.
+  while (lost_.size() > kMaxLostReports) {
+    auto oldest = std::min_element(lost_.begin(), lost_.end(), [](const auto& a, const auto& b) {
+      return a.second < b.second;
+    });
+    JournalErase(std::string(kLostPrefix) + oldest->first);
+    lost_.erase(oldest);
+  }
+}
+
+void MasterState::JournalObject(const std::string& key, const Object& o) {
+  if (journal_ == nullptr) return;
+  ByteWriter w;
+  w.U64(o.size);
+  w.U64(o.generation);
+  w.U8(o.complete ? 1 : 0);
+  w.Str(o.writer);
+  w.U8(o.hard_pin ? 1 : 0);
+  w.U64(o.soft_pin_ttl_ns);
+  w.U32(static_cast<uint32_t>(o.replicas.size()));
+  for (const Replica& r : o.replicas) {
+    w.U64(r.mount);
+    w.U64(r.offset);
+  }
+  journal_->Put(std::string(kObjectPrefix) + key, w.Take());
+}
+
+void MasterState::JournalMount(uint64_t id) {
+  if (journal_ == nullptr) return;
+  const MountState& m = mounts_.at(id);
+  ByteWriter w;
+  w.Str(m.client);
+  w.Str(m.segment);
+  w.U64(m.base);
+  w.U64(m.size);
+  journal_->Put(std::string(kMountPrefix) + Hex(id), w.Take());
+}
+
+void MasterState::JournalCounters() {
+  if (journal_ == nullptr) return;
+  ByteWriter w;
+  w.U64(incarnation_);
+  w.U64(next_mount_);
+  w.U64(generation_bound_);
+  journal_->Put(std::string(kCountersRecord), w.Take());
+}
+
+void MasterState::JournalErase(const std::string& record) {
+  if (journal_ != nullptr) journal_->Erase(record);
+}
+
+Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
+  TIDAL_ASSERT_MSG(journal_ == nullptr && objects_.empty() && mounts_.empty(),
+                   "MasterState::Recover on a state in use");
+  const std::map<std::string, std::string> records = journal->Load();
+  const bool restart = !records.empty();
+  std::vector<std::pair<std::string, Object>> unfinished;
+  std::vector<std::pair<uint64_t, Deferred>> held;  // journaled deferred frees
+  for (const auto& [key, value] : records) {
+    ByteReader r(value);
+    if (key == kCountersRecord) {
+      if (!r.U64(&incarnation_) || !r.U64(&next_mount_) || !r.U64(&generation_bound_) ||
+          !r.done()) {
+        return BadRecord(key, "counters do not decode");
+      }
+      next_generation_ = generation_bound_;
+    } else if (key.rfind(kMountPrefix, 0) == 0) {
+      uint64_t id = 0;
+      MountState m{"", "", 0, 0, RangeAllocator(0), false, 0};
+      if (!ParseHex(std::string_view(key).substr(kMountPrefix.size()), &id) ||
+          !r.Str(&m.client, kMaxKeyBytes) || !r.Str(&m.segment, kMaxKeyBytes) || !r.U64(&m.base) ||
+          !r.U64(&m.size) || !r.done() || m.size < RangeAllocator::kAlignment) {
+        return BadRecord(key, "mount does not decode");
+      }
+      m.alloc = RangeAllocator(m.size);
+      clients_[m.client].last_seen_ns = now_ns;  // a full TTL to show it is alive
+      mounts_.emplace(id, std::move(m));
+    } else if (key.rfind(kObjectPrefix, 0) == 0) {
+      Object o;
+      uint8_t complete = 0, hard = 0;
+      uint32_t n = 0;
+      if (!r.U64(&o.size) || !r.U64(&o.generation) || !r.U8(&complete) ||
+          !r.Str(&o.writer, kMaxKeyBytes) || !r.U8(&hard) || !r.U64(&o.soft_pin_ttl_ns) ||
+          !r.Count(&n, kMaxReplicas, 16)) {
+        return BadRecord(key, "object does not decode");
+      }
+      for (uint32_t i = 0; i < n; ++i) {
+        Replica rep;
+        if (!r.U64(&rep.mount) || !r.U64(&rep.offset)) return BadRecord(key, "replica is cut off");
+        o.replicas.push_back(rep);
+      }
+      if (!r.done() || o.size == 0 || o.generation == 0) {
+        return BadRecord(key, "object does not decode");
+      }
+      o.complete = complete != 0;
+      o.hard_pin = hard != 0;
+      o.started_ns = now_ns;
+      o.last_access_ns = now_ns;
+      if (o.complete && o.soft_pin_ttl_ns != 0) o.soft_pin_until_ns = now_ns + o.soft_pin_ttl_ns;
+      std::string object_key = key.substr(kObjectPrefix.size());
+      if (o.complete) {
+        objects_.emplace(std::move(object_key), std::move(o));
+      } else {
+        unfinished.emplace_back(std::move(object_key), std::move(o));
+      }
+    } else if (key.rfind(kDeferredPrefix, 0) == 0) {
+      Deferred d{0, 0, 0, 0, 0};
+      if (!ParseHex(std::string_view(key).substr(kDeferredPrefix.size()), &d.id) ||
+          !r.U64(&d.mount) || !r.U64(&d.offset) || !r.U64(&d.size) || !r.done() || d.size == 0) {
+        return BadRecord(key, "deferred free does not decode");
+      }
+      held.emplace_back(d.id, d);
+    } else if (key.rfind(kFencePrefix, 0) == 0) {
+      // Dead owners' memory: leases on it may have been granted just before the crash.
+      fences_[key.substr(kFencePrefix.size())] = now_ns + options_.lease_ttl_ns;
+    } else if (key.rfind(kLostPrefix, 0) == 0) {
+      uint64_t generation = 0;
+      if (!r.U64(&generation) || !r.done()) return BadRecord(key, "lost report does not decode");
+      lost_[key.substr(kLostPrefix.size())] = generation;
+    } else {
+      return BadRecord(key, "unknown record");
+    }
+  }
+  if (restart && !records.count(std::string(kCountersRecord))) {
+    return BadRecord(std::string(kCountersRecord), "missing");
+  }
+  // Allocations come back at their exact ranges; generations must lie below the bound.
+  auto take = [this](const std::string& what, uint64_t mount, uint64_t offset,
+                     uint64_t size) -> Status {
+    auto m = mounts_.find(mount);
+    if (m == mounts_.end()) return BadRecord(what, "names mount " + std::to_string(mount));
+    if (!m->second.alloc.AllocateAt(offset, size)) {
+      return BadRecord(what, "range overlaps another or lies outside its mount");
+    }
+    return Status();
+  };
+  for (auto& [key, o] : objects_) {
+    if (o.generation >= next_generation_) {
+      return BadRecord(std::string(kObjectPrefix) + key, "generation above the journaled bound");
+    }
+    if (o.replicas.empty()) return BadRecord(std::string(kObjectPrefix) + key, "no replica");
+    for (const Replica& rep : o.replicas) {
+      TIDAL_RETURN_IF_ERROR(take(std::string(kObjectPrefix) + key, rep.mount, rep.offset, o.size));
+    }
+  }
+  for (auto& [key, o] : unfinished) {
+    for (const Replica& rep : o.replicas) {
+      TIDAL_RETURN_IF_ERROR(take(std::string(kObjectPrefix) + key, rep.mount, rep.offset, o.size));
+    }
+  }
+  for (auto& [id, d] : held) {
+    TIDAL_RETURN_IF_ERROR(take(std::string(kDeferredPrefix) + Hex(id), d.mount, d.offset, d.size));
+    next_deferred_ = std::max(next_deferred_, id + 1);
+  }
+  journal_ = journal;
+  if (restart) {
+    ++incarnation_;
+    // Leases granted before the crash are void but may still be read under: nothing that
+    // is freed from now on is reused before the longest of them has lapsed.
+    recovery_fence_ns_ = now_ns + options_.lease_ttl_ns;
+    for (auto& [id, d] : held) {
+      d.at_ns = std::max(now_ns + options_.reclaim_quarantine_ns, recovery_fence_ns_);
+      deferred_.push_back(d);
+    }
+  }
+  JournalCounters();
+  stats_.recovered_objects = objects_.size();
+  // Puts being written when the master went down are reclaimed: the writer's PutEnd
+  // fails, its memory is quarantined against its late writes.
+  for (auto& [key, o] : unfinished) {
+    ++stats_.puts_reclaimed;
+    Notify(key, o.generation, "reclaimed");
+    Release(o, now_ns + options_.reclaim_quarantine_ns, now_ns);
+    JournalErase(std::string(kObjectPrefix) + key);
+  }
+  return CheckInvariants();
+}
+

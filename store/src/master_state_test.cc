@@ -195,7 +195,10 @@ TEST_F(StoreMaster, UnmountIsGracefulAndReportsDrain) {
 
 TEST_F(StoreMaster, MountValidation) {
   EXPECT_EQ(m_->Mount("c1", "node1", 0, 4096, 0).code(), ErrorCode::INVALID_PARAMS);
-  EXPECT_EQ(m_->Mount("c1", "node1", 0x10000, 4096, 0).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(m_->Mount("c1", "node1", 0x10000, 8192, 0).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(m_->Mount("c2", "node1", 0x10000, 4096, 0).code(), ErrorCode::INVALID_PARAMS);
+  // The same client mounting the same range again is a retry: the same mount.
+  EXPECT_EQ(m_->Mount("c1", "node1", 0x10000, 4096, 0).value(), m_->Heartbeat("c1", 0).at(0));
   EXPECT_EQ(m_->Mount("c1", "node1", 0x20000, 10, 0).code(), ErrorCode::INVALID_PARAMS);
   EXPECT_EQ(m_->Mount("c1", "", 0x20000, 4096, 0).code(), ErrorCode::INVALID_PARAMS);
   EXPECT_TRUE(m_->Mount("c1", "node1", 0x90000, 4096, 0).ok());

@@ -111,7 +111,14 @@ class Cluster {
   size_t master_node() const { return master_node_; }
   std::string master_endpoint() const { return NodeName(master_node_); }
   // Starts the master on master_node(). INVALID_PARAMS if it already runs. Never blocks.
-  Status StartMaster(store::MasterOptions options = {});
+  // With a `journal` (it must outlive the master) the master rebuilds its state from it
+  // and journals to it (store::MasterState::Recover); a journal that does not read back
+  // is its CORRUPT_INPUT, and no master runs.
+  Status StartMaster(store::MasterOptions options = {}, store::MasterJournal* journal = nullptr);
+  // Ends the master's process state (its MasterService: state, RPC answer cache, timers),
+  // as a crash of the master process would; its endpoint stays and drops what arrives
+  // until StartMaster runs a new one. INVALID_PARAMS if no master runs.
+  Status StopMaster();
   store::MasterService* master() { return master_.get(); }  // nullptr until started
   // Creates the store client of `node` (one per node) talking to master_endpoint();
   // options.master is overwritten. Nothing is sent until its Start(). INVALID_PARAMS:

@@ -29,11 +29,16 @@ struct StoreWorldOptions {
   uint64_t segment_bytes = 8ull << 20;
   bool mount = true;
   store::MasterOptions master;
+  // The master journals its state to a MemoryJournal the world owns, which outlives any
+  // one master: RestartMaster rebuilds the state from it (README: "Master restart").
+  // false: no journal; a restarted master starts empty.
+  bool durable_master = true;
   store::StoreClientOptions client;
   TransferEngineOptions engine;  // simulator
   std::string faults;            // a fault script (fault_plan.h); empty: none (simulator)
   sim::SwarmSettings swarm;      // simulator
   std::string replay_command;    // simulator
+  std::vector<uint8_t> tape;     // simulator: non-empty, the world's tape instead of the seed
 };
 
 class StoreWorld {
@@ -53,8 +58,35 @@ class StoreWorld {
   Fabric& fabric() { return cluster_->fabric(); }
   bool simulated() const { return cluster_->simulated(); }
   sim::World& world() { return cluster_->world(); }  // simulator only (asserts)
-  store::MasterService& master() { return *cluster_->master(); }
+  // The running master (asserts that one runs: see master_up()).
+  store::MasterService& master();
   store::MasterState& state() { return master().state(); }
+
+  // --- master crash and restart ---------------------------------------------------------
+  // CrashMaster ends the master's process state now (Cluster::StopMaster: state, RPC
+  // answer cache, timers; the endpoint drops what arrives). RestartMaster starts a new
+  // master on the same endpoint, rebuilt from the journal (with durable_master), with the
+  // observer of SetMasterObserver. INVALID_PARAMS if the master is already down / up;
+  // RestartMaster: the journal's CORRUPT_INPUT.
+  Status CrashMaster();
+  Status RestartMaster();
+  // Simulator: crashes the master at virtual time `at_ns` and restarts it `down_ns` later,
+  // both as world events (so they land between any two events of the run). Asserts that
+  // the restart succeeds.
+  void ScheduleMasterRestart(uint64_t at_ns, uint64_t down_ns);
+  // Cancels the scheduled crashes that have not happened yet, and restarts a master that
+  // is down now (so that checks after a workload meet a running master).
+  void FinishMasterRestarts();
+  bool master_up() { return cluster_->master() != nullptr; }
+  uint64_t master_restarts() const { return master_restarts_; }
+  // Installed on the master now and on every restarted one (MasterState::SetObserver).
+  void SetMasterObserver(store::MasterState::Observer observer);
+  // The replicas the master records for `key`; while it is down, those its journal holds
+  // (what a restarted master would know). Empty without a journal while down.
+  std::vector<store::ReplicaLocation> Replicas(const std::string& key);
+  // As Replicas, for MasterState::Stat.
+  Result<store::ObjectInfo> Stat(const std::string& key);
+  store::MemoryJournal& journal() { return journal_; }
   store::StoreClient& client(size_t i) { return *cluster_->store_client(NodeOf(i)); }
   size_t clients() const { return options_.clients; }
   static uint32_t NodeOf(size_t client) { return static_cast<uint32_t>(client + 1); }
@@ -96,7 +128,11 @@ class StoreWorld {
   Status SetUp();
 
   StoreWorldOptions options_;
+  store::MemoryJournal journal_;  // declared before the cluster: outlives every master
   std::unique_ptr<Cluster> cluster_;
+  store::MasterState::Observer observer_;
+  uint64_t master_restarts_ = 0;
+  uint64_t restart_epoch_ = 0;  // FinishMasterRestarts voids events of earlier epochs
 };
 
 // Deterministic test bytes: `size` bytes derived from `seed`.

@@ -20,6 +20,10 @@ class RangeAllocator {
 
   // An offset of `size` (> 0) bytes, or nullopt if no free range fits.
   std::optional<uint64_t> Allocate(uint64_t size);
+  // Takes exactly [offset, offset + size) (size rounded up as Allocate does), for a master
+  // that rebuilds its allocations from its journal. False, changing nothing, if that range
+  // is not wholly free or is unaligned.
+  bool AllocateAt(uint64_t offset, uint64_t size);
   // Returns a range given by Allocate (same offset and size; asserted).
   void Free(uint64_t offset, uint64_t size);
 

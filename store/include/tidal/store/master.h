@@ -58,7 +58,44 @@ struct MasterStats {
   uint64_t puts_revoked = 0;
   uint64_t puts_reclaimed = 0;  // writer died or put timed out
   uint64_t evicted = 0;
+// Durable storage for the master's state, so that a restarted master rebuilds it (README:
+// "Master restart"). A record is a key and opaque bytes. Put and Erase are synchronous:
+// when they return, the change survives a crash of the master's process (a journal that
+// cannot make a change durable must stop the process, never carry on without it).
+//
+// Implementations: MemoryJournal below (owned outside the master, it survives the master
+// being destroyed and built again: the simulator's durable storage); FileJournal in
+// backends/ (an append-only file, for tidal-master --state-dir).
+class MasterJournal {
+ public:
+  virtual ~MasterJournal() = default;
+  virtual void Put(const std::string& key, std::string value) = 0;
+  virtual void Erase(const std::string& key) = 0;
+  // Every record, in key order.
+  virtual std::map<std::string, std::string> Load() const = 0;
+};
+
+class MemoryJournal final : public MasterJournal {
+ public:
+  void Put(const std::string& key, std::string value) override {
+    records_[key] = std::move(value);
+    ++writes_;
+  }
+  void Erase(const std::string& key) override {
+    records_.erase(key);
+    ++writes_;
+  }
+  std::map<std::string, std::string> Load() const override { return records_; }
+  size_t size() const { return records_.size(); }
+  uint64_t writes() const { return writes_; }
+
+ private:
+  std::map<std::string, std::string> records_;
+  uint64_t writes_ = 0;
+};
+
   uint64_t removed = 0;
+  uint64_t incarnation = 1;  // 1 + how many times the state was rebuilt from its journal
   uint64_t leases_granted = 0;
   uint64_t lost = 0;  // objects whose last replica went with its holder
   uint64_t clients_died = 0;
@@ -68,6 +105,7 @@ struct MasterStats {
 
 class MasterState {
  public:
+  uint64_t recovered_objects = 0;  // complete objects rebuilt from the journal
   explicit MasterState(MasterOptions options = {});
 
   // Registers `client` (or refreshes it). Returns the ids of the mounts the master holds
@@ -77,6 +115,19 @@ class MasterState {
   // Adds [base, base+size) of segment `segment` (an engine segment name) owned by
   // `client`. INVALID_PARAMS for size 0, base 0, a wrapping range, or an overlap with a
   // range already mounted for that segment.
+  // Durability (README: "Master restart"). Rebuilds the state from `journal`'s records and
+  // journals every change of durable state to it from then on. Call once, on a fresh
+  // state, before anything else; an empty journal starts an empty store (incarnation 1).
+  // What is rebuilt: mounts (and their owners, alive from `now_ns` on for a full
+  // client_ttl_ns), complete objects at their exact replica ranges, generations (the
+  // counter never goes back), frees still deferred, lost-object reports. What is not:
+  // leases (void: the memory they could read is not reused before now_ns + lease_ttl_ns),
+  // puts being written (reclaimed: their PutEnd fails with OBJECT_NOT_FOUND; their memory
+  // is quarantined), the RPC answer cache. CORRUPT_INPUT naming the record when a record
+  // does not decode or contradicts another (then the state is unusable).
+  Status Recover(MasterJournal* journal, uint64_t now_ns);
+  uint64_t incarnation() const { return incarnation_; }
+
   Result<uint64_t> Mount(const std::string& client, const std::string& segment, uint64_t base,
                          uint64_t size, uint64_t now_ns);
   // Graceful unmount: no new placements; objects keep their other replicas; objects whose
@@ -103,8 +154,9 @@ class MasterState {
                    uint64_t now_ns);
 
   // The complete object's replicas and a lease of options.lease_ttl_ns. OBJECT_NOT_FOUND
-  // (missing, or `generation` != 0 and not the current one), REPLICA_IS_NOT_READY (being
-  // written), INVALID_KEY.
+  // (missing, or `generation` != 0 and not the current one; for an object lost with the
+  // last holder of its replicas the message says "lost" and names the generation, until
+  // the key is put again), REPLICA_IS_NOT_READY (being written), INVALID_KEY.
   Result<std::pair<ObjectInfo, std::vector<ReplicaLocation>>> GetReplicaList(const std::string& key,
                                                                              uint64_t generation,
                                                                              uint64_t now_ns);
@@ -176,6 +228,7 @@ class MasterState {
   };
   struct Client {
     uint64_t last_seen_ns = 0;
+    uint64_t id;
   };
 
   void Touch(const std::string& client, uint64_t now_ns);
@@ -201,6 +254,13 @@ class MasterState {
   std::map<std::string, Client> clients_;
   std::vector<Deferred> deferred_;
   std::map<std::string, uint64_t> fences_;  // segment name -> last lease on dropped memory
+  Status NotFound(const std::string& key) const;
+  // Journal writes (no-ops without a journal).
+  void JournalObject(const std::string& key, const Object& o);
+  void JournalMount(uint64_t id);
+  void JournalCounters();
+  void JournalErase(const std::string& record);
+  void MarkLost(const std::string& key, uint64_t generation);
   uint64_t next_mount_ = 1;
   uint64_t next_generation_ = 1;
   MasterStats stats_;
@@ -210,9 +270,21 @@ class MasterState {
 // Serves a MasterState at a Messenger endpoint. Start it once; it runs until destroyed.
 class MasterService {
  public:
+  uint64_t next_deferred_ = 1;
+  MasterJournal* journal_ = nullptr;
+  uint64_t incarnation_ = 1;
+  // Generations below this are journaled as handed out; PutStart journals a new bound
+  // every kGenerationBlock generations, and a restart continues from the bound.
+  uint64_t generation_bound_ = 1;
+  // Leases granted before a restart are unknown: memory is not reused before this.
+  uint64_t recovery_fence_ns_ = 0;
+  std::map<std::string, uint64_t> lost_;  // key -> generation lost with its holders
   // `env` and `messenger` must outlive the service. The service installs itself as the
   // messenger's receiver.
-  MasterService(Env& env, Messenger& messenger, MasterOptions options = {});
+  // With a `journal` (which must outlive the service), the state is first rebuilt from
+  // it and journaled to it (MasterState::Recover; recovery() says how that went).
+  MasterService(Env& env, Messenger& messenger, MasterOptions options = {},
+                MasterJournal* journal = nullptr);
   ~MasterService();
   MasterService(const MasterService&) = delete;
   MasterService& operator=(const MasterService&) = delete;
@@ -229,6 +301,8 @@ class MasterService {
   void ArmSweep();
 
   Env& env_;
+  // OK, or why the journal could not be read back (the service must not be started).
+  const Status& recovery() const { return recovery_; }
   Messenger& messenger_;
   MasterState state_;
   RpcServer server_;
@@ -237,3 +311,4 @@ class MasterService {
 };
 
 }  // namespace tidal::store
+  Status recovery_;
