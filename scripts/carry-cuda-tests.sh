@@ -14,11 +14,19 @@ mkdir -p "$out"
 tests=(collectives/cuda/reduce_cuda_test backends/cuda/cuda_backend_test
        backends/cuda/cuda_conformance_test backends/cuda/cuda_xproc_test
        tests/contract/transport_contract_test
-       store/store_api_test collectives/collectives_sim_test tests/contract/sim_vs_real_test)
+       store/store_api_test collectives/collectives_sim_test tests/contract/sim_vs_real_test
+       collectives/cuda/collectives_device_cuda_test)
+# CARRY_ONLY="a b": carry only the binaries with these base names (a build that made only
+# what one change touched); run.sh then runs those that are present.
 for t in "${tests[@]}"; do
+  if [ -n "${CARRY_ONLY:-}" ] && [[ " $CARRY_ONLY " != *" $(basename "$t") "* ]]; then continue; fi
   [ -x "$build/$t" ] || { echo "carry-cuda-tests: $build/$t is not built (TIDAL_CUDA=ON?)" >&2; exit 1; }
   strip -o "$out/$(basename "$t")" "$build/$t"
 done
+# The GPU benchmark (tidal-cuda-bench: transfer, nccl, coll), when built.
+bench=tools/tidal-cuda-bench/tidal-cuda-bench
+if [ -x "$build/$bench" ]; then strip -o "$out/tidal-cuda-bench" "$build/$bench"; fi
+# libnccl (over 200 MB) does not travel: run.sh finds the GPU machine's own.
 for lib in libucp.so.0 libuct.so.0 libucs.so.0 libucm.so.0 libibverbs.so.1 libnl-3.so.200 \
            libnl-route-3.so.200 libboost_program_options.so.1.74.0; do
   path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
@@ -28,14 +36,20 @@ cat >"$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
 cd "$(dirname "$0")"
 export LD_LIBRARY_PATH=$PWD:${LD_LIBRARY_PATH:-} NCCL_NVLS_ENABLE=0
+# The machine's NCCL for tidal-cuda-bench (CUDA's lib folder or a Python wheel's).
+nccl=$(ldconfig -p | awk '$1 == "libnccl.so.2" { print $NF; exit }')
+[ -n "$nccl" ] || nccl=$(find /usr/local /usr/lib /opt -name libnccl.so.2 2>/dev/null | head -1)
+[ -n "$nccl" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$nccl")
 nvidia-smi -L
 rc=0
-for t in reduce_cuda_test cuda_backend_test cuda_conformance_test; do
+for t in reduce_cuda_test cuda_backend_test cuda_conformance_test collectives_device_cuda_test; do
+  [ -x ./$t ] || continue
   echo "== $t"; ./$t || rc=1
 done
 # CudaTransport across processes (it starts its peer processes from its own binary).
 [ -x ./cuda_xproc_test ] && { echo "== cuda_xproc_test"; ./cuda_xproc_test || rc=1; }
 for t in transport_contract_test store_api_test collectives_sim_test sim_vs_real_test; do
+  [ -x ./$t ] || continue
   echo "== $t (cuda instances)"; ./$t --gtest_filter='*cuda*' || rc=1
 done
 exit $rc

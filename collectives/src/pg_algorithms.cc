@@ -34,7 +34,7 @@ Task<Status> ProcessGroup::Impl::RunAlgorithm(CollOp& op, const std::vector<int>
   const DataType dt = op.type == OpType::kScatter ? op.out.dtype : op.in.dtype;
   Attempt a{op,    mem,      m,  i, mem[(i + 1) % m], mem[(i + m - 1) % m], dt, DataTypeSize(dt),
             epoch, deadline, {}, {}};
-  op.parts.assign(m, {});
+  op.parts.assign(m, nullptr);
   switch (op.type) {
     case OpType::kBarrier:
       TIDAL_STEP(Step(a, 0, 0));
@@ -74,13 +74,13 @@ Status ProcessGroup::Impl::ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t
                                          uint64_t count) {
   std::vector<const void*> inputs(a.m);
   for (uint64_t j = 0; j < a.m; ++j) {
-    inputs[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j].data();
+    inputs[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j];
   }
-  return reducer_->ReduceAll(out, inputs, count, a.dt, a.op.rop, Location::Host());
+  return reducer_->ReduceAll(out, inputs, count, a.dt, a.op.rop, loc_);
 }
 
 Task<Status> ProcessGroup::Impl::RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps) {
-  uint8_t* buf = a.op.buf.data();
+  uint8_t* buf = a.op.buf;
   for (uint64_t s = 0; s + 1 < a.m; ++s) {
     TIDAL_STEP(Step(a, s, steps));
     Span out = Partition(n, a.m, RingSub(a.i, s + 1, a.m));
@@ -92,7 +92,7 @@ Task<Status> ProcessGroup::Impl::RunRingReduceScatter(Attempt& a, uint64_t n, ui
   Span mine = Partition(n, a.m, a.i);
   if (a.op.rop == ReduceOp::kAvg) {
     TIDAL_CO_RETURN_IF_ERROR(
-        reducer_->Scale(buf + mine.offset * a.es, mine.count, a.dt, a.m, Location::Host()));
+        reducer_->Scale(buf + mine.offset * a.es, mine.count, a.dt, a.m, loc_));
   }
   co_return Status::Ok();
 }
@@ -103,34 +103,38 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
   const uint64_t bytes = n * a.es;
   const bool is_reduce = op.type == OpType::kReduce;
   const uint64_t r = is_reduce ? IndexOf(a.mem, op.root) : 0;
-  op.buf.assign(op.in.bytes_ptr(), op.in.bytes_ptr() + bytes);
   op.algorithm =
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
-  if (op.algorithm == Algorithm::kDirect) {
+  const bool direct = op.algorithm == Algorithm::kDirect;
+  TIDAL_CO_RETURN_IF_ERROR(
+      co_await ReserveScratch(ScratchSize(bytes) * (direct ? a.m + 1 : 1)));
+  op.buf = TakeScratch(bytes);
+  TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf, op.in.data, bytes));
+  if (direct) {
     TIDAL_STEP(Step(a, 0, steps));
     const bool gathers = !is_reduce || a.i == r;  // this rank reduces
     for (uint64_t j = 0; j < a.m; ++j) {
       if (j == a.i) continue;
-      if (!is_reduce) a.sends.push_back({a.mem[j], op.buf.data(), bytes});
+      if (!is_reduce) a.sends.push_back({a.mem[j], op.buf, bytes});
       if (gathers) {
-        op.parts[j].resize(bytes);
-        a.recvs.push_back({a.mem[j], op.parts[j].data(), bytes, false, -1});
+        op.parts[j] = TakeScratch(bytes);
+        a.recvs.push_back({a.mem[j], op.parts[j], bytes, false, -1});
       }
     }
-    if (!gathers) a.sends.push_back({op.root, op.buf.data(), bytes});
+    if (!gathers) a.sends.push_back({op.root, op.buf, bytes});
     TIDAL_STEP(Move(a));
     if (gathers) {
-      std::vector<uint8_t> result(bytes);
-      TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, op.buf.data(), result.data(), n));
-      op.buf.swap(result);
+      uint8_t* result = TakeScratch(bytes);
+      TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, op.buf, result, n));
+      op.buf = result;
     }
     TIDAL_STEP(Step(a, steps, steps));
     co_return Status::Ok();
   }
   TIDAL_STEP(RunRingReduceScatter(a, n, steps));
   TIDAL_STEP(Step(a, a.m - 1, steps));
-  uint8_t* buf = op.buf.data();
+  uint8_t* buf = op.buf;
   if (is_reduce) {
     // Gather the reduced segments at the root.
     for (uint64_t j = 0; j < a.m; ++j) {
@@ -160,25 +164,26 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t bytes = op.in.count * a.es;
   const uint64_t r = IndexOf(a.mem, op.root);
-  op.buf.resize(bytes);
-  if (a.i == r && bytes > 0) std::memcpy(op.buf.data(), op.in.data, bytes);
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(bytes)));
+  op.buf = TakeScratch(bytes);
+  if (a.i == r) TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf, op.in.data, bytes));
   op.algorithm =
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
   TIDAL_STEP(Step(a, 0, steps));
   if (op.algorithm == Algorithm::kDirect) {
     for (uint64_t j = 0; j < a.m && a.i == r; ++j) {
-      if (j != a.i) a.sends.push_back({a.mem[j], op.buf.data(), bytes});
+      if (j != a.i) a.sends.push_back({a.mem[j], op.buf, bytes});
     }
-    if (a.i != r) a.recvs.push_back({op.root, op.buf.data(), bytes, false, -1});
+    if (a.i != r) a.recvs.push_back({op.root, op.buf, bytes, false, -1});
   } else {
     // A pipelined chain from the root around the ring: each chunk is passed on as soon
     // as it arrived.
     const uint64_t pos = RingSub(a.i, r, a.m);
     if (pos == 0) {
-      a.sends.push_back({a.next, op.buf.data(), bytes});
+      a.sends.push_back({a.next, op.buf, bytes});
     } else {
-      a.recvs.push_back({a.prev, op.buf.data(), bytes, false, pos + 1 < a.m ? a.next : -1});
+      a.recvs.push_back({a.prev, op.buf, bytes, false, pos + 1 < a.m ? a.next : -1});
     }
   }
   TIDAL_STEP(Move(a));
@@ -189,12 +194,15 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
 Task<Status> ProcessGroup::Impl::RunAllGather(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t bytes = op.in.count * a.es;
-  op.buf.assign(static_cast<uint64_t>(size_) * bytes, 0);  // failed ranks' blocks stay 0
-  if (bytes > 0) std::memcpy(op.buf.data() + rank_ * bytes, op.in.data, bytes);
+  const uint64_t total = static_cast<uint64_t>(size_) * bytes;
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
+  op.buf = TakeScratch(total);
+  TIDAL_CO_RETURN_IF_ERROR(ZeroLocal(op.buf, total));  // failed ranks' blocks stay 0
+  TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf + rank_ * bytes, op.in.data, bytes));
   op.algorithm =
       ChooseAlgorithm(op.type, a.m * bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
-  auto block = [&](uint64_t j) { return op.buf.data() + a.mem[j] * bytes; };
+  auto block = [&](uint64_t j) { return op.buf + a.mem[j] * bytes; };
   if (op.algorithm == Algorithm::kDirect) {
     TIDAL_STEP(Step(a, 0, steps));
     for (uint64_t j = 0; j < a.m; ++j) {
@@ -219,23 +227,28 @@ Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t c = op.out.count;
   const uint64_t bytes = c * a.es;
-  op.buf.assign(op.in.bytes_ptr(), op.in.bytes_ptr() + static_cast<uint64_t>(size_) * bytes);
+  const uint64_t total = static_cast<uint64_t>(size_) * bytes;
   op.algorithm =
       ChooseAlgorithm(op.type, a.m * bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
-  auto block = [&](uint64_t j) { return op.buf.data() + a.mem[j] * bytes; };
-  if (op.algorithm == Algorithm::kDirect) {
+  const bool direct = op.algorithm == Algorithm::kDirect;
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(
+      ScratchSize(total) + (direct ? ScratchSize(bytes) * (a.m + 1) : 0)));
+  op.buf = TakeScratch(total);
+  TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf, op.in.data, total));
+  auto block = [&](uint64_t j) { return op.buf + a.mem[j] * bytes; };
+  if (direct) {
     TIDAL_STEP(Step(a, 0, steps));
     for (uint64_t j = 0; j < a.m; ++j) {
       if (j == a.i) continue;
-      op.parts[j].resize(bytes);
+      op.parts[j] = TakeScratch(bytes);
       a.sends.push_back({a.mem[j], block(j), bytes});
-      a.recvs.push_back({a.mem[j], op.parts[j].data(), bytes, false, -1});
+      a.recvs.push_back({a.mem[j], op.parts[j], bytes, false, -1});
     }
     TIDAL_STEP(Move(a));
-    std::vector<uint8_t> result(bytes);
-    TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, block(a.i), result.data(), c));
-    if (bytes > 0) std::memcpy(block(a.i), result.data(), bytes);
+    uint8_t* result = TakeScratch(bytes);
+    TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, block(a.i), result, c));
+    TIDAL_CO_RETURN_IF_ERROR(CopyLocal(block(a.i), result, bytes));
   } else {
     // The ring over members, where segment j is member j's block (failed ranks' blocks
     // are nobody's and are not reduced).
@@ -246,7 +259,7 @@ Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
       TIDAL_STEP(Move(a));
     }
     if (op.rop == ReduceOp::kAvg) {
-      TIDAL_CO_RETURN_IF_ERROR(reducer_->Scale(block(a.i), c, a.dt, a.m, Location::Host()));
+      TIDAL_CO_RETURN_IF_ERROR(reducer_->Scale(block(a.i), c, a.dt, a.m, loc_));
     }
   }
   TIDAL_STEP(Step(a, steps, steps));
@@ -260,11 +273,14 @@ Task<Status> ProcessGroup::Impl::RunRooted(Attempt& a) {
   if (op.type == OpType::kGather) {
     const uint64_t bytes = op.in.count * a.es;
     if (root) {
-      op.buf.assign(static_cast<uint64_t>(size_) * bytes, 0);  // failed ranks' blocks stay 0
-      if (bytes > 0) std::memcpy(op.buf.data() + rank_ * bytes, op.in.data, bytes);
+      const uint64_t total = static_cast<uint64_t>(size_) * bytes;
+      TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
+      op.buf = TakeScratch(total);
+      TIDAL_CO_RETURN_IF_ERROR(ZeroLocal(op.buf, total));  // failed ranks' blocks stay 0
+      TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf + rank_ * bytes, op.in.data, bytes));
       for (uint64_t j = 0; j < a.m; ++j) {
         if (j == a.i) continue;
-        a.recvs.push_back({a.mem[j], op.buf.data() + a.mem[j] * bytes, bytes, false, -1});
+        a.recvs.push_back({a.mem[j], op.buf + a.mem[j] * bytes, bytes, false, -1});
       }
     } else {
       a.sends.push_back({op.root, op.in.bytes_ptr(), bytes});
@@ -276,8 +292,9 @@ Task<Status> ProcessGroup::Impl::RunRooted(Attempt& a) {
         if (j != a.i) a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});
       }
     } else {
-      op.buf.resize(bytes);
-      a.recvs.push_back({op.root, op.buf.data(), bytes, false, -1});
+      TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(bytes)));
+      op.buf = TakeScratch(bytes);
+      a.recvs.push_back({op.root, op.buf, bytes, false, -1});
     }
   }
   TIDAL_STEP(Move(a));
@@ -288,15 +305,17 @@ Task<Status> ProcessGroup::Impl::RunRooted(Attempt& a) {
 Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t bytes = (op.in.count / static_cast<uint64_t>(size_)) * a.es;
-  op.buf.assign(static_cast<uint64_t>(size_) * bytes, 0);  // failed ranks' blocks stay 0
-  if (bytes > 0) {
-    std::memcpy(op.buf.data() + rank_ * bytes, op.in.bytes_ptr() + rank_ * bytes, bytes);
-  }
+  const uint64_t total = static_cast<uint64_t>(size_) * bytes;
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
+  op.buf = TakeScratch(total);
+  TIDAL_CO_RETURN_IF_ERROR(ZeroLocal(op.buf, total));  // failed ranks' blocks stay 0
+  TIDAL_CO_RETURN_IF_ERROR(
+      CopyLocal(op.buf + rank_ * bytes, op.in.bytes_ptr() + rank_ * bytes, bytes));
   TIDAL_STEP(Step(a, 0, 1));
   for (uint64_t j = 0; j < a.m; ++j) {
     if (j == a.i) continue;
     a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});
-    a.recvs.push_back({a.mem[j], op.buf.data() + a.mem[j] * bytes, bytes, false, -1});
+    a.recvs.push_back({a.mem[j], op.buf + a.mem[j] * bytes, bytes, false, -1});
   }
   TIDAL_STEP(Move(a));
   TIDAL_STEP(Step(a, 1, 1));
@@ -305,8 +324,9 @@ Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
 
 Status ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
   TIDAL_ASSERT(view & Bit(rank_));
-  auto copy_out = [](const Tensor& t, const uint8_t* src, uint64_t bytes) {
-    if (bytes > 0) std::memmove(t.data, src, bytes);
+  Status st = Status::Ok();
+  auto copy_out = [this, &st](const Tensor& t, const uint8_t* src, uint64_t bytes) {
+    st = CopyLocal(t.data, src, bytes);
   };
   const bool root = rank_ == op.root;
   const uint64_t out_bytes = op.out.bytes();
@@ -314,27 +334,27 @@ Status ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
     case OpType::kAllReduce:
     case OpType::kAllGather:
     case OpType::kAllToAll:
-      copy_out(op.out, op.buf.data(), out_bytes);
+      copy_out(op.out, op.buf, out_bytes);
       break;
     case OpType::kBroadcast:
-      if (!root) copy_out(op.out, op.buf.data(), out_bytes);
+      if (!root) copy_out(op.out, op.buf, out_bytes);
       break;
     case OpType::kReduce:
     case OpType::kGather:
-      if (root) copy_out(op.out, op.buf.data(), out_bytes);
+      if (root) copy_out(op.out, op.buf, out_bytes);
       break;
     case OpType::kReduceScatter:
-      copy_out(op.out, op.buf.data() + rank_ * out_bytes, out_bytes);
+      copy_out(op.out, op.buf + rank_ * out_bytes, out_bytes);
       break;
     case OpType::kScatter:
-      copy_out(op.out, root ? op.in.bytes_ptr() + rank_ * out_bytes : op.buf.data(), out_bytes);
+      copy_out(op.out, root ? op.in.bytes_ptr() + rank_ * out_bytes : op.buf, out_bytes);
       break;
     default:
       break;
   }
-  op.buf = {};
+  op.buf = nullptr;
   op.parts = {};
-  return Status::Ok();
+  return st;
 }
 
 }  // namespace tidal::coll

@@ -2,13 +2,14 @@
 // RunStep, which moves one step's sends and receives concurrently.
 //
 // A channel is one direction of one pair in one class (collective or p2p). The receiver
-// owns kSlotsPerChannel slots per sender; chunk `seq` goes to slot seq % 2. The sender
-// may have at most two chunks unconsumed (sent - consumed < 2); the receiver returns a
+// owns options.slots_per_channel slots (S, default 2) per sender; chunk `seq` goes to slot
+// seq % S. The sender may have at most S chunks unconsumed (sent - consumed < S); the receiver returns a
 // credit carrying its consumed count after it has copied or folded a slot. Collective
 // channels restart at every attempt (op, epoch): chunks and credits of other attempts
 // are ignored, so a retried attempt never reads a stale slot as its own.
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "pg_impl.h"
 
@@ -16,7 +17,7 @@ namespace tidal::coll {
 
 uint64_t ProcessGroup::Impl::SlotOffset(int sender, ChannelClass cls, uint64_t slot) const {
   uint64_t index = (static_cast<uint64_t>(sender) * kChannelClasses + static_cast<uint64_t>(cls)) *
-                       kSlotsPerChannel +
+                       slots_ +
                    slot;
   return index * options_.slot_bytes;
 }
@@ -32,6 +33,112 @@ void ProcessGroup::Impl::ResetCollChannels(uint64_t attempt) {
       it = it->first.first < attempt ? rc.pending.erase(it) : std::next(it);
     }
   }
+}
+
+Status ProcessGroup::Impl::CopyLocal(void* dst, const void* src, uint64_t bytes) {
+  if (bytes == 0 || dst == src) return Status::Ok();
+  if (loc_.is_host()) {
+    std::memmove(dst, src, bytes);
+    return Status::Ok();
+  }
+  return reducer_->Copy(dst, src, bytes, loc_);
+}
+
+Status ProcessGroup::Impl::ZeroLocal(void* dst, uint64_t bytes) {
+  if (bytes == 0) return Status::Ok();
+  if (loc_.is_host()) {
+    std::memset(dst, 0, bytes);
+    return Status::Ok();
+  }
+  // u8 SUM's identity is 0: every byte zero.
+  return reducer_->Identity(dst, bytes, DataType::kU8, ReduceOp::kSum, loc_);
+}
+
+namespace {
+struct ReducerCall {
+  bool done = false;
+  Status status;
+};
+}  // namespace
+
+Task<Status> ProcessGroup::Impl::AwaitReducer(std::function<void(Reducer::Done)> start) {
+  auto call = std::make_shared<ReducerCall>();
+  const std::thread::id executor = std::this_thread::get_id();
+  std::weak_ptr<bool> alive = alive_;
+  Env* env = &env_;
+  Signal* changed = &changed_;
+  start([call, executor, alive, env, changed](Status st) {
+    if (std::this_thread::get_id() == executor) {  // finished inside the call
+      call->status = std::move(st);
+      call->done = true;
+      return;
+    }
+    env->Post([call, alive, changed, st = std::move(st)]() mutable {
+      call->status = std::move(st);
+      call->done = true;
+      if (!alive.expired()) changed->NotifyAll();
+    });
+  });
+  // Device work always finishes (it never waits on a peer), so this wait needs no deadline.
+  while (!call->done) co_await changed_.Wait(kNoDeadline);
+  co_return call->status;
+}
+
+Task<Status> ProcessGroup::Impl::FoldAsync(void* acc, const void* in, uint64_t count,
+                                           DataType dtype, ReduceOp rop) {
+  if (count == 0) co_return Status::Ok();
+  Reducer* r = reducer_;
+  Location loc = loc_;
+  co_return co_await AwaitReducer([=](Reducer::Done done) {
+    r->FoldAsync(acc, in, count, dtype, rop, loc, std::move(done));
+  });
+}
+
+Task<Status> ProcessGroup::Impl::CopyAsync(void* dst, const void* src, uint64_t bytes) {
+  if (bytes == 0 || dst == src) co_return Status::Ok();
+  Reducer* r = reducer_;
+  Location loc = loc_;
+  co_return co_await AwaitReducer(
+      [=](Reducer::Done done) { r->CopyAsync(dst, src, bytes, loc, std::move(done)); });
+}
+
+Task<Status> ProcessGroup::Impl::ReserveScratch(uint64_t bytes) {
+  scratch_used_ = 0;
+  if (bytes <= scratch_bytes_) co_return Status::Ok();
+  // Grow: nothing is in flight between attempts, so the old arena can go.
+  if (scratch_registered_) {
+    TIDAL_CO_RETURN_IF_ERROR(co_await engine_.UnregisterMemory(scratch_));
+    scratch_registered_ = false;
+  }
+  if (scratch_ != nullptr) alloc_->Free(scratch_, scratch_bytes_, loc_);
+  scratch_ = nullptr;
+  scratch_bytes_ = 0;
+  // Round up (to 1 MiB past 1 MiB) so that slowly growing ops do not reallocate each time.
+  uint64_t want = bytes < (1u << 20) ? bytes : ((bytes + (1u << 20) - 1) & ~uint64_t{(1u << 20) - 1});
+  auto got = alloc_->Allocate(want, loc_);
+  if (!got.ok()) co_return got.status();
+  scratch_ = static_cast<uint8_t*>(*got);
+  scratch_bytes_ = want;
+  if (!loc_.is_host()) {
+    auto reg = co_await engine_.RegisterMemory(scratch_, scratch_bytes_, loc_);
+    if (!reg.ok()) co_return reg.status();
+    scratch_registered_ = true;
+  }
+  co_return Status::Ok();
+}
+
+uint8_t* ProcessGroup::Impl::TakeScratch(uint64_t bytes) {
+  uint64_t aligned = (bytes + 255) & ~uint64_t{255};
+  TIDAL_ASSERT(scratch_used_ + aligned <= scratch_bytes_ || bytes == 0);
+  uint8_t* p = scratch_ + scratch_used_;
+  scratch_used_ += bytes == 0 ? 0 : aligned;
+  return p;
+}
+
+bool ProcessGroup::Impl::InScratch(const uint8_t* p, uint64_t len) const {
+  if (!scratch_registered_ || p < scratch_) return false;
+  uint64_t off = static_cast<uint64_t>(p - scratch_);
+  return off <= scratch_bytes_ && len <= scratch_bytes_ - off;
 }
 
 Task<bool> ProcessGroup::Impl::ProbePeer(int peer) {
@@ -57,15 +164,30 @@ Task<Status> ProcessGroup::Impl::SendChunk(int peer, ChannelClass cls, uint64_t 
   SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
   TIDAL_ASSERT(cls == ChannelClass::kP2p || c.attempt == attempt);
   TIDAL_CO_RETURN_IF_ERROR(co_await WaitPeer(
-      peer, cls, deadline_ns, [&c]() { return c.sent - c.consumed < kSlotsPerChannel; }));
+      peer, cls, deadline_ns, [&c, this]() { return c.sent - c.consumed < slots_; }));
   uint64_t seq = c.sent++;
-  uint64_t slot = seq % kSlotsPerChannel;
+  co_return co_await WriteChunk(peer, cls, attempt, seq, src, len, tag, total, offset,
+                                deadline_ns);
+}
+
+Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t attempt,
+                                            uint64_t seq, const uint8_t* src, uint64_t len,
+                                            uint32_t tag, uint64_t total, uint64_t offset,
+                                            uint64_t deadline_ns) {
+  uint64_t slot = seq % slots_;
   if (len > 0) {
     uint8_t* stage = send_base_ + SlotOffset(peer, cls, slot);
-    std::memcpy(stage, src, len);
+    const uint8_t* from = stage;
+    if (loc_.is_host()) {
+      std::memcpy(stage, src, len);
+    } else if (InScratch(src, len)) {
+      from = src;  // registered working memory: WRITE straight from it, no staging copy
+    } else {
+      TIDAL_CO_RETURN_IF_ERROR(co_await CopyAsync(stage, src, len));
+    }
     TransferRequest req;
     req.op = TransferOp::kWrite;
-    req.local_addr = reinterpret_cast<uint64_t>(stage);
+    req.local_addr = reinterpret_cast<uint64_t>(from);
     req.length = len;
     req.remote_addr = peers_[peer].recv_addr + SlotOffset(rank_, cls, slot);
     for (uint32_t attempt_no = 0;; ++attempt_no) {
@@ -119,6 +241,39 @@ Task<Status> ProcessGroup::Impl::SendChunk(int peer, ChannelClass cls, uint64_t 
   co_return Status::Ok();
 }
 
+Task<Status> ProcessGroup::Impl::SendWindowed(SendSpec s, uint64_t attempt, uint64_t chunk,
+                                              uint64_t deadline_ns) {
+  struct Window {
+    size_t running = 0;
+    Status first_error;
+  };
+  auto w = std::make_shared<Window>();
+  auto write = [](Impl* self, std::shared_ptr<Window> w, SendSpec s, uint64_t attempt,
+                  uint64_t seq, uint64_t off, uint64_t len, uint64_t deadline) -> Task<void> {
+    Status st = co_await self->WriteChunk(s.peer, ChannelClass::kColl, attempt, seq,
+                                          s.data + off, len, 0, s.bytes, off, deadline);
+    if (!st.ok() && w->first_error.ok()) w->first_error = st;
+    --w->running;
+    self->changed_.NotifyAll();
+  };
+  SendChan& c = send_chan_[s.peer][static_cast<size_t>(ChannelClass::kColl)];
+  Status st = Status::Ok();
+  for (uint64_t off = 0; off < s.bytes; off += chunk) {
+    uint64_t len = std::min(chunk, s.bytes - off);
+    st = co_await WaitPeer(s.peer, ChannelClass::kColl, deadline_ns,
+                           [&c, w, this]() { return !w->first_error.ok() || c.sent - c.consumed < slots_; });
+    if (st.ok()) st = w->first_error;
+    if (!st.ok()) break;
+    uint64_t seq = c.sent++;
+    ++w->running;
+    Spawn(env_, write(this, w, s, attempt, seq, off, len, deadline_ns));
+  }
+  // Join every WRITE started (each ends: completed, failed, or its retries gave up).
+  while (w->running > 0) co_await changed_.Wait(kNoDeadline);
+  if (st.ok()) st = w->first_error;
+  co_return st;
+}
+
 Task<Result<DataHeader>> ProcessGroup::Impl::RecvChunk(int peer, ChannelClass cls, uint64_t attempt,
                                                        uint8_t* dst, uint64_t capacity, bool reduce,
                                                        DataType dtype, ReduceOp rop,
@@ -133,21 +288,34 @@ Task<Result<DataHeader>> ProcessGroup::Impl::RecvChunk(int peer, ChannelClass cl
   DataHeader h = c.pending[key];
   TIDAL_ASSERT(h.seq == c.next && h.attempt == attempt);
   c.pending.erase(key);
-  const uint8_t* slot = recv_base_ + SlotOffset(peer, cls, c.next % kSlotsPerChannel);
+  const uint8_t* slot = recv_base_ + SlotOffset(peer, cls, c.next % slots_);
   ++c.next;
   Status result = Status::Ok();
   if (h.bytes > options_.slot_bytes) {
     result = Status(ErrorCode::CORRUPT_INPUT, "chunk larger than a slot");
-  } else if (dst != nullptr) {
+  } else if (dst != nullptr && loc_.is_host()) {
     uint64_t n = std::min(h.bytes, capacity);
     if (reduce) {
       size_t es = DataTypeSize(dtype);
-      result = reducer_->Fold(dst, slot, n / es, dtype, rop, Location::Host());
+      result = reducer_->Fold(dst, slot, n / es, dtype, rop, loc_);
       if (result.ok() && options_.planted_bug == CollBug::kFoldTwice) {
-        result = reducer_->Fold(dst, slot, n / es, dtype, rop, Location::Host());  // planted
+        result = reducer_->Fold(dst, slot, n / es, dtype, rop, loc_);  // planted
       }
     } else if (n > 0) {
       std::memcpy(dst, slot, n);
+    }
+  } else if (dst != nullptr) {
+    // Device slots: the reducer's kernels or copies run asynchronously; the slot is
+    // returned (credit below) only once they finished reading it.
+    uint64_t n = std::min(h.bytes, capacity);
+    if (reduce) {
+      size_t es = DataTypeSize(dtype);
+      result = co_await FoldAsync(dst, slot, n / es, dtype, rop);
+      if (result.ok() && options_.planted_bug == CollBug::kFoldTwice) {
+        result = co_await FoldAsync(dst, slot, n / es, dtype, rop);  // planted
+      }
+    } else if (n > 0) {
+      result = co_await CopyAsync(dst, slot, n);
     }
   }
   // Return the slot: the credit says how many chunks of this attempt we consumed.
@@ -192,10 +360,18 @@ Task<Status> ProcessGroup::Impl::RunStep(std::vector<SendSpec> sends, std::vecto
   auto send_child = [](Impl* self, SendSpec s, uint64_t attempt, uint64_t chunk, uint64_t deadline,
                        std::function<void(Status)>* done) -> Task<void> {
     Status st = Status::Ok();
-    for (uint64_t off = 0; off < s.bytes && st.ok(); off += chunk) {
-      uint64_t len = std::min(chunk, s.bytes - off);
-      st = co_await self->SendChunk(s.peer, ChannelClass::kColl, attempt, s.data + off, len, 0,
-                                    s.bytes, off, deadline);
+    if (self->loc_.is_host()) {
+      // One chunk in flight at a time (the receiver still holds up to S).
+      for (uint64_t off = 0; off < s.bytes && st.ok(); off += chunk) {
+        uint64_t len = std::min(chunk, s.bytes - off);
+        st = co_await self->SendChunk(s.peer, ChannelClass::kColl, attempt, s.data + off, len, 0,
+                                      s.bytes, off, deadline);
+      }
+    } else {
+      // Device slots: up to S chunk WRITEs in flight at once (one per free slot), so the
+      // link never waits for a completion to be seen and the next WRITE to be issued.
+      // Slots are taken in offset order; each chunk's notification follows its own data.
+      st = co_await self->SendWindowed(s, attempt, chunk, deadline);
     }
     (*done)(st);
   };

@@ -55,6 +55,7 @@ Task<Status> ProcessGroup::Impl::Boundary(CollOp& op, uint32_t epoch, uint64_t s
   options_.step_hook(e);
   // Let whatever the hook scheduled (a crash) happen exactly at this boundary.
   co_await Yield(env_);
+  if (halted_) co_await Park();  // the hook halted this rank (ProcessGroup::Halt)
   co_return Status::Ok();
 }
 
@@ -182,6 +183,7 @@ Task<Result<ControlMessage>> ProcessGroup::Impl::Agree(uint64_t op, uint32_t epo
   std::map<int, uint64_t> next_query;  // coordinator: per silent member
 
   for (;;) {
+    if (halted_) co_await Park();
     auto d = decisions_.find(key);
     if (d != decisions_.end()) {
       ControlMessage decision = d->second;

@@ -31,6 +31,10 @@ inline uint64_t AttemptKey(uint64_t op, uint32_t epoch) {
   return (op << 8) | epoch;
 }
 std::vector<int> MaskToRanks(uint64_t mask);
+// Bytes one TakeScratch(bytes) uses of the arena (pieces are 256-byte aligned).
+inline uint64_t ScratchSize(uint64_t bytes) {
+  return (bytes + 255) & ~uint64_t{255};
+}
 
 // One collective as issued, plus its scratch buffers.
 struct CollOp {
@@ -41,9 +45,10 @@ struct CollOp {
   int root = -1;
   uint64_t seq = 0;
   std::shared_ptr<Work> work;
-  // Attempt state, rebuilt by every attempt from the caller's (untouched) input.
-  std::vector<uint8_t> buf;                 // working buffer / result
-  std::vector<std::vector<uint8_t>> parts;  // direct algorithms: one per member
+  // Attempt state, rebuilt by every attempt from the caller's (untouched) input. Both
+  // point into the group's working memory (Impl::TakeScratch), at the slot location.
+  uint8_t* buf = nullptr;      // working buffer / result
+  std::vector<uint8_t*> parts;  // direct algorithms: one per member
   Algorithm algorithm = Algorithm::kDirect;
   uint64_t boundaries = 0;  // step boundaries passed, over all attempts
 };
@@ -89,6 +94,9 @@ struct ProcessGroup::Impl {
   std::shared_ptr<Work> Enqueue(CollOp op);
   std::shared_ptr<Work> Refuse(Status status);
   bool dead(int r) const { return (dead_mask_ & Bit(r)) != 0; }
+  // Halt(): parks the calling coroutine for good (a halted rank never resumes its work).
+  Task<void> Park();
+  bool halted_ = false;
 
   // --- pg_channel.cc ---
   uint64_t SlotOffset(int sender, ChannelClass cls, uint64_t slot) const;
@@ -99,6 +107,12 @@ struct ProcessGroup::Impl {
   Task<Status> SendChunk(int peer, ChannelClass cls, uint64_t attempt, const uint8_t* src,
                          uint64_t len, uint32_t tag, uint64_t total, uint64_t offset,
                          uint64_t deadline_ns);
+  // The second half of SendChunk: stages (or not) and WRITEs chunk `seq`, then notifies.
+  Task<Status> WriteChunk(int peer, ChannelClass cls, uint64_t attempt, uint64_t seq,
+                          const uint8_t* src, uint64_t len, uint32_t tag, uint64_t total,
+                          uint64_t offset, uint64_t deadline_ns);
+  // A collective send of device slots: up to slots_ chunk WRITEs in flight at once.
+  Task<Status> SendWindowed(SendSpec s, uint64_t attempt, uint64_t chunk, uint64_t deadline_ns);
   // Receives the next chunk from `peer` into `dst` (copy or fold). Returns the header.
   Task<Result<DataHeader>> RecvChunk(int peer, ChannelClass cls, uint64_t attempt, uint8_t* dst,
                                      uint64_t capacity, bool reduce, DataType dtype, ReduceOp rop,
@@ -106,6 +120,20 @@ struct ProcessGroup::Impl {
   Task<Status> RunStep(std::vector<SendSpec> sends, std::vector<RecvSpec> recvs, DataType dtype,
                        ReduceOp rop, uint64_t deadline_ns);
   void ResetCollChannels(uint64_t attempt);
+
+  // Buffers at loc_: copies and zero fills through the reducer (memcpy/memset on host).
+  Status CopyLocal(void* dst, const void* src, uint64_t bytes);
+  Status ZeroLocal(void* dst, uint64_t bytes);
+  // The reducer's asynchronous forms, awaited (the executor keeps running meanwhile).
+  Task<Status> FoldAsync(void* acc, const void* in, uint64_t count, DataType dtype, ReduceOp rop);
+  Task<Status> CopyAsync(void* dst, const void* src, uint64_t bytes);
+  Task<Status> AwaitReducer(std::function<void(Reducer::Done)> start);
+  // Working memory: one grow-only arena at loc_ (registered with the engine for device
+  // locations, so chunks are written straight from it), handed out by TakeScratch after
+  // ReserveScratch(total) at the start of an attempt.
+  Task<Status> ReserveScratch(uint64_t bytes);
+  uint8_t* TakeScratch(uint64_t bytes);
+  bool InScratch(const uint8_t* p, uint64_t len) const;
 
   // --- pg_collective.cc ---
   Task<void> Runner();
@@ -145,6 +173,7 @@ struct ProcessGroup::Impl {
   Task<Status> RunRooted(Attempt& a);  // Gather, Scatter
   Task<Status> RunAllToAll(Attempt& a);
   Status ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out, uint64_t count);
+  Status CheckTensor(const Tensor& t, std::string_view what) const;
   Status Finalize(CollOp& op, uint64_t view);
 
   // --- pg_p2p.cc ---
@@ -171,6 +200,9 @@ struct ProcessGroup::Impl {
   MetadataStore& store_;
   ProcessGroupOptions options_;
   Reducer* reducer_;
+  Location loc_;  // slot location: slots, staging, working memory and tensors
+  BufferAllocator* alloc_;
+  uint64_t slots_;  // options_.slots_per_channel
   uint64_t group_hash_;
   ProcessGroupStats stats_;
   Signal changed_;
@@ -179,10 +211,13 @@ struct ProcessGroup::Impl {
   // --- bootstrap and peers ---
   bool started_ = false;
   bool start_called_ = false;
-  std::unique_ptr<uint8_t[]> recv_mem_, send_mem_;
-  uint8_t* recv_base_ = nullptr;
+  uint8_t* recv_base_ = nullptr;  // from alloc_, freed with the group
   uint8_t* send_base_ = nullptr;
   uint64_t region_bytes_ = 0;
+  uint8_t* scratch_ = nullptr;
+  uint64_t scratch_bytes_ = 0;
+  uint64_t scratch_used_ = 0;
+  bool scratch_registered_ = false;
   struct Peer {
     SegmentHandle seg;
     bool open = false;
@@ -245,6 +280,7 @@ Task<Status> ProcessGroup::Impl::WaitPeer(int peer, ChannelClass cls, uint64_t d
   uint64_t interval = options_.peer_check_ns;
   uint64_t next_check = env_.NowNs() + interval;
   for (;;) {
+    if (halted_) co_await Park();
     if (pred()) co_return Status::Ok();
     if (dead(peer)) {
       co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");

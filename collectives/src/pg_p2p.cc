@@ -28,8 +28,12 @@ std::shared_ptr<Work> ProcessGroup::Impl::SubmitP2P(std::span<const P2POp> ops) 
       return Refuse(Status(ErrorCode::INVALID_PARAMS,
                            "p2p peer " + std::to_string(op.peer) + " is not another rank"));
     }
-    Status st = ValidateTensor(op.tensor, "p2p tensor");
+    Status st = CheckTensor(op.tensor, "p2p tensor");
     if (!st.ok()) return Refuse(st);
+    if (!loc_.is_host()) {
+      // The p2p path stages whole messages in host memory (stash, commit on success).
+      return Refuse(Status(ErrorCode::UNSUPPORTED, "point-to-point needs host slots; this rank's are at " + loc_.ToString()));
+    }
   }
   if (broken_) {
     return Refuse(Status(ErrorCode::COLLECTIVE_ABORTED,

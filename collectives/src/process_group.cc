@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "pg_impl.h"
 
@@ -60,6 +61,9 @@ ProcessGroup::Impl::Impl(int rank, int size, TransferEngine& engine, Messenger& 
       store_(bootstrap),
       options_(std::move(options)),
       reducer_(options_.reducer != nullptr ? options_.reducer : &CpuReducer::Default()),
+      loc_(options_.slot_location_of ? options_.slot_location_of(rank) : options_.slot_location),
+      alloc_(options_.allocator != nullptr ? options_.allocator : &HostBufferAllocator::Default()),
+      slots_(options_.slots_per_channel),
       group_hash_(GroupHash(options_.group_name)),
       changed_(engine.env()),
       alive_(std::make_shared<bool>(true)) {
@@ -86,6 +90,29 @@ ProcessGroup::Impl::~Impl() {
     engine_.SetNotifyHandler(notify_channel_, nullptr);
     messenger_.SetReceiver(nullptr);
   }
+  if (recv_base_ != nullptr) alloc_->Free(recv_base_, region_bytes_, loc_);
+  if (send_base_ != nullptr) alloc_->Free(send_base_, region_bytes_, loc_);
+  if (scratch_ != nullptr) alloc_->Free(scratch_, scratch_bytes_, loc_);
+}
+
+Result<void*> HostBufferAllocator::Allocate(uint64_t bytes, Location) {
+  if (bytes == 0) return Status(ErrorCode::INVALID_PARAMS, "allocate: zero bytes");
+  void* p = ::operator new[](bytes, std::align_val_t{64}, std::nothrow);
+  if (p == nullptr) {
+    return Status(ErrorCode::INTERNAL_ERROR, "allocate: out of host memory (" +
+                                                 std::to_string(bytes) + " bytes)");
+  }
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+void HostBufferAllocator::Free(void* data, uint64_t, Location) {
+  ::operator delete[](data, std::align_val_t{64});
+}
+
+HostBufferAllocator& HostBufferAllocator::Default() {
+  static HostBufferAllocator allocator;
+  return allocator;
 }
 
 Task<Status> ProcessGroup::Impl::Start() {
@@ -96,8 +123,15 @@ Task<Status> ProcessGroup::Impl::Start() {
   if (options_.slot_bytes < 64 || options_.slot_bytes % 8 != 0) {
     co_return Status(ErrorCode::INVALID_PARAMS, "slot_bytes must be >= 64 and a multiple of 8");
   }
+  if (options_.slots_per_channel < 2 || options_.slots_per_channel > 64) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "slots_per_channel must be 2..64");
+  }
   if (options_.timeout_ns == 0 || options_.peer_check_ns == 0 || options_.control_retry_ns == 0) {
     co_return Status(ErrorCode::INVALID_PARAMS, "timeouts must be positive");
+  }
+  if (!reducer_->Supports(loc_)) {
+    co_return Status(ErrorCode::UNSUPPORTED, "the group's reducer cannot touch its slot location " +
+                                                 loc_.ToString());
   }
   start_called_ = true;
   // Handlers first: a fast peer may write and notify before our Start finishes; what
@@ -113,19 +147,17 @@ Task<Status> ProcessGroup::Impl::Start() {
   });
 
   region_bytes_ =
-      static_cast<uint64_t>(size_) * kChannelClasses * kSlotsPerChannel * options_.slot_bytes;
-  recv_mem_ = std::make_unique<uint8_t[]>(region_bytes_ + 64);
-  send_mem_ = std::make_unique<uint8_t[]>(region_bytes_ + 64);
-  auto align = [](uint8_t* p) {
-    return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63});
-  };
-  recv_base_ = align(recv_mem_.get());
-  send_base_ = align(send_mem_.get());
-  std::memset(recv_base_, 0, region_bytes_);
-  std::memset(send_base_, 0, region_bytes_);
-  auto rr = co_await engine_.RegisterMemory(recv_base_, region_bytes_, Location::Host());
+      static_cast<uint64_t>(size_) * kChannelClasses * slots_ * options_.slot_bytes;
+  // Slots and staging at the slot location (zeroed by the allocator).
+  auto recv = alloc_->Allocate(region_bytes_, loc_);
+  if (!recv.ok()) co_return recv.status();
+  recv_base_ = static_cast<uint8_t*>(*recv);
+  auto send = alloc_->Allocate(region_bytes_, loc_);
+  if (!send.ok()) co_return send.status();
+  send_base_ = static_cast<uint8_t*>(*send);
+  auto rr = co_await engine_.RegisterMemory(recv_base_, region_bytes_, loc_);
   if (!rr.ok()) co_return rr.status();
-  auto sr = co_await engine_.RegisterMemory(send_base_, region_bytes_, Location::Host());
+  auto sr = co_await engine_.RegisterMemory(send_base_, region_bytes_, loc_);
   if (!sr.ok()) co_return sr.status();
 
   BootstrapRecord mine;
@@ -184,7 +216,12 @@ Task<Status> ProcessGroup::Impl::Start() {
   co_return Status::Ok();
 }
 
+Task<void> ProcessGroup::Impl::Park() {
+  for (;;) co_await changed_.Wait(kNoDeadline);
+}
+
 void ProcessGroup::Impl::OnNotification(Notification n) {
+  if (halted_) return;
   if (!started_) {
     early_notifies_.push_back(std::move(n));
     return;
@@ -212,6 +249,7 @@ void ProcessGroup::Impl::OnNotification(Notification n) {
 }
 
 void ProcessGroup::Impl::OnMessage(std::string from, std::string payload) {
+  if (halted_) return;
   if (!started_) {
     early_messages_.emplace_back(std::move(from), std::move(payload));
     return;
@@ -297,7 +335,7 @@ void ProcessGroup::Impl::BroadcastAbort() {
 }
 
 void ProcessGroup::Impl::SendControl(int to, ControlMessage m) {
-  if (to == rank_ || dead(to) || !started_) return;
+  if (to == rank_ || dead(to) || !started_ || halted_) return;
   m.from = static_cast<uint32_t>(rank_);
   m.group = group_hash_;
   ++stats_.messages_to[to];
@@ -323,6 +361,23 @@ std::shared_ptr<Work> ProcessGroup::Impl::Enqueue(CollOp op) {
     Spawn(env_, Runner());
   }
   return w;
+}
+
+Status ProcessGroup::Impl::CheckTensor(const Tensor& t, std::string_view what) const {
+  // Shape first (ValidateTensor's checks on a host view), then the location.
+  Tensor shape = t;
+  shape.location = Location::Host();
+  TIDAL_RETURN_IF_ERROR(ValidateTensor(shape, what));
+  if (!reducer_->Supports(t.location)) {
+    return Status(ErrorCode::UNSUPPORTED, std::string(what) + ": the group's reducer cannot touch " +
+                                              t.location.ToString());
+  }
+  if (t.location != loc_) {
+    return Status(ErrorCode::UNSUPPORTED, std::string(what) + " at " + t.location.ToString() +
+                                              ", but this rank's buffers are at " +
+                                              loc_.ToString());
+  }
+  return Status::Ok();
 }
 
 // --- public API ------------------------------------------------------------------------
@@ -374,7 +429,7 @@ Status SameType(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 std::shared_ptr<Work> ProcessGroup::AllReduce(Tensor tensor, ReduceOp op) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(tensor, "tensor"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(tensor, "tensor"));
   TIDAL_REFUSE_IF_ERROR(CheckOp(op));
   CollOp c;
   c.type = OpType::kAllReduce;
@@ -384,8 +439,8 @@ std::shared_ptr<Work> ProcessGroup::AllReduce(Tensor tensor, ReduceOp op) {
 }
 
 std::shared_ptr<Work> ProcessGroup::AllGather(Tensor output, Tensor input) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
   TIDAL_REFUSE_IF_ERROR(SameType(output, input));
   TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count * size(), "output"));
   CollOp c;
@@ -396,8 +451,8 @@ std::shared_ptr<Work> ProcessGroup::AllGather(Tensor output, Tensor input) {
 }
 
 std::shared_ptr<Work> ProcessGroup::ReduceScatter(Tensor output, Tensor input, ReduceOp op) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
   TIDAL_REFUSE_IF_ERROR(SameType(output, input));
   TIDAL_REFUSE_IF_ERROR(CheckOp(op));
   TIDAL_REFUSE_IF_ERROR(CheckCount(input, output.count * size(), "input"));
@@ -410,7 +465,7 @@ std::shared_ptr<Work> ProcessGroup::ReduceScatter(Tensor output, Tensor input, R
 }
 
 std::shared_ptr<Work> ProcessGroup::Broadcast(Tensor tensor, int root) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(tensor, "tensor"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(tensor, "tensor"));
   TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
   CollOp c;
   c.type = OpType::kBroadcast;
@@ -420,7 +475,7 @@ std::shared_ptr<Work> ProcessGroup::Broadcast(Tensor tensor, int root) {
 }
 
 std::shared_ptr<Work> ProcessGroup::Reduce(Tensor tensor, int root, ReduceOp op) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(tensor, "tensor"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(tensor, "tensor"));
   TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
   TIDAL_REFUSE_IF_ERROR(CheckOp(op));
   CollOp c;
@@ -432,10 +487,10 @@ std::shared_ptr<Work> ProcessGroup::Reduce(Tensor tensor, int root, ReduceOp op)
 }
 
 std::shared_ptr<Work> ProcessGroup::Gather(Tensor output, Tensor input, int root) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
   TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
   if (rank() == root) {
-    TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
+    TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
     TIDAL_REFUSE_IF_ERROR(SameType(output, input));
     TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count * size(), "output"));
   }
@@ -448,10 +503,10 @@ std::shared_ptr<Work> ProcessGroup::Gather(Tensor output, Tensor input, int root
 }
 
 std::shared_ptr<Work> ProcessGroup::Scatter(Tensor output, Tensor input, int root) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
   TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
   if (rank() == root) {
-    TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+    TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
     TIDAL_REFUSE_IF_ERROR(SameType(output, input));
     TIDAL_REFUSE_IF_ERROR(CheckCount(input, output.count * size(), "input"));
   }
@@ -464,8 +519,8 @@ std::shared_ptr<Work> ProcessGroup::Scatter(Tensor output, Tensor input, int roo
 }
 
 std::shared_ptr<Work> ProcessGroup::AllToAll(Tensor output, Tensor input) {
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(output, "output"));
-  TIDAL_REFUSE_IF_ERROR(ValidateTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
   TIDAL_REFUSE_IF_ERROR(SameType(output, input));
   TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count, "output"));
   if (input.count % static_cast<uint64_t>(size()) != 0) {
@@ -496,6 +551,11 @@ std::shared_ptr<Work> ProcessGroup::Recv(Tensor tensor, int peer, uint32_t tag) 
 
 std::shared_ptr<Work> ProcessGroup::BatchIsendIrecv(std::span<const P2POp> ops) {
   return impl_->SubmitP2P(ops);
+}
+
+void ProcessGroup::Halt() {
+  impl_->halted_ = true;
+  impl_->changed_.NotifyAll();
 }
 
 int ProcessGroup::rank() const {

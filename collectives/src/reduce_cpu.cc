@@ -362,6 +362,43 @@ Status Reducer::Copy(void* dst, const void* src, size_t bytes, Location location
   return Status::Ok();
 }
 
+void Reducer::FoldAsync(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+                        Location location, Done done) {
+  done(Fold(acc, in, count, dtype, op, location));
+}
+
+void Reducer::CopyAsync(void* dst, const void* src, size_t bytes, Location location, Done done) {
+  done(Copy(dst, src, bytes, location));
+}
+
+Status HostBackedReducer::Fold(void* acc, const void* in, size_t count, DataType dtype,
+                               ReduceOp op, Location) {
+  return CpuReducer::Default().Fold(acc, in, count, dtype, op, Location::Host());
+}
+
+Status HostBackedReducer::Scale(void* data, size_t count, DataType dtype, uint64_t divisor,
+                                Location) {
+  return CpuReducer::Default().Scale(data, count, dtype, divisor, Location::Host());
+}
+
+Status HostBackedReducer::Identity(void* data, size_t count, DataType dtype, ReduceOp op,
+                                   Location) {
+  return CpuReducer::Default().Identity(data, count, dtype, op, Location::Host());
+}
+
+Status HostBackedReducer::Copy(void* dst, const void* src, size_t bytes, Location) {
+  return Reducer::Copy(dst, src, bytes, Location::Host());
+}
+
+bool HostBackedReducer::Supports(Location) const {
+  return true;
+}
+
+HostBackedReducer& HostBackedReducer::Default() {
+  static HostBackedReducer reducer;
+  return reducer;
+}
+
 Status Reducer::ReduceAll(void* out, std::span<const void* const> inputs, size_t count,
                           DataType dtype, ReduceOp op, Location location) {
   if (inputs.empty()) return Identity(out, count, dtype, op, location);

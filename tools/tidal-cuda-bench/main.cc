@@ -7,6 +7,13 @@
 //   tidal-cuda-bench nccl       NCCL allreduce / allgather / reduce_scatter / broadcast /
 //                               alltoall over every visible GPU (one process), algbw and
 //                               busbw as nccl-tests defines them (float, out of place).
+//   tidal-cuda-bench coll       the same five collectives through tidal's ProcessGroup on
+//                               GPU tensors (one rank per GPU on CudaFabric, slots and
+//                               working memory on the GPUs, CudaReducer) AND through NCCL,
+//                               size by size in the same run, with busbw and the ratio
+//                               tidal/NCCL; then (--kill) an allreduce over 3 ranks with
+//                               rank 1 killed mid-run: how long until the survivors knew
+//                               and until they finished.
 //
 // Each prints a table and, with --json FILE, writes the same figures as JSON. Nothing is
 // asserted: this is a measurement, not a test.
@@ -23,6 +30,9 @@
 #include <vector>
 
 #include "tidal/backends/cuda/cuda_fabric.h"
+#include "tidal/collectives/process_group.h"
+#include "tidal/collectives/reduce_cuda.h"
+#include "tidal/collectives/schedule.h"
 
 #if TIDAL_BENCH_HAVE_NCCL
 #include <nccl.h>
@@ -264,13 +274,419 @@ int Nccl(const po::variables_map& vm) {
 }
 #endif
 
+// --- coll: tidal's ProcessGroup on GPU tensors beside NCCL ------------------------------
+
+namespace coll = tidal::coll;
+
+// The five collectives of the table, with nccl-tests' bus factors and buffer shapes: `size`
+// is the per-rank buffer of nccl-tests' size column (allgather: the output, reduce_scatter:
+// the input; each rank's block is size / n).
+struct CollKind {
+  const char* name;
+  coll::OpType op;
+};
+constexpr CollKind kCollKinds[] = {{"allreduce", coll::OpType::kAllReduce},
+                                   {"allgather", coll::OpType::kAllGather},
+                                   {"reduce_scatter", coll::OpType::kReduceScatter},
+                                   {"broadcast", coll::OpType::kBroadcast},
+                                   {"alltoall", coll::OpType::kAllToAll}};
+
+#if TIDAL_BENCH_HAVE_NCCL
+// NCCL over every rank's GPU (one communicator per GPU, one process), float, sum, root 0.
+class NcclRunner {
+ public:
+  explicit NcclRunner(int n, uint64_t max) : n_(n), comms_(n), streams_(n), send_(n), recv_(n) {
+    std::vector<int> devs(n);
+    for (int i = 0; i < n; ++i) devs[i] = i;
+    NCCL_OK(ncclCommInitAll(comms_.data(), n, devs.data()));
+    ncclGetVersion(&version_);
+    for (int i = 0; i < n; ++i) {
+      CUDA_OK(cudaSetDevice(i));
+      CUDA_OK(cudaStreamCreateWithFlags(&streams_[i], cudaStreamNonBlocking));
+      CUDA_OK(cudaMalloc(&send_[i], max));
+      CUDA_OK(cudaMalloc(&recv_[i], max));
+      CUDA_OK(cudaMemset(send_[i], 0, max));
+    }
+  }
+  ~NcclRunner() {
+    for (int i = 0; i < n_; ++i) {
+      cudaSetDevice(i);
+      cudaFree(send_[i]);
+      cudaFree(recv_[i]);
+      cudaStreamDestroy(streams_[i]);
+      ncclCommDestroy(comms_[i]);
+    }
+  }
+  int version() const { return version_; }
+  // Mean seconds per op over k timed launches after 3 warm-ups.
+  double Time(coll::OpType op, uint64_t size, int k) {
+    const size_t count = size / sizeof(float);
+    auto launch = [&] {
+      NCCL_OK(ncclGroupStart());
+      for (int i = 0; i < n_; ++i) {
+        switch (op) {
+          case coll::OpType::kAllReduce:
+            NCCL_OK(ncclAllReduce(send_[i], recv_[i], count, ncclFloat, ncclSum, comms_[i], streams_[i]));
+            break;
+          case coll::OpType::kAllGather:
+            NCCL_OK(ncclAllGather(send_[i], recv_[i], count / n_, ncclFloat, comms_[i], streams_[i]));
+            break;
+          case coll::OpType::kReduceScatter:
+            NCCL_OK(ncclReduceScatter(send_[i], recv_[i], count / n_, ncclFloat, ncclSum, comms_[i], streams_[i]));
+            break;
+          case coll::OpType::kBroadcast:
+            NCCL_OK(ncclBroadcast(send_[i], recv_[i], count, ncclFloat, 0, comms_[i], streams_[i]));
+            break;
+          default: {
+            const size_t per = count / n_;
+            for (int p = 0; p < n_; ++p) {
+              NCCL_OK(ncclSend(send_[i] + p * per, per, ncclFloat, p, comms_[i], streams_[i]));
+              NCCL_OK(ncclRecv(recv_[i] + p * per, per, ncclFloat, p, comms_[i], streams_[i]));
+            }
+          }
+        }
+      }
+      NCCL_OK(ncclGroupEnd());
+    };
+    auto sync = [&] {
+      for (int i = 0; i < n_; ++i) {
+        CUDA_OK(cudaSetDevice(i));
+        CUDA_OK(cudaStreamSynchronize(streams_[i]));
+      }
+    };
+    for (int w = 0; w < 3; ++w) launch();
+    sync();
+    double t0 = Now();
+    for (int i = 0; i < k; ++i) launch();
+    sync();
+    return (Now() - t0) / k;
+  }
+
+ private:
+  int n_;
+  int version_ = 0;
+  std::vector<ncclComm_t> comms_;
+  std::vector<cudaStream_t> streams_;
+  std::vector<float*> send_, recv_;
+};
+#endif
+
+// One ProcessGroup per node of a CudaFabric, rank r on GPU r % D, everything on the GPUs.
+struct TidalGroups {
+  std::unique_ptr<CudaFabric> fabric;
+  std::vector<std::unique_ptr<coll::ProcessGroup>> pg;
+  std::vector<uint8_t*> in, out;  // per rank: input and output tensors of `max` bytes
+  int n = 0;
+
+  // Runs body(r) for every rank listed, each as its own coroutine, until all returned.
+  void RunRanks(const std::vector<int>& ranks, std::function<tidal::Task<void>(int)> body) {
+    auto left = std::make_shared<size_t>(ranks.size());
+    for (int r : ranks) {
+      tidal::Spawn(fabric->env(0), [](std::function<tidal::Task<void>(int)> b, int r,
+                                      std::shared_ptr<size_t> left) -> tidal::Task<void> {
+        co_await b(r);
+        --*left;
+      }(body, r, left));
+    }
+    fabric->env(0).RunUntil([&] { return *left == 0; });
+  }
+  std::vector<int> All() const {
+    std::vector<int> v(n);
+    for (int r = 0; r < n; ++r) v[r] = r;
+    return v;
+  }
+};
+
+std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupOptions pg,
+                                        uint64_t slice) {
+  CudaFabricOptions o;
+  o.nodes = static_cast<size_t>(n);
+  o.contract_checker = false;
+  o.engine.slice_bytes = slice;
+  o.engine.transfer_timeout_ns = 60'000'000'000ULL;
+  auto made = CudaFabric::Make(o);
+  if (!made.ok()) {
+    std::cerr << "cuda fabric: " << made.status().ToString() << "\n";
+    return nullptr;
+  }
+  auto g = std::make_unique<TidalGroups>();
+  g->fabric = std::move(*made);
+  g->n = n;
+  const int devices = g->fabric->device_count();
+  pg.slot_location_of = [devices](int r) { return tidal::Location::Cuda(r % devices); };
+  pg.reducer = &coll::CudaReducer::Default();
+  pg.allocator = &coll::CudaBufferAllocator::Default();
+  for (int r = 0; r < n; ++r) {
+    g->pg.push_back(std::make_unique<coll::ProcessGroup>(
+        r, n, g->fabric->engine(r), g->fabric->messenger(r), g->fabric->metadata(), pg));
+    const tidal::Location loc = tidal::Location::Cuda(r % devices);
+    g->in.push_back(static_cast<uint8_t*>(g->fabric->Allocate(r, max, loc)));
+    g->out.push_back(static_cast<uint8_t*>(g->fabric->Allocate(r, max, loc)));
+  }
+  std::vector<tidal::Status> started(n);
+  g->RunRanks(g->All(), [&](int r) -> tidal::Task<void> { started[r] = co_await g->pg[r]->Start(); });
+  for (int r = 0; r < n; ++r) {
+    if (!started[r].ok()) {
+      std::cerr << "rank " << r << " Start: " << started[r].ToString() << "\n";
+      return nullptr;
+    }
+  }
+  return g;
+}
+
+// Issues one op of the table on rank r over `size` bytes (float, sum, root 0).
+std::shared_ptr<coll::Work> IssueOp(TidalGroups& g, int r, coll::OpType op, uint64_t size) {
+  const tidal::Location loc = tidal::Location::Cuda(r % g.fabric->device_count());
+  const uint64_t count = size / sizeof(float);
+  const uint64_t block = count / static_cast<uint64_t>(g.n);
+  auto t = [&](uint8_t* p, uint64_t c) { return coll::Tensor{p, coll::DataType::kF32, c, loc}; };
+  coll::ProcessGroup& pg = *g.pg[r];
+  switch (op) {
+    case coll::OpType::kAllReduce: return pg.AllReduce(t(g.out[r], count), coll::ReduceOp::kSum);
+    case coll::OpType::kAllGather: return pg.AllGather(t(g.out[r], block * g.n), t(g.in[r], block));
+    case coll::OpType::kReduceScatter:
+      return pg.ReduceScatter(t(g.out[r], block), t(g.in[r], block * g.n), coll::ReduceOp::kSum);
+    case coll::OpType::kBroadcast: return pg.Broadcast(t(g.out[r], count), 0);
+    default: return pg.AllToAll(t(g.out[r], block * g.n), t(g.in[r], block * g.n));
+  }
+}
+
+// Fills the inputs with rank-dependent small integers, runs the op once and counts wrong
+// floats in every rank's output (the expected values are exact in float).
+uint64_t Verify(TidalGroups& g, coll::OpType op, uint64_t size, bool* failed) {
+  const uint64_t count = size / sizeof(float);
+  const uint64_t block = count / static_cast<uint64_t>(g.n);
+  auto value = [](int r, uint64_t i) { return static_cast<float>((r + 1) * 1000 + (i % 97)); };
+  for (int r = 0; r < g.n; ++r) {
+    std::vector<float> v(count);
+    for (uint64_t i = 0; i < count; ++i) v[i] = value(r, i);
+    g.fabric->CopyIn(g.in[r], v.data(), size);
+    g.fabric->CopyIn(g.out[r], v.data(), size);  // the in-place ops' input
+  }
+  std::vector<tidal::Status> st(g.n);
+  g.RunRanks(g.All(), [&](int r) -> tidal::Task<void> { st[r] = co_await IssueOp(g, r, op, size)->Wait(); });
+  uint64_t wrong = 0;
+  for (int r = 0; r < g.n; ++r) {
+    if (!st[r].ok()) {
+      std::cerr << "rank " << r << ": " << st[r].ToString() << "\n";
+      *failed = true;
+    }
+    std::vector<float> got(count);
+    g.fabric->CopyOut(got.data(), g.out[r], size);
+    uint64_t n_out = count;
+    for (uint64_t i = 0; i < n_out; ++i) {
+      float want = 0;
+      switch (op) {
+        case coll::OpType::kAllReduce:
+          for (int q = 0; q < g.n; ++q) want += value(q, i);
+          break;
+        case coll::OpType::kAllGather:
+          if (i >= block * g.n) continue;
+          want = value(static_cast<int>(i / block), i % block);
+          break;
+        case coll::OpType::kReduceScatter:
+          if (i >= block) continue;
+          for (int q = 0; q < g.n; ++q) want += value(q, r * block + i);
+          break;
+        case coll::OpType::kBroadcast:
+          want = value(0, i);
+          break;
+        default:  // alltoall: block q of my output = block r of rank q's input
+          if (i >= block * g.n) continue;
+          want = value(static_cast<int>(i / block), r * block + i % block);
+          break;
+      }
+      if (got[i] != want) ++wrong;
+    }
+  }
+  return wrong;
+}
+
+double TidalTime(TidalGroups& g, coll::OpType op, uint64_t size, int k, bool* failed) {
+  auto run = [&](int iters) {
+    g.RunRanks(g.All(), [&](int r) -> tidal::Task<void> {
+      for (int i = 0; i < iters; ++i) {
+        tidal::Status st = co_await IssueOp(g, r, op, size)->Wait();
+        if (!st.ok()) {
+          std::cerr << "rank " << r << ": " << st.ToString() << "\n";
+          *failed = true;
+        }
+      }
+    });
+  };
+  run(2);  // warm-up: working memory grows to this size, streams and peers are set up
+  double t0 = Now();
+  run(k);
+  return (Now() - t0) / k;
+}
+
+// An allreduce over 3 ranks (2+ GPUs) with rank 1 killed at step boundary 1 (inside the ring
+// reduce-scatter): its transport crashes and its group halts, as a process dying would.
+nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t slice) {
+  constexpr int kRanks = 3, kVictim = 1;
+  double t_kill = 0;
+  TidalGroups* gp = nullptr;
+  pg.step_hook = [&](const coll::StepEvent& e) {
+    if (e.rank != kVictim || e.op_seq != 1 || e.boundary != 1 || t_kill != 0) return;
+    t_kill = Now();
+    gp->fabric->cuda_transport(kVictim).Crash();
+    gp->pg[kVictim]->Halt();
+  };
+  auto g = MakeGroups(kRanks, size, pg, slice);
+  if (!g) return {{"error", "setup failed"}};
+  gp = g.get();
+  const uint64_t count = size / sizeof(float);
+  for (int r = 0; r < kRanks; ++r) {
+    std::vector<float> v(count, static_cast<float>(r + 1));
+    g->fabric->CopyIn(g->out[r], v.data(), size);
+  }
+  // op 0: a clean allreduce (the baseline time, and every rank's memory grown); op 1: killed.
+  double t_clean0 = Now(), t_clean = 0;
+  std::vector<tidal::Status> st(kRanks);
+  std::vector<std::vector<int>> failed(kRanks);
+  std::vector<double> t_done(kRanks, 0), t_detect(kRanks, 0);
+  g->RunRanks(g->All(), [&](int r) -> tidal::Task<void> {
+    co_await IssueOp(*g, r, coll::OpType::kAllReduce, size)->Wait();
+  });
+  t_clean = Now() - t_clean0;
+  for (int r = 0; r < kRanks; ++r) {  // reset the inputs: op 0 summed in place
+    std::vector<float> v(count, static_cast<float>(r + 1));
+    g->fabric->CopyIn(g->out[r], v.data(), size);
+  }
+  double t_start = Now();
+  g->RunRanks(g->All(), [&](int r) -> tidal::Task<void> {
+    auto w = IssueOp(*g, r, coll::OpType::kAllReduce, size);
+    if (r == kVictim) co_return;
+    while (!w->done()) {  // watch for the moment this survivor knows the victim is dead
+      if (t_detect[r] == 0 && !g->pg[r]->dead_ranks().empty()) t_detect[r] = Now();
+      co_await tidal::SleepFor(g->fabric->env(0), 20'000);
+    }
+    st[r] = co_await w->Wait();
+    if (t_detect[r] == 0) t_detect[r] = Now();
+    t_done[r] = Now();
+    failed[r] = w->failed_ranks();
+  });
+  nlohmann::json out = {{"ranks", kRanks}, {"victim", kVictim}, {"bytes", size},
+                        {"clean_allreduce_ms", t_clean * 1e3},
+                        {"killed_at_ms", (t_kill - t_start) * 1e3}};
+  uint64_t wrong = 0;
+  for (int r : {0, 2}) {
+    std::vector<float> got(count);
+    g->fabric->CopyOut(got.data(), g->out[r], size);
+    for (float x : got) wrong += x != 4.0f;  // ranks 0 and 2: 1 + 3
+    out["survivors"].push_back({{"rank", r}, {"status", st[r].ToString()},
+                                {"failed_ranks", failed[r]},
+                                {"detect_ms_after_kill", (t_detect[r] - t_kill) * 1e3},
+                                {"done_ms_after_kill", (t_done[r] - t_kill) * 1e3}});
+  }
+  out["wrong"] = wrong;
+  return out;
+}
+
+int Coll(const po::variables_map& vm) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1) {
+    std::cerr << "coll: no CUDA device\n";
+    return 77;
+  }
+  const uint64_t min = vm["min"].as<uint64_t>(), max = vm["max"].as<uint64_t>();
+  const int iters = vm["iters"].as<int>();
+  const int n = vm.count("ranks") ? vm["ranks"].as<int>() : devices;
+  const uint64_t verify_max = vm["verify-max"].as<uint64_t>();
+  coll::ProcessGroupOptions pg;
+  pg.group_name = "bench";
+  pg.slot_bytes = vm["slot"].as<uint64_t>();
+  pg.slots_per_channel = vm["slots"].as<uint32_t>();
+  pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
+  const std::string alg = vm["algorithm"].as<std::string>();
+  pg.algorithm = alg == "direct" ? coll::Algorithm::kDirect
+                 : alg == "auto" ? coll::Algorithm::kAuto
+                                 : coll::Algorithm::kRing;
+  const uint64_t slice = std::max<uint64_t>(vm["slice"].as<uint64_t>(), pg.slot_bytes);
+  int cuda_rt = 0, driver = 0;
+  cudaRuntimeGetVersion(&cuda_rt);
+  cudaDriverGetVersion(&driver);
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  auto g = MakeGroups(n, max, pg, slice);
+  if (!g) return 1;
+#if TIDAL_BENCH_HAVE_NCCL
+  NcclRunner nccl(n, max);
+  const int nccl_version = nccl.version();
+#else
+  const int nccl_version = 0;
+#endif
+  std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
+              "slot %s x %u, algorithm %s, CUDA runtime %d, driver %d\n",
+              nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
+              pg.slots_per_channel, alg.c_str(),
+              cuda_rt, driver);
+  nlohmann::json results = nlohmann::json::array();
+  bool failed = false;
+  const std::string ops = "," + vm["ops"].as<std::string>() + ",";
+  for (const CollKind& c : kCollKinds) {
+    if (ops != ",all," && ops.find("," + std::string(c.name) + ",") == std::string::npos) continue;
+    const double bus = coll::BusBandwidthFactor(c.op, static_cast<uint64_t>(n));
+    std::printf("# %s\n%10s %12s %6s %6s %12s %10s %10s %8s %12s %10s %8s\n", c.name, "size",
+                "count", "type", "redop", "tidal us", "algbw", "busbw", "#wrong", "nccl us",
+                "busbw", "ratio");
+    nlohmann::json rows = nlohmann::json::array();
+    for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
+      const int k = Iters(size, iters);
+      std::string wrong = "-";
+      uint64_t w = 0;
+      if (size <= verify_max) {
+        w = Verify(*g, c.op, size, &failed);
+        wrong = std::to_string(w);
+        if (w != 0) failed = true;
+      }
+      const double t = TidalTime(*g, c.op, size, k, &failed);
+      const double algbw = static_cast<double>(size) / t / 1e9;
+      double t_nccl = 0, busbw_nccl = 0;
+#if TIDAL_BENCH_HAVE_NCCL
+      t_nccl = nccl.Time(c.op, size, k);
+      busbw_nccl = static_cast<double>(size) / t_nccl / 1e9 * bus;
+#endif
+      const double ratio = busbw_nccl > 0 ? algbw * bus / busbw_nccl : 0;
+      std::printf("%10s %12llu %6s %6s %12.1f %10.1f %10.1f %8s %12.1f %10.1f %8.3f\n",
+                  Human(size).c_str(), (unsigned long long)(size / 4), "float", "sum", t * 1e6,
+                  algbw, algbw * bus, wrong.c_str(), t_nccl * 1e6, busbw_nccl, ratio);
+      std::fflush(stdout);
+      rows.push_back({{"bytes", size}, {"iters", k}, {"tidal_us", t * 1e6},
+                      {"tidal_algbw_GBps", algbw}, {"tidal_busbw_GBps", algbw * bus},
+                      {"wrong", size <= verify_max ? nlohmann::json(w) : nlohmann::json()},
+                      {"nccl_us", t_nccl * 1e6}, {"nccl_busbw_GBps", busbw_nccl},
+                      {"ratio", ratio}});
+    }
+    results.push_back({{"collective", c.name}, {"rows", rows}});
+  }
+  nlohmann::json kill;
+  if (vm.count("kill")) {
+    g.reset();  // free the table's GPU memory first
+    kill = KillRun(vm["kill-bytes"].as<uint64_t>(), pg, slice);
+    std::printf("# allreduce, 3 ranks, rank 1 killed at step boundary 1: %s\n",
+                kill.dump().c_str());
+    if (!kill.contains("wrong") || kill["wrong"] != 0) failed = true;
+  }
+  if (vm.count("json")) {
+    nlohmann::json j = {{"bench", "coll"}, {"ranks", n}, {"devices", devices},
+                        {"device", prop.name}, {"cuda_runtime", cuda_rt}, {"driver", driver},
+                        {"nccl_version", nccl_version}, {"slot_bytes", pg.slot_bytes},
+                        {"slots_per_channel", pg.slots_per_channel},
+                        {"algorithm", alg}, {"results", results}, {"kill", kill}};
+    std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
+  }
+  return failed ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   po::options_description desc(
-      "tidal-cuda-bench {transfer|nccl} [options]\n"
+      "tidal-cuda-bench {transfer|nccl|coll} [options]\n"
       "  transfer: GPU0->GPU1 WRITE through the engine vs cudaMemcpyPeerAsync\n"
-      "  nccl:     NCCL collectives' algbw/busbw over every visible GPU\nOptions");
+      "  nccl:     NCCL collectives' algbw/busbw over every visible GPU\n"
+      "  coll:     tidal's ProcessGroup on GPU tensors beside NCCL, busbw and ratio\nOptions");
   desc.add_options()("help,h", "this help")
       ("min", po::value<uint64_t>()->default_value(1ULL << 20), "smallest size in bytes")
       ("max", po::value<uint64_t>()->default_value(1ULL << 30), "largest size in bytes")
@@ -278,7 +694,17 @@ int main(int argc, char** argv) {
       ("iters", po::value<int>()->default_value(50), "most timed iterations per size")
       ("slice", po::value<uint64_t>()->default_value(64ULL << 20), "engine slice bytes (transfer)")
       ("json", po::value<std::string>(), "also write the figures as JSON to this file")
-      ("command", po::value<std::string>(), "transfer or nccl");
+      ("ranks", po::value<int>(), "coll: ranks (default: one per GPU)")
+      ("slot", po::value<uint64_t>()->default_value(16ULL << 20), "coll: slot (chunk) bytes")
+      ("slots", po::value<uint32_t>()->default_value(4), "coll: slots per peer (chunks in flight)")
+      ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct or auto")
+      ("verify-max", po::value<uint64_t>()->default_value(64ULL << 20),
+       "coll: check every output element up to this size")
+      ("ops", po::value<std::string>()->default_value("all"),
+       "coll: comma-separated collectives of the table, or all")
+      ("kill", "coll: then an allreduce over 3 ranks with rank 1 killed mid-run")
+      ("kill-bytes", po::value<uint64_t>()->default_value(256ULL << 20), "coll: its size")
+      ("command", po::value<std::string>(), "transfer, nccl or coll");
   po::positional_options_description pos;
   pos.add("command", 1);
   po::variables_map vm;
@@ -295,6 +721,7 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = vm["command"].as<std::string>();
   if (cmd == "transfer") return Transfer(vm);
+  if (cmd == "coll") return Coll(vm);
 #if TIDAL_BENCH_HAVE_NCCL
   if (cmd == "nccl") return Nccl(vm);
 #else

@@ -3,7 +3,10 @@
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 #include <type_traits>
 
 #include "tidal/collectives/reduce_cuda.h"
@@ -234,7 +237,8 @@ Status Finish(const char* what) {
 }
 
 template <typename E>
-void LaunchFold(void* acc, const void* in, size_t n, ReduceOp op) {
+void LaunchFold(void* acc, const void* in, size_t n, ReduceOp op,
+                cudaStream_t stream = cudaStreamPerThread) {
   using S = typename Elem<E>::Storage;
   auto* a = static_cast<S*>(acc);
   const auto* b = static_cast<const S*>(in);
@@ -242,16 +246,16 @@ void LaunchFold(void* acc, const void* in, size_t n, ReduceOp op) {
   switch (op) {
     case ReduceOp::kSum:
     case ReduceOp::kAvg:
-      FoldKernel<E, static_cast<int>(ReduceOp::kSum)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kSum)><<<blocks, kThreads, 0, stream>>>(a, b, n);
       break;
     case ReduceOp::kProd:
-      FoldKernel<E, static_cast<int>(ReduceOp::kProd)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kProd)><<<blocks, kThreads, 0, stream>>>(a, b, n);
       break;
     case ReduceOp::kMin:
-      FoldKernel<E, static_cast<int>(ReduceOp::kMin)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kMin)><<<blocks, kThreads, 0, stream>>>(a, b, n);
       break;
     case ReduceOp::kMax:
-      FoldKernel<E, static_cast<int>(ReduceOp::kMax)><<<blocks, kThreads, 0, cudaStreamPerThread>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kMax)><<<blocks, kThreads, 0, stream>>>(a, b, n);
       break;
     default:
       break;
@@ -271,7 +275,152 @@ void LaunchFill(void* data, size_t n, const void* value) {
   FillKernel<S><<<Blocks(n), kThreads, 0, cudaStreamPerThread>>>(static_cast<S*>(data), n, v);
 }
 
+void LaunchFoldAny(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+                   cudaStream_t stream) {
+  switch (dtype) {
+    case DataType::kF32: LaunchFold<float>(acc, in, count, op, stream); break;
+    case DataType::kF64: LaunchFold<double>(acc, in, count, op, stream); break;
+    case DataType::kF16: LaunchFold<Half>(acc, in, count, op, stream); break;
+    case DataType::kBF16: LaunchFold<Bf16>(acc, in, count, op, stream); break;
+    case DataType::kI8: LaunchFold<int8_t>(acc, in, count, op, stream); break;
+    case DataType::kU8: LaunchFold<uint8_t>(acc, in, count, op, stream); break;
+    case DataType::kI32: LaunchFold<int32_t>(acc, in, count, op, stream); break;
+    case DataType::kI64: LaunchFold<int64_t>(acc, in, count, op, stream); break;
+    default: break;
+  }
+}
+
+// The asynchronous forms' streams: one non-blocking stream per device, made on first use
+// and kept for the life of the process.
+Result<cudaStream_t> AsyncStream(int device) {
+  static std::mutex mu;
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mu);
+  if (static_cast<size_t>(device) >= streams.size()) streams.resize(device + 1, nullptr);
+  if (streams[device] == nullptr) {
+    cudaStream_t s = nullptr;
+    TIDAL_RETURN_IF_ERROR(
+        CudaStatus(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate"));
+    streams[device] = s;
+  }
+  return streams[device];
+}
+
+void RunDone(void* data) {
+  // CUDA's callback thread: no CUDA calls here, only the hand-over.
+  std::unique_ptr<Reducer::Done> done(static_cast<Reducer::Done*>(data));
+  (*done)(Status::Ok());
+}
+
+// Queues `done` behind the work just queued on `stream` (or calls it with the error).
+void Complete(cudaStream_t stream, const char* what, Reducer::Done done) {
+  Status st = CudaStatus(cudaGetLastError(), what);
+  if (!st.ok()) {
+    done(st);
+    return;
+  }
+  auto* heap = new Reducer::Done(std::move(done));
+  cudaError_t e = cudaLaunchHostFunc(stream, RunDone, heap);
+  if (e != cudaSuccess) {
+    std::unique_ptr<Reducer::Done> back(heap);
+    (*back)(CudaStatus(e, "cudaLaunchHostFunc"));
+  }
+}
+
 }  // namespace
+
+bool CudaReducer::Supports(Location location) const {
+  return location.is_host() || CheckDevice(location).ok();
+}
+
+void CudaReducer::FoldAsync(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+                            Location location, Done done) {
+  if (location.is_host()) {
+    done(CpuReducer::Default().Fold(acc, in, count, dtype, op, location));
+    return;
+  }
+  Status st = CheckArgs(dtype, op);
+  if (st.ok()) st = CheckDevice(location);
+  if (!st.ok() || count == 0) {
+    done(st);
+    return;
+  }
+  OnDevice on(location.device);
+  if (!on.status().ok()) {
+    done(on.status());
+    return;
+  }
+  auto stream = AsyncStream(location.device);
+  if (!stream.ok()) {
+    done(stream.status());
+    return;
+  }
+  LaunchFoldAny(acc, in, count, dtype, op, *stream);
+  Complete(*stream, "fold kernel", std::move(done));
+}
+
+void CudaReducer::CopyAsync(void* dst, const void* src, size_t bytes, Location location,
+                            Done done) {
+  if (location.is_host()) {
+    done(Reducer::Copy(dst, src, bytes, location));
+    return;
+  }
+  Status st = CheckDevice(location);
+  if (!st.ok() || bytes == 0) {
+    done(st);
+    return;
+  }
+  OnDevice on(location.device);
+  if (!on.status().ok()) {
+    done(on.status());
+    return;
+  }
+  auto stream = AsyncStream(location.device);
+  if (!stream.ok()) {
+    done(stream.status());
+    return;
+  }
+  st = CudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, *stream), "cudaMemcpyAsync");
+  if (!st.ok()) {
+    done(st);
+    return;
+  }
+  Complete(*stream, "copy", std::move(done));
+}
+
+Result<void*> CudaBufferAllocator::Allocate(uint64_t bytes, Location location) {
+  if (bytes == 0) return Status(ErrorCode::INVALID_PARAMS, "allocate: zero bytes");
+  void* p = nullptr;
+  if (location.is_host()) {
+    TIDAL_RETURN_IF_ERROR(CudaStatus(cudaMallocHost(&p, bytes), "cudaMallocHost"));
+    std::memset(p, 0, bytes);
+    return p;
+  }
+  TIDAL_RETURN_IF_ERROR(CheckDevice(location));
+  OnDevice on(location.device);
+  TIDAL_RETURN_IF_ERROR(on.status());
+  TIDAL_RETURN_IF_ERROR(CudaStatus(cudaMalloc(&p, bytes), "cudaMalloc"));
+  Status st = CudaStatus(cudaMemset(p, 0, bytes), "cudaMemset");
+  if (!st.ok()) {
+    cudaFree(p);
+    return st;
+  }
+  return p;
+}
+
+void CudaBufferAllocator::Free(void* data, uint64_t, Location location) {
+  if (location.is_host()) {
+    cudaFreeHost(data);
+    return;
+  }
+  OnDevice on(location.device);
+  cudaFree(data);
+}
+
+CudaBufferAllocator& CudaBufferAllocator::Default() {
+  static CudaBufferAllocator allocator;
+  return allocator;
+}
 
 Status CudaReducer::Fold(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
                          Location location) {

@@ -86,9 +86,33 @@ inline constexpr CollBug kCollBugs[] = {CollBug::kNone, CollBug::kRootIgnored,
 std::string_view CollBugName(CollBug bug);
 Result<CollBug> ParseCollBug(std::string_view name);
 
+// Allocates a group's buffers (receive slots, send staging, working memory) at its slot
+// location. Allocate returns zeroed memory aligned to 64 bytes, or an error naming what
+// failed; Free gives back what Allocate returned (same bytes and location). Called on the
+// group's executor only. The default (HostBufferAllocator) is new[]/delete[]: right for
+// host memory and for locations whose memory is host memory (the simulator's cuda:N);
+// real device memory comes from the fabric's or backend's allocator (CudaBufferAllocator
+// in tidal::collectives_cuda: cudaMalloc on the location's device).
+class BufferAllocator {
+ public:
+  virtual ~BufferAllocator() = default;
+  virtual Result<void*> Allocate(uint64_t bytes, Location location) = 0;
+  virtual void Free(void* data, uint64_t bytes, Location location) = 0;
+};
+
+class HostBufferAllocator final : public BufferAllocator {
+ public:
+  Result<void*> Allocate(uint64_t bytes, Location location) override;
+  void Free(void* data, uint64_t bytes, Location location) override;
+  static HostBufferAllocator& Default();
+};
+
 struct ProcessGroupOptions {
   std::string group_name = "default";     // bootstrap keys are tidal/pg/<name>/<rank>
-  uint64_t slot_bytes = 256 * 1024;       // chunk size; receive memory = size*2*2*slot_bytes
+  uint64_t slot_bytes = 256 * 1024;  // chunk size; receive memory = size*2*slots*slot_bytes
+  // Slots per (sender, class): chunks a sender may have in flight to one peer (2: double
+  // buffering). More slots keep a fast link busy while the receiver folds (GPU groups).
+  uint32_t slots_per_channel = 2;
   uint64_t direct_max_bytes = 64 * 1024;  // kAuto: direct up to this, ring above
   Algorithm algorithm = Algorithm::kAuto;
   uint64_t timeout_ns = 10'000'000'000ULL;  // per operation, from its start
@@ -108,6 +132,16 @@ struct ProcessGroupOptions {
   uint64_t p2p_stash_bytes = 64ull << 20;
   CollBug planted_bug = CollBug::kNone;             // the bug zoo only
   Reducer* reducer = nullptr;                       // nullptr: CpuReducer::Default()
+  // Where this rank's receive slots, send staging and working buffers live, and so where
+  // its tensors must be: host (the default) or cuda:N (GPU-resident: chunks are WRITTEN
+  // from GPU memory into the peer's GPU slots and copied or folded there by the reducer,
+  // which must Support the location). slot_location_of, when set, chooses it per rank
+  // (one options struct for every rank of a fabric that puts rank r on its own GPU) and
+  // overrides slot_location. Point-to-point operations need host slots (UNSUPPORTED
+  // otherwise).
+  Location slot_location;
+  std::function<Location(int rank)> slot_location_of;
+  BufferAllocator* allocator = nullptr;  // nullptr: HostBufferAllocator::Default()
   std::function<void(const StepEvent&)> step_hook;  // tests only; may be empty
 };
 
@@ -184,6 +218,14 @@ class ProcessGroup {
   std::shared_ptr<Work> Send(Tensor tensor, int peer, uint32_t tag = 0);
   std::shared_ptr<Work> Recv(Tensor tensor, int peer, uint32_t tag = 0);
   std::shared_ptr<Work> BatchIsendIrecv(std::span<const P2POp> ops);
+
+  // Fail-stops this rank's group as a crash would, for tests and fault drills on fabrics
+  // that cannot stop a node of their process (the cuda fabric): from now on it sends
+  // nothing, drops what arrives, and its pending and later Works never complete. Call it
+  // from options.step_hook (a step boundary: no chunk of this rank is in flight), and stop
+  // the node's transport too, so that peers' transfers and probes fail: the evidence that
+  // fails a rank (silence alone does not).
+  void Halt();
 
   int rank() const;
   int size() const;

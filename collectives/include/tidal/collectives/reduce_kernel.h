@@ -8,11 +8,13 @@
 // Identity() exists for callers that need a neutral element (empty reductions).
 //
 // Thread safety: implementations are stateless; every method may be called from any
-// thread. Nothing blocks or allocates beyond small stack buffers.
+// thread. Nothing blocks or allocates beyond small stack buffers (the asynchronous forms
+// keep their completion callback until they call it).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "tidal/collectives/types.h"
@@ -44,6 +46,22 @@ class Reducer {
   // copies host memory and answers UNSUPPORTED elsewhere; a device reducer copies there.
   virtual Status Copy(void* dst, const void* src, size_t bytes, Location location);
 
+  // Whether this reducer can touch memory at `location`: the process group refuses
+  // tensors (and buffer locations) its reducer cannot touch. The base class: host only.
+  virtual bool Supports(Location location) const { return location.is_host(); }
+
+  // Asynchronous forms of Fold and Copy, for the process group's data path: start the work
+  // and call `done` exactly once with its status when it has finished (the memory may be
+  // reused then). `done` may run before the call returns, on the calling thread, or later
+  // on another thread (a device's completion thread): it must only hand the result over.
+  // The base class runs the synchronous form and calls `done` at once; a device reducer
+  // queues the work on the device and returns, so a caller that drives several devices
+  // from one thread keeps them all busy.
+  using Done = std::function<void(Status)>;
+  virtual void FoldAsync(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+                         Location location, Done done);
+  virtual void CopyAsync(void* dst, const void* src, size_t bytes, Location location, Done done);
+
   // out = inputs[0] (op) inputs[1] (op) ... in this order; with no inputs, Identity.
   // AVG divides by inputs.size(). out may alias none of the inputs except inputs[0].
   Status ReduceAll(void* out, std::span<const void* const> inputs, size_t count, DataType dtype,
@@ -63,6 +81,25 @@ class CpuReducer final : public Reducer {
 
   // The process-wide default instance (stateless).
   static CpuReducer& Default();
+};
+
+// The reducer for memory that is host memory at every location: the simulator's `cuda:N`
+// memory is host memory tagged as device memory (sim_transport.h), so the process group's
+// GPU code path (buffers and tensors at cuda:N, the asynchronous forms) runs on it without
+// a GPU. The arithmetic is CpuReducer's; Supports() is true everywhere. Never give it real
+// device memory.
+class HostBackedReducer final : public Reducer {
+ public:
+  Status Fold(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+              Location location) override;
+  Status Scale(void* data, size_t count, DataType dtype, uint64_t divisor,
+               Location location) override;
+  Status Identity(void* data, size_t count, DataType dtype, ReduceOp op,
+                  Location location) override;
+  Status Copy(void* dst, const void* src, size_t bytes, Location location) override;
+  bool Supports(Location location) const override;
+
+  static HostBackedReducer& Default();
 };
 
 // IEEE binary16 and bfloat16 conversions (round to nearest even; NaN stays NaN,

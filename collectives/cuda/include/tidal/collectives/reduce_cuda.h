@@ -11,13 +11,20 @@
 // with truncation (signed through int64) and floats by the divisor converted to the type.
 // Float kernels use IEEE division and no fast-math.
 //
-// Every call is synchronous: the kernel runs on the calling thread's default stream
+// The asynchronous forms (FoldAsync, CopyAsync: the process group's data path) queue the
+// kernel or cudaMemcpyAsync on the reducer's own stream of device N (one non-blocking
+// stream per device, made on first use) and return; `done` runs on CUDA's callback thread
+// (cudaLaunchHostFunc) once that work finished, or at once with the error when it could
+// not be queued. Work on one device runs in queue order.
+//
+// Every synchronous call is synchronous: the kernel runs on the calling thread's default stream
 // (cudaStreamPerThread) of device N and is waited for before the call returns, so the
 // reducer stays stateless and may be called from any thread. The calling thread's current
 // device is restored. INTERNAL_ERROR carries CUDA's error text; UNSUPPORTED when there is
 // no such device.
 #pragma once
 
+#include "tidal/collectives/process_group.h"
 #include "tidal/collectives/reduce_kernel.h"
 
 namespace tidal::coll {
@@ -31,9 +38,25 @@ class CudaReducer final : public Reducer {
   Status Identity(void* data, size_t count, DataType dtype, ReduceOp op,
                   Location location) override;
   Status Copy(void* dst, const void* src, size_t bytes, Location location) override;
+  // Host, and cuda:N for a device N that exists.
+  bool Supports(Location location) const override;
+  void FoldAsync(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
+                 Location location, Done done) override;
+  void CopyAsync(void* dst, const void* src, size_t bytes, Location location,
+                 Done done) override;
 
-  // The process-wide instance (stateless).
+  // The process-wide instance (stateless but for its per-device streams).
   static CudaReducer& Default();
+};
+
+// A process group's buffers on the GPU (ProcessGroupOptions::allocator): cudaMalloc on the
+// location's device, zeroed; host locations get pinned cudaMallocHost memory. Errors name
+// CUDA's answer.
+class CudaBufferAllocator final : public BufferAllocator {
+ public:
+  Result<void*> Allocate(uint64_t bytes, Location location) override;
+  void Free(void* data, uint64_t bytes, Location location) override;
+  static CudaBufferAllocator& Default();
 };
 
 }  // namespace tidal::coll

@@ -1,0 +1,357 @@
+// Collectives on device tensors: the process group's GPU code path (receive slots, send
+// staging and working memory at cuda:N, copies and folds through the reducer's
+// asynchronous forms, WRITEs straight from registered working memory) with exact values,
+// and a rank killed mid-allreduce.
+//
+// Built twice from this file:
+//  * collectives_device_sim_test (label sim): on the simulator, whose cuda:N memory is host
+//    memory tagged as device memory, with HostBackedReducer; runs in CI without a GPU.
+//  * collectives_device_cuda_test (label cuda, TIDAL_COLL_TEST_CUDA): on the cuda fabric
+//    (one process, rank r on GPU r % D) with CudaReducer and CudaBufferAllocator; skips with
+//    the registry's reason ("no CUDA device: ...") where there is no GPU.
+//
+// A representative subset of the host suites (exact_values_test, rank_failure_test): world
+// sizes 2 (a rank per GPU) and 3 (ring, non-power-of-two, two ranks sharing a GPU), every
+// op, four dtypes, every reduction, every root, counts {0, 1, 37, > 3 slots}.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "fabrics.h"
+#include "tidal/collectives/reduce_kernel.h"
+
+#if TIDAL_COLL_TEST_CUDA
+#include "tidal/backends/cuda/cuda_fabric.h"
+#include "tidal/backends/cuda/cuda_transport.h"
+#include "tidal/collectives/reduce_cuda.h"
+#endif
+
+namespace tidal::coll {
+namespace {
+
+using namespace tidal::cluster;  // NOLINT: the harness's values and checks
+
+#if TIDAL_COLL_TEST_CUDA
+constexpr const char* kBackend = "cuda";
+#else
+constexpr const char* kBackend = "sim";
+#endif
+
+constexpr uint8_t kSentinel = 0x5A;  // outputs start as this (as the host harness's)
+
+// How many devices rank r % D spreads over, or an empty optional with the skip reason.
+int Devices(std::string* skip) {
+#if TIDAL_COLL_TEST_CUDA
+  Result<int> n = backends::cuda::CudaDeviceCount();
+  if (!n.ok()) {
+    *skip = n.status().ToString();
+    return 0;
+  }
+  return *n;
+#else
+  (void)skip;
+  return 2;  // two simulated GPUs: host memory tagged cuda:0 and cuda:1
+#endif
+}
+
+ProcessGroupOptions DeviceOptions(int devices) {
+  ProcessGroupOptions o = TestOptions();
+  o.slot_location_of = [devices](int rank) { return Location::Cuda(rank % devices); };
+#if TIDAL_COLL_TEST_CUDA
+  o.reducer = &CudaReducer::Default();
+  o.allocator = &CudaBufferAllocator::Default();
+#else
+  o.reducer = &HostBackedReducer::Default();
+#endif
+  return o;
+}
+
+bool IsReduction(OpType op) {
+  return op == OpType::kAllReduce || op == OpType::kReduce || op == OpType::kReduceScatter;
+}
+bool IsRooted(OpType op) {
+  return op == OpType::kBroadcast || op == OpType::kReduce || op == OpType::kGather ||
+         op == OpType::kScatter;
+}
+
+// One rank's device tensors: an input and an output of `cap` bytes each at its location.
+struct DeviceBuffers {
+  Location loc;
+  uint8_t* in = nullptr;
+  uint8_t* out = nullptr;
+  uint64_t cap = 0;
+};
+
+std::vector<DeviceBuffers> AllocateBuffers(GroupCluster& c, int devices, uint64_t cap) {
+  std::vector<DeviceBuffers> b(c.size());
+  for (int r = 0; r < c.size(); ++r) {
+    b[r].loc = Location::Cuda(r % devices);
+    b[r].in = static_cast<uint8_t*>(c.fabric().Allocate(r, cap, b[r].loc));
+    b[r].out = static_cast<uint8_t*>(c.fabric().Allocate(r, cap, b[r].loc));
+    b[r].cap = cap;
+  }
+  return b;
+}
+
+// The host inputs and initial output of RunCase (coll_harness.cc), for device tensors.
+struct HostCase {
+  std::vector<uint8_t> in, out;
+  bool in_place = false;
+};
+HostCase Prepare(OpType op, int rank, int size, uint64_t c, int root, ReduceOp rop, DataType dt) {
+  const uint64_t es = DataTypeSize(dt);
+  const ReduceOp vop = IsReduction(op) ? rop : ReduceOp::kSum;
+  HostCase h;
+  switch (op) {
+    case OpType::kAllReduce:
+    case OpType::kReduce:
+      h.out = Filled(rank, c, vop, dt);
+      h.in_place = true;
+      break;
+    case OpType::kBroadcast:
+      h.out = rank == root ? Filled(rank, c, vop, dt) : std::vector<uint8_t>(c * es, kSentinel);
+      h.in_place = true;
+      break;
+    case OpType::kAllGather:
+      h.in = Filled(rank, c, vop, dt);
+      h.out.assign(size * c * es, kSentinel);
+      break;
+    case OpType::kGather:
+      h.in = Filled(rank, c, vop, dt);
+      if (rank == root) h.out.assign(size * c * es, kSentinel);
+      break;
+    case OpType::kReduceScatter:
+      h.in = Filled(rank, size * c, vop, dt);
+      h.out.assign(c * es, kSentinel);
+      break;
+    case OpType::kScatter:
+      if (rank == root) h.in = Filled(rank, size * c, vop, dt);
+      h.out.assign(c * es, kSentinel);
+      break;
+    case OpType::kAllToAll:
+      h.in = Filled(rank, size * c, vop, dt);
+      h.out.assign(size * c * es, kSentinel);
+      break;
+    default:
+      break;
+  }
+  return h;
+}
+
+std::shared_ptr<Work> Issue(ProcessGroup& pg, OpType op, Tensor to, Tensor ti, int root,
+                            ReduceOp rop) {
+  switch (op) {
+    case OpType::kAllReduce: return pg.AllReduce(to, rop);
+    case OpType::kReduce: return pg.Reduce(to, root, rop);
+    case OpType::kBroadcast: return pg.Broadcast(to, root);
+    case OpType::kAllGather: return pg.AllGather(to, ti);
+    case OpType::kGather: return pg.Gather(to, ti, root);
+    case OpType::kReduceScatter: return pg.ReduceScatter(to, ti, rop);
+    case OpType::kScatter: return pg.Scatter(to, ti, root);
+    case OpType::kAllToAll: return pg.AllToAll(to, ti);
+    default: return pg.Barrier();
+  }
+}
+
+// Copies the case's inputs to the rank's device tensors and issues the op.
+std::shared_ptr<Work> Start(GroupCluster& c, int r, DeviceBuffers& b, const HostCase& h, OpType op,
+                            int root, ReduceOp rop, DataType dt) {
+  const uint64_t es = DataTypeSize(dt);
+  TIDAL_ASSERT(h.in.size() <= b.cap && h.out.size() <= b.cap);
+  c.fabric().CopyIn(b.out, h.out.data(), h.out.size());
+  c.fabric().CopyIn(b.in, h.in.data(), h.in.size());
+  Tensor to{b.out, dt, h.out.size() / es, b.loc};
+  Tensor ti = h.in_place ? to : Tensor{b.in, dt, h.in.size() / es, b.loc};
+  return Issue(c.pg(r), op, to, ti, root, rop);
+}
+
+// Waits for the op and checks the device output against the exact expected result.
+Task<CaseResult> Finish(GroupCluster& c, int r, DeviceBuffers& b, const HostCase& h,
+                        std::shared_ptr<Work> w, OpType op, uint64_t count, int root, ReduceOp rop,
+                        DataType dt) {
+  CaseResult res;
+  res.status = co_await w->Wait();
+  res.failed = w->failed_ranks();
+  std::vector<uint8_t> got(h.out.size());
+  c.fabric().CopyOut(got.data(), b.out, got.size());
+  if (res.status.ok() || res.status.code() == ErrorCode::RANK_FAILED) {
+    res.wrong = CheckCase(op, r, c.size(), res.failed, count, root, rop, dt, got, h.out);
+  } else if (res.status.code() == ErrorCode::COLLECTIVE_ABORTED) {
+    res.wrong = static_cast<int64_t>(CountWrong(got, h.out, dt));  // outputs unchanged
+  } else {
+    res.wrong = -1;
+  }
+  co_return res;
+}
+
+struct Case {
+  DataType dt;
+  ReduceOp rop;
+  int root;
+  uint64_t c;
+};
+
+class DeviceExactValues : public ::testing::TestWithParam<std::tuple<int, OpType>> {};
+
+TEST_P(DeviceExactValues, TypesReductionsRootsSizes) {
+  auto [n, op] = GetParam();
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  std::vector<Case> cases;
+  for (DataType dt : {DataType::kF32, DataType::kBF16, DataType::kI8, DataType::kI64}) {
+    const uint64_t es = DataTypeSize(dt);
+    for (ReduceOp rop : {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax,
+                         ReduceOp::kAvg}) {
+      if (!IsReduction(op) && rop != ReduceOp::kSum) continue;
+      for (int root = 0; root < (IsRooted(op) ? n : 1); ++root) {
+        for (uint64_t c : {uint64_t{0}, uint64_t{1}, uint64_t{37}, 3 * 256 / es + 5}) {
+          cases.push_back({dt, rop, root, c});
+        }
+      }
+    }
+  }
+  GroupClusterOptions co;
+  co.backend = kBackend;
+  co.ranks = n;
+  co.seed = 7000 + n * 16 + static_cast<int>(op);
+  co.pg = DeviceOptions(devices);
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  const uint64_t cap = static_cast<uint64_t>(n) * (3 * 256 + 5 * 8) + 64;
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
+  std::vector<std::string> failures;
+  uint64_t checked = 0;
+  bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+    for (const Case& k : cases) {
+      HostCase h = Prepare(op, r, n, k.c, k.root, k.rop, k.dt);
+      auto w = Start(*cluster, r, bufs[r], h, op, k.root, k.rop, k.dt);
+      CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, k.c, k.root, k.rop, k.dt);
+      ++checked;
+      if (!res.status.ok() || res.wrong != 0) {
+        std::ostringstream s;
+        s << "rank " << r << " " << OpTypeName(op) << " " << DataTypeName(k.dt) << " "
+          << ReduceOpName(k.rop) << " root=" << k.root << " count=" << k.c << ": "
+          << res.status.ToString() << " #wrong=" << res.wrong;
+        if (failures.size() < 20) failures.push_back(s.str());
+      }
+    }
+  });
+  ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+  EXPECT_EQ(checked, cases.size() * n);
+  for (const auto& f : failures) ADD_FAILURE() << f;
+  if (!failures.empty()) ADD_FAILURE() << cluster->Banner();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    WorldSizes2And3, DeviceExactValues,
+    ::testing::Combine(::testing::Values(2, 3),
+                       ::testing::Values(OpType::kAllReduce, OpType::kAllGather,
+                                         OpType::kReduceScatter, OpType::kBroadcast,
+                                         OpType::kReduce, OpType::kGather, OpType::kScatter,
+                                         OpType::kAllToAll, OpType::kBarrier)),
+    [](const auto& info) {
+      return std::string(OpTypeName(std::get<1>(info.param))) + "_w" +
+             std::to_string(std::get<0>(info.param)) + "_" + kBackend;
+    });
+
+// The group refuses what its device path cannot serve, with the reason.
+TEST(DeviceTensors, RefusesForeignLocationsAndPointToPoint) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  GroupClusterOptions co;
+  co.backend = kBackend;
+  co.ranks = 2;
+  co.pg = DeviceOptions(devices);
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, 64);
+  std::vector<uint8_t> host(64, 0);
+  bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+    ProcessGroup& pg = cluster->pg(r);
+    Tensor on_host{host.data(), DataType::kI32, 4, Location::Host()};
+    Status st = co_await pg.AllReduce(on_host, ReduceOp::kSum)->Wait();
+    EXPECT_EQ(st.code(), ErrorCode::UNSUPPORTED) << st.ToString();
+    EXPECT_NE(st.message().find("this rank's buffers are at cuda:"), std::string::npos)
+        << st.ToString();
+    Tensor mine{bufs[r].out, DataType::kI32, 4, bufs[r].loc};
+    Status p2p = co_await pg.Send(mine, 1 - r, 0)->Wait();
+    EXPECT_EQ(p2p.code(), ErrorCode::UNSUPPORTED) << p2p.ToString();
+    // The group still works after refusals.
+    Status all = co_await pg.AllReduce(mine, ReduceOp::kSum)->Wait();
+    EXPECT_TRUE(all.ok()) << all.ToString();
+  });
+  ASSERT_TRUE(ok) << cluster->Banner();
+}
+
+// A rank killed mid-allreduce (at a ring step boundary): every survivor returns
+// RANK_FAILED with failed_ranks = {victim}, and the retried attempt's result, the sum over
+// the survivors, is exact; the next allreduce runs over the survivors likewise. On the
+// simulator the victim's node crashes (CrashSoon); on the cuda fabric, which cannot stop a
+// node of its process, its transport crashes (peers' transfers and probes answer
+// PEER_UNREACHABLE) and its group halts (ProcessGroup::Halt).
+class DeviceRankKilled : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(DeviceRankKilled, MidAllReduceSurvivorsAgreeAndRetryExactly) {
+  const uint64_t boundary = GetParam();
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  constexpr int kRanks = 3;
+  constexpr int kVictim = 1;
+  const DataType dt = DataType::kF32;
+  const uint64_t count = 4096 + 3;  // ring-sized: 2(m-1) = 4 data steps, many chunks each
+  GroupCluster* gc = nullptr;
+  bool fired = false;
+  GroupClusterOptions co;
+  co.backend = kBackend;
+  co.ranks = kRanks;
+  co.seed = 7700 + boundary;
+  co.pg = DeviceOptions(devices);
+  co.pg.slot_bytes = 4096;
+  co.pg.step_hook = [&](const StepEvent& e) {
+    if (e.rank != kVictim || e.op_seq != 0 || e.boundary != boundary || fired) return;
+    fired = true;
+#if TIDAL_COLL_TEST_CUDA
+    auto& fabric = static_cast<backends::cuda::CudaFabric&>(gc->fabric());
+    fabric.cuda_transport(kVictim).Crash();
+    gc->pg(kVictim).Halt();
+#else
+    EXPECT_TRUE(gc->CrashSoon(kVictim).ok());
+#endif
+  };
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  gc = cluster.get();
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, count * 4);
+  std::vector<CaseResult> first(kRanks), second(kRanks);
+  bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+    HostCase h = Prepare(OpType::kAllReduce, r, kRanks, count, 0, ReduceOp::kSum, dt);
+    auto w = Start(*cluster, r, bufs[r], h, OpType::kAllReduce, 0, ReduceOp::kSum, dt);
+    if (r == kVictim) co_return;  // it never finishes: it is killed at the boundary
+    first[r] = co_await Finish(*cluster, r, bufs[r], h, w, OpType::kAllReduce, count, 0,
+                               ReduceOp::kSum, dt);
+    HostCase h2 = Prepare(OpType::kAllReduce, r, kRanks, count, 0, ReduceOp::kMax, dt);
+    auto w2 = Start(*cluster, r, bufs[r], h2, OpType::kAllReduce, 0, ReduceOp::kMax, dt);
+    second[r] = co_await Finish(*cluster, r, bufs[r], h2, w2, OpType::kAllReduce, count, 0,
+                                ReduceOp::kMax, dt);
+  });
+  ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+  ASSERT_TRUE(fired) << "boundary " << boundary << " never reached";
+  for (int r : {0, 2}) {
+    for (const CaseResult* res : {&first[r], &second[r]}) {
+      EXPECT_EQ(res->status.code(), ErrorCode::RANK_FAILED)
+          << "rank " << r << ": " << res->status.ToString() << cluster->Banner();
+      EXPECT_EQ(res->failed, std::vector<int>{kVictim}) << "rank " << r;
+      EXPECT_EQ(res->wrong, 0) << "rank " << r << cluster->Banner();
+    }
+  }
+}
+
+// Boundaries of the 3-rank ring allreduce: 0 (before any data), 1 and 2 (mid reduce-
+// scatter / between the halves), 4 (before the agreement round).
+INSTANTIATE_TEST_SUITE_P(Boundaries, DeviceRankKilled, ::testing::Values(0, 1, 2, 4),
+                         [](const auto& info) {
+                           return "boundary" + std::to_string(info.param) + "_" + kBackend;
+                         });
+
+}  // namespace
+}  // namespace tidal::coll
