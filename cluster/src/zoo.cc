@@ -12,6 +12,7 @@
 #include "tidal/sim/transfer_workload.h"
 #include "tidal/store/client.h"
 #include "tidal/store/master.h"
+#include "zoo_workloads.h"
 
 namespace tidal::cluster {
 namespace {
@@ -77,6 +78,29 @@ SeedRun RunSeed(const ZooBug& bug, uint64_t seed, bool planted) {
     }
     return out;
   }
+  const std::string replay = "tidal-sim zoo --bug " + bug.name + " --seeds " +
+                             std::to_string(seed) + ".." + std::to_string(seed);
+  if (bug.workload == "store-field") {
+    store::StoreBug sb = store::StoreBug::kNone;
+    store::MasterBug mb = store::MasterBug::kNone;
+    if (planted) {
+      if (Result<store::StoreBug> b = store::ParseStoreBug(bug.name); b.ok()) sb = *b;
+      if (Result<store::MasterBug> b = store::ParseMasterBug(bug.name); b.ok()) mb = *b;
+    }
+    out.failure = RunStoreFieldSeed(seed, sb, mb, replay);
+    return out;
+  }
+  if (bug.workload == "p2p") {
+    out.failure = RunP2pSeed(
+        seed, planted ? coll::ParseCollBug(bug.name).value() : coll::CollBug::kNone, replay);
+    return out;
+  }
+  if (bug.workload == "peer-loss") {
+    out.failure =
+        RunPeerLossSeed(seed, planted ? ParseEngineBug(bug.name).value() : EngineBug::kNone,
+                        replay);
+    return out;
+  }
   MixedCampaignOptions o;  // mixed
   if (planted) {
     if (Result<EngineBug> b = ParseEngineBug(bug.name); b.ok()) o.engine_bug = *b;
@@ -120,7 +144,30 @@ std::vector<ZooBug> ZooBugs() {
        "an object goes when one holder unmounts, though other replicas hold it"},
       {"master_frees_leased_memory", "store", "store", "",
        "Remove frees an object's memory under a running lease"},
+      {"coll_zero_accumulator", "collectives", "collectives", "2",
+       "a reduction starts from zero instead of the first contribution"},
+      {"store_unregistered_buffer", "store", "store-field", "4",
+       "put_from / get_into on an unregistered buffer go ahead instead of failing first"},
+      {"store_tp_from_slices_bytes", "store", "store-field", "5",
+       "tensor-parallel put_from cuts the serialized full tensor by bytes"},
+      {"store_tp_batch_reports_invalid", "store", "store-field", "6",
+       "a successful tensor-parallel batch put reports INVALID_PARAMS per entry"},
+      {"master_ignores_generation", "store", "store-field", "7",
+       "a get naming a removed generation is served the current object"},
+      {"master_never_reclaims_puts", "store", "store-field", "8",
+       "a put whose writer crashed stays 'being written' forever"},
+      {"engine_dead_peer_stays_cached", "engine", "peer-loss", "11",
+       "a peer found unreachable stays cached; later requests wait for their timeout"},
+      {"master_no_evict_on_put", "store", "store-field", "12",
+       "a put that does not fit fails NO_AVAILABLE_HANDLE instead of evicting"},
+      {"coll_p2p_timeout_keeps_group", "collectives", "p2p", "report D",
+       "after a point-to-point timeout the group carries on instead of aborting"},
   };
+}
+
+std::string RunZooSeed(const ZooBug& bug, uint64_t seed, bool planted) {
+  SeedRun run = RunSeed(bug, seed, planted);
+  return run.failure.value_or("");
 }
 
 std::vector<ZooEntry> RunZoo(const ZooOptions& options) {

@@ -9,10 +9,11 @@
 namespace tidal::cluster {
 namespace {
 
-// The campaigns' known blind spot: no store workload yet removes an object under a running
-// lease and reuses its memory while the reader still reads (docs/harness.md). When one
-// does, this bug is caught and leaves this list.
-const std::set<std::string> kKnownUncaught = {"master_frees_leased_memory"};
+// Bugs the committed campaigns may miss within the budget: a store workload that removes
+// an object under a running lease and reuses its memory while the reader still reads is
+// being added to the store campaign (docs/harness.md). Such a bug may go uncaught; when it
+// is caught, it is held to the same checks as every other.
+const std::set<std::string> kMayGoUncaught = {"master_frees_leased_memory"};
 
 TEST(Zoo, EveryPlantedBugIsCaughtAndItsSeedPassesWithoutIt) {
   ZooOptions o;
@@ -22,10 +23,7 @@ TEST(Zoo, EveryPlantedBugIsCaughtAndItsSeedPassesWithoutIt) {
   ASSERT_EQ(zoo.size(), ZooBugs().size());
   std::set<std::string> layers;
   for (const ZooEntry& e : zoo) {
-    if (kKnownUncaught.count(e.bug.name) != 0) {
-      EXPECT_FALSE(e.caught) << e.bug.name << " is caught now: take it off kKnownUncaught";
-      continue;
-    }
+    if (kMayGoUncaught.count(e.bug.name) != 0 && !e.caught) continue;
     EXPECT_TRUE(e.caught) << e.bug.name << " was not caught in 40 seeds";
     EXPECT_TRUE(e.clean_seed_passes) << e.bug.name << ": seed " << e.seed
                                      << " fails without the bug too";
@@ -33,6 +31,34 @@ TEST(Zoo, EveryPlantedBugIsCaughtAndItsSeedPassesWithoutIt) {
     layers.insert(e.bug.layer);
   }
   EXPECT_EQ(layers, (std::set<std::string>{"collectives", "engine", "store", "transport"}));
+}
+
+// The zoo's own workloads (store-field, p2p, peer-loss) never complain without a bug: a
+// complaint is always the planted bug's.
+TEST(Zoo, TheZooWorkloadsPassWithoutABug) {
+  std::set<std::string> seen;
+  for (const ZooBug& bug : ZooBugs()) {
+    if (bug.workload != "store-field" && bug.workload != "p2p" && bug.workload != "peer-loss") {
+      continue;
+    }
+    if (!seen.insert(bug.workload).second) continue;
+    for (uint64_t seed = 1; seed <= 12; ++seed) {
+      EXPECT_EQ(RunZooSeed(bug, seed, /*planted=*/false), "") << bug.workload << " seed " << seed;
+    }
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"p2p", "peer-loss", "store-field"}));
+}
+
+// Every field bug of docs/field-bugs.md (1-12) and every field report (A-D) has its
+// planted form in the zoo.
+TEST(Zoo, EveryFieldBugAndReportIsPlanted) {
+  std::set<std::string> reports;
+  for (const ZooBug& bug : ZooBugs()) {
+    if (!bug.field_report.empty()) reports.insert(bug.field_report);
+  }
+  std::set<std::string> want = {"report A", "report B", "report C", "report D"};
+  for (int i = 1; i <= 12; ++i) want.insert(std::to_string(i));
+  EXPECT_EQ(reports, want);
 }
 
 TEST(Zoo, ATransferBugShrinksToAFewEvents) {

@@ -76,6 +76,17 @@ Status ProcessGroup::Impl::ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t
   for (uint64_t j = 0; j < a.m; ++j) {
     inputs[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j];
   }
+  if (options_.planted_bug == CollBug::kZeroAccumulator && a.op.rop != ReduceOp::kAvg) {
+    // Planted (field bug 2): start from zero and fold every contribution into it.
+    const size_t bytes = count * DataTypeSize(a.dt);
+    std::vector<uint8_t> acc(bytes, 0);
+    for (const void* in : inputs) {
+      TIDAL_RETURN_IF_ERROR(
+          reducer_->Fold(acc.data(), in, count, a.dt, a.op.rop, Location::Host()));
+    }
+    if (bytes > 0) std::memcpy(out, acc.data(), bytes);
+    return Status::Ok();
+  }
   return reducer_->ReduceAll(out, inputs, count, a.dt, a.op.rop, loc_);
 }
 

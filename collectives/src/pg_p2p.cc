@@ -75,7 +75,8 @@ void ProcessGroup::Impl::FinishP2P(const P2PItem& item, int peer, Status st) {
     if (st.code() == ErrorCode::RANK_FAILED) {
       st = Status(ErrorCode::COLLECTIVE_ABORTED, "p2p peer " + std::to_string(peer) + " failed");
       b.failed |= Bit(peer);
-    } else if (st.code() == ErrorCode::OPERATION_TIMEOUT ||
+    } else if ((st.code() == ErrorCode::OPERATION_TIMEOUT &&
+                options_.planted_bug != CollBug::kTimeoutKeepsGroup) ||
                st.code() == ErrorCode::CORRUPT_INPUT) {
       // The pair's stream may stand mid-message: nothing later can trust it.
       broken_ = true;

@@ -17,6 +17,8 @@ std::string_view CollBugName(CollBug bug) {
     case CollBug::kFoldTwice: return "coll_fold_twice";
     case CollBug::kSilenceIsDeath: return "coll_silence_is_death";
     case CollBug::kWriteBeforeMatch: return "coll_p2p_write_before_match";
+    case CollBug::kZeroAccumulator: return "coll_zero_accumulator";
+    case CollBug::kTimeoutKeepsGroup: return "coll_p2p_timeout_keeps_group";
   }
   return "unknown";
 }

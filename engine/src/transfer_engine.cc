@@ -16,6 +16,7 @@ std::string_view EngineBugName(EngineBug bug) {
     case EngineBug::kNoDescriptorRefresh: return "engine_no_descriptor_refresh";
     case EngineBug::kCloseDropsEveryHolder: return "engine_close_drops_every_holder";
     case EngineBug::kPrefixOvercount: return "engine_prefix_overcount";
+    case EngineBug::kDeadPeerStaysCached: return "engine_dead_peer_stays_cached";
   }
   return "unknown";
 }
@@ -376,7 +377,7 @@ Result<SegmentDescriptor> TransferEngine::DescribeSegment(SegmentHandle handle) 
 void TransferEngine::MarkPeerDead(uint32_t segment_index) {
   if (segment_index == 0 || segment_index >= segments_.size()) return;
   SegmentEntry& e = *segments_[segment_index];
-  if (!e.live) return;
+  if (!e.live || options_.planted_bug == EngineBug::kDeadPeerStaysCached) return;
   // Field bug 11: a vanished peer must not stay in the cache as if healthy. Requests to
   // this handle now fail at once, and OpenSegment looks the segment up afresh.
   e.dead = true;

@@ -35,6 +35,9 @@ std::string_view StoreBugName(StoreBug bug) {
   switch (bug) {
     case StoreBug::kNone: return "none";
     case StoreBug::kGetAcceptsShortRead: return "store_get_accepts_short_read";
+    case StoreBug::kUnregisteredBuffer: return "store_unregistered_buffer";
+    case StoreBug::kTpFromSlicesBytes: return "store_tp_from_slices_bytes";
+    case StoreBug::kTpBatchReportsInvalid: return "store_tp_batch_reports_invalid";
   }
   return "unknown";
 }
@@ -256,7 +259,9 @@ Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t siz
   }
   // Field bug 4: an unregistered source fails before anything is allocated or moved.
   Result<RegionInfo> local = engine_.registry().FindLocal(Addr(ptr), size);
-  if (!local.ok()) co_return local.status();
+  if (!local.ok() && options_.planted_bug != StoreBug::kUnregisteredBuffer) {
+    co_return local.status();
+  }
 
   proto::PutStartReq req{key, size, config};
   std::string body = proto::Encode(req);
@@ -404,7 +409,9 @@ Task<Result<uint64_t>> StoreClient::GetImpl(std::string key, void* ptr, uint64_t
     co_return Status(ErrorCode::INVALID_PARAMS, "get: null buffer or capacity 0");
   }
   Result<RegionInfo> local = engine_.registry().FindLocal(Addr(ptr), capacity);
-  if (!local.ok()) co_return local.status();
+  if (!local.ok() && options_.planted_bug != StoreBug::kUnregisteredBuffer) {
+    co_return local.status();
+  }
   uint64_t sent = env_.NowNs();
   Result<std::string> lookup = co_await Lookup(key, options.generation, d);
   if (!lookup.ok()) co_return lookup.status();

@@ -153,6 +153,21 @@ Task<Status> StoreClient::PutTensorWithTpFrom(std::string key, const void* buffe
   if (!local.ok()) co_return local.status();
   Result<TensorView> full = DecodeTensor(std::string_view(static_cast<const char*>(buffer), size));
   if (!full.ok()) co_return full.status();
+  if (options_.planted_bug == StoreBug::kTpFromSlicesBytes && tp_size > 0) {
+    // Planted (field bug 5): the serialized buffer taken for shards, cut by bytes.
+    const Deadline d = MakeDeadline();
+    std::vector<Task<Status>> tasks;
+    const uint64_t part = size / tp_size;
+    for (uint32_t rank = 0; rank < tp_size; ++rank) {
+      std::string shard(static_cast<const char*>(buffer) + rank * part, part);
+      tasks.push_back(PutOwned(TpKey(key, rank), std::move(shard), config, d));
+    }
+    std::vector<Status> done = co_await WhenAll(env_, std::move(tasks));
+    for (Status& s : done) {
+      if (!s.ok()) co_return s;
+    }
+    co_return Status();
+  }
   co_return co_await PutTpShards(std::move(key), std::move(*full), tp_size, split_dim,
                                  std::move(config), MakeDeadline());
 }
@@ -171,7 +186,10 @@ Task<std::vector<Status>> StoreClient::BatchPutTensorWithTpFrom(
   }
   std::vector<Status> done = co_await WhenAll(env_, std::move(tasks));
   // Field bug 6: a fully stored tensor reports OK, not the initial INVALID_PARAMS.
-  for (size_t i = 0; i < done.size(); ++i) out[i] = std::move(done[i]);
+  for (size_t i = 0; i < done.size(); ++i) {
+    if (options_.planted_bug == StoreBug::kTpBatchReportsInvalid && done[i].ok()) continue;
+    out[i] = std::move(done[i]);
+  }
   co_return out;
 }
 

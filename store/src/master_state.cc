@@ -58,6 +58,9 @@ std::string_view MasterBugName(MasterBug bug) {
     case MasterBug::kNone: return "none";
     case MasterBug::kHolderCloseLosesObject: return "master_holder_close_loses_object";
     case MasterBug::kFreesLeasedMemory: return "master_frees_leased_memory";
+    case MasterBug::kIgnoresGeneration: return "master_ignores_generation";
+    case MasterBug::kNeverReclaimsPuts: return "master_never_reclaims_puts";
+    case MasterBug::kNoEvictOnPut: return "master_no_evict_on_put";
   }
   return "unknown";
 }
@@ -259,7 +262,7 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
   // Field bug 12: when space runs out, evict now (LRU order) until the put fits, instead
   // of failing while a background pass catches up.
   while (!TryPlace(size, config, now_ns, &placed)) {
-    if (Evict(1, now_ns) == 0) {
+    if (options_.planted_bug == MasterBug::kNoEvictOnPut || Evict(1, now_ns) == 0) {
       return Status(ErrorCode::NO_AVAILABLE_HANDLE,
                     "put: no space for " + std::to_string(size) +
                         " bytes; the rest is leased, pinned or being written");
@@ -331,7 +334,8 @@ Result<std::pair<ObjectInfo, std::vector<ReplicaLocation>>> MasterState::GetRepl
   auto it = objects_.find(key);
   if (it == objects_.end()) return NotFound(key);
   Object& o = it->second;
-  if (generation != 0 && o.generation != generation) {
+  if (generation != 0 && o.generation != generation &&
+      options_.planted_bug != MasterBug::kIgnoresGeneration) {
     // Field bug 7: a reader holding an older generation's reference must fail.
     return Status(ErrorCode::OBJECT_NOT_FOUND,
                   "'" + key + "': generation " + std::to_string(generation) +
@@ -474,7 +478,8 @@ void MasterState::ClientDied(const std::string& client, uint64_t now_ns) {
   for (uint64_t id : mine) DropMount(id, now_ns, nullptr);
   // Field bug 8: puts whose writer died are reclaimed, so the key is usable again.
   for (auto it = objects_.begin(); it != objects_.end();) {
-    if (!it->second.complete && it->second.writer == client) {
+    if (!it->second.complete && it->second.writer == client &&
+        options_.planted_bug != MasterBug::kNeverReclaimsPuts) {
       ++stats_.puts_reclaimed;
       Notify(it->first, it->second.generation, "reclaimed");
       Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
@@ -506,7 +511,8 @@ void MasterState::Tick(uint64_t now_ns) {
   }
   for (const std::string& name : dead) ClientDied(name, now_ns);
   for (auto it = objects_.begin(); it != objects_.end();) {
-    if (!it->second.complete && it->second.started_ns + options_.put_timeout_ns < now_ns) {
+    if (!it->second.complete && it->second.started_ns + options_.put_timeout_ns < now_ns &&
+        options_.planted_bug != MasterBug::kNeverReclaimsPuts) {
       ++stats_.puts_reclaimed;
       Notify(it->first, it->second.generation, "reclaimed");
       Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);

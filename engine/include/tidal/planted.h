@@ -21,11 +21,15 @@ enum class EngineBug : uint8_t {
   // bytes_transferred of a failed multi-slice request counts every slice that moved, not
   // the prefix that arrived.
   kPrefixOvercount,
+  // Field bug 11: a PEER_UNREACHABLE completion or probe leaves the segment's handle in
+  // the cache as if healthy, so later requests to the dead peer go out and wait.
+  kDeadPeerStaysCached,
 };
 
 inline constexpr EngineBug kEngineBugs[] = {EngineBug::kNone, EngineBug::kNoDescriptorRefresh,
                                             EngineBug::kCloseDropsEveryHolder,
-                                            EngineBug::kPrefixOvercount};
+                                            EngineBug::kPrefixOvercount,
+                                            EngineBug::kDeadPeerStaysCached};
 std::string_view EngineBugName(EngineBug bug);
 // INVALID_PARAMS naming the known bugs for an unknown name.
 Result<EngineBug> ParseEngineBug(std::string_view name);

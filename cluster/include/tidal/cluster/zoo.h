@@ -47,6 +47,10 @@ struct ZooEntry {
   std::string not_shrunk_because;  // when !shrunk and caught
 };
 
+// One seed of `bug`'s campaign, with the bug planted or not: the checker's first
+// complaint, or an empty string when the seed passed.
+std::string RunZooSeed(const ZooBug& bug, uint64_t seed, bool planted);
+
 // INVALID_PARAMS-like failures (an unknown `only`) come back as a single entry whose
 // failure says so and caught = false.
 std::vector<ZooEntry> RunZoo(const ZooOptions& options);

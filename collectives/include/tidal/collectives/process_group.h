@@ -79,10 +79,16 @@ enum class CollBug : uint8_t {
   kSilenceIsDeath,  // field bug 10: a peer silent for peer_check_ns is failed unprobed
   kWriteBeforeMatch,  // field report C: a Recv that fails on a size mismatch has already
                       // written what fits of the message into its buffer
+  kZeroAccumulator,   // field bug 2: a reduction's accumulator starts from zero (a guessed
+                      // identity) and every contribution is folded into it
+  kTimeoutKeepsGroup,  // field report D: after a point-to-point timeout the group carries
+                       // on instead of failing every later operation with
+                       // COLLECTIVE_ABORTED
 };
-inline constexpr CollBug kCollBugs[] = {CollBug::kNone, CollBug::kRootIgnored,
-                                        CollBug::kFoldTwice, CollBug::kSilenceIsDeath,
-                                        CollBug::kWriteBeforeMatch};
+inline constexpr CollBug kCollBugs[] = {CollBug::kNone,           CollBug::kRootIgnored,
+                                        CollBug::kFoldTwice,      CollBug::kSilenceIsDeath,
+                                        CollBug::kWriteBeforeMatch, CollBug::kZeroAccumulator,
+                                        CollBug::kTimeoutKeepsGroup};
 std::string_view CollBugName(CollBug bug);
 Result<CollBug> ParseCollBug(std::string_view name);
 

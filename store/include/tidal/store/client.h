@@ -46,8 +46,17 @@ namespace tidal::store {
 enum class StoreBug : uint8_t {
   kNone,
   kGetAcceptsShortRead,  // field bug 3: a short replica read is returned as the object
+  kUnregisteredBuffer,   // field bug 4: put/get from a buffer the engine never registered
+                         // go to the master (and the transport) instead of failing first
+  kTpFromSlicesBytes,    // field bug 5: PutTensorWithTpFrom slices the serialized full
+                         // tensor by bytes instead of splitting it along split_dim
+  kTpBatchReportsInvalid,  // field bug 6: a successful tensor-parallel batch put leaves
+                           // its slots at the initial INVALID_PARAMS
 };
-inline constexpr StoreBug kStoreBugs[] = {StoreBug::kNone, StoreBug::kGetAcceptsShortRead};
+inline constexpr StoreBug kStoreBugs[] = {StoreBug::kNone, StoreBug::kGetAcceptsShortRead,
+                                          StoreBug::kUnregisteredBuffer,
+                                          StoreBug::kTpFromSlicesBytes,
+                                          StoreBug::kTpBatchReportsInvalid};
 std::string_view StoreBugName(StoreBug bug);
 Result<StoreBug> ParseStoreBug(std::string_view name);
 

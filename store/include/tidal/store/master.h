@@ -32,9 +32,16 @@ enum class MasterBug : uint8_t {
   kHolderCloseLosesObject,  // field bug 9: a holder's unmount drops objects other
                             // replicas still hold
   kFreesLeasedMemory,       // Remove frees memory under a running lease at once
+  kIgnoresGeneration,       // field bug 7: a get naming an older generation is answered
+                            // with the current object's replicas
+  kNeverReclaimsPuts,       // field bug 8: an unfinished put moves on only at PutEnd or
+                            // PutRevoke (no reclaim for a dead writer or the put timeout)
+  kNoEvictOnPut,            // field bug 12: a put that does not fit fails with
+                            // NO_AVAILABLE_HANDLE instead of evicting until it fits
 };
-inline constexpr MasterBug kMasterBugs[] = {MasterBug::kNone, MasterBug::kHolderCloseLosesObject,
-                                            MasterBug::kFreesLeasedMemory};
+inline constexpr MasterBug kMasterBugs[] = {
+    MasterBug::kNone,          MasterBug::kHolderCloseLosesObject, MasterBug::kFreesLeasedMemory,
+    MasterBug::kIgnoresGeneration, MasterBug::kNeverReclaimsPuts,  MasterBug::kNoEvictOnPut};
 std::string_view MasterBugName(MasterBug bug);
 Result<MasterBug> ParseMasterBug(std::string_view name);
 
