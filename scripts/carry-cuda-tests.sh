@@ -23,6 +23,15 @@ for t in "${tests[@]}"; do
   [ -x "$build/$t" ] || { echo "carry-cuda-tests: $build/$t is not built (TIDAL_CUDA=ON?)" >&2; exit 1; }
   strip -o "$out/$(basename "$t")" "$build/$t"
 done
+# The store across processes with GPU buffers (cuda_store_xproc.sh under with-master.sh)
+# and tidal-cuda-ipc-bench, when built.
+if [ -x "$build/backends/cuda/cuda_store_node" ] && [ -x "$build/tools/tidal-master" ]; then
+  strip -o "$out/cuda_store_node" "$build/backends/cuda/cuda_store_node"
+  strip -o "$out/tidal-master" "$build/tools/tidal-master"
+  cp scripts/with-master.sh backends/cuda/e2e/cuda_store_xproc.sh "$out/"
+fi
+ipc_bench=backends/cuda/tidal-cuda-ipc-bench
+if [ -x "$build/$ipc_bench" ]; then strip -o "$out/tidal-cuda-ipc-bench" "$build/$ipc_bench"; fi
 # The GPU benchmark (tidal-cuda-bench: transfer, nccl, coll), when built.
 bench=tools/tidal-cuda-bench/tidal-cuda-bench
 if [ -x "$build/$bench" ]; then strip -o "$out/tidal-cuda-bench" "$build/$bench"; fi
@@ -48,6 +57,8 @@ for t in reduce_cuda_test cuda_backend_test cuda_conformance_test collectives_de
 done
 # CudaTransport across processes (it starts its peer processes from its own binary).
 [ -x ./cuda_xproc_test ] && { echo "== cuda_xproc_test"; ./cuda_xproc_test || rc=1; }
+[ -x ./cuda_store_node ] && { echo "== cuda.store_xproc"
+  ./with-master.sh ./tidal-master ./cuda_store_xproc.sh ./cuda_store_node || rc=1; }
 for t in transport_contract_test store_api_test collectives_sim_test sim_vs_real_test; do
   [ -x ./$t ] || continue
   echo "== $t (cuda instances)"; ./$t --gtest_filter='*cuda*' || rc=1
