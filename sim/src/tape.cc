@@ -40,7 +40,9 @@ Tape Tape::FromDraws(std::vector<uint64_t> draws) {
 
 uint64_t Tape::Next() {
   uint64_t v;
-  if (source_ == Source::kSeed) {
+  if (chooser_ != nullptr) {
+    v = 0;
+  } else if (source_ == Source::kSeed) {
     // xoshiro256**
     v = Rotl(s_[1] * 5, 7) * 9;
     const uint64_t t = s_[1] << 17;
@@ -59,6 +61,15 @@ uint64_t Tape::Next() {
 }
 
 uint64_t Tape::Below(uint64_t bound) {
+  if (chooser_ != nullptr && bound > 1) {
+    const uint64_t c = chooser_->Choose(bound);
+    // The smallest raw draw v with (v * bound) >> 64 == c: ceil(c * 2^64 / bound).
+    const unsigned __int128 num = static_cast<unsigned __int128>(c) << 64;
+    const uint64_t v = static_cast<uint64_t>((num + bound - 1) / bound);
+    ++position_;
+    if (recording_) recorded_.push_back(v);
+    return c;
+  }
   if (bound <= 1) {
     (void)Next();  // still one draw, so the tape's layout does not depend on bounds
     return 0;

@@ -22,7 +22,10 @@ uint64_t SimEnv::RandomU64() { return world_.tape().Next(); }
 void SimEnv::Post(Callback fn) {
   // Which ready work runs first is a tape draw: ties at one instant are broken by a
   // small random delay, so different seeds explore different interleavings.
-  const uint64_t j = world_.options().schedule_jitter_ns;
+  // (Under PCT and exploration the order is the scheduler's: World::PickReady.)
+  const uint64_t j = world_.options().scheduling.mode == Scheduling::kSwarm
+                         ? world_.options().schedule_jitter_ns
+                         : 0;
   const uint64_t delay = j == 0 ? 0 : world_.tape().Below(j + 1);
   world_.ScheduleAt(world_.NowNs() + delay, static_cast<int32_t>(node_), std::move(fn));
 }
@@ -58,6 +61,50 @@ Result<PlantedBug> ParsePlantedBug(std::string_view name) {
                 "unknown planted bug '" + std::string(name) + "' (" + known + ")");
 }
 
+// ---- Scheduling modes -------------------------------------------------------------
+
+std::string_view SchedulingName(Scheduling mode) {
+  switch (mode) {
+    case Scheduling::kSwarm: return "swarm";
+    case Scheduling::kPct: return "pct";
+    case Scheduling::kChoice: return "choice";
+  }
+  return "unknown";
+}
+
+Result<Scheduling> ParseScheduling(std::string_view name) {
+  for (Scheduling m : {Scheduling::kSwarm, Scheduling::kPct, Scheduling::kChoice}) {
+    if (SchedulingName(m) == name) return m;
+  }
+  return Status(ErrorCode::INVALID_PARAMS,
+                "unknown scheduling mode '" + std::string(name) + "' (swarm, pct, choice)");
+}
+
+namespace {
+thread_local SchedulingOptions g_default_scheduling;
+
+uint64_t Mix(uint64_t h, uint64_t x) {
+  uint64_t z = h ^ (x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+uint64_t MixString(uint64_t h, std::string_view s) {
+  uint64_t f = 0xcbf29ce484222325ULL;
+  for (char c : s) f = (f ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+  return Mix(h, f);
+}
+}  // namespace
+
+const SchedulingOptions& DefaultScheduling() { return g_default_scheduling; }
+
+ScopedScheduling::ScopedScheduling(SchedulingOptions options)
+    : previous_(std::move(g_default_scheduling)) {
+  g_default_scheduling = std::move(options);
+}
+
+ScopedScheduling::~ScopedScheduling() { g_default_scheduling = std::move(previous_); }
+
 // ---- World ------------------------------------------------------------------------
 
 namespace {
@@ -72,7 +119,12 @@ World::World(WorldOptions options)
       tape_(options_.tape_bytes.empty() ? Tape::FromSeed(options_.seed)
                                         : Tape::FromBytes(options_.tape_bytes)) {
   TIDAL_ASSERT(options_.nodes > 0 && options_.nodes <= 4096);
-  if (options_.record_tape) tape_.StartRecording();
+  // The explorer reads the draws each event made (Fingerprint): record from the first.
+  if (options_.record_tape || options_.scheduling.chooser != nullptr) tape_.StartRecording();
+  tape_.SetChooser(options_.scheduling.chooser);
+  actor_digest_.assign(options_.nodes + 1, 0);
+  TIDAL_ASSERT_MSG(options_.scheduling.mode != Scheduling::kPct || options_.scheduling.pct_depth >= 1,
+                   "PCT needs a depth of at least 1");
   trace_.EnableLines(options_.trace_lines);
   nodes_.resize(options_.nodes);
   transports_.assign(options_.nodes, nullptr);
@@ -84,8 +136,92 @@ World::World(WorldOptions options)
   for (const FaultRule& r : options_.faults.rules) has_rules_[static_cast<size_t>(r.kind)] = true;
   previous_hook_ = SetAssertHook({&WorldAssertHook, this});
   Record(-1, "world.start", {{"seed", options_.seed}, {"nodes", uint64_t{options_.nodes}}});
+  DrawPct();
   DrawSwarm();
   ScheduleNodeFaults();
+  // What the world drew before its first step (clock offsets, priorities, swarm rates).
+  for (uint64_t v : tape_.recorded()) actor_digest_[0] = Mix(actor_digest_[0], v);
+}
+
+void World::DrawPct() {
+  if (options_.scheduling.mode != Scheduling::kPct) return;
+  const size_t actors = options_.nodes + 1;
+  const uint64_t d = options_.scheduling.pct_depth;
+  // A random permutation of d .. d + actors - 1 (Fisher-Yates on the tape); change point
+  // i (1-based) later sets the running actor's priority to d - i, below every other.
+  std::vector<uint64_t> perm(actors);
+  for (size_t a = 0; a < actors; ++a) perm[a] = a;
+  for (size_t a = actors - 1; a > 0; --a) std::swap(perm[a], perm[tape_.Below(a + 1)]);
+  pct_priority_.resize(actors);
+  for (size_t a = 0; a < actors; ++a) pct_priority_[a] = d + perm[a];
+  for (uint64_t i = 1; i < d; ++i) {
+    pct_changes_.push_back(tape_.Below(std::max<uint64_t>(options_.scheduling.pct_steps, 1)));
+  }
+  std::sort(pct_changes_.begin(), pct_changes_.end());
+  Record(-1, "world.pct", {{"depth", d}, {"steps", options_.scheduling.pct_steps}});
+}
+
+bool World::PickReady(Key* out) {
+  // The ready set: every event due at the earliest pending instant (under PCT, within
+  // schedule_jitter_ns of it, the window swarm mode reorders in). Canceled timers and a
+  // crashed node's work are dropped here, as Step would.
+  const bool pct = options_.scheduling.mode == Scheduling::kPct;
+  const uint64_t t0 = queue_.top().time_ns;
+  const uint64_t limit = pct ? t0 + options_.schedule_jitter_ns : t0;
+  std::vector<Key> ready;
+  while (!queue_.empty() && queue_.top().time_ns <= limit) {
+    const Key k = queue_.top();
+    queue_.pop();
+    Slot& s = slots_[k.slot];
+    const bool canceled = s.timer != 0 && live_timers_.count(s.timer) == 0;
+    const bool dead = s.node >= 0 && nodes_[s.node].crashed;
+    if (canceled || dead) {
+      s.fn = Callback();
+      free_slots_.push_back(k.slot);
+      continue;
+    }
+    ready.push_back(k);
+  }
+  if (ready.empty()) return false;
+  std::sort(ready.begin(), ready.end(), [](const Key& a, const Key& b) {
+    return a.time_ns != b.time_ns ? a.time_ns < b.time_ns : a.seq < b.seq;
+  });
+  auto actor_of = [&](const Key& k) { return static_cast<size_t>(slots_[k.slot].node + 1); };
+  size_t chosen = actor_of(ready.front());
+  if (pct) {
+    auto best = [&]() {
+      size_t a = actor_of(ready.front());
+      for (const Key& k : ready) {
+        if (pct_priority_[actor_of(k)] > pct_priority_[a]) a = actor_of(k);
+      }
+      return a;
+    };
+    chosen = best();
+    while (pct_next_change_ < pct_changes_.size() && pct_changes_[pct_next_change_] == steps_) {
+      ++pct_next_change_;
+      pct_priority_[chosen] = options_.scheduling.pct_depth - pct_next_change_;
+      Record(static_cast<int64_t>(chosen) - 1, "world.pct_change",
+             {{"step", steps_}, {"priority", pct_priority_[chosen]}});
+      chosen = best();
+    }
+  } else {
+    std::vector<size_t> actors;
+    for (const Key& k : ready) actors.push_back(actor_of(k));
+    std::sort(actors.begin(), actors.end());
+    actors.erase(std::unique(actors.begin(), actors.end()), actors.end());
+    if (actors.size() > 1) chosen = actors[tape_.Below(actors.size())];
+  }
+  ++steps_;
+  bool taken = false;
+  for (const Key& k : ready) {
+    if (!taken && actor_of(k) == chosen) {
+      *out = k;
+      taken = true;
+    } else {
+      queue_.push(k);
+    }
+  }
+  return true;
 }
 
 World::~World() {
@@ -132,8 +268,14 @@ bool World::CancelTimer(TimerId id) { return live_timers_.erase(id) != 0; }
 
 bool World::Step() {
   if (queue_.empty()) return false;
-  const Key key = queue_.top();
-  queue_.pop();
+  if (options_.scheduling.before_step) options_.scheduling.before_step(*this);
+  Key key;
+  if (options_.scheduling.mode == Scheduling::kSwarm) {
+    key = queue_.top();
+    queue_.pop();
+  } else if (!PickReady(&key)) {
+    return true;
+  }
   Slot& slot = slots_[key.slot];
   const int32_t node = slot.node;
   const TimerId timer = slot.timer;
@@ -153,8 +295,40 @@ bool World::Step() {
     }
   }
   ++events_run_;
+  const uint64_t first_draw = tape_.position();
+  current_actor_ = node + 1;
   fn();
+  current_actor_ = -1;
+  if (options_.scheduling.chooser != nullptr) {
+    // The fingerprint's per-actor history: this event's time and the draws it made.
+    uint64_t& d = actor_digest_[node + 1];
+    d = Mix(d, now_ns_);
+    const std::vector<uint64_t>& drawn = tape_.recorded();
+    for (size_t i = first_draw; i < drawn.size(); ++i) d = Mix(d, drawn[i]);
+  }
   return true;
+}
+
+uint64_t World::Fingerprint() const {
+  uint64_t h = Mix(0, now_ns_);
+  for (uint64_t d : actor_digest_) h = Mix(h, d);
+  for (const NodeState& st : nodes_) {
+    h = Mix(h, st.crashed);
+    h = Mix(h, st.hung_until_ns > now_ns_ ? st.hung_until_ns - now_ns_ : 0);
+  }
+  for (const FaultRule& r : options_.faults.rules) h = Mix(h, r.matched);
+  for (const PartitionState& p : partitions_) h = Mix(h, p.until_ns > now_ns_ ? p.until_ns - now_ns_ : 0);
+  auto q = queue_;
+  while (!q.empty()) {
+    const Key k = q.top();
+    q.pop();
+    const Slot& s = slots_[k.slot];
+    if (s.timer != 0 && live_timers_.count(s.timer) == 0) continue;  // canceled
+    h = Mix(h, k.time_ns - std::min(k.time_ns, now_ns_));
+    h = Mix(h, static_cast<uint64_t>(s.node + 1));
+    h = Mix(h, s.timer != 0);
+  }
+  return h;
 }
 
 bool World::RunUntil(const std::function<bool()>& done) {
@@ -356,6 +530,14 @@ bool World::ShouldInject(FaultKind kind, int src, int dst, uint64_t* amount) {
 
 void World::Record(int64_t node, std::string_view op, std::initializer_list<TraceField> fields) {
   trace_.Record(now_ns_, node, op, tape_.position(), fields);
+  if (options_.scheduling.chooser != nullptr && current_actor_ >= 0) {
+    uint64_t& d = actor_digest_[current_actor_];
+    d = MixString(Mix(d, static_cast<uint64_t>(node + 1)), op);
+    for (const TraceField& f : fields) {
+      d = MixString(d, f.key);
+      d = f.is_string ? MixString(d, f.s) : Mix(d, f.u);
+    }
+  }
 }
 
 std::string World::FailureBanner() const {

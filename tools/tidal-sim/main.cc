@@ -23,12 +23,17 @@
 #include <string>
 
 #ifdef TIDAL_SIM_ZOO
+#include <unistd.h>
+
+#include "tidal/cluster/explore_worlds.h"
 #include "tidal/cluster/zoo.h"
+#include "tidal/sim/explore.h"
 #endif
 #include "tidal/sim/shrink.h"
 #include "tidal/sim/transfer_workload.h"
 
 #include "../common/cli.h"
+#include "../common/scheduling_cli.h"
 
 namespace po = boost::program_options;
 using tidal::Status;
@@ -60,6 +65,7 @@ std::string ReplayCommand(const TransferWorkloadOptions& o, const std::string& s
   if (o.engine_bug != tidal::EngineBug::kNone) {
     c << " --engine-bug " << tidal::EngineBugName(o.engine_bug);
   }
+  c << tidal::tools::ReplayFlags(tidal::sim::DefaultScheduling());
   c << " --trace-out seed-" << o.seed << ".jsonl";
   return c.str();
 }
@@ -515,6 +521,143 @@ int Replay(const std::string& path, const po::variables_map& vm) {
   return r.passed ? 0 : 1;
 }
 
+
+// ---- explore: every schedule of a small world (sim/include/tidal/sim/explore.h) ----------
+#ifdef TIDAL_SIM_ZOO
+void AddExploreOptions(po::options_description& d) {
+  d.add_options()
+      ("world", po::value<std::string>()->default_value("transport"),
+       "explore: the small world (transport, allreduce, allgather, broadcast, store)")
+      ("no-placements", "explore: only the fault placement 'none'")
+      ("max-schedules", po::value<uint64_t>()->default_value(200'000),
+       "explore: bound on runs (schedules + pruned)")
+      ("max-choices", po::value<uint64_t>()->default_value(400),
+       "explore: bound on choice points in one run")
+      ("max-domain", po::value<uint64_t>()->default_value(8),
+       "explore: draws with a bound up to this are enumerated in full")
+      ("delay-values", po::value<uint64_t>()->default_value(2),
+       "explore: values of a larger draw (a delay): 1 = {0}, 2 = {0, max}, k evenly spread")
+      ("max-seconds", po::value<double>()->default_value(0), "explore: time budget (0: none)")
+      ("no-state-hashing", "explore: no reduction (every schedule of the tree runs)")
+      ("replay-choices", po::value<std::string>(),
+       "explore: run only the schedule these choices name (as a failure prints them)");
+}
+
+std::string ExploreFlags(const po::variables_map& vm) {
+  std::ostringstream c;
+  c << "--world " << vm["world"].as<std::string>();
+  if (vm["world"].as<std::string>() == "transport") {
+    c << " --ops " << (vm["ops"].defaulted() ? 4 : vm["ops"].as<size_t>());
+  }
+  if (vm.count("no-placements")) c << " --no-placements";
+  if (vm.count("plant-bug")) c << " --plant-bug " << vm["plant-bug"].as<std::string>();
+  c << " --max-choices " << vm["max-choices"].as<uint64_t>() << " --max-domain "
+    << vm["max-domain"].as<uint64_t>() << " --delay-values " << vm["delay-values"].as<uint64_t>();
+  return c.str();
+}
+
+int Explore(const po::variables_map& vm) {
+  tidal::cluster::ExploreWorldOptions wo;
+  wo.world = vm["world"].as<std::string>();
+  wo.ops = vm["ops"].defaulted() ? 4 : vm["ops"].as<size_t>();
+  wo.placements = !vm.count("no-placements");
+  if (vm.count("plant-bug")) wo.planted_bug = vm["plant-bug"].as<std::string>();
+  auto world = tidal::cluster::MakeExploreWorld(wo);
+  if (!world.ok()) {
+    std::fprintf(stderr, "tidal-sim explore: %s\n", world.status().message().c_str());
+    return 2;
+  }
+  tidal::sim::ExploreBounds b;
+  b.max_schedules = vm["max-schedules"].as<uint64_t>();
+  b.max_choices = vm["max-choices"].as<uint64_t>();
+  b.max_domain = vm["max-domain"].as<uint64_t>();
+  b.delay_values = vm["delay-values"].as<uint64_t>();
+  b.max_seconds = vm["max-seconds"].as<double>();
+  b.state_hashing = !vm.count("no-state-hashing");
+  if (b.max_domain < 2 || b.delay_values < 1 || b.max_schedules < 1) {
+    std::fprintf(stderr, "tidal-sim explore: --max-domain must be at least 2, --delay-values "
+                         "and --max-schedules at least 1\n");
+    return 2;
+  }
+  tidal::sim::Explorer explorer(b);
+  const std::string flags = ExploreFlags(vm);
+  const bool json = vm.count("json") != 0;
+  if (vm.count("replay-choices")) {
+    const std::string choices = vm["replay-choices"].as<std::string>();
+    auto v = explorer.Replay(*world, choices);
+    if (!v.ok()) {
+      std::fprintf(stderr, "tidal-sim explore: %s\n", v.status().message().c_str());
+      return 2;
+    }
+    if (json) {
+      std::cout << nlohmann::json{{"world", wo.world}, {"choices", choices},
+                                  {"verdict", v->passed ? "PASS" : "FAIL"}, {"failure", v->failure}}
+                       .dump(2)
+                << "\n";
+    } else {
+      std::printf("%s schedule %s: %s%s%s\n", wo.world.c_str(), choices.c_str(),
+                  v->passed ? "PASS" : "FAIL", v->passed ? "" : ": ", v->failure.c_str());
+    }
+    return v->passed ? 0 : 1;
+  }
+  const bool tty = !json && isatty(fileno(stderr));
+  double last_draw = -1;
+  auto progress = [&](const tidal::sim::ExploreProgress& p) {
+    if (!tty || p.seconds - last_draw < 0.2) return;
+    last_draw = p.seconds;
+    std::fprintf(stderr, "\r  %s: %" PRIu64 " schedules, %" PRIu64 " pruned, %" PRIu64
+                         " failures, %" PRIu64 " states, branching at depth %" PRIu64 ", %.1f s   ",
+                 wo.world.c_str(), p.schedules, p.pruned, p.failures, p.states, p.frontier_depth,
+                 p.seconds);
+  };
+  const tidal::sim::ExploreResult r = explorer.Run(*world, progress);
+  if (tty) std::fprintf(stderr, "\r%*s\r", 100, "");
+  std::vector<std::string> replays;
+  for (const auto& f : r.first_failures) {
+    replays.push_back("tidal-sim explore " + flags + " --replay-choices " + f.choices);
+  }
+  if (json) {
+    nlohmann::json fails = nlohmann::json::array();
+    for (size_t i = 0; i < r.first_failures.size(); ++i) {
+      fails.push_back({{"choices", r.first_failures[i].choices},
+                       {"failure", r.first_failures[i].failure},
+                       {"replay", replays[i]}});
+    }
+    std::cout << nlohmann::json{{"world", wo.world},
+                                {"schedules", r.schedules},
+                                {"pruned", r.pruned},
+                                {"failures", r.failures},
+                                {"states", r.states},
+                                {"outcomes", r.outcomes.size()},
+                                {"max_choices_seen", r.max_choices_seen},
+                                {"complete", r.complete},
+                                {"incomplete_because", r.incomplete_because},
+                                {"seconds", r.seconds},
+                                {"domains", r.domains},
+                                {"first_failures", fails}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::printf("%-10s %10s %10s %9s %9s %9s\n", "world", "schedules", "pruned", "failures",
+                "complete", "seconds");
+    std::printf("%-10s %10" PRIu64 " %10" PRIu64 " %9" PRIu64 " %9s %9.2f\n", wo.world.c_str(),
+                r.schedules, r.pruned, r.failures, r.complete ? "yes" : "NO", r.seconds);
+    std::printf("domains: %s\n", r.domains.c_str());
+    std::printf("%zu distinct outcomes, %" PRIu64 " states hashed, at most %" PRIu64
+                " choice points in a run\n",
+                r.outcomes.size(), r.states, r.max_choices_seen);
+    if (r.complete) {
+      std::printf("%" PRIu64 " schedules, all explored\n", r.schedules);
+    } else {
+      std::printf("exploration NOT complete: %s\n", r.incomplete_because.c_str());
+    }
+    for (size_t i = 0; i < r.first_failures.size(); ++i) {
+      std::printf("FAIL %s\n  replay: %s\n", r.first_failures[i].failure.c_str(), replays[i].c_str());
+    }
+  }
+  return r.failures > 0 ? 1 : (r.complete ? 0 : 3);
+}
+#endif
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -522,7 +665,8 @@ int main(int argc, char** argv) {
                                   "Usage:\n  tidal-sim run [options]\n  tidal-sim replay TRACE.jsonl "
                                   "[--chrome-trace FILE] [--json]\n  tidal-sim shrink --seed N "
                                   "[--plant-bug B] [--out FILE.cc] [--json]\n  tidal-sim zoo [--seeds 1..200] [--bug B] "
-                                  "[--no-shrink] [--json]\n\nOptions");
+                                  "[--no-shrink] [--json]\n  tidal-sim explore --world W [bounds] "
+                                  "[--plant-bug B] [--replay-choices C] [--json]\n\nOptions");
   general.add_options()
       ("help,h", "print this help")
       ("workload", po::value<std::string>()->default_value("transfer"),
@@ -546,6 +690,10 @@ int main(int argc, char** argv) {
       ("no-shrink", "zoo: do not shrink the failing runs")
       ("json", "print one JSON document instead of the table");
   tidal::tools::AddSeedOptions(general, {1, 1}, /*single=*/true);
+  tidal::tools::AddSchedulingOptions(general);
+#ifdef TIDAL_SIM_ZOO
+  AddExploreOptions(general);
+#endif
   po::options_description hidden;
   hidden.add_options()("command", po::value<std::string>())("arg", po::value<std::string>());
   po::positional_options_description pos;
@@ -570,10 +718,16 @@ int main(int argc, char** argv) {
                  vm["workload"].as<std::string>().c_str());
     return 2;
   }
+  // --mode: every world of this run (run, shrink, zoo) schedules this way.
+  const std::optional<tidal::sim::SchedulingOptions> scheduling =
+      tidal::tools::SchedulingFromFlags(vm, "tidal-sim");
+  if (!scheduling) return 2;
+  tidal::sim::ScopedScheduling scoped_scheduling(*scheduling);
   if (command == "run") return Run(vm);
   if (command == "shrink") return Shrink(vm);
 #ifdef TIDAL_SIM_ZOO
   if (command == "zoo") return Zoo(vm);
+  if (command == "explore") return Explore(vm);
 #endif
   if (command == "replay") {
     if (!vm.count("arg")) {

@@ -12,6 +12,16 @@
 
 namespace tidal::sim {
 
+// Exploration (explore.h): a chooser decides every bounded draw instead of the tape's
+// source. Choose(bound) returns a value in [0, bound); the tape records the raw draw that
+// gives the same value, so a recording replays through Tape::FromDraws. Unbounded draws
+// (Next) are data, not choices: under a chooser they are 0.
+class TapeChooser {
+ public:
+  virtual ~TapeChooser() = default;
+  virtual uint64_t Choose(uint64_t bound) = 0;
+};
+
 class Tape {
  public:
   static Tape FromSeed(uint64_t seed);
@@ -27,6 +37,9 @@ class Tape {
   bool ChancePpm(uint32_t ppm) { return Below(1'000'000) + ppm >= 1'000'000 && ppm > 0; }
   // Uniform in [lo, hi] (one draw).
   uint64_t Between(uint64_t lo, uint64_t hi) { return lo + Below(hi - lo + 1); }
+
+  // Hands every later bounded draw to `chooser` (nullptr: back to the tape's source).
+  void SetChooser(TapeChooser* chooser) { chooser_ = chooser; }
 
   uint64_t position() const { return position_; }
   uint64_t seed() const { return seed_; }
@@ -44,6 +57,7 @@ class Tape {
   uint64_t position_ = 0;
   bool recording_ = false;
   std::vector<uint64_t> recorded_;
+  TapeChooser* chooser_ = nullptr;
 };
 
 }  // namespace tidal::sim

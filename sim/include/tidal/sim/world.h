@@ -77,6 +77,42 @@ struct SimAllowances {
   uint64_t notify_jitter_max_ns = 20'000;
 };
 
+// How ready work is ordered (docs/harness.md, "Three ways to explore"). An actor is a
+// node, or the world itself (its own events: data steps, completions, deliveries, faults).
+enum class Scheduling : uint8_t {
+  kSwarm,   // every Post draws a delay in [0, schedule_jitter_ns]: random interleavings
+  kPct,     // PCT: each actor draws a priority, the highest-priority ready actor runs (its
+            // oldest event first), and pct_depth - 1 change points, placed at random steps
+            // among the first pct_steps, drop the running actor below every other
+  kChoice,  // exploration: whenever two or more actors have work ready at one instant,
+            // which of them runs is one tape draw (the explorer enumerates it)
+};
+std::string_view SchedulingName(Scheduling mode);
+Result<Scheduling> ParseScheduling(std::string_view name);  // swarm, pct, choice
+
+struct SchedulingOptions {
+  Scheduling mode = Scheduling::kSwarm;
+  uint32_t pct_depth = 3;       // d: the bugs of depth d are found with probability >= 1/(n k^(d-1))
+  uint64_t pct_steps = 20'000;  // k: change points fall among the first k steps
+  // Exploration only (explore.h): decides every bounded draw of the world's tape, and is
+  // called at every step boundary (before the next event is picked).
+  TapeChooser* chooser = nullptr;
+  std::function<void(const World&)> before_step;
+};
+// What every WorldOptions made on this thread starts with: lets a tool pick the mode for
+// campaigns that build their worlds inside (ScopedScheduling sets it for a scope).
+const SchedulingOptions& DefaultScheduling();
+class ScopedScheduling {
+ public:
+  explicit ScopedScheduling(SchedulingOptions options);
+  ~ScopedScheduling();
+  ScopedScheduling(const ScopedScheduling&) = delete;
+  ScopedScheduling& operator=(const ScopedScheduling&) = delete;
+
+ private:
+  SchedulingOptions previous_;
+};
+
 struct WorldOptions {
   uint64_t seed = 1;
   size_t nodes = 2;
@@ -93,6 +129,7 @@ struct WorldOptions {
   bool record_tape = false;
   PlantedBug planted_bug = PlantedBug::kNone;
   SimAllowances allowances;
+  SchedulingOptions scheduling = DefaultScheduling();
 };
 
 class SimEnv final : public Env {
@@ -192,6 +229,13 @@ class World {
   // Printed on a failed assertion and by failing tests: seed, digest, replay command.
   std::string FailureBanner() const;
 
+  // A hash of the world's state at a step boundary, for the explorer's state hashing:
+  // virtual time, node states, fault-rule counters, every pending event (time relative to
+  // now, owner, order) and, per actor, a digest of everything it did: each event's time,
+  // the tape draws and the trace records it made. Stable across runs in one process (no
+  // addresses). What it leaves out is the explorer's assumption (explore.h).
+  uint64_t Fingerprint() const;
+
  private:
   // The heap holds small keys; the callbacks wait in a slab, so sifting the heap never
   // moves a callback.
@@ -216,6 +260,10 @@ class World {
     uint64_t until_ns;
   };
   bool Step();
+  // Non-swarm scheduling: takes the event to run next off the queue (false: none left
+  // to run at this step, only canceled timers or a dead node's work were dropped).
+  bool PickReady(Key* out);
+  void DrawPct();
   void DrawSwarm();
   void ScheduleNodeFaults();
 
@@ -239,6 +287,13 @@ class World {
   std::array<uint64_t, kFaultKinds> injected_{};
   std::array<bool, kFaultKinds> has_rules_{};
   AssertHookEntry previous_hook_;
+  // Scheduling modes and the fingerprint.
+  std::vector<uint64_t> actor_digest_;  // [0]: the world, [n + 1]: node n
+  int64_t current_actor_ = -1;          // the actor whose event runs now (-1: none)
+  std::vector<uint64_t> pct_priority_;  // per actor
+  std::vector<uint64_t> pct_changes_;   // steps at which the running actor drops (sorted)
+  size_t pct_next_change_ = 0;
+  uint64_t steps_ = 0;
 };
 
 }  // namespace tidal::sim

@@ -1,0 +1,149 @@
+// Bounded exhaustive exploration: every schedule of a small simulated world.
+//
+// A world is a function of its tape, and every nondeterministic choice is one bounded
+// draw (Tape::Below). The explorer runs the world again and again under Scheduling::kChoice
+// (which ready actor runs is a draw), deciding each draw itself, and walks the tree of
+// choices depth first (stateless: each schedule is a fresh run from the start, replaying
+// the prefix it shares with the previous one, then taking the next untried branch).
+//
+// Domains. A draw with bound <= max_domain is enumerated in full (which actor runs, which
+// fault placement, a yes/no). A larger draw is a delay or a rate: it takes delay_values
+// values evenly spread over [0, bound) (2: {0, bound - 1}, the shortest and the longest;
+// 1: only 0). ChancePpm is a Below(1'000'000), so it becomes {no, yes}. Unbounded draws
+// (Tape::Next: keys, fill patterns) are data, fixed at 0. "Complete" is always relative
+// to these domains, and the report names them.
+//
+// Reduction: state hashing. At every step boundary the explorer hashes the world
+// (World::Fingerprint, plus the world's own observable state: its memory and what its
+// drivers have seen so far). A state met before, in new territory, is not expanded again:
+// every later draw of that run takes its first value and the run is counted as pruned.
+// Sound when equal hashes mean equal futures. That holds when (a) every actor is
+// deterministic given the events it ran, their virtual times, the draws they made and the
+// trace records they wrote (all in the fingerprint), (b) everything one actor passes to
+// another goes through the event queue (in the fingerprint: pending events by time, owner
+// and order) or through memory the world hashes, and (c) no 64-bit collision. tidal's
+// simulator meets (a) and (b) by construction for its transports and messengers (every
+// cross-node effect is an event); exploration with --no-state-hashing checks the claim on
+// a world: both must find the same set of outcomes (the explore test does so).
+//
+// Counts. `schedules` are runs that ended in new territory (distinct schedules up to the
+// reduction), `pruned` runs that met a known state. A bound that cut the tree short (too
+// many choices in one run, the schedule or time budget) makes the result NOT complete and
+// says which; nothing is claimed complete that was not.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "tidal/sim/tape.h"
+#include "tidal/sim/world.h"
+
+namespace tidal::sim {
+
+struct ExploreBounds {
+  uint64_t max_schedules = 200'000;  // runs in all (schedules + pruned)
+  uint64_t max_choices = 400;        // choice points in one run (past it, every draw is 0)
+  uint64_t max_domain = 8;           // a draw with a bound up to this is enumerated in full
+  uint64_t delay_values = 2;         // values of a larger draw (1: {0}; 2: {0, bound - 1})
+  bool state_hashing = true;
+  double max_seconds = 0;            // wall-clock budget (0: none)
+  bool stop_at_first_failure = false;
+};
+
+// What the world's checker says about one schedule.
+struct ScheduleVerdict {
+  bool passed = true;
+  std::string failure;   // the first violation (empty when passed)
+  uint64_t outcome = 0;  // a hash of the run's observable result (statuses, bytes)
+};
+
+// What a world function sees while one schedule runs.
+class ExploreRun final : public TapeChooser {
+ public:
+  // A choice the world makes itself (a fault placement): enumerated in full, [0, n).
+  uint64_t Pick(uint64_t n);
+  // The scheduling every world of this run must use (install it with ScopedScheduling,
+  // or set WorldOptions::scheduling): kChoice, this run as the tape's chooser, and the
+  // explorer's step hook.
+  SchedulingOptions scheduling();
+  // The world's own observable state (memory, what its drivers saw), hashed with the
+  // world's fingerprint at every step boundary. Unset: the fingerprint alone.
+  void SetStateHash(std::function<uint64_t()> fn) { state_hash_ = std::move(fn); }
+
+  // Off: every draw takes its first value and is no choice point, and no state is hashed
+  // (for set-up the world does not explore, such as a group's bootstrap). On by default.
+  void SetExploring(bool on) { exploring_ = on; }
+
+  // TapeChooser: a draw of a world's tape, in the domain the bounds give it.
+  uint64_t Choose(uint64_t bound) override;
+
+ private:
+  friend class Explorer;
+  uint32_t Next(uint32_t domain);  // the next choice point's choice
+  void BeforeStep(const World& world);
+
+  struct Point {
+    uint32_t chosen;
+    uint32_t domain;
+  };
+  const ExploreBounds* bounds_ = nullptr;
+  const std::vector<uint32_t>* prefix_ = nullptr;
+  std::unordered_set<uint64_t>* visited_ = nullptr;  // null: no state hashing
+  std::vector<Point> trail_;
+  bool pruned_ = false;
+  bool exploring_ = true;
+  bool choices_bound_hit_ = false;
+  bool replay_out_of_domain_ = false;
+  std::function<uint64_t()> state_hash_;
+};
+
+using ExploreWorldFn = std::function<ScheduleVerdict(ExploreRun& run)>;
+
+struct ExploreFailure {
+  std::string choices;  // the schedule: its choices as "0.1.0.2" (trailing zeros dropped)
+  std::string failure;
+};
+
+struct ExploreProgress {
+  uint64_t schedules = 0, pruned = 0, failures = 0, states = 0;
+  uint64_t frontier_depth = 0;  // the depth at which the next schedule branches
+  double seconds = 0;
+};
+
+struct ExploreResult {
+  uint64_t schedules = 0;  // runs that ended in new territory
+  uint64_t pruned = 0;     // runs cut at a known state
+  uint64_t failures = 0;   // runs the checker failed (schedules or pruned)
+  uint64_t states = 0;     // distinct states hashed
+  uint64_t max_choices_seen = 0;  // the most choice points one run met
+  bool complete = false;   // every branch of the bounded tree explored
+  std::string incomplete_because;  // the bound that was hit (empty when complete)
+  std::vector<ExploreFailure> first_failures;  // up to 5
+  std::set<uint64_t> outcomes;  // distinct ScheduleVerdict::outcome values
+  double seconds = 0;
+  std::string domains;  // the domain policy, in words, for the report
+};
+
+class Explorer {
+ public:
+  explicit Explorer(ExploreBounds bounds) : bounds_(bounds) {}
+  // Explores every schedule of `world` within the bounds. `progress` (optional) is called
+  // after every run.
+  ExploreResult Run(const ExploreWorldFn& world,
+                    const std::function<void(const ExploreProgress&)>& progress = {});
+  // Runs the one schedule `choices` names (as ExploreFailure::choices writes it).
+  // INVALID_PARAMS for a malformed list or a choice outside its draw's domain.
+  Result<ScheduleVerdict> Replay(const ExploreWorldFn& world, const std::string& choices);
+
+ private:
+  ExploreBounds bounds_;
+};
+
+std::string ChoicesToString(const std::vector<uint32_t>& choices);
+Result<std::vector<uint32_t>> ParseChoices(const std::string& text);
+
+}  // namespace tidal::sim
