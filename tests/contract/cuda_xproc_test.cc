@@ -13,10 +13,9 @@
 //    re-registration, notifications after data, and a peer killed with SIGKILL.
 //
 // Without a CUDA device every test skips with cudaGetDeviceCount's answer.
-#include <gtest/gtest.h>
-
 #include <cuda_runtime_api.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -56,11 +55,11 @@ enum Op : uint8_t {
   kNotify,      // peer, payload -> status
   kPollNotes,   // -> notifications
   kCrash,
-  kIdle,        // -> u8
-  kAlloc,       // device, bytes -> addr (cudaMalloc, filled with 0xEE)
-  kFree,        // addr
-  kWrite,       // addr, bytes (cudaMemcpy into the peer's memory)
-  kRead,        // addr, len -> bytes
+  kIdle,   // -> u8
+  kAlloc,  // device, bytes -> addr (cudaMalloc, filled with 0xEE)
+  kFree,   // addr
+  kWrite,  // addr, bytes (cudaMemcpy into the peer's memory)
+  kRead,   // addr, len -> bytes
 };
 constexpr char kReplyMark = static_cast<char>(0xA5);
 constexpr size_t kMaxMessage = 192 * 1024;  // below a unix socket's default send buffer
@@ -70,7 +69,9 @@ constexpr uint64_t kArenaBase = 0x200000000000ull;  // arena i at base + i GiB
 
 // The plumbing between the processes (requests, CUDA calls on the test's own buffers)
 // cannot fail unless the test itself is broken: it aborts, naming what failed.
-void Check(bool ok, const char* what = "xproc plumbing") { TIDAL_ASSERT_MSG(ok, what); }
+void Check(bool ok, const char* what = "xproc plumbing") {
+  TIDAL_ASSERT_MSG(ok, what);
+}
 
 void PutStatus(ByteWriter& w, const Status& s) {
   w.I32(static_cast<int32_t>(s.code()));
@@ -152,8 +153,8 @@ int Serve(int fd, int arena_fd, uint64_t arena_addr) {
         for (TransportTask& task : tasks) {
           uint8_t kind = 0;
           Check(r.U64(&task.task_id) && r.U8(&kind) && r.U32(&task.peer) &&
-                       r.U64(&task.local_addr) && r.U64(&task.remote_addr) &&
-                       r.U64(&task.length) && r.U64(&task.rkey));
+                r.U64(&task.local_addr) && r.U64(&task.remote_addr) && r.U64(&task.length) &&
+                r.U64(&task.rkey));
           task.kind = static_cast<TransportTask::Kind>(kind);
         }
         std::vector<Status> st(count, Status(ErrorCode::INTERNAL_ERROR, "xproc: unset"));
@@ -223,7 +224,7 @@ int Serve(int fd, int arena_fd, uint64_t arena_addr) {
         Check(r.U64(&addr));
         std::string_view bytes = r.Rest();
         Check(cudaMemcpy(reinterpret_cast<void*>(addr), bytes.data(), bytes.size(),
-                                cudaMemcpyDefault) == cudaSuccess);
+                         cudaMemcpyDefault) == cudaSuccess);
         break;
       }
       case kRead: {
@@ -231,7 +232,7 @@ int Serve(int fd, int arena_fd, uint64_t arena_addr) {
         Check(r.U64(&addr) && r.U64(&len) && len <= kMemChunk);
         std::string bytes(len, '\0');
         Check(cudaMemcpy(bytes.data(), reinterpret_cast<const void*>(addr), len,
-                                cudaMemcpyDefault) == cudaSuccess);
+                         cudaMemcpyDefault) == cudaSuccess);
         w.Bytes(bytes);
         break;
       }
@@ -260,8 +261,8 @@ class PeerProcess {
     Check(p == reinterpret_cast<void*>(at), "xproc: cannot map the arena");
     const std::string fd_arg = std::to_string(sv[1]), arena_arg = std::to_string(arena),
                       at_arg = std::to_string(at);
-    const char* argv[] = {"cuda_xproc_test", "--serve", fd_arg.c_str(), arena_arg.c_str(),
-                          at_arg.c_str(), nullptr};
+    const char* argv[] = {"cuda_xproc_test", "--serve",      fd_arg.c_str(),
+                          arena_arg.c_str(), at_arg.c_str(), nullptr};
     const pid_t pid = fork();
     Check(pid >= 0);
     if (pid == 0) {
@@ -293,9 +294,7 @@ class PeerProcess {
     out.resize(static_cast<size_t>(n));
     return out.substr(1);
   }
-  void Kill() {
-    kill(pid_, SIGKILL);
-  }
+  void Kill() { kill(pid_, SIGKILL); }
   void Reap() {
     if (pid_ > 0) waitpid(pid_, nullptr, 0);
     pid_ = -1;
@@ -620,9 +619,9 @@ TEST_P(XprocConformance, ClauseHolds) {
   if (!r.skipped.empty()) GTEST_SKIP() << r.skipped;
   std::string lines;
   for (const std::string& l : r.violations) lines += "  " + l + "\n";
-  EXPECT_TRUE(r.violations.empty()) << "CudaTransport across processes breaks "
-                                    << ClauseName(GetParam().clause) << ":\n"
-                                    << lines;
+  EXPECT_TRUE(r.violations.empty())
+      << "CudaTransport across processes breaks " << ClauseName(GetParam().clause) << ":\n"
+      << lines;
 }
 
 std::vector<XprocParam> XprocParams() {
@@ -703,7 +702,8 @@ class XprocGpu : public ::testing::Test {
     return v;
   }
   uint64_t Register(uint8_t* p, size_t n) {
-    Result<uint64_t> k = local_->RegisterMemory(reinterpret_cast<uint64_t>(p), n, Location::Cuda(0));
+    Result<uint64_t> k =
+        local_->RegisterMemory(reinterpret_cast<uint64_t>(p), n, Location::Cuda(0));
     Check(k.ok(), "register here failed");
     return *k;
   }
@@ -809,8 +809,10 @@ TEST_F(XprocGpu, TheTargetRefusesBadKeysWindowsAndUnregisteredRanges) {
   const uint64_t rkey = RegisterPeer(dst, n);
   const std::vector<uint8_t> before = peer_->Read(peer_base, n + 2 * kGuard);
 
-  EXPECT_EQ(Run(Task(1, K::kWrite, A(src), dst, n, rkey ^ 2)).code, ErrorCode::REMOTE_ACCESS_DENIED);
-  EXPECT_EQ(Run(Task(2, K::kWrite, A(src), dst + 1, n, rkey)).code, ErrorCode::REMOTE_ACCESS_DENIED);
+  EXPECT_EQ(Run(Task(1, K::kWrite, A(src), dst, n, rkey ^ 2)).code,
+            ErrorCode::REMOTE_ACCESS_DENIED);
+  EXPECT_EQ(Run(Task(2, K::kWrite, A(src), dst + 1, n, rkey)).code,
+            ErrorCode::REMOTE_ACCESS_DENIED);
   EXPECT_EQ(Run(Task(3, K::kWrite, A(src), dst - 64, 128, rkey)).code,
             ErrorCode::REMOTE_ACCESS_DENIED);
   EXPECT_EQ(Run(Task(4, K::kRead, A(src), dst + n - 8, 16, rkey)).code,

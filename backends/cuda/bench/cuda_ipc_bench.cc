@@ -8,19 +8,19 @@
 // The peer process is this binary started again with --serve: it registers a cudaMalloc
 // buffer of cuda:1 with its own CudaTransport and prints its address and key. On a machine
 // with one GPU both ends use cuda:0. Exit status 77 (and the reason) without a CUDA device.
-#include <boost/program_options.hpp>
 #include <cuda_runtime_api.h>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -53,10 +53,11 @@ int Serve(int device, uint64_t bytes) {
   if (!s.ok()) return Fail("peer: " + s.ToString());
   void* p = nullptr;
   if (cudaSetDevice(device) != cudaSuccess || cudaMalloc(&p, bytes) != cudaSuccess) {
-    return Fail("peer: cudaMalloc of " + std::to_string(bytes) + " bytes on cuda:" +
-                std::to_string(device) + " failed");
+    return Fail("peer: cudaMalloc of " + std::to_string(bytes) +
+                " bytes on cuda:" + std::to_string(device) + " failed");
   }
-  Result<uint64_t> key = t.RegisterMemory(reinterpret_cast<uint64_t>(p), bytes, Location::Cuda(device));
+  Result<uint64_t> key =
+      t.RegisterMemory(reinterpret_cast<uint64_t>(p), bytes, Location::Cuda(device));
   if (!key.ok()) return Fail("peer: " + key.status().ToString());
   std::printf("%s %llu %llu\n", t.LocalAddress().c_str(),
               static_cast<unsigned long long>(reinterpret_cast<uint64_t>(p)),
@@ -78,8 +79,8 @@ int main(int argc, char** argv) {
   po::options_description desc(
       "tidal-cuda-ipc-bench: CudaTransport cuda:0 -> cuda:1 of another process vs\n"
       "cudaMemcpyPeerAsync in one process\n\nOptions");
-  desc.add_options()("help,h", "show this help")(
-      "min-mib", po::value(&min_mib)->default_value(1), "smallest copy (MiB), then x4")(
+  desc.add_options()("help,h", "show this help")("min-mib", po::value(&min_mib)->default_value(1),
+                                                 "smallest copy (MiB), then x4")(
       "max-mib", po::value(&max_mib)->default_value(1024), "largest copy (MiB)")(
       "json", po::bool_switch(&json), "print one JSON object instead of the table")(
       "serve", po::value(&serve_device), "(internal) be the peer process on this device");
@@ -149,7 +150,8 @@ int main(int argc, char** argv) {
   if (cudaSetDevice(peer_device) != cudaSuccess || cudaMalloc(&dst, max_bytes) != cudaSuccess) {
     return Fail("cudaMalloc on cuda:" + std::to_string(peer_device) + " failed");
   }
-  Result<uint64_t> key = t.RegisterMemory(reinterpret_cast<uint64_t>(src), max_bytes, Location::Cuda(0));
+  Result<uint64_t> key =
+      t.RegisterMemory(reinterpret_cast<uint64_t>(src), max_bytes, Location::Cuda(0));
   if (!key.ok()) return Fail(key.status().ToString());
   SegmentDescriptor peer;
   peer.name = "peer";
@@ -204,9 +206,10 @@ int main(int argc, char** argv) {
 
   nlohmann::json rows = nlohmann::json::array();
   if (!json) {
-    std::printf("CudaTransport cuda:0 -> cuda:%d of another process vs cudaMemcpyPeerAsync "
-                "(one process), one copy at a time\n",
-                peer_device);
+    std::printf(
+        "CudaTransport cuda:0 -> cuda:%d of another process vs cudaMemcpyPeerAsync "
+        "(one process), one copy at a time\n",
+        peer_device);
     std::printf("%10s %6s %16s %16s %7s\n", "bytes", "iters", "xproc GB/s", "peer GB/s", "ratio");
   }
   int rc = 0;
@@ -222,18 +225,23 @@ int main(int argc, char** argv) {
       break;
     }
     const double ratio = xproc / reference;
-    rows.push_back({{"bytes", bytes}, {"iters", iters}, {"xproc_gbps", xproc},
-                    {"memcpy_peer_gbps", reference}, {"ratio", ratio}});
+    rows.push_back({{"bytes", bytes},
+                    {"iters", iters},
+                    {"xproc_gbps", xproc},
+                    {"memcpy_peer_gbps", reference},
+                    {"ratio", ratio}});
     if (!json) {
       std::printf("%10llu %6d %16.1f %16.1f %7.3f\n", static_cast<unsigned long long>(bytes), iters,
                   xproc, reference, ratio);
     }
   }
   if (json) {
-    std::printf("%s\n", nlohmann::json{{"bench", "cuda-ipc"}, {"src_device", 0},
-                                       {"dst_device", peer_device}, {"rows", rows}}
-                            .dump()
-                            .c_str());
+    std::printf(
+        "%s\n",
+        nlohmann::json{
+            {"bench", "cuda-ipc"}, {"src_device", 0}, {"dst_device", peer_device}, {"rows", rows}}
+            .dump()
+            .c_str());
   } else {
     std::printf("%s\n", nlohmann::json{{"bench", "cuda-ipc"}, {"rows", rows}}.dump().c_str());
   }

@@ -18,13 +18,13 @@
 //
 // One JSON line per check and a summary. Exit status: 0 when every check held, 1 when one
 // did not, 2 for bad arguments or a node that could not start, 77 without a CUDA device.
-#include <boost/program_options.hpp>
 #include <cuda_runtime_api.h>
-#include <nlohmann/json.hpp>
 
+#include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -95,8 +95,7 @@ class Node {
   }
   void Check(bool ok, const std::string& key, const std::string& what) {
     failures_ += ok ? 0 : 1;
-    std::printf("%s\n", nlohmann::json{{"role", c_.role}, {"key", key},
-                                       {"check", what}, {"ok", ok}}
+    std::printf("%s\n", nlohmann::json{{"role", c_.role}, {"key", key}, {"check", what}, {"ok", ok}}
                             .dump()
                             .c_str());
     std::fflush(stdout);
@@ -155,8 +154,10 @@ class Node {
       if (!st.ok()) co_return Fatal("mount: " + st.ToString());
       st = co_await Say("ready");
       if (!st.ok()) co_return Fatal("say ready: " + st.ToString());
-      std::printf("%s\n", nlohmann::json{{"role", "holder"}, {"mounted", c_.segment_bytes},
-                                         {"gpu", c_.gpu}}.dump().c_str());
+      std::printf("%s\n",
+                  nlohmann::json{{"role", "holder"}, {"mounted", c_.segment_bytes}, {"gpu", c_.gpu}}
+                      .dump()
+                      .c_str());
       std::fflush(stdout);
       for (;;) co_await SleepFor(env_, 1'000'000'000);  // serves until killed
     }
@@ -206,8 +207,9 @@ class Node {
           if (c_.expect_lost) {
             const bool named = !got.ok() && got.status().message().find(key) != std::string::npos;
             Check(named, key, "GetInto after the holder died: " + got.status().ToString());
-            Check(now == untouched, key, "the cuda:" + std::to_string(c_.gpu) +
-                                             " buffer is untouched after the failed GetInto");
+            Check(now == untouched, key,
+                  "the cuda:" + std::to_string(c_.gpu) +
+                      " buffer is untouched after the failed GetInto");
             Check(!copy.ok() && copy.status().message().find(key) != std::string::npos, key,
                   "Get after the holder died: " + copy.status().ToString());
             continue;
@@ -215,9 +217,9 @@ class Node {
           const bool exact = got.ok() && *got == c_.bytes &&
                              std::equal(want.begin(), want.end(), now.begin()) &&
                              std::equal(now.begin() + c_.bytes, now.end(), untouched.begin());
-          Check(exact, key, "GetInto cuda:" + std::to_string(c_.gpu) + " byte for byte (" +
-                                (got.ok() ? std::to_string(*got) + " bytes" : got.status().ToString()) +
-                                ")");
+          Check(exact, key,
+                "GetInto cuda:" + std::to_string(c_.gpu) + " byte for byte (" +
+                    (got.ok() ? std::to_string(*got) + " bytes" : got.status().ToString()) + ")");
           Check(copy.ok() && copy->size() == want.size() &&
                     std::equal(want.begin(), want.end(),
                                reinterpret_cast<const uint8_t*>(copy->data())),
@@ -226,8 +228,11 @@ class Node {
       }
     }
     (void)co_await client_->Stop();
-    std::printf("%s\n", nlohmann::json{{"role", c_.role}, {"summary", failures_ == 0 ? "PASS" : "FAIL"},
-                                       {"violations", failures_}}.dump().c_str());
+    std::printf("%s\n", nlohmann::json{{"role", c_.role},
+                                       {"summary", failures_ == 0 ? "PASS" : "FAIL"},
+                                       {"violations", failures_}}
+                            .dump()
+                            .c_str());
     std::fflush(stdout);
     co_return failures_ == 0 ? 0 : 1;
   }
@@ -248,8 +253,8 @@ int main(int argc, char** argv) {
   po::options_description desc(
       "cuda_store_node: a store node over CudaTransport in its own process (see\n"
       "cuda_store_xproc.sh)\n\nOptions");
-  desc.add_options()("help,h", "show this help")(
-      "master", po::value(&c.master)->required(), "tidal-master HOST:PORT")(
+  desc.add_options()("help,h", "show this help")("master", po::value(&c.master)->required(),
+                                                 "tidal-master HOST:PORT")(
       "role", po::value(&c.role)->required(), "holder | put | get")(
       "gpu", po::value(&c.gpu)->default_value(0), "the CUDA device of this node's buffers")(
       "keys", po::value(&c.keys)->default_value(4), "objects of each kind (zc-*, cp-*)")(

@@ -24,7 +24,9 @@ BoardLock::BoardLock(Board* b) : b_(b) {
   TIDAL_ASSERT_MSG(rc == 0, "cuda ipc: the board's mutex failed");
 }
 
-BoardLock::~BoardLock() { pthread_mutex_unlock(&b_->mu); }
+BoardLock::~BoardLock() {
+  pthread_mutex_unlock(&b_->mu);
+}
 
 Status CreateBoard(const Identity& owner, int* fd, Board** board) {
   int f = memfd_create("tidal-cuda-board", MFD_CLOEXEC);
@@ -35,13 +37,15 @@ Status CreateBoard(const Identity& owner, int* fd, Board** board) {
   if (ftruncate(f, sizeof(Board)) != 0) {
     const int e = errno;
     close(f);
-    return Status(ErrorCode::INTERNAL_ERROR, std::string("cuda ipc: ftruncate failed: ") + std::strerror(e));
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("cuda ipc: ftruncate failed: ") + std::strerror(e));
   }
   void* p = mmap(nullptr, sizeof(Board), PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
   if (p == MAP_FAILED) {
     const int e = errno;
     close(f);
-    return Status(ErrorCode::INTERNAL_ERROR, std::string("cuda ipc: mmap failed: ") + std::strerror(e));
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("cuda ipc: mmap failed: ") + std::strerror(e));
   }
   // A fresh memfd is zeroed: every slot is free. Construct the header fields in place.
   Board* b = static_cast<Board*>(p);
@@ -65,8 +69,8 @@ Result<Board*> OpenBoard(const Identity& owner, int fd) {
   const std::string path = "/proc/" + std::to_string(owner.pid) + "/fd/" + std::to_string(fd);
   int f = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (f < 0) {
-    return Status(ErrorCode::PEER_UNREACHABLE, "cuda ipc: cannot open the peer's board " + path +
-                                                   ": " + std::strerror(errno));
+    return Status(ErrorCode::PEER_UNREACHABLE,
+                  "cuda ipc: cannot open the peer's board " + path + ": " + std::strerror(errno));
   }
   struct stat st {};
   if (fstat(f, &st) != 0 || static_cast<size_t>(st.st_size) != sizeof(Board)) {
@@ -77,14 +81,16 @@ Result<Board*> OpenBoard(const Identity& owner, int fd) {
   void* p = mmap(nullptr, sizeof(Board), PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
   close(f);
   if (p == MAP_FAILED) {
-    return Status(ErrorCode::PEER_UNREACHABLE, "cuda ipc: cannot map " + path + ": " + std::strerror(errno));
+    return Status(ErrorCode::PEER_UNREACHABLE,
+                  "cuda ipc: cannot map " + path + ": " + std::strerror(errno));
   }
   Board* b = static_cast<Board*>(p);
   if (b->magic != kBoardMagic || b->version != kBoardVersion || !(b->owner == owner)) {
     munmap(p, sizeof(Board));
     return Status(ErrorCode::PEER_UNREACHABLE,
-                  "cuda ipc: " + path + " is not the board of the transport the address names "
-                  "(the process is gone and its pid was reused?)");
+                  "cuda ipc: " + path +
+                      " is not the board of the transport the address names "
+                      "(the process is gone and its pid was reused?)");
   }
   return b;
 }
@@ -165,8 +171,8 @@ bool Alive(int sock, const Identity& who) {
   sockaddr_un a = SocketAddress(who, &len);
   const char ping = static_cast<char>(kPingFrame);
   for (;;) {
-    ssize_t n = sendto(sock, &ping, 1, MSG_DONTWAIT | MSG_NOSIGNAL,
-                       reinterpret_cast<sockaddr*>(&a), len);
+    ssize_t n =
+        sendto(sock, &ping, 1, MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&a), len);
     if (n == 1) return true;
     if (errno == EINTR) continue;
     // A full queue is a live (if busy) receiver; no socket at that name is a dead one.
@@ -223,8 +229,8 @@ bool ParseAddress(const std::string& address, Identity* who, int* board_fd) {
   int pid = 0, fd = -1, consumed = 0;
   unsigned serial = 0;
   unsigned long long nonce = 0;
-  if (std::sscanf(address.c_str(), "cuda:%d:%u:%llx:%d%n", &pid, &serial, &nonce, &fd,
-                  &consumed) != 4 ||
+  if (std::sscanf(address.c_str(), "cuda:%d:%u:%llx:%d%n", &pid, &serial, &nonce, &fd, &consumed) !=
+          4 ||
       static_cast<size_t>(consumed) != address.size() || pid <= 0 || fd < 0) {
     return false;
   }

@@ -66,9 +66,9 @@ struct Slot {
   uint64_t length = 0;
   uint64_t rkey = 0;
   SlotKind kind = SlotKind::kHost;
-  int32_t device = -1;      // the owner's ordinal (for messages)
-  char bus_id[32] = {};     // cudaDeviceGetPCIBusId of the device
-  uint64_t base_offset = 0; // addr minus the base of its allocation
+  int32_t device = -1;       // the owner's ordinal (for messages)
+  char bus_id[32] = {};      // cudaDeviceGetPCIBusId of the device
+  uint64_t base_offset = 0;  // addr minus the base of its allocation
   unsigned char handle[kIpcHandleBytes] = {};
   Pin pins[kPinsPerRegion];
 };
