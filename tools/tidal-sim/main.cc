@@ -28,6 +28,7 @@
 #include "tidal/cluster/explore_worlds.h"
 #include "tidal/cluster/zoo.h"
 #include "tidal/sim/explore.h"
+#include "tidal/sim/import.h"
 #endif
 #include "tidal/sim/shrink.h"
 #include "tidal/sim/transfer_workload.h"
@@ -265,6 +266,114 @@ int Shrink(const po::variables_map& vm) {
                 vm["out"].as<std::string>().c_str(), name.c_str());
   }
   return 0;
+}
+
+// ---- import: a run recorded on a real backend, replayed on the simulator ----------------
+// tidal-sim import TRACE.jsonl | --scenario FILE.json [--shrink] [--out FILE.json] [--json]
+// Exit: 1 when the scenario fails on the simulator (the recorded failure reproduced), 0
+// when it passes, 2 for bad input.
+void AddImportOptions(po::options_description& d) {
+  d.add_options()
+      ("scenario", po::value<std::string>(),
+       "import: replay a scenario file written by --out instead of importing a trace")
+      ("shrink", "import: shrink the failing scenario (drop operations, then faults)");
+}
+
+int Import(const po::variables_map& vm) {
+  tidal::Result<tidal::sim::TransferScript> script =
+      Status(tidal::ErrorCode::INVALID_PARAMS, "no input");
+  std::string from;
+  if (vm.count("scenario")) {
+    from = vm["scenario"].as<std::string>();
+    std::ifstream in(from);
+    if (!in) {
+      std::fprintf(stderr, "tidal-sim import: cannot read scenario '%s'\n", from.c_str());
+      return 2;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    script = tidal::sim::TransferScript::FromJson(text.str());
+  } else if (vm.count("arg")) {
+    from = vm["arg"].as<std::string>();
+    script = tidal::sim::ImportTrace(from);
+  } else {
+    std::fprintf(stderr, "tidal-sim import: needs a trace file (or --scenario FILE)\n");
+    return 2;
+  }
+  if (!script.ok()) {
+    std::fprintf(stderr, "tidal-sim import: %s\n", script.status().ToString().c_str());
+    return 2;
+  }
+  tidal::Result<tidal::sim::ScriptRun> run = tidal::sim::RunTransferScriptOnSim(*script);
+  if (!run.ok()) {
+    std::fprintf(stderr, "tidal-sim import: replay: %s\n", run.status().ToString().c_str());
+    return 2;
+  }
+  std::optional<tidal::sim::ScriptShrinkResult> shrunk;
+  if (vm.count("shrink") && !run->passed) {
+    tidal::Result<tidal::sim::ScriptShrinkResult> s =
+        tidal::sim::ShrinkTransferScript(*script, vm["max-runs"].as<uint64_t>());
+    if (!s.ok()) {
+      std::fprintf(stderr, "tidal-sim import: shrink: %s\n", s.status().ToString().c_str());
+      return 2;
+    }
+    shrunk = std::move(*s);
+  }
+  const tidal::sim::TransferScript& kept = shrunk ? shrunk->script : *script;
+  if (vm.count("out")) {
+    const std::string out = vm["out"].as<std::string>();
+    std::ofstream f(out);
+    f << kept.ToJson() << "\n";
+    if (!f) {
+      std::fprintf(stderr, "tidal-sim import: cannot write '%s'\n", out.c_str());
+      return 2;
+    }
+  }
+  size_t writes = 0;
+  for (const auto& o : script->ops) writes += o.op == tidal::TransferOp::kWrite;
+  if (vm.count("json")) {
+    nlohmann::json j = {{"source", from},
+                        {"nodes", script->nodes},
+                        {"ops", script->ops.size()},
+                        {"writes", writes},
+                        {"faults", script->faults()},
+                        {"fault_script", script->FaultScript()},
+                        {"notes", script->notes},
+                        {"verdict", run->passed ? "PASS" : "FAIL"},
+                        {"invariant", run->invariant},
+                        {"violation", run->violation}};
+    if (shrunk) {
+      j["shrunk"] = {{"ops", shrunk->script.ops.size()},
+                     {"faults", shrunk->script.faults()},
+                     {"runs", shrunk->runs},
+                     {"seconds", shrunk->seconds},
+                     {"violation", shrunk->run.violation},
+                     {"fault_script", shrunk->script.FaultScript()}};
+    }
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("import %s: %zu nodes, %zu operations (%zu WRITE, %zu READ), %zu faults\n",
+                from.c_str(), script->nodes, script->ops.size(), writes,
+                script->ops.size() - writes, script->faults());
+    const std::string faults = script->FaultScript();
+    if (!faults.empty()) std::printf("fault script:\n%s", faults.c_str());
+    for (const std::string& n : script->notes) std::printf("  note: %s\n", n.c_str());
+    std::printf("simulator: %s%s%s\n", run->passed ? "PASS" : "FAIL",
+                run->passed ? "" : ": ", run->violation.c_str());
+    if (shrunk) {
+      std::printf("shrunk: %zu operations, %zu faults (from %zu and %zu) in %" PRIu64
+                  " runs, %.2f s\n  %s\n",
+                  shrunk->script.ops.size(), shrunk->script.faults(), shrunk->original_ops,
+                  shrunk->original_faults, shrunk->runs, shrunk->seconds,
+                  shrunk->run.violation.c_str());
+      std::printf("fault script:\n%s", shrunk->script.FaultScript().c_str());
+    }
+    if (vm.count("out")) {
+      std::printf("scenario written to %s (replay: tidal-sim import --scenario %s)\n",
+                  vm["out"].as<std::string>().c_str(), vm["out"].as<std::string>().c_str());
+    }
+  }
+  return run->passed ? 0 : 1;
 }
 
 #ifdef TIDAL_SIM_ZOO
@@ -689,6 +798,7 @@ int main(int argc, char** argv) {
       ("bug", po::value<std::string>(), "zoo: run only this planted bug")
       ("no-shrink", "zoo: do not shrink the failing runs")
       ("json", "print one JSON document instead of the table");
+  AddImportOptions(general);
   tidal::tools::AddSeedOptions(general, {1, 1}, /*single=*/true);
   tidal::tools::AddSchedulingOptions(general);
 #ifdef TIDAL_SIM_ZOO
@@ -729,6 +839,7 @@ int main(int argc, char** argv) {
   if (command == "zoo") return Zoo(vm);
   if (command == "explore") return Explore(vm);
 #endif
+  if (command == "import") return Import(vm);
   if (command == "replay") {
     if (!vm.count("arg")) {
       std::fprintf(stderr, "tidal-sim: replay needs a trace file\n");

@@ -1,8 +1,10 @@
 #include "tidal/backends/ucx/ucx_fabric.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "tidal/contract_checker.h"
+#include "tidal/recording_transport.h"
 
 namespace tidal::backends::ucx {
 
@@ -28,10 +30,22 @@ Result<std::unique_ptr<UcxFabric>> UcxFabric::Make(UcxFabricOptions options) {
 }
 
 Status UcxFabric::Start() {
+  std::string record = options_.record_path;
+  if (const char* env = std::getenv("TIDAL_RECORD"); record.empty() && env != nullptr) record = env;
+  std::shared_ptr<TraceSink> sink;
+  if (!record.empty()) {
+    Result<std::shared_ptr<TraceSink>> opened = TraceSink::Open(record);
+    if (!opened.ok()) return opened.status();
+    sink = *opened;
+  }
   for (size_t i = 0; i < options_.nodes; ++i) {
     auto ucx = std::make_unique<UcxTransport>(options_.transport);
     transports_.push_back(ucx.get());
     std::unique_ptr<Transport> transport = std::move(ucx);
+    if (sink != nullptr) {
+      transport = std::make_unique<RecordingTransport>(std::move(transport), sink,
+                                                       static_cast<uint32_t>(i));
+    }
     if (options_.contract_checker) {
       transport = std::make_unique<ContractChecker>(std::move(transport), true);
     }

@@ -837,7 +837,8 @@ ucs_status_t UcxTransport::Impl::OnWriteReq(const void* header, size_t header_le
   }
   void* target = reinterpret_cast<void*>(h.addr);
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
-    std::memcpy(target, data, length);
+    const bool planted = options.planted_bug == UcxBug::kWriteDropsLastByte && length > 0;
+    std::memcpy(target, data, planted ? length - 1 : length);  // planted: the last byte dropped
     WriteLanded(region, reply, h.seq, ErrorCode::OK);
     return UCS_OK;
   }

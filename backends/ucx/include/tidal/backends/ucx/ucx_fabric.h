@@ -14,6 +14,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "tidal/backends/loopback_messenger.h"
@@ -29,6 +30,10 @@ struct UcxFabricOptions {
   TransferEngineOptions engine;
   UcxTransportOptions transport;
   bool contract_checker = true;  // wrap every transport in a ContractChecker (aborts)
+  // Non-empty: every node's transport is wrapped in a RecordingTransport writing this
+  // JSON-lines file (tidal-sim import reads it). Empty: the TIDAL_RECORD environment
+  // variable, when set, names the file instead.
+  std::string record_path;
 };
 
 class UcxFabric final : public Fabric {

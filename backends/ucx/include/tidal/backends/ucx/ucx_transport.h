@@ -51,6 +51,16 @@ struct UcxTransportOptions {
   // detection covers a closed connection; this covers a peer that stopped answering).
   uint64_t probe_timeout_ns = 1'000'000'000ULL;
   // While operations are outstanding the progress thread polls this long after the last
+// Planted bugs: deliberate defects switched on at run time through
+// UcxTransportOptions::planted_bug, to show that a failure recorded on UCX replays on the
+// simulator (tidal-sim import). Default kNone; nothing but that test sets it.
+enum class UcxBug : uint8_t {
+  kNone,
+  // The target of an eager WRITE (one that arrives with its data, small ones) stores all
+  // but its last byte and acknowledges it OK.
+  kWriteDropsLastByte,
+};
+
   // event before it blocks on the event fd again.
   uint64_t spin_ns = 50'000;
 };
@@ -58,6 +68,7 @@ struct UcxTransportOptions {
 // Counters for tests and benchmarks (read from any thread).
 struct UcxTransportStats {
   uint64_t outstanding = 0;        // accepted tasks not yet completed
+  UcxBug planted_bug = UcxBug::kNone;  // tidal-sim import's UCX test only
   uint64_t target_in_flight = 0;   // WRITEs being received / READ answers being sent
   uint64_t notifies_sent = 0;
   uint64_t notifies_received = 0;
