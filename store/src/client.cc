@@ -147,6 +147,7 @@ Task<Status> StoreClient::Stop() {
     Status s = co_await UnmountSegment(reinterpret_cast<void*>(base));
     if (!s.ok() && first.ok()) first = s;
   }
+  co_await ReleaseStaging();
   co_return first;
 }
 
@@ -177,7 +178,7 @@ Task<void> StoreClient::HeartbeatLoop(std::shared_ptr<bool> alive) {
         ++stats_.remounts;
       }
     }
-    std::vector<std::shared_ptr<std::vector<uint8_t>>> graves = std::move(graveyard_);
+    std::vector<std::shared_ptr<std::string>> graves = std::move(graveyard_);
     graveyard_.clear();
     for (auto& g : graves) co_await ReleaseTemp(std::move(g));
   }
@@ -238,11 +239,76 @@ Task<Status> StoreClient::UnregisterBuffer(void* addr) {
   co_return co_await engine_.UnregisterMemory(addr);
 }
 
-Task<void> StoreClient::ReleaseTemp(std::shared_ptr<std::vector<uint8_t>> buffer) {
+Task<bool> StoreClient::ReleaseTemp(std::shared_ptr<std::string> buffer) {
   Status s = co_await engine_.UnregisterMemory(buffer->data());
   // Still in use by a transfer the engine has not let go of: keep the memory alive and
   // try again on the next heartbeat, never free it under the transport.
-  if (s.code() == ErrorCode::BATCH_BUSY) graveyard_.push_back(std::move(buffer));
+  if (s.code() == ErrorCode::BATCH_BUSY) {
+    graveyard_.push_back(std::move(buffer));
+    co_return false;
+  }
+  co_return true;
+}
+
+Task<uint8_t*> StoreClient::TakeSlot(uint64_t size) {
+  const uint64_t slot_bytes = options_.staging_slot_bytes;
+  if (options_.staging_slots == 0 || slot_bytes == 0 || size == 0 || size > slot_bytes ||
+      staging_.failed || staging_.registering || stopped_) {
+    co_return nullptr;
+  }
+  if (!staging_.registered) {
+    staging_.registering = true;
+    const uint64_t total = slot_bytes * options_.staging_slots;
+    staging_.memory = std::make_unique<uint8_t[]>(total);
+    Result<uint64_t> reg =
+        co_await engine_.RegisterMemory(staging_.memory.get(), total, Location::Host());
+    staging_.registering = false;
+    if (!reg.ok()) {
+      staging_.failed = true;  // the calls register their own buffers, as without staging
+      staging_.memory.reset();
+      co_return nullptr;
+    }
+    staging_.registered = true;
+    for (uint32_t i = options_.staging_slots; i > 0; --i) staging_.free.push_back(i - 1);
+  }
+  // Slots set aside after an incomplete transfer come back once the engine holds no
+  // transfer on the staging buffer at all.
+  if (staging_.free.empty() && !staging_.retired.empty() &&
+      engine_.registry().InFlight(Addr(staging_.memory.get())) == 0) {
+    staging_.free.insert(staging_.free.end(), staging_.retired.begin(), staging_.retired.end());
+    staging_.retired.clear();
+  }
+  if (staging_.free.empty()) co_return nullptr;
+  const uint32_t i = staging_.free.back();
+  staging_.free.pop_back();
+  ++stats_.staged_calls;
+  co_return staging_.memory.get() + static_cast<uint64_t>(i) * slot_bytes;
+}
+
+void StoreClient::GiveSlot(uint8_t* slot, bool settled) {
+  const uint8_t* base = staging_.memory.get();
+  TIDAL_ASSERT(base != nullptr && slot >= base);
+  const auto i = static_cast<uint32_t>(static_cast<uint64_t>(slot - base) / options_.staging_slot_bytes);
+  // Unsettled, but nothing of the engine's on the staging buffer any more: settled now.
+  if (settled || engine_.registry().InFlight(Addr(base)) == 0) {
+    staging_.free.push_back(i);
+  } else {
+    staging_.retired.push_back(i);
+    ++stats_.slots_retired;
+  }
+}
+
+Task<void> StoreClient::ReleaseStaging() {
+  if (!staging_.registered ||
+      staging_.free.size() + staging_.retired.size() != options_.staging_slots) {
+    co_return;  // a call still holds a slot: stays registered until the engine goes
+  }
+  Status s = co_await engine_.UnregisterMemory(staging_.memory.get());
+  if (!s.ok()) co_return;  // BATCH_BUSY: kept, as above
+  staging_.registered = false;
+  staging_.memory.reset();
+  staging_.free.clear();
+  staging_.retired.clear();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -328,7 +394,15 @@ Task<Status> StoreClient::PutOwned(std::string key, std::string data, ReplicateC
                                    Deadline d) {
   TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
   if (data.empty()) co_return Status(ErrorCode::INVALID_PARAMS, "put: empty value");
-  auto buffer = std::make_shared<std::vector<uint8_t>>(data.begin(), data.end());
+  uint8_t* slot = co_await TakeSlot(data.size());
+  if (slot != nullptr) {
+    std::memcpy(slot, data.data(), data.size());
+    Status s = co_await PutImpl(std::move(key), slot, data.size(), std::move(config), d);
+    GiveSlot(slot, s.ok());
+    co_return s;
+  }
+  // The value's own memory is registered: no copy.
+  auto buffer = std::make_shared<std::string>(std::move(data));
   Result<uint64_t> reg =
       co_await engine_.RegisterMemory(buffer->data(), buffer->size(), Location::Host());
   if (!reg.ok()) co_return reg.status();
@@ -432,16 +506,31 @@ Task<Result<std::string>> StoreClient::GetOwned(std::string key, GetOptions opti
   if (list.size == 0 || list.size > options_.max_object_bytes) {
     co_return Status(ErrorCode::CORRUPT_INPUT, "get: the master reported a bad size");
   }
-  auto buffer = std::make_shared<std::vector<uint8_t>>(list.size);
+  uint8_t* slot = co_await TakeSlot(list.size);
+  if (slot != nullptr) {
+    Result<uint64_t> n = co_await ReadReplicas(key, std::move(*lookup), slot, list.size, sent, d);
+    Result<std::string> out =
+        n.ok() ? Result<std::string>(std::string(reinterpret_cast<const char*>(slot), *n))
+               : Result<std::string>(n.status());
+    GiveSlot(slot, n.ok());
+    co_return out;
+  }
+  // Read straight into the string that is returned: no copy.
+  auto buffer = std::make_shared<std::string>(list.size, '\0');
   Result<uint64_t> reg =
       co_await engine_.RegisterMemory(buffer->data(), buffer->size(), Location::Host());
   if (!reg.ok()) co_return reg.status();
   Result<uint64_t> n =
       co_await ReadReplicas(key, std::move(*lookup), buffer->data(), buffer->size(), sent, d);
-  Result<std::string> out =
-      n.ok() ? Result<std::string>(std::string(reinterpret_cast<const char*>(buffer->data()), *n))
-             : Result<std::string>(n.status());
-  co_await ReleaseTemp(std::move(buffer));
+  if (!n.ok()) {
+    co_await ReleaseTemp(std::move(buffer));
+    co_return n.status();
+  }
+  std::shared_ptr<std::string> keep = buffer;
+  const bool released = co_await ReleaseTemp(std::move(buffer));
+  // Still held by the engine (it is in the graveyard): hand out a copy instead.
+  std::string out = released ? std::move(*keep) : keep->substr(0, *n);
+  out.resize(*n);
   co_return out;
 }
 

@@ -511,6 +511,59 @@ TEST_P(StoreApi, RegistrationFailureIsReported) {
   EXPECT_EQ(w().Run(0, c(0).Put("k", "v")).code(), ErrorCode::OK);
 }
 
+// StoreClientOptions::staging_slots: a Put or Get whose value fits a slot copies through
+// the staging buffer (registered once); a larger value registers its own buffer; the
+// bytes are exact either way, a failed call gives its slot back, and after Stop no call
+// takes a slot.
+TEST_P(StoreApi, StagingSlotsCarrySmallValuesLargerOnesRegisterTheirOwn) {
+  StoreWorldOptions o = Opts(2);
+  o.client.staging_slots = 2;
+  o.client.staging_slot_bytes = 4096;
+  MAKE_OR_SKIP(o);
+  ReplicateConfig on0;  // every replica on client 0's segment: client 1 may stop
+  on0.preferred_segments = {StoreWorld::SegmentOf(0)};
+  const std::vector<uint64_t> sizes = {1, 100, 4095, 4096, 4097, 70000};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    ASSERT_EQ(w().Run(0, c(0).Put("k" + std::to_string(i), Pattern(i, sizes[i]), on0)).code(),
+              ErrorCode::OK) << sizes[i];
+  }
+  EXPECT_EQ(c(0).stats().staged_calls, 4u);  // the four values of at most 4096 bytes
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    Result<std::string> got = w().Run(1, c(1).Get("k" + std::to_string(i)));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, Pattern(i, sizes[i])) << sizes[i];
+  }
+  EXPECT_EQ(c(1).stats().staged_calls, 4u);
+  // A put that fails after taking a slot (the key exists) gives it back: both slots serve
+  // the next calls.
+  EXPECT_EQ(w().Run(0, c(0).Put("k0", "other")).code(), ErrorCode::OBJECT_ALREADY_EXISTS);
+  EXPECT_EQ(c(0).stats().staged_calls, 5u);
+  ASSERT_EQ(w().Run(0, c(0).Put("k10", "ten", on0)).code(), ErrorCode::OK);
+  EXPECT_EQ(*w().Run(0, c(0).Get("k10")), "ten");
+  EXPECT_EQ(c(0).stats().staged_calls, 7u);
+  EXPECT_EQ(c(0).stats().slots_retired, 0u);
+  // A get of a missing key fails at the master, before any slot is taken.
+  EXPECT_EQ(w().Run(1, c(1).Get("missing")).code(), ErrorCode::OBJECT_NOT_FOUND);
+  EXPECT_EQ(c(1).stats().staged_calls, 4u);
+  // After Stop the staging buffer is released; reads still work, without slots.
+  ASSERT_TRUE(w().Run(1, c(1).Stop()).ok());
+  EXPECT_EQ(*w().Run(1, c(1).Get("k1")), Pattern(1, 100));
+  EXPECT_EQ(c(1).stats().staged_calls, 4u);
+}
+
+// A staging buffer that cannot be registered turns staging off: the call registers a
+// buffer of its own, as without staging, and succeeds.
+TEST_P(StoreApi, StagingRegistrationFailureFallsBackToOwnBuffers) {
+  StoreWorldOptions o = Opts(2);
+  o.client.staging_slots = 2;
+  o.faults = "registration_failure src=1 nth=2\n";  // the staging buffer's registration
+  MAKE_OR_SKIP(o);
+  ASSERT_EQ(w().Run(0, c(0).Put("k", "v")).code(), ErrorCode::OK);
+  EXPECT_EQ(c(0).stats().staged_calls, 0u);
+  EXPECT_EQ(*w().Run(0, c(0).Get("k")), "v");
+  EXPECT_EQ(c(0).stats().staged_calls, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fabrics, StoreApi, ::testing::ValuesIn(cluster::BackendNames()),
                          [](const auto& info) { return info.param; });
 

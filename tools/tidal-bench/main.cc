@@ -2,6 +2,8 @@
 // library underneath.
 //
 //   tidal-bench transfer [options]
+//   tidal-bench store [options]     (store.cc: the store between processes vs Redis)
+//   tidal-bench coll [options]      (the collectives table of tidal-coll-bench)
 //
 // Two nodes of one process on the UCX fabric (registry name "ucx"; each node has its own
 // UCP context, worker and progress thread, and the bytes cross UCX over the transports
@@ -384,11 +386,14 @@ int RunTransfer(const Config& c) {
 
 #if TIDAL_BENCH_STORE
 int RunStoreBench(int argc, char** argv);  // store.cc
+int RunCollBench(int argc, char** argv);   // tools/tidal-coll-bench/main.cc
 #endif
 
 int main(int argc, char** argv) {
 #if TIDAL_BENCH_STORE
   if (argc >= 2 && std::string(argv[1]) == "store") return RunStoreBench(argc - 1, argv + 1);
+  // `tidal-bench coll [options]`: the nccl-tests table of tidal-coll-bench (same options).
+  if (argc >= 2 && std::string(argv[1]) == "coll") return RunCollBench(argc - 1, argv + 1);
 #endif
   Config c;
   std::string sizes = "4K,16K,64K,256K,1M,4M,16M,64M", lat_sizes = "4K";
@@ -431,7 +436,7 @@ int main(int argc, char** argv) {
     return vm.count("help") ? 0 : 2;
   }
   if (command != "transfer") {
-    std::cerr << "tidal-bench: unknown command '" << command << "' (commands: transfer, store)\n";
+    std::cerr << "tidal-bench: unknown command '" << command << "' (commands: transfer, store, coll)\n";
     return 2;
   }
   c.perftest = vm.count("no-perftest") == 0;

@@ -170,14 +170,17 @@ double MemcpyGBps(uint64_t bytes) {
   return best;
 }
 
-int main(int argc, char** argv) {
+// The whole tool; `tidal-bench coll ARGS` runs it too (tools/tidal-bench, compiled with
+// TIDAL_COLL_BENCH_NO_MAIN).
+int RunCollBench(int argc, char** argv) {
   std::string fabric = "sim";
   std::string op_name = "allreduce", type_name = "f32", redop_name = "sum", algo = "auto";
   std::string min_text = "8", max_text = "4M", json_path, slot_text = "256K", direct_text = "64K";
   int ranks = 8, root = 0, iters = 5, warmup = 1;
   double factor = 2;
   uint64_t seed = 1;
-  po::options_description desc("tidal-coll-bench: nccl-tests style table on a fabric");
+  po::options_description desc(
+      "tidal-coll-bench (also `tidal-bench coll`): nccl-tests style table on a fabric");
   desc.add_options()("help,h", "show this help")(
       "fabric", po::value(&fabric)->default_value(fabric),
       "backend from the registry (sim, ucx, ...); sim reports virtual time")(
@@ -313,3 +316,7 @@ int main(int argc, char** argv) {
   }
   return total_wrong == 0 ? 0 : 1;
 }
+
+#ifndef TIDAL_COLL_BENCH_NO_MAIN
+int main(int argc, char** argv) { return RunCollBench(argc, argv); }
+#endif

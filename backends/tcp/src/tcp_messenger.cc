@@ -4,6 +4,7 @@
 
 #include <array>
 #include <asio.hpp>
+#include <sys/socket.h>
 #include <atomic>
 #include <cstdio>
 #include <deque>
@@ -59,6 +60,9 @@ struct Peer {
   std::deque<std::string> queue;
   size_t queued_bytes = 0;
   bool kick_posted = false;
+  // The connected socket's descriptor while the caller of Send may write to it itself
+  // (connected, hello written); -1 otherwise. Cleared before the socket closes.
+  int direct_fd = -1;
   // IO thread only.
   State state = State::kIdle;
   SocketPtr socket;
@@ -86,6 +90,7 @@ struct TcpMessenger::Impl {
   void WriteFront(Peer& p);
   void WatchForClose(Peer& p);
   void CloseSocket(Peer& p);
+  void CloseSocketLocked(Peer& p) TIDAL_REQUIRES(mu);
   void Failed(Peer& p, const std::string& why);
   void DropQueue(Peer& p, const std::string& why);
   void StartAccept();
@@ -112,7 +117,7 @@ struct TcpMessenger::Impl {
   std::set<std::string> lookups;  // executor only: directory look-ups in flight
 
   std::atomic<uint64_t> sent{0}, received{0}, lost{0}, rejected{0}, connects{0},
-      connect_failures{0}, accepted{0};
+      connect_failures{0}, accepted{0}, direct{0};
 };
 
 void TcpMessenger::Impl::Pump(Peer& p) {
@@ -163,6 +168,10 @@ void TcpMessenger::Impl::Connect(Peer& p) {
                           return;
                         }
                         p.state = Peer::State::kConnected;
+                        {
+                          std::lock_guard<std::mutex> lock(mu);
+                          p.direct_fd = sock->native_handle();
+                        }
                         WatchForClose(p);
                         Pump(p);
                       });
@@ -218,6 +227,13 @@ void TcpMessenger::Impl::WatchForClose(Peer& p) {
 }
 
 void TcpMessenger::Impl::CloseSocket(Peer& p) {
+  std::lock_guard<std::mutex> lock(mu);
+  CloseSocketLocked(p);
+}
+
+// Under mu, so no Send is writing to the descriptor while it closes.
+void TcpMessenger::Impl::CloseSocketLocked(Peer& p) {
+  p.direct_fd = -1;
   if (p.socket) {
     asio::error_code ignored;
     p.socket->close(ignored);
@@ -347,7 +363,7 @@ void TcpMessenger::Impl::Shutdown() {
   asio::error_code ignored;
   acceptor.close(ignored);
   std::lock_guard<std::mutex> lock(mu);
-  for (auto& [name, p] : peers) CloseSocket(*p);
+  for (auto& [name, p] : peers) CloseSocketLocked(*p);
   for (auto& [id, in] : inbound) in->socket->close(ignored);
   inbound.clear();
 }
@@ -447,6 +463,20 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
                  .first;
       }
       peer = it->second.get();
+      // Connected and nothing queued (so every earlier frame is wholly in the kernel):
+      // write it here, without waking the IO thread. What the socket does not take now
+      // is queued as the front and the IO thread writes the rest.
+      if (peer->direct_fd >= 0 && peer->queue.empty()) {
+        const ssize_t n =
+            ::send(peer->direct_fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n == static_cast<ssize_t>(frame.size())) {
+          ++impl_->sent;
+          ++impl_->direct;
+          return Status();
+        }
+        if (n > 0) frame.erase(0, static_cast<size_t>(n));
+        // n < 0 (EAGAIN, or an error the IO thread will meet on its own write): queued.
+      }
       if (peer->queue.size() >= options_.max_queue_messages ||
           peer->queued_bytes + frame.size() > options_.max_queue_bytes) {
         return Status(ErrorCode::BUFFER_OVERFLOW,
@@ -559,6 +589,7 @@ TcpMessengerStats TcpMessenger::stats() const {
   s.connects = impl_->connects.load();
   s.connect_failures = impl_->connect_failures.load();
   s.accepted = impl_->accepted.load();
+  s.direct_writes = impl_->direct.load();
   return s;
 }
 

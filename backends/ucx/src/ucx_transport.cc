@@ -9,7 +9,6 @@
 #include <cstring>
 #include <deque>
 #include <functional>
-#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -148,7 +147,9 @@ struct UcxTransport::Impl {
   void Loop();
   void Stop();
   void Destroy();
+  // Runs queued commands. Caller holds wmu.
   void RunCommands();
+  // Queues `fn` for the progress thread and wakes it.
   void Post(std::function<void()> fn) {
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -156,13 +157,23 @@ struct UcxTransport::Impl {
     }
     if (worker != nullptr) ucp_worker_signal(worker);
   }
-  // Runs `fn` on the progress thread and waits for it (local work only, never network).
-  template <typename T>
-  T OnProgress(std::function<T()> fn) {
-    std::promise<T> done;
-    std::future<T> result = done.get_future();
-    Post([&] { done.set_value(fn()); });
-    return result.get();
+  // Runs `fn` (worker calls) on the calling thread when the worker is free, after any
+  // commands queued before it, so a request leaves without waking the progress thread
+  // first; then wakes the progress thread if it sleeps, so the answer is progressed
+  // while it travels. When the progress thread holds the worker, `fn` is queued for it
+  // (it is awake). Never called with wmu held (UCX callbacks use Post).
+  void Run(std::function<void()> fn) {
+    std::unique_lock<std::mutex> wl(wmu, std::try_to_lock);
+    if (!wl.owns_lock() || stop.load()) {
+      if (wl.owns_lock()) wl.unlock();
+      Post(std::move(fn));
+      return;
+    }
+    RunCommands();
+    fn();
+    direct.fetch_add(1);
+    wl.unlock();
+    if (sleeping.load()) ucp_worker_signal(worker);
   }
   void Ready() {
     if (install.on_ready) install.on_ready();
@@ -209,6 +220,12 @@ struct UcxTransport::Impl {
   std::string worker_address;
   int efd = -1;
   std::thread thread;
+  // Held by whichever thread calls UCP (the worker is UCS_THREAD_MODE_SERIALIZED): the
+  // progress thread while it progresses, runs commands or arms; a caller submitting
+  // directly (Run) or mapping memory. Order: wmu before mu.
+  std::mutex wmu;
+  std::atomic<bool> sleeping{false};  // the progress thread is (about to be) in poll
+  std::atomic<uint64_t> direct{0};    // Run calls done on the caller's thread
   std::atomic<bool> stop{false};
   std::atomic<bool> crashed{false};
   std::atomic<uint64_t> busy{0};  // outstanding ops + target in-flight, for the spin decision
@@ -262,7 +279,8 @@ Status UcxTransport::Impl::Start(const TransportInstall& in) {
   }
   ucp_worker_params_t wp{};
   wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  wp.thread_mode = UCS_THREAD_MODE_SINGLE;  // only the progress thread touches the worker
+  // Serialized by wmu: the progress thread, and callers that submit directly (Run).
+  wp.thread_mode = UCS_THREAD_MODE_SERIALIZED;
   s = ucp_worker_create(context, &wp, &worker);
   if (s != UCS_OK) {
     worker = nullptr;
@@ -349,20 +367,37 @@ void UcxTransport::Impl::RunCommands() {
 void UcxTransport::Impl::Loop() {
   uint64_t last_event_ns = MonoNs();
   while (!stop.load()) {
-    RunCommands();
     bool progressed = false;
-    while (ucp_worker_progress(worker) != 0) progressed = true;
+    {
+      std::lock_guard<std::mutex> wl(wmu);
+      RunCommands();
+      while (ucp_worker_progress(worker) != 0) progressed = true;
+    }
     CheckProbes();
     const uint64_t now = MonoNs();
     if (progressed) last_event_ns = now;
-    if (busy.load() != 0 && now - last_event_ns < options.spin_ns) continue;
-    const ucs_status_t armed = ucp_worker_arm(worker);
-    if (armed == UCS_ERR_BUSY) continue;
+    if (busy.load() != 0 && now - last_event_ns < options.spin_ns) {
+      std::this_thread::yield();  // a direct submitter may want the worker
+      continue;
+    }
+    sleeping.store(true);
+    ucs_status_t armed;
+    {
+      std::lock_guard<std::mutex> wl(wmu);
+      armed = ucp_worker_arm(worker);
+    }
+    if (armed == UCS_ERR_BUSY) {
+      sleeping.store(false);
+      continue;
+    }
     int timeout_ms = -1;
     {
       std::lock_guard<std::mutex> lock(mu);
       // A command queued before the arm consumed its signal: run it now.
-      if (!commands.empty()) continue;
+      if (!commands.empty()) {
+        sleeping.store(false);
+        continue;
+      }
       for (const auto& [seq, op] : ops) {
         if (op.task.kind != TransportTask::Kind::kProbe || op.deadline_ns == 0) continue;
         const uint64_t left = op.deadline_ns > now ? op.deadline_ns - now : 0;
@@ -373,6 +408,7 @@ void UcxTransport::Impl::Loop() {
     if (stop.load()) break;
     pollfd p{efd, POLLIN, 0};
     (void)poll(&p, 1, timeout_ms);
+    sleeping.store(false);
   }
 }
 
@@ -387,6 +423,7 @@ void UcxTransport::Impl::Stop() {
 // their peers see the connection fail.
 void UcxTransport::Impl::Destroy() {
   Stop();
+  std::lock_guard<std::mutex> wl(wmu);
   RunCommands();  // anything left runs here, on the one thread that still uses the worker
   std::vector<ucp_ep_h> eps;
   {
@@ -945,19 +982,20 @@ Result<uint64_t> UcxTransport::RegisterMemory(uint64_t addr, uint64_t length, Lo
   }
   // Registration with UCX pins and registers the range with every memory domain, so the
   // rendezvous protocol moves it zero-copy; the key peers present is ours, not UCX's.
-  ucp_mem_h memh = m.OnProgress<ucp_mem_h>([&]() -> ucp_mem_h {
-    ucp_mem_map_params_t mp{};
-    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
-    mp.address = reinterpret_cast<void*>(addr);
-    mp.length = length;
-    ucp_mem_h h = nullptr;
-    return ucp_mem_map(m.context, &mp, &h) == UCS_OK ? h : nullptr;
-  });
-  if (memh == nullptr) return Status(ErrorCode::REGISTRATION_FAILED, "ucp_mem_map failed");
+  // On the calling thread, under the worker lock (UCP calls are serialized by it).
+  std::lock_guard<std::mutex> wl(m.wmu);
+  ucp_mem_map_params_t mp{};
+  mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+  mp.address = reinterpret_cast<void*>(addr);
+  mp.length = length;
+  ucp_mem_h memh = nullptr;
+  if (ucp_mem_map(m.context, &mp, &memh) != UCS_OK || memh == nullptr) {
+    return Status(ErrorCode::REGISTRATION_FAILED, "ucp_mem_map failed");
+  }
   std::lock_guard<std::mutex> lock(m.mu);
   if (m.FindLocalLocked(addr, 1) != nullptr || m.FindLocalLocked(addr + length - 1, 1) != nullptr ||
       m.regions.lower_bound(addr) != m.regions.lower_bound(addr + length)) {
-    m.Post([&m, memh] { ucp_mem_unmap(m.context, memh); });
+    ucp_mem_unmap(m.context, memh);
     return Status(ErrorCode::REGISTRATION_FAILED, "range overlaps a registered region");
   }
   uint64_t rkey = 0;
@@ -987,10 +1025,8 @@ Status UcxTransport::UnregisterMemory(uint64_t addr, uint64_t length) {
     m.regions.erase(it);
   }
   if (m.crashed.load()) return Status();
-  m.OnProgress<int>([&]() {
-    ucp_mem_unmap(m.context, memh);
-    return 0;
-  });
+  std::lock_guard<std::mutex> wl(m.wmu);
+  ucp_mem_unmap(m.context, memh);
   return Status();
 }
 
@@ -1059,7 +1095,7 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
     }
   }
   if (started.empty()) return;
-  m.Post([&m, started = std::move(started)] {
+  m.Run([&m, started = std::move(started)] {
     for (uint64_t seq : started) m.StartOp(seq);
   });
 }
@@ -1100,7 +1136,7 @@ Status UcxTransport::Cancel(uint64_t task_id) {
     }
   }
   if (request != nullptr) {
-    m.Post([&m, task_id] {
+    m.Run([&m, task_id] {
       void* req = nullptr;
       {
         std::lock_guard<std::mutex> lock(m.mu);
@@ -1130,7 +1166,7 @@ Status UcxTransport::SendNotify(PeerId peer, std::string_view payload) {
   m.notifies_sent.fetch_add(1);
   // Every WRITE completed before this call was acknowledged by the target after its data
   // landed, so this message, sent later, arrives after that data.
-  m.Post([&m, peer, body = w.Take()]() mutable {
+  m.Run([&m, peer, body = w.Take()]() mutable {
     ucp_ep_h ep = m.EnsureEp(peer);
     if (ep == nullptr) return;  // the peer failed: the notification is lost with it
     auto* ctx = new Impl::Ctx{&m, 0, 0, nullptr};
@@ -1181,6 +1217,7 @@ UcxTransportStats UcxTransport::stats() const {
   s.target_in_flight = m.target_in_flight;
   s.notifies_sent = m.notifies_sent.load();
   s.notifies_received = m.notifies_received.load();
+  s.direct_calls = m.direct.load();
   s.crashed = m.crashed.load();
   return s;
 }

@@ -67,6 +67,17 @@ struct StoreClientOptions {
   uint64_t heartbeat_interval_ns = 1'000'000'000ULL;
   uint64_t max_object_bytes = 1ULL << 40;  // larger puts are INVALID_PARAMS
   StoreBug planted_bug = StoreBug::kNone;  // the bug zoo only
+  // Staging for Put and Get (the calls that copy): `staging_slots` slots of
+  // `staging_slot_bytes` in one buffer the client registers with the engine once, on the
+  // first call that fits a slot, and keeps until Stop(). A value that fits a slot is
+  // copied through one instead of registering a temporary buffer per call (a registration
+  // is a transport call and a descriptor publish, two round trips on a real node). A
+  // slot whose read or write did not complete is not reused until the engine reports no
+  // transfer on the staging buffer. 0 slots: off (every call registers its own buffer).
+  // A client destroyed without Stop() leaves the buffer registered until the engine
+  // goes, so set it only where the engine does not outlive the client (RealNode does).
+  uint32_t staging_slots = 0;
+  uint64_t staging_slot_bytes = 64ull << 10;
 };
 
 struct GetOptions {
@@ -78,6 +89,8 @@ struct StoreClientStats {
   uint64_t lease_expired = 0;
   uint64_t heartbeats = 0;
   uint64_t remounts = 0;
+  uint64_t staged_calls = 0;   // Put/Get calls that went through a staging slot
+  uint64_t slots_retired = 0;  // slots set aside after a transfer that did not complete
 };
 
 class StoreClient {
@@ -226,7 +239,16 @@ class StoreClient {
   Task<Result<uint64_t>> ReadReplicas(std::string key, std::string lookup, void* ptr,
                                       uint64_t capacity, uint64_t sent_ns, Deadline d);
   Task<void> HeartbeatLoop(std::shared_ptr<bool> alive);
-  Task<void> ReleaseTemp(std::shared_ptr<std::vector<uint8_t>> buffer);
+  // Unregisters a temporary buffer; false when a transfer still holds it (it is kept
+  // alive in the graveyard and released on a later heartbeat).
+  Task<bool> ReleaseTemp(std::shared_ptr<std::string> buffer);
+  // A staging slot of at least `size` bytes, or nullptr (staging off, too large, every
+  // slot taken, registration failed): the caller registers a buffer of its own.
+  Task<uint8_t*> TakeSlot(uint64_t size);
+  // Gives the slot back; `settled`: the call's transfers completed, so nothing else will
+  // touch it.
+  void GiveSlot(uint8_t* slot, bool settled);
+  Task<void> ReleaseStaging();
 
   Env& env_;
   TransferEngine& engine_;
@@ -234,7 +256,16 @@ class StoreClient {
   StoreClientOptions options_;
   RpcClient rpc_;
   std::map<uint64_t, MountInfo> mounts_;                          // by base address
-  std::vector<std::shared_ptr<std::vector<uint8_t>>> graveyard_;  // busy temp buffers
+  std::vector<std::shared_ptr<std::string>> graveyard_;  // busy temp buffers
+  struct Staging {
+    std::unique_ptr<uint8_t[]> memory;  // staging_slots x staging_slot_bytes
+    bool registered = false;
+    bool registering = false;
+    bool failed = false;             // registration failed: staging stays off
+    std::vector<uint32_t> free;      // slot indices ready for use
+    std::vector<uint32_t> retired;   // after an incomplete transfer
+  };
+  Staging staging_;
   std::shared_ptr<bool> alive_;
   bool started_ = false;
   bool stopped_ = false;

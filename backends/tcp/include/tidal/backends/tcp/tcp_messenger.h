@@ -79,6 +79,7 @@ struct TcpMessengerStats {
   uint64_t connects = 0;           // outgoing connections established
   uint64_t connect_failures = 0;
   uint64_t accepted = 0;           // incoming connections
+  uint64_t direct_writes = 0;      // of messages_sent, written whole by Send's caller (Send)
 };
 
 class TcpMessenger final : public Messenger {
@@ -93,7 +94,10 @@ class TcpMessenger final : public Messenger {
   TcpMessenger& operator=(const TcpMessenger&) = delete;
 
   std::string_view LocalName() const override { return name_; }
-  // Queues `payload` for `to` and returns at once. SEGMENT_NOT_FOUND: no address is known
+  // Sends `payload` to `to` without blocking: when the connection is up and nothing is
+  // queued for it, the caller's thread writes the frame to the socket itself
+  // (non-blocking; stats().direct_writes); otherwise, or for what the socket does not take,
+  // the frame is queued for the IO thread. Frames to one peer stay in order. SEGMENT_NOT_FOUND: no address is known
   // for `to` (with a directory, a look-up starts so a later Send may find it; await
   // Resolve to wait for it); INVALID_PARAMS: the payload is above max_payload_bytes;
   // BUFFER_OVERFLOW: the peer's queue is full.

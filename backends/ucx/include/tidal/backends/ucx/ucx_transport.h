@@ -30,11 +30,16 @@
 // complete PEER_UNREACHABLE, never hang.
 //
 // Threading: every Transport method is called on the node Env's executor (the contract).
-// All UCP worker calls are made on the progress thread: methods queue commands for it and
-// wake it with ucp_worker_signal. The progress thread blocks on the worker's event fd
-// (ucp_worker_arm + poll) when idle, and polls briefly while operations are outstanding
-// (low latency without a busy core when idle). on_ready is called from the progress
-// thread.
+// The worker is UCS_THREAD_MODE_SERIALIZED under one lock of the transport's: the
+// progress thread takes it to progress, run queued commands and arm; a method that sends
+// (Submit, SendNotify, Cancel) takes it when it is free and makes the UCP calls on the
+// caller's thread, so a request leaves without a thread hop, then wakes the progress
+// thread with ucp_worker_signal if it sleeps (it progresses the answer); when the
+// progress thread holds the lock the work is queued for it. RegisterMemory and
+// UnregisterMemory map and unmap under the lock on the caller's thread. The progress
+// thread blocks on the worker's event fd (ucp_worker_arm + poll) when idle, and polls
+// (yielding between polls) while operations are outstanding and events came within
+// spin_ns. on_ready is called from the progress thread or from the caller's thread.
 #pragma once
 
 #include <cstdint>
@@ -46,11 +51,6 @@
 
 namespace tidal::backends::ucx {
 
-struct UcxTransportOptions {
-  // A probe with no answer within this fails with PEER_UNREACHABLE (UCX's own failure
-  // detection covers a closed connection; this covers a peer that stopped answering).
-  uint64_t probe_timeout_ns = 1'000'000'000ULL;
-  // While operations are outstanding the progress thread polls this long after the last
 // Planted bugs: deliberate defects switched on at run time through
 // UcxTransportOptions::planted_bug, to show that a failure recorded on UCX replays on the
 // simulator (tidal-sim import). Default kNone; nothing but that test sets it.
@@ -61,17 +61,23 @@ enum class UcxBug : uint8_t {
   kWriteDropsLastByte,
 };
 
+struct UcxTransportOptions {
+  // A probe with no answer within this fails with PEER_UNREACHABLE (UCX's own failure
+  // detection covers a closed connection; this covers a peer that stopped answering).
+  uint64_t probe_timeout_ns = 1'000'000'000ULL;
+  // While operations are outstanding the progress thread polls this long after the last
   // event before it blocks on the event fd again.
   uint64_t spin_ns = 50'000;
+  UcxBug planted_bug = UcxBug::kNone;  // tidal-sim import's UCX test only
 };
 
 // Counters for tests and benchmarks (read from any thread).
 struct UcxTransportStats {
   uint64_t outstanding = 0;        // accepted tasks not yet completed
-  UcxBug planted_bug = UcxBug::kNone;  // tidal-sim import's UCX test only
   uint64_t target_in_flight = 0;   // WRITEs being received / READ answers being sent
   uint64_t notifies_sent = 0;
   uint64_t notifies_received = 0;
+  uint64_t direct_calls = 0;       // sends made on the caller's thread (worker was free)
   bool crashed = false;
 };
 
