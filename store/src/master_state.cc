@@ -101,9 +101,6 @@ Result<uint64_t> MasterState::Mount(const std::string& client, const std::string
     return Status(ErrorCode::INVALID_PARAMS, "mount: base 0, size below 64 bytes or wrapping");
   }
   if (segment.empty()) return Status(ErrorCode::INVALID_PARAMS, "mount: empty segment name");
-  for (const auto& [id, m] : mounts_) {
-    if (m.segment == segment && base < m.base + m.size && m.base < base + size) {
-      return Status(ErrorCode::INVALID_PARAMS,
   // The same client mounting the same range again is its mount retried (the first answer
   // may have been lost with a master that restarted): the same id.
   for (const auto& [id, m] : mounts_) {
@@ -112,6 +109,9 @@ Result<uint64_t> MasterState::Mount(const std::string& client, const std::string
       return id;
     }
   }
+  for (const auto& [id, m] : mounts_) {
+    if (m.segment == segment && base < m.base + m.size && m.base < base + size) {
+      return Status(ErrorCode::INVALID_PARAMS,
                     "mount: range overlaps mount " + std::to_string(id) + " of " + segment);
     }
   }
@@ -121,11 +121,11 @@ Result<uint64_t> MasterState::Mount(const std::string& client, const std::string
     m.usable_after_ns = f->second;
   }
   mounts_.emplace(id, std::move(m));
+  JournalCounters();
+  JournalMount(id);
   return id;
 }
 
-  JournalCounters();
-  JournalMount(id);
 void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_until_ns) {
   TIDAL_ASSERT(mounts_.count(mount) == 1);
   const std::string segment = mounts_.at(mount).segment;
@@ -150,13 +150,13 @@ void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_unt
                options_.planted_bug == MasterBug::kHolderCloseLosesObject) {
       ++stats_.lost;
       Notify(it->first, o.generation, "lost");
+      MarkLost(it->first, o.generation);
       Erase(it++, now_ns, now_ns);
     } else {
+      JournalObject(it->first, o);
       ++it;  // field bug 9: other replicas keep the object readable
-      MarkLost(it->first, o.generation);
     }
   }
-      JournalObject(it->first, o);
   // Leases granted before a restart are unknown: a graceful unmount waits them out too.
   fence = std::max(fence, recovery_fence_ns_);
   if (drain_until_ns != nullptr) *drain_until_ns = std::max(*drain_until_ns, recovery_fence_ns_);
@@ -171,15 +171,15 @@ void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_unt
     return true;
   });
   mounts_.erase(mount);
+  JournalErase(std::string(kMountPrefix) + Hex(mount));
   // A graceful unmount waits for these leases before it lets go of the memory; after a
   // death the owner may mount the same memory again at once, so fence it off until then.
   if (drain_until_ns == nullptr && fence > now_ns) {
-  JournalErase(std::string(kMountPrefix) + Hex(mount));
     fences_[segment] = std::max(fences_[segment], fence);
+    if (journal_ != nullptr) journal_->Put(std::string(kFencePrefix) + segment, "");
   }
 }
 
-    if (journal_ != nullptr) journal_->Put(std::string(kFencePrefix) + segment, "");
 Result<uint64_t> MasterState::Unmount(const std::string& client, uint64_t mount_id,
                                       uint64_t now_ns) {
   Touch(client, now_ns);
@@ -268,9 +268,6 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
                         " bytes; the rest is leased, pinned or being written");
     }
   }
-  Object o;
-  o.size = size;
-  o.generation = next_generation_++;
   if (journal_ != nullptr && next_generation_ >= generation_bound_) {
     generation_bound_ = next_generation_ + kGenerationBlock;
     JournalCounters();
@@ -279,6 +276,9 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
     lost_.erase(l);
     JournalErase(std::string(kLostPrefix) + key);
   }
+  Object o;
+  o.size = size;
+  o.generation = next_generation_++;
   o.writer = client;
   o.started_ns = now_ns;
   o.replicas = std::move(placed);
@@ -287,10 +287,10 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
   o.soft_pin_ttl_ns = config.soft_pin_ttl_ns;
   std::vector<ReplicaLocation> locations = Locations(o);
   uint64_t generation = o.generation;
+  JournalObject(key, o);
   objects_.emplace(key, std::move(o));
   ++stats_.puts_started;
   MaybeEvict(now_ns);
-  JournalObject(key, o);
   return std::make_pair(generation, std::move(locations));
 }
 
@@ -309,10 +309,10 @@ Status MasterState::PutEnd(const std::string& client, const std::string& key, ui
   o.complete = true;
   o.last_access_ns = now_ns;
   if (o.soft_pin_ttl_ns != 0) o.soft_pin_until_ns = now_ns + o.soft_pin_ttl_ns;
+  JournalObject(key, o);
   ++stats_.puts_ended;
   return Status();
 }
-  JournalObject(key, o);
 
 Status MasterState::PutRevoke(const std::string& client, const std::string& key,
                               uint64_t generation, uint64_t now_ns) {
@@ -397,12 +397,12 @@ std::vector<ReplicaLocation> MasterState::Replicas(const std::string& key) const
 }
 
 void MasterState::Release(const Object& o, uint64_t hold_until_ns, uint64_t now_ns) {
+  // Readers under leases granted before a restart are unknown: hold their memory too.
+  hold_until_ns = std::max(hold_until_ns, recovery_fence_ns_);
   for (const Replica& r : o.replicas) {
     auto m = mounts_.find(r.mount);
     TIDAL_ASSERT(m != mounts_.end());
     if (hold_until_ns > now_ns) {
-  // Readers under leases granted before a restart are unknown: hold their memory too.
-  hold_until_ns = std::max(hold_until_ns, recovery_fence_ns_);
       const uint64_t id = next_deferred_++;
       deferred_.push_back({id, hold_until_ns, r.mount, r.offset, o.size});
       if (journal_ != nullptr) {
@@ -421,11 +421,11 @@ void MasterState::Release(const Object& o, uint64_t hold_until_ns, uint64_t now_
 void MasterState::Erase(std::map<std::string, Object>::iterator it, uint64_t hold_until_ns,
                         uint64_t now_ns) {
   Release(it->second, hold_until_ns, now_ns);
+  JournalErase(std::string(kObjectPrefix) + it->first);
   objects_.erase(it);
 }
 
 bool MasterState::Evictable(const Object& o, uint64_t now_ns) const {
-  JournalErase(std::string(kObjectPrefix) + it->first);
   return o.complete && !o.hard_pin && o.lease_until_ns <= now_ns;
 }
 
@@ -499,12 +499,12 @@ void MasterState::RunDeferred(uint64_t now_ns) {
     }
     auto m = mounts_.find(d.mount);
     if (m != mounts_.end()) m->second.alloc.Free(d.offset, d.size);
+    JournalErase(std::string(kDeferredPrefix) + Hex(d.id));
   }
   deferred_ = std::move(keep);
 }
 
 void MasterState::Tick(uint64_t now_ns) {
-    JournalErase(std::string(kDeferredPrefix) + Hex(d.id));
   std::vector<std::string> dead;
   for (const auto& [name, c] : clients_) {
     if (c.last_seen_ns + options_.client_ttl_ns < now_ns) dead.push_back(name);
@@ -559,16 +559,15 @@ Status MasterState::CheckInvariants() const {
 
 MasterStats MasterState::stats() const {
   MasterStats s = stats_;
+  s.incarnation = incarnation_;
   s.objects = objects_.size();
   for (const auto& [id, m] : mounts_) {
     s.capacity_bytes += m.alloc.capacity();
     s.used_bytes += m.alloc.used();
   }
   return s;
-  s.incarnation = incarnation_;
 }
 
-}  // namespace tidal::store
 // ---------------------------------------------------------------------------------------
 // Durability
 
@@ -766,3 +765,4 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
   return CheckInvariants();
 }
 
+}  // namespace tidal::store

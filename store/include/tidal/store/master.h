@@ -58,13 +58,6 @@ struct MasterOptions {
   MasterBug planted_bug = MasterBug::kNone;     // the bug zoo only
 };
 
-struct MasterStats {
-  uint64_t objects = 0;
-  uint64_t puts_started = 0;
-  uint64_t puts_ended = 0;
-  uint64_t puts_revoked = 0;
-  uint64_t puts_reclaimed = 0;  // writer died or put timed out
-  uint64_t evicted = 0;
 // Durable storage for the master's state, so that a restarted master rebuilds it (README:
 // "Master restart"). A record is a key and opaque bytes. Put and Erase are synchronous:
 // when they return, the change survives a crash of the master's process (a journal that
@@ -101,10 +94,18 @@ class MemoryJournal final : public MasterJournal {
   uint64_t writes_ = 0;
 };
 
-  uint64_t removed = 0;
+struct MasterStats {
   uint64_t incarnation = 1;  // 1 + how many times the state was rebuilt from its journal
+  uint64_t objects = 0;
+  uint64_t puts_started = 0;
+  uint64_t puts_ended = 0;
+  uint64_t puts_revoked = 0;
+  uint64_t puts_reclaimed = 0;  // writer died or put timed out
+  uint64_t evicted = 0;
+  uint64_t removed = 0;
   uint64_t leases_granted = 0;
   uint64_t lost = 0;  // objects whose last replica went with its holder
+  uint64_t recovered_objects = 0;  // complete objects rebuilt from the journal
   uint64_t clients_died = 0;
   uint64_t capacity_bytes = 0;  // of live mounts
   uint64_t used_bytes = 0;      // allocated, including frees deferred by leases
@@ -112,16 +113,8 @@ class MemoryJournal final : public MasterJournal {
 
 class MasterState {
  public:
-  uint64_t recovered_objects = 0;  // complete objects rebuilt from the journal
   explicit MasterState(MasterOptions options = {});
 
-  // Registers `client` (or refreshes it). Returns the ids of the mounts the master holds
-  // for it, so a client that was declared dead learns it must mount again.
-  std::vector<uint64_t> Heartbeat(const std::string& client, uint64_t now_ns);
-
-  // Adds [base, base+size) of segment `segment` (an engine segment name) owned by
-  // `client`. INVALID_PARAMS for size 0, base 0, a wrapping range, or an overlap with a
-  // range already mounted for that segment.
   // Durability (README: "Master restart"). Rebuilds the state from `journal`'s records and
   // journals every change of durable state to it from then on. Call once, on a fresh
   // state, before anything else; an empty journal starts an empty store (incarnation 1).
@@ -135,6 +128,13 @@ class MasterState {
   Status Recover(MasterJournal* journal, uint64_t now_ns);
   uint64_t incarnation() const { return incarnation_; }
 
+  // Registers `client` (or refreshes it). Returns the ids of the mounts the master holds
+  // for it, so a client that was declared dead learns it must mount again.
+  std::vector<uint64_t> Heartbeat(const std::string& client, uint64_t now_ns);
+
+  // Adds [base, base+size) of segment `segment` (an engine segment name) owned by
+  // `client`. INVALID_PARAMS for size 0, base 0, a wrapping range, or an overlap with a
+  // range already mounted for that segment.
   Result<uint64_t> Mount(const std::string& client, const std::string& segment, uint64_t base,
                          uint64_t size, uint64_t now_ns);
   // Graceful unmount: no new placements; objects keep their other replicas; objects whose
@@ -228,6 +228,7 @@ class MasterState {
     uint64_t usable_after_ns = 0;
   };
   struct Deferred {
+    uint64_t id;
     uint64_t at_ns;
     uint64_t mount;
     uint64_t offset;
@@ -235,7 +236,6 @@ class MasterState {
   };
   struct Client {
     uint64_t last_seen_ns = 0;
-    uint64_t id;
   };
 
   void Touch(const std::string& client, uint64_t now_ns);
@@ -254,13 +254,6 @@ class MasterState {
   void DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_until_ns);
   void ClientDied(const std::string& client, uint64_t now_ns);
   void RunDeferred(uint64_t now_ns);
-
-  MasterOptions options_;
-  std::map<std::string, Object> objects_;
-  std::map<uint64_t, MountState> mounts_;
-  std::map<std::string, Client> clients_;
-  std::vector<Deferred> deferred_;
-  std::map<std::string, uint64_t> fences_;  // segment name -> last lease on dropped memory
   Status NotFound(const std::string& key) const;
   // Journal writes (no-ops without a journal).
   void JournalObject(const std::string& key, const Object& o);
@@ -268,15 +261,15 @@ class MasterState {
   void JournalCounters();
   void JournalErase(const std::string& record);
   void MarkLost(const std::string& key, uint64_t generation);
+
+  MasterOptions options_;
+  std::map<std::string, Object> objects_;
+  std::map<uint64_t, MountState> mounts_;
+  std::map<std::string, Client> clients_;
+  std::vector<Deferred> deferred_;
+  std::map<std::string, uint64_t> fences_;  // segment name -> last lease on dropped memory
   uint64_t next_mount_ = 1;
   uint64_t next_generation_ = 1;
-  MasterStats stats_;
-  Observer observer_;
-};
-
-// Serves a MasterState at a Messenger endpoint. Start it once; it runs until destroyed.
-class MasterService {
- public:
   uint64_t next_deferred_ = 1;
   MasterJournal* journal_ = nullptr;
   uint64_t incarnation_ = 1;
@@ -286,6 +279,13 @@ class MasterService {
   // Leases granted before a restart are unknown: memory is not reused before this.
   uint64_t recovery_fence_ns_ = 0;
   std::map<std::string, uint64_t> lost_;  // key -> generation lost with its holders
+  MasterStats stats_;
+  Observer observer_;
+};
+
+// Serves a MasterState at a Messenger endpoint. Start it once; it runs until destroyed.
+class MasterService {
+ public:
   // `env` and `messenger` must outlive the service. The service installs itself as the
   // messenger's receiver.
   // With a `journal` (which must outlive the service), the state is first rebuilt from
@@ -301,6 +301,8 @@ class MasterService {
 
   MasterState& state() { return state_; }
   const RpcServer& server() const { return server_; }
+  // OK, or why the journal could not be read back (the service must not be started).
+  const Status& recovery() const { return recovery_; }
   std::string_view endpoint() const { return messenger_.LocalName(); }
 
  private:
@@ -308,14 +310,12 @@ class MasterService {
   void ArmSweep();
 
   Env& env_;
-  // OK, or why the journal could not be read back (the service must not be started).
-  const Status& recovery() const { return recovery_; }
   Messenger& messenger_;
   MasterState state_;
+  Status recovery_;
   RpcServer server_;
   std::shared_ptr<bool> alive_;
   TimerId sweep_ = 0;
 };
 
 }  // namespace tidal::store
-  Status recovery_;
