@@ -1,5 +1,6 @@
 #include "tidal/cluster/zoo.h"
 
+#include <cctype>
 #include <chrono>
 #include <optional>
 
@@ -34,9 +35,40 @@ std::string FirstLine(const std::string& s) {
 struct SeedRun {
   std::optional<std::string> failure;
   sim::TransferWorkloadOptions transfer;  // for the transfer workload: what ran
+  ZooRun zoo;                             // for the zoo's own workloads: what ran
 };
 
-SeedRun RunSeed(const ZooBug& bug, uint64_t seed, bool planted) {
+bool OwnWorkload(const ZooBug& bug) {
+  return bug.workload == "store-field" || bug.workload == "p2p" || bug.workload == "peer-loss";
+}
+
+// What a failure broke, without its particulars: the first line without the seed's prefix,
+// up to the first '(' (where codes and details start), quoted names and numbers blanked.
+std::string Invariant(const std::string& failure) {
+  std::string line = failure.substr(0, failure.find('\n'));
+  if (line.rfind("seed ", 0) == 0 && line.find(": ") != std::string::npos) {
+    line = line.substr(line.find(": ") + 2);
+  }
+  line = line.substr(0, line.find('('));
+  std::string out;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '\'') {
+      quoted = !quoted;
+      if (quoted) out += "'_'";
+      continue;
+    }
+    if (quoted) continue;
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      if (out.empty() || out.back() != '#') out += '#';
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+SeedRun RunSeed(const ZooBug& bug, uint64_t seed, bool planted, ZooScale scale = {}) {
   SeedRun out;
   if (bug.workload == "transfer") {
     sim::TransferWorkloadOptions o;
@@ -87,18 +119,21 @@ SeedRun RunSeed(const ZooBug& bug, uint64_t seed, bool planted) {
       if (Result<store::StoreBug> b = store::ParseStoreBug(bug.name); b.ok()) sb = *b;
       if (Result<store::MasterBug> b = store::ParseMasterBug(bug.name); b.ok()) mb = *b;
     }
-    out.failure = RunStoreFieldSeed(seed, sb, mb, replay);
+    out.zoo = RunStoreFieldSeed(seed, sb, mb, replay, scale);
+    out.failure = out.zoo.failure;
     return out;
   }
   if (bug.workload == "p2p") {
-    out.failure = RunP2pSeed(
-        seed, planted ? coll::ParseCollBug(bug.name).value() : coll::CollBug::kNone, replay);
+    out.zoo = RunP2pSeed(
+        seed, planted ? coll::ParseCollBug(bug.name).value() : coll::CollBug::kNone, replay,
+        scale);
+    out.failure = out.zoo.failure;
     return out;
   }
   if (bug.workload == "peer-loss") {
-    out.failure =
-        RunPeerLossSeed(seed, planted ? ParseEngineBug(bug.name).value() : EngineBug::kNone,
-                        replay);
+    out.zoo = RunPeerLossSeed(
+        seed, planted ? ParseEngineBug(bug.name).value() : EngineBug::kNone, replay, scale);
+    out.failure = out.zoo.failure;
     return out;
   }
   MixedCampaignOptions o;  // mixed
@@ -191,6 +226,36 @@ std::vector<ZooEntry> RunZoo(const ZooOptions& options) {
       e.failure = FirstLine(*run.failure);
       e.clean_seed_passes = !RunSeed(bug, seed, /*planted=*/false).failure.has_value();
       if (!options.shrink) break;
+      if (OwnWorkload(bug)) {
+        // Scale shrinking: fewer operations (halving, then one less), then fewer nodes,
+        // until neither keeps the same invariant failing or the run budget is spent.
+        const double shrink_start = Wall();
+        const std::string invariant = Invariant(*run.failure);
+        ZooRun best = run.zoo;
+        e.original_events = best.events;
+        uint64_t runs = 0;
+        auto same = [&](ZooScale s) {
+          if (runs >= options.shrink_runs) return false;
+          ++runs;
+          SeedRun r = RunSeed(bug, seed, /*planted=*/true, s);
+          if (!r.failure || Invariant(*r.failure) != invariant) return false;
+          best = r.zoo;
+          return true;
+        };
+        for (bool progress = true; progress;) {
+          progress = false;
+          while (best.scale.ops > 1 && same({best.scale.nodes, best.scale.ops / 2})) progress = true;
+          while (best.scale.ops > 1 && same({best.scale.nodes, best.scale.ops - 1})) progress = true;
+          while (best.scale.nodes > 2 && same({best.scale.nodes - 1, best.scale.ops})) progress = true;
+        }
+        e.shrunk = true;
+        e.shrunk_events = best.events;
+        e.shrunk_faults = best.faults;
+        e.shrunk_nodes = best.scale.nodes;
+        e.shrunk_ops = best.scale.ops;
+        e.shrink_seconds = Wall() - shrink_start;
+        break;
+      }
       if (bug.workload != "transfer") {
         e.not_shrunk_because = "the " + bug.workload + " campaign has no tape shrinker yet";
         break;

@@ -23,15 +23,18 @@ constexpr uint64_t kMs = 1'000'000;
 class StoreField {
  public:
   StoreField(uint64_t seed, store::StoreBug store_bug, store::MasterBug master_bug,
-             std::string replay)
-      : seed_(seed), store_bug_(store_bug), master_bug_(master_bug), replay_(std::move(replay)) {}
-  std::optional<std::string> Run();
+             std::string replay, ZooScale scale)
+      : seed_(seed),
+        store_bug_(store_bug),
+        master_bug_(master_bug),
+        replay_(std::move(replay)),
+        scale_(scale) {}
+  ZooRun Run();
 
  private:
   static constexpr uint64_t kSegmentBytes = 2ull << 20;
   static constexpr uint64_t kMaxValue = 128 << 10;
   static constexpr uint64_t kVictimValue = 256 << 10;
-  static constexpr size_t kOpsPerClient = 10;
 
   Env& env(size_t c) { return w_->env(c); }
   store::StoreClient& client(size_t c) { return w_->client(c); }
@@ -63,6 +66,7 @@ class StoreField {
   store::StoreBug store_bug_;
   store::MasterBug master_bug_;
   std::string replay_;
+  ZooScale scale_;
   std::unique_ptr<StoreWorld> w_;
   std::vector<uint8_t*> buffers_;      // registered, 3 * kMaxValue per client
   std::vector<uint8_t*> unregistered_;  // never registered with the engine
@@ -168,7 +172,7 @@ Task<void> StoreField::OpGeneration(size_t c, size_t i) {
 }
 
 Task<void> StoreField::Driver(size_t c) {
-  for (size_t i = 0; i < kOpsPerClient; ++i) {
+  for (size_t i = 0; i < scale_.ops; ++i) {
     const uint64_t pick = Below(c, 100);
     if (pick < 20) {
       co_await OpUnregistered(c, i);
@@ -189,7 +193,8 @@ Task<void> StoreField::Driver(size_t c) {
 Task<void> StoreField::Victim(size_t c) {
   store::ReplicateConfig cfg;
   cfg.replica_num = static_cast<uint32_t>(std::min<size_t>(3, w_->clients()));
-  for (size_t i = 0; i < 64; ++i) {
+  const size_t puts = std::min<size_t>(64, 8 * scale_.ops);
+  for (size_t i = 0; i < puts; ++i) {
     const std::string key = "v" + std::to_string(i);
     std::memcpy(buffers_[c], Pattern(next_value_++, kVictimValue).data(), kVictimValue);
     ++victim_puts_;
@@ -201,7 +206,8 @@ Task<void> StoreField::Victim(size_t c) {
 // Fills the store past its capacity with unpinned, unleased objects: every put must make
 // room by evicting.
 Task<void> StoreField::Fill(size_t c) {
-  const size_t puts = 2 * kSegmentBytes / (kMaxValue / 2) + Below(c, 8);
+  const size_t puts =
+      std::min<size_t>(2 * kSegmentBytes / (kMaxValue / 2) + Below(c, 8), 8 * scale_.ops);
   for (size_t i = 0; i < puts && failure_.empty(); ++i) {
     const std::string key = "f" + std::to_string(c) + "_" + std::to_string(i);
     const uint64_t size = 16 * 1024 + Below(c, kMaxValue - 16 * 1024);
@@ -216,10 +222,12 @@ Task<void> StoreField::Fill(size_t c) {
   done_[c] = true;
 }
 
-std::optional<std::string> StoreField::Run() {
+ZooRun StoreField::Run() {
   StoreWorldOptions o;
   o.seed = seed_;
-  o.clients = 3 + seed_ % 3;
+  o.clients = scale_.nodes != 0 ? std::max<size_t>(2, scale_.nodes) : 3 + seed_ % 3;
+  if (scale_.ops == 0) scale_.ops = 10;
+  scale_.nodes = o.clients;
   o.segment_bytes = kSegmentBytes;
   o.master.lease_ttl_ns = 20 * kMs;
   o.master.client_ttl_ns = 50 * kMs;
@@ -274,8 +282,11 @@ std::optional<std::string> StoreField::Run() {
     done_[victim] = true;
     if (!w_->RunUntil(all_done)) Violation("liveness: a filling put never finished");
   }
-  std::optional<std::string> out;
-  if (!failure_.empty()) out = failure_ + "\n" + w_->Banner();
+  ZooRun out;
+  if (!failure_.empty()) out.failure = failure_ + "\n" + w_->Banner();
+  out.scale = scale_;
+  out.events = w_->world().events_run();
+  out.faults = w_->alive(victim) ? 0 : 1;
   w_.reset();
   return out;
 }
@@ -283,18 +294,25 @@ std::optional<std::string> StoreField::Run() {
 // ---------------------------------------------------------------------------------------
 // p2p
 
-std::optional<std::string> RunP2p(uint64_t seed, coll::CollBug bug, const std::string& replay) {
+ZooRun RunP2p(uint64_t seed, coll::CollBug bug, const std::string& replay, ZooScale scale) {
+  ZooRun out;
   GroupClusterOptions co;
   co.seed = seed;
-  co.ranks = 2 + static_cast<int>(seed % 3);
+  co.ranks = scale.nodes != 0 ? static_cast<int>(std::max<size_t>(2, scale.nodes))
+                              : 2 + static_cast<int>(seed % 3);
+  out.scale.nodes = static_cast<size_t>(co.ranks);
+  out.scale.ops = scale.ops != 0 ? scale.ops : 8;
   co.pg = TestOptions();
   co.pg.timeout_ns = 20 * kMs;
   co.pg.planted_bug = bug;
   GroupCluster cluster(co);
   std::string boot;
-  if (!cluster.StartAll(&boot)) return "seed " + std::to_string(seed) + ": bootstrap: " + boot;
+  if (!cluster.StartAll(&boot)) {
+    out.failure = "seed " + std::to_string(seed) + ": bootstrap: " + boot;
+    return out;
+  }
   const int n = cluster.size();
-  constexpr size_t kSteps = 8;
+  const size_t kSteps = out.scale.ops;
   // The plan comes from the tape: per step, an exchange or an all-reduce, and which rank
   // (if any) posts a receive nobody sends.
   std::vector<int> kind(kSteps), stray(kSteps);
@@ -358,22 +376,30 @@ std::optional<std::string> RunP2p(uint64_t seed, coll::CollBug bug, const std::s
       }
     }
   }
-  if (err.empty()) return std::nullopt;
-  return "seed " + std::to_string(seed) + ": " + err + "\n" + cluster.Banner() +
-         "\n  replay: " + replay;
+  out.events = cluster.world().events_run();
+  if (err.empty()) return out;
+  out.failure = "seed " + std::to_string(seed) + ": " + err + "\n" + cluster.Banner() +
+                "\n  replay: " + replay;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------
 // peer-loss
 
-std::optional<std::string> RunPeerLoss(uint64_t seed, EngineBug bug, const std::string& replay) {
+ZooRun RunPeerLoss(uint64_t seed, EngineBug bug, const std::string& replay, ZooScale scale) {
+  ZooRun out;
   ClusterOptions co;
-  co.nodes = 3 + seed % 3;
+  co.nodes = scale.nodes != 0 ? std::max<size_t>(2, scale.nodes) : 3 + seed % 3;
+  out.scale.nodes = co.nodes;
+  out.scale.ops = scale.ops != 0 ? scale.ops : 40;
   co.sim.seed = seed;
   co.sim.engine.planted_bug = bug;
   co.sim.replay_command = replay;
   Result<std::unique_ptr<Cluster>> made = Cluster::Make(co);
-  if (!made.ok()) return "seed " + std::to_string(seed) + ": " + made.status().ToString();
+  if (!made.ok()) {
+    out.failure = "seed " + std::to_string(seed) + ": " + made.status().ToString();
+    return out;
+  }
   Cluster& c = **made;
   const size_t n = c.size();
   constexpr uint64_t kRegion = 64 * 1024;
@@ -381,7 +407,10 @@ std::optional<std::string> RunPeerLoss(uint64_t seed, EngineBug bug, const std::
   for (size_t i = 0; i < n; ++i) {
     mem[i] = static_cast<uint8_t*>(c.Allocate(i, kRegion));
     Result<uint64_t> reg = c.Run(i, c.engine(i).RegisterMemory(mem[i], kRegion, Location::Host()));
-    if (!reg.ok()) return "seed " + std::to_string(seed) + ": register: " + reg.status().ToString();
+    if (!reg.ok()) {
+      out.failure = "seed " + std::to_string(seed) + ": register: " + reg.status().ToString();
+      return out;
+    }
   }
   sim::World* world = &c.world();
   const uint32_t victim = static_cast<uint32_t>(world->tape().Next() % n);
@@ -397,7 +426,7 @@ std::optional<std::string> RunPeerLoss(uint64_t seed, EngineBug bug, const std::
     Env& env = c.env(me);
     std::vector<SegmentHandle> handles(n);
     std::vector<bool> unreachable(n, false);
-    for (size_t k = 0; k < 40 && err.empty(); ++k) {
+    for (size_t k = 0; k < out.scale.ops && err.empty(); ++k) {
       const size_t peer = (me + 1 + env.RandomBelow(n - 1)) % n;
       if (handles[peer].value == 0) {
         Result<SegmentHandle> h = co_await engine.OpenSegment(Fabric::NodeName(peer));
@@ -424,26 +453,28 @@ std::optional<std::string> RunPeerLoss(uint64_t seed, EngineBug bug, const std::
     }
   }, 10'000 * kMs);
   if (!finished && err.empty()) err = "a live node never finished (hang)";
-  if (err.empty()) return std::nullopt;
-  return "seed " + std::to_string(seed) + ": " + err + "\n" + c.Banner();
+  out.events = c.world().events_run();
+  out.faults = c.world().alive(victim) ? 0 : 1;
+  if (err.empty()) return out;
+  out.failure = "seed " + std::to_string(seed) + ": " + err + "\n" + c.Banner();
+  return out;
 }
 
 }  // namespace
 
-std::optional<std::string> RunStoreFieldSeed(uint64_t seed, store::StoreBug store_bug,
-                                             store::MasterBug master_bug,
-                                             const std::string& replay) {
-  StoreField f(seed, store_bug, master_bug, replay);
+ZooRun RunStoreFieldSeed(uint64_t seed, store::StoreBug store_bug, store::MasterBug master_bug,
+                         const std::string& replay, ZooScale scale) {
+  StoreField f(seed, store_bug, master_bug, replay, scale);
   return f.Run();
 }
 
-std::optional<std::string> RunP2pSeed(uint64_t seed, coll::CollBug bug, const std::string& replay) {
-  return RunP2p(seed, bug, replay);
+ZooRun RunP2pSeed(uint64_t seed, coll::CollBug bug, const std::string& replay, ZooScale scale) {
+  return RunP2p(seed, bug, replay, scale);
 }
 
-std::optional<std::string> RunPeerLossSeed(uint64_t seed, EngineBug bug,
-                                           const std::string& replay) {
-  return RunPeerLoss(seed, bug, replay);
+ZooRun RunPeerLossSeed(uint64_t seed, EngineBug bug, const std::string& replay,
+                       ZooScale scale) {
+  return RunPeerLoss(seed, bug, replay, scale);
 }
 
 }  // namespace tidal::cluster

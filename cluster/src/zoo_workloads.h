@@ -34,14 +34,32 @@
 
 namespace tidal::cluster {
 
-// Each returns the checker's first complaint (with the seed's banner, which carries
-// `replay`, the command that replays the seed), or nullopt when the seed passed.
-// Deterministic: the same seed and bugs give the same answer.
-std::optional<std::string> RunStoreFieldSeed(uint64_t seed, store::StoreBug store_bug,
-                                             store::MasterBug master_bug,
-                                             const std::string& replay);
-std::optional<std::string> RunP2pSeed(uint64_t seed, coll::CollBug bug, const std::string& replay);
-std::optional<std::string> RunPeerLossSeed(uint64_t seed, EngineBug bug,
-                                           const std::string& replay);
+// The size of one run: 0 keeps the seed's own choice. The zoo's shrinker lowers these
+// while the same invariant still fails.
+//   store-field  nodes: clients (at least 2: the crashing writer and one more); ops: the
+//                operations of each client before the fill
+//   p2p          nodes: ranks (at least 2); ops: steps
+//   peer-loss    nodes: nodes (at least 2); ops: WRITEs of each node
+struct ZooScale {
+  size_t nodes = 0;
+  size_t ops = 0;
+};
+
+struct ZooRun {
+  // The checker's first complaint (with the seed's banner, which carries `replay`, the
+  // command that replays the seed), or nullopt when the seed passed.
+  std::optional<std::string> failure;
+  ZooScale scale;       // what ran
+  uint64_t events = 0;  // simulator events the run took (its trace length)
+  uint64_t faults = 0;  // faults injected (node crashes)
+};
+
+// Deterministic: the same seed, bugs and scale give the same run.
+ZooRun RunStoreFieldSeed(uint64_t seed, store::StoreBug store_bug, store::MasterBug master_bug,
+                         const std::string& replay, ZooScale scale = {});
+ZooRun RunP2pSeed(uint64_t seed, coll::CollBug bug, const std::string& replay,
+                  ZooScale scale = {});
+ZooRun RunPeerLossSeed(uint64_t seed, EngineBug bug, const std::string& replay,
+                       ZooScale scale = {});
 
 }  // namespace tidal::cluster

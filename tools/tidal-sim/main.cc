@@ -424,6 +424,10 @@ int Zoo(const po::variables_map& vm) {
         b["shrunk_faults"] = e.shrunk_faults;
         b["original_events"] = e.original_events;
         b["shrink_seconds"] = e.shrink_seconds;
+        if (e.shrunk_ops != 0) {
+          b["shrunk_nodes"] = e.shrunk_nodes;
+          b["shrunk_ops"] = e.shrunk_ops;
+        }
       } else if (!e.not_shrunk_because.empty()) {
         b["not_shrunk_because"] = e.not_shrunk_because;
       }

@@ -2,8 +2,11 @@
 // layer's options carry a planted_bug field that defaults to none), and the campaign that
 // should catch each. A zoo run measures the campaigns' power: per bug, whether a campaign
 // caught it within a seed budget, after how many seeds and how much time, that the same
-// seed passes without the bug (so the failure is the bug's), and the failing run shrunk
-// (for the transfer workload, whose runs shrink to a regression test: tidal-sim shrink).
+// seed passes without the bug (so the failure is the bug's), and the failing run shrunk:
+// the transfer workload's by its tape (to a regression test: tidal-sim shrink), the zoo's
+// own workloads (zoo_workloads.h: store-field, p2p, peer-loss) by scale (fewer operations,
+// then fewer nodes, while the same invariant fails); the store, collectives and mixed
+// campaigns are not shrunk yet.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +46,8 @@ struct ZooEntry {
   bool clean_seed_passes = false;  // the failing seed without the bug passes
   bool shrunk = false;
   uint64_t shrunk_events = 0, shrunk_faults = 0, original_events = 0;
+  // The zoo's own workloads shrink by scale: the nodes and operations of the shrunk run.
+  uint64_t shrunk_nodes = 0, shrunk_ops = 0;
   double shrink_seconds = 0;
   std::string not_shrunk_because;  // when !shrunk and caught
 };
