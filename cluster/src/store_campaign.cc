@@ -27,6 +27,7 @@ struct Mutation {
   int shard = -1;  // tensor-parallel shard rank, -1 for a plain value
   uint32_t replicas = 0;
   std::vector<std::string> holders;  // segments holding it when the put was acknowledged
+  uint64_t generation = 0;           // the master's generation of it then (0: unknown)
   uint64_t start_ns = 0, end_ns = 0;
   bool finished = false;
   ErrorCode code = ErrorCode::OK;
@@ -148,7 +149,8 @@ void Campaign::End(const std::string& key, size_t index, ErrorCode code) {
   m.end_ns = Now();
   m.code = code;
   if (m.put && code == ErrorCode::OK) {
-    for (const ReplicaLocation& r : w_->state().Replicas(key)) m.holders.push_back(r.segment);
+    for (const ReplicaLocation& r : w_->Replicas(key)) m.holders.push_back(r.segment);
+    if (Result<ObjectInfo> info = w_->Stat(key); info.ok()) m.generation = info->generation;
   }
 }
 
@@ -382,14 +384,29 @@ void Campaign::CheckDurability() {
       uint32_t node = static_cast<uint32_t>(std::stoul(h.substr(4)));
       if (!w_->world().alive(node) || left_.count(node) != 0) ++crashed;
     }
-    if (crashed >= last->replicas) continue;  // the design does not claim to survive this
+    if (crashed >= last->replicas) {
+      // Every holder crashed: the object is lost, and must be reported lost (README:
+      // "Master restart"), not as some other absence.
+      const bool all_crashed = last->holders.size() == last->replicas && left_.empty();
+      if (!all_crashed) continue;
+      Result<std::string> gone = w_->Run(reader, w_->client(reader).Get(key));
+      if (gone.code() != ErrorCode::OBJECT_NOT_FOUND ||
+          gone.status().message().find("was lost") == std::string::npos) {
+        Violation("acknowledged put of '" + key + "' lost with every holder is not reported " +
+                  "lost: " + gone.status().ToString());
+      }
+      continue;
+    }
     std::string expect = last->shard < 0
                              ? Pattern(last->value_seed, last->size)
                              : (*SplitTensor(TpTensor(last->value_seed).view(), 0, 2))[last->shard];
     ++result_.durable_checked;
     Result<std::string> got = Status(ErrorCode::INTERNAL_ERROR, "not read");
+    // Read at the generation acknowledged: a master restart in between must not change it.
+    GetOptions at_ack;
+    at_ack.generation = last->generation;
     for (int attempt = 0; attempt < 12; ++attempt) {
-      got = w_->Run(reader, w_->client(reader).Get(key));
+      got = w_->Run(reader, w_->client(reader).Get(key, at_ack));
       if (got.ok() || !Transient(got.code())) break;
       w_->Advance(1 * kMs);
     }
@@ -419,9 +436,12 @@ StoreCampaignResult Campaign::Run() {
   };
   StoreWorldOptions o;
   o.seed = seed_;
+  o.tape = cfg_.tape;
   o.clients = cfg_.min_clients + draw(cfg_.max_clients - cfg_.min_clients + 1);
   o.segment_bytes = 8ull << 20;
   const bool short_lease = draw(4) == 0;
+  // Master crash and restart (StoreWorld::ScheduleMasterRestart) in a third of the seeds.
+  const uint64_t restarts = cfg_.master_restarts && draw(3) == 0 ? 1 + draw(2) : 0;
   o.master.lease_ttl_ns = short_lease ? 40'000 : 10'000'000'000ULL;
   lease_ttl_ns_ = o.master.lease_ttl_ns;
   o.master.client_ttl_ns = 200 * kMs;
@@ -442,13 +462,18 @@ StoreCampaignResult Campaign::Run() {
   o.swarm.horizon_ns = 5 * kMs;
   o.replay_command = "build/release/tools/tidal-store-campaign --seed " + std::to_string(seed_) +
                      " --mix " + cfg_.mix + " --verbose";
+  if (!cfg_.tape.empty()) o.replay_command = "feed the same input to store_tape_fuzz";
   keyspace_ = 4 * o.clients + 4;
   max_size_ = short_lease ? (64 << 10) : (256 << 10);
   result_.clients = o.clients;
   result_.short_leases = short_lease ? 1 : 0;
 
   w_ = std::make_unique<StoreWorld>(o);
-  w_->state().SetObserver([this](const std::string& key, uint64_t, std::string_view reason) {
+  for (uint64_t i = 0; i < restarts; ++i) {
+    const uint64_t at = 1 * kMs + draw(60 * kMs), down = 1 * kMs + draw(80 * kMs);
+    w_->ScheduleMasterRestart(at, down);
+  }
+  w_->SetMasterObserver([this](const std::string& key, uint64_t, std::string_view reason) {
     if (reason == "evicted") evicted_.insert(key);
   });
   for (size_t c = 0; c < o.clients; ++c) buffers_.push_back(w_->Buffer(c, kMaxBatch * max_size_));
@@ -461,6 +486,8 @@ StoreCampaignResult Campaign::Run() {
     return true;
   });
   if (!ended) Violation("liveness: a live client's operation never finished");
+  w_->FinishMasterRestarts();
+  result_.master_restarts = w_->master_restarts();
   for (size_t c = 0; c < o.clients; ++c) {
     if (!w_->world().alive(StoreWorld::NodeOf(c))) ++result_.crashed;
   }

@@ -141,6 +141,31 @@ TEST(StoreRestart, OnlyHolderDiedWhileTheMasterWasDownIsReportedLost) {
   EXPECT_EQ(w.Run(0, w.client(0).Get("kept")).value(), Pattern(8, 300));
 }
 
+TEST(StoreRestart, CallsWhileTheMasterIsDownEndWithinTheirTimeout) {
+  StoreWorldOptions o = Opts(3);
+  o.client.op_timeout_ns = 200 * kMs;
+  o.client.rpc.timeout_ns = 50 * kMs;
+  o.client.rpc.retry_ns = 5 * kMs;
+  StoreWorld w(o);
+  BANNER(w);
+  ASSERT_EQ(w.Run(0, w.client(0).Put("k", Pattern(11, 1000), On(1))).code(), ErrorCode::OK);
+  uint8_t* buf = w.Buffer(2, 3 * 4096);
+  ASSERT_TRUE(w.CrashMaster().ok());
+  uint64_t t0 = w.NowNs();
+  std::vector<Result<uint64_t>> batch = w.Run(
+      2, w.client(2).BatchGetInto({"k", "x", "y"}, {buf, buf + 4096, buf + 8192}, {4096, 4096, 4096}));
+  EXPECT_LE(w.NowNs() - t0, 200 * kMs);
+  for (const auto& r : batch) EXPECT_EQ(r.code(), ErrorCode::RPC_TIMEOUT) << r.status().ToString();
+  t0 = w.NowNs();
+  EXPECT_EQ(w.Run(1, w.client(1).Put("p", Pattern(12, 1000))).code(), ErrorCode::RPC_TIMEOUT);
+  EXPECT_LE(w.NowNs() - t0, 200 * kMs);
+  ASSERT_TRUE(w.RestartMaster().ok());
+  batch = w.Run(
+      2, w.client(2).BatchGetInto({"k", "x", "y"}, {buf, buf + 4096, buf + 8192}, {4096, 4096, 4096}));
+  EXPECT_EQ(batch[0].value(), 1000u);
+  EXPECT_EQ(batch[1].code(), ErrorCode::OBJECT_NOT_FOUND);
+}
+
 TEST(StoreRestart, WithoutAJournalClientsMountAgainAndObjectsAreGone) {
   StoreWorldOptions o = Opts(2);
   o.durable_master = false;

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
       "ops", po::value(&cfg.ops_per_client)->default_value(24), "operations per client")(
       "min-clients", po::value(&cfg.min_clients)->default_value(4), "fewest clients")(
       "max-clients", po::value(&cfg.max_clients)->default_value(8), "most clients")(
+      "no-master-restarts", "never crash and restart the master")(
       "verbose,v", "print every seed's summary")("json", "print one JSON summary line at the end");
   po::variables_map vm;
   if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
@@ -41,12 +42,13 @@ int main(int argc, char** argv) {
   if (!range) return 2;
   const uint64_t start = range->first, seeds = range->count();
   const bool verbose = vm.count("verbose") != 0 || vm.count("seed") != 0;
+  cfg.master_restarts = vm.count("no-master-restarts") == 0;
   auto wall = [] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
   };
   const double t0 = wall();
-  uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0;
+  uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0, restarts = 0;
   for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
     const uint64_t seed = start + i;
     CampaignResult r = tidal::cluster::RunStoreCampaign(seed, cfg);
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
     durable += r.durable_checked;
     crashed += r.crashed;
     expired += r.lease_expired;
+    restarts += r.master_restarts;
     if (verbose) {
       std::printf(
           "seed %llu: %s clients=%zu crashed=%zu left=%zu ops=%llu ok=%llu gets_checked=%llu "
@@ -89,6 +92,7 @@ int main(int argc, char** argv) {
       cfg.mix.c_str(), (unsigned long long)failed, (unsigned long long)ops,
       (unsigned long long)gets, (unsigned long long)durable, (unsigned long long)crashed,
       (unsigned long long)expired, secs, seeds / std::max(secs, 1e-9));
+  std::printf("master restarts: %llu\n", (unsigned long long)restarts);
   if (vm.count("json")) {
     std::printf(
         "{\"seeds\":%llu,\"start\":%llu,\"mix\":\"%s\",\"failed\":%llu,\"ops\":%llu,"
