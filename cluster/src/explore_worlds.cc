@@ -339,8 +339,8 @@ ScheduleVerdict RunTransportWorld(ExploreRun& run, size_t ops, bool with_faults,
 
 // ---- collectives ------------------------------------------------------------------------
 
-ScheduleVerdict RunCollWorld(ExploreRun& run, OpType op, bool with_faults, coll::CollBug bug) {
-  constexpr int kRanks = 3;
+ScheduleVerdict RunCollWorld(ExploreRun& run, OpType op, int kRanks, uint64_t stagger_ns,
+                             bool with_faults, coll::CollBug bug) {
   constexpr uint64_t kCount = 4;
   // Placements: none; rank 1 or 2 crashes at 0 us or 20 us after bootstrap.
   struct Place {
@@ -349,7 +349,7 @@ ScheduleVerdict RunCollWorld(ExploreRun& run, OpType op, bool with_faults, coll:
   };
   std::vector<Place> places(1);
   if (with_faults) {
-    for (int r : {1, 2}) {
+    for (int r = 1; r < kRanks; ++r) {
       for (uint64_t at : {0, 20'000}) places.push_back({r, at});
     }
   }
@@ -400,11 +400,14 @@ ScheduleVerdict RunCollWorld(ExploreRun& run, OpType op, bool with_faults, coll:
     }
     return h;
   });
-  const int root = 0;
+  // Broadcast from rank 1 (a root other than 0: coll_root_ignored shows), reductions by
+  // product (an accumulator started from zero shows: coll_zero_accumulator).
+  const int root = 1;
+  const ReduceOp rop = ReduceOp::kProd;
   const bool finished = cluster.RunRanks(
       [&](int r) -> Task<void> {
-        CaseResult k = co_await RunCase(cluster.pg(r), op, kCount, root, ReduceOp::kSum,
-                                        DataType::kI32);
+        if (stagger_ns != 0 && r > 0) co_await SleepFor(cluster.fabric().env(r), r * stagger_ns);
+        CaseResult k = co_await RunCase(cluster.pg(r), op, kCount, root, rop, DataType::kI32);
         results[r] = k;
       },
       2 * co.pg.timeout_ns);
@@ -610,9 +613,13 @@ Result<sim::ExploreWorldFn> MakeExploreWorld(const ExploreWorldOptions& o) {
       if (!p.ok()) return wrong_bug("collectives (coll_*)");
       cb = *p;
     }
-    return sim::ExploreWorldFn([op, faults = o.placements, cb](ExploreRun& run) {
-      return RunCollWorld(run, op, faults, cb);
-    });
+    if (o.ranks < 2 || o.ranks > 3) {
+      return Status(ErrorCode::INVALID_PARAMS, "collectives worlds: ranks must be 2 or 3");
+    }
+    return sim::ExploreWorldFn(
+        [op, ranks = o.ranks, stagger = o.stagger_ns, faults = o.placements, cb](ExploreRun& run) {
+          return RunCollWorld(run, op, ranks, stagger, faults, cb);
+        });
   }
   if (o.world == "store") {
     store::StoreBug sb = store::StoreBug::kNone;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <tuple>
 
 #include "tidal/sim/sim_messenger.h"
 #include "tidal/sim/sim_transport.h"
@@ -122,7 +123,7 @@ World::World(WorldOptions options)
   // The explorer reads the draws each event made (Fingerprint): record from the first.
   if (options_.record_tape || options_.scheduling.chooser != nullptr) tape_.StartRecording();
   tape_.SetChooser(options_.scheduling.chooser);
-  actor_digest_.assign(options_.nodes + 1, 0);
+  actor_digest_.assign(2 * options_.nodes + 1, 0);
   TIDAL_ASSERT_MSG(options_.scheduling.mode != Scheduling::kPct || options_.scheduling.pct_depth >= 1,
                    "PCT needs a depth of at least 1");
   trace_.EnableLines(options_.trace_lines);
@@ -145,7 +146,7 @@ World::World(WorldOptions options)
 
 void World::DrawPct() {
   if (options_.scheduling.mode != Scheduling::kPct) return;
-  const size_t actors = options_.nodes + 1;
+  const size_t actors = actor_digest_.size();
   const uint64_t d = options_.scheduling.pct_depth;
   // A random permutation of d .. d + actors - 1 (Fisher-Yates on the tape); change point
   // i (1-based) later sets the running actor's priority to d - i, below every other.
@@ -186,7 +187,7 @@ bool World::PickReady(Key* out) {
   std::sort(ready.begin(), ready.end(), [](const Key& a, const Key& b) {
     return a.time_ns != b.time_ns ? a.time_ns < b.time_ns : a.seq < b.seq;
   });
-  auto actor_of = [&](const Key& k) { return static_cast<size_t>(slots_[k.slot].node + 1); };
+  auto actor_of = [&](const Key& k) { return static_cast<size_t>(slots_[k.slot].actor); };
   size_t chosen = actor_of(ready.front());
   if (pct) {
     auto best = [&]() {
@@ -248,9 +249,18 @@ void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn) {
   }
   Slot& s = slots_[slot];
   s.node = node;
+  s.actor = ActorFor(node);
   s.timer = timer;
   s.fn = std::move(fn);
   queue_.push(Key{std::max(time_ns, now_ns_), seq_++, slot});
+}
+
+uint32_t World::ActorFor(int32_t node) const {
+  if (node >= 0) return static_cast<uint32_t>(node) + 1;
+  if (current_actor_ < 0) return 0;
+  const uint32_t current = static_cast<uint32_t>(current_actor_);
+  return current >= 1 && current <= options_.nodes ? current + static_cast<uint32_t>(options_.nodes)
+                                                   : current;
 }
 
 void World::ScheduleAt(uint64_t time_ns, int32_t node, Callback fn) {
@@ -278,6 +288,7 @@ bool World::Step() {
   }
   Slot& slot = slots_[key.slot];
   const int32_t node = slot.node;
+  const uint32_t actor = slot.actor;
   const TimerId timer = slot.timer;
   Callback fn = std::move(slot.fn);
   free_slots_.push_back(key.slot);
@@ -296,12 +307,12 @@ bool World::Step() {
   }
   ++events_run_;
   const uint64_t first_draw = tape_.position();
-  current_actor_ = node + 1;
+  current_actor_ = actor;
   fn();
   current_actor_ = -1;
   if (options_.scheduling.chooser != nullptr) {
     // The fingerprint's per-actor history: this event's time and the draws it made.
-    uint64_t& d = actor_digest_[node + 1];
+    uint64_t& d = actor_digest_[actor];
     d = Mix(d, now_ns_);
     const std::vector<uint64_t>& drawn = tape_.recorded();
     for (size_t i = first_draw; i < drawn.size(); ++i) d = Mix(d, drawn[i]);
@@ -318,15 +329,29 @@ uint64_t World::Fingerprint() const {
   }
   for (const FaultRule& r : options_.faults.rules) h = Mix(h, r.matched);
   for (const PartitionState& p : partitions_) h = Mix(h, p.until_ns > now_ns_ ? p.until_ns - now_ns_ : 0);
+  // Pending work in the order the scheduler sees it: by time, then by actor (which actor
+  // goes first at one instant is the scheduler's choice, not the queue's), each actor's
+  // own events first in, first out.
+  struct Pending {
+    uint64_t time, actor, seq;
+    bool timer;
+  };
+  std::vector<Pending> pending;
   auto q = queue_;
   while (!q.empty()) {
     const Key k = q.top();
     q.pop();
     const Slot& s = slots_[k.slot];
     if (s.timer != 0 && live_timers_.count(s.timer) == 0) continue;  // canceled
-    h = Mix(h, k.time_ns - std::min(k.time_ns, now_ns_));
-    h = Mix(h, static_cast<uint64_t>(s.node + 1));
-    h = Mix(h, s.timer != 0);
+    pending.push_back({k.time_ns, s.actor, k.seq, s.timer != 0});
+  }
+  std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) {
+    return std::tie(a.time, a.actor, a.seq) < std::tie(b.time, b.actor, b.seq);
+  });
+  for (const Pending& p : pending) {
+    h = Mix(h, p.time - std::min(p.time, now_ns_));
+    h = Mix(h, p.actor);
+    h = Mix(h, p.timer);
   }
   return h;
 }

@@ -642,6 +642,9 @@ void AddExploreOptions(po::options_description& d) {
       ("world", po::value<std::string>()->default_value("transport"),
        "explore: the small world (transport, allreduce, allgather, broadcast, store)")
       ("no-placements", "explore: only the fault placement 'none'")
+      ("ranks", po::value<int>()->default_value(3), "explore: ranks of a collectives world (2, 3)")
+      ("stagger-ns", po::value<uint64_t>()->default_value(0),
+       "explore: collectives: rank r enters r * this after rank 0")
       ("max-schedules", po::value<uint64_t>()->default_value(200'000),
        "explore: bound on runs (schedules + pruned)")
       ("max-choices", po::value<uint64_t>()->default_value(400),
@@ -662,6 +665,9 @@ std::string ExploreFlags(const po::variables_map& vm) {
   if (vm["world"].as<std::string>() == "transport") {
     c << " --ops " << (vm["ops"].defaulted() ? 4 : vm["ops"].as<size_t>());
   }
+  if (vm["world"].as<std::string>() != "transport" && vm["world"].as<std::string>() != "store") {
+    c << " --ranks " << vm["ranks"].as<int>() << " --stagger-ns " << vm["stagger-ns"].as<uint64_t>();
+  }
   if (vm.count("no-placements")) c << " --no-placements";
   if (vm.count("plant-bug")) c << " --plant-bug " << vm["plant-bug"].as<std::string>();
   c << " --max-choices " << vm["max-choices"].as<uint64_t>() << " --max-domain "
@@ -674,6 +680,8 @@ int Explore(const po::variables_map& vm) {
   wo.world = vm["world"].as<std::string>();
   wo.ops = vm["ops"].defaulted() ? 4 : vm["ops"].as<size_t>();
   wo.placements = !vm.count("no-placements");
+  wo.ranks = vm["ranks"].as<int>();
+  wo.stagger_ns = vm["stagger-ns"].as<uint64_t>();
   if (vm.count("plant-bug")) wo.planted_bug = vm["plant-bug"].as<std::string>();
   auto world = tidal::cluster::MakeExploreWorld(wo);
   if (!world.ok()) {

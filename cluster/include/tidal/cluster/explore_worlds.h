@@ -14,13 +14,15 @@
 //    after every write its sender completed before sending it (the bytes are there);
 //    without a placement every transfer completes; guard bands intact; no contract
 //    violation; every live node's operations end.
-//  * allreduce, allgather, broadcast: 3 ranks, one collective of 4 int32 elements (sum;
-//    broadcast from rank 0). Placements: none, or one rank (1 or 2) crashes at 0 us or at
-//    20 us. Checker: every live rank's op ends; the survivors agree on status and failed
+//  * allreduce, allgather, broadcast: 3 ranks (or 2), one collective of 4 int32 elements
+//    (product; broadcast from rank 1), after a bootstrap that runs one fixed schedule.
+//    Placements: none, or one rank other than 0 crashes at 0 us or at 20 us. Checker: every live rank's op ends; the survivors agree on status and failed
 //    ranks; failed ranks are crashed ones; an OK result is exact over the members.
-//  * store: master on node 0, 2 clients (1 replica each put): client 0 puts key a, then
-//    gets it, then removes it; client 1 puts key b, gets a and b. Placements: none, or
-//    client 1's node (a holder of b) crashes at 0 us or at 30 us. Checker: every get
+//  * store: master on node 0, 2 clients (1 replica each put), set up by one fixed
+//    schedule: client 0 puts key a, then gets it, then removes it; client 1 puts key b,
+//    gets a and b. Placements: none; the first replica read comes back 8 bytes short;
+//    client 1's node (b's holder) crashes at 0 us or at 30 us. A remove refused with
+//    OBJECT_HAS_LEASE (a get's lease still runs) is allowed. Checker: every get
 //    that succeeds returns exactly the bytes put; every operation of a live client ends;
 //    without a crash every put and every get of an acknowledged, unremoved key succeeds.
 #pragma once
@@ -37,6 +39,10 @@ namespace tidal::cluster {
 struct ExploreWorldOptions {
   std::string world = "transport";  // transport, allreduce, allgather, broadcast, store
   size_t ops = 4;                   // transport: operations from the table (1..6)
+  int ranks = 3;                    // collectives: 2 or 3
+  // Collectives: rank r enters the collective r * stagger_ns after rank 0 (0: together;
+  // ranks that start at one instant race at every step, which multiplies the schedules).
+  uint64_t stagger_ns = 0;
   bool placements = true;           // false: only the placement "none"
   // A planted bug from the zoo (tidal-sim zoo names): short_as_complete and the other
   // transport bugs for transport, coll_* for the collectives, store_* for store.
@@ -46,7 +52,7 @@ struct ExploreWorldOptions {
 std::vector<std::string> ExploreWorldNames();
 
 // INVALID_PARAMS for an unknown world or bug, a bug that does not belong to the world,
-// or ops outside 1..6.
+// ops outside 1..6, or ranks outside 2..3.
 Result<sim::ExploreWorldFn> MakeExploreWorld(const ExploreWorldOptions& options);
 
 }  // namespace tidal::cluster

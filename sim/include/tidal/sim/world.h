@@ -251,6 +251,7 @@ class World {
   };
   struct Slot {
     int32_t node = -1;
+    uint32_t actor = 0;  // who the scheduler treats it as (ActorOf)
     TimerId timer = 0;  // 0 if not cancelable
     Callback fn;
   };
@@ -288,7 +289,11 @@ class World {
   std::array<bool, kFaultKinds> has_rules_{};
   AssertHookEntry previous_hook_;
   // Scheduling modes and the fingerprint.
-  std::vector<uint64_t> actor_digest_;  // [0]: the world, [n + 1]: node n
+  // Actors: 0 the world's own events, n + 1 node n, nodes + 1 + n the world events node n
+  // set going (a transfer's data step and completion, a message's delivery) and those
+  // they set going in turn. So work of unrelated lineages is told apart.
+  uint32_t ActorFor(int32_t node) const;
+  std::vector<uint64_t> actor_digest_;
   int64_t current_actor_ = -1;          // the actor whose event runs now (-1: none)
   std::vector<uint64_t> pct_priority_;  // per actor
   std::vector<uint64_t> pct_changes_;   // steps at which the running actor drops (sorted)

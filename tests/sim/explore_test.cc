@@ -1,0 +1,286 @@
+// Exhaustive exploration of the named small worlds (cluster/include/tidal/cluster/
+// explore_worlds.h): every schedule under every fault placement passes the world's
+// checker, the explorer reports completeness, and the schedule count is pinned (it is
+// deterministic: a change to it means the world, the simulator's draws or the explorer
+// changed, and the new figure must be looked at, not just copied). With a planted bug the
+// explorer finds a failing schedule, and replaying its choices fails the same way.
+//
+// Also the explorer's own parts: choice lists, the domain of a delay, replay of a draw
+// recording through Tape::FromDraws, the bound that makes a result incomplete, PCT
+// determinism, and the state hashing checked against no reduction at all.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tidal/cluster/explore_worlds.h"
+#include "tidal/sim/explore.h"
+#include "tidal/sim/transfer_workload.h"
+
+namespace tidal::sim {
+namespace {
+
+using cluster::ExploreWorldOptions;
+using cluster::MakeExploreWorld;
+
+ExploreResult ExploreWorld(const ExploreWorldOptions& o, ExploreBounds b = {}) {
+  Result<ExploreWorldFn> w = MakeExploreWorld(o);
+  EXPECT_TRUE(w.ok()) << w.status().ToString();
+  if (!w.ok()) return {};
+  return Explorer(b).Run(*w);
+}
+
+std::string Failures(const ExploreResult& r) {
+  std::string s;
+  for (const auto& f : r.first_failures) s += "[" + f.choices + "] " + f.failure + "\n";
+  return s;
+}
+
+// ---- the explorer's parts --------------------------------------------------------------
+
+TEST(ExploreChoices, RoundTripAndBadInput) {
+  EXPECT_EQ(ChoicesToString({0, 1, 0, 2, 0, 0}), "0.1.0.2");
+  EXPECT_EQ(ChoicesToString({0, 0}), "0");
+  auto c = ParseChoices("0.1.0.2");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, (std::vector<uint32_t>{0, 1, 0, 2}));
+  EXPECT_EQ(ParseChoices("0..1").code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(ParseChoices("x").code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(ParseChoices("").code(), ErrorCode::INVALID_PARAMS);
+}
+
+// A toy world of three draws: Below(3) in full, Below(1000) as {0, 999}, a ChancePpm as
+// {no, yes}: 3 * 2 * 2 = 12 schedules, each outcome distinct, and a recording of each
+// replays through Tape::FromDraws to the same values.
+TEST(Explorer, EnumeratesEveryValueOfEveryDrawAndRecordingsReplay) {
+  std::set<std::vector<uint64_t>> seen;
+  ExploreBounds b;
+  b.state_hashing = false;
+  ExploreResult r = Explorer(b).Run([&](ExploreRun& run) {
+    WorldOptions o;
+    o.nodes = 1;
+    o.max_clock_offset_ns = 0;
+    o.scheduling = run.scheduling();
+    World w(o);
+    std::vector<uint64_t> v = {w.tape().Below(3), w.tape().Below(1000),
+                               uint64_t{w.tape().ChancePpm(10)}};
+    seen.insert(v);
+    Tape replay = Tape::FromDraws(w.tape().recorded());
+    std::vector<uint64_t> again = {replay.Below(3), replay.Below(1000),
+                                   uint64_t{replay.ChancePpm(10)}};
+    ScheduleVerdict verdict;
+    verdict.passed = again == v;
+    verdict.failure = "the recording does not replay";
+    verdict.outcome = v[0] * 10000 + v[1] * 10 + v[2];
+    return verdict;
+  });
+  EXPECT_TRUE(r.complete) << r.incomplete_because;
+  EXPECT_EQ(r.schedules, 12u);
+  EXPECT_EQ(r.pruned, 0u);
+  EXPECT_EQ(r.failures, 0u) << Failures(r);
+  EXPECT_EQ(seen.size(), 12u);
+  EXPECT_TRUE(seen.count({2, 999, 1}));
+  EXPECT_TRUE(seen.count({0, 0, 0}));
+}
+
+TEST(Explorer, AHitBoundIsReportedAndNeverCalledComplete) {
+  ExploreBounds b;
+  b.state_hashing = false;
+  b.max_choices = 2;
+  auto world = [](ExploreRun& run) {
+    uint64_t x = 0;
+    for (int i = 0; i < 4; ++i) x = x * 2 + run.Pick(2);
+    ScheduleVerdict v;
+    v.outcome = x;
+    return v;
+  };
+  ExploreResult r = Explorer(b).Run(world);
+  EXPECT_FALSE(r.complete);
+  EXPECT_EQ(r.schedules, 4u);  // only the first two choices branch
+  EXPECT_NE(r.incomplete_because.find("max_choices"), std::string::npos) << r.incomplete_because;
+  b.max_choices = 400;
+  b.max_schedules = 5;
+  r = Explorer(b).Run(world);
+  EXPECT_FALSE(r.complete);
+  EXPECT_EQ(r.schedules, 5u);
+  EXPECT_NE(r.incomplete_because.find("max_schedules"), std::string::npos) << r.incomplete_because;
+  b.max_schedules = 1000;
+  r = Explorer(b).Run(world);
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(r.schedules, 16u);
+  EXPECT_EQ(r.outcomes.size(), 16u);
+}
+
+// ---- the named small worlds -------------------------------------------------------------
+
+// Every schedule of the world passes its checker; the explorer says complete, with the
+// pinned count. Also: the outcomes found (a hash of each run's statuses and bytes).
+void ExpectAllPass(const ExploreWorldOptions& o, const ExploreBounds& b, uint64_t schedules,
+                   uint64_t pruned, size_t outcomes) {
+  const ExploreResult r = ExploreWorld(o, b);
+  EXPECT_TRUE(r.complete) << r.incomplete_because;
+  EXPECT_EQ(r.incomplete_because, "");
+  EXPECT_EQ(r.failures, 0u) << Failures(r);
+  EXPECT_EQ(r.schedules, schedules);
+  EXPECT_EQ(r.pruned, pruned);
+  EXPECT_EQ(r.outcomes.size(), outcomes);
+}
+
+ExploreBounds CollBounds() {
+  ExploreBounds b;
+  b.delay_values = 1;  // delays at their minimum: the ties and the crash placements vary
+  return b;
+}
+
+ExploreWorldOptions Coll(const char* world) {
+  ExploreWorldOptions o;
+  o.world = world;
+  o.ranks = 3;
+  o.stagger_ns = 3'000;
+  return o;
+}
+
+TEST(ExploreWorlds, TransportFourOpsEveryPlacement) {
+  ExploreWorldOptions o;
+  o.world = "transport";
+  o.ops = 4;
+  ExpectAllPass(o, {}, 7322u, 2569u, 20u);
+}
+
+TEST(ExploreWorlds, AllreduceThreeRanksWithAndWithoutACrash) {
+  ExpectAllPass(Coll("allreduce"), CollBounds(), 194u, 2112u, 4u);
+}
+
+TEST(ExploreWorlds, AllgatherThreeRanksWithAndWithoutACrash) {
+  ExpectAllPass(Coll("allgather"), CollBounds(), 194u, 2112u, 4u);
+}
+
+TEST(ExploreWorlds, BroadcastThreeRanksWithAndWithoutACrash) {
+  ExpectAllPass(Coll("broadcast"), CollBounds(), 14u, 195u, 4u);
+}
+
+TEST(ExploreWorlds, StoreTwoClientsWithAShortReadOrACrash) {
+  ExploreWorldOptions o;
+  o.world = "store";
+  ExpectAllPass(o, CollBounds(), 5u, 18u, 6u);
+}
+
+// The reduction checked against none: the same outcomes, far fewer runs.
+TEST(ExploreWorlds, StateHashingFindsEveryOutcomeOfTheFullTree) {
+  ExploreWorldOptions o;
+  o.world = "transport";
+  o.ops = 2;
+  ExploreBounds full;
+  full.state_hashing = false;
+  const ExploreResult full_tree = ExploreWorld(o, full);
+  const ExploreResult hashed = ExploreWorld(o);
+  ASSERT_TRUE(full_tree.complete && hashed.complete);
+  EXPECT_EQ(full_tree.schedules, 40216u);
+  EXPECT_EQ(full_tree.pruned, 0u);
+  EXPECT_EQ(hashed.schedules, 276u);
+  EXPECT_EQ(hashed.pruned, 453u);
+  EXPECT_EQ(full_tree.outcomes, hashed.outcomes);
+  EXPECT_EQ(full_tree.outcomes.size(), 12u);
+}
+
+// The explorer's power: each planted bug is found, the failure names what broke, and the
+// printed choices replay to the same failure (and pass without the bug).
+void ExpectFound(ExploreWorldOptions o, const ExploreBounds& b, const std::string& placement,
+                 const std::string& what) {
+  Result<ExploreWorldFn> buggy = MakeExploreWorld(o);
+  ASSERT_TRUE(buggy.ok()) << buggy.status().ToString();
+  const ExploreResult r = Explorer(b).Run(*buggy);
+  ASSERT_GT(r.failures, 0u) << "the explorer missed " << o.planted_bug;
+  ASSERT_FALSE(r.first_failures.empty());
+  const ExploreFailure& f = r.first_failures.front();
+  EXPECT_NE(f.failure.find("placement " + placement + ":"), std::string::npos) << f.failure;
+  EXPECT_NE(f.failure.find(what), std::string::npos) << f.failure;
+  Result<ScheduleVerdict> again = Explorer(b).Replay(*buggy, f.choices);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(again->passed);
+  EXPECT_EQ(again->failure, f.failure);
+  o.planted_bug.clear();
+  Result<ExploreWorldFn> clean = MakeExploreWorld(o);
+  ASSERT_TRUE(clean.ok());
+  Result<ScheduleVerdict> without = Explorer(b).Replay(*clean, f.choices);
+  ASSERT_TRUE(without.ok()) << without.status().ToString();
+  EXPECT_TRUE(without->passed) << without->failure;
+}
+
+TEST(ExploreBugs, ShortAsCompleteIsFound) {
+  ExploreWorldOptions o;
+  o.world = "transport";
+  o.ops = 1;
+  o.planted_bug = "short_as_complete";
+  ExpectFound(o, {}, "short op0", "COMPLETED but the target does not hold the source bytes");
+}
+
+TEST(ExploreBugs, StoreGetAcceptsShortReadIsFound) {
+  ExploreWorldOptions o;
+  o.world = "store";
+  o.planted_bug = "store_get_accepts_short_read";
+  ExpectFound(o, CollBounds(), "short read (first get)", "that are not the bytes put");
+}
+
+TEST(ExploreBugs, CollRootIgnoredIsFound) {
+  ExploreWorldOptions o = Coll("broadcast");
+  o.planted_bug = "coll_root_ignored";
+  ExpectFound(o, CollBounds(), "none", "#wrong=");
+}
+
+TEST(ExploreBugs, BadWorldOptionsAreRefused) {
+  ExploreWorldOptions o;
+  o.world = "nope";
+  EXPECT_EQ(MakeExploreWorld(o).code(), ErrorCode::INVALID_PARAMS);
+  o.world = "transport";
+  o.ops = 7;
+  EXPECT_EQ(MakeExploreWorld(o).code(), ErrorCode::INVALID_PARAMS);
+  o.ops = 2;
+  o.planted_bug = "coll_fold_twice";
+  EXPECT_EQ(MakeExploreWorld(o).code(), ErrorCode::INVALID_PARAMS);
+  o.world = "allreduce";
+  o.planted_bug.clear();
+  o.ranks = 4;
+  EXPECT_EQ(MakeExploreWorld(o).code(), ErrorCode::INVALID_PARAMS);
+}
+
+// PCT: the same seed gives the same run (digest), and the run differs from swarm's.
+TEST(Pct, DeterministicPerSeedAndReplayable) {
+  TransferWorkloadOptions o;
+  o.seed = 7;
+  o.nodes = 3;
+  o.ops_per_node = 20;
+  o.fault_mix = "all";
+  uint64_t swarm_digest = 0, pct_digest = 0, pct_again = 0, pct_deeper = 0;
+  {
+    auto r = RunTransferWorkload(o);
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->passed) << r->violations.front();
+    swarm_digest = r->digest;
+  }
+  SchedulingOptions s;
+  s.mode = Scheduling::kPct;
+  s.pct_depth = 3;
+  s.pct_steps = 2000;
+  for (uint64_t* out : {&pct_digest, &pct_again}) {
+    ScopedScheduling scoped(s);
+    auto r = RunTransferWorkload(o);
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->passed) << r->violations.front();
+    *out = r->digest;
+  }
+  s.pct_depth = 5;
+  {
+    ScopedScheduling scoped(s);
+    auto r = RunTransferWorkload(o);
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->passed) << r->violations.front();
+    pct_deeper = r->digest;
+  }
+  EXPECT_EQ(pct_digest, pct_again);
+  EXPECT_NE(pct_digest, swarm_digest);
+  EXPECT_NE(pct_digest, pct_deeper);
+  EXPECT_EQ(DefaultScheduling().mode, Scheduling::kSwarm);  // the scope ended
+}
+
+}  // namespace
+}  // namespace tidal::sim
