@@ -13,6 +13,7 @@
 #include "tidal/cluster/coll_campaign.h"
 
 #include "../common/cli.h"
+#include "../common/scheduling_cli.h"
 
 namespace po = boost::program_options;
 
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
       "  tidal-coll-campaign --seed 42 --verbose   (one seed: the replay)\n\nOptions");
   desc.add_options()("help,h", "show this help");
   tidal::tools::AddSeedOptions(desc, {1, 2000}, /*single=*/true);
+  tidal::tools::AddSchedulingOptions(desc);
   desc.add_options()(
       "verbose", po::bool_switch(&verbose), "print every op's outcome per rank")(
       "keep-going", po::bool_switch(&keep_going), "do not stop at the first failing seed");
@@ -33,6 +35,9 @@ int main(int argc, char** argv) {
   const std::optional<tidal::tools::SeedRange> range =
       tidal::tools::SelectedSeeds(vm, "tidal-coll-campaign");
   if (!range) return 2;
+  const auto scheduling = tidal::tools::SchedulingFromFlags(vm, "tidal-coll-campaign");
+  if (!scheduling) return 2;
+  tidal::sim::ScopedScheduling scoped_scheduling(*scheduling);  // every seed's world
   const uint64_t first = range->first, seeds = range->count();
   tidal::cluster::CollCampaignOptions options;
   options.verbose = verbose;
@@ -50,6 +55,9 @@ int main(int argc, char** argv) {
     if (!r.ok) {
       ++failed;
       std::fprintf(stderr, "\nFAILED %s\n", r.error.c_str());
+      if (!tidal::tools::ReplayFlags(*scheduling).empty()) {
+        std::fprintf(stderr, "  (replay with%s)\n", tidal::tools::ReplayFlags(*scheduling).c_str());
+      }
       if (!keep_going) break;
     }
     if (done % 100 == 0 || done == seeds) {

@@ -18,6 +18,7 @@
 #include "tidal/cluster/mixed_campaign.h"
 
 #include "../common/cli.h"
+#include "../common/scheduling_cli.h"
 
 namespace po = boost::program_options;
 
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
       "  tidal-mixed-campaign --seed 42 --verbose   (one seed: the replay)\n\nOptions");
   desc.add_options()("help,h", "show this help");
   tidal::tools::AddSeedOptions(desc, {1, 200}, /*single=*/true);
+  tidal::tools::AddSchedulingOptions(desc);
   desc.add_options()("rounds", po::value(&rounds)->default_value(6),
                      "allreduce rounds per group (each with random store traffic)")(
       "no-crashes", po::bool_switch(&no_crashes), "never crash a node")(
@@ -42,6 +44,9 @@ int main(int argc, char** argv) {
   const std::optional<tidal::tools::SeedRange> range =
       tidal::tools::SelectedSeeds(vm, "tidal-mixed-campaign");
   if (!range) return 2;
+  const auto scheduling = tidal::tools::SchedulingFromFlags(vm, "tidal-mixed-campaign");
+  if (!scheduling) return 2;
+  tidal::sim::ScopedScheduling scoped_scheduling(*scheduling);  // every seed's world
   if (rounds == 0 || rounds > 1000) {
     std::fprintf(stderr, "tidal-mixed-campaign: --rounds %u is outside 1..1000\n", rounds);
     return 2;
@@ -68,6 +73,9 @@ int main(int argc, char** argv) {
       ++failed;
       failures.push_back({{"seed", seed}, {"digest", r.digest}, {"error", r.error}});
       std::fprintf(stderr, "\nFAILED seed %" PRIu64 ": %s\n", seed, r.error.c_str());
+      if (!tidal::tools::ReplayFlags(*scheduling).empty()) {
+        std::fprintf(stderr, "  (replay with%s)\n", tidal::tools::ReplayFlags(*scheduling).c_str());
+      }
       if (!keep_going) break;
     }
     if (done % 20 == 0 || done == seeds) {

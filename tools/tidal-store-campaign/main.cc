@@ -10,6 +10,7 @@
 #include "tidal/cluster/store_campaign.h"
 
 #include "../common/cli.h"
+#include "../common/scheduling_cli.h"
 
 namespace po = boost::program_options;
 using CampaignConfig = tidal::cluster::StoreCampaignConfig;
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
       "  tidal-store-campaign --seed 42          (one seed, described: the replay)\n\nOptions");
   desc.add_options()("help,h", "show this help");
   tidal::tools::AddSeedOptions(desc, {1, 2000}, /*single=*/true);
+  tidal::tools::AddSchedulingOptions(desc);
   desc.add_options()(
       "mix", po::value(&cfg.mix)->default_value("all"),
       "swarm fault mix: none, transfer, messages, node, all, or a list of kinds")(
@@ -40,6 +42,9 @@ int main(int argc, char** argv) {
   const std::optional<tidal::tools::SeedRange> range =
       tidal::tools::SelectedSeeds(vm, "tidal-store-campaign");
   if (!range) return 2;
+  const auto scheduling = tidal::tools::SchedulingFromFlags(vm, "tidal-store-campaign");
+  if (!scheduling) return 2;
+  tidal::sim::ScopedScheduling scoped_scheduling(*scheduling);  // every seed's world
   const uint64_t start = range->first, seeds = range->count();
   const bool verbose = vm.count("verbose") != 0 || vm.count("seed") != 0;
   cfg.master_restarts = vm.count("no-master-restarts") == 0;
@@ -72,8 +77,8 @@ int main(int argc, char** argv) {
     if (!r.ok) {
       ++failed;
       std::printf("FAILED seed %llu: %s\n", (unsigned long long)seed, r.failure.c_str());
-      std::printf("replay: %s --seed %llu --mix %s\n", argv[0], (unsigned long long)seed,
-                  cfg.mix.c_str());
+      std::printf("replay: %s --seed %llu --mix %s%s\n", argv[0], (unsigned long long)seed,
+                  cfg.mix.c_str(), tidal::tools::ReplayFlags(*scheduling).c_str());
     }
     const uint64_t done = seed - start + 1;
     if (!verbose && done % 200 == 0) {
