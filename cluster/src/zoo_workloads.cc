@@ -172,7 +172,7 @@ Task<void> StoreField::OpGeneration(size_t c, size_t i) {
 }
 
 Task<void> StoreField::Driver(size_t c) {
-  for (size_t i = 0; i < scale_.ops; ++i) {
+  for (size_t i = 0; i < scale_.ops && failure_.empty(); ++i) {
     const uint64_t pick = Below(c, 100);
     if (pick < 20) {
       co_await OpUnregistered(c, i);
@@ -194,7 +194,7 @@ Task<void> StoreField::Victim(size_t c) {
   store::ReplicateConfig cfg;
   cfg.replica_num = static_cast<uint32_t>(std::min<size_t>(3, w_->clients()));
   const size_t puts = std::min<size_t>(64, 8 * scale_.ops);
-  for (size_t i = 0; i < puts; ++i) {
+  for (size_t i = 0; i < puts && failure_.empty(); ++i) {
     const std::string key = "v" + std::to_string(i);
     std::memcpy(buffers_[c], Pattern(next_value_++, kVictimValue).data(), kVictimValue);
     ++victim_puts_;
@@ -264,7 +264,7 @@ ZooRun StoreField::Run() {
   };
   if (!w_->RunUntil(all_done)) Violation("liveness: a client's operation never finished");
   // Past the client TTL, the put timeout, the quarantine and every lease.
-  w_->Advance(400 * kMs);
+  if (failure_.empty()) w_->Advance(400 * kMs);
   if (failure_.empty()) {
     for (size_t i = 0; i < victim_puts_; ++i) {
       const std::string key = "v" + std::to_string(i);
