@@ -7,8 +7,16 @@
 //     "master".
 //
 //   tidal-master [--listen 127.0.0.1:0] [--metadata mem://] [--lease-ttl-ms 10000]
+//                [--state-dir DIR [--state-sync]]
 //       serves until SIGINT or SIGTERM (then exits 0). Prints one line when it is ready:
 //       "tidal-master listening on HOST:PORT" (the port it bound, if 0 was asked).
+//       With --state-dir the store master journals its state to DIR/store.journal, and
+//       the mem:// metadata (segment descriptors, endpoint directory) to
+//       DIR/metadata.journal (file_journal.h); a master started again on the same DIR
+//       (and the same --listen address, which clients dial) rebuilds both: acknowledged
+//       objects read back with the same bytes and generation (store README: "Master
+//       restart"). A journal that does not read back is an error (exit 2), never an
+//       empty store.
 //   tidal-master --status HOST:PORT [--json]
 //       asks a running master for its status: a table, or with --json one JSON object.
 //
@@ -16,6 +24,7 @@
 // malformed requests inside good frames are logged and answered CORRUPT_INPUT where the
 // request can be named. Neither changes stored state.
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -24,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../common/cli.h"
+#include "file_journal.h"
 #include "tidal/backends/metadata_factory.h"
 #include "tidal/backends/real_env.h"
 #include "tidal/backends/tcp/master_link.h"
@@ -53,6 +63,8 @@ struct Server {
   std::string metadata_url;
   uint64_t started_ns = 0;
   std::unique_ptr<tidal::MetadataStore> metadata;
+  std::string state_dir;
+  std::unique_ptr<tidal::tools::FileJournal> store_journal;
   std::unique_ptr<tcp::TcpMessenger> messenger;
   std::unique_ptr<tidal::MessengerMux> mux;
   std::unique_ptr<tcp::DuplexMessenger> store_port, metadata_port;
@@ -64,6 +76,7 @@ struct Server {
     j["endpoint"] = std::string(messenger->LocalName());
     j["address"] = messenger->address();
     j["metadata"] = metadata_url;
+    j["state_dir"] = state_dir;
     j["uptime_s"] = static_cast<double>(env.NowNs() - started_ns) / 1e9;
     if (all != nullptr) {
       j["metadata_keys"] = all->size();
@@ -73,7 +86,9 @@ struct Server {
       j["metadata_keys"] = nullptr;  // the backing store could not list its keys
     }
     const tidal::store::MasterStats st = master->state().stats();
-    j["store"] = {{"objects", st.objects},           {"puts_started", st.puts_started},
+    j["store"] = {{"incarnation", st.incarnation},
+                  {"recovered_objects", st.recovered_objects},
+                  {"objects", st.objects},           {"puts_started", st.puts_started},
                   {"puts_ended", st.puts_ended},     {"puts_revoked", st.puts_revoked},
                   {"puts_reclaimed", st.puts_reclaimed}, {"evicted", st.evicted},
                   {"removed", st.removed},           {"leases_granted", st.leases_granted},
@@ -95,16 +110,41 @@ struct Server {
 };
 
 int Serve(const std::string& listen, const std::string& metadata_url,
-          const tidal::store::MasterOptions& master_options) {
+          const tidal::store::MasterOptions& master_options, const std::string& state_dir,
+          bool state_sync) {
   Server s;
   s.metadata_url = metadata_url;
+  s.state_dir = state_dir;
   s.started_ns = s.env.NowNs();
-  auto md = tidal::backends::MakeMetadataStore(metadata_url, s.env);
-  if (!md.ok()) {
-    std::cerr << "tidal-master: --metadata: " << md.status().ToString() << "\n";
-    return 2;
+  if (!state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) {
+      std::cerr << "tidal-master: --state-dir " << state_dir << ": " << ec.message() << "\n";
+      return 2;
+    }
+    auto journal = tidal::tools::FileJournal::Open(state_dir + "/store.journal", state_sync);
+    if (!journal.ok()) {
+      std::cerr << "tidal-master: --state-dir: " << journal.status().ToString() << "\n";
+      return 2;
+    }
+    s.store_journal = std::move(journal).value();
   }
-  s.metadata = std::move(md).value();
+  if (!state_dir.empty() && metadata_url == "mem://") {
+    auto journal = tidal::tools::FileJournal::Open(state_dir + "/metadata.journal", state_sync);
+    if (!journal.ok()) {
+      std::cerr << "tidal-master: --state-dir: " << journal.status().ToString() << "\n";
+      return 2;
+    }
+    s.metadata = std::make_unique<tidal::tools::JournaledMetadataStore>(std::move(journal).value());
+  } else {
+    auto md = tidal::backends::MakeMetadataStore(metadata_url, s.env);
+    if (!md.ok()) {
+      std::cerr << "tidal-master: --metadata: " << md.status().ToString() << "\n";
+      return 2;
+    }
+    s.metadata = std::move(md).value();
+  }
   tcp::TcpMessengerOptions mo;
   mo.name = std::string(tcp::kMasterEndpoint);
   mo.listen = listen;
@@ -119,8 +159,12 @@ int Serve(const std::string& listen, const std::string& metadata_url,
                                                         s.mux->Channel(tcp::kStoreRequestChannel));
   s.metadata_port = std::make_unique<tcp::DuplexMessenger>(
       s.mux->Channel(tcp::kMetadataAnswerChannel), s.mux->Channel(tcp::kMetadataRequestChannel));
-  s.master =
-      std::make_unique<tidal::store::MasterService>(s.env, *s.store_port, master_options);
+  s.master = std::make_unique<tidal::store::MasterService>(s.env, *s.store_port, master_options,
+                                                           s.store_journal.get());
+  if (!s.master->recovery().ok()) {
+    std::cerr << "tidal-master: --state-dir: " << s.master->recovery().ToString() << "\n";
+    return 2;
+  }
   s.master->Start();
   s.service = std::make_unique<tcp::MetadataService>(
       s.env, *s.metadata_port, *s.metadata,
@@ -213,7 +257,12 @@ int main(int argc, char** argv) {
       "timeout-ms", po::value<uint64_t>()->default_value(3000),
       "with --status: how long to wait for the answer")(
       "lease-ttl-ms", po::value<uint64_t>()->default_value(10'000),
-      "store: the read lease every GetReplicaList grants (a client's Stop waits for it)");
+      "store: the read lease every GetReplicaList grants (a client's Stop waits for it)")(
+      "state-dir", po::value<std::string>()->default_value(""),
+      "keep the store master's state (and mem:// metadata) in journals in this directory, "
+      "so that a master restarted on it (and on the same --listen address) rebuilds them")(
+      "state-sync", "with --state-dir: fdatasync every journal write (survives a machine "
+      "crash, not only a process crash)");
   po::variables_map vm;
   if (auto rc = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *rc;
   if (vm.count("status")) {
@@ -230,5 +279,10 @@ int main(int argc, char** argv) {
     std::cerr << "--lease-ttl-ms must be above 0\n" << desc;
     return 2;
   }
-  return Serve(vm["listen"].as<std::string>(), vm["metadata"].as<std::string>(), master_options);
+  if (vm.count("state-sync") && vm["state-dir"].as<std::string>().empty()) {
+    std::cerr << "--state-sync goes with --state-dir\n" << desc;
+    return 2;
+  }
+  return Serve(vm["listen"].as<std::string>(), vm["metadata"].as<std::string>(), master_options,
+               vm["state-dir"].as<std::string>(), vm.count("state-sync") != 0);
 }
