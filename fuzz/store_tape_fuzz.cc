@@ -16,9 +16,9 @@
 // put of that key; every operation of a live client ends within its timeout; every
 // acknowledged put that nothing removed, evicted or overwrote and that kept a live
 // holder reads back exactly, at the generation it was acknowledged with, across master
-// restarts; one whose holders all crashed is reported lost; the master's invariants hold;
-// and the targeted scenarios pass. A failure aborts with the campaign's message. The same
-// input gives the same digest (checked on a fixed quarter of the inputs).
+// restarts; one whose holders all crashed is reported lost; the master's invariants hold
+// (everything RunStoreCampaign checks). A failure aborts with the campaign's message. The
+// same input gives the same digest (checked on a fixed quarter of the inputs).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>

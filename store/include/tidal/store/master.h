@@ -65,7 +65,7 @@ struct MasterOptions {
 //
 // Implementations: MemoryJournal below (owned outside the master, it survives the master
 // being destroyed and built again: the simulator's durable storage); FileJournal in
-// backends/ (an append-only file, for tidal-master --state-dir).
+// tools/tidal-master/file_journal.h (an append-only file, for tidal-master --state-dir).
 class MasterJournal {
  public:
   virtual ~MasterJournal() = default;
