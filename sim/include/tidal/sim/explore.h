@@ -17,14 +17,14 @@
 // (World::Fingerprint, plus the world's own observable state: its memory and what its
 // drivers have seen so far). A state met before, in new territory, is not expanded again:
 // every later draw of that run takes its first value and the run is counted as pruned.
-// Sound when equal hashes mean equal futures. That holds when (a) every actor is
-// deterministic given the events it ran, their virtual times, the draws they made and the
-// trace records they wrote (all in the fingerprint), (b) everything one actor passes to
-// another goes through the event queue (in the fingerprint: pending events by time, owner
-// and order) or through memory the world hashes, and (c) no 64-bit collision. tidal's
-// simulator meets (a) and (b) by construction for its transports and messengers (every
-// cross-node effect is an event); exploration with --no-state-hashing checks the claim on
-// a world: both must find the same set of outcomes (the explore test does so).
+// Sound when equal hashes mean equal futures. The fingerprint holds each actor's history
+// (the events it ran, their virtual times, the draws they made, the trace records they
+// wrote), every pending event's time, actor and place in line, and the world's own state.
+// Assumed to follow from those, not hashed: a pending callback's content, state a node
+// keeps that another actor's event changed directly (a completion queued in a node's
+// transport before the node polls it), memory a world does not hash, and 64-bit
+// collisions. Exploration with state_hashing = false checks the assumption on a world:
+// both must find the same set of outcomes (the explore test does so).
 //
 // Counts. `schedules` are runs that ended in new territory (distinct schedules up to the
 // reduction), `pruned` runs that met a known state. A bound that cut the tree short (too
