@@ -787,7 +787,9 @@ int main(int argc, char** argv) {
                                   "[--chrome-trace FILE] [--json]\n  tidal-sim shrink --seed N "
                                   "[--plant-bug B] [--out FILE.cc] [--json]\n  tidal-sim zoo [--seeds 1..200] [--bug B] "
                                   "[--no-shrink] [--json]\n  tidal-sim explore --world W [bounds] "
-                                  "[--plant-bug B] [--replay-choices C] [--json]\n\nOptions");
+                                  "[--plant-bug B] [--replay-choices C] [--json]\n  tidal-sim import "
+                                  "TRACE.jsonl | --scenario FILE [--shrink] [--out FILE] "
+                                  "[--json]\n\nOptions");
   general.add_options()
       ("help,h", "print this help")
       ("workload", po::value<std::string>()->default_value("transfer"),
@@ -859,6 +861,6 @@ int main(int argc, char** argv) {
     }
     return Replay(vm["arg"].as<std::string>(), vm);
   }
-  std::fprintf(stderr, "tidal-sim: unknown command '%s' (run, replay, shrink)\n", command.c_str());
+  std::fprintf(stderr, "tidal-sim: unknown command '%s' (run, replay, shrink, zoo, explore, import)\n", command.c_str());
   return 2;
 }
