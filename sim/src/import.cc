@@ -200,6 +200,7 @@ Result<TransferScript> ImportTrace(const std::string& path) {
   };
   std::vector<Outcome> outcome;
   std::vector<size_t> completion_order;
+  std::vector<bool> unknown_data;  // per op: a WRITE recorded without its bytes
   uint64_t t0 = 0;
   bool have_t0 = false;
   std::string text;
@@ -277,15 +278,27 @@ Result<TransferScript> ImportTrace(const std::string& path) {
                           ": remote range outside the peer's regions, left out");
         continue;
       }
+      bool unknown = false;
       if (o.op == TransferOp::kWrite) {
         auto data = j.find("data");
-        if (data == j.end() || !data->is_string() || !FromHex(data->get<std::string>(), &o.data) ||
-            o.data.size() != len) {
+        if (data != j.end() && (!data->is_string() || !FromHex(data->get<std::string>(), &o.data) ||
+                                o.data.size() != len)) {
           return Corrupt("trace line " + std::to_string(line) +
-                         ": a WRITE without its source bytes ('data'; longer transfers and "
-                         "device memory are recorded without them)");
+                         ": 'data' is not the hex of the WRITE's " + std::to_string(len) +
+                         " bytes");
+        }
+        if (data == j.end()) {
+          // Longer transfers and device memory are recorded without their bytes: the
+          // replay writes filler, and the import knows nothing of the target range.
+          unknown = true;
+          o.data.resize(len);
+          for (uint64_t b = 0; b < len; ++b) o.data[b] = static_cast<char>((line * 131 + b) & 0xff);
+          s.notes.push_back("trace line " + std::to_string(line) + ": a WRITE of " +
+                            std::to_string(len) + " bytes recorded without its bytes; replayed "
+                            "with filler");
         }
       }
+      unknown_data.push_back(unknown);
       op_of_task[{node, task}] = s.ops.size();
       s.ops.push_back(std::move(o));
       outcome.emplace_back();
@@ -311,12 +324,24 @@ Result<TransferScript> ImportTrace(const std::string& path) {
 
   // Replays the recording on shadow memory (every region starts zeroed, as the fabrics
   // allocate it) to find what each completion really did.
+  // Per region byte: its expected value, whether it is known, and the WRITE that put it
+  // there (-1: the program itself, or a READ that landed there).
   std::vector<std::string> shadow(s.regions.size());
-  std::vector<std::vector<int64_t>> writer(s.regions.size());  // op that wrote each byte
+  std::vector<std::vector<bool>> known(s.regions.size());
+  std::vector<std::vector<int64_t>> writer(s.regions.size());
   for (size_t r = 0; r < s.regions.size(); ++r) {
     shadow[r].assign(s.regions[r].size, '\0');
+    known[r].assign(s.regions[r].size, true);
     writer[r].assign(s.regions[r].size, -1);
   }
+  auto set = [&](uint32_t region, uint64_t off, const std::string* bytes, uint64_t n,
+                 int64_t by) {
+    for (uint64_t b = 0; b < n; ++b) {
+      known[region][off + b] = bytes != nullptr;
+      if (bytes != nullptr) shadow[region][off + b] = (*bytes)[b];
+      writer[region][off + b] = by;
+    }
+  };
   for (size_t i = 0; i < s.ops.size(); ++i) {
     if (!outcome[i].done) {
       s.notes.push_back("op " + std::to_string(i) + ": no completion recorded");
@@ -337,17 +362,22 @@ Result<TransferScript> ImportTrace(const std::string& path) {
     }
     const uint64_t arrived = o.length - o.short_by;
     if (o.op == TransferOp::kWrite) {
-      for (uint64_t b = 0; b < arrived; ++b) {
-        shadow[o.remote_region][o.remote_off + b] = o.data[b];
-        writer[o.remote_region][o.remote_off + b] = static_cast<int64_t>(i);
-      }
+      const bool have = !unknown_data[i];
+      set(o.local_region, o.local_off, have ? &o.data : nullptr, o.length, -1);
+      set(o.remote_region, o.remote_off, have ? &o.data : nullptr, arrived,
+          have ? static_cast<int64_t>(i) : -1);
       continue;
     }
     // A READ: what arrived against what the statuses so far say the source holds.
-    if (out.code != "OK" || out.data.size() < o.length) continue;
+    if (out.code != "OK" || out.data.size() < o.length) {
+      set(o.local_region, o.local_off, nullptr, o.length, -1);  // landed, unseen
+      continue;
+    }
     const std::string& src = shadow[o.remote_region];
     for (uint64_t b = 0; b < o.length; ++b) {
-      if (out.data[b] == src[o.remote_off + b]) continue;
+      if (!known[o.remote_region][o.remote_off + b] || out.data[b] == src[o.remote_off + b]) {
+        continue;
+      }
       const int64_t w = writer[o.remote_region][o.remote_off + b];
       if (w < 0 || s.ops[w].short_by > 0) {
         s.notes.push_back("op " + std::to_string(i) + ": READ found byte " + std::to_string(b) +
@@ -367,7 +397,11 @@ Result<TransferScript> ImportTrace(const std::string& path) {
       break;
     }
     // From here on the shadow holds what was really there.
-    for (uint64_t b = 0; b < o.length; ++b) shadow[o.remote_region][o.remote_off + b] = out.data[b];
+    for (uint64_t b = 0; b < o.length; ++b) {
+      shadow[o.remote_region][o.remote_off + b] = out.data[b];
+      known[o.remote_region][o.remote_off + b] = true;
+    }
+    set(o.local_region, o.local_off, &out.data, o.length, -1);  // what landed locally
   }
   return s;
 }

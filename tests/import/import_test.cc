@@ -197,6 +197,41 @@ TEST(Import, ABadLineIsNamedByNumber) {
   std::remove(path.c_str());
 }
 
+// A WRITE recorded without its bytes (longer than the recorder keeps) still imports: it
+// replays with filler bytes and says so; a READ of its range then teaches nothing.
+TEST(Import, AWriteRecordedWithoutItsBytesReplaysWithFiller) {
+  const std::string path = ::testing::TempDir() + "import_nodata.jsonl";
+  {
+    std::ofstream out(path);
+    out << "{\"ev\":\"install\",\"node\":0,\"t\":1,\"segment\":\"node0\"}\n"
+        << "{\"ev\":\"install\",\"node\":1,\"t\":1,\"segment\":\"node1\"}\n"
+        << "{\"ev\":\"register\",\"node\":0,\"t\":2,\"addr\":4096,\"len\":256,\"host\":true}\n"
+        << "{\"ev\":\"register\",\"node\":1,\"t\":2,\"addr\":8192,\"len\":256,\"host\":true}\n"
+        << "{\"ev\":\"connect\",\"node\":0,\"t\":3,\"segment\":\"node1\",\"peer\":5}\n"
+        << "{\"ev\":\"submit\",\"node\":0,\"t\":4,\"task\":1,\"kind\":\"write\",\"peer\":5,"
+           "\"local\":4096,\"remote\":8200,\"len\":16,\"code\":\"OK\",\"data_truncated\":true}\n"
+        << "{\"ev\":\"complete\",\"node\":0,\"t\":5,\"task\":1,\"code\":\"OK\",\"bytes\":16}\n"
+        << "{\"ev\":\"submit\",\"node\":0,\"t\":6,\"task\":2,\"kind\":\"read\",\"peer\":5,"
+           "\"local\":4200,\"remote\":8200,\"len\":4,\"code\":\"OK\"}\n"
+        << "{\"ev\":\"complete\",\"node\":0,\"t\":7,\"task\":2,\"code\":\"OK\",\"bytes\":4,"
+           "\"data\":\"00000000\"}\n";
+  }
+  Result<TransferScript> r = ImportTrace(path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->ops.size(), 2u);
+  EXPECT_EQ(r->ops[0].peer, 1u);
+  EXPECT_EQ(r->ops[0].remote_off, 8u);
+  EXPECT_EQ(r->ops[0].data.size(), 16u);
+  EXPECT_EQ(r->ops[1].local_off, 104u);
+  EXPECT_EQ(r->faults(), 0u);  // the READ found zeros, but nothing was known there
+  ASSERT_FALSE(r->notes.empty());
+  EXPECT_NE(r->notes[0].find("without its bytes"), std::string::npos) << r->notes[0];
+  Result<ScriptRun> run = RunTransferScriptOnSim(*r);
+  ASSERT_TRUE(run.ok());
+  EXPECT_TRUE(run->passed) << run->violation;
+  std::remove(path.c_str());
+}
+
 TEST(Import, AScenarioThatPointsOutsideItselfIsRefused) {
   TransferScript s = Workload(1);
   s.ops[0].remote_off = 64 * 1024;  // past the end of the region
