@@ -846,6 +846,11 @@ int main(int argc, char** argv) {
   const std::optional<tidal::sim::SchedulingOptions> scheduling =
       tidal::tools::SchedulingFromFlags(vm, "tidal-sim");
   if (!scheduling) return 2;
+  if (command == "shrink" && scheduling->mode != tidal::sim::Scheduling::kSwarm) {
+    // The regression test it writes replays its tape under the default (swarm) scheduling.
+    std::fprintf(stderr, "tidal-sim: shrink runs under --mode swarm only\n");
+    return 2;
+  }
   tidal::sim::ScopedScheduling scoped_scheduling(*scheduling);
   if (command == "run") return Run(vm);
   if (command == "shrink") return Shrink(vm);
