@@ -10,6 +10,7 @@
 // the next member and folds segment (i-s-2) mod m from the previous one; after m-1 steps
 // member i holds segment i reduced over all m. The ring all-gather then circulates the
 // reduced segments for m-1 more steps.
+#include <algorithm>
 #include <cstring>
 
 #include "pg_impl.h"
@@ -90,14 +91,20 @@ Status ProcessGroup::Impl::ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t
   return reducer_->ReduceAll(out, inputs, count, a.dt, a.op.rop, loc_);
 }
 
-Task<Status> ProcessGroup::Impl::RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps) {
+Task<Status> ProcessGroup::Impl::RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps,
+                                                      bool lazy) {
   uint8_t* buf = a.op.buf;
+  const uint8_t* input = a.op.in.bytes_ptr();
   for (uint64_t s = 0; s + 1 < a.m; ++s) {
     TIDAL_STEP(Step(a, s, steps));
     Span out = Partition(n, a.m, RingSub(a.i, s + 1, a.m));
     Span in = Partition(n, a.m, RingSub(a.i, s + 2, a.m));
-    a.sends.push_back({a.next, buf + out.offset * a.es, out.count * a.es});
-    a.recvs.push_back({a.prev, buf + in.offset * a.es, in.count * a.es, true, -1});
+    // Lazy: the segment sent at step 0 is still the input's; each folded segment is
+    // touched for the first time by its fold.
+    const uint8_t* from = lazy && s == 0 ? input : buf;
+    a.sends.push_back({a.next, from + out.offset * a.es, out.count * a.es});
+    a.recvs.push_back({a.prev, buf + in.offset * a.es, in.count * a.es, true, -1,
+                       lazy ? input + in.offset * a.es : nullptr});
     TIDAL_STEP(Move(a));
   }
   Span mine = Partition(n, a.m, a.i);
@@ -121,7 +128,8 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
   TIDAL_CO_RETURN_IF_ERROR(
       co_await ReserveScratch(ScratchSize(bytes) * (direct ? a.m + 1 : 1)));
   op.buf = TakeScratch(bytes);
-  TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf, op.in.data, bytes));
+  const bool lazy = !loc_.is_host() && !direct && a.m >= 2;
+  if (!lazy) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
   if (direct) {
     TIDAL_STEP(Step(a, 0, steps));
     const bool gathers = !is_reduce || a.i == r;  // this rank reduces
@@ -143,7 +151,7 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
     TIDAL_STEP(Step(a, steps, steps));
     co_return Status::Ok();
   }
-  TIDAL_STEP(RunRingReduceScatter(a, n, steps));
+  TIDAL_STEP(RunRingReduceScatter(a, n, steps, lazy));
   TIDAL_STEP(Step(a, a.m - 1, steps));
   uint8_t* buf = op.buf;
   if (is_reduce) {
@@ -177,7 +185,7 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   const uint64_t r = IndexOf(a.mem, op.root);
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(bytes)));
   op.buf = TakeScratch(bytes);
-  if (a.i == r) TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf, op.in.data, bytes));
+  if (a.i == r) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
   op.algorithm =
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
@@ -208,8 +216,8 @@ Task<Status> ProcessGroup::Impl::RunAllGather(Attempt& a) {
   const uint64_t total = static_cast<uint64_t>(size_) * bytes;
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
   op.buf = TakeScratch(total);
-  TIDAL_CO_RETURN_IF_ERROR(ZeroLocal(op.buf, total));  // failed ranks' blocks stay 0
-  TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf + rank_ * bytes, op.in.data, bytes));
+  TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
+  TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf + rank_ * bytes, op.in.data, bytes));
   op.algorithm =
       ChooseAlgorithm(op.type, a.m * bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
@@ -246,8 +254,10 @@ Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(
       ScratchSize(total) + (direct ? ScratchSize(bytes) * (a.m + 1) : 0)));
   op.buf = TakeScratch(total);
-  TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf, op.in.data, total));
+  const bool lazy = !loc_.is_host() && !direct && a.m >= 2;
+  if (!lazy) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, total));
   auto block = [&](uint64_t j) { return op.buf + a.mem[j] * bytes; };
+  auto input = [&](uint64_t j) { return op.in.bytes_ptr() + a.mem[j] * bytes; };
   if (direct) {
     TIDAL_STEP(Step(a, 0, steps));
     for (uint64_t j = 0; j < a.m; ++j) {
@@ -259,14 +269,15 @@ Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
     TIDAL_STEP(Move(a));
     uint8_t* result = TakeScratch(bytes);
     TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, block(a.i), result, c));
-    TIDAL_CO_RETURN_IF_ERROR(CopyLocal(block(a.i), result, bytes));
+    TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(block(a.i), result, bytes));
   } else {
     // The ring over members, where segment j is member j's block (failed ranks' blocks
     // are nobody's and are not reduced).
     for (uint64_t s = 0; s + 1 < a.m; ++s) {
       TIDAL_STEP(Step(a, s, steps));
-      a.sends.push_back({a.next, block(RingSub(a.i, s + 1, a.m)), bytes});
-      a.recvs.push_back({a.prev, block(RingSub(a.i, s + 2, a.m)), bytes, true, -1});
+      const uint64_t out = RingSub(a.i, s + 1, a.m), in = RingSub(a.i, s + 2, a.m);
+      a.sends.push_back({a.next, lazy && s == 0 ? input(out) : block(out), bytes});
+      a.recvs.push_back({a.prev, block(in), bytes, true, -1, lazy ? input(in) : nullptr});
       TIDAL_STEP(Move(a));
     }
     if (op.rop == ReduceOp::kAvg) {
@@ -287,8 +298,8 @@ Task<Status> ProcessGroup::Impl::RunRooted(Attempt& a) {
       const uint64_t total = static_cast<uint64_t>(size_) * bytes;
       TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
       op.buf = TakeScratch(total);
-      TIDAL_CO_RETURN_IF_ERROR(ZeroLocal(op.buf, total));  // failed ranks' blocks stay 0
-      TIDAL_CO_RETURN_IF_ERROR(CopyLocal(op.buf + rank_ * bytes, op.in.data, bytes));
+      TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
+      TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf + rank_ * bytes, op.in.data, bytes));
       for (uint64_t j = 0; j < a.m; ++j) {
         if (j == a.i) continue;
         a.recvs.push_back({a.mem[j], op.buf + a.mem[j] * bytes, bytes, false, -1});
@@ -319,9 +330,9 @@ Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
   const uint64_t total = static_cast<uint64_t>(size_) * bytes;
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
   op.buf = TakeScratch(total);
-  TIDAL_CO_RETURN_IF_ERROR(ZeroLocal(op.buf, total));  // failed ranks' blocks stay 0
+  TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
   TIDAL_CO_RETURN_IF_ERROR(
-      CopyLocal(op.buf + rank_ * bytes, op.in.bytes_ptr() + rank_ * bytes, bytes));
+      co_await CopyLocalAsync(op.buf + rank_ * bytes, op.in.bytes_ptr() + rank_ * bytes, bytes));
   TIDAL_STEP(Step(a, 0, 1));
   for (uint64_t j = 0; j < a.m; ++j) {
     if (j == a.i) continue;
@@ -333,39 +344,48 @@ Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
   co_return Status::Ok();
 }
 
-Status ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
+Status ProcessGroup::Impl::ZeroNonMembers(Attempt& a, uint8_t* buf, uint64_t block_bytes) {
+  // Members' blocks are all written by the attempt; only the others need zeros.
+  for (int r = 0; r < size_; ++r) {
+    if (!std::binary_search(a.mem.begin(), a.mem.end(), r)) {
+      TIDAL_RETURN_IF_ERROR(ZeroLocal(buf + static_cast<uint64_t>(r) * block_bytes, block_bytes));
+    }
+  }
+  return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
   TIDAL_ASSERT(view & Bit(rank_));
-  Status st = Status::Ok();
-  auto copy_out = [this, &st](const Tensor& t, const uint8_t* src, uint64_t bytes) {
-    st = CopyLocal(t.data, src, bytes);
-  };
-  const bool root = rank_ == op.root;
+  const uint8_t* src = nullptr;  // what the output gets, if anything
   const uint64_t out_bytes = op.out.bytes();
+  const bool root = rank_ == op.root;
   switch (op.type) {
     case OpType::kAllReduce:
     case OpType::kAllGather:
     case OpType::kAllToAll:
-      copy_out(op.out, op.buf, out_bytes);
+      src = op.buf;
       break;
     case OpType::kBroadcast:
-      if (!root) copy_out(op.out, op.buf, out_bytes);
+      if (!root) src = op.buf;
       break;
     case OpType::kReduce:
     case OpType::kGather:
-      if (root) copy_out(op.out, op.buf, out_bytes);
+      if (root) src = op.buf;
       break;
     case OpType::kReduceScatter:
-      copy_out(op.out, op.buf + rank_ * out_bytes, out_bytes);
+      src = op.buf + rank_ * out_bytes;
       break;
     case OpType::kScatter:
-      copy_out(op.out, root ? op.in.bytes_ptr() + rank_ * out_bytes : op.buf, out_bytes);
+      src = root ? op.in.bytes_ptr() + rank_ * out_bytes : op.buf;
       break;
     default:
       break;
   }
+  Status st = Status::Ok();
+  if (src != nullptr) st = co_await CopyLocalAsync(op.out.data, src, out_bytes);
   op.buf = nullptr;
   op.parts = {};
-  return st;
+  co_return st;
 }
 
 }  // namespace tidal::coll

@@ -133,7 +133,7 @@ Task<void> ProcessGroup::Impl::RunCollective(CollOp& op) {
     }
     if (decision->commit) {
       active_mask_ = view;
-      Status fin = Finalize(op, view);
+      Status fin = co_await Finalize(op, view);
       std::vector<int> failed = failed_of(view);
       if (!fin.ok()) {
         op.work->Complete(fin, failed);

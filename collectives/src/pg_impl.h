@@ -64,6 +64,9 @@ struct RecvSpec {
   uint64_t bytes = 0;
   bool reduce = false;  // fold into data instead of copying
   int forward = -1;     // ring broadcast: pass every chunk on to this rank
+  // Device slots only: data's first contents, copied in chunk by chunk just before the
+  // fold (on the reducer's stream), so the input is not copied up front.
+  const uint8_t* init = nullptr;
 };
 
 struct P2PBatch {
@@ -124,10 +127,23 @@ struct ProcessGroup::Impl {
   // Buffers at loc_: copies and zero fills through the reducer (memcpy/memset on host).
   Status CopyLocal(void* dst, const void* src, uint64_t bytes);
   Status ZeroLocal(void* dst, uint64_t bytes);
+  // CopyLocal without holding the executor: device copies are awaited (ranks that share
+  // one executor, as on the cuda fabric, copy on their GPUs at the same time).
+  Task<Status> CopyLocalAsync(void* dst, const void* src, uint64_t bytes);
   // The reducer's asynchronous forms, awaited (the executor keeps running meanwhile).
   Task<Status> FoldAsync(void* acc, const void* in, uint64_t count, DataType dtype, ReduceOp rop);
   Task<Status> CopyAsync(void* dst, const void* src, uint64_t bytes);
-  Task<Status> AwaitReducer(std::function<void(Reducer::Done)> start);
+  // `start` is called before the first suspension (a named local of the caller).
+  Task<Status> AwaitReducer(const std::function<void(Reducer::Done)>& start);
+  // Starts reducer work; `then` runs on the executor once it finished (not after the
+  // group is gone).
+  void StartReducer(std::function<void(Reducer::Done)> start, std::function<void(Status)> then);
+  // Returns slots: tells `peer` this rank consumed `consumed` chunks of the attempt.
+  void SendCredit(int peer, ChannelClass cls, uint64_t attempt, uint64_t consumed);
+  // A collective receive into device slots: the copy or fold of each chunk is queued
+  // at once and its slot returned when it finished, while the next chunk is taken.
+  Task<Status> RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk, DataType dtype,
+                            ReduceOp rop, uint64_t deadline_ns);
   // Working memory: one grow-only arena at loc_ (registered with the engine for device
   // locations, so chunks are written straight from it), handed out by TakeScratch after
   // ReserveScratch(total) at the start of an attempt.
@@ -166,7 +182,9 @@ struct ProcessGroup::Impl {
   Task<Status> Step(Attempt& a, uint64_t step, uint64_t steps);  // a boundary
   Task<Status> Move(Attempt& a);                                 // run a.sends / a.recvs
   Task<Status> RunReduction(Attempt& a);                         // AllReduce, Reduce
-  Task<Status> RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps);
+  // lazy: buf starts empty; step 0 sends from the input and every fold copies its target
+  // from the input first (device groups, m >= 2).
+  Task<Status> RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps, bool lazy);
   Task<Status> RunBroadcast(Attempt& a);
   Task<Status> RunAllGather(Attempt& a);
   Task<Status> RunReduceScatter(Attempt& a);
@@ -174,7 +192,9 @@ struct ProcessGroup::Impl {
   Task<Status> RunAllToAll(Attempt& a);
   Status ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out, uint64_t count);
   Status CheckTensor(const Tensor& t, std::string_view what) const;
-  Status Finalize(CollOp& op, uint64_t view);
+  Task<Status> Finalize(CollOp& op, uint64_t view);
+  // Zeroes the blocks (block_bytes each, by rank) of the ranks that are not members.
+  Status ZeroNonMembers(Attempt& a, uint8_t* buf, uint64_t block_bytes);
 
   // --- pg_p2p.cc ---
   std::shared_ptr<Work> SubmitP2P(std::span<const P2POp> ops);

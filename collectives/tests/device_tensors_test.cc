@@ -191,10 +191,11 @@ struct Case {
   uint64_t c;
 };
 
-class DeviceExactValues : public ::testing::TestWithParam<std::tuple<int, OpType>> {};
+class DeviceExactValues
+    : public ::testing::TestWithParam<std::tuple<int, OpType, Algorithm>> {};
 
 TEST_P(DeviceExactValues, TypesReductionsRootsSizes) {
-  auto [n, op] = GetParam();
+  auto [n, op, alg] = GetParam();
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
@@ -216,6 +217,7 @@ TEST_P(DeviceExactValues, TypesReductionsRootsSizes) {
   co.ranks = n;
   co.seed = 7000 + n * 16 + static_cast<int>(op);
   co.pg = DeviceOptions(devices);
+  co.pg.algorithm = alg;
   TIDAL_CLUSTER_OR_SKIP(cluster, co);
   const uint64_t cap = static_cast<uint64_t>(n) * (3 * 256 + 5 * 8) + 64;
   std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
@@ -248,10 +250,22 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(OpType::kAllReduce, OpType::kAllGather,
                                          OpType::kReduceScatter, OpType::kBroadcast,
                                          OpType::kReduce, OpType::kGather, OpType::kScatter,
-                                         OpType::kAllToAll, OpType::kBarrier)),
+                                         OpType::kAllToAll, OpType::kBarrier),
+                       ::testing::Values(Algorithm::kAuto)),
     [](const auto& info) {
       return std::string(OpTypeName(std::get<1>(info.param))) + "_w" +
              std::to_string(std::get<0>(info.param)) + "_" + kBackend;
+    });
+
+// Two ranks run the ring when forced (the benchmark's setting; kAuto picks direct there).
+INSTANTIATE_TEST_SUITE_P(
+    RingOnTwoRanks, DeviceExactValues,
+    ::testing::Combine(::testing::Values(2),
+                       ::testing::Values(OpType::kAllReduce, OpType::kReduceScatter,
+                                         OpType::kReduce, OpType::kBroadcast, OpType::kAllGather),
+                       ::testing::Values(Algorithm::kRing)),
+    [](const auto& info) {
+      return std::string(OpTypeName(std::get<1>(info.param))) + "_w2_ring_" + kBackend;
     });
 
 // The group refuses what its device path cannot serve, with the reason.

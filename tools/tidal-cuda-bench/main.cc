@@ -621,6 +621,40 @@ int Coll(const po::variables_map& vm) {
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
               pg.slots_per_channel, alg.c_str(),
               cuda_rt, driver);
+  // The copy engines' ceiling for tidal's data path (its WRITEs are cudaMemcpyPeerAsync):
+  // GPU0 -> GPU1 alone, and both directions at once, `max` bytes each.
+  nlohmann::json ceiling;
+  if (n >= 2 && devices >= 2) {
+    cudaStream_t st[2];
+    for (int d = 0; d < 2; ++d) {
+      CUDA_OK(cudaSetDevice(d));
+      // Peer access as the transport has it (without it the copy goes through the host).
+      cudaError_t e = cudaDeviceEnablePeerAccess(1 - d, 0);
+      if (e == cudaErrorPeerAccessAlreadyEnabled) (void)cudaGetLastError();
+      else CUDA_OK(e);
+      CUDA_OK(cudaStreamCreateWithFlags(&st[d], cudaStreamNonBlocking));
+    }
+    auto peer = [&](bool both, int k) {
+      for (int i = 0; i < k; ++i) {
+        CUDA_OK(cudaMemcpyPeerAsync(g->out[1], 1, g->in[0], 0, max, st[0]));
+        if (both) CUDA_OK(cudaMemcpyPeerAsync(g->out[0], 0, g->in[1], 1, max, st[1]));
+      }
+      for (int d = 0; d < 2; ++d) CUDA_OK(cudaStreamSynchronize(st[d]));
+    };
+    const int k = Iters(max, iters);
+    peer(true, 2);
+    double t0 = Now();
+    peer(false, k);
+    const double one = static_cast<double>(max) * k / (Now() - t0) / 1e9;
+    t0 = Now();
+    peer(true, k);
+    const double each = static_cast<double>(max) * k / (Now() - t0) / 1e9;
+    std::printf("# copy-engine ceiling, cudaMemcpyPeerAsync %s: GPU0->GPU1 alone %.1f GB/s; "
+                "both directions at once %.1f GB/s each\n",
+                Human(max).c_str(), one, each);
+    ceiling = {{"bytes", max}, {"one_direction_GBps", one}, {"each_of_both_directions_GBps", each}};
+    for (int d = 0; d < 2; ++d) cudaStreamDestroy(st[d]);
+  }
   nlohmann::json results = nlohmann::json::array();
   bool failed = false;
   const std::string ops = "," + vm["ops"].as<std::string>() + ",";
@@ -673,7 +707,8 @@ int Coll(const po::variables_map& vm) {
                         {"device", prop.name}, {"cuda_runtime", cuda_rt}, {"driver", driver},
                         {"nccl_version", nccl_version}, {"slot_bytes", pg.slot_bytes},
                         {"slots_per_channel", pg.slots_per_channel},
-                        {"algorithm", alg}, {"results", results}, {"kill", kill}};
+                        {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
+                        {"results", results}, {"kill", kill}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
   }
   return failed ? 1 : 0;
@@ -695,7 +730,8 @@ int main(int argc, char** argv) {
       ("slice", po::value<uint64_t>()->default_value(64ULL << 20), "engine slice bytes (transfer)")
       ("json", po::value<std::string>(), "also write the figures as JSON to this file")
       ("ranks", po::value<int>(), "coll: ranks (default: one per GPU)")
-      ("slot", po::value<uint64_t>()->default_value(16ULL << 20), "coll: slot (chunk) bytes")
+      ("slot", po::value<uint64_t>()->default_value(64ULL << 20),
+       "coll: slot (chunk) bytes (64 MiB x 4 slots: the best of the sweep in docs/performance.md)")
       ("slots", po::value<uint32_t>()->default_value(4), "coll: slots per peer (chunks in flight)")
       ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct or auto")
       ("verify-max", po::value<uint64_t>()->default_value(64ULL << 20),

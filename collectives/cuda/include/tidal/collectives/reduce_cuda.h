@@ -11,8 +11,12 @@
 // with truncation (signed through int64) and floats by the divisor converted to the type.
 // Float kernels use IEEE division and no fast-math.
 //
+// Copy (and CopyAsync) at cuda:N is a copy kernel on the SMs (16-byte vectors where both
+// ends are 16-byte aligned): both ends must be memory of device N (device or managed);
+// the copy engines stay free for the transport's NVLink writes.
+//
 // The asynchronous forms (FoldAsync, CopyAsync: the process group's data path) queue the
-// kernel or cudaMemcpyAsync on the reducer's own stream of device N (one non-blocking
+// kernel on the reducer's own stream of device N (one non-blocking
 // stream per device, made on first use) and return; `done` runs on CUDA's callback thread
 // (cudaLaunchHostFunc) once that work finished, or at once with the error when it could
 // not be queued. Work on one device runs in queue order.
