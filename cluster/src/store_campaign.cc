@@ -20,11 +20,30 @@ constexpr uint64_t kOpTimeoutNs = 200 * kMs;
 constexpr uint64_t kTimeoutSlackNs = 6 * kMs;
 constexpr size_t kMaxBatch = 3;
 
+// The (path × fault) layout of the reach table (store_campaign.h).
+enum Path : size_t {
+  kPut, kPutFrom, kBatchPutFrom, kPutTensor, kTpPut, kTpPutFrom,  // writes
+  kGet, kGetInto, kBatchGetInto, kGetTensor, kTpGet, kTpGetInto,  // reads
+  kPaths
+};
+constexpr const char* kPathNames[kPaths] = {
+    "put", "put_from", "batch_put_from", "put_tensor", "tp_put", "tp_put_from",
+    "get", "get_into", "batch_get_into", "get_tensor", "tp_get", "tp_get_into"};
+constexpr size_t kWritePaths = kGet;  // paths below kGet write
+enum Fault : size_t { kTransferFault, kLeaseReuse, kWriterDied, kFaultCount };
+constexpr const char* kFaultNames[kFaultCount] = {"transfer_fault", "lease_expiry_reuse",
+                                                  "writer_died_mid_put"};
+bool Writes(size_t path) { return path < kWritePaths; }
+bool TensorBytes(size_t path) { return path == kPutTensor || path == kGetTensor; }
+bool Tp(size_t path) {
+  return path == kTpPut || path == kTpPutFrom || path == kTpGet || path == kTpGetInto;
+}
+
 struct Mutation {
   bool put = false;
   uint64_t value_seed = 0;
   uint64_t size = 0;
-  int shard = -1;  // tensor-parallel shard rank, -1 for a plain value
+  int shard = -1;  // tensor-parallel shard rank, -1 for a plain value, kWholeTensor
   uint32_t replicas = 0;
   std::vector<std::string> holders;  // segments holding it when the put was acknowledged
   uint64_t generation = 0;           // the master's generation of it then (0: unknown)
@@ -32,6 +51,8 @@ struct Mutation {
   bool finished = false;
   ErrorCode code = ErrorCode::OK;
 };
+
+constexpr int kWholeTensor = -2;  // Mutation::shard of a tensor stored whole (PutTensor)
 
 Mutation PutMutation(uint64_t value_seed, uint64_t size, int shard, uint32_t replicas) {
   Mutation m;
@@ -58,6 +79,24 @@ Tensor TpTensor(uint64_t value_seed) {
   return t;
 }
 
+// The bytes a put of `value_seed` stores under a key: a plain value, a whole serialized
+// tensor, or one shard of a tensor split in two along dimension 0.
+std::string StoredBytes(int shard, uint64_t value_seed, uint64_t size) {
+  if (shard == -1) return Pattern(value_seed, size);
+  if (shard == kWholeTensor) return *EncodeTensor(TpTensor(value_seed).view());
+  return (*SplitTensor(TpTensor(value_seed).view(), 0, 2))[shard];
+}
+
+// What one lease scenario saw (see store_campaign.h).
+struct LeaseRace {
+  std::string segment;
+  uint64_t addr = 0, size = 0;  // X's replica
+  bool removed = false;
+  bool reused = false;  // an object was placed on X's memory...
+  uint64_t reused_ns = 0;  // ...and written by then
+  bool done = false;
+};
+
 class Campaign {
  public:
   Campaign(uint64_t seed, const StoreCampaignConfig& cfg) : seed_(seed), cfg_(cfg) {}
@@ -74,6 +113,21 @@ class Campaign {
   Task<void> OpTpPut(size_t c);
   Task<void> OpTpGet(size_t c);
   Task<void> OpLeave(size_t c);
+  Task<void> OpPutTensor(size_t c);
+  Task<void> OpGetTensor(size_t c);
+  Task<void> OpTpPutFrom(size_t c);
+  Task<void> OpTpGetInto(size_t c);
+  // The scenarios.
+  Task<Result<std::string>> ReadBy(size_t c, size_t path, std::string key);
+  Task<Status> WriteBy(size_t c, size_t path, std::string key, uint64_t value_seed,
+                       uint64_t size, ReplicateConfig cfg);
+  Task<int> Reuser(size_t h, std::string key, std::vector<std::string> values, uint64_t wait_ns,
+                   LeaseRace* race);
+  void LeaseScenario(size_t path);
+  void WriterDiesScenario(size_t path);
+  std::vector<size_t> Usable();  // clients alive, with their segment still mounted
+  // Reads at the end (retrying transient codes) and writes with retries, for the scenarios.
+  Result<std::string> ReadBack(size_t c, const std::string& key);
 
   std::string Key(size_t c) { return "k" + std::to_string(env(c).RandomBelow(keyspace_)); }
   std::vector<std::string> Keys(size_t c, size_t n);
@@ -94,6 +148,7 @@ class Campaign {
     if (failure_.empty()) failure_ = std::move(what);
   }
   void CheckDurability();
+  uint64_t ReadFailures(size_t c) { return w_->client(c).stats().replica_read_failures; }
 
   uint64_t seed_;
   StoreCampaignConfig cfg_;
@@ -110,6 +165,8 @@ class Campaign {
   std::map<std::string, std::vector<Mutation>> mutations_;
   std::set<std::string> evicted_;
   std::set<uint32_t> left_;  // nodes whose client closed (graceful unmount)
+  std::set<std::string> reclaimed_;  // keys the master reclaimed (or lost) unfinished
+  uint64_t hang_ns_ = 0, reuse_wait_ns_ = 0;  // lease scenario timing
 };
 
 std::vector<std::string> Campaign::Keys(size_t c, size_t n) {
@@ -192,12 +249,16 @@ Task<void> Campaign::OpPut(size_t c, bool zero_copy) {
   }
   End(key, m, s.code());
   Count(s.code());
+  if (s.code() == ErrorCode::TRANSFER_FAIL) {
+    result_.reach.Hit(zero_copy ? kPutFrom : kPut, kTransferFault);
+  }
   CheckDuration(t0, "put");
 }
 
 Task<void> Campaign::OpGet(size_t c, bool zero_copy) {
   std::string key = Key(c);
   uint64_t t0 = Now();
+  const uint64_t f0 = ReadFailures(c);
   if (zero_copy) {
     Result<uint64_t> n = co_await w_->client(c).GetInto(key, buffers_[c], max_size_);
     Count(n.code());
@@ -209,6 +270,7 @@ Task<void> Campaign::OpGet(size_t c, bool zero_copy) {
     Count(v.code());
     if (v.ok()) CheckGet(key, *v);
   }
+  if (ReadFailures(c) > f0) result_.reach.Hit(zero_copy ? kGetInto : kGet, kTransferFault);
   CheckDuration(t0, "get");
 }
 
@@ -240,10 +302,13 @@ Task<void> Campaign::OpBatchPut(size_t c) {
   }
   uint64_t t0 = Now();
   std::vector<Status> r = co_await w_->client(c).BatchPutFrom(keys, ptrs, sizes, cfg);
+  bool transfer_failed = false;
   for (size_t i = 0; i < keys.size(); ++i) {
     End(keys[i], ms[i], r[i].code());
     Count(r[i].code());
+    transfer_failed = transfer_failed || r[i].code() == ErrorCode::TRANSFER_FAIL;
   }
+  if (transfer_failed) result_.reach.Hit(kBatchPutFrom, kTransferFault);
   CheckDuration(t0, "batch put");
 }
 
@@ -256,7 +321,9 @@ Task<void> Campaign::OpBatchGet(size_t c) {
     caps.push_back(max_size_);
   }
   uint64_t t0 = Now();
+  const uint64_t f0 = ReadFailures(c);
   std::vector<Result<uint64_t>> r = co_await w_->client(c).BatchGetInto(keys, ptrs, caps);
+  if (ReadFailures(c) > f0) result_.reach.Hit(kBatchGetInto, kTransferFault);
   for (size_t i = 0; i < keys.size(); ++i) {
     Count(r[i].code());
     if (r[i].ok()) {
@@ -295,6 +362,7 @@ Task<void> Campaign::OpTpPut(size_t c) {
   // A failed TP put may have stored some shards: its code marks them all not acknowledged.
   for (int r = 0; r < 2; ++r) End(StoreClient::TpKey(key, r), ms[r], s.code());
   Count(s.code());
+  if (s.code() == ErrorCode::TRANSFER_FAIL) result_.reach.Hit(kTpPut, kTransferFault);
   CheckDuration(t0, "tp put");
 }
 
@@ -302,10 +370,78 @@ Task<void> Campaign::OpTpGet(size_t c) {
   std::string key = "t" + std::to_string(env(c).RandomBelow(3));
   uint32_t rank = static_cast<uint32_t>(env(c).RandomBelow(2));
   uint64_t t0 = Now();
+  const uint64_t f0 = ReadFailures(c);
   Result<Tensor> t = co_await w_->client(c).GetTensorWithTp(key, rank, 2);
   Count(t.code());
   if (t.ok()) CheckGet(StoreClient::TpKey(key, rank), *EncodeTensor(t->view()));
+  if (ReadFailures(c) > f0) result_.reach.Hit(kTpGet, kTransferFault);
   CheckDuration(t0, "tp get");
+}
+
+Task<void> Campaign::OpPutTensor(size_t c) {
+  std::string key = "s" + std::to_string(env(c).RandomBelow(3));
+  uint64_t vs = next_value_++;
+  Tensor t = TpTensor(vs);
+  std::string stored = StoredBytes(kWholeTensor, vs, 0);
+  ReplicateConfig cfg = Config(c);
+  AddCandidate(key, stored);
+  size_t m = Begin(key, PutMutation(vs, stored.size(), kWholeTensor, cfg.replica_num));
+  uint64_t t0 = Now();
+  Status s = co_await w_->client(c).PutTensor(key, t.view(), cfg);
+  End(key, m, s.code());
+  Count(s.code());
+  if (s.code() == ErrorCode::TRANSFER_FAIL) result_.reach.Hit(kPutTensor, kTransferFault);
+  CheckDuration(t0, "tensor put");
+}
+
+Task<void> Campaign::OpGetTensor(size_t c) {
+  std::string key = "s" + std::to_string(env(c).RandomBelow(3));
+  uint64_t t0 = Now();
+  const uint64_t f0 = ReadFailures(c);
+  Result<Tensor> t = co_await w_->client(c).GetTensor(key);
+  Count(t.code());
+  if (t.ok()) CheckGet(key, *EncodeTensor(t->view()));
+  if (ReadFailures(c) > f0) result_.reach.Hit(kGetTensor, kTransferFault);
+  CheckDuration(t0, "tensor get");
+}
+
+// The same tensor-parallel put, from a registered buffer holding the serialized tensor.
+Task<void> Campaign::OpTpPutFrom(size_t c) {
+  std::string key = "t" + std::to_string(env(c).RandomBelow(3));
+  uint64_t vs = next_value_++;
+  std::string whole = StoredBytes(kWholeTensor, vs, 0);
+  std::memcpy(buffers_[c], whole.data(), whole.size());
+  ReplicateConfig cfg = Config(c);
+  std::vector<size_t> ms;
+  for (int r = 0; r < 2; ++r) {
+    std::string sk = StoreClient::TpKey(key, r);
+    std::string shard = StoredBytes(r, vs, 0);
+    AddCandidate(sk, shard);
+    ms.push_back(Begin(sk, PutMutation(vs, shard.size(), r, cfg.replica_num)));
+  }
+  uint64_t t0 = Now();
+  Status s =
+      co_await w_->client(c).PutTensorWithTpFrom(key, buffers_[c], whole.size(), 2, 0, cfg);
+  for (int r = 0; r < 2; ++r) End(StoreClient::TpKey(key, r), ms[r], s.code());
+  Count(s.code());
+  if (s.code() == ErrorCode::TRANSFER_FAIL) result_.reach.Hit(kTpPutFrom, kTransferFault);
+  CheckDuration(t0, "tp put from");
+}
+
+Task<void> Campaign::OpTpGetInto(size_t c) {
+  std::string key = "t" + std::to_string(env(c).RandomBelow(3));
+  uint32_t rank = static_cast<uint32_t>(env(c).RandomBelow(2));
+  uint64_t t0 = Now();
+  const uint64_t f0 = ReadFailures(c);
+  Result<uint64_t> n =
+      co_await w_->client(c).GetTensorWithTpInto(key, rank, 2, buffers_[c], max_size_);
+  Count(n.code());
+  if (n.ok()) {
+    CheckGet(StoreClient::TpKey(key, rank),
+             std::string_view(reinterpret_cast<const char*>(buffers_[c]), *n));
+  }
+  if (ReadFailures(c) > f0) result_.reach.Hit(kTpGetInto, kTransferFault);
+  CheckDuration(t0, "tp get into");
 }
 
 // A client closes: its segment leaves the pool gracefully (objects with a replica elsewhere
@@ -328,26 +464,34 @@ Task<void> Campaign::Driver(size_t c) {
       break;
     }
     uint64_t pick = env(c).RandomBelow(100);
-    if (pick < 22)
+    if (pick < 16)
       co_await OpPut(c, false);
-    else if (pick < 32)
+    else if (pick < 24)
       co_await OpPut(c, true);
-    else if (pick < 50)
+    else if (pick < 38)
       co_await OpGet(c, false);
-    else if (pick < 60)
+    else if (pick < 46)
       co_await OpGet(c, true);
-    else if (pick < 68)
+    else if (pick < 54)
       co_await OpRemove(c);
-    else if (pick < 76)
+    else if (pick < 61)
       co_await OpBatchPut(c);
-    else if (pick < 84)
+    else if (pick < 68)
       co_await OpBatchGet(c);
-    else if (pick < 89)
+    else if (pick < 73)
       co_await OpExists(c);
-    else if (pick < 95)
+    else if (pick < 78)
       co_await OpTpPut(c);
-    else
+    else if (pick < 82)
+      co_await OpTpPutFrom(c);
+    else if (pick < 87)
       co_await OpTpGet(c);
+    else if (pick < 91)
+      co_await OpTpGetInto(c);
+    else if (pick < 95)
+      co_await OpPutTensor(c);
+    else
+      co_await OpGetTensor(c);
   }
   done_[c] = true;
 }
@@ -397,9 +541,7 @@ void Campaign::CheckDurability() {
       }
       continue;
     }
-    std::string expect = last->shard < 0
-                             ? Pattern(last->value_seed, last->size)
-                             : (*SplitTensor(TpTensor(last->value_seed).view(), 0, 2))[last->shard];
+    std::string expect = StoredBytes(last->shard, last->value_seed, last->size);
     ++result_.durable_checked;
     Result<std::string> got = Status(ErrorCode::INTERNAL_ERROR, "not read");
     // Read at the generation acknowledged: a master restart in between must not change it.
@@ -423,8 +565,313 @@ void Campaign::CheckDurability() {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------
+// Targeted scenarios (store_campaign.h)
+
+std::vector<size_t> Campaign::Usable() {
+  std::vector<size_t> out;
+  for (size_t c = 0; c < w_->clients(); ++c) {
+    if (w_->alive(c) && left_.count(StoreWorld::NodeOf(c)) == 0) out.push_back(c);
+  }
+  return out;
+}
+
+Result<std::string> Campaign::ReadBack(size_t c, const std::string& key) {
+  Result<std::string> got = Status(ErrorCode::INTERNAL_ERROR, "not read");
+  for (int attempt = 0; attempt < 12; ++attempt) {
+    got = w_->Run(c, w_->client(c).Get(key));
+    if (got.ok() || !Transient(got.code())) break;
+    w_->Advance(1 * kMs);
+  }
+  return got;
+}
+
+// Reads the object `key` names by `path` (shard 0 of a tensor-parallel key) and returns
+// the stored bytes the call delivered.
+Task<Result<std::string>> Campaign::ReadBy(size_t c, size_t path, std::string key) {
+  StoreClient& client = w_->client(c);
+  const char* buf = reinterpret_cast<const char*>(buffers_[c]);
+  switch (path) {
+    case kGet: co_return co_await client.Get(key);
+    case kGetInto: {
+      Result<uint64_t> n = co_await client.GetInto(key, buffers_[c], max_size_);
+      if (!n.ok()) co_return n.status();
+      co_return std::string(buf, *n);
+    }
+    case kBatchGetInto: {
+      std::vector<std::string> keys{key};
+      std::vector<void*> ptrs{buffers_[c]};
+      std::vector<uint64_t> caps{max_size_};
+      std::vector<Result<uint64_t>> r = co_await client.BatchGetInto(keys, ptrs, caps);
+      if (!r[0].ok()) co_return r[0].status();
+      co_return std::string(buf, *r[0]);
+    }
+    case kGetTensor: {
+      Result<Tensor> t = co_await client.GetTensor(key);
+      if (!t.ok()) co_return t.status();
+      co_return *EncodeTensor(t->view());
+    }
+    case kTpGet: {
+      Result<Tensor> t = co_await client.GetTensorWithTp(key, 0, 2);
+      if (!t.ok()) co_return t.status();
+      co_return *EncodeTensor(t->view());
+    }
+    case kTpGetInto: {
+      Result<uint64_t> n = co_await client.GetTensorWithTpInto(key, 0, 2, buffers_[c], max_size_);
+      if (!n.ok()) co_return n.status();
+      co_return std::string(buf, *n);
+    }
+  }
+  TIDAL_ASSERT_MSG(false, "ReadBy: not a read path");
+  co_return Status(ErrorCode::INTERNAL_ERROR, "not a read path");
+}
+
+// Puts value `value_seed` under `key` by `path` (a batch puts key + "a" and key + "b").
+Task<Status> Campaign::WriteBy(size_t c, size_t path, std::string key, uint64_t value_seed,
+                               uint64_t size, ReplicateConfig cfg) {
+  StoreClient& client = w_->client(c);
+  std::string plain = Pattern(value_seed, size);
+  switch (path) {
+    case kPut: co_return co_await client.Put(key, plain, cfg);
+    case kPutFrom:
+      std::memcpy(buffers_[c], plain.data(), size);
+      co_return co_await client.PutFrom(key, buffers_[c], size, cfg);
+    case kBatchPutFrom: {
+      std::memcpy(buffers_[c], plain.data(), size);
+      std::memcpy(buffers_[c] + max_size_, plain.data(), size);
+      std::vector<std::string> keys{key + "a", key + "b"};
+      std::vector<const void*> ptrs{buffers_[c], buffers_[c] + max_size_};
+      std::vector<uint64_t> sizes{size, size};
+      std::vector<Status> r = co_await client.BatchPutFrom(keys, ptrs, sizes, cfg);
+      co_return r[0].ok() ? r[1] : r[0];
+    }
+    case kPutTensor: {
+      Tensor t = TpTensor(value_seed);
+      co_return co_await client.PutTensor(key, t.view(), cfg);
+    }
+    case kTpPut: {
+      Tensor t = TpTensor(value_seed);
+      co_return co_await client.PutTensorWithTp(key, t.view(), 2, 0, cfg);
+    }
+    case kTpPutFrom: {
+      std::string whole = StoredBytes(kWholeTensor, value_seed, 0);
+      std::memcpy(buffers_[c], whole.data(), whole.size());
+      co_return co_await client.PutTensorWithTpFrom(key, buffers_[c], whole.size(), 2, 0, cfg);
+    }
+  }
+  TIDAL_ASSERT_MSG(false, "WriteBy: not a write path");
+  co_return Status(ErrorCode::INTERNAL_ERROR, "not a write path");
+}
+
+// The holder's side of the lease scenario: removes X under the reader's lease, then puts
+// objects of X's size on its own segment until one lands on X's memory (once at once, once
+// more after `wait_ns` when that is not 0).
+Task<int> Campaign::Reuser(size_t h, std::string key, std::vector<std::string> values,
+                           uint64_t wait_ns, LeaseRace* race) {
+  co_await SleepFor(env(h), 2'000);  // the reader's lookup reaches the master first
+  Status removed = co_await w_->client(h).Remove(key, true);
+  race->removed = removed.ok();
+  for (size_t i = 0; race->removed && !race->reused && i < values.size(); ++i) {
+    if (i > 0) {
+      if (wait_ns == 0) break;
+      co_await SleepFor(env(h), wait_ns);
+    }
+    std::string other = "reuse" + std::to_string(next_value_++);
+    ReplicateConfig cfg;
+    cfg.replica_num = 1;
+    cfg.preferred_segments = {StoreWorld::SegmentOf(h)};
+    Status s = co_await w_->client(h).Put(other, values[i], cfg);
+    if (!s.ok()) continue;
+    for (const ReplicaLocation& r : w_->state().Replicas(other)) {
+      if (r.segment == race->segment && r.addr < race->addr + race->size &&
+          race->addr < r.addr + r.size) {
+        race->reused = true;
+        race->reused_ns = Now();
+      }
+    }
+  }
+  race->done = true;
+  co_return 0;
+}
+
+void Campaign::LeaseScenario(size_t path) {
+  std::vector<size_t> usable = Usable();
+  if (usable.size() < 2) return;
+  const size_t holder = usable[env(usable[0]).RandomBelow(usable.size())];
+  size_t reader = holder;
+  while (reader == holder) reader = usable[env(holder).RandomBelow(usable.size())];
+  // X: one replica on the holder's segment.
+  const uint64_t vs = next_value_++, other_vs = next_value_++, later_vs = next_value_++;
+  const std::string base = "lease" + std::to_string(vs);
+  std::string key = base, stored;
+  std::vector<std::string> others;
+  ReplicateConfig cfg;
+  cfg.replica_num = 1;
+  cfg.preferred_segments = {StoreWorld::SegmentOf(holder)};
+  Status put;
+  if (Tp(path)) {
+    key = StoreClient::TpKey(base, 0);
+    stored = StoredBytes(0, vs, 0);
+    others = {StoredBytes(0, other_vs, 0), StoredBytes(0, later_vs, 0)};
+    Tensor t = TpTensor(vs);
+    put = w_->Run(holder, w_->client(holder).PutTensorWithTp(base, t.view(), 2, 0, cfg));
+  } else if (TensorBytes(path)) {
+    stored = StoredBytes(kWholeTensor, vs, 0);
+    others = {StoredBytes(kWholeTensor, other_vs, 0), StoredBytes(kWholeTensor, later_vs, 0)};
+    Tensor t = TpTensor(vs);
+    put = w_->Run(holder, w_->client(holder).PutTensor(base, t.view(), cfg));
+  } else {
+    const uint64_t size = 1 + env(holder).RandomBelow(max_size_);
+    stored = Pattern(vs, size);
+    others = {Pattern(other_vs, size), Pattern(later_vs, size)};
+    put = w_->Run(holder, w_->client(holder).Put(base, stored, cfg));
+  }
+  std::vector<ReplicaLocation> at = w_->state().Replicas(key);
+  if (!put.ok() || at.size() != 1 || at[0].segment != StoreWorld::SegmentOf(holder)) return;
+  AddCandidate(key, stored);
+  LeaseRace race;
+  race.segment = at[0].segment;
+  race.addr = at[0].addr;
+  race.size = at[0].size;
+  auto got = w_->Start(reader, ReadBy(reader, path, base));
+  auto reuser = w_->Start(holder, Reuser(holder, key, others, reuse_wait_ns_, &race));
+  // The reader pauses 1 us after asking: after its lookup left, before its answer came.
+  sim::World& world = w_->world();
+  const uint32_t node = StoreWorld::NodeOf(reader);
+  const uint64_t hang_ends = Now() + 1'000 + hang_ns_;
+  world.ScheduleAt(Now() + 1'000, -1, [&world, node, hang = hang_ns_]() {
+    if (world.alive(node)) world.Hang(node, hang);
+  });
+  const uint64_t t0 = Now();
+  bool ended = w_->RunUntil([&] {
+    return (got->has_value() || !w_->alive(reader)) && (reuser->has_value() || !w_->alive(holder));
+  });
+  if (!ended) {
+    Violation(std::string("liveness: the ") + kPathNames[path] + " of lease scenario key '" + key +
+              "' or its reuser never finished");
+    return;
+  }
+  if (!got->has_value()) return;
+  const Result<std::string>& r = **got;
+  ++result_.ops;
+  CheckDuration(t0, kPathNames[path], kOpTimeoutNs + hang_ns_);  // its clock stood meanwhile
+  if (r.ok()) {
+    CheckGet(key, *r);
+    if (!failure_.empty()) {
+      failure_ += " (lease scenario: " + std::string(kPathNames[path]) + " by client " +
+                  std::to_string(reader) + " paused " + std::to_string(hang_ns_) +
+                  " ns while its lease ran; X's memory was " +
+                  (race.reused ? "given to another object" : "not reused") + ")";
+    }
+  }
+  // Reached: a lease was granted (the get read, or found its lease lapsed) and X's memory
+  // held another object before the read.
+  if ((r.ok() || r.code() == ErrorCode::LEASE_EXPIRED) && race.reused &&
+      race.reused_ns <= hang_ends) {
+    result_.reach.Hit(path, kLeaseReuse);
+  }
+}
+
+void Campaign::WriterDiesScenario(size_t path) {
+  std::vector<size_t> usable = Usable();
+  if (usable.size() < 2) return;
+  const size_t writer = usable[env(usable[0]).RandomBelow(usable.size())];
+  size_t verifier = writer;
+  while (verifier == writer) verifier = usable[env(writer).RandomBelow(usable.size())];
+  const uint64_t vs = next_value_++;
+  const std::string base = "dead" + std::to_string(vs);
+  std::vector<std::string> keys;
+  if (path == kBatchPutFrom) {
+    keys = {base + "a", base + "b"};
+  } else if (Tp(path)) {
+    keys = {StoreClient::TpKey(base, 0), StoreClient::TpKey(base, 1)};
+  } else {
+    keys = {base};
+  }
+  ReplicateConfig cfg = Config(writer);
+  const uint64_t size = 4096 + env(writer).RandomBelow(max_size_ - 4096);
+  // The writer's node crashes 8-20 us after the put began: after the master placed it
+  // (a request and answer take 10 us), mostly before the data landed and the put ended.
+  const uint64_t crash_after = 8'000 + env(writer).RandomBelow(12'000);
+  auto done = w_->Start(writer, WriteBy(writer, path, base, vs, size, cfg));
+  sim::World& world = w_->world();
+  const uint32_t node = StoreWorld::NodeOf(writer);
+  std::vector<std::string> half;  // keys the master held half-written at the crash
+  world.ScheduleAt(Now() + crash_after, -1, [&, node]() {
+    for (const std::string& k : keys) {
+      if (w_->state().Stat(k, world.NowNs()).code() == ErrorCode::REPLICA_IS_NOT_READY) {
+        half.push_back(k);
+      }
+    }
+    if (world.alive(node)) world.Crash(node);
+  });
+  w_->RunUntil([&] { return !w_->alive(writer); });
+  if (done->has_value()) return;  // the put ended before the crash
+  // Past the client TTL and a sweep: the master has declared the writer dead.
+  w_->Advance(w_->state().options().client_ttl_ns + 3 * w_->state().options().sweep_interval_ns);
+  size_t reclaimed = 0;
+  for (const std::string& k : half) {
+    const std::string where = std::string(kPathNames[path]) + " of '" + k + "' by client " +
+                              std::to_string(writer) + ", which crashed mid-put: ";
+    Result<std::string> gone = ReadBack(verifier, k);
+    if (reclaimed_.count(k) == 0) {
+      // Not reclaimed: the put's end left before the crash (it is complete, with the
+      // writer's bytes), or its revoke did (a transfer failed; the key is free).
+      const int shard = path == kPutTensor ? kWholeTensor
+                        : Tp(path)         ? (k == StoreClient::TpKey(base, 0) ? 0 : 1)
+                                           : -1;
+      if (gone.ok() && *gone == StoredBytes(shard, vs, size)) continue;
+      if (gone.code() != ErrorCode::OBJECT_NOT_FOUND) {
+        Violation(where + "the master neither reclaimed the half-written put nor holds it " +
+                  "complete nor revoked (a get returns " +
+                  (gone.ok() ? std::string("different bytes") : gone.status().ToString()) + ")");
+        return;
+      }
+    } else if (gone.code() != ErrorCode::OBJECT_NOT_FOUND) {
+      Violation(where + "after the reclaim a get returned " +
+                (gone.ok() ? std::string("bytes") : gone.status().ToString()) +
+                " instead of OBJECT_NOT_FOUND");
+      return;
+    } else {
+      ++reclaimed;
+    }
+    const std::string fresh = Pattern(next_value_++, 1 + env(verifier).RandomBelow(4096));
+    Status again;
+    for (int attempt = 0; attempt < 12; ++attempt) {
+      again = w_->Run(verifier, w_->client(verifier).Put(k, fresh));
+      if (again.code() == ErrorCode::OBJECT_ALREADY_EXISTS) {
+        // An earlier attempt of ours that timed out reached the master: it is complete
+        // with our bytes, or half-written until the master reclaims it (put timeout).
+        Result<std::string> ours = ReadBack(verifier, k);
+        if (ours.ok() && *ours == fresh) {
+          again = Status();
+          break;
+        }
+        w_->Advance(w_->state().options().put_timeout_ns +
+                    2 * w_->state().options().sweep_interval_ns);
+        continue;
+      }
+      if (again.ok() || !Transient(again.code())) break;
+      w_->Advance(1 * kMs);
+    }
+    if (!again.ok()) {
+      Violation(where + "a new put of the key after the reclaim failed: " + again.ToString());
+      return;
+    }
+    Result<std::string> back = ReadBack(verifier, k);
+    if (!back.ok() || *back != fresh) {
+      Violation(where + "the new put of the key does not read back: " +
+                (back.ok() ? std::string("different bytes") : back.status().ToString()));
+      return;
+    }
+  }
+  if (reclaimed > 0) result_.reach.Hit(path, kWriterDied);
+}
+
 StoreCampaignResult Campaign::Run() {
   result_.seed = seed_;
+  result_.reach = StoreReachLayout();
   // Per-seed configuration comes from a small generator of the seed (not the tape, so a
   // seed's shape is readable); everything during the run draws from the world's tape.
   uint64_t x = seed_ * 0x9E3779B97F4A7C15ull + 0x1234567;
@@ -475,7 +922,14 @@ StoreCampaignResult Campaign::Run() {
   }
   w_->SetMasterObserver([this](const std::string& key, uint64_t, std::string_view reason) {
     if (reason == "evicted") evicted_.insert(key);
+    // A half-written put leaves as "reclaimed", or as "lost" when its writer was its only
+    // holder and went away; either way the key is free again.
+    if (reason == "reclaimed" || reason == "lost") reclaimed_.insert(key);
   });
+  // The lease scenario: a pause past the lease and the master's next sweep (short
+  // leases), or well inside the lease (long ones).
+  hang_ns_ = short_lease ? lease_ttl_ns_ + o.master.sweep_interval_ns + 5 * kMs : 300'000;
+  reuse_wait_ns_ = short_lease ? lease_ttl_ns_ + o.master.sweep_interval_ns + 1 * kMs : 0;
   for (size_t c = 0; c < o.clients; ++c) buffers_.push_back(w_->Buffer(c, kMaxBatch * max_size_));
   done_.assign(o.clients, false);
   for (size_t c = 0; c < o.clients; ++c) Spawn(w_->env(c), Driver(c));
@@ -495,6 +949,16 @@ StoreCampaignResult Campaign::Run() {
     w_->Advance(400 * kMs);  // past the client TTL: the master has dropped dead holders
     CheckDurability();
   }
+  if (failure_.empty() && cfg_.scenarios) {
+    // Every read path under a short lease (where the master may reuse the memory once
+    // the lease ran out), two under a long one (where only a master that frees leased
+    // memory reuses it); one write path.
+    const uint64_t reads = kPaths - kWritePaths, n = lease_ttl_ns_ < kMs ? reads : 2;
+    for (uint64_t k = 0; k < n && failure_.empty(); ++k) {
+      LeaseScenario(kWritePaths + (seed_ * 2 + k) % reads);
+    }
+    if (failure_.empty()) WriterDiesScenario(seed_ % kWritePaths);
+  }
   if (Status inv = w_->state().CheckInvariants(); !inv.ok()) {
     Violation("master invariant: " + inv.ToString());
   }
@@ -511,6 +975,17 @@ StoreCampaignResult Campaign::Run() {
 }
 
 }  // namespace
+
+ReachTable StoreReachLayout() {
+  std::vector<std::string> paths(kPathNames, kPathNames + kPaths);
+  std::vector<std::string> faults(kFaultNames, kFaultNames + kFaultCount);
+  ReachTable t(paths, faults);
+  for (size_t p = 0; p < kPaths; ++p) {
+    t.Set(p, kTransferFault, ReachTable::Cell::kReported);
+    t.Set(p, Writes(p) ? kWriterDied : kLeaseReuse, ReachTable::Cell::kRequired);
+  }
+  return t;
+}
 
 StoreCampaignResult RunStoreCampaign(uint64_t seed, const StoreCampaignConfig& config) {
   Campaign c(seed, config);

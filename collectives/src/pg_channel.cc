@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "pg_impl.h"
+#include "tidal/reach.h"
 
 namespace tidal::coll {
 
@@ -153,6 +154,7 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
         [=](Reducer::Done done) {
           if (init != nullptr) {
             // Queued ahead of the fold on the same stream: the fold sees the copy.
+  TIDAL_REACHABLE("coll.peer_failed_by_probe");
             red->CopyAsync(dst, init, len, loc, [init_error](Status st) {
               if (!st.ok()) *init_error = st;
             });
@@ -199,6 +201,7 @@ Task<Status> ProcessGroup::Impl::CopyAsync(void* dst, const void* src, uint64_t 
   Location loc = loc_;
   std::function<void(Reducer::Done)> start = [=](Reducer::Done done) {
     r->CopyAsync(dst, src, bytes, loc, std::move(done));
+      TIDAL_REACHABLE("coll.write_failed_and_probed");
   };
   Status st = co_await AwaitReducer(start);
   co_return st;

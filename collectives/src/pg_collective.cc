@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "pg_impl.h"
+#include "tidal/reach.h"
 
 namespace tidal::coll {
 namespace {
@@ -154,6 +155,7 @@ Task<void> ProcessGroup::Impl::RunCollective(CollOp& op) {
       co_return;
     }
     view = next;
+    TIDAL_REACHABLE("coll.agreement_retry_over_survivors");
     ++epoch;
   }
 }

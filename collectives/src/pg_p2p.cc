@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "pg_impl.h"
+#include "tidal/reach.h"
 
 namespace tidal::coll {
 
@@ -79,6 +80,7 @@ void ProcessGroup::Impl::FinishP2P(const P2PItem& item, int peer, Status st) {
                 options_.planted_bug != CollBug::kTimeoutKeepsGroup) ||
                st.code() == ErrorCode::CORRUPT_INPUT) {
       // The pair's stream may stand mid-message: nothing later can trust it.
+      TIDAL_REACHABLE("coll.p2p_error_broke_group");
       broken_ = true;
       changed_.NotifyAll();
     }
@@ -157,6 +159,7 @@ bool ProcessGroup::Impl::MatchStashed(int peer) {
     } else if (want > 0) {
       std::memcpy(item.op.tensor.bytes_ptr(), m->data.data(), want);
     }
+    TIDAL_REACHABLE("coll.p2p_recv_matched_from_stash");
     stash_bytes_[peer] -= m->data.size();
     stash.erase(m);
     FinishP2P(item, peer, st);
@@ -276,6 +279,7 @@ Task<void> ProcessGroup::Impl::RecvWorker(int peer) {
         FailPostedRecvs(peer, st);
         continue;
       }
+      TIDAL_REACHABLE("coll.p2p_stash_used");
       stash_[peer].push_back(std::move(m));
       continue;
     }

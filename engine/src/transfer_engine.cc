@@ -1,4 +1,5 @@
 #include "tidal/transfer_engine.h"
+#include "tidal/reach.h"
 
 #include <algorithm>
 #include <atomic>
@@ -716,6 +717,7 @@ void TransferEngine::ResumeParked(Parked& p, const Status& refreshed) {
   RegionInfo local;
   const RegionInfo* remote = nullptr;
   Status valid = refreshed;
+  TIDAL_SOMETIMES(refreshed.ok(), "engine.stale_request_resumed_after_refresh");
   if (valid.ok()) valid = ValidateRequest(p.range, &seg, &local, &remote);
   if (!valid.ok()) {
     if (p.slice >= 0 && !r.moved.empty()) {
@@ -767,6 +769,7 @@ void TransferEngine::OnDeadline(uint64_t batch_value, uint32_t first, uint32_t c
   for (uint32_t i = first; i < first + count && i < b->requests.size(); ++i) {
     RequestState& r = b->requests[i];
     if (r.status.state != TransferState::PENDING) continue;
+    TIDAL_REACHABLE("engine.request_timed_out");
     FinishRequest(*b, i, r, TransferState::TIMED_OUT, ErrorCode::TRANSFER_TIMEOUT);
     CancelSlices(r);
   }
@@ -823,6 +826,7 @@ Status TransferEngine::CancelBatch(BatchId batch) {
   for (uint32_t i = 0; i < b->requests.size() && b->live; ++i) {
     RequestState& r = b->requests[i];
     if (r.status.state != TransferState::PENDING) continue;
+    TIDAL_REACHABLE("engine.pending_request_canceled");
     FinishRequest(*b, i, r, TransferState::CANCELED, ErrorCode::TRANSFER_CANCELED);
     CancelSlices(r);
   }
@@ -882,6 +886,7 @@ Task<Status> TransferEngine::Probe(SegmentHandle handle) {
     if (it == probes_.end()) return;
     Waiter* w = it->second;
     probes_.erase(it);
+    TIDAL_REACHABLE("engine.probe_timed_out");
     w->done.Set(Status(ErrorCode::TRANSFER_TIMEOUT, "peer did not answer the probe in time"));
     (void)transport_->Cancel(id);
   });

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "protocol.h"
+#include "tidal/reach.h"
 
 namespace tidal::store {
 namespace {
@@ -108,6 +109,7 @@ Task<Result<SegmentHandle>> StoreClient::Open(const std::string& segment, bool r
   // Our cached descriptor may predate the peer's mount: look it up again, in place, so
   // other users of this engine (process groups) keep their handle.
   Status refreshed = co_await engine_.RefreshSegment(*h);
+  TIDAL_SOMETIMES(refreshed.ok(), "store.client.segment_refreshed");
   if (refreshed.code() == ErrorCode::PEER_UNREACHABLE) {
     co_return co_await engine_.OpenSegment(segment);  // restarted: the new incarnation
   }
@@ -175,6 +177,7 @@ Task<void> StoreClient::HeartbeatLoop(std::shared_ptr<bool> alive) {
       auto it = mounts_.find(base);
       if (id.ok() && it != mounts_.end()) {
         it->second.id = *id;
+        TIDAL_REACHABLE("store.client.remounted_after_declared_dead");
         ++stats_.remounts;
       }
     }
@@ -221,6 +224,7 @@ Task<Status> StoreClient::UnmountSegment(void* base) {
   }
   mounts_.erase(Addr(base));
   // Readers whose leases still run may be reading this memory: keep it registered.
+  TIDAL_SOMETIMES(drain_ns > 0, "store.client.unmount_waited_for_leases");
   if (drain_ns > 0) co_await SleepFor(env_, drain_ns);
   Status s = co_await engine_.UnregisterMemory(base);
   for (int i = 0; s.code() == ErrorCode::BATCH_BUSY && i < 100; ++i) {
@@ -374,6 +378,7 @@ Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t siz
   }
   proto::KeyGen kg{key, placed.generation};
   if (!failure.ok()) {
+    TIDAL_REACHABLE("store.client.put_failed_and_revoked");
     if (env_.NowNs() < d.at_ns) {
       std::string body = proto::Encode(kg);
       (void)co_await Call(MsgType::kPutRevoke, std::move(body), d);
@@ -461,6 +466,7 @@ Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, std::string lo
     if ((st.state == TransferState::COMPLETED && st.bytes_transferred == list.size) ||
         planted_short) {
       if (env_.NowNs() > lease_deadline) {
+        TIDAL_REACHABLE("store.client.lease_expired_mid_read");
         ++stats_.lease_expired;
         co_return Status(ErrorCode::LEASE_EXPIRED,
                          "get '" + key + "': the lease lapsed before the read finished");
@@ -468,6 +474,7 @@ Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, std::string lo
       co_return list.size;
     }
     ++stats_.replica_read_failures;
+    TIDAL_SOMETIMES(k + 1 < n, "store.client.read_fell_over_to_next_replica");
     errors += (errors.empty() ? "" : "; ") + rep.segment + ": " + Describe(st);
     if (env_.NowNs() >= d.at_ns) {
       co_return Status(ErrorCode::OPERATION_TIMEOUT, "get '" + key + "': " + errors);

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "tidal/codec.h"
+#include "tidal/reach.h"
 
 #include "tidal/store/master.h"
 
@@ -143,11 +144,13 @@ void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_unt
     o.replicas.erase(std::remove_if(o.replicas.begin(), o.replicas.end(), here), o.replicas.end());
     if (!o.complete) {
       // A put that lost a target cannot finish: reclaim it; the writer's PutEnd fails.
+      TIDAL_REACHABLE("store.master.reclaimed_put_that_lost_a_target");
       ++stats_.puts_reclaimed;
       Notify(it->first, o.generation, "reclaimed");
       Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
     } else if (o.replicas.empty() ||
                options_.planted_bug == MasterBug::kHolderCloseLosesObject) {
+      TIDAL_REACHABLE("store.master.lost_last_replica");
       ++stats_.lost;
       Notify(it->first, o.generation, "lost");
       MarkLost(it->first, o.generation);
@@ -377,6 +380,7 @@ Status MasterState::Remove(const std::string& key, bool force, uint64_t now_ns) 
   uint64_t hold =
       o.complete ? std::max(o.lease_until_ns, now_ns) : now_ns + options_.reclaim_quarantine_ns;
   if (options_.planted_bug == MasterBug::kFreesLeasedMemory && o.complete) hold = now_ns;
+  TIDAL_SOMETIMES(hold > now_ns && o.complete, "store.master.remove_deferred_by_lease");
   ++stats_.removed;
   Erase(it, hold, now_ns);
   return Status();
@@ -480,6 +484,7 @@ void MasterState::ClientDied(const std::string& client, uint64_t now_ns) {
   for (auto it = objects_.begin(); it != objects_.end();) {
     if (!it->second.complete && it->second.writer == client &&
         options_.planted_bug != MasterBug::kNeverReclaimsPuts) {
+      TIDAL_REACHABLE("store.master.reclaimed_dead_writers_put");
       ++stats_.puts_reclaimed;
       Notify(it->first, it->second.generation, "reclaimed");
       Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
@@ -498,6 +503,7 @@ void MasterState::RunDeferred(uint64_t now_ns) {
       continue;
     }
     auto m = mounts_.find(d.mount);
+    TIDAL_REACHABLE("store.master.deferred_free_ran");
     if (m != mounts_.end()) m->second.alloc.Free(d.offset, d.size);
     JournalErase(std::string(kDeferredPrefix) + Hex(d.id));
   }
@@ -513,6 +519,7 @@ void MasterState::Tick(uint64_t now_ns) {
   for (auto it = objects_.begin(); it != objects_.end();) {
     if (!it->second.complete && it->second.started_ns + options_.put_timeout_ns < now_ns &&
         options_.planted_bug != MasterBug::kNeverReclaimsPuts) {
+      TIDAL_REACHABLE("store.master.reclaimed_timed_out_put");
       ++stats_.puts_reclaimed;
       Notify(it->first, it->second.generation, "reclaimed");
       Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
@@ -757,6 +764,7 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
   // Puts being written when the master went down are reclaimed: the writer's PutEnd
   // fails, its memory is quarantined against its late writes.
   for (auto& [key, o] : unfinished) {
+    TIDAL_REACHABLE("store.master.reclaimed_put_unfinished_at_restart");
     ++stats_.puts_reclaimed;
     Notify(key, o.generation, "reclaimed");
     Release(o, now_ns + options_.reclaim_quarantine_ns, now_ns);

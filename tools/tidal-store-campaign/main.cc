@@ -2,12 +2,17 @@
 // seeds, prints progress and seeds per second, and for every failing seed its banner and
 // the command that replays it. Wall-clock time is read here, in the outermost program,
 // only to report speed; the runs themselves are simulated and deterministic.
+//
+// At the end it prints the (path × fault) reach table summed over the seeds and the
+// reachability marks of the store and engine never reached, and fails (exit 1) when a
+// required pair was never reached (store_campaign.h says which are required).
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
 #include "tidal/cluster/store_campaign.h"
+#include "tidal/reach.h"
 
 #include "../common/cli.h"
 #include "../common/scheduling_cli.h"
@@ -31,6 +36,7 @@ int main(int argc, char** argv) {
       "ops", po::value(&cfg.ops_per_client)->default_value(24), "operations per client")(
       "min-clients", po::value(&cfg.min_clients)->default_value(4), "fewest clients")(
       "max-clients", po::value(&cfg.max_clients)->default_value(8), "most clients")(
+      "no-scenarios", "skip the targeted scenarios (their required pairs then fail the run)")(
       "no-master-restarts", "never crash and restart the master")(
       "verbose,v", "print every seed's summary")("json", "print one JSON summary line at the end");
   po::variables_map vm;
@@ -47,11 +53,13 @@ int main(int argc, char** argv) {
   tidal::sim::ScopedScheduling scoped_scheduling(*scheduling);  // every seed's world
   const uint64_t start = range->first, seeds = range->count();
   const bool verbose = vm.count("verbose") != 0 || vm.count("seed") != 0;
-  cfg.master_restarts = vm.count("no-master-restarts") == 0;
   auto wall = [] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
   };
+  cfg.scenarios = vm.count("no-scenarios") == 0;
+  cfg.master_restarts = vm.count("no-master-restarts") == 0;
+  tidal::cluster::ReachTable reach = tidal::cluster::StoreReachLayout();
   const double t0 = wall();
   uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0, restarts = 0;
   for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
@@ -63,6 +71,7 @@ int main(int argc, char** argv) {
     crashed += r.crashed;
     expired += r.lease_expired;
     restarts += r.master_restarts;
+    reach.Merge(r.reach);
     if (verbose) {
       std::printf(
           "seed %llu: %s clients=%zu crashed=%zu left=%zu ops=%llu ok=%llu gets_checked=%llu "
@@ -98,14 +107,20 @@ int main(int argc, char** argv) {
       (unsigned long long)gets, (unsigned long long)durable, (unsigned long long)crashed,
       (unsigned long long)expired, secs, seeds / std::max(secs, 1e-9));
   std::printf("master restarts: %llu\n", (unsigned long long)restarts);
+  std::printf("reach (calls under each fault, summed over the seeds; 0! = required, never):\n%s",
+              reach.Text().c_str());
+  std::printf("%s", tidal::reach::Report({"store.", "engine."}).c_str());
+  // One seed is a replay: it reaches what its scenarios aim at, not the whole table.
+  const std::string missing = vm.count("seed") != 0 ? "" : reach.MissingMessage("store");
+  if (!missing.empty()) std::printf("FAILED %s\n", missing.c_str());
   if (vm.count("json")) {
     std::printf(
         "{\"seeds\":%llu,\"start\":%llu,\"mix\":\"%s\",\"failed\":%llu,\"ops\":%llu,"
         "\"gets_checked\":%llu,\"durable_checked\":%llu,\"wall_seconds\":%.3f,"
-        "\"seeds_per_second\":%.2f}\n",
+        "\"seeds_per_second\":%.2f,\"reach\":%s}\n",
         (unsigned long long)seeds, (unsigned long long)start, cfg.mix.c_str(),
         (unsigned long long)failed, (unsigned long long)ops, (unsigned long long)gets,
-        (unsigned long long)durable, secs, seeds / std::max(secs, 1e-9));
+        (unsigned long long)durable, secs, seeds / std::max(secs, 1e-9), reach.Json().c_str());
   }
-  return failed == 0 ? 0 : 1;
+  return failed == 0 && missing.empty() ? 0 : 1;
 }

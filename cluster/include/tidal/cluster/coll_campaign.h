@@ -1,21 +1,33 @@
 // The collectives campaign: one seed = one simulated world of 2..6 ranks running a
-// random sequence of collectives (op, dtype, reduction, root, size) while the simulator
-// injects a per-seed mix of transfer faults (short writes, stale keys, windows, lost or
-// delayed completions), control-message faults (delay, drop, duplicate), 0..2 rank
-// crashes and sometimes a rank hang (0.5..40 ms) at random times. Everything is drawn
-// from the seed, so a failing seed replays bit for bit.
+// random sequence of steps — collectives (op, dtype, reduction, root, size) and
+// point-to-point exchanges around the ring (each rank sends to the next and receives from
+// the previous: Send + Recv, or one BatchIsendIrecv) — while the simulator injects a
+// per-seed mix of transfer faults (short writes, stale keys, windows, lost or delayed
+// completions), control-message faults (delay, drop, duplicate), 0..2 rank crashes,
+// sometimes a rank hang (0.5..40 ms) and sometimes a network partition (a random split of
+// the ranks for 0.2..10 ms, healed well before the probes could declare anyone dead) at
+// random times. Everything is drawn from the seed, so a failing seed replays bit for bit.
 //
 // The checker (kept apart from the injectors): every live, never-hung rank finishes every
 // op within its timeout; those ranks agree on each op's status and failed ranks; a
 // finished op's result is exact over its members (#wrong == 0); failed ranks are ranks
 // that crashed or hung (a hang long enough to fail probe_attempts probes is a failure);
 // COLLECTIVE_ABORTED only when a root failed. The hung rank itself may time out (it was
-// excluded while frozen) but never returns a wrong result.
+// excluded while frozen) but never returns a wrong result. Point-to-point: a receive that
+// succeeds holds exactly the bytes its peer sent; a send or receive fails only with
+// COLLECTIVE_ABORTED naming its peer, and only when that peer crashed or hung; a failed
+// receive leaves its buffer untouched.
+//
+// Reach: a step is under a fault when the fault (a crash, a hang, a partition) strikes
+// while some rank is inside that step. The seed's table counts, per (step kind × fault),
+// the steps that ran under it; every pair is required (CollReachLayout), and
+// tidal-coll-campaign fails when one was never reached over the seeds it ran.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
+#include "tidal/cluster/reach_table.h"
 #include "tidal/collectives/process_group.h"
 
 namespace tidal::cluster {
@@ -24,6 +36,12 @@ struct CollCampaignOptions {
   bool verbose = false;  // print each op's outcome
   bool trace = false;    // keep the world's trace lines (for --trace-out)
   coll::CollBug planted_bug = coll::CollBug::kNone;  // the bug zoo only
+  bool partitions = true;  // false: no partitions (their required pairs then fail a run)
+  // A partition loses the notifications sent across it and nothing resends them, so the
+  // ranks waiting for them time out and the group breaks: documented, and accepted by the
+  // checker from the step that timed out (CollSeedResult::broken_by_partition counts it).
+  // True: such a timeout fails the seed, as it will once lost notifications are resent.
+  bool strict_partitions = false;
 };
 
 struct CollSeedResult {
@@ -35,7 +53,12 @@ struct CollSeedResult {
   uint64_t faults = 0;  // faults the simulator injected
   uint64_t virtual_ns = 0;
   std::string summary;  // one line: ranks, ops, faults
+  ReachTable reach;     // (step kind × fault) counts, layout CollReachLayout()
+  bool broken_by_partition = false;  // a rank timed out after the partition (see above)
 };
+
+// The campaign's (step kind × fault) table, every count 0, every pair required.
+ReachTable CollReachLayout();
 
 // Runs one seed (on the simulator: the campaign is made of its faults).
 CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& options = {});

@@ -15,12 +15,38 @@
 // In a third of the seeds the master crashes once or twice (1-61 ms in) and restarts
 // from its journal 1-81 ms later (StoreWorld::ScheduleMasterRestart): the same checks
 // hold across it (README of store/: "Master restart").
+//
+// Paths: every read and write call of the client, copying and zero-copy: put, put_from,
+// batch_put_from, put_tensor, tp_put, tp_put_from; get, get_into, batch_get_into,
+// get_tensor, tp_get, tp_get_into.
+//
+// After the random workload, two targeted scenarios per seed aim one fault at one path:
+//   * lease_expiry_reuse (every read path in a seed with short leases, two in the
+//     others): a holder puts X on its own segment; a
+//     reader starts a get of X and pauses (a node hang) right after the master granted
+//     its lease; the holder force-removes X and puts new objects of X's size on its
+//     segment until one lands on X's memory: at once (a lease of 10 s: only a master that
+//     frees leased memory hands it out), or after the lease ran out and the master swept
+//     (a lease of 40 us). The reader then reads. It must return X's bytes or fail
+//     (LEASE_EXPIRED) — never the newer object's bytes.
+//   * writer_died_mid_put (write paths, one a seed): a writer starts a put and its node
+//     crashes between the master's placement and the put's end. After the client TTL the
+//     master must have reclaimed every key the writer left half-written; each then reads
+//     OBJECT_NOT_FOUND, and a new put of the key by another client succeeds and reads back
+//     exactly.
+// The result's reach table counts, per (path × fault), the calls that really ran under
+// the fault (the memory was reused before the read; the master held the key half-written
+// when the writer died), and the transfer faults the swarm put under each call
+// (transfer_fault: a replica read fell over, a put failed with TRANSFER_FAIL). Required:
+// every read path × lease_expiry_reuse and every write path × writer_died_mid_put
+// (StoreReachLayout); tidal-store-campaign fails when one is never reached.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "tidal/cluster/reach_table.h"
 #include "tidal/store/client.h"
 #include "tidal/store/master.h"
 
@@ -32,13 +58,14 @@ struct StoreCampaignConfig {
   size_t ops_per_client = 24;
   std::string mix = "all";  // swarm fault mix (fault_plan.h SwarmMix)
   bool trace = false;       // keep JSON trace lines (for --trace-out)
-  store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
-  store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
+  bool scenarios = true;    // run the targeted scenarios after the workload (see above)
   bool master_restarts = true;  // crash and restart the master in a third of the seeds
   // Non-empty: the world's tape (sim/tape.h Tape::FromBytes) instead of the seed's, so
   // every choice during the run comes from these bytes (fuzz/store_tape_fuzz.cc); the
   // seed still picks the run's shape (clients, lease length, master restarts).
   std::vector<uint8_t> tape;
+  store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
+  store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
 };
 
 struct StoreCampaignResult {
@@ -53,7 +80,11 @@ struct StoreCampaignResult {
   uint64_t ops = 0, ops_ok = 0, gets_checked = 0, durable_checked = 0;
   uint64_t lease_expired = 0, short_leases = 0;
   uint64_t virtual_ns = 0;
+  ReachTable reach;  // this seed's (path × fault) counts, layout StoreReachLayout()
 };
+
+// The campaign's (path × fault) table, every count 0: which cells apply, which are required.
+ReachTable StoreReachLayout();
 
 // Runs one seed on the simulator (the campaign is made of its faults). Deterministic: the
 // same seed and config give the same result.
