@@ -52,11 +52,12 @@ function(tidal_test name)
   endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE tidal_flags ${ARG_DEPS} GTest::gmock GTest::gtest_main)
-  # With UCX built, the ucx instances of a suite parameterized over the registry run only
-  # under label `ucx`, once per UCX_TLS (tidal_ucx_instances in backends/CMakeLists.txt).
+  # With UCX built, the ucx and ucx_proc instances of a suite parameterized over the registry
+  # run only under label `ucx`, once per UCX_TLS (tidal_ucx_instances in
+  # backends/CMakeLists.txt).
   set(filter "")
   if(TIDAL_HAVE_UCX)
-    set(filter TEST_FILTER "-*/ucx")
+    set(filter TEST_FILTER "-*/ucx:*ucx_proc")
   endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES LABELS "${ARG_LABELS}"
                        DISCOVERY_TIMEOUT 60 ${filter})

@@ -2,6 +2,7 @@
 
 #if TIDAL_HAVE_UCX
 #include "tidal/backends/ucx/ucx_fabric.h"
+#include "tidal/backends/ucx/ucx_process_fabric.h"
 #endif
 #if TIDAL_HAVE_VERBS
 #include "tidal/backends/verbs/verbs_fabric.h"
@@ -31,6 +32,20 @@ Result<std::unique_ptr<Fabric>> MakeUcx(FabricSpec spec) {
   }
   return std::unique_ptr<Fabric>(std::move(*f));
 }
+
+// Every node's UcxTransport in its own process (tidal-ucx-host), memory shared at one
+// address (ucx_process_fabric.h).
+Result<std::unique_ptr<Fabric>> MakeUcxProc(FabricSpec spec) {
+  ucx::UcxProcessFabricOptions o;
+  o.nodes = spec.nodes;
+  o.engine = spec.sim.engine;
+  Result<std::unique_ptr<ucx::UcxProcessFabric>> f = ucx::UcxProcessFabric::Make(std::move(o));
+  if (!f.ok()) {
+    return Status(ErrorCode::UNSUPPORTED, "backend 'ucx_proc': its node processes did not "
+                                          "start here: " + f.status().ToString());
+  }
+  return std::unique_ptr<Fabric>(std::move(*f));
+}
 #endif
 
 struct Entry {
@@ -50,6 +65,11 @@ const Entry kBackends[] = {
     {"ucx", true, "", &MakeUcx},
 #else
     {"ucx", false, "UCX not built (TIDAL_UCX=OFF, or libucx-dev was not found)", nullptr},
+#endif
+#if TIDAL_HAVE_UCX
+    {"ucx_proc", true, "", &MakeUcxProc},
+#else
+    {"ucx_proc", false, "UCX not built (TIDAL_UCX=OFF, or libucx-dev was not found)", nullptr},
 #endif
 #if TIDAL_HAVE_CUDA
     {"cuda", true, "", &cuda::MakeCudaFabric, &cuda::CudaFabricUnavailable},

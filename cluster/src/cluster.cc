@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <utility>
 
+#if TIDAL_HAVE_UCX
+#include "tidal/backends/ucx/ucx_process_fabric.h"
+#endif
+
 namespace tidal::cluster {
 
 namespace {
@@ -21,6 +25,31 @@ Task<void> NodeRoot(std::function<Task<void>(size_t)>* body, size_t node,
   co_await (*body)(node);
   (*finished)[node] = true;
 }
+
+#if TIDAL_HAVE_UCX
+// Process-group buffers on the ucx_proc fabric: from its shared arena, the only memory its
+// node processes see.
+class ArenaBufferAllocator final : public coll::BufferAllocator {
+ public:
+  explicit ArenaBufferAllocator(backends::ucx::SharedArena& arena) : arena_(arena) {}
+  Result<void*> Allocate(uint64_t bytes, Location location) override {
+    if (!location.is_host()) {
+      return Status(ErrorCode::UNSUPPORTED, "ucx_proc: group buffers at " + location.ToString() +
+                                                ": its transport moves host memory only");
+    }
+    void* p = arena_.Allocate(bytes);
+    if (p == nullptr) {
+      return Status(ErrorCode::BUFFER_OVERFLOW, "ucx_proc: the shared arena has no free " +
+                                                    std::to_string(bytes) + " bytes");
+    }
+    return p;
+  }
+  void Free(void* data, uint64_t bytes, Location) override { arena_.Free(data, bytes); }
+
+ private:
+  backends::ucx::SharedArena& arena_;
+};
+#endif
 
 }  // namespace
 
@@ -95,6 +124,12 @@ Cluster::Cluster(std::unique_ptr<Fabric> fabric, size_t master_node)
   for (size_t i = 0; i < fabric_->size(); ++i) nodes_.push_back(std::make_unique<Node>());
   crashed_.assign(fabric_->size(), false);
   finished_.assign(fabric_->size(), false);
+#if TIDAL_HAVE_UCX
+  if (fabric_->Name() == "ucx_proc") {
+    group_allocator_ = std::make_unique<ArenaBufferAllocator>(
+        static_cast<backends::ucx::UcxProcessFabric*>(fabric_.get())->arena());
+  }
+#endif
 }
 
 Cluster::~Cluster() {
@@ -125,6 +160,13 @@ Messenger& Cluster::channel(size_t node_index, uint8_t number) {
 
 Status Cluster::StartMaster(store::MasterOptions options, store::MasterJournal* journal) {
   if (master_) return Status(ErrorCode::INVALID_PARAMS, "the master already runs");
+  if (fabric_->Name() == "ucx_proc") {
+    // Its node processes see only the shared arena; the store client registers staging
+    // buffers of its own (docs/ucx.md, "Nodes as processes").
+    return Status(ErrorCode::UNSUPPORTED,
+                  "backend 'ucx_proc': the store client registers memory of its own, which "
+                  "the node processes cannot see");
+  }
   Node& n = node(master_node_);
   n.master_port.reset();
   n.master_port = std::make_unique<DuplexPort>(n.mux->Channel(kStoreClientChannel),
@@ -231,6 +273,7 @@ Status Cluster::NewGroup(const std::vector<size_t>& nodes, coll::ProcessGroupOpt
   if (groups_.size() >= kMaxGroups) {
     return Status(ErrorCode::INVALID_PARAMS, "every group channel is taken");
   }
+  if (options.allocator == nullptr) options.allocator = group_allocator_.get();
   auto g = std::make_unique<Group>();
   g->name = options.group_name;
   g->channel = static_cast<uint8_t>(kGroupChannelFirst + groups_.size());

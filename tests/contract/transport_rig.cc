@@ -12,6 +12,7 @@
 #include "tidal/sim/world.h"
 
 #if TIDAL_HAVE_UCX
+#include "tidal/backends/ucx/ucx_process_fabric.h"
 #include "tidal/backends/ucx/ucx_transport.h"
 #endif
 #if TIDAL_HAVE_VERBS
@@ -207,6 +208,72 @@ class UcxRig final : public RealRig {
  private:
   std::vector<backends::ucx::UcxTransport*> raw_;
 };
+
+// The ucx_proc rig: each node's UcxTransport in its own process (tidal-ucx-host), driven
+// through a UcxProxyTransport; the rig's memory is a SharedArena mapped at one address in
+// every process, so the suite reads and writes what the children move. Crash SIGKILLs the
+// node's process.
+class UcxProcRig final : public RealRig {
+ public:
+  explicit UcxProcRig(RigOptions options) : RealRig("ucx-proc-rig") {
+    Result<std::unique_ptr<backends::ucx::SharedArena>> arena =
+        backends::ucx::SharedArena::Make(64 << 20);
+    if (!arena.ok()) {
+      status_ = arena.status();
+      return;
+    }
+    arena_ = std::move(*arena);
+    backends::ucx::UcxProcessOptions o;
+    o.transport.probe_timeout_ns = 200'000'000;  // as the ucx rig: shared memory needs it
+    for (size_t i = 0; i < options.nodes && status_.ok(); ++i) {
+      auto proxy = std::make_unique<backends::ucx::UcxProxyTransport>(o, *arena_, i);
+      if (Status s = proxy->Start(); !s.ok()) {
+        status_ = s;
+        return;
+      }
+      raw_.push_back(proxy.get());
+      Add(options, std::move(proxy));
+    }
+  }
+  ~UcxProcRig() override { ReleaseTransports(); }  // the children go before the arena
+
+  std::string_view backend() const override { return "ucx_proc"; }
+  void Settle() override {
+    Drive([&] {
+      uint64_t sent = 0, received = 0;
+      for (backends::ucx::UcxProxyTransport* t : raw_) {
+        // A stats answer comes after every completion its child had ready.
+        Result<backends::ucx::UcxTransportStats> s = t->Stats();
+        if (!s.ok()) continue;  // a killed node
+        if (s->outstanding != 0 || s->target_in_flight != 0) return false;
+        sent += s->notifies_sent;
+        received += s->notifies_received;
+      }
+      return sent == received;
+    });
+  }
+  Status Crash(size_t node) override {
+    raw_[node]->Kill();
+    return Status();
+  }
+  std::string Banner() const override {
+    const char* tls = std::getenv("UCX_TLS");
+    return std::string("ucx_proc rig (a process per node), UCX_TLS=") +
+           (tls == nullptr ? "(unset)" : tls);
+  }
+
+ protected:
+  uint8_t* Allocate(size_t node, size_t bytes) override {
+    TIDAL_ASSERT(node < size());
+    auto* p = static_cast<uint8_t*>(arena_->Allocate(bytes));
+    TIDAL_ASSERT_MSG(p != nullptr, "ucx_proc rig: the shared arena is exhausted");
+    return p;
+  }
+
+ private:
+  std::unique_ptr<backends::ucx::SharedArena> arena_;
+  std::vector<backends::ucx::UcxProxyTransport*> raw_;
+};
 #endif
 
 #if TIDAL_HAVE_VERBS
@@ -265,6 +332,18 @@ Result<std::unique_ptr<TransportRig>> MakeTransportRig(const std::string& backen
       if (!rig->status().ok()) {
         return Status(ErrorCode::UNSUPPORTED,
                       "backend 'ucx': UCX did not start here: " + rig->status().ToString());
+      }
+      return std::unique_ptr<TransportRig>(std::move(rig));
+    }
+    if (backend == "ucx_proc") {
+      if (!options.faults.empty()) {
+        return Status(ErrorCode::UNSUPPORTED,
+                      "backend 'ucx_proc' cannot inject faults: this clause needs the simulator");
+      }
+      auto rig = std::make_unique<UcxProcRig>(std::move(options));
+      if (!rig->status().ok()) {
+        return Status(ErrorCode::UNSUPPORTED, "backend 'ucx_proc': its node processes did not "
+                                              "start here: " + rig->status().ToString());
       }
       return std::unique_ptr<TransportRig>(std::move(rig));
     }

@@ -249,13 +249,54 @@ SharedArena::~SharedArena() {
   ::close(fd_);
 }
 
+namespace {
+size_t ArenaRound(size_t bytes) {
+  return (std::max<size_t>(bytes, 1) + 63) & ~size_t{63};
+}
+}  // namespace
+
 void* SharedArena::Allocate(size_t bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const size_t need = (std::max<size_t>(bytes, 1) + 63) & ~size_t{63};
-  if (need > size_ - used_) return nullptr;
-  void* p = static_cast<uint8_t*>(base_) + used_;
-  used_ += need;
+  const size_t need = ArenaRound(bytes);
+  uint8_t* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < need) continue;
+      const size_t offset = it->first, length = it->second;
+      free_.erase(it);
+      if (length > need) free_[offset + need] = length - need;
+      p = static_cast<uint8_t*>(base_) + offset;
+      break;
+    }
+  }
+  if (p != nullptr) std::memset(p, 0, need);  // reused ranges come back zeroed too
   return p;
+}
+
+void SharedArena::Free(void* p, size_t bytes) {
+  const size_t need = ArenaRound(bytes);
+  const uint64_t at = reinterpret_cast<uint64_t>(p);
+  TIDAL_ASSERT_MSG(at >= base() && at - base() <= size_ - need, "SharedArena::Free: not ours");
+  size_t offset = at - base();
+  size_t length = need;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = free_.lower_bound(offset);
+  TIDAL_ASSERT_MSG(next == free_.end() || next->first >= offset + length,
+                   "SharedArena::Free: range already free");
+  if (next != free_.end() && next->first == offset + length) {
+    length += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    TIDAL_ASSERT_MSG(prev->first + prev->second <= offset, "SharedArena::Free: range already free");
+    if (prev->first + prev->second == offset) {
+      offset = prev->first;
+      length += prev->second;
+      free_.erase(prev);
+    }
+  }
+  free_[offset] = length;
 }
 
 Status SharedArena::MapAt(int fd, uint64_t addr, size_t bytes) {
@@ -584,6 +625,16 @@ Status UcxProxyTransport::Install(const TransportInstall& install) {
 }
 
 Result<uint64_t> UcxProxyTransport::RegisterMemory(uint64_t addr, uint64_t length, Location loc) {
+  // Only the arena is the same memory in the child: any other address names unrelated
+  // memory there (or none), so it is refused before the child is asked.
+  if (addr < arena_.base() || length > arena_.size() ||
+      addr - arena_.base() > arena_.size() - length) {
+    return Status(ErrorCode::REGISTRATION_FAILED,
+                  "range [" + Hex(addr) + ", +" + std::to_string(length) +
+                      ") is not in the shared arena [" + Hex(arena_.base()) + ", +" +
+                      std::to_string(arena_.size()) +
+                      ") that node processes map: allocate it with Fabric::Allocate");
+  }
   Writer w;
   w.U64(addr);
   w.U64(length);
@@ -682,31 +733,29 @@ size_t UcxProxyTransport::PollCompletions(std::span<TransportCompletion> out) {
 }
 
 Status UcxProxyTransport::Cancel(uint64_t task_id) {
+  // The proxy knows every task it has not reported: one whose completion already came
+  // back (or was made by Lost) is finished, which Cancel accepts; an id it never accepted
+  // is INVALID_PARAMS without asking the child.
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (gone_) {
-      if (outstanding_.count(task_id) == 0) {
-        const bool pending =
-            std::any_of(completions_.begin(), completions_.end(),
-                        [&](const TransportCompletion& c) { return c.task_id == task_id; });
-        if (!pending) {
-          return Status(ErrorCode::INVALID_PARAMS,
-                        "no outstanding task " + std::to_string(task_id));
-        }
-      }
-      return Status();  // its PEER_UNREACHABLE completion is queued
+    const bool queued =
+        std::any_of(completions_.begin(), completions_.end(),
+                    [&](const TransportCompletion& c) { return c.task_id == task_id; });
+    if (queued) return Status();
+    if (outstanding_.count(task_id) == 0) {
+      return Status(ErrorCode::INVALID_PARAMS, "no outstanding task " + std::to_string(task_id));
     }
   }
   Writer w;
   w.U64(task_id);
   Result<std::string> reply = Call(kCancel, w.out());
-  if (!reply.ok()) {
-    // The child died during the call: Lost completed the task, if it was outstanding.
-    return gone_ ? Status() : reply.status();
-  }
+  // The child died during the call: Lost completed the task.
+  if (!reply.ok()) return gone_ ? Status() : reply.status();
   Reader r(*reply);
   Status s = r.St();
   if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed cancel reply");
+  // The child no longer knows it: it finished and its completion is on its way here.
+  if (s.code() == ErrorCode::INVALID_PARAMS) return Status();
   return s;
 }
 

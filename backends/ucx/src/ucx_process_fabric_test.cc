@@ -126,6 +126,23 @@ TEST(UcxProcessFabric, ExactBytesCrossBetweenProcesses) {
   EXPECT_FALSE(s0->crashed);
 }
 
+// Memory outside the arena is not the same memory in a node process: registering it is
+// refused naming the range, and nothing is registered.
+TEST(UcxProcessFabric, MemoryOutsideTheArenaIsRefused) {
+  auto f = MakeFabric(2);
+  ASSERT_NE(f, nullptr);
+  std::vector<uint8_t> heap(4096);
+  Result<uint64_t> key =
+      f->Run(f->engine(0).RegisterMemory(heap.data(), heap.size(), Location::Host()));
+  ASSERT_FALSE(key.ok());
+  EXPECT_EQ(key.status().code(), ErrorCode::REGISTRATION_FAILED);
+  EXPECT_NE(key.status().message().find("not in the shared arena"), std::string::npos)
+      << key.status().ToString();
+  // The arena's memory registers.
+  uint8_t* in = Registered(*f, 0, 4096);
+  EXPECT_NE(in, nullptr);
+}
+
 // Crash SIGKILLs the node's process (the pid is gone and reaped); a peer's write to it
 // then fails PEER_UNREACHABLE and the crashed node's own engine fails its calls cleanly.
 TEST(UcxProcessFabric, CrashKillsThePidAndPeersSeeUnreachable) {
@@ -197,6 +214,28 @@ TEST(UcxProcessFabric, ATakenArenaAddressIsRefusedNamingIt) {
   Result<std::unique_ptr<SharedArena>> b = SharedArena::Make(1 << 20);
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_NE((*b)->base(), (*a)->base());
+}
+
+// Freed ranges are reused (first fit, neighbours merged) and come back zeroed.
+TEST(UcxProcessFabric, ArenaFreesMergeAndReuse) {
+  Result<std::unique_ptr<SharedArena>> made = SharedArena::Make(1 << 20);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  SharedArena& a = **made;
+  auto* x = static_cast<uint8_t*>(a.Allocate(256 << 10));
+  auto* y = static_cast<uint8_t*>(a.Allocate(256 << 10));
+  auto* z = static_cast<uint8_t*>(a.Allocate(512 << 10));
+  ASSERT_NE(x, nullptr);
+  ASSERT_NE(y, nullptr);
+  ASSERT_NE(z, nullptr);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(x), a.base());
+  EXPECT_EQ(y, x + (256 << 10));
+  EXPECT_EQ(a.Allocate(64), nullptr);  // full
+  std::memset(x, 0xAB, 512 << 10);
+  a.Free(y, 256 << 10);
+  a.Free(x, 256 << 10);  // merges with y's range
+  auto* xy = static_cast<uint8_t*>(a.Allocate(512 << 10));
+  ASSERT_EQ(xy, x);
+  for (size_t i = 0; i < (512 << 10); ++i) ASSERT_EQ(xy[i], 0) << "byte " << i;
 }
 
 }  // namespace

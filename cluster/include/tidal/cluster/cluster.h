@@ -222,6 +222,9 @@ class Cluster {
   std::vector<bool> crashed_;
   std::vector<bool> finished_;  // RunEach's per-node flags
   std::function<Task<void>(size_t)> body_;
+  // Where groups without an allocator of their own get their buffers, when the fabric
+  // needs it (ucx_proc: its shared arena); null otherwise.
+  std::unique_ptr<coll::BufferAllocator> group_allocator_;
 };
 
 }  // namespace tidal::cluster

@@ -56,8 +56,8 @@
 namespace tidal::backends::ucx {
 
 // Memory shared by the parent and every node process at one address. Allocations are
-// bump-allocated (64-byte aligned) and live as long as the arena; the pages are the
-// memfd's, zero until written.
+// 64-byte aligned, first fit from a free list (freed neighbours merge), and zeroed.
+// Thread-safe.
 class SharedArena {
  public:
   // Maps `bytes` at the first free address of a fixed list (the same list in every
@@ -67,8 +67,10 @@ class SharedArena {
   SharedArena(const SharedArena&) = delete;
   SharedArena& operator=(const SharedArena&) = delete;
 
-  // nullptr when the arena is exhausted.
+  // nullptr when no free range is large enough.
   void* Allocate(size_t bytes);
+  // Gives back what Allocate returned for `bytes` (aborts on a range it never gave).
+  void Free(void* p, size_t bytes);
   int fd() const { return fd_; }
   uint64_t base() const { return reinterpret_cast<uint64_t>(base_); }
   size_t size() const { return size_; }
@@ -78,12 +80,14 @@ class SharedArena {
   static Status MapAt(int fd, uint64_t addr, size_t bytes);
 
  private:
-  SharedArena(int fd, void* base, size_t size) : fd_(fd), base_(base), size_(size) {}
+  SharedArena(int fd, void* base, size_t size) : fd_(fd), base_(base), size_(size) {
+    free_[0] = size;
+  }
   int fd_;
   void* base_;
   size_t size_;
   std::mutex mu_;
-  size_t used_ = 0;
+  std::map<size_t, size_t> free_;  // offset -> length of each free range; guarded by mu_
 };
 
 // Where the node-process binary is: $TIDAL_UCX_HOST if set, else `tidal-ucx-host` next to
@@ -200,6 +204,9 @@ class UcxProcessFabric final : public Fabric {
   Status Crash(size_t node) override;
 
   UcxProxyTransport& proxy(size_t node) { return *proxies_[node]; }
+  // The memory every node process sees: buffers a layer registers on its own (process
+  // group slots and staging) must come from here.
+  SharedArena& arena() { return *arena_; }
   pid_t pid(size_t node) const { return proxies_[node]->pid(); }
 
  private:
