@@ -2,8 +2,8 @@
 // a PyTorch c10d backend (docs/architecture.md). One per rank; ranks 0..size-1.
 //
 // Data path. At Start() every rank registers two buffers with its TransferEngine: receive
-// slots (per sender, per channel class, two slots of options.slot_bytes: double
-// buffering) and send staging of the same shape, and publishes their address in the
+// slots (per sender, per channel class, options.slots_per_channel slots of
+// options.slot_bytes, default two: double buffering) and send staging of the same shape, and publishes their address in the
 // bootstrap MetadataStore. A chunk travels as: wait for a free slot at the peer (a
 // credit), copy into staging, one WRITE straight into the peer's slot, then an engine
 // notification (delivered after the data, the "sync flag"); the receiver copies or
