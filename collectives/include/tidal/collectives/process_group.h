@@ -3,13 +3,14 @@
 //
 // Data path. At Start() every rank registers two buffers with its TransferEngine: receive
 // slots (per sender, per channel class, options.slots_per_channel slots of
-// options.slot_bytes, default two: double buffering) and send staging of the same shape, and publishes their address in the
-// bootstrap MetadataStore. A chunk travels as: wait for a free slot at the peer (a
-// credit), copy into staging, one WRITE straight into the peer's slot, then an engine
-// notification (delivered after the data, the "sync flag"); the receiver copies or
-// reduces the slot into its working buffer and returns a credit. Messages are cut into
-// slot-sized chunks and two chunks per peer are in flight (pipelining). Algorithms:
-// schedule.h and README.md.
+// options.slot_bytes, default two: double buffering) and send staging of the same shape,
+// and publishes their address in the bootstrap MetadataStore. A chunk travels as: wait
+// for a free slot at the peer (a credit), copy into staging, one WRITE straight into the
+// peer's slot, then an engine notification (delivered after the data, the "sync flag");
+// the receiver copies or reduces the slot into its working buffer and returns a credit.
+// Messages are cut into slot-sized chunks and up to slots_per_channel chunks per peer are
+// unconsumed at once (pipelining). Groups whose buffers are on a GPU (slot_location)
+// differ as README.md "GPU tensors" says. Algorithms: schedule.h and README.md.
 //
 // Fault tolerance. A rank is failed on evidence only: a Probe answers PEER_UNREACHABLE,
 // or options.probe_attempts probes in a row time out. Probes are sent after a failed
