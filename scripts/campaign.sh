@@ -2,12 +2,16 @@
 # The main job: installs what the build needs, builds the campaign programs and runs a
 # simulated cluster campaign of every layer, each seed under a swarm of faults:
 #   transfer     4 nodes, random READ/WRITE batches, every byte checked (tidal-sim)
-#   store        4-8 clients, put/get/remove/batch/tensor ops, history checker
-#   collectives  random collectives over 2-8 ranks with crashes and lost messages
+#   store        4-8 clients, put/get/remove/batch/tensor ops, history checker, then
+#                the lease-reuse and writer-death scenarios on every read and write path
+#   collectives  random collectives and point-to-point exchanges over 2-6 ranks with
+#                crashes, hangs, partitions and lost messages
 #   mixed        store clients and two process groups sharing every node's engine,
 #                started in random orders, with an occasional crash
-# and ends with a summary table. Arguments go to the transfer campaign's `tidal-sim run`
-# (for example: --seeds 1..5000 --nodes 8).
+# and ends with a summary table. The store and collectives campaigns print their
+# (path × fault) reach tables and fail when a required pair was never reached: their seed
+# counts below reach every one (docs/harness.md, "Reach"). Arguments go to the transfer
+# campaign's `tidal-sim run` (for example: --seeds 1..5000 --nodes 8).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh || exit 2
