@@ -97,6 +97,95 @@ Result<std::unique_ptr<cluster::GroupCluster>> MakeCluster(const std::string& fa
   return cluster::GroupCluster::Make(co);
 }
 
+// One timed op on this rank: the inputs are made (cluster::Filled) and every rank meets at
+// a barrier before the clock starts, and the result is checked (cluster::CheckCase) after
+// it stops, so the time is the collective alone. (On a fabric whose ranks share one
+// executor, making and checking inputs inside the timed region would serialize with the
+// other ranks' collective and count in their time.)
+struct Timed {
+  uint64_t ns = 0;
+  cluster::CaseResult result;
+};
+Task<Timed> TimedCase(ProcessGroup& pg, Env& env, OpType op, uint64_t c, int root, ReduceOp rop,
+                      DataType dt) {
+  constexpr uint8_t kUnset = 0x5A;
+  const int rank = pg.rank();
+  const int size = pg.size();
+  const uint64_t es = DataTypeSize(dt);
+  const bool reduction =
+      op == OpType::kAllReduce || op == OpType::kReduce || op == OpType::kReduceScatter;
+  const ReduceOp vop = reduction ? rop : ReduceOp::kSum;
+  std::vector<uint8_t> in, out;
+  bool in_place = false;
+  switch (op) {
+    case OpType::kAllReduce:
+    case OpType::kReduce:
+      out = cluster::Filled(rank, c, vop, dt);
+      in_place = true;
+      break;
+    case OpType::kBroadcast:
+      out = rank == root ? cluster::Filled(rank, c, vop, dt) : std::vector<uint8_t>(c * es, kUnset);
+      in_place = true;
+      break;
+    case OpType::kAllGather:
+      in = cluster::Filled(rank, c, vop, dt);
+      out.assign(size * c * es, kUnset);
+      break;
+    case OpType::kGather:
+      in = cluster::Filled(rank, c, vop, dt);
+      if (rank == root) out.assign(size * c * es, kUnset);
+      break;
+    case OpType::kReduceScatter:
+      in = cluster::Filled(rank, size * c, vop, dt);
+      out.assign(c * es, kUnset);
+      break;
+    case OpType::kScatter:
+      if (rank == root) in = cluster::Filled(rank, size * c, vop, dt);
+      out.assign(c * es, kUnset);
+      break;
+    case OpType::kAllToAll:
+      in = cluster::Filled(rank, size * c, vop, dt);
+      out.assign(size * c * es, kUnset);
+      break;
+    default:
+      break;
+  }
+  const std::vector<uint8_t> initial = out;
+  Tensor to = cluster::View(out, dt);
+  Tensor ti = in_place ? to : cluster::View(in, dt);
+  Timed t;
+  std::shared_ptr<Work> ready = pg.Barrier();
+  Status met = co_await ready->Wait();
+  if (!met.ok()) {
+    t.result.status = met;
+    t.result.wrong = -1;
+    co_return t;
+  }
+  const uint64_t t0 = env.NowNs();
+  std::shared_ptr<Work> w;
+  switch (op) {
+    case OpType::kAllReduce: w = pg.AllReduce(to, rop); break;
+    case OpType::kReduce: w = pg.Reduce(to, root, rop); break;
+    case OpType::kBroadcast: w = pg.Broadcast(to, root); break;
+    case OpType::kAllGather: w = pg.AllGather(to, ti); break;
+    case OpType::kGather: w = pg.Gather(to, ti, root); break;
+    case OpType::kReduceScatter: w = pg.ReduceScatter(to, ti, rop); break;
+    case OpType::kScatter: w = pg.Scatter(to, ti, root); break;
+    case OpType::kAllToAll: w = pg.AllToAll(to, ti); break;
+    default: w = pg.Barrier(); break;
+  }
+  t.result.status = co_await w->Wait();
+  t.ns = env.NowNs() - t0;
+  t.result.failed = w->failed_ranks();
+  if (t.result.status.ok() || t.result.status.code() == ErrorCode::RANK_FAILED) {
+    t.result.wrong = cluster::CheckCase(op, rank, size, t.result.failed, c, root, rop, dt, out,
+                                        initial);
+  } else {
+    t.result.wrong = -1;
+  }
+  co_return t;
+}
+
 Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType dt, ReduceOp rop,
             int root, int warmup, int iters, const ProcessGroupOptions& pg, uint64_t seed) {
   const uint64_t es = DataTypeSize(dt);
@@ -123,17 +212,14 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
   bool ok = cluster.RunRanks([&](int r) -> Task<void> {
     Env& env = cluster.fabric().env(r);
     for (int k = 0; k < warmup; ++k) {
-      co_await cluster::RunCase(cluster.pg(r), op, block, root, rop, dt);
+      co_await TimedCase(cluster.pg(r), env, op, block, root, rop, dt);
     }
-    uint64_t t0 = env.NowNs();
     for (int k = 0; k < iters; ++k) {
-      auto res = co_await cluster::RunCase(cluster.pg(r), op, block, root, rop, dt);
-      if (k == iters - 1) {
-        wrong[r] = res.wrong;
-        if (!res.status.ok()) bad[r] = res.status.ToString();
-      }
+      Timed t = co_await TimedCase(cluster.pg(r), env, op, block, root, rop, dt);
+      elapsed[r] += t.ns;
+      if (t.result.wrong != 0 && wrong[r] == 0) wrong[r] = t.result.wrong;
+      if (!t.result.status.ok() && bad[r].empty()) bad[r] = t.result.status.ToString();
     }
-    elapsed[r] = env.NowNs() - t0;
   });
   if (!ok) {
     row.status = "hung";

@@ -173,7 +173,9 @@ struct UcxTransport::Impl {
     fn();
     direct.fetch_add(1);
     wl.unlock();
-    if (sleeping.load()) ucp_worker_signal(worker);
+    // Always: a request UCX could not finish inline (a rendezvous, a full send queue)
+    // needs the progress thread, which may have decided to sleep just before this send.
+    ucp_worker_signal(worker);
   }
   void Ready() {
     if (install.on_ready) install.on_ready();
@@ -390,7 +392,12 @@ void UcxTransport::Impl::Loop() {
       sleeping.store(false);
       continue;
     }
-    int timeout_ms = -1;
+    // How long to block: until the nearest probe deadline, and while operations are
+    // outstanding at most busy_poll_ns. UCX 1.13 does not signal the event fd for every
+    // step of a rendezvous over shared memory (seen: both workers of a transfer asleep
+    // for seconds, until a probe deadline woke one), so a node with work in flight never
+    // sleeps longer than that; an idle node still blocks until an event.
+    int64_t timeout_ns = -1;
     {
       std::lock_guard<std::mutex> lock(mu);
       // A command queued before the arm consumed its signal: run it now.
@@ -400,14 +407,19 @@ void UcxTransport::Impl::Loop() {
       }
       for (const auto& [seq, op] : ops) {
         if (op.task.kind != TransportTask::Kind::kProbe || op.deadline_ns == 0) continue;
-        const uint64_t left = op.deadline_ns > now ? op.deadline_ns - now : 0;
-        const int ms = static_cast<int>(left / 1'000'000 + 1);
-        timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+        const int64_t left = op.deadline_ns > now ? static_cast<int64_t>(op.deadline_ns - now) : 0;
+        timeout_ns = timeout_ns < 0 ? left : std::min(timeout_ns, left);
       }
+    }
+    if (busy.load() != 0) {
+      const auto cap = static_cast<int64_t>(options.busy_poll_ns);
+      timeout_ns = timeout_ns < 0 ? cap : std::min(timeout_ns, cap);
     }
     if (stop.load()) break;
     pollfd p{efd, POLLIN, 0};
-    (void)poll(&p, 1, timeout_ms);
+    timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
+                static_cast<long>(timeout_ns % 1'000'000'000)};
+    (void)ppoll(&p, 1, timeout_ns < 0 ? nullptr : &ts, nullptr);
     sleeping.store(false);
   }
 }

@@ -68,6 +68,9 @@ struct UcxTransportOptions {
   // While operations are outstanding the progress thread polls this long after the last
   // event before it blocks on the event fd again.
   uint64_t spin_ns = 50'000;
+  // While operations are outstanding, the progress thread blocks on the event fd at most
+  // this long before it progresses again (UCX does not signal every rendezvous step).
+  uint64_t busy_poll_ns = 200'000;
   UcxBug planted_bug = UcxBug::kNone;  // tidal-sim import's UCX test only
 };
 
