@@ -80,6 +80,7 @@ class MixedRun {
   Task<Status> StartEvent(size_t node, int kind, int group, uint64_t delay_ns);
   Task<void> NodeBody(size_t node);
   Task<void> StoreOps(size_t node, uint32_t round);
+  Task<void> RemoveOldest(size_t node, uint32_t round);
   Task<void> AllReduceRound(size_t node, size_t g, uint32_t round);
   Task<void> PointToPoint(size_t node, uint32_t round);
   uint64_t CountOf(size_t g, uint32_t round) const {
@@ -100,6 +101,8 @@ class MixedRun {
   bool crashed_ = false;
   std::vector<Acked> acked_;
   std::vector<uint64_t> next_index_;
+  std::vector<std::string> removing_;  // keys whose Remove was issued (any outcome)
+  uint64_t start_ns_ = 0;              // virtual time at which the rounds began
   // [group][round][rank]
   std::vector<std::vector<std::vector<RoundOutcome>>> outcomes_;
 };
@@ -137,6 +140,7 @@ Task<void> MixedRun::StoreOps(size_t node, uint32_t round) {
       ++r_.puts;
       if (st.ok()) {
         acked_.push_back({key, node, index, bytes});
+        if (o_.live_objects_per_node > 0) co_await RemoveOldest(node, round);
       } else if (!crashed_) {
         Fail("put " + key + " on node " + std::to_string(node) + " round " +
              std::to_string(round) + " failed with no node crashed: " + st.ToString());
@@ -145,7 +149,11 @@ Task<void> MixedRun::StoreOps(size_t node, uint32_t round) {
       const Acked a = acked_[env.RandomBelow(acked_.size())];
       Result<std::string> got = co_await client.Get(a.key);
       ++r_.gets;
-      if (got.ok()) {
+      const bool being_removed =
+          std::find(removing_.begin(), removing_.end(), a.key) != removing_.end();
+      if (!got.ok() && being_removed && got.status().code() == ErrorCode::OBJECT_NOT_FOUND) {
+        // Removed by its owner while this get was on its way: allowed.
+      } else if (got.ok()) {
         if (*got != ValueOf(seed_, a.node, a.index, a.bytes)) {
           Fail("get " + a.key + " on node " + std::to_string(node) + " returned wrong bytes (" +
                std::to_string(got->size()) + " of " + std::to_string(a.bytes) + ")");
@@ -155,6 +163,34 @@ Task<void> MixedRun::StoreOps(size_t node, uint32_t round) {
              " failed with no node crashed: " + got.status().ToString());
       }
     }
+  }
+}
+
+// Keeps this node's own objects at most options.live_objects_per_node: removes the oldest.
+// The key leaves acked_ before the Remove is issued (no later get picks it) and goes into
+// removing_ (a get already on its way may find it gone). A Remove that fails while a lease
+// on the object runs (OBJECT_HAS_LEASE) is retried with force, which frees the memory only
+// after the lease; any other failure with no node crashed is a finding.
+Task<void> MixedRun::RemoveOldest(size_t node, uint32_t round) {
+  size_t own = 0, oldest = acked_.size();
+  for (size_t i = 0; i < acked_.size(); ++i) {
+    if (acked_[i].node != node) continue;
+    if (own++ == 0) oldest = i;
+  }
+  if (own <= o_.live_objects_per_node) co_return;
+  const std::string key = acked_[oldest].key;
+  acked_.erase(acked_.begin() + static_cast<std::ptrdiff_t>(oldest));
+  removing_.push_back(key);
+  store::StoreClient& client = *c_->store_client(node);
+  Status st = co_await client.Remove(key);
+  if (st.code() == ErrorCode::OBJECT_HAS_LEASE) {
+    Status forced = co_await client.Remove(key, /*force=*/true);
+    st = forced;
+  }
+  ++r_.removes;
+  if (!st.ok() && !crashed_) {
+    Fail("remove " + key + " on node " + std::to_string(node) + " round " +
+         std::to_string(round) + " failed with no node crashed: " + st.ToString());
   }
 }
 
@@ -173,14 +209,19 @@ Task<void> MixedRun::AllReduceRound(size_t node, size_t g, uint32_t round) {
   out.failed = w->failed_ranks();
   ++r_.collectives;
   if (st.ok() || st.code() == ErrorCode::RANK_FAILED) {
+    // The exact sum over the members that committed: Contribution is linear in rank + 1,
+    // so it is (i % 13 + 1) * sum(m + 1) + round * members.
+    int64_t rank_sum = 0, members = 0;
+    for (int m = 0; m < static_cast<int>(plan.nodes.size()); ++m) {
+      if (std::find(out.failed.begin(), out.failed.end(), m) == out.failed.end()) {
+        rank_sum += m + 1;
+        ++members;
+      }
+    }
     int64_t wrong = 0;
     for (uint64_t i = 0; i < count; ++i) {
-      int64_t want = 0;
-      for (int m = 0; m < static_cast<int>(plan.nodes.size()); ++m) {
-        if (std::find(out.failed.begin(), out.failed.end(), m) == out.failed.end()) {
-          want += Contribution(m, i, round);
-        }
-      }
+      const int64_t want = static_cast<int64_t>(i % 13 + 1) * rank_sum +
+                           static_cast<int64_t>(round) * members;
       if (buf[i] != want) ++wrong;
     }
     out.wrong = wrong;
@@ -228,6 +269,11 @@ Task<void> MixedRun::PointToPoint(size_t node, uint32_t round) {
 Task<void> MixedRun::NodeBody(size_t node) {
   Env& env = c_->env(node);
   for (uint32_t round = 0; round < o_.rounds; ++round) {
+    if (o_.round_period_ns > 0) {
+      const uint64_t begin = start_ns_ + round * o_.round_period_ns;
+      const uint64_t now = env.NowNs();
+      if (now < begin) co_await SleepFor(env, begin - now);
+    }
     if (crash_node_ && *crash_node_ == node && round == crash_round_) {
       co_await SleepFor(env, env.RandomBelow(300 * kUs));
       crashed_ = true;
@@ -325,7 +371,7 @@ void MixedRun::FinalReads() {
 
 MixedSeedResult MixedRun::Run() {
   uint64_t x = Mix(seed_);
-  n_ = 3 + x % 4;
+  n_ = o_.nodes > 0 ? o_.nodes : 3 + x % 4;
   ClusterOptions co;
   co.nodes = n_;
   co.master_node = (x >> 8) % n_;
@@ -404,8 +450,10 @@ MixedSeedResult MixedRun::Run() {
            (started[i]->has_value() ? started[i]->value().ToString() : std::string("never ended")));
     }
   }
+  start_ns_ = c_->NowNs();
   if (r_.ok) {
-    if (!c_->RunEach(all, [this](size_t node) { return NodeBody(node); }, 120'000 * kMs)) {
+    const uint64_t budget_ns = 120'000 * kMs + uint64_t{o_.rounds} * o_.round_period_ns;
+    if (!c_->RunEach(all, [this](size_t node) { return NodeBody(node); }, budget_ns)) {
       Fail("liveness: a live node did not finish its rounds");
     }
   }

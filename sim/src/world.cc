@@ -176,6 +176,7 @@ bool World::PickReady(Key* out) {
     Slot& s = slots_[k.slot];
     const bool canceled = s.timer != 0 && live_timers_.count(s.timer) == 0;
     const bool dead = s.node >= 0 && nodes_[s.node].crashed;
+    if (canceled) --canceled_in_queue_;
     if (canceled || dead) {
       s.fn = Callback();
       free_slots_.push_back(k.slot);
@@ -233,6 +234,7 @@ World::~World() {
 void World::Shutdown() {
   for (auto& env : envs_) env->DestroyRoots();
   while (!queue_.empty()) queue_.pop();
+  canceled_in_queue_ = 0;
   slots_.clear();
   free_slots_.clear();
   live_timers_.clear();
@@ -274,7 +276,27 @@ TimerId World::ScheduleTimer(uint64_t time_ns, int32_t node, Callback fn) {
   return id;
 }
 
-bool World::CancelTimer(TimerId id) { return live_timers_.erase(id) != 0; }
+bool World::CancelTimer(TimerId id) {
+  if (live_timers_.erase(id) == 0) return false;
+  ++canceled_in_queue_;
+  if (canceled_in_queue_ >= 1024 && canceled_in_queue_ * 2 > queue_.size()) Compact();
+  return true;
+}
+
+void World::Compact() {
+  // The dropped callbacks are destroyed only once the heap is whole again: a capture's
+  // destructor may cancel another timer and so come back here.
+  std::vector<Callback> dropped;
+  queue_.RemoveIf([&](const Key& k) {
+    Slot& s = slots_[k.slot];
+    if (s.timer == 0 || live_timers_.count(s.timer) != 0) return false;
+    dropped.push_back(std::move(s.fn));
+    s.fn = Callback();
+    free_slots_.push_back(k.slot);
+    return true;
+  });
+  canceled_in_queue_ = 0;
+}
 
 bool World::Step() {
   if (queue_.empty()) return false;
@@ -292,7 +314,10 @@ bool World::Step() {
   const TimerId timer = slot.timer;
   Callback fn = std::move(slot.fn);
   free_slots_.push_back(key.slot);
-  if (timer != 0 && live_timers_.erase(timer) == 0) return true;  // canceled
+  if (timer != 0 && live_timers_.erase(timer) == 0) {  // canceled
+    --canceled_in_queue_;
+    return true;
+  }
   now_ns_ = std::max(now_ns_, key.time_ns);
   if (node >= 0) {
     const NodeState& st = nodes_[node];

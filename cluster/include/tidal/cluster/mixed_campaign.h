@@ -35,6 +35,17 @@ struct MixedCampaignOptions {
   bool verbose = false;   // print each round's outcome
   uint32_t rounds = 6;    // allreduce rounds per group
   bool crashes = true;    // let a third of the seeds crash a node
+  // 0: the seed picks 3..6 nodes; otherwise exactly this many (3..64).
+  uint32_t nodes = 0;
+  // 0: rounds run back to back. Otherwise round r begins no earlier than r * this after
+  // start-up, so `rounds` rounds span rounds * round_period_ns of virtual time (a long-lived
+  // world with idle time between bursts of traffic: heartbeats, leases and probes run on).
+  uint64_t round_period_ns = 0;
+  // 0: every acknowledged object is kept to the end. Otherwise a node that holds more than
+  // this many of its own objects removes its oldest one after each put, so a long world's
+  // store stays bounded (a get of an object being removed may then answer
+  // OBJECT_NOT_FOUND; nothing else changes in the checker).
+  uint32_t live_objects_per_node = 0;
   // The bug zoo only: a planted engine or collectives bug.
   EngineBug engine_bug = EngineBug::kNone;
   coll::CollBug coll_bug = coll::CollBug::kNone;
@@ -48,6 +59,7 @@ struct MixedSeedResult {
   std::string start_order; // the start events in the order they fired
   uint64_t puts = 0, gets = 0, collectives = 0, p2p = 0;
   uint32_t crashes = 0;
+  uint64_t removes = 0;
   uint64_t virtual_ns = 0;
   std::string summary;     // one line
 };

@@ -10,6 +10,7 @@
 // TIDAL_ASSERT while a World runs prints the seed, the digest and the replay command.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -275,7 +276,20 @@ class World {
   uint64_t seq_ = 0;
   uint64_t events_run_ = 0;
   TimerId next_timer_ = 1;
-  std::priority_queue<Key, std::vector<Key>, Later> queue_;
+  // The event heap. Canceled timers stay in it until they come due (CancelTimer is O(1));
+  // when they are most of it, Compact() drops them at once, so long worlds full of
+  // canceled deadlines keep a small heap. Order is by (time, seq), unique, so the heap's
+  // layout never changes which event runs next.
+  struct EventQueue : std::priority_queue<Key, std::vector<Key>, Later> {
+    template <typename Pred>
+    void RemoveIf(Pred pred) {
+      c.erase(std::remove_if(c.begin(), c.end(), pred), c.end());
+      std::make_heap(c.begin(), c.end(), comp);
+    }
+  };
+  void Compact();
+  EventQueue queue_;
+  uint64_t canceled_in_queue_ = 0;  // canceled timers still in queue_
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   std::unordered_set<TimerId> live_timers_;  // scheduled, not fired, not canceled
