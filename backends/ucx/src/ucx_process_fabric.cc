@@ -393,6 +393,8 @@ Status UcxProxyTransport::Start() {
     const int s = ::fcntl(sv[1], F_DUPFD, 10);
     const int a = ::fcntl(arena_.fd(), F_DUPFD, 10);
     if (s < 0 || a < 0 || ::dup2(s, 3) < 0 || ::dup2(a, 4) < 0) ::_exit(125);
+    // Nothing else of the parent's stays open in the child (its UCX and test fds).
+    ::close_range(5, ~0U, 0);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
