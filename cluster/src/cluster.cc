@@ -94,6 +94,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Make(ClusterOptions options) {
   if (options.backend == "sim") {
     spec.sim.world.seed = so.seed;
     spec.sim.world.tape_bytes = so.tape;
+    spec.sim.world.record_tape = so.record_tape;
     spec.sim.world.link = so.link;
     spec.sim.world.replay_command = so.replay_command;
     if (!so.faults.empty()) {

@@ -34,6 +34,8 @@ ClusterOptions ClusterOf(const GroupClusterOptions& o) {
   co.sim.link = o.link;
   co.sim.engine = o.engine;
   co.sim.contract_checker = o.contract_checker;
+  co.sim.tape = o.tape;
+  co.sim.record_tape = o.record_tape;
   co.sim.replay_command = "seed " + std::to_string(o.seed);
   return co;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tidal/cluster/cluster.h"
+#include "tidal/sim/shrink.h"
 
 namespace tidal::cluster {
 namespace {
@@ -379,6 +380,8 @@ MixedSeedResult MixedRun::Run() {
   co.sim.seed = seed_;
   co.sim.replay_command = "tidal-mixed-campaign --seed " + std::to_string(seed_) + " --verbose";
   co.sim.engine.planted_bug = o_.engine_bug;
+  co.sim.tape = o_.tape;
+  co.sim.record_tape = o_.record_tape;
   auto made = Cluster::Make(co);
   if (!made.ok()) {
     Fail("cluster: " + made.status().ToString());
@@ -460,6 +463,9 @@ MixedSeedResult MixedRun::Run() {
   if (r_.ok) CheckRounds();
   if (r_.ok) FinalReads();
   r_.digest = c_->world().digest();
+  r_.events = c_->world().trace().events();
+  r_.faults = sim::InjectedFaults(c_->world());
+  if (o_.record_tape) r_.draws = c_->world().tape().recorded();
   r_.virtual_ns = c_->NowNs();
   r_.summary = "seed " + std::to_string(seed_) + ": " + std::to_string(n_) + " nodes, master " +
                std::to_string(master_) + ", sub {" + [&] {

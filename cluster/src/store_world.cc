@@ -19,6 +19,7 @@ ClusterOptions ClusterOf(const StoreWorldOptions& o) {
   co.sim.engine = o.engine;
   co.sim.replay_command = o.replay_command;
   co.sim.tape = o.tape;
+  co.sim.record_tape = o.record_tape;
   return co;
 }
 

@@ -2,8 +2,10 @@
 
 #include <cctype>
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 
+#include "tidal/assert.h"
 #include "tidal/cluster/coll_campaign.h"
 #include "tidal/cluster/mixed_campaign.h"
 #include "tidal/cluster/store_campaign.h"
@@ -37,10 +39,6 @@ struct SeedRun {
   sim::TransferWorkloadOptions transfer;  // for the transfer workload: what ran
   ZooRun zoo;                             // for the zoo's own workloads: what ran
 };
-
-bool OwnWorkload(const ZooBug& bug) {
-  return bug.workload == "store-field" || bug.workload == "p2p" || bug.workload == "peer-loss";
-}
 
 // What a failure broke, without its particulars: the first line without the seed's prefix,
 // up to the first '(' (where codes and details start), quoted names and numbers blanked.
@@ -146,7 +144,241 @@ SeedRun RunSeed(const ZooBug& bug, uint64_t seed, bool planted, ZooScale scale =
   return out;
 }
 
+// A knob's value, or `otherwise` when the scale has no such knob (the seed's own run).
+uint64_t Knob(const sim::Scale* scale, const std::string& name, uint64_t otherwise) {
+  if (scale == nullptr) return otherwise;
+  for (const sim::ScaleKnob& k : *scale) {
+    if (k.name == name) return k.value;
+  }
+  return otherwise;
+}
+
+uint64_t NumberAfter(const std::string& text, const std::string& key) {
+  const size_t at = text.find(key);
+  return at == std::string::npos ? 0 : std::strtoull(text.c_str() + at + key.size(), nullptr, 10);
+}
+
+bool KnownWorkload(const std::string& w) {
+  return w == "store" || w == "collectives" || w == "mixed" || w == "store-field" ||
+         w == "p2p" || w == "peer-loss";
+}
+
+// One run of a non-transfer workload: at `scale` (nullptr: the seed's own shape) on
+// `draws` (nullptr: the seed's tape), always recording its draws. `shape` gets the scale
+// that ran (the seed's own values where `scale` is nullptr).
+sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug_name,
+                             uint64_t seed, const sim::Scale* scale,
+                             const std::vector<uint64_t>* draws, sim::Scale* shape) {
+  sim::RunOutcome out;
+  std::vector<uint8_t> tape;
+  if (draws != nullptr) tape = sim::DrawsToBytes(*draws);
+  std::optional<std::string> failure;
+  if (workload == "store") {
+    StoreCampaignConfig cfg;
+    if (Result<store::StoreBug> b = store::ParseStoreBug(bug_name); b.ok()) cfg.planted_bug = *b;
+    if (Result<store::MasterBug> b = store::ParseMasterBug(bug_name); b.ok()) cfg.master_bug = *b;
+    cfg.tape = tape;
+    cfg.record_tape = true;
+    cfg.clients = Knob(scale, "clients", 0);
+    cfg.ops_per_client = Knob(scale, "ops", cfg.ops_per_client);
+    cfg.scenarios = Knob(scale, "scenarios", 1) != 0;
+    cfg.master_restarts = Knob(scale, "restarts", 1) != 0;
+    StoreCampaignResult r = RunStoreCampaign(seed, cfg);
+    if (!r.ok) failure = r.failure;
+    out.events = r.events;
+    out.faults = r.faults;
+    out.draws = std::move(r.draws);
+    if (shape != nullptr) {
+      *shape = {{"clients", r.clients, 2},
+                {"ops", cfg.ops_per_client, 1},
+                {"scenarios", cfg.scenarios ? 1u : 0u, 0},
+                {"restarts", cfg.master_restarts ? 1u : 0u, 0}};
+    }
+  } else if (workload == "collectives") {
+    CollCampaignOptions o;
+    if (Result<coll::CollBug> b = coll::ParseCollBug(bug_name); b.ok()) o.planted_bug = *b;
+    o.tape = tape;
+    o.record_tape = true;
+    o.ranks = static_cast<int>(Knob(scale, "ranks", 0));
+    o.steps = Knob(scale, "steps", 0);
+    o.crashes = Knob(scale, "crashes", 1) != 0;
+    o.hangs = Knob(scale, "hangs", 1) != 0;
+    o.partitions = Knob(scale, "partitions", 1) != 0;
+    CollSeedResult r = RunCollCampaignSeed(seed, o);
+    if (!r.ok) {
+      // The first line is the seed's summary; the checker's words follow.
+      const size_t nl = r.error.find('\n');
+      std::string f = nl == std::string::npos ? r.error : r.error.substr(nl + 1);
+      const size_t start = f.find_first_not_of(' ');
+      failure = start == std::string::npos ? f : f.substr(start);
+    }
+    out.events = r.events;
+    out.faults = r.faults;
+    out.draws = std::move(r.draws);
+    if (shape != nullptr) {
+      *shape = {{"ranks", NumberAfter(r.summary, "ranks="), 2},
+                {"steps", NumberAfter(r.summary, " ops="), 1},
+                {"crashes", o.crashes ? 1u : 0u, 0},
+                {"hangs", o.hangs ? 1u : 0u, 0},
+                {"partitions", o.partitions ? 1u : 0u, 0}};
+    }
+  } else if (workload == "mixed") {
+    MixedCampaignOptions o;
+    if (Result<EngineBug> b = ParseEngineBug(bug_name); b.ok()) o.engine_bug = *b;
+    if (Result<coll::CollBug> b = coll::ParseCollBug(bug_name); b.ok()) o.coll_bug = *b;
+    o.tape = tape;
+    o.record_tape = true;
+    o.nodes = static_cast<uint32_t>(Knob(scale, "nodes", 0));
+    o.rounds = static_cast<uint32_t>(Knob(scale, "rounds", o.rounds));
+    o.crashes = Knob(scale, "crashes", 1) != 0;
+    MixedSeedResult r = RunMixedCampaignSeed(seed, o);
+    if (!r.ok) failure = r.error;
+    out.events = r.events;
+    out.faults = r.faults;
+    out.draws = std::move(r.draws);
+    if (shape != nullptr) {
+      *shape = {{"nodes", r.nodes, 3},
+                {"rounds", o.rounds, 1},
+                {"crashes", o.crashes ? 1u : 0u, 0}};
+    }
+  } else {
+    ZooBug bug;
+    bug.name = bug_name;
+    bug.workload = workload;
+    ZooScale zs;
+    zs.nodes = Knob(scale, "nodes", 0);
+    zs.ops = Knob(scale, "ops", 0);
+    zs.tape = tape;
+    zs.record_tape = true;
+    SeedRun r = RunSeed(bug, seed, /*planted=*/!bug_name.empty(), zs);
+    failure = r.failure;
+    out.events = r.zoo.events;
+    out.faults = r.zoo.faults;
+    out.draws = std::move(r.zoo.draws);
+    if (shape != nullptr) *shape = {{"nodes", r.zoo.scale.nodes, 2}, {"ops", r.zoo.scale.ops, 1}};
+  }
+  if (failure) {
+    out.invariant = Invariant(*failure);
+    if (out.invariant.empty()) out.invariant = "?";
+    out.failure = FirstLine(*failure);
+  }
+  return out;
+}
+
+std::string Quoted(const std::string& s) {
+  std::string q = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') q += '\\';
+    if (ch == '\n') {
+      q += "\\n";
+      continue;
+    }
+    q += ch;
+  }
+  return q + "\"";
+}
+
 }  // namespace
+
+sim::RunOutcome RunZooCandidate(const std::string& workload, const std::string& bug,
+                                uint64_t seed, const sim::Scale& scale,
+                                const std::vector<uint64_t>& draws) {
+  TIDAL_ASSERT_MSG(KnownWorkload(workload), "RunZooCandidate: unknown workload");
+  return RunCandidate(workload, bug, seed, &scale, &draws, nullptr);
+}
+
+std::string ScaleString(const sim::Scale& scale) {
+  std::string s;
+  for (const sim::ScaleKnob& k : scale) {
+    s += (s.empty() ? "" : " ") + k.name + "=" + std::to_string(k.value);
+  }
+  return s;
+}
+
+Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::string& bug,
+                                      uint64_t seed, const sim::ShrinkOptions& options) {
+  if (!KnownWorkload(workload)) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "workload '" + workload +
+                      "': expected store, collectives, mixed, store-field, p2p or peer-loss "
+                      "(transfer shrinks through ShrinkTransferFailure)");
+  }
+  if (!bug.empty()) {
+    bool known = false;
+    for (const ZooBug& b : ZooBugs()) known |= b.name == bug;
+    if (!known) return Status(ErrorCode::INVALID_PARAMS, "unknown bug '" + bug + "'");
+  }
+  ZooShrinkResult out;
+  out.workload = workload;
+  out.bug = bug;
+  out.seed = seed;
+  sim::Scale scale;
+  sim::RunOutcome first = RunCandidate(workload, bug, seed, nullptr, nullptr, &scale);
+  if (first.invariant.empty()) {
+    return Status(ErrorCode::INVALID_PARAMS, workload + " seed " + std::to_string(seed) +
+                                                 " passes: nothing to shrink");
+  }
+  out.original_failure = first.failure;
+  sim::ScaledRunFn run = [&](const sim::Scale& s, const std::vector<uint64_t>& draws) {
+    return RunCandidate(workload, bug, seed, &s, &draws, nullptr);
+  };
+  out.shrunk = sim::ShrinkScaledFailure(scale, first, run, options);
+  if (!bug.empty()) {
+    out.clean_passes = RunCandidate(workload, "", seed, &out.shrunk.scale, &out.shrunk.draws,
+                                    nullptr)
+                           .invariant.empty();
+  }
+  return out;
+}
+
+std::string ZooRegressionTest(const ZooShrinkResult& r, const std::string& test_name) {
+  const sim::ScaledShrinkResult& s = r.shrunk;
+  std::string t;
+  t += "// Written by `tidal-sim shrink`: seed " + std::to_string(r.seed) + " of the " +
+       r.workload + " workload" + (r.bug.empty() ? "" : " with " + r.bug + " planted") +
+       ", shrunk from\n//   " + ScaleString(s.original_scale) + ", " +
+       std::to_string(s.original_nonzero) + " non-zero draws, " +
+       std::to_string(s.original_events) + " events, " + std::to_string(s.original_faults) +
+       " faults\n// to\n//   " + ScaleString(s.scale) + ", " + std::to_string(s.shrunk_nonzero) +
+       " non-zero draws, " + std::to_string(s.shrunk_events) + " events, " +
+       std::to_string(s.shrunk_faults) + " faults.\n// Invariant: " + s.invariant +
+       "\n// Its complaint: " + s.failure + "\n" +
+       "// The tape is read draw by draw: a change to the order in which the simulator draws\n"
+       "// re-times the run. Then regenerate it:\n//   tidal-sim shrink --workload " +
+       r.workload + " --seed " + std::to_string(r.seed) +
+       (r.bug.empty() ? std::string() : " --plant-bug " + r.bug) + " --out FILE.cc\n";
+  t += "#include <gtest/gtest.h>\n\n#include \"tidal/cluster/zoo.h\"\n\nnamespace {\n\n";
+  t += "tidal::sim::Scale " + test_name + "Scale() {\n  return {";
+  for (size_t i = 0; i < s.scale.size(); ++i) {
+    const sim::ScaleKnob& k = s.scale[i];
+    t += std::string(i == 0 ? "" : ",\n          ") + "{" + Quoted(k.name) + ", " +
+         std::to_string(k.value) + ", " + std::to_string(k.floor) + "}";
+  }
+  t += "};\n}\n\n";
+  t += "std::vector<uint64_t> " + test_name + "Draws() {\n  return {";
+  for (size_t i = 0; i < s.draws.size(); ++i) {
+    t += (i % 6 == 0 ? "\n      " : " ") + std::to_string(s.draws[i]) + "ull,";
+  }
+  t += "\n  };\n}\n\n";
+  const std::string call = "tidal::cluster::RunZooCandidate(" + Quoted(r.workload) + ", ";
+  const std::string args = ", " + std::to_string(r.seed) + ", " + test_name + "Scale(), " +
+                           test_name + "Draws());\n";
+  t += "// The checker catches " + (r.bug.empty() ? std::string("the bug") : r.bug) +
+       " on this run, and it is the same invariant.\n";
+  t += "TEST(ShrunkRegression, " + test_name + "IsCaught) {\n";
+  t += "  tidal::sim::RunOutcome r = " + call + Quoted(r.bug) + args;
+  t += "  EXPECT_EQ(r.invariant, " + Quoted(s.invariant) + ") << r.failure;\n";
+  t += "  EXPECT_EQ(r.events, " + std::to_string(s.shrunk_events) + "u);\n";
+  t += "  EXPECT_EQ(r.faults, " + std::to_string(s.shrunk_faults) + "u);\n}\n";
+  if (!r.bug.empty() && r.clean_passes) {
+    t += "\n// The same run without the planted bug passes.\n";
+    t += "TEST(ShrunkRegression, " + test_name + "Passes) {\n";
+    t += "  tidal::sim::RunOutcome r = " + call + "\"\"" + args;
+    t += "  EXPECT_EQ(r.invariant, \"\") << r.failure;\n}\n";
+  }
+  t += "\n}  // namespace\n";
+  return t;
+}
 
 std::vector<ZooBug> ZooBugs() {
   return {
@@ -226,43 +458,31 @@ std::vector<ZooEntry> RunZoo(const ZooOptions& options) {
       e.failure = FirstLine(*run.failure);
       e.clean_seed_passes = !RunSeed(bug, seed, /*planted=*/false).failure.has_value();
       if (!options.shrink) break;
-      if (OwnWorkload(bug)) {
-        // Scale shrinking: fewer operations (halving, then one less), then fewer nodes,
-        // until neither keeps the same invariant failing or the run budget is spent.
+      if (bug.workload != "transfer") {
+        sim::ShrinkOptions so;
+        so.max_runs = options.shrink_runs;
+        so.max_seconds = options.shrink_seconds;
         const double shrink_start = Wall();
-        const std::string invariant = Invariant(*run.failure);
-        ZooRun best = run.zoo;
-        e.original_events = best.events;
-        uint64_t runs = 0;
-        auto same = [&](ZooScale s) {
-          if (runs >= options.shrink_runs) return false;
-          ++runs;
-          SeedRun r = RunSeed(bug, seed, /*planted=*/true, s);
-          if (!r.failure || Invariant(*r.failure) != invariant) return false;
-          best = r.zoo;
-          return true;
-        };
-        for (bool progress = true; progress;) {
-          progress = false;
-          while (best.scale.ops > 1 && same({best.scale.nodes, best.scale.ops / 2})) progress = true;
-          while (best.scale.ops > 1 && same({best.scale.nodes, best.scale.ops - 1})) progress = true;
-          while (best.scale.nodes > 2 && same({best.scale.nodes - 1, best.scale.ops})) progress = true;
+        Result<ZooShrinkResult> z = ShrinkZooSeed(bug.workload, bug.name, seed, so);
+        e.shrink_seconds = Wall() - shrink_start;
+        if (!z.ok()) {
+          e.not_shrunk_because = z.status().ToString();
+          break;
         }
         e.shrunk = true;
-        e.shrunk_events = best.events;
-        e.shrunk_faults = best.faults;
-        e.shrunk_nodes = best.scale.nodes;
-        e.shrunk_ops = best.scale.ops;
-        e.shrink_seconds = Wall() - shrink_start;
-        break;
-      }
-      if (bug.workload != "transfer") {
-        e.not_shrunk_because = "the " + bug.workload + " campaign has no tape shrinker yet";
+        e.original_events = z->shrunk.original_events;
+        e.original_faults = z->shrunk.original_faults;
+        e.shrunk_events = z->shrunk.shrunk_events;
+        e.shrunk_faults = z->shrunk.shrunk_faults;
+        e.shrunk_scale = ScaleString(z->shrunk.scale);
+        e.shrink_runs = z->shrunk.runs;
+        e.shrink_budget_exhausted = z->shrunk.budget_exhausted;
         break;
       }
       const double shrink_start = Wall();
       sim::ShrinkOptions so;
       so.max_runs = options.shrink_runs;
+      so.max_seconds = options.shrink_seconds;
       Result<sim::TransferShrinkResult> s = sim::ShrinkTransferFailure(run.transfer, so);
       e.shrink_seconds = Wall() - shrink_start;
       if (s.ok()) {
@@ -270,6 +490,10 @@ std::vector<ZooEntry> RunZoo(const ZooOptions& options) {
         e.shrunk_events = s->shrunk_events;
         e.shrunk_faults = s->shrunk_faults;
         e.original_events = s->original_events;
+        e.original_faults = s->original_faults;
+        e.shrunk_scale = "nodes=" + std::to_string(s->options.nodes) +
+                         " ops=" + std::to_string(s->options.ops_per_node);
+        e.shrink_runs = s->runs;
       } else {
         e.not_shrunk_because = s.status().ToString();
       }

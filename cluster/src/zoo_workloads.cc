@@ -9,6 +9,7 @@
 #include "tidal/cluster/coll_harness.h"
 #include "tidal/cluster/store_world.h"
 #include "tidal/sim/trace.h"
+#include "tidal/sim/shrink.h"
 #include "tidal/store/tensor.h"
 
 namespace tidal::cluster {
@@ -225,6 +226,8 @@ Task<void> StoreField::Fill(size_t c) {
 ZooRun StoreField::Run() {
   StoreWorldOptions o;
   o.seed = seed_;
+  o.tape = scale_.tape;
+  o.record_tape = scale_.record_tape;
   o.clients = scale_.nodes != 0 ? std::max<size_t>(2, scale_.nodes) : 3 + seed_ % 3;
   if (scale_.ops == 0) scale_.ops = 10;
   scale_.nodes = o.clients;
@@ -285,8 +288,10 @@ ZooRun StoreField::Run() {
   ZooRun out;
   if (!failure_.empty()) out.failure = failure_ + "\n" + w_->Banner();
   out.scale = scale_;
-  out.events = w_->world().events_run();
-  out.faults = w_->alive(victim) ? 0 : 1;
+  out.scale.tape.clear();
+  out.events = w_->world().trace().events();
+  out.faults = sim::InjectedFaults(w_->world());
+  if (scale_.record_tape) out.draws = w_->world().tape().recorded();
   w_.reset();
   return out;
 }
@@ -298,6 +303,8 @@ ZooRun RunP2p(uint64_t seed, coll::CollBug bug, const std::string& replay, ZooSc
   ZooRun out;
   GroupClusterOptions co;
   co.seed = seed;
+  co.tape = scale.tape;
+  co.record_tape = scale.record_tape;
   co.ranks = scale.nodes != 0 ? static_cast<int>(std::max<size_t>(2, scale.nodes))
                               : 2 + static_cast<int>(seed % 3);
   out.scale.nodes = static_cast<size_t>(co.ranks);
@@ -376,7 +383,9 @@ ZooRun RunP2p(uint64_t seed, coll::CollBug bug, const std::string& replay, ZooSc
       }
     }
   }
-  out.events = cluster.world().events_run();
+  out.events = cluster.world().trace().events();
+  out.faults = sim::InjectedFaults(cluster.world());
+  if (scale.record_tape) out.draws = cluster.world().tape().recorded();
   if (err.empty()) return out;
   out.failure = "seed " + std::to_string(seed) + ": " + err + "\n" + cluster.Banner() +
                 "\n  replay: " + replay;
@@ -393,6 +402,8 @@ ZooRun RunPeerLoss(uint64_t seed, EngineBug bug, const std::string& replay, ZooS
   out.scale.nodes = co.nodes;
   out.scale.ops = scale.ops != 0 ? scale.ops : 40;
   co.sim.seed = seed;
+  co.sim.tape = scale.tape;
+  co.sim.record_tape = scale.record_tape;
   co.sim.engine.planted_bug = bug;
   co.sim.replay_command = replay;
   Result<std::unique_ptr<Cluster>> made = Cluster::Make(co);
@@ -453,8 +464,9 @@ ZooRun RunPeerLoss(uint64_t seed, EngineBug bug, const std::string& replay, ZooS
     }
   }, 10'000 * kMs);
   if (!finished && err.empty()) err = "a live node never finished (hang)";
-  out.events = c.world().events_run();
-  out.faults = c.world().alive(victim) ? 0 : 1;
+  out.events = c.world().trace().events();
+  out.faults = sim::InjectedFaults(c.world());
+  if (scale.record_tape) out.draws = c.world().tape().recorded();
   if (err.empty()) return out;
   out.failure = "seed " + std::to_string(seed) + ": " + err + "\n" + c.Banner();
   return out;

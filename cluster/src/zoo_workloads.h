@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tidal/collectives/process_group.h"
 #include "tidal/planted.h"
@@ -43,15 +44,21 @@ namespace tidal::cluster {
 struct ZooScale {
   size_t nodes = 0;
   size_t ops = 0;
+  // The world's tape instead of the seed's (the seed still picks what the tape does not),
+  // and recording the run's draws into ZooRun::draws: the tape shrinker's input.
+  std::vector<uint8_t> tape;
+  bool record_tape = false;
 };
 
 struct ZooRun {
   // The checker's first complaint (with the seed's banner, which carries `replay`, the
   // command that replays the seed), or nullopt when the seed passed.
   std::optional<std::string> failure;
-  ZooScale scale;       // what ran
-  uint64_t events = 0;  // simulator events the run took (its trace length)
-  uint64_t faults = 0;  // faults injected (node crashes)
+  ZooScale scale;       // what ran (nodes and ops)
+  // Counted as sim/shrink.h says for every workload: trace records, faults injected.
+  uint64_t events = 0;
+  uint64_t faults = 0;
+  std::vector<uint64_t> draws;  // the tape's draws (scale.record_tape)
 };
 
 // Deterministic: the same seed, bugs and scale give the same run.

@@ -1,6 +1,7 @@
 #include "tidal/sim/shrink.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "tidal/assert.h"
 
@@ -19,7 +20,8 @@ class Shrinker {
  public:
   Shrinker(std::vector<uint64_t> draws, std::string invariant, const TapeRunFn& run,
            const ShrinkOptions& o)
-      : best_(std::move(draws)), invariant_(std::move(invariant)), run_(run), o_(o) {}
+      : best_(std::move(draws)), invariant_(std::move(invariant)), run_(run), o_(o),
+        start_(std::chrono::steady_clock::now()) {}
 
   ShrinkResult Run() {
     ShrinkResult r;
@@ -47,7 +49,12 @@ class Shrinker {
   }
 
  private:
-  bool Exhausted() const { return runs_ >= o_.max_runs; }
+  bool Exhausted() const {
+    if (runs_ >= o_.max_runs) return true;
+    if (o_.max_seconds <= 0) return false;
+    const std::chrono::duration<double> spent = std::chrono::steady_clock::now() - start_;
+    return spent.count() >= o_.max_seconds;
+  }
 
   // Tries `candidate`; keeps it when it breaks the same invariant.
   bool Try(std::vector<uint64_t> candidate) {
@@ -143,6 +150,7 @@ class Shrinker {
   const ShrinkOptions& o_;
   uint64_t runs_ = 0;
   uint64_t kept_ = 0;
+  std::chrono::steady_clock::time_point start_;
 };
 
 }  // namespace
@@ -151,6 +159,104 @@ ShrinkResult ShrinkTape(std::vector<uint64_t> draws, const std::string& invarian
                         const TapeRunFn& run, const ShrinkOptions& options) {
   Shrinker s(std::move(draws), invariant, run, options);
   return s.Run();
+}
+
+uint64_t InjectedFaults(const World& world) {
+  uint64_t n = 0;
+  for (size_t k = 0; k < kFaultKinds; ++k) n += world.injected(static_cast<FaultKind>(k));
+  return n;
+}
+
+uint64_t KnobValue(const Scale& scale, const std::string& name) {
+  for (const ScaleKnob& k : scale) {
+    if (k.name == name) return k.value;
+  }
+  TIDAL_ASSERT_MSG(false, "shrink: no such scale knob");
+  return 0;
+}
+
+ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& failing,
+                                       const ScaledRunFn& run, const ShrinkOptions& options) {
+  TIDAL_ASSERT_MSG(!failing.invariant.empty(), "shrink: the input run passed");
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  ScaledShrinkResult out;
+  out.original_scale = scale;
+  out.invariant = failing.invariant;
+  out.original_events = failing.events;
+  out.original_faults = failing.faults;
+  out.original_length = failing.draws.size();
+  out.original_nonzero = NonZero(failing.draws);
+
+  Scale cur = scale;
+  RunOutcome best = failing;
+  TrimZeros(best.draws);
+  uint64_t runs = 0;
+  auto spent = [&] {
+    return runs >= options.max_runs ||
+           (options.max_seconds > 0 && seconds() >= options.max_seconds);
+  };
+  // Kept only when the same invariant breaks in no longer a run with no more faults.
+  auto better = [&](const RunOutcome& r) {
+    return r.invariant == out.invariant && r.events <= best.events && r.faults <= best.faults;
+  };
+  for (int round = 0; round < 4 && !spent(); ++round) {
+    bool scaled = false;
+    for (size_t k = 0; k < cur.size() && !spent(); ++k) {
+      const uint64_t v = cur[k].value, lo = cur[k].floor;
+      if (v <= lo) continue;
+      std::vector<uint64_t> tries = {lo, lo + (v - lo) / 4, lo + (v - lo) / 2, v - 1};
+      tries.erase(std::unique(tries.begin(), tries.end()), tries.end());
+      for (uint64_t t : tries) {
+        if (t >= v || spent()) break;
+        Scale smaller = cur;
+        smaller[k].value = t;
+        ++runs;
+        RunOutcome r = run(smaller, best.draws);
+        if (!better(r)) continue;
+        cur = std::move(smaller);
+        best = std::move(r);  // its draws: what the smaller run really drew
+        TrimZeros(best.draws);
+        scaled = true;
+        break;
+      }
+    }
+    if (options.progress) options.progress(runs, NonZero(best.draws), best.draws.size());
+    if (spent()) break;
+    // The tape at this scale. The callback remembers the best run it accepted.
+    TapeRunFn tape_run = [&](const std::vector<uint64_t>& draws) -> std::string {
+      RunOutcome r = run(cur, draws);
+      if (draws == best.draws) return r.invariant;  // the input itself
+      if (!better(r)) return r.invariant == out.invariant ? "(longer)" : r.invariant;
+      r.draws = draws;  // the tape as given (it replays the same run)
+      best = std::move(r);
+      return out.invariant;
+    };
+    ShrinkOptions tape_options = options;
+    tape_options.max_runs = options.max_runs - std::min(options.max_runs - 1, runs);
+    if (options.max_seconds > 0) {
+      tape_options.max_seconds = std::max(0.001, options.max_seconds - seconds());
+    }
+    const std::vector<uint64_t> before = best.draws;
+    ShrinkResult shrunk = ShrinkTape(best.draws, out.invariant, tape_run, tape_options);
+    runs += shrunk.runs;
+    TIDAL_ASSERT_MSG(shrunk.draws == best.draws || (shrunk.draws.empty() && best.draws.empty()),
+                     "shrink: the tape shrinker and the scale shrinker disagree");
+    if (!scaled && best.draws == before) break;  // a fixed point
+  }
+  out.scale = cur;
+  out.draws = best.draws;
+  out.failure = best.failure;
+  out.shrunk_events = best.events;
+  out.shrunk_faults = best.faults;
+  out.shrunk_length = best.draws.size();
+  out.shrunk_nonzero = NonZero(best.draws);
+  out.runs = runs;
+  out.seconds = seconds();
+  out.budget_exhausted = spent();
+  return out;
 }
 
 std::vector<uint8_t> DrawsToBytes(const std::vector<uint64_t>& draws) {

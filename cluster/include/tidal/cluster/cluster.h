@@ -60,6 +60,7 @@ struct SimOptions {
   std::string faults;             // a fault script (sim/fault_plan.h); empty: none
   sim::SwarmSettings swarm;       // per-seed probabilistic faults
   std::vector<uint8_t> tape;      // non-empty: the tape to run from instead of the seed
+  bool record_tape = false;       // record every draw (world().tape().recorded(): shrinking)
   sim::LinkModel link;            // latency and bandwidth
   TransferEngineOptions engine;   // every node's engine options
   bool contract_checker = true;   // wrap every transport in a ContractChecker

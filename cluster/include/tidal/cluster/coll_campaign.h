@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tidal/cluster/reach_table.h"
 #include "tidal/collectives/process_group.h"
@@ -42,6 +43,16 @@ struct CollCampaignOptions {
   // checker from the step that timed out (CollSeedResult::broken_by_partition counts it).
   // True: such a timeout fails the seed, as it will once lost notifications are resent.
   bool strict_partitions = false;
+  // Shrinking (tidal-sim shrink, the zoo): the world's tape instead of the seed's (the seed
+  // still picks the run's shape), recording its draws into the result, and a smaller
+  // shape: 0 keeps the seed's ranks (at least 2) or steps (the seed's first `steps`);
+  // false drops the seed's crashes or hang.
+  std::vector<uint8_t> tape;
+  bool record_tape = false;
+  int ranks = 0;
+  size_t steps = 0;
+  bool crashes = true;
+  bool hangs = true;
 };
 
 struct CollSeedResult {
@@ -51,6 +62,8 @@ struct CollSeedResult {
   uint64_t ops = 0;     // collectives completed across ranks
   uint64_t crashes = 0;
   uint64_t faults = 0;  // faults the simulator injected
+  uint64_t events = 0;  // trace records of the run (sim/shrink.h)
+  std::vector<uint64_t> draws;  // the tape's draws (options.record_tape)
   uint64_t virtual_ns = 0;
   std::string summary;  // one line: ranks, ops, faults
   ReachTable reach;     // (step kind × fault) counts, layout CollReachLayout()

@@ -38,6 +38,8 @@ struct GroupClusterOptions {
   sim::LinkModel link;
   TransferEngineOptions engine;
   sim::SwarmSettings swarm;  // per-seed probabilistic faults (see fault_plan.h)
+  std::vector<uint8_t> tape;  // non-empty: the world's tape instead of the seed's
+  bool record_tape = false;   // record every draw (shrinking)
 };
 
 // Small slots so that "larger than a slot" and "not a multiple of the chunk" are cheap.

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tidal/collectives/process_group.h"
 #include "tidal/planted.h"
@@ -49,6 +50,10 @@ struct MixedCampaignOptions {
   // The bug zoo only: a planted engine or collectives bug.
   EngineBug engine_bug = EngineBug::kNone;
   coll::CollBug coll_bug = coll::CollBug::kNone;
+  // Shrinking (tidal-sim shrink, the zoo): the world's tape instead of the seed's, and
+  // recording its draws into the result.
+  std::vector<uint8_t> tape;
+  bool record_tape = false;
 };
 
 struct MixedSeedResult {
@@ -62,6 +67,8 @@ struct MixedSeedResult {
   uint64_t removes = 0;
   uint64_t virtual_ns = 0;
   std::string summary;     // one line
+  uint64_t events = 0, faults = 0;  // trace records, faults injected (sim/shrink.h)
+  std::vector<uint64_t> draws;      // the tape's draws (options.record_tape)
 };
 
 MixedSeedResult RunMixedCampaignSeed(uint64_t seed, const MixedCampaignOptions& options = {});

@@ -39,6 +39,7 @@ struct StoreWorldOptions {
   sim::SwarmSettings swarm;      // simulator
   std::string replay_command;    // simulator
   std::vector<uint8_t> tape;     // simulator: non-empty, the world's tape instead of the seed
+  bool record_tape = false;      // simulator: record every draw (shrinking)
 };
 
 class StoreWorld {

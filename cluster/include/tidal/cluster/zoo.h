@@ -2,17 +2,22 @@
 // layer's options carry a planted_bug field that defaults to none), and the campaign that
 // should catch each. A zoo run measures the campaigns' power: per bug, whether a campaign
 // caught it within a seed budget, after how many seeds and how much time, that the same
-// seed passes without the bug (so the failure is the bug's), and the failing run shrunk:
-// the transfer workload's by its tape (to a regression test: tidal-sim shrink), the zoo's
-// own workloads (zoo_workloads.h: store-field, p2p, peer-loss) by scale (fewer operations,
-// then fewer nodes, while the same invariant fails); the store, collectives and mixed
-// campaigns are not shrunk yet.
+// seed passes without the bug (so the failure is the bug's), and the failing run shrunk
+// to a small run that breaks the same invariant (the checker's complaint without its
+// particulars): the transfer workload's by sim::ShrinkTransferFailure, every other
+// workload (the store, collectives and mixed campaigns, and the zoo's own workloads of
+// zoo_workloads.h: store-field, p2p, peer-loss) by sim::ShrinkScaledFailure over its
+// scale knobs (ShrinkZooSeed) and its recorded tape. tidal-sim shrink writes either as a
+// regression test.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "tidal/status.h"
+#include "tidal/sim/shrink.h"
 
 namespace tidal::cluster {
 
@@ -32,6 +37,7 @@ struct ZooOptions {
   uint64_t max_seeds = 200;      // per bug
   bool shrink = true;
   uint64_t shrink_runs = 2000;   // per bug
+  double shrink_seconds = 50;    // per bug: wall-time budget of its shrink (0: none)
   std::string only;              // run just this bug (empty: all)
   std::function<void(const std::string& bug, uint64_t seeds_tried)> progress;
 };
@@ -46,8 +52,11 @@ struct ZooEntry {
   bool clean_seed_passes = false;  // the failing seed without the bug passes
   bool shrunk = false;
   uint64_t shrunk_events = 0, shrunk_faults = 0, original_events = 0;
-  // The zoo's own workloads shrink by scale: the nodes and operations of the shrunk run.
-  uint64_t shrunk_nodes = 0, shrunk_ops = 0;
+  uint64_t original_faults = 0;
+  // The shrunk run's scale ("ranks=2 steps=3 ..."), and candidate runs spent.
+  std::string shrunk_scale;
+  uint64_t shrink_runs = 0;
+  bool shrink_budget_exhausted = false;
   double shrink_seconds = 0;
   std::string not_shrunk_because;  // when !shrunk and caught
 };
@@ -55,6 +64,43 @@ struct ZooEntry {
 // One seed of `bug`'s campaign, with the bug planted or not: the checker's first
 // complaint, or an empty string when the seed passed.
 std::string RunZooSeed(const ZooBug& bug, uint64_t seed, bool planted);
+
+// --- shrinking the store, collectives, mixed, store-field, p2p and peer-loss workloads ---
+
+// One candidate run of `workload` for seed `seed` with `bug` planted ("" for none) at
+// `scale` (knobs as ShrinkZooSeed names them) on the tape `draws` (past its end every draw
+// is 0). Its invariant is the checker's complaint without the seed's banner, up to the
+// first '(' with numbers and quoted names blanked; events and faults as sim/shrink.h
+// counts them. Deterministic.
+sim::RunOutcome RunZooCandidate(const std::string& workload, const std::string& bug,
+                                uint64_t seed, const sim::Scale& scale,
+                                const std::vector<uint64_t>& draws);
+
+struct ZooShrinkResult {
+  std::string workload, bug;
+  uint64_t seed = 0;
+  std::string original_failure;  // the seed's complaint (first line)
+  sim::ScaledShrinkResult shrunk;
+  bool clean_passes = false;     // the shrunk run without the bug passes
+};
+
+// Shrinks seed `seed` of `workload` (store, collectives, mixed, store-field, p2p,
+// peer-loss) with `bug` planted ("" for none): records its tape, then
+// sim::ShrinkScaledFailure over the workload's knobs —
+//   store        clients (floor 2), ops (per client, floor 1), scenarios, restarts (0/1)
+//   collectives  ranks (floor 2), steps (floor 1), crashes, hangs, partitions (0/1)
+//   mixed        nodes (floor 3), rounds (floor 1), crashes (0/1)
+//   store-field, p2p, peer-loss  nodes (floor 2), ops (floor 1)
+// INVALID_PARAMS for an unknown workload or bug, or a seed that passes.
+Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::string& bug,
+                                      uint64_t seed, const sim::ShrinkOptions& options);
+
+// A ready-to-compile gtest file: the shrunk run still breaks the invariant with the bug,
+// and (when it did at shrink time) passes without it.
+std::string ZooRegressionTest(const ZooShrinkResult& r, const std::string& test_name);
+
+// "name=value ..." of a scale.
+std::string ScaleString(const sim::Scale& scale);
 
 // INVALID_PARAMS-like failures (an unknown `only`) come back as a single entry whose
 // failure says so and caught = false.

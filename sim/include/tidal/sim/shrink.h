@@ -32,6 +32,9 @@ using TapeRunFn = std::function<std::string(const std::vector<uint64_t>& draws)>
 
 struct ShrinkOptions {
   uint64_t max_runs = 4000;  // budget of candidate runs
+  // Budget of wall time in seconds (0: none): once spent, no further candidate is run and
+  // the smallest failing run found so far is the result.
+  double max_seconds = 0;
   // Called after every kept candidate and every pass (for a progress bar).
   std::function<void(uint64_t runs, size_t nonzero_draws, size_t length)> progress;
 };
@@ -49,6 +52,66 @@ struct ShrinkResult {
 // `draws` must break `invariant` (RunFn(draws) == invariant); asserts otherwise.
 ShrinkResult ShrinkTape(std::vector<uint64_t> draws, const std::string& invariant,
                         const TapeRunFn& run, const ShrinkOptions& options = {});
+
+// --- any workload: scale, then tape ---------------------------------------------------
+//
+// The same passes for every workload, through one callback that runs a candidate (a
+// scale and a tape) and says what it broke, how long its trace was and how many faults
+// it took. Every workload counts the same way: events are the simulator's trace records
+// of the run (World::trace().events(): every delivered message, data step, completion,
+// timer and fault the world recorded), faults are the faults the world injected, all
+// kinds summed (World::injected: swarm faults, and crashes, hangs and partitions whether
+// the swarm or the campaign's own plan struck them).
+
+// What one run did.
+struct RunOutcome {
+  std::string invariant;        // what it broke (a stable name), "" when it passed
+  std::string failure;          // the checker's first complaint (its first line)
+  uint64_t events = 0;          // trace records
+  uint64_t faults = 0;          // faults injected
+  std::vector<uint64_t> draws;  // every draw the run made (its tape, recorded)
+};
+
+// One knob of a workload's scale (operations, nodes, rounds, bytes, a fault on or off):
+// the shrinker lowers `value` towards `floor` while the run still breaks the invariant.
+struct ScaleKnob {
+  std::string name;
+  uint64_t value = 0;
+  uint64_t floor = 0;
+};
+using Scale = std::vector<ScaleKnob>;
+// The value of knob `name` (asserts it exists).
+uint64_t KnobValue(const Scale& scale, const std::string& name);
+
+// The faults `world` injected so far, every kind summed (how RunOutcome counts them).
+uint64_t InjectedFaults(const World& world);
+
+// Runs the workload at `scale` on `draws` (an empty tape: every draw 0).
+using ScaledRunFn =
+    std::function<RunOutcome(const Scale& scale, const std::vector<uint64_t>& draws)>;
+
+struct ScaledShrinkResult {
+  Scale original_scale, scale;   // the shrunk run: scale and tape
+  std::vector<uint64_t> draws;
+  std::string invariant;
+  std::string failure;           // the shrunk run's complaint
+  uint64_t original_events = 0, shrunk_events = 0;
+  uint64_t original_faults = 0, shrunk_faults = 0;
+  size_t original_length = 0, shrunk_length = 0;    // draws
+  size_t original_nonzero = 0, shrunk_nonzero = 0;
+  uint64_t runs = 0;             // candidate runs
+  double seconds = 0;            // wall time spent
+  bool budget_exhausted = false;
+};
+
+// Shrinks a failing run (`failing` is what `run(scale, failing.draws)` gave; its invariant
+// non-empty) in rounds until a fixed point or the budget: each knob in turn to the
+// smallest value tried (the floor first, then a quarter, half and all but one of the way)
+// that still breaks the invariant, then the tape (ShrinkTape). A candidate is kept only
+// when it breaks the same invariant with no more events and no more faults than the
+// best so far, so the result is never longer than the input.
+ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& failing,
+                                       const ScaledRunFn& run, const ShrinkOptions& options = {});
 
 // Draws as tape bytes (8 little-endian bytes each): WorldOptions::tape_bytes reads them
 // back as the same draws. An empty tape becomes one zero draw (empty bytes would mean
