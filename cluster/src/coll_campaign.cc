@@ -108,7 +108,8 @@ Task<P2PResult> RunP2P(ProcessGroup& pg, size_t kind, uint64_t c, uint32_t tag, 
 
 CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& options) {
   Draw d{seed * 0x2545F4914F6CDD1DULL + 1};
-  const int n = 2 + static_cast<int>(d.Below(5));
+  int n = 2 + static_cast<int>(d.Below(5));
+  if (options.ranks > 0) n = std::max(2, options.ranks);
   // Fault mix for this seed.
   sim::SwarmSettings swarm;
   const bool transfer_faults = d.Below(3) != 0;
@@ -128,7 +129,7 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
     }
   }
   const int crashes = std::min<int>(static_cast<int>(d.Below(3)), n - 1);
-  const bool hang = n >= 3 && d.Below(4) == 0;
+  bool hang = n >= 3 && d.Below(4) == 0;
 
   GroupClusterOptions co;
   co.ranks = n;
@@ -147,6 +148,8 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
   co.pg.probe_attempts = 8;
   co.contract_checker = true;
   co.swarm = swarm;
+  co.tape = options.tape;
+  co.record_tape = options.record_tape;
 
   std::vector<Step> steps(4 + d.Below(8));
   for (auto& s : steps) {
@@ -170,6 +173,9 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
     hang_at = d.Below(100'000);
     hang_for = 500'000 + d.Below(40'000'000);  // 0.5..40 ms: short ones are only slow
   }
+  if (options.steps > 0 && options.steps < steps.size()) steps.resize(options.steps);
+  if (!options.crashes) crash_plan.clear();
+  if (!options.hangs) hang = false;
   // A partition in a third of the seeds: a random split, 0.2..10 ms long, healed well
   // before probe_attempts probes (8 x 3 ms) could time out in a row: nobody may be blamed.
   const bool partition = options.partitions && d.Below(3) == 0;
@@ -412,6 +418,8 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
     out.faults += cluster.world().injected(static_cast<sim::FaultKind>(k));
   }
   out.digest = cluster.world().digest();
+  out.events = cluster.world().trace().events();
+  if (options.record_tape) out.draws = cluster.world().tape().recorded();
   out.virtual_ns = cluster.world().NowNs();
   std::ostringstream sum;
   sum << "seed " << seed << ": ranks=" << n << " ops=" << steps.size() << " crashes=" << out.crashes
