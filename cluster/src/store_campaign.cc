@@ -8,6 +8,7 @@
 
 #include "tidal/cluster/store_world.h"
 #include "tidal/sim/trace.h"
+#include "tidal/sim/shrink.h"
 
 namespace tidal::cluster {
 
@@ -700,7 +701,12 @@ void Campaign::LeaseScenario(size_t path) {
   if (usable.size() < 2) return;
   const size_t holder = usable[env(usable[0]).RandomBelow(usable.size())];
   size_t reader = holder;
-  while (reader == holder) reader = usable[env(holder).RandomBelow(usable.size())];
+  // Bounded: a tape past its end draws 0 forever (shrinking), and usable[0] may be the holder.
+  for (int i = 0; reader == holder; ++i) {
+    reader = i < 64 ? usable[env(holder).RandomBelow(usable.size())]
+                    : usable[(std::find(usable.begin(), usable.end(), holder) - usable.begin() + 1) %
+                             usable.size()];
+  }
   // X: one replica on the holder's segment.
   const uint64_t vs = next_value_++, other_vs = next_value_++, later_vs = next_value_++;
   const std::string base = "lease" + std::to_string(vs);
@@ -778,7 +784,11 @@ void Campaign::WriterDiesScenario(size_t path) {
   if (usable.size() < 2) return;
   const size_t writer = usable[env(usable[0]).RandomBelow(usable.size())];
   size_t verifier = writer;
-  while (verifier == writer) verifier = usable[env(writer).RandomBelow(usable.size())];
+  for (int i = 0; verifier == writer; ++i) {  // bounded, as the lease scenario's reader
+    verifier = i < 64 ? usable[env(writer).RandomBelow(usable.size())]
+                      : usable[(std::find(usable.begin(), usable.end(), writer) - usable.begin() + 1) %
+                               usable.size()];
+  }
   const uint64_t vs = next_value_++;
   const std::string base = "dead" + std::to_string(vs);
   std::vector<std::string> keys;
@@ -890,6 +900,8 @@ StoreCampaignResult Campaign::Run() {
   // Master crash and restart (StoreWorld::ScheduleMasterRestart) in a third of the seeds.
   const uint64_t restarts = cfg_.master_restarts && draw(3) == 0 ? 1 + draw(2) : 0;
   o.master.lease_ttl_ns = short_lease ? 40'000 : 10'000'000'000ULL;
+  if (cfg_.clients > 0) o.clients = std::max<size_t>(2, cfg_.clients);
+  o.record_tape = cfg_.record_tape;
   lease_ttl_ns_ = o.master.lease_ttl_ns;
   o.master.client_ttl_ns = 200 * kMs;
   o.master.put_timeout_ns = 1000 * kMs;
@@ -971,6 +983,9 @@ StoreCampaignResult Campaign::Run() {
     result_.failure = failure_ + "\n" + w_->Banner();
   }
   w_.reset();
+  result_.events = w_->world().trace().events();
+  result_.faults = sim::InjectedFaults(w_->world());
+  if (cfg_.record_tape) result_.draws = w_->world().tape().recorded();
   return result_;
 }
 

@@ -67,6 +67,10 @@ struct StoreCampaignConfig {
   store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
   store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
 };
+  // Shrinking (tidal-sim shrink, the zoo): record the tape's draws into the result; a
+  // client count instead of the seed's (0: the seed's; at least 2).
+  bool record_tape = false;
+  size_t clients = 0;
 
 struct StoreCampaignResult {
   uint64_t seed = 0;
@@ -83,6 +87,8 @@ struct StoreCampaignResult {
   ReachTable reach;  // this seed's (path × fault) counts, layout StoreReachLayout()
 };
 
+  uint64_t events = 0, faults = 0;  // trace records, faults injected (sim/shrink.h)
+  std::vector<uint64_t> draws;      // the tape's draws (config.record_tape)
 // The campaign's (path × fault) table, every count 0: which cells apply, which are required.
 ReachTable StoreReachLayout();
 
