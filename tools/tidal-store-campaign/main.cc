@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
       "min-clients", po::value(&cfg.min_clients)->default_value(4), "fewest clients")(
       "max-clients", po::value(&cfg.max_clients)->default_value(8), "most clients")(
       "no-scenarios", "skip the targeted scenarios (their required pairs then fail the run)")(
+      "strict-deadlines", "fail a seed whose lease-scenario get outlived its timeout")(
       "no-master-restarts", "never crash and restart the master")(
       "verbose,v", "print every seed's summary")("json", "print one JSON summary line at the end");
   po::variables_map vm;
@@ -58,6 +59,8 @@ int main(int argc, char** argv) {
         .count();
   };
   cfg.scenarios = vm.count("no-scenarios") == 0;
+  cfg.strict_scenario_deadlines = vm.count("strict-deadlines") != 0;
+  uint64_t overruns = 0;
   cfg.master_restarts = vm.count("no-master-restarts") == 0;
   tidal::cluster::ReachTable reach = tidal::cluster::StoreReachLayout();
   const double t0 = wall();
@@ -72,6 +75,12 @@ int main(int argc, char** argv) {
     expired += r.lease_expired;
     restarts += r.master_restarts;
     reach.Merge(r.reach);
+    overruns += r.scenario_overruns;
+    if (r.scenario_overruns > 0 && !cfg.strict_scenario_deadlines) {
+      std::printf("seed %llu: a lease-scenario get outlived its timeout (--strict-deadlines "
+                  "fails it)\n",
+                  (unsigned long long)seed);
+    }
     if (verbose) {
       std::printf(
           "seed %llu: %s clients=%zu crashed=%zu left=%zu ops=%llu ok=%llu gets_checked=%llu "
@@ -107,6 +116,8 @@ int main(int argc, char** argv) {
       (unsigned long long)gets, (unsigned long long)durable, (unsigned long long)crashed,
       (unsigned long long)expired, secs, seeds / std::max(secs, 1e-9));
   std::printf("master restarts: %llu\n", (unsigned long long)restarts);
+  std::printf("lease-scenario gets that outlived their timeout: %llu\n",
+              (unsigned long long)overruns);
   std::printf("reach (calls under each fault, summed over the seeds; 0! = required, never):\n%s",
               reach.Text().c_str());
   std::printf("%s", tidal::reach::Report({"store.", "engine."}).c_str());

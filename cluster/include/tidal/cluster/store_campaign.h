@@ -59,18 +59,21 @@ struct StoreCampaignConfig {
   std::string mix = "all";  // swarm fault mix (fault_plan.h SwarmMix)
   bool trace = false;       // keep JSON trace lines (for --trace-out)
   bool scenarios = true;    // run the targeted scenarios after the workload (see above)
+  // A get of the lease scenario that outlives its timeout (plus the pause) fails the seed;
+  // otherwise it is counted in scenario_overruns (a known client finding).
+  bool strict_scenario_deadlines = false;
   bool master_restarts = true;  // crash and restart the master in a third of the seeds
   // Non-empty: the world's tape (sim/tape.h Tape::FromBytes) instead of the seed's, so
   // every choice during the run comes from these bytes (fuzz/store_tape_fuzz.cc); the
   // seed still picks the run's shape (clients, lease length, master restarts).
   std::vector<uint8_t> tape;
-  store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
-  store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
-};
   // Shrinking (tidal-sim shrink, the zoo): record the tape's draws into the result; a
   // client count instead of the seed's (0: the seed's; at least 2).
   bool record_tape = false;
   size_t clients = 0;
+  store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
+  store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
+};
 
 struct StoreCampaignResult {
   uint64_t seed = 0;
@@ -84,11 +87,12 @@ struct StoreCampaignResult {
   uint64_t ops = 0, ops_ok = 0, gets_checked = 0, durable_checked = 0;
   uint64_t lease_expired = 0, short_leases = 0;
   uint64_t virtual_ns = 0;
-  ReachTable reach;  // this seed's (path × fault) counts, layout StoreReachLayout()
-};
-
   uint64_t events = 0, faults = 0;  // trace records, faults injected (sim/shrink.h)
   std::vector<uint64_t> draws;      // the tape's draws (config.record_tape)
+  ReachTable reach;  // this seed's (path × fault) counts, layout StoreReachLayout()
+  uint64_t scenario_overruns = 0;  // lease-scenario gets that outlived their timeout
+};
+
 // The campaign's (path × fault) table, every count 0: which cells apply, which are required.
 ReachTable StoreReachLayout();
 
