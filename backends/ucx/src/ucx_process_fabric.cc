@@ -374,7 +374,9 @@ Status UcxProxyTransport::Start() {
                                    "--probe-timeout-ns",
                                    std::to_string(options_.transport.probe_timeout_ns),
                                    "--spin-ns",
-                                   std::to_string(options_.transport.spin_ns)};
+                                   std::to_string(options_.transport.spin_ns),
+                                   "--busy-poll-ns",
+                                   std::to_string(options_.transport.busy_poll_ns)};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
