@@ -154,7 +154,6 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
         [=](Reducer::Done done) {
           if (init != nullptr) {
             // Queued ahead of the fold on the same stream: the fold sees the copy.
-  TIDAL_REACHABLE("coll.peer_failed_by_probe");
             red->CopyAsync(dst, init, len, loc, [init_error](Status st) {
               if (!st.ok()) *init_error = st;
             });
@@ -201,7 +200,6 @@ Task<Status> ProcessGroup::Impl::CopyAsync(void* dst, const void* src, uint64_t 
   Location loc = loc_;
   std::function<void(Reducer::Done)> start = [=](Reducer::Done done) {
     r->CopyAsync(dst, src, bytes, loc, std::move(done));
-      TIDAL_REACHABLE("coll.write_failed_and_probed");
   };
   Status st = co_await AwaitReducer(start);
   co_return st;
@@ -258,6 +256,7 @@ Task<bool> ProcessGroup::Impl::ProbePeer(int peer) {
       break;
     }
   }
+  TIDAL_REACHABLE("coll.peer_failed_by_probe");
   MarkDead(peer, /*broadcast=*/true);
   co_return false;
 }
@@ -304,6 +303,7 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
       auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(&req, 1));
       if (!result.empty() && result[0].state == TransferState::COMPLETED) break;
       ++stats_.write_failures;
+      TIDAL_REACHABLE("coll.write_failed_and_probed");
       // Failure evidence: a failed transfer plus a probe that does not answer.
       bool alive = co_await ProbePeer(peer);
       if (!alive) {
