@@ -70,8 +70,60 @@ TEST(Zoo, ATransferBugShrinksToAFewEvents) {
   EXPECT_LT(zoo[0].shrunk_events, zoo[0].original_events);
 }
 
-// The zoo's own workloads shrink by scale: fewer operations and nodes, same invariant.
-TEST(Zoo, AZooWorkloadFailureShrinksByScale) {
+// The first seed of `name`'s campaign that fails with the bug planted (0: none in 40).
+uint64_t FirstFailingSeed(const std::string& name) {
+  for (const ZooBug& b : ZooBugs()) {
+    if (b.name != name) continue;
+    for (uint64_t seed = 1; seed <= 40; ++seed) {
+      if (!RunZooSeed(b, seed, /*planted=*/true).empty()) return seed;
+    }
+  }
+  return 0;
+}
+
+// Shrinks `bug`'s first failing seed of `workload` with a small run budget and checks the
+// result: the same invariant, a shorter run at a smaller scale, and re-running the shrunk
+// scale and tape gives that very run (and, without the bug, a passing one).
+void ExpectShrinks(const std::string& workload, const std::string& bug, uint64_t max_runs) {
+  const uint64_t seed = FirstFailingSeed(bug);
+  ASSERT_NE(seed, 0u) << bug;
+  sim::ShrinkOptions so;
+  so.max_runs = max_runs;
+  Result<ZooShrinkResult> r = ShrinkZooSeed(workload, bug, seed, so);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const sim::ScaledShrinkResult& s = r->shrunk;
+  EXPECT_FALSE(s.invariant.empty());
+  EXPECT_LT(s.shrunk_events, s.original_events) << ScaleString(s.scale);
+  EXPECT_LE(s.shrunk_faults, s.original_faults);
+  EXPECT_LE(s.runs, max_runs);
+  uint64_t smaller = 0;
+  for (size_t k = 0; k < s.scale.size(); ++k) {
+    EXPECT_LE(s.scale[k].value, s.original_scale[k].value) << s.scale[k].name;
+    smaller += s.scale[k].value < s.original_scale[k].value;
+  }
+  EXPECT_GT(smaller, 0u) << ScaleString(s.scale);
+  sim::RunOutcome again = RunZooCandidate(workload, bug, seed, s.scale, s.draws);
+  EXPECT_EQ(again.invariant, s.invariant) << again.failure;
+  EXPECT_EQ(again.events, s.shrunk_events);
+  EXPECT_EQ(again.faults, s.shrunk_faults);
+  EXPECT_TRUE(r->clean_passes);
+  EXPECT_EQ(RunZooCandidate(workload, "", seed, s.scale, s.draws).invariant, "");
+  // The regression test it writes names the run.
+  const std::string test = ZooRegressionTest(*r, "Case");
+  EXPECT_NE(test.find("TEST(ShrunkRegression, CaseIsCaught)"), std::string::npos);
+  EXPECT_NE(test.find("TEST(ShrunkRegression, CasePasses)"), std::string::npos);
+}
+
+TEST(Zoo, AStoreCampaignFailureShrinksToTheSameInvariant) {
+  ExpectShrinks("store", "master_frees_leased_memory", 60);
+}
+
+TEST(Zoo, ACollectivesCampaignFailureShrinksToTheSameInvariant) {
+  ExpectShrinks("collectives", "coll_fold_twice", 60);
+}
+
+// The zoo's own workloads shrink the same way: fewer nodes and operations, then the tape.
+TEST(Zoo, AZooWorkloadFailureShrinks) {
   ZooOptions o;
   o.only = "engine_dead_peer_stays_cached";
   o.max_seeds = 10;
@@ -81,16 +133,18 @@ TEST(Zoo, AZooWorkloadFailureShrinksByScale) {
   ASSERT_TRUE(zoo[0].caught);
   ASSERT_TRUE(zoo[0].shrunk) << zoo[0].not_shrunk_because;
   EXPECT_LT(zoo[0].shrunk_events, zoo[0].original_events);
-  EXPECT_LE(zoo[0].shrunk_events, 50u);
   EXPECT_EQ(zoo[0].shrunk_faults, 1u);  // the crash
-  EXPECT_EQ(zoo[0].shrunk_nodes, 2u);
-  // The shrunk run still fails with the bug and passes without it.
-  ZooBug bug;
-  for (const ZooBug& b : ZooBugs()) {
-    if (b.name == o.only) bug = b;
-  }
-  EXPECT_NE(RunZooSeed(bug, zoo[0].seed, /*planted=*/true), "");
-  EXPECT_EQ(RunZooSeed(bug, zoo[0].seed, /*planted=*/false), "");
+  EXPECT_EQ(zoo[0].shrunk_scale.rfind("nodes=2 ", 0), 0u) << zoo[0].shrunk_scale;
+}
+
+TEST(Zoo, ShrinkingNamesABadWorkloadOrBug) {
+  Result<ZooShrinkResult> r = ShrinkZooSeed("nosuch", "", 1, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_NE(r.status().ToString().find("workload 'nosuch'"), std::string::npos);
+  r = ShrinkZooSeed("store", "no_such_bug", 1, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().ToString().find("unknown bug 'no_such_bug'"), std::string::npos);
 }
 
 TEST(Zoo, AnUnknownBugIsNamed) {

@@ -95,6 +95,62 @@ TEST(Shrink, TransferFailureShrinksToAFewEvents) {
   EXPECT_TRUE(RunTransferWorkload(fixed)->passed);
 }
 
+// Scale and tape through one callback: the failure needs 3 nodes and one draw of at least
+// 100; every node adds 10 events, every non-zero draw 1 event and one fault.
+TEST(Shrink, ScaleThenTapeThroughOneCallback) {
+  ScaledRunFn run = [](const Scale& scale, const std::vector<uint64_t>& draws) {
+    RunOutcome r;
+    const uint64_t nodes = KnobValue(scale, "nodes"), ops = KnobValue(scale, "ops");
+    r.draws.assign(draws.begin(), draws.begin() + std::min<size_t>(draws.size(), nodes * ops));
+    r.events = 10 * nodes;
+    for (uint64_t d : r.draws) {
+      r.events += d != 0;
+      r.faults += d != 0;
+    }
+    const bool big = std::any_of(r.draws.begin(), r.draws.end(), [](uint64_t v) { return v >= 100; });
+    if (nodes >= 3 && big) r.invariant = "needle";
+    else if (nodes < 3 && big) r.invariant = "other";  // another invariant: never taken
+    return r;
+  };
+  Scale scale = {{"nodes", 8, 2}, {"ops", 20, 1}};
+  std::vector<uint64_t> draws(160);
+  for (size_t i = 0; i < draws.size(); ++i) draws[i] = i % 7;
+  draws[100] = 5000;
+  RunOutcome first = run(scale, draws);
+  ASSERT_EQ(first.invariant, "needle");
+  ScaledShrinkResult r = ShrinkScaledFailure(scale, first, run);
+  EXPECT_EQ(r.invariant, "needle");
+  EXPECT_EQ(KnobValue(r.scale, "nodes"), 3u);
+  EXPECT_EQ(r.draws.size(), 1u);  // the big draw, moved to the front
+  EXPECT_GE(r.draws[0], 100u);
+  EXPECT_LT(r.draws[0], 200u);
+  EXPECT_EQ(r.shrunk_events, 31u);
+  EXPECT_EQ(r.shrunk_faults, 1u);
+  EXPECT_EQ(r.original_events, first.events);
+  EXPECT_FALSE(r.budget_exhausted);
+  EXPECT_EQ(run(r.scale, r.draws).invariant, "needle");
+}
+
+TEST(Shrink, ScaledShrinkingStopsAtItsTimeBudget) {
+  uint64_t calls = 0;
+  ScaledRunFn run = [&calls](const Scale& scale, const std::vector<uint64_t>& draws) {
+    ++calls;
+    RunOutcome r;
+    r.draws = draws;
+    r.invariant = "any";
+    r.events = 1;
+    return r;
+  };
+  ShrinkOptions o;
+  o.max_seconds = 1e-9;  // spent before the first candidate
+  ScaledShrinkResult r =
+      ShrinkScaledFailure({{"nodes", 8, 2}}, run({}, {1, 2, 3}), run, o);
+  EXPECT_TRUE(r.budget_exhausted);
+  EXPECT_EQ(r.runs, 0u);
+  EXPECT_EQ(calls, 1u);  // only the caller's own run
+  EXPECT_EQ(r.draws, (std::vector<uint64_t>{1, 2, 3}));
+}
+
 TEST(Shrink, APassingRunHasNothingToShrink) {
   TransferWorkloadOptions o;
   o.ops_per_node = 5;

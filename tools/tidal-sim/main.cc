@@ -8,6 +8,7 @@
 // replays it. Multi-seed runs show progress and end with a summary; --json prints the
 // same as one JSON document on stdout.
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cinttypes>
@@ -377,6 +378,111 @@ int Import(const po::variables_map& vm) {
 }
 
 #ifdef TIDAL_SIM_ZOO
+// tidal-sim shrink --workload store|collectives|mixed|store-field|p2p|peer-loss: the first
+// failing seed of the range (with --plant-bug B planted), shrunk by scale and tape to a
+// small run that breaks the same invariant, written as a gtest case with --out.
+int ShrinkWorkload(const po::variables_map& vm, const std::string& workload) {
+  const std::optional<tidal::tools::SeedRange> seeds = tidal::tools::SelectedSeeds(vm, "tidal-sim");
+  if (!seeds) return 2;
+  const bool json = vm.count("json") != 0;
+  std::string bug;
+  if (vm.count("plant-bug")) bug = vm["plant-bug"].as<std::string>();
+  if (vm.count("engine-bug")) bug = vm["engine-bug"].as<std::string>();
+  tidal::sim::ShrinkOptions so;
+  so.max_runs = vm["max-runs"].as<uint64_t>();
+  so.max_seconds = vm["shrink-seconds"].as<double>();
+  const double start = WallSeconds();
+  double last_print = 0;
+  uint64_t seed = 0;
+  so.progress = [&](uint64_t runs, size_t nonzero, size_t length) {
+    if (json || WallSeconds() - last_print < 0.25) return;
+    last_print = WallSeconds();
+    std::fprintf(stderr, "\r  shrinking seed %" PRIu64 ": %" PRIu64 "/%" PRIu64
+                 " runs, tape %zu draws (%zu non-zero), %.1f s   ",
+                 seed, runs, so.max_runs, length, nonzero, WallSeconds() - start);
+  };
+  std::optional<tidal::cluster::ZooShrinkResult> found;
+  for (uint64_t i = 0; i < seeds->count() && !found; ++i) {
+    seed = seeds->first + i;
+    tidal::Result<tidal::cluster::ZooShrinkResult> r =
+        tidal::cluster::ShrinkZooSeed(workload, bug, seed, so);
+    if (r.ok()) {
+      found = std::move(*r);
+    } else if (r.status().ToString().find("passes: nothing to shrink") == std::string::npos) {
+      std::fprintf(stderr, "tidal-sim shrink: %s\n", r.status().ToString().c_str());
+      return 2;
+    }
+  }
+  const double wall = WallSeconds() - start;
+  if (!json) std::fprintf(stderr, "\n");
+  if (!found) {
+    std::fprintf(stderr, "tidal-sim shrink: every seed of %s passes: nothing to shrink\n",
+                 tidal::tools::ToString(*seeds).c_str());
+    return 2;
+  }
+  const tidal::sim::ScaledShrinkResult& s = found->shrunk;
+  std::string name = "Seed" + std::to_string(seed);
+  bool up = true;
+  for (char ch : workload + "_" + bug) {
+    if (ch == '_' || ch == '-') {
+      up = true;
+      continue;
+    }
+    name += up ? static_cast<char>(std::toupper(static_cast<unsigned char>(ch))) : ch;
+    up = false;
+  }
+  if (vm.count("out")) {
+    const std::string path = vm["out"].as<std::string>();
+    std::ofstream out(path);
+    out << tidal::cluster::ZooRegressionTest(*found, name);
+    if (!out) {
+      std::fprintf(stderr, "tidal-sim shrink: cannot write '%s'\n", path.c_str());
+      return 2;
+    }
+  }
+  if (json) {
+    nlohmann::json j = {{"workload", workload},
+                        {"bug", bug},
+                        {"seed", seed},
+                        {"invariant", s.invariant},
+                        {"violation", s.failure},
+                        {"original", {{"scale", tidal::cluster::ScaleString(s.original_scale)},
+                                      {"draws", s.original_length}, {"nonzero_draws", s.original_nonzero},
+                                      {"events", s.original_events}, {"faults", s.original_faults}}},
+                        {"shrunk", {{"scale", tidal::cluster::ScaleString(s.scale)},
+                                    {"draws", s.shrunk_length}, {"nonzero_draws", s.shrunk_nonzero},
+                                    {"events", s.shrunk_events}, {"faults", s.shrunk_faults}}},
+                        {"clean_passes", found->clean_passes},
+                        {"runs", s.runs},
+                        {"budget_exhausted", s.budget_exhausted},
+                        {"wall_seconds", wall}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("tidal-sim shrink: %s seed %" PRIu64 " breaks \"%s\"\n", workload.c_str(), seed,
+              s.invariant.c_str());
+  std::printf("  %-16s %s\n  %-16s %s\n", "original scale",
+              tidal::cluster::ScaleString(s.original_scale).c_str(), "shrunk scale",
+              tidal::cluster::ScaleString(s.scale).c_str());
+  std::printf("  %-16s %12s %12s\n", "", "original", "shrunk");
+  std::printf("  %-16s %12zu %12zu\n", "tape draws", s.original_length, s.shrunk_length);
+  std::printf("  %-16s %12zu %12zu\n", "non-zero draws", s.original_nonzero, s.shrunk_nonzero);
+  std::printf("  %-16s %12" PRIu64 " %12" PRIu64 "\n", "trace events", s.original_events,
+              s.shrunk_events);
+  std::printf("  %-16s %12" PRIu64 " %12" PRIu64 "\n", "faults", s.original_faults,
+              s.shrunk_faults);
+  std::printf("  %" PRIu64 " runs in %.2f s%s\n  shrunk violation: %s\n", s.runs, wall,
+              s.budget_exhausted ? " (budget spent)" : "", s.failure.c_str());
+  if (!bug.empty()) {
+    std::printf("  without the bug the shrunk run %s\n", found->clean_passes ? "passes" : "FAILS");
+  }
+  if (vm.count("out")) {
+    std::printf("  regression test written to %s (TEST ShrunkRegression.%s*)\n",
+                vm["out"].as<std::string>().c_str(), name.c_str());
+  }
+  return 0;
+}
+
 // tidal-sim zoo: every planted bug against the campaign that should catch it.
 int Zoo(const po::variables_map& vm) {
   const std::optional<tidal::tools::SeedRange> seeds = tidal::tools::SelectedSeeds(vm, "tidal-sim");
@@ -387,6 +493,7 @@ int Zoo(const po::variables_map& vm) {
   zo.max_seeds = seeds->count();
   zo.shrink = vm.count("no-shrink") == 0;
   zo.shrink_runs = vm["max-runs"].as<uint64_t>();
+  zo.shrink_seconds = vm["shrink-seconds"].as<double>();
   if (vm.count("bug")) zo.only = vm["bug"].as<std::string>();
   double last_print = 0;
   zo.progress = [&](const std::string& bug, uint64_t tried) {
@@ -398,12 +505,24 @@ int Zoo(const po::variables_map& vm) {
   std::vector<tidal::cluster::ZooEntry> zoo = tidal::cluster::RunZoo(zo);
   if (!json) std::fprintf(stderr, "\r%80s\r", "");
   size_t caught = 0, clean = 0;
-  std::vector<uint64_t> shrunk_events;
+  std::vector<uint64_t> shrunk_events, shrunk_faults;
+  double slowest_shrink = 0;
   for (const auto& e : zoo) {
     caught += e.caught;
     clean += e.caught && e.clean_seed_passes;
-    if (e.shrunk) shrunk_events.push_back(e.shrunk_events);
+    if (e.shrunk) {
+      shrunk_events.push_back(e.shrunk_events);
+      shrunk_faults.push_back(e.shrunk_faults);
+      slowest_shrink = std::max(slowest_shrink, e.shrink_seconds);
+    }
   }
+  // The median of an even count is the lower middle value.
+  auto median = [](std::vector<uint64_t> v) -> uint64_t {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[(v.size() - 1) / 2];
+  };
+  size_t shrunk_count = shrunk_events.size();
   if (json) {
     nlohmann::json bugs = nlohmann::json::array();
     for (const auto& e : zoo) {
@@ -423,32 +542,42 @@ int Zoo(const po::variables_map& vm) {
         b["shrunk_events"] = e.shrunk_events;
         b["shrunk_faults"] = e.shrunk_faults;
         b["original_events"] = e.original_events;
+        b["original_faults"] = e.original_faults;
         b["shrink_seconds"] = e.shrink_seconds;
-        if (e.shrunk_ops != 0) {
-          b["shrunk_nodes"] = e.shrunk_nodes;
-          b["shrunk_ops"] = e.shrunk_ops;
-        }
+        b["shrink_runs"] = e.shrink_runs;
+        b["shrink_budget_exhausted"] = e.shrink_budget_exhausted;
+        b["shrunk_scale"] = e.shrunk_scale;
       } else if (!e.not_shrunk_because.empty()) {
         b["not_shrunk_because"] = e.not_shrunk_because;
       }
       bugs.push_back(b);
     }
-    std::cout << nlohmann::json{{"bugs", bugs}, {"caught", caught}, {"total", zoo.size()}}.dump(2)
+    std::cout << nlohmann::json{{"bugs", bugs},
+                                {"caught", caught},
+                                {"total", zoo.size()},
+                                {"shrunk", shrunk_count},
+                                {"median_shrunk_events", median(shrunk_events)},
+                                {"median_shrunk_faults", median(shrunk_faults)},
+                                {"slowest_shrink_seconds", slowest_shrink}}
+                     .dump(2)
               << "\n";
   } else {
     std::printf("tidal-sim zoo: %zu planted bugs, seeds %s each\n", zoo.size(),
                 tidal::tools::ToString(*seeds).c_str());
-    std::printf("  %-32s %-12s %-7s %-6s %6s %8s %6s %14s\n", "bug", "layer", "field", "caught",
-                "seeds", "time s", "clean", "shrunk events");
+    std::printf("  %-32s %-12s %-7s %-6s %6s %8s %6s %14s %8s\n", "bug", "layer", "field",
+                "caught", "seeds", "time s", "clean", "shrunk events", "shrink s");
     for (const auto& e : zoo) {
       std::string shrunk = e.shrunk ? std::to_string(e.shrunk_events) + " (" +
                                           std::to_string(e.shrunk_faults) + "f)"
                                     : "-";
-      std::printf("  %-32s %-12s %-7s %-6s %6" PRIu64 " %8.2f %6s %14s\n", e.bug.name.c_str(),
+      std::printf("  %-32s %-12s %-7s %-6s %6" PRIu64 " %8.2f %6s %14s %8.1f\n", e.bug.name.c_str(),
                   e.bug.layer.c_str(), e.bug.field_report.empty() ? "-" : e.bug.field_report.c_str(),
                   e.caught ? "yes" : "NO", e.seeds_needed, e.seconds_to_failure,
-                  e.caught ? (e.clean_seed_passes ? "yes" : "NO") : "-", shrunk.c_str());
+                  e.caught ? (e.clean_seed_passes ? "yes" : "NO") : "-", shrunk.c_str(),
+                  e.shrink_seconds);
     }
+    std::printf("shrunk %zu: median %" PRIu64 " events, %" PRIu64 " faults; slowest shrink %.1f s\n",
+                shrunk_count, median(shrunk_events), median(shrunk_faults), slowest_shrink);
     for (const auto& e : zoo) {
       if (e.caught) std::printf("  %s: %s\n", e.bug.name.c_str(), e.failure.c_str());
     }
@@ -793,7 +922,9 @@ int main(int argc, char** argv) {
   general.add_options()
       ("help,h", "print this help")
       ("workload", po::value<std::string>()->default_value("transfer"),
-       "workload to run (transfer: random READ/WRITE batches checked byte for byte)")
+       "workload to run (transfer: random READ/WRITE batches checked byte for byte); shrink "
+       "also takes store, collectives, mixed, store-field, p2p, peer-loss (with --plant-bug "
+       "any zoo bug)")
       ("nodes,n", po::value<size_t>()->default_value(4), "simulated nodes")
       ("ops", po::value<size_t>()->default_value(200), "batches each node submits")
       ("faults", po::value<std::string>()->default_value("all"),
@@ -809,6 +940,8 @@ int main(int argc, char** argv) {
        "engine_close_drops_every_holder, engine_prefix_overcount")
       ("out", po::value<std::string>(), "shrink: write the shrunk run as a gtest file")
       ("max-runs", po::value<uint64_t>()->default_value(4000), "shrink: budget of runs")
+      ("shrink-seconds", po::value<double>()->default_value(50),
+       "shrink (other workloads), zoo: wall-time budget of one shrink (0: none)")
       ("bug", po::value<std::string>(), "zoo: run only this planted bug")
       ("no-shrink", "zoo: do not shrink the failing runs")
       ("json", "print one JSON document instead of the table");
@@ -837,9 +970,16 @@ int main(int argc, char** argv) {
     return vm.count("help") ? 0 : 2;
   }
   const std::string command = vm["command"].as<std::string>();
-  if (vm["workload"].as<std::string>() != "transfer") {
+  const std::string workload = vm["workload"].as<std::string>();
+  if (workload != "transfer") {
+#ifdef TIDAL_SIM_ZOO
+    if (command == "shrink") return ShrinkWorkload(vm, workload);
+    std::fprintf(stderr, "tidal-sim: workload '%s' is for shrink only (run takes transfer)\n",
+                 workload.c_str());
+#else
     std::fprintf(stderr, "tidal-sim: unknown workload '%s' (known: transfer)\n",
-                 vm["workload"].as<std::string>().c_str());
+                 workload.c_str());
+#endif
     return 2;
   }
   // --mode: every world of this run (run, shrink, zoo) schedules this way.
