@@ -230,7 +230,9 @@ struct UcxTransport::Impl {
   std::atomic<uint64_t> direct{0};    // Run calls done on the caller's thread
   std::atomic<bool> stop{false};
   std::atomic<bool> crashed{false};
-  std::atomic<uint64_t> busy{0};  // outstanding ops + target in-flight, for the spin decision
+  // Outstanding ops + target in-flight + answers and notifications UCX has not sent yet:
+  // while non-zero the progress thread never blocks longer than busy_poll_ns.
+  std::atomic<uint64_t> busy{0};
 
   mutable std::mutex mu;
   std::deque<std::function<void()>> commands TIDAL_GUARDED_BY(mu);
@@ -411,9 +413,10 @@ void UcxTransport::Impl::Loop() {
         timeout_ns = timeout_ns < 0 ? left : std::min(timeout_ns, left);
       }
     }
-    if (busy.load() != 0) {
-      const auto cap = static_cast<int64_t>(options.busy_poll_ns);
-      timeout_ns = timeout_ns < 0 ? cap : std::min(timeout_ns, cap);
+    {
+      const auto cap = static_cast<int64_t>(busy.load() != 0 ? options.busy_poll_ns
+                                                               : options.idle_poll_ns);
+      if (cap > 0) timeout_ns = timeout_ns < 0 ? cap : std::min(timeout_ns, cap);
     }
     if (stop.load()) break;
     pollfd p{efd, POLLIN, 0};
@@ -855,12 +858,20 @@ void UcxTransport::Impl::SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, Erro
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.user_data = ctx;
   p.cb.send = [](void* req, ucs_status_t, void* user) {
-    delete static_cast<Ctx*>(user);
+    auto* c = static_cast<Ctx*>(user);
+    c->impl->busy.fetch_sub(1);
+    delete c;
     ucp_request_free(req);
   };
   void* req = ucp_am_send_nbx(ep, id, &ctx->ack, sizeof(AckHeader), nullptr, 0, &p);
   // Inline completion or an error (the peer is gone, and so is the answer's reader).
-  if (!UCS_PTR_IS_PTR(req)) delete ctx;
+  if (!UCS_PTR_IS_PTR(req)) {
+    delete ctx;
+    return;
+  }
+  // Pending in UCX: counted as work in flight, so the progress thread keeps progressing
+  // (UCX may not signal the event fd when it can send it).
+  busy.fetch_add(1);
 }
 
 void UcxTransport::Impl::WriteLanded(uint64_t region, ucp_ep_h reply_ep, uint64_t seq,
@@ -1187,11 +1198,18 @@ Status UcxTransport::SendNotify(PeerId peer, std::string_view payload) {
     p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     p.user_data = ctx;
     p.cb.send = [](void* req, ucs_status_t, void* user) {
-      delete static_cast<Impl::Ctx*>(user);
+      auto* c = static_cast<Impl::Ctx*>(user);
+      c->impl->busy.fetch_sub(1);
+      delete c;
       ucp_request_free(req);
     };
     void* req = ucp_am_send_nbx(ep, kNotify, nullptr, 0, ctx->body.data(), ctx->body.size(), &p);
-    if (!UCS_PTR_IS_PTR(req)) delete ctx;
+    if (!UCS_PTR_IS_PTR(req)) {
+      delete ctx;
+      return;
+    }
+    // Pending in UCX: work in flight for the progress thread (see SendAnswer).
+    m.busy.fetch_add(1);
   });
   return Status();
 }

@@ -71,6 +71,9 @@ struct UcxTransportOptions {
   // While operations are outstanding, the progress thread blocks on the event fd at most
   // this long before it progresses again (UCX does not signal every rendezvous step).
   uint64_t busy_poll_ns = 200'000;
+  // With nothing in flight, at most this long (0: until an event). A peer's connection
+  // set-up (wire-up) reaches an idle node without always signalling its event fd.
+  uint64_t idle_poll_ns = 5'000'000;
   UcxBug planted_bug = UcxBug::kNone;  // tidal-sim import's UCX test only
 };
 
