@@ -60,13 +60,18 @@ class Signal {
 
   void NotifyAll() {
     if (waiters_.empty()) return;
+    // The waiters are taken out first (a NotifyAll reached from inside this one sees a
+    // fresh list); waiters_ gets the spare buffer back, so steady waiting never allocates.
     std::vector<Node*> list;
+    list.swap(spare_);
     list.swap(waiters_);
     for (Node* n : list) {
       n->woken = true;
       if (n->timer != 0) env_->CancelTimer(n->timer);
       env_->Post([h = n->h]() { h.resume(); });
     }
+    list.clear();
+    if (spare_.capacity() == 0) spare_.swap(list);
   }
 
   size_t waiters() const { return waiters_.size(); }
@@ -74,6 +79,7 @@ class Signal {
  private:
   Env* env_;
   std::vector<Node*> waiters_;
+  std::vector<Node*> spare_;  // empty; a buffer NotifyAll hands back to waiters_
 };
 
 }  // namespace tidal::coll

@@ -1,6 +1,7 @@
 #include "tidal/sim/sim_messenger.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "tidal/sim/world.h"
 
@@ -40,15 +41,24 @@ Status SimMessenger::Send(std::string_view to, std::string payload) {
   const bool duplicate = world_.ShouldInject(FaultKind::kMessageDuplicate, node_, dst, &amount);
   // The delivery belongs to the target node: a hung node receives it when it resumes (in
   // order: deferred events keep their order), a crashed one never.
-  std::string target_name(to);
-  auto deliver = [this, target_name, from = name_, payload]() mutable {
-    SimMessenger* t = world_.messenger_by_name(target_name);
-    if (t != nullptr) t->Deliver(std::move(from), std::move(payload));
+  // One allocation per delivery: the payload moves in (a duplicate gets its own copy), and
+  // the callback holds one pointer, so it stays inline in the event queue.
+  struct Delivery {
+    std::string target, from, payload;
   };
-  world_.ScheduleAt(at, static_cast<int32_t>(dst), deliver);
+  auto deliver = [world = &world_](std::unique_ptr<Delivery> m) {
+    return [world, m = std::move(m)]() {
+      SimMessenger* t = world->messenger_by_name(m->target);
+      if (t != nullptr) t->Deliver(std::move(m->from), std::move(m->payload));
+    };
+  };
+  auto message = std::make_unique<Delivery>(Delivery{std::string(to), name_, std::move(payload)});
+  std::unique_ptr<Delivery> copy;
+  if (duplicate) copy = std::make_unique<Delivery>(*message);
+  world_.ScheduleAt(at, static_cast<int32_t>(dst), deliver(std::move(message)));
   if (duplicate) {
     link_free_ns_[dst] = at + 1;
-    world_.ScheduleAt(at + 1, static_cast<int32_t>(dst), std::move(deliver));  // right behind
+    world_.ScheduleAt(at + 1, static_cast<int32_t>(dst), deliver(std::move(copy)));  // right behind
   }
   return Status();
 }

@@ -173,22 +173,20 @@ bool World::PickReady(Key* out) {
   while (!queue_.empty() && queue_.top().time_ns <= limit) {
     const Key k = queue_.top();
     queue_.pop();
-    Slot& s = slots_[k.slot];
-    const bool canceled = s.timer != 0 && live_timers_.count(s.timer) == 0;
+    Slot& s = slots_[k.slot()];
+    const bool canceled = s.timer != 0 && !TimerLive(s.timer);
     const bool dead = s.node >= 0 && nodes_[s.node].crashed;
     if (canceled) --canceled_in_queue_;
     if (canceled || dead) {
       s.fn = Callback();
-      free_slots_.push_back(k.slot);
+      free_slots_.push_back(k.slot());
       continue;
     }
     ready.push_back(k);
   }
   if (ready.empty()) return false;
-  std::sort(ready.begin(), ready.end(), [](const Key& a, const Key& b) {
-    return a.time_ns != b.time_ns ? a.time_ns < b.time_ns : a.seq < b.seq;
-  });
-  auto actor_of = [&](const Key& k) { return static_cast<size_t>(slots_[k.slot].actor); };
+  std::sort(ready.begin(), ready.end());
+  auto actor_of = [&](const Key& k) { return static_cast<size_t>(slots_[k.slot()].actor); };
   size_t chosen = actor_of(ready.front());
   if (pct) {
     auto best = [&]() {
@@ -233,7 +231,7 @@ World::~World() {
 
 void World::Shutdown() {
   for (auto& env : envs_) env->DestroyRoots();
-  while (!queue_.empty()) queue_.pop();
+  queue_.clear();
   canceled_in_queue_ = 0;
   slots_.clear();
   free_slots_.clear();
@@ -247,6 +245,7 @@ void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn) {
     free_slots_.pop_back();
   } else {
     slot = static_cast<uint32_t>(slots_.size());
+    TIDAL_ASSERT_MSG(slot < (uint32_t{1} << kSlotBits), "too many events pending at once");
     slots_.emplace_back();
   }
   Slot& s = slots_[slot];
@@ -254,7 +253,8 @@ void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn) {
   s.actor = ActorFor(node);
   s.timer = timer;
   s.fn = std::move(fn);
-  queue_.push(Key{std::max(time_ns, now_ns_), seq_++, slot});
+  TIDAL_ASSERT_MSG(seq_ < kMaxSeq, "event sequence numbers exhausted");
+  queue_.push(Key{std::max(time_ns, now_ns_), seq_++ << kSlotBits | slot});
 }
 
 uint32_t World::ActorFor(int32_t node) const {
@@ -271,13 +271,13 @@ void World::ScheduleAt(uint64_t time_ns, int32_t node, Callback fn) {
 
 TimerId World::ScheduleTimer(uint64_t time_ns, int32_t node, Callback fn) {
   const TimerId id = next_timer_++;
-  live_timers_.insert(id);
+  SetTimerLive(id);
   Push(time_ns, node, id, std::move(fn));
   return id;
 }
 
 bool World::CancelTimer(TimerId id) {
-  if (live_timers_.erase(id) == 0) return false;
+  if (!ClearTimerLive(id)) return false;
   ++canceled_in_queue_;
   if (canceled_in_queue_ >= 1024 && canceled_in_queue_ * 2 > queue_.size()) Compact();
   return true;
@@ -288,11 +288,11 @@ void World::Compact() {
   // destructor may cancel another timer and so come back here.
   std::vector<Callback> dropped;
   queue_.RemoveIf([&](const Key& k) {
-    Slot& s = slots_[k.slot];
-    if (s.timer == 0 || live_timers_.count(s.timer) != 0) return false;
+    Slot& s = slots_[k.slot()];
+    if (s.timer == 0 || TimerLive(s.timer)) return false;
     dropped.push_back(std::move(s.fn));
     s.fn = Callback();
-    free_slots_.push_back(k.slot);
+    free_slots_.push_back(k.slot());
     return true;
   });
   canceled_in_queue_ = 0;
@@ -308,13 +308,13 @@ bool World::Step() {
   } else if (!PickReady(&key)) {
     return true;
   }
-  Slot& slot = slots_[key.slot];
+  Slot& slot = slots_[key.slot()];
   const int32_t node = slot.node;
   const uint32_t actor = slot.actor;
   const TimerId timer = slot.timer;
   Callback fn = std::move(slot.fn);
-  free_slots_.push_back(key.slot);
-  if (timer != 0 && live_timers_.erase(timer) == 0) {  // canceled
+  free_slots_.push_back(key.slot());
+  if (timer != 0 && !ClearTimerLive(timer)) {  // canceled
     --canceled_in_queue_;
     return true;
   }
@@ -324,7 +324,7 @@ bool World::Step() {
     if (st.crashed) return true;  // a dead node runs nothing
     if (st.hung_until_ns > now_ns_) {
       if (st.hung_until_ns != UINT64_MAX) {
-        if (timer != 0) live_timers_.insert(timer);
+        if (timer != 0) SetTimerLive(timer);
         Push(st.hung_until_ns, node, timer, std::move(fn));
       }
       return true;
@@ -362,13 +362,10 @@ uint64_t World::Fingerprint() const {
     bool timer;
   };
   std::vector<Pending> pending;
-  auto q = queue_;
-  while (!q.empty()) {
-    const Key k = q.top();
-    q.pop();
-    const Slot& s = slots_[k.slot];
-    if (s.timer != 0 && live_timers_.count(s.timer) == 0) continue;  // canceled
-    pending.push_back({k.time_ns, s.actor, k.seq, s.timer != 0});
+  for (const Key& k : queue_.keys()) {
+    const Slot& s = slots_[k.slot()];
+    if (s.timer != 0 && !TimerLive(s.timer)) continue;  // canceled
+    pending.push_back({k.time_ns, s.actor, k.seq(), s.timer != 0});
   }
   std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) {
     return std::tie(a.time, a.actor, a.seq) < std::tie(b.time, b.actor, b.seq);

@@ -239,15 +239,17 @@ class World {
 
  private:
   // The heap holds small keys; the callbacks wait in a slab, so sifting the heap never
-  // moves a callback.
+  // moves a callback. A key is 16 bytes: the time, and the sequence number above the slab
+  // index in one word, so (time, order) compares like (time, seq) (seq is unique).
+  static constexpr unsigned kSlotBits = 28;  // at most 2^28 events pending at once
+  static constexpr uint64_t kMaxSeq = (uint64_t{1} << (64 - kSlotBits)) - 1;  // 2^36 events
   struct Key {
     uint64_t time_ns;
-    uint64_t seq;
-    uint32_t slot;
-  };
-  struct Later {
-    bool operator()(const Key& a, const Key& b) const {
-      return a.time_ns != b.time_ns ? a.time_ns > b.time_ns : a.seq > b.seq;
+    uint64_t order;  // seq << kSlotBits | slot
+    uint64_t seq() const { return order >> kSlotBits; }
+    uint32_t slot() const { return static_cast<uint32_t>(order & ((uint64_t{1} << kSlotBits) - 1)); }
+    bool operator<(const Key& o) const {
+      return time_ns != o.time_ns ? time_ns < o.time_ns : order < o.order;
     }
   };
   struct Slot {
@@ -276,23 +278,78 @@ class World {
   uint64_t seq_ = 0;
   uint64_t events_run_ = 0;
   TimerId next_timer_ = 1;
-  // The event heap. Canceled timers stay in it until they come due (CancelTimer is O(1));
-  // when they are most of it, Compact() drops them at once, so long worlds full of
-  // canceled deadlines keep a small heap. Order is by (time, seq), unique, so the heap's
-  // layout never changes which event runs next.
-  struct EventQueue : std::priority_queue<Key, std::vector<Key>, Later> {
+  // The event heap: a 4-ary min-heap on (time, seq) (shallower than a binary heap, and a
+  // node's four children share a cache line). Canceled timers stay in it until they come
+  // due (CancelTimer is O(1)); when they are most of it, Compact() drops them at once, so
+  // long worlds full of canceled deadlines keep a small heap. Order is by (time, seq),
+  // unique, so the heap's layout never changes which event runs next.
+  class EventQueue {
+   public:
+    bool empty() const { return keys_.empty(); }
+    size_t size() const { return keys_.size(); }
+    const Key& top() const { return keys_.front(); }
+    const std::vector<Key>& keys() const { return keys_; }  // in heap order
+    void clear() { keys_.clear(); }
+    void push(const Key& k) {
+      size_t i = keys_.size();
+      keys_.push_back(k);
+      while (i > 0) {
+        const size_t parent = (i - 1) / 4;
+        if (!(k < keys_[parent])) break;
+        keys_[i] = keys_[parent];
+        i = parent;
+      }
+      keys_[i] = k;
+    }
+    void pop() {
+      const Key last = keys_.back();
+      keys_.pop_back();
+      const size_t n = keys_.size();
+      if (n == 0) return;
+      size_t i = 0;
+      for (;;) {
+        const size_t first = 4 * i + 1;
+        if (first >= n) break;
+        size_t best = first;
+        const size_t end = std::min(first + 4, n);
+        for (size_t c = first + 1; c < end; ++c) {
+          if (keys_[c] < keys_[best]) best = c;
+        }
+        if (!(keys_[best] < last)) break;
+        keys_[i] = keys_[best];
+        i = best;
+      }
+      keys_[i] = last;
+    }
     template <typename Pred>
     void RemoveIf(Pred pred) {
-      c.erase(std::remove_if(c.begin(), c.end(), pred), c.end());
-      std::make_heap(c.begin(), c.end(), comp);
+      keys_.erase(std::remove_if(keys_.begin(), keys_.end(), pred), keys_.end());
+      std::sort(keys_.begin(), keys_.end());  // a sorted array is a heap
     }
+
+   private:
+    std::vector<Key> keys_;
   };
   void Compact();
   EventQueue queue_;
   uint64_t canceled_in_queue_ = 0;  // canceled timers still in queue_
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
-  std::unordered_set<TimerId> live_timers_;  // scheduled, not fired, not canceled
+  // Timers scheduled, not fired, not canceled: one bit per timer id ever handed out (ids
+  // are dense from 1), so arming and canceling a timer never allocates or hashes.
+  std::vector<uint64_t> live_timers_;
+  bool TimerLive(TimerId id) const {
+    return id / 64 < live_timers_.size() && (live_timers_[id / 64] >> (id % 64) & 1) != 0;
+  }
+  void SetTimerLive(TimerId id) {
+    if (id / 64 >= live_timers_.size()) live_timers_.resize(id / 64 + 1, 0);
+    live_timers_[id / 64] |= uint64_t{1} << (id % 64);
+  }
+  bool ClearTimerLive(TimerId id) {  // false if it was not live
+    if (!TimerLive(id)) return false;
+    live_timers_[id / 64] &= ~(uint64_t{1} << (id % 64));
+    return true;
+  }
   std::vector<std::unique_ptr<SimEnv>> envs_;
   std::vector<NodeState> nodes_;
   std::vector<SimTransport*> transports_;
