@@ -172,8 +172,9 @@ class Campaign {
 
 std::vector<std::string> Campaign::Keys(size_t c, size_t n) {
   std::vector<std::string> keys;
-  while (keys.size() < n) {
-    std::string k = Key(c);
+  // Bounded: a tape past its end draws 0 forever (shrinking); then the keys in order.
+  for (size_t tries = 0; keys.size() < n; ++tries) {
+    std::string k = tries < 64 * n ? Key(c) : "k" + std::to_string(tries % keyspace_);
     if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
   }
   return keys;

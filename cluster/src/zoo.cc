@@ -41,16 +41,24 @@ struct SeedRun {
 };
 
 // What a failure broke, without its particulars: the first line without the seed's prefix,
-// up to the first '(' (where codes and details start), quoted names and numbers blanked.
+// its first clause (up to a ';'), parenthesized details dropped, quoted names and numbers
+// blanked. "op 8 (allreduce f32 ...) rank 0: 1199 wrong" is "op # rank #: # wrong".
 std::string Invariant(const std::string& failure) {
   std::string line = failure.substr(0, failure.find('\n'));
   if (line.rfind("seed ", 0) == 0 && line.find(": ") != std::string::npos) {
     line = line.substr(line.find(": ") + 2);
   }
-  line = line.substr(0, line.find('('));
+  line = line.substr(0, line.find(';'));
+  std::string bare;
+  int depth = 0;
+  for (char c : line) {
+    if (c == '(') ++depth;
+    if (depth == 0) bare += c;
+    if (c == ')' && depth > 0) --depth;
+  }
   std::string out;
   bool quoted = false;
-  for (char c : line) {
+  for (char c : bare) {
     if (c == '\'') {
       quoted = !quoted;
       if (quoted) out += "'_'";
