@@ -174,6 +174,8 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
     hang_for = 500'000 + d.Below(40'000'000);  // 0.5..40 ms: short ones are only slow
   }
   if (options.steps > 0 && options.steps < steps.size()) steps.resize(options.steps);
+  steps.erase(steps.begin(),
+              steps.begin() + static_cast<std::ptrdiff_t>(std::min(options.skip_steps, steps.size() - 1)));
   if (!options.crashes) crash_plan.clear();
   if (!options.hangs) hang = false;
   // A partition in a third of the seeds: a random split, 0.2..10 ms long, healed well

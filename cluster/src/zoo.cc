@@ -209,6 +209,8 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     o.record_tape = true;
     o.ranks = static_cast<int>(Knob(scale, "ranks", 0));
     o.steps = Knob(scale, "steps", 0);
+    // "head": how many steps before the last are kept (lowering it drops leading steps).
+    if (o.steps > 0) o.skip_steps = o.steps - 1 - std::min<uint64_t>(Knob(scale, "head", o.steps), o.steps - 1);
     o.crashes = Knob(scale, "crashes", 1) != 0;
     o.hangs = Knob(scale, "hangs", 1) != 0;
     o.partitions = Knob(scale, "partitions", 1) != 0;
@@ -226,6 +228,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     if (shape != nullptr) {
       *shape = {{"ranks", NumberAfter(r.summary, "ranks="), 2},
                 {"steps", NumberAfter(r.summary, " ops="), 1},
+                {"head", NumberAfter(r.summary, " ops=") - 1, 0},
                 {"crashes", o.crashes ? 1u : 0u, 0},
                 {"hangs", o.hangs ? 1u : 0u, 0},
                 {"partitions", o.partitions ? 1u : 0u, 0}};

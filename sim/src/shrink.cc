@@ -198,9 +198,15 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
     return runs >= options.max_runs ||
            (options.max_seconds > 0 && seconds() >= options.max_seconds);
   };
-  // Kept only when the same invariant breaks in no longer a run with no more faults.
+  // A smaller scale is kept only when the same invariant breaks in no longer a run with no
+  // more faults; a simpler tape (the tape shrinker proposes only shorter, calmer ones) when
+  // the same invariant breaks in a run no longer, and with no more faults, than the input.
   auto better = [&](const RunOutcome& r) {
     return r.invariant == out.invariant && r.events <= best.events && r.faults <= best.faults;
+  };
+  auto simpler = [&](const RunOutcome& r) {
+    return r.invariant == out.invariant && r.events <= failing.events &&
+           r.faults <= failing.faults;
   };
   for (int round = 0; round < 4 && !spent(); ++round) {
     bool scaled = false;
@@ -229,7 +235,7 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
     TapeRunFn tape_run = [&](const std::vector<uint64_t>& draws) -> std::string {
       RunOutcome r = run(cur, draws);
       if (draws == best.draws) return r.invariant;  // the input itself
-      if (!better(r)) return r.invariant == out.invariant ? "(longer)" : r.invariant;
+      if (!simpler(r)) return r.invariant == out.invariant ? "(longer)" : r.invariant;
       r.draws = draws;  // the tape as given (it replays the same run)
       best = std::move(r);
       return out.invariant;

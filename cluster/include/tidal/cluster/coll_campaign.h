@@ -51,6 +51,7 @@ struct CollCampaignOptions {
   bool record_tape = false;
   int ranks = 0;
   size_t steps = 0;
+  size_t skip_steps = 0;  // then drops this many of the first steps (at most all but one)
   bool crashes = true;
   bool hangs = true;
 };

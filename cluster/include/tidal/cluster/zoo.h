@@ -88,7 +88,9 @@ struct ZooShrinkResult {
 // peer-loss) with `bug` planted ("" for none): records its tape, then
 // sim::ShrinkScaledFailure over the workload's knobs —
 //   store        clients (floor 2), ops (per client, floor 1), scenarios, restarts (0/1)
-//   collectives  ranks (floor 2), steps (floor 1), crashes, hangs, partitions (0/1)
+//   collectives  ranks (floor 2), steps (the seed's first ones, floor 1), head (how
+//                many of those before the last are kept, floor 0), crashes, hangs,
+//                partitions (0/1)
 //   mixed        nodes (floor 3), rounds (floor 1), crashes (0/1)
 //   store-field, p2p, peer-loss  nodes (floor 2), ops (floor 1)
 // INVALID_PARAMS for an unknown workload or bug, or a seed that passes.

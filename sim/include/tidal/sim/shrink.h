@@ -107,9 +107,10 @@ struct ScaledShrinkResult {
 // Shrinks a failing run (`failing` is what `run(scale, failing.draws)` gave; its invariant
 // non-empty) in rounds until a fixed point or the budget: each knob in turn to the
 // smallest value tried (the floor first, then a quarter, half and all but one of the way)
-// that still breaks the invariant, then the tape (ShrinkTape). A candidate is kept only
-// when it breaks the same invariant with no more events and no more faults than the
-// best so far, so the result is never longer than the input.
+// that still breaks the invariant, then the tape (ShrinkTape). A smaller scale is kept
+// only when it breaks the same invariant with no more events and faults than the best so
+// far; a simpler tape when it breaks the same invariant with no more events and faults
+// than the input. So the result is never longer than the input.
 ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& failing,
                                        const ScaledRunFn& run, const ShrinkOptions& options = {});
 
