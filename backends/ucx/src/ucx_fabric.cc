@@ -6,21 +6,9 @@
 #include "tidal/contract_checker.h"
 #include "tidal/recording_transport.h"
 
+#include "start_engines.h"
+
 namespace tidal::backends::ucx {
-
-namespace {
-Task<Status> StartAll(std::vector<std::unique_ptr<TransferEngine>>& engines) {
-  for (auto& e : engines) {
-    Status s = co_await e->Start();
-    if (!s.ok()) co_return s;
-  }
-  co_return Status();
-}
-
-Task<void> StopAll(std::vector<std::unique_ptr<TransferEngine>>& engines) {
-  for (auto& e : engines) (void)co_await e->Stop();
-}
-}  // namespace
 
 Result<std::unique_ptr<UcxFabric>> UcxFabric::Make(UcxFabricOptions options) {
   std::unique_ptr<UcxFabric> f(new UcxFabric(std::move(options)));
@@ -57,11 +45,11 @@ Status UcxFabric::Start() {
     env_.AddPoster();
     ++posters_;
   }
-  return RunBlocking(env_, StartAll(engines_));
+  return RunBlocking(env_, StartEngines(engines_));
 }
 
 UcxFabric::~UcxFabric() {
-  if (!engines_.empty()) RunBlocking(env_, StopAll(engines_));
+  if (!engines_.empty()) RunBlocking(env_, StopEngines(engines_));
   // Coroutines left suspended may point at engines and messengers: destroy them first.
   env_.DestroyRoots();
   engines_.clear();  // stops every transport's progress thread and closes its worker

@@ -20,6 +20,8 @@
 
 #include "tidal/contract_checker.h"
 
+#include "start_engines.h"
+
 #ifndef TIDAL_UCX_HOST_BUILD_PATH
 #define TIDAL_UCX_HOST_BUILD_PATH ""
 #endif
@@ -1017,20 +1019,6 @@ int RunUcxHost(int sock, int arena_fd, uint64_t arena_addr, size_t arena_bytes, 
 
 // ---- UcxProcessFabric --------------------------------------------------------------------
 
-namespace {
-Task<Status> StartAll(std::vector<std::unique_ptr<TransferEngine>>& engines) {
-  for (auto& e : engines) {
-    Status s = co_await e->Start();
-    if (!s.ok()) co_return s;
-  }
-  co_return Status();
-}
-
-Task<void> StopAll(std::vector<std::unique_ptr<TransferEngine>>& engines) {
-  for (auto& e : engines) (void)co_await e->Stop();
-}
-}  // namespace
-
 Result<std::unique_ptr<UcxProcessFabric>> UcxProcessFabric::Make(UcxProcessFabricOptions options) {
   std::unique_ptr<UcxProcessFabric> f(new UcxProcessFabric(std::move(options)));
   Status s = f->Start();
@@ -1057,11 +1045,11 @@ Status UcxProcessFabric::Start() {
     env_.AddPoster();
     ++posters_;
   }
-  return RunBlocking(env_, StartAll(engines_));
+  return RunBlocking(env_, StartEngines(engines_));
 }
 
 UcxProcessFabric::~UcxProcessFabric() {
-  if (!engines_.empty()) RunBlocking(env_, StopAll(engines_));
+  if (!engines_.empty()) RunBlocking(env_, StopEngines(engines_));
   env_.DestroyRoots();
   engines_.clear();  // each proxy asks its child to leave and reaps it
   messengers_.clear();
