@@ -693,8 +693,12 @@ class XprocGpu : public ::testing::Test {
     for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 131 + (i >> 8));
     return v;
   }
+  // A cudaMemcpy from pageable host memory may return before its DMA has reached the
+  // device, and the transport's copies run on streams that do not wait for it: finish the
+  // source before submitting a task that reads it (the transport's precondition).
   static void Put(uint8_t* gpu, const std::vector<uint8_t>& bytes) {
     Check(cudaMemcpy(gpu, bytes.data(), bytes.size(), cudaMemcpyDefault) == cudaSuccess);
+    Check(cudaDeviceSynchronize() == cudaSuccess);
   }
   static std::vector<uint8_t> Get(const uint8_t* gpu, size_t n) {
     std::vector<uint8_t> v(n);

@@ -30,6 +30,9 @@
 // it). A progress thread owned by the transport polls
 // the events of copies in flight; when one has completed, the data is visible at the
 // target, the completion is queued and `on_ready` is called from that thread.
+// The transport's streams do not wait for the caller's work: device memory a task reads
+// must be complete when Submit is called (synchronize the stream or device that wrote it;
+// a cudaMemcpy from pageable host memory may return before its DMA has landed).
 //
 // Completions: OK with every byte, or REMOTE_ACCESS_DENIED / ADDRESS_NOT_REGISTERED /
 // PEER_UNREACHABLE moving nothing, or TRANSFER_FAIL when CUDA refused the copy (nothing
