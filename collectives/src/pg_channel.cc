@@ -8,8 +8,8 @@
 // channels restart at every attempt (op, epoch): chunks and credits of other attempts
 // are ignored, so a retried attempt never reads a stale slot as its own.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
-#include <thread>
 
 #include "pg_impl.h"
 #include "tidal/reach.h"
@@ -70,22 +70,40 @@ struct ReducerCall {
   bool done = false;
   Status status;
 };
+
+// One asynchronous reducer call. `phase` decides, without asking which thread runs, who
+// hands the status to `then`: a completion that arrives while `start` is still running
+// (inline, or from a device callback thread before `start` returned) leaves it for the
+// caller, which runs `then` on the executor as soon as `start` returns; a later one posts
+// it to the executor.
+struct PendingReducer {
+  enum : int { kCalling = 0, kFinishedDuringCall = 1, kReturned = 2 };
+  std::atomic<int> phase{kCalling};
+  Status status;  // written before phase leaves kCalling
+  std::function<void(Status)> then;
+};
 }  // namespace
 
 void ProcessGroup::Impl::StartReducer(std::function<void(Reducer::Done)> start,
                                       std::function<void(Status)> then) {
-  const std::thread::id executor = std::this_thread::get_id();
+  auto pending = std::make_shared<PendingReducer>();
+  pending->then = std::move(then);
   std::weak_ptr<bool> alive = alive_;
   Env* env = &env_;
-  start([executor, alive, env, then = std::move(then)](Status st) mutable {
-    if (std::this_thread::get_id() == executor) {  // finished inside the call
-      if (!alive.expired()) then(std::move(st));
-      return;
+  start([pending, alive, env](Status st) {
+    pending->status = std::move(st);
+    int expected = PendingReducer::kCalling;
+    if (pending->phase.compare_exchange_strong(expected, PendingReducer::kFinishedDuringCall)) {
+      return;  // the caller is still inside start(): it runs `then`
     }
-    env->Post([alive, then = std::move(then), st = std::move(st)]() mutable {
-      if (!alive.expired()) then(std::move(st));
+    env->Post([pending, alive] {
+      if (!alive.expired()) pending->then(std::move(pending->status));
     });
   });
+  int expected = PendingReducer::kCalling;
+  if (!pending->phase.compare_exchange_strong(expected, PendingReducer::kReturned)) {
+    if (!alive.expired()) pending->then(std::move(pending->status));
+  }
 }
 
 Task<Status> ProcessGroup::Impl::AwaitReducer(const std::function<void(Reducer::Done)>& start) {
