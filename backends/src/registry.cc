@@ -10,6 +10,7 @@
 
 #if TIDAL_HAVE_CUDA
 #include "tidal/backends/cuda/cuda_fabric.h"
+#include "tidal/backends/cuda/cuda_process_fabric.h"
 #endif
 
 namespace tidal::backends {
@@ -75,6 +76,12 @@ const Entry kBackends[] = {
     {"cuda", true, "", &cuda::MakeCudaFabric, &cuda::CudaFabricUnavailable},
 #else
     {"cuda", false, "CUDA not built (TIDAL_CUDA=OFF, or nvcc was not found)", nullptr},
+#endif
+#if TIDAL_HAVE_CUDA
+    // Every node's CudaTransport in its own process (tidal-cuda-host), one GPU each.
+    {"cuda_proc", true, "", &cuda::MakeCudaProcessFabric, &cuda::CudaFabricUnavailable},
+#else
+    {"cuda_proc", false, "CUDA not built (TIDAL_CUDA=OFF, or nvcc was not found)", nullptr},
 #endif
 #if TIDAL_HAVE_VERBS
     {"verbs", true, "", &verbs::MakeVerbsFabricFromSpec, &verbs::VerbsFabricUnavailable},

@@ -1,0 +1,1335 @@
+// CudaProcessFabric, CudaProxyTransport, SharedHostArena and the node-process side
+// (RunCudaHost). The design is in cuda_process_fabric.h and backends/cuda/README.md
+// ("Nodes as processes"); the framing follows the ucx_proc fabric's.
+#include "tidal/backends/cuda/cuda_process_fabric.h"
+
+#include "tidal/backends/cuda/cuda_transport.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include <cuda_runtime_api.h>
+
+#include "tidal/contract_checker.h"
+
+
+#ifndef TIDAL_CUDA_HOST_BUILD_PATH
+#define TIDAL_CUDA_HOST_BUILD_PATH ""
+#endif
+
+namespace tidal::backends::cuda {
+
+namespace {
+
+// ---- framing -----------------------------------------------------------------------------
+
+constexpr uint32_t kMaxFrame = 64u << 20;  // a frame body never exceeds this
+
+enum MsgType : uint8_t {
+  kHello = 1,   // child -> parent, id 0: status of the arena mapping
+  kReply = 2,   // child -> parent: the answer to request `id`
+  kEvents = 3,  // child -> parent, id 0: completions and notifications
+  kInstall = 10,
+  kRegister = 11,
+  kUnregister = 12,
+  kConnect = 13,
+  kSubmit = 14,
+  kCancel = 15,
+  kNotify = 16,
+  kAlloc = 17,   // cudaMalloc in the child
+  kFree = 18,
+  kWrite = 19,   // parent bytes -> child memory
+  kRead = 20,    // child memory -> parent bytes
+};
+
+// CopyIn/CopyOut of child memory move at most this much per round trip.
+constexpr uint64_t kCopyChunk = 16u << 20;
+
+// The fixed addresses an arena may take, tried in order (the same in every process):
+// 48 TiB upwards, far below where Linux places mmap areas, libraries and stacks.
+constexpr uint64_t kArenaFirst = uint64_t{0x3000} << 32;
+constexpr uint64_t kArenaStride = uint64_t{0x100} << 32;  // 1 TiB apart
+constexpr int kArenaSlots = 64;
+
+class Writer {
+ public:
+  void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void U32(uint32_t v) { Raw(&v, 4); }
+  void U64(uint64_t v) { Raw(&v, 8); }
+  void I32(int32_t v) { Raw(&v, 4); }
+  void Str(std::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    out_.append(s);
+  }
+  void St(const Status& s) {
+    I32(static_cast<int32_t>(s.code()));
+    Str(s.ok() ? std::string_view() : std::string_view(s.message()));
+  }
+  std::string& out() { return out_; }
+
+ private:
+  void Raw(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); }
+  std::string out_;
+};
+
+// Reads a body; every read checks the remaining length, and ok() stays false after the
+// first short one.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  uint8_t U8() {
+    uint8_t v = 0;
+    Raw(&v, 1);
+    return v;
+  }
+  uint32_t U32() {
+    uint32_t v = 0;
+    Raw(&v, 4);
+    return v;
+  }
+  uint64_t U64() {
+    uint64_t v = 0;
+    Raw(&v, 8);
+    return v;
+  }
+  int32_t I32() {
+    int32_t v = 0;
+    Raw(&v, 4);
+    return v;
+  }
+  std::string Str() {
+    const uint32_t n = U32();
+    if (!ok_ || n > in_.size()) {
+      ok_ = false;
+      return {};
+    }
+    std::string s(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return s;
+  }
+  Status St() {
+    const int32_t code = I32();
+    std::string msg = Str();
+    if (code == 0) return Status();
+    return Status(static_cast<ErrorCode>(code), std::move(msg));
+  }
+  bool ok() const { return ok_; }
+  bool done() const { return ok_ && in_.empty(); }
+
+ private:
+  void Raw(void* p, size_t n) {
+    if (!ok_ || in_.size() < n) {
+      ok_ = false;
+      return;
+    }
+    std::memcpy(p, in_.data(), n);
+    in_.remove_prefix(n);
+  }
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+bool WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t r = ::read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool SendFrame(int fd, uint8_t type, uint64_t id, std::string_view body) {
+  std::string f;
+  const uint32_t len = static_cast<uint32_t>(1 + 8 + body.size());
+  f.reserve(4 + len);
+  f.append(reinterpret_cast<const char*>(&len), 4);
+  f.push_back(static_cast<char>(type));
+  f.append(reinterpret_cast<const char*>(&id), 8);
+  f.append(body);
+  return WriteAll(fd, f.data(), f.size());
+}
+
+// False at end of stream or on a malformed frame (`why` says which).
+bool RecvFrame(int fd, uint8_t* type, uint64_t* id, std::string* body, std::string* why) {
+  uint32_t len = 0;
+  if (!ReadAll(fd, reinterpret_cast<char*>(&len), 4)) {
+    *why = "connection closed";
+    return false;
+  }
+  if (len < 9 || len - 9 > kMaxFrame) {
+    *why = "malformed frame of length " + std::to_string(len);
+    return false;
+  }
+  char head[9];
+  if (!ReadAll(fd, head, 9)) {
+    *why = "connection closed inside a frame";
+    return false;
+  }
+  *type = static_cast<uint8_t>(head[0]);
+  std::memcpy(id, head + 1, 8);
+  body->resize(len - 9);
+  if (!ReadAll(fd, body->data(), body->size())) {
+    *why = "connection closed inside a frame";
+    return false;
+  }
+  return true;
+}
+
+std::string DescribeWait(int wstatus) {
+  if (WIFSIGNALED(wstatus)) {
+    return "killed by signal " + std::to_string(WTERMSIG(wstatus)) + " (" +
+           strsignal(WTERMSIG(wstatus)) + ")";
+  }
+  if (WIFEXITED(wstatus)) return "exited with status " + std::to_string(WEXITSTATUS(wstatus));
+  return "ended (wait status " + std::to_string(wstatus) + ")";
+}
+
+std::string Hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+}  // namespace
+
+// ---- SharedHostArena -------------------------------------------------------------------------
+
+Result<std::unique_ptr<SharedHostArena>> SharedHostArena::Make(size_t bytes) {
+  bytes = (bytes + 4095) & ~size_t{4095};
+  if (bytes == 0 || bytes > kArenaStride) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "arena size " + std::to_string(bytes) + " is outside (0, 1 TiB]");
+  }
+  const int fd = ::memfd_create("tidal-cuda-arena", MFD_CLOEXEC);
+  if (fd < 0) {
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("memfd_create for the node arena: ") + std::strerror(errno));
+  }
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status(
+        ErrorCode::INTERNAL_ERROR,
+        "ftruncate of the node arena to " + std::to_string(bytes) + " bytes: " + std::strerror(e));
+  }
+  for (int slot = 0; slot < kArenaSlots; ++slot) {
+    const uint64_t addr = kArenaFirst + static_cast<uint64_t>(slot) * kArenaStride;
+    void* p = ::mmap(reinterpret_cast<void*>(addr), bytes, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+    if (p == MAP_FAILED) continue;
+    if (reinterpret_cast<uint64_t>(p) != addr) {  // a kernel without MAP_FIXED_NOREPLACE
+      ::munmap(p, bytes);
+      continue;
+    }
+    return std::unique_ptr<SharedHostArena>(new SharedHostArena(fd, p, bytes));
+  }
+  ::close(fd);
+  return Status(ErrorCode::INTERNAL_ERROR,
+                "no free address for the node arena: every slot from " + Hex(kArenaFirst) +
+                    " in steps of " + Hex(kArenaStride) + " (" + std::to_string(kArenaSlots) +
+                    " slots) is taken in this process");
+}
+
+SharedHostArena::~SharedHostArena() {
+  ::munmap(base_, size_);
+  ::close(fd_);
+}
+
+namespace {
+size_t ArenaRound(size_t bytes) {
+  return (std::max<size_t>(bytes, 1) + 63) & ~size_t{63};
+}
+}  // namespace
+
+void* SharedHostArena::Allocate(size_t bytes) {
+  const size_t need = ArenaRound(bytes);
+  uint8_t* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < need) continue;
+      const size_t offset = it->first, length = it->second;
+      free_.erase(it);
+      if (length > need) free_[offset + need] = length - need;
+      p = static_cast<uint8_t*>(base_) + offset;
+      break;
+    }
+  }
+  if (p != nullptr) std::memset(p, 0, need);  // reused ranges come back zeroed too
+  return p;
+}
+
+void SharedHostArena::Free(void* p, size_t bytes) {
+  const size_t need = ArenaRound(bytes);
+  const uint64_t at = reinterpret_cast<uint64_t>(p);
+  TIDAL_ASSERT_MSG(at >= base() && at - base() <= size_ - need, "SharedHostArena::Free: not ours");
+  size_t offset = at - base();
+  size_t length = need;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = free_.lower_bound(offset);
+  TIDAL_ASSERT_MSG(next == free_.end() || next->first >= offset + length,
+                   "SharedHostArena::Free: range already free");
+  if (next != free_.end() && next->first == offset + length) {
+    length += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    TIDAL_ASSERT_MSG(prev->first + prev->second <= offset, "SharedHostArena::Free: range already free");
+    if (prev->first + prev->second == offset) {
+      offset = prev->first;
+      length += prev->second;
+      free_.erase(prev);
+    }
+  }
+  free_[offset] = length;
+}
+
+Status SharedHostArena::MapAt(int fd, uint64_t addr, size_t bytes) {
+  void* p = ::mmap(reinterpret_cast<void*>(addr), bytes, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+  if (p == MAP_FAILED) {
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  "cannot map the node arena at " + Hex(addr) + " (" + std::to_string(bytes) +
+                      " bytes): " + std::strerror(errno) +
+                      (errno == EEXIST ? " (that address is already taken in this process)" : ""));
+  }
+  if (reinterpret_cast<uint64_t>(p) != addr) {
+    ::munmap(p, bytes);
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  "cannot map the node arena at " + Hex(addr) +
+                      ": the kernel placed it elsewhere (no MAP_FIXED_NOREPLACE)");
+  }
+  return Status();
+}
+
+Result<std::string> CudaHostPath() {
+  std::vector<std::string> tried;
+  if (const char* env = std::getenv("TIDAL_CUDA_HOST"); env != nullptr && *env != '\0') {
+    if (::access(env, X_OK) == 0) return std::string(env);
+    return Status(ErrorCode::INVALID_PARAMS,
+                  std::string("TIDAL_CUDA_HOST names ") + env + ", which is not an executable");
+  }
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::string beside = (self.parent_path() / "tidal-cuda-host").string();
+    if (::access(beside.c_str(), X_OK) == 0) return beside;
+    tried.push_back(beside);
+  }
+  const std::string built = TIDAL_CUDA_HOST_BUILD_PATH;
+  if (!built.empty()) {
+    if (::access(built.c_str(), X_OK) == 0) return built;
+    tried.push_back(built);
+  }
+  std::string list;
+  for (const std::string& t : tried) list += (list.empty() ? "" : ", ") + t;
+  return Status(ErrorCode::INVALID_PARAMS,
+                "the node-process binary tidal-cuda-host was not found (set TIDAL_CUDA_HOST; "
+                "looked at: " +
+                    list + ")");
+}
+
+// ---- CudaProxyTransport -------------------------------------------------------------------
+
+CudaProxyTransport::CudaProxyTransport(CudaProcessOptions options, const SharedHostArena& arena,
+                                       size_t node, int device)
+    : options_(std::move(options)), arena_(arena), node_(node), device_(device) {}
+
+Status CudaProxyTransport::Start() {
+  std::string path = options_.host_path;
+  if (path.empty()) {
+    Result<std::string> found = CudaHostPath();
+    if (!found.ok()) return found.status();
+    path = *found;
+  } else if (::access(path.c_str(), X_OK) != 0) {
+    return Status(ErrorCode::INVALID_PARAMS, "node-process binary " + path + " is not executable");
+  }
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return Status(ErrorCode::INTERNAL_ERROR, std::string("socketpair: ") + std::strerror(errno));
+  }
+  // Everything exec needs is built before fork: after it only async-signal-safe calls.
+  std::vector<std::string> args = {path,
+                                   "--arena-addr",
+                                   std::to_string(arena_.base()),
+                                   "--arena-bytes",
+                                   std::to_string(arena_.size()),
+                                   "--node",
+                                   std::to_string(node_),
+                                   "--device",
+                                   std::to_string(device_)};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int e = errno;
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return Status(ErrorCode::INTERNAL_ERROR, std::string("fork: ") + std::strerror(e));
+  }
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
+    // The socket becomes fd 3 and the arena fd 4 (dup2 clears close-on-exec).
+    const int s = ::fcntl(sv[1], F_DUPFD, 10);
+    const int a = ::fcntl(arena_.fd(), F_DUPFD, 10);
+    if (s < 0 || a < 0 || ::dup2(s, 3) < 0 || ::dup2(a, 4) < 0) ::_exit(125);
+    // Nothing else of the parent's stays open in the child (its CUDA and test fds).
+    ::close_range(5, ~0U, 0);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(sv[1]);
+  sock_ = sv[0];
+  pid_ = pid;
+  // The hello: the child mapped the arena (or says why not).
+  uint8_t type = 0;
+  uint64_t id = 0;
+  std::string body, why;
+  if (!RecvFrame(sock_, &type, &id, &body, &why) || type != kHello) {
+    int ws = 0;
+    ::waitpid(pid_, &ws, 0);
+    gone_ = true;
+    exit_reason_ = DescribeWait(ws);
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  "node " + std::to_string(node_) + " process " + path + " (pid " +
+                      std::to_string(pid_) + ") did not start: " + exit_reason_ +
+                      (WIFEXITED(ws) && WEXITSTATUS(ws) == 127 ? " (exec failed)" : ""));
+  }
+  Reader r(body);
+  Status hello = r.St();
+  if (!hello.ok()) {
+    int ws = 0;
+    ::waitpid(pid_, &ws, 0);
+    gone_ = true;
+    exit_reason_ = DescribeWait(ws);
+    // A child that could not make its GPU current says UNSUPPORTED (suites skip, naming it).
+    const ErrorCode code = hello.code() == ErrorCode::UNSUPPORTED ? ErrorCode::UNSUPPORTED
+                                                                  : ErrorCode::INTERNAL_ERROR;
+    return Status(code, "node " + std::to_string(node_) + " process (pid " +
+                            std::to_string(pid_) + "): " + hello.message());
+  }
+  reader_ = std::thread([this] { ReaderLoop(); });
+  return Status();
+}
+
+CudaProxyTransport::~CudaProxyTransport() {
+  if (reader_.joinable()) {
+    if (!gone_) {
+      // Asks the child to leave (end of stream), then makes sure of it.
+      killed_ = true;
+      ::shutdown(sock_, SHUT_WR);
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_for(lock, std::chrono::seconds(2), [&] { return gone_.load(); })) {
+        lock.unlock();
+        ::kill(pid_, SIGKILL);
+      }
+    }
+    reader_.join();
+  }
+  if (sock_ >= 0) ::close(sock_);
+}
+
+std::string CudaProxyTransport::exit_reason() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return exit_reason_;
+}
+
+Status CudaProxyTransport::GoneStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Status(ErrorCode::PEER_UNREACHABLE, "node " + std::to_string(node_) + " process (pid " +
+                                                 std::to_string(pid_) +
+                                                 ") is gone: " + exit_reason_);
+}
+
+void CudaProxyTransport::ReaderLoop() {
+  std::string why;
+  for (;;) {
+    uint8_t type = 0;
+    uint64_t id = 0;
+    std::string body;
+    if (!RecvFrame(sock_, &type, &id, &body, &why)) break;
+    if (type == kReply) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = replies_.find(id);
+      if (it == replies_.end()) {
+        why = "a reply to no request (" + std::to_string(id) + ")";
+        break;
+      }
+      it->second.done = true;
+      it->second.body = std::move(body);
+      cv_.notify_all();
+      continue;
+    }
+    if (type != kEvents) {
+      why = "unexpected message type " + std::to_string(type);
+      break;
+    }
+    Reader r(body);
+    std::vector<TransportCompletion> cs;
+    const uint32_t nc = r.U32();
+    if (!r.ok() || nc > body.size() / 20) {
+      why = "malformed completion list";
+      break;
+    }
+    for (uint32_t i = 0; i < nc; ++i) {
+      TransportCompletion c;
+      c.task_id = r.U64();
+      c.code = static_cast<ErrorCode>(r.I32());
+      c.bytes_transferred = r.U64();
+      cs.push_back(c);
+    }
+    const uint32_t nn = r.U32();
+    if (!r.ok() || nn > body.size() / 8) {
+      why = "malformed notification list";
+      break;
+    }
+    std::vector<Notification> ns;
+    for (uint32_t i = 0; i < nn; ++i) {
+      Notification n;
+      n.source = r.Str();
+      n.payload = r.Str();
+      ns.push_back(std::move(n));
+    }
+    if (!r.done()) {
+      why = "malformed event frame";
+      break;
+    }
+    std::function<void()> ready;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const TransportCompletion& c : cs) {
+        outstanding_.erase(c.task_id);
+        completions_.push_back(c);
+      }
+      for (Notification& n : ns) notifies_.push_back(std::move(n));
+      ready = on_ready_;
+    }
+    if (ready) ready();
+  }
+  Lost(why);
+}
+
+void CudaProxyTransport::Lost(const std::string& why) {
+  // A child that broke the protocol is ended here; one that closed is reaped.
+  if (why != "connection closed") ::kill(pid_, SIGKILL);
+  int ws = 0;
+  while (::waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
+  }
+  const std::string how = DescribeWait(ws);
+  if (!killed_) {
+    std::fprintf(stderr,
+                 "tidal-cuda-host: node %zu (pid %d) ended unexpectedly: %s (%s); its tasks "
+                 "fail PEER_UNREACHABLE\n",
+                 node_, static_cast<int>(pid_), how.c_str(), why.c_str());
+  }
+  std::function<void()> ready;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    exit_reason_ = how;
+    for (uint64_t task : outstanding_) {
+      completions_.push_back(TransportCompletion{task, ErrorCode::PEER_UNREACHABLE, 0});
+    }
+    outstanding_.clear();
+    gone_ = true;
+    cv_.notify_all();
+    ready = on_ready_;
+  }
+  if (ready) ready();
+}
+
+void CudaProxyTransport::Kill() {
+  if (pid_ <= 0 || gone_) return;
+  killed_ = true;
+  ::kill(pid_, SIGKILL);
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return gone_.load(); });
+}
+
+Result<std::string> CudaProxyTransport::Call(uint8_t type, const std::string& body) {
+  if (gone_) return GoneStatus();
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = next_id_++;
+    replies_[id] = Reply{};
+  }
+  bool sent = false;
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    sent = SendFrame(sock_, type, id, body);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (sent) {
+    (void)cv_.wait_for(lock, std::chrono::milliseconds(options_.call_timeout_ms),
+                       [&] { return replies_[id].done || gone_.load(); });
+  }
+  Reply reply = std::move(replies_[id]);
+  replies_.erase(id);
+  if (reply.done) return std::move(reply.body);
+  if (gone_ || !sent) {
+    lock.unlock();
+    if (!sent) Kill();  // the socket failed: make sure the child is gone, then say so
+    return GoneStatus();
+  }
+  lock.unlock();
+  Kill();
+  return Status(ErrorCode::PEER_UNREACHABLE, "node " + std::to_string(node_) + " process (pid " +
+                                                 std::to_string(pid_) + ") did not answer within " +
+                                                 std::to_string(options_.call_timeout_ms) +
+                                                 " ms; it was killed");
+}
+
+Status CudaProxyTransport::Install(const TransportInstall& install) {
+  if (install.env == nullptr || !install.on_ready) {
+    return Status(ErrorCode::INVALID_PARAMS, "install needs an env and on_ready");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_ready_ = install.on_ready;
+  }
+  Writer w;
+  w.Str(install.segment_name);
+  Result<std::string> reply = Call(kInstall, w.out());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  std::string address = r.Str();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed install reply");
+  if (!s.ok()) return s;
+  local_address_ = std::move(address);
+  return Status();
+}
+
+Result<uint64_t> CudaProxyTransport::RegisterMemory(uint64_t addr, uint64_t length, Location loc) {
+  // Only the arena and the child's own allocations are memory in the child: any other
+  // address names unrelated memory there (or none), so it is refused before it is asked.
+  if (length > 0 && !arena_.Contains(addr, length) && !OwnsDevice(addr, length)) {
+    return Status(ErrorCode::REGISTRATION_FAILED,
+                  "range [" + Hex(addr) + ", +" + std::to_string(length) +
+                      ") is neither in the shared arena [" + Hex(arena_.base()) + ", +" +
+                      std::to_string(arena_.size()) + ") nor GPU memory of node " +
+                      std::to_string(node_) +
+                      "'s process: allocate it with Fabric::Allocate on this node");
+  }
+  Writer w;
+  w.U64(addr);
+  w.U64(length);
+  w.U8(static_cast<uint8_t>(loc.kind));
+  w.I32(loc.device);
+  Result<std::string> reply = Call(kRegister, w.out());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  const uint64_t key = r.U64();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed register reply");
+  if (!s.ok()) return s;
+  return key;
+}
+
+Status CudaProxyTransport::UnregisterMemory(uint64_t addr, uint64_t length) {
+  Writer w;
+  w.U64(addr);
+  w.U64(length);
+  Result<std::string> reply = Call(kUnregister, w.out());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed unregister reply");
+  return s;
+}
+
+Result<PeerId> CudaProxyTransport::Connect(const SegmentDescriptor& peer) {
+  Writer w;
+  w.Str(EncodeSegment(peer));
+  Result<std::string> reply = Call(kConnect, w.out());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  const uint32_t id = r.U32();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed connect reply");
+  if (!s.ok()) return s;
+  return static_cast<PeerId>(id);
+}
+
+void CudaProxyTransport::Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) {
+  Writer w;
+  w.U32(static_cast<uint32_t>(tasks.size()));
+  for (const TransportTask& t : tasks) {
+    w.U64(t.task_id);
+    w.U8(static_cast<uint8_t>(t.kind));
+    w.U32(t.peer);
+    w.U64(t.local_addr);
+    w.U64(t.remote_addr);
+    w.U64(t.length);
+    w.U64(t.rkey);
+  }
+  // Ids are recorded as outstanding before the child can complete them (its events
+  // follow its reply, and the reader may queue them before this thread wakes up), and
+  // withdrawn below for the tasks it rejected.
+  std::vector<bool> fresh(tasks.size(), false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < tasks.size(); ++i)
+      fresh[i] = outstanding_.insert(tasks[i].task_id).second;
+  }
+  Result<std::string> reply = Call(kSubmit, w.out());
+  Status fail;
+  if (!reply.ok()) fail = reply.status();
+  std::vector<Status> st(tasks.size(), fail);
+  if (fail.ok()) {
+    Reader r(*reply);
+    const uint32_t n = r.U32();
+    if (r.ok() && n == tasks.size()) {
+      for (size_t i = 0; i < tasks.size(); ++i) st[i] = r.St();
+    }
+    if (!r.done() || n != tasks.size()) {
+      st.assign(tasks.size(), Status(ErrorCode::INTERNAL_ERROR, "malformed submit reply"));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    accepted[i] = st[i];
+    if (st[i].ok() || !fresh[i]) continue;
+    // A rejected task has no completion: withdrawn from the outstanding set, and from the
+    // completions Lost queued if the child died during this call.
+    const uint64_t id = tasks[i].task_id;
+    outstanding_.erase(id);
+    std::erase_if(completions_, [id](const TransportCompletion& c) { return c.task_id == id; });
+  }
+}
+
+size_t CudaProxyTransport::PollCompletions(std::span<TransportCompletion> out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  while (n < out.size() && !completions_.empty()) {
+    out[n++] = completions_.front();
+    completions_.pop_front();
+  }
+  return n;
+}
+
+Status CudaProxyTransport::Cancel(uint64_t task_id) {
+  // The proxy knows every task it has not reported: one whose completion already came
+  // back (or was made by Lost) is finished, which Cancel accepts; an id it never accepted
+  // is INVALID_PARAMS without asking the child.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool queued =
+        std::any_of(completions_.begin(), completions_.end(),
+                    [&](const TransportCompletion& c) { return c.task_id == task_id; });
+    if (queued) return Status();
+    if (outstanding_.count(task_id) == 0) {
+      return Status(ErrorCode::INVALID_PARAMS, "no outstanding task " + std::to_string(task_id));
+    }
+  }
+  Writer w;
+  w.U64(task_id);
+  Result<std::string> reply = Call(kCancel, w.out());
+  // The child died during the call: Lost completed the task.
+  if (!reply.ok()) return gone_ ? Status() : reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed cancel reply");
+  // The child no longer knows it: it finished and its completion is on its way here.
+  if (s.code() == ErrorCode::INVALID_PARAMS) return Status();
+  return s;
+}
+
+Status CudaProxyTransport::SendNotify(PeerId peer, std::string_view payload) {
+  Writer w;
+  w.U32(peer);
+  w.Str(payload);
+  Result<std::string> reply = Call(kNotify, w.out());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed notify reply");
+  return s;
+}
+
+size_t CudaProxyTransport::PollNotifies(std::vector<Notification>& out, size_t max) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  while (n < max && !notifies_.empty()) {
+    out.push_back(std::move(notifies_.front()));
+    notifies_.pop_front();
+    ++n;
+  }
+  return n;
+}
+
+bool CudaProxyTransport::OverlapsDevice(uint64_t addr, uint64_t len) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = allocations_.lower_bound(addr + len);  // the first allocation starting past the range
+  if (it == allocations_.begin()) return false;
+  --it;  // the last one starting inside or before it
+  return it->first + it->second > addr;
+}
+
+bool CudaProxyTransport::OwnsDevice(uint64_t addr, uint64_t len) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = allocations_.upper_bound(addr);
+  if (it == allocations_.begin()) return false;
+  --it;
+  return addr - it->first <= it->second && len <= it->second - (addr - it->first);
+}
+
+Result<uint64_t> CudaProxyTransport::DeviceAlloc(uint64_t bytes, int device) {
+  Writer w;
+  w.U64(bytes);
+  w.I32(device);
+  Result<std::string> reply = Call(kAlloc, w.out());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  const uint64_t addr = r.U64();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed alloc reply");
+  if (!s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  allocations_[addr] = bytes;
+  return addr;
+}
+
+Status CudaProxyTransport::DeviceFree(uint64_t addr) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (allocations_.erase(addr) == 0) {
+      return Status(ErrorCode::INVALID_PARAMS, Hex(addr) + " is no allocation of node " +
+                                                   std::to_string(node_) + "'s process");
+    }
+  }
+  Writer w;
+  w.U64(addr);
+  Result<std::string> reply = Call(kFree, w.out());
+  if (!reply.ok()) return reply.status();
+  Reader r(*reply);
+  Status s = r.St();
+  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed free reply");
+  return s;
+}
+
+Status CudaProxyTransport::WriteMemory(uint64_t addr, const void* src, uint64_t bytes) {
+  if (!OwnsDevice(addr, bytes)) {
+    return Status(ErrorCode::INVALID_PARAMS, "[" + Hex(addr) + ", +" + std::to_string(bytes) +
+                                                 ") is not GPU memory of node " +
+                                                 std::to_string(node_) + "'s process");
+  }
+  for (uint64_t done = 0; done < bytes;) {
+    const uint64_t n = std::min<uint64_t>(kCopyChunk, bytes - done);
+    Writer w;
+    w.U64(addr + done);
+    w.Str(std::string_view(static_cast<const char*>(src) + done, n));
+    Result<std::string> reply = Call(kWrite, w.out());
+    if (!reply.ok()) return reply.status();
+    Reader r(*reply);
+    Status s = r.St();
+    if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed write reply");
+    if (!s.ok()) return s;
+    done += n;
+  }
+  return Status();
+}
+
+Status CudaProxyTransport::ReadMemory(void* dst, uint64_t addr, uint64_t bytes) {
+  if (!OwnsDevice(addr, bytes)) {
+    return Status(ErrorCode::INVALID_PARAMS, "[" + Hex(addr) + ", +" + std::to_string(bytes) +
+                                                 ") is not GPU memory of node " +
+                                                 std::to_string(node_) + "'s process");
+  }
+  for (uint64_t done = 0; done < bytes;) {
+    const uint64_t n = std::min<uint64_t>(kCopyChunk, bytes - done);
+    Writer w;
+    w.U64(addr + done);
+    w.U64(n);
+    Result<std::string> reply = Call(kRead, w.out());
+    if (!reply.ok()) return reply.status();
+    Reader r(*reply);
+    Status s = r.St();
+    std::string data = r.Str();
+    if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed read reply");
+    if (!s.ok()) return s;
+    if (data.size() != n) return Status(ErrorCode::INTERNAL_ERROR, "short read reply");
+    std::memcpy(static_cast<char*>(dst) + done, data.data(), n);
+    done += n;
+  }
+  return Status();
+}
+
+// ---- the node process --------------------------------------------------------------------
+
+namespace {
+
+std::string CudaWhy(cudaError_t e) {
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
+
+// One node process: a CudaTransport on its own RealEnv, serving the parent's requests on
+// the Env's thread (the executor, as the Transport contract requires). A reader thread
+// posts each request; replies and events are written from the Env's thread only.
+class Host {
+ public:
+  Host(int sock, int device) : sock_(sock), device_(device) {
+    env_.AddPoster();  // the reader thread posts
+  }
+  ~Host() {
+    transport_.reset();
+    for (const auto& [addr, bytes] : allocations_) {
+      (void)bytes;
+      cudaFree(reinterpret_cast<void*>(addr));
+    }
+  }
+
+  int Run() {
+    std::thread reader([this] { Read(); });
+    env_.RunUntil([&] { return quit_; });
+    ::shutdown(sock_, SHUT_RDWR);
+    reader.join();
+    env_.RemovePoster();
+    return exit_code_;
+  }
+
+ private:
+  void Read() {
+    std::string why;
+    for (;;) {
+      auto frame = std::make_shared<std::pair<uint8_t, std::pair<uint64_t, std::string>>>();
+      if (!RecvFrame(sock_, &frame->first, &frame->second.first, &frame->second.second, &why)) {
+        break;
+      }
+      env_.Post([this, frame] {
+        if (!Handle(frame->first, frame->second.first, frame->second.second)) {
+          exit_code_ = 3;
+          quit_ = true;
+        }
+      });
+    }
+    if (why != "connection closed") {
+      std::fprintf(stderr, "tidal-cuda-host: %s from the parent\n", why.c_str());
+    }
+    env_.Post([this, bad = why != "connection closed"] {
+      if (bad) exit_code_ = 3;
+      quit_ = true;
+    });
+  }
+
+  void Reply(uint64_t id, Writer& w) {
+    if (!SendFrame(sock_, kReply, id, w.out())) quit_ = true;
+  }
+
+  // Sends what the transport has ready (on the Env's thread).
+  void Drain() {
+    drain_posted_ = false;
+    std::vector<TransportCompletion> cs(256);
+    Writer w;
+    std::string completions;
+    uint32_t nc = 0;
+    for (;;) {
+      const size_t n = transport_->PollCompletions(cs);
+      for (size_t i = 0; i < n; ++i) {
+        Writer c;
+        c.U64(cs[i].task_id);
+        c.I32(static_cast<int32_t>(cs[i].code));
+        c.U64(cs[i].bytes_transferred);
+        completions += c.out();
+      }
+      nc += static_cast<uint32_t>(n);
+      if (n < cs.size()) break;
+    }
+    std::vector<Notification> ns;
+    while (transport_->PollNotifies(ns, 256) > 0) {
+    }
+    if (nc == 0 && ns.empty()) return;
+    w.U32(nc);
+    w.out() += completions;
+    w.U32(static_cast<uint32_t>(ns.size()));
+    for (const Notification& n : ns) {
+      w.Str(n.source);
+      w.Str(n.payload);
+    }
+    if (!SendFrame(sock_, kEvents, 0, w.out())) quit_ = true;
+  }
+
+  // [addr, +len) inside one allocation of this process.
+  bool Owns(uint64_t addr, uint64_t len) const {
+    auto it = allocations_.upper_bound(addr);
+    if (it == allocations_.begin()) return false;
+    --it;
+    return addr - it->first <= it->second && len <= it->second - (addr - it->first);
+  }
+
+  Status NotOwned(uint64_t addr, uint64_t len) const {
+    return Status(ErrorCode::INVALID_PARAMS, "[" + Hex(addr) + ", +" + std::to_string(len) +
+                                                 ") is no GPU allocation of this process");
+  }
+
+  bool Handle(uint8_t type, uint64_t id, const std::string& body) {
+    Reader r(body);
+    Writer w;
+    switch (type) {
+      case kInstall: {
+        TransportInstall install;
+        install.env = &env_;
+        install.segment_name = r.Str();
+        if (!r.done()) return false;
+        install.on_ready = [this] {
+          if (!drain_posted_.exchange(true)) env_.Post([this] { Drain(); });
+        };
+        Status s = transport_->Install(install);
+        w.St(s);
+        w.Str(s.ok() ? transport_->LocalAddress() : std::string());
+        break;
+      }
+      case kRegister: {
+        const uint64_t addr = r.U64(), len = r.U64();
+        Location loc;
+        loc.kind = static_cast<Location::Kind>(r.U8());
+        loc.device = r.I32();
+        if (!r.done()) return false;
+        Result<uint64_t> key = transport_->RegisterMemory(addr, len, loc);
+        w.St(key.status());
+        w.U64(key.ok() ? *key : 0);
+        break;
+      }
+      case kUnregister: {
+        const uint64_t addr = r.U64(), len = r.U64();
+        if (!r.done()) return false;
+        w.St(transport_->UnregisterMemory(addr, len));
+        break;
+      }
+      case kConnect: {
+        const std::string encoded = r.Str();
+        if (!r.done()) return false;
+        Result<SegmentDescriptor> d = DecodeSegment(encoded);
+        if (!d.ok()) {
+          w.St(d.status());
+          w.U32(0);
+          break;
+        }
+        Result<PeerId> peer = transport_->Connect(*d);
+        w.St(peer.status());
+        w.U32(peer.ok() ? *peer : 0);
+        break;
+      }
+      case kSubmit: {
+        const uint32_t n = r.U32();
+        if (!r.ok() || n > body.size() / 45) return false;
+        std::vector<TransportTask> tasks(n);
+        for (TransportTask& t : tasks) {
+          t.task_id = r.U64();
+          t.kind = static_cast<TransportTask::Kind>(r.U8());
+          t.peer = r.U32();
+          t.local_addr = r.U64();
+          t.remote_addr = r.U64();
+          t.length = r.U64();
+          t.rkey = r.U64();
+          if (static_cast<uint8_t>(t.kind) > 2) return false;
+        }
+        if (!r.done()) return false;
+        std::vector<Status> accepted(n);
+        transport_->Submit(tasks, accepted);
+        w.U32(n);
+        for (const Status& s : accepted) w.St(s);
+        break;
+      }
+      case kCancel: {
+        const uint64_t task = r.U64();
+        if (!r.done()) return false;
+        w.St(transport_->Cancel(task));
+        break;
+      }
+      case kNotify: {
+        const uint32_t peer = r.U32();
+        const std::string payload = r.Str();
+        if (!r.done()) return false;
+        w.St(transport_->SendNotify(peer, payload));
+        break;
+      }
+      case kAlloc: {
+        const uint64_t bytes = r.U64();
+        const int device = r.I32();
+        if (!r.done()) return false;
+        void* p = nullptr;
+        cudaError_t e = cudaSetDevice(device);
+        if (e == cudaSuccess) e = cudaMalloc(&p, std::max<uint64_t>(bytes, 1));
+        if (e == cudaSuccess) e = cudaMemset(p, 0, std::max<uint64_t>(bytes, 1));
+        if (e == cudaSuccess) e = cudaDeviceSynchronize();
+        (void)cudaSetDevice(device_);  // the home GPU stays current
+        if (e != cudaSuccess) {
+          if (p != nullptr) cudaFree(p);
+          w.St(Status(ErrorCode::INTERNAL_ERROR, "cudaMalloc of " + std::to_string(bytes) +
+                                                     " bytes on cuda:" + std::to_string(device) +
+                                                     ": " + CudaWhy(e)));
+          w.U64(0);
+          break;
+        }
+        allocations_[reinterpret_cast<uint64_t>(p)] = std::max<uint64_t>(bytes, 1);
+        w.St(Status());
+        w.U64(reinterpret_cast<uint64_t>(p));
+        break;
+      }
+      case kFree: {
+        const uint64_t addr = r.U64();
+        if (!r.done()) return false;
+        auto it = allocations_.find(addr);
+        if (it == allocations_.end()) {
+          w.St(NotOwned(addr, 1));
+          break;
+        }
+        allocations_.erase(it);
+        const cudaError_t e = cudaFree(reinterpret_cast<void*>(addr));
+        w.St(e == cudaSuccess ? Status()
+                              : Status(ErrorCode::INTERNAL_ERROR, "cudaFree: " + CudaWhy(e)));
+        break;
+      }
+      case kWrite: {
+        const uint64_t addr = r.U64();
+        const std::string data = r.Str();
+        if (!r.done()) return false;
+        if (!Owns(addr, data.size())) {
+          w.St(NotOwned(addr, data.size()));
+          break;
+        }
+        const cudaError_t e =
+            cudaMemcpy(reinterpret_cast<void*>(addr), data.data(), data.size(), cudaMemcpyDefault);
+        w.St(e == cudaSuccess ? Status()
+                              : Status(ErrorCode::INTERNAL_ERROR, "cudaMemcpy: " + CudaWhy(e)));
+        break;
+      }
+      case kRead: {
+        const uint64_t addr = r.U64(), len = r.U64();
+        if (!r.done()) return false;
+        if (len > kCopyChunk || !Owns(addr, len)) {
+          w.St(len > kCopyChunk ? Status(ErrorCode::INVALID_PARAMS, "read larger than a chunk")
+                                : NotOwned(addr, len));
+          w.Str("");
+          break;
+        }
+        std::string data(len, '\0');
+        const cudaError_t e =
+            cudaMemcpy(data.data(), reinterpret_cast<void*>(addr), len, cudaMemcpyDefault);
+        w.St(e == cudaSuccess ? Status()
+                              : Status(ErrorCode::INTERNAL_ERROR, "cudaMemcpy: " + CudaWhy(e)));
+        w.Str(e == cudaSuccess ? data : std::string());
+        break;
+      }
+      default:
+        std::fprintf(stderr, "tidal-cuda-host: unknown request type %u\n", type);
+        return false;
+    }
+    Reply(id, w);
+    return true;
+  }
+
+  int sock_;
+  int device_;
+  RealEnv env_{"cuda-host"};
+  std::unique_ptr<CudaTransport> transport_ = std::make_unique<CudaTransport>();
+  std::map<uint64_t, uint64_t> allocations_;  // cudaMalloc'd here: addr -> bytes
+  bool quit_ = false;
+  int exit_code_ = 0;
+  std::atomic<bool> drain_posted_{false};
+};
+
+}  // namespace
+
+int RunCudaHost(int sock, int arena_fd, uint64_t arena_addr, size_t arena_bytes, size_t node,
+                int device) {
+  // The arena first, before CUDA reserves its address ranges in this process.
+  Status ready = SharedHostArena::MapAt(arena_fd, arena_addr, arena_bytes);
+  if (ready.ok()) {
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaFree(nullptr);  // creates the context: the GPU is ours
+    if (e != cudaSuccess) {
+      ready = Status(ErrorCode::UNSUPPORTED, "cannot make cuda:" + std::to_string(device) +
+                                                 " current in this process: " + CudaWhy(e));
+    }
+  }
+  // Peers copy this process's host memory with process_vm_readv/writev: under Yama
+  // ptrace_scope 1 a sibling needs this process's leave.
+  (void)::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+  Writer hello;
+  hello.St(ready);
+  if (!SendFrame(sock, kHello, 0, hello.out())) return 2;
+  if (!ready.ok()) {
+    std::fprintf(stderr, "tidal-cuda-host: node %zu: %s\n", node, ready.ToString().c_str());
+    return 2;
+  }
+  Host host(sock, device);
+  return host.Run();
+}
+
+// ---- CudaProcessFabric -------------------------------------------------------------------
+
+Result<std::unique_ptr<CudaProcessFabric>> CudaProcessFabric::Make(
+    CudaProcessFabricOptions options) {
+  Result<int> devices = CudaDeviceCount();
+  if (!devices.ok()) return devices.status();
+  std::unique_ptr<CudaProcessFabric> f(new CudaProcessFabric(std::move(options), *devices));
+  Status s = f->Start();
+  if (!s.ok()) return s;
+  return f;
+}
+
+Status CudaProcessFabric::Start() {
+  Result<std::unique_ptr<SharedHostArena>> arena = SharedHostArena::Make(options_.arena_bytes);
+  if (!arena.ok()) return arena.status();
+  arena_ = std::move(*arena);
+  for (size_t i = 0; i < options_.nodes; ++i) {
+    auto proxy =
+        std::make_unique<CudaProxyTransport>(options_.process, *arena_, i, home_device(i));
+    if (Status s = proxy->Start(); !s.ok()) return s;
+    proxies_.push_back(proxy.get());
+    std::unique_ptr<Transport> transport = std::move(proxy);
+    if (options_.contract_checker) {
+      transport = std::make_unique<ContractChecker>(std::move(transport), true);
+    }
+    engines_.push_back(std::make_unique<TransferEngine>(env_, std::move(transport), metadata_,
+                                                        NodeName(i), options_.engine));
+    messengers_.push_back(std::make_unique<LoopbackMessenger>(hub_, env_, NodeName(i)));
+    // Each proxy's reader thread posts completions to the shared loop.
+    env_.AddPoster();
+    ++posters_;
+  }
+  return RunBlocking(env_, [](std::vector<std::unique_ptr<TransferEngine>>& engines)
+                               -> Task<Status> {
+    for (auto& e : engines) {
+      Status s = co_await e->Start();
+      if (!s.ok()) co_return s;
+    }
+    co_return Status();
+  }(engines_));
+}
+
+CudaProcessFabric::~CudaProcessFabric() {
+  if (!engines_.empty()) {
+    RunBlocking(env_, [](std::vector<std::unique_ptr<TransferEngine>>& engines) -> Task<void> {
+      for (auto& e : engines) (void)co_await e->Stop();
+    }(engines_));
+  }
+  env_.DestroyRoots();
+  engines_.clear();  // each proxy asks its child to leave and reaps it
+  messengers_.clear();
+  for (; posters_ > 0; --posters_) env_.RemovePoster();
+}
+
+CudaProxyTransport* CudaProcessFabric::Owner(uint64_t addr, uint64_t len) const {
+  for (CudaProxyTransport* p : proxies_) {
+    if (p->OwnsDevice(addr, len)) return p;
+  }
+  return nullptr;
+}
+
+void* CudaProcessFabric::Allocate(size_t node, size_t bytes, Location location) {
+  TIDAL_ASSERT(node < size());
+  if (location.kind != Location::Kind::kCuda) {
+    void* p = arena_->Allocate(bytes);
+    TIDAL_ASSERT_MSG(p != nullptr,
+                     "CudaProcessFabric: the shared arena is exhausted "
+                     "(CudaProcessFabricOptions::arena_bytes)");
+    return p;
+  }
+  TIDAL_ASSERT_MSG(location.device >= 0 && location.device < device_count_,
+                   "CudaProcessFabric::Allocate: no such CUDA device");
+  // Another process may have been handed the same device addresses: an allocation that
+  // overlaps another node's is kept aside and taken again (at most 16 times).
+  std::vector<uint64_t> aside;
+  uint64_t got = 0;
+  for (int attempt = 0; attempt < 16 && got == 0; ++attempt) {
+    Result<uint64_t> a = proxies_[node]->DeviceAlloc(std::max<size_t>(bytes, 1), location.device);
+    if (!a.ok()) {
+      std::fprintf(stderr, "CudaProcessFabric::Allocate on node %zu: %s\n", node,
+                   a.status().ToString().c_str());
+      break;
+    }
+    bool clash = false;
+    for (size_t other = 0; other < size() && !clash; ++other) {
+      clash = other != node && proxies_[other]->OverlapsDevice(*a, std::max<size_t>(bytes, 1));
+    }
+    if (clash) {
+      aside.push_back(*a);
+    } else {
+      got = *a;
+    }
+  }
+  for (uint64_t a : aside) (void)proxies_[node]->DeviceFree(a);
+  TIDAL_ASSERT_MSG(got != 0, "CudaProcessFabric::Allocate: the node process could not allocate "
+                             "GPU memory disjoint from the other nodes' (see stderr)");
+  return reinterpret_cast<void*>(got);
+}
+
+void CudaProcessFabric::CopyOut(void* host_target, const void* fabric_source, size_t bytes) {
+  const uint64_t src = reinterpret_cast<uint64_t>(fabric_source);
+  if (bytes == 0 || arena_->Contains(src, bytes)) {
+    std::memcpy(host_target, fabric_source, bytes);
+    return;
+  }
+  CudaProxyTransport* owner = Owner(src, bytes);
+  TIDAL_ASSERT_MSG(owner != nullptr, "CudaProcessFabric::CopyOut: not fabric memory");
+  const Status s = owner->ReadMemory(host_target, src, bytes);
+  TIDAL_ASSERT_MSG(s.ok(), "CudaProcessFabric::CopyOut: the node process failed the copy");
+}
+
+void CudaProcessFabric::CopyIn(void* fabric_target, const void* host_source, size_t bytes) {
+  const uint64_t dst = reinterpret_cast<uint64_t>(fabric_target);
+  if (bytes == 0 || arena_->Contains(dst, bytes)) {
+    std::memcpy(fabric_target, host_source, bytes);
+    return;
+  }
+  CudaProxyTransport* owner = Owner(dst, bytes);
+  TIDAL_ASSERT_MSG(owner != nullptr, "CudaProcessFabric::CopyIn: not fabric memory");
+  const Status s = owner->WriteMemory(dst, host_source, bytes);
+  TIDAL_ASSERT_MSG(s.ok(), "CudaProcessFabric::CopyIn: the node process failed the copy");
+}
+
+Status CudaProcessFabric::Crash(size_t node) {
+  if (node >= size()) return Status(ErrorCode::INVALID_PARAMS, "no such node");
+  proxies_[node]->Kill();
+  messengers_[node]->SetDown(true);
+  return Status();
+}
+
+Result<std::unique_ptr<Fabric>> MakeCudaProcessFabric(FabricSpec spec) {
+  CudaProcessFabricOptions o;
+  o.nodes = spec.nodes;
+  o.engine = spec.sim.engine;
+  o.contract_checker = spec.sim.contract_checker;
+  Result<std::unique_ptr<CudaProcessFabric>> f = CudaProcessFabric::Make(std::move(o));
+  if (!f.ok()) {
+    if (f.code() == ErrorCode::UNSUPPORTED) return f.status();
+    return Status(ErrorCode::UNSUPPORTED, "backend 'cuda_proc': its node processes did not "
+                                          "start here: " + f.status().ToString());
+  }
+  return std::unique_ptr<Fabric>(std::move(*f));
+}
+
+}  // namespace tidal::backends::cuda
