@@ -7,6 +7,9 @@
 #if TIDAL_HAVE_UCX
 #include "tidal/backends/ucx/ucx_process_fabric.h"
 #endif
+#if TIDAL_HAVE_CUDA
+#include "tidal/backends/cuda/cuda_process_fabric.h"
+#endif
 
 namespace tidal::cluster {
 
@@ -48,6 +51,32 @@ class ArenaBufferAllocator final : public coll::BufferAllocator {
 
  private:
   backends::ucx::SharedArena& arena_;
+};
+#endif
+
+#if TIDAL_HAVE_CUDA
+// Process-group buffers on the cuda_proc fabric: host memory from its shared arena, the
+// only host memory its node processes see (GPU slots would be memory of this process).
+class CudaArenaBufferAllocator final : public coll::BufferAllocator {
+ public:
+  explicit CudaArenaBufferAllocator(backends::cuda::SharedHostArena& arena) : arena_(arena) {}
+  Result<void*> Allocate(uint64_t bytes, Location location) override {
+    if (!location.is_host()) {
+      return Status(ErrorCode::UNSUPPORTED,
+                    "cuda_proc: group buffers at " + location.ToString() +
+                        ": its node processes see only the host memory of the shared arena");
+    }
+    void* p = arena_.Allocate(bytes);
+    if (p == nullptr) {
+      return Status(ErrorCode::BUFFER_OVERFLOW, "cuda_proc: the shared arena has no free " +
+                                                    std::to_string(bytes) + " bytes");
+    }
+    return p;
+  }
+  void Free(void* data, uint64_t bytes, Location) override { arena_.Free(data, bytes); }
+
+ private:
+  backends::cuda::SharedHostArena& arena_;
 };
 #endif
 
@@ -131,6 +160,12 @@ Cluster::Cluster(std::unique_ptr<Fabric> fabric, size_t master_node)
         static_cast<backends::ucx::UcxProcessFabric*>(fabric_.get())->arena());
   }
 #endif
+#if TIDAL_HAVE_CUDA
+  if (fabric_->Name() == "cuda_proc") {
+    group_allocator_ = std::make_unique<CudaArenaBufferAllocator>(
+        static_cast<backends::cuda::CudaProcessFabric*>(fabric_.get())->arena());
+  }
+#endif
 }
 
 Cluster::~Cluster() {
@@ -161,6 +196,13 @@ Messenger& Cluster::channel(size_t node_index, uint8_t number) {
 
 Status Cluster::StartMaster(store::MasterOptions options, store::MasterJournal* journal) {
   if (master_) return Status(ErrorCode::INVALID_PARAMS, "the master already runs");
+  if (fabric_->Name() == "cuda_proc") {
+    // Its node processes see only the shared arena; the store client registers staging
+    // buffers of its own. (The store with GPU buffers across processes: cuda.store_xproc.)
+    return Status(ErrorCode::UNSUPPORTED,
+                  "backend 'cuda_proc': the store client registers memory of its own, which "
+                  "the node processes cannot see");
+  }
   if (fabric_->Name() == "ucx_proc") {
     // Its node processes see only the shared arena; the store client registers staging
     // buffers of its own (docs/ucx.md, "Nodes as processes").
