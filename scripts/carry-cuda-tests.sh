@@ -30,6 +30,15 @@ if [ -x "$build/backends/cuda/cuda_store_node" ] && [ -x "$build/tools/tidal-mas
   strip -o "$out/tidal-master" "$build/tools/tidal-master"
   cp scripts/with-master.sh backends/cuda/e2e/cuda_store_xproc.sh "$out/"
 fi
+# The cuda_proc fabric (its test and node binary, tidal-cuda-host, which the registry suites'
+# cuda_proc instances start from beside themselves) and the GPU rank killed as a process
+# (cuda_kill_rank_test with cuda_coll_node and tidal-master beside it), when built and not
+# left out by CARRY_ONLY.
+for t in backends/cuda/cuda_process_fabric_test backends/cuda/tidal-cuda-host \
+         backends/cuda/cuda_kill_rank_test backends/cuda/cuda_coll_node tools/tidal-master; do
+  if [ -n "${CARRY_ONLY:-}" ] && [[ " $CARRY_ONLY " != *" $(basename "$t") "* ]]; then continue; fi
+  if [ -x "$build/$t" ]; then strip -o "$out/$(basename "$t")" "$build/$t"; fi
+done
 ipc_bench=backends/cuda/tidal-cuda-ipc-bench
 if [ -x "$build/$ipc_bench" ]; then strip -o "$out/tidal-cuda-ipc-bench" "$build/$ipc_bench"; fi
 # The GPU benchmark (tidal-cuda-bench: transfer, nccl, coll), when built.
@@ -51,7 +60,8 @@ nccl=$(ldconfig -p | awk '$1 == "libnccl.so.2" { print $NF; exit }')
 [ -n "$nccl" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$nccl")
 nvidia-smi -L
 rc=0
-for t in reduce_cuda_test cuda_backend_test cuda_conformance_test collectives_device_cuda_test; do
+for t in reduce_cuda_test cuda_backend_test cuda_conformance_test collectives_device_cuda_test \
+         cuda_process_fabric_test cuda_kill_rank_test; do
   [ -x ./$t ] || continue
   echo "== $t"; ./$t || rc=1
 done

@@ -363,6 +363,12 @@ CudaProxyTransport::CudaProxyTransport(CudaProcessOptions options, const SharedH
     : options_(std::move(options)), arena_(arena), node_(node), device_(device) {}
 
 Status CudaProxyTransport::Start() {
+  Status s = Launch();
+  if (!s.ok()) return s;
+  return AwaitHello();
+}
+
+Status CudaProxyTransport::Launch() {
   std::string path = options_.host_path;
   if (path.empty()) {
     Result<std::string> found = CudaHostPath();
@@ -411,7 +417,13 @@ Status CudaProxyTransport::Start() {
   ::close(sv[1]);
   sock_ = sv[0];
   pid_ = pid;
-  // The hello: the child mapped the arena (or says why not).
+  path_ = path;
+  return Status();
+}
+
+Status CudaProxyTransport::AwaitHello() {
+  const std::string& path = path_;
+  // The hello: the child mapped the arena and made its GPU current (or says why not).
   uint8_t type = 0;
   uint64_t id = 0;
   std::string body, why;
@@ -455,6 +467,11 @@ CudaProxyTransport::~CudaProxyTransport() {
       }
     }
     reader_.join();
+  } else if (pid_ > 0 && !gone_) {
+    // Launched, never awaited (another node failed to start first): ended here.
+    ::kill(pid_, SIGKILL);
+    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
   }
   if (sock_ >= 0) ::close(sock_);
 }
@@ -1204,10 +1221,19 @@ Status CudaProcessFabric::Start() {
   Result<std::unique_ptr<SharedHostArena>> arena = SharedHostArena::Make(options_.arena_bytes);
   if (!arena.ok()) return arena.status();
   arena_ = std::move(*arena);
+  // Every node process starts at once (each creates a CUDA context, the slow part), then
+  // each one's hello is awaited in node order.
+  std::vector<std::unique_ptr<CudaProxyTransport>> started;
   for (size_t i = 0; i < options_.nodes; ++i) {
-    auto proxy =
-        std::make_unique<CudaProxyTransport>(options_.process, *arena_, i, home_device(i));
-    if (Status s = proxy->Start(); !s.ok()) return s;
+    started.push_back(
+        std::make_unique<CudaProxyTransport>(options_.process, *arena_, i, home_device(i)));
+    if (Status s = started.back()->Launch(); !s.ok()) return s;
+  }
+  for (auto& proxy : started) {
+    if (Status s = proxy->AwaitHello(); !s.ok()) return s;
+  }
+  for (size_t i = 0; i < options_.nodes; ++i) {
+    std::unique_ptr<CudaProxyTransport> proxy = std::move(started[i]);
     proxies_.push_back(proxy.get());
     std::unique_ptr<Transport> transport = std::move(proxy);
     if (options_.contract_checker) {

@@ -116,8 +116,11 @@ class CudaProxyTransport final : public Transport {
   CudaProxyTransport& operator=(const CudaProxyTransport&) = delete;
 
   // Spawns the child and waits for its hello. INTERNAL_ERROR with the child's reason when
-  // it cannot start; UNSUPPORTED when it cannot make its GPU current.
+  // it cannot start; UNSUPPORTED when it cannot make its GPU current. Start is Launch (the
+  // fork and exec) then AwaitHello: a fabric launches every node before it awaits any.
   Status Start();
+  Status Launch();
+  Status AwaitHello();
 
   std::string_view Name() const override { return "cuda"; }
   TransportCaps Capabilities() const override { return TransportCaps{true, true, true, true}; }
@@ -169,6 +172,7 @@ class CudaProxyTransport final : public Transport {
   int device_;
   pid_t pid_ = -1;
   int sock_ = -1;
+  std::string path_;  // the binary Launch started
   std::thread reader_;
   std::function<void()> on_ready_;
   std::string local_address_;
