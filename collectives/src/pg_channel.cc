@@ -7,6 +7,20 @@
 // credit carrying its consumed count after it has copied or folded a slot. Collective
 // channels restart at every attempt (op, epoch): chunks and credits of other attempts
 // are ignored, so a retried attempt never reads a stale slot as its own.
+//
+// Retransmission. A notification or a credit can be lost (a partition that heals, a link
+// that flaps); a completed WRITE cannot (its completion means the data landed), and a
+// failed one is retried by WriteChunk. So the sender keeps the header of every chunk it
+// notified until a credit covers it (SendChan::unacked), and whenever a rank probes a peer
+// that answers but stays silent (WaitPeer, after peer_check_ns), Resync re-sends both what
+// that peer may have lost: this rank's uncredited notifications and its latest credit.
+// The receiver dedupes by (attempt, seq): a chunk it already credited is answered with its
+// current credit (never read again), one it has taken but not yet credited (a fold still
+// reading the slot) is ignored, and one it holds is kept once. A credit equal to what the
+// sender already has is the receiver asking again: the sender re-sends its uncredited
+// notifications. Credits only grow, so a re-sent one never frees a slot early, and a slot
+// is never written again before the credit that returns it. A rank that gave up the
+// current attempt answers its peers' notifications of that attempt with its abort again.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -26,11 +40,12 @@ uint64_t ProcessGroup::Impl::SlotOffset(int sender, ChannelClass cls, uint64_t s
 void ProcessGroup::Impl::ResetCollChannels(uint64_t attempt) {
   auto cls = static_cast<size_t>(ChannelClass::kColl);
   for (int p = 0; p < size_; ++p) {
-    send_chan_[p][cls] = SendChan{attempt, 0, 0};
+    send_chan_[p][cls] = SendChan{attempt, 0, 0, {}};
     RecvChan& rc = recv_chan_[p][cls];
     rc.attempt = attempt;
     rc.next = 0;
     for (auto it = rc.pending.begin(); it != rc.pending.end();) {
+    rc.credited = 0;
       it = it->first.first < attempt ? rc.pending.erase(it) : std::next(it);
     }
   }
@@ -121,6 +136,8 @@ Task<Status> ProcessGroup::Impl::AwaitReducer(const std::function<void(Reducer::
 void ProcessGroup::Impl::SendCredit(int peer, ChannelClass cls, uint64_t attempt,
                                     uint64_t consumed) {
   if (dead(peer) || !peers_[peer].open || halted_) return;
+  RecvChan& rc = recv_chan_[peer][static_cast<size_t>(cls)];
+  if (rc.attempt == attempt) rc.credited = std::max(rc.credited, consumed);
   DataHeader credit;
   credit.kind = DataHeader::Kind::kCredit;
   credit.cls = cls;
@@ -133,6 +150,40 @@ void ProcessGroup::Impl::SendCredit(int peer, ChannelClass cls, uint64_t attempt
 }
 
 Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk,
+void ProcessGroup::Impl::ResendUnacked(int peer, ChannelClass cls) {
+  SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
+  if (dead(peer) || !peers_[peer].open || halted_) return;
+  for (const auto& [seq, h] : c.unacked) {
+    ++stats_.notifies_to[peer];
+    ++stats_.notifies_resent;
+    (void)engine_.Notify(peers_[peer].seg, notify_channel_, EncodeDataHeader(h));
+  }
+}
+
+void ProcessGroup::Impl::Resync(int peer, ChannelClass cls) {
+  TIDAL_REACHABLE("coll.channel_resynced_after_silence");
+  ResendUnacked(peer, cls);
+  const RecvChan& rc = recv_chan_[peer][static_cast<size_t>(cls)];
+  // Even a credit of 0 asks: the first notification may be the one lost.
+  ++stats_.credits_resent;
+  SendCredit(peer, cls, rc.attempt, rc.credited);
+}
+
+void ProcessGroup::Impl::AnswerGivenUpAttempt(int from, const DataHeader& h) {
+  if (h.cls != ChannelClass::kColl || !in_attempt_ ||
+      h.attempt != AttemptKey(cur_op_, cur_epoch_)) {
+    return;
+  }
+  if (!attempt_aborted_ && !(report_ready_ && !my_report_.done)) return;
+  TIDAL_REACHABLE("coll.abort_resent_to_waiting_peer");
+  ControlMessage m;
+  m.kind = ControlMessage::Kind::kAbort;
+  m.op = cur_op_;
+  m.epoch = cur_epoch_;
+  m.dead = dead_mask_;
+  SendControl(from, m);
+}
+
                                               DataType dtype, ReduceOp rop,
                                               uint64_t deadline_ns) {
   struct Window {
@@ -359,7 +410,7 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
     bool alive = co_await ProbePeer(peer);
     if (!alive)
       co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
-    co_return st;
+    // The data landed; the notification is re-sent when the peer asks (Resync).
   }
   co_return Status::Ok();
 }
@@ -379,6 +430,9 @@ Task<Status> ProcessGroup::Impl::SendWindowed(SendSpec s, uint64_t attempt, uint
     --w->running;
     self->changed_.NotifyAll();
   };
+  // Kept until a credit covers it: Resync re-sends it if the peer stays silent.
+  SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
+  if ((cls == ChannelClass::kP2p || c.attempt == attempt) && seq >= c.consumed) c.unacked[seq] = h;
   SendChan& c = send_chan_[s.peer][static_cast<size_t>(ChannelClass::kColl)];
   Status st = Status::Ok();
   for (uint64_t off = 0; off < s.bytes; off += chunk) {
@@ -448,17 +502,7 @@ Task<Result<DataHeader>> ProcessGroup::Impl::RecvChunk(int peer, ChannelClass cl
     }
   }
   // Return the slot: the credit says how many chunks of this attempt we consumed.
-  if (!dead(peer) && peers_[peer].open) {
-    DataHeader credit;
-    credit.kind = DataHeader::Kind::kCredit;
-    credit.cls = cls;
-    credit.from = static_cast<uint32_t>(rank_);
-    credit.group = group_hash_;
-    credit.attempt = attempt;
-    credit.seq = c.next;
-    ++stats_.notifies_to[peer];
-    (void)engine_.Notify(peers_[peer].seg, notify_channel_, EncodeDataHeader(credit));
-  }
+  SendCredit(peer, cls, attempt, c.next);
   if (!result.ok()) co_return result;
   co_return h;
 }

@@ -143,6 +143,14 @@ struct ProcessGroup::Impl {
   // A collective receive into device slots: the copy or fold of each chunk is queued
   // at once and its slot returned when it finished, while the next chunk is taken.
   Task<Status> RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk, DataType dtype,
+  // Lost notifications (a link that flapped, a healed partition): after a probe found
+  // `peer` alive but silent, re-sends this rank's notifications of the chunks `peer` has
+  // not consumed and its latest credit to `peer` (see pg_channel.cc, "Retransmission").
+  void Resync(int peer, ChannelClass cls);
+  void ResendUnacked(int peer, ChannelClass cls);
+  // A notification of the current attempt came from `from` after this rank gave the
+  // attempt up (its abort may have been lost): tells it again.
+  void AnswerGivenUpAttempt(int from, const DataHeader& h);
                             ReduceOp rop, uint64_t deadline_ns);
   // Working memory: one grow-only arena at loc_ (registered with the engine for device
   // locations, so chunks are written straight from it), handed out by TakeScratch after
@@ -259,7 +267,11 @@ struct ProcessGroup::Impl {
   };
   struct RecvChan {
     uint64_t attempt = 0;
-    uint64_t next = 0;
+    // Notifications sent (their WRITEs completed) of chunks not yet credited, by seq:
+    // what Resync re-sends.
+    std::map<uint64_t, DataHeader> unacked;
+    uint64_t next = 0;      // chunks taken (copies or folds may still be reading slots)
+    uint64_t credited = 0;  // chunks consumed and credited (<= next): the latest credit
     std::map<std::pair<uint64_t, uint64_t>, DataHeader> pending;  // (attempt, seq)
   };
   std::vector<std::array<SendChan, kChannelClasses>> send_chan_;
@@ -319,7 +331,10 @@ Task<Status> ProcessGroup::Impl::WaitPeer(int peer, ChannelClass cls, uint64_t d
     }
     if (now >= next_check) {
       // Silence is not evidence (field bug 10): only a probe that fails marks the peer.
-      co_await ProbePeer(peer);
+      // A peer that answers but stays silent may have lost what we sent it, or we what
+      // it sent: both sides re-send (Resync), so a healed link does not end in a timeout.
+      const bool alive = co_await ProbePeer(peer);
+      if (alive) Resync(peer, cls);
       interval = std::min(interval * 2, options_.peer_check_ns * 64);
       next_check = env_.NowNs() + interval;
       continue;

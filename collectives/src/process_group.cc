@@ -236,17 +236,29 @@ void ProcessGroup::Impl::OnNotification(Notification n) {
   if (dead(from) || from == rank_) return;
   const DataHeader& h = *dec;
   auto cls = static_cast<size_t>(h.cls);
+  // Retransmissions (pg_channel.cc): duplicates are answered, never consumed twice.
   if (h.kind == DataHeader::Kind::kCredit) {
     SendChan& c = send_chan_[from][cls];
     if (h.cls == ChannelClass::kP2p || h.attempt == c.attempt) {
-      c.consumed = std::max(c.consumed, h.seq);
+      if (h.seq > c.consumed) {
+        c.consumed = h.seq;
+        c.unacked.erase(c.unacked.begin(), c.unacked.lower_bound(c.consumed));
+      } else if (h.seq == c.consumed && !c.unacked.empty()) {
+        ResendUnacked(from, h.cls);  // the receiver asks again: it may have lost them
+      }
     }
   } else {
     RecvChan& c = recv_chan_[from][cls];
     bool stale = h.cls == ChannelClass::kColl ? h.attempt < c.attempt : false;
-    if (h.attempt == c.attempt && h.seq < c.next) stale = true;  // a duplicate
+    if (h.attempt == c.attempt && h.seq < c.next) {
+      stale = true;  // a duplicate
+      // Credited already: our credit was lost, so say it again. Taken but not credited
+      // (its fold still reads the slot): the credit is on its way.
+      if (h.seq < c.credited) SendCredit(from, h.cls, c.attempt, c.credited);
+    }
     if (!stale) c.pending[{h.attempt, h.seq}] = h;
   }
+  AnswerGivenUpAttempt(from, h);
   changed_.NotifyAll();
 }
 

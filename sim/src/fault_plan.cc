@@ -10,7 +10,8 @@ constexpr std::string_view kNames[kFaultKinds] = {
     "short_read",         "short_write",        "unregistered_local", "stale_rkey",
     "outside_window",     "crash",              "hang",               "partition",
     "completion_delay",   "completion_reorder", "completion_loss",    "message_delay",
-    "message_drop",       "message_duplicate",  "registration_failure"};
+    "message_drop",       "message_duplicate",  "registration_failure",
+    "notify_drop"};
 
 Status Bad(size_t line, const std::string& what) {
   return Status(ErrorCode::CORRUPT_INPUT,

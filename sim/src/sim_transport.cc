@@ -328,6 +328,8 @@ Status SimTransport::SendNotify(PeerId peer, std::string_view payload) {
   const uint32_t dst = peers_[peer];
   world_.Record(node_, "notify.send", {{"dst", uint64_t{dst}}, {"len", uint64_t{payload.size()}}});
   if (!world_.Linked(node_, dst)) return Status();  // lost in the partition
+  uint64_t amount = 0;
+  if (world_.ShouldInject(FaultKind::kNotifyDrop, node_, dst, &amount)) return Status();  // lost
   // The contract asks only that the notification follow the data of every write already
   // completed to this peer, and in the simulator that data has landed by the time its
   // completion exists. So the notification may overtake the writes still in flight on the

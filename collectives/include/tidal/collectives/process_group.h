@@ -168,6 +168,9 @@ struct ProcessGroupStats {
   uint64_t bytes_sent = 0;
   uint64_t write_failures = 0;
   uint64_t probes = 0;
+  // Retransmissions after a probe found a peer alive but silent (lost notifications):
+  uint64_t notifies_resent = 0;  // chunk notifications sent again
+  uint64_t credits_resent = 0;   // credits sent again to a silent sender
   std::vector<uint64_t> writes_to;    // per rank: WRITEs submitted to it
   std::vector<uint64_t> notifies_to;  // per rank: notifications sent to it
   std::vector<uint64_t> messages_to;  // per rank: control messages sent to it

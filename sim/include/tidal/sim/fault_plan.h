@@ -12,6 +12,7 @@
 //   hang node=1 at=1ms for=2ms
 //   partition a=0,1 b=2 at=1ms for=3ms
 //   message_drop from=0 to=1 nth=1
+//   notify_drop src=1 dst=0 nth=2     # the 2nd engine notification from 1 to 0 is lost
 // `src`, `dst`, `node`, `from`, `to` default to any node; `nth` (1-based, counted over
 // the matching operations) defaults to every one.
 #pragma once
@@ -42,6 +43,9 @@ enum class FaultKind : uint8_t {
   kMessageDrop,
   kMessageDuplicate,
   kRegistrationFailure,
+  // An engine notification lost on the wire (a link that flaps), its sender none the
+  // wiser. Scripted rules only: no named mix switches it on, so a mix draws as before.
+  kNotifyDrop,
   kCount,
 };
 constexpr size_t kFaultKinds = static_cast<size_t>(FaultKind::kCount);
