@@ -405,6 +405,9 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
   ++stats_.notifies_to[peer];
   ++stats_.chunks_sent;
   stats_.bytes_sent += len;
+  // Kept until a credit covers it: Resync re-sends it if the peer stays silent.
+  SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
+  if ((cls == ChannelClass::kP2p || c.attempt == attempt) && seq >= c.consumed) c.unacked[seq] = h;
   Status st = engine_.Notify(peers_[peer].seg, notify_channel_, EncodeDataHeader(h));
   if (!st.ok()) {
     bool alive = co_await ProbePeer(peer);
@@ -430,9 +433,6 @@ Task<Status> ProcessGroup::Impl::SendWindowed(SendSpec s, uint64_t attempt, uint
     --w->running;
     self->changed_.NotifyAll();
   };
-  // Kept until a credit covers it: Resync re-sends it if the peer stays silent.
-  SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
-  if ((cls == ChannelClass::kP2p || c.attempt == attempt) && seq >= c.consumed) c.unacked[seq] = h;
   SendChan& c = send_chan_[s.peer][static_cast<size_t>(ChannelClass::kColl)];
   Status st = Status::Ok();
   for (uint64_t off = 0; off < s.bytes; off += chunk) {

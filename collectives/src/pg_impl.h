@@ -140,9 +140,6 @@ struct ProcessGroup::Impl {
   void StartReducer(std::function<void(Reducer::Done)> start, std::function<void(Status)> then);
   // Returns slots: tells `peer` this rank consumed `consumed` chunks of the attempt.
   void SendCredit(int peer, ChannelClass cls, uint64_t attempt, uint64_t consumed);
-  // A collective receive into device slots: the copy or fold of each chunk is queued
-  // at once and its slot returned when it finished, while the next chunk is taken.
-  Task<Status> RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk, DataType dtype,
   // Lost notifications (a link that flapped, a healed partition): after a probe found
   // `peer` alive but silent, re-sends this rank's notifications of the chunks `peer` has
   // not consumed and its latest credit to `peer` (see pg_channel.cc, "Retransmission").
@@ -151,6 +148,9 @@ struct ProcessGroup::Impl {
   // A notification of the current attempt came from `from` after this rank gave the
   // attempt up (its abort may have been lost): tells it again.
   void AnswerGivenUpAttempt(int from, const DataHeader& h);
+  // A collective receive into device slots: the copy or fold of each chunk is queued
+  // at once and its slot returned when it finished, while the next chunk is taken.
+  Task<Status> RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk, DataType dtype,
                             ReduceOp rop, uint64_t deadline_ns);
   // Working memory: one grow-only arena at loc_ (registered with the engine for device
   // locations, so chunks are written straight from it), handed out by TakeScratch after
@@ -264,12 +264,12 @@ struct ProcessGroup::Impl {
     uint64_t attempt = 0;
     uint64_t sent = 0;
     uint64_t consumed = 0;
-  };
-  struct RecvChan {
-    uint64_t attempt = 0;
     // Notifications sent (their WRITEs completed) of chunks not yet credited, by seq:
     // what Resync re-sends.
     std::map<uint64_t, DataHeader> unacked;
+  };
+  struct RecvChan {
+    uint64_t attempt = 0;
     uint64_t next = 0;      // chunks taken (copies or folds may still be reading slots)
     uint64_t credited = 0;  // chunks consumed and credited (<= next): the latest credit
     std::map<std::pair<uint64_t, uint64_t>, DataHeader> pending;  // (attempt, seq)
