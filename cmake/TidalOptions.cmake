@@ -54,10 +54,22 @@ function(tidal_test name)
   target_link_libraries(${name} PRIVATE tidal_flags ${ARG_DEPS} GTest::gmock GTest::gtest_main)
   # With UCX built, the ucx and ucx_proc instances of a suite parameterized over the registry
   # run only under label `ucx`, once per UCX_TLS (tidal_ucx_instances in
-  # backends/CMakeLists.txt).
-  set(filter "")
+  # backends/CMakeLists.txt). With CUDA built, the cuda_proc instances (a process per GPU)
+  # run only under label `cuda` (tidal_cuda_proc_instances in backends/cuda/CMakeLists.txt).
+  set(excluded "")
   if(TIDAL_HAVE_UCX)
-    set(filter TEST_FILTER "-*/ucx:*ucx_proc")
+    set(excluded "*/ucx:*ucx_proc")
+  endif()
+  if(TIDAL_HAVE_CUDA)
+    if(excluded)
+      set(excluded "${excluded}:*cuda_proc")
+    else()
+      set(excluded "*cuda_proc")
+    endif()
+  endif()
+  set(filter "")
+  if(excluded)
+    set(filter TEST_FILTER "-${excluded}")
   endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES LABELS "${ARG_LABELS}"
                        DISCOVERY_TIMEOUT 60 ${filter})

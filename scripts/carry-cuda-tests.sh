@@ -71,8 +71,19 @@ done
   ./with-master.sh ./tidal-master ./cuda_store_xproc.sh ./cuda_store_node || rc=1; }
 for t in transport_contract_test store_api_test collectives_sim_test sim_vs_real_test; do
   [ -x ./$t ] || continue
-  echo "== $t (cuda instances)"; ./$t --gtest_filter='*cuda*' || rc=1
+  echo "== $t (cuda instances)"; ./$t --gtest_filter='*cuda' || rc=1
 done
+# The cuda_proc instances (a process per GPU; tidal-cuda-host beside them), as ctest lists
+# them under label `cuda`: the contract suites whole, every collective at 2 and 3 ranks.
+for t in transport_contract_test sim_vs_real_test; do
+  [ -x ./$t ] && [ -x ./tidal-cuda-host ] || continue
+  echo "== $t (cuda_proc instances)"; ./$t --gtest_filter='*cuda_proc' || rc=1
+done
+[ -x ./collectives_sim_test ] && [ -x ./tidal-cuda-host ] && {
+  echo "== collectives_sim_test (cuda_proc instances)"
+  ./collectives_sim_test \
+    --gtest_filter='WorldSizes1To8/ExactValues.*_w2_cuda_proc:WorldSizes1To8/ExactValues.*_w3_cuda_proc' \
+    || rc=1; }
 exit $rc
 RUN
 chmod +x "$out/run.sh"
