@@ -44,8 +44,8 @@ void ProcessGroup::Impl::ResetCollChannels(uint64_t attempt) {
     RecvChan& rc = recv_chan_[p][cls];
     rc.attempt = attempt;
     rc.next = 0;
-    for (auto it = rc.pending.begin(); it != rc.pending.end();) {
     rc.credited = 0;
+    for (auto it = rc.pending.begin(); it != rc.pending.end();) {
       it = it->first.first < attempt ? rc.pending.erase(it) : std::next(it);
     }
   }
@@ -135,9 +135,9 @@ Task<Status> ProcessGroup::Impl::AwaitReducer(const std::function<void(Reducer::
 
 void ProcessGroup::Impl::SendCredit(int peer, ChannelClass cls, uint64_t attempt,
                                     uint64_t consumed) {
-  if (dead(peer) || !peers_[peer].open || halted_) return;
   RecvChan& rc = recv_chan_[peer][static_cast<size_t>(cls)];
   if (rc.attempt == attempt) rc.credited = std::max(rc.credited, consumed);
+  if (dead(peer) || !peers_[peer].open || halted_) return;
   DataHeader credit;
   credit.kind = DataHeader::Kind::kCredit;
   credit.cls = cls;
@@ -149,7 +149,6 @@ void ProcessGroup::Impl::SendCredit(int peer, ChannelClass cls, uint64_t attempt
   (void)engine_.Notify(peers_[peer].seg, notify_channel_, EncodeDataHeader(credit));
 }
 
-Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk,
 void ProcessGroup::Impl::ResendUnacked(int peer, ChannelClass cls) {
   SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
   if (dead(peer) || !peers_[peer].open || halted_) return;
@@ -184,6 +183,7 @@ void ProcessGroup::Impl::AnswerGivenUpAttempt(int from, const DataHeader& h) {
   SendControl(from, m);
 }
 
+Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk,
                                               DataType dtype, ReduceOp rop,
                                               uint64_t deadline_ns) {
   struct Window {
