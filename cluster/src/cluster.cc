@@ -52,6 +52,24 @@ class ArenaBufferAllocator final : public coll::BufferAllocator {
  private:
   backends::ucx::SharedArena& arena_;
 };
+
+// Store clients' staging and temporary buffers on ucx_proc: from the arena too.
+class ArenaStoreAllocator final : public store::StoreBufferAllocator {
+ public:
+  explicit ArenaStoreAllocator(backends::ucx::SharedArena& arena) : arena_(arena) {}
+  Result<void*> Allocate(uint64_t bytes) override {
+    void* p = arena_.Allocate(bytes);
+    if (p == nullptr) {
+      return Status(ErrorCode::BUFFER_OVERFLOW, "ucx_proc: the shared arena has no free " +
+                                                    std::to_string(bytes) + " bytes");
+    }
+    return p;
+  }
+  void Free(void* data, uint64_t bytes) override { arena_.Free(data, bytes); }
+
+ private:
+  backends::ucx::SharedArena& arena_;
+};
 #endif
 
 #if TIDAL_HAVE_CUDA
@@ -156,8 +174,9 @@ Cluster::Cluster(std::unique_ptr<Fabric> fabric, size_t master_node)
   finished_.assign(fabric_->size(), false);
 #if TIDAL_HAVE_UCX
   if (fabric_->Name() == "ucx_proc") {
-    group_allocator_ = std::make_unique<ArenaBufferAllocator>(
-        static_cast<backends::ucx::UcxProcessFabric*>(fabric_.get())->arena());
+    auto& arena = static_cast<backends::ucx::UcxProcessFabric*>(fabric_.get())->arena();
+    group_allocator_ = std::make_unique<ArenaBufferAllocator>(arena);
+    store_allocator_ = std::make_unique<ArenaStoreAllocator>(arena);
   }
 #endif
 #if TIDAL_HAVE_CUDA
@@ -203,13 +222,6 @@ Status Cluster::StartMaster(store::MasterOptions options, store::MasterJournal* 
                   "backend 'cuda_proc': the store client registers memory of its own, which "
                   "the node processes cannot see");
   }
-  if (fabric_->Name() == "ucx_proc") {
-    // Its node processes see only the shared arena; the store client registers staging
-    // buffers of its own (docs/ucx.md, "Nodes as processes").
-    return Status(ErrorCode::UNSUPPORTED,
-                  "backend 'ucx_proc': the store client registers memory of its own, which "
-                  "the node processes cannot see");
-  }
   Node& n = node(master_node_);
   n.master_port.reset();
   n.master_port = std::make_unique<DuplexPort>(n.mux->Channel(kStoreClientChannel),
@@ -241,6 +253,8 @@ Result<store::StoreClient*> Cluster::NewStoreClient(size_t node_index,
                   NodeName(node_index) + " already has a store client");
   }
   options.master = master_endpoint();
+  // ucx_proc: the client's own buffers from the arena its node processes share.
+  if (options.allocator == nullptr) options.allocator = store_allocator_.get();
   n.client_port = std::make_unique<DuplexPort>(n.mux->Channel(kStoreMasterChannel),
                                                n.mux->Channel(kStoreClientChannel));
   n.client = std::make_unique<store::StoreClient>(env(node_index), engine(node_index),

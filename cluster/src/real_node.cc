@@ -55,6 +55,7 @@ Task<Status> RealNode::SetUp() {
   // publishing) a buffer per call; the client is destroyed before the engine (~RealNode).
   so.staging_slots = 32;
   so.staging_slot_bytes = 64ull << 10;
+  so.cache_leased_replicas = options_.cached_gets;
   client_ = std::make_unique<store::StoreClient>(env_, *engine_, link_->store_port(), so);
   st = co_await client_->Start();
   if (!st.ok()) co_return Status(st.code(), "store client (tidal-master " + master + "): " + st.ToString());

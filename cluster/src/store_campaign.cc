@@ -927,6 +927,7 @@ StoreCampaignResult Campaign::Run() {
   o.swarm.horizon_ns = 5 * kMs;
   o.replay_command = "build/release/tools/tidal-store-campaign --seed " + std::to_string(seed_) +
                      " --mix " + cfg_.mix + " --verbose";
+  o.client.cache_leased_replicas = cfg_.cached_gets;
   if (!cfg_.tape.empty()) o.replay_command = "feed the same input to store_tape_fuzz";
   keyspace_ = 4 * o.clients + 4;
   max_size_ = short_lease ? (64 << 10) : (256 << 10);
@@ -980,7 +981,7 @@ StoreCampaignResult Campaign::Run() {
   if (Status inv = w_->state().CheckInvariants(); !inv.ok()) {
     Violation("master invariant: " + inv.ToString());
   }
-  for (size_t c = 0; c < o.clients; ++c)
+  for (size_t c = 0; c < o.clients; ++c) {
     result_.lease_expired += w_->client(c).stats().lease_expired;
   result_.virtual_ns = w_->world().NowNs();
   result_.digest = w_->world().digest();
@@ -990,6 +991,8 @@ StoreCampaignResult Campaign::Run() {
   if (!failure_.empty()) {
     result_.ok = false;
     result_.failure = failure_ + "\n" + w_->Banner();
+  }
+    result_.cached_gets += w_->client(c).stats().cached_gets;
   }
   w_.reset();
   return result_;

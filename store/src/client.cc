@@ -25,6 +25,16 @@ bool StaleView(ErrorCode c) {
   return c == ErrorCode::REMOTE_ACCESS_DENIED || c == ErrorCode::SEGMENT_NOT_FOUND;
 }
 
+// Memory of a StoreBufferAllocator, given back when the last owner lets go (unless the
+// client is gone: see StoreClient::give_back_).
+std::shared_ptr<uint8_t> FromAllocator(StoreBufferAllocator* allocator, void* data,
+                                       uint64_t bytes, std::shared_ptr<bool> give_back) {
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(data),
+                                  [allocator, bytes, give_back](uint8_t* p) {
+                                    if (*give_back) allocator->Free(p, bytes);
+                                  });
+}
+
 std::string Describe(const TransferStatus& s) {
   return std::string(TransferStateName(s.state)) + "/" + std::string(ErrorCodeName(s.error)) +
          " after " + std::to_string(s.bytes_transferred) + " bytes";
@@ -62,7 +72,10 @@ StoreClient::StoreClient(Env& env, TransferEngine& engine, Messenger& messenger,
       rpc_(env, messenger, options.master, options.rpc),
       alive_(std::make_shared<bool>(true)) {}
 
-StoreClient::~StoreClient() { *alive_ = false; }
+StoreClient::~StoreClient() {
+  *alive_ = false;
+  *give_back_ = false;
+}
 
 Task<Result<std::string>> StoreClient::Call(MsgType type, std::string body, Deadline d) {
   uint64_t now = env_.NowNs();
@@ -181,7 +194,7 @@ Task<void> StoreClient::HeartbeatLoop(std::shared_ptr<bool> alive) {
         ++stats_.remounts;
       }
     }
-    std::vector<std::shared_ptr<std::string>> graves = std::move(graveyard_);
+    std::vector<TempBuffer> graves = std::move(graveyard_);
     graveyard_.clear();
     for (auto& g : graves) co_await ReleaseTemp(std::move(g));
   }
@@ -243,8 +256,22 @@ Task<Status> StoreClient::UnregisterBuffer(void* addr) {
   co_return co_await engine_.UnregisterMemory(addr);
 }
 
-Task<bool> StoreClient::ReleaseTemp(std::shared_ptr<std::string> buffer) {
-  Status s = co_await engine_.UnregisterMemory(buffer->data());
+Task<Result<StoreClient::TempBuffer>> StoreClient::AllocateTemp(uint64_t bytes) {
+  TIDAL_ASSERT(options_.allocator != nullptr);
+  Result<void*> mem = options_.allocator->Allocate(bytes);
+  if (!mem.ok()) {
+    co_return Status(mem.code(), "buffer of " + std::to_string(bytes) +
+                                     " bytes from the client's allocator: " +
+                                     mem.status().ToString());
+  }
+  TempBuffer t{FromAllocator(options_.allocator, *mem, bytes, give_back_), *mem};
+  Result<uint64_t> reg = co_await engine_.RegisterMemory(t.data, bytes, Location::Host());
+  if (!reg.ok()) co_return reg.status();  // `t` gives the memory back
+  co_return t;
+}
+
+Task<bool> StoreClient::ReleaseTemp(TempBuffer buffer) {
+  Status s = co_await engine_.UnregisterMemory(buffer.data);
   // Still in use by a transfer the engine has not let go of: keep the memory alive and
   // try again on the next heartbeat, never free it under the transport.
   if (s.code() == ErrorCode::BATCH_BUSY) {
@@ -263,7 +290,17 @@ Task<uint8_t*> StoreClient::TakeSlot(uint64_t size) {
   if (!staging_.registered) {
     staging_.registering = true;
     const uint64_t total = slot_bytes * options_.staging_slots;
-    staging_.memory = std::make_unique<uint8_t[]>(total);
+    if (options_.allocator == nullptr) {
+      staging_.memory = std::shared_ptr<uint8_t>(new uint8_t[total](), std::default_delete<uint8_t[]>());
+    } else {
+      Result<void*> mem = options_.allocator->Allocate(total);
+      if (!mem.ok()) {
+        staging_.registering = false;
+        staging_.failed = true;  // temporaries from the allocator, as without staging
+        co_return nullptr;
+      }
+      staging_.memory = FromAllocator(options_.allocator, *mem, total, give_back_);
+    }
     Result<uint64_t> reg =
         co_await engine_.RegisterMemory(staging_.memory.get(), total, Location::Host());
     staging_.registering = false;
@@ -333,6 +370,7 @@ Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t siz
     co_return local.status();
   }
 
+  lease_cache_.erase(key);  // whatever this put finds, an older list is not ours to trust
   proto::PutStartReq req{key, size, config};
   std::string body = proto::Encode(req);
   Result<std::string> r = co_await Call(MsgType::kPutStart, std::move(body), d);
@@ -406,13 +444,23 @@ Task<Status> StoreClient::PutOwned(std::string key, std::string data, ReplicateC
     GiveSlot(slot, s.ok());
     co_return s;
   }
+  if (options_.allocator != nullptr) {
+    // Only the allocator's memory can be moved: copy the value there.
+    Result<TempBuffer> temp = co_await AllocateTemp(data.size());
+    if (!temp.ok()) co_return temp.status();
+    std::memcpy(temp->data, data.data(), data.size());
+    Status s = co_await PutImpl(std::move(key), temp->data, data.size(), std::move(config), d);
+    co_await ReleaseTemp(std::move(*temp));
+    co_return s;
+  }
   // The value's own memory is registered: no copy.
   auto buffer = std::make_shared<std::string>(std::move(data));
   Result<uint64_t> reg =
       co_await engine_.RegisterMemory(buffer->data(), buffer->size(), Location::Host());
   if (!reg.ok()) co_return reg.status();
   Status s = co_await PutImpl(std::move(key), buffer->data(), buffer->size(), std::move(config), d);
-  co_await ReleaseTemp(std::move(buffer));
+  TempBuffer temp{buffer, buffer->data()};  // a named local: GCC 12 and co_await
+  co_await ReleaseTemp(std::move(temp));
   co_return s;
 }
 
@@ -423,26 +471,58 @@ Task<Status> StoreClient::Put(std::string key, std::string value, ReplicateConfi
 // ---------------------------------------------------------------------------------------
 // Get
 
-Task<Result<std::string>> StoreClient::Lookup(std::string key, uint64_t generation, Deadline d) {
+Task<Result<StoreClient::LeasedList>> StoreClient::Lookup(std::string key, uint64_t generation,
+                                                          Deadline d) {
   TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
   proto::KeyGen req{key, generation};
   std::string body = proto::Encode(req);
-  co_return co_await Call(MsgType::kGetReplicaList, std::move(body), d);
+  // The lease runs from when we asked (the master granted it no earlier), so its deadline
+  // on our clock is never later than the master's.
+  const uint64_t sent_ns = env_.NowNs();
+  Result<std::string> r = co_await Call(MsgType::kGetReplicaList, std::move(body), d);
+  if (!r.ok()) co_return r.status();
+  proto::ReplicaListResp resp;
+  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(*r, &resp));
+  LeasedList list;
+  list.size = resp.size;
+  list.generation = resp.generation;
+  list.lease_deadline_ns = sent_ns + resp.lease_ttl_ns;
+  list.replicas = std::move(resp.replicas);
+  co_return list;
 }
 
-Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, std::string lookup, void* ptr,
-                                                 uint64_t capacity, uint64_t sent_ns, Deadline d) {
-  proto::ReplicaListResp list;
-  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(lookup, &list));
+const StoreClient::LeasedList* StoreClient::CachedList(const std::string& key,
+                                                       uint64_t generation) {
+  if (!options_.cache_leased_replicas) return nullptr;
+  auto it = lease_cache_.find(key);
+  if (it == lease_cache_.end()) return nullptr;
+  if (env_.NowNs() >= it->second.lease_deadline_ns) {
+    lease_cache_.erase(it);
+    return nullptr;
+  }
+  if (generation != 0 && it->second.generation != generation) return nullptr;
+  return &it->second;
+}
+
+void StoreClient::CacheList(const std::string& key, const LeasedList& list) {
+  if (!options_.cache_leased_replicas) return;
+  if (lease_cache_.size() >= options_.lease_cache_entries && !lease_cache_.contains(key)) {
+    const uint64_t now = env_.NowNs();
+    std::erase_if(lease_cache_, [now](const auto& e) { return now >= e.second.lease_deadline_ns; });
+    if (lease_cache_.size() >= options_.lease_cache_entries) return;  // full of running leases
+  }
+  lease_cache_[key] = list;
+}
+
+Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, const LeasedList& list,
+                                                 void* ptr, uint64_t capacity, bool cached,
+                                                 Deadline d) {
   if (list.size > capacity) {
     co_return Status(ErrorCode::INVALID_PARAMS, "get: capacity " + std::to_string(capacity) +
                                                     " is below the object's " +
                                                     std::to_string(list.size) + " bytes");
   }
   if (list.replicas.empty()) co_return Status(ErrorCode::OBJECT_NOT_FOUND, "get: no replica");
-  // The lease runs from when we asked (the master granted it no earlier), so this deadline
-  // is never later than the master's.
-  const uint64_t lease_deadline = sent_ns + list.lease_ttl_ns;
   const size_t n = list.replicas.size();
   const size_t start = env_.RandomBelow(n);
   std::string errors;
@@ -465,9 +545,11 @@ Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, std::string lo
                                st.error == ErrorCode::TRANSFER_INCOMPLETE;
     if ((st.state == TransferState::COMPLETED && st.bytes_transferred == list.size) ||
         planted_short) {
-      if (env_.NowNs() > lease_deadline) {
-        TIDAL_REACHABLE("store.client.lease_expired_mid_read");
-        ++stats_.lease_expired;
+      if (env_.NowNs() > list.lease_deadline_ns) {
+        if (!cached) {
+          TIDAL_REACHABLE("store.client.lease_expired_mid_read");
+          ++stats_.lease_expired;
+        }
         co_return Status(ErrorCode::LEASE_EXPIRED,
                          "get '" + key + "': the lease lapsed before the read finished");
       }
@@ -493,10 +575,22 @@ Task<Result<uint64_t>> StoreClient::GetImpl(std::string key, void* ptr, uint64_t
   if (!local.ok() && options_.planted_bug != StoreBug::kUnregisteredBuffer) {
     co_return local.status();
   }
-  uint64_t sent = env_.NowNs();
-  Result<std::string> lookup = co_await Lookup(key, options.generation, d);
-  if (!lookup.ok()) co_return lookup.status();
-  co_return co_await ReadReplicas(std::move(key), std::move(*lookup), ptr, capacity, sent, d);
+  if (const LeasedList* hit = CachedList(key, options.generation)) {
+    LeasedList cached = *hit;  // the entry may go while the read is suspended
+    Result<uint64_t> n = co_await ReadReplicas(key, cached, ptr, capacity, true, d);
+    if (n.ok()) {
+      ++stats_.cached_gets;
+      co_return n;
+    }
+    // Whatever went wrong, the master decides, as without the cache.
+    lease_cache_.erase(key);
+    ++stats_.cached_get_fallbacks;
+  }
+  Result<LeasedList> list = co_await Lookup(key, options.generation, d);
+  if (!list.ok()) co_return list.status();
+  Result<uint64_t> n = co_await ReadReplicas(key, *list, ptr, capacity, false, d);
+  if (n.ok()) CacheList(key, *list);
+  co_return n;
 }
 
 Task<Result<uint64_t>> StoreClient::GetInto(std::string key, void* ptr, uint64_t capacity,
@@ -504,22 +598,29 @@ Task<Result<uint64_t>> StoreClient::GetInto(std::string key, void* ptr, uint64_t
   co_return co_await GetImpl(std::move(key), ptr, capacity, options, MakeDeadline());
 }
 
-Task<Result<std::string>> StoreClient::GetOwned(std::string key, GetOptions options, Deadline d) {
-  uint64_t sent = env_.NowNs();
-  Result<std::string> lookup = co_await Lookup(key, options.generation, d);
-  if (!lookup.ok()) co_return lookup.status();
-  proto::ReplicaListResp list;
-  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(*lookup, &list));
+Task<Result<std::string>> StoreClient::ReadOwned(std::string key, LeasedList list, bool cached,
+                                                 Deadline d) {
   if (list.size == 0 || list.size > options_.max_object_bytes) {
     co_return Status(ErrorCode::CORRUPT_INPUT, "get: the master reported a bad size");
   }
   uint8_t* slot = co_await TakeSlot(list.size);
   if (slot != nullptr) {
-    Result<uint64_t> n = co_await ReadReplicas(key, std::move(*lookup), slot, list.size, sent, d);
+    Result<uint64_t> n = co_await ReadReplicas(key, list, slot, list.size, cached, d);
     Result<std::string> out =
         n.ok() ? Result<std::string>(std::string(reinterpret_cast<const char*>(slot), *n))
                : Result<std::string>(n.status());
     GiveSlot(slot, n.ok());
+    co_return out;
+  }
+  if (options_.allocator != nullptr) {
+    // Only the allocator's memory can be moved: read there, then copy out.
+    Result<TempBuffer> temp = co_await AllocateTemp(list.size);
+    if (!temp.ok()) co_return temp.status();
+    Result<uint64_t> n = co_await ReadReplicas(key, list, temp->data, list.size, cached, d);
+    Result<std::string> out =
+        n.ok() ? Result<std::string>(std::string(static_cast<const char*>(temp->data), *n))
+               : Result<std::string>(n.status());
+    co_await ReleaseTemp(std::move(*temp));
     co_return out;
   }
   // Read straight into the string that is returned: no copy.
@@ -527,18 +628,39 @@ Task<Result<std::string>> StoreClient::GetOwned(std::string key, GetOptions opti
   Result<uint64_t> reg =
       co_await engine_.RegisterMemory(buffer->data(), buffer->size(), Location::Host());
   if (!reg.ok()) co_return reg.status();
-  Result<uint64_t> n =
-      co_await ReadReplicas(key, std::move(*lookup), buffer->data(), buffer->size(), sent, d);
+  Result<uint64_t> n = co_await ReadReplicas(key, list, buffer->data(), buffer->size(), cached, d);
   if (!n.ok()) {
-    co_await ReleaseTemp(std::move(buffer));
+    TempBuffer temp{buffer, buffer->data()};  // a named local: GCC 12 and co_await
+    co_await ReleaseTemp(std::move(temp));
     co_return n.status();
   }
   std::shared_ptr<std::string> keep = buffer;
-  const bool released = co_await ReleaseTemp(std::move(buffer));
+  TempBuffer temp{std::move(buffer), keep->data()};
+  const bool released = co_await ReleaseTemp(std::move(temp));
   // Still held by the engine (it is in the graveyard): hand out a copy instead.
   std::string out = released ? std::move(*keep) : keep->substr(0, *n);
   out.resize(*n);
   co_return out;
+}
+
+Task<Result<std::string>> StoreClient::GetOwned(std::string key, GetOptions options, Deadline d) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  if (const LeasedList* hit = CachedList(key, options.generation)) {
+    LeasedList cached = *hit;  // the entry may go while the read is suspended
+    Result<std::string> v = co_await ReadOwned(key, std::move(cached), true, d);
+    if (v.ok()) {
+      ++stats_.cached_gets;
+      co_return v;
+    }
+    lease_cache_.erase(key);  // the master decides, as without the cache
+    ++stats_.cached_get_fallbacks;
+  }
+  Result<LeasedList> list = co_await Lookup(key, options.generation, d);
+  if (!list.ok()) co_return list.status();
+  LeasedList got = *list;
+  Result<std::string> v = co_await ReadOwned(key, std::move(got), false, d);
+  if (v.ok()) CacheList(key, *list);
+  co_return v;
 }
 
 Task<Result<std::string>> StoreClient::Get(std::string key, GetOptions options) {
@@ -563,6 +685,7 @@ Task<Result<uint64_t>> StoreClient::GetSize(std::string key) {
 
 Task<Status> StoreClient::Remove(std::string key, bool force) {
   TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  lease_cache_.erase(key);
   proto::RemoveReq req{key, force};
   std::string body = proto::Encode(req);
   Result<std::string> r = co_await Call(MsgType::kRemove, std::move(body), MakeDeadline());

@@ -173,12 +173,14 @@ TEST_P(StoreApi, ZeroCopyBadInput) {
 
 TEST_P(StoreApi, RemoveAndLeases) {
   StoreWorldOptions o = Opts();
-  o.master.lease_ttl_ns = 50 * kMs;
+  // 500 ms: on a real fabric the remove below must come while the lease runs, and a
+  // loaded 2-core machine stalled past a 50 ms lease (ucx-tcp, under ctest -j2).
+  o.master.lease_ttl_ns = 500 * kMs;
   MAKE_OR_SKIP(o);
   ASSERT_TRUE(w().Run(0, c(0).Put("k", "value")).ok());
-  ASSERT_TRUE(w().Run(1, c(1).Get("k")).ok());  // grants a 50 ms lease
+  ASSERT_TRUE(w().Run(1, c(1).Get("k")).ok());  // grants a 500 ms lease
   EXPECT_EQ(w().Run(0, c(0).Remove("k")).code(), ErrorCode::OBJECT_HAS_LEASE);
-  w().Advance(60 * kMs);
+  w().Advance(600 * kMs);
   EXPECT_EQ(w().Run(0, c(0).Remove("k")).code(), ErrorCode::OK);
   EXPECT_EQ(w().Run(0, c(0).Remove("k")).code(), ErrorCode::OBJECT_NOT_FOUND);
   EXPECT_EQ(w().Run(0, c(0).Remove("")).code(), ErrorCode::INVALID_KEY);
@@ -186,6 +188,83 @@ TEST_P(StoreApi, RemoveAndLeases) {
   ASSERT_TRUE(w().Run(1, c(1).Get("k2")).ok());
   EXPECT_EQ(w().Run(0, c(0).Remove("k2", /*force=*/true)).code(), ErrorCode::OK);
   EXPECT_EQ(w().Run(0, c(0).Exists("k2")).value(), false);
+}
+
+// StoreClientOptions::cache_leased_replicas: a second get of a key reads the replica list
+// kept under the lease of the first (no master RPC: no new lease granted); another
+// client's remove + put is not seen while that lease runs (the old generation's bytes,
+// whole: its memory is not reused under the lease); a generation other than the cached
+// one, an expired lease, and this client's own remove go to the master.
+TEST_P(StoreApi, CachedGetsReadUnderTheLeaseAndFallBackToTheMaster) {
+  StoreWorldOptions o = Opts();
+  o.master.lease_ttl_ns = 2000 * kMs;  // room for a loaded machine between the gets
+  o.client.cache_leased_replicas = true;
+  MAKE_OR_SKIP(o);
+  const std::string v1 = Pattern(11, 5000), v2 = Pattern(12, 7000), v3 = Pattern(13, 300);
+  ASSERT_TRUE(w().Run(0, c(0).Put("k", v1)).ok());
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), v1);  // from the master: a lease, then cached
+  const uint64_t leases = w().state().stats().leases_granted;
+  const ObjectInfo first = *w().Run(0, c(0).Stat("k"));
+  EXPECT_EQ(c(1).stats().cached_gets, 0u);
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), v1);
+  EXPECT_EQ(c(1).stats().cached_gets, 1u);
+  // GetInto through the same cache, with the cached generation.
+  const uint64_t cap = 8192;
+  uint8_t* buf = w().Buffer(1, cap);
+  GetOptions same;
+  same.generation = first.generation;
+  ASSERT_EQ(*w().Run(1, c(1).GetInto("k", buf, cap, same)), v1.size());
+  EXPECT_EQ(Bytes(buf, v1.size()), v1);
+  EXPECT_EQ(c(1).stats().cached_gets, 2u);
+  EXPECT_EQ(w().state().stats().leases_granted, leases);  // the master was not asked
+  // Another generation than the cached one: the master answers.
+  GetOptions other;
+  other.generation = first.generation + 1000;
+  EXPECT_EQ(w().Run(1, c(1).Get("k", other)).code(), ErrorCode::OBJECT_NOT_FOUND);
+  EXPECT_EQ(c(1).stats().cached_gets, 2u);
+  // Removed and put again by another client: client 1 still reads generation `first`,
+  // every byte of it, while its lease runs.
+  ASSERT_EQ(w().Run(0, c(0).Remove("k", /*force=*/true)).code(), ErrorCode::OK);
+  ASSERT_TRUE(w().Run(0, c(0).Put("k", v2)).ok());
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), v1);
+  EXPECT_EQ(c(1).stats().cached_gets, 3u);
+  // The lease lapses: the next get asks the master and reads the new generation.
+  w().Advance(2100 * kMs);
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), v2);
+  EXPECT_EQ(c(1).stats().cached_gets, 3u);
+  // One new lease: the get of another generation found none to lease.
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 1);
+  // Client 1's own remove drops its entry: the key is gone for it at once.
+  ASSERT_EQ(w().Run(1, c(1).Remove("k", /*force=*/true)).code(), ErrorCode::OK);
+  EXPECT_EQ(w().Run(1, c(1).Get("k")).code(), ErrorCode::OBJECT_NOT_FOUND);
+  ASSERT_TRUE(w().Run(0, c(0).Put("k", v3)).ok());
+  EXPECT_EQ(*w().Run(1, c(1).Get("k")), v3);
+  EXPECT_EQ(c(1).stats().cached_gets, 3u);
+  EXPECT_EQ(c(1).stats().cached_get_fallbacks, 0u);
+}
+
+// A cached read that fails (here: a capacity below the object's size) drops the entry
+// and the get asks the master, which gives the same answer as without the cache.
+TEST_P(StoreApi, CachedGetThatFailsAsksTheMaster) {
+  StoreWorldOptions o = Opts();
+  o.master.lease_ttl_ns = 2000 * kMs;
+  o.client.cache_leased_replicas = true;
+  MAKE_OR_SKIP(o);
+  const std::string v = Pattern(14, 3000);
+  ASSERT_TRUE(w().Run(0, c(0).Put("k", v)).ok());
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), v);
+  const uint64_t leases = w().state().stats().leases_granted;
+  uint8_t* small = w().Buffer(1, 1000);
+  EXPECT_EQ(w().Run(1, c(1).GetInto("k", small, 1000)).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(c(1).stats().cached_gets, 0u);
+  EXPECT_EQ(c(1).stats().cached_get_fallbacks, 1u);
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 1);  // the master was asked
+  // The entry is gone: the next get asks the master again, and caches its answer.
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), v);
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 2);
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), v);
+  EXPECT_EQ(c(1).stats().cached_gets, 1u);
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 2);
 }
 
 TEST_P(StoreApi, HardPinRemovedOnlyByForceAndNeverEvicted) {

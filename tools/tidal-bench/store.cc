@@ -4,7 +4,11 @@
 // every (value size, client count) C client processes. Each client puts its objects (one
 // replica, on the holder), gets them back (every byte checked), then removes them, timing
 // every call; the parent merges the samples: ops/s per phase (ops over the slowest
-// client's phase time), GB/s, p50/p99 latency. Then redis-server on a loopback port and
+// client's phase time), GB/s, p50/p99 latency. The get phase runs twice: "get" reads each
+// object for the first time (a master RPC for the replica list and its lease, then the
+// read), "get again" reads them all once more; with cached gets (the default; --no-cache
+// turns them off) that second read uses the replica list kept under the lease, without the
+// master. redis-benchmark's GET reads one key over and over. Then redis-server on a loopback port and
 // redis-benchmark SET/GET with the same value size and client count, and the ratios.
 // Every process is tidal-bench itself (hidden --role holder|client), over UCX (the UCX_TLS
 // of the environment) and tidal-master's TCP control plane.
@@ -137,8 +141,9 @@ int Holder(const std::string& master, uint64_t segment_bytes) {
 
 // --role client: put, get (checked), remove `count` objects of `size` bytes; prints one
 // JSON line with the phase times and every latency.
-int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count) {
+int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count, bool cached) {
   cluster::RealNodeOptions o;
+  o.cached_gets = cached;
   o.name = "client" + std::to_string(id) + "-" + std::to_string(getpid());
   o.master = master;
   o.segment_bytes = 0;
@@ -173,12 +178,15 @@ int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count
   phase("put", [&](uint64_t k) {
     return node.Run(node.store().Put(prefix + std::to_string(k), values[k], rc));
   });
-  phase("get", [&](uint64_t k) {
+  auto get = [&](uint64_t k) {
     Result<std::string> v = node.Run(node.store().Get(prefix + std::to_string(k)));
     if (!v.ok()) return v.status();
     return *v == values[k] ? Status::Ok()
                            : Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back");
-  });
+  };
+  phase("get", get);
+  phase("reget", get);
+  out["cached_gets"] = node.store().stats().cached_gets;
   phase("remove", [&](uint64_t k) {
     // force: the gets just took leases; the memory is kept until they end.
     return node.Run(node.store().Remove(prefix + std::to_string(k), /*force=*/true));
@@ -192,21 +200,24 @@ int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count
 struct Measured {
   double put_ops = 0, get_ops = 0, put_gbps = 0, get_gbps = 0;
   double put_p50 = 0, put_p99 = 0, get_p50 = 0, get_p99 = 0;  // us
-  uint64_t errors = 0;
+  double reget_ops = 0, reget_p50 = 0, reget_p99 = 0;  // tidal's second get of each object
+  uint64_t errors = 0, cached_gets = 0;
   bool ok = false;
 };
 
 Measured RunTidal(const std::string& self, const std::string& master, uint64_t size,
-                  uint64_t clients, uint64_t count) {
+                  uint64_t clients, uint64_t count, bool cached) {
   Measured m;
   std::vector<Child> kids;
   for (uint64_t i = 0; i < clients; ++i) {
-    kids.push_back(Spawn({self, "store", "--role", "client", "--master", master, "--id",
-                          std::to_string(i), "--size", std::to_string(size), "--count",
-                          std::to_string(count)}));
+    std::vector<std::string> args = {self, "store", "--role", "client", "--master", master,
+                                     "--id", std::to_string(i), "--size", std::to_string(size),
+                                     "--count", std::to_string(count)};
+    if (!cached) args.push_back("--no-cache");
+    kids.push_back(Spawn(args));
   }
-  std::vector<double> put_lat, get_lat;
-  double put_s = 0, get_s = 0;
+  std::vector<double> put_lat, get_lat, reget_lat;
+  double put_s = 0, get_s = 0, reget_s = 0;
   uint64_t done = 0;
   for (Child& k : kids) {
     std::optional<std::string> line = ReadLine(k);
@@ -227,10 +238,13 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     }
     put_s = std::max(put_s, j["put_s"].get<double>());
     get_s = std::max(get_s, j["get_s"].get<double>());
+    reget_s = std::max(reget_s, j["reget_s"].get<double>());
+    m.cached_gets += j["cached_gets"].get<uint64_t>();
     for (double v : j["put_us"]) put_lat.push_back(v);
     for (double v : j["get_us"]) get_lat.push_back(v);
+    for (double v : j["reget_us"]) reget_lat.push_back(v);
   }
-  if (done != clients || put_s <= 0 || get_s <= 0) return m;
+  if (done != clients || put_s <= 0 || get_s <= 0 || reget_s <= 0) return m;
   const double ops = static_cast<double>(clients * count);
   m.put_ops = ops / put_s;
   m.get_ops = ops / get_s;
@@ -240,6 +254,9 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
   m.put_p99 = Percentile(put_lat, 0.99);
   m.get_p50 = Percentile(get_lat, 0.50);
   m.get_p99 = Percentile(get_lat, 0.99);
+  m.reget_ops = ops / reget_s;
+  m.reget_p50 = Percentile(reget_lat, 0.50);
+  m.reget_p99 = Percentile(reget_lat, 0.99);
   m.ok = m.errors == 0;
   return m;
 }
@@ -307,7 +324,7 @@ int RunStoreBench(int argc, char** argv) {
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
            large_bytes = 128ull << 20;
   int redis_port = 16379;
-  bool json = false, no_redis = false;
+  bool json = false, no_redis = false, no_cache = false;
   po::options_description opts(
       "tidal-bench store [options]: the store between processes (tidal-master, a holder, C "
       "client processes, over UCX) beside redis-server + redis-benchmark SET/GET");
@@ -320,6 +337,8 @@ int RunStoreBench(int argc, char** argv) {
       "bytes per client for sizes of 1 MiB and more")(
       "redis-port", po::value(&redis_port)->default_value(redis_port), "redis-server's port")(
       "no-redis", po::bool_switch(&no_redis), "do not run redis")(
+      "no-cache", po::bool_switch(&no_cache),
+      "clients ask the master for every get (no replica lists cached under leases)")(
       "json", po::bool_switch(&json), "print JSON after the table");
   po::options_description hidden;
   hidden.add_options()("role", po::value(&role))("master", po::value(&master))(
@@ -340,7 +359,7 @@ int RunStoreBench(int argc, char** argv) {
     return 0;
   }
   if (role == "holder") return Holder(master, segment_bytes);
-  if (role == "client") return Client(master, id, size, count);
+  if (role == "client") return Client(master, id, size, count, !no_cache);
 
   const std::string self = SelfDir() + "/tidal-bench";
   // tidal-master on a free loopback port.
@@ -380,30 +399,34 @@ int RunStoreBench(int argc, char** argv) {
     usleep(500'000);
   }
   const char* tls = std::getenv("UCX_TLS");
-  std::printf("tidal-bench store: tidal (UCX_TLS=%s, tidal-master %s) vs redis-server "
-              "127.0.0.1:%d\n", tls == nullptr ? "(UCX default)" : tls, master.c_str(), redis_port);
-  std::printf("ops/s per phase (put=SET, get=GET), GB/s, latency p50/p99 in us\n");
-  std::printf("%8s %4s | %10s %10s %7s %9s %9s | %10s %10s %7s %9s %9s | %6s %6s\n", "size",
-              "cli", "put/s", "get/s", "getGB/s", "get p50", "get p99", "SET/s", "GET/s",
-              "GETGB/s", "GET p50", "GET p99", "get x", "GB x");
+  std::printf("tidal-bench store: tidal (UCX_TLS=%s, tidal-master %s, cached gets %s) vs "
+              "redis-server 127.0.0.1:%d\n", tls == nullptr ? "(UCX default)" : tls,
+              master.c_str(), no_cache ? "off" : "on", redis_port);
+  std::printf("ops/s per phase (put=SET, get=GET; get: first read of each object, again: "
+              "second), GB/s, latency p50/p99 in us; x: tidal/redis\n");
+  std::printf("%8s %4s | %9s %9s %9s %7s %8s %8s %8s | %9s %9s %7s %8s %8s | %6s %7s %6s\n",
+              "size", "cli", "put/s", "get/s", "again/s", "getGB/s", "get p50", "get p99",
+              "agn p50", "SET/s", "GET/s", "GETGB/s", "GET p50", "GET p99", "get x", "again x",
+              "GB x");
   nlohmann::json rows = nlohmann::json::array();
   bool ok = true;
   for (uint64_t s : size_list) {
     for (uint64_t c : client_list) {
       const uint64_t per = s < (1 << 20) ? small_ops : std::max<uint64_t>(1, large_bytes / s);
-      Measured t = RunTidal(self, master, s, c, per);
+      Measured t = RunTidal(self, master, s, c, per, !no_cache);
       // redis-benchmark needs enough requests to time small values well.
       const uint64_t redis_requests = std::max<uint64_t>(c * per, s < (1 << 20) ? 20000 : 0);
       Measured r = no_redis ? Measured{} : RunRedis(redis_port, s, c, redis_requests);
       ok &= t.ok;
       const double ratio_ops = r.get_ops > 0 ? t.get_ops / r.get_ops : 0;
+      const double ratio_again = r.get_ops > 0 ? t.reget_ops / r.get_ops : 0;
       const double ratio_gb = r.get_gbps > 0 ? t.get_gbps / r.get_gbps : 0;
-      std::printf("%8llu %4llu | %10.0f %10.0f %7.2f %9.0f %9.0f | %10.0f %10.0f %7.2f %9.0f "
-                  "%9.0f | %6.2f %6.2f%s\n",
+      std::printf("%8llu %4llu | %9.0f %9.0f %9.0f %7.2f %8.0f %8.0f %8.0f | %9.0f %9.0f %7.2f "
+                  "%8.0f %8.0f | %6.2f %7.2f %6.2f%s\n",
                   static_cast<unsigned long long>(s), static_cast<unsigned long long>(c),
-                  t.put_ops, t.get_ops, t.get_gbps, t.get_p50, t.get_p99, r.put_ops, r.get_ops,
-                  r.get_gbps, r.get_p50, r.get_p99, ratio_ops, ratio_gb,
-                  t.ok ? "" : "  (tidal: errors)");
+                  t.put_ops, t.get_ops, t.reget_ops, t.get_gbps, t.get_p50, t.get_p99,
+                  t.reget_p50, r.put_ops, r.get_ops, r.get_gbps, r.get_p50, r.get_p99,
+                  ratio_ops, ratio_again, ratio_gb, t.ok ? "" : "  (tidal: errors)");
       std::fflush(stdout);
       rows.push_back({{"size", s},
                       {"clients", c},
@@ -412,6 +435,10 @@ int RunStoreBench(int argc, char** argv) {
                                  {"put_gbps", t.put_gbps}, {"get_gbps", t.get_gbps},
                                  {"put_p50_us", t.put_p50}, {"put_p99_us", t.put_p99},
                                  {"get_p50_us", t.get_p50}, {"get_p99_us", t.get_p99},
+                                 {"get_again_ops", t.reget_ops},
+                                 {"get_again_p50_us", t.reget_p50},
+                                 {"get_again_p99_us", t.reget_p99},
+                                 {"cached_gets", t.cached_gets}, {"cached", !no_cache},
                                  {"errors", t.errors}, {"ok", t.ok}}},
                       {"redis", {{"set_ops", r.put_ops}, {"get_ops", r.get_ops},
                                  {"set_gbps", r.put_gbps}, {"get_gbps", r.get_gbps},
@@ -419,6 +446,7 @@ int RunStoreBench(int argc, char** argv) {
                                  {"get_p50_us", r.get_p50}, {"get_p99_us", r.get_p99},
                                  {"ok", r.ok}}},
                       {"get_ops_ratio", ratio_ops},
+                      {"get_again_ops_ratio", ratio_again},
                       {"get_gbps_ratio", ratio_gb}});
     }
   }

@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
       "no-scenarios", "skip the targeted scenarios (their required pairs then fail the run)")(
       "strict-deadlines", "fail a seed whose lease-scenario get outlived its timeout")(
       "no-master-restarts", "never crash and restart the master")(
+      "cached-gets", "clients cache replica lists under their leases "
+                     "(StoreClientOptions::cache_leased_replicas)")(
       "verbose,v", "print every seed's summary")("json", "print one JSON summary line at the end");
   po::variables_map vm;
   if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
@@ -62,9 +64,11 @@ int main(int argc, char** argv) {
   cfg.strict_scenario_deadlines = vm.count("strict-deadlines") != 0;
   uint64_t overruns = 0;
   cfg.master_restarts = vm.count("no-master-restarts") == 0;
+  cfg.cached_gets = vm.count("cached-gets") != 0;
   tidal::cluster::ReachTable reach = tidal::cluster::StoreReachLayout();
   const double t0 = wall();
   uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0, restarts = 0;
+  uint64_t cached = 0;
   for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
     const uint64_t seed = start + i;
     CampaignResult r = tidal::cluster::RunStoreCampaign(seed, cfg);
@@ -73,6 +77,7 @@ int main(int argc, char** argv) {
     durable += r.durable_checked;
     crashed += r.crashed;
     expired += r.lease_expired;
+    cached += r.cached_gets;
     restarts += r.master_restarts;
     reach.Merge(r.reach);
     overruns += r.scenario_overruns;
@@ -116,6 +121,9 @@ int main(int argc, char** argv) {
       (unsigned long long)gets, (unsigned long long)durable, (unsigned long long)crashed,
       (unsigned long long)expired, secs, seeds / std::max(secs, 1e-9));
   std::printf("master restarts: %llu\n", (unsigned long long)restarts);
+  if (cfg.cached_gets) {
+    std::printf("gets served from a cached replica list: %llu\n", (unsigned long long)cached);
+  }
   std::printf("lease-scenario gets that outlived their timeout: %llu\n",
               (unsigned long long)overruns);
   std::printf("reach (calls under each fault, summed over the seeds; 0! = required, never):\n%s",

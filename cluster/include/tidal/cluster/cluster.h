@@ -226,6 +226,8 @@ class Cluster {
   // Where groups without an allocator of their own get their buffers, when the fabric
   // needs it (ucx_proc: its shared arena); null otherwise.
   std::unique_ptr<coll::BufferAllocator> group_allocator_;
+  // The same for store clients' own buffers (StoreClientOptions::allocator).
+  std::unique_ptr<store::StoreBufferAllocator> store_allocator_;
 };
 
 }  // namespace tidal::cluster

@@ -29,6 +29,10 @@ struct RealNodeOptions {
   std::string listen = "127.0.0.1:0";       // this node's messenger
   uint64_t segment_bytes = 64ull << 20;     // lent to the store (0: mount nothing)
   uint64_t timeout_ns = 10'000'000'000ULL;  // RPCs, store calls, transfers
+  // The store client's cached gets (StoreClientOptions::cache_leased_replicas: a get
+  // under a lease this client holds skips the master, and may not see another client's
+  // remove until that lease lapses).
+  bool cached_gets = false;
 };
 
 class RealNode {

@@ -63,6 +63,10 @@ struct StoreCampaignConfig {
   // otherwise it is counted in scenario_overruns (a known client finding).
   bool strict_scenario_deadlines = false;
   bool master_restarts = true;  // crash and restart the master in a third of the seeds
+  // Every client caches replica lists under its leases (StoreClientOptions::
+  // cache_leased_replicas); the checks are the same: a get returns the bytes of some put
+  // of its key, an acknowledged put reads back at its generation.
+  bool cached_gets = false;
   // Non-empty: the world's tape (sim/tape.h Tape::FromBytes) instead of the seed's, so
   // every choice during the run comes from these bytes (fuzz/store_tape_fuzz.cc); the
   // seed still picks the run's shape (clients, lease length, master restarts).
@@ -96,6 +100,7 @@ struct StoreCampaignResult {
 // The campaign's (path × fault) table, every count 0: which cells apply, which are required.
 ReachTable StoreReachLayout();
 
+  uint64_t cached_gets = 0;  // gets served from a cached replica list (cached_gets)
 // Runs one seed on the simulator (the campaign is made of its faults). Deterministic: the
 // same seed and config give the same result.
 StoreCampaignResult RunStoreCampaign(uint64_t seed, const StoreCampaignConfig& config);

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "tidal/env.h"
@@ -60,6 +61,22 @@ inline constexpr StoreBug kStoreBugs[] = {StoreBug::kNone, StoreBug::kGetAccepts
 std::string_view StoreBugName(StoreBug bug);
 Result<StoreBug> ParseStoreBug(std::string_view name);
 
+// Where a client's own buffers come from (the staging slots, and the temporary buffers of
+// Put and Get for values that do not fit a slot). Without one (the default) the client
+// uses the heap and registers a Put's value and a Get's result string in place. A fabric
+// whose transport can only move memory it shares (ucx_proc: the nodes are processes that
+// see one arena) gives one; the client then copies every value through memory from it.
+// Host memory only. Must outlive the client.
+class StoreBufferAllocator {
+ public:
+  virtual ~StoreBufferAllocator() = default;
+  // `bytes` of host memory, or an error naming why not (the client passes it on).
+  virtual Result<void*> Allocate(uint64_t bytes) = 0;
+  // Gives back what Allocate returned, with the same size; the client unregistered it
+  // first.
+  virtual void Free(void* data, uint64_t bytes) = 0;
+};
+
 struct StoreClientOptions {
   std::string master = "master";               // the master's messenger endpoint
   RpcOptions rpc;                              // per-RPC timeout and resend interval
@@ -78,6 +95,28 @@ struct StoreClientOptions {
   // goes, so set it only where the engine does not outlive the client (RealNode does).
   uint32_t staging_slots = 0;
   uint64_t staging_slot_bytes = 64ull << 10;
+  // The client's own buffers (staging and temporaries) come from here; null: the heap.
+  // Not owned; must outlive the client.
+  StoreBufferAllocator* allocator = nullptr;
+  // Cached gets (off by default). A get that read the object whole keeps the master's
+  // replica list while the lease the master granted with it runs (measured, as always,
+  // from when the client asked), up to `lease_cache_entries` keys. A later get of that key
+  // (with no generation, or the cached one) reads the cached replicas without asking the
+  // master. What such a read promises:
+  //  - the complete bytes of exactly the cached generation, never torn or mixed: the
+  //    master does not reuse memory a running lease can read, and the read counts only if
+  //    the lease still runs when it has ended (the same guarantee as any get's read);
+  //  - NOT the newest state: a Remove, or a Remove and a new Put, made by another client
+  //    while this client's lease runs is seen only after that lease lapses (at most
+  //    MasterOptions::lease_ttl_ns after this client last asked the master). This
+  //    client's own Put and Remove of the key drop its entry. A get with
+  //    GetOptions::generation = g may return g's bytes although g was removed meanwhile.
+  //  - a cached read does not extend the master's lease;
+  //  - a cached read that fails in any way (lease lapsed, a holder gone, refused, short)
+  //    drops the entry and the get asks the master, as without the cache, so the codes a
+  //    get returns are unchanged.
+  bool cache_leased_replicas = false;
+  uint32_t lease_cache_entries = 65536;
 };
 
 struct GetOptions {
@@ -91,6 +130,8 @@ struct StoreClientStats {
   uint64_t remounts = 0;
   uint64_t staged_calls = 0;   // Put/Get calls that went through a staging slot
   uint64_t slots_retired = 0;  // slots set aside after a transfer that did not complete
+  uint64_t cached_gets = 0;          // gets served from a cached replica list (no master RPC)
+  uint64_t cached_get_fallbacks = 0;  // cached reads that failed and asked the master
 };
 
 class StoreClient {
@@ -221,6 +262,13 @@ class StoreClient {
   struct Deadline {
     uint64_t at_ns;
   };
+  // A replica list and the lease under which it may be read.
+  struct LeasedList {
+    uint64_t size = 0;
+    uint64_t generation = 0;
+    uint64_t lease_deadline_ns = 0;  // the client's clock; never later than the master's
+    std::vector<ReplicaLocation> replicas;
+  };
   Deadline MakeDeadline() const { return {env_.NowNs() + options_.op_timeout_ns}; }
   Task<Result<std::string>> Call(MsgType type, std::string body, Deadline d);
   Task<std::vector<TransferStatus>> Transfer(std::vector<TransferRequest> requests, Deadline d);
@@ -231,17 +279,34 @@ class StoreClient {
   // Copies `data` into a temporary registered buffer and puts it.
   Task<Status> PutOwned(std::string key, std::string data, ReplicateConfig config, Deadline d);
   Task<Result<std::string>> GetOwned(std::string key, GetOptions options, Deadline d);
+  // Reads the object of `list` into a staging slot or a temporary buffer and copies it out.
+  Task<Result<std::string>> ReadOwned(std::string key, LeasedList list, bool cached, Deadline d);
   Task<Status> PutTpShards(std::string key, TensorView full, uint32_t tp_size, uint32_t split_dim,
                            ReplicateConfig config, Deadline d);
   Task<Result<uint64_t>> MountOnMaster(uint64_t base, uint64_t size, Deadline d);
   Task<Result<SegmentHandle>> Open(const std::string& segment, bool refresh);
-  Task<Result<std::string>> Lookup(std::string key, uint64_t generation, Deadline d);
-  Task<Result<uint64_t>> ReadReplicas(std::string key, std::string lookup, void* ptr,
-                                      uint64_t capacity, uint64_t sent_ns, Deadline d);
+  // The master's replica list (a new lease). CORRUPT_INPUT for a malformed answer.
+  Task<Result<LeasedList>> Lookup(std::string key, uint64_t generation, Deadline d);
+  // Reads one replica whole into [ptr, ptr+capacity); `cached`: the list came from the
+  // cache (a lapsed lease is then not counted as a get's LEASE_EXPIRED).
+  Task<Result<uint64_t>> ReadReplicas(std::string key, const LeasedList& list, void* ptr,
+                                      uint64_t capacity, bool cached, Deadline d);
+  // The cached list of `key` (options.cache_leased_replicas) whose lease still runs and
+  // whose generation matches `generation` (0: any), or null.
+  const LeasedList* CachedList(const std::string& key, uint64_t generation);
+  void CacheList(const std::string& key, const LeasedList& list);
   Task<void> HeartbeatLoop(std::shared_ptr<bool> alive);
+  // A temporary buffer: `keep` owns the memory (a std::string, or memory of
+  // options.allocator freed by its deleter), `data` is where it starts.
+  struct TempBuffer {
+    std::shared_ptr<void> keep;
+    void* data = nullptr;
+  };
+  // `bytes` from options.allocator, registered with the engine; the error names the step.
+  Task<Result<TempBuffer>> AllocateTemp(uint64_t bytes);
   // Unregisters a temporary buffer; false when a transfer still holds it (it is kept
   // alive in the graveyard and released on a later heartbeat).
-  Task<bool> ReleaseTemp(std::shared_ptr<std::string> buffer);
+  Task<bool> ReleaseTemp(TempBuffer buffer);
   // A staging slot of at least `size` bytes, or nullptr (staging off, too large, every
   // slot taken, registration failed): the caller registers a buffer of its own.
   Task<uint8_t*> TakeSlot(uint64_t size);
@@ -256,9 +321,11 @@ class StoreClient {
   StoreClientOptions options_;
   RpcClient rpc_;
   std::map<uint64_t, MountInfo> mounts_;                          // by base address
-  std::vector<std::shared_ptr<std::string>> graveyard_;  // busy temp buffers
+  std::unordered_map<std::string, LeasedList> lease_cache_;       // cache_leased_replicas
+  std::vector<TempBuffer> graveyard_;  // busy temp buffers
   struct Staging {
-    std::unique_ptr<uint8_t[]> memory;  // staging_slots x staging_slot_bytes
+    // staging_slots x staging_slot_bytes, from the heap or options.allocator.
+    std::shared_ptr<uint8_t> memory;
     bool registered = false;
     bool registering = false;
     bool failed = false;             // registration failed: staging stays off
@@ -266,6 +333,10 @@ class StoreClient {
     std::vector<uint32_t> retired;   // after an incomplete transfer
   };
   Staging staging_;
+  // Cleared by the destructor: memory of options.allocator still alive then is registered
+  // with the engine (staging, graveyard, suspended calls) and is not given back, so it
+  // cannot be handed out and registered a second time; it goes with the allocator.
+  std::shared_ptr<bool> give_back_ = std::make_shared<bool>(true);
   std::shared_ptr<bool> alive_;
   bool started_ = false;
   bool stopped_ = false;
