@@ -983,6 +983,8 @@ StoreCampaignResult Campaign::Run() {
   }
   for (size_t c = 0; c < o.clients; ++c) {
     result_.lease_expired += w_->client(c).stats().lease_expired;
+    result_.cached_gets += w_->client(c).stats().cached_gets;
+  }
   result_.virtual_ns = w_->world().NowNs();
   result_.digest = w_->world().digest();
   result_.events = w_->world().trace().events();
@@ -991,8 +993,6 @@ StoreCampaignResult Campaign::Run() {
   if (!failure_.empty()) {
     result_.ok = false;
     result_.failure = failure_ + "\n" + w_->Banner();
-  }
-    result_.cached_gets += w_->client(c).stats().cached_gets;
   }
   w_.reset();
   return result_;

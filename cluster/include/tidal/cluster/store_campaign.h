@@ -90,6 +90,7 @@ struct StoreCampaignResult {
   uint64_t master_restarts = 0;
   uint64_t ops = 0, ops_ok = 0, gets_checked = 0, durable_checked = 0;
   uint64_t lease_expired = 0, short_leases = 0;
+  uint64_t cached_gets = 0;  // gets served from a cached replica list (cached_gets)
   uint64_t virtual_ns = 0;
   uint64_t events = 0, faults = 0;  // trace records, faults injected (sim/shrink.h)
   std::vector<uint64_t> draws;      // the tape's draws (config.record_tape)
@@ -100,7 +101,6 @@ struct StoreCampaignResult {
 // The campaign's (path × fault) table, every count 0: which cells apply, which are required.
 ReachTable StoreReachLayout();
 
-  uint64_t cached_gets = 0;  // gets served from a cached replica list (cached_gets)
 // Runs one seed on the simulator (the campaign is made of its faults). Deterministic: the
 // same seed and config give the same result.
 StoreCampaignResult RunStoreCampaign(uint64_t seed, const StoreCampaignConfig& config);
