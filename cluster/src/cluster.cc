@@ -138,6 +138,7 @@ Result<std::unique_ptr<Cluster>> Cluster::Make(ClusterOptions options) {
   backends::FabricSpec spec;
   spec.nodes = options.nodes;
   const SimOptions& so = options.sim;
+  spec.sim.engine = so.engine;  // every fabric's engines take them (registry.cc)
   if (options.backend == "sim") {
     spec.sim.world.seed = so.seed;
     spec.sim.world.tape_bytes = so.tape;
@@ -152,7 +153,6 @@ Result<std::unique_ptr<Cluster>> Cluster::Make(ClusterOptions options) {
       spec.sim.world.faults = *plan;
     }
     spec.sim.world.faults.swarm = so.swarm;
-    spec.sim.engine = so.engine;
     spec.sim.contract_checker = so.contract_checker;
   } else if (!so.faults.empty() || SwarmEnabled(so.swarm) || !so.tape.empty()) {
     return Status(ErrorCode::UNSUPPORTED, "backend '" + options.backend +
