@@ -160,6 +160,7 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
     s.root = static_cast<int>(d.Below(n));
     uint64_t sizes[] = {0, 1, 7, 64, 300, 1500};
     s.c = sizes[d.Below(std::size(sizes))];
+    if (options.max_count > 0) s.c = std::min(s.c, options.max_count);
   }
   std::vector<std::pair<int, uint64_t>> crash_plan;  // (rank, delay after bootstrap)
   for (int k = 0; k < crashes; ++k) {
@@ -174,8 +175,17 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
     hang_for = 500'000 + d.Below(40'000'000);  // 0.5..40 ms: short ones are only slow
   }
   if (options.steps > 0 && options.steps < steps.size()) steps.resize(options.steps);
-  steps.erase(steps.begin(),
-              steps.begin() + static_cast<std::ptrdiff_t>(std::min(options.skip_steps, steps.size() - 1)));
+  if (options.step_mask != ~0ull) {
+    std::vector<Step> kept;
+    for (size_t j = 0; j < steps.size(); ++j) {
+      if (j >= 64 || ((options.step_mask >> j) & 1) != 0) kept.push_back(steps[j]);
+    }
+    steps = std::move(kept);
+  }
+  if (!steps.empty()) {
+    steps.erase(steps.begin(), steps.begin() + static_cast<std::ptrdiff_t>(
+                                                    std::min(options.skip_steps, steps.size() - 1)));
+  }
   if (!options.crashes) crash_plan.clear();
   if (!options.hangs) hang = false;
   // A partition in a third of the seeds: a random split, 0.2..10 ms long, healed well

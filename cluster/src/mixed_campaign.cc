@@ -88,8 +88,10 @@ class MixedRun {
   Task<void> AllReduceRound(size_t node, size_t g, uint32_t round);
   Task<void> PointToPoint(size_t node, uint32_t round);
   uint64_t CountOf(size_t g, uint32_t round) const {
-    return 1 + Mix(seed_ * 31 + g * 1009 + round) % 3000;  // 1..3000 int32: 1..3 chunks+
+    const uint64_t count = 1 + Mix(seed_ * 31 + g * 1009 + round) % 3000;  // 1..3 chunks+
+    return o_.max_count > 0 ? std::min(count, o_.max_count) : count;
   }
+  bool GroupOn(size_t g) const { return ((o_.group_mask >> g) & 1) != 0; }
   void CheckRounds();
   void FinalReads();
 
@@ -136,7 +138,8 @@ Task<void> MixedRun::StoreOps(size_t node, uint32_t round) {
     if (acked_.empty() || env.RandomBelow(2) == 0) {
       const uint64_t index = next_index_[node]++;
       const std::string key = "n" + std::to_string(node) + "-" + std::to_string(index);
-      const size_t bytes = 1 + env.RandomBelow(env.RandomBelow(4) == 0 ? 40000 : 3000);
+      size_t bytes = 1 + env.RandomBelow(env.RandomBelow(4) == 0 ? 40000 : 3000);
+      if (o_.max_value > 0) bytes = std::min<size_t>(bytes, o_.max_value);
       store::ReplicateConfig config;
       config.replica_num = 1 + env.RandomBelow(2);
       const std::string value = ValueOf(seed_, node, index, bytes);
@@ -239,6 +242,7 @@ Task<void> MixedRun::PointToPoint(size_t node, uint32_t round) {
   const GroupPlan& sub = groups_[1];
   const int rank = sub.RankOf(node);
   if (rank != 0 && rank != 1) co_return;
+  if (!o_.p2p || !GroupOn(1)) co_return;
   const uint64_t bytes = 1 + Mix(seed_ * 7 + round) % 6000;
   const bool mismatch = Mix(seed_ * 13 + round) % 4 == 0;
   const std::string value = ValueOf(seed_, 1000 + round, 0, bytes);
@@ -285,19 +289,19 @@ Task<void> MixedRun::NodeBody(size_t node) {
       (void)c_->CrashSoon(node);
       co_await SleepFor(env, 1);  // the node stops here
     }
-    co_await StoreOps(node, round);
+    if (o_.store) co_await StoreOps(node, round);
     if (env.RandomBelow(4) == 0) {
       // Another user of this engine looks at a peer and goes away again (a tool, a second
       // client): the shared handle must survive it for everyone else.
       const size_t peer = env.RandomBelow(n_);
-      if (peer != node && c_->alive(peer)) {
+      if (o_.handles && peer != node && c_->alive(peer)) {
         TransferEngine& engine = c_->engine(node);
         Result<SegmentHandle> h = co_await engine.OpenSegment(Cluster::NodeName(peer));
         if (h.ok()) (void)engine.CloseSegment(*h);
       }
     }
     for (size_t g = 0; g < groups_.size(); ++g) {
-      if (groups_[g].RankOf(node) < 0) continue;
+      if (groups_[g].RankOf(node) < 0 || !GroupOn(g)) continue;
       co_await AllReduceRound(node, g, round);
       co_await SleepFor(env, env.RandomBelow(100 * kUs));
     }
@@ -307,6 +311,7 @@ Task<void> MixedRun::NodeBody(size_t node) {
 
 void MixedRun::CheckRounds() {
   for (size_t g = 0; g < groups_.size(); ++g) {
+    if (!GroupOn(g)) continue;
     const GroupPlan& plan = groups_[g];
     const int crashed_rank = crash_node_ ? plan.RankOf(*crash_node_) : -1;
     for (uint32_t round = 0; round < o_.rounds; ++round) {
@@ -400,9 +405,11 @@ MixedSeedResult MixedRun::Run() {
   std::vector<size_t> sub = all;
   Env& env0 = c_->env(0);
   for (size_t i = sub.size(); i > 1; --i) std::swap(sub[i - 1], sub[env0.RandomBelow(i)]);
-  sub.resize(2 + env0.RandomBelow(n_ - 2));
+  sub.resize(2 + (n_ > 2 ? env0.RandomBelow(n_ - 2) : 0));
   groups_ = {{"world", all}, {"sub", sub}};
-  for (const GroupPlan& g : groups_) {
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    if (!GroupOn(gi)) continue;
+    const GroupPlan& g = groups_[gi];
     coll::ProcessGroupOptions po;
     po.group_name = g.name;
     po.slot_bytes = 4096;
@@ -414,7 +421,7 @@ MixedSeedResult MixedRun::Run() {
       return r_;
     }
   }
-  for (size_t node = 0; node < n_; ++node) {
+  for (size_t node = 0; node < n_ && o_.store; ++node) {
     auto client = c_->NewStoreClient(node);
     if (!client.ok()) {
       Fail("NewStoreClient: " + client.status().ToString());
@@ -435,15 +442,23 @@ MixedSeedResult MixedRun::Run() {
   // Start-up: every event at its own random time, all concurrently.
   std::vector<std::shared_ptr<std::optional<Status>>> started;
   std::vector<std::string> what;
-  started.push_back(c_->Start(master_, StartEvent(master_, 0, -1, env0.RandomBelow(3 * kMs))));
-  what.push_back("master");
+  // (A part left out still draws its delay: the other parts start when they did.)
+  const uint64_t master_delay = env0.RandomBelow(3 * kMs);
+  if (o_.store) {
+    started.push_back(c_->Start(master_, StartEvent(master_, 0, -1, master_delay)));
+    what.push_back("master");
+  }
   for (size_t node = 0; node < n_; ++node) {
-    started.push_back(c_->Start(node, StartEvent(node, 1, -1, env0.RandomBelow(3 * kMs))));
-    what.push_back("client " + std::to_string(node));
+    const uint64_t client_delay = env0.RandomBelow(3 * kMs);
+    if (o_.store) {
+      started.push_back(c_->Start(node, StartEvent(node, 1, -1, client_delay)));
+      what.push_back("client " + std::to_string(node));
+    }
     for (size_t g = 0; g < groups_.size(); ++g) {
       if (groups_[g].RankOf(node) < 0) continue;
-      started.push_back(c_->Start(
-          node, StartEvent(node, 2, static_cast<int>(g), env0.RandomBelow(3 * kMs))));
+      const uint64_t group_delay = env0.RandomBelow(3 * kMs);
+      if (!GroupOn(g)) continue;
+      started.push_back(c_->Start(node, StartEvent(node, 2, static_cast<int>(g), group_delay)));
       what.push_back(groups_[g].name + " rank " + std::to_string(groups_[g].RankOf(node)));
     }
   }

@@ -133,6 +133,10 @@ class Campaign {
   std::string Key(size_t c) { return "k" + std::to_string(env(c).RandomBelow(keyspace_)); }
   std::vector<std::string> Keys(size_t c, size_t n);
   uint64_t Size(size_t c);
+  // At most config.max_value (shrinking).
+  uint64_t Capped(uint64_t size) const {
+    return cfg_.max_value > 0 ? std::min(size, cfg_.max_value) : size;
+  }
   ReplicateConfig Config(size_t c);
   Env& env(size_t c) { return w_->env(c); }
   uint64_t Now() { return w_->world().NowNs(); }
@@ -182,9 +186,9 @@ std::vector<std::string> Campaign::Keys(size_t c, size_t n) {
 
 uint64_t Campaign::Size(size_t c) {
   uint64_t pick = env(c).RandomBelow(100);
-  if (pick < 50) return 1 + env(c).RandomBelow(4096);
-  if (pick < 85) return 4096 + env(c).RandomBelow(std::min<uint64_t>(60 << 10, max_size_ - 4096));
-  return 1 + env(c).RandomBelow(max_size_);
+  if (pick < 50) return Capped(1 + env(c).RandomBelow(4096));
+  if (pick < 85) return Capped(4096 + env(c).RandomBelow(std::min<uint64_t>(60 << 10, max_size_ - 4096)));
+  return Capped(1 + env(c).RandomBelow(max_size_));
 }
 
 ReplicateConfig Campaign::Config(size_t c) {
@@ -466,6 +470,10 @@ Task<void> Campaign::Driver(size_t c) {
       break;
     }
     uint64_t pick = env(c).RandomBelow(100);
+    if (c * cfg_.ops_per_client + i < 64 &&
+        ((cfg_.op_mask >> (c * cfg_.ops_per_client + i)) & 1) == 0) {
+      continue;  // dropped (shrinking)
+    }
     if (pick < 16)
       co_await OpPut(c, false);
     else if (pick < 24)
@@ -729,7 +737,7 @@ void Campaign::LeaseScenario(size_t path) {
     Tensor t = TpTensor(vs);
     put = w_->Run(holder, w_->client(holder).PutTensor(base, t.view(), cfg));
   } else {
-    const uint64_t size = 1 + env(holder).RandomBelow(max_size_);
+    const uint64_t size = Capped(1 + env(holder).RandomBelow(max_size_));
     stored = Pattern(vs, size);
     others = {Pattern(other_vs, size), Pattern(later_vs, size)};
     put = w_->Run(holder, w_->client(holder).Put(base, stored, cfg));
@@ -806,7 +814,7 @@ void Campaign::WriterDiesScenario(size_t path) {
     keys = {base};
   }
   ReplicateConfig cfg = Config(writer);
-  const uint64_t size = 4096 + env(writer).RandomBelow(max_size_ - 4096);
+  const uint64_t size = Capped(4096 + env(writer).RandomBelow(max_size_ - 4096));
   // The writer's node crashes 8-20 us after the put began: after the master placed it
   // (a request and answer take 10 us), mostly before the data landed and the put ended.
   const uint64_t crash_after = 8'000 + env(writer).RandomBelow(12'000);
@@ -964,7 +972,7 @@ StoreCampaignResult Campaign::Run() {
   for (size_t c = 0; c < o.clients; ++c) {
     if (!w_->world().alive(StoreWorld::NodeOf(c))) ++result_.crashed;
   }
-  if (failure_.empty()) {
+  if (failure_.empty() && cfg_.durability) {
     w_->Advance(400 * kMs);  // past the client TTL: the master has dropped dead holders
     CheckDurability();
   }
@@ -973,10 +981,11 @@ StoreCampaignResult Campaign::Run() {
     // the lease ran out), two under a long one (where only a master that frees leased
     // memory reuses it); one write path.
     const uint64_t reads = kPaths - kWritePaths, n = lease_ttl_ns_ < kMs ? reads : 2;
+    auto kept = [&](uint64_t k) { return k >= 64 || ((cfg_.scenario_mask >> k) & 1) != 0; };
     for (uint64_t k = 0; k < n && failure_.empty(); ++k) {
-      LeaseScenario(kWritePaths + (seed_ * 2 + k) % reads);
+      if (kept(k)) LeaseScenario(kWritePaths + (seed_ * 2 + k) % reads);
     }
-    if (failure_.empty()) WriterDiesScenario(seed_ % kWritePaths);
+    if (failure_.empty() && kept(n)) WriterDiesScenario(seed_ % kWritePaths);
   }
   if (Status inv = w_->state().CheckInvariants(); !inv.ok()) {
     Violation("master invariant: " + inv.ToString());

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 
@@ -166,6 +167,23 @@ uint64_t NumberAfter(const std::string& text, const std::string& key) {
   return at == std::string::npos ? 0 : std::strtoull(text.c_str() + at + key.size(), nullptr, 10);
 }
 
+// The largest element count a collectives step draws (the "count" knob starts there).
+constexpr uint64_t kCollMaxCount = 1500;
+
+// The store campaign's largest value (its long-lease seeds'), and the most targeted
+// scenarios it runs (a lease scenario per read path, then one writer-died scenario).
+constexpr uint64_t kStoreMaxValue = 256 << 10;
+constexpr uint64_t kStoreScenarios = 7;
+
+// The mixed campaign's largest allreduce (elements) and put (bytes).
+constexpr uint64_t kMixedMaxCount = 3000;
+constexpr uint64_t kMixedMaxValue = 40000;
+
+// The store-field workload's value sizes (zoo_workloads.h ZooScale::value): the seed's, and
+// the least.
+constexpr uint64_t kStoreFieldMaxValue = 128 << 10;
+constexpr uint64_t kStoreFieldLeastValue = 1024;
+
 bool KnownWorkload(const std::string& w) {
   return w == "store" || w == "collectives" || w == "mixed" || w == "store-field" ||
          w == "p2p" || w == "peer-loss";
@@ -189,7 +207,11 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     cfg.record_tape = true;
     cfg.clients = Knob(scale, "clients", 0);
     cfg.ops_per_client = Knob(scale, "ops", cfg.ops_per_client);
-    cfg.scenarios = Knob(scale, "scenarios", 1) != 0;
+    cfg.op_mask = Knob(scale, "keep", ~0ull);
+    cfg.max_value = Knob(scale, "value", 0);
+    cfg.durability = Knob(scale, "durability", 1) != 0;
+    cfg.scenarios = Knob(scale, "scenarios", ~0ull) != 0;
+    cfg.scenario_mask = Knob(scale, "scenarios", ~0ull);
     cfg.master_restarts = Knob(scale, "restarts", 1) != 0;
     StoreCampaignResult r = RunStoreCampaign(seed, cfg);
     if (!r.ok) failure = r.failure;
@@ -199,7 +221,10 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     if (shape != nullptr) {
       *shape = {{"clients", r.clients, 2},
                 {"ops", cfg.ops_per_client, 1},
-                {"scenarios", cfg.scenarios ? 1u : 0u, 0},
+                {"keep", sim::KeepAll(r.clients * cfg.ops_per_client), 0, /*mask=*/true},
+                {"value", kStoreMaxValue, 1},
+                {"durability", 1, 0},
+                {"scenarios", sim::KeepAll(kStoreScenarios), 0, /*mask=*/true},
                 {"restarts", cfg.master_restarts ? 1u : 0u, 0}};
     }
   } else if (workload == "collectives") {
@@ -209,8 +234,8 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     o.record_tape = true;
     o.ranks = static_cast<int>(Knob(scale, "ranks", 0));
     o.steps = Knob(scale, "steps", 0);
-    // "head": how many steps before the last are kept (lowering it drops leading steps).
-    if (o.steps > 0) o.skip_steps = o.steps - 1 - std::min<uint64_t>(Knob(scale, "head", o.steps), o.steps - 1);
+    o.step_mask = Knob(scale, "keep", ~0ull);
+    o.max_count = Knob(scale, "count", 0);
     o.crashes = Knob(scale, "crashes", 1) != 0;
     o.hangs = Knob(scale, "hangs", 1) != 0;
     o.partitions = Knob(scale, "partitions", 1) != 0;
@@ -226,9 +251,11 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     out.faults = r.faults;
     out.draws = std::move(r.draws);
     if (shape != nullptr) {
+      const uint64_t steps = NumberAfter(r.summary, " ops=");
       *shape = {{"ranks", NumberAfter(r.summary, "ranks="), 2},
-                {"steps", NumberAfter(r.summary, " ops="), 1},
-                {"head", NumberAfter(r.summary, " ops=") - 1, 0},
+                {"steps", steps, 1},
+                {"keep", sim::KeepAll(steps), 1, /*mask=*/true},
+                {"count", kCollMaxCount, 1},
                 {"crashes", o.crashes ? 1u : 0u, 0},
                 {"hangs", o.hangs ? 1u : 0u, 0},
                 {"partitions", o.partitions ? 1u : 0u, 0}};
@@ -242,15 +269,29 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     o.nodes = static_cast<uint32_t>(Knob(scale, "nodes", 0));
     o.rounds = static_cast<uint32_t>(Knob(scale, "rounds", o.rounds));
     o.crashes = Knob(scale, "crashes", 1) != 0;
+    o.store = Knob(scale, "store", 1) != 0;
+    o.group_mask = static_cast<uint32_t>(Knob(scale, "groups", 3));
+    o.handles = Knob(scale, "handles", 1) != 0;
+    o.p2p = Knob(scale, "p2p", 1) != 0;
+    o.max_count = Knob(scale, "count", 0);
+    o.max_value = Knob(scale, "value", 0);
     MixedSeedResult r = RunMixedCampaignSeed(seed, o);
     if (!r.ok) failure = r.error;
     out.events = r.events;
     out.faults = r.faults;
     out.draws = std::move(r.draws);
     if (shape != nullptr) {
-      *shape = {{"nodes", r.nodes, 3},
+      // The parts first (the store, each group, the handle traffic, the point-to-point
+      // exchange), then the nodes, rounds, the crash and the sizes.
+      *shape = {{"store", 1, 0},
+                {"groups", 3, 0, /*mask=*/true},
+                {"handles", 1, 0},
+                {"p2p", 1, 0},
+                {"nodes", r.nodes, 2},
                 {"rounds", o.rounds, 1},
-                {"crashes", o.crashes ? 1u : 0u, 0}};
+                {"crashes", o.crashes ? 1u : 0u, 0},
+                {"count", kMixedMaxCount, 1},
+                {"value", kMixedMaxValue, 1}};
     }
   } else {
     ZooBug bug;
@@ -259,6 +300,10 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     ZooScale zs;
     zs.nodes = Knob(scale, "nodes", 0);
     zs.ops = Knob(scale, "ops", 0);
+    zs.keep = Knob(scale, "keep", ~0ull);
+    zs.victim = Knob(scale, "victim", 1) != 0;
+    zs.fill = Knob(scale, "fill", 1) != 0;
+    zs.value = Knob(scale, "value", 0);
     zs.tape = tape;
     zs.record_tape = true;
     SeedRun r = RunSeed(bug, seed, /*planted=*/!bug_name.empty(), zs);
@@ -266,7 +311,18 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     out.events = r.zoo.events;
     out.faults = r.zoo.faults;
     out.draws = std::move(r.zoo.draws);
-    if (shape != nullptr) *shape = {{"nodes", r.zoo.scale.nodes, 2}, {"ops", r.zoo.scale.ops, 1}};
+    if (shape != nullptr && workload == "store-field") {
+      // The phases first (without the crashing writer one client is enough), then the
+      // clients, their operations and the value size.
+      *shape = {{"victim", 1, 0},
+                {"fill", 1, 0},
+                {"nodes", r.zoo.scale.nodes, 1},
+                {"ops", r.zoo.scale.ops, 1},
+                {"keep", sim::KeepAll(r.zoo.scale.nodes * r.zoo.scale.ops), 1, /*mask=*/true},
+                {"value", kStoreFieldMaxValue, kStoreFieldLeastValue}};
+    } else if (shape != nullptr) {
+      *shape = {{"nodes", r.zoo.scale.nodes, 2}, {"ops", r.zoo.scale.ops, 1}};
+    }
   }
   if (failure) {
     out.invariant = Invariant(*failure);
@@ -301,7 +357,9 @@ sim::RunOutcome RunZooCandidate(const std::string& workload, const std::string& 
 std::string ScaleString(const sim::Scale& scale) {
   std::string s;
   for (const sim::ScaleKnob& k : scale) {
-    s += (s.empty() ? "" : " ") + k.name + "=" + std::to_string(k.value);
+    char hex[24];
+    std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(k.value));
+    s += (s.empty() ? "" : " ") + k.name + "=" + (k.mask ? std::string(hex) : std::to_string(k.value));
   }
   return s;
 }
@@ -363,7 +421,8 @@ std::string ZooRegressionTest(const ZooShrinkResult& r, const std::string& test_
   for (size_t i = 0; i < s.scale.size(); ++i) {
     const sim::ScaleKnob& k = s.scale[i];
     t += std::string(i == 0 ? "" : ",\n          ") + "{" + Quoted(k.name) + ", " +
-         std::to_string(k.value) + ", " + std::to_string(k.floor) + "}";
+         std::to_string(k.value) + "ull, " + std::to_string(k.floor) + "ull" +
+         (k.mask ? ", true}" : "}");
   }
   t += "};\n}\n\n";
   t += "std::vector<uint64_t> " + test_name + "Draws() {\n  return {";

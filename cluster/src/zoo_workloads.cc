@@ -29,13 +29,21 @@ class StoreField {
         store_bug_(store_bug),
         master_bug_(master_bug),
         replay_(std::move(replay)),
-        scale_(scale) {}
+        scale_(scale),
+        max_value_(scale.value != 0 ? std::max<uint64_t>(scale.value, kLeastValue)
+                                    : kDefaultMaxValue),
+        segment_bytes_(16 * max_value_),
+        victim_value_(2 * max_value_) {}
   ZooRun Run();
 
+  // The largest value by default, and at least (a tensor of the batch puts must fit in
+  // one value: at most 8 x 16 I32 elements and its header).
+  static constexpr uint64_t kDefaultMaxValue = 128 << 10;
+  static constexpr uint64_t kLeastValue = 1024;
+
  private:
-  static constexpr uint64_t kSegmentBytes = 2ull << 20;
-  static constexpr uint64_t kMaxValue = 128 << 10;
-  static constexpr uint64_t kVictimValue = 256 << 10;
+  // Sizes (ZooScale::value): the largest value, the segment 16 of them, the victim's
+  // puts 2 of them.
 
   Env& env(size_t c) { return w_->env(c); }
   store::StoreClient& client(size_t c) { return w_->client(c); }
@@ -68,8 +76,11 @@ class StoreField {
   store::MasterBug master_bug_;
   std::string replay_;
   ZooScale scale_;
+  // Sizes (ZooScale::value): the largest value, the segment 16 of them, the victim's puts
+  // 2 of them.
+  uint64_t max_value_, segment_bytes_, victim_value_;
   std::unique_ptr<StoreWorld> w_;
-  std::vector<uint8_t*> buffers_;      // registered, 3 * kMaxValue per client
+  std::vector<uint8_t*> buffers_;      // registered, 3 * max_value_ per client
   std::vector<uint8_t*> unregistered_;  // never registered with the engine
   std::vector<bool> done_;
   uint64_t next_value_ = 1;
@@ -80,7 +91,7 @@ class StoreField {
 Task<void> StoreField::CheckShards(size_t c, const std::string& key, const std::string& full) {
   Result<store::TensorView> view = store::DecodeTensor(full);
   std::vector<std::string> want = *store::SplitTensor(*view, 0, 2);
-  for (uint32_t r = 0; r < 2; ++r) {
+  for (uint32_t r = 0; r < 2 && failure_.empty(); ++r) {  // (a run ends at its first complaint)
     Result<std::string> got = co_await client(c).Get(store::StoreClient::TpKey(key, r));
     if (got.ok() && *got != want[r]) {
       Violation("shard " + std::to_string(r) + " of tensor '" + key + "' reads back " +
@@ -92,21 +103,23 @@ Task<void> StoreField::CheckShards(size_t c, const std::string& key, const std::
 
 Task<void> StoreField::OpUnregistered(size_t c, size_t i) {
   const std::string key = "u" + std::to_string(c) + "_" + std::to_string(i);
-  const uint64_t size = 1 + Below(c, kMaxValue);
+  const uint64_t size = 1 + Below(c, max_value_);
   Status put = co_await client(c).PutFrom(key, unregistered_[c], size, Own(c));
   if (put.code() != ErrorCode::ADDRESS_NOT_REGISTERED) {
     Violation("put_from of '" + key + "' from an unregistered buffer answered " + put.ToString() +
               ", not ADDRESS_NOT_REGISTERED");
+    co_return;
   }
   Result<bool> exists = co_await client(c).Exists(key);
   if (exists.ok() && *exists) {
     Violation("put_from of '" + key + "' from an unregistered buffer stored the key");
+    co_return;
   }
   // A key that exists, read into the unregistered buffer.
   const std::string stored = key + "r";
   Status p = co_await client(c).Put(stored, Pattern(next_value_++, size), Own(c));
   if (!p.ok()) co_return;
-  Result<uint64_t> get = co_await client(c).GetInto(stored, unregistered_[c], kMaxValue);
+  Result<uint64_t> get = co_await client(c).GetInto(stored, unregistered_[c], max_value_);
   if (get.code() != ErrorCode::ADDRESS_NOT_REGISTERED) {
     Violation("get_into of '" + stored + "' into an unregistered buffer answered " +
               get.status().ToString() + ", not ADDRESS_NOT_REGISTERED");
@@ -133,14 +146,14 @@ Task<void> StoreField::OpTpBatch(size_t c, size_t i) {
   for (size_t k = 0; k < n; ++k) {
     keys.push_back("b" + std::to_string(c) + "_" + std::to_string(i) + "_" + std::to_string(k));
     fulls.push_back(FullTensor(c, next_value_++));
-    uint8_t* at = buffers_[c] + k * kMaxValue;
+    uint8_t* at = buffers_[c] + k * max_value_;
     std::memcpy(at, fulls.back().data(), fulls.back().size());
     ptrs.push_back(at);
     sizes.push_back(fulls.back().size());
   }
   std::vector<Status> r =
       co_await client(c).BatchPutTensorWithTpFrom(keys, ptrs, sizes, 2, 0, Own(c));
-  for (size_t k = 0; k < n; ++k) {
+  for (size_t k = 0; k < n && failure_.empty(); ++k) {
     if (r[k].code() == ErrorCode::INVALID_PARAMS) {
       Violation("batch tensor-parallel put of well-formed '" + keys[k] + "' answered " +
                 r[k].ToString());
@@ -151,7 +164,8 @@ Task<void> StoreField::OpTpBatch(size_t c, size_t i) {
 
 Task<void> StoreField::OpGeneration(size_t c, size_t i) {
   const std::string key = "g" + std::to_string(c) + "_" + std::to_string(i);
-  const std::string v1 = Pattern(next_value_++, 1 + Below(c, 8192));
+  const uint64_t most = std::min<uint64_t>(8192, max_value_);
+  const std::string v1 = Pattern(next_value_++, 1 + Below(c, most));
   Status p1 = co_await client(c).Put(key, v1, Own(c));
   if (!p1.ok()) co_return;
   Result<store::ObjectInfo> info = co_await client(c).Stat(key);
@@ -159,7 +173,7 @@ Task<void> StoreField::OpGeneration(size_t c, size_t i) {
   const uint64_t old_gen = info->generation;
   Status rm = co_await client(c).Remove(key, /*force=*/true);
   if (!rm.ok()) co_return;
-  const std::string v2 = Pattern(next_value_++, 1 + Below(c, 8192));
+  const std::string v2 = Pattern(next_value_++, 1 + Below(c, most));
   Status p2 = co_await client(c).Put(key, v2, Own(c));
   if (!p2.ok()) co_return;
   store::GetOptions old;
@@ -175,6 +189,7 @@ Task<void> StoreField::OpGeneration(size_t c, size_t i) {
 Task<void> StoreField::Driver(size_t c) {
   for (size_t i = 0; i < scale_.ops && failure_.empty(); ++i) {
     const uint64_t pick = Below(c, 100);
+    if (!sim::Kept(scale_.keep, c * scale_.ops + i)) continue;
     if (pick < 20) {
       co_await OpUnregistered(c, i);
     } else if (pick < 45) {
@@ -184,6 +199,7 @@ Task<void> StoreField::Driver(size_t c) {
     } else {
       co_await OpGeneration(c, i);
     }
+    if (!failure_.empty()) break;
     co_await SleepFor(env(c), Below(c, 50 * kUs));
   }
   done_[c] = true;
@@ -197,9 +213,9 @@ Task<void> StoreField::Victim(size_t c) {
   const size_t puts = std::min<size_t>(64, 8 * scale_.ops);
   for (size_t i = 0; i < puts && failure_.empty(); ++i) {
     const std::string key = "v" + std::to_string(i);
-    std::memcpy(buffers_[c], Pattern(next_value_++, kVictimValue).data(), kVictimValue);
+    std::memcpy(buffers_[c], Pattern(next_value_++, victim_value_).data(), victim_value_);
     ++victim_puts_;
-    (void)co_await client(c).PutFrom(key, buffers_[c], kVictimValue, cfg);
+    (void)co_await client(c).PutFrom(key, buffers_[c], victim_value_, cfg);
   }
   done_[c] = true;
 }
@@ -208,10 +224,11 @@ Task<void> StoreField::Victim(size_t c) {
 // room by evicting.
 Task<void> StoreField::Fill(size_t c) {
   const size_t puts =
-      std::min<size_t>(2 * kSegmentBytes / (kMaxValue / 2) + Below(c, 8), 8 * scale_.ops);
+      std::min<size_t>(2 * segment_bytes_ / (max_value_ / 2) + Below(c, 8), 8 * scale_.ops);
+  const uint64_t least = std::min<uint64_t>(16 * 1024, max_value_ / 8);
   for (size_t i = 0; i < puts && failure_.empty(); ++i) {
     const std::string key = "f" + std::to_string(c) + "_" + std::to_string(i);
-    const uint64_t size = 16 * 1024 + Below(c, kMaxValue - 16 * 1024);
+    const uint64_t size = least + Below(c, max_value_ - least);
     std::memcpy(buffers_[c], Pattern(next_value_++, size).data(), size);
     Status s = co_await client(c).PutFrom(key, buffers_[c], size);
     if (s.code() == ErrorCode::NO_AVAILABLE_HANDLE) {
@@ -228,10 +245,11 @@ ZooRun StoreField::Run() {
   o.seed = seed_;
   o.tape = scale_.tape;
   o.record_tape = scale_.record_tape;
-  o.clients = scale_.nodes != 0 ? std::max<size_t>(2, scale_.nodes) : 3 + seed_ % 3;
+  const size_t fewest = scale_.victim ? 2 : 1;
+  o.clients = scale_.nodes != 0 ? std::max<size_t>(fewest, scale_.nodes) : 3 + seed_ % 3;
   if (scale_.ops == 0) scale_.ops = 10;
   scale_.nodes = o.clients;
-  o.segment_bytes = kSegmentBytes;
+  o.segment_bytes = segment_bytes_;
   o.master.lease_ttl_ns = 20 * kMs;
   o.master.client_ttl_ns = 50 * kMs;
   o.master.put_timeout_ns = 100 * kMs;
@@ -245,19 +263,22 @@ ZooRun StoreField::Run() {
   o.client.planted_bug = store_bug_;
   o.replay_command = replay_;
   w_ = std::make_unique<StoreWorld>(o);
-  const size_t n = o.clients, victim = n - 1;
+  // Without the crashing writer every client drives (victim == n: none).
+  const size_t n = o.clients, victim = scale_.victim ? n - 1 : n;
   for (size_t c = 0; c < n; ++c) {
-    buffers_.push_back(w_->Buffer(c, std::max<uint64_t>(3 * kMaxValue, kVictimValue)));
-    unregistered_.push_back(w_->Buffer(c, kMaxValue, /*registered=*/false));
+    buffers_.push_back(w_->Buffer(c, std::max<uint64_t>(3 * max_value_, victim_value_)));
+    unregistered_.push_back(w_->Buffer(c, max_value_, /*registered=*/false));
   }
   done_.assign(n, false);
   // The victim crashes at a random moment of its stream of puts.
   sim::World* world = &w_->world();
   const uint32_t victim_node = StoreWorld::NodeOf(victim);
   const uint64_t crash_at = world->NowNs() + 100 * kUs + world->tape().Next() % (3 * kMs);
-  world->ScheduleAt(crash_at, -1, [world, victim_node]() {
-    if (world->alive(victim_node)) world->Crash(victim_node);
-  });
+  if (victim < n) {
+    world->ScheduleAt(crash_at, -1, [world, victim_node]() {
+      if (world->alive(victim_node)) world->Crash(victim_node);
+    });
+  }
   for (size_t c = 0; c < n; ++c) Spawn(env(c), c == victim ? Victim(c) : Driver(c));
   auto all_done = [&] {
     for (size_t c = 0; c < n; ++c) {
@@ -267,7 +288,7 @@ ZooRun StoreField::Run() {
   };
   if (!w_->RunUntil(all_done)) Violation("liveness: a client's operation never finished");
   // Past the client TTL, the put timeout, the quarantine and every lease.
-  if (failure_.empty()) w_->Advance(400 * kMs);
+  if (failure_.empty() && victim < n) w_->Advance(400 * kMs);
   if (failure_.empty()) {
     for (size_t i = 0; i < victim_puts_; ++i) {
       const std::string key = "v" + std::to_string(i);
@@ -279,10 +300,10 @@ ZooRun StoreField::Run() {
       }
     }
   }
-  if (failure_.empty()) {
+  if (failure_.empty() && scale_.fill) {
     std::fill(done_.begin(), done_.end(), false);
     for (size_t c = 0; c < victim; ++c) Spawn(env(c), Fill(c));
-    done_[victim] = true;
+    if (victim < n) done_[victim] = true;
     if (!w_->RunUntil(all_done)) Violation("liveness: a filling put never finished");
   }
   ZooRun out;

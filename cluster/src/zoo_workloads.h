@@ -41,9 +41,19 @@ namespace tidal::cluster {
 //                operations of each client before the fill
 //   p2p          nodes: ranks (at least 2); ops: steps
 //   peer-loss    nodes: nodes (at least 2); ops: WRITEs of each node
+//   store-field also: keep, a keep-mask (sim/shrink.h) over the clients' operations
+//                before the fill (operation i of client c is item c * ops + i; a dropped
+//                one still draws its kind); victim: whether the crashing writer runs
+//                (without it one client is enough); fill: whether the fill runs; value:
+//                the largest value in bytes (0: 128 KiB; the segment is 16 values, the
+//                victim's puts 2 values; the draws are the same at any size)
 struct ZooScale {
   size_t nodes = 0;
   size_t ops = 0;
+  uint64_t keep = ~0ull;
+  bool victim = true;
+  bool fill = true;
+  uint64_t value = 0;
   // The world's tape instead of the seed's (the seed still picks what the tape does not),
   // and recording the run's draws into ZooRun::draws: the tape shrinker's input.
   std::vector<uint8_t> tape;

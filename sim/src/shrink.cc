@@ -208,25 +208,73 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
     return r.invariant == out.invariant && r.events <= failing.events &&
            r.faults <= failing.faults;
   };
+  // A keep-mask: ddmin over its set bits, spans of half of them down to single bits.
+  auto shrink_mask = [&](size_t k) {
+    bool any = false;
+    auto set_bits = [&] {
+      std::vector<int> bits;
+      for (int b = 0; b < 64; ++b) {
+        if ((cur[k].value >> b) & 1) bits.push_back(b);
+      }
+      return bits;
+    };
+    for (size_t span = std::max<size_t>(set_bits().size() / 2, 1); !spent(); span /= 2) {
+      for (size_t at = 0; !spent();) {
+        const std::vector<int> bits = set_bits();
+        if (at >= bits.size()) break;
+        const size_t end = std::min(bits.size(), at + span);
+        if (bits.size() - (end - at) < cur[k].floor) {
+          at += span;
+          continue;
+        }
+        Scale smaller = cur;
+        for (size_t i = at; i < end; ++i) smaller[k].value &= ~(1ull << bits[i]);
+        ++runs;
+        RunOutcome r = run(smaller, best.draws);
+        if (better(r)) {
+          cur = std::move(smaller);
+          best = std::move(r);
+          TrimZeros(best.draws);
+          any = true;  // the next span now starts at `at`
+        } else {
+          at += span;
+        }
+      }
+      if (span <= 1) break;
+    }
+    return any;
+  };
   for (int round = 0; round < 4 && !spent(); ++round) {
     bool scaled = false;
     for (size_t k = 0; k < cur.size() && !spent(); ++k) {
-      const uint64_t v = cur[k].value, lo = cur[k].floor;
-      if (v <= lo) continue;
-      std::vector<uint64_t> tries = {lo, lo + (v - lo) / 4, lo + (v - lo) / 2, v - 1};
-      tries.erase(std::unique(tries.begin(), tries.end()), tries.end());
-      for (uint64_t t : tries) {
-        if (t >= v || spent()) break;
+      if (cur[k].mask) {
+        scaled |= shrink_mask(k);
+        continue;
+      }
+      // The floor first; failing that, bisection between the floor (a value that did not
+      // break the invariant) and the current value (one that did).
+      uint64_t bad = cur[k].floor, good = cur[k].value;
+      if (good <= bad) continue;
+      auto try_value = [&](uint64_t t) {
         Scale smaller = cur;
         smaller[k].value = t;
         ++runs;
         RunOutcome r = run(smaller, best.draws);
-        if (!better(r)) continue;
+        if (!better(r)) return false;
         cur = std::move(smaller);
         best = std::move(r);  // its draws: what the smaller run really drew
         TrimZeros(best.draws);
         scaled = true;
-        break;
+        return true;
+      };
+      if (try_value(bad)) continue;
+      while (good - bad > 1 && !spent()) {
+        const uint64_t mid = bad + (good - bad) / 2;
+        if (try_value(mid)) {
+          good = mid;
+        } else {
+          bad = mid;
+        }
       }
     }
     if (options.progress) options.progress(runs, NonZero(best.draws), best.draws.size());

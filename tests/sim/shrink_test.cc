@@ -131,6 +131,39 @@ TEST(Shrink, ScaleThenTapeThroughOneCallback) {
   EXPECT_EQ(run(r.scale, r.draws).invariant, "needle");
 }
 
+// A keep-mask knob drops single items (ddmin) and a numeric knob is bisected: the failure
+// needs items 3 and 11 of 16 and a size of at least 37; every kept item and every unit of
+// size is one event.
+TEST(Shrink, AKeepMaskDropsSingleItemsAndASizeIsBisected) {
+  uint64_t calls = 0;
+  ScaledRunFn run = [&calls](const Scale& scale, const std::vector<uint64_t>& draws) {
+    ++calls;
+    RunOutcome r;
+    r.draws = draws;
+    const uint64_t keep = KnobValue(scale, "keep"), size = KnobValue(scale, "size");
+    uint64_t kept = 0;
+    for (uint64_t i = 0; i < 16; ++i) kept += Kept(keep, i);
+    r.events = kept + size;
+    if (Kept(keep, 3) && Kept(keep, 11) && size >= 37) r.invariant = "needle";
+    return r;
+  };
+  Scale scale = {{"keep", KeepAll(16), 1, /*mask=*/true}, {"size", 1000, 1}};
+  RunOutcome first = run(scale, {});
+  ASSERT_EQ(first.invariant, "needle");
+  ScaledShrinkResult r = ShrinkScaledFailure(scale, first, run);
+  EXPECT_EQ(r.invariant, "needle");
+  EXPECT_EQ(KnobValue(r.scale, "keep"), (1u << 3) | (1u << 11));
+  EXPECT_EQ(KnobValue(r.scale, "size"), 37u);
+  EXPECT_EQ(r.shrunk_events, 39u);
+  EXPECT_EQ(r.original_events, 1016u);
+  // ddmin over 16 items and a bisection over 1000 values: tens of runs, not thousands.
+  EXPECT_LT(r.runs, 80u);
+  EXPECT_EQ(r.runs + 1, calls);
+  EXPECT_FALSE(r.budget_exhausted);
+  EXPECT_TRUE(Kept(0, 64));  // items from 64 on are always kept
+  EXPECT_EQ(KeepAll(64), ~0ull);
+}
+
 TEST(Shrink, ScaledShrinkingStopsAtItsTimeBudget) {
   uint64_t calls = 0;
   ScaledRunFn run = [&calls](const Scale& scale, const std::vector<uint64_t>& draws) {

@@ -52,6 +52,13 @@ struct CollCampaignOptions {
   int ranks = 0;
   size_t steps = 0;
   size_t skip_steps = 0;  // then drops this many of the first steps (at most all but one)
+  // Keeps step j of the seed's list (after `steps`) only when bit j is set (steps from 64
+  // on are always kept; a mask that keeps none runs no step). Applied before
+  // skip_steps; the seed's draws are the same whatever it keeps.
+  uint64_t step_mask = ~0ull;
+  // 0: each step's element count as the seed drew it; otherwise at most this many
+  // (the same draws: a smaller cap keeps the steps, roots and reductions).
+  uint64_t max_count = 0;
   bool crashes = true;
   bool hangs = true;
 };

@@ -36,7 +36,7 @@ struct MixedCampaignOptions {
   bool verbose = false;   // print each round's outcome
   uint32_t rounds = 6;    // allreduce rounds per group
   bool crashes = true;    // let a third of the seeds crash a node
-  // 0: the seed picks 3..6 nodes; otherwise exactly this many (3..64).
+  // 0: the seed picks 3..6 nodes; otherwise exactly this many (2..64).
   uint32_t nodes = 0;
   // 0: rounds run back to back. Otherwise round r begins no earlier than r * this after
   // start-up, so `rounds` rounds span rounds * round_period_ns of virtual time (a long-lived
@@ -54,6 +54,18 @@ struct MixedCampaignOptions {
   // recording its draws into the result.
   std::vector<uint8_t> tape;
   bool record_tape = false;
+  // Shrinking, smaller still (each default keeps the seed's run; the start-up delays are
+  // drawn whatever starts): whether the store runs (master, clients, their puts and gets,
+  // the final reads); which groups run (bit 0 "world", bit 1 "sub"; sub's point-to-point
+  // needs sub); whether the other users' handle traffic and sub's point-to-point
+  // exchange run; at most this many elements per allreduce and bytes per put (0: as
+  // drawn).
+  bool store = true;
+  uint32_t group_mask = 3;
+  bool handles = true;
+  bool p2p = true;
+  uint64_t max_count = 0;
+  uint64_t max_value = 0;
 };
 
 struct MixedSeedResult {

@@ -75,6 +75,16 @@ struct StoreCampaignConfig {
   // client count instead of the seed's (0: the seed's; at least 2).
   bool record_tape = false;
   size_t clients = 0;
+  // Shrinking, smaller still (each default keeps the seed's run): a keep-mask over the
+  // workload's operations (client c's operation i is item c * ops_per_client + i; a
+  // dropped one still draws its kind; items from 64 on are always kept); the largest
+  // value in bytes (0: the seed's; every drawn size is capped, the draws the same);
+  // whether the end-of-workload durability check (and the 400 ms before it) runs; a
+  // keep-mask over the targeted scenarios in the order they run.
+  uint64_t op_mask = ~0ull;
+  uint64_t max_value = 0;
+  bool durability = true;
+  uint64_t scenario_mask = ~0ull;
   store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
   store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
 };

@@ -86,13 +86,23 @@ struct ZooShrinkResult {
 
 // Shrinks seed `seed` of `workload` (store, collectives, mixed, store-field, p2p,
 // peer-loss) with `bug` planted ("" for none): records its tape, then
-// sim::ShrinkScaledFailure over the workload's knobs —
-//   store        clients (floor 2), ops (per client, floor 1), scenarios, restarts (0/1)
-//   collectives  ranks (floor 2), steps (the seed's first ones, floor 1), head (how
-//                many of those before the last are kept, floor 0), crashes, hangs,
-//                partitions (0/1)
-//   mixed        nodes (floor 3), rounds (floor 1), crashes (0/1)
-//   store-field, p2p, peer-loss  nodes (floor 2), ops (floor 1)
+// sim::ShrinkScaledFailure over the workload's knobs (a "keep" or "scenarios" knob is a
+// keep-mask, sim/shrink.h: single operations dropped delta-debugging style) —
+//   store        clients (floor 2), ops (per client, floor 1), keep (the operations,
+//                client c's op i is item c * ops + i), value (largest value in bytes,
+//                floor 1), durability (the end check, 0/1), scenarios (the targeted
+//                scenarios in order), restarts (0/1)
+//   collectives  ranks (floor 2), steps (the seed's first ones, floor 1), keep (which
+//                of those run, at least 1), count (largest element count, floor 1),
+//                crashes, hangs, partitions (0/1)
+//   mixed        store, handles, p2p (0/1), groups (bit 0 "world", bit 1 "sub"), nodes
+//                (floor 2), rounds (floor 1), crashes (0/1), count (largest allreduce,
+//                floor 1), value (largest put, floor 1)
+//   store-field  victim, fill (0/1), nodes (floor 1: 2 with the victim), ops (floor 1),
+//                keep (client c's op i is item c * ops + i), value (largest value,
+//                floor 1024)
+//   p2p, peer-loss  nodes (floor 2), ops (floor 1)
+// Every knob's default is the seed's own run; a smaller value keeps the seed's draws.
 // INVALID_PARAMS for an unknown workload or bug, or a seed that passes.
 Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::string& bug,
                                       uint64_t seed, const sim::ShrinkOptions& options);

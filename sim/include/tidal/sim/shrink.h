@@ -74,11 +74,22 @@ struct RunOutcome {
 
 // One knob of a workload's scale (operations, nodes, rounds, bytes, a fault on or off):
 // the shrinker lowers `value` towards `floor` while the run still breaks the invariant.
+//
+// A keep-mask knob (`mask`) is a set instead: bit i of `value` keeps the workload's item i
+// (an operation, a step; items from 64 on are always kept), and the shrinker clears bits
+// delta-debugging style (ddmin: spans of half the set bits down to single bits, each
+// cleared while the run still breaks the invariant). Its `floor` is the fewest bits it
+// leaves set.
 struct ScaleKnob {
   std::string name;
   uint64_t value = 0;
   uint64_t floor = 0;
+  bool mask = false;
 };
+// A keep-mask that keeps the first `n` items (every item from 64 on is kept anyway).
+inline uint64_t KeepAll(uint64_t n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+// Whether keep-mask `mask` keeps item `i`.
+inline bool Kept(uint64_t mask, uint64_t i) { return i >= 64 || ((mask >> i) & 1) != 0; }
 using Scale = std::vector<ScaleKnob>;
 // The value of knob `name` (asserts it exists).
 uint64_t KnobValue(const Scale& scale, const std::string& name);
@@ -106,8 +117,9 @@ struct ScaledShrinkResult {
 
 // Shrinks a failing run (`failing` is what `run(scale, failing.draws)` gave; its invariant
 // non-empty) in rounds until a fixed point or the budget: each knob in turn to the
-// smallest value tried (the floor first, then a quarter, half and all but one of the way)
-// that still breaks the invariant, then the tape (ShrinkTape). A smaller scale is kept
+// smallest value tried (the floor first, then bisection between the floor and the value;
+// a keep-mask by ddmin over its set bits) that still breaks the invariant, then the tape
+// (ShrinkTape). A smaller scale is kept
 // only when it breaks the same invariant with no more events and faults than the best so
 // far; a simpler tape when it breaks the same invariant with no more events and faults
 // than the input. So the result is never longer than the input.
