@@ -248,6 +248,12 @@ struct UcxTransport::Impl {
   uint64_t target_in_flight TIDAL_GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> notifies_sent{0};
   std::atomic<uint64_t> notifies_received{0};
+  std::atomic<uint64_t> writes{0};
+  std::atomic<uint64_t> write_bytes{0};
+  std::atomic<uint64_t> waits{0};
+  std::atomic<uint64_t> busy_timeouts{0};
+  std::atomic<uint64_t> idle_timeouts{0};
+  std::atomic<uint64_t> stalls{0};
   std::mt19937_64 keys{std::random_device{}()};
 };
 
@@ -370,6 +376,7 @@ void UcxTransport::Impl::RunCommands() {
 // on its event fd until UCX or ucp_worker_signal wakes it.
 void UcxTransport::Impl::Loop() {
   uint64_t last_event_ns = MonoNs();
+  bool timed_out_busy = false;  // the last wait ended at its busy_poll_ns bound
   while (!stop.load()) {
     bool progressed = false;
     {
@@ -377,6 +384,10 @@ void UcxTransport::Impl::Loop() {
       RunCommands();
       while (ucp_worker_progress(worker) != 0) progressed = true;
     }
+    // A bounded wait that ran out while work was in flight, after which UCX had events to
+    // progress: UCX did not signal the event fd for them (counted, see stats()).
+    if (timed_out_busy && progressed) stalls.fetch_add(1, std::memory_order_relaxed);
+    timed_out_busy = false;
     CheckProbes();
     const uint64_t now = MonoNs();
     if (progressed) last_event_ns = now;
@@ -413,16 +424,22 @@ void UcxTransport::Impl::Loop() {
         timeout_ns = timeout_ns < 0 ? left : std::min(timeout_ns, left);
       }
     }
+    const bool in_flight = busy.load() != 0;
     {
-      const auto cap = static_cast<int64_t>(busy.load() != 0 ? options.busy_poll_ns
-                                                               : options.idle_poll_ns);
+      const auto cap =
+          static_cast<int64_t>(in_flight ? options.busy_poll_ns : options.idle_poll_ns);
       if (cap > 0) timeout_ns = timeout_ns < 0 ? cap : std::min(timeout_ns, cap);
     }
     if (stop.load()) break;
     pollfd p{efd, POLLIN, 0};
     timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
                 static_cast<long>(timeout_ns % 1'000'000'000)};
-    (void)ppoll(&p, 1, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    waits.fetch_add(1, std::memory_order_relaxed);
+    const int woke = ppoll(&p, 1, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    if (woke == 0) {
+      (in_flight ? busy_timeouts : idle_timeouts).fetch_add(1, std::memory_order_relaxed);
+      timed_out_busy = in_flight;
+    }
     sleeping.store(false);
   }
 }
@@ -1112,6 +1129,10 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       op.local_region = local_region;
       m.ops.emplace(seq, op);
       m.seq_by_task[t.task_id] = seq;
+      if (t.kind == TransportTask::Kind::kWrite) {
+        m.writes.fetch_add(1, std::memory_order_relaxed);
+        m.write_bytes.fetch_add(t.length, std::memory_order_relaxed);
+      }
       m.busy.fetch_add(1);
       started.push_back(seq);
       accepted[i] = Status();
@@ -1248,6 +1269,12 @@ UcxTransportStats UcxTransport::stats() const {
   s.notifies_sent = m.notifies_sent.load();
   s.notifies_received = m.notifies_received.load();
   s.direct_calls = m.direct.load();
+  s.writes = m.writes.load();
+  s.write_bytes = m.write_bytes.load();
+  s.waits = m.waits.load();
+  s.busy_timeouts = m.busy_timeouts.load();
+  s.idle_timeouts = m.idle_timeouts.load();
+  s.stalls = m.stalls.load();
   s.crashed = m.crashed.load();
   return s;
 }

@@ -84,6 +84,16 @@ struct UcxTransportStats {
   uint64_t notifies_sent = 0;
   uint64_t notifies_received = 0;
   uint64_t direct_calls = 0;       // sends made on the caller's thread (worker was free)
+  uint64_t writes = 0;             // WRITE tasks accepted by Submit (one per engine slice)
+  uint64_t write_bytes = 0;        // their bytes
+  // The progress thread's blocking waits on the event fd, and how they ended: at the
+  // busy_poll_ns bound with work in flight, at the idle_poll_ns bound with none. A stall
+  // is a busy wait that ran out after which UCX had events to progress: work UCX did not
+  // signal, which cost up to busy_poll_ns.
+  uint64_t waits = 0;
+  uint64_t busy_timeouts = 0;
+  uint64_t idle_timeouts = 0;
+  uint64_t stalls = 0;
   bool crashed = false;
 };
 
