@@ -87,23 +87,28 @@ struct Row {
 // registry by name (GroupCluster::Make says why one cannot run here).
 Result<std::unique_ptr<cluster::GroupCluster>> MakeCluster(const std::string& fabric, int n,
                                                            const ProcessGroupOptions& pg,
-                                                           uint64_t seed) {
+                                                           uint64_t slice_bytes, uint64_t seed) {
   cluster::GroupClusterOptions co;
   co.backend = fabric;
   co.ranks = n;
   co.seed = seed;
   co.pg = pg;
   co.contract_checker = false;
+  if (slice_bytes != 0) co.engine.slice_bytes = slice_bytes;
   return cluster::GroupCluster::Make(co);
 }
 
 // One timed op on this rank: the inputs are made (cluster::Filled) and every rank meets at
-// a barrier before the clock starts, and the result is checked (cluster::CheckCase) after
-// it stops, so the time is the collective alone. (On a fabric whose ranks share one
-// executor, making and checking inputs inside the timed region would serialize with the
-// other ranks' collective and count in their time.)
+// a barrier before the clock starts; after its own Wait the rank stops its clock and meets
+// the others at a second barrier, and only then checks the result (cluster::CheckCase).
+// So neither making nor checking inputs overlaps any rank's timed region: on a fabric whose
+// ranks share one executor (ucx, sim) a rank that finished first would otherwise check its
+// 16 MiB result on that executor while the others' collective waits behind it (measured:
+// up to 70 ms of a 16 MiB allreduce's time was the other rank's check). The caller takes
+// the group's time of the op from every rank's start and end (Measure).
 struct Timed {
-  uint64_t ns = 0;
+  uint64_t start_ns = 0;  // Env clock when this rank called the collective
+  uint64_t end_ns = 0;    // when its Wait returned
   cluster::CaseResult result;
 };
 Task<Timed> TimedCase(ProcessGroup& pg, Env& env, OpType op, uint64_t c, int root, ReduceOp rop,
@@ -161,7 +166,7 @@ Task<Timed> TimedCase(ProcessGroup& pg, Env& env, OpType op, uint64_t c, int roo
     t.result.wrong = -1;
     co_return t;
   }
-  const uint64_t t0 = env.NowNs();
+  t.start_ns = env.NowNs();
   std::shared_ptr<Work> w;
   switch (op) {
     case OpType::kAllReduce: w = pg.AllReduce(to, rop); break;
@@ -175,8 +180,14 @@ Task<Timed> TimedCase(ProcessGroup& pg, Env& env, OpType op, uint64_t c, int roo
     default: w = pg.Barrier(); break;
   }
   t.result.status = co_await w->Wait();
-  t.ns = env.NowNs() - t0;
+  t.end_ns = env.NowNs();
   t.result.failed = w->failed_ranks();
+  if (t.result.status.ok()) {
+    // Every rank's clock has stopped before any rank checks (see above).
+    std::shared_ptr<Work> after = pg.Barrier();
+    Status met_after = co_await after->Wait();
+    if (!met_after.ok()) t.result.status = met_after;
+  }
   if (t.result.status.ok() || t.result.status.code() == ErrorCode::RANK_FAILED) {
     t.result.wrong = cluster::CheckCase(op, rank, size, t.result.failed, c, root, rop, dt, out,
                                         initial);
@@ -186,14 +197,20 @@ Task<Timed> TimedCase(ProcessGroup& pg, Env& env, OpType op, uint64_t c, int roo
   co_return t;
 }
 
+// The time of one op is the group's: from the first rank's call to the last rank's return
+// (every rank's clock is the same Env clock here: one process). On a fabric whose ranks
+// share an executor, a rank leaving the start barrier first runs its own part of the op
+// before the others are resumed; timing each rank from its own start would leave that
+// skew out.
 Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType dt, ReduceOp rop,
-            int root, int warmup, int iters, const ProcessGroupOptions& pg, uint64_t seed) {
+            int root, int warmup, int iters, const ProcessGroupOptions& pg, uint64_t slice_bytes,
+            uint64_t seed) {
   const uint64_t es = DataTypeSize(dt);
   uint64_t count = size / es;
   uint64_t block = Blocked(op) ? count / n : count;
   count = Blocked(op) ? block * n : count;
   Row row{count * es, count, 0, 0, 0, 0, "OK"};
-  auto made = MakeCluster(fabric, n, pg, seed);
+  auto made = MakeCluster(fabric, n, pg, slice_bytes, seed);
   if (!made.ok()) {
     row.status = made.status().ToString();
     row.wrong = -1;
@@ -206,7 +223,8 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
     row.wrong = -1;
     return row;
   }
-  std::vector<uint64_t> elapsed(n, 0);
+  std::vector<std::vector<uint64_t>> starts(n, std::vector<uint64_t>(iters, 0));
+  std::vector<std::vector<uint64_t>> ends(n, std::vector<uint64_t>(iters, 0));
   std::vector<int64_t> wrong(n, 0);
   std::vector<std::string> bad(n);
   bool ok = cluster.RunRanks([&](int r) -> Task<void> {
@@ -216,7 +234,8 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
     }
     for (int k = 0; k < iters; ++k) {
       Timed t = co_await TimedCase(cluster.pg(r), env, op, block, root, rop, dt);
-      elapsed[r] += t.ns;
+      starts[r][k] = t.start_ns;
+      ends[r][k] = t.end_ns;
       if (t.result.wrong != 0 && wrong[r] == 0) wrong[r] = t.result.wrong;
       if (!t.result.status.ok() && bad[r].empty()) bad[r] = t.result.status.ToString();
     }
@@ -226,13 +245,20 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
     row.wrong = -1;
     return row;
   }
-  uint64_t worst = 0;
+  uint64_t total = 0;
+  for (int k = 0; k < iters; ++k) {
+    uint64_t first = UINT64_MAX, last = 0;
+    for (int r = 0; r < n; ++r) {
+      first = std::min(first, starts[r][k]);
+      last = std::max(last, ends[r][k]);
+    }
+    total += last - first;
+  }
   for (int r = 0; r < n; ++r) {
-    worst = std::max(worst, elapsed[r]);
     row.wrong += wrong[r] < 0 ? 0 : wrong[r];
     if (!bad[r].empty()) row.status = bad[r];
   }
-  double ns = static_cast<double>(worst) / iters;
+  double ns = static_cast<double>(total) / iters;
   row.time_us = ns / 1000.0;
   row.algbw = ns > 0 ? static_cast<double>(row.size) / ns : 0;  // bytes/ns == GB/s
   row.busbw = row.algbw * BusBandwidthFactor(op, n);
@@ -261,7 +287,8 @@ double MemcpyGBps(uint64_t bytes) {
 int RunCollBench(int argc, char** argv) {
   std::string fabric = "sim";
   std::string op_name = "allreduce", type_name = "f32", redop_name = "sum", algo = "auto";
-  std::string min_text = "8", max_text = "4M", json_path, slot_text = "256K", direct_text = "64K";
+  std::string min_text = "8", max_text = "4M", json_path, slot_text = "auto", direct_text = "64K";
+  std::string slice_text = "auto";
   int ranks = 8, root = 0, iters = 5, warmup = 1;
   double factor = 2;
   uint64_t seed = 1;
@@ -283,7 +310,11 @@ int RunCollBench(int argc, char** argv) {
       "iters,i", po::value(&iters)->default_value(iters), "timed iterations per size")(
       "warmup,w", po::value(&warmup)->default_value(warmup), "untimed iterations per size")(
       "algorithm", po::value(&algo)->default_value(algo), "auto, direct or ring")(
-      "slot-bytes", po::value(&slot_text)->default_value(slot_text), "chunk/slot size")(
+      "slot-bytes", po::value(&slot_text)->default_value(slot_text),
+      "chunk/slot size; auto: 256K on sim, 1M on a real fabric")(
+      "slice-bytes", po::value(&slice_text)->default_value(slice_text),
+      "the engine's slice size; auto: the engine's default on sim, the slot size on a real "
+      "fabric (one WRITE per chunk)")(
       "direct-max", po::value(&direct_text)->default_value(direct_text),
       "auto: direct up to this size")("seed", po::value(&seed)->default_value(seed),
                                       "simulator seed")(
@@ -293,9 +324,17 @@ int RunCollBench(int argc, char** argv) {
   auto dt = ParseDataType(type_name);
   auto rop = ParseReduceOp(redop_name);
   auto lo = ParseBytes(min_text), hi = ParseBytes(max_text);
-  auto slot = ParseBytes(slot_text), direct = ParseBytes(direct_text);
-  for (const Status& s :
-       {dt.status(), rop.status(), lo.status(), hi.status(), slot.status(), direct.status()}) {
+  const bool real = fabric != "sim";
+  auto slot = ParseBytes(slot_text == "auto" ? (real ? "1M" : "256K") : slot_text);
+  auto direct = ParseBytes(direct_text);
+  Result<uint64_t> slice = uint64_t{0};
+  if (slice_text != "auto") {
+    slice = ParseBytes(slice_text);
+  } else if (real && slot.ok()) {
+    slice = *slot;
+  }
+  for (const Status& s : {dt.status(), rop.status(), lo.status(), hi.status(), slot.status(),
+                          direct.status(), slice.status()}) {
     if (!s.ok()) {
       std::cerr << s.ToString() << "\n";
       return 2;
@@ -330,7 +369,7 @@ int RunCollBench(int argc, char** argv) {
                                     : Algorithm::kAuto;
   pg.timeout_ns = 600'000'000'000ULL;
 
-  if (auto probe = MakeCluster(fabric, ranks, pg, seed); !probe.ok()) {
+  if (auto probe = MakeCluster(fabric, ranks, pg, *slice, seed); !probe.ok()) {
     std::fprintf(stderr, "fabric '%s' cannot run here: %s\n", fabric.c_str(),
                  probe.status().ToString().c_str());
     return 2;
@@ -342,12 +381,14 @@ int RunCollBench(int argc, char** argv) {
   doc["datatype"] = std::string(DataTypeName(*dt));
   doc["algorithm"] = algo;
   doc["slot_bytes"] = *slot;
+  doc["slice_bytes"] = *slice;  // 0: the engine's default
   doc["time_base"] = fabric == "sim" ? "simulator virtual time" : "Env clock";
   doc["results"] = nlohmann::json::array();
   int64_t total_wrong = 0;
   std::printf("# tidal-coll-bench: %d ranks on the %s fabric, %s, algorithm %s, slot %" PRIu64
-              " B\n",
-              ranks, fabric.c_str(), std::string(DataTypeName(*dt)).c_str(), algo.c_str(), *slot);
+              " B, engine slice %s\n",
+              ranks, fabric.c_str(), std::string(DataTypeName(*dt)).c_str(), algo.c_str(), *slot,
+              *slice == 0 ? "default" : (std::to_string(*slice) + " B").c_str());
   if (fabric != "sim") {
     // The ceiling on a real fabric of one host: this machine's memcpy bandwidth at the
     // largest size (a collective moves at least its bytes through memory once).
@@ -364,7 +405,7 @@ int RunCollBench(int argc, char** argv) {
                 "(us)", "(GB/s)", "(GB/s)", "");
     for (double size = static_cast<double>(*lo); size <= static_cast<double>(*hi); size *= factor) {
       Row row = Measure(fabric, op, ranks, static_cast<uint64_t>(size), *dt, *rop, root, warmup,
-                        iters, pg, seed);
+                        iters, pg, *slice, seed);
       std::string redop = IsReduction(op) ? std::string(ReduceOpName(*rop)) : "none";
       int shown_root = IsRooted(op) ? root : -1;
       std::printf(" %13" PRIu64 " %13" PRIu64 " %6s %6s %5d %10.2f %8.2f %8.2f %7" PRId64 "%s\n",
