@@ -1,5 +1,6 @@
 #include "tidal/backends/real_env.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace tidal::backends {
@@ -21,6 +22,7 @@ void RealEnv::Post(Callback fn) {
     std::lock_guard<std::mutex> lock(mu_);
     ready_.push_back(std::move(fn));
   }
+  posts_.fetch_add(1, std::memory_order_release);
   cv_.notify_one();
 }
 
@@ -77,6 +79,20 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
     if (finished) return true;
     if (RunOne(lock)) continue;
     if (timers_.empty() && posters_.load() == 0) return false;  // nothing can happen
+    if (const uint64_t spin = spin_ns_.load(std::memory_order_relaxed); spin > 0) {
+      // Poll for a post (or the first timer) for up to `spin`, then block as before.
+      const uint64_t seen = posts_.load(std::memory_order_acquire);
+      const uint64_t start = NowNs();
+      uint64_t until = start + spin;
+      if (!timers_.empty()) until = std::min(until, timers_.begin()->first.first);
+      lock.unlock();
+      while (posts_.load(std::memory_order_acquire) == seen && NowNs() < until) {
+      }
+      lock.lock();
+      if (!ready_.empty() || (!timers_.empty() && timers_.begin()->first.first <= NowNs())) {
+        continue;
+      }
+    }
     if (timers_.empty()) {
       cv_.wait(lock, [&] { return !ready_.empty() || posters_.load() == 0; });
     } else {

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "pg_impl.h"
+#include "tidal/collectives/chunk_trace.h"
 
 namespace tidal::coll {
 namespace {
@@ -30,6 +31,7 @@ uint64_t IndexOf(const std::vector<int>& mem, int rank) {
 
 Task<Status> ProcessGroup::Impl::RunAlgorithm(CollOp& op, const std::vector<int>& mem,
                                               uint32_t epoch, uint64_t deadline) {
+  trace::Record(trace::Ev::kOpStart, rank_, op.seq);
   const uint64_t m = mem.size();
   const uint64_t i = IndexOf(mem, rank_);
   const DataType dt = op.type == OpType::kScatter ? op.out.dtype : op.in.dtype;
@@ -128,8 +130,26 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
   TIDAL_CO_RETURN_IF_ERROR(
       co_await ReserveScratch(ScratchSize(bytes) * (direct ? a.m + 1 : 1)));
   op.buf = TakeScratch(bytes);
-  const bool lazy = !loc_.is_host() && !direct && a.m >= 2;
+  // Device slots, two members, direct: the one contribution is folded chunk by chunk as it
+  // arrives, into this rank's input copied in beside it (one step, no up-front copy).
+  const bool fold_on_arrival = !loc_.is_host() && direct && a.m == 2;
+  const bool lazy = !loc_.is_host() && (fold_on_arrival || (!direct && a.m >= 2));
   if (!lazy) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
+  if (fold_on_arrival) {
+    TIDAL_STEP(Step(a, 0, steps));
+    const uint64_t j = 1 - a.i;
+    const bool gathers = !is_reduce || a.i == r;
+    if (!is_reduce || !gathers) a.sends.push_back({a.mem[j], op.in.bytes_ptr(), bytes});
+    if (gathers) {
+      a.recvs.push_back({a.mem[j], op.buf, bytes, true, -1, op.in.bytes_ptr(), j < a.i});
+    }
+    TIDAL_STEP(Move(a));
+    if (gathers && op.rop == ReduceOp::kAvg) {
+      TIDAL_CO_RETURN_IF_ERROR(reducer_->Scale(op.buf, n, a.dt, a.m, loc_));
+    }
+    TIDAL_STEP(Step(a, steps, steps));
+    co_return Status::Ok();
+  }
   if (direct) {
     TIDAL_STEP(Step(a, 0, steps));
     const bool gathers = !is_reduce || a.i == r;  // this rank reduces
@@ -185,14 +205,19 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   const uint64_t r = IndexOf(a.mem, op.root);
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(bytes)));
   op.buf = TakeScratch(bytes);
-  if (a.i == r) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
+  // Device slots: the root sends from its input, chunk by chunk through the staging slots
+  // (its output is not written, so it needs no copy of its own).
+  const uint8_t* from = loc_.is_host() ? op.buf : op.in.bytes_ptr();
+  if (a.i == r && loc_.is_host()) {
+    TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
+  }
   op.algorithm =
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
   TIDAL_STEP(Step(a, 0, steps));
   if (op.algorithm == Algorithm::kDirect) {
     for (uint64_t j = 0; j < a.m && a.i == r; ++j) {
-      if (j != a.i) a.sends.push_back({a.mem[j], op.buf, bytes});
+      if (j != a.i) a.sends.push_back({a.mem[j], from, bytes});
     }
     if (a.i != r) a.recvs.push_back({op.root, op.buf, bytes, false, -1});
   } else {
@@ -200,7 +225,7 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
     // as it arrived.
     const uint64_t pos = RingSub(a.i, r, a.m);
     if (pos == 0) {
-      a.sends.push_back({a.next, op.buf, bytes});
+      a.sends.push_back({a.next, from, bytes});
     } else {
       a.recvs.push_back({a.prev, op.buf, bytes, false, pos + 1 < a.m ? a.next : -1});
     }
@@ -217,23 +242,36 @@ Task<Status> ProcessGroup::Impl::RunAllGather(Attempt& a) {
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
   op.buf = TakeScratch(total);
   TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
-  TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf + rank_ * bytes, op.in.data, bytes));
   op.algorithm =
       ChooseAlgorithm(op.type, a.m * bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
+  // Device slots, where this rank's block is sent exactly once (the ring's step 0, or
+  // direct to the one other member): it is copied into place chunk by chunk as each
+  // chunk is sent (stage_into), not up front.
+  const bool own_in_flight =
+      !loc_.is_host() && a.m >= 2 && (op.algorithm != Algorithm::kDirect || a.m == 2);
+  if (!own_in_flight) {
+    TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf + rank_ * bytes, op.in.data, bytes));
+  }
   auto block = [&](uint64_t j) { return op.buf + a.mem[j] * bytes; };
+  const SendSpec own{-1, own_in_flight ? op.in.bytes_ptr() : block(a.i), bytes,
+                     own_in_flight ? block(a.i) : nullptr};
   if (op.algorithm == Algorithm::kDirect) {
     TIDAL_STEP(Step(a, 0, steps));
     for (uint64_t j = 0; j < a.m; ++j) {
       if (j == a.i) continue;
-      a.sends.push_back({a.mem[j], block(a.i), bytes});
+      a.sends.push_back({a.mem[j], own.data, bytes, own.stage_into});
       a.recvs.push_back({a.mem[j], block(j), bytes, false, -1});
     }
     TIDAL_STEP(Move(a));
   } else {
     for (uint64_t s = 0; s + 1 < a.m; ++s) {
       TIDAL_STEP(Step(a, s, steps));
-      a.sends.push_back({a.next, block(RingSub(a.i, s, a.m)), bytes});
+      if (s == 0) {
+        a.sends.push_back({a.next, own.data, bytes, own.stage_into});
+      } else {
+        a.sends.push_back({a.next, block(RingSub(a.i, s, a.m)), bytes});
+      }
       a.recvs.push_back({a.prev, block(RingSub(a.i, s + 1, a.m)), bytes, false, -1});
       TIDAL_STEP(Move(a));
     }
@@ -254,10 +292,25 @@ Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(
       ScratchSize(total) + (direct ? ScratchSize(bytes) * (a.m + 1) : 0)));
   op.buf = TakeScratch(total);
-  const bool lazy = !loc_.is_host() && !direct && a.m >= 2;
+  // Device slots, two members, direct: the peer's block for us is folded as it arrives
+  // (in member order), as RunReduction does.
+  const bool fold_on_arrival = !loc_.is_host() && direct && a.m == 2;
+  const bool lazy = !loc_.is_host() && (fold_on_arrival || (!direct && a.m >= 2));
   if (!lazy) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, total));
   auto block = [&](uint64_t j) { return op.buf + a.mem[j] * bytes; };
   auto input = [&](uint64_t j) { return op.in.bytes_ptr() + a.mem[j] * bytes; };
+  if (fold_on_arrival) {
+    TIDAL_STEP(Step(a, 0, steps));
+    const uint64_t j = 1 - a.i;
+    a.sends.push_back({a.mem[j], input(j), bytes});
+    a.recvs.push_back({a.mem[j], block(a.i), bytes, true, -1, input(a.i), j < a.i});
+    TIDAL_STEP(Move(a));
+    if (op.rop == ReduceOp::kAvg) {
+      TIDAL_CO_RETURN_IF_ERROR(reducer_->Scale(block(a.i), c, a.dt, a.m, loc_));
+    }
+    TIDAL_STEP(Step(a, steps, steps));
+    co_return Status::Ok();
+  }
   if (direct) {
     TIDAL_STEP(Step(a, 0, steps));
     for (uint64_t j = 0; j < a.m; ++j) {
@@ -382,7 +435,9 @@ Task<Status> ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
       break;
   }
   Status st = Status::Ok();
+  trace::Record(trace::Ev::kFinalizeStart, rank_, op.seq);
   if (src != nullptr) st = co_await CopyLocalAsync(op.out.data, src, out_bytes);
+  trace::Record(trace::Ev::kFinalizeDone, rank_, op.seq);
   op.buf = nullptr;
   op.parts = {};
   co_return st;

@@ -26,6 +26,7 @@
 #include <cstring>
 
 #include "pg_impl.h"
+#include "tidal/collectives/chunk_trace.h"
 #include "tidal/reach.h"
 
 namespace tidal::coll {
@@ -218,9 +219,28 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
     const uint8_t* init = r.init != nullptr ? r.init + off : nullptr;
     const bool reduce = r.reduce;
     const bool twice = reduce && options_.planted_bug == CollBug::kFoldTwice;  // planted
+    const bool peer_first = reduce && init != nullptr && r.peer_first;
     auto init_error = std::make_shared<Status>();
+    trace::Record(trace::Ev::kArrived, rank_, consumed - 1);
+    trace::Record(trace::Ev::kFoldStart, rank_, consumed - 1);
     StartReducer(
         [=](Reducer::Done done) {
+          if (reduce && init != nullptr) {
+            // One pass: dst = init (op) chunk, or chunk (op) init when the sender's value is
+            // the accumulator (peer_first).
+            const void* acc = peer_first ? static_cast<const void*>(slot) : init;
+            const void* in = peer_first ? static_cast<const void*>(init) : slot;
+            if (twice) {
+              red->FoldIntoAsync(dst, acc, in, len / es, dtype, rop, loc,
+                                 [init_error](Status st) {
+                                   if (!st.ok()) *init_error = st;
+                                 });
+              red->FoldAsync(dst, in, len / es, dtype, rop, loc, std::move(done));
+            } else {
+              red->FoldIntoAsync(dst, acc, in, len / es, dtype, rop, loc, std::move(done));
+            }
+            return;
+          }
           if (init != nullptr) {
             // Queued ahead of the fold on the same stream: the fold sees the copy.
             red->CopyAsync(dst, init, len, loc, [init_error](Status st) {
@@ -239,6 +259,7 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
           }
         },
         [this, w, peer = r.peer, attempt, consumed, init_error](Status done) {
+          trace::Record(trace::Ev::kFoldDone, rank_, consumed - 1);
           if (done.ok()) done = *init_error;
           if (!done.ok() && w->first_error.ok()) w->first_error = done;
           SendCredit(peer, ChannelClass::kColl, attempt, consumed);
@@ -346,17 +367,20 @@ Task<Status> ProcessGroup::Impl::SendChunk(int peer, ChannelClass cls, uint64_t 
 Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t attempt,
                                             uint64_t seq, const uint8_t* src, uint64_t len,
                                             uint32_t tag, uint64_t total, uint64_t offset,
-                                            uint64_t deadline_ns) {
+                                            uint64_t deadline_ns, uint8_t* stage_into) {
   uint64_t slot = seq % slots_;
   if (len > 0) {
     uint8_t* stage = send_base_ + SlotOffset(peer, cls, slot);
+    if (!loc_.is_host() && stage_into != nullptr && InScratch(stage_into, len)) stage = stage_into;
     const uint8_t* from = stage;
     if (loc_.is_host()) {
       std::memcpy(stage, src, len);
     } else if (InScratch(src, len)) {
       from = src;  // registered working memory: WRITE straight from it, no staging copy
     } else {
+      trace::Record(trace::Ev::kStageStart, rank_, seq);
       TIDAL_CO_RETURN_IF_ERROR(co_await CopyAsync(stage, src, len));
+      trace::Record(trace::Ev::kStageDone, rank_, seq);
     }
     TransferRequest req;
     req.op = TransferOp::kWrite;
@@ -369,7 +393,9 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
       }
       req.segment = peers_[peer].seg;
       ++stats_.writes_to[peer];
+      trace::Record(trace::Ev::kWriteStart, rank_, seq);
       auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(&req, 1));
+      trace::Record(trace::Ev::kWriteDone, rank_, seq);
       if (!result.empty() && result[0].state == TransferState::COMPLETED) break;
       ++stats_.write_failures;
       TIDAL_REACHABLE("coll.write_failed_and_probed");
@@ -427,8 +453,10 @@ Task<Status> ProcessGroup::Impl::SendWindowed(SendSpec s, uint64_t attempt, uint
   auto w = std::make_shared<Window>();
   auto write = [](Impl* self, std::shared_ptr<Window> w, SendSpec s, uint64_t attempt,
                   uint64_t seq, uint64_t off, uint64_t len, uint64_t deadline) -> Task<void> {
+    uint8_t* stage_into = s.stage_into != nullptr ? s.stage_into + off : nullptr;
     Status st = co_await self->WriteChunk(s.peer, ChannelClass::kColl, attempt, seq,
-                                          s.data + off, len, 0, s.bytes, off, deadline);
+                                          s.data + off, len, 0, s.bytes, off, deadline,
+                                          stage_into);
     if (!st.ok() && w->first_error.ok()) w->first_error = st;
     --w->running;
     self->changed_.NotifyAll();

@@ -57,6 +57,9 @@ struct SendSpec {
   int peer = -1;
   const uint8_t* data = nullptr;
   uint64_t bytes = 0;
+  // Device slots only: working memory that must end up holding `data` (an op's own block):
+  // each chunk is copied there and WRITTEN from there, so the copy is not made up front.
+  uint8_t* stage_into = nullptr;
 };
 struct RecvSpec {
   int peer = -1;
@@ -67,6 +70,9 @@ struct RecvSpec {
   // Device slots only: data's first contents, copied in chunk by chunk just before the
   // fold (on the reducer's stream), so the input is not copied up front.
   const uint8_t* init = nullptr;
+  // With init: data = chunk op init (the sender's value is the accumulator) instead of
+  // init op chunk, so that two members fold in member order.
+  bool peer_first = false;
 };
 
 struct P2PBatch {
@@ -111,9 +117,11 @@ struct ProcessGroup::Impl {
                          uint64_t len, uint32_t tag, uint64_t total, uint64_t offset,
                          uint64_t deadline_ns);
   // The second half of SendChunk: stages (or not) and WRITEs chunk `seq`, then notifies.
+  // Device slots: a chunk from outside working memory is copied to `stage_into` (a range
+  // of working memory) instead of the send staging slot when one is given.
   Task<Status> WriteChunk(int peer, ChannelClass cls, uint64_t attempt, uint64_t seq,
                           const uint8_t* src, uint64_t len, uint32_t tag, uint64_t total,
-                          uint64_t offset, uint64_t deadline_ns);
+                          uint64_t offset, uint64_t deadline_ns, uint8_t* stage_into = nullptr);
   // A collective send of device slots: up to slots_ chunk WRITEs in flight at once.
   Task<Status> SendWindowed(SendSpec s, uint64_t attempt, uint64_t chunk, uint64_t deadline_ns);
   // Receives the next chunk from `peer` into `dst` (copy or fold). Returns the header.

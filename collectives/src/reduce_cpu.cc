@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <limits>
 #include <type_traits>
 
@@ -369,6 +370,22 @@ void Reducer::FoldAsync(void* acc, const void* in, size_t count, DataType dtype,
 
 void Reducer::CopyAsync(void* dst, const void* src, size_t bytes, Location location, Done done) {
   done(Copy(dst, src, bytes, location));
+}
+
+void Reducer::FoldIntoAsync(void* out, const void* acc, const void* in, size_t count,
+                            DataType dtype, ReduceOp op, Location location, Done done) {
+  // Work of one location finishes in queue order: the copy's status is set before the
+  // fold's completion reads it.
+  auto copy_error = std::make_shared<Status>();
+  if (out != acc) {
+    CopyAsync(out, acc, count * DataTypeSize(dtype), location, [copy_error](Status st) {
+      if (!st.ok()) *copy_error = st;
+    });
+  }
+  FoldAsync(out, in, count, dtype, op, location,
+            [copy_error, done = std::move(done)](Status st) {
+              done(st.ok() ? *copy_error : st);
+            });
 }
 
 Status HostBackedReducer::Fold(void* acc, const void* in, size_t count, DataType dtype,

@@ -7,6 +7,9 @@
 //   tidal-cuda-bench nccl       NCCL allreduce / allgather / reduce_scatter / broadcast /
 //                               alltoall over every visible GPU (one process), algbw and
 //                               busbw as nccl-tests defines them (float, out of place).
+//   tidal-cuda-bench hops       the fixed cost of each hand-off of the chunk path (reducer
+//                               work seen done on the event loop, an engine WRITE) beside
+//                               the bare CUDA calls, small payloads.
 //   tidal-cuda-bench coll       the same five collectives through tidal's ProcessGroup on
 //                               GPU tensors (one rank per GPU on CudaFabric, slots and
 //                               working memory on the GPUs, CudaReducer) AND through NCCL,
@@ -19,17 +22,22 @@
 // asserted: this is a measurement, not a test.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "tidal/backends/cuda/cuda_fabric.h"
+#include "tidal/backends/real_env.h"
+#include "tidal/collectives/chunk_trace.h"
 #include "tidal/collectives/process_group.h"
 #include "tidal/collectives/reduce_cuda.h"
 #include "tidal/collectives/schedule.h"
@@ -77,6 +85,24 @@ std::string Human(uint64_t b) {
   return buf;
 }
 
+// Where the hand-offs of the data path wait: the event loop, the transports' progress
+// threads and the reducer's completion thread poll for `--spin-us` before they sleep
+// (0: sleep at once, the hand-off pays a wake-up); `--completion hostfunc` sees reducer
+// work finish through cudaLaunchHostFunc instead of polled events.
+void ApplyWaits(CudaFabric& f, const po::variables_map& vm) {
+  const uint64_t spin_ns = static_cast<uint64_t>(vm["spin-us"].as<double>() * 1e3);
+  const uint64_t gap_ns = static_cast<uint64_t>(vm["poll-gap-us"].as<double>() * 1e3);
+  if (auto* real = dynamic_cast<tidal::backends::RealEnv*>(&f.env(0))) real->SetSpinNs(spin_ns);
+  for (size_t i = 0; i < f.size(); ++i) {
+    f.cuda_transport(i).SetIdleSpinNs(spin_ns);
+    f.cuda_transport(i).SetPollGapNs(gap_ns);
+  }
+  tidal::coll::CudaReducer::SetCompletion(vm["completion"].as<std::string>() == "hostfunc"
+                                              ? tidal::coll::CudaReducer::Completion::kHostFunc
+                                              : tidal::coll::CudaReducer::Completion::kPoll,
+                                          spin_ns, gap_ns);
+}
+
 int Transfer(const po::variables_map& vm) {
   const uint64_t min = vm["min"].as<uint64_t>(), max = vm["max"].as<uint64_t>();
   const int iters = vm["iters"].as<int>();
@@ -91,6 +117,7 @@ int Transfer(const po::variables_map& vm) {
     return 1;
   }
   CudaFabric& f = **made;
+  ApplyWaits(f, vm);
   if (f.device_count() < 2) {
     std::cerr << "transfer needs 2 GPUs; this machine has " << f.device_count() << "\n";
     return 1;
@@ -113,8 +140,9 @@ int Transfer(const po::variables_map& vm) {
   CUDA_OK(cudaSetDevice(0));
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, one request at a time (waited for)\n",
-              Human(o.engine.slice_bytes).c_str());
+  std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, one request at a time (waited for) on "
+              "both sides; spin %.0f us\n",
+              Human(o.engine.slice_bytes).c_str(), vm["spin-us"].as<double>());
   std::printf("%10s %6s %14s %18s %8s\n", "size", "iters", "tidal GB/s", "memcpyPeer GB/s",
               "ratio");
   bool all_ok = true;
@@ -163,10 +191,132 @@ int Transfer(const po::variables_map& vm) {
   cudaStreamDestroy(stream);
   if (vm.count("json")) {
     nlohmann::json j = {{"bench", "transfer"}, {"slice_bytes", o.engine.slice_bytes},
+                        {"spin_us", vm["spin-us"].as<double>()},
                         {"all_completed", all_ok}, {"verified", same}, {"rows", rows}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
   }
   return all_ok && same ? 0 : 1;
+}
+
+// The fixed cost of each hand-off of the chunk path, small payloads so that the data
+// time is negligible: a reducer copy seen finished on the event loop, an engine WRITE
+// GPU0 -> GPU1 waited for, and the bare CUDA calls beside them.
+int Hops(const po::variables_map& vm) {
+  CudaFabricOptions o;
+  o.nodes = 2;
+  o.contract_checker = false;
+  o.engine.transfer_timeout_ns = 60'000'000'000ULL;
+  auto made = CudaFabric::Make(o);
+  if (!made.ok()) {
+    std::cerr << "cuda fabric: " << made.status().ToString() << "\n";
+    return 1;
+  }
+  CudaFabric& f = **made;
+  ApplyWaits(f, vm);
+  if (f.device_count() < 2) {
+    std::cerr << "hops needs 2 GPUs\n";
+    return 1;
+  }
+  const uint64_t bytes = vm["hop-bytes"].as<uint64_t>();
+  const int k = vm["hop-iters"].as<int>();
+  void* a0 = f.Allocate(0, bytes, tidal::Location::Cuda(0));
+  void* b0 = f.Allocate(0, bytes, tidal::Location::Cuda(0));
+  void* b1 = f.Allocate(1, bytes, tidal::Location::Cuda(1));
+  auto k0 = f.Run(f.engine(0).RegisterMemory(a0, bytes, tidal::Location::Cuda(0)));
+  auto k1 = f.Run(f.engine(1).RegisterMemory(b1, bytes, tidal::Location::Cuda(1)));
+  auto seg = f.Run(f.engine(0).OpenSegment(CudaFabric::NodeName(1)));
+  if (!k0.ok() || !k1.ok() || !seg.ok()) {
+    std::cerr << "setup failed\n";
+    return 1;
+  }
+  tidal::Env& env = f.env(0);
+  auto per = [&](auto&& body) {
+    for (int i = 0; i < 20; ++i) body();
+    const double t0 = Now();
+    for (int i = 0; i < k; ++i) body();
+    return (Now() - t0) / k * 1e6;
+  };
+  bool ok = true;
+  // A reducer copy, its completion posted to the loop, the loop seeing it.
+  const double reducer_us = per([&] {
+    bool done = false;
+    tidal::coll::CudaReducer::Default().CopyAsync(
+        b0, a0, bytes, tidal::Location::Cuda(0),
+        [&env, &done, &ok](tidal::Status st) {
+          if (!st.ok()) ok = false;
+          env.Post([&done] { done = true; });
+        });
+    env.RunUntil([&] { return done; });
+  });
+  // The same kernel waited for with cudaStreamSynchronize.
+  cudaStream_t s0;
+  CUDA_OK(cudaSetDevice(0));
+  CUDA_OK(cudaStreamCreateWithFlags(&s0, cudaStreamNonBlocking));
+  const double kernel_sync_us = per([&] {
+    std::atomic<bool> done{false};
+    tidal::coll::CudaReducer::Default().CopyAsync(b0, a0, bytes, tidal::Location::Cuda(0),
+                                                   [&done](tidal::Status) { done.store(true); });
+    while (!done.load()) {
+    }
+  });
+  tidal::TransferRequest r{tidal::TransferOp::kWrite, reinterpret_cast<uint64_t>(a0), bytes, *seg,
+                           reinterpret_cast<uint64_t>(b1)};
+  const double write_us = per([&] {
+    auto st = f.Run(f.engine(0).TransferSync(std::span(&r, 1)));
+    if (st.empty() || st[0].state != tidal::TransferState::COMPLETED) ok = false;
+  });
+  const double peer_us = per([&] {
+    CUDA_OK(cudaMemcpyPeerAsync(b1, 1, a0, 0, bytes, s0));
+    CUDA_OK(cudaStreamSynchronize(s0));
+  });
+  // What issuing costs the calling thread (no waiting): the executor pays this per chunk.
+  auto issue = [&](auto&& body) {
+    CUDA_OK(cudaDeviceSynchronize());
+    const double t0 = Now();
+    for (int i = 0; i < k; ++i) body();
+    const double us = (Now() - t0) / k * 1e6;
+    CUDA_OK(cudaSetDevice(0));
+    CUDA_OK(cudaDeviceSynchronize());
+    return us;
+  };
+  std::atomic<int> left{0};
+  const double issue_copy_us = issue([&] {
+    left.fetch_add(1);
+    tidal::coll::CudaReducer::Default().CopyAsync(b0, a0, bytes, tidal::Location::Cuda(0),
+                                                   [&left](tidal::Status) { left.fetch_sub(1); });
+  });
+  while (left.load() != 0) {
+  }
+  const double issue_peer_us = issue([&] {
+    CUDA_OK(cudaMemcpyPeerAsync(b1, 1, a0, 0, bytes, s0));
+  });
+  std::printf("# hand-off costs, %s payloads, %d iterations each, spin %.0f us, poll gap %.1f "
+              "us, completion %s\n",
+              Human(bytes).c_str(), k, vm["spin-us"].as<double>(), vm["poll-gap-us"].as<double>(),
+              vm["completion"].as<std::string>().c_str());
+  std::printf("%-58s %10.2f us\n", "reducer CopyAsync -> done posted -> event loop runs it",
+              reducer_us);
+  std::printf("%-58s %10.2f us\n", "reducer CopyAsync -> done (spinning caller, no loop)",
+              kernel_sync_us);
+  std::printf("%-58s %10.2f us\n", "engine WRITE GPU0->GPU1, TransferSync on the loop", write_us);
+  std::printf("%-58s %10.2f us\n", "cudaMemcpyPeerAsync + cudaStreamSynchronize", peer_us);
+  std::printf("%-58s %10.2f us\n", "issue only: reducer CopyAsync (kernel + completion)",
+              issue_copy_us);
+  std::printf("%-58s %10.2f us\n", "issue only: cudaMemcpyPeerAsync", issue_peer_us);
+  std::printf("# all completed: %s\n", ok ? "yes" : "NO");
+  cudaStreamDestroy(s0);
+  if (vm.count("json")) {
+    nlohmann::json j = {{"bench", "hops"}, {"bytes", bytes}, {"iters", k},
+                        {"spin_us", vm["spin-us"].as<double>()},
+                        {"completion", vm["completion"].as<std::string>()},
+                        {"reducer_copy_to_loop_us", reducer_us},
+                        {"reducer_copy_spin_us", kernel_sync_us},
+                        {"engine_write_us", write_us}, {"memcpy_peer_sync_us", peer_us},
+                        {"issue_reducer_copy_us", issue_copy_us},
+                        {"issue_memcpy_peer_us", issue_peer_us}};
+    std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
+  }
+  return ok ? 0 : 1;
 }
 
 #if TIDAL_BENCH_HAVE_NCCL
@@ -398,7 +548,7 @@ struct TidalGroups {
 };
 
 std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupOptions pg,
-                                        uint64_t slice) {
+                                        uint64_t slice, const po::variables_map& vm) {
   CudaFabricOptions o;
   o.nodes = static_cast<size_t>(n);
   o.contract_checker = false;
@@ -412,6 +562,7 @@ std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupO
   auto g = std::make_unique<TidalGroups>();
   g->fabric = std::move(*made);
   g->n = n;
+  ApplyWaits(*g->fabric, vm);
   const int devices = g->fabric->device_count();
   pg.slot_location_of = [devices](int r) { return tidal::Location::Cuda(r % devices); };
   pg.reducer = &coll::CudaReducer::Default();
@@ -451,6 +602,15 @@ std::shared_ptr<coll::Work> IssueOp(TidalGroups& g, int r, coll::OpType op, uint
   }
 }
 
+// A cudaMemcpy from pageable memory may return before its DMA landed; the group's streams
+// do not wait for it: the inputs are made complete before an op reads them.
+void SyncDevices(int devices) {
+  for (int d = 0; d < devices; ++d) {
+    CUDA_OK(cudaSetDevice(d));
+    CUDA_OK(cudaDeviceSynchronize());
+  }
+}
+
 // Fills the inputs with rank-dependent small integers, runs the op once and counts wrong
 // floats in every rank's output (the expected values are exact in float).
 uint64_t Verify(TidalGroups& g, coll::OpType op, uint64_t size, bool* failed) {
@@ -463,6 +623,7 @@ uint64_t Verify(TidalGroups& g, coll::OpType op, uint64_t size, bool* failed) {
     g.fabric->CopyIn(g.in[r], v.data(), size);
     g.fabric->CopyIn(g.out[r], v.data(), size);  // the in-place ops' input
   }
+  SyncDevices(g.fabric->device_count());
   std::vector<tidal::Status> st(g.n);
   g.RunRanks(g.All(), [&](int r) -> tidal::Task<void> { st[r] = co_await IssueOp(g, r, op, size)->Wait(); });
   uint64_t wrong = 0;
@@ -502,27 +663,144 @@ uint64_t Verify(TidalGroups& g, coll::OpType op, uint64_t size, bool* failed) {
   return wrong;
 }
 
-double TidalTime(TidalGroups& g, coll::OpType op, uint64_t size, int k, bool* failed) {
+// Mean seconds per op. Queued (the default): each rank issues its k ops at once and then
+// waits for them, as NCCL's k launches then one synchronize (the group runs them one
+// after another, each with its agreement round and commit). Serial: each op is waited
+// for before the next is issued.
+double TidalTime(TidalGroups& g, coll::OpType op, uint64_t size, int k, bool queued,
+                 bool* failed) {
   auto run = [&](int iters) {
     g.RunRanks(g.All(), [&](int r) -> tidal::Task<void> {
+      std::vector<std::shared_ptr<coll::Work>> works;
       for (int i = 0; i < iters; ++i) {
-        tidal::Status st = co_await IssueOp(g, r, op, size)->Wait();
-        if (!st.ok()) {
-          std::cerr << "rank " << r << ": " << st.ToString() << "\n";
-          *failed = true;
+        works.push_back(IssueOp(g, r, op, size));
+        if (!queued) {
+          tidal::Status st = co_await works.back()->Wait();
+          if (!st.ok()) {
+            std::cerr << "rank " << r << ": " << st.ToString() << "\n";
+            *failed = true;
+          }
+        }
+      }
+      if (queued) {
+        for (auto& w : works) {
+          tidal::Status st = co_await w->Wait();
+          if (!st.ok()) {
+            std::cerr << "rank " << r << ": " << st.ToString() << "\n";
+            *failed = true;
+          }
         }
       }
     });
   };
   run(2);  // warm-up: working memory grows to this size, streams and peers are set up
+  if (coll::trace::Enabled()) coll::trace::Take();  // the timeline of the timed ops only
   double t0 = Now();
   run(k);
   return (Now() - t0) / k;
 }
 
+// The per-chunk timeline of rank 0 over the timed ops (--trace), averaged per op: when the
+// first WRITE started, how long the data phase ran, the agreement, the output copy, and
+// the mean WRITE / staging / fold times seen on the executor.
+nlohmann::json TraceSummary(int rank) {
+  using coll::trace::Ev;
+  uint64_t dropped = 0;
+  std::vector<coll::trace::Entry> all = coll::trace::Take(&dropped);
+  std::vector<coll::trace::Entry> ev;
+  for (const auto& e : all) {
+    if (e.rank == rank) ev.push_back(e);
+  }
+  std::stable_sort(ev.begin(), ev.end(), [](const auto& a, const auto& b) { return a.ns < b.ns; });
+  struct Acc {
+    double sum = 0;
+    uint64_t n = 0;
+    void Add(double v) { sum += v, ++n; }
+    double Mean() const { return n ? sum / n : 0; }
+  };
+  Acc op_us, first_write_us, data_us, agree_us, finalize_us, write_us, stage_us, fold_us,
+      between_us, writes, folds, write_span_us;
+  size_t i = 0;
+  uint64_t prev_done = 0;
+  while (i < ev.size()) {
+    if (ev[i].ev != Ev::kOpStart) {
+      ++i;
+      continue;
+    }
+    const uint64_t start = ev[i].ns;
+    if (prev_done != 0) between_us.Add((start - prev_done) / 1e3);
+    std::map<uint64_t, uint64_t> w0, s0, f0;
+    uint64_t first_write = 0, last_data = start, fin0 = 0, fin1 = 0, last_write = 0;
+    uint64_t nw = 0, nf = 0;
+    size_t j = i + 1;
+    for (; j < ev.size() && ev[j].ev != Ev::kOpStart; ++j) {
+      const auto& e = ev[j];
+      switch (e.ev) {
+        case Ev::kWriteStart:
+          w0[e.seq] = e.ns;
+          if (first_write == 0) first_write = e.ns;
+          break;
+        case Ev::kWriteDone:
+          if (w0.count(e.seq)) write_us.Add((e.ns - w0[e.seq]) / 1e3);
+          last_data = std::max(last_data, e.ns);
+          last_write = e.ns;
+          ++nw;
+          break;
+        case Ev::kStageStart: s0[e.seq] = e.ns; break;
+        case Ev::kStageDone:
+          if (s0.count(e.seq)) stage_us.Add((e.ns - s0[e.seq]) / 1e3);
+          break;
+        case Ev::kFoldStart: f0[e.seq] = e.ns; break;
+        case Ev::kFoldDone:
+          if (f0.count(e.seq)) fold_us.Add((e.ns - f0[e.seq]) / 1e3);
+          last_data = std::max(last_data, e.ns);
+          ++nf;
+          break;
+        case Ev::kFinalizeStart: fin0 = e.ns; break;
+        case Ev::kFinalizeDone: fin1 = e.ns; break;
+        default: break;
+      }
+    }
+    if (fin1 != 0) {
+      op_us.Add((fin1 - start) / 1e3);
+      if (first_write != 0) {
+        first_write_us.Add((first_write - start) / 1e3);
+        write_span_us.Add((last_write - first_write) / 1e3);
+      }
+      data_us.Add((last_data - start) / 1e3);
+      agree_us.Add((fin0 - last_data) / 1e3);
+      finalize_us.Add((fin1 - fin0) / 1e3);
+      writes.Add(static_cast<double>(nw));
+      folds.Add(static_cast<double>(nf));
+      prev_done = fin1;
+    }
+    i = j;
+  }
+  return {{"ops", op_us.n}, {"op_us", op_us.Mean()}, {"data_us", data_us.Mean()},
+          {"first_write_us", first_write_us.Mean()}, {"write_span_us", write_span_us.Mean()},
+          {"agreement_us", agree_us.Mean()}, {"output_copy_us", finalize_us.Mean()},
+          {"between_ops_us", between_us.Mean()}, {"writes_per_op", writes.Mean()},
+          {"write_us", write_us.Mean()}, {"staging_us", stage_us.Mean()},
+          {"folds_per_op", folds.Mean()}, {"fold_us", fold_us.Mean()}, {"dropped", dropped}};
+}
+
+void PrintTrace(const nlohmann::json& t) {
+  std::printf("#   rank 0 per op (%d ops): %.1f us = data %.1f (first WRITE at %.1f, WRITEs over "
+              "%.1f) + agreement %.1f + output copy %.1f; between ops %.1f; %.1f WRITEs of %.1f us "
+              "(staging %.1f), %.1f copies/folds of %.1f us%s\n",
+              t["ops"].get<int>(), t["op_us"].get<double>(), t["data_us"].get<double>(),
+              t["first_write_us"].get<double>(), t["write_span_us"].get<double>(),
+              t["agreement_us"].get<double>(), t["output_copy_us"].get<double>(),
+              t["between_ops_us"].get<double>(), t["writes_per_op"].get<double>(),
+              t["write_us"].get<double>(), t["staging_us"].get<double>(),
+              t["folds_per_op"].get<double>(), t["fold_us"].get<double>(),
+              t["dropped"].get<uint64_t>() ? " (events dropped)" : "");
+}
+
 // An allreduce over 3 ranks (2+ GPUs) with rank 1 killed at step boundary 1 (inside the ring
 // reduce-scatter): its transport crashes and its group halts, as a process dying would.
-nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t slice) {
+nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t slice,
+                       const po::variables_map& vm) {
   constexpr int kRanks = 3, kVictim = 1;
   double t_kill = 0;
   TidalGroups* gp = nullptr;
@@ -532,7 +810,7 @@ nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t sli
     gp->fabric->cuda_transport(kVictim).Crash();
     gp->pg[kVictim]->Halt();
   };
-  auto g = MakeGroups(kRanks, size, pg, slice);
+  auto g = MakeGroups(kRanks, size, pg, slice, vm);
   if (!g) return {{"error", "setup failed"}};
   gp = g.get();
   const uint64_t count = size / sizeof(float);
@@ -540,6 +818,7 @@ nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t sli
     std::vector<float> v(count, static_cast<float>(r + 1));
     g->fabric->CopyIn(g->out[r], v.data(), size);
   }
+  SyncDevices(g->fabric->device_count());
   // op 0: a clean allreduce (the baseline time, and every rank's memory grown); op 1: killed.
   double t_clean0 = Now(), t_clean = 0;
   std::vector<tidal::Status> st(kRanks);
@@ -553,6 +832,7 @@ nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t sli
     std::vector<float> v(count, static_cast<float>(r + 1));
     g->fabric->CopyIn(g->out[r], v.data(), size);
   }
+  SyncDevices(g->fabric->device_count());
   double t_start = Now();
   g->RunRanks(g->All(), [&](int r) -> tidal::Task<void> {
     auto w = IssueOp(*g, r, coll::OpType::kAllReduce, size);
@@ -608,8 +888,9 @@ int Coll(const po::variables_map& vm) {
   cudaDriverGetVersion(&driver);
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  auto g = MakeGroups(n, max, pg, slice);
+  auto g = MakeGroups(n, max, pg, slice, vm);
   if (!g) return 1;
+  if (vm.count("trace")) coll::trace::Enable(size_t{1} << 22);
 #if TIDAL_BENCH_HAVE_NCCL
   NcclRunner nccl(n, max);
   const int nccl_version = nccl.version();
@@ -617,10 +898,12 @@ int Coll(const po::variables_map& vm) {
   const int nccl_version = 0;
 #endif
   std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
-              "slot %s x %u, algorithm %s, CUDA runtime %d, driver %d\n",
+              "slot %s x %u, algorithm %s, CUDA runtime %d, driver %d; spin %.0f us, "
+              "poll gap %.1f us, completion %s, %s\n",
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
-              pg.slots_per_channel, alg.c_str(),
-              cuda_rt, driver);
+              pg.slots_per_channel, alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
+              vm["poll-gap-us"].as<double>(), vm["completion"].as<std::string>().c_str(),
+              vm.count("serial") ? "ops waited one at a time" : "ops queued, then waited");
   // The copy engines' ceiling for tidal's data path (its WRITEs are cudaMemcpyPeerAsync):
   // GPU0 -> GPU1 alone, and both directions at once, `max` bytes each.
   nlohmann::json ceiling;
@@ -674,7 +957,9 @@ int Coll(const po::variables_map& vm) {
         wrong = std::to_string(w);
         if (w != 0) failed = true;
       }
-      const double t = TidalTime(*g, c.op, size, k, &failed);
+      const double t = TidalTime(*g, c.op, size, k, !vm.count("serial"), &failed);
+      nlohmann::json timeline;
+      if (coll::trace::Enabled()) timeline = TraceSummary(0);
       const double algbw = static_cast<double>(size) / t / 1e9;
       double t_nccl = 0, busbw_nccl = 0;
 #if TIDAL_BENCH_HAVE_NCCL
@@ -685,19 +970,20 @@ int Coll(const po::variables_map& vm) {
       std::printf("%10s %12llu %6s %6s %12.1f %10.1f %10.1f %8s %12.1f %10.1f %8.3f\n",
                   Human(size).c_str(), (unsigned long long)(size / 4), "float", "sum", t * 1e6,
                   algbw, algbw * bus, wrong.c_str(), t_nccl * 1e6, busbw_nccl, ratio);
+      if (!timeline.is_null()) PrintTrace(timeline);
       std::fflush(stdout);
       rows.push_back({{"bytes", size}, {"iters", k}, {"tidal_us", t * 1e6},
                       {"tidal_algbw_GBps", algbw}, {"tidal_busbw_GBps", algbw * bus},
                       {"wrong", size <= verify_max ? nlohmann::json(w) : nlohmann::json()},
                       {"nccl_us", t_nccl * 1e6}, {"nccl_busbw_GBps", busbw_nccl},
-                      {"ratio", ratio}});
+                      {"ratio", ratio}, {"trace", timeline}});
     }
     results.push_back({{"collective", c.name}, {"rows", rows}});
   }
   nlohmann::json kill;
   if (vm.count("kill")) {
     g.reset();  // free the table's GPU memory first
-    kill = KillRun(vm["kill-bytes"].as<uint64_t>(), pg, slice);
+    kill = KillRun(vm["kill-bytes"].as<uint64_t>(), pg, slice, vm);
     std::printf("# allreduce, 3 ranks, rank 1 killed at step boundary 1: %s\n",
                 kill.dump().c_str());
     if (!kill.contains("wrong") || kill["wrong"] != 0) failed = true;
@@ -708,6 +994,10 @@ int Coll(const po::variables_map& vm) {
                         {"nccl_version", nccl_version}, {"slot_bytes", pg.slot_bytes},
                         {"slots_per_channel", pg.slots_per_channel},
                         {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
+                        {"spin_us", vm["spin-us"].as<double>()},
+                        {"poll_gap_us", vm["poll-gap-us"].as<double>()},
+                        {"completion", vm["completion"].as<std::string>()},
+                        {"queued", !vm.count("serial")},
                         {"results", results}, {"kill", kill}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
   }
@@ -718,10 +1008,11 @@ int Coll(const po::variables_map& vm) {
 
 int main(int argc, char** argv) {
   po::options_description desc(
-      "tidal-cuda-bench {transfer|nccl|coll} [options]\n"
+      "tidal-cuda-bench {transfer|nccl|coll|hops} [options]\n"
       "  transfer: GPU0->GPU1 WRITE through the engine vs cudaMemcpyPeerAsync\n"
       "  nccl:     NCCL collectives' algbw/busbw over every visible GPU\n"
-      "  coll:     tidal's ProcessGroup on GPU tensors beside NCCL, busbw and ratio\nOptions");
+      "  coll:     tidal's ProcessGroup on GPU tensors beside NCCL, busbw and ratio\n"
+      "  hops:     fixed cost of the chunk path's hand-offs beside bare CUDA calls\nOptions");
   desc.add_options()("help,h", "this help")
       ("min", po::value<uint64_t>()->default_value(1ULL << 20), "smallest size in bytes")
       ("max", po::value<uint64_t>()->default_value(1ULL << 30), "largest size in bytes")
@@ -739,6 +1030,20 @@ int main(int argc, char** argv) {
       ("ops", po::value<std::string>()->default_value("all"),
        "coll: comma-separated collectives of the table, or all")
       ("kill", "coll: then an allreduce over 3 ranks with rank 1 killed mid-run")
+      ("trace", "coll: record the per-chunk timeline and print rank 0's mean per op "
+                "under each row")
+      ("serial", "coll: wait for each op before issuing the next (default: issue the "
+                 "iterations, then wait, as NCCL's launches then one synchronize)")
+      ("spin-us", po::value<double>()->default_value(50),
+       "event loop, transport progress threads and reducer completion thread poll this "
+       "long before sleeping (0: sleep at once)")
+      ("hop-bytes", po::value<uint64_t>()->default_value(4096), "hops: payload bytes")
+      ("hop-iters", po::value<int>()->default_value(2000), "hops: timed iterations each")
+      ("poll-gap-us", po::value<double>()->default_value(0),
+       "pause between event polls of the transport and reducer threads while work runs "
+       "(0: a yield)")
+      ("completion", po::value<std::string>()->default_value("poll"),
+       "reducer completions: poll (events) or hostfunc (cudaLaunchHostFunc)")
       ("kill-bytes", po::value<uint64_t>()->default_value(256ULL << 20), "coll: its size")
       ("command", po::value<std::string>(), "transfer, nccl or coll");
   po::positional_options_description pos;
@@ -758,6 +1063,7 @@ int main(int argc, char** argv) {
   const std::string cmd = vm["command"].as<std::string>();
   if (cmd == "transfer") return Transfer(vm);
   if (cmd == "coll") return Coll(vm);
+  if (cmd == "hops") return Hops(vm);
 #if TIDAL_BENCH_HAVE_NCCL
   if (cmd == "nccl") return Nccl(vm);
 #else

@@ -224,6 +224,9 @@ struct CudaTransport::State {
   std::map<int, std::vector<cudaEvent_t>> free_events;  // by device; guarded by mu
   bool stop = false;                                 // guarded by mu
   bool crashed = false;                              // guarded by mu
+  std::atomic<uint64_t> enqueued{0};                 // copies handed to the progress thread
+  std::atomic<uint64_t> idle_spin_ns{50'000};
+  std::atomic<uint64_t> poll_gap_ns{0};
   std::thread progress;
   // Executor only.
   std::map<std::pair<int, PeerId>, cudaStream_t> streams;
@@ -418,6 +421,17 @@ Status CudaTransport::Install(const TransportInstall& install) {
   st->progress = std::thread([st, self]() {
     std::unique_lock<std::mutex> lock(st->mu);
     for (;;) {
+      if (st->in_flight.empty() && !st->stop) {
+        // Poll for the next copy a while before sleeping (SetIdleSpinNs).
+        const uint64_t seen = st->enqueued.load(std::memory_order_acquire);
+        const auto until = std::chrono::steady_clock::now() +
+                           std::chrono::nanoseconds(st->idle_spin_ns.load(std::memory_order_relaxed));
+        lock.unlock();
+        while (st->enqueued.load(std::memory_order_acquire) == seen &&
+               std::chrono::steady_clock::now() < until) {
+        }
+        lock.lock();
+      }
       st->cv.wait(lock, [st] { return st->stop || !st->in_flight.empty(); });
       if (st->in_flight.empty()) return;  // stop, and nothing left to wait for
       // Copies the CPU makes: here, off the executor, without the lock (their regions are
@@ -486,8 +500,17 @@ Status CudaTransport::Install(const TransportInstall& install) {
         self->on_ready();
         lock.lock();
       } else if (finished == 0) {
+        // Between passes over copies still running, a pause without CUDA calls
+        // (SetPollGapNs): a tight cudaEventQuery loop competes with the executor's CUDA calls.
         lock.unlock();
-        std::this_thread::yield();
+        const uint64_t gap = st->poll_gap_ns.load(std::memory_order_relaxed);
+        if (gap == 0) {
+          std::this_thread::yield();
+        } else {
+          const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(gap);
+          while (std::chrono::steady_clock::now() < until) {
+          }
+        }
         lock.lock();
       }
     }
@@ -668,6 +691,7 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       std::lock_guard<std::mutex> lock(st.mu);
       st.in_flight.emplace(f.task.task_id, std::move(f));
     }
+    st.enqueued.fetch_add(1, std::memory_order_release);
     st.cv.notify_one();
   };
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -970,6 +994,10 @@ void CudaTransport::Crash() {
   self_->alive = false;
   self_->inbox.clear();
 }
+
+void CudaTransport::SetIdleSpinNs(uint64_t ns) { state_->idle_spin_ns.store(ns); }
+
+void CudaTransport::SetPollGapNs(uint64_t ns) { state_->poll_gap_ns.store(ns); }
 
 bool CudaTransport::Idle() const {
   std::lock_guard<std::mutex> lock(state_->mu);

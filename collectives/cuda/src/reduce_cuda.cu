@@ -2,9 +2,14 @@
 // arithmetic (reduce_cpu.cc) written for the device.
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <utility>
 #include <vector>
@@ -131,15 +136,16 @@ __device__ inline M Apply(M acc, M in) {
   }
 }
 
-// acc and in may be the same array (each element is read before it is written).
+// out[i] = acc[i] (op) in[i]. out may be acc, and acc may be in (each element is read
+// before it is written).
 template <typename E, int Op>
-__global__ void FoldKernel(typename Elem<E>::Storage* acc, const typename Elem<E>::Storage* in,
-                           size_t n) {
+__global__ void FoldKernel(typename Elem<E>::Storage* out, const typename Elem<E>::Storage* acc,
+                           const typename Elem<E>::Storage* in, size_t n) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const auto a = Elem<E>::Load(acc[i]);
     const auto b = Elem<E>::Load(in[i]);
-    acc[i] = Elem<E>::Store(Apply<typename Elem<E>::Math, Op>(a, b));
+    out[i] = Elem<E>::Store(Apply<typename Elem<E>::Math, Op>(a, b));
   }
 }
 
@@ -268,24 +274,25 @@ Status Finish(const char* what) {
 
 template <typename E>
 void LaunchFold(void* acc, const void* in, size_t n, ReduceOp op,
-                cudaStream_t stream = cudaStreamPerThread) {
+                cudaStream_t stream = cudaStreamPerThread, void* out = nullptr) {
   using S = typename Elem<E>::Storage;
-  auto* a = static_cast<S*>(acc);
+  auto* o = static_cast<S*>(out != nullptr ? out : acc);
+  const auto* a = static_cast<const S*>(acc);
   const auto* b = static_cast<const S*>(in);
   const unsigned blocks = Blocks(n);
   switch (op) {
     case ReduceOp::kSum:
     case ReduceOp::kAvg:
-      FoldKernel<E, static_cast<int>(ReduceOp::kSum)><<<blocks, kThreads, 0, stream>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kSum)><<<blocks, kThreads, 0, stream>>>(o, a, b, n);
       break;
     case ReduceOp::kProd:
-      FoldKernel<E, static_cast<int>(ReduceOp::kProd)><<<blocks, kThreads, 0, stream>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kProd)><<<blocks, kThreads, 0, stream>>>(o, a, b, n);
       break;
     case ReduceOp::kMin:
-      FoldKernel<E, static_cast<int>(ReduceOp::kMin)><<<blocks, kThreads, 0, stream>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kMin)><<<blocks, kThreads, 0, stream>>>(o, a, b, n);
       break;
     case ReduceOp::kMax:
-      FoldKernel<E, static_cast<int>(ReduceOp::kMax)><<<blocks, kThreads, 0, stream>>>(a, b, n);
+      FoldKernel<E, static_cast<int>(ReduceOp::kMax)><<<blocks, kThreads, 0, stream>>>(o, a, b, n);
       break;
     default:
       break;
@@ -320,17 +327,18 @@ void LaunchCopy(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
   }
 }
 
+// out = acc (op) in (out == nullptr: acc).
 void LaunchFoldAny(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, void* out = nullptr) {
   switch (dtype) {
-    case DataType::kF32: LaunchFold<float>(acc, in, count, op, stream); break;
-    case DataType::kF64: LaunchFold<double>(acc, in, count, op, stream); break;
-    case DataType::kF16: LaunchFold<Half>(acc, in, count, op, stream); break;
-    case DataType::kBF16: LaunchFold<Bf16>(acc, in, count, op, stream); break;
-    case DataType::kI8: LaunchFold<int8_t>(acc, in, count, op, stream); break;
-    case DataType::kU8: LaunchFold<uint8_t>(acc, in, count, op, stream); break;
-    case DataType::kI32: LaunchFold<int32_t>(acc, in, count, op, stream); break;
-    case DataType::kI64: LaunchFold<int64_t>(acc, in, count, op, stream); break;
+    case DataType::kF32: LaunchFold<float>(acc, in, count, op, stream, out); break;
+    case DataType::kF64: LaunchFold<double>(acc, in, count, op, stream, out); break;
+    case DataType::kF16: LaunchFold<Half>(acc, in, count, op, stream, out); break;
+    case DataType::kBF16: LaunchFold<Bf16>(acc, in, count, op, stream, out); break;
+    case DataType::kI8: LaunchFold<int8_t>(acc, in, count, op, stream, out); break;
+    case DataType::kU8: LaunchFold<uint8_t>(acc, in, count, op, stream, out); break;
+    case DataType::kI32: LaunchFold<int32_t>(acc, in, count, op, stream, out); break;
+    case DataType::kI64: LaunchFold<int64_t>(acc, in, count, op, stream, out); break;
     default: break;
   }
 }
@@ -357,11 +365,147 @@ void RunDone(void* data) {
   (*done)(Status::Ok());
 }
 
-// Queues `done` behind the work just queued on `stream` (or calls it with the error).
-void Complete(cudaStream_t stream, const char* what, Reducer::Done done) {
+// Completions by polling (CudaReducer::Completion::kPoll): an event recorded behind the
+// work, watched by one thread of the process that polls the events of work in flight and
+// runs each `done` as its event completes. After the last one it keeps polling for new
+// work for `spin_ns`, then sleeps until work is queued.
+class Poller {
+ public:
+  static Poller& Get() {
+    static Poller* p = new Poller();  // never destroyed: its thread lives with the process
+    return *p;
+  }
+
+  // Records an event behind the work queued on `stream` (of the current device, `device`)
+  // and hands `done` to the polling thread.
+  void Watch(int device, cudaStream_t stream, Reducer::Done done) {
+    cudaEvent_t event = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (static_cast<size_t>(device) < free_.size() && !free_[device].empty()) {
+        event = free_[device].back();
+        free_[device].pop_back();
+      }
+    }
+    cudaError_t e = cudaSuccess;
+    if (event == nullptr) e = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+    if (e == cudaSuccess) e = cudaEventRecord(event, stream);
+    if (e != cudaSuccess) {
+      Status st = CudaStatus(e, "cudaEventRecord");
+      if (event != nullptr) {
+        // The work may already be queued: let it finish before anyone reuses its memory.
+        cudaStreamSynchronize(stream);
+        cudaEventDestroy(event);
+      }
+      done(st);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back(Entry{event, device, std::move(done)});
+      if (!thread_started_) {
+        thread_started_ = true;
+        std::thread([this] { Loop(); }).detach();
+      }
+    }
+    queued_.fetch_add(1, std::memory_order_release);
+    cv_.notify_one();
+  }
+
+  void SetSpinNs(uint64_t ns) { spin_ns_.store(ns); }
+  void SetGapNs(uint64_t ns) { gap_ns_.store(ns); }
+
+ private:
+  struct Entry {
+    cudaEvent_t event;
+    int device;
+    Reducer::Done done;
+  };
+
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::vector<Entry> finished;
+    std::vector<Status> results;
+    for (;;) {
+      if (pending_.empty()) {
+        const uint64_t seen = queued_.load(std::memory_order_acquire);
+        const auto until = std::chrono::steady_clock::now() +
+                           std::chrono::nanoseconds(spin_ns_.load(std::memory_order_relaxed));
+        lock.unlock();
+        while (queued_.load(std::memory_order_acquire) == seen &&
+               std::chrono::steady_clock::now() < until) {
+        }
+        lock.lock();
+        cv_.wait(lock, [this] { return !pending_.empty(); });
+      }
+      // Work of one device runs in queue order on its one stream: only the oldest entry of
+      // each device is asked; the ones behind a busy one wait their turn.
+      blocked_.assign(free_.size(), false);
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (static_cast<size_t>(it->device) >= blocked_.size()) blocked_.resize(it->device + 1);
+        if (blocked_[it->device]) {
+          ++it;
+          continue;
+        }
+        const cudaError_t e = cudaEventQuery(it->event);
+        if (e == cudaErrorNotReady) {
+          blocked_[it->device] = true;
+          ++it;
+          continue;
+        }
+        results.push_back(e == cudaSuccess ? Status::Ok() : CudaStatus(e, "reducer work"));
+        if (static_cast<size_t>(it->device) >= free_.size()) free_.resize(it->device + 1);
+        free_[it->device].push_back(it->event);
+        finished.push_back(std::move(*it));
+        it = pending_.erase(it);
+      }
+      if (finished.empty()) {
+        lock.unlock();
+        const uint64_t gap = gap_ns_.load(std::memory_order_relaxed);
+        if (gap == 0) {
+          std::this_thread::yield();
+        } else {
+          // A pause without CUDA calls: a tight cudaEventQuery loop competes with the
+          // launching thread's CUDA calls.
+          const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(gap);
+          while (std::chrono::steady_clock::now() < until) {
+          }
+        }
+        lock.lock();
+        continue;
+      }
+      lock.unlock();
+      for (size_t k = 0; k < finished.size(); ++k) finished[k].done(std::move(results[k]));
+      finished.clear();
+      results.clear();
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Entry> pending_;                    // guarded by mu_, in queue order
+  std::vector<std::vector<cudaEvent_t>> free_;   // by device; guarded by mu_
+  bool thread_started_ = false;                  // guarded by mu_
+  std::vector<bool> blocked_;                    // the polling thread's, by device
+  std::atomic<uint64_t> queued_{0};
+  std::atomic<uint64_t> spin_ns_{50'000};
+  std::atomic<uint64_t> gap_ns_{0};
+};
+
+std::atomic<int> g_completion{static_cast<int>(CudaReducer::Completion::kPoll)};
+
+// Queues `done` behind the work just queued on `stream` of `device` (or calls it with the
+// error).
+void Complete(int device, cudaStream_t stream, const char* what, Reducer::Done done) {
   Status st = CudaStatus(cudaGetLastError(), what);
   if (!st.ok()) {
     done(st);
+    return;
+  }
+  if (g_completion.load(std::memory_order_relaxed) ==
+      static_cast<int>(CudaReducer::Completion::kPoll)) {
+    Poller::Get().Watch(device, stream, std::move(done));
     return;
   }
   auto* heap = new Reducer::Done(std::move(done));
@@ -401,7 +545,33 @@ void CudaReducer::FoldAsync(void* acc, const void* in, size_t count, DataType dt
     return;
   }
   LaunchFoldAny(acc, in, count, dtype, op, *stream);
-  Complete(*stream, "fold kernel", std::move(done));
+  Complete(location.device, *stream, "fold kernel", std::move(done));
+}
+
+void CudaReducer::FoldIntoAsync(void* out, const void* acc, const void* in, size_t count,
+                                DataType dtype, ReduceOp op, Location location, Done done) {
+  if (location.is_host()) {
+    Reducer::FoldIntoAsync(out, acc, in, count, dtype, op, location, std::move(done));
+    return;
+  }
+  Status st = CheckArgs(dtype, op);
+  if (st.ok()) st = CheckDevice(location);
+  if (!st.ok() || count == 0) {
+    done(st);
+    return;
+  }
+  OnDevice on(location.device);
+  if (!on.status().ok()) {
+    done(on.status());
+    return;
+  }
+  auto stream = AsyncStream(location.device);
+  if (!stream.ok()) {
+    done(stream.status());
+    return;
+  }
+  LaunchFoldAny(const_cast<void*>(acc), in, count, dtype, op, *stream, out);
+  Complete(location.device, *stream, "fold kernel", std::move(done));
 }
 
 void CudaReducer::CopyAsync(void* dst, const void* src, size_t bytes, Location location,
@@ -426,7 +596,7 @@ void CudaReducer::CopyAsync(void* dst, const void* src, size_t bytes, Location l
     return;
   }
   LaunchCopy(dst, src, bytes, *stream);
-  Complete(*stream, "copy kernel", std::move(done));
+  Complete(location.device, *stream, "copy kernel", std::move(done));
 }
 
 Result<void*> CudaBufferAllocator::Allocate(uint64_t bytes, Location location) {
@@ -537,6 +707,12 @@ Status CudaReducer::Copy(void* dst, const void* src, size_t bytes, Location loca
   TIDAL_RETURN_IF_ERROR(on.status());
   LaunchCopy(dst, src, bytes, cudaStreamPerThread);
   return Finish("copy kernel");
+}
+
+void CudaReducer::SetCompletion(Completion how, uint64_t spin_ns, uint64_t gap_ns) {
+  g_completion.store(static_cast<int>(how));
+  Poller::Get().SetSpinNs(spin_ns);
+  Poller::Get().SetGapNs(gap_ns);
 }
 
 CudaReducer& CudaReducer::Default() {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <future>
 #include <vector>
 
 #include "tidal/collectives/reduce_cuda.h"
@@ -90,6 +91,9 @@ struct DeviceBuf {
   ~DeviceBuf() { cudaFree(p); }
   void Put(const std::vector<uint8_t>& v) {
     ASSERT_EQ(cudaMemcpy(p, v.data(), v.size(), cudaMemcpyHostToDevice), cudaSuccess);
+    // From pageable memory cudaMemcpy may return before the DMA landed, and the reducer's
+    // asynchronous forms run on a non-blocking stream that does not wait for it.
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   std::vector<uint8_t> Get() const {
     std::vector<uint8_t> v(bytes);
@@ -174,6 +178,47 @@ TEST(CudaReducer, FoldMatchesTheCpuReducerOnEveryTypeAndOp) {
       }
     }
   }
+}
+
+// FoldIntoAsync (out = acc op in, acc unchanged) against the CPU's Fold of a copy of acc,
+// with completions seen by polled events and by cudaLaunchHostFunc.
+TEST(CudaReducer, FoldIntoAsyncMatchesTheCpuReducerUnderBothCompletions) {
+  SKIP_WITHOUT_GPU();
+  CudaReducer& gpu = CudaReducer::Default();
+  const Location dev = Location::Cuda(0);
+  for (auto how : {CudaReducer::Completion::kPoll, CudaReducer::Completion::kHostFunc}) {
+    CudaReducer::SetCompletion(how);
+    for (DataType dt : kTypes) {
+      for (ReduceOp op : kOps) {
+        const size_t n = 100003;
+        SCOPED_TRACE(Name(dt, op, n) + (how == CudaReducer::Completion::kPoll ? " poll" : " hostfunc"));
+        const size_t es = DataTypeSize(dt);
+        std::vector<uint8_t> a = Values(dt, n, 11), b = Values(dt, n, 12), want = a;
+        ASSERT_TRUE(CpuReducer::Default().Fold(want.data(), b.data(), n, dt, op, Location::Host()).ok());
+        DeviceBuf da(n * es), db(n * es), dout(n * es);
+        da.Put(a);
+        db.Put(b);
+        std::promise<Status> p;
+        gpu.FoldIntoAsync(dout.p, da.p, db.p, n, dt, op, dev, [&p](Status st) { p.set_value(st); });
+        Status st = p.get_future().get();
+        ASSERT_TRUE(st.ok()) << st.ToString();
+        EXPECT_EQ(CountDiff(want, dout.Get(), es, dt), 0u);
+        EXPECT_EQ(CountDiff(a, da.Get(), es, dt), 0u);  // the accumulator's source unchanged
+        // out == acc: an in-place fold.
+        std::promise<Status> q;
+        gpu.FoldIntoAsync(da.p, da.p, db.p, n, dt, op, dev, [&q](Status st) { q.set_value(st); });
+        ASSERT_TRUE(q.get_future().get().ok());
+        EXPECT_EQ(CountDiff(want, da.Get(), es, dt), 0u);
+      }
+    }
+  }
+  CudaReducer::SetCompletion(CudaReducer::Completion::kPoll);
+  // A refused call reports through done at once.
+  DeviceBuf x(16);
+  Status refused;
+  gpu.FoldIntoAsync(x.p, x.p, x.p, 1, DataType::kF32, ReduceOp::kSum, Location::Cuda(4096),
+                    [&refused](Status st) { refused = st; });
+  EXPECT_EQ(refused.code(), ErrorCode::UNSUPPORTED);
 }
 
 TEST(CudaReducer, ScaleMatchesTheCpuReducer) {

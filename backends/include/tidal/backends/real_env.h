@@ -44,6 +44,11 @@ class RealEnv final : public Env {
   void RemovePoster();
   int posts_expected() const { return posters_.load(); }
 
+  // Before RunUntil blocks for a post from another thread, it polls for one for up to
+  // `ns` (0, the default: block at once). A loop fed by GPU completions or by progress
+  // threads spins instead of paying a wake-up per hand-off; it burns a core while it does.
+  void SetSpinNs(uint64_t ns) { spin_ns_.store(ns); }
+
  private:
   bool RunOne(std::unique_lock<std::mutex>& lock) TIDAL_REQUIRES(mu_);
 
@@ -56,6 +61,8 @@ class RealEnv final : public Env {
   std::map<TimerId, uint64_t> timer_due_ TIDAL_GUARDED_BY(mu_);
   TimerId next_timer_ TIDAL_GUARDED_BY(mu_) = 1;
   std::atomic<int> posters_{0};
+  std::atomic<uint64_t> spin_ns_{0};
+  std::atomic<uint64_t> posts_{0};  // Post calls so far: what a spinning RunUntil watches
 };
 
 }  // namespace tidal::backends

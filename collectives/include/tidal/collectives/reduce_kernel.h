@@ -61,6 +61,11 @@ class Reducer {
   virtual void FoldAsync(void* acc, const void* in, size_t count, DataType dtype, ReduceOp op,
                          Location location, Done done);
   virtual void CopyAsync(void* dst, const void* src, size_t bytes, Location location, Done done);
+  // out[i] = acc[i] (op) in[i]: a fold whose accumulator starts as `acc` without changing
+  // it (out may equal acc; otherwise no two of them overlap). The base class copies acc
+  // into out and folds in; a device reducer does it in one pass.
+  virtual void FoldIntoAsync(void* out, const void* acc, const void* in, size_t count,
+                             DataType dtype, ReduceOp op, Location location, Done done);
 
   // out = inputs[0] (op) inputs[1] (op) ... in this order; with no inputs, Identity.
   // AVG divides by inputs.size(). out may alias none of the inputs except inputs[0].

@@ -17,9 +17,13 @@
 //
 // The asynchronous forms (FoldAsync, CopyAsync: the process group's data path) queue the
 // kernel on the reducer's own stream of device N (one non-blocking
-// stream per device, made on first use) and return; `done` runs on CUDA's callback thread
-// (cudaLaunchHostFunc) once that work finished, or at once with the error when it could
-// not be queued. Work on one device runs in queue order.
+// stream per device, made on first use) and return; `done` runs once that work finished,
+// or at once with the error when it could not be queued. Work on one device runs in queue
+// order. How the finish is seen (SetCompletion): by default (kPoll) an event recorded
+// behind the kernel, polled by one completion thread of the process, which runs `done`;
+// that thread keeps polling for `spin_ns` after its last completion before it sleeps.
+// kHostFunc: cudaLaunchHostFunc, `done` on CUDA's callback thread (the stream waits for
+// the callback; each hand-off pays that thread's wake-up).
 //
 // Every synchronous call is synchronous: the kernel runs on the calling thread's default stream
 // (cudaStreamPerThread) of device N and is waited for before the call returns, so the
@@ -48,9 +52,18 @@ class CudaReducer final : public Reducer {
                  Location location, Done done) override;
   void CopyAsync(void* dst, const void* src, size_t bytes, Location location,
                  Done done) override;
+  // One fold kernel reading acc and in and writing out.
+  void FoldIntoAsync(void* out, const void* acc, const void* in, size_t count, DataType dtype,
+                     ReduceOp op, Location location, Done done) override;
 
   // The process-wide instance (stateless but for its per-device streams).
   static CudaReducer& Default();
+
+  enum class Completion { kPoll, kHostFunc };
+  // Process-wide: how the asynchronous forms see their work finish (above).
+  // While work runs, kPoll asks the oldest event of each device again after `gap_ns`
+  // spent without CUDA calls (0: after a yield).
+  static void SetCompletion(Completion how, uint64_t spin_ns = 50'000, uint64_t gap_ns = 0);
 };
 
 // A process group's buffers on the GPU (ProcessGroupOptions::allocator): cudaMalloc on the

@@ -92,6 +92,13 @@ class CudaTransport final : public Transport {
   void Crash();
   // True when no copy is in flight: every completion that will come has been queued.
   bool Idle() const;
+  // How long the progress thread polls for a new copy after its last one completed before
+  // it sleeps (default 50 us): a copy submitted within that time is watched at once
+  // instead of after a wake-up. 0: sleep at once.
+  void SetIdleSpinNs(uint64_t ns);
+  // While copies run, the progress thread asks their events again after a pause of `ns`
+  // spent without CUDA calls (default 0: after a yield).
+  void SetPollGapNs(uint64_t ns);
 
   struct Endpoint;  // the state peers reach (registry, inbox, liveness)
   struct State;     // the copies in flight, completions, streams, the progress thread
