@@ -293,12 +293,12 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
       if (inside) out.reach.Hit(steps[j].kind, f.fault);
     }
   }
-  // A partition loses the notifications sent across it, and nothing resends them: the
-  // ranks waiting for them find out by their own timeout (or exclusion), which breaks the
-  // group (every later operation COLLECTIVE_ABORTED). That is the documented behaviour,
-  // so unless options.strict_partitions, from the first step a rank timed out in or found
-  // its group broken after the partition struck, OPERATION_TIMEOUT and a broken group
-  // are accepted (results are still judged, and nobody live may be blamed).
+  // A partition loses the notifications and credits sent across it; the channels re-send
+  // them after it heals, so by default (options.strict_partitions) a timeout or a broken
+  // group after a healed partition fails the seed like any other. Lenient, from the first
+  // step a rank timed out in or found its group broken after the partition struck,
+  // OPERATION_TIMEOUT and a broken group are accepted (results are still judged, and
+  // nobody live may be blamed) and the seed is counted.
   auto down = [&](int rank) { return rank == hung_rank || crashed_at[rank] != UINT64_MAX; };
   // A timeout, or an abort that names no live rank (a broken group lists the dead it knew).
   auto breaks = [&](const Status& st, const std::vector<int>& failed) {

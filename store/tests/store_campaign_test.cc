@@ -56,5 +56,21 @@ TEST(StoreCampaign, SeedReplaysBitForBit) {
   }
 }
 
+// Seeds 248 and 421 once had a lease-scenario get "outlive its 200 ms timeout" (421 ms,
+// 231 ms): the scenario timed the get until its reuser, another client putting objects of
+// the same size for up to 400 ms, had finished too. The get itself returned when the
+// reader's pause ended. Its own duration, from start to return, is what the deadline
+// bounds, and the check is strict by default: both seeds pass it with no overrun counted.
+TEST(StoreCampaign, LeaseScenarioGetsEndByTheirDeadline) {
+  StoreCampaignConfig cfg;
+  ASSERT_TRUE(cfg.strict_scenario_deadlines);
+  for (uint64_t seed : {248, 421}) {
+    StoreCampaignResult r = RunStoreCampaign(seed, cfg);
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.failure;
+    EXPECT_EQ(r.scenario_overruns, 0u) << "seed " << seed;
+    EXPECT_GT(r.short_leases, 0u) << "seed " << seed << " no longer runs a short-lease scenario";
+  }
+}
+
 }  // namespace
 }  // namespace tidal::cluster

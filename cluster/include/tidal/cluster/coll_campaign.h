@@ -38,11 +38,12 @@ struct CollCampaignOptions {
   bool trace = false;    // keep the world's trace lines (for --trace-out)
   coll::CollBug planted_bug = coll::CollBug::kNone;  // the bug zoo only
   bool partitions = true;  // false: no partitions (their required pairs then fail a run)
-  // A partition loses the notifications sent across it and nothing resends them, so the
-  // ranks waiting for them time out and the group breaks: documented, and accepted by the
-  // checker from the step that timed out (CollSeedResult::broken_by_partition counts it).
-  // True: such a timeout fails the seed, as it will once lost notifications are resent.
-  bool strict_partitions = false;
+  // A partition loses the notifications and credits sent across it; the channels re-send
+  // them once it heals (collectives/src/pg_channel.cc, "Retransmission"), so a healed
+  // partition must not break the group: true fails a seed whose ranks time out or find the
+  // group broken after one. False accepts that from the step that timed out on (results,
+  // blame and received bytes still judged) and counts it in broken_by_partition.
+  bool strict_partitions = true;
   // Shrinking (tidal-sim shrink, the zoo): the world's tape instead of the seed's (the seed
   // still picks the run's shape), recording its draws into the result, and a smaller
   // shape: 0 keeps the seed's ranks (at least 2) or steps (the seed's first `steps`);
