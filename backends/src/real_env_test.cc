@@ -3,6 +3,8 @@
 // threads wake the loop, and RunUntil reports when nothing could ever finish the wait.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -52,6 +54,38 @@ TEST(RealEnv, PostsFromOtherThreadsWakeTheLoop) {
   EXPECT_TRUE(env.RunUntil([&] { return count == kThreads * kEach; }));
   for (auto& t : threads) t.join();
   EXPECT_EQ(count, kThreads * kEach);
+}
+
+// With SetSpinNs the loop polls for posts before it blocks: posts from other threads still
+// all run, timers still fire in order and no earlier than asked, and a drained loop with no
+// poster still reports that nothing can happen.
+TEST(RealEnv, SpinningLoopRunsPostsAndTimersAsTheBlockingOne) {
+  RealEnv env;
+  env.SetSpinNs(200'000);
+  std::vector<int> order;
+  const uint64_t t0 = env.NowNs();
+  uint64_t t_late = 0;
+  env.ScheduleAfter(2'000'000, [&] {
+    order.push_back(2);
+    t_late = env.NowNs();
+  });
+  env.ScheduleAfter(1'000'000, [&] { order.push_back(1); });
+  constexpr int kEach = 2000;
+  int count = 0;
+  env.AddPoster();
+  std::thread poster([&] {
+    for (int i = 0; i < kEach; ++i) {
+      env.Post([&] { ++count; });
+      if (i % 500 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+    env.RemovePoster();
+  });
+  EXPECT_TRUE(env.RunUntil([&] { return count == kEach && order.size() == 2; }));
+  poster.join();
+  EXPECT_EQ(count, kEach);
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_GE(t_late - t0, 2'000'000u);
+  EXPECT_FALSE(env.RunUntil([] { return false; }));
 }
 
 TEST(RealEnv, SpawnedRootsAreFreedAtDestruction) {

@@ -258,5 +258,39 @@ TEST(Types, ValidateTensor) {
             ErrorCode::UNSUPPORTED);
 }
 
+// The base class's FoldIntoAsync (copy acc into out, fold in): out = acc (op) in, acc left
+// as it was, out == acc folds in place; its completion runs once with OK.
+TEST(ReducerFoldInto, BaseClassCopiesTheAccumulatorThenFolds) {
+  CpuReducer& cpu = CpuReducer::Default();
+  for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kProd, ReduceOp::kMin, ReduceOp::kMax}) {
+    std::vector<int32_t> acc = {5, -3, 7, 0, 2}, in = {1, 4, -6, 9, 2};
+    std::vector<int32_t> want = acc;
+    ASSERT_TRUE(cpu.Fold(want.data(), in.data(), want.size(), DataType::kI32, op,
+                         Location::Host()).ok());
+    std::vector<int32_t> out(acc.size(), 99);
+    int calls = 0;
+    Status got = Status(ErrorCode::INTERNAL_ERROR, "not called");
+    cpu.FoldIntoAsync(out.data(), acc.data(), in.data(), acc.size(), DataType::kI32, op,
+                      Location::Host(), [&](Status st) {
+                        ++calls;
+                        got = st;
+                      });
+    EXPECT_EQ(calls, 1);
+    EXPECT_TRUE(got.ok()) << got.ToString();
+    EXPECT_EQ(out, want);
+    EXPECT_EQ(acc, (std::vector<int32_t>{5, -3, 7, 0, 2}));
+    cpu.FoldIntoAsync(acc.data(), acc.data(), in.data(), acc.size(), DataType::kI32, op,
+                      Location::Host(), [&](Status st) { got = st; });
+    EXPECT_TRUE(got.ok());
+    EXPECT_EQ(acc, want);
+  }
+  // A bad dtype reaches the completion as INVALID_PARAMS.
+  int32_t a = 1, b = 2, o = 0;
+  Status bad;
+  cpu.FoldIntoAsync(&o, &a, &b, 1, DataType::kCount, ReduceOp::kSum, Location::Host(),
+                    [&](Status st) { bad = st; });
+  EXPECT_EQ(bad.code(), ErrorCode::INVALID_PARAMS);
+}
+
 }  // namespace
 }  // namespace tidal::coll
