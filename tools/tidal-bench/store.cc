@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "tidal/backends/ucx/ucx_transport.h"
 #include "tidal/cluster/real_node.h"
 
 namespace po = boost::program_options;
@@ -160,7 +161,12 @@ int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count
   nlohmann::json out = {{"id", id}};
   uint64_t errors = 0;
   std::string first_error;
+  // The client transport's progress-thread waits during each phase (UcxTransportStats):
+  // a wait that ran out at its bound with work UCX had not signalled is time lost.
+  auto* ucx = dynamic_cast<backends::ucx::UcxTransport*>(&node.engine().transport());
   auto phase = [&](const char* name, auto call) {
+    const backends::ucx::UcxTransportStats before =
+        ucx != nullptr ? ucx->stats() : backends::ucx::UcxTransportStats{};
     std::vector<double> lat;
     const double start = Now();
     for (uint64_t k = 0; k < count; ++k) {
@@ -173,6 +179,12 @@ int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count
     }
     out[std::string(name) + "_s"] = Now() - start;
     out[std::string(name) + "_us"] = lat;
+    const backends::ucx::UcxTransportStats after =
+        ucx != nullptr ? ucx->stats() : backends::ucx::UcxTransportStats{};
+    out[std::string(name) + "_ucx"] = {{"waits", after.waits - before.waits},
+                                       {"busy_timeouts", after.busy_timeouts - before.busy_timeouts},
+                                       {"idle_timeouts", after.idle_timeouts - before.idle_timeouts},
+                                       {"stalls", after.stalls - before.stalls}};
   };
   const std::string prefix = "c" + std::to_string(id) + "-" + std::to_string(getpid()) + "-";
   phase("put", [&](uint64_t k) {
@@ -202,6 +214,7 @@ struct Measured {
   double put_p50 = 0, put_p99 = 0, get_p50 = 0, get_p99 = 0;  // us
   double reget_ops = 0, reget_p50 = 0, reget_p99 = 0;  // tidal's second get of each object
   uint64_t errors = 0, cached_gets = 0;
+  nlohmann::json ucx = nlohmann::json::object();  // clients' progress-thread waits per phase
   bool ok = false;
 };
 
@@ -240,6 +253,13 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     get_s = std::max(get_s, j["get_s"].get<double>());
     reget_s = std::max(reget_s, j["reget_s"].get<double>());
     m.cached_gets += j["cached_gets"].get<uint64_t>();
+    for (const char* ph : {"put", "get", "reget"}) {
+      const std::string key = std::string(ph) + "_ucx";
+      if (!j.contains(key)) continue;
+      nlohmann::json& sum = m.ucx[ph];
+      if (!sum.is_object()) sum = nlohmann::json::object();
+      for (auto& [k, v] : j[key].items()) sum[k] = sum.value(k, uint64_t{0}) + v.get<uint64_t>();
+    }
     for (double v : j["put_us"]) put_lat.push_back(v);
     for (double v : j["get_us"]) get_lat.push_back(v);
     for (double v : j["reget_us"]) reget_lat.push_back(v);
@@ -439,6 +459,7 @@ int RunStoreBench(int argc, char** argv) {
                                  {"get_again_p50_us", t.reget_p50},
                                  {"get_again_p99_us", t.reget_p99},
                                  {"cached_gets", t.cached_gets}, {"cached", !no_cache},
+                                 {"client_progress_waits", t.ucx},
                                  {"errors", t.errors}, {"ok", t.ok}}},
                       {"redis", {{"set_ops", r.put_ops}, {"get_ops", r.get_ops},
                                  {"set_gbps", r.put_gbps}, {"get_gbps", r.get_gbps},
