@@ -9,8 +9,9 @@
 // UCP context, worker and progress thread, and the bytes cross UCX over the transports
 // UCX_TLS selects). For every message size it measures, through the full TransferEngine
 // facade:
-//   * WRITE and READ bandwidth: `--window` requests of the size in flight per batch,
-//     batches back to back until `--bytes` moved (after one warm-up batch);
+//   * WRITE and READ bandwidth: up to `--window` requests of the size in flight (two
+//     half-window batches, each issued again as soon as it finished, so the window never
+//     drains) until `--bytes` moved (after one warm-up batch);
 //   * WRITE latency: one request at a time, `--lat-iters` times; a WRITE completes when its
 //     bytes are visible at the target, which is one round trip.
 // and, in the same run, ucx_perftest (ucx-utils) between a server and a client on
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <span>
 
 #include <boost/program_options.hpp>
@@ -73,7 +75,11 @@ double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-// Moves `total` bytes in batches of `window` requests of `size` bytes; returns MiB/s.
+// Moves `total` bytes with `window` requests of `size` bytes in flight; returns MiB/s. The
+// window is two halves, each its own batch over its own part of the buffers: when one
+// half's batch has finished it is issued again while the other is still moving, so
+// between window/2 and window requests are in flight throughout (ucx_perftest keeps its
+// window full too), instead of the whole window draining before the next is issued.
 Task<double> Bandwidth(TransferEngine& e, SegmentHandle peer, uint64_t local, uint64_t remote,
                        TransferOp op, uint64_t size, size_t window, uint64_t total,
                        uint64_t* failed) {
@@ -83,10 +89,38 @@ Task<double> Bandwidth(TransferEngine& e, SegmentHandle peer, uint64_t local, ui
   }
   (void)co_await e.TransferSync(reqs);  // warm-up: connections, registrations, caches
   const uint64_t batches = std::max<uint64_t>(1, total / (size * window));
+  const size_t first = (window + 1) / 2;
+  std::vector<std::span<const TransferRequest>> halves{std::span(reqs).subspan(0, first)};
+  if (window > first) halves.push_back(std::span(reqs).subspan(first));
+  // Each half goes out `batches` times: batches * window requests in all.
+  struct InFlight {
+    BatchId batch;
+    size_t half;
+  };
+  std::deque<InFlight> in_flight;
+  std::vector<uint64_t> issued(halves.size(), 0);
+  auto issue = [&](size_t h) {
+    Result<BatchId> b = e.AllocateBatch(halves[h].size());
+    if (!b.ok()) {
+      *failed += halves[h].size();
+      return;
+    }
+    (void)e.Submit(*b, halves[h]);
+    ++issued[h];
+    in_flight.push_back(InFlight{*b, h});
+  };
   const auto start = std::chrono::steady_clock::now();
-  for (uint64_t b = 0; b < batches; ++b) {
-    std::vector<TransferStatus> st = co_await e.TransferSync(reqs);
-    for (const TransferStatus& s : st) *failed += s.state != TransferState::COMPLETED;
+  for (size_t h = 0; h < halves.size(); ++h) issue(h);
+  while (!in_flight.empty()) {
+    const InFlight f = in_flight.front();
+    in_flight.pop_front();
+    (void)co_await e.WaitBatch(f.batch);
+    for (size_t i = 0; i < halves[f.half].size(); ++i) {
+      Result<TransferStatus> st = e.GetStatus(f.batch, i);
+      *failed += !st.ok() || st->state != TransferState::COMPLETED;
+    }
+    (void)e.FreeBatch(f.batch);
+    if (issued[f.half] < batches) issue(f.half);
   }
   const double s = Seconds(std::chrono::steady_clock::now() - start);
   co_return static_cast<double>(batches * window * size) / s / (1 << 20);
@@ -404,7 +438,7 @@ int main(int argc, char** argv) {
       "sizes", po::value(&sizes)->default_value(sizes), "bandwidth sizes (K, M suffixes)")(
       "lat-sizes", po::value(&lat_sizes)->default_value(lat_sizes), "latency sizes")(
       "bytes", po::value(&c.bytes)->default_value(c.bytes), "bytes moved per size and direction")(
-      "window", po::value(&c.window)->default_value(c.window), "requests in flight per batch")(
+      "window", po::value(&c.window)->default_value(c.window), "requests in flight (two half-window batches)")(
       "lat-iters", po::value(&c.lat_iters)->default_value(c.lat_iters), "latency iterations")(
       "slice", po::value(&c.slice)->default_value(c.slice), "engine slice size in bytes")(
       "no-perftest", "do not run ucx_perftest")(
