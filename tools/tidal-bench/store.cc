@@ -137,6 +137,17 @@ int Holder(const std::string& master, uint64_t segment_bytes) {
   (*node)->Run([](backends::RealEnv& env) -> Task<void> {
     while (!g_stop) co_await SleepFor(env, 20'000'000);
   }((*node)->env()));
+  // Its progress thread's waits over the whole run (the READs it answered), on stderr.
+  if (auto* ucx = dynamic_cast<backends::ucx::UcxTransport*>(&(*node)->engine().transport())) {
+    const backends::ucx::UcxTransportStats st = ucx->stats();
+    std::fprintf(stderr,
+                 "tidal-bench store: holder progress thread: %llu waits, %llu ran out busy, "
+                 "%llu ran out idle, %llu stalls\n",
+                 static_cast<unsigned long long>(st.waits),
+                 static_cast<unsigned long long>(st.busy_timeouts),
+                 static_cast<unsigned long long>(st.idle_timeouts),
+                 static_cast<unsigned long long>(st.stalls));
+  }
   return 0;
 }
 
