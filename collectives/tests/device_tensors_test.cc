@@ -15,6 +15,7 @@
 // op, four dtypes, every reduction, every root, counts {0, 1, 37, > 3 slots}.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <sstream>
 
 #include "fabrics.h"
@@ -295,6 +296,63 @@ TEST(DeviceTensors, RefusesForeignLocationsAndPointToPoint) {
     EXPECT_TRUE(all.ok()) << all.ToString();
   });
   ASSERT_TRUE(ok) << cluster->Banner();
+}
+
+// Two ranks fold on arrival (direct): the lower rank's value is the accumulator on both
+// ranks, so MIN/MAX of +0 and -0 (equal, different bits) give the lower rank's bits
+// everywhere, and both ranks hold identical bytes; over several chunks.
+TEST(DeviceTensors, TwoRanksFoldInMemberOrder) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  GroupClusterOptions co;
+  co.backend = kBackend;
+  co.ranks = 2;
+  co.pg = DeviceOptions(devices);
+  co.pg.algorithm = Algorithm::kAuto;  // direct on two ranks
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  const uint64_t c = 5 * co.pg.slot_bytes / sizeof(float) + 3;  // several chunks
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, 2 * c * sizeof(float));
+  // Rank 0: +0, -0, +0, ...; rank 1: the other sign.
+  auto input = [](int r, uint64_t n) {
+    std::vector<float> v(n);
+    for (uint64_t i = 0; i < n; ++i) v[i] = ((i + static_cast<uint64_t>(r)) % 2 == 0) ? 0.0f : -0.0f;
+    return v;
+  };
+  std::vector<std::string> failures;
+  for (OpType op : {OpType::kAllReduce, OpType::kReduceScatter}) {
+    for (ReduceOp rop : {ReduceOp::kMin, ReduceOp::kMax}) {
+      const uint64_t n_in = op == OpType::kAllReduce ? c : 2 * c;
+      const uint64_t n_out = c;
+      bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+        std::vector<float> in = input(r, n_in);
+        uint8_t* dst = op == OpType::kAllReduce ? bufs[r].out : bufs[r].in;
+        cluster->fabric().CopyIn(dst, in.data(), n_in * sizeof(float));
+        Tensor to{bufs[r].out, DataType::kF32, n_out, bufs[r].loc};
+        Tensor ti{bufs[r].in, DataType::kF32, n_in, bufs[r].loc};
+        std::shared_ptr<Work> w = op == OpType::kAllReduce
+                                      ? cluster->pg(r).AllReduce(to, rop)
+                                      : cluster->pg(r).ReduceScatter(to, ti, rop);
+        Status st = co_await w->Wait();
+        std::vector<float> got(n_out);
+        cluster->fabric().CopyOut(got.data(), bufs[r].out, n_out * sizeof(float));
+        // Rank 0's values, at this rank's block (reduce_scatter: block r).
+        std::vector<float> want = input(0, n_in);
+        const uint64_t base = op == OpType::kAllReduce ? 0 : static_cast<uint64_t>(r) * c;
+        uint64_t wrong = 0;
+        for (uint64_t i = 0; i < n_out; ++i) {
+          wrong += std::memcmp(&got[i], &want[base + i], sizeof(float)) != 0;
+        }
+        if (!st.ok() || wrong != 0) {
+          failures.push_back("rank " + std::to_string(r) + " " + std::string(OpTypeName(op)) +
+                             " " + std::string(ReduceOpName(rop)) + ": " + st.ToString() +
+                             " #wrong=" + std::to_string(wrong));
+        }
+      });
+      ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+    }
+  }
+  for (const auto& f : failures) ADD_FAILURE() << f;
 }
 
 // A rank killed mid-allreduce (at a ring step boundary): every survivor returns

@@ -148,6 +148,16 @@ void CudaFabric::CopyOut(void* host_target, const void* fabric_source, size_t by
 void CudaFabric::CopyIn(void* fabric_target, const void* host_source, size_t bytes) {
   if (bytes == 0) return;
   CheckCuda(cudaMemcpy(fabric_target, host_source, bytes, cudaMemcpyDefault), "cudaMemcpy");
+  // From pageable memory cudaMemcpy may return before its DMA has landed, and the streams
+  // that read fabric memory next (the transport's, a reducer's) do not wait for it: the
+  // bytes are in place when CopyIn returns.
+  int current = 0;
+  CheckCuda(cudaGetDevice(&current), "cudaGetDevice");
+  for (int d = 0; d < device_count_; ++d) {
+    CheckCuda(cudaSetDevice(d), "cudaSetDevice");
+    CheckCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  }
+  CheckCuda(cudaSetDevice(current), "cudaSetDevice");
 }
 
 Status CudaFabric::Crash(size_t node) {
