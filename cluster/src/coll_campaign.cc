@@ -69,9 +69,15 @@ constexpr uint8_t kUntouched = 0xEE;
 struct P2PResult {
   Status send, recv;  // a batch: both hold the batch's status
   std::vector<int> send_failed, recv_failed;
-  bool exact = false;      // the receive buffer holds the previous rank's bytes
-  bool untouched = false;  // the receive buffer was not written
+  bool exact = false;      // the receive buffers hold the previous rank's bytes
+  bool untouched = false;  // no failed receive wrote its buffer
 };
+
+// The second message of an out-of-order send/recv step: its own tag and length.
+constexpr uint32_t kSecondTag = 1u << 16;
+uint64_t SecondBytes(uint64_t bytes) {
+  return bytes / 2 + 3;
+}
 
 // Rank r sends to r+1 and receives from r-1 (mod size), as Send + Recv or one batch.
 Task<P2PResult> RunP2P(ProcessGroup& pg, size_t kind, uint64_t c, uint32_t tag, uint64_t seed) {
@@ -82,6 +88,44 @@ Task<P2PResult> RunP2P(ProcessGroup& pg, size_t kind, uint64_t c, uint32_t tag, 
   Tensor ts{out.data(), DataType::kU8, bytes, Location::Host()};
   Tensor tr{in.data(), DataType::kU8, bytes, Location::Host()};
   P2PResult res;
+  if (kind == kSendRecv && tag % 2 == 1) {
+    // Out of order: two messages (tag, then tag | kSecondTag) and their receives posted in
+    // the other order, the first only after the second completed. The first message has
+    // to wait in the stash for a receive that is posted after it arrived
+    // (coll.p2p_stash_used, coll.p2p_recv_matched_from_stash).
+    const uint32_t tag2 = tag | kSecondTag;
+    const uint64_t bytes2 = SecondBytes(bytes);
+    std::vector<uint8_t> out2 = P2PBytes(seed, tag2, r, bytes2);
+    std::vector<uint8_t> in2(bytes2, kUntouched);
+    Tensor ts2{out2.data(), DataType::kU8, bytes2, Location::Host()};
+    Tensor tr2{in2.data(), DataType::kU8, bytes2, Location::Host()};
+    std::shared_ptr<coll::Work> ws = pg.Send(ts, next, tag);
+    std::shared_ptr<coll::Work> ws2 = pg.Send(ts2, next, tag2);
+    std::shared_ptr<coll::Work> wr2 = pg.Recv(tr2, prev, tag2);
+    Status recv2 = co_await wr2->Wait();
+    std::shared_ptr<coll::Work> wr = pg.Recv(tr, prev, tag);
+    res.recv = co_await wr->Wait();
+    res.send = co_await ws->Wait();
+    Status send2 = co_await ws2->Wait();
+    res.send_failed = ws->failed_ranks();
+    res.recv_failed = wr->failed_ranks();
+    if (res.send.ok() && !send2.ok()) {
+      res.send = send2;
+      res.send_failed = ws2->failed_ranks();
+    }
+    const bool exact1 = in == P2PBytes(seed, tag, prev, bytes);
+    const bool exact2 = in2 == P2PBytes(seed, tag2, prev, bytes2);
+    auto clean = [](const std::vector<uint8_t>& v) {
+      return std::all_of(v.begin(), v.end(), [](uint8_t b) { return b == kUntouched; });
+    };
+    res.untouched = (res.recv.ok() || clean(in)) && (recv2.ok() || clean(in2));
+    if (res.recv.ok() && !recv2.ok()) {
+      res.recv = recv2;
+      res.recv_failed = wr2->failed_ranks();
+    }
+    res.exact = exact1 && exact2;
+    co_return res;
+  }
   if (kind == kSendRecv) {
     std::shared_ptr<coll::Work> ws = pg.Send(ts, next, tag);
     std::shared_ptr<coll::Work> wr = pg.Recv(tr, prev, tag);
