@@ -316,7 +316,13 @@ TEST_P(StoreFieldBug, Bug9_ObjectSurvivesAHolderClosing) {
 
 TEST_P(StoreFieldBug, Bug9_ObjectSurvivesAHolderCrashing) {
   StoreWorldOptions o = Opts(3);
-  o.master.client_ttl_ns = 50 * kMs;
+  // Declared dead 300-310 ms after its last heartbeat (a sweep every 10 ms), so the master
+  // has done it by the 600 ms below on a real fabric too (with a 50 ms TTL and the default
+  // 200 ms sweep, 200 ms could end before the first sweep past the TTL: 2 of 6 parallel
+  // runs on ucx_proc), and a live client on a loaded machine is not declared dead for a
+  // late heartbeat.
+  o.master.client_ttl_ns = 300 * kMs;
+  o.master.sweep_interval_ns = 10 * kMs;
   o.client.heartbeat_interval_ns = 10 * kMs;
   MAKE_OR_SKIP(w, o);
   BANNER(w);
@@ -328,7 +334,7 @@ TEST_P(StoreFieldBug, Bug9_ObjectSurvivesAHolderCrashing) {
   CRASH_OR_SKIP(w, 0);
   // Before the master notices, a read may hit the dead holder first and fall over.
   EXPECT_EQ(w.Run(2, w.client(2).Get("k")).value(), v);
-  w.Advance(200 * kMs);
+  w.Advance(600 * kMs);
   EXPECT_EQ(w.state().stats().clients_died, 1u);
   EXPECT_EQ(w.Run(2, w.client(2).Get("k")).value(), v);
 }
