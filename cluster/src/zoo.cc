@@ -304,6 +304,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     zs.victim = Knob(scale, "victim", 1) != 0;
     zs.fill = Knob(scale, "fill", 1) != 0;
     zs.value = Knob(scale, "value", 0);
+    zs.timeout_us = Knob(scale, "timeout_us", 0);
     zs.tape = tape;
     zs.record_tape = true;
     SeedRun r = RunSeed(bug, seed, /*planted=*/!bug_name.empty(), zs);
@@ -318,8 +319,12 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"fill", 1, 0},
                 {"nodes", r.zoo.scale.nodes, 1},
                 {"ops", r.zoo.scale.ops, 1},
-                {"keep", sim::KeepAll(r.zoo.scale.nodes * r.zoo.scale.ops), 1, /*mask=*/true},
+                {"keep", sim::KeepAll(r.zoo.scale.ops), 1, /*mask=*/true},
                 {"value", kStoreFieldMaxValue, kStoreFieldLeastValue}};
+    } else if (shape != nullptr && workload == "p2p") {
+      *shape = {{"nodes", r.zoo.scale.nodes, 2},
+                {"ops", r.zoo.scale.ops, 1},
+                {"timeout_us", r.zoo.scale.timeout_us, 100}};
     } else if (shape != nullptr) {
       *shape = {{"nodes", r.zoo.scale.nodes, 2}, {"ops", r.zoo.scale.ops, 1}};
     }

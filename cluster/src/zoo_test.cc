@@ -2,6 +2,7 @@
 // the failing seed passes with the bug switched off, and transfer-workload failures shrink.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <set>
 
 #include "tidal/cluster/zoo.h"
@@ -120,6 +121,33 @@ TEST(Zoo, AStoreCampaignFailureShrinksToTheSameInvariant) {
 
 TEST(Zoo, ACollectivesCampaignFailureShrinksToTheSameInvariant) {
   ExpectShrinks("collectives", "coll_fold_twice", 60);
+}
+
+TEST(Zoo, AMixedCampaignFailureShrinksToTheSameInvariant) {
+  ExpectShrinks("mixed", "engine_close_drops_every_holder", 80);
+}
+
+// A store-field failure that needs one operation: the crashing writer and the fill left
+// out, one client, and of the seed's operations only the one that breaks the promise.
+TEST(Zoo, AStoreFieldFailureShrinksToOneClientAndOneOperation) {
+  ExpectShrinks("store-field", "master_ignores_generation", 200);
+  const uint64_t seed = FirstFailingSeed("master_ignores_generation");
+  sim::ShrinkOptions so;
+  so.max_runs = 200;
+  Result<ZooShrinkResult> r = ShrinkZooSeed("store-field", "master_ignores_generation", seed, so);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const sim::Scale& scale = r->shrunk.scale;
+  EXPECT_EQ(sim::KnobValue(scale, "victim"), 0u);
+  EXPECT_EQ(sim::KnobValue(scale, "fill"), 0u);
+  EXPECT_EQ(sim::KnobValue(scale, "nodes"), 1u);
+  const uint64_t keep = sim::KnobValue(scale, "keep");
+  EXPECT_EQ(std::popcount(keep & sim::KeepAll(sim::KnobValue(scale, "ops"))), 1)
+      << ScaleString(scale);
+  EXPECT_EQ(sim::KnobValue(scale, "value"), 1024u);
+  EXPECT_LE(r->shrunk.shrunk_events, 50u);
+  EXPECT_EQ(r->shrunk.shrunk_faults, 0u);
+  EXPECT_EQ(r->shrunk.invariant,
+            "get of '_' naming removed generation # returned # bytes of the newer generation");
 }
 
 // The zoo's own workloads shrink the same way: fewer nodes and operations, then the tape.

@@ -18,6 +18,13 @@ namespace {
 constexpr uint64_t kUs = 1'000;
 constexpr uint64_t kMs = 1'000'000;
 
+uint64_t SplitMix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
 // ---------------------------------------------------------------------------------------
 // store-field
 
@@ -35,6 +42,7 @@ class StoreField {
         segment_bytes_(16 * max_value_),
         victim_value_(2 * max_value_) {}
   ZooRun Run();
+  uint64_t BufferBytes() const { return std::max<uint64_t>(3 * max_value_, victim_value_); }
 
   // The largest value by default, and at least (a tensor of the batch puts must fit in
   // one value: at most 8 x 16 I32 elements and its header).
@@ -62,12 +70,13 @@ class StoreField {
     store::Tensor t{store::DType::kI32, {rows, cols}, Pattern(value_seed, rows * cols * 4)};
     return *store::EncodeTensor(t.view());
   }
+  Task<void> Registered(size_t c);
   Task<void> CheckShards(size_t c, const std::string& key, const std::string& full);
   Task<void> OpUnregistered(size_t c, size_t i);
   Task<void> OpTpFrom(size_t c, size_t i);
   Task<void> OpTpBatch(size_t c, size_t i);
   Task<void> OpGeneration(size_t c, size_t i);
-  Task<void> Driver(size_t c);
+  Task<void> Driver(size_t c, size_t drivers);
   Task<void> Victim(size_t c);
   Task<void> Fill(size_t c);
 
@@ -80,13 +89,24 @@ class StoreField {
   // 2 of them.
   uint64_t max_value_, segment_bytes_, victim_value_;
   std::unique_ptr<StoreWorld> w_;
-  std::vector<uint8_t*> buffers_;      // registered, 3 * max_value_ per client
+  // Per client: 3 * max_value_ bytes, registered with the engine when an operation first
+  // needs them (Registered), so a run without such operations registers nothing.
+  std::vector<uint8_t*> buffers_;
+  std::vector<bool> registered_;
   std::vector<uint8_t*> unregistered_;  // never registered with the engine
   std::vector<bool> done_;
   uint64_t next_value_ = 1;
   size_t victim_puts_ = 0;
   std::string failure_;
 };
+
+Task<void> StoreField::Registered(size_t c) {
+  if (registered_[c]) co_return;
+  registered_[c] = true;
+  // The workload injects no registration faults: a failure here is a finding.
+  Status s = co_await client(c).RegisterBuffer(buffers_[c], BufferBytes());
+  if (!s.ok()) Violation("registering client " + std::to_string(c) + "'s buffer failed: " + s.ToString());
+}
 
 Task<void> StoreField::CheckShards(size_t c, const std::string& key, const std::string& full) {
   Result<store::TensorView> view = store::DecodeTensor(full);
@@ -129,6 +149,7 @@ Task<void> StoreField::OpUnregistered(size_t c, size_t i) {
 Task<void> StoreField::OpTpFrom(size_t c, size_t i) {
   const std::string key = "t" + std::to_string(c) + "_" + std::to_string(i);
   const std::string full = FullTensor(c, next_value_++);
+  co_await Registered(c);
   std::memcpy(buffers_[c], full.data(), full.size());
   Status s = co_await client(c).PutTensorWithTpFrom(key, buffers_[c], full.size(), 2, 0, Own(c));
   if (s.code() == ErrorCode::INVALID_PARAMS) {
@@ -139,6 +160,7 @@ Task<void> StoreField::OpTpFrom(size_t c, size_t i) {
 }
 
 Task<void> StoreField::OpTpBatch(size_t c, size_t i) {
+  co_await Registered(c);
   const size_t n = 2 + Below(c, 2);
   std::vector<std::string> keys, fulls;
   std::vector<const void*> ptrs;
@@ -186,10 +208,13 @@ Task<void> StoreField::OpGeneration(size_t c, size_t i) {
   }
 }
 
-Task<void> StoreField::Driver(size_t c) {
-  for (size_t i = 0; i < scale_.ops && failure_.empty(); ++i) {
-    const uint64_t pick = Below(c, 100);
-    if (!sim::Kept(scale_.keep, c * scale_.ops + i)) continue;
+// Driver c of `drivers` runs operations c, c + drivers, c + 2 * drivers, ... of the seed's
+// list: each one's kind comes from the seed and its index (not the tape), so an operation
+// is the same whichever client runs it and however many clients there are.
+Task<void> StoreField::Driver(size_t c, size_t drivers) {
+  for (size_t i = c; i < scale_.ops && failure_.empty(); i += drivers) {
+    const uint64_t pick = SplitMix(seed_ * 0x9E3779B97F4A7C15ull + i) % 100;
+    if (!sim::Kept(scale_.keep, i)) continue;
     if (pick < 20) {
       co_await OpUnregistered(c, i);
     } else if (pick < 45) {
@@ -213,6 +238,7 @@ Task<void> StoreField::Victim(size_t c) {
   const size_t puts = std::min<size_t>(64, 8 * scale_.ops);
   for (size_t i = 0; i < puts && failure_.empty(); ++i) {
     const std::string key = "v" + std::to_string(i);
+    co_await Registered(c);
     std::memcpy(buffers_[c], Pattern(next_value_++, victim_value_).data(), victim_value_);
     ++victim_puts_;
     (void)co_await client(c).PutFrom(key, buffers_[c], victim_value_, cfg);
@@ -229,6 +255,7 @@ Task<void> StoreField::Fill(size_t c) {
   for (size_t i = 0; i < puts && failure_.empty(); ++i) {
     const std::string key = "f" + std::to_string(c) + "_" + std::to_string(i);
     const uint64_t size = least + Below(c, max_value_ - least);
+    co_await Registered(c);
     std::memcpy(buffers_[c], Pattern(next_value_++, size).data(), size);
     Status s = co_await client(c).PutFrom(key, buffers_[c], size);
     if (s.code() == ErrorCode::NO_AVAILABLE_HANDLE) {
@@ -247,7 +274,9 @@ ZooRun StoreField::Run() {
   o.record_tape = scale_.record_tape;
   const size_t fewest = scale_.victim ? 2 : 1;
   o.clients = scale_.nodes != 0 ? std::max<size_t>(fewest, scale_.nodes) : 3 + seed_ % 3;
-  if (scale_.ops == 0) scale_.ops = 10;
+  // Ten operations per driving client unless the scale says how many in all.
+  const size_t drivers = scale_.victim ? o.clients - 1 : o.clients;
+  if (scale_.ops == 0) scale_.ops = 10 * drivers;
   scale_.nodes = o.clients;
   o.segment_bytes = segment_bytes_;
   o.master.lease_ttl_ns = 20 * kMs;
@@ -266,10 +295,11 @@ ZooRun StoreField::Run() {
   // Without the crashing writer every client drives (victim == n: none).
   const size_t n = o.clients, victim = scale_.victim ? n - 1 : n;
   for (size_t c = 0; c < n; ++c) {
-    buffers_.push_back(w_->Buffer(c, std::max<uint64_t>(3 * max_value_, victim_value_)));
+    buffers_.push_back(w_->Buffer(c, BufferBytes(), /*registered=*/false));
     unregistered_.push_back(w_->Buffer(c, max_value_, /*registered=*/false));
   }
   done_.assign(n, false);
+  registered_.assign(n, false);
   // The victim crashes at a random moment of its stream of puts.
   sim::World* world = &w_->world();
   const uint32_t victim_node = StoreWorld::NodeOf(victim);
@@ -279,7 +309,7 @@ ZooRun StoreField::Run() {
       if (world->alive(victim_node)) world->Crash(victim_node);
     });
   }
-  for (size_t c = 0; c < n; ++c) Spawn(env(c), c == victim ? Victim(c) : Driver(c));
+  for (size_t c = 0; c < n; ++c) Spawn(env(c), c == victim ? Victim(c) : Driver(c, drivers));
   auto all_done = [&] {
     for (size_t c = 0; c < n; ++c) {
       if (!done_[c] && w_->alive(c)) return false;
@@ -331,7 +361,8 @@ ZooRun RunP2p(uint64_t seed, coll::CollBug bug, const std::string& replay, ZooSc
   out.scale.nodes = static_cast<size_t>(co.ranks);
   out.scale.ops = scale.ops != 0 ? scale.ops : 8;
   co.pg = TestOptions();
-  co.pg.timeout_ns = 20 * kMs;
+  co.pg.timeout_ns = scale.timeout_us != 0 ? scale.timeout_us * kUs : 20 * kMs;
+  out.scale.timeout_us = co.pg.timeout_ns / kUs;
   co.pg.planted_bug = bug;
   GroupCluster cluster(co);
   std::string boot;

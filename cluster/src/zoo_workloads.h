@@ -1,7 +1,8 @@
 // The bug zoo's own campaign workloads (zoo.h): seeded, randomized runs on the simulator
 // that drive paths the general campaigns do not reach, each with a checker that states
-// the contract the field bug broke. Every seed draws its choices from the world's tape, so
-// a failing seed replays bit for bit; a failure names the seed and the replay command.
+// the contract the field bug broke. Every seed draws its choices from the world's tape
+// (store-field's list of operation kinds from the seed itself), so a failing seed replays
+// bit for bit; a failure names the seed and the replay command.
 //
 //   store-field  store clients putting tensor-parallel tensors from registered buffers
 //                (single and batch), re-putting keys and reading an older generation by
@@ -38,12 +39,13 @@ namespace tidal::cluster {
 // The size of one run: 0 keeps the seed's own choice. The zoo's shrinker lowers these
 // while the same invariant still fails.
 //   store-field  nodes: clients (at least 2: the crashing writer and one more); ops: the
-//                operations of each client before the fill
+//                operations before the fill, in all (0: ten per driving client), dealt
+//                round robin to the driving clients; each one's kind comes from the
+//                seed and its index
 //   p2p          nodes: ranks (at least 2); ops: steps
 //   peer-loss    nodes: nodes (at least 2); ops: WRITEs of each node
-//   store-field also: keep, a keep-mask (sim/shrink.h) over the clients' operations
-//                before the fill (operation i of client c is item c * ops + i; a dropped
-//                one still draws its kind); victim: whether the crashing writer runs
+//   store-field also: keep, a keep-mask (sim/shrink.h) over those operations (item i is
+//                operation i of the list); victim: whether the crashing writer runs
 //                (without it one client is enough); fill: whether the fill runs; value:
 //                the largest value in bytes (0: 128 KiB; the segment is 16 values, the
 //                victim's puts 2 values; the draws are the same at any size)
@@ -54,6 +56,8 @@ struct ZooScale {
   bool victim = true;
   bool fill = true;
   uint64_t value = 0;
+  // p2p also: the group's operation timeout in microseconds (0: 20 ms).
+  uint64_t timeout_us = 0;
   // The world's tape instead of the seed's (the seed still picks what the tape does not),
   // and recording the run's draws into ZooRun::draws: the tape shrinker's input.
   std::vector<uint8_t> tape;

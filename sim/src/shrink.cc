@@ -390,9 +390,15 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
   TransferWorkloadOptions cur = failing;
   std::vector<uint64_t> tape = first->tape;
   uint64_t runs = 1;
+  const auto start = std::chrono::steady_clock::now();
+  auto out_of_time = [&] {
+    return options.max_seconds > 0 &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
+               options.max_seconds;
+  };
   auto attempt = [&](TransferWorkloadOptions o, const std::vector<uint64_t>& draws,
                      std::vector<uint64_t>* used) -> bool {
-    if (runs >= options.max_runs) return false;
+    if (runs >= options.max_runs || out_of_time()) return false;
     ++runs;
     o.tape_bytes = DrawsToBytes(draws);
     Result<TransferWorkloadResult> r = RunTransferWorkload(o);
@@ -413,17 +419,35 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
   };
   ShrinkResult shrunk;
   shrunk.draws = tape;
-  for (int round = 0; round < 4 && runs < options.max_runs; ++round) {
+  for (int round = 0; round < 4 && runs < options.max_runs && !out_of_time(); ++round) {
     bool scaled = false;
-    for (size_t ops = 1; ops < cur.ops_per_node; ops *= 2) {
+    // Batches per node: the smallest power of two that fails (small runs are cheap, so
+    // from the bottom up), then bisection between it and the power below, which passed.
+    auto try_ops = [&](size_t ops) {
       TransferWorkloadOptions smaller = cur;
       smaller.ops_per_node = ops;
       std::vector<uint64_t> used;
-      if (!attempt(smaller, tape, &used)) continue;
+      if (!attempt(smaller, tape, &used)) return false;
       cur = smaller;
       tape = std::move(used);
       scaled = true;
-      break;
+      return true;
+    };
+    size_t bad = 0;
+    for (size_t ops = 1; ops < cur.ops_per_node; ops *= 2) {
+      if (try_ops(ops)) break;
+      bad = ops;
+    }
+    if (bad > 0) {
+      size_t good = cur.ops_per_node;
+      while (good - bad > 1 && runs < options.max_runs && !out_of_time()) {
+        const size_t mid = bad + (good - bad) / 2;
+        if (try_ops(mid)) {
+          good = mid;
+        } else {
+          bad = mid;
+        }
+      }
     }
     for (size_t nodes = 2; nodes < cur.nodes; ++nodes) {
       TransferWorkloadOptions smaller = cur;
@@ -436,8 +460,14 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
       break;
     }
     if (options.progress) options.progress(runs, NonZero(tape), tape.size());
+    if (out_of_time()) break;
     ShrinkOptions tape_options = options;
     tape_options.max_runs = options.max_runs > runs ? options.max_runs - runs : 1;
+    if (options.max_seconds > 0) {
+      tape_options.max_seconds = std::max(
+          0.001, options.max_seconds -
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
     const std::vector<uint64_t> before = tape;
     shrunk = ShrinkTape(tape, out.invariant, run, tape_options);
     runs += shrunk.runs;

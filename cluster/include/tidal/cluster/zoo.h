@@ -98,10 +98,12 @@ struct ZooShrinkResult {
 //   mixed        store, handles, p2p (0/1), groups (bit 0 "world", bit 1 "sub"), nodes
 //                (floor 2), rounds (floor 1), crashes (0/1), count (largest allreduce,
 //                floor 1), value (largest put, floor 1)
-//   store-field  victim, fill (0/1), nodes (floor 1: 2 with the victim), ops (floor 1),
-//                keep (client c's op i is item c * ops + i), value (largest value,
-//                floor 1024)
-//   p2p, peer-loss  nodes (floor 2), ops (floor 1)
+//   store-field  victim, fill (0/1), nodes (floor 1: 2 with the victim), ops (in all,
+//                dealt round robin to the clients, floor 1), keep (op i is item i),
+//                value (largest value, floor 1024)
+//   p2p          nodes (floor 2), ops (floor 1), timeout_us (the group's operation
+//                timeout, floor 100)
+//   peer-loss    nodes (floor 2), ops (floor 1)
 // Every knob's default is the seed's own run; a smaller value keeps the seed's draws.
 // INVALID_PARAMS for an unknown workload or bug, or a seed that passes.
 Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::string& bug,
