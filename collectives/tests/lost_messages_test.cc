@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tidal/cluster/coll_harness.h"
+#include "tidal/collectives/reduce_kernel.h"
 
 namespace tidal::coll {
 namespace {
@@ -128,6 +129,54 @@ TEST(CollLostMessages, ChunkWriteWhoseCompletionIsLost) {
       RunCollective(OpType::kBroadcast, 2, kCount, 0, "completion_loss src=0 dst=1 nth=3\n");
   ExpectExactAndNobodyBlamed(o, "broadcast, a WRITE's completion lost");
   EXPECT_EQ(o.completion_losses, 1u);
+}
+
+TEST(CollLostMessages, DeviceSlotsRingAllReduceLosesNotifications) {
+  // Device slots (the simulator's cuda:N memory, HostBackedReducer): up to two chunk
+  // WRITEs in flight per peer, and a chunk's slot is credited only once its fold finished
+  // (RecvWindowed), so a re-sent notification of a chunk still being folded must be
+  // ignored, not answered with a credit that frees its slot early.
+  GroupClusterOptions co =
+      Options(3, "notify_drop src=0 dst=1 nth=3\nnotify_drop src=1 dst=2 nth=5\n");
+  co.pg.slot_location_of = [](int rank) { return Location::Cuda(rank % 2); };
+  co.pg.reducer = &HostBackedReducer::Default();
+  GroupCluster c(co);
+  std::string err;
+  ASSERT_TRUE(c.StartAll(&err)) << err;
+  constexpr uint64_t kN = 600;  // 2,400 bytes of i32 per rank: ten chunks
+  const uint64_t bytes = kN * DataTypeSize(DataType::kI32);
+  std::vector<std::vector<uint8_t>> initial(3);
+  std::vector<uint8_t*> dev(3);
+  std::vector<Status> st(3);
+  std::vector<std::vector<int>> failed(3);
+  for (int r = 0; r < 3; ++r) {
+    initial[r] = Filled(r, kN, ReduceOp::kSum, DataType::kI32);
+    dev[r] = static_cast<uint8_t*>(c.fabric().Allocate(r, bytes, Location::Cuda(r % 2)));
+    c.fabric().CopyIn(dev[r], initial[r].data(), bytes);
+  }
+  const uint64_t start = c.world().NowNs();
+  ASSERT_TRUE(c.RunRanks([&](int r) -> Task<void> {
+    auto w = c.pg(r).AllReduce(Tensor{dev[r], DataType::kI32, kN, Location::Cuda(r % 2)},
+                               ReduceOp::kSum);
+    st[r] = co_await w->Wait();
+    failed[r] = w->failed_ranks();
+  })) << c.Banner();
+  EXPECT_LT(c.world().NowNs() - start, kTimeoutNs);
+  uint64_t resent = 0;
+  for (int r = 0; r < 3; ++r) {
+    EXPECT_TRUE(st[r].ok()) << "rank " << r << ": " << st[r].ToString();
+    EXPECT_TRUE(failed[r].empty()) << "rank " << r;
+    EXPECT_TRUE(c.pg(r).dead_ranks().empty()) << "rank " << r;
+    std::vector<uint8_t> got(bytes);
+    c.fabric().CopyOut(got.data(), dev[r], bytes);
+    EXPECT_EQ(CheckCase(OpType::kAllReduce, r, 3, {}, kN, 0, ReduceOp::kSum, DataType::kI32, got,
+                        initial[r]),
+              0)
+        << "rank " << r;
+    resent += c.pg(r).stats().notifies_resent + c.pg(r).stats().credits_resent;
+  }
+  EXPECT_EQ(c.world().injected(sim::FaultKind::kNotifyDrop), 2u);
+  EXPECT_GT(resent, 0u);
 }
 
 // Point-to-point: rank 1 sends 100 i64 (800 bytes, four chunks) to rank 0.
