@@ -40,7 +40,9 @@ uint64_t ExploreRun::Pick(uint64_t n) {
     choices_bound_hit_ = true;
     domain = 1;
   }
-  return Next(domain);
+  const uint32_t c = Next(domain);
+  picks_ = Mix(picks_, c);
+  return c;
 }
 
 uint64_t ExploreRun::Choose(uint64_t bound) {
@@ -65,18 +67,30 @@ SchedulingOptions ExploreRun::scheduling() {
   SchedulingOptions s;
   s.mode = Scheduling::kChoice;
   s.chooser = this;
-  s.before_step = [this](const World& world) { BeforeStep(world); };
+  s.before_step = [this](World& world) { BeforeStep(world); };
+  s.abstract_time = bounds_->abstract_time && visited_ != nullptr;
   return s;
 }
 
-void ExploreRun::BeforeStep(const World& world) {
-  if (visited_ == nullptr || pruned_ || !exploring_) return;
+void ExploreRun::BeforeStep(World& world) {
+  if (pruned_) {
+    // Its future from the known state is the future the run that met it first took
+    // (every later draw its first value): nothing of it is new, if the hash is sound.
+    if (bounds_->halt_pruned) world.Halt();
+    return;
+  }
+  if (visited_ == nullptr || !exploring_) return;
   // States met while the shared prefix replays were hashed by the run that first took
   // this path: only states after the last forced choice are new territory.
   if (trail_.size() < prefix_->size()) return;
-  uint64_t h = world.Fingerprint();
+  // The world's own picks (a fault placement) are state: a rule that has not matched yet
+  // leaves no other trace.
+  uint64_t h = Mix(world.Fingerprint(), picks_);
   if (state_hash_) h = Mix(h, state_hash_());
-  if (!visited_->insert(h).second) pruned_ = true;
+  if (!visited_->insert(h).second) {
+    pruned_ = true;
+    if (bounds_->halt_pruned) world.Halt();
+  }
 }
 
 // ---- Explorer -----------------------------------------------------------------------
@@ -123,7 +137,9 @@ ExploreResult Explorer::Run(const ExploreWorldFn& world,
                    ? std::string("{0, bound-1}")
                    : std::to_string(bounds_.delay_values) + " values evenly spread") +
               ", unbounded draws 0; reduction: " +
-              (bounds_.state_hashing ? "state hashing" : "none");
+              (!bounds_.state_hashing ? "none"
+               : bounds_.abstract_time ? "state hashing, time abstracted"
+                                       : "state hashing");
   std::unordered_set<uint64_t> visited;
   std::vector<uint32_t> prefix;
   bool choices_bound_hit = false;
@@ -147,8 +163,10 @@ ExploreResult Explorer::Run(const ExploreWorldFn& world,
     } else {
       ++r.schedules;
     }
-    r.outcomes.insert(v.outcome);
-    if (!v.passed) {
+    // A halted run's verdict is that of a run cut short: not an outcome of the world.
+    const bool halted = run.pruned_ && bounds_.halt_pruned;
+    if (!halted) r.outcomes.insert(v.outcome);
+    if (!halted && !v.passed) {
       ++r.failures;
       if (r.first_failures.size() < kMaxReportedFailures) {
         std::vector<uint32_t> chosen;

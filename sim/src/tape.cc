@@ -67,7 +67,13 @@ uint64_t Tape::Below(uint64_t bound) {
     const unsigned __int128 num = static_cast<unsigned __int128>(c) << 64;
     const uint64_t v = static_cast<uint64_t>((num + bound - 1) / bound);
     ++position_;
-    if (recording_) recorded_.push_back(v);
+    if (recording_) {
+      recorded_.push_back(v);
+      if (chooser_->IsTiming(bound)) {
+        timing_.resize(recorded_.size(), false);
+        timing_.back() = true;
+      }
+    }
     return c;
   }
   if (bound <= 1) {

@@ -83,6 +83,8 @@ Result<Scheduling> ParseScheduling(std::string_view name) {
 
 namespace {
 thread_local SchedulingOptions g_default_scheduling;
+// What an event adds to its actor's history when time is abstracted (in place of its time).
+constexpr uint64_t kAbstractEvent = 0x7e57ab1e5ca1ab1eULL;
 
 uint64_t Mix(uint64_t h, uint64_t x) {
   uint64_t z = h ^ (x + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
@@ -238,6 +240,18 @@ void World::Shutdown() {
   live_timers_.clear();
 }
 
+void World::Halt() {
+  // The callbacks are destroyed once the queue is empty and consistent: a capture's
+  // destructor may cancel a timer or schedule more work (dropped at the next step).
+  std::vector<Slot> dropped = std::move(slots_);
+  queue_.clear();
+  canceled_in_queue_ = 0;
+  slots_.clear();
+  free_slots_.clear();
+  live_timers_.clear();
+  dropped.clear();
+}
+
 void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn) {
   uint32_t slot;
   if (!free_slots_.empty()) {
@@ -300,7 +314,10 @@ void World::Compact() {
 
 bool World::Step() {
   if (queue_.empty()) return false;
-  if (options_.scheduling.before_step) options_.scheduling.before_step(*this);
+  if (options_.scheduling.before_step) {
+    options_.scheduling.before_step(*this);
+    if (queue_.empty()) return false;  // halted
+  }
   Key key;
   if (options_.scheduling.mode == Scheduling::kSwarm) {
     key = queue_.top();
@@ -337,16 +354,33 @@ bool World::Step() {
   current_actor_ = -1;
   if (options_.scheduling.chooser != nullptr) {
     // The fingerprint's per-actor history: this event's time and the draws it made.
+    // Time abstracted: that an event ran, not when, and only the draws that are data.
     uint64_t& d = actor_digest_[actor];
-    d = Mix(d, now_ns_);
+    const bool abstract = options_.scheduling.abstract_time;
+    d = Mix(d, abstract ? kAbstractEvent : now_ns_);
     const std::vector<uint64_t>& drawn = tape_.recorded();
-    for (size_t i = first_draw; i < drawn.size(); ++i) d = Mix(d, drawn[i]);
+    for (size_t i = first_draw; i < drawn.size(); ++i) {
+      if (!abstract || !tape_.recorded_timing(i)) d = Mix(d, drawn[i]);
+    }
   }
   return true;
 }
 
 uint64_t World::Fingerprint() const {
-  uint64_t h = Mix(0, now_ns_);
+  const bool abstract = options_.scheduling.abstract_time;
+  uint64_t h = Mix(0, abstract ? 0 : now_ns_);
+  if (abstract) {
+    // Time a link stays busy is state that decides when later work runs: relative to now.
+    auto ahead = [&](uint64_t t) { return t > now_ns_ ? t - now_ns_ : 0; };
+    for (const SimTransport* t : transports_) {
+      if (t == nullptr) continue;
+      for (uint64_t free : t->link_free_ns()) h = Mix(h, ahead(free));
+    }
+    for (const auto& [name, m] : messengers_) {
+      h = MixString(h, name);
+      for (uint64_t free : m->link_free_ns()) h = Mix(h, ahead(free));
+    }
+  }
   for (uint64_t d : actor_digest_) h = Mix(h, d);
   for (const NodeState& st : nodes_) {
     h = Mix(h, st.crashed);

@@ -784,6 +784,8 @@ void AddExploreOptions(po::options_description& d) {
        "explore: values of a larger draw (a delay): 1 = {0}, 2 = {0, max}, k evenly spread")
       ("max-seconds", po::value<double>()->default_value(0), "explore: time budget (0: none)")
       ("no-state-hashing", "explore: no reduction (every schedule of the tree runs)")
+      ("exact-time", "explore: state hashing without time abstraction (histories keep when each event ran)")
+      ("halt-pruned", "explore: a run that meets a known state stops there (faster; its verdict is not counted)")
       ("replay-choices", po::value<std::string>(),
        "explore: run only the schedule these choices name (as a failure prints them)");
 }
@@ -824,6 +826,8 @@ int Explore(const po::variables_map& vm) {
   b.delay_values = vm["delay-values"].as<uint64_t>();
   b.max_seconds = vm["max-seconds"].as<double>();
   b.state_hashing = !vm.count("no-state-hashing");
+  b.abstract_time = !vm.count("exact-time");
+  b.halt_pruned = vm.count("halt-pruned") != 0;
   if (b.max_domain < 2 || b.delay_values < 1 || b.max_schedules < 1) {
     std::fprintf(stderr, "tidal-sim explore: --max-domain must be at least 2, --delay-values "
                          "and --max-schedules at least 1\n");

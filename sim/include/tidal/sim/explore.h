@@ -15,16 +15,31 @@
 //
 // Reduction: state hashing. At every step boundary the explorer hashes the world
 // (World::Fingerprint, plus the world's own observable state: its memory and what its
-// drivers have seen so far). A state met before, in new territory, is not expanded again:
-// every later draw of that run takes its first value and the run is counted as pruned.
-// Sound when equal hashes mean equal futures. The fingerprint holds each actor's history
-// (the events it ran, their virtual times, the draws they made, the trace records they
-// wrote), every pending event's time, actor and place in line, and the world's own state.
-// Assumed to follow from those, not hashed: a pending callback's content, state a node
-// keeps that another actor's event changed directly (a completion queued in a node's
-// transport before the node polls it), memory a world does not hash, and 64-bit
-// collisions. Exploration with state_hashing = false checks the assumption on a world:
-// both must find the same set of outcomes (the explore test does so).
+// drivers have seen so far, plus the world's own picks: a fault rule that has not matched
+// yet leaves no other trace). A state met before, in new territory, is not expanded again:
+// every later draw of that run takes its first value and the run is counted as pruned
+// (with halt_pruned it stops there). Sound when equal hashes mean equal futures. The
+// fingerprint holds each actor's history (the events it ran, the draws they made, the
+// trace records they wrote), every pending event's time relative to now, actor and place
+// in line, and the world's own state.
+//
+// Time abstraction (abstract_time, the default). An actor's history leaves out when each
+// event ran and the values of timing draws (a spread draw: a delay or the chance of one,
+// which acts only through when some event runs); absolute time is not hashed, and what
+// decides when later work runs is hashed relative to now (pending events, the links'
+// busy-until times). So two runs whose messages took different delays but left every
+// actor with the same steps, the same pending work at the same distances, merge: with
+// delays at both extremes the trees of the collectives and transport worlds shrink by
+// one to two orders of magnitude. Off (exact time), each event's virtual time is part of
+// its actor's history.
+//
+// Assumed to follow from what is hashed, not hashed: a pending callback's content, state
+// a node keeps that another actor's event changed directly (a completion queued in a
+// node's transport before the node polls it), memory a world does not hash, 64-bit
+// collisions, and, under time abstraction, a time an actor stored and compares later
+// other than through a pending timer (a deadline read on wake-up). Exploration with
+// state_hashing = false checks the assumption on a world: the reduced exploration must
+// find the same set of outcomes (the explore test does so for both kinds of hashing).
 //
 // Counts. `schedules` are runs that ended in new territory (distinct schedules up to the
 // reduction), `pruned` runs that met a known state. A bound that cut the tree short (too
@@ -50,6 +65,16 @@ struct ExploreBounds {
   uint64_t max_domain = 8;           // a draw with a bound up to this is enumerated in full
   uint64_t delay_values = 2;         // values of a larger draw (1: {0}; 2: {0, bound - 1})
   bool state_hashing = true;
+  // State hashing with time abstracted (World's SchedulingOptions::abstract_time): states
+  // that differ only in when things happened merge. Needs state_hashing. Off: an actor's
+  // history holds the virtual time of each of its events (exact time).
+  bool abstract_time = true;
+  // A pruned run stops at the known state (World::Halt) instead of running on with first
+  // values: faster, and its cut-short verdict is not counted. Off: a pruned run still
+  // runs to its end, and its outcome and verdict count (they cost a run, and they check
+  // the hash: an outcome only a pruned run finds means two states hashed equal whose
+  // futures differ).
+  bool halt_pruned = false;
   double max_seconds = 0;            // wall-clock budget (0: none)
   bool stop_at_first_failure = false;
 };
@@ -80,11 +105,13 @@ class ExploreRun final : public TapeChooser {
 
   // TapeChooser: a draw of a world's tape, in the domain the bounds give it.
   uint64_t Choose(uint64_t bound) override;
+  // A spread draw (bound > max_domain: a delay, a rate, a chance) is timing.
+  bool IsTiming(uint64_t bound) const override { return bound > bounds_->max_domain; }
 
  private:
   friend class Explorer;
   uint32_t Next(uint32_t domain);  // the next choice point's choice
-  void BeforeStep(const World& world);
+  void BeforeStep(World& world);
 
   struct Point {
     uint32_t chosen;
@@ -95,6 +122,7 @@ class ExploreRun final : public TapeChooser {
   std::unordered_set<uint64_t>* visited_ = nullptr;  // null: no state hashing
   std::vector<Point> trail_;
   bool pruned_ = false;
+  uint64_t picks_ = 0;  // a digest of every Pick so far (part of the state)
   bool exploring_ = true;
   bool choices_bound_hit_ = false;
   bool replay_out_of_domain_ = false;

@@ -25,6 +25,8 @@ class SimMessenger final : public Messenger {
   uint32_t node() const { return node_; }
   uint64_t sent() const { return sent_; }
   uint64_t delivered() const { return delivered_; }
+  // Per target node: the link's busy-until (last delivery) time (the explorer's fingerprint).
+  const std::vector<uint64_t>& link_free_ns() const { return link_free_ns_; }
 
  private:
   void Deliver(std::string from, std::string payload);

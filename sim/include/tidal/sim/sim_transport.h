@@ -48,6 +48,8 @@ class SimTransport final : public Transport {
   uint32_t node() const { return node_; }
   const MemoryRegistry& registry() const { return registry_; }
   size_t outstanding() const { return outstanding_.size(); }
+  // Per target node: the link's busy-until (last delivery) time (the explorer's fingerprint).
+  const std::vector<uint64_t>& link_free_ns() const { return link_free_ns_; }
 
   // Called by the World when this node crashes: nothing of it runs again.
   void OnCrash();

@@ -20,6 +20,13 @@ class TapeChooser {
  public:
   virtual ~TapeChooser() = default;
   virtual uint64_t Choose(uint64_t bound) = 0;
+  // Whether the value of a draw with this bound is time, not data: a delay, or the chance
+  // of one, that acts only through when an event runs. Under time abstraction
+  // (SchedulingOptions::abstract_time) such values stay out of an actor's history.
+  virtual bool IsTiming(uint64_t bound) const {
+    (void)bound;
+    return false;
+  }
 };
 
 class Tape {
@@ -47,6 +54,8 @@ class Tape {
   // Records every draw from now on (for shrinking and the explorer).
   void StartRecording() { recording_ = true; }
   const std::vector<uint64_t>& recorded() const { return recorded_; }
+  // Under a chooser: whether recorded draw i was one the chooser calls timing.
+  bool recorded_timing(size_t i) const { return i < timing_.size() && timing_[i]; }
 
  private:
   enum class Source : uint8_t { kSeed, kBytes, kDraws };
@@ -57,6 +66,7 @@ class Tape {
   uint64_t position_ = 0;
   bool recording_ = false;
   std::vector<uint64_t> recorded_;
+  std::vector<bool> timing_;  // per recorded draw, sized only up to the last timing draw
   TapeChooser* chooser_ = nullptr;
 };
 

@@ -96,9 +96,14 @@ struct SchedulingOptions {
   uint32_t pct_depth = 3;       // d: the bugs of depth d are found with probability >= 1/(n k^(d-1))
   uint64_t pct_steps = 20'000;  // k: change points fall among the first k steps
   // Exploration only (explore.h): decides every bounded draw of the world's tape, and is
-  // called at every step boundary (before the next event is picked).
+  // called at every step boundary (before the next event is picked; it may Halt the world).
   TapeChooser* chooser = nullptr;
-  std::function<void(const World&)> before_step;
+  std::function<void(World&)> before_step;
+  // Exploration only: the fingerprint abstracts time (explore.h, "time abstraction"). An
+  // actor's history leaves out when its events ran and the values of timing draws
+  // (TapeChooser::IsTiming); what is pending is hashed relative to now, as are the links'
+  // busy-until times; absolute time is not hashed.
+  bool abstract_time = false;
 };
 // What every WorldOptions made on this thread starts with: lets a tool pick the mode for
 // campaigns that build their worlds inside (ScopedScheduling sets it for a scope).
@@ -194,6 +199,9 @@ class World {
   // Destroys every node's root coroutines and drops all pending events. Call before
   // destroying what those coroutines use (SimFabric does this first in its destructor).
   void Shutdown();
+  // Drops every pending event (not the roots): the run ends here, as if nothing were left
+  // to do (RunUntil returns false). The explorer halts a run that met a known state.
+  void Halt();
 
   // Node faults (also driven by the fault plan). Crash is fail-stop: the node's pending
   // work is dropped, its root coroutines destroyed, its transport and messenger stop
@@ -234,7 +242,8 @@ class World {
   // virtual time, node states, fault-rule counters, every pending event (time relative to
   // now, owner, order) and, per actor, a digest of everything it did: each event's time,
   // the tape draws and the trace records it made. Stable across runs in one process (no
-  // addresses). What it leaves out is the explorer's assumption (explore.h).
+  // addresses). What it leaves out is the explorer's assumption (explore.h). Under
+  // SchedulingOptions::abstract_time: no absolute time and no event times (above).
   uint64_t Fingerprint() const;
 
  private:
