@@ -26,6 +26,9 @@
 
 #include "tidal/cluster/coll_harness.h"
 #include "tidal/collectives/schedule.h"
+#if TIDAL_HAVE_UCX
+#include "tidal/backends/ucx/ucx_fabric.h"
+#endif
 
 #include "../common/cli.h"
 
@@ -81,6 +84,10 @@ struct Row {
   double time_us, algbw, busbw;
   int64_t wrong;
   std::string status;
+  // On the ucx fabric, summed over the nodes' transports for the whole size (warm-up and
+  // timed iterations): WRITEs, progress-thread waits, waits that ended at the busy and at
+  // the idle bound, and stalls (UcxTransportStats). -1: not a ucx fabric.
+  int64_t writes = -1, waits = -1, busy_timeouts = -1, idle_timeouts = -1, stalls = -1;
 };
 
 // A fresh cluster of n nodes with one group: the simulator by default, any backend of the
@@ -223,6 +230,21 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
     row.wrong = -1;
     return row;
   }
+#if TIDAL_HAVE_UCX
+  auto* ucx = dynamic_cast<backends::ucx::UcxFabric*>(&cluster.fabric());
+  auto ucx_totals = [&](backends::ucx::UcxTransportStats* sum) {
+    for (int r = 0; r < n; ++r) {
+      const backends::ucx::UcxTransportStats s = ucx->ucx_transport(r).stats();
+      sum->writes += s.writes;
+      sum->waits += s.waits;
+      sum->busy_timeouts += s.busy_timeouts;
+      sum->idle_timeouts += s.idle_timeouts;
+      sum->stalls += s.stalls;
+    }
+  };
+  backends::ucx::UcxTransportStats ucx_before;
+  if (ucx != nullptr) ucx_totals(&ucx_before);
+#endif
   std::vector<std::vector<uint64_t>> starts(n, std::vector<uint64_t>(iters, 0));
   std::vector<std::vector<uint64_t>> ends(n, std::vector<uint64_t>(iters, 0));
   std::vector<int64_t> wrong(n, 0);
@@ -245,6 +267,17 @@ Row Measure(const std::string& fabric, OpType op, int n, uint64_t size, DataType
     row.wrong = -1;
     return row;
   }
+#if TIDAL_HAVE_UCX
+  if (ucx != nullptr) {
+    backends::ucx::UcxTransportStats after;
+    ucx_totals(&after);
+    row.writes = static_cast<int64_t>(after.writes - ucx_before.writes);
+    row.waits = static_cast<int64_t>(after.waits - ucx_before.waits);
+    row.busy_timeouts = static_cast<int64_t>(after.busy_timeouts - ucx_before.busy_timeouts);
+    row.idle_timeouts = static_cast<int64_t>(after.idle_timeouts - ucx_before.idle_timeouts);
+    row.stalls = static_cast<int64_t>(after.stalls - ucx_before.stalls);
+  }
+#endif
   uint64_t total = 0;
   for (int k = 0; k < iters; ++k) {
     uint64_t first = UINT64_MAX, last = 0;
@@ -412,6 +445,11 @@ int RunCollBench(int argc, char** argv) {
                   row.size, row.count, std::string(DataTypeName(*dt)).c_str(), redop.c_str(),
                   shown_root, row.time_us, row.algbw, row.busbw, row.wrong,
                   row.status == "OK" ? "" : ("  " + row.status).c_str());
+      if (row.waits >= 0) {
+        std::printf("#   ucx transports: %" PRId64 " WRITEs, %" PRId64 " waits, %" PRId64
+                    " at the busy bound, %" PRId64 " at the idle bound, %" PRId64 " stalls\n",
+                    row.writes, row.waits, row.busy_timeouts, row.idle_timeouts, row.stalls);
+      }
       std::fflush(stdout);
       total_wrong += row.wrong;
       doc["results"].push_back({{"op", std::string(OpTypeName(op))},
@@ -425,6 +463,13 @@ int RunCollBench(int argc, char** argv) {
                                 {"busbw_gbps", row.busbw},
                                 {"wrong", row.wrong},
                                 {"status", row.status}});
+      if (row.waits >= 0) {
+        doc["results"].back()["ucx"] = {{"writes", row.writes},
+                                        {"waits", row.waits},
+                                        {"busy_timeouts", row.busy_timeouts},
+                                        {"idle_timeouts", row.idle_timeouts},
+                                        {"stalls", row.stalls}};
+      }
     }
   }
   std::printf("# Out of bounds values : %" PRId64 " %s\n", total_wrong,
