@@ -219,13 +219,15 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     out.faults = r.faults;
     out.draws = std::move(r.draws);
     if (shape != nullptr) {
-      *shape = {{"clients", r.clients, 2},
+      // The phases first (each one left out makes every later candidate cheaper), then
+      // the clients, their operations and the value size.
+      *shape = {{"durability", 1, 0},
+                {"scenarios", sim::KeepAll(kStoreScenarios), 0, /*mask=*/true},
+                {"restarts", cfg.master_restarts ? 1u : 0u, 0},
+                {"clients", r.clients, 2},
                 {"ops", cfg.ops_per_client, 1},
                 {"keep", sim::KeepAll(r.clients * cfg.ops_per_client), 0, /*mask=*/true},
-                {"value", kStoreMaxValue, 1},
-                {"durability", 1, 0},
-                {"scenarios", sim::KeepAll(kStoreScenarios), 0, /*mask=*/true},
-                {"restarts", cfg.master_restarts ? 1u : 0u, 0}};
+                {"value", kStoreMaxValue, 1}};
     }
   } else if (workload == "collectives") {
     CollCampaignOptions o;

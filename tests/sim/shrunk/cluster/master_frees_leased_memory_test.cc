@@ -1,7 +1,7 @@
 // Written by `tidal-sim shrink`: seed 1 of the store workload with master_frees_leased_memory planted, shrunk from
-//   clients=7 ops=24 keep=0xffffffffffffffff value=262144 durability=1 scenarios=0x7f restarts=1, 3467 non-zero draws, 2104 events, 37 faults
+//   durability=1 scenarios=0x7f restarts=1 clients=7 ops=24 keep=0xffffffffffffffff value=262144, 3467 non-zero draws, 2104 events, 37 faults
 // to
-//   clients=2 ops=1 keep=0x0 value=1 durability=0 scenarios=0x1 restarts=0, 0 non-zero draws, 56 events, 1 faults.
+//   durability=0 scenarios=0x1 restarts=0 clients=2 ops=1 keep=0x0 value=1, 0 non-zero draws, 56 events, 1 faults.
 // Invariant: get of '_' returned # bytes as success that no put of that key wrote  
 // Its complaint: get of 'lease1' returned 1 bytes as success that no put of that key wrote (wrong, partial or mixed) (lease scenario: batch_get_into by client 1 paused 300000...
 // The tape is read draw by draw: a change to the order in which the simulator draws
@@ -14,13 +14,13 @@
 namespace {
 
 tidal::sim::Scale Seed1StoreMasterFreesLeasedMemoryScale() {
-  return {{"clients", 2ull, 2ull},
+  return {{"durability", 0ull, 0ull},
+          {"scenarios", 1ull, 0ull, true},
+          {"restarts", 0ull, 0ull},
+          {"clients", 2ull, 2ull},
           {"ops", 1ull, 1ull},
           {"keep", 0ull, 0ull, true},
-          {"value", 1ull, 1ull},
-          {"durability", 0ull, 0ull},
-          {"scenarios", 1ull, 0ull, true},
-          {"restarts", 0ull, 0ull}};
+          {"value", 1ull, 1ull}};
 }
 
 std::vector<uint64_t> Seed1StoreMasterFreesLeasedMemoryDraws() {
