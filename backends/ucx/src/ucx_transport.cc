@@ -550,11 +550,15 @@ ucp_ep_h UcxTransport::Impl::EnsureEp(PeerId peer) {
     // UCX's shared-memory transports (posix, sysv, self) have no peer failure handler in
     // UCX 1.13, so UCP refuses UCP_ERR_HANDLING_MODE_PEER over them. Fall back to no error
     // handling: a dead peer is then found by the probe deadline (and the engine's transfer
-    // deadline), not by a broken connection. Remembered, so the refusal is asked once.
-    peer_mode.store(false);
+    // deadline), not by a broken connection. Remembered, so the refusal is asked once, but
+    // only when the mode was the problem (the peer is reachable without it): a peer that
+    // cannot be reached at all (a killed node's refused tcp connection) must not turn error
+    // handling off for this process's later endpoints, whose live peers keep theirs (UCX
+    // then refuses the pair: "asymmetric endpoint configuration").
     ep_params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
     ep_params.field_mask &= ~static_cast<uint64_t>(UCP_EP_PARAM_FIELD_ERR_HANDLER);
     s = ucp_ep_create(worker, &ep_params, &ep);
+    if (s == UCS_OK) peer_mode.store(false);
   }
   std::lock_guard<std::mutex> lock(mu);
   if (s != UCS_OK) {
