@@ -37,7 +37,9 @@
 // a node keeps that another actor's event changed directly (a completion queued in a
 // node's transport before the node polls it), memory a world does not hash, 64-bit
 // collisions, and, under time abstraction, a time an actor stored and compares later
-// other than through a pending timer (a deadline read on wake-up). Exploration with
+// other than through a pending timer (a deadline read on wake-up), and a spread draw
+// whose value acts other than through time or what the run records (a swarm fault's
+// chance is recorded: its injection writes a trace record). Exploration with
 // state_hashing = false checks the assumption on a world: the reduced exploration must
 // find the same set of outcomes (the explore test does so for both kinds of hashing).
 //
