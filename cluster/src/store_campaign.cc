@@ -945,6 +945,7 @@ StoreCampaignResult Campaign::Run() {
   o.client.rpc.retry_ns = 5 * kMs;
   o.client.heartbeat_interval_ns = 20 * kMs;
   o.client.planted_bug = cfg_.planted_bug;
+  o.client.cache_leased_replicas = cfg_.cached_gets;
   Result<sim::SwarmSettings> mix = sim::SwarmMix(cfg_.mix);
   TIDAL_ASSERT_MSG(mix.ok(), "campaign: unknown fault mix");
   o.swarm = *mix;
@@ -953,7 +954,6 @@ StoreCampaignResult Campaign::Run() {
   o.swarm.horizon_ns = 5 * kMs;
   o.replay_command = "build/release/tools/tidal-store-campaign --seed " + std::to_string(seed_) +
                      " --mix " + cfg_.mix + " --verbose";
-  o.client.cache_leased_replicas = cfg_.cached_gets;
   if (!cfg_.tape.empty()) o.replay_command = "feed the same input to store_tape_fuzz";
   keyspace_ = 4 * o.clients + 4;
   max_size_ = short_lease ? (64 << 10) : (256 << 10);
