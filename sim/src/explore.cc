@@ -89,7 +89,14 @@ void ExploreRun::BeforeStep(World& world) {
   if (state_hash_) h = Mix(h, state_hash_());
   if (!visited_->insert(h).second) {
     pruned_ = true;
+    if (first_reached_ != nullptr) {
+      pruned_state_ = h;
+      for (const Point& p : trail_) pruned_at_.push_back(p.chosen);
+    }
     if (bounds_->halt_pruned) world.Halt();
+  } else if (first_reached_ != nullptr) {
+    std::vector<uint32_t>& first = (*first_reached_)[h];
+    for (const Point& p : trail_) first.push_back(p.chosen);
   }
 }
 
@@ -141,6 +148,8 @@ ExploreResult Explorer::Run(const ExploreWorldFn& world,
                : bounds_.abstract_time ? "state hashing, time abstracted"
                                        : "state hashing");
   std::unordered_set<uint64_t> visited;
+  std::unordered_map<uint64_t, std::vector<uint32_t>> first_reached;
+  const bool check = bounds_.check_hash && bounds_.state_hashing && !bounds_.halt_pruned;
   std::vector<uint32_t> prefix;
   bool choices_bound_hit = false;
   for (;;) {
@@ -148,6 +157,7 @@ ExploreResult Explorer::Run(const ExploreWorldFn& world,
     run.bounds_ = &bounds_;
     run.prefix_ = &prefix;
     run.visited_ = bounds_.state_hashing ? &visited : nullptr;
+    run.first_reached_ = check ? &first_reached : nullptr;
     const ScheduleVerdict v = world(run);
     TIDAL_ASSERT_MSG(run.trail_.size() >= prefix.size(),
                      "a world took fewer choices than the schedule it replays: it is not "
@@ -172,6 +182,20 @@ ExploreResult Explorer::Run(const ExploreWorldFn& world,
         std::vector<uint32_t> chosen;
         for (const auto& p : run.trail_) chosen.push_back(p.chosen);
         r.first_failures.push_back({ChoicesToString(chosen), v.failure});
+      }
+    }
+    if (check && run.pruned_) {
+      // The future this run was merged into: the first schedule's way to the state, then
+      // every draw its first value (as this run ran on from it).
+      const std::string first = ChoicesToString(first_reached.at(run.pruned_state_));
+      Result<ScheduleVerdict> merged = Replay(world, first);
+      TIDAL_ASSERT_MSG(merged.ok(), "the first way to a known state does not replay");
+      if (merged->outcome != v.outcome) {
+        ++r.hash_conflicts_seen;
+        if (r.hash_conflicts.size() < kMaxReportedFailures) {
+          r.hash_conflicts.push_back({run.pruned_state_, first, ChoicesToString(run.pruned_at_),
+                                      merged->outcome, v.outcome});
+        }
       }
     }
     // Backtrack: the deepest choice point with an untried value.

@@ -252,7 +252,7 @@ void World::Halt() {
   dropped.clear();
 }
 
-void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn) {
+void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn, uint64_t origin) {
   uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -266,9 +266,23 @@ void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn) {
   s.node = node;
   s.actor = ActorFor(node);
   s.timer = timer;
+  if (options_.scheduling.chooser != nullptr) s.origin = origin != 0 ? origin : OriginOfPush();
   s.fn = std::move(fn);
   TIDAL_ASSERT_MSG(seq_ < kMaxSeq, "event sequence numbers exhausted");
   queue_.push(Key{std::max(time_ns, now_ns_), seq_++ << kSlotBits | slot});
+}
+
+uint64_t World::OriginOfPush() {
+  if (current_actor_ < 0) return Mix(0x0075151deULL, ++outside_pushes_);
+  // The creator's history up to its running event (Step adds that event when it ends),
+  // the data draws the event made so far, and which of its pushes this is.
+  uint64_t o = Mix(actor_digest_[current_actor_], static_cast<uint64_t>(current_actor_));
+  const bool abstract = options_.scheduling.abstract_time;
+  const std::vector<uint64_t>& drawn = tape_.recorded();
+  for (size_t i = event_first_draw_; i < drawn.size(); ++i) {
+    if (!abstract || !tape_.recorded_timing(i)) o = Mix(o, drawn[i]);
+  }
+  return Mix(o, ++event_pushes_);
 }
 
 uint32_t World::ActorFor(int32_t node) const {
@@ -329,6 +343,7 @@ bool World::Step() {
   const int32_t node = slot.node;
   const uint32_t actor = slot.actor;
   const TimerId timer = slot.timer;
+  const uint64_t origin = slot.origin;
   Callback fn = std::move(slot.fn);
   free_slots_.push_back(key.slot());
   if (timer != 0 && !ClearTimerLive(timer)) {  // canceled
@@ -342,13 +357,15 @@ bool World::Step() {
     if (st.hung_until_ns > now_ns_) {
       if (st.hung_until_ns != UINT64_MAX) {
         if (timer != 0) SetTimerLive(timer);
-        Push(st.hung_until_ns, node, timer, std::move(fn));
+        Push(st.hung_until_ns, node, timer, std::move(fn), origin);  // the same event
       }
       return true;
     }
   }
   ++events_run_;
   const uint64_t first_draw = tape_.position();
+  event_first_draw_ = first_draw;
+  event_pushes_ = 0;
   current_actor_ = actor;
   fn();
   current_actor_ = -1;
@@ -392,14 +409,14 @@ uint64_t World::Fingerprint() const {
   // goes first at one instant is the scheduler's choice, not the queue's), each actor's
   // own events first in, first out.
   struct Pending {
-    uint64_t time, actor, seq;
+    uint64_t time, actor, seq, origin;
     bool timer;
   };
   std::vector<Pending> pending;
   for (const Key& k : queue_.keys()) {
     const Slot& s = slots_[k.slot()];
     if (s.timer != 0 && !TimerLive(s.timer)) continue;  // canceled
-    pending.push_back({k.time_ns, s.actor, k.seq(), s.timer != 0});
+    pending.push_back({k.time_ns, s.actor, k.seq(), s.origin, s.timer != 0});
   }
   std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) {
     return std::tie(a.time, a.actor, a.seq) < std::tie(b.time, b.actor, b.seq);
@@ -407,6 +424,7 @@ uint64_t World::Fingerprint() const {
   for (const Pending& p : pending) {
     h = Mix(h, p.time - std::min(p.time, now_ns_));
     h = Mix(h, p.actor);
+    h = Mix(h, p.origin);
     h = Mix(h, p.timer);
   }
   return h;

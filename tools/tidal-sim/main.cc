@@ -786,6 +786,8 @@ void AddExploreOptions(po::options_description& d) {
       ("no-state-hashing", "explore: no reduction (every schedule of the tree runs)")
       ("exact-time", "explore: state hashing without time abstraction (histories keep when each event ran)")
       ("halt-pruned", "explore: a run that meets a known state stops there (faster; its verdict is not counted)")
+      ("check-hash", "explore: replay, for every pruned run, the schedule that met its state first and report "
+                     "any whose outcome differs (a hash conflict: states hashed equal, futures different)")
       ("replay-choices", po::value<std::string>(),
        "explore: run only the schedule these choices name (as a failure prints them)");
 }
@@ -828,6 +830,12 @@ int Explore(const po::variables_map& vm) {
   b.state_hashing = !vm.count("no-state-hashing");
   b.abstract_time = !vm.count("exact-time");
   b.halt_pruned = vm.count("halt-pruned") != 0;
+  b.check_hash = vm.count("check-hash") != 0;
+  if (b.check_hash && (b.halt_pruned || !b.state_hashing)) {
+    std::fprintf(stderr, "tidal-sim explore: --check-hash checks state hashing: it takes neither "
+                         "--halt-pruned nor --no-state-hashing\n");
+    return 2;
+  }
   if (b.max_domain < 2 || b.delay_values < 1 || b.max_schedules < 1) {
     std::fprintf(stderr, "tidal-sim explore: --max-domain must be at least 2, --delay-values "
                          "and --max-schedules at least 1\n");
@@ -877,6 +885,14 @@ int Explore(const po::variables_map& vm) {
                        {"failure", r.first_failures[i].failure},
                        {"replay", replays[i]}});
     }
+    nlohmann::json conflicts = nlohmann::json::array();
+    for (const auto& c : r.hash_conflicts) {
+      conflicts.push_back({{"state", c.state},
+                           {"first", c.first},
+                           {"pruned", c.pruned},
+                           {"first_outcome", c.first_outcome},
+                           {"pruned_outcome", c.pruned_outcome}});
+    }
     std::cout << nlohmann::json{{"world", wo.world},
                                 {"schedules", r.schedules},
                                 {"pruned", r.pruned},
@@ -888,6 +904,8 @@ int Explore(const po::variables_map& vm) {
                                 {"incomplete_because", r.incomplete_because},
                                 {"seconds", r.seconds},
                                 {"domains", r.domains},
+                                {"hash_conflicts", r.hash_conflicts_seen},
+                                {"first_hash_conflicts", conflicts},
                                 {"first_failures", fails}}
                      .dump(2)
               << "\n";
@@ -908,7 +926,19 @@ int Explore(const po::variables_map& vm) {
     for (size_t i = 0; i < r.first_failures.size(); ++i) {
       std::printf("FAIL %s\n  replay: %s\n", r.first_failures[i].failure.c_str(), replays[i].c_str());
     }
+    if (b.check_hash) {
+      std::printf("hash check: %" PRIu64 " conflicts (pruned runs whose outcome differs from the "
+                  "future they were merged into)\n", r.hash_conflicts_seen);
+    }
+    for (const auto& c : r.hash_conflicts) {
+      std::printf("HASH CONFLICT at state %016" PRIx64 ": outcome %016" PRIx64 " vs %016" PRIx64
+                  "\n  first:  tidal-sim explore %s --replay-choices %s\n  pruned: tidal-sim "
+                  "explore %s --replay-choices %s\n",
+                  c.state, c.first_outcome, c.pruned_outcome, flags.c_str(), c.first.c_str(),
+                  flags.c_str(), c.pruned.c_str());
+    }
   }
+  if (r.hash_conflicts_seen > 0) return 1;
   return r.failures > 0 ? 1 : (r.complete ? 0 : 3);
 }
 #endif

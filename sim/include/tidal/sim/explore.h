@@ -20,8 +20,11 @@
 // every later draw of that run takes its first value and the run is counted as pruned
 // (with halt_pruned it stops there). Sound when equal hashes mean equal futures. The
 // fingerprint holds each actor's history (the events it ran, the draws they made, the
-// trace records they wrote), every pending event's time relative to now, actor and place
-// in line, and the world's own state.
+// trace records they wrote), every pending event's time relative to now, actor, place in
+// line and origin (the actor that created it and that actor's history up to the push:
+// what a pending callback carries follows from where it came from, so two messages due
+// at one node at one instant, one from each peer, are told apart in either order), and
+// the world's own state.
 //
 // Time abstraction (abstract_time, the default). An actor's history leaves out when each
 // event ran and the values of timing draws (a spread draw: a delay or the chance of one,
@@ -33,7 +36,8 @@
 // one to two orders of magnitude. Off (exact time), each event's virtual time is part of
 // its actor's history.
 //
-// Assumed to follow from what is hashed, not hashed: a pending callback's content, state
+// Assumed to follow from what is hashed, not hashed: a pending callback's content beyond
+// its origin (it is a function of its creator's history and data draws), state
 // a node keeps that another actor's event changed directly (a completion queued in a
 // node's transport before the node polls it), memory a world does not hash, 64-bit
 // collisions, and, under time abstraction, a time an actor stored and compares later
@@ -42,6 +46,8 @@
 // chance is recorded: its injection writes a trace record). Exploration with
 // state_hashing = false checks the assumption on a world: the reduced exploration must
 // find the same set of outcomes (the explore test does so for both kinds of hashing).
+// check_hash checks it on worlds too large for that: every pruned run runs on, and its
+// outcome must be that of the run its state was merged into (HashConflict otherwise).
 //
 // Counts. `schedules` are runs that ended in new territory (distinct schedules up to the
 // reduction), `pruned` runs that met a known state. A bound that cut the tree short (too
@@ -53,6 +59,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -77,6 +84,12 @@ struct ExploreBounds {
   // the hash: an outcome only a pruned run finds means two states hashed equal whose
   // futures differ).
   bool halt_pruned = false;
+  // Checks the hash (needs state_hashing, not halt_pruned): each pruned run's outcome is
+  // compared with that of the schedule that met its state first, replayed to that state
+  // and then run on with first values (the future the pruned run was merged into). A
+  // difference is a hash conflict: two states hashed equal whose futures differ. Costs
+  // one replay per pruned run.
+  bool check_hash = false;
   double max_seconds = 0;            // wall-clock budget (0: none)
   bool stop_at_first_failure = false;
 };
@@ -122,6 +135,11 @@ class ExploreRun final : public TapeChooser {
   const ExploreBounds* bounds_ = nullptr;
   const std::vector<uint32_t>* prefix_ = nullptr;
   std::unordered_set<uint64_t>* visited_ = nullptr;  // null: no state hashing
+  // check_hash: the choices that first reached each state; the choices of this run up
+  // to the state it was pruned at.
+  std::unordered_map<uint64_t, std::vector<uint32_t>>* first_reached_ = nullptr;
+  std::vector<uint32_t> pruned_at_;
+  uint64_t pruned_state_ = 0;
   std::vector<Point> trail_;
   bool pruned_ = false;
   uint64_t picks_ = 0;  // a digest of every Pick so far (part of the state)
@@ -136,6 +154,15 @@ using ExploreWorldFn = std::function<ScheduleVerdict(ExploreRun& run)>;
 struct ExploreFailure {
   std::string choices;  // the schedule: its choices as "0.1.0.2" (trailing zeros dropped)
   std::string failure;
+};
+
+// check_hash: two schedules that reached one state hash and then, every later draw its
+// first value, ended with different outcomes.
+struct HashConflict {
+  uint64_t state = 0;
+  std::string first;   // choices that reached the state first (then first values)
+  std::string pruned;  // choices of the run pruned there (then first values)
+  uint64_t first_outcome = 0, pruned_outcome = 0;
 };
 
 struct ExploreProgress {
@@ -154,6 +181,8 @@ struct ExploreResult {
   std::string incomplete_because;  // the bound that was hit (empty when complete)
   std::vector<ExploreFailure> first_failures;  // up to 5
   std::set<uint64_t> outcomes;  // distinct ScheduleVerdict::outcome values
+  std::vector<HashConflict> hash_conflicts;  // check_hash: up to 5
+  uint64_t hash_conflicts_seen = 0;          // check_hash: in all
   double seconds = 0;
   std::string domains;  // the domain policy, in words, for the report
 };

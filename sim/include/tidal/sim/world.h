@@ -242,7 +242,10 @@ class World {
   // virtual time, node states, fault-rule counters, every pending event (time relative to
   // now, owner, order) and, per actor, a digest of everything it did: each event's time,
   // the tape draws and the trace records it made. Stable across runs in one process (no
-  // addresses). What it leaves out is the explorer's assumption (explore.h). Under
+  // addresses), and each pending event's origin (who created it, at which point of its
+  // history: two events due at one instant for one actor are told apart by what they
+  // carry, a message from one peer or from another). What it leaves out is the
+  // explorer's assumption (explore.h). Under
   // SchedulingOptions::abstract_time: no absolute time and no event times (above).
   uint64_t Fingerprint() const;
 
@@ -265,9 +268,14 @@ class World {
     int32_t node = -1;
     uint32_t actor = 0;  // who the scheduler treats it as (ActorOf)
     TimerId timer = 0;  // 0 if not cancelable
+    // Exploration only (0 otherwise): where the event came from, standing in for what its
+    // callback holds (Fingerprint): the creating actor, its history so far, the data
+    // draws its running event made before the push and the push's place in that event.
+    uint64_t origin = 0;
     Callback fn;
   };
-  void Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn);
+  // origin: 0 for a new event (exploration computes it), else the origin it keeps.
+  void Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn, uint64_t origin = 0);
   struct PartitionState {
     std::vector<int> a, b;
     uint64_t until_ns;
@@ -375,6 +383,12 @@ class World {
   uint32_t ActorFor(int32_t node) const;
   std::vector<uint64_t> actor_digest_;
   int64_t current_actor_ = -1;          // the actor whose event runs now (-1: none)
+  // Exploration: an event's origin (Slot::origin). The running event's first draw and
+  // pushes so far; pushes made outside any event (a driver's set-up) are counted apart.
+  uint64_t OriginOfPush();
+  uint64_t event_first_draw_ = 0;
+  uint64_t event_pushes_ = 0;
+  uint64_t outside_pushes_ = 0;
   std::vector<uint64_t> pct_priority_;  // per actor
   std::vector<uint64_t> pct_changes_;   // steps at which the running actor drops (sorted)
   size_t pct_next_change_ = 0;
