@@ -47,7 +47,9 @@ if [ -x "$build/$bench" ]; then strip -o "$out/tidal-cuda-bench" "$build/$bench"
 # libnccl (over 200 MB) does not travel: run.sh finds the GPU machine's own.
 for lib in libucp.so.0 libuct.so.0 libucs.so.0 libucm.so.0 libibverbs.so.1 libnl-3.so.200 \
            libnl-route-3.so.200 libboost_program_options.so.1.74.0; do
-  path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+  # awk reads to the end (no `exit`): under pipefail, ldconfig killed by SIGPIPE would end
+  # the script here without a word.
+  path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found { print $NF; found = 1 }')
   if [ -n "$path" ]; then cp -L "$path" "$out/"; fi
 done
 cat >"$out/run.sh" <<'RUN'
