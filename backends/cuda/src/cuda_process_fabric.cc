@@ -36,7 +36,13 @@ namespace {
 
 // ---- framing -----------------------------------------------------------------------------
 
-constexpr uint32_t kMaxFrame = 64u << 20;  // a frame body never exceeds this
+using proc::DescribeWait;
+using proc::Hex;
+using proc::kMaxFrame;
+using proc::Reader;
+using proc::RecvFrame;
+using proc::SendFrame;
+using proc::Writer;
 
 enum MsgType : uint8_t {
   kHello = 1,   // child -> parent, id 0: status of the arena mapping
@@ -60,300 +66,28 @@ constexpr uint64_t kCopyChunk = 16u << 20;
 
 // The fixed addresses an arena may take, tried in order (the same in every process):
 // 48 TiB upwards, far below where Linux places mmap areas, libraries and stacks.
-constexpr uint64_t kArenaFirst = uint64_t{0x3000} << 32;
-constexpr uint64_t kArenaStride = uint64_t{0x100} << 32;  // 1 TiB apart
-constexpr int kArenaSlots = 64;
-
-class Writer {
- public:
-  void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
-  void U32(uint32_t v) { Raw(&v, 4); }
-  void U64(uint64_t v) { Raw(&v, 8); }
-  void I32(int32_t v) { Raw(&v, 4); }
-  void Str(std::string_view s) {
-    U32(static_cast<uint32_t>(s.size()));
-    out_.append(s);
-  }
-  void St(const Status& s) {
-    I32(static_cast<int32_t>(s.code()));
-    Str(s.ok() ? std::string_view() : std::string_view(s.message()));
-  }
-  std::string& out() { return out_; }
-
- private:
-  void Raw(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); }
-  std::string out_;
+constexpr proc::ArenaPlacement kArenaPlacement = {
+    .first = uint64_t{0x3000} << 32,
+    .stride = uint64_t{0x100} << 32,  // 1 TiB apart
+    .slots = 64,
+    .memfd_name = "tidal-cuda-arena",
+    .class_name = "SharedHostArena",
 };
-
-// Reads a body; every read checks the remaining length, and ok() stays false after the
-// first short one.
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-  uint8_t U8() {
-    uint8_t v = 0;
-    Raw(&v, 1);
-    return v;
-  }
-  uint32_t U32() {
-    uint32_t v = 0;
-    Raw(&v, 4);
-    return v;
-  }
-  uint64_t U64() {
-    uint64_t v = 0;
-    Raw(&v, 8);
-    return v;
-  }
-  int32_t I32() {
-    int32_t v = 0;
-    Raw(&v, 4);
-    return v;
-  }
-  std::string Str() {
-    const uint32_t n = U32();
-    if (!ok_ || n > in_.size()) {
-      ok_ = false;
-      return {};
-    }
-    std::string s(in_.substr(0, n));
-    in_.remove_prefix(n);
-    return s;
-  }
-  Status St() {
-    const int32_t code = I32();
-    std::string msg = Str();
-    if (code == 0) return Status();
-    return Status(static_cast<ErrorCode>(code), std::move(msg));
-  }
-  bool ok() const { return ok_; }
-  bool done() const { return ok_ && in_.empty(); }
-
- private:
-  void Raw(void* p, size_t n) {
-    if (!ok_ || in_.size() < n) {
-      ok_ = false;
-      return;
-    }
-    std::memcpy(p, in_.data(), n);
-    in_.remove_prefix(n);
-  }
-  std::string_view in_;
-  bool ok_ = true;
-};
-
-bool WriteAll(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-bool ReadAll(int fd, char* p, size_t n) {
-  while (n > 0) {
-    const ssize_t r = ::read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-bool SendFrame(int fd, uint8_t type, uint64_t id, std::string_view body) {
-  std::string f;
-  const uint32_t len = static_cast<uint32_t>(1 + 8 + body.size());
-  f.reserve(4 + len);
-  f.append(reinterpret_cast<const char*>(&len), 4);
-  f.push_back(static_cast<char>(type));
-  f.append(reinterpret_cast<const char*>(&id), 8);
-  f.append(body);
-  return WriteAll(fd, f.data(), f.size());
-}
-
-// False at end of stream or on a malformed frame (`why` says which).
-bool RecvFrame(int fd, uint8_t* type, uint64_t* id, std::string* body, std::string* why) {
-  uint32_t len = 0;
-  if (!ReadAll(fd, reinterpret_cast<char*>(&len), 4)) {
-    *why = "connection closed";
-    return false;
-  }
-  if (len < 9 || len - 9 > kMaxFrame) {
-    *why = "malformed frame of length " + std::to_string(len);
-    return false;
-  }
-  char head[9];
-  if (!ReadAll(fd, head, 9)) {
-    *why = "connection closed inside a frame";
-    return false;
-  }
-  *type = static_cast<uint8_t>(head[0]);
-  std::memcpy(id, head + 1, 8);
-  body->resize(len - 9);
-  if (!ReadAll(fd, body->data(), body->size())) {
-    *why = "connection closed inside a frame";
-    return false;
-  }
-  return true;
-}
-
-std::string DescribeWait(int wstatus) {
-  if (WIFSIGNALED(wstatus)) {
-    return "killed by signal " + std::to_string(WTERMSIG(wstatus)) + " (" +
-           strsignal(WTERMSIG(wstatus)) + ")";
-  }
-  if (WIFEXITED(wstatus)) return "exited with status " + std::to_string(WEXITSTATUS(wstatus));
-  return "ended (wait status " + std::to_string(wstatus) + ")";
-}
-
-std::string Hex(uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 }  // namespace
 
-// ---- SharedHostArena -------------------------------------------------------------------------
+// ---- SharedHostArena --------------------------------------------------------------------
 
 Result<std::unique_ptr<SharedHostArena>> SharedHostArena::Make(size_t bytes) {
-  bytes = (bytes + 4095) & ~size_t{4095};
-  if (bytes == 0 || bytes > kArenaStride) {
-    return Status(ErrorCode::INVALID_PARAMS,
-                  "arena size " + std::to_string(bytes) + " is outside (0, 1 TiB]");
-  }
-  const int fd = ::memfd_create("tidal-cuda-arena", MFD_CLOEXEC);
-  if (fd < 0) {
-    return Status(ErrorCode::INTERNAL_ERROR,
-                  std::string("memfd_create for the node arena: ") + std::strerror(errno));
-  }
-  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return Status(
-        ErrorCode::INTERNAL_ERROR,
-        "ftruncate of the node arena to " + std::to_string(bytes) + " bytes: " + std::strerror(e));
-  }
-  for (int slot = 0; slot < kArenaSlots; ++slot) {
-    const uint64_t addr = kArenaFirst + static_cast<uint64_t>(slot) * kArenaStride;
-    void* p = ::mmap(reinterpret_cast<void*>(addr), bytes, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
-    if (p == MAP_FAILED) continue;
-    if (reinterpret_cast<uint64_t>(p) != addr) {  // a kernel without MAP_FIXED_NOREPLACE
-      ::munmap(p, bytes);
-      continue;
-    }
-    return std::unique_ptr<SharedHostArena>(new SharedHostArena(fd, p, bytes));
-  }
-  ::close(fd);
-  return Status(ErrorCode::INTERNAL_ERROR,
-                "no free address for the node arena: every slot from " + Hex(kArenaFirst) +
-                    " in steps of " + Hex(kArenaStride) + " (" + std::to_string(kArenaSlots) +
-                    " slots) is taken in this process");
-}
-
-SharedHostArena::~SharedHostArena() {
-  ::munmap(base_, size_);
-  ::close(fd_);
-}
-
-namespace {
-size_t ArenaRound(size_t bytes) {
-  return (std::max<size_t>(bytes, 1) + 63) & ~size_t{63};
-}
-}  // namespace
-
-void* SharedHostArena::Allocate(size_t bytes) {
-  const size_t need = ArenaRound(bytes);
-  uint8_t* p = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (it->second < need) continue;
-      const size_t offset = it->first, length = it->second;
-      free_.erase(it);
-      if (length > need) free_[offset + need] = length - need;
-      p = static_cast<uint8_t*>(base_) + offset;
-      break;
-    }
-  }
-  if (p != nullptr) std::memset(p, 0, need);  // reused ranges come back zeroed too
-  return p;
-}
-
-void SharedHostArena::Free(void* p, size_t bytes) {
-  const size_t need = ArenaRound(bytes);
-  const uint64_t at = reinterpret_cast<uint64_t>(p);
-  TIDAL_ASSERT_MSG(at >= base() && at - base() <= size_ - need, "SharedHostArena::Free: not ours");
-  size_t offset = at - base();
-  size_t length = need;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto next = free_.lower_bound(offset);
-  TIDAL_ASSERT_MSG(next == free_.end() || next->first >= offset + length,
-                   "SharedHostArena::Free: range already free");
-  if (next != free_.end() && next->first == offset + length) {
-    length += next->second;
-    next = free_.erase(next);
-  }
-  if (next != free_.begin()) {
-    auto prev = std::prev(next);
-    TIDAL_ASSERT_MSG(prev->first + prev->second <= offset, "SharedHostArena::Free: range already free");
-    if (prev->first + prev->second == offset) {
-      offset = prev->first;
-      length += prev->second;
-      free_.erase(prev);
-    }
-  }
-  free_[offset] = length;
-}
-
-Status SharedHostArena::MapAt(int fd, uint64_t addr, size_t bytes) {
-  void* p = ::mmap(reinterpret_cast<void*>(addr), bytes, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
-  if (p == MAP_FAILED) {
-    return Status(ErrorCode::INTERNAL_ERROR,
-                  "cannot map the node arena at " + Hex(addr) + " (" + std::to_string(bytes) +
-                      " bytes): " + std::strerror(errno) +
-                      (errno == EEXIST ? " (that address is already taken in this process)" : ""));
-  }
-  if (reinterpret_cast<uint64_t>(p) != addr) {
-    ::munmap(p, bytes);
-    return Status(ErrorCode::INTERNAL_ERROR,
-                  "cannot map the node arena at " + Hex(addr) +
-                      ": the kernel placed it elsewhere (no MAP_FIXED_NOREPLACE)");
-  }
-  return Status();
+  int fd = -1;
+  void* base = nullptr;
+  Status mapped = MapNew(&bytes, kArenaPlacement, &fd, &base);
+  if (!mapped.ok()) return mapped;
+  return std::unique_ptr<SharedHostArena>(new SharedHostArena(fd, base, bytes, kArenaPlacement.class_name));
 }
 
 Result<std::string> CudaHostPath() {
-  std::vector<std::string> tried;
-  if (const char* env = std::getenv("TIDAL_CUDA_HOST"); env != nullptr && *env != '\0') {
-    if (::access(env, X_OK) == 0) return std::string(env);
-    return Status(ErrorCode::INVALID_PARAMS,
-                  std::string("TIDAL_CUDA_HOST names ") + env + ", which is not an executable");
-  }
-  std::error_code ec;
-  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const std::string beside = (self.parent_path() / "tidal-cuda-host").string();
-    if (::access(beside.c_str(), X_OK) == 0) return beside;
-    tried.push_back(beside);
-  }
-  const std::string built = TIDAL_CUDA_HOST_BUILD_PATH;
-  if (!built.empty()) {
-    if (::access(built.c_str(), X_OK) == 0) return built;
-    tried.push_back(built);
-  }
-  std::string list;
-  for (const std::string& t : tried) list += (list.empty() ? "" : ", ") + t;
-  return Status(ErrorCode::INVALID_PARAMS,
-                "the node-process binary tidal-cuda-host was not found (set TIDAL_CUDA_HOST; "
-                "looked at: " +
-                    list + ")");
+  return proc::FindHostBinary({"tidal-cuda-host", "TIDAL_CUDA_HOST", TIDAL_CUDA_HOST_BUILD_PATH});
 }
 
 // ---- CudaProxyTransport -------------------------------------------------------------------

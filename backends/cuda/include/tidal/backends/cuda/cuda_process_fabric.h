@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "tidal/backends/loopback_messenger.h"
+#include "tidal/backends/process_fabric.h"
 #include "tidal/backends/real_env.h"
 #include "tidal/backends/registry.h"
 #include "tidal/fabric.h"
@@ -57,40 +58,16 @@
 
 namespace tidal::backends::cuda {
 
-// Host memory shared by the parent and every node process at one address. Allocations are
-// 64-byte aligned, first fit from a free list (freed neighbours merge), and zeroed.
-// Thread-safe.
-class SharedHostArena {
+// Host memory shared by the parent and every node process at one address (a
+// proc::ProcessArena at 48 TiB upwards, memfd "tidal-cuda-arena").
+class SharedHostArena final : public proc::ProcessArena {
  public:
   // Maps `bytes` at the first free address of a fixed list (the same list in every
   // process). INTERNAL_ERROR names the addresses tried when none is free.
   static Result<std::unique_ptr<SharedHostArena>> Make(size_t bytes);
-  ~SharedHostArena();
-  SharedHostArena(const SharedHostArena&) = delete;
-  SharedHostArena& operator=(const SharedHostArena&) = delete;
-
-  void* Allocate(size_t bytes);  // nullptr when no free range is large enough
-  // Gives back what Allocate returned for `bytes` (aborts on a range it never gave).
-  void Free(void* p, size_t bytes);
-  int fd() const { return fd_; }
-  uint64_t base() const { return reinterpret_cast<uint64_t>(base_); }
-  size_t size() const { return size_; }
-  bool Contains(uint64_t addr, uint64_t len) const {
-    return addr >= base() && len <= size_ && addr - base() <= size_ - len;
-  }
-
-  // In a child: maps the arena passed as `fd` at exactly `addr`.
-  static Status MapAt(int fd, uint64_t addr, size_t bytes);
 
  private:
-  SharedHostArena(int fd, void* base, size_t size) : fd_(fd), base_(base), size_(size) {
-    free_[0] = size;
-  }
-  int fd_;
-  void* base_;
-  size_t size_;
-  std::mutex mu_;
-  std::map<size_t, size_t> free_;  // offset -> length of each free range; guarded by mu_
+  using ProcessArena::ProcessArena;
 };
 
 // Where the node-process binary is: $TIDAL_CUDA_HOST if set, else `tidal-cuda-host` next

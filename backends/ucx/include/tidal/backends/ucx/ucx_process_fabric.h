@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "tidal/backends/loopback_messenger.h"
+#include "tidal/backends/process_fabric.h"
 #include "tidal/backends/real_env.h"
 #include "tidal/backends/ucx/ucx_transport.h"
 #include "tidal/fabric.h"
@@ -55,39 +56,16 @@
 
 namespace tidal::backends::ucx {
 
-// Memory shared by the parent and every node process at one address. Allocations are
-// 64-byte aligned, first fit from a free list (freed neighbours merge), and zeroed.
-// Thread-safe.
-class SharedArena {
+// Memory shared by the parent and every node process at one address (a
+// proc::ProcessArena at 32 TiB upwards, memfd "tidal-ucx-arena").
+class SharedArena final : public proc::ProcessArena {
  public:
   // Maps `bytes` at the first free address of a fixed list (the same list in every
   // process). INTERNAL_ERROR names the addresses tried when none is free.
   static Result<std::unique_ptr<SharedArena>> Make(size_t bytes);
-  ~SharedArena();
-  SharedArena(const SharedArena&) = delete;
-  SharedArena& operator=(const SharedArena&) = delete;
-
-  // nullptr when no free range is large enough.
-  void* Allocate(size_t bytes);
-  // Gives back what Allocate returned for `bytes` (aborts on a range it never gave).
-  void Free(void* p, size_t bytes);
-  int fd() const { return fd_; }
-  uint64_t base() const { return reinterpret_cast<uint64_t>(base_); }
-  size_t size() const { return size_; }
-
-  // In a child: maps the arena passed as `fd` at exactly `addr`. INTERNAL_ERROR names the
-  // address when something else is mapped there.
-  static Status MapAt(int fd, uint64_t addr, size_t bytes);
 
  private:
-  SharedArena(int fd, void* base, size_t size) : fd_(fd), base_(base), size_(size) {
-    free_[0] = size;
-  }
-  int fd_;
-  void* base_;
-  size_t size_;
-  std::mutex mu_;
-  std::map<size_t, size_t> free_;  // offset -> length of each free range; guarded by mu_
+  using ProcessArena::ProcessArena;
 };
 
 // Where the node-process binary is: $TIDAL_UCX_HOST if set, else `tidal-ucx-host` next to

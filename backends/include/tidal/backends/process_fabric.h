@@ -1,0 +1,196 @@
+// The parts every "nodes as processes" fabric shares (ucx_proc, cuda_proc): the arena of
+// memory mapped at one fixed address in the parent and in every node process, the lookup
+// of the node-process binary, the framed socket protocol's encoding (Writer, Reader,
+// SendFrame, RecvFrame) and the node process's command line. Nothing here depends on UCX
+// or CUDA; each fabric supplies its own parameters (addresses, names, message types).
+//
+// Wire format (both directions): frames of `u32 length` (of what follows, at most
+// kMaxFrame) then `u8 type, u64 id` and a type-specific body of little-endian integers
+// and u32-length-prefixed strings, written with Writer and read with Reader.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "tidal/status.h"
+
+namespace tidal::backends::proc {
+
+// ---- the shared arena --------------------------------------------------------------------
+
+// Where a fabric's arenas may be mapped: `slots` fixed addresses from `first`, `stride`
+// apart, tried in order (the same list in every process), and the memfd's name.
+struct ArenaPlacement {
+  uint64_t first;
+  uint64_t stride;  // also the largest arena
+  int slots;
+  const char* memfd_name;  // as /proc/<pid>/maps shows it ("tidal-ucx-arena")
+  const char* class_name;  // names the arena in abort messages ("SharedArena")
+};
+
+// Memory shared by the parent and every node process at one address. Allocations are
+// 64-byte aligned, first fit from a free list (freed neighbours merge), and zeroed.
+// Thread-safe. A fabric derives its own arena type and makes it with MapNew.
+class ProcessArena {
+ public:
+  ~ProcessArena();
+  ProcessArena(const ProcessArena&) = delete;
+  ProcessArena& operator=(const ProcessArena&) = delete;
+
+  // nullptr when no free range is large enough.
+  void* Allocate(size_t bytes);
+  // Gives back what Allocate returned for `bytes` (aborts on a range it never gave).
+  void Free(void* p, size_t bytes);
+  int fd() const { return fd_; }
+  uint64_t base() const { return reinterpret_cast<uint64_t>(base_); }
+  size_t size() const { return size_; }
+  // Whether [addr, addr + len) lies inside the arena.
+  bool Contains(uint64_t addr, uint64_t len) const {
+    return addr >= base() && len <= size_ && addr - base() <= size_ - len;
+  }
+
+  // In a child: maps the arena passed as `fd` at exactly `addr`. INTERNAL_ERROR names the
+  // address when something else is mapped there.
+  static Status MapAt(int fd, uint64_t addr, size_t bytes);
+
+ protected:
+  // Makes a memfd of `*bytes` (rounded up to whole pages, written back) and maps it at the
+  // first free address of `where`; `*fd` and `*base` are the result. INVALID_PARAMS when
+  // the size is outside (0, stride]; INTERNAL_ERROR names the addresses tried when none is
+  // free.
+  static Status MapNew(size_t* bytes, const ArenaPlacement& where, int* fd, void** base);
+  ProcessArena(int fd, void* base, size_t size, const char* class_name)
+      : fd_(fd), base_(base), size_(size), class_name_(class_name) {
+    free_[0] = size;
+  }
+
+ private:
+  int fd_;
+  void* base_;
+  size_t size_;
+  const char* class_name_;
+  std::mutex mu_;
+  std::map<size_t, size_t> free_;  // offset -> length of each free range; guarded by mu_
+};
+
+// ---- the node-process binary -------------------------------------------------------------
+
+// How a fabric finds its node-process binary.
+struct HostBinary {
+  const char* name;        // "tidal-ucx-host"
+  const char* env_var;     // "TIDAL_UCX_HOST"
+  const char* build_path;  // the path the build configured; "" for none
+};
+
+// $env_var if set, else `name` next to the running executable, else build_path.
+// INVALID_PARAMS naming every place looked at when none exists, or the variable when it
+// names no executable.
+Result<std::string> FindHostBinary(const HostBinary& binary);
+
+// The node process's command line: `--name value` pairs of unsigned decimal integers, all
+// of those in `*args` (their names) required. False after printing
+// "<program>: bad argument '<arg>' (<usage>)" or "<program>: missing <name>" to stderr.
+bool ParseHostArgs(int argc, char** argv, const char* program, const char* usage,
+                   std::map<std::string, uint64_t>* args);
+
+// ---- framing -----------------------------------------------------------------------------
+
+constexpr uint32_t kMaxFrame = 64u << 20;  // a frame body never exceeds this
+
+class Writer {
+ public:
+  void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void U32(uint32_t v) { Raw(&v, 4); }
+  void U64(uint64_t v) { Raw(&v, 8); }
+  void I32(int32_t v) { Raw(&v, 4); }
+  void Str(std::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    out_.append(s);
+  }
+  void St(const Status& s) {
+    I32(static_cast<int32_t>(s.code()));
+    Str(s.ok() ? std::string_view() : std::string_view(s.message()));
+  }
+  std::string& out() { return out_; }
+
+ private:
+  void Raw(const void* p, size_t n) { out_.append(static_cast<const char*>(p), n); }
+  std::string out_;
+};
+
+// Reads a body; every read checks the remaining length, and ok() stays false after the
+// first short one.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  uint8_t U8() {
+    uint8_t v = 0;
+    Raw(&v, 1);
+    return v;
+  }
+  uint32_t U32() {
+    uint32_t v = 0;
+    Raw(&v, 4);
+    return v;
+  }
+  uint64_t U64() {
+    uint64_t v = 0;
+    Raw(&v, 8);
+    return v;
+  }
+  int32_t I32() {
+    int32_t v = 0;
+    Raw(&v, 4);
+    return v;
+  }
+  std::string Str() {
+    const uint32_t n = U32();
+    if (!ok_ || n > in_.size()) {
+      ok_ = false;
+      return {};
+    }
+    std::string s(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return s;
+  }
+  Status St() {
+    const int32_t code = I32();
+    std::string msg = Str();
+    if (code == 0) return Status();
+    return Status(static_cast<ErrorCode>(code), std::move(msg));
+  }
+  bool ok() const { return ok_; }
+  bool done() const { return ok_ && in_.empty(); }
+
+ private:
+  void Raw(void* p, size_t n) {
+    if (!ok_ || in_.size() < n) {
+      ok_ = false;
+      return;
+    }
+    std::memcpy(p, in_.data(), n);
+    in_.remove_prefix(n);
+  }
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+// Whole writes and reads on a socket, retried on EINTR; false when it closed or failed.
+bool WriteAll(int fd, const char* p, size_t n);
+bool ReadAll(int fd, char* p, size_t n);
+
+bool SendFrame(int fd, uint8_t type, uint64_t id, std::string_view body);
+// False at end of stream or on a malformed frame (`why` says which).
+bool RecvFrame(int fd, uint8_t* type, uint64_t* id, std::string* body, std::string* why);
+
+// How a reaped child ended: "killed by signal 9 (Killed)", "exited with status 1".
+std::string DescribeWait(int wstatus);
+// "0x2000..." (lower-case hex).
+std::string Hex(uint64_t v);
+
+}  // namespace tidal::backends::proc

@@ -1,0 +1,278 @@
+// ProcessArena, FindHostBinary, ParseHostArgs and the framing of the process fabrics
+// (ucx_proc, cuda_proc). The contracts are in process_fabric.h.
+#include "tidal/backends/process_fabric.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "tidal/assert.h"
+
+namespace tidal::backends::proc {
+
+// ---- framing -----------------------------------------------------------------------------
+
+bool WriteAll(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t r = ::read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool SendFrame(int fd, uint8_t type, uint64_t id, std::string_view body) {
+  std::string f;
+  const uint32_t len = static_cast<uint32_t>(1 + 8 + body.size());
+  f.reserve(4 + len);
+  f.append(reinterpret_cast<const char*>(&len), 4);
+  f.push_back(static_cast<char>(type));
+  f.append(reinterpret_cast<const char*>(&id), 8);
+  f.append(body);
+  return WriteAll(fd, f.data(), f.size());
+}
+
+bool RecvFrame(int fd, uint8_t* type, uint64_t* id, std::string* body, std::string* why) {
+  uint32_t len = 0;
+  if (!ReadAll(fd, reinterpret_cast<char*>(&len), 4)) {
+    *why = "connection closed";
+    return false;
+  }
+  if (len < 9 || len - 9 > kMaxFrame) {
+    *why = "malformed frame of length " + std::to_string(len);
+    return false;
+  }
+  char head[9];
+  if (!ReadAll(fd, head, 9)) {
+    *why = "connection closed inside a frame";
+    return false;
+  }
+  *type = static_cast<uint8_t>(head[0]);
+  std::memcpy(id, head + 1, 8);
+  body->resize(len - 9);
+  if (!ReadAll(fd, body->data(), body->size())) {
+    *why = "connection closed inside a frame";
+    return false;
+  }
+  return true;
+}
+
+std::string DescribeWait(int wstatus) {
+  if (WIFSIGNALED(wstatus)) {
+    return "killed by signal " + std::to_string(WTERMSIG(wstatus)) + " (" +
+           strsignal(WTERMSIG(wstatus)) + ")";
+  }
+  if (WIFEXITED(wstatus)) return "exited with status " + std::to_string(WEXITSTATUS(wstatus));
+  return "ended (wait status " + std::to_string(wstatus) + ")";
+}
+
+std::string Hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+// ---- ProcessArena ------------------------------------------------------------------------
+
+Status ProcessArena::MapNew(size_t* bytes_io, const ArenaPlacement& where, int* fd_out,
+                            void** base_out) {
+  const size_t bytes = (*bytes_io + 4095) & ~size_t{4095};
+  if (bytes == 0 || bytes > where.stride) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "arena size " + std::to_string(bytes) + " is outside (0, 1 TiB]");
+  }
+  const int fd = ::memfd_create(where.memfd_name, MFD_CLOEXEC);
+  if (fd < 0) {
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  std::string("memfd_create for the node arena: ") + std::strerror(errno));
+  }
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return Status(
+        ErrorCode::INTERNAL_ERROR,
+        "ftruncate of the node arena to " + std::to_string(bytes) + " bytes: " + std::strerror(e));
+  }
+  for (int slot = 0; slot < where.slots; ++slot) {
+    const uint64_t addr = where.first + static_cast<uint64_t>(slot) * where.stride;
+    void* p = ::mmap(reinterpret_cast<void*>(addr), bytes, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+    if (p == MAP_FAILED) continue;
+    if (reinterpret_cast<uint64_t>(p) != addr) {  // a kernel without MAP_FIXED_NOREPLACE
+      ::munmap(p, bytes);
+      continue;
+    }
+    *bytes_io = bytes;
+    *fd_out = fd;
+    *base_out = p;
+    return Status();
+  }
+  ::close(fd);
+  return Status(ErrorCode::INTERNAL_ERROR,
+                "no free address for the node arena: every slot from " + Hex(where.first) +
+                    " in steps of " + Hex(where.stride) + " (" + std::to_string(where.slots) +
+                    " slots) is taken in this process");
+}
+
+ProcessArena::~ProcessArena() {
+  ::munmap(base_, size_);
+  ::close(fd_);
+}
+
+namespace {
+size_t ArenaRound(size_t bytes) {
+  return (std::max<size_t>(bytes, 1) + 63) & ~size_t{63};
+}
+}  // namespace
+
+void* ProcessArena::Allocate(size_t bytes) {
+  const size_t need = ArenaRound(bytes);
+  uint8_t* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < need) continue;
+      const size_t offset = it->first, length = it->second;
+      free_.erase(it);
+      if (length > need) free_[offset + need] = length - need;
+      p = static_cast<uint8_t*>(base_) + offset;
+      break;
+    }
+  }
+  if (p != nullptr) std::memset(p, 0, need);  // reused ranges come back zeroed too
+  return p;
+}
+
+void ProcessArena::Free(void* p, size_t bytes) {
+  const size_t need = ArenaRound(bytes);
+  const uint64_t at = reinterpret_cast<uint64_t>(p);
+  TIDAL_ASSERT_MSG(at >= base() && at - base() <= size_ - need,
+                   (std::string(class_name_) + "::Free: not ours").c_str());
+  size_t offset = at - base();
+  size_t length = need;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = free_.lower_bound(offset);
+  TIDAL_ASSERT_MSG(next == free_.end() || next->first >= offset + length,
+                   (std::string(class_name_) + "::Free: range already free").c_str());
+  if (next != free_.end() && next->first == offset + length) {
+    length += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    TIDAL_ASSERT_MSG(prev->first + prev->second <= offset,
+                     (std::string(class_name_) + "::Free: range already free").c_str());
+    if (prev->first + prev->second == offset) {
+      offset = prev->first;
+      length += prev->second;
+      free_.erase(prev);
+    }
+  }
+  free_[offset] = length;
+}
+
+Status ProcessArena::MapAt(int fd, uint64_t addr, size_t bytes) {
+  void* p = ::mmap(reinterpret_cast<void*>(addr), bytes, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+  if (p == MAP_FAILED) {
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  "cannot map the node arena at " + Hex(addr) + " (" + std::to_string(bytes) +
+                      " bytes): " + std::strerror(errno) +
+                      (errno == EEXIST ? " (that address is already taken in this process)" : ""));
+  }
+  if (reinterpret_cast<uint64_t>(p) != addr) {
+    ::munmap(p, bytes);
+    return Status(ErrorCode::INTERNAL_ERROR,
+                  "cannot map the node arena at " + Hex(addr) +
+                      ": the kernel placed it elsewhere (no MAP_FIXED_NOREPLACE)");
+  }
+  return Status();
+}
+
+// ---- the node-process binary -------------------------------------------------------------
+
+Result<std::string> FindHostBinary(const HostBinary& binary) {
+  std::vector<std::string> tried;
+  if (const char* env = std::getenv(binary.env_var); env != nullptr && *env != '\0') {
+    if (::access(env, X_OK) == 0) return std::string(env);
+    return Status(ErrorCode::INVALID_PARAMS, std::string(binary.env_var) + " names " + env +
+                                                 ", which is not an executable");
+  }
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::string beside = (self.parent_path() / binary.name).string();
+    if (::access(beside.c_str(), X_OK) == 0) return beside;
+    tried.push_back(beside);
+  }
+  const std::string built = binary.build_path;
+  if (!built.empty()) {
+    if (::access(built.c_str(), X_OK) == 0) return built;
+    tried.push_back(built);
+  }
+  std::string list;
+  for (const std::string& t : tried) list += (list.empty() ? "" : ", ") + t;
+  return Status(ErrorCode::INVALID_PARAMS, std::string("the node-process binary ") +
+                                               binary.name + " was not found (set " +
+                                               binary.env_var + "; looked at: " + list + ")");
+}
+
+// ---- the node process's command line -----------------------------------------------------
+
+namespace {
+
+bool ParseU64(const char* text, uint64_t* out) {
+  if (text == nullptr || *text == '\0') return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(text, &end, 10);
+  if (errno != 0 || *end != '\0' || text[0] == '-') return false;
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+bool ParseHostArgs(int argc, char** argv, const char* program, const char* usage,
+                   std::map<std::string, uint64_t>* args) {
+  std::map<std::string, bool> seen;
+  for (int i = 1; i < argc; i += 2) {
+    auto it = args->find(argv[i]);
+    if (it == args->end() || i + 1 >= argc || !ParseU64(argv[i + 1], &it->second)) {
+      std::fprintf(stderr, "%s: bad argument '%s' (%s)\n", program, argv[i], usage);
+      return false;
+    }
+    seen[argv[i]] = true;
+  }
+  for (const auto& [name, value] : *args) {
+    if (!seen[name]) {
+      std::fprintf(stderr, "%s: missing %s\n", program, name.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace tidal::backends::proc
