@@ -41,9 +41,9 @@ using proc::SendFrame;
 using proc::Writer;
 
 enum MsgType : uint8_t {
-  kHello = 1,   // child -> parent, id 0: status of the arena mapping
-  kReply = 2,   // child -> parent: the answer to request `id`
-  kEvents = 3,  // child -> parent, id 0: completions and notifications
+  kHello = proc::kHello,
+  kReply = proc::kReply,
+  kEvents = proc::kEvents,
   kInstall = 10,
   kRegister = 11,
   kUnregister = 12,
@@ -84,254 +84,21 @@ Result<std::string> UcxHostPath() {
 
 UcxProxyTransport::UcxProxyTransport(UcxProcessOptions options, const SharedArena& arena,
                                      size_t node)
-    : options_(std::move(options)), arena_(arena), node_(node) {}
+    : NodeProcess(node, "tidal-ucx-host", options.call_timeout_ms),
+      options_(std::move(options)),
+      arena_(arena) {}
 
 Status UcxProxyTransport::Start() {
-  std::string path = options_.host_path;
-  if (path.empty()) {
-    Result<std::string> found = UcxHostPath();
-    if (!found.ok()) return found.status();
-    path = *found;
-  } else if (::access(path.c_str(), X_OK) != 0) {
-    return Status(ErrorCode::INVALID_PARAMS, "node-process binary " + path + " is not executable");
-  }
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    return Status(ErrorCode::INTERNAL_ERROR, std::string("socketpair: ") + std::strerror(errno));
-  }
-  // Everything exec needs is built before fork: after it only async-signal-safe calls.
-  std::vector<std::string> args = {path,
-                                   "--arena-addr",
-                                   std::to_string(arena_.base()),
-                                   "--arena-bytes",
-                                   std::to_string(arena_.size()),
-                                   "--node",
-                                   std::to_string(node_),
-                                   "--probe-timeout-ns",
-                                   std::to_string(options_.transport.probe_timeout_ns),
-                                   "--spin-ns",
-                                   std::to_string(options_.transport.spin_ns),
-                                   "--busy-poll-ns",
-                                   std::to_string(options_.transport.busy_poll_ns)};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int e = errno;
-    ::close(sv[0]);
-    ::close(sv[1]);
-    return Status(ErrorCode::INTERNAL_ERROR, std::string("fork: ") + std::strerror(e));
-  }
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(126);  // the parent died before prctl
-    // The socket becomes fd 3 and the arena fd 4 (dup2 clears close-on-exec).
-    const int s = ::fcntl(sv[1], F_DUPFD, 10);
-    const int a = ::fcntl(arena_.fd(), F_DUPFD, 10);
-    if (s < 0 || a < 0 || ::dup2(s, 3) < 0 || ::dup2(a, 4) < 0) ::_exit(125);
-    // Nothing else of the parent's stays open in the child (its UCX and test fds).
-    ::close_range(5, ~0U, 0);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(sv[1]);
-  sock_ = sv[0];
-  pid_ = pid;
-  // The hello: the child mapped the arena (or says why not).
-  uint8_t type = 0;
-  uint64_t id = 0;
-  std::string body, why;
-  if (!RecvFrame(sock_, &type, &id, &body, &why) || type != kHello) {
-    int ws = 0;
-    ::waitpid(pid_, &ws, 0);
-    gone_ = true;
-    exit_reason_ = DescribeWait(ws);
-    return Status(ErrorCode::INTERNAL_ERROR,
-                  "node " + std::to_string(node_) + " process " + path + " (pid " +
-                      std::to_string(pid_) + ") did not start: " + exit_reason_ +
-                      (WIFEXITED(ws) && WEXITSTATUS(ws) == 127 ? " (exec failed)" : ""));
-  }
-  Reader r(body);
-  Status hello = r.St();
-  if (!hello.ok()) {
-    int ws = 0;
-    ::waitpid(pid_, &ws, 0);
-    gone_ = true;
-    exit_reason_ = DescribeWait(ws);
-    return Status(ErrorCode::INTERNAL_ERROR, "node " + std::to_string(node_) + " process (pid " +
-                                                 std::to_string(pid_) + "): " + hello.ToString());
-  }
-  reader_ = std::thread([this] { ReaderLoop(); });
-  return Status();
-}
-
-UcxProxyTransport::~UcxProxyTransport() {
-  if (reader_.joinable()) {
-    if (!gone_) {
-      // Asks the child to leave (end of stream), then makes sure of it.
-      killed_ = true;
-      ::shutdown(sock_, SHUT_WR);
-      std::unique_lock<std::mutex> lock(mu_);
-      if (!cv_.wait_for(lock, std::chrono::seconds(2), [&] { return gone_.load(); })) {
-        lock.unlock();
-        ::kill(pid_, SIGKILL);
-      }
-    }
-    reader_.join();
-  }
-  if (sock_ >= 0) ::close(sock_);
-}
-
-std::string UcxProxyTransport::exit_reason() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return exit_reason_;
-}
-
-Status UcxProxyTransport::GoneStatus() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return Status(ErrorCode::PEER_UNREACHABLE, "node " + std::to_string(node_) + " process (pid " +
-                                                 std::to_string(pid_) +
-                                                 ") is gone: " + exit_reason_);
-}
-
-void UcxProxyTransport::ReaderLoop() {
-  std::string why;
-  for (;;) {
-    uint8_t type = 0;
-    uint64_t id = 0;
-    std::string body;
-    if (!RecvFrame(sock_, &type, &id, &body, &why)) break;
-    if (type == kReply) {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = replies_.find(id);
-      if (it == replies_.end()) {
-        why = "a reply to no request (" + std::to_string(id) + ")";
-        break;
-      }
-      it->second.done = true;
-      it->second.body = std::move(body);
-      cv_.notify_all();
-      continue;
-    }
-    if (type != kEvents) {
-      why = "unexpected message type " + std::to_string(type);
-      break;
-    }
-    Reader r(body);
-    std::vector<TransportCompletion> cs;
-    const uint32_t nc = r.U32();
-    if (!r.ok() || nc > body.size() / 20) {
-      why = "malformed completion list";
-      break;
-    }
-    for (uint32_t i = 0; i < nc; ++i) {
-      TransportCompletion c;
-      c.task_id = r.U64();
-      c.code = static_cast<ErrorCode>(r.I32());
-      c.bytes_transferred = r.U64();
-      cs.push_back(c);
-    }
-    const uint32_t nn = r.U32();
-    if (!r.ok() || nn > body.size() / 8) {
-      why = "malformed notification list";
-      break;
-    }
-    std::vector<Notification> ns;
-    for (uint32_t i = 0; i < nn; ++i) {
-      Notification n;
-      n.source = r.Str();
-      n.payload = r.Str();
-      ns.push_back(std::move(n));
-    }
-    if (!r.done()) {
-      why = "malformed event frame";
-      break;
-    }
-    std::function<void()> ready;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (const TransportCompletion& c : cs) {
-        outstanding_.erase(c.task_id);
-        completions_.push_back(c);
-      }
-      for (Notification& n : ns) notifies_.push_back(std::move(n));
-      ready = on_ready_;
-    }
-    if (ready) ready();
-  }
-  Lost(why);
-}
-
-void UcxProxyTransport::Lost(const std::string& why) {
-  // A child that broke the protocol is ended here; one that closed is reaped.
-  if (why != "connection closed") ::kill(pid_, SIGKILL);
-  int ws = 0;
-  while (::waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
-  }
-  const std::string how = DescribeWait(ws);
-  if (!killed_) {
-    std::fprintf(stderr,
-                 "tidal-ucx-host: node %zu (pid %d) ended unexpectedly: %s (%s); its tasks "
-                 "fail PEER_UNREACHABLE\n",
-                 node_, static_cast<int>(pid_), how.c_str(), why.c_str());
-  }
-  std::function<void()> ready;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    exit_reason_ = how;
-    for (uint64_t task : outstanding_) {
-      completions_.push_back(TransportCompletion{task, ErrorCode::PEER_UNREACHABLE, 0});
-    }
-    outstanding_.clear();
-    gone_ = true;
-    cv_.notify_all();
-    ready = on_ready_;
-  }
-  if (ready) ready();
-}
-
-void UcxProxyTransport::Kill() {
-  if (pid_ <= 0 || gone_) return;
-  killed_ = true;
-  ::kill(pid_, SIGKILL);
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return gone_.load(); });
-}
-
-Result<std::string> UcxProxyTransport::Call(uint8_t type, const std::string& body) {
-  if (gone_) return GoneStatus();
-  uint64_t id = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    id = next_id_++;
-    replies_[id] = Reply{};
-  }
-  bool sent = false;
-  {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    sent = SendFrame(sock_, type, id, body);
-  }
-  std::unique_lock<std::mutex> lock(mu_);
-  if (sent) {
-    (void)cv_.wait_for(lock, std::chrono::milliseconds(options_.call_timeout_ms),
-                       [&] { return replies_[id].done || gone_.load(); });
-  }
-  Reply reply = std::move(replies_[id]);
-  replies_.erase(id);
-  if (reply.done) return std::move(reply.body);
-  if (gone_ || !sent) {
-    lock.unlock();
-    if (!sent) Kill();  // the socket failed: make sure the child is gone, then say so
-    return GoneStatus();
-  }
-  lock.unlock();
-  Kill();
-  return Status(ErrorCode::PEER_UNREACHABLE, "node " + std::to_string(node_) + " process (pid " +
-                                                 std::to_string(pid_) + ") did not answer within " +
-                                                 std::to_string(options_.call_timeout_ms) +
-                                                 " ms; it was killed");
+  Status launched = Launch(options_.host_path, &UcxHostPath,
+                           {"--arena-addr", std::to_string(arena_.base()), "--arena-bytes",
+                            std::to_string(arena_.size()), "--node", std::to_string(node_),
+                            "--probe-timeout-ns",
+                            std::to_string(options_.transport.probe_timeout_ns), "--spin-ns",
+                            std::to_string(options_.transport.spin_ns), "--busy-poll-ns",
+                            std::to_string(options_.transport.busy_poll_ns)},
+                           arena_.fd());
+  if (!launched.ok()) return launched;
+  return AwaitHello(/*unsupported_is_kept=*/false);
 }
 
 TransportCaps UcxProxyTransport::Capabilities() const {

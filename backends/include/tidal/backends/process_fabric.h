@@ -9,15 +9,25 @@
 // and u32-length-prefixed strings, written with Writer and read with Reader.
 #pragma once
 
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "tidal/status.h"
+#include "tidal/transport.h"
 
 namespace tidal::backends::proc {
 
@@ -101,6 +111,13 @@ bool ParseHostArgs(int argc, char** argv, const char* program, const char* usage
 // ---- framing -----------------------------------------------------------------------------
 
 constexpr uint32_t kMaxFrame = 64u << 20;  // a frame body never exceeds this
+
+// The frame types every process fabric shares; each fabric numbers its requests from 10.
+enum FrameType : uint8_t {
+  kHello = 1,   // child -> parent, id 0: status of the arena mapping
+  kReply = 2,   // child -> parent: the answer to request `id`
+  kEvents = 3,  // child -> parent, id 0: completions and notifications
+};
 
 class Writer {
  public:
@@ -192,5 +209,86 @@ bool RecvFrame(int fd, uint8_t* type, uint64_t* id, std::string* body, std::stri
 std::string DescribeWait(int wstatus);
 // "0x2000..." (lower-case hex).
 std::string Hex(uint64_t v);
+
+// ---- the parent's side of one node process -----------------------------------------------
+
+// One node process as its proxy transport sees it: fork+exec of the binary (the socket as
+// fd 3, the arena's memfd as fd 4, PR_SET_PDEATHSIG), the hello, request/reply round
+// trips (Call), and a reader thread that takes the child's replies and its pushed events
+// (completions and notifications, kept in completions_ and notifies_ for the proxy to
+// drain). When the child is gone (killed, died, broke the protocol) every outstanding task
+// completes PEER_UNREACHABLE and every later Call answers PEER_UNREACHABLE. A proxy
+// transport derives from it and calls Stop in its own destructor (the reader thread may
+// call on_ready_ until then, and that may reach the proxy).
+class NodeProcess {
+ public:
+  NodeProcess(const NodeProcess&) = delete;
+  NodeProcess& operator=(const NodeProcess&) = delete;
+
+  // SIGKILLs the child and reaps it; outstanding tasks complete PEER_UNREACHABLE. Any thread.
+  void Kill();
+  pid_t pid() const { return pid_; }
+  // False once the child is gone (killed, or died on its own).
+  bool alive() const { return !gone_.load(); }
+  // How the child ended ("killed by signal 9 (Killed)", "exited with status 1"); empty
+  // while alive.
+  std::string exit_reason() const;
+
+ protected:
+  // `node` names the child in messages, `program` ("tidal-ucx-host") in the report of an
+  // unexpected end; a Call waits `call_timeout_ms` for its reply before the child is killed.
+  NodeProcess(size_t node, const char* program, uint64_t call_timeout_ms)
+      : node_(node), program_(program), call_timeout_ms_(call_timeout_ms) {}
+  ~NodeProcess();  // Stop()
+
+  // Asks the child to leave (end of stream; SIGKILL after 2 s), joins the reader and
+  // closes the socket; a child launched but never awaited is killed and reaped. Idempotent.
+  void Stop();
+
+  // Forks and execs `path` (empty: what `find` returns) with `args` after it, the socket
+  // as fd 3 and `arena_fd` as fd 4. INVALID_PARAMS when the binary is not executable.
+  Status Launch(std::string path, Result<std::string> (*find)(),
+                const std::vector<std::string>& args, int arena_fd);
+  // Waits for the launched child's hello and starts the reader thread. INTERNAL_ERROR
+  // with the child's reason when it did not start; a child that says UNSUPPORTED is
+  // UNSUPPORTED when `unsupported_is_kept` (else every refusal is INTERNAL_ERROR with the
+  // child's whole status).
+  Status AwaitHello(bool unsupported_is_kept);
+
+  // A request and its reply's body. PEER_UNREACHABLE when the child is gone or does not
+  // answer within the timeout (then it is killed).
+  Result<std::string> Call(uint8_t type, const std::string& body);
+  Status GoneStatus() const;
+
+  const size_t node_;
+  std::function<void()> on_ready_;  // set by Install before the child can push events
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<TransportCompletion> completions_;  // guarded by mu_
+  std::deque<Notification> notifies_;            // guarded by mu_
+  std::set<uint64_t> outstanding_;               // accepted, not completed; mu_
+  std::atomic<bool> gone_{false};
+
+ private:
+  struct Reply {
+    bool done = false;
+    std::string body;
+  };
+  void ReaderLoop();
+  void Lost(const std::string& why);  // the child is gone: fail everything pending
+
+  const char* program_;
+  const uint64_t call_timeout_ms_;
+  pid_t pid_ = -1;
+  int sock_ = -1;
+  std::string path_;  // the binary Launch started
+  std::thread reader_;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, Reply> replies_;  // guarded by mu_
+  std::string exit_reason_;            // mu_
+  std::atomic<bool> killed_{false};
+  std::mutex write_mu_;
+};
 
 }  // namespace tidal::backends::proc

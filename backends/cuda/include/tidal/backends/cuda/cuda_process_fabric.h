@@ -84,11 +84,11 @@ struct CudaProcessOptions {
 // The Transport of a node whose CudaTransport runs in a child process (see above). Spawns
 // the child at Start; every Transport method is a round trip to it, except
 // PollCompletions and PollNotifies, which drain what the child pushed.
-class CudaProxyTransport final : public Transport {
+class CudaProxyTransport final : public Transport, public proc::NodeProcess {
  public:
   CudaProxyTransport(CudaProcessOptions options, const SharedHostArena& arena, size_t node,
                      int device);
-  ~CudaProxyTransport() override;
+  ~CudaProxyTransport() override { Stop(); }
   CudaProxyTransport(const CudaProxyTransport&) = delete;
   CudaProxyTransport& operator=(const CudaProxyTransport&) = delete;
 
@@ -125,47 +125,14 @@ class CudaProxyTransport final : public Transport {
   // True when [addr, +len) shares a byte with an allocation DeviceAlloc returned.
   bool OverlapsDevice(uint64_t addr, uint64_t len) const;
 
-  // SIGKILLs the child and reaps it; outstanding tasks complete PEER_UNREACHABLE. Any thread.
-  void Kill();
-  pid_t pid() const { return pid_; }
   int device() const { return device_; }
-  bool alive() const { return !gone_.load(); }
-  // How the child ended ("killed by signal 9 (Killed)"); empty while alive.
-  std::string exit_reason() const;
 
  private:
-  struct Reply {
-    bool done = false;
-    std::string body;
-  };
-  Result<std::string> Call(uint8_t type, const std::string& body);
-  void ReaderLoop();
-  void Lost(const std::string& why);
-  Status GoneStatus() const;
-
   CudaProcessOptions options_;
   const SharedHostArena& arena_;
-  size_t node_;
   int device_;
-  pid_t pid_ = -1;
-  int sock_ = -1;
-  std::string path_;  // the binary Launch started
-  std::thread reader_;
-  std::function<void()> on_ready_;
   std::string local_address_;
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t next_id_ = 1;
-  std::map<uint64_t, Reply> replies_;            // guarded by mu_
-  std::deque<TransportCompletion> completions_;  // guarded by mu_
-  std::deque<Notification> notifies_;            // guarded by mu_
-  std::set<uint64_t> outstanding_;               // accepted, not completed; mu_
-  std::map<uint64_t, uint64_t> allocations_;     // child allocations: addr -> bytes; mu_
-  std::string exit_reason_;                      // mu_
-  std::atomic<bool> gone_{false};
-  std::atomic<bool> killed_{false};
-  std::mutex write_mu_;
+  std::map<uint64_t, uint64_t> allocations_;  // child allocations: addr -> bytes; mu_
 };
 
 struct CudaProcessFabricOptions {

@@ -83,11 +83,11 @@ struct UcxProcessOptions {
 // The Transport of a node whose UcxTransport runs in a child process (see above). Spawns
 // the child at Start; every Transport method is a round trip to it, except
 // PollCompletions and PollNotifies, which drain what the child pushed.
-class UcxProxyTransport final : public Transport {
+class UcxProxyTransport final : public Transport, public proc::NodeProcess {
  public:
   // `arena` is mapped by the child at its address; `node` names the child in messages.
   UcxProxyTransport(UcxProcessOptions options, const SharedArena& arena, size_t node);
-  ~UcxProxyTransport() override;
+  ~UcxProxyTransport() override { Stop(); }
   UcxProxyTransport(const UcxProxyTransport&) = delete;
   UcxProxyTransport& operator=(const UcxProxyTransport&) = delete;
 
@@ -110,45 +110,12 @@ class UcxProxyTransport final : public Transport {
 
   // The child's transport counters (a round trip). PEER_UNREACHABLE once it is gone.
   Result<UcxTransportStats> Stats();
-  // SIGKILLs the child and reaps it; outstanding tasks complete PEER_UNREACHABLE. Any thread.
-  void Kill();
-  pid_t pid() const { return pid_; }
-  // False once the child is gone (killed, or died on its own).
-  bool alive() const { return !gone_.load(); }
-  // How the child ended ("killed by signal 9", "exited with status 1"); empty while alive.
-  std::string exit_reason() const;
 
  private:
-  struct Reply {
-    bool done = false;
-    std::string body;
-  };
-  Result<std::string> Call(uint8_t type, const std::string& body);
-  void ReaderLoop();
-  void Lost(const std::string& why);  // the child is gone: fail everything pending
-  Status GoneStatus() const;
-
   UcxProcessOptions options_;
   const SharedArena& arena_;
-  size_t node_;
-  pid_t pid_ = -1;
-  int sock_ = -1;
-  std::thread reader_;
-  std::function<void()> on_ready_;
   std::string local_address_;
   TransportCaps caps_;
-
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t next_id_ = 1;
-  std::map<uint64_t, Reply> replies_;            // guarded by mu_
-  std::deque<TransportCompletion> completions_;  // guarded by mu_
-  std::deque<Notification> notifies_;            // guarded by mu_
-  std::set<uint64_t> outstanding_;               // accepted, not completed; mu_
-  std::string exit_reason_;                      // mu_
-  std::atomic<bool> gone_{false};
-  std::atomic<bool> killed_{false};
-  std::mutex write_mu_;
 };
 
 struct UcxProcessFabricOptions {
