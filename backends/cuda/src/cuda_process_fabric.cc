@@ -48,13 +48,13 @@ enum MsgType : uint8_t {
   kHello = proc::kHello,
   kReply = proc::kReply,
   kEvents = proc::kEvents,
-  kInstall = 10,
-  kRegister = 11,
-  kUnregister = 12,
-  kConnect = 13,
-  kSubmit = 14,
-  kCancel = 15,
-  kNotify = 16,
+  kInstall = proc::kInstall,
+  kRegister = proc::kRegister,
+  kUnregister = proc::kUnregister,
+  kConnect = proc::kConnect,
+  kSubmit = proc::kSubmit,
+  kCancel = proc::kCancel,
+  kNotify = proc::kNotify,
   kAlloc = 17,   // cudaMalloc in the child
   kFree = 18,
   kWrite = 19,   // parent bytes -> child memory
@@ -149,151 +149,35 @@ Result<uint64_t> CudaProxyTransport::RegisterMemory(uint64_t addr, uint64_t leng
                       std::to_string(node_) +
                       "'s process: allocate it with Fabric::Allocate on this node");
   }
-  Writer w;
-  w.U64(addr);
-  w.U64(length);
-  w.U8(static_cast<uint8_t>(loc.kind));
-  w.I32(loc.device);
-  Result<std::string> reply = Call(kRegister, w.out());
-  if (!reply.ok()) return reply.status();
-  Reader r(*reply);
-  Status s = r.St();
-  const uint64_t key = r.U64();
-  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed register reply");
-  if (!s.ok()) return s;
-  return key;
+  return ForwardRegister(addr, length, loc);
 }
 
 Status CudaProxyTransport::UnregisterMemory(uint64_t addr, uint64_t length) {
-  Writer w;
-  w.U64(addr);
-  w.U64(length);
-  Result<std::string> reply = Call(kUnregister, w.out());
-  if (!reply.ok()) return reply.status();
-  Reader r(*reply);
-  Status s = r.St();
-  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed unregister reply");
-  return s;
+  return ForwardUnregister(addr, length);
 }
 
 Result<PeerId> CudaProxyTransport::Connect(const SegmentDescriptor& peer) {
-  Writer w;
-  w.Str(EncodeSegment(peer));
-  Result<std::string> reply = Call(kConnect, w.out());
-  if (!reply.ok()) return reply.status();
-  Reader r(*reply);
-  Status s = r.St();
-  const uint32_t id = r.U32();
-  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed connect reply");
-  if (!s.ok()) return s;
-  return static_cast<PeerId>(id);
+  return ForwardConnect(peer);
 }
 
 void CudaProxyTransport::Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) {
-  Writer w;
-  w.U32(static_cast<uint32_t>(tasks.size()));
-  for (const TransportTask& t : tasks) {
-    w.U64(t.task_id);
-    w.U8(static_cast<uint8_t>(t.kind));
-    w.U32(t.peer);
-    w.U64(t.local_addr);
-    w.U64(t.remote_addr);
-    w.U64(t.length);
-    w.U64(t.rkey);
-  }
-  // Ids are recorded as outstanding before the child can complete them (its events
-  // follow its reply, and the reader may queue them before this thread wakes up), and
-  // withdrawn below for the tasks it rejected.
-  std::vector<bool> fresh(tasks.size(), false);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < tasks.size(); ++i)
-      fresh[i] = outstanding_.insert(tasks[i].task_id).second;
-  }
-  Result<std::string> reply = Call(kSubmit, w.out());
-  Status fail;
-  if (!reply.ok()) fail = reply.status();
-  std::vector<Status> st(tasks.size(), fail);
-  if (fail.ok()) {
-    Reader r(*reply);
-    const uint32_t n = r.U32();
-    if (r.ok() && n == tasks.size()) {
-      for (size_t i = 0; i < tasks.size(); ++i) st[i] = r.St();
-    }
-    if (!r.done() || n != tasks.size()) {
-      st.assign(tasks.size(), Status(ErrorCode::INTERNAL_ERROR, "malformed submit reply"));
-    }
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    accepted[i] = st[i];
-    if (st[i].ok() || !fresh[i]) continue;
-    // A rejected task has no completion: withdrawn from the outstanding set, and from the
-    // completions Lost queued if the child died during this call.
-    const uint64_t id = tasks[i].task_id;
-    outstanding_.erase(id);
-    std::erase_if(completions_, [id](const TransportCompletion& c) { return c.task_id == id; });
-  }
+  ForwardSubmit(tasks, accepted);
 }
 
 size_t CudaProxyTransport::PollCompletions(std::span<TransportCompletion> out) {
-  std::lock_guard<std::mutex> lock(mu_);
-  size_t n = 0;
-  while (n < out.size() && !completions_.empty()) {
-    out[n++] = completions_.front();
-    completions_.pop_front();
-  }
-  return n;
+  return DrainCompletions(out);
 }
 
 Status CudaProxyTransport::Cancel(uint64_t task_id) {
-  // The proxy knows every task it has not reported: one whose completion already came
-  // back (or was made by Lost) is finished, which Cancel accepts; an id it never accepted
-  // is INVALID_PARAMS without asking the child.
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const bool queued =
-        std::any_of(completions_.begin(), completions_.end(),
-                    [&](const TransportCompletion& c) { return c.task_id == task_id; });
-    if (queued) return Status();
-    if (outstanding_.count(task_id) == 0) {
-      return Status(ErrorCode::INVALID_PARAMS, "no outstanding task " + std::to_string(task_id));
-    }
-  }
-  Writer w;
-  w.U64(task_id);
-  Result<std::string> reply = Call(kCancel, w.out());
-  // The child died during the call: Lost completed the task.
-  if (!reply.ok()) return gone_ ? Status() : reply.status();
-  Reader r(*reply);
-  Status s = r.St();
-  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed cancel reply");
-  // The child no longer knows it: it finished and its completion is on its way here.
-  if (s.code() == ErrorCode::INVALID_PARAMS) return Status();
-  return s;
+  return ForwardCancel(task_id);
 }
 
 Status CudaProxyTransport::SendNotify(PeerId peer, std::string_view payload) {
-  Writer w;
-  w.U32(peer);
-  w.Str(payload);
-  Result<std::string> reply = Call(kNotify, w.out());
-  if (!reply.ok()) return reply.status();
-  Reader r(*reply);
-  Status s = r.St();
-  if (!r.done()) return Status(ErrorCode::INTERNAL_ERROR, "malformed notify reply");
-  return s;
+  return ForwardNotify(peer, payload);
 }
 
 size_t CudaProxyTransport::PollNotifies(std::vector<Notification>& out, size_t max) {
-  std::lock_guard<std::mutex> lock(mu_);
-  size_t n = 0;
-  while (n < max && !notifies_.empty()) {
-    out.push_back(std::move(notifies_.front()));
-    notifies_.pop_front();
-    ++n;
-  }
-  return n;
+  return DrainNotifies(out, max);
 }
 
 bool CudaProxyTransport::OverlapsDevice(uint64_t addr, uint64_t len) const {

@@ -21,12 +21,14 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "tidal/status.h"
+#include "tidal/segment.h"
 #include "tidal/transport.h"
 
 namespace tidal::backends::proc {
@@ -112,11 +114,18 @@ bool ParseHostArgs(int argc, char** argv, const char* program, const char* usage
 
 constexpr uint32_t kMaxFrame = 64u << 20;  // a frame body never exceeds this
 
-// The frame types every process fabric shares; each fabric numbers its requests from 10.
+// The frame types every process fabric shares; a fabric numbers its own requests from 17.
 enum FrameType : uint8_t {
-  kHello = 1,   // child -> parent, id 0: status of the arena mapping
-  kReply = 2,   // child -> parent: the answer to request `id`
-  kEvents = 3,  // child -> parent, id 0: completions and notifications
+  kHello = 1,      // child -> parent, id 0: status of the arena mapping
+  kReply = 2,      // child -> parent: the answer to request `id`
+  kEvents = 3,     // child -> parent, id 0: completions and notifications
+  kInstall = 10,   // parent -> child from here: the Transport calls
+  kRegister = 11,
+  kUnregister = 12,
+  kConnect = 13,
+  kSubmit = 14,
+  kCancel = 15,
+  kNotify = 16,
 };
 
 class Writer {
@@ -259,6 +268,19 @@ class NodeProcess {
   // answer within the timeout (then it is killed).
   Result<std::string> Call(uint8_t type, const std::string& body);
   Status GoneStatus() const;
+
+  // The Transport calls every proxy forwards as they are, each a round trip (Register
+  // after the proxy checked the range is memory the child has); Drain* hand out what the
+  // child pushed. Cancel of a task whose completion is queued, or that the child no
+  // longer knows, is OK; of one never accepted INVALID_PARAMS without asking the child.
+  Result<uint64_t> ForwardRegister(uint64_t addr, uint64_t length, Location loc);
+  Status ForwardUnregister(uint64_t addr, uint64_t length);
+  Result<PeerId> ForwardConnect(const SegmentDescriptor& peer);
+  void ForwardSubmit(std::span<const TransportTask> tasks, std::span<Status> accepted);
+  size_t DrainCompletions(std::span<TransportCompletion> out);
+  Status ForwardCancel(uint64_t task_id);
+  Status ForwardNotify(PeerId peer, std::string_view payload);
+  size_t DrainNotifies(std::vector<Notification>& out, size_t max);
 
   const size_t node_;
   std::function<void()> on_ready_;  // set by Install before the child can push events
