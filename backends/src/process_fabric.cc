@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "tidal/assert.h"
@@ -689,6 +691,180 @@ size_t NodeProcess::DrainNotifies(std::vector<Notification>& out, size_t max) {
     ++n;
   }
   return n;
+}
+
+// ---- the node process's side ------------------------------------------------------------
+
+NodeHost::NodeHost(int sock, const char* program, std::string env_name)
+    : env_(std::move(env_name)), sock_(sock), program_(program) {
+  env_.AddPoster();  // the reader thread posts
+}
+
+NodeHost::~NodeHost() = default;
+
+int NodeHost::Run() {
+  std::thread reader([this] { Read(); });
+  env_.RunUntil([&] { return quit_; });
+  ::shutdown(sock_, SHUT_RDWR);
+  reader.join();
+  env_.RemovePoster();
+  return exit_code_;
+}
+
+void NodeHost::Read() {
+  std::string why;
+  for (;;) {
+    auto frame = std::make_shared<std::pair<uint8_t, std::pair<uint64_t, std::string>>>();
+    if (!RecvFrame(sock_, &frame->first, &frame->second.first, &frame->second.second, &why)) {
+      break;
+    }
+    env_.Post([this, frame] {
+      if (!Handle(frame->first, frame->second.first, frame->second.second)) {
+        exit_code_ = 3;
+        quit_ = true;
+      }
+    });
+  }
+  if (why != "connection closed") {
+    std::fprintf(stderr, "%s: %s from the parent\n", program_, why.c_str());
+  }
+  env_.Post([this, bad = why != "connection closed"] {
+    if (bad) exit_code_ = 3;
+    quit_ = true;
+  });
+}
+
+void NodeHost::Reply(uint64_t id, Writer& w) {
+  if (!SendFrame(sock_, kReply, id, w.out())) quit_ = true;
+}
+
+// Sends what the transport has ready (on the Env's thread).
+void NodeHost::Drain() {
+  drain_posted_ = false;
+  std::vector<TransportCompletion> cs(256);
+  Writer w;
+  std::string completions;
+  uint32_t nc = 0;
+  for (;;) {
+    const size_t n = transport_->PollCompletions(cs);
+    for (size_t i = 0; i < n; ++i) {
+      Writer c;
+      c.U64(cs[i].task_id);
+      c.I32(static_cast<int32_t>(cs[i].code));
+      c.U64(cs[i].bytes_transferred);
+      completions += c.out();
+    }
+    nc += static_cast<uint32_t>(n);
+    if (n < cs.size()) break;
+  }
+  std::vector<Notification> ns;
+  while (transport_->PollNotifies(ns, 256) > 0) {
+  }
+  if (nc == 0 && ns.empty()) return;
+  w.U32(nc);
+  w.out() += completions;
+  w.U32(static_cast<uint32_t>(ns.size()));
+  for (const Notification& n : ns) {
+    w.Str(n.source);
+    w.Str(n.payload);
+  }
+  if (!SendFrame(sock_, kEvents, 0, w.out())) quit_ = true;
+}
+
+bool NodeHost::Handle(uint8_t type, uint64_t id, const std::string& body) {
+  Reader r(body);
+  Writer w;
+  switch (type) {
+    case kInstall: {
+      TransportInstall install;
+      install.env = &env_;
+      install.segment_name = r.Str();
+      if (!r.done()) return false;
+      install.on_ready = [this] {
+        if (!drain_posted_.exchange(true)) env_.Post([this] { Drain(); });
+      };
+      Status s = transport_->Install(install);
+      w.St(s);
+      w.Str(s.ok() ? transport_->LocalAddress() : std::string());
+      InstallReply(w);
+      break;
+    }
+    case kRegister: {
+      const uint64_t addr = r.U64(), len = r.U64();
+      Location loc;
+      loc.kind = static_cast<Location::Kind>(r.U8());
+      loc.device = r.I32();
+      if (!r.done()) return false;
+      Result<uint64_t> key = transport_->RegisterMemory(addr, len, loc);
+      w.St(key.status());
+      w.U64(key.ok() ? *key : 0);
+      break;
+    }
+    case kUnregister: {
+      const uint64_t addr = r.U64(), len = r.U64();
+      if (!r.done()) return false;
+      w.St(transport_->UnregisterMemory(addr, len));
+      break;
+    }
+    case kConnect: {
+      const std::string encoded = r.Str();
+      if (!r.done()) return false;
+      Result<SegmentDescriptor> d = DecodeSegment(encoded);
+      if (!d.ok()) {
+        w.St(d.status());
+        w.U32(0);
+        break;
+      }
+      Result<PeerId> peer = transport_->Connect(*d);
+      w.St(peer.status());
+      w.U32(peer.ok() ? *peer : 0);
+      break;
+    }
+    case kSubmit: {
+      const uint32_t n = r.U32();
+      if (!r.ok() || n > body.size() / 45) return false;
+      std::vector<TransportTask> tasks(n);
+      for (TransportTask& t : tasks) {
+        t.task_id = r.U64();
+        t.kind = static_cast<TransportTask::Kind>(r.U8());
+        t.peer = r.U32();
+        t.local_addr = r.U64();
+        t.remote_addr = r.U64();
+        t.length = r.U64();
+        t.rkey = r.U64();
+        if (static_cast<uint8_t>(t.kind) > 2) return false;
+      }
+      if (!r.done()) return false;
+      std::vector<Status> accepted(n);
+      transport_->Submit(tasks, accepted);
+      w.U32(n);
+      for (const Status& s : accepted) w.St(s);
+      break;
+    }
+    case kCancel: {
+      const uint64_t task = r.U64();
+      if (!r.done()) return false;
+      w.St(transport_->Cancel(task));
+      break;
+    }
+    case kNotify: {
+      const uint32_t peer = r.U32();
+      const std::string payload = r.Str();
+      if (!r.done()) return false;
+      w.St(transport_->SendNotify(peer, payload));
+      break;
+    }
+    default:
+      if (!HandleOwn(type, r, w, body)) return false;
+      break;
+  }
+  Reply(id, w);
+  return true;
+}
+
+bool NodeHost::Unknown(uint8_t type) {
+  std::fprintf(stderr, "%s: unknown request type %u\n", program_, type);
+  return false;
 }
 
 }  // namespace tidal::backends::proc

@@ -285,92 +285,22 @@ std::string CudaWhy(cudaError_t e) {
   return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
 }
 
-// One node process: a CudaTransport on its own RealEnv, serving the parent's requests on
-// the Env's thread (the executor, as the Transport contract requires). A reader thread
-// posts each request; replies and events are written from the Env's thread only.
-class Host {
+// One node process: a CudaTransport served by proc::NodeHost, with its home GPU current;
+// its own requests allocate, free, write and read GPU memory of this process.
+class Host final : public proc::NodeHost {
  public:
-  Host(int sock, int device) : sock_(sock), device_(device) {
-    env_.AddPoster();  // the reader thread posts
+  Host(int sock, int device) : NodeHost(sock, "tidal-cuda-host", "cuda-host"), device_(device) {
+    transport_ = cuda_.get();
   }
-  ~Host() {
-    transport_.reset();
+  ~Host() override {
+    cuda_.reset();
     for (const auto& [addr, bytes] : allocations_) {
       (void)bytes;
       cudaFree(reinterpret_cast<void*>(addr));
     }
   }
 
-  int Run() {
-    std::thread reader([this] { Read(); });
-    env_.RunUntil([&] { return quit_; });
-    ::shutdown(sock_, SHUT_RDWR);
-    reader.join();
-    env_.RemovePoster();
-    return exit_code_;
-  }
-
  private:
-  void Read() {
-    std::string why;
-    for (;;) {
-      auto frame = std::make_shared<std::pair<uint8_t, std::pair<uint64_t, std::string>>>();
-      if (!RecvFrame(sock_, &frame->first, &frame->second.first, &frame->second.second, &why)) {
-        break;
-      }
-      env_.Post([this, frame] {
-        if (!Handle(frame->first, frame->second.first, frame->second.second)) {
-          exit_code_ = 3;
-          quit_ = true;
-        }
-      });
-    }
-    if (why != "connection closed") {
-      std::fprintf(stderr, "tidal-cuda-host: %s from the parent\n", why.c_str());
-    }
-    env_.Post([this, bad = why != "connection closed"] {
-      if (bad) exit_code_ = 3;
-      quit_ = true;
-    });
-  }
-
-  void Reply(uint64_t id, Writer& w) {
-    if (!SendFrame(sock_, kReply, id, w.out())) quit_ = true;
-  }
-
-  // Sends what the transport has ready (on the Env's thread).
-  void Drain() {
-    drain_posted_ = false;
-    std::vector<TransportCompletion> cs(256);
-    Writer w;
-    std::string completions;
-    uint32_t nc = 0;
-    for (;;) {
-      const size_t n = transport_->PollCompletions(cs);
-      for (size_t i = 0; i < n; ++i) {
-        Writer c;
-        c.U64(cs[i].task_id);
-        c.I32(static_cast<int32_t>(cs[i].code));
-        c.U64(cs[i].bytes_transferred);
-        completions += c.out();
-      }
-      nc += static_cast<uint32_t>(n);
-      if (n < cs.size()) break;
-    }
-    std::vector<Notification> ns;
-    while (transport_->PollNotifies(ns, 256) > 0) {
-    }
-    if (nc == 0 && ns.empty()) return;
-    w.U32(nc);
-    w.out() += completions;
-    w.U32(static_cast<uint32_t>(ns.size()));
-    for (const Notification& n : ns) {
-      w.Str(n.source);
-      w.Str(n.payload);
-    }
-    if (!SendFrame(sock_, kEvents, 0, w.out())) quit_ = true;
-  }
-
   // [addr, +len) inside one allocation of this process.
   bool Owns(uint64_t addr, uint64_t len) const {
     auto it = allocations_.upper_bound(addr);
@@ -384,88 +314,9 @@ class Host {
                                                  ") is no GPU allocation of this process");
   }
 
-  bool Handle(uint8_t type, uint64_t id, const std::string& body) {
-    Reader r(body);
-    Writer w;
+  bool HandleOwn(uint8_t type, Reader& r, Writer& w, const std::string& body) override {
+    (void)body;
     switch (type) {
-      case kInstall: {
-        TransportInstall install;
-        install.env = &env_;
-        install.segment_name = r.Str();
-        if (!r.done()) return false;
-        install.on_ready = [this] {
-          if (!drain_posted_.exchange(true)) env_.Post([this] { Drain(); });
-        };
-        Status s = transport_->Install(install);
-        w.St(s);
-        w.Str(s.ok() ? transport_->LocalAddress() : std::string());
-        break;
-      }
-      case kRegister: {
-        const uint64_t addr = r.U64(), len = r.U64();
-        Location loc;
-        loc.kind = static_cast<Location::Kind>(r.U8());
-        loc.device = r.I32();
-        if (!r.done()) return false;
-        Result<uint64_t> key = transport_->RegisterMemory(addr, len, loc);
-        w.St(key.status());
-        w.U64(key.ok() ? *key : 0);
-        break;
-      }
-      case kUnregister: {
-        const uint64_t addr = r.U64(), len = r.U64();
-        if (!r.done()) return false;
-        w.St(transport_->UnregisterMemory(addr, len));
-        break;
-      }
-      case kConnect: {
-        const std::string encoded = r.Str();
-        if (!r.done()) return false;
-        Result<SegmentDescriptor> d = DecodeSegment(encoded);
-        if (!d.ok()) {
-          w.St(d.status());
-          w.U32(0);
-          break;
-        }
-        Result<PeerId> peer = transport_->Connect(*d);
-        w.St(peer.status());
-        w.U32(peer.ok() ? *peer : 0);
-        break;
-      }
-      case kSubmit: {
-        const uint32_t n = r.U32();
-        if (!r.ok() || n > body.size() / 45) return false;
-        std::vector<TransportTask> tasks(n);
-        for (TransportTask& t : tasks) {
-          t.task_id = r.U64();
-          t.kind = static_cast<TransportTask::Kind>(r.U8());
-          t.peer = r.U32();
-          t.local_addr = r.U64();
-          t.remote_addr = r.U64();
-          t.length = r.U64();
-          t.rkey = r.U64();
-          if (static_cast<uint8_t>(t.kind) > 2) return false;
-        }
-        if (!r.done()) return false;
-        std::vector<Status> accepted(n);
-        transport_->Submit(tasks, accepted);
-        w.U32(n);
-        for (const Status& s : accepted) w.St(s);
-        break;
-      }
-      case kCancel: {
-        const uint64_t task = r.U64();
-        if (!r.done()) return false;
-        w.St(transport_->Cancel(task));
-        break;
-      }
-      case kNotify: {
-        const uint32_t peer = r.U32();
-        const std::string payload = r.Str();
-        if (!r.done()) return false;
-        w.St(transport_->SendNotify(peer, payload));
-        break;
-      }
       case kAlloc: {
         const uint64_t bytes = r.U64();
         const int device = r.I32();
@@ -487,7 +338,7 @@ class Host {
         allocations_[reinterpret_cast<uint64_t>(p)] = std::max<uint64_t>(bytes, 1);
         w.St(Status());
         w.U64(reinterpret_cast<uint64_t>(p));
-        break;
+        return true;
       }
       case kFree: {
         const uint64_t addr = r.U64();
@@ -501,7 +352,7 @@ class Host {
         const cudaError_t e = cudaFree(reinterpret_cast<void*>(addr));
         w.St(e == cudaSuccess ? Status()
                               : Status(ErrorCode::INTERNAL_ERROR, "cudaFree: " + CudaWhy(e)));
-        break;
+        return true;
       }
       case kWrite: {
         const uint64_t addr = r.U64();
@@ -515,7 +366,7 @@ class Host {
             cudaMemcpy(reinterpret_cast<void*>(addr), data.data(), data.size(), cudaMemcpyDefault);
         w.St(e == cudaSuccess ? Status()
                               : Status(ErrorCode::INTERNAL_ERROR, "cudaMemcpy: " + CudaWhy(e)));
-        break;
+        return true;
       }
       case kRead: {
         const uint64_t addr = r.U64(), len = r.U64();
@@ -532,24 +383,17 @@ class Host {
         w.St(e == cudaSuccess ? Status()
                               : Status(ErrorCode::INTERNAL_ERROR, "cudaMemcpy: " + CudaWhy(e)));
         w.Str(e == cudaSuccess ? data : std::string());
-        break;
+        return true;
       }
       default:
-        std::fprintf(stderr, "tidal-cuda-host: unknown request type %u\n", type);
-        return false;
+        return Unknown(type);
     }
-    Reply(id, w);
-    return true;
+    return true;  // answered with an error status
   }
 
-  int sock_;
   int device_;
-  RealEnv env_{"cuda-host"};
-  std::unique_ptr<CudaTransport> transport_ = std::make_unique<CudaTransport>();
+  std::unique_ptr<CudaTransport> cuda_ = std::make_unique<CudaTransport>();
   std::map<uint64_t, uint64_t> allocations_;  // cudaMalloc'd here: addr -> bytes
-  bool quit_ = false;
-  int exit_code_ = 0;
-  std::atomic<bool> drain_posted_{false};
 };
 
 }  // namespace

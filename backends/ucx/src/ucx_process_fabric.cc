@@ -192,175 +192,30 @@ Result<UcxTransportStats> UcxProxyTransport::Stats() {
 
 namespace {
 
-// One node process: a UcxTransport on its own RealEnv, serving the parent's requests on
-// the Env's thread (the executor, as the Transport contract requires). A reader thread
-// posts each request; replies and events are written from the Env's thread only.
-class Host {
+// One node process: a UcxTransport served by proc::NodeHost; its own request is kStats,
+// and its install reply carries the transport's capabilities.
+class Host final : public proc::NodeHost {
  public:
-  Host(int sock, UcxTransportOptions options) : sock_(sock), transport_(options) {
-    env_.AddPoster();  // the reader thread posts
-  }
-
-  int Run() {
-    std::thread reader([this] { Read(); });
-    env_.RunUntil([&] { return quit_; });
-    ::shutdown(sock_, SHUT_RDWR);
-    reader.join();
-    env_.RemovePoster();
-    return exit_code_;
+  Host(int sock, UcxTransportOptions options)
+      : NodeHost(sock, "tidal-ucx-host", "ucx-host"), ucx_(options) {
+    transport_ = &ucx_;
   }
 
  private:
-  void Read() {
-    std::string why;
-    for (;;) {
-      auto frame = std::make_shared<std::pair<uint8_t, std::pair<uint64_t, std::string>>>();
-      if (!RecvFrame(sock_, &frame->first, &frame->second.first, &frame->second.second, &why)) {
-        break;
-      }
-      env_.Post([this, frame] {
-        if (!Handle(frame->first, frame->second.first, frame->second.second)) {
-          exit_code_ = 3;
-          quit_ = true;
-        }
-      });
-    }
-    if (why != "connection closed") {
-      std::fprintf(stderr, "tidal-ucx-host: %s from the parent\n", why.c_str());
-    }
-    env_.Post([this, bad = why != "connection closed"] {
-      if (bad) exit_code_ = 3;
-      quit_ = true;
-    });
+  void InstallReply(Writer& w) override {
+    const TransportCaps c = ucx_.Capabilities();
+    w.U8(static_cast<uint8_t>((c.host_to_host ? 1 : 0) | (c.host_to_cuda ? 2 : 0) |
+                              (c.cuda_to_cuda ? 4 : 0) | (c.notifications ? 8 : 0)));
   }
 
-  void Reply(uint64_t id, Writer& w) {
-    if (!SendFrame(sock_, kReply, id, w.out())) quit_ = true;
-  }
-
-  // Sends what the transport has ready (on the Env's thread).
-  void Drain() {
-    drain_posted_ = false;
-    std::vector<TransportCompletion> cs(256);
-    Writer w;
-    std::string completions;
-    uint32_t nc = 0;
-    for (;;) {
-      const size_t n = transport_.PollCompletions(cs);
-      for (size_t i = 0; i < n; ++i) {
-        Writer c;
-        c.U64(cs[i].task_id);
-        c.I32(static_cast<int32_t>(cs[i].code));
-        c.U64(cs[i].bytes_transferred);
-        completions += c.out();
-      }
-      nc += static_cast<uint32_t>(n);
-      if (n < cs.size()) break;
-    }
-    std::vector<Notification> ns;
-    while (transport_.PollNotifies(ns, 256) > 0) {
-    }
-    if (nc == 0 && ns.empty()) return;
-    w.U32(nc);
-    w.out() += completions;
-    w.U32(static_cast<uint32_t>(ns.size()));
-    for (const Notification& n : ns) {
-      w.Str(n.source);
-      w.Str(n.payload);
-    }
-    if (!SendFrame(sock_, kEvents, 0, w.out())) quit_ = true;
-  }
-
-  bool Handle(uint8_t type, uint64_t id, const std::string& body) {
-    Reader r(body);
-    Writer w;
+  bool HandleOwn(uint8_t type, Reader& r, Writer& w, const std::string& body) override {
+    (void)body;
     switch (type) {
-      case kInstall: {
-        TransportInstall install;
-        install.env = &env_;
-        install.segment_name = r.Str();
-        if (!r.done()) return false;
-        install.on_ready = [this] {
-          if (!drain_posted_.exchange(true)) env_.Post([this] { Drain(); });
-        };
-        Status s = transport_.Install(install);
-        w.St(s);
-        w.Str(s.ok() ? transport_.LocalAddress() : std::string());
-        const TransportCaps c = transport_.Capabilities();
-        w.U8(static_cast<uint8_t>((c.host_to_host ? 1 : 0) | (c.host_to_cuda ? 2 : 0) |
-                                  (c.cuda_to_cuda ? 4 : 0) | (c.notifications ? 8 : 0)));
-        break;
-      }
-      case kRegister: {
-        const uint64_t addr = r.U64(), len = r.U64();
-        Location loc;
-        loc.kind = static_cast<Location::Kind>(r.U8());
-        loc.device = r.I32();
-        if (!r.done()) return false;
-        Result<uint64_t> key = transport_.RegisterMemory(addr, len, loc);
-        w.St(key.status());
-        w.U64(key.ok() ? *key : 0);
-        break;
-      }
-      case kUnregister: {
-        const uint64_t addr = r.U64(), len = r.U64();
-        if (!r.done()) return false;
-        w.St(transport_.UnregisterMemory(addr, len));
-        break;
-      }
-      case kConnect: {
-        const std::string encoded = r.Str();
-        if (!r.done()) return false;
-        Result<SegmentDescriptor> d = DecodeSegment(encoded);
-        if (!d.ok()) {
-          w.St(d.status());
-          w.U32(0);
-          break;
-        }
-        Result<PeerId> peer = transport_.Connect(*d);
-        w.St(peer.status());
-        w.U32(peer.ok() ? *peer : 0);
-        break;
-      }
-      case kSubmit: {
-        const uint32_t n = r.U32();
-        if (!r.ok() || n > body.size() / 45) return false;
-        std::vector<TransportTask> tasks(n);
-        for (TransportTask& t : tasks) {
-          t.task_id = r.U64();
-          t.kind = static_cast<TransportTask::Kind>(r.U8());
-          t.peer = r.U32();
-          t.local_addr = r.U64();
-          t.remote_addr = r.U64();
-          t.length = r.U64();
-          t.rkey = r.U64();
-          if (static_cast<uint8_t>(t.kind) > 2) return false;
-        }
-        if (!r.done()) return false;
-        std::vector<Status> accepted(n);
-        transport_.Submit(tasks, accepted);
-        w.U32(n);
-        for (const Status& s : accepted) w.St(s);
-        break;
-      }
-      case kCancel: {
-        const uint64_t task = r.U64();
-        if (!r.done()) return false;
-        w.St(transport_.Cancel(task));
-        break;
-      }
-      case kNotify: {
-        const uint32_t peer = r.U32();
-        const std::string payload = r.Str();
-        if (!r.done()) return false;
-        w.St(transport_.SendNotify(peer, payload));
-        break;
-      }
       case kStats: {
         if (!r.done()) return false;
         // Counters first, then what is ready: everything they count as received is
         // queued before the reply goes (notifications are queued before they are counted).
-        const UcxTransportStats s = transport_.stats();
+        const UcxTransportStats s = ucx_.stats();
         Drain();
         w.U64(s.outstanding);
         w.U64(s.target_in_flight);
@@ -368,22 +223,14 @@ class Host {
         w.U64(s.notifies_received);
         w.U64(s.direct_calls);
         w.U8(s.crashed ? 1 : 0);
-        break;
+        return true;
       }
       default:
-        std::fprintf(stderr, "tidal-ucx-host: unknown request type %u\n", type);
-        return false;
+        return Unknown(type);
     }
-    Reply(id, w);
-    return true;
   }
 
-  int sock_;
-  RealEnv env_{"ucx-host"};
-  UcxTransport transport_;
-  bool quit_ = false;
-  int exit_code_ = 0;
-  std::atomic<bool> drain_posted_{false};
+  UcxTransport ucx_;
 };
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "tidal/backends/real_env.h"
 #include "tidal/status.h"
 #include "tidal/segment.h"
 #include "tidal/transport.h"
@@ -311,6 +312,52 @@ class NodeProcess {
   std::string exit_reason_;            // mu_
   std::atomic<bool> killed_{false};
   std::mutex write_mu_;
+};
+
+// ---- the node process's side -------------------------------------------------------------
+
+// One node process: a Transport on its own RealEnv, serving the parent's requests on the
+// Env's thread (the executor, as the Transport contract requires). A reader thread posts
+// each request; replies and events (completions and notifications, pushed whenever the
+// transport signals them) are written from the Env's thread only. The shared requests
+// (kInstall to kNotify) are answered here; a fabric's own go to HandleOwn.
+class NodeHost {
+ public:
+  NodeHost(const NodeHost&) = delete;
+  NodeHost& operator=(const NodeHost&) = delete;
+
+  // Serves the parent until it closes the socket. The process exit status: 0, or 3 when
+  // the parent broke the protocol.
+  int Run();
+
+ protected:
+  // `program` ("tidal-ucx-host") prefixes messages on stderr; `env_name` names the Env.
+  NodeHost(int sock, const char* program, std::string env_name);
+  virtual ~NodeHost();
+
+  // A request of the fabric's own (numbered from 17), body in `r` (all of it: `body`),
+  // answer into `w`. False on a malformed request, which ends the process (status 3);
+  // an unknown type is `return Unknown(type)`.
+  virtual bool HandleOwn(uint8_t type, Reader& r, Writer& w, const std::string& body) = 0;
+  // What the install reply carries after the transport's address (nothing by default).
+  virtual void InstallReply(Writer& w) { (void)w; }
+  bool Unknown(uint8_t type);  // reports the type on stderr; false
+  // Sends what the transport has ready (on the Env's thread).
+  void Drain();
+
+  RealEnv env_;
+  Transport* transport_ = nullptr;  // set by the derived class before Run
+
+ private:
+  void Read();
+  void Reply(uint64_t id, Writer& w);
+  bool Handle(uint8_t type, uint64_t id, const std::string& body);
+
+  int sock_;
+  const char* program_;
+  bool quit_ = false;
+  int exit_code_ = 0;
+  std::atomic<bool> drain_posted_{false};
 };
 
 }  // namespace tidal::backends::proc
