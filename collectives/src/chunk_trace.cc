@@ -1,7 +1,6 @@
 #include "tidal/collectives/chunk_trace.h"
 
 #include <atomic>
-#include <chrono>
 #include <memory>
 
 namespace tidal::coll::trace {
@@ -31,16 +30,12 @@ void Enable(size_t capacity) {
 
 bool Enabled() { return g_buffer.load(std::memory_order_relaxed) != nullptr; }
 
-void Record(Ev ev, int rank, uint64_t seq) {
+void Record(Ev ev, int rank, uint64_t seq, uint64_t now_ns) {
   Buffer* b = g_buffer.load(std::memory_order_acquire);
   if (b == nullptr) return;
   const size_t i = b->next.fetch_add(1, std::memory_order_relaxed);
   if (i >= b->capacity) return;
-  const uint64_t ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-  b->entries[i] = Entry{ns, seq, static_cast<int32_t>(rank), ev};
+  b->entries[i] = Entry{now_ns, seq, static_cast<int32_t>(rank), ev};
 }
 
 std::vector<Entry> Take(uint64_t* dropped) {

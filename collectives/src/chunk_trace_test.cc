@@ -1,5 +1,5 @@
 // The chunk timeline records nothing until enabled, keeps events in recording order with
-// nondecreasing timestamps on one thread, drops (and counts) what exceeds its capacity, and
+// the timestamps the recorder passed, drops (and counts) what exceeds its capacity, and
 // Take clears what it returns.
 #include "tidal/collectives/chunk_trace.h"
 
@@ -11,15 +11,15 @@ namespace {
 TEST(ChunkTrace, RecordsOnlyWhenEnabledInOrderAndCountsDrops) {
   Enable(0);
   EXPECT_FALSE(Enabled());
-  Record(Ev::kOpStart, 0, 1);
+  Record(Ev::kOpStart, 0, 1, 5);
   EXPECT_TRUE(Take().empty());
 
   Enable(3);
   EXPECT_TRUE(Enabled());
-  Record(Ev::kOpStart, 1, 7);
-  Record(Ev::kWriteStart, 1, 0);
-  Record(Ev::kWriteDone, 1, 0);
-  Record(Ev::kFinalizeDone, 1, 7);  // past the capacity: dropped
+  Record(Ev::kOpStart, 1, 7, 100);
+  Record(Ev::kWriteStart, 1, 0, 150);
+  Record(Ev::kWriteDone, 1, 0, 175);
+  Record(Ev::kFinalizeDone, 1, 7, 200);  // past the capacity: dropped
   uint64_t dropped = 0;
   std::vector<Entry> got = Take(&dropped);
   ASSERT_EQ(got.size(), 3u);
@@ -29,16 +29,18 @@ TEST(ChunkTrace, RecordsOnlyWhenEnabledInOrderAndCountsDrops) {
   EXPECT_EQ(got[0].rank, 1);
   EXPECT_EQ(got[1].ev, Ev::kWriteStart);
   EXPECT_EQ(got[2].ev, Ev::kWriteDone);
-  EXPECT_LE(got[0].ns, got[1].ns);
-  EXPECT_LE(got[1].ns, got[2].ns);
+  EXPECT_EQ(got[0].ns, 100u);
+  EXPECT_EQ(got[1].ns, 150u);
+  EXPECT_EQ(got[2].ns, 175u);
 
   // Take cleared the buffer; recording goes on.
   EXPECT_TRUE(Take().empty());
-  Record(Ev::kArrived, 0, 4);
+  Record(Ev::kArrived, 0, 4, 300);
   got = Take(&dropped);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(dropped, 0u);
   EXPECT_EQ(got[0].ev, Ev::kArrived);
+  EXPECT_EQ(got[0].ns, 300u);
   Enable(0);
   EXPECT_FALSE(Enabled());
 }

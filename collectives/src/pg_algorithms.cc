@@ -31,7 +31,7 @@ uint64_t IndexOf(const std::vector<int>& mem, int rank) {
 
 Task<Status> ProcessGroup::Impl::RunAlgorithm(CollOp& op, const std::vector<int>& mem,
                                               uint32_t epoch, uint64_t deadline) {
-  trace::Record(trace::Ev::kOpStart, rank_, op.seq);
+  Trace(trace::Ev::kOpStart, op.seq);
   const uint64_t m = mem.size();
   const uint64_t i = IndexOf(mem, rank_);
   const DataType dt = op.type == OpType::kScatter ? op.out.dtype : op.in.dtype;
@@ -435,9 +435,9 @@ Task<Status> ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
       break;
   }
   Status st = Status::Ok();
-  trace::Record(trace::Ev::kFinalizeStart, rank_, op.seq);
+  Trace(trace::Ev::kFinalizeStart, op.seq);
   if (src != nullptr) st = co_await CopyLocalAsync(op.out.data, src, out_bytes);
-  trace::Record(trace::Ev::kFinalizeDone, rank_, op.seq);
+  Trace(trace::Ev::kFinalizeDone, op.seq);
   op.buf = nullptr;
   op.parts = {};
   co_return st;

@@ -26,7 +26,6 @@
 #include <cstring>
 
 #include "pg_impl.h"
-#include "tidal/collectives/chunk_trace.h"
 #include "tidal/reach.h"
 
 namespace tidal::coll {
@@ -221,8 +220,8 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
     const bool twice = reduce && options_.planted_bug == CollBug::kFoldTwice;  // planted
     const bool peer_first = reduce && init != nullptr && r.peer_first;
     auto init_error = std::make_shared<Status>();
-    trace::Record(trace::Ev::kArrived, rank_, consumed - 1);
-    trace::Record(trace::Ev::kFoldStart, rank_, consumed - 1);
+    Trace(trace::Ev::kArrived, consumed - 1);
+    Trace(trace::Ev::kFoldStart, consumed - 1);
     StartReducer(
         [=](Reducer::Done done) {
           if (reduce && init != nullptr) {
@@ -259,7 +258,7 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
           }
         },
         [this, w, peer = r.peer, attempt, consumed, init_error](Status done) {
-          trace::Record(trace::Ev::kFoldDone, rank_, consumed - 1);
+          Trace(trace::Ev::kFoldDone, consumed - 1);
           if (done.ok()) done = *init_error;
           if (!done.ok() && w->first_error.ok()) w->first_error = done;
           SendCredit(peer, ChannelClass::kColl, attempt, consumed);
@@ -378,9 +377,9 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
     } else if (InScratch(src, len)) {
       from = src;  // registered working memory: WRITE straight from it, no staging copy
     } else {
-      trace::Record(trace::Ev::kStageStart, rank_, seq);
+      Trace(trace::Ev::kStageStart, seq);
       TIDAL_CO_RETURN_IF_ERROR(co_await CopyAsync(stage, src, len));
-      trace::Record(trace::Ev::kStageDone, rank_, seq);
+      Trace(trace::Ev::kStageDone, seq);
     }
     TransferRequest req;
     req.op = TransferOp::kWrite;
@@ -393,9 +392,9 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
       }
       req.segment = peers_[peer].seg;
       ++stats_.writes_to[peer];
-      trace::Record(trace::Ev::kWriteStart, rank_, seq);
+      Trace(trace::Ev::kWriteStart, seq);
       auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(&req, 1));
-      trace::Record(trace::Ev::kWriteDone, rank_, seq);
+      Trace(trace::Ev::kWriteDone, seq);
       if (!result.empty() && result[0].state == TransferState::COMPLETED) break;
       ++stats_.write_failures;
       TIDAL_REACHABLE("coll.write_failed_and_probed");

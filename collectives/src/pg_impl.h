@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pg_signal.h"
+#include "tidal/collectives/chunk_trace.h"
 #include "tidal/collectives/process_group.h"
 #include "tidal/collectives/schedule.h"
 #include "wire.h"
@@ -146,6 +147,11 @@ struct ProcessGroup::Impl {
   // Starts reducer work; `then` runs on the executor once it finished (not after the
   // group is gone).
   void StartReducer(std::function<void(Reducer::Done)> start, std::function<void(Status)> then);
+  // One event of the chunk timeline (chunk_trace.h) at this rank's Env time; a load and a
+  // branch when the timeline is off.
+  void Trace(trace::Ev ev, uint64_t seq) {
+    if (trace::Enabled()) trace::Record(ev, rank_, seq, env_.NowNs());
+  }
   // Returns slots: tells `peer` this rank consumed `consumed` chunks of the attempt.
   void SendCredit(int peer, ChannelClass cls, uint64_t attempt, uint64_t consumed);
   // Lost notifications (a link that flapped, a healed partition): after a probe found

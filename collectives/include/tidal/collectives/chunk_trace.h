@@ -1,7 +1,9 @@
 // A per-chunk timeline of the process group's device data path, for measurements
 // (tidal-cuda-bench coll --trace): off unless Enable() was called, then each event is one
 // relaxed atomic increment and a store into a fixed buffer (events past its capacity are
-// dropped and counted). Timestamps are steady_clock nanoseconds of the thread that recorded.
+// dropped and counted). Timestamps are the caller's: the process group passes its Env's
+// NowNs (monotonic nanoseconds on a real fabric, virtual time in the simulator), so the
+// library itself never reads a clock.
 #pragma once
 
 #include <cstddef>
@@ -33,7 +35,8 @@ struct Entry {
 // Starts recording into a buffer of `capacity` events (0: stop); clears what was recorded.
 void Enable(std::size_t capacity);
 bool Enabled();
-void Record(Ev ev, int rank, uint64_t seq);
+// Records `ev` at `now_ns` (the recorder's Env::NowNs()); nothing when not enabled.
+void Record(Ev ev, int rank, uint64_t seq, uint64_t now_ns);
 // The events recorded so far, in recording order, and clears them (recording goes on).
 // Call only while no group is running.
 std::vector<Entry> Take(uint64_t* dropped = nullptr);
