@@ -528,24 +528,8 @@ void CudaReducer::FoldAsync(void* acc, const void* in, size_t count, DataType dt
     done(CpuReducer::Default().Fold(acc, in, count, dtype, op, location));
     return;
   }
-  Status st = CheckArgs(dtype, op);
-  if (st.ok()) st = CheckDevice(location);
-  if (!st.ok() || count == 0) {
-    done(st);
-    return;
-  }
-  OnDevice on(location.device);
-  if (!on.status().ok()) {
-    done(on.status());
-    return;
-  }
-  auto stream = AsyncStream(location.device);
-  if (!stream.ok()) {
-    done(stream.status());
-    return;
-  }
-  LaunchFoldAny(acc, in, count, dtype, op, *stream);
-  Complete(location.device, *stream, "fold kernel", std::move(done));
+  // The same kernel with the accumulator as its output.
+  FoldIntoAsync(acc, acc, in, count, dtype, op, location, std::move(done));
 }
 
 void CudaReducer::FoldIntoAsync(void* out, const void* acc, const void* in, size_t count,
