@@ -53,11 +53,14 @@ uint64_t ExploreRun::Choose(uint64_t bound) {
   values = std::min<uint64_t>(values, bound);
   uint32_t domain = static_cast<uint32_t>(values);
   if (pruned_) domain = 1;
+  // Delay bounding: a run that spent its late events takes every later delay at its first.
+  if (!full && delays_used_ >= bounds_->max_delays) domain = 1;
   if (domain > 1 && trail_.size() >= bounds_->max_choices) {
     choices_bound_hit_ = true;
     domain = 1;
   }
   const uint32_t c = Next(domain);
+  if (!full && c != 0) ++delays_used_;
   if (full || values <= 1) return c;
   // values > 1 evenly spread over [0, bound - 1]: 0 first, bound - 1 last.
   return static_cast<uint64_t>(static_cast<unsigned __int128>(c) * (bound - 1) / (values - 1));
@@ -86,6 +89,8 @@ void ExploreRun::BeforeStep(World& world) {
   // The world's own picks (a fault placement) are state: a rule that has not matched yet
   // leaves no other trace.
   uint64_t h = Mix(world.Fingerprint(), picks_);
+  // Under a delay bound the late events left decide which futures remain: state.
+  if (bounds_->max_delays != UINT64_MAX) h = Mix(h, delays_used_);
   if (state_hash_) h = Mix(h, state_hash_());
   if (!visited_->insert(h).second) {
     pruned_ = true;
@@ -143,6 +148,10 @@ ExploreResult Explorer::Run(const ExploreWorldFn& world,
                : bounds_.delay_values == 2
                    ? std::string("{0, bound-1}")
                    : std::to_string(bounds_.delay_values) + " values evenly spread") +
+              (bounds_.max_delays == UINT64_MAX
+                   ? std::string()
+                   : ", at most " + std::to_string(bounds_.max_delays) +
+                         " timing draws of a run off their first value (delay bound)") +
               ", unbounded draws 0; reduction: " +
               (!bounds_.state_hashing ? "none"
                : bounds_.abstract_time ? "state hashing, time abstracted"

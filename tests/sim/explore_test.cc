@@ -82,6 +82,48 @@ TEST(Explorer, EnumeratesEveryValueOfEveryDrawAndRecordingsReplay) {
   EXPECT_TRUE(seen.count({0, 0, 0}));
 }
 
+// Delay bounding: a world of four delay draws (each {0, 999}) and one draw in full
+// (Below(3), never bounded). With at most k delays off their first value the tree is
+// 3 * (C(4,0) + ... + C(4,k)) schedules, exactly those runs; no bound is all 3 * 16.
+TEST(Explorer, ADelayBoundKeepsTheRunsWithAtMostThatManyLateEvents) {
+  auto world = [](ExploreRun& run) {
+    WorldOptions o;
+    o.nodes = 1;
+    o.max_clock_offset_ns = 0;
+    o.scheduling = run.scheduling();
+    World w(o);
+    uint64_t outcome = w.tape().Below(3);
+    int late = 0;
+    for (int i = 0; i < 4; ++i) {
+      const uint64_t d = w.tape().Below(1000);
+      EXPECT_TRUE(d == 0 || d == 999) << d;
+      late += d != 0;
+      outcome = outcome * 1000 + d;
+    }
+    ScheduleVerdict v;
+    v.outcome = outcome * 10 + static_cast<uint64_t>(late);
+    return v;
+  };
+  const uint64_t expected[] = {3 * 1, 3 * 5, 3 * 11, 3 * 15, 3 * 16};
+  for (uint64_t k = 0; k <= 4; ++k) {
+    ExploreBounds b;
+    b.state_hashing = false;
+    b.max_delays = k;
+    const ExploreResult r = Explorer(b).Run(world);
+    EXPECT_TRUE(r.complete) << r.incomplete_because;
+    EXPECT_EQ(r.schedules, expected[k]) << "k=" << k;
+    EXPECT_EQ(r.outcomes.size(), expected[k]) << "k=" << k;
+    for (uint64_t o : r.outcomes) EXPECT_LE(o % 10, k) << "k=" << k;
+    EXPECT_NE(r.domains.find("at most " + std::to_string(k) + " timing draws"), std::string::npos)
+        << r.domains;
+  }
+  ExploreBounds unbounded;
+  unbounded.state_hashing = false;
+  const ExploreResult all = Explorer(unbounded).Run(world);
+  EXPECT_EQ(all.schedules, 48u);
+  EXPECT_EQ(all.domains.find("delay bound"), std::string::npos) << all.domains;
+}
+
 TEST(Explorer, AHitBoundIsReportedAndNeverCalledComplete) {
   ExploreBounds b;
   b.state_hashing = false;
@@ -166,6 +208,34 @@ TEST(ExploreWorlds, BroadcastThreeRanksDelayExtremesEveryPlacement) {
   ExpectAllPass(Coll("broadcast"), {}, 2556u, 20209u, 4u);
 }
 
+// Delay-bounded, both extremes: every schedule in which at most k timing draws (a
+// chance taken, a delay at its longest) are off their first value, every crash
+// placement, time abstracted, pruned runs halted. k = 0 is the delays-at-minimum tree
+// above; k = 2 (18,258 schedules each, about a minute) and k = 3 are in docs/harness.md.
+ExploreBounds DelayBounded(uint64_t k) {
+  ExploreBounds b;
+  b.max_delays = k;
+  b.halt_pruned = true;
+  b.max_schedules = 1'000'000'000;
+  return b;
+}
+
+TEST(ExploreWorlds, AllreduceThreeRanksOneLateEventEveryPlacement) {
+  ExpectAllPass(Coll("allreduce"), DelayBounded(1), 2568u, 32770u, 4u);
+}
+
+TEST(ExploreWorlds, AllgatherThreeRanksOneLateEventEveryPlacement) {
+  ExpectAllPass(Coll("allgather"), DelayBounded(1), 2568u, 32770u, 4u);
+}
+
+TEST(ExploreWorlds, BroadcastThreeRanksTwoLateEventsEveryPlacement) {
+  ExpectAllPass(Coll("broadcast"), DelayBounded(2), 327u, 2660u, 4u);
+}
+
+TEST(ExploreWorlds, DelayBoundAtZeroIsTheTreeOfDelaysAtTheirMinimum) {
+  ExpectAllPass(Coll("allreduce"), DelayBounded(0), 260u, 2959u, 4u);
+}
+
 TEST(ExploreWorlds, StoreTwoClientsWithAShortReadOrACrash) {
   ExploreWorldOptions o;
   o.world = "store";
@@ -203,6 +273,28 @@ TEST(ExploreWorlds, StateHashingFindsEveryOutcomeOfTheFullTree) {
   EXPECT_EQ(exact_time.outcomes, full_tree.outcomes);
   EXPECT_EQ(abstracted.outcomes, full_tree.outcomes);
   EXPECT_EQ(abstracted_halted.outcomes, full_tree.outcomes);
+}
+
+// Under a delay bound as well: the transport world of 2 operations, at most 2 late
+// events, reduced and not, finds the same outcomes (the late events spent are part of
+// the state: a state with fewer left has fewer futures).
+TEST(ExploreWorlds, StateHashingUnderADelayBoundFindsEveryOutcomeOfTheFullTree) {
+  ExploreWorldOptions o;
+  o.world = "transport";
+  o.ops = 2;
+  ExploreBounds full;
+  full.state_hashing = false;
+  full.max_delays = 2;
+  ExploreBounds reduced;
+  reduced.max_delays = 2;
+  const ExploreResult full_tree = ExploreWorld(o, full);
+  const ExploreResult r = ExploreWorld(o, reduced);
+  ASSERT_TRUE(full_tree.complete && r.complete);
+  EXPECT_EQ(full_tree.schedules, 4424u);
+  EXPECT_EQ(r.schedules, 92u);
+  EXPECT_EQ(r.pruned, 449u);
+  EXPECT_EQ(full_tree.outcomes.size(), 10u);
+  EXPECT_EQ(r.outcomes, full_tree.outcomes);
 }
 
 // The store world (delays at their minimum, every placement): every reduction finds the

@@ -782,6 +782,9 @@ void AddExploreOptions(po::options_description& d) {
        "explore: draws with a bound up to this are enumerated in full")
       ("delay-values", po::value<uint64_t>()->default_value(2),
        "explore: values of a larger draw (a delay): 1 = {0}, 2 = {0, max}, k evenly spread")
+      ("max-delays", po::value<uint64_t>(),
+       "explore: delay bound: at most this many timing draws of a run (a chance, a delay) take a "
+       "value other than their first; the tree is every schedule with at most that many late events")
       ("max-seconds", po::value<double>()->default_value(0), "explore: time budget (0: none)")
       ("no-state-hashing", "explore: no reduction (every schedule of the tree runs)")
       ("exact-time", "explore: state hashing without time abstraction (histories keep when each event ran)")
@@ -805,6 +808,7 @@ std::string ExploreFlags(const po::variables_map& vm) {
   if (vm.count("plant-bug")) c << " --plant-bug " << vm["plant-bug"].as<std::string>();
   c << " --max-choices " << vm["max-choices"].as<uint64_t>() << " --max-domain "
     << vm["max-domain"].as<uint64_t>() << " --delay-values " << vm["delay-values"].as<uint64_t>();
+  if (vm.count("max-delays")) c << " --max-delays " << vm["max-delays"].as<uint64_t>();
   return c.str();
 }
 
@@ -826,6 +830,7 @@ int Explore(const po::variables_map& vm) {
   b.max_choices = vm["max-choices"].as<uint64_t>();
   b.max_domain = vm["max-domain"].as<uint64_t>();
   b.delay_values = vm["delay-values"].as<uint64_t>();
+  if (vm.count("max-delays")) b.max_delays = vm["max-delays"].as<uint64_t>();
   b.max_seconds = vm["max-seconds"].as<double>();
   b.state_hashing = !vm.count("no-state-hashing");
   b.abstract_time = !vm.count("exact-time");

@@ -73,6 +73,11 @@ struct ExploreBounds {
   uint64_t max_choices = 400;        // choice points in one run (past it, every draw is 0)
   uint64_t max_domain = 8;           // a draw with a bound up to this is enumerated in full
   uint64_t delay_values = 2;         // values of a larger draw (1: {0}; 2: {0, bound - 1})
+  // Delay bounding: at most this many timing draws of one run take a value other than
+  // their first (a chance taken, a delay above its shortest); past it, every timing draw
+  // takes its first value. The tree is then every schedule with at most max_delays late
+  // events ("complete" is relative to it, and the report says so). UINT64_MAX: no bound.
+  uint64_t max_delays = UINT64_MAX;
   bool state_hashing = true;
   // State hashing with time abstracted (World's SchedulingOptions::abstract_time): states
   // that differ only in when things happened merge. Needs state_hashing. Off: an actor's
@@ -143,6 +148,7 @@ class ExploreRun final : public TapeChooser {
   std::vector<Point> trail_;
   bool pruned_ = false;
   uint64_t picks_ = 0;  // a digest of every Pick so far (part of the state)
+  uint64_t delays_used_ = 0;  // timing draws that took a value other than their first
   bool exploring_ = true;
   bool choices_bound_hit_ = false;
   bool replay_out_of_domain_ = false;
