@@ -384,15 +384,25 @@ Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
   op.buf = TakeScratch(total);
   TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
-  TIDAL_CO_RETURN_IF_ERROR(
-      co_await CopyLocalAsync(op.buf + rank_ * bytes, op.in.bytes_ptr() + rank_ * bytes, bytes));
+  uint8_t* own = op.buf + rank_ * bytes;
+  const uint8_t* own_in = op.in.bytes_ptr() + rank_ * bytes;
+  // Host slots copy this rank's own block up front; device slots copy it on the GPU while
+  // the step's WRITEs run (joined before the step ends).
+  if (loc_.is_host()) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(own, own_in, bytes));
   TIDAL_STEP(Step(a, 0, 1));
+  std::shared_ptr<PendingCopy> own_copy;
+  if (!loc_.is_host()) own_copy = StartCopy(own, own_in, bytes);
   for (uint64_t j = 0; j < a.m; ++j) {
     if (j == a.i) continue;
     a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});
     a.recvs.push_back({a.mem[j], op.buf + a.mem[j] * bytes, bytes, false, -1});
   }
-  TIDAL_STEP(Move(a));
+  Status moved = co_await Move(a);
+  if (own_copy != nullptr) {
+    Status copied = co_await JoinCopy(own_copy);
+    if (moved.ok()) moved = copied;
+  }
+  TIDAL_CO_RETURN_IF_ERROR(moved);
   TIDAL_STEP(Step(a, 1, 1));
   co_return Status::Ok();
 }

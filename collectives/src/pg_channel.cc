@@ -183,6 +183,16 @@ void ProcessGroup::Impl::AnswerGivenUpAttempt(int from, const DataHeader& h) {
   SendControl(from, m);
 }
 
+uint64_t ProcessGroup::Impl::ChunkFor(uint64_t bytes) const {
+  const uint64_t slot = options_.slot_bytes;
+  const uint64_t floor = options_.device_chunk_min_bytes;
+  if (loc_.is_host() || options_.device_chunks <= 1 || bytes <= floor) return slot;
+  constexpr uint64_t kGrain = 64 << 10;  // a multiple of every element size
+  uint64_t piece = (bytes + options_.device_chunks - 1) / options_.device_chunks;
+  piece = std::max<uint64_t>((piece + kGrain - 1) / kGrain * kGrain, floor);
+  return std::min(piece, slot);
+}
+
 Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk,
                                               DataType dtype, ReduceOp rop,
                                               uint64_t deadline_ns) {
@@ -333,6 +343,72 @@ bool ProcessGroup::Impl::InScratch(const uint8_t* p, uint64_t len) const {
   return off <= scratch_bytes_ && len <= scratch_bytes_ - off;
 }
 
+bool ProcessGroup::Impl::InUserBuffer(const uint8_t* p, uint64_t len) const {
+  if (user_buffers_.empty() || loc_.is_host()) return false;
+  auto it = user_buffers_.upper_bound(p);
+  if (it == user_buffers_.begin()) return false;
+  --it;
+  const uint64_t off = static_cast<uint64_t>(p - it->first);
+  return off <= it->second && len <= it->second - off;
+}
+
+Task<Status> ProcessGroup::Impl::RegisterBuffer(void* data, uint64_t bytes) {
+  if (!started_) co_return Status(ErrorCode::INVALID_PARAMS, "RegisterBuffer before Start");
+  if (loc_.is_host()) {
+    co_return Status(ErrorCode::UNSUPPORTED, "RegisterBuffer: host slots stage every chunk");
+  }
+  if (data == nullptr || bytes == 0) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "RegisterBuffer: no memory given");
+  }
+  if (!queue_.empty() || runner_active_) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "RegisterBuffer: operations are pending");
+  }
+  auto reg = co_await engine_.RegisterMemory(data, bytes, loc_);
+  if (!reg.ok()) co_return reg.status();
+  user_buffers_[static_cast<const uint8_t*>(data)] = bytes;
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::UnregisterBuffer(void* data) {
+  auto it = user_buffers_.find(static_cast<const uint8_t*>(data));
+  if (it == user_buffers_.end()) {
+    co_return Status(ErrorCode::INVALID_PARAMS,
+                     "UnregisterBuffer: not a buffer of this group's RegisterBuffer");
+  }
+  if (!queue_.empty() || runner_active_) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "UnregisterBuffer: operations are pending");
+  }
+  TIDAL_CO_RETURN_IF_ERROR(co_await engine_.UnregisterMemory(data));
+  user_buffers_.erase(it);
+  co_return Status::Ok();
+}
+
+std::shared_ptr<ProcessGroup::Impl::PendingCopy> ProcessGroup::Impl::StartCopy(void* dst,
+                                                                             const void* src,
+                                                                             uint64_t bytes) {
+  auto copy = std::make_shared<PendingCopy>();
+  if (bytes == 0 || dst == src || loc_.is_host()) {
+    copy->status = CopyLocal(dst, src, bytes);
+    copy->done = true;
+    return copy;
+  }
+  Reducer* r = reducer_;
+  Location loc = loc_;
+  StartReducer([=](Reducer::Done done) { r->CopyAsync(dst, src, bytes, loc, std::move(done)); },
+               [copy, this](Status st) {
+                 copy->status = std::move(st);
+                 copy->done = true;
+                 changed_.NotifyAll();
+               });
+  return copy;
+}
+
+Task<Status> ProcessGroup::Impl::JoinCopy(std::shared_ptr<PendingCopy> copy) {
+  // Device work always finishes (it never waits on a peer): no deadline.
+  while (!copy->done) co_await changed_.Wait(kNoDeadline);
+  co_return copy->status;
+}
+
 Task<bool> ProcessGroup::Impl::ProbePeer(int peer) {
   // PEER_UNREACHABLE (or a segment the engine has dropped) is proof; a probe that only
   // timed out may have met a slow link, so it takes probe_attempts of those in a row.
@@ -363,6 +439,44 @@ Task<Status> ProcessGroup::Impl::SendChunk(int peer, ChannelClass cls, uint64_t 
                                 deadline_ns);
 }
 
+// WRITEs one chunk, retried as WriteChunk describes, until it completed or the peer failed,
+// the attempt was aborted or the deadline passed.
+Task<Status> ProcessGroup::Impl::WriteRetried(int peer, ChannelClass cls, uint64_t seq,
+                                              TransferRequest req, uint64_t deadline_ns) {
+  for (uint32_t attempt_no = 0;; ++attempt_no) {
+    if (dead(peer)) {
+      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+    }
+    req.segment = peers_[peer].seg;
+    ++stats_.writes_to[peer];
+    Trace(trace::Ev::kWriteStart, seq);
+    auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(&req, 1));
+    Trace(trace::Ev::kWriteDone, seq);
+    if (!result.empty() && result[0].state == TransferState::COMPLETED) {
+      co_return Status::Ok();
+    }
+    ++stats_.write_failures;
+    TIDAL_REACHABLE("coll.write_failed_and_probed");
+    // Failure evidence: a failed transfer plus a probe that does not answer.
+    bool alive = co_await ProbePeer(peer);
+    if (!alive) {
+      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+    }
+    if (attempt_no >= options_.write_retries) {
+      // The peer answers probes but refuses data: back off and keep trying until the
+      // deadline. Excluding a live rank here would split the group.
+      co_await SleepFor(env_, options_.peer_check_ns);
+    }
+    if (cls == ChannelClass::kColl && attempt_aborted_) {
+      co_return Status(ErrorCode::COLLECTIVE_ABORTED, "attempt aborted");
+    }
+    if (env_.NowNs() >= deadline_ns) {
+      co_return Status(ErrorCode::OPERATION_TIMEOUT, "write retries timed out");
+    }
+  }
+  co_return Status::Ok();
+}
+
 Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t attempt,
                                             uint64_t seq, const uint8_t* src, uint64_t len,
                                             uint32_t tag, uint64_t total, uint64_t offset,
@@ -372,10 +486,14 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
     uint8_t* stage = send_base_ + SlotOffset(peer, cls, slot);
     if (!loc_.is_host() && stage_into != nullptr && InScratch(stage_into, len)) stage = stage_into;
     const uint8_t* from = stage;
+    std::shared_ptr<PendingCopy> beside;  // stage_into's copy, made while the WRITE runs
     if (loc_.is_host()) {
       std::memcpy(stage, src, len);
     } else if (InScratch(src, len)) {
       from = src;  // registered working memory: WRITE straight from it, no staging copy
+    } else if (InUserBuffer(src, len)) {
+      from = src;  // a buffer of RegisterBuffer: likewise
+      if (stage == stage_into) beside = StartCopy(stage, src, len);
     } else {
       Trace(trace::Ev::kStageStart, seq);
       TIDAL_CO_RETURN_IF_ERROR(co_await CopyAsync(stage, src, len));
@@ -386,35 +504,12 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
     req.local_addr = reinterpret_cast<uint64_t>(from);
     req.length = len;
     req.remote_addr = peers_[peer].recv_addr + SlotOffset(rank_, cls, slot);
-    for (uint32_t attempt_no = 0;; ++attempt_no) {
-      if (dead(peer)) {
-        co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
-      }
-      req.segment = peers_[peer].seg;
-      ++stats_.writes_to[peer];
-      Trace(trace::Ev::kWriteStart, seq);
-      auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(&req, 1));
-      Trace(trace::Ev::kWriteDone, seq);
-      if (!result.empty() && result[0].state == TransferState::COMPLETED) break;
-      ++stats_.write_failures;
-      TIDAL_REACHABLE("coll.write_failed_and_probed");
-      // Failure evidence: a failed transfer plus a probe that does not answer.
-      bool alive = co_await ProbePeer(peer);
-      if (!alive) {
-        co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
-      }
-      if (attempt_no >= options_.write_retries) {
-        // The peer answers probes but refuses data: back off and keep trying until the
-        // deadline. Excluding a live rank here would split the group.
-        co_await SleepFor(env_, options_.peer_check_ns);
-      }
-      if (cls == ChannelClass::kColl && attempt_aborted_) {
-        co_return Status(ErrorCode::COLLECTIVE_ABORTED, "attempt aborted");
-      }
-      if (env_.NowNs() >= deadline_ns) {
-        co_return Status(ErrorCode::OPERATION_TIMEOUT, "write retries timed out");
-      }
+    Status written = co_await WriteRetried(peer, cls, seq, req, deadline_ns);
+    if (beside != nullptr) {  // joined whatever the WRITE did: the copy reads `src`
+      Status copied = co_await JoinCopy(beside);
+      if (written.ok()) written = copied;
     }
+    TIDAL_CO_RETURN_IF_ERROR(written);
   }
   DataHeader h;
   h.kind = DataHeader::Kind::kData;
@@ -547,7 +642,6 @@ struct StepJoin {
 Task<Status> ProcessGroup::Impl::RunStep(std::vector<SendSpec> sends, std::vector<RecvSpec> recvs,
                                          DataType dtype, ReduceOp rop, uint64_t deadline_ns) {
   const uint64_t attempt = AttemptKey(cur_op_, cur_epoch_);
-  const uint64_t chunk = chunk_bytes();
   const size_t es = DataTypeSize(dtype);
   StepJoin join;
   size_t children = 0;
@@ -606,13 +700,14 @@ Task<Status> ProcessGroup::Impl::RunStep(std::vector<SendSpec> sends, std::vecto
   for (const SendSpec& s : sends) {
     if (s.bytes == 0) continue;
     ++children;
-    Spawn(env_, send_child(this, s, attempt, chunk, deadline_ns, &done));
+    Spawn(env_, send_child(this, s, attempt, ChunkFor(s.bytes), deadline_ns, &done));
   }
   for (const RecvSpec& r : recvs) {
     if (r.bytes == 0) continue;
     TIDAL_ASSERT(!r.reduce || r.bytes % es == 0);
     ++children;
-    Spawn(env_, recv_child(this, r, attempt, chunk, es, dtype, rop, deadline_ns, &done));
+    Spawn(env_, recv_child(this, r, attempt, ChunkFor(r.bytes), es, dtype, rop, deadline_ns,
+                           &done));
   }
   while (join.finished < children) co_await changed_.Wait(kNoDeadline);
   TIDAL_ASSERT(join.finished == children);

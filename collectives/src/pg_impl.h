@@ -111,6 +111,11 @@ struct ProcessGroup::Impl {
   // --- pg_channel.cc ---
   uint64_t SlotOffset(int sender, ChannelClass cls, uint64_t slot) const;
   uint64_t chunk_bytes() const { return options_.slot_bytes; }
+  // The chunk size of one step's message of `bytes` to one peer (sender and receiver
+  // compute the same from the same message size): slot-sized, or on device slots with
+  // options.device_chunks > 1, that many pieces (at least device_chunk_min_bytes, 64 KiB
+  // multiples).
+  uint64_t ChunkFor(uint64_t bytes) const;
   template <typename Pred>
   Task<Status> WaitPeer(int peer, ChannelClass cls, uint64_t deadline_ns, Pred pred);
   Task<bool> ProbePeer(int peer);
@@ -123,6 +128,8 @@ struct ProcessGroup::Impl {
   Task<Status> WriteChunk(int peer, ChannelClass cls, uint64_t attempt, uint64_t seq,
                           const uint8_t* src, uint64_t len, uint32_t tag, uint64_t total,
                           uint64_t offset, uint64_t deadline_ns, uint8_t* stage_into = nullptr);
+  Task<Status> WriteRetried(int peer, ChannelClass cls, uint64_t seq, TransferRequest req,
+                            uint64_t deadline_ns);
   // A collective send of device slots: up to slots_ chunk WRITEs in flight at once.
   Task<Status> SendWindowed(SendSpec s, uint64_t attempt, uint64_t chunk, uint64_t deadline_ns);
   // Receives the next chunk from `peer` into `dst` (copy or fold). Returns the header.
@@ -172,6 +179,19 @@ struct ProcessGroup::Impl {
   Task<Status> ReserveScratch(uint64_t bytes);
   uint8_t* TakeScratch(uint64_t bytes);
   bool InScratch(const uint8_t* p, uint64_t len) const;
+  // Device slots: whether [p, p+len) lies in one buffer of RegisterBuffer (WRITTEN from
+  // where it is, without a staging copy).
+  bool InUserBuffer(const uint8_t* p, uint64_t len) const;
+  Task<Status> RegisterBuffer(void* data, uint64_t bytes);
+  Task<Status> UnregisterBuffer(void* data);
+  // A device copy started without waiting for it (JoinCopy waits); on host slots the copy
+  // is made at once.
+  struct PendingCopy {
+    bool done = false;
+    Status status;
+  };
+  std::shared_ptr<PendingCopy> StartCopy(void* dst, const void* src, uint64_t bytes);
+  Task<Status> JoinCopy(std::shared_ptr<PendingCopy> copy);
 
   // --- pg_collective.cc ---
   Task<void> Runner();
@@ -260,6 +280,7 @@ struct ProcessGroup::Impl {
   uint64_t scratch_bytes_ = 0;
   uint64_t scratch_used_ = 0;
   bool scratch_registered_ = false;
+  std::map<const uint8_t*, uint64_t> user_buffers_;  // RegisterBuffer: start -> bytes
   struct Peer {
     SegmentHandle seg;
     bool open = false;

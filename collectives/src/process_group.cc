@@ -128,6 +128,13 @@ Task<Status> ProcessGroup::Impl::Start() {
   if (options_.slots_per_channel < 2 || options_.slots_per_channel > 64) {
     co_return Status(ErrorCode::INVALID_PARAMS, "slots_per_channel must be 2..64");
   }
+  if (options_.device_chunks < 1 || options_.device_chunks > 64) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "device_chunks must be 1..64");
+  }
+  if (options_.device_chunk_min_bytes == 0 || options_.device_chunk_min_bytes % (64 << 10) != 0) {
+    co_return Status(ErrorCode::INVALID_PARAMS,
+                     "device_chunk_min_bytes must be a positive multiple of 64 KiB");
+  }
   if (options_.timeout_ns == 0 || options_.peer_check_ns == 0 || options_.control_retry_ns == 0) {
     co_return Status(ErrorCode::INVALID_PARAMS, "timeouts must be positive");
   }
@@ -404,6 +411,14 @@ ProcessGroup::~ProcessGroup() = default;
 
 Task<Status> ProcessGroup::Start() {
   return impl_->Start();
+}
+
+Task<Status> ProcessGroup::RegisterBuffer(void* data, uint64_t bytes) {
+  return impl_->RegisterBuffer(data, bytes);
+}
+
+Task<Status> ProcessGroup::UnregisterBuffer(void* data) {
+  return impl_->UnregisterBuffer(data);
 }
 
 namespace {

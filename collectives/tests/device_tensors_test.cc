@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "fabrics.h"
+#include "tidal/collectives/chunk_trace.h"
 #include "tidal/collectives/reduce_kernel.h"
 
 #if TIDAL_COLL_TEST_CUDA
@@ -353,6 +354,87 @@ TEST(DeviceTensors, TwoRanksFoldInMemberOrder) {
     }
   }
   for (const auto& f : failures) ADD_FAILURE() << f;
+}
+
+// Tensors registered with the group (RegisterBuffer) are WRITTEN from where they are: no
+// chunk is staged, results stay exact, and with device_chunks = 4 a 3 MiB message goes as
+// three 1 MiB chunks (the 1 MiB floor) where the slot (4 MiB) would hold it whole; every
+// op at 2 and 3 ranks. Then the registration's refusals, each with its reason.
+TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  for (int n : {2, 3}) {
+    GroupClusterOptions co;
+    co.backend = kBackend;
+    co.ranks = n;
+    co.seed = 7900 + n;
+    co.pg = DeviceOptions(devices);
+    co.pg.slot_bytes = 4 << 20;
+    co.pg.device_chunks = 4;
+    TIDAL_CLUSTER_OR_SKIP(cluster, co);
+    const uint64_t c = (3 << 20) / sizeof(float);  // a 3 MiB block per rank
+    const uint64_t cap = static_cast<uint64_t>(n) * c * sizeof(float);
+    std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
+    std::vector<std::string> failures;
+    bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+      ProcessGroup& pg = cluster->pg(r);
+      Status reg = co_await pg.RegisterBuffer(bufs[r].in, cap);
+      if (reg.ok()) reg = co_await pg.RegisterBuffer(bufs[r].out, cap);
+      EXPECT_TRUE(reg.ok()) << reg.ToString();
+    });
+    ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+    for (OpType op : {OpType::kAllReduce, OpType::kAllGather, OpType::kReduceScatter,
+                      OpType::kBroadcast, OpType::kAllToAll}) {
+      trace::Enable(1 << 16);
+      std::vector<uint64_t> chunks_before(n);
+      for (int r = 0; r < n; ++r) chunks_before[r] = cluster->pg(r).stats().chunks_sent;
+      ok = cluster->RunRanks([&](int r) -> Task<void> {
+        // AllReduce/Broadcast: a tensor of c; AllGather/ReduceScatter/AllToAll: blocks of c.
+        HostCase h = Prepare(op, r, n, c, 0, ReduceOp::kSum, DataType::kF32);
+        auto w = Start(*cluster, r, bufs[r], h, op, 0, ReduceOp::kSum, DataType::kF32);
+        CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, c, 0, ReduceOp::kSum,
+                                         DataType::kF32);
+        if (!res.status.ok() || res.wrong != 0) {
+          failures.push_back("w" + std::to_string(n) + " rank " + std::to_string(r) + " " +
+                             std::string(OpTypeName(op)) + ": " + res.status.ToString() +
+                             " #wrong=" + std::to_string(res.wrong));
+        }
+      });
+      ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+      std::vector<trace::Entry> ev = trace::Take();
+      trace::Enable(0);
+      uint64_t staged = 0;
+      for (const trace::Entry& e : ev) staged += e.ev == trace::Ev::kStageStart;
+      EXPECT_EQ(staged, 0u) << "w" << n << " " << OpTypeName(op) << ": chunks were staged";
+      if (n == 2) {
+        // Two ranks, direct: each rank sends one 3 MiB message (broadcast: the root only),
+        // as 3 chunks of 1 MiB.
+        for (int r = 0; r < n; ++r) {
+          const uint64_t want = op == OpType::kBroadcast && r != 0 ? 0 : 3;
+          EXPECT_EQ(cluster->pg(r).stats().chunks_sent - chunks_before[r], want)
+              << OpTypeName(op) << " rank " << r;
+        }
+      }
+    }
+    for (const auto& f : failures) ADD_FAILURE() << f;
+    ok = cluster->RunRanks([&](int r) -> Task<void> {
+      ProcessGroup& pg = cluster->pg(r);
+      Status twice = co_await pg.RegisterBuffer(bufs[r].in + 64, 64);
+      EXPECT_EQ(twice.code(), ErrorCode::ADDRESS_OVERLAPPED) << twice.ToString();
+      Status none = co_await pg.RegisterBuffer(bufs[r].in, 0);
+      EXPECT_EQ(none.code(), ErrorCode::INVALID_PARAMS) << none.ToString();
+      Status stranger = co_await pg.UnregisterBuffer(bufs[r].in + 64);
+      EXPECT_EQ(stranger.code(), ErrorCode::INVALID_PARAMS) << stranger.ToString();
+      Status un = co_await pg.UnregisterBuffer(bufs[r].in);
+      EXPECT_TRUE(un.ok()) << un.ToString();
+      un = co_await pg.UnregisterBuffer(bufs[r].in);
+      EXPECT_EQ(un.code(), ErrorCode::INVALID_PARAMS) << un.ToString();
+      un = co_await pg.UnregisterBuffer(bufs[r].out);
+      EXPECT_TRUE(un.ok()) << un.ToString();
+    });
+    ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+  }
 }
 
 // A rank killed mid-allreduce (at a ring step boundary): every survivor returns

@@ -582,6 +582,21 @@ std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupO
       return nullptr;
     }
   }
+  if (vm.count("register")) {
+    // Each rank's input and output tensors registered with its group (RegisterBuffer):
+    // chunks are WRITTEN from the tensors without a staging copy.
+    std::vector<tidal::Status> reg(n);
+    g->RunRanks(g->All(), [&](int r) -> tidal::Task<void> {
+      reg[r] = co_await g->pg[r]->RegisterBuffer(g->in[r], max);
+      if (reg[r].ok()) reg[r] = co_await g->pg[r]->RegisterBuffer(g->out[r], max);
+    });
+    for (int r = 0; r < n; ++r) {
+      if (!reg[r].ok()) {
+        std::cerr << "rank " << r << " RegisterBuffer: " << reg[r].ToString() << "\n";
+        return nullptr;
+      }
+    }
+  }
   return g;
 }
 
@@ -703,10 +718,19 @@ double TidalTime(TidalGroups& g, coll::OpType op, uint64_t size, int k, bool que
 // The per-chunk timeline of rank 0 over the timed ops (--trace), averaged per op: when the
 // first WRITE started, how long the data phase ran, the agreement, the output copy, and
 // the mean WRITE / staging / fold times seen on the executor.
-nlohmann::json TraceSummary(int rank) {
+// With `raw`, every rank's events are also appended to it as [rank, event, seq, ns after
+// the first event] (--trace-dump).
+nlohmann::json TraceSummary(int rank, nlohmann::json* raw = nullptr) {
   using coll::trace::Ev;
   uint64_t dropped = 0;
   std::vector<coll::trace::Entry> all = coll::trace::Take(&dropped);
+  if (raw != nullptr && !all.empty()) {
+    uint64_t t0 = all.front().ns;
+    for (const auto& e : all) t0 = std::min(t0, e.ns);
+    for (const auto& e : all) {
+      raw->push_back({e.rank, static_cast<int>(e.ev), e.seq, e.ns - t0});
+    }
+  }
   std::vector<coll::trace::Entry> ev;
   for (const auto& e : all) {
     if (e.rank == rank) ev.push_back(e);
@@ -877,6 +901,8 @@ int Coll(const po::variables_map& vm) {
   pg.group_name = "bench";
   pg.slot_bytes = vm["slot"].as<uint64_t>();
   pg.slots_per_channel = vm["slots"].as<uint32_t>();
+  pg.device_chunks = vm["chunks"].as<uint32_t>();
+  pg.device_chunk_min_bytes = vm["chunk-min"].as<uint64_t>();
   pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
   const std::string alg = vm["algorithm"].as<std::string>();
   pg.algorithm = alg == "direct" ? coll::Algorithm::kDirect
@@ -890,7 +916,7 @@ int Coll(const po::variables_map& vm) {
   cudaGetDeviceProperties(&prop, 0);
   auto g = MakeGroups(n, max, pg, slice, vm);
   if (!g) return 1;
-  if (vm.count("trace")) coll::trace::Enable(size_t{1} << 22);
+  if (vm.count("trace") || vm.count("trace-dump")) coll::trace::Enable(size_t{1} << 22);
 #if TIDAL_BENCH_HAVE_NCCL
   NcclRunner nccl(n, max);
   const int nccl_version = nccl.version();
@@ -898,12 +924,14 @@ int Coll(const po::variables_map& vm) {
   const int nccl_version = 0;
 #endif
   std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
-              "slot %s x %u, algorithm %s, CUDA runtime %d, driver %d; spin %.0f us, "
-              "poll gap %.1f us, completion %s, %s\n",
+              "slot %s x %u, chunks >= %u per message (each >= %s), algorithm %s, CUDA runtime %d, "
+              "driver %d; spin %.0f us, poll gap %.1f us, completion %s, %s, tensors %s\n",
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
-              pg.slots_per_channel, alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
+              pg.slots_per_channel, pg.device_chunks, Human(pg.device_chunk_min_bytes).c_str(),
+              alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
               vm["poll-gap-us"].as<double>(), vm["completion"].as<std::string>().c_str(),
-              vm.count("serial") ? "ops waited one at a time" : "ops queued, then waited");
+              vm.count("serial") ? "ops waited one at a time" : "ops queued, then waited",
+              vm.count("register") ? "registered (RegisterBuffer)" : "not registered (staged)");
   // The copy engines' ceiling for tidal's data path (its WRITEs are cudaMemcpyPeerAsync):
   // GPU0 -> GPU1 alone, and both directions at once, `max` bytes each.
   nlohmann::json ceiling;
@@ -939,6 +967,7 @@ int Coll(const po::variables_map& vm) {
     for (int d = 0; d < 2; ++d) cudaStreamDestroy(st[d]);
   }
   nlohmann::json results = nlohmann::json::array();
+  nlohmann::json dumps = nlohmann::json::array();  // --trace-dump
   bool failed = false;
   const std::string ops = "," + vm["ops"].as<std::string>() + ",";
   for (const CollKind& c : kCollKinds) {
@@ -959,7 +988,10 @@ int Coll(const po::variables_map& vm) {
       }
       const double t = TidalTime(*g, c.op, size, k, !vm.count("serial"), &failed);
       nlohmann::json timeline;
-      if (coll::trace::Enabled()) timeline = TraceSummary(0);
+      nlohmann::json raw = nlohmann::json::array();
+      const bool dump = vm.count("trace-dump") && size == vm["dump-bytes"].as<uint64_t>();
+      if (coll::trace::Enabled()) timeline = TraceSummary(0, dump ? &raw : nullptr);
+      if (dump) dumps.push_back({{"collective", c.name}, {"bytes", size}, {"events", raw}});
       const double algbw = static_cast<double>(size) / t / 1e9;
       double t_nccl = 0, busbw_nccl = 0;
 #if TIDAL_BENCH_HAVE_NCCL
@@ -980,6 +1012,11 @@ int Coll(const po::variables_map& vm) {
     }
     results.push_back({{"collective", c.name}, {"rows", rows}});
   }
+  if (vm.count("trace-dump")) {
+    // Events: 0 op start, 1/2 staging queued/done, 3/4 WRITE started/done, 5 arrived,
+    // 6/7 copy or fold queued/done, 8/9 output copy queued/done (chunk_trace.h).
+    std::ofstream(vm["trace-dump"].as<std::string>()) << dumps.dump() << "\n";
+  }
   nlohmann::json kill;
   if (vm.count("kill")) {
     g.reset();  // free the table's GPU memory first
@@ -993,6 +1030,9 @@ int Coll(const po::variables_map& vm) {
                         {"device", prop.name}, {"cuda_runtime", cuda_rt}, {"driver", driver},
                         {"nccl_version", nccl_version}, {"slot_bytes", pg.slot_bytes},
                         {"slots_per_channel", pg.slots_per_channel},
+                        {"device_chunks", pg.device_chunks},
+                        {"device_chunk_min_bytes", pg.device_chunk_min_bytes},
+                        {"registered_tensors", vm.count("register") > 0},
                         {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
                         {"spin_us", vm["spin-us"].as<double>()},
                         {"poll_gap_us", vm["poll-gap-us"].as<double>()},
@@ -1024,6 +1064,11 @@ int main(int argc, char** argv) {
       ("slot", po::value<uint64_t>()->default_value(64ULL << 20),
        "coll: slot (chunk) bytes (64 MiB x 4 slots: the best of the sweep in docs/performance.md)")
       ("slots", po::value<uint32_t>()->default_value(4), "coll: slots per peer (chunks in flight)")
+      ("chunks", po::value<uint32_t>()->default_value(1),
+       "coll: cut each step's message to a peer into at least this many chunks "
+       "(ProcessGroupOptions::device_chunks; 1: slot-sized chunks)")
+      ("chunk-min", po::value<uint64_t>()->default_value(1ULL << 20),
+       "coll: the smallest such chunk (device_chunk_min_bytes; a multiple of 64 KiB)")
       ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct or auto")
       ("verify-max", po::value<uint64_t>()->default_value(64ULL << 20),
        "coll: check every output element up to this size")
@@ -1032,6 +1077,12 @@ int main(int argc, char** argv) {
       ("kill", "coll: then an allreduce over 3 ranks with rank 1 killed mid-run")
       ("trace", "coll: record the per-chunk timeline and print rank 0's mean per op "
                 "under each row")
+      ("register", "coll: register every rank's input and output tensors with its group "
+                   "(ProcessGroup::RegisterBuffer): chunks leave without a staging copy")
+      ("trace-dump", po::value<std::string>(),
+       "coll: write every rank's raw timeline of the --dump-bytes rows to this JSON file")
+      ("dump-bytes", po::value<uint64_t>()->default_value(64ULL << 20),
+       "coll: the size whose timeline --trace-dump writes")
       ("serial", "coll: wait for each op before issuing the next (default: issue the "
                  "iterations, then wait, as NCCL's launches then one synchronize)")
       ("spin-us", po::value<double>()->default_value(50),

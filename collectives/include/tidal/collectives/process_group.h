@@ -120,6 +120,13 @@ struct ProcessGroupOptions {
   // Slots per (sender, class): chunks a sender may have in flight to one peer (2: double
   // buffering). More slots keep a fast link busy while the receiver folds (GPU groups).
   uint32_t slots_per_channel = 2;
+  // Device slots only (ignored on host slots): one step's message to one peer is cut into
+  // at least this many chunks (each at most slot_bytes, at least device_chunk_min_bytes,
+  // a multiple of 64 KiB), so that the WRITE and the fold of successive chunks overlap
+  // even when the message would fit one slot. 1: slot-sized chunks. Every rank must use
+  // the same values (else chunks arrive with unexpected sizes: CORRUPT_INPUT).
+  uint32_t device_chunks = 1;
+  uint64_t device_chunk_min_bytes = 1 << 20;
   uint64_t direct_max_bytes = 64 * 1024;  // kAuto: direct up to this, ring above
   Algorithm algorithm = Algorithm::kAuto;
   uint64_t timeout_ns = 10'000'000'000ULL;  // per operation, from its start
@@ -194,6 +201,21 @@ class ProcessGroup {
   // bootstrap_timeout_ns), CORRUPT_INPUT (a record that does not decode), and whatever
   // RegisterMemory / OpenSegment / the store return.
   Task<Status> Start();
+
+  // Device slots: registers caller memory at this rank's slot location (the buffers of the
+  // tensors it will pass, as NCCL's ncclCommRegister) with the engine, so that chunks sent
+  // from it are WRITTEN straight from it instead of being staged by a device copy first;
+  // a tensor that also gets a copy of its own (allgather's own block) is copied while its
+  // WRITE runs. Call between operations (none pending: else INVALID_PARAMS); the memory
+  // must stay allocated until UnregisterBuffer, which the group does not call by itself.
+  // Errors: INVALID_PARAMS (before Start, zero bytes, operations pending), UNSUPPORTED
+  // (host slots: every chunk is copied into the send staging there anyway), and what the
+  // engine's RegisterMemory returns (memory of another device, a range overlapping one
+  // already registered).
+  Task<Status> RegisterBuffer(void* data, uint64_t bytes);
+  // Undoes RegisterBuffer(data, ...) (between operations, as above; INVALID_PARAMS for
+  // memory this group did not register).
+  Task<Status> UnregisterBuffer(void* data);
 
   // Collectives. Counts: AllReduce/Broadcast/Reduce use tensor.count elements;
   // AllGather: output.count == size * input.count (block r from rank r);
