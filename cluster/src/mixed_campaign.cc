@@ -92,6 +92,7 @@ class MixedRun {
     return o_.max_count > 0 ? std::min(count, o_.max_count) : count;
   }
   bool GroupOn(size_t g) const { return ((o_.group_mask >> g) & 1) != 0; }
+  bool RoundOn(uint32_t r) const { return r >= 64 || ((o_.round_mask >> r) & 1) != 0; }
   void CheckRounds();
   void FinalReads();
 
@@ -277,6 +278,7 @@ Task<void> MixedRun::PointToPoint(size_t node, uint32_t round) {
 Task<void> MixedRun::NodeBody(size_t node) {
   Env& env = c_->env(node);
   for (uint32_t round = 0; round < o_.rounds; ++round) {
+    if (!RoundOn(round)) continue;
     if (o_.round_period_ns > 0) {
       const uint64_t begin = start_ns_ + round * o_.round_period_ns;
       const uint64_t now = env.NowNs();
@@ -315,6 +317,7 @@ void MixedRun::CheckRounds() {
     const GroupPlan& plan = groups_[g];
     const int crashed_rank = crash_node_ ? plan.RankOf(*crash_node_) : -1;
     for (uint32_t round = 0; round < o_.rounds; ++round) {
+      if (!RoundOn(round)) continue;
       const RoundOutcome* first = nullptr;
       for (int rank = 0; rank < static_cast<int>(plan.nodes.size()); ++rank) {
         if (!c_->alive(plan.nodes[rank])) continue;  // the crashed node promises nothing

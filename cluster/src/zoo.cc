@@ -183,6 +183,8 @@ constexpr uint64_t kMixedMaxValue = 40000;
 // the least.
 constexpr uint64_t kStoreFieldMaxValue = 128 << 10;
 constexpr uint64_t kStoreFieldLeastValue = 1024;
+// The most tensors of its tensor-parallel batch put (zoo_workloads.h ZooScale::batch).
+constexpr uint64_t kStoreFieldMaxBatch = 3;
 
 bool KnownWorkload(const std::string& w) {
   return w == "store" || w == "collectives" || w == "mixed" || w == "store-field" ||
@@ -277,6 +279,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     o.p2p = Knob(scale, "p2p", 1) != 0;
     o.max_count = Knob(scale, "count", 0);
     o.max_value = Knob(scale, "value", 0);
+    o.round_mask = Knob(scale, "keep", ~0ull);
     MixedSeedResult r = RunMixedCampaignSeed(seed, o);
     if (!r.ok) failure = r.error;
     out.events = r.events;
@@ -291,6 +294,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"p2p", 1, 0},
                 {"nodes", r.nodes, 2},
                 {"rounds", o.rounds, 1},
+                {"keep", sim::KeepAll(o.rounds), 1, /*mask=*/true},
                 {"crashes", o.crashes ? 1u : 0u, 0},
                 {"count", kMixedMaxCount, 1},
                 {"value", kMixedMaxValue, 1}};
@@ -307,6 +311,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     zs.fill = Knob(scale, "fill", 1) != 0;
     zs.value = Knob(scale, "value", 0);
     zs.timeout_us = Knob(scale, "timeout_us", 0);
+    zs.batch = Knob(scale, "batch", 0);
     zs.tape = tape;
     zs.record_tape = true;
     SeedRun r = RunSeed(bug, seed, /*planted=*/!bug_name.empty(), zs);
@@ -322,7 +327,8 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"nodes", r.zoo.scale.nodes, 1},
                 {"ops", r.zoo.scale.ops, 1},
                 {"keep", sim::KeepAll(r.zoo.scale.ops), 1, /*mask=*/true},
-                {"value", kStoreFieldMaxValue, kStoreFieldLeastValue}};
+                {"value", kStoreFieldMaxValue, kStoreFieldLeastValue},
+                {"batch", kStoreFieldMaxBatch, 1}};
     } else if (shape != nullptr && workload == "p2p") {
       *shape = {{"nodes", r.zoo.scale.nodes, 2},
                 {"ops", r.zoo.scale.ops, 1},
@@ -570,6 +576,12 @@ std::vector<ZooEntry> RunZoo(const ZooOptions& options) {
         e.original_faults = s->original_faults;
         e.shrunk_scale = "nodes=" + std::to_string(s->options.nodes) +
                          " ops=" + std::to_string(s->options.ops_per_node);
+        if (s->options.batch_mask != ~0ull) {
+          char hex[24];
+          std::snprintf(hex, sizeof hex, "0x%llx",
+                        static_cast<unsigned long long>(s->options.batch_mask));
+          e.shrunk_scale += std::string(" keep=") + hex;
+        }
         e.shrink_runs = s->runs;
       } else {
         e.not_shrunk_because = s.status().ToString();

@@ -161,7 +161,8 @@ Task<void> StoreField::OpTpFrom(size_t c, size_t i) {
 
 Task<void> StoreField::OpTpBatch(size_t c, size_t i) {
   co_await Registered(c);
-  const size_t n = 2 + Below(c, 2);
+  size_t n = 2 + Below(c, 2);
+  if (scale_.batch > 0) n = std::min<size_t>(n, scale_.batch);
   std::vector<std::string> keys, fulls;
   std::vector<const void*> ptrs;
   std::vector<uint64_t> sizes;

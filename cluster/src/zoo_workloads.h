@@ -56,6 +56,9 @@ struct ZooScale {
   bool victim = true;
   bool fill = true;
   uint64_t value = 0;
+  // store-field also: the most tensors of a tensor-parallel batch put (0: the seed's 2 or
+  // 3; the draw is the same at any cap).
+  uint64_t batch = 0;
   // p2p also: the group's operation timeout in microseconds (0: 20 ms).
   uint64_t timeout_us = 0;
   // The world's tape instead of the seed's (the seed still picks what the tape does not),

@@ -1,6 +1,7 @@
 #include "tidal/sim/shrink.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 
 #include "tidal/assert.h"
@@ -208,6 +209,23 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
     return r.invariant == out.invariant && r.events <= failing.events &&
            r.faults <= failing.faults;
   };
+  // Runs `smaller` on the best run's tape and keeps it when it is better. A smaller scale
+  // draws differently (a part left out no longer draws), so the tape that made the larger
+  // run fail may steer the smaller one elsewhere: failing that, the calm tape (every draw
+  // 0) gets a chance too.
+  auto attempt = [&](Scale smaller) {
+    ++runs;
+    RunOutcome r = run(smaller, best.draws);
+    if (!better(r) && !best.draws.empty() && !spent()) {
+      ++runs;
+      r = run(smaller, {});
+    }
+    if (!better(r)) return false;
+    cur = std::move(smaller);
+    best = std::move(r);  // its draws: what the smaller run really drew
+    TrimZeros(best.draws);
+    return true;
+  };
   // A keep-mask: ddmin over its set bits, spans of half of them down to single bits.
   auto shrink_mask = [&](size_t k) {
     bool any = false;
@@ -229,12 +247,7 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
         }
         Scale smaller = cur;
         for (size_t i = at; i < end; ++i) smaller[k].value &= ~(1ull << bits[i]);
-        ++runs;
-        RunOutcome r = run(smaller, best.draws);
-        if (better(r)) {
-          cur = std::move(smaller);
-          best = std::move(r);
-          TrimZeros(best.draws);
+        if (attempt(std::move(smaller))) {
           any = true;  // the next span now starts at `at`
         } else {
           at += span;
@@ -258,12 +271,7 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
       auto try_value = [&](uint64_t t) {
         Scale smaller = cur;
         smaller[k].value = t;
-        ++runs;
-        RunOutcome r = run(smaller, best.draws);
-        if (!better(r)) return false;
-        cur = std::move(smaller);
-        best = std::move(r);  // its draws: what the smaller run really drew
-        TrimZeros(best.draws);
+        if (!attempt(std::move(smaller))) return false;
         scaled = true;
         return true;
       };
@@ -288,10 +296,15 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
       best = std::move(r);
       return out.invariant;
     };
+    // Half of the budget left (runs and seconds), so that the next round's scale passes
+    // (which cut far more once the tape is short and calm) still get their turn; the last
+    // round takes all of it.
     ShrinkOptions tape_options = options;
-    tape_options.max_runs = options.max_runs - std::min(options.max_runs - 1, runs);
+    const uint64_t runs_left = options.max_runs - std::min(options.max_runs - 1, runs);
+    tape_options.max_runs = round < 3 ? std::max<uint64_t>(1, runs_left / 2) : runs_left;
     if (options.max_seconds > 0) {
-      tape_options.max_seconds = std::max(0.001, options.max_seconds - seconds());
+      const double seconds_left = std::max(0.001, options.max_seconds - seconds());
+      tape_options.max_seconds = round < 3 ? seconds_left / 2 : seconds_left;
     }
     const std::vector<uint64_t> before = best.draws;
     ShrinkResult shrunk = ShrinkTape(best.draws, out.invariant, tape_run, tape_options);
@@ -396,18 +409,24 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
                options.max_seconds;
   };
+  // A smaller scale on `draws`, and failing that on the calm tape (a smaller run draws
+  // differently, so the tape that made the larger one fail may steer it elsewhere).
   auto attempt = [&](TransferWorkloadOptions o, const std::vector<uint64_t>& draws,
                      std::vector<uint64_t>* used) -> bool {
-    if (runs >= options.max_runs || out_of_time()) return false;
-    ++runs;
-    o.tape_bytes = DrawsToBytes(draws);
-    Result<TransferWorkloadResult> r = RunTransferWorkload(o);
-    if (!r.ok() || Broken(*r, out.invariant) != out.invariant) return false;
-    if (used != nullptr) {
-      *used = r->tape;  // what the smaller run really drew (past the end: zeros)
-      TrimZeros(*used);
+    for (int calm = 0; calm < 2; ++calm) {
+      if (runs >= options.max_runs || out_of_time()) return false;
+      if (calm == 1 && draws.empty()) return false;
+      ++runs;
+      o.tape_bytes = DrawsToBytes(calm == 1 ? std::vector<uint64_t>{} : draws);
+      Result<TransferWorkloadResult> r = RunTransferWorkload(o);
+      if (!r.ok() || Broken(*r, out.invariant) != out.invariant) continue;
+      if (used != nullptr) {
+        *used = r->tape;  // what the smaller run really drew (past the end: zeros)
+        TrimZeros(*used);
+      }
+      return true;
     }
-    return true;
+    return false;
   };
   // Rounds of: the smallest scale that still fails (batches per node, then nodes, each
   // tried from the smallest up, on the current tape), then the tape itself.
@@ -459,14 +478,57 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
       scaled = true;
       break;
     }
+    // Single batches (batch_mask, a keep-mask): once the batches of every node number 64
+    // or fewer in all, drop them delta-debugging style (ddmin: spans of half the kept
+    // batches down to single ones), so the batch a bug needs survives without the ones
+    // around it. Bits past the last batch name none and are cleared first.
+    const uint64_t items = cur.nodes * cur.ops_per_node;
+    if (items <= 64) {
+      cur.batch_mask &= items == 64 ? ~0ull : (1ull << items) - 1;
+      auto kept_bits = [&] {
+        std::vector<int> bits;
+        for (int b = 0; b < 64; ++b) {
+          if ((cur.batch_mask >> b) & 1) bits.push_back(b);
+        }
+        return bits;
+      };
+      for (size_t span = std::max<size_t>(kept_bits().size() / 2, 1);
+           runs < options.max_runs && !out_of_time(); span /= 2) {
+        for (size_t at = 0; runs < options.max_runs && !out_of_time();) {
+          const std::vector<int> bits = kept_bits();
+          if (at >= bits.size() || bits.size() <= 1) break;
+          const size_t end = std::min(bits.size(), at + span);
+          if (end - at == bits.size()) {  // not every batch: one must remain
+            at += span;
+            continue;
+          }
+          TransferWorkloadOptions smaller = cur;
+          for (size_t i = at; i < end; ++i) smaller.batch_mask &= ~(1ull << bits[i]);
+          std::vector<uint64_t> used;
+          if (attempt(smaller, tape, &used)) {
+            cur = smaller;
+            tape = std::move(used);
+            scaled = true;  // the next span now starts at `at`
+          } else {
+            at += span;
+          }
+        }
+        if (span <= 1) break;
+      }
+    }
     if (options.progress) options.progress(runs, NonZero(tape), tape.size());
     if (out_of_time()) break;
     ShrinkOptions tape_options = options;
-    tape_options.max_runs = options.max_runs > runs ? options.max_runs - runs : 1;
+    // Half of the budget left (runs and seconds), so that the next round's scale passes
+    // (which cut far more once the tape is short and calm) still get their turn; the last
+    // round takes all of it.
+    const uint64_t left = options.max_runs > runs ? options.max_runs - runs : 1;
+    tape_options.max_runs = round < 3 ? std::max<uint64_t>(1, left / 2) : left;
     if (options.max_seconds > 0) {
-      tape_options.max_seconds = std::max(
+      const double seconds_left = std::max(
           0.001, options.max_seconds -
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      tape_options.max_seconds = round < 3 ? seconds_left / 2 : seconds_left;
     }
     const std::vector<uint64_t> before = tape;
     shrunk = ShrinkTape(tape, out.invariant, run, tape_options);
@@ -515,7 +577,10 @@ std::string TransferRegressionTest(const TransferShrinkResult& r, const std::str
        " batches, " + std::to_string(r.original_nonzero) + " non-zero draws, " +
        std::to_string(r.original_events) + " events, " + std::to_string(r.original_faults) +
        " faults\n// to " + std::to_string(o.nodes) + " nodes x " +
-       std::to_string(o.ops_per_node) + " batches, " + std::to_string(r.shrunk_nonzero) +
+       std::to_string(o.ops_per_node) + " batches" +
+       (o.batch_mask != ~0ull ? " (" + std::to_string(std::popcount(o.batch_mask)) + " kept)"
+                              : std::string()) +
+       ", " + std::to_string(r.shrunk_nonzero) +
        " non-zero draws, " + std::to_string(r.shrunk_events) + " events, " +
        std::to_string(r.shrunk_faults) + " faults.\n// Invariant: " + r.invariant + "\n" +
        "// The tape is read draw by draw: a change to the order in which the simulator draws\n"
@@ -536,6 +601,7 @@ std::string TransferRegressionTest(const TransferShrinkResult& r, const std::str
   t += "  o.seed = " + std::to_string(o.seed) + ";\n";
   t += "  o.nodes = " + std::to_string(o.nodes) + ";\n";
   t += "  o.ops_per_node = " + std::to_string(o.ops_per_node) + ";\n";
+  if (o.batch_mask != ~0ull) t += "  o.batch_mask = " + std::to_string(o.batch_mask) + "ull;\n";
   t += "  o.slots = " + std::to_string(o.slots) + ";\n";
   t += "  o.slot_bytes = " + std::to_string(o.slot_bytes) + ";\n";
   t += "  o.slice_bytes = " + std::to_string(o.slice_bytes) + ";\n";

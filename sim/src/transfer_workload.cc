@@ -94,6 +94,8 @@ Task<void> Campaign::Driver(uint32_t node) {
   std::vector<SegmentHandle> handles(n);
   std::vector<ErrorCode> open_error(n, ErrorCode::OK);
   for (size_t k = 0; k < o_.ops_per_node; ++k) {
+    const uint64_t item = node * o_.ops_per_node + k;
+    if (item < 64 && ((o_.batch_mask >> item) & 1) == 0) continue;  // left out (shrinking)
     if (env.RandomBelow(100) == 0) {
       // Re-register the region (a new remote key): peers holding the old descriptor must
       // now be refused. None of this node's own requests is in flight here.
@@ -448,6 +450,7 @@ std::string TransferWorkloadHeader(const TransferWorkloadOptions& o) {
                       {"fault_script", o.fault_script},
                       {"planted_bug", PlantedBugName(o.planted_bug)}};
   if (o.engine_bug != EngineBug::kNone) j["engine_bug"] = EngineBugName(o.engine_bug);
+  if (o.batch_mask != ~0ull) j["batch_mask"] = o.batch_mask;  // a shrunk run's
   return j.dump();
 }
 
@@ -495,6 +498,7 @@ Result<TransferWorkloadOptions> ParseTransferWorkloadHeader(std::string_view lin
     if (!eb.ok()) return bad("engine_bug");
     o.engine_bug = *eb;
   }
+  if (j.contains("batch_mask") && !u64("batch_mask", &o.batch_mask)) return bad("batch_mask");
   return o;
 }
 

@@ -96,11 +96,13 @@ struct ZooShrinkResult {
 //                of those run, at least 1), count (largest element count, floor 1),
 //                crashes, hangs, partitions (0/1)
 //   mixed        store, handles, p2p (0/1), groups (bit 0 "world", bit 1 "sub"), nodes
-//                (floor 2), rounds (floor 1), crashes (0/1), count (largest allreduce,
-//                floor 1), value (largest put, floor 1)
+//                (floor 2), rounds (floor 1), keep (which rounds run, at least 1),
+//                crashes (0/1), count (largest allreduce, floor 1), value (largest put,
+//                floor 1)
 //   store-field  victim, fill (0/1), nodes (floor 1: 2 with the victim), ops (in all,
 //                dealt round robin to the clients, floor 1), keep (op i is item i),
-//                value (largest value, floor 1024)
+//                value (largest value, floor 1024), batch (most tensors of a
+//                tensor-parallel batch put, floor 1)
 //   p2p          nodes (floor 2), ops (floor 1), timeout_us (the group's operation
 //                timeout, floor 100)
 //   peer-loss    nodes (floor 2), ops (floor 1)

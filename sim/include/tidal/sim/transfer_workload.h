@@ -28,6 +28,10 @@ struct TransferWorkloadOptions {
   uint64_t seed = 1;
   size_t nodes = 4;
   size_t ops_per_node = 200;         // batches each driver submits
+  // Shrinking: a keep-mask over the batches (sim/shrink.h): bit i keeps batch i, node n's
+  // batch k being batch n * ops_per_node + k (batches from 64 on are always kept). A batch
+  // left out draws nothing and submits nothing. The default keeps every batch.
+  uint64_t batch_mask = ~0ull;
   size_t slots = 16;                 // per node
   size_t slot_bytes = 64 * 1024;
   uint64_t slice_bytes = 16 * 1024;  // so large requests are sliced
