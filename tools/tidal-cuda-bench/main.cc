@@ -201,6 +201,86 @@ int Transfer(const po::variables_map& vm) {
 // The fixed cost of each hand-off of the chunk path, small payloads so that the data
 // time is negligible: a reducer copy seen finished on the event loop, an engine WRITE
 // GPU0 -> GPU1 waited for, and the bare CUDA calls beside them.
+// GPU-local bandwidth of the reducer's kernels on GPU0 (what a fold, a staging copy and the
+// commit's output copy cost), beside cudaMemcpyAsync device-to-device, for several grid
+// sizes (--blocks-per-sm values): GB/s counting bytes read plus written.
+int Kernels(const po::variables_map& vm) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 1) {
+    std::cerr << "kernels: no CUDA device\n";
+    return 77;
+  }
+  CUDA_OK(cudaSetDevice(0));
+  const tidal::Location loc = tidal::Location::Cuda(0);
+  auto& red = tidal::coll::CudaReducer::Default();
+  const uint64_t max = vm["max"].as<uint64_t>();
+  uint8_t *a = nullptr, *b = nullptr, *c = nullptr;
+  CUDA_OK(cudaMalloc(&a, max));
+  CUDA_OK(cudaMalloc(&b, max));
+  CUDA_OK(cudaMalloc(&c, max));
+  CUDA_OK(cudaMemset(a, 0, max));
+  CUDA_OK(cudaMemset(b, 0, max));
+  cudaStream_t st;
+  CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  // Each: k calls, the last one waited for (the reducer's calls are ordered on its stream).
+  auto time = [&](int k, auto&& call) {
+    std::atomic<int> left{0};
+    auto run = [&](int n) {
+      left = n;
+      for (int i = 0; i < n; ++i) call(&left);
+      while (left.load() > 0) {
+      }
+    };
+    run(2);
+    double t0 = Now();
+    run(k);
+    return (Now() - t0) / k;
+  };
+  auto done = [](std::atomic<int>* left) {
+    return [left](tidal::Status s) {
+      if (!s.ok()) std::fprintf(stderr, "kernel: %s\n", s.ToString().c_str());
+      --*left;
+    };
+  };
+  nlohmann::json rows = nlohmann::json::array();
+  std::printf("# reducer kernels on GPU0, GB/s counting bytes read + written\n%10s %6s %12s %12s %12s\n",
+              "size", "bl/SM", "copy", "fold f32", "memcpyD2D");
+  std::vector<unsigned> bps = {4, 8, 16, 32};
+  for (uint64_t size : Sizes(vm["min"].as<uint64_t>(), max, vm["step"].as<uint64_t>())) {
+    const int k = Iters(size, vm["iters"].as<int>());
+    for (unsigned bl : bps) {
+      tidal::coll::CudaReducer::SetBlocksPerSm(bl);
+      const double t_copy = time(k, [&](std::atomic<int>* l) { red.CopyAsync(b, a, size, loc, done(l)); });
+      const double t_fold = time(k, [&](std::atomic<int>* l) {
+        red.FoldIntoAsync(c, a, b, size / 4, tidal::coll::DataType::kF32, tidal::coll::ReduceOp::kSum,
+                          loc, done(l));
+      });
+      double t_d2d = 0;
+      if (bl == bps.front()) {
+        t_d2d = time(k, [&](std::atomic<int>* l) {
+          CUDA_OK(cudaMemcpyAsync(b, a, size, cudaMemcpyDeviceToDevice, st));
+          CUDA_OK(cudaStreamSynchronize(st));
+          --*l;
+        });
+      }
+      const double g_copy = 2.0 * size / t_copy / 1e9, g_fold = 3.0 * size / t_fold / 1e9,
+                   g_d2d = t_d2d > 0 ? 2.0 * size / t_d2d / 1e9 : 0;
+      std::printf("%10s %6u %12.1f %12.1f %12.1f\n", Human(size).c_str(), bl, g_copy, g_fold, g_d2d);
+      rows.push_back({{"bytes", size}, {"blocks_per_sm", bl}, {"copy_GBps", g_copy},
+                      {"fold_f32_GBps", g_fold}, {"memcpy_d2d_GBps", g_d2d}});
+    }
+  }
+  tidal::coll::CudaReducer::SetBlocksPerSm(8);
+  cudaStreamDestroy(st);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  if (vm.count("json")) {
+    std::ofstream(vm["json"].as<std::string>()) << nlohmann::json({{"bench", "kernels"}, {"rows", rows}}).dump(2) << "\n";
+  }
+  return 0;
+}
+
 int Hops(const po::variables_map& vm) {
   CudaFabricOptions o;
   o.nodes = 2;
@@ -902,6 +982,7 @@ int Coll(const po::variables_map& vm) {
   pg.slot_bytes = vm["slot"].as<uint64_t>();
   pg.slots_per_channel = vm["slots"].as<uint32_t>();
   pg.device_chunks = vm["chunks"].as<uint32_t>();
+  coll::CudaReducer::SetBlocksPerSm(vm["blocks-per-sm"].as<unsigned>());
   pg.device_chunk_min_bytes = vm["chunk-min"].as<uint64_t>();
   pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
   const std::string alg = vm["algorithm"].as<std::string>();
@@ -1033,6 +1114,7 @@ int Coll(const po::variables_map& vm) {
                         {"device_chunks", pg.device_chunks},
                         {"device_chunk_min_bytes", pg.device_chunk_min_bytes},
                         {"registered_tensors", vm.count("register") > 0},
+                        {"blocks_per_sm", vm["blocks-per-sm"].as<unsigned>()},
                         {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
                         {"spin_us", vm["spin-us"].as<double>()},
                         {"poll_gap_us", vm["poll-gap-us"].as<double>()},
@@ -1048,11 +1130,12 @@ int Coll(const po::variables_map& vm) {
 
 int main(int argc, char** argv) {
   po::options_description desc(
-      "tidal-cuda-bench {transfer|nccl|coll|hops} [options]\n"
+      "tidal-cuda-bench {transfer|nccl|coll|hops|kernels} [options]\n"
       "  transfer: GPU0->GPU1 WRITE through the engine vs cudaMemcpyPeerAsync\n"
       "  nccl:     NCCL collectives' algbw/busbw over every visible GPU\n"
       "  coll:     tidal's ProcessGroup on GPU tensors beside NCCL, busbw and ratio\n"
-      "  hops:     fixed cost of the chunk path's hand-offs beside bare CUDA calls\nOptions");
+      "  hops:     fixed cost of the chunk path's hand-offs beside bare CUDA calls\n"
+      "  kernels:  the reducer's copy and fold kernels' bandwidth beside cudaMemcpy D2D\nOptions");
   desc.add_options()("help,h", "this help")
       ("min", po::value<uint64_t>()->default_value(1ULL << 20), "smallest size in bytes")
       ("max", po::value<uint64_t>()->default_value(1ULL << 30), "largest size in bytes")
@@ -1067,6 +1150,8 @@ int main(int argc, char** argv) {
       ("chunks", po::value<uint32_t>()->default_value(1),
        "coll: cut each step's message to a peer into at least this many chunks "
        "(ProcessGroupOptions::device_chunks; 1: slot-sized chunks)")
+      ("blocks-per-sm", po::value<unsigned>()->default_value(8),
+       "coll: the reducer kernels' grid, blocks per multiprocessor (CudaReducer::SetBlocksPerSm)")
       ("chunk-min", po::value<uint64_t>()->default_value(1ULL << 20),
        "coll: the smallest such chunk (device_chunk_min_bytes; a multiple of 64 KiB)")
       ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct or auto")
@@ -1115,6 +1200,7 @@ int main(int argc, char** argv) {
   if (cmd == "transfer") return Transfer(vm);
   if (cmd == "coll") return Coll(vm);
   if (cmd == "hops") return Hops(vm);
+  if (cmd == "kernels") return Kernels(vm);
 #if TIDAL_BENCH_HAVE_NCCL
   if (cmd == "nccl") return Nccl(vm);
 #else

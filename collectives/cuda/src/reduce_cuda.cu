@@ -242,16 +242,19 @@ __global__ void CopyKernel1(uint8_t* dst, const uint8_t* src, size_t n) {
 
 constexpr int kThreads = 256;
 
+std::atomic<unsigned> g_blocks_per_sm{8};  // CudaReducer::SetBlocksPerSm
+
 unsigned Blocks(size_t n) {
-  static const unsigned cap = [] {
-    int device = 0, sms = 0;
+  static const unsigned sms = [] {
+    int device = 0, count = 0;
     cudaGetDevice(&device);
-    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
       (void)cudaGetLastError();
-      sms = 80;
+      count = 80;
     }
-    return static_cast<unsigned>(sms) * 8u;
+    return static_cast<unsigned>(count);
   }();
+  const unsigned cap = sms * g_blocks_per_sm.load(std::memory_order_relaxed);
   size_t want = (n + kThreads - 1) / kThreads;
   return static_cast<unsigned>(want < cap ? want : cap);
 }
@@ -762,6 +765,10 @@ Status CudaReducer::Copy(void* dst, const void* src, size_t bytes, Location loca
   TIDAL_RETURN_IF_ERROR(on.status());
   LaunchCopy(dst, src, bytes, cudaStreamPerThread);
   return Finish("copy kernel");
+}
+
+void CudaReducer::SetBlocksPerSm(unsigned blocks) {
+  g_blocks_per_sm.store(blocks < 1 ? 1 : (blocks > 64 ? 64 : blocks));
 }
 
 void CudaReducer::SetCompletion(Completion how, uint64_t spin_ns, uint64_t gap_ns) {

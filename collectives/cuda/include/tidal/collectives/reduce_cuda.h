@@ -64,6 +64,9 @@ class CudaReducer final : public Reducer {
   // While work runs, kPoll asks the oldest event of each device again after `gap_ns`
   // spent without CUDA calls (0: after a yield).
   static void SetCompletion(Completion how, uint64_t spin_ns = 50'000, uint64_t gap_ns = 0);
+  // Grid size of the copy, fold and fill kernels: at most this many blocks (of 256 threads)
+  // per multiprocessor, each thread striding over the rest (default 8; 1..64).
+  static void SetBlocksPerSm(unsigned blocks);
 };
 
 // A process group's buffers on the GPU (ProcessGroupOptions::allocator): cudaMalloc on the
