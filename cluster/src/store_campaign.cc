@@ -130,6 +130,7 @@ class Campaign {
                    LeaseRace* race);
   void LeaseScenario(size_t path);
   void WriterDiesScenario(size_t path);
+  void DeclaredDeadScenario();
   std::vector<size_t> Usable();  // clients alive, with their segment still mounted
   // Reads at the end (retrying transient codes) and writes with retries, for the scenarios.
   Result<std::string> ReadBack(size_t c, const std::string& key);
@@ -811,6 +812,90 @@ void Campaign::LeaseScenario(size_t path) {
   }
 }
 
+// A holder stops answering (a node hang) past the master's client TTL and its next
+// sweep: the master declares it dead, drops its segment and reports the object whose only
+// replica was there lost. When the holder wakes, its next heartbeat learns its mount was
+// dropped and it lends the memory again: a new object placed on that segment reads back
+// exactly, and the lost one stays reported lost (never read from the remounted memory).
+void Campaign::DeclaredDeadScenario() {
+  std::vector<size_t> usable = Usable();
+  if (usable.size() < 2) return;
+  const size_t holder = usable[env(usable[0]).RandomBelow(usable.size())];
+  const size_t reader = usable[(std::find(usable.begin(), usable.end(), holder) - usable.begin() + 1) %
+                               usable.size()];
+  const StoreWorldOptions& o = w_->options();
+  const uint64_t vs = next_value_++;
+  const std::string key = "gone" + std::to_string(vs);
+  const std::string stored = Pattern(vs, Capped(1 + env(holder).RandomBelow(max_size_)));
+  ReplicateConfig cfg;
+  cfg.replica_num = 1;
+  cfg.preferred_segments = {StoreWorld::SegmentOf(holder)};
+  Status put = w_->Run(holder, w_->client(holder).Put(key, stored, cfg));
+  std::vector<ReplicaLocation> at = w_->state().Replicas(key);
+  if (!put.ok() || at.size() != 1 || at[0].segment != StoreWorld::SegmentOf(holder)) return;
+  const uint64_t remounts = w_->client(holder).stats().remounts;
+  // Silent past the TTL, one heartbeat interval and two sweeps: declared dead for sure.
+  const uint64_t hang = o.master.client_ttl_ns + o.client.heartbeat_interval_ns +
+                        2 * o.master.sweep_interval_ns;
+  const uint32_t node = StoreWorld::NodeOf(holder);
+  w_->world().Hang(node, hang);
+  // Awake again: its next heartbeat (and the remount it starts) answered.
+  w_->Advance(hang + 2 * o.client.heartbeat_interval_ns + 2 * o.client.rpc.timeout_ns);
+  if (!w_->alive(holder) || !w_->alive(reader)) return;
+  ++result_.ops;
+  Result<std::string> gone = ReadBack(reader, key);
+  if (gone.code() != ErrorCode::OBJECT_NOT_FOUND ||
+      gone.status().message().find("was lost") == std::string::npos) {
+    Violation("declared-dead scenario: '" + key + "', whose only replica was on client " +
+              std::to_string(holder) + " when the master declared it dead, read " +
+              (gone.ok() ? std::to_string(gone->size()) + " bytes" : gone.status().ToString()) +
+              " instead of OBJECT_NOT_FOUND reporting it lost");
+    return;
+  }
+  if (w_->client(holder).stats().remounts == remounts) {
+    Violation("declared-dead scenario: client " + std::to_string(holder) +
+              " never lent its memory again after the master declared it dead (no remount)");
+    return;
+  }
+  // Leases the store granted on the dropped memory fence it off until they end (a reader
+  // may still be reading there); after that, a put preferring the segment lands there.
+  // The swarm's transfer faults still act: a put that failed transiently is tried again
+  // under a new key (a timed-out one may have reached the master).
+  std::string again;
+  const std::string fresh = Pattern(next_value_++, stored.size());
+  bool fenced = false;
+  Status put2;
+  for (int attempt = 0; attempt < 12; ++attempt) {
+    again = key + "again" + std::to_string(attempt);
+    fenced = w_->state().SegmentFenceNs(StoreWorld::SegmentOf(holder)) > Now();
+    put2 = w_->Run(reader, w_->client(reader).Put(again, fresh, cfg));
+    if (put2.ok() || !Transient(put2.code())) break;
+    w_->Advance(1 * kMs);
+  }
+  at = w_->state().Replicas(again);
+  if (!put2.ok() || at.size() != 1) {
+    Violation("declared-dead scenario: a put after client " + std::to_string(holder) +
+              " came back failed: " + put2.ToString());
+    return;
+  }
+  if ((at[0].segment == StoreWorld::SegmentOf(holder)) == fenced) {
+    Violation("declared-dead scenario: a put preferring client " + std::to_string(holder) +
+              "'s remounted segment " + (fenced ? "landed on it while its memory was fenced" :
+                                                  "did not land there, with no fence left") +
+              " (fence until " + std::to_string(w_->state().SegmentFenceNs(
+                                        StoreWorld::SegmentOf(holder))) +
+              " ns, now " + std::to_string(Now()) + " ns)");
+    return;
+  }
+  Result<std::string> back = ReadBack(reader, again);
+  if (!back.ok() || *back != fresh) {
+    Violation("declared-dead scenario: '" + again + "' read back " +
+              (back.ok() ? "other bytes" : back.status().ToString()));
+    return;
+  }
+  ++result_.declared_dead;
+}
+
 void Campaign::WriterDiesScenario(size_t path) {
   std::vector<size_t> usable = Usable();
   if (usable.size() < 2) return;
@@ -1004,6 +1089,7 @@ StoreCampaignResult Campaign::Run() {
       if (kept(k)) LeaseScenario(kWritePaths + (seed_ * 2 + k) % reads);
     }
     if (failure_.empty() && kept(n)) WriterDiesScenario(seed_ % kWritePaths);
+    if (failure_.empty() && kept(n + 1)) DeclaredDeadScenario();
   }
   if (Status inv = w_->state().CheckInvariants(); !inv.ok()) {
     Violation("master invariant: " + inv.ToString());

@@ -34,6 +34,13 @@
 //     master must have reclaimed every key the writer left half-written; each then reads
 //     OBJECT_NOT_FOUND, and a new put of the key by another client succeeds and reads back
 //     exactly.
+// Then one more per seed, declared_dead_and_back: a holder puts X on its own segment and
+// stops answering (a node hang) past the master's client TTL and its next sweep. The
+// master declares it dead and drops its segment; X, whose only replica was there, must
+// read OBJECT_NOT_FOUND naming it lost. Awake, the holder's next heartbeat learns its
+// mount was dropped and it lends the memory again (a remount); a new put preferring that
+// segment lands there and reads back exactly once the fence of leases granted on the
+// dropped memory has passed, and lands elsewhere before.
 // The result's reach table counts, per (path × fault), the calls that really ran under
 // the fault (the memory was reused before the read; the master held the key half-written
 // when the writer died), and the transfer faults the swarm put under each call
@@ -108,6 +115,7 @@ struct StoreCampaignResult {
   std::vector<uint64_t> draws;      // the tape's draws (config.record_tape)
   ReachTable reach;  // this seed's (path × fault) counts, layout StoreReachLayout()
   uint64_t scenario_overruns = 0;  // lease-scenario gets that outlived their timeout
+  uint64_t declared_dead = 0;  // declared-dead scenarios checked to their end
 };
 
 // The campaign's (path × fault) table, every count 0: which cells apply, which are required.

@@ -90,6 +90,7 @@ class StoreWorld {
   store::MemoryJournal& journal() { return journal_; }
   store::StoreClient& client(size_t i) { return *cluster_->store_client(NodeOf(i)); }
   size_t clients() const { return options_.clients; }
+  const StoreWorldOptions& options() const { return options_; }
   static uint32_t NodeOf(size_t client) { return static_cast<uint32_t>(client + 1); }
   static std::string SegmentOf(size_t client) { return Fabric::NodeName(NodeOf(client)); }
   Env& env(size_t client) { return cluster_->env(NodeOf(client)); }

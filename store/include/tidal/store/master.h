@@ -197,6 +197,12 @@ class MasterState {
   // Replicas of a key (complete or not), or empty.
   std::vector<ReplicaLocation> Replicas(const std::string& key) const;
   bool ClientAlive(const std::string& client) const { return clients_.count(client) != 0; }
+  // Until when memory of `segment` mounted again after its holder was declared dead stays
+  // out of placement (the last lease on what the store held there); 0 when none.
+  uint64_t SegmentFenceNs(const std::string& segment) const {
+    auto it = fences_.find(segment);
+    return it == fences_.end() ? 0 : it->second;
+  }
 
  private:
   struct Replica {
