@@ -31,8 +31,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tidal/backends/cuda/cuda_fabric.h"
@@ -601,24 +603,173 @@ class NcclRunner {
 };
 #endif
 
-// One ProcessGroup per node of a CudaFabric, rank r on GPU r % D, everything on the GPUs.
+// A cudaMemcpy from pageable memory may return before its DMA landed; the group's streams
+// do not wait for it: the inputs are made complete before an op reads them.
+void SyncDevices(int devices) {
+  for (int d = 0; d < devices; ++d) {
+    CUDA_OK(cudaSetDevice(d));
+    CUDA_OK(cudaDeviceSynchronize());
+  }
+}
+
+// --loops rank: the ranks of one process, each with an event loop of its own driven by a
+// thread of its own (as ranks in processes of their own are), over CudaTransport: what
+// CudaFabric builds, but a RealEnv per rank, a messenger hub that posts each message to the
+// receiver's loop, and a metadata store behind a mutex.
+class LockedStore final : public tidal::MetadataStore {
+ public:
+  tidal::Task<tidal::Status> Put(std::string key, std::string value) override {
+    std::lock_guard<std::mutex> l(mu_);
+    kv_[std::move(key)] = std::move(value);
+    co_return tidal::Status();
+  }
+  tidal::Task<tidal::Result<std::string>> Get(std::string key) override {
+    std::unique_lock<std::mutex> l(mu_);
+    auto it = kv_.find(key);
+    if (it == kv_.end()) co_return tidal::Status(tidal::ErrorCode::OBJECT_NOT_FOUND, "no key " + key);
+    std::string v = it->second;
+    l.unlock();
+    co_return v;
+  }
+  tidal::Task<tidal::Status> Delete(std::string key) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (kv_.erase(key) == 0) co_return tidal::Status(tidal::ErrorCode::OBJECT_NOT_FOUND, "no key " + key);
+    co_return tidal::Status();
+  }
+  tidal::Task<tidal::Result<tidal::KeyValues>> List(std::string prefix) override {
+    std::unique_lock<std::mutex> l(mu_);
+    tidal::KeyValues out;
+    for (auto it = kv_.lower_bound(prefix); it != kv_.end() && it->first.starts_with(prefix); ++it) {
+      out.emplace_back(it->first, it->second);
+    }
+    l.unlock();
+    co_return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::string> kv_;
+};
+
+struct ThreadHub {
+  std::mutex mu;
+  std::map<std::string, std::pair<tidal::Env*, tidal::Messenger::Receiver>, std::less<>> nodes;
+};
+
+class ThreadMessenger final : public tidal::Messenger {
+ public:
+  ThreadMessenger(std::shared_ptr<ThreadHub> hub, std::string name, tidal::Env* env)
+      : hub_(std::move(hub)), name_(std::move(name)) {
+    std::lock_guard<std::mutex> l(hub_->mu);
+    hub_->nodes[name_] = {env, Receiver()};
+  }
+  ~ThreadMessenger() override {
+    std::lock_guard<std::mutex> l(hub_->mu);
+    hub_->nodes.erase(name_);
+  }
+  std::string_view LocalName() const override { return name_; }
+  tidal::Status Send(std::string_view to, std::string payload) override {
+    tidal::Env* env = nullptr;
+    {
+      std::lock_guard<std::mutex> l(hub_->mu);
+      auto it = hub_->nodes.find(to);
+      if (it == hub_->nodes.end()) {
+        return tidal::Status(tidal::ErrorCode::SEGMENT_NOT_FOUND,
+                             "no messenger endpoint '" + std::string(to) + "'");
+      }
+      env = it->second.first;
+    }
+    // Posted to the receiver's loop: messages of one pair arrive once and in order.
+    env->Post([hub = hub_, to = std::string(to), from = name_, payload = std::move(payload)]() mutable {
+      Receiver rx;
+      {
+        std::lock_guard<std::mutex> l(hub->mu);
+        auto it = hub->nodes.find(to);
+        if (it != hub->nodes.end()) rx = it->second.second;
+      }
+      if (rx) rx(from, std::move(payload));
+    });
+    return tidal::Status();
+  }
+  void SetReceiver(Receiver receiver) override {
+    std::lock_guard<std::mutex> l(hub_->mu);
+    hub_->nodes[name_].second = std::move(receiver);
+  }
+
+ private:
+  std::shared_ptr<ThreadHub> hub_;
+  std::string name_;
+};
+
+struct RankLoops {
+  LockedStore store;
+  std::shared_ptr<ThreadHub> hub = std::make_shared<ThreadHub>();
+  std::vector<std::unique_ptr<tidal::backends::RealEnv>> envs;
+  std::vector<tidal::backends::cuda::CudaTransport*> transports;  // owned by the engines
+  std::vector<std::unique_ptr<tidal::TransferEngine>> engines;
+  std::vector<std::unique_ptr<ThreadMessenger>> messengers;
+  std::vector<void*> allocations;
+  ~RankLoops() {
+    for (auto& e : envs) e->DestroyRoots();
+    engines.clear();
+    messengers.clear();
+    for (auto& e : envs) e->RemovePoster();
+    for (void* p : allocations) cudaFree(p);
+  }
+};
+
+// One ProcessGroup per rank, rank r on GPU r % D, everything on the GPUs: the nodes of a
+// CudaFabric (one event loop for every rank), or with --loops rank, RankLoops.
 struct TidalGroups {
   std::unique_ptr<CudaFabric> fabric;
+  std::unique_ptr<RankLoops> loops;  // destroyed after the groups below
   std::vector<std::unique_ptr<coll::ProcessGroup>> pg;
   std::vector<uint8_t*> in, out;  // per rank: input and output tensors of `max` bytes
   int n = 0;
+  int devices = 0;
+
+  tidal::Env& env(int r) { return loops ? *loops->envs[r] : fabric->env(r); }
+  void CopyIn(void* dst, const void* src, uint64_t bytes) {
+    if (fabric) return fabric->CopyIn(dst, src, bytes);
+    CUDA_OK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  }
+  void CopyOut(void* dst, const void* src, uint64_t bytes) {
+    if (fabric) return fabric->CopyOut(dst, src, bytes);
+    CUDA_OK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  }
 
   // Runs body(r) for every rank listed, each as its own coroutine, until all returned.
+  // With RankLoops every rank's loop runs on a thread of its own until all are done.
   void RunRanks(const std::vector<int>& ranks, std::function<tidal::Task<void>(int)> body) {
-    auto left = std::make_shared<size_t>(ranks.size());
-    for (int r : ranks) {
-      tidal::Spawn(fabric->env(0), [](std::function<tidal::Task<void>(int)> b, int r,
-                                      std::shared_ptr<size_t> left) -> tidal::Task<void> {
-        co_await b(r);
-        --*left;
-      }(body, r, left));
+    if (!loops) {
+      auto left = std::make_shared<size_t>(ranks.size());
+      for (int r : ranks) {
+        tidal::Spawn(fabric->env(0), [](std::function<tidal::Task<void>(int)> b, int r,
+                                        std::shared_ptr<size_t> left) -> tidal::Task<void> {
+          co_await b(r);
+          --*left;
+        }(body, r, left));
+      }
+      fabric->env(0).RunUntil([&] { return *left == 0; });
+      return;
     }
-    fabric->env(0).RunUntil([&] { return *left == 0; });
+    std::atomic<size_t> left{ranks.size()};
+    RankLoops* l = loops.get();
+    for (int r : ranks) {
+      tidal::Spawn(*l->envs[r], [](std::function<tidal::Task<void>(int)> b, int r,
+                                   std::atomic<size_t>* left, RankLoops* l) -> tidal::Task<void> {
+        co_await b(r);
+        if (left->fetch_sub(1) == 1) {
+          for (auto& e : l->envs) e->Post([] {});  // wake every loop: all are done
+        }
+      }(body, r, &left, l));
+    }
+    std::vector<std::thread> threads;
+    for (size_t r = 1; r < l->envs.size(); ++r) {
+      threads.emplace_back([&, r] { l->envs[r]->RunUntil([&] { return left.load() == 0; }); });
+    }
+    l->envs[0]->RunUntil([&] { return left.load() == 0; });
+    for (auto& t : threads) t.join();
   }
   std::vector<int> All() const {
     std::vector<int> v(n);
@@ -627,33 +778,100 @@ struct TidalGroups {
   }
 };
 
-std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupOptions pg,
-                                        uint64_t slice, const po::variables_map& vm) {
-  CudaFabricOptions o;
-  o.nodes = static_cast<size_t>(n);
-  o.contract_checker = false;
-  o.engine.slice_bytes = slice;
-  o.engine.transfer_timeout_ns = 60'000'000'000ULL;
-  auto made = CudaFabric::Make(o);
-  if (!made.ok()) {
-    std::cerr << "cuda fabric: " << made.status().ToString() << "\n";
-    return nullptr;
+tidal::Task<void> StartOneEngine(tidal::TransferEngine& e, tidal::Status* st, bool* done) {
+  *st = co_await e.Start();
+  *done = true;
+}
+
+// RankLoops for n ranks (one RealEnv, CudaTransport, engine and messenger each), engines
+// started, waits applied as ApplyWaits does; nullptr (with the reason printed) on failure.
+std::unique_ptr<RankLoops> MakeRankLoops(int n, uint64_t slice, const po::variables_map& vm) {
+  auto l = std::make_unique<RankLoops>();
+  tidal::TransferEngineOptions eo;
+  eo.slice_bytes = slice;
+  eo.transfer_timeout_ns = 60'000'000'000ULL;
+  const uint64_t spin_ns = static_cast<uint64_t>(vm["spin-us"].as<double>() * 1e3);
+  const uint64_t gap_ns = static_cast<uint64_t>(vm["poll-gap-us"].as<double>() * 1e3);
+  for (int r = 0; r < n; ++r) {
+    l->envs.push_back(std::make_unique<tidal::backends::RealEnv>("rank" + std::to_string(r)));
+    l->envs.back()->AddPoster();  // the transport's progress thread and the other ranks post
+    l->envs.back()->SetSpinNs(spin_ns);
+    auto t = std::make_unique<tidal::backends::cuda::CudaTransport>();
+    l->transports.push_back(t.get());
+    l->engines.push_back(std::make_unique<tidal::TransferEngine>(
+        *l->envs.back(), std::move(t), l->store, CudaFabric::NodeName(r), eo));
+    l->messengers.push_back(
+        std::make_unique<ThreadMessenger>(l->hub, CudaFabric::NodeName(r), l->envs.back().get()));
   }
+  for (int r = 0; r < n; ++r) {
+    tidal::Status st;
+    bool done = false;
+    tidal::Spawn(*l->envs[r], StartOneEngine(*l->engines[r], &st, &done));
+    l->envs[r]->RunUntil([&] { return done; });
+    if (!done || !st.ok()) {
+      std::cerr << "rank " << r << " engine Start: " << (done ? st.ToString() : "never finished") << "\n";
+      return nullptr;
+    }
+    l->transports[r]->SetIdleSpinNs(spin_ns);
+    l->transports[r]->SetPollGapNs(gap_ns);
+  }
+  tidal::coll::CudaReducer::SetCompletion(vm["completion"].as<std::string>() == "hostfunc"
+                                              ? tidal::coll::CudaReducer::Completion::kHostFunc
+                                              : tidal::coll::CudaReducer::Completion::kPoll,
+                                          spin_ns, gap_ns);
+  return l;
+}
+
+// `shared_loop`: the ranks on one CudaFabric (one event loop) whatever --loops says.
+std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupOptions pg,
+                                        uint64_t slice, const po::variables_map& vm,
+                                        bool shared_loop = false) {
   auto g = std::make_unique<TidalGroups>();
-  g->fabric = std::move(*made);
   g->n = n;
-  ApplyWaits(*g->fabric, vm);
-  const int devices = g->fabric->device_count();
+  if (!shared_loop && vm["loops"].as<std::string>() == "rank") {
+    g->loops = MakeRankLoops(n, slice, vm);
+    if (!g->loops) return nullptr;
+    CUDA_OK(cudaGetDeviceCount(&g->devices));
+  } else {
+    CudaFabricOptions o;
+    o.nodes = static_cast<size_t>(n);
+    o.contract_checker = false;
+    o.engine.slice_bytes = slice;
+    o.engine.transfer_timeout_ns = 60'000'000'000ULL;
+    auto made = CudaFabric::Make(o);
+    if (!made.ok()) {
+      std::cerr << "cuda fabric: " << made.status().ToString() << "\n";
+      return nullptr;
+    }
+    g->fabric = std::move(*made);
+    ApplyWaits(*g->fabric, vm);
+    g->devices = g->fabric->device_count();
+  }
+  const int devices = g->devices;
   pg.slot_location_of = [devices](int r) { return tidal::Location::Cuda(r % devices); };
   pg.reducer = &coll::CudaReducer::Default();
   pg.allocator = &coll::CudaBufferAllocator::Default();
   for (int r = 0; r < n; ++r) {
-    g->pg.push_back(std::make_unique<coll::ProcessGroup>(
-        r, n, g->fabric->engine(r), g->fabric->messenger(r), g->fabric->metadata(), pg));
     const tidal::Location loc = tidal::Location::Cuda(r % devices);
-    g->in.push_back(static_cast<uint8_t*>(g->fabric->Allocate(r, max, loc)));
-    g->out.push_back(static_cast<uint8_t*>(g->fabric->Allocate(r, max, loc)));
+    if (g->fabric) {
+      g->pg.push_back(std::make_unique<coll::ProcessGroup>(
+          r, n, g->fabric->engine(r), g->fabric->messenger(r), g->fabric->metadata(), pg));
+      g->in.push_back(static_cast<uint8_t*>(g->fabric->Allocate(r, max, loc)));
+      g->out.push_back(static_cast<uint8_t*>(g->fabric->Allocate(r, max, loc)));
+    } else {
+      g->pg.push_back(std::make_unique<coll::ProcessGroup>(
+          r, n, *g->loops->engines[r], *g->loops->messengers[r], g->loops->store, pg));
+      for (auto* v : {&g->in, &g->out}) {
+        void* p = nullptr;
+        CUDA_OK(cudaSetDevice(loc.device));
+        CUDA_OK(cudaMalloc(&p, max));
+        CUDA_OK(cudaMemset(p, 0, max));
+        g->loops->allocations.push_back(p);
+        v->push_back(static_cast<uint8_t*>(p));
+      }
+    }
   }
+  SyncDevices(devices);
   std::vector<tidal::Status> started(n);
   g->RunRanks(g->All(), [&](int r) -> tidal::Task<void> { started[r] = co_await g->pg[r]->Start(); });
   for (int r = 0; r < n; ++r) {
@@ -682,7 +900,7 @@ std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupO
 
 // Issues one op of the table on rank r over `size` bytes (float, sum, root 0).
 std::shared_ptr<coll::Work> IssueOp(TidalGroups& g, int r, coll::OpType op, uint64_t size) {
-  const tidal::Location loc = tidal::Location::Cuda(r % g.fabric->device_count());
+  const tidal::Location loc = tidal::Location::Cuda(r % g.devices);
   const uint64_t count = size / sizeof(float);
   const uint64_t block = count / static_cast<uint64_t>(g.n);
   auto t = [&](uint8_t* p, uint64_t c) { return coll::Tensor{p, coll::DataType::kF32, c, loc}; };
@@ -697,14 +915,6 @@ std::shared_ptr<coll::Work> IssueOp(TidalGroups& g, int r, coll::OpType op, uint
   }
 }
 
-// A cudaMemcpy from pageable memory may return before its DMA landed; the group's streams
-// do not wait for it: the inputs are made complete before an op reads them.
-void SyncDevices(int devices) {
-  for (int d = 0; d < devices; ++d) {
-    CUDA_OK(cudaSetDevice(d));
-    CUDA_OK(cudaDeviceSynchronize());
-  }
-}
 
 // Fills the inputs with rank-dependent small integers, runs the op once and counts wrong
 // floats in every rank's output (the expected values are exact in float).
@@ -715,10 +925,10 @@ uint64_t Verify(TidalGroups& g, coll::OpType op, uint64_t size, bool* failed) {
   for (int r = 0; r < g.n; ++r) {
     std::vector<float> v(count);
     for (uint64_t i = 0; i < count; ++i) v[i] = value(r, i);
-    g.fabric->CopyIn(g.in[r], v.data(), size);
-    g.fabric->CopyIn(g.out[r], v.data(), size);  // the in-place ops' input
+    g.CopyIn(g.in[r], v.data(), size);
+    g.CopyIn(g.out[r], v.data(), size);  // the in-place ops' input
   }
-  SyncDevices(g.fabric->device_count());
+  SyncDevices(g.devices);
   std::vector<tidal::Status> st(g.n);
   g.RunRanks(g.All(), [&](int r) -> tidal::Task<void> { st[r] = co_await IssueOp(g, r, op, size)->Wait(); });
   uint64_t wrong = 0;
@@ -728,7 +938,7 @@ uint64_t Verify(TidalGroups& g, coll::OpType op, uint64_t size, bool* failed) {
       *failed = true;
     }
     std::vector<float> got(count);
-    g.fabric->CopyOut(got.data(), g.out[r], size);
+    g.CopyOut(got.data(), g.out[r], size);
     uint64_t n_out = count;
     for (uint64_t i = 0; i < n_out; ++i) {
       float want = 0;
@@ -914,7 +1124,7 @@ nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t sli
     gp->fabric->cuda_transport(kVictim).Crash();
     gp->pg[kVictim]->Halt();
   };
-  auto g = MakeGroups(kRanks, size, pg, slice, vm);
+  auto g = MakeGroups(kRanks, size, pg, slice, vm, /*shared_loop=*/true);
   if (!g) return {{"error", "setup failed"}};
   gp = g.get();
   const uint64_t count = size / sizeof(float);
@@ -1006,13 +1216,15 @@ int Coll(const po::variables_map& vm) {
 #endif
   std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
               "slot %s x %u, chunks >= %u per message (each >= %s), algorithm %s, CUDA runtime %d, "
-              "driver %d; spin %.0f us, poll gap %.1f us, completion %s, %s, tensors %s\n",
+              "driver %d; spin %.0f us, poll gap %.1f us, completion %s, %s, tensors %s, "
+              "event loops %s\n",
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
               pg.slots_per_channel, pg.device_chunks, Human(pg.device_chunk_min_bytes).c_str(),
               alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
               vm["poll-gap-us"].as<double>(), vm["completion"].as<std::string>().c_str(),
               vm.count("serial") ? "ops waited one at a time" : "ops queued, then waited",
-              vm.count("register") ? "registered (RegisterBuffer)" : "not registered (staged)");
+              vm.count("register") ? "registered (RegisterBuffer)" : "not registered (staged)",
+              vm["loops"].as<std::string>() == "rank" ? "one per rank" : "one for all ranks");
   // The copy engines' ceiling for tidal's data path (its WRITEs are cudaMemcpyPeerAsync):
   // GPU0 -> GPU1 alone, and both directions at once, `max` bytes each.
   nlohmann::json ceiling;
@@ -1115,6 +1327,7 @@ int Coll(const po::variables_map& vm) {
                         {"device_chunk_min_bytes", pg.device_chunk_min_bytes},
                         {"registered_tensors", vm.count("register") > 0},
                         {"blocks_per_sm", vm["blocks-per-sm"].as<unsigned>()},
+                        {"loops", vm["loops"].as<std::string>()},
                         {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
                         {"spin_us", vm["spin-us"].as<double>()},
                         {"poll_gap_us", vm["poll-gap-us"].as<double>()},
@@ -1164,6 +1377,9 @@ int main(int argc, char** argv) {
                 "under each row")
       ("register", "coll: register every rank's input and output tensors with its group "
                    "(ProcessGroup::RegisterBuffer): chunks leave without a staging copy")
+      ("loops", po::value<std::string>()->default_value("shared"),
+       "coll: shared (every rank on CudaFabric's one event loop) or rank (an event loop and "
+       "a thread per rank; the kill drill stays on the shared loop)")
       ("trace-dump", po::value<std::string>(),
        "coll: write every rank's raw timeline of the --dump-bytes rows to this JSON file")
       ("dump-bytes", po::value<uint64_t>()->default_value(64ULL << 20),
