@@ -359,7 +359,8 @@ TEST(DeviceTensors, TwoRanksFoldInMemberOrder) {
 // Tensors registered with the group (RegisterBuffer) are WRITTEN from where they are: no
 // chunk is staged, results stay exact, and with device_chunks = 4 a 3 MiB message goes as
 // three 1 MiB chunks (the 1 MiB floor) where the slot (4 MiB) would hold it whole; every
-// op at 2 and 3 ranks. Then the registration's refusals, each with its reason.
+// op at 2 and 3 ranks. Then the refusals of RegisterBuffer / UnregisterBuffer and of the
+// chunk options, each with its code.
 TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
   std::string skip;
   const int devices = Devices(&skip);
@@ -432,9 +433,43 @@ TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
       EXPECT_EQ(un.code(), ErrorCode::INVALID_PARAMS) << un.ToString();
       un = co_await pg.UnregisterBuffer(bufs[r].out);
       EXPECT_TRUE(un.ok()) << un.ToString();
+      if (r != 0) co_return;
+      // A group not started yet, and options out of range (Start refuses them before it
+      // touches the engine or the messenger).
+      ProcessGroupOptions o = co.pg;
+      ProcessGroup unstarted(0, n, cluster->fabric().engine(0), cluster->fabric().messenger(0),
+                             cluster->fabric().metadata(), o);
+      Status early = co_await unstarted.RegisterBuffer(bufs[0].in, 64);
+      EXPECT_EQ(early.code(), ErrorCode::INVALID_PARAMS) << early.ToString();
+      o.device_chunks = 0;
+      ProcessGroup no_chunks(0, n, cluster->fabric().engine(0), cluster->fabric().messenger(0),
+                             cluster->fabric().metadata(), o);
+      Status bad = co_await no_chunks.Start();
+      EXPECT_EQ(bad.code(), ErrorCode::INVALID_PARAMS) << bad.ToString();
+      EXPECT_NE(bad.message().find("device_chunks"), std::string::npos) << bad.ToString();
+      o.device_chunks = 2;
+      o.device_chunk_min_bytes = 1000;
+      ProcessGroup odd_floor(0, n, cluster->fabric().engine(0), cluster->fabric().messenger(0),
+                             cluster->fabric().metadata(), o);
+      bad = co_await odd_floor.Start();
+      EXPECT_EQ(bad.code(), ErrorCode::INVALID_PARAMS) << bad.ToString();
+      EXPECT_NE(bad.message().find("device_chunk_min_bytes"), std::string::npos) << bad.ToString();
     });
     ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
   }
+  // Host slots copy every chunk into staging anyway: RegisterBuffer refuses.
+  GroupClusterOptions host;
+  host.backend = kBackend;
+  host.ranks = 2;
+  host.pg = TestOptions();
+  TIDAL_CLUSTER_OR_SKIP(hosts, host);
+  std::vector<uint8_t> mem(256, 0);
+  bool ok = hosts->RunRanks([&](int r) -> Task<void> {
+    if (r != 0) co_return;
+    Status st = co_await hosts->pg(0).RegisterBuffer(mem.data(), mem.size());
+    EXPECT_EQ(st.code(), ErrorCode::UNSUPPORTED) << st.ToString();
+  });
+  ASSERT_TRUE(ok) << "hung\n" << hosts->Banner();
 }
 
 // A rank killed mid-allreduce (at a ring step boundary): every survivor returns
