@@ -16,7 +16,11 @@
 //                               size by size in the same run, with busbw and the ratio
 //                               tidal/NCCL; then (--kill) an allreduce over 3 ranks with
 //                               rank 1 killed mid-run: how long until the survivors knew
-//                               and until they finished.
+//                               and until they finished. --register registers the tensors
+//                               (RegisterBuffer), --chunks/--chunk-min split messages,
+//                               --loops rank gives each rank an event loop and a thread.
+//   tidal-cuda-bench kernels    the reducer's copy and fold kernels on GPU0 beside
+//                               cudaMemcpyAsync device to device, for several grid sizes.
 //
 // Each prints a table and, with --json FILE, writes the same figures as JSON. Nothing is
 // asserted: this is a measurement, not a test.
