@@ -171,9 +171,10 @@ uint64_t NumberAfter(const std::string& text, const std::string& key) {
 constexpr uint64_t kCollMaxCount = 1500;
 
 // The store campaign's largest value (its long-lease seeds'), and the most targeted
-// scenarios it runs (a lease scenario per read path, then one writer-died scenario).
+// scenarios it runs (a lease scenario per read path, then one writer-died and one
+// declared-dead scenario).
 constexpr uint64_t kStoreMaxValue = 256 << 10;
-constexpr uint64_t kStoreScenarios = 7;
+constexpr uint64_t kStoreScenarios = 8;
 
 // The mixed campaign's largest allreduce (elements) and put (bytes).
 constexpr uint64_t kMixedMaxCount = 3000;

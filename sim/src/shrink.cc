@@ -296,15 +296,15 @@ ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& fai
       best = std::move(r);
       return out.invariant;
     };
-    // Half of the budget left (runs and seconds), so that the next round's scale passes
-    // (which cut far more once the tape is short and calm) still get their turn; the last
-    // round takes all of it.
+    // Three quarters of the budget left (runs and seconds), so that the next round's scale
+    // passes (which cut far more once the tape is short and calm) still get their turn; the
+    // last round takes all of it.
     ShrinkOptions tape_options = options;
     const uint64_t runs_left = options.max_runs - std::min(options.max_runs - 1, runs);
-    tape_options.max_runs = round < 3 ? std::max<uint64_t>(1, runs_left / 2) : runs_left;
+    tape_options.max_runs = round < 3 ? std::max<uint64_t>(1, runs_left * 3 / 4) : runs_left;
     if (options.max_seconds > 0) {
       const double seconds_left = std::max(0.001, options.max_seconds - seconds());
-      tape_options.max_seconds = round < 3 ? seconds_left / 2 : seconds_left;
+      tape_options.max_seconds = round < 3 ? seconds_left * 3 / 4 : seconds_left;
     }
     const std::vector<uint64_t> before = best.draws;
     ShrinkResult shrunk = ShrinkTape(best.draws, out.invariant, tape_run, tape_options);
@@ -409,6 +409,9 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
                options.max_seconds;
   };
+  // The best run so far: a candidate is kept only when it breaks the invariant in no more
+  // events, with no more faults (as ShrinkScaledFailure keeps a smaller scale).
+  uint64_t best_events = first->events, best_faults = first->faults;
   // A smaller scale on `draws`, and failing that on the calm tape (a smaller run draws
   // differently, so the tape that made the larger one fail may steer it elsewhere).
   auto attempt = [&](TransferWorkloadOptions o, const std::vector<uint64_t>& draws,
@@ -420,6 +423,9 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
       o.tape_bytes = DrawsToBytes(calm == 1 ? std::vector<uint64_t>{} : draws);
       Result<TransferWorkloadResult> r = RunTransferWorkload(o);
       if (!r.ok() || Broken(*r, out.invariant) != out.invariant) continue;
+      if (r->events > best_events || r->faults > best_faults) continue;
+      best_events = r->events;
+      best_faults = r->faults;
       if (used != nullptr) {
         *used = r->tape;  // what the smaller run really drew (past the end: zeros)
         TrimZeros(*used);
@@ -430,11 +436,18 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
   };
   // Rounds of: the smallest scale that still fails (batches per node, then nodes, each
   // tried from the smallest up, on the current tape), then the tape itself.
+  // A simpler tape is kept when it breaks the invariant in no more events, with no more
+  // faults, than the tape pass's input (the best run at this scale).
   TapeRunFn run = [&](const std::vector<uint64_t>& draws) -> std::string {
     TransferWorkloadOptions o = cur;
     o.tape_bytes = DrawsToBytes(draws);
     Result<TransferWorkloadResult> r = RunTransferWorkload(o);
-    return r.ok() ? Broken(*r, out.invariant) : std::string("?");
+    if (!r.ok()) return "?";
+    const std::string broken = Broken(*r, out.invariant);
+    if (broken == out.invariant && (r->events > best_events || r->faults > best_faults)) {
+      return "(longer)";
+    }
+    return broken;
   };
   ShrinkResult shrunk;
   shrunk.draws = tape;
@@ -517,23 +530,33 @@ Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions faili
       }
     }
     if (options.progress) options.progress(runs, NonZero(tape), tape.size());
-    if (out_of_time()) break;
+    if (out_of_time() || runs >= options.max_runs) break;
     ShrinkOptions tape_options = options;
-    // Half of the budget left (runs and seconds), so that the next round's scale passes
-    // (which cut far more once the tape is short and calm) still get their turn; the last
-    // round takes all of it.
+    // Three quarters of the budget left (runs and seconds), so that the next round's scale
+    // passes (which cut far more once the tape is short and calm) still get their turn; the
+    // last round takes all of it.
     const uint64_t left = options.max_runs > runs ? options.max_runs - runs : 1;
-    tape_options.max_runs = round < 3 ? std::max<uint64_t>(1, left / 2) : left;
+    tape_options.max_runs = round < 3 ? std::max<uint64_t>(1, left * 3 / 4) : left;
     if (options.max_seconds > 0) {
       const double seconds_left = std::max(
           0.001, options.max_seconds -
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      tape_options.max_seconds = round < 3 ? seconds_left / 2 : seconds_left;
+      tape_options.max_seconds = round < 3 ? seconds_left * 3 / 4 : seconds_left;
     }
     const std::vector<uint64_t> before = tape;
     shrunk = ShrinkTape(tape, out.invariant, run, tape_options);
     runs += shrunk.runs;
     tape = shrunk.draws;
+    if (tape != before && runs < options.max_runs) {  // bounds the next candidates
+      TransferWorkloadOptions o = cur;
+      o.tape_bytes = DrawsToBytes(tape);
+      ++runs;
+      Result<TransferWorkloadResult> r = RunTransferWorkload(o);
+      if (r.ok()) {
+        best_events = r->events;
+        best_faults = r->faults;
+      }
+    }
     if (!scaled && tape == before) break;  // a fixed point
   }
 

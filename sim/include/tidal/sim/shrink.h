@@ -120,11 +120,11 @@ struct ScaledShrinkResult {
 // smallest value tried (the floor first, then bisection between the floor and the value;
 // a keep-mask by ddmin over its set bits) that still breaks the invariant, each candidate
 // on the best run's tape and, failing that, on the calm tape (a smaller run draws
-// differently); then the tape (ShrinkTape), with half of the budget left in every round
-// but the last, so the next round's knobs still get their turn. A smaller scale is kept
-// only when it breaks the same invariant with no more events and faults than the best so
-// far; a simpler tape when it breaks the same invariant with no more events and faults
-// than the input. So the result is never longer than the input.
+// differently); then the tape (ShrinkTape), with three quarters of the budget left in
+// every round but the last, so the next round's knobs still get their turn. A smaller
+// scale is kept only when it breaks the same invariant with no more events and faults
+// than the best so far; a simpler tape when it breaks the same invariant with no more
+// events and faults than the input. So the result is never longer than the input.
 ScaledShrinkResult ShrinkScaledFailure(const Scale& scale, const RunOutcome& failing,
                                        const ScaledRunFn& run, const ShrinkOptions& options = {});
 
@@ -158,9 +158,10 @@ struct TransferShrinkResult {
 // Shrinks a failing transfer-workload run (`failing` must fail) in rounds: fewer batches
 // per node, fewer nodes, single batches dropped (TransferWorkloadOptions::batch_mask, by
 // ddmin once there are 64 or fewer; each candidate on the current tape and, failing that,
-// on the calm one), then the tape (ShrinkTape, half of the budget left in every round but
-// the last), each step kept only if the run still breaks the invariant of the original's
-// first violation. INVALID_PARAMS if `failing` passes.
+// on the calm one), then the tape (ShrinkTape, three quarters of the budget left in every
+// round but the last). A step is kept only when the run still breaks the invariant of the
+// original's first violation in no more events, with no more faults, than the best run so
+// far. INVALID_PARAMS if `failing` passes.
 Result<TransferShrinkResult> ShrinkTransferFailure(TransferWorkloadOptions failing,
                                                    const ShrinkOptions& options = {});
 
