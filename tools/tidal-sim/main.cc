@@ -516,12 +516,17 @@ int Zoo(const po::variables_map& vm) {
       slowest_shrink = std::max(slowest_shrink, e.shrink_seconds);
     }
   }
-  // The median of an even count is the lower middle value.
-  auto median = [](std::vector<uint64_t> v) -> uint64_t {
+  // The ordinary median: the middle value, or the mean of the two middle values of an even
+  // count.
+  auto median = [](std::vector<uint64_t> v) -> double {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
-    return v[(v.size() - 1) / 2];
+    const size_t h = v.size() / 2;
+    return v.size() % 2 == 1 ? static_cast<double>(v[h])
+                             : (static_cast<double>(v[h - 1]) + static_cast<double>(v[h])) / 2;
   };
+  const uint64_t most_faults =
+      shrunk_faults.empty() ? 0 : *std::max_element(shrunk_faults.begin(), shrunk_faults.end());
   size_t shrunk_count = shrunk_events.size();
   if (json) {
     nlohmann::json bugs = nlohmann::json::array();
@@ -558,6 +563,7 @@ int Zoo(const po::variables_map& vm) {
                                 {"shrunk", shrunk_count},
                                 {"median_shrunk_events", median(shrunk_events)},
                                 {"median_shrunk_faults", median(shrunk_faults)},
+                                {"max_shrunk_faults", most_faults},
                                 {"slowest_shrink_seconds", slowest_shrink}}
                      .dump(2)
               << "\n";
@@ -576,8 +582,10 @@ int Zoo(const po::variables_map& vm) {
                   e.caught ? (e.clean_seed_passes ? "yes" : "NO") : "-", shrunk.c_str(),
                   e.shrink_seconds);
     }
-    std::printf("shrunk %zu: median %" PRIu64 " events, %" PRIu64 " faults; slowest shrink %.1f s\n",
-                shrunk_count, median(shrunk_events), median(shrunk_faults), slowest_shrink);
+    std::printf("shrunk %zu: median %g events, %g faults (at most %" PRIu64
+                "); slowest shrink %.1f s\n",
+                shrunk_count, median(shrunk_events), median(shrunk_faults), most_faults,
+                slowest_shrink);
     for (const auto& e : zoo) {
       if (e.caught) std::printf("  %s: %s\n", e.bug.name.c_str(), e.failure.c_str());
     }
