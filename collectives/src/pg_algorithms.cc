@@ -2,7 +2,9 @@
 //
 // Every attempt rebuilds its working buffer from the caller's input, which is untouched
 // until commit (outputs are written by Finalize only), so a retried attempt starts clean
-// even for in-place operations. Direct algorithms receive every contribution into its
+// even for in-place operations. With options.direct_outputs an out-of-place op's working
+// buffer is its output (DirectOutputs): the input is still never written, every attempt
+// still rewrites every output byte from it, and Finalize has nothing to copy. Direct algorithms receive every contribution into its
 // own buffer and reduce in member order (identical results on every rank); ring
 // algorithms fold incoming chunks into the working buffer as they arrive.
 //
@@ -38,6 +40,7 @@ Task<Status> ProcessGroup::Impl::RunAlgorithm(CollOp& op, const std::vector<int>
   Attempt a{op,    mem,      m,  i, mem[(i + 1) % m], mem[(i + m - 1) % m], dt, DataTypeSize(dt),
             epoch, deadline, {}, {}};
   op.parts.assign(m, nullptr);
+  op.in_output = false;
   switch (op.type) {
     case OpType::kBarrier:
       TIDAL_STEP(Step(a, 0, 0));
@@ -59,6 +62,15 @@ Task<Status> ProcessGroup::Impl::RunAlgorithm(CollOp& op, const std::vector<int>
     default:
       co_return Status(ErrorCode::INTERNAL_ERROR, "not a collective");
   }
+}
+
+bool ProcessGroup::Impl::DirectOutputs(const CollOp& op) const {
+  const uint64_t ob = op.out.bytes(), ib = op.in.bytes();
+  if (!options_.direct_outputs || ob == 0) return false;
+  if (op.reads_no_input) return true;
+  const auto o = reinterpret_cast<uintptr_t>(op.out.data);
+  const auto i = reinterpret_cast<uintptr_t>(op.in.data);
+  return o + ob <= i || i + ib <= o;
 }
 
 Task<Status> ProcessGroup::Impl::Step(Attempt& a, uint64_t step, uint64_t steps) {
@@ -127,14 +139,23 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
   const bool direct = op.algorithm == Algorithm::kDirect;
-  TIDAL_CO_RETURN_IF_ERROR(
-      co_await ReserveScratch(ScratchSize(bytes) * (direct ? a.m + 1 : 1)));
-  op.buf = TakeScratch(bytes);
+  // AllReduce(output, input) with direct_outputs: the output is the working buffer (Reduce
+  // is in place and never qualifies).
+  const bool into_out = DirectOutputs(op);
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(
+      ScratchSize(bytes) * (direct ? a.m + 1 : (into_out ? 0 : 1))));
+  op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(bytes);
+  op.in_output = into_out;
   // Device slots, two members, direct: the one contribution is folded chunk by chunk as it
   // arrives, into this rank's input copied in beside it (one step, no up-front copy).
   const bool fold_on_arrival = !loc_.is_host() && direct && a.m == 2;
   const bool lazy = !loc_.is_host() && (fold_on_arrival || (!direct && a.m >= 2));
-  if (!lazy) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
+  // Direct into the output: this rank's contribution is sent and reduced from the input,
+  // and the reduction writes the output.
+  const bool own_from_input = into_out && direct && !fold_on_arrival;
+  if (!lazy && !own_from_input) {
+    TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
+  }
   if (fold_on_arrival) {
     TIDAL_STEP(Step(a, 0, steps));
     const uint64_t j = 1 - a.i;
@@ -153,19 +174,20 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
   if (direct) {
     TIDAL_STEP(Step(a, 0, steps));
     const bool gathers = !is_reduce || a.i == r;  // this rank reduces
+    const uint8_t* own = own_from_input ? op.in.bytes_ptr() : op.buf;
     for (uint64_t j = 0; j < a.m; ++j) {
       if (j == a.i) continue;
-      if (!is_reduce) a.sends.push_back({a.mem[j], op.buf, bytes});
+      if (!is_reduce) a.sends.push_back({a.mem[j], own, bytes});
       if (gathers) {
         op.parts[j] = TakeScratch(bytes);
         a.recvs.push_back({a.mem[j], op.parts[j], bytes, false, -1});
       }
     }
-    if (!gathers) a.sends.push_back({op.root, op.buf, bytes});
+    if (!gathers) a.sends.push_back({op.root, own, bytes});
     TIDAL_STEP(Move(a));
     if (gathers) {
-      uint8_t* result = TakeScratch(bytes);
-      TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, op.buf, result, n));
+      uint8_t* result = own_from_input ? op.out.bytes_ptr() : TakeScratch(bytes);
+      TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, own, result, n));
       op.buf = result;
     }
     TIDAL_STEP(Step(a, steps, steps));
@@ -203,14 +225,18 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t bytes = op.in.count * a.es;
   const uint64_t r = IndexOf(a.mem, op.root);
-  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(bytes)));
-  op.buf = TakeScratch(bytes);
+  const bool into_out = DirectOutputs(op);
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(into_out ? 0 : ScratchSize(bytes)));
+  op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(bytes);
+  op.in_output = into_out;
   // Device slots: the root sends from its input, chunk by chunk through the staging slots
-  // (its output is not written, so it needs no copy of its own).
+  // (in place its output is not written, so it needs no copy of its own; out of place
+  // into the output, the copy runs while the chunks go).
   const uint8_t* from = loc_.is_host() ? op.buf : op.in.bytes_ptr();
   if (a.i == r && loc_.is_host()) {
     TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, bytes));
   }
+  std::shared_ptr<PendingCopy> root_copy;
   op.algorithm =
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
@@ -230,7 +256,13 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
       a.recvs.push_back({a.prev, op.buf, bytes, false, pos + 1 < a.m ? a.next : -1});
     }
   }
-  TIDAL_STEP(Move(a));
+  if (into_out && a.i == r && !loc_.is_host()) root_copy = StartCopy(op.buf, op.in.data, bytes);
+  Status moved = co_await Move(a);
+  if (root_copy != nullptr) {
+    Status copied = co_await JoinCopy(root_copy);
+    if (moved.ok()) moved = copied;
+  }
+  TIDAL_CO_RETURN_IF_ERROR(moved);
   TIDAL_STEP(Step(a, steps, steps));
   co_return Status::Ok();
 }
@@ -239,8 +271,10 @@ Task<Status> ProcessGroup::Impl::RunAllGather(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t bytes = op.in.count * a.es;
   const uint64_t total = static_cast<uint64_t>(size_) * bytes;
-  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
-  op.buf = TakeScratch(total);
+  const bool into_out = DirectOutputs(op);
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(into_out ? 0 : ScratchSize(total)));
+  op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(total);
+  op.in_output = into_out;
   TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
   op.algorithm =
       ChooseAlgorithm(op.type, a.m * bytes, a.m, options_.algorithm, options_.direct_max_bytes);
@@ -292,13 +326,23 @@ Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
   TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(
       ScratchSize(total) + (direct ? ScratchSize(bytes) * (a.m + 1) : 0)));
   op.buf = TakeScratch(total);
+  // direct_outputs: this rank's block (the only one it keeps) is the output; the blocks
+  // it reduces for others stay in working memory. The ring touches this rank's block only
+  // with its last fold, the direct algorithms only with the final reduction.
+  const bool into_out = DirectOutputs(op);
+  op.in_output = into_out;
   // Device slots, two members, direct: the peer's block for us is folded as it arrives
   // (in member order), as RunReduction does.
   const bool fold_on_arrival = !loc_.is_host() && direct && a.m == 2;
   const bool lazy = !loc_.is_host() && (fold_on_arrival || (!direct && a.m >= 2));
-  if (!lazy) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, total));
-  auto block = [&](uint64_t j) { return op.buf + a.mem[j] * bytes; };
+  auto block = [&](uint64_t j) {
+    return into_out && j == a.i ? op.out.bytes_ptr() : op.buf + a.mem[j] * bytes;
+  };
   auto input = [&](uint64_t j) { return op.in.bytes_ptr() + a.mem[j] * bytes; };
+  if (!lazy) {
+    TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf, op.in.data, total));
+    if (into_out) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(block(a.i), input(a.i), bytes));
+  }
   if (fold_on_arrival) {
     TIDAL_STEP(Step(a, 0, steps));
     const uint64_t j = 1 - a.i;
@@ -320,9 +364,13 @@ Task<Status> ProcessGroup::Impl::RunReduceScatter(Attempt& a) {
       a.recvs.push_back({a.mem[j], op.parts[j], bytes, false, -1});
     }
     TIDAL_STEP(Move(a));
-    uint8_t* result = TakeScratch(bytes);
-    TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, block(a.i), result, c));
-    TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(block(a.i), result, bytes));
+    if (into_out) {
+      TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, input(a.i), block(a.i), c));
+    } else {
+      uint8_t* result = TakeScratch(bytes);
+      TIDAL_CO_RETURN_IF_ERROR(ReduceInOrder(a, block(a.i), result, c));
+      TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(block(a.i), result, bytes));
+    }
   } else {
     // The ring over members, where segment j is member j's block (failed ranks' blocks
     // are nobody's and are not reduced).
@@ -349,8 +397,10 @@ Task<Status> ProcessGroup::Impl::RunRooted(Attempt& a) {
     const uint64_t bytes = op.in.count * a.es;
     if (root) {
       const uint64_t total = static_cast<uint64_t>(size_) * bytes;
-      TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
-      op.buf = TakeScratch(total);
+      const bool into_out = DirectOutputs(op);
+      TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(into_out ? 0 : ScratchSize(total)));
+      op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(total);
+      op.in_output = into_out;
       TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
       TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(op.buf + rank_ * bytes, op.in.data, bytes));
       for (uint64_t j = 0; j < a.m; ++j) {
@@ -367,8 +417,10 @@ Task<Status> ProcessGroup::Impl::RunRooted(Attempt& a) {
         if (j != a.i) a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});
       }
     } else {
-      TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(bytes)));
-      op.buf = TakeScratch(bytes);
+      const bool into_out = DirectOutputs(op);
+      TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(into_out ? 0 : ScratchSize(bytes)));
+      op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(bytes);
+      op.in_output = into_out;
       a.recvs.push_back({op.root, op.buf, bytes, false, -1});
     }
   }
@@ -381,8 +433,12 @@ Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t bytes = (op.in.count / static_cast<uint64_t>(size_)) * a.es;
   const uint64_t total = static_cast<uint64_t>(size_) * bytes;
-  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(ScratchSize(total)));
-  op.buf = TakeScratch(total);
+  // direct_outputs: received blocks land in the output and this rank's own block is copied
+  // straight into its output slot.
+  const bool into_out = DirectOutputs(op);
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(into_out ? 0 : ScratchSize(total)));
+  op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(total);
+  op.in_output = into_out;
   TIDAL_CO_RETURN_IF_ERROR(ZeroNonMembers(a, op.buf, bytes));  // failed ranks' blocks are 0
   uint8_t* own = op.buf + rank_ * bytes;
   const uint8_t* own_in = op.in.bytes_ptr() + rank_ * bytes;
@@ -443,6 +499,10 @@ Task<Status> ProcessGroup::Impl::Finalize(CollOp& op, uint64_t view) {
       break;
     default:
       break;
+  }
+  if (op.in_output) src = nullptr;  // the attempt wrote the output itself
+  if (op.type == OpType::kBroadcast && root && !op.in_output && op.in.data != op.out.data) {
+    src = op.in.bytes_ptr();  // Broadcast(output, input) at the root, by default
   }
   Status st = Status::Ok();
   Trace(trace::Ev::kFinalizeStart, op.seq);

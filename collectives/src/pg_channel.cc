@@ -484,20 +484,27 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
   uint64_t slot = seq % slots_;
   if (len > 0) {
     uint8_t* stage = send_base_ + SlotOffset(peer, cls, slot);
-    if (!loc_.is_host() && stage_into != nullptr && InScratch(stage_into, len)) stage = stage_into;
+    // stage_into in registered memory (working memory, or an output of RegisterBuffer with
+    // options.direct_outputs) can be WRITTEN from, so it serves as the staging.
+    if (!loc_.is_host() && stage_into != nullptr &&
+        (InScratch(stage_into, len) || InUserBuffer(stage_into, len))) {
+      stage = stage_into;
+    }
     const uint8_t* from = stage;
     std::shared_ptr<PendingCopy> beside;  // stage_into's copy, made while the WRITE runs
     if (loc_.is_host()) {
       std::memcpy(stage, src, len);
-    } else if (InScratch(src, len)) {
-      from = src;  // registered working memory: WRITE straight from it, no staging copy
-    } else if (InUserBuffer(src, len)) {
-      from = src;  // a buffer of RegisterBuffer: likewise
-      if (stage == stage_into) beside = StartCopy(stage, src, len);
+    } else if (InScratch(src, len) || InUserBuffer(src, len)) {
+      // Registered working memory or a buffer of RegisterBuffer: WRITE straight from it,
+      // no staging copy.
+      from = src;
+      if (stage_into != nullptr) beside = StartCopy(stage_into, src, len);
     } else {
       Trace(trace::Ev::kStageStart, seq);
       TIDAL_CO_RETURN_IF_ERROR(co_await CopyAsync(stage, src, len));
       Trace(trace::Ev::kStageDone, seq);
+      // stage_into not registered (an output of direct_outputs): its copy besides.
+      if (stage_into != nullptr && stage != stage_into) beside = StartCopy(stage_into, src, len);
     }
     TransferRequest req;
     req.op = TransferOp::kWrite;

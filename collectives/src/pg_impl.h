@@ -50,6 +50,10 @@ struct CollOp {
   // point into the group's working memory (Impl::TakeScratch), at the slot location.
   uint8_t* buf = nullptr;      // working buffer / result
   std::vector<uint8_t*> parts;  // direct algorithms: one per member
+  // options.direct_outputs: this attempt's result is already in `out` (its working memory
+  // was the output), so Finalize copies nothing.
+  bool in_output = false;
+  bool reads_no_input = false;  // Broadcast(output, input, root) at a non-root rank
   Algorithm algorithm = Algorithm::kDirect;
   uint64_t boundaries = 0;  // step boundaries passed, over all attempts
 };
@@ -234,6 +238,9 @@ struct ProcessGroup::Impl {
   Task<Status> RunAllToAll(Attempt& a);
   Status ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out, uint64_t count);
   Status CheckTensor(const Tensor& t, std::string_view what) const;
+  // options.direct_outputs and an op whose output does not overlap its input (and has
+  // bytes): the output is the attempt's working memory (see ProcessGroupOptions).
+  bool DirectOutputs(const CollOp& op) const;
   Task<Status> Finalize(CollOp& op, uint64_t view);
   // Zeroes the blocks (block_bytes each, by rank) of the ranks that are not members.
   Status ZeroNonMembers(Attempt& a, uint8_t* buf, uint64_t block_bytes);

@@ -467,6 +467,32 @@ std::shared_ptr<Work> ProcessGroup::AllReduce(Tensor tensor, ReduceOp op) {
   return impl_->Enqueue(std::move(c));
 }
 
+namespace {
+// The two-tensor forms of the one-tensor ops: the same memory (in place) or disjoint.
+Status SameOrDisjoint(const Tensor& output, const Tensor& input) {
+  const uint8_t* o = output.bytes_ptr();
+  const uint8_t* i = input.bytes_ptr();
+  if (o == i || o + output.bytes() <= i || i + input.bytes() <= o) return Status::Ok();
+  return Status(ErrorCode::INVALID_PARAMS,
+                "output and input overlap without being the same memory");
+}
+}  // namespace
+
+std::shared_ptr<Work> ProcessGroup::AllReduce(Tensor output, Tensor input, ReduceOp op) {
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
+  TIDAL_REFUSE_IF_ERROR(SameType(output, input));
+  TIDAL_REFUSE_IF_ERROR(CheckOp(op));
+  TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count, "output"));
+  TIDAL_REFUSE_IF_ERROR(SameOrDisjoint(output, input));
+  CollOp c;
+  c.type = OpType::kAllReduce;
+  c.out = output;
+  c.in = input;
+  c.rop = op;
+  return impl_->Enqueue(std::move(c));
+}
+
 std::shared_ptr<Work> ProcessGroup::AllGather(Tensor output, Tensor input) {
   TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
   TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
@@ -500,6 +526,26 @@ std::shared_ptr<Work> ProcessGroup::Broadcast(Tensor tensor, int root) {
   c.type = OpType::kBroadcast;
   c.out = c.in = tensor;
   c.root = options().planted_bug == CollBug::kRootIgnored ? 0 : root;
+  return impl_->Enqueue(std::move(c));
+}
+
+std::shared_ptr<Work> ProcessGroup::Broadcast(Tensor output, Tensor input, int root) {
+  TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(output, "output"));
+  TIDAL_REFUSE_IF_ERROR(CheckRoot(root, size()));
+  CollOp c;
+  c.type = OpType::kBroadcast;
+  c.out = output;
+  c.in = output;  // only the root's input is read
+  c.reads_no_input = true;
+  c.root = options().planted_bug == CollBug::kRootIgnored ? 0 : root;
+  if (rank() == c.root) {
+    TIDAL_REFUSE_IF_ERROR(impl_->CheckTensor(input, "input"));
+    TIDAL_REFUSE_IF_ERROR(SameType(output, input));
+    TIDAL_REFUSE_IF_ERROR(CheckCount(output, input.count, "output"));
+    TIDAL_REFUSE_IF_ERROR(SameOrDisjoint(output, input));
+    c.in = input;
+    c.reads_no_input = false;
+  }
   return impl_->Enqueue(std::move(c));
 }
 

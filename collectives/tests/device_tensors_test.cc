@@ -12,7 +12,10 @@
 //
 // A representative subset of the host suites (exact_values_test, rank_failure_test): world
 // sizes 2 (a rank per GPU) and 3 (ring, non-power-of-two, two ranks sharing a GPU), every
-// op, four dtypes, every reduction, every root, counts {0, 1, 37, > 3 slots}.
+// op, four dtypes, every reduction, every root, counts {0, 1, 37, > 3 slots}. The same
+// with options.direct_outputs and out-of-place tensors (AllReduce(output, input),
+// Broadcast(output, input)): the outputs are the working memory, results bit-exact, the
+// inputs untouched; on device slots and (simulator) on host slots.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -56,6 +59,10 @@ int Devices(std::string* skip) {
 #endif
 }
 
+// How a case runs: the default (AllReduce and Broadcast in place), or direct_outputs with
+// out-of-place tensors, on device slots or on host slots.
+enum class Mode { kDefault, kDirect, kDirectHost };
+
 ProcessGroupOptions DeviceOptions(int devices) {
   ProcessGroupOptions o = TestOptions();
   o.slot_location_of = [devices](int rank) { return Location::Cuda(rank % devices); };
@@ -84,10 +91,11 @@ struct DeviceBuffers {
   uint64_t cap = 0;
 };
 
-std::vector<DeviceBuffers> AllocateBuffers(GroupCluster& c, int devices, uint64_t cap) {
+std::vector<DeviceBuffers> AllocateBuffers(GroupCluster& c, int devices, uint64_t cap,
+                                           bool host = false) {
   std::vector<DeviceBuffers> b(c.size());
   for (int r = 0; r < c.size(); ++r) {
-    b[r].loc = Location::Cuda(r % devices);
+    b[r].loc = host ? Location::Host() : Location::Cuda(r % devices);
     b[r].in = static_cast<uint8_t*>(c.fabric().Allocate(r, cap, b[r].loc));
     b[r].out = static_cast<uint8_t*>(c.fabric().Allocate(r, cap, b[r].loc));
     b[r].cap = cap;
@@ -100,17 +108,31 @@ struct HostCase {
   std::vector<uint8_t> in, out;
   bool in_place = false;
 };
-HostCase Prepare(OpType op, int rank, int size, uint64_t c, int root, ReduceOp rop, DataType dt) {
+// out_of_place: AllReduce and Broadcast take an input of their own and an output of
+// sentinels (Broadcast: only the root's input).
+HostCase Prepare(OpType op, int rank, int size, uint64_t c, int root, ReduceOp rop, DataType dt,
+                 bool out_of_place = false) {
   const uint64_t es = DataTypeSize(dt);
   const ReduceOp vop = IsReduction(op) ? rop : ReduceOp::kSum;
   HostCase h;
   switch (op) {
     case OpType::kAllReduce:
+      if (out_of_place) {
+        h.in = Filled(rank, c, vop, dt);
+        h.out.assign(c * es, kSentinel);
+        break;
+      }
+      [[fallthrough]];
     case OpType::kReduce:
       h.out = Filled(rank, c, vop, dt);
       h.in_place = true;
       break;
     case OpType::kBroadcast:
+      if (out_of_place) {
+        if (rank == root) h.in = Filled(rank, c, vop, dt);
+        h.out.assign(c * es, kSentinel);
+        break;
+      }
       h.out = rank == root ? Filled(rank, c, vop, dt) : std::vector<uint8_t>(c * es, kSentinel);
       h.in_place = true;
       break;
@@ -141,11 +163,11 @@ HostCase Prepare(OpType op, int rank, int size, uint64_t c, int root, ReduceOp r
 }
 
 std::shared_ptr<Work> Issue(ProcessGroup& pg, OpType op, Tensor to, Tensor ti, int root,
-                            ReduceOp rop) {
+                            ReduceOp rop, bool in_place) {
   switch (op) {
-    case OpType::kAllReduce: return pg.AllReduce(to, rop);
+    case OpType::kAllReduce: return in_place ? pg.AllReduce(to, rop) : pg.AllReduce(to, ti, rop);
     case OpType::kReduce: return pg.Reduce(to, root, rop);
-    case OpType::kBroadcast: return pg.Broadcast(to, root);
+    case OpType::kBroadcast: return in_place ? pg.Broadcast(to, root) : pg.Broadcast(to, ti, root);
     case OpType::kAllGather: return pg.AllGather(to, ti);
     case OpType::kGather: return pg.Gather(to, ti, root);
     case OpType::kReduceScatter: return pg.ReduceScatter(to, ti, rop);
@@ -164,7 +186,7 @@ std::shared_ptr<Work> Start(GroupCluster& c, int r, DeviceBuffers& b, const Host
   c.fabric().CopyIn(b.in, h.in.data(), h.in.size());
   Tensor to{b.out, dt, h.out.size() / es, b.loc};
   Tensor ti = h.in_place ? to : Tensor{b.in, dt, h.in.size() / es, b.loc};
-  return Issue(c.pg(r), op, to, ti, root, rop);
+  return Issue(c.pg(r), op, to, ti, root, rop, h.in_place);
 }
 
 // Waits for the op and checks the device output against the exact expected result.
@@ -183,6 +205,10 @@ Task<CaseResult> Finish(GroupCluster& c, int r, DeviceBuffers& b, const HostCase
   } else {
     res.wrong = -1;
   }
+  // Out of place, the input is never written (in every mode: a retry recomputes from it).
+  std::vector<uint8_t> in(h.in.size());
+  c.fabric().CopyOut(in.data(), b.in, in.size());
+  if (!h.in_place && in != h.in && res.wrong >= 0) res.wrong += 1'000'000;
   co_return res;
 }
 
@@ -194,10 +220,12 @@ struct Case {
 };
 
 class DeviceExactValues
-    : public ::testing::TestWithParam<std::tuple<int, OpType, Algorithm>> {};
+    : public ::testing::TestWithParam<std::tuple<int, OpType, Algorithm, Mode>> {};
 
 TEST_P(DeviceExactValues, TypesReductionsRootsSizes) {
-  auto [n, op, alg] = GetParam();
+  auto [n, op, alg, mode] = GetParam();
+  const bool direct = mode != Mode::kDefault;
+  const bool host = mode == Mode::kDirectHost;
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
@@ -218,16 +246,17 @@ TEST_P(DeviceExactValues, TypesReductionsRootsSizes) {
   co.backend = kBackend;
   co.ranks = n;
   co.seed = 7000 + n * 16 + static_cast<int>(op);
-  co.pg = DeviceOptions(devices);
+  co.pg = host ? TestOptions() : DeviceOptions(devices);
   co.pg.algorithm = alg;
+  co.pg.direct_outputs = direct;
   TIDAL_CLUSTER_OR_SKIP(cluster, co);
   const uint64_t cap = static_cast<uint64_t>(n) * (3 * 256 + 5 * 8) + 64;
-  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap, host);
   std::vector<std::string> failures;
   uint64_t checked = 0;
   bool ok = cluster->RunRanks([&](int r) -> Task<void> {
     for (const Case& k : cases) {
-      HostCase h = Prepare(op, r, n, k.c, k.root, k.rop, k.dt);
+      HostCase h = Prepare(op, r, n, k.c, k.root, k.rop, k.dt, direct);
       auto w = Start(*cluster, r, bufs[r], h, op, k.root, k.rop, k.dt);
       CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, k.c, k.root, k.rop, k.dt);
       ++checked;
@@ -253,7 +282,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          OpType::kReduceScatter, OpType::kBroadcast,
                                          OpType::kReduce, OpType::kGather, OpType::kScatter,
                                          OpType::kAllToAll, OpType::kBarrier),
-                       ::testing::Values(Algorithm::kAuto)),
+                       ::testing::Values(Algorithm::kAuto), ::testing::Values(Mode::kDefault)),
     [](const auto& info) {
       return std::string(OpTypeName(std::get<1>(info.param))) + "_w" +
              std::to_string(std::get<0>(info.param)) + "_" + kBackend;
@@ -265,9 +294,33 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values(2),
                        ::testing::Values(OpType::kAllReduce, OpType::kReduceScatter,
                                          OpType::kReduce, OpType::kBroadcast, OpType::kAllGather),
-                       ::testing::Values(Algorithm::kRing)),
+                       ::testing::Values(Algorithm::kRing), ::testing::Values(Mode::kDefault)),
     [](const auto& info) {
       return std::string(OpTypeName(std::get<1>(info.param))) + "_w2_ring_" + kBackend;
+    });
+
+// options.direct_outputs with out-of-place tensors: device slots, and on the simulator host
+// slots too (the host path's up-front copies into the output).
+#if TIDAL_COLL_TEST_CUDA
+#define TIDAL_DIRECT_MODES ::testing::Values(Mode::kDirect)
+#else
+#define TIDAL_DIRECT_MODES ::testing::Values(Mode::kDirect, Mode::kDirectHost)
+#endif
+std::string DirectName(const std::string& head, Algorithm alg, Mode mode) {
+  return head + (alg == Algorithm::kRing ? "_ring" : "") +
+         (mode == Mode::kDirectHost ? "_host_" : "_") + kBackend;
+}
+INSTANTIATE_TEST_SUITE_P(
+    DirectOutputs, DeviceExactValues,
+    ::testing::Combine(::testing::Values(2, 3),
+                       ::testing::Values(OpType::kAllReduce, OpType::kAllGather,
+                                         OpType::kReduceScatter, OpType::kBroadcast,
+                                         OpType::kGather, OpType::kScatter, OpType::kAllToAll),
+                       ::testing::Values(Algorithm::kAuto, Algorithm::kRing), TIDAL_DIRECT_MODES),
+    [](const auto& info) {
+      return DirectName(std::string(OpTypeName(std::get<1>(info.param))) + "_w" +
+                            std::to_string(std::get<0>(info.param)),
+                        std::get<2>(info.param), std::get<3>(info.param));
     });
 
 // The group refuses what its device path cannot serve, with the reason.
@@ -292,6 +345,19 @@ TEST(DeviceTensors, RefusesForeignLocationsAndPointToPoint) {
     Tensor mine{bufs[r].out, DataType::kI32, 4, bufs[r].loc};
     Status p2p = co_await pg.Send(mine, 1 - r, 0)->Wait();
     EXPECT_EQ(p2p.code(), ErrorCode::UNSUPPORTED) << p2p.ToString();
+    // Two-tensor forms: the same memory or disjoint, not partly overlapping.
+    Tensor front{bufs[r].out, DataType::kI32, 8, bufs[r].loc};
+    Tensor back{bufs[r].out + 16, DataType::kI32, 8, bufs[r].loc};
+    Status overlap = co_await pg.AllReduce(front, back, ReduceOp::kSum)->Wait();
+    EXPECT_EQ(overlap.code(), ErrorCode::INVALID_PARAMS) << overlap.ToString();
+    EXPECT_NE(overlap.message().find("overlap"), std::string::npos) << overlap.ToString();
+    Tensor shorter{bufs[r].in, DataType::kI32, 4, bufs[r].loc};
+    Status count = co_await pg.AllReduce(front, shorter, ReduceOp::kSum)->Wait();
+    EXPECT_EQ(count.code(), ErrorCode::INVALID_PARAMS) << count.ToString();
+    if (r == 0) {  // only the root's input is checked
+      Status root_overlap = co_await pg.Broadcast(front, back, 0)->Wait();
+      EXPECT_EQ(root_overlap.code(), ErrorCode::INVALID_PARAMS) << root_overlap.ToString();
+    }
     // The group still works after refusals.
     Status all = co_await pg.AllReduce(mine, ReduceOp::kSum)->Wait();
     EXPECT_TRUE(all.ok()) << all.ToString();
@@ -359,13 +425,16 @@ TEST(DeviceTensors, TwoRanksFoldInMemberOrder) {
 // Tensors registered with the group (RegisterBuffer) are WRITTEN from where they are: no
 // chunk is staged, results stay exact, and with device_chunks = 4 a 3 MiB message goes as
 // three 1 MiB chunks (the 1 MiB floor) where the slot (4 MiB) would hold it whole; every
-// op at 2 and 3 ranks. Then the refusals of RegisterBuffer / UnregisterBuffer and of the
+// op at 2 and 3 ranks; then again with direct_outputs and out-of-place tensors (outputs
+// registered: allgather's own block is copied into the output while its WRITE runs, and
+// nothing is staged either). Then the refusals of RegisterBuffer / UnregisterBuffer and of the
 // chunk options, each with its code.
 TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
-  for (int n : {2, 3}) {
+  for (const auto& [n, direct] : {std::pair{2, false}, std::pair{3, false}, std::pair{2, true},
+                                  std::pair{3, true}}) {
     GroupClusterOptions co;
     co.backend = kBackend;
     co.ranks = n;
@@ -373,6 +442,7 @@ TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
     co.pg = DeviceOptions(devices);
     co.pg.slot_bytes = 4 << 20;
     co.pg.device_chunks = 4;
+    co.pg.direct_outputs = direct;
     TIDAL_CLUSTER_OR_SKIP(cluster, co);
     const uint64_t c = (3 << 20) / sizeof(float);  // a 3 MiB block per rank
     const uint64_t cap = static_cast<uint64_t>(n) * c * sizeof(float);
@@ -392,12 +462,13 @@ TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
       for (int r = 0; r < n; ++r) chunks_before[r] = cluster->pg(r).stats().chunks_sent;
       ok = cluster->RunRanks([&](int r) -> Task<void> {
         // AllReduce/Broadcast: a tensor of c; AllGather/ReduceScatter/AllToAll: blocks of c.
-        HostCase h = Prepare(op, r, n, c, 0, ReduceOp::kSum, DataType::kF32);
+        HostCase h = Prepare(op, r, n, c, 0, ReduceOp::kSum, DataType::kF32, direct);
         auto w = Start(*cluster, r, bufs[r], h, op, 0, ReduceOp::kSum, DataType::kF32);
         CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, c, 0, ReduceOp::kSum,
                                          DataType::kF32);
         if (!res.status.ok() || res.wrong != 0) {
-          failures.push_back("w" + std::to_string(n) + " rank " + std::to_string(r) + " " +
+          failures.push_back(std::string(direct ? "direct " : "") + "w" + std::to_string(n) +
+                             " rank " + std::to_string(r) + " " +
                              std::string(OpTypeName(op)) + ": " + res.status.ToString() +
                              " #wrong=" + std::to_string(res.wrong));
         }
@@ -407,7 +478,8 @@ TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
       trace::Enable(0);
       uint64_t staged = 0;
       for (const trace::Entry& e : ev) staged += e.ev == trace::Ev::kStageStart;
-      EXPECT_EQ(staged, 0u) << "w" << n << " " << OpTypeName(op) << ": chunks were staged";
+      EXPECT_EQ(staged, 0u) << (direct ? "direct " : "") << "w" << n << " " << OpTypeName(op)
+                            << ": chunks were staged";
       if (n == 2) {
         // Two ranks, direct: each rank sends one 3 MiB message (broadcast: the root only),
         // as 3 chunks of 1 MiB.
@@ -477,11 +549,14 @@ TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
 // the survivors, is exact; the next allreduce runs over the survivors likewise. On the
 // simulator the victim's node crashes (CrashSoon); on the cuda fabric, which cannot stop a
 // node of its process, its transport crashes (peers' transfers and probes answer
-// PEER_UNREACHABLE) and its group halts (ProcessGroup::Halt).
-class DeviceRankKilled : public ::testing::TestWithParam<uint64_t> {};
+// PEER_UNREACHABLE) and its group halts (ProcessGroup::Halt). Also with direct_outputs and
+// AllReduce(output, input): the aborted attempt left the outputs partly written, the retry
+// rewrites every byte from the untouched inputs (Finish checks both).
+class DeviceRankKilled : public ::testing::TestWithParam<std::tuple<uint64_t, bool>> {};
 
 TEST_P(DeviceRankKilled, MidAllReduceSurvivorsAgreeAndRetryExactly) {
-  const uint64_t boundary = GetParam();
+  const uint64_t boundary = std::get<0>(GetParam());
+  const bool direct = std::get<1>(GetParam());
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
@@ -497,6 +572,7 @@ TEST_P(DeviceRankKilled, MidAllReduceSurvivorsAgreeAndRetryExactly) {
   co.seed = 7700 + boundary;
   co.pg = DeviceOptions(devices);
   co.pg.slot_bytes = 4096;
+  co.pg.direct_outputs = direct;
   co.pg.step_hook = [&](const StepEvent& e) {
     if (e.rank != kVictim || e.op_seq != 0 || e.boundary != boundary || fired) return;
     fired = true;
@@ -513,12 +589,12 @@ TEST_P(DeviceRankKilled, MidAllReduceSurvivorsAgreeAndRetryExactly) {
   std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, count * 4);
   std::vector<CaseResult> first(kRanks), second(kRanks);
   bool ok = cluster->RunRanks([&](int r) -> Task<void> {
-    HostCase h = Prepare(OpType::kAllReduce, r, kRanks, count, 0, ReduceOp::kSum, dt);
+    HostCase h = Prepare(OpType::kAllReduce, r, kRanks, count, 0, ReduceOp::kSum, dt, direct);
     auto w = Start(*cluster, r, bufs[r], h, OpType::kAllReduce, 0, ReduceOp::kSum, dt);
     if (r == kVictim) co_return;  // it never finishes: it is killed at the boundary
     first[r] = co_await Finish(*cluster, r, bufs[r], h, w, OpType::kAllReduce, count, 0,
                                ReduceOp::kSum, dt);
-    HostCase h2 = Prepare(OpType::kAllReduce, r, kRanks, count, 0, ReduceOp::kMax, dt);
+    HostCase h2 = Prepare(OpType::kAllReduce, r, kRanks, count, 0, ReduceOp::kMax, dt, direct);
     auto w2 = Start(*cluster, r, bufs[r], h2, OpType::kAllReduce, 0, ReduceOp::kMax, dt);
     second[r] = co_await Finish(*cluster, r, bufs[r], h2, w2, OpType::kAllReduce, count, 0,
                                 ReduceOp::kMax, dt);
@@ -537,9 +613,13 @@ TEST_P(DeviceRankKilled, MidAllReduceSurvivorsAgreeAndRetryExactly) {
 
 // Boundaries of the 3-rank ring allreduce: 0 (before any data), 1 and 2 (mid reduce-
 // scatter / between the halves), 4 (before the agreement round).
-INSTANTIATE_TEST_SUITE_P(Boundaries, DeviceRankKilled, ::testing::Values(0, 1, 2, 4),
+INSTANTIATE_TEST_SUITE_P(Boundaries, DeviceRankKilled,
+                         ::testing::Combine(::testing::Values(uint64_t{0}, uint64_t{1},
+                                                              uint64_t{2}, uint64_t{4}),
+                                            ::testing::Values(false, true)),
                          [](const auto& info) {
-                           return "boundary" + std::to_string(info.param) + "_" + kBackend;
+                           return "boundary" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_direct_" : "_") + kBackend;
                          });
 
 }  // namespace

@@ -18,7 +18,10 @@
 //                               rank 1 killed mid-run: how long until the survivors knew
 //                               and until they finished. --register registers the tensors
 //                               (RegisterBuffer), --chunks/--chunk-min split messages,
-//                               --loops rank gives each rank an event loop and a thread.
+//                               --loops rank gives each rank an event loop and a thread,
+//                               --direct-outputs sets ProcessGroupOptions::direct_outputs
+//                               (outputs are the working memory, no copy on commit) and
+//                               runs allreduce and broadcast out of place, as NCCL's.
 //   tidal-cuda-bench kernels    the reducer's copy and fold kernels on GPU0 beside
 //                               cudaMemcpyAsync device to device, for several grid sizes.
 //
@@ -730,6 +733,9 @@ struct TidalGroups {
   std::vector<std::unique_ptr<coll::ProcessGroup>> pg;
   std::vector<uint8_t*> in, out;  // per rank: input and output tensors of `max` bytes
   int n = 0;
+  // --direct-outputs: AllReduce(output, input) and Broadcast(output, input, root), as
+  // NCCL's; else in place on `out`.
+  bool out_of_place = false;
   int devices = 0;
 
   tidal::Env& env(int r) { return loops ? *loops->envs[r] : fabric->env(r); }
@@ -832,6 +838,7 @@ std::unique_ptr<TidalGroups> MakeGroups(int n, uint64_t max, coll::ProcessGroupO
                                         bool shared_loop = false) {
   auto g = std::make_unique<TidalGroups>();
   g->n = n;
+  g->out_of_place = pg.direct_outputs;
   if (!shared_loop && vm["loops"].as<std::string>() == "rank") {
     g->loops = MakeRankLoops(n, slice, vm);
     if (!g->loops) return nullptr;
@@ -910,11 +917,17 @@ std::shared_ptr<coll::Work> IssueOp(TidalGroups& g, int r, coll::OpType op, uint
   auto t = [&](uint8_t* p, uint64_t c) { return coll::Tensor{p, coll::DataType::kF32, c, loc}; };
   coll::ProcessGroup& pg = *g.pg[r];
   switch (op) {
-    case coll::OpType::kAllReduce: return pg.AllReduce(t(g.out[r], count), coll::ReduceOp::kSum);
+    case coll::OpType::kAllReduce:
+      if (g.out_of_place) {
+        return pg.AllReduce(t(g.out[r], count), t(g.in[r], count), coll::ReduceOp::kSum);
+      }
+      return pg.AllReduce(t(g.out[r], count), coll::ReduceOp::kSum);
     case coll::OpType::kAllGather: return pg.AllGather(t(g.out[r], block * g.n), t(g.in[r], block));
     case coll::OpType::kReduceScatter:
       return pg.ReduceScatter(t(g.out[r], block), t(g.in[r], block * g.n), coll::ReduceOp::kSum);
-    case coll::OpType::kBroadcast: return pg.Broadcast(t(g.out[r], count), 0);
+    case coll::OpType::kBroadcast:
+      if (g.out_of_place) return pg.Broadcast(t(g.out[r], count), t(g.in[r], count), 0);
+      return pg.Broadcast(t(g.out[r], count), 0);
     default: return pg.AllToAll(t(g.out[r], block * g.n), t(g.in[r], block * g.n));
   }
 }
@@ -930,6 +943,9 @@ uint64_t Verify(TidalGroups& g, coll::OpType op, uint64_t size, bool* failed) {
     std::vector<float> v(count);
     for (uint64_t i = 0; i < count; ++i) v[i] = value(r, i);
     g.CopyIn(g.in[r], v.data(), size);
+    if (g.out_of_place) {  // every output byte must be written: start from other values
+      for (uint64_t i = 0; i < count; ++i) v[i] = -value(r + 50, i);
+    }
     g.CopyIn(g.out[r], v.data(), size);  // the in-place ops' input
   }
   SyncDevices(g.devices);
@@ -1135,6 +1151,7 @@ nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t sli
   for (int r = 0; r < kRanks; ++r) {
     std::vector<float> v(count, static_cast<float>(r + 1));
     g->fabric->CopyIn(g->out[r], v.data(), size);
+    g->fabric->CopyIn(g->in[r], v.data(), size);  // --direct-outputs: out of place
   }
   SyncDevices(g->fabric->device_count());
   // op 0: a clean allreduce (the baseline time, and every rank's memory grown); op 1: killed.
@@ -1172,6 +1189,10 @@ nlohmann::json KillRun(uint64_t size, coll::ProcessGroupOptions pg, uint64_t sli
     std::vector<float> got(count);
     g->fabric->CopyOut(got.data(), g->out[r], size);
     for (float x : got) wrong += x != 4.0f;  // ranks 0 and 2: 1 + 3
+    if (g->out_of_place) {  // the input is never written: the retry recomputed from it
+      g->fabric->CopyOut(got.data(), g->in[r], size);
+      for (float x : got) wrong += x != static_cast<float>(r + 1);
+    }
     out["survivors"].push_back({{"rank", r}, {"status", st[r].ToString()},
                                 {"failed_ranks", failed[r]},
                                 {"detect_ms_after_kill", (t_detect[r] - t_kill) * 1e3},
@@ -1198,6 +1219,7 @@ int Coll(const po::variables_map& vm) {
   pg.device_chunks = vm["chunks"].as<uint32_t>();
   coll::CudaReducer::SetBlocksPerSm(vm["blocks-per-sm"].as<unsigned>());
   pg.device_chunk_min_bytes = vm["chunk-min"].as<uint64_t>();
+  pg.direct_outputs = vm.count("direct-outputs") > 0;
   pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
   const std::string alg = vm["algorithm"].as<std::string>();
   pg.algorithm = alg == "direct" ? coll::Algorithm::kDirect
@@ -1221,14 +1243,16 @@ int Coll(const po::variables_map& vm) {
   std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
               "slot %s x %u, chunks >= %u per message (each >= %s), algorithm %s, CUDA runtime %d, "
               "driver %d; spin %.0f us, poll gap %.1f us, completion %s, %s, tensors %s, "
-              "event loops %s\n",
+              "event loops %s, outputs %s\n",
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
               pg.slots_per_channel, pg.device_chunks, Human(pg.device_chunk_min_bytes).c_str(),
               alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
               vm["poll-gap-us"].as<double>(), vm["completion"].as<std::string>().c_str(),
               vm.count("serial") ? "ops waited one at a time" : "ops queued, then waited",
               vm.count("register") ? "registered (RegisterBuffer)" : "not registered (staged)",
-              vm["loops"].as<std::string>() == "rank" ? "one per rank" : "one for all ranks");
+              vm["loops"].as<std::string>() == "rank" ? "one per rank" : "one for all ranks",
+              pg.direct_outputs ? "direct (direct_outputs, allreduce/broadcast out of place)"
+                                : "committed by copy (allreduce/broadcast in place)");
   // The copy engines' ceiling for tidal's data path (its WRITEs are cudaMemcpyPeerAsync):
   // GPU0 -> GPU1 alone, and both directions at once, `max` bytes each.
   nlohmann::json ceiling;
@@ -1330,6 +1354,7 @@ int Coll(const po::variables_map& vm) {
                         {"device_chunks", pg.device_chunks},
                         {"device_chunk_min_bytes", pg.device_chunk_min_bytes},
                         {"registered_tensors", vm.count("register") > 0},
+                        {"direct_outputs", pg.direct_outputs},
                         {"blocks_per_sm", vm["blocks-per-sm"].as<unsigned>()},
                         {"loops", vm["loops"].as<std::string>()},
                         {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
@@ -1381,6 +1406,9 @@ int main(int argc, char** argv) {
                 "under each row")
       ("register", "coll: register every rank's input and output tensors with its group "
                    "(ProcessGroup::RegisterBuffer): chunks leave without a staging copy")
+      ("direct-outputs", "coll: ProcessGroupOptions::direct_outputs (out-of-place ops use the "
+                         "output as working memory: no copy on commit) and allreduce/broadcast "
+                         "out of place, as NCCL's")
       ("loops", po::value<std::string>()->default_value("shared"),
        "coll: shared (every rank on CudaFabric's one event loop) or rank (an event loop and "
        "a thread per rank; the kill drill stays on the shared loop)")

@@ -127,6 +127,18 @@ struct ProcessGroupOptions {
   // the same values (else chunks arrive with unexpected sizes: CORRUPT_INPUT).
   uint32_t device_chunks = 1;
   uint64_t device_chunk_min_bytes = 1 << 20;
+  // Out-of-place operations (output and input do not overlap) use the output tensor itself
+  // as their working memory, as NCCL does: folds and received blocks land in the output
+  // and there is no copy of the result when the operation commits. The input is never
+  // written, so a retried attempt recomputes every output byte from it, and a Work that
+  // completes OK or RANK_FAILED (finished over the survivors) leaves exactly the result
+  // of the default. What changes is the failure contract: after a Work that completes
+  // with any other error (COLLECTIVE_ABORTED, OPERATION_TIMEOUT, ...) once the operation
+  // started moving data, the outputs are undefined (partially written), where by default
+  // they are left unchanged; argument refusals still touch nothing. In-place operations
+  // (output overlapping input: AllReduce(tensor), Broadcast(tensor), Reduce) keep the
+  // working buffers and the default contract. It changes no message: ranks may differ.
+  bool direct_outputs = false;
   uint64_t direct_max_bytes = 64 * 1024;  // kAuto: direct up to this, ring above
   Algorithm algorithm = Algorithm::kAuto;
   uint64_t timeout_ns = 10'000'000'000ULL;  // per operation, from its start
@@ -227,9 +239,15 @@ class ProcessGroup {
   // Each returns a Work; argument errors complete it at once with INVALID_PARAMS or
   // UNSUPPORTED. Reduce leaves non-root tensors unchanged.
   std::shared_ptr<Work> AllReduce(Tensor tensor, ReduceOp op);
+  // Out of place (as ncclAllReduce / ncclBroadcast with two buffers): output gets the
+  // result, input is only read (Broadcast: only the root's input is read; it must have
+  // output's count there). Output and input must be the same memory (then as the one-
+  // tensor forms) or not overlap at all (INVALID_PARAMS otherwise).
+  std::shared_ptr<Work> AllReduce(Tensor output, Tensor input, ReduceOp op);
   std::shared_ptr<Work> AllGather(Tensor output, Tensor input);
   std::shared_ptr<Work> ReduceScatter(Tensor output, Tensor input, ReduceOp op);
   std::shared_ptr<Work> Broadcast(Tensor tensor, int root);
+  std::shared_ptr<Work> Broadcast(Tensor output, Tensor input, int root);
   std::shared_ptr<Work> Reduce(Tensor tensor, int root, ReduceOp op);
   std::shared_ptr<Work> Gather(Tensor output, Tensor input, int root);
   std::shared_ptr<Work> Scatter(Tensor output, Tensor input, int root);
