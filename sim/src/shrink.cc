@@ -633,7 +633,7 @@ std::string TransferRegressionTest(const TransferShrinkResult& r, const std::str
   if (!o.fault_script.empty()) t += "  o.fault_script = " + quoted(o.fault_script) + ";\n";
   t += "  o.tape_bytes = {" + bytes + "\n  };\n  return o;\n}\n\n";
   if (planted) {
-    t += "// With the bug planted, the checker still catches it on this tape.\n";
+    t += "// With the bug planted, the checker still catches it on this tape, in the same run.\n";
     t += "TEST(ShrunkRegression, " + test_name + "IsCaught) {\n";
     t += "  tidal::sim::TransferWorkloadOptions o = " + test_name + "Run();\n";
     if (o.planted_bug != PlantedBug::kNone) {
@@ -648,7 +648,10 @@ std::string TransferRegressionTest(const TransferShrinkResult& r, const std::str
     t += "  ASSERT_FALSE(r->passed);\n  bool seen = false;\n";
     t += "  for (const auto& v : r->violations) seen |= tidal::sim::InvariantOf(v) == " +
          quoted(r.invariant) + ";\n";
-    t += "  EXPECT_TRUE(seen) << r->violations.front();\n}\n\n";
+    t += "  EXPECT_TRUE(seen) << r->violations.front();\n";
+    // The same run, event for event: its trace records and faults as at shrink time.
+    t += "  EXPECT_EQ(r->events, " + std::to_string(r.shrunk_events) + "u);\n";
+    t += "  EXPECT_EQ(r->faults, " + std::to_string(r.shrunk_faults) + "u);\n}\n\n";
   }
   t += "// The same run without " + std::string(planted ? "the planted bug" : "the bug") +
        " passes" + (planted ? "" : " (this test holds the fix)") + ".\n";

@@ -1,5 +1,5 @@
 // Written by `tidal-sim shrink`: a failing transfer-workload run shrunk from 4 nodes x 200 batches, 28635 non-zero draws, 3688 events, 46 faults
-// to 4 nodes x 1 batches, 10 non-zero draws, 19 events, 1 faults.
+// to 4 nodes x 1 batches (4 kept), 11 non-zero draws, 16 events, 1 faults.
 // Invariant: bytes differ from what the statuses say
 // The tape is read draw by draw: a change to the order in which the simulator draws
 // re-times the run. Then regenerate it:
@@ -16,6 +16,7 @@ tidal::sim::TransferWorkloadOptions Seed4ShortAsCompleteRun() {
   o.seed = 4;
   o.nodes = 4;
   o.ops_per_node = 1;
+  o.batch_mask = 15ull;
   o.slots = 16;
   o.slot_bytes = 65536;
   o.slice_bytes = 16384;
@@ -24,10 +25,10 @@ tidal::sim::TransferWorkloadOptions Seed4ShortAsCompleteRun() {
   o.tape_bytes = {
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 68, 132, 119, 94, 122, 128, 54, 231,
-      53, 209, 66, 7, 110, 112, 230, 102, 177, 77, 80, 216, 33, 174, 3, 250,
-      0, 0, 0, 0, 0, 0, 0, 0, 162, 170, 161, 190, 32, 173, 99, 250,
-      0, 0, 0, 0, 0, 0, 0, 0, 48, 126, 112, 134, 27, 116, 50, 205,
+      0, 0, 0, 0, 0, 0, 0, 0, 124, 182, 253, 63, 21, 144, 215, 222,
+      24, 182, 241, 69, 152, 185, 86, 225, 0, 0, 0, 0, 0, 0, 0, 0,
+      11, 193, 167, 13, 218, 84, 95, 189, 0, 0, 0, 0, 0, 0, 0, 0,
+      105, 251, 107, 175, 91, 144, 37, 176, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -39,13 +40,8 @@ tidal::sim::TransferWorkloadOptions Seed4ShortAsCompleteRun() {
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      218, 59, 209, 246, 213, 103, 175, 25, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 0, 0, 0, 0, 200, 226, 58, 173, 102, 121, 217, 2,
+      214, 216, 180, 153, 150, 20, 243, 253, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -53,23 +49,26 @@ tidal::sim::TransferWorkloadOptions Seed4ShortAsCompleteRun() {
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 75, 139, 201, 251, 207, 100, 7, 4,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      53, 91, 237, 200, 196, 215, 127, 5, 49, 49, 200, 241, 161, 112, 1, 213,
+      183, 195, 44, 15, 96, 71, 136, 243, 0, 0, 0, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+      191, 200, 82, 77, 31, 92, 97, 3, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 0, 0, 0, 0, 169, 165, 222, 108, 148, 205, 4, 7,
+      250, 5, 226, 143, 193, 94, 90, 183, 0, 0, 0, 0, 0, 0, 0, 0,
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-      0, 0, 0, 0, 0, 0, 0, 0, 156, 97, 237, 250, 84, 184, 138, 255,
+      0, 0, 0, 0, 0, 0, 0, 0, 97, 246, 12, 51, 13, 226, 140, 236,
   };
   return o;
 }
 
-// With the bug planted, the checker still catches it on this tape.
+// With the bug planted, the checker still catches it on this tape, in the same run.
 TEST(ShrunkRegression, Seed4ShortAsCompleteIsCaught) {
   tidal::sim::TransferWorkloadOptions o = Seed4ShortAsCompleteRun();
   o.planted_bug = tidal::sim::ParsePlantedBug("short_as_complete").value();
@@ -79,6 +78,8 @@ TEST(ShrunkRegression, Seed4ShortAsCompleteIsCaught) {
   bool seen = false;
   for (const auto& v : r->violations) seen |= tidal::sim::InvariantOf(v) == "bytes differ from what the statuses say";
   EXPECT_TRUE(seen) << r->violations.front();
+  EXPECT_EQ(r->events, 16u);
+  EXPECT_EQ(r->faults, 1u);
 }
 
 // The same run without the planted bug passes.

@@ -1,7 +1,7 @@
 // Written by `tidal-sim shrink`: seed 1 of the mixed workload with engine_close_drops_every_holder planted, shrunk from
-//   store=1 groups=0x3 handles=1 p2p=1 nodes=4 rounds=6 crashes=1 count=3000 value=40000, 9094 non-zero draws, 5259 events, 0 faults
+//   store=1 groups=0x3 handles=1 p2p=1 nodes=4 rounds=6 keep=0x3f crashes=1 count=3000 value=40000, 9094 non-zero draws, 5259 events, 0 faults
 // to
-//   store=0 groups=0x2 handles=1 p2p=1 nodes=2 rounds=1 crashes=0 count=1 value=1, 0 non-zero draws, 507 events, 0 faults.
+//   store=0 groups=0x2 handles=1 p2p=1 nodes=2 rounds=1 keep=0x1 crashes=0 count=1 value=1, 0 non-zero draws, 507 events, 0 faults.
 // Invariant: p#p round # : unexpected COLLECTIVE_ABORTED: the group is broken by an earlier timeout or exclusion
 // Its complaint: p2p round 0 (2488 bytes): unexpected COLLECTIVE_ABORTED(-5002): the group is broken by an earlier timeout or exclusion
 // The tape is read draw by draw: a change to the order in which the simulator draws
@@ -20,6 +20,7 @@ tidal::sim::Scale Seed1MixedEngineCloseDropsEveryHolderScale() {
           {"p2p", 1ull, 0ull},
           {"nodes", 2ull, 2ull},
           {"rounds", 1ull, 1ull},
+          {"keep", 1ull, 1ull, true},
           {"crashes", 0ull, 0ull},
           {"count", 1ull, 1ull},
           {"value", 1ull, 1ull}};
