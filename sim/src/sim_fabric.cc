@@ -1,5 +1,6 @@
 #include "tidal/sim/sim_fabric.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "tidal/contract_checker.h"
@@ -54,10 +55,11 @@ SimFabric::~SimFabric() {
 void* SimFabric::Allocate(size_t node, size_t bytes, Location location) {
   TIDAL_ASSERT(node < size());
   // Host memory stands in for simulated device memory: the transport only sees the tag.
-  auto block = std::make_unique<uint8_t[]>(bytes == 0 ? 1 : bytes);
-  std::memset(block.get(), 0, bytes == 0 ? 1 : bytes);
-  void* p = block.get();
-  allocations_.push_back(std::move(block));
+  // Zeroed by calloc: a large block comes zeroed from the kernel, and its pages are
+  // faulted in only where the node's memory is used.
+  void* p = std::calloc(bytes == 0 ? 1 : bytes, 1);
+  TIDAL_ASSERT_MSG(p != nullptr, "SimFabric: out of host memory");
+  allocations_.emplace_back(static_cast<uint8_t*>(p));
   (void)location;
   return p;
 }

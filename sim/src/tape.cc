@@ -11,7 +11,6 @@ uint64_t SplitMix(uint64_t& x) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
 Tape Tape::FromSeed(uint64_t seed) {
@@ -20,6 +19,7 @@ Tape Tape::FromSeed(uint64_t seed) {
   t.seed_ = seed;
   uint64_t x = seed;
   for (uint64_t& s : t.s_) s = SplitMix(x);
+  t.UpdateFast();
   return t;
 }
 
@@ -38,20 +38,12 @@ Tape Tape::FromDraws(std::vector<uint64_t> draws) {
   return t;
 }
 
-uint64_t Tape::Next() {
+uint64_t Tape::NextSlow() {
   uint64_t v;
   if (chooser_ != nullptr) {
     v = 0;
   } else if (source_ == Source::kSeed) {
-    // xoshiro256**
-    v = Rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = Rotl(s_[3], 45);
+    v = Xoshiro();
   } else {
     v = position_ < draws_.size() ? draws_[position_] : 0;
   }
@@ -60,7 +52,7 @@ uint64_t Tape::Next() {
   return v;
 }
 
-uint64_t Tape::Below(uint64_t bound) {
+uint64_t Tape::BelowSlow(uint64_t bound) {
   if (chooser_ != nullptr && bound > 1) {
     const uint64_t c = chooser_->Choose(bound);
     // The smallest raw draw v with (v * bound) >> 64 == c: ceil(c * 2^64 / bound).

@@ -120,7 +120,8 @@ void WorldAssertHook(void* context) {
 World::World(WorldOptions options)
     : options_(std::move(options)),
       tape_(options_.tape_bytes.empty() ? Tape::FromSeed(options_.seed)
-                                        : Tape::FromBytes(options_.tape_bytes)) {
+                                        : Tape::FromBytes(options_.tape_bytes)),
+      queue_(options_.scheduling.mode == Scheduling::kSwarm) {
   TIDAL_ASSERT(options_.nodes > 0 && options_.nodes <= 4096);
   // The explorer reads the draws each event made (Fingerprint): record from the first.
   if (options_.record_tape || options_.scheduling.chooser != nullptr) tape_.StartRecording();
@@ -252,7 +253,7 @@ void World::Halt() {
   dropped.clear();
 }
 
-void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn, uint64_t origin) {
+void World::Push(uint64_t time_ns, int32_t node, TimerId timer, Callback&& fn, uint64_t origin) {
   uint32_t slot;
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
@@ -293,11 +294,11 @@ uint32_t World::ActorFor(int32_t node) const {
                                                    : current;
 }
 
-void World::ScheduleAt(uint64_t time_ns, int32_t node, Callback fn) {
+void World::ScheduleAt(uint64_t time_ns, int32_t node, Callback&& fn) {
   Push(time_ns, node, 0, std::move(fn));
 }
 
-TimerId World::ScheduleTimer(uint64_t time_ns, int32_t node, Callback fn) {
+TimerId World::ScheduleTimer(uint64_t time_ns, int32_t node, Callback&& fn) {
   const TimerId id = next_timer_++;
   SetTimerLive(id);
   Push(time_ns, node, id, std::move(fn));
@@ -413,11 +414,11 @@ uint64_t World::Fingerprint() const {
     bool timer;
   };
   std::vector<Pending> pending;
-  for (const Key& k : queue_.keys()) {
+  queue_.ForEach([&](const Key& k) {
     const Slot& s = slots_[k.slot()];
-    if (s.timer != 0 && !TimerLive(s.timer)) continue;  // canceled
+    if (s.timer != 0 && !TimerLive(s.timer)) return;  // canceled
     pending.push_back({k.time_ns, s.actor, k.seq(), s.origin, s.timer != 0});
-  }
+  });
   std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) {
     return std::tie(a.time, a.actor, a.seq) < std::tie(b.time, b.actor, b.seq);
   });

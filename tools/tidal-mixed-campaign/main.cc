@@ -107,7 +107,10 @@ int main(int argc, char** argv) {
     crashes += r.crashes;
     removes += r.removes;
     virtual_ns += r.virtual_ns;
-    if (verbose) std::printf("%s\n", r.summary.c_str());
+    if (verbose) {
+      std::printf("%s; digest %016" PRIx64 ", %" PRIu64 " events\n", r.summary.c_str(), r.digest,
+                  r.events);
+    }
     if (!r.ok) {
       ++failed;
       failures.push_back({{"seed", seed}, {"digest", r.digest}, {"error", r.error}});

@@ -3,6 +3,7 @@
 // MetadataStore, all in one World.
 #pragma once
 
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -68,7 +69,10 @@ class SimFabric final : public Fabric {
   std::vector<ContractChecker*> checkers_;     // owned by the engines
   std::vector<std::unique_ptr<SimMessenger>> messengers_;
   std::vector<std::unique_ptr<TransferEngine>> engines_;
-  std::vector<std::unique_ptr<uint8_t[]>> allocations_;
+  struct FreeBlock {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<uint8_t, FreeBlock>> allocations_;  // calloc'ed
 };
 
 }  // namespace tidal::sim

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -184,9 +185,9 @@ class World {
 
   // The event queue. `node` owns the event (-1 for world events); a crashed node's
   // events are dropped, a hung node's wait until it resumes.
-  void ScheduleAt(uint64_t time_ns, int32_t node, Callback fn);
+  void ScheduleAt(uint64_t time_ns, int32_t node, Callback&& fn);
   // A timer that can be canceled (SimEnv::ScheduleAfter).
-  TimerId ScheduleTimer(uint64_t time_ns, int32_t node, Callback fn);
+  TimerId ScheduleTimer(uint64_t time_ns, int32_t node, Callback&& fn);
   bool CancelTimer(TimerId id);
 
   // Runs events until `done()` holds. False if the queue drained first or virtual time
@@ -275,7 +276,7 @@ class World {
     Callback fn;
   };
   // origin: 0 for a new event (exploration computes it), else the origin it keeps.
-  void Push(uint64_t time_ns, int32_t node, TimerId timer, Callback fn, uint64_t origin = 0);
+  void Push(uint64_t time_ns, int32_t node, TimerId timer, Callback&& fn, uint64_t origin = 0);
   struct PartitionState {
     std::vector<int> a, b;
     uint64_t until_ns;
@@ -295,57 +296,190 @@ class World {
   uint64_t seq_ = 0;
   uint64_t events_run_ = 0;
   TimerId next_timer_ = 1;
-  // The event heap: a 4-ary min-heap on (time, seq) (shallower than a binary heap, and a
-  // node's four children share a cache line). Canceled timers stay in it until they come
-  // due (CancelTimer is O(1)); when they are most of it, Compact() drops them at once, so
-  // long worlds full of canceled deadlines keep a small heap. Order is by (time, seq),
-  // unique, so the heap's layout never changes which event runs next.
+  // The event queue, in one of two layouts; both pop in (time, seq) order, which is unique,
+  // so the layout never changes which event runs next. Canceled timers stay in it until
+  // they come due (CancelTimer is O(1)); when they are most of it, Compact() drops them at
+  // once, so long worlds full of canceled deadlines keep a small queue.
+  //  - Swarm mode (`monotone`): a radix queue on time. Nothing is pushed before the time
+  //    last popped (a push is at now or later), so a key goes to the bucket of the highest
+  //    bit in which its time differs from that time: a push is an append, a pop takes the
+  //    front of bucket 0 (the keys due at that time, kept in seq order) and, when it is
+  //    empty, spreads the lowest non-empty bucket into lower ones. A key moves down at
+  //    most 64 times in all, never sifting. A push earlier than the last pop (only after
+  //    a canceled timer was popped ahead of now, or a look at top() past a RunUntilTime
+  //    limit) re-buckets everything once: correct, and rare.
+  //  - Otherwise (PCT, exploration, which pop a ready set and push back the rest): a
+  //    4-ary min-heap on (time, seq) (a node's four children share a cache line).
   class EventQueue {
    public:
-    bool empty() const { return keys_.empty(); }
-    size_t size() const { return keys_.size(); }
-    const Key& top() const { return keys_.front(); }
-    const std::vector<Key>& keys() const { return keys_; }  // in heap order
-    void clear() { keys_.clear(); }
+    explicit EventQueue(bool monotone) : monotone_(monotone) {}
+    bool empty() const { return size_ == 0; }
+    size_t size() const { return size_; }
+    const Key& top() {
+      if (!monotone_) return heap_.front();
+      if (head_ == bucket0_.size()) Refill();
+      return bucket0_[head_];
+    }
+    void clear() {
+      heap_.clear();
+      bucket0_.clear();
+      head_ = 0;
+      for (std::vector<Key>& b : buckets_) b.clear();
+      least_.fill(UINT64_MAX);
+      nonempty_ = 0;
+      size_ = 0;
+    }
     void push(const Key& k) {
-      size_t i = keys_.size();
-      keys_.push_back(k);
-      while (i > 0) {
-        const size_t parent = (i - 1) / 4;
-        if (!(k < keys_[parent])) break;
-        keys_[i] = keys_[parent];
-        i = parent;
+      ++size_;
+      if (!monotone_) {
+        HeapPush(k);
+        return;
       }
-      keys_[i] = k;
+      if (k.time_ns < last_ns_) Rebucket(k.time_ns);
+      Place(k);
     }
     void pop() {
-      const Key last = keys_.back();
-      keys_.pop_back();
-      const size_t n = keys_.size();
-      if (n == 0) return;
-      size_t i = 0;
+      --size_;
+      if (!monotone_) {
+        HeapPop();
+        return;
+      }
+      if (head_ == bucket0_.size()) Refill();
+      if (++head_ == bucket0_.size()) {
+        bucket0_.clear();
+        head_ = 0;
+      }
+    }
+    // Calls fn(key) for every key, in no particular order.
+    template <typename Fn>
+    void ForEach(Fn&& fn) const {
+      for (const Key& k : heap_) fn(k);
+      for (size_t i = head_; i < bucket0_.size(); ++i) fn(bucket0_[i]);
+      for (const std::vector<Key>& b : buckets_) {
+        for (const Key& k : b) fn(k);
+      }
+    }
+    template <typename Pred>
+    void RemoveIf(Pred pred) {
+      if (!monotone_) {
+        heap_.erase(std::remove_if(heap_.begin(), heap_.end(), pred), heap_.end());
+        for (size_t i = heap_.size() / 4 + 1; i-- > 0;) SiftDown(i);  // heapify, O(n)
+        size_ = heap_.size();
+        return;
+      }
+      bucket0_.erase(bucket0_.begin(), bucket0_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+      bucket0_.erase(std::remove_if(bucket0_.begin(), bucket0_.end(), pred), bucket0_.end());
+      size_ = bucket0_.size();
+      for (size_t b = 0; b < buckets_.size(); ++b) {
+        std::vector<Key>& v = buckets_[b];
+        v.erase(std::remove_if(v.begin(), v.end(), pred), v.end());
+        size_ += v.size();
+        least_[b] = UINT64_MAX;
+        for (const Key& k : v) least_[b] = std::min(least_[b], k.time_ns);
+        if (v.empty()) nonempty_ &= ~(uint64_t{1} << b);
+      }
+    }
+
+   private:
+    // Bucket b (0..63) of buckets_ holds the keys whose time differs from last_ns_ first
+    // in bit b; bucket0_ those due at last_ns_, from head_ on, in seq order.
+    void Place(const Key& k) {
+      const uint64_t diff = k.time_ns ^ last_ns_;
+      if (diff == 0) {
+        bucket0_.push_back(k);  // its seq is the newest: the order stays sorted
+        return;
+      }
+      const unsigned b = 63 - static_cast<unsigned>(__builtin_clzll(diff));
+      buckets_[b].push_back(k);
+      least_[b] = std::min(least_[b], k.time_ns);
+      nonempty_ |= uint64_t{1} << b;
+    }
+    void Refill() {
+      // bucket0_ is used up: the lowest non-empty bucket holds the earliest keys.
+      bucket0_.clear();
+      head_ = 0;
+      const unsigned b = static_cast<unsigned>(__builtin_ctzll(nonempty_));
+      std::vector<Key> spread;
+      spread.swap(buckets_[b]);
+      nonempty_ &= ~(uint64_t{1} << b);
+      last_ns_ = least_[b];
+      least_[b] = UINT64_MAX;
+      for (const Key& k : spread) Place(k);
+      SortBucket0();
+      spread.clear();
+      spread.swap(buckets_[b]);  // keep the capacity (bucket b is empty now)
+    }
+    void Rebucket(uint64_t time_ns) {
+      std::vector<Key> all(bucket0_.begin() + static_cast<std::ptrdiff_t>(head_), bucket0_.end());
+      for (std::vector<Key>& b : buckets_) {
+        all.insert(all.end(), b.begin(), b.end());
+        b.clear();
+      }
+      bucket0_.clear();
+      head_ = 0;
+      least_.fill(UINT64_MAX);
+      nonempty_ = 0;
+      last_ns_ = time_ns;
+      for (const Key& k : all) Place(k);
+      SortBucket0();
+    }
+    void SortBucket0() {
+      std::sort(bucket0_.begin(), bucket0_.end(),
+                [](const Key& a, const Key& b) { return a.order < b.order; });
+    }
+    void HeapPush(const Key& k) {
+      size_t i = heap_.size();
+      heap_.push_back(k);
+      while (i > 0) {
+        const size_t parent = (i - 1) / 4;
+        if (!(k < heap_[parent])) break;
+        heap_[i] = heap_[parent];
+        i = parent;
+      }
+      heap_[i] = k;
+    }
+    void HeapPop() {
+      const Key last = heap_.back();
+      heap_.pop_back();
+      if (heap_.empty()) return;
+      heap_[0] = last;
+      SiftDown(0);
+    }
+    void SiftDown(size_t i) {
+      const size_t n = heap_.size();
+      if (i >= n) return;
+      const Key k = heap_[i];
       for (;;) {
         const size_t first = 4 * i + 1;
         if (first >= n) break;
         size_t best = first;
         const size_t end = std::min(first + 4, n);
         for (size_t c = first + 1; c < end; ++c) {
-          if (keys_[c] < keys_[best]) best = c;
+          if (heap_[c] < heap_[best]) best = c;
         }
-        if (!(keys_[best] < last)) break;
-        keys_[i] = keys_[best];
+        if (!(heap_[best] < k)) break;
+        heap_[i] = heap_[best];
         i = best;
       }
-      keys_[i] = last;
-    }
-    template <typename Pred>
-    void RemoveIf(Pred pred) {
-      keys_.erase(std::remove_if(keys_.begin(), keys_.end(), pred), keys_.end());
-      std::sort(keys_.begin(), keys_.end());  // a sorted array is a heap
+      heap_[i] = k;
     }
 
-   private:
-    std::vector<Key> keys_;
+    bool monotone_;
+    size_t size_ = 0;
+    std::vector<Key> heap_;  // not monotone
+    // Monotone: the radix buckets.
+    uint64_t last_ns_ = 0;
+    std::vector<Key> bucket0_;
+    size_t head_ = 0;
+    std::array<std::vector<Key>, 64> buckets_;
+    std::array<uint64_t, 64> least_ = Unset();  // the earliest time in each bucket
+    uint64_t nonempty_ = 0;  // bit b: buckets_[b] is not empty
+    static std::array<uint64_t, 64> Unset() {
+      std::array<uint64_t, 64> a;
+      a.fill(UINT64_MAX);
+      return a;
+    }
   };
   void Compact();
   EventQueue queue_;
