@@ -458,7 +458,7 @@ MixedSeedResult MixedRun::Run() {
     coll::ProcessGroupOptions po;
     po.group_name = g.name;
     po.slot_bytes = 4096;
-    po.timeout_ns = 5'000 * kMs;
+    po.timeout_ns = o_.group_timeout_ns > 0 ? o_.group_timeout_ns : 5'000 * kMs;
     po.planted_bug = o_.coll_bug;
     Status s = c_->NewGroup(g.nodes, po);
     if (!s.ok()) {

@@ -176,9 +176,24 @@ constexpr uint64_t kCollMaxCount = 1500;
 constexpr uint64_t kStoreMaxValue = 256 << 10;
 constexpr uint64_t kStoreScenarios = 8;
 
-// The mixed campaign's largest allreduce (elements) and put (bytes).
+// The mixed campaign's largest allreduce (elements) and put (bytes), and its groups'
+// operation timeout.
 constexpr uint64_t kMixedMaxCount = 3000;
 constexpr uint64_t kMixedMaxValue = 40000;
+constexpr uint64_t kMixedGroupTimeoutMs = 5000;
+// The least operation timeout the mixed campaign's knob tries.
+constexpr uint64_t kLeastTimeoutMs = 1;
+
+// Knobs that shorten a timeout: a correct run may fail under a short one too, so a
+// candidate that lowers one counts as failing only when the same run without the bug
+// passes (ShrinkZooSeed).
+bool LowersATimeout(const sim::Scale& scale, const sim::Scale& original) {
+  for (size_t k = 0; k < scale.size() && k < original.size(); ++k) {
+    const bool timeout = scale[k].name == "timeout_ms" || scale[k].name == "timeout_us";
+    if (timeout && scale[k].value < original[k].value) return true;
+  }
+  return false;
+}
 
 // The store-field workload's value sizes (zoo_workloads.h ZooScale::value): the seed's, and
 // the least.
@@ -281,6 +296,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     o.max_count = Knob(scale, "count", 0);
     o.max_value = Knob(scale, "value", 0);
     o.round_mask = Knob(scale, "keep", ~0ull);
+    o.group_timeout_ns = Knob(scale, "timeout_ms", 0) * 1'000'000;
     MixedSeedResult r = RunMixedCampaignSeed(seed, o);
     if (!r.ok) failure = r.error;
     out.events = r.events;
@@ -298,7 +314,8 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"keep", sim::KeepAll(o.rounds), 1, /*mask=*/true},
                 {"crashes", o.crashes ? 1u : 0u, 0},
                 {"count", kMixedMaxCount, 1},
-                {"value", kMixedMaxValue, 1}};
+                {"value", kMixedMaxValue, 1},
+                {"timeout_ms", kMixedGroupTimeoutMs, kLeastTimeoutMs}};
     }
   } else {
     ZooBug bug;
@@ -403,7 +420,12 @@ Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::st
   }
   out.original_failure = first.failure;
   sim::ScaledRunFn run = [&](const sim::Scale& s, const std::vector<uint64_t>& draws) {
-    return RunCandidate(workload, bug, seed, &s, &draws, nullptr);
+    sim::RunOutcome r = RunCandidate(workload, bug, seed, &s, &draws, nullptr);
+    if (r.invariant == first.invariant && !bug.empty() && LowersATimeout(s, scale) &&
+        !RunCandidate(workload, "", seed, &s, &draws, nullptr).invariant.empty()) {
+      r.invariant = "(fails without the bug too)";
+    }
+    return r;
   };
   out.shrunk = sim::ShrinkScaledFailure(scale, first, run, options);
   if (!bug.empty()) {

@@ -70,6 +70,9 @@ struct MixedCampaignOptions {
   // out runs nothing on any node (no store operations, handle traffic, allreduce,
   // point-to-point exchange or crash) and draws nothing, and the checker skips it.
   uint64_t round_mask = ~0ull;
+  // The groups' operation timeout (0: 5 s). A planted bug that leaves a group retrying
+  // until its timeout fails sooner under a shorter one.
+  uint64_t group_timeout_ns = 0;
 };
 
 struct MixedSeedResult {

@@ -1,7 +1,7 @@
 // Written by `tidal-sim shrink`: seed 2 of the mixed workload with coll_p2p_write_before_match planted, shrunk from
-//   store=1 groups=0x3 handles=1 p2p=1 nodes=5 rounds=6 keep=0x3f crashes=1 count=3000 value=40000, 7924 non-zero draws, 2959 events, 0 faults
+//   store=1 groups=0x3 handles=1 p2p=1 nodes=5 rounds=6 keep=0x3f crashes=1 count=3000 value=40000 timeout_ms=5000, 7924 non-zero draws, 2959 events, 0 faults
 // to
-//   store=0 groups=0x2 handles=0 p2p=1 nodes=2 rounds=3 keep=0x4 crashes=0 count=1 value=1, 0 non-zero draws, 26 events, 0 faults.
+//   store=0 groups=0x2 handles=0 p2p=1 nodes=2 rounds=3 keep=0x4 crashes=0 count=1 value=1 timeout_ms=1, 0 non-zero draws, 26 events, 0 faults.
 // Invariant: p#p round # : a failed receive 
 // Its complaint: p2p round 2 (3096 bytes, receive 8 bytes larger): a failed receive (INVALID_PARAMS(-600): p2p message from rank 0 with tag 2 has 3096 bytes; the receive expe...
 // The tape is read draw by draw: a change to the order in which the simulator draws
@@ -23,7 +23,8 @@ tidal::sim::Scale Seed2MixedCollP2pWriteBeforeMatchScale() {
           {"keep", 4ull, 1ull, true},
           {"crashes", 0ull, 0ull},
           {"count", 1ull, 1ull},
-          {"value", 1ull, 1ull}};
+          {"value", 1ull, 1ull},
+          {"timeout_ms", 1ull, 1ull}};
 }
 
 std::vector<uint64_t> Seed2MixedCollP2pWriteBeforeMatchDraws() {
