@@ -256,7 +256,9 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
       a.recvs.push_back({a.prev, op.buf, bytes, false, pos + 1 < a.m ? a.next : -1});
     }
   }
-  if (into_out && a.i == r && !loc_.is_host()) root_copy = StartCopy(op.buf, op.in.data, bytes);
+  if (into_out && a.i == r && !loc_.is_host()) {
+    root_copy = StartCopySoon(op.buf, op.in.data, bytes);
+  }
   Status moved = co_await Move(a);
   if (root_copy != nullptr) {
     Status copied = co_await JoinCopy(root_copy);
@@ -447,7 +449,7 @@ Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
   if (loc_.is_host()) TIDAL_CO_RETURN_IF_ERROR(co_await CopyLocalAsync(own, own_in, bytes));
   TIDAL_STEP(Step(a, 0, 1));
   std::shared_ptr<PendingCopy> own_copy;
-  if (!loc_.is_host()) own_copy = StartCopy(own, own_in, bytes);
+  if (!loc_.is_host()) own_copy = StartCopySoon(own, own_in, bytes);
   for (uint64_t j = 0; j < a.m; ++j) {
     if (j == a.i) continue;
     a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});

@@ -387,10 +387,16 @@ std::shared_ptr<ProcessGroup::Impl::PendingCopy> ProcessGroup::Impl::StartCopy(v
                                                                              const void* src,
                                                                              uint64_t bytes) {
   auto copy = std::make_shared<PendingCopy>();
+  StartCopyInto(copy, dst, src, bytes);
+  return copy;
+}
+
+void ProcessGroup::Impl::StartCopyInto(std::shared_ptr<PendingCopy> copy, void* dst,
+                                       const void* src, uint64_t bytes) {
   if (bytes == 0 || dst == src || loc_.is_host()) {
     copy->status = CopyLocal(dst, src, bytes);
     copy->done = true;
-    return copy;
+    return;
   }
   Reducer* r = reducer_;
   Location loc = loc_;
@@ -400,6 +406,16 @@ std::shared_ptr<ProcessGroup::Impl::PendingCopy> ProcessGroup::Impl::StartCopy(v
                  copy->done = true;
                  changed_.NotifyAll();
                });
+}
+
+std::shared_ptr<ProcessGroup::Impl::PendingCopy> ProcessGroup::Impl::StartCopySoon(
+    void* dst, const void* src, uint64_t bytes) {
+  if (bytes == 0 || dst == src || loc_.is_host()) return StartCopy(dst, src, bytes);
+  auto copy = std::make_shared<PendingCopy>();
+  std::weak_ptr<bool> alive = alive_;
+  env_.Post([this, alive, copy, dst, src, bytes] {
+    if (!alive.expired()) StartCopyInto(copy, dst, src, bytes);
+  });
   return copy;
 }
 
@@ -498,7 +514,7 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
       // Registered working memory or a buffer of RegisterBuffer: WRITE straight from it,
       // no staging copy.
       from = src;
-      if (stage_into != nullptr) beside = StartCopy(stage_into, src, len);
+      if (stage_into != nullptr) beside = StartCopySoon(stage_into, src, len);
     } else {
       Trace(trace::Ev::kStageStart, seq);
       TIDAL_CO_RETURN_IF_ERROR(co_await CopyAsync(stage, src, len));

@@ -59,9 +59,10 @@ int Devices(std::string* skip) {
 #endif
 }
 
-// How a case runs: the default (AllReduce and Broadcast in place), or direct_outputs with
-// out-of-place tensors, on device slots or on host slots.
-enum class Mode { kDefault, kDirect, kDirectHost };
+// How a case runs: the default (AllReduce and Broadcast in place), their out-of-place
+// forms by default (the result copied on commit), or direct_outputs with out-of-place
+// tensors, on device slots or on host slots.
+enum class Mode { kDefault, kOutOfPlace, kDirect, kDirectHost };
 
 ProcessGroupOptions DeviceOptions(int devices) {
   ProcessGroupOptions o = TestOptions();
@@ -224,7 +225,8 @@ class DeviceExactValues
 
 TEST_P(DeviceExactValues, TypesReductionsRootsSizes) {
   auto [n, op, alg, mode] = GetParam();
-  const bool direct = mode != Mode::kDefault;
+  const bool out_of_place = mode != Mode::kDefault;
+  const bool direct = mode == Mode::kDirect || mode == Mode::kDirectHost;
   const bool host = mode == Mode::kDirectHost;
   std::string skip;
   const int devices = Devices(&skip);
@@ -256,7 +258,7 @@ TEST_P(DeviceExactValues, TypesReductionsRootsSizes) {
   uint64_t checked = 0;
   bool ok = cluster->RunRanks([&](int r) -> Task<void> {
     for (const Case& k : cases) {
-      HostCase h = Prepare(op, r, n, k.c, k.root, k.rop, k.dt, direct);
+      HostCase h = Prepare(op, r, n, k.c, k.root, k.rop, k.dt, out_of_place);
       auto w = Start(*cluster, r, bufs[r], h, op, k.root, k.rop, k.dt);
       CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, k.c, k.root, k.rop, k.dt);
       ++checked;
@@ -306,6 +308,20 @@ INSTANTIATE_TEST_SUITE_P(
 #else
 #define TIDAL_DIRECT_MODES ::testing::Values(Mode::kDirect, Mode::kDirectHost)
 #endif
+// AllReduce(out, in) and Broadcast(out, in, root) without direct_outputs: working buffers,
+// the result (the root's input, for broadcast) copied into the output on commit.
+INSTANTIATE_TEST_SUITE_P(
+    OutOfPlaceByDefault, DeviceExactValues,
+    ::testing::Combine(::testing::Values(2, 3),
+                       ::testing::Values(OpType::kAllReduce, OpType::kBroadcast),
+                       ::testing::Values(Algorithm::kAuto, Algorithm::kRing),
+                       ::testing::Values(Mode::kOutOfPlace)),
+    [](const auto& info) {
+      return std::string(OpTypeName(std::get<1>(info.param))) + "_w" +
+             std::to_string(std::get<0>(info.param)) +
+             (std::get<2>(info.param) == Algorithm::kRing ? "_ring_" : "_") + kBackend;
+    });
+
 std::string DirectName(const std::string& head, Algorithm alg, Mode mode) {
   return head + (alg == Algorithm::kRing ? "_ring" : "") +
          (mode == Mode::kDirectHost ? "_host_" : "_") + kBackend;
