@@ -201,6 +201,8 @@ constexpr uint64_t kStoreFieldMaxValue = 128 << 10;
 constexpr uint64_t kStoreFieldLeastValue = 1024;
 // The most tensors of its tensor-parallel batch put (zoo_workloads.h ZooScale::batch).
 constexpr uint64_t kStoreFieldMaxBatch = 3;
+// Its master's put timeout (ZooScale::timeout_ms), which its other timings follow.
+constexpr uint64_t kStoreFieldPutTimeoutMs = 100;
 
 bool KnownWorkload(const std::string& w) {
   return w == "store" || w == "collectives" || w == "mixed" || w == "store-field" ||
@@ -330,6 +332,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     zs.value = Knob(scale, "value", 0);
     zs.timeout_us = Knob(scale, "timeout_us", 0);
     zs.batch = Knob(scale, "batch", 0);
+    zs.timeout_ms = Knob(scale, "timeout_ms", 0);
     zs.tape = tape;
     zs.record_tape = true;
     SeedRun r = RunSeed(bug, seed, /*planted=*/!bug_name.empty(), zs);
@@ -346,7 +349,8 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"ops", r.zoo.scale.ops, 1},
                 {"keep", sim::KeepAll(r.zoo.scale.ops), 1, /*mask=*/true},
                 {"value", kStoreFieldMaxValue, kStoreFieldLeastValue},
-                {"batch", kStoreFieldMaxBatch, 1}};
+                {"batch", kStoreFieldMaxBatch, 1},
+                {"timeout_ms", kStoreFieldPutTimeoutMs, kLeastTimeoutMs}};
     } else if (shape != nullptr && workload == "p2p") {
       *shape = {{"nodes", r.zoo.scale.nodes, 2},
                 {"ops", r.zoo.scale.ops, 1},

@@ -280,11 +280,14 @@ ZooRun StoreField::Run() {
   if (scale_.ops == 0) scale_.ops = 10 * drivers;
   scale_.nodes = o.clients;
   o.segment_bytes = segment_bytes_;
+  // The master's put timeout (ZooScale::timeout_ms; 100 ms): its reclaim quarantine and
+  // sweep follow it.
+  const uint64_t put_timeout = (scale_.timeout_ms != 0 ? scale_.timeout_ms : 100) * kMs;
   o.master.lease_ttl_ns = 20 * kMs;
   o.master.client_ttl_ns = 50 * kMs;
-  o.master.put_timeout_ns = 100 * kMs;
-  o.master.reclaim_quarantine_ns = 20 * kMs;
-  o.master.sweep_interval_ns = 5 * kMs;
+  o.master.put_timeout_ns = put_timeout;
+  o.master.reclaim_quarantine_ns = put_timeout / 5;
+  o.master.sweep_interval_ns = put_timeout / 20;
   o.master.planted_bug = master_bug_;
   o.client.op_timeout_ns = 200 * kMs;
   o.client.rpc.timeout_ns = 50 * kMs;
@@ -319,13 +322,14 @@ ZooRun StoreField::Run() {
   };
   if (!w_->RunUntil(all_done)) Violation("liveness: a client's operation never finished");
   // Past the client TTL, the put timeout, the quarantine and every lease.
-  if (failure_.empty() && victim < n) w_->Advance(400 * kMs);
+  if (failure_.empty() && victim < n) w_->Advance(4 * put_timeout);
   if (failure_.empty()) {
     for (size_t i = 0; i < victim_puts_; ++i) {
       const std::string key = "v" + std::to_string(i);
       Status rm = w_->Run(0, client(0).Remove(key, /*force=*/false));
       if (rm.code() == ErrorCode::REPLICA_IS_NOT_READY) {
-        Violation("key '" + key + "' is still being written 400 ms after its writer crashed (" +
+        Violation("key '" + key + "' is still being written " +
+                  std::to_string(4 * put_timeout / kMs) + " ms after its writer crashed (" +
                   rm.ToString() + ")");
         break;
       }

@@ -59,6 +59,10 @@ struct ZooScale {
   // store-field also: the most tensors of a tensor-parallel batch put (0: the seed's 2 or
   // 3; the draw is the same at any cap).
   uint64_t batch = 0;
+  // store-field also: the master's put timeout in milliseconds (0: 100 ms); its reclaim
+  // quarantine (1/5 of it), its sweep (1/20) and the wait after the writer crashed (4 of
+  // it) follow it.
+  uint64_t timeout_ms = 0;
   // p2p also: the group's operation timeout in microseconds (0: 20 ms).
   uint64_t timeout_us = 0;
   // The world's tape instead of the seed's (the seed still picks what the tape does not),

@@ -98,15 +98,20 @@ struct ZooShrinkResult {
 //   mixed        store, handles, p2p (0/1), groups (bit 0 "world", bit 1 "sub"), nodes
 //                (floor 2), rounds (floor 1), keep (which rounds run, at least 1),
 //                crashes (0/1), count (largest allreduce, floor 1), value (largest put,
-//                floor 1)
+//                floor 1), timeout_ms (the groups' operation timeout, floor 1)
 //   store-field  victim, fill (0/1), nodes (floor 1: 2 with the victim), ops (in all,
 //                dealt round robin to the clients, floor 1), keep (op i is item i),
 //                value (largest value, floor 1024), batch (most tensors of a
-//                tensor-parallel batch put, floor 1)
+//                tensor-parallel batch put, floor 1), timeout_ms (the master's put
+//                timeout, which its quarantine, sweep and the wait after the writer's
+//                crash follow, floor 1)
 //   p2p          nodes (floor 2), ops (floor 1), timeout_us (the group's operation
 //                timeout, floor 100)
 //   peer-loss    nodes (floor 2), ops (floor 1)
-// Every knob's default is the seed's own run; a smaller value keeps the seed's draws.
+// Every knob's default is the seed's own run; a smaller value keeps the seed's draws. A
+// candidate that lowers a timeout (timeout_ms, timeout_us) counts as breaking the
+// invariant only when the same run without the bug passes: a short timeout can fail a
+// correct run too.
 // INVALID_PARAMS for an unknown workload or bug, or a seed that passes.
 Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::string& bug,
                                       uint64_t seed, const sim::ShrinkOptions& options);
