@@ -24,8 +24,13 @@ uint64_t HashBytes(uint64_t h, std::string_view bytes) {
     x = (x ^ w) * 0x100000001b3ULL;
     x ^= x >> 29;
   }
+  // The last 0..7 bytes as a little-endian word (what a memcpy into a zeroed word gives on
+  // this little-endian target), assembled in registers: a variable-length memcpy is a call
+  // and a store-to-load stall on every record.
   uint64_t tail = 0;
-  std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+  for (size_t k = 0; i + k < bytes.size(); ++k) {
+    tail |= uint64_t{static_cast<uint8_t>(bytes[i + k])} << (8 * k);
+  }
   x = (x ^ tail) * 0x100000001b3ULL;
   return Mix64(h, x);
 }
