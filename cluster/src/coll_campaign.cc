@@ -181,7 +181,7 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
   co.pg = TestOptions();
   co.pg.slot_bytes = 512;
   co.pg.direct_max_bytes = 256;
-  co.pg.timeout_ns = 1'000'000'000ULL;
+  co.pg.timeout_ns = options.timeout_ns > 0 ? options.timeout_ns : 1'000'000'000ULL;
   co.pg.planted_bug = options.planted_bug;
   co.pg.write_retries = 4;
   co.engine.transfer_timeout_ns = 5'000'000;  // lost completions surface as timeouts fast

@@ -167,8 +167,10 @@ uint64_t NumberAfter(const std::string& text, const std::string& key) {
   return at == std::string::npos ? 0 : std::strtoull(text.c_str() + at + key.size(), nullptr, 10);
 }
 
-// The largest element count a collectives step draws (the "count" knob starts there).
+// The largest element count a collectives step draws (the "count" knob starts there), and
+// the campaign's operation timeout.
 constexpr uint64_t kCollMaxCount = 1500;
+constexpr uint64_t kCollTimeoutMs = 1000;
 
 // The store campaign's largest value (its long-lease seeds'), and the most targeted
 // scenarios it runs (a lease scenario per read path, then one writer-died and one
@@ -261,6 +263,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     o.crashes = Knob(scale, "crashes", 1) != 0;
     o.hangs = Knob(scale, "hangs", 1) != 0;
     o.partitions = Knob(scale, "partitions", 1) != 0;
+    o.timeout_ns = Knob(scale, "timeout_ms", 0) * 1'000'000;
     CollSeedResult r = RunCollCampaignSeed(seed, o);
     if (!r.ok) {
       // The first line is the seed's summary; the checker's words follow.
@@ -280,7 +283,8 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"count", kCollMaxCount, 1},
                 {"crashes", o.crashes ? 1u : 0u, 0},
                 {"hangs", o.hangs ? 1u : 0u, 0},
-                {"partitions", o.partitions ? 1u : 0u, 0}};
+                {"partitions", o.partitions ? 1u : 0u, 0},
+                {"timeout_ms", kCollTimeoutMs, kLeastTimeoutMs}};
     }
   } else if (workload == "mixed") {
     MixedCampaignOptions o;

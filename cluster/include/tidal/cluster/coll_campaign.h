@@ -62,6 +62,9 @@ struct CollCampaignOptions {
   uint64_t max_count = 0;
   bool crashes = true;
   bool hangs = true;
+  // The group's operation timeout (0: 1 s). A planted bug that leaves a rank waiting until
+  // its timeout fails sooner under a shorter one.
+  uint64_t timeout_ns = 0;
 };
 
 struct CollSeedResult {

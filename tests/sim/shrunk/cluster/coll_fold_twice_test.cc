@@ -1,7 +1,7 @@
 // Written by `tidal-sim shrink`: seed 1 of the collectives workload with coll_fold_twice planted, shrunk from
-//   ranks=6 steps=11 keep=0x7ff count=1500 crashes=1 hangs=1 partitions=1, 17972 non-zero draws, 6660 events, 0 faults
+//   ranks=6 steps=11 keep=0x7ff count=1500 crashes=1 hangs=1 partitions=1 timeout_ms=1000, 17972 non-zero draws, 6660 events, 0 faults
 // to
-//   ranks=3 steps=9 keep=0x100 count=65 crashes=0 hangs=0 partitions=0, 0 non-zero draws, 87 events, 0 faults.
+//   ranks=3 steps=9 keep=0x100 count=65 crashes=0 hangs=0 partitions=0 timeout_ms=1, 0 non-zero draws, 87 events, 0 faults.
 // Invariant: op #  rank #: #wrong=#
 // Its complaint: op 0 (allreduce f32 prod root=1 count=65) rank 0: #wrong=52; op 0 (allreduce f32 prod root=1 count=65) rank 1: #wrong=52; op 0 (allreduce f32 prod root=1 cou...
 // The tape is read draw by draw: a change to the order in which the simulator draws
@@ -20,7 +20,8 @@ tidal::sim::Scale Seed1CollectivesCollFoldTwiceScale() {
           {"count", 65ull, 1ull},
           {"crashes", 0ull, 0ull},
           {"hangs", 0ull, 0ull},
-          {"partitions", 0ull, 0ull}};
+          {"partitions", 0ull, 0ull},
+          {"timeout_ms", 1ull, 1ull}};
 }
 
 std::vector<uint64_t> Seed1CollectivesCollFoldTwiceDraws() {
