@@ -149,22 +149,40 @@ int Transfer(const po::variables_map& vm) {
   CUDA_OK(cudaSetDevice(0));
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, one request at a time (waited for) on "
-              "both sides; spin %.0f us\n",
-              Human(o.engine.slice_bytes).c_str(), vm["spin-us"].as<double>());
+  const uint64_t window = std::max<uint64_t>(1, vm["window"].as<uint64_t>());
+  if (window == 1) {
+    std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, one request at a time (waited for) on "
+                "both sides; spin %.0f us\n",
+                Human(o.engine.slice_bytes).c_str(), vm["spin-us"].as<double>());
+  } else {
+    std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, windows of up to %llu requests on both "
+                "sides (tidal: one batch of W requests to W distinct ranges, waited for; "
+                "memcpyPeer: W copies queued on one stream, then one synchronize); spin %.0f us\n",
+                Human(o.engine.slice_bytes).c_str(), static_cast<unsigned long long>(window),
+                vm["spin-us"].as<double>());
+  }
   std::printf("%10s %6s %14s %18s %8s\n", "size", "iters", "tidal GB/s", "memcpyPeer GB/s",
               "ratio");
   bool all_ok = true;
   for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
-    const int n = Iters(size, iters);
-    tidal::TransferRequest r{tidal::TransferOp::kWrite, reinterpret_cast<uint64_t>(src), size,
-                             *seg, reinterpret_cast<uint64_t>(dst)};
+    // A window: w requests to w distinct ranges of the buffers (as many as fit), one batch.
+    const uint64_t w = std::min<uint64_t>(window, max / size);
+    const int n = std::max(1, static_cast<int>(Iters(size * w, iters)));
+    std::vector<tidal::TransferRequest> reqs;
+    for (uint64_t k = 0; k < w; ++k) {
+      reqs.push_back({tidal::TransferOp::kWrite, reinterpret_cast<uint64_t>(src) + k * size, size,
+                      *seg, reinterpret_cast<uint64_t>(dst) + k * size});
+    }
     auto once = [&] {
-      auto st = f.Run(f.engine(0).TransferSync(std::span(&r, 1)));
-      if (st.empty() || st[0].state != tidal::TransferState::COMPLETED) all_ok = false;
+      auto st = f.Run(f.engine(0).TransferSync(std::span(reqs)));
+      if (st.size() != w) all_ok = false;
+      for (const auto& s1 : st) all_ok &= s1.state == tidal::TransferState::COMPLETED;
     };
     auto peer = [&] {
-      CUDA_OK(cudaMemcpyPeerAsync(dst, 1, src, 0, size, stream));
+      for (uint64_t k = 0; k < w; ++k) {
+        CUDA_OK(cudaMemcpyPeerAsync(static_cast<char*>(dst) + k * size, 1,
+                                    static_cast<char*>(src) + k * size, 0, size, stream));
+      }
       CUDA_OK(cudaStreamSynchronize(stream));
     };
     for (int w = 0; w < 2; ++w) {
@@ -182,12 +200,12 @@ int Transfer(const po::variables_map& vm) {
       t_tidal += t1 - t0;
       t_peer += t2 - t1;
     }
-    const double bytes = static_cast<double>(size) * n * 2;
+    const double bytes = static_cast<double>(size) * static_cast<double>(w) * n * 2;
     const double g_tidal = bytes / t_tidal / 1e9, g_peer = bytes / t_peer / 1e9;
     std::printf("%10s %6d %14.1f %18.1f %8.3f\n", Human(size).c_str(), n, g_tidal, g_peer,
                 g_tidal / g_peer);
     std::fflush(stdout);
-    rows.push_back({{"bytes", size}, {"iters", 2 * n}, {"tidal_GBps", g_tidal},
+    rows.push_back({{"bytes", size}, {"iters", 2 * n}, {"window", w}, {"tidal_GBps", g_tidal},
                     {"memcpy_peer_GBps", g_peer}, {"ratio", g_tidal / g_peer}});
   }
   // The last engine write moved the pattern: check it byte for byte.
@@ -200,6 +218,7 @@ int Transfer(const po::variables_map& vm) {
   cudaStreamDestroy(stream);
   if (vm.count("json")) {
     nlohmann::json j = {{"bench", "transfer"}, {"slice_bytes", o.engine.slice_bytes},
+                        {"window", window},
                         {"spin_us", vm["spin-us"].as<double>()},
                         {"all_completed", all_ok}, {"verified", same}, {"rows", rows}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
@@ -1384,6 +1403,9 @@ int main(int argc, char** argv) {
       ("step", po::value<uint64_t>()->default_value(4), "size multiplier between rows")
       ("iters", po::value<int>()->default_value(50), "most timed iterations per size")
       ("slice", po::value<uint64_t>()->default_value(64ULL << 20), "engine slice bytes (transfer)")
+      ("window", po::value<uint64_t>()->default_value(1),
+       "transfer: requests in flight on both sides (tidal: one batch of W WRITEs to W distinct "
+       "ranges; memcpyPeer: W copies queued, one synchronize); 1: one at a time")
       ("json", po::value<std::string>(), "also write the figures as JSON to this file")
       ("ranks", po::value<int>(), "coll: ranks (default: one per GPU)")
       ("slot", po::value<uint64_t>()->default_value(64ULL << 20),
