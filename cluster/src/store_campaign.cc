@@ -1020,7 +1020,7 @@ StoreCampaignResult Campaign::Run() {
   const uint64_t restarts = cfg_.master_restarts && draw(3) == 0 ? 1 + draw(2) : 0;
   o.master.lease_ttl_ns = short_lease ? 40'000 : 10'000'000'000ULL;
   lease_ttl_ns_ = o.master.lease_ttl_ns;
-  o.master.client_ttl_ns = 200 * kMs;
+  o.master.client_ttl_ns = cfg_.client_ttl_ns > 0 ? cfg_.client_ttl_ns : 200 * kMs;
   o.master.put_timeout_ns = 1000 * kMs;
   o.master.reclaim_quarantine_ns = 500 * kMs;
   o.master.sweep_interval_ns = 20 * kMs;
@@ -1076,7 +1076,8 @@ StoreCampaignResult Campaign::Run() {
     if (!w_->world().alive(StoreWorld::NodeOf(c))) ++result_.crashed;
   }
   if (failure_.empty() && cfg_.durability) {
-    w_->Advance(400 * kMs);  // past the client TTL: the master has dropped dead holders
+    // Past the client TTL (twice it: 400 ms by default): the master has dropped dead holders.
+    w_->Advance(2 * o.master.client_ttl_ns);
     CheckDurability();
   }
   if (failure_.empty() && cfg_.scenarios) {

@@ -177,6 +177,8 @@ constexpr uint64_t kCollTimeoutMs = 1000;
 // declared-dead scenario).
 constexpr uint64_t kStoreMaxValue = 256 << 10;
 constexpr uint64_t kStoreScenarios = 8;
+// Its master's client TTL (StoreCampaignConfig::client_ttl_ns).
+constexpr uint64_t kStoreClientTtlMs = 200;
 
 // The mixed campaign's largest allreduce (elements) and put (bytes), and its groups'
 // operation timeout.
@@ -235,6 +237,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     cfg.scenarios = Knob(scale, "scenarios", ~0ull) != 0;
     cfg.scenario_mask = Knob(scale, "scenarios", ~0ull);
     cfg.master_restarts = Knob(scale, "restarts", 1) != 0;
+    cfg.client_ttl_ns = Knob(scale, "timeout_ms", 0) * 1'000'000;
     StoreCampaignResult r = RunStoreCampaign(seed, cfg);
     if (!r.ok) failure = r.failure;
     out.events = r.events;
@@ -249,7 +252,8 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"clients", r.clients, 2},
                 {"ops", cfg.ops_per_client, 1},
                 {"keep", sim::KeepAll(r.clients * cfg.ops_per_client), 0, /*mask=*/true},
-                {"value", kStoreMaxValue, 1}};
+                {"value", kStoreMaxValue, 1},
+                {"timeout_ms", kStoreClientTtlMs, kLeastTimeoutMs}};
     }
   } else if (workload == "collectives") {
     CollCampaignOptions o;

@@ -94,6 +94,9 @@ struct StoreCampaignConfig {
   uint64_t max_value = 0;
   bool durability = true;
   uint64_t scenario_mask = ~0ull;
+  // The master's client TTL (0: 200 ms); the wait before the durability check is two of
+  // it (400 ms by default), and the scenarios' waits follow it as they always do.
+  uint64_t client_ttl_ns = 0;
   store::StoreBug planted_bug = store::StoreBug::kNone;  // the bug zoo only
   store::MasterBug master_bug = store::MasterBug::kNone;  // the bug zoo only
 };

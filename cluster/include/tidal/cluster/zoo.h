@@ -91,7 +91,8 @@ struct ZooShrinkResult {
 //   store        clients (floor 2), ops (per client, floor 1), keep (the operations,
 //                client c's op i is item c * ops + i), value (largest value in bytes,
 //                floor 1), durability (the end check, 0/1), scenarios (the targeted
-//                scenarios in order), restarts (0/1)
+//                scenarios in order), restarts (0/1), timeout_ms (the master's client
+//                TTL, which the wait before the end check follows, floor 1)
 //   collectives  ranks (floor 2), steps (the seed's first ones, floor 1), keep (which
 //                of those run, at least 1), count (largest element count, floor 1),
 //                crashes, hangs, partitions (0/1), timeout_ms (the group's operation

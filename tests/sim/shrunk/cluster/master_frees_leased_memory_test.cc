@@ -1,7 +1,7 @@
 // Written by `tidal-sim shrink`: seed 1 of the store workload with master_frees_leased_memory planted, shrunk from
-//   durability=1 scenarios=0xff restarts=1 clients=7 ops=24 keep=0xffffffffffffffff value=262144, 3467 non-zero draws, 2104 events, 37 faults
+//   durability=1 scenarios=0xff restarts=1 clients=7 ops=24 keep=0xffffffffffffffff value=262144 timeout_ms=200, 3467 non-zero draws, 2104 events, 37 faults
 // to
-//   durability=0 scenarios=0x2 restarts=0 clients=2 ops=1 keep=0x0 value=1, 0 non-zero draws, 58 events, 1 faults.
+//   durability=0 scenarios=0x2 restarts=0 clients=2 ops=1 keep=0x0 value=1 timeout_ms=1, 0 non-zero draws, 58 events, 1 faults.
 // Invariant: get of '_' returned # bytes as success that no put of that key wrote  
 // Its complaint: get of 'lease1' returned 160 bytes as success that no put of that key wrote (wrong, partial or mixed) (lease scenario: get_tensor by client 1 paused 300000 n...
 // The tape is read draw by draw: a change to the order in which the simulator draws
@@ -20,7 +20,8 @@ tidal::sim::Scale Seed1StoreMasterFreesLeasedMemoryScale() {
           {"clients", 2ull, 2ull},
           {"ops", 1ull, 1ull},
           {"keep", 0ull, 0ull, true},
-          {"value", 1ull, 1ull}};
+          {"value", 1ull, 1ull},
+          {"timeout_ms", 1ull, 1ull}};
 }
 
 std::vector<uint64_t> Seed1StoreMasterFreesLeasedMemoryDraws() {
