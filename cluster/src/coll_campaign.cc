@@ -180,7 +180,7 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
   co.seed = seed;
   co.pg = TestOptions();
   co.pg.slot_bytes = 512;
-  co.pg.direct_max_bytes = 256;
+  co.pg.direct_max_bytes = options.direct_max_bytes > 0 ? options.direct_max_bytes : 256;
   co.pg.timeout_ns = options.timeout_ns > 0 ? options.timeout_ns : 1'000'000'000ULL;
   co.pg.planted_bug = options.planted_bug;
   co.pg.write_retries = 4;

@@ -171,6 +171,8 @@ uint64_t NumberAfter(const std::string& text, const std::string& key) {
 // the campaign's operation timeout.
 constexpr uint64_t kCollMaxCount = 1500;
 constexpr uint64_t kCollTimeoutMs = 1000;
+// The campaign's direct-send limit in bytes (larger messages go round the ring).
+constexpr uint64_t kCollDirectMaxBytes = 256;
 
 // The store campaign's largest value (its long-lease seeds'), and the most targeted
 // scenarios it runs (a lease scenario per read path, then one writer-died and one
@@ -268,6 +270,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     o.hangs = Knob(scale, "hangs", 1) != 0;
     o.partitions = Knob(scale, "partitions", 1) != 0;
     o.timeout_ns = Knob(scale, "timeout_ms", 0) * 1'000'000;
+    o.direct_max_bytes = Knob(scale, "direct", 0);
     CollSeedResult r = RunCollCampaignSeed(seed, o);
     if (!r.ok) {
       // The first line is the seed's summary; the checker's words follow.
@@ -285,6 +288,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"steps", steps, 1},
                 {"keep", sim::KeepAll(steps), 1, /*mask=*/true},
                 {"count", kCollMaxCount, 1},
+                {"direct", kCollDirectMaxBytes, 1},
                 {"crashes", o.crashes ? 1u : 0u, 0},
                 {"hangs", o.hangs ? 1u : 0u, 0},
                 {"partitions", o.partitions ? 1u : 0u, 0},

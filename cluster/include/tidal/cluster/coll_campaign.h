@@ -65,6 +65,9 @@ struct CollCampaignOptions {
   // The group's operation timeout (0: 1 s). A planted bug that leaves a rank waiting until
   // its timeout fails sooner under a shorter one.
   uint64_t timeout_ns = 0;
+  // The largest message sent directly rather than round the ring (0: 256 bytes). A smaller
+  // one takes the ring's chunked path with fewer elements.
+  uint64_t direct_max_bytes = 0;
 };
 
 struct CollSeedResult {

@@ -95,8 +95,9 @@ struct ZooShrinkResult {
 //                TTL, which the wait before the end check follows, floor 1)
 //   collectives  ranks (floor 2), steps (the seed's first ones, floor 1), keep (which
 //                of those run, at least 1), count (largest element count, floor 1),
-//                crashes, hangs, partitions (0/1), timeout_ms (the group's operation
-//                timeout, floor 1)
+//                direct (the direct-send limit in bytes, floor 1: smaller messages take
+//                the ring), crashes, hangs, partitions (0/1), timeout_ms (the group's
+//                operation timeout, floor 1)
 //   mixed        store, handles, p2p (0/1), groups (bit 0 "world", bit 1 "sub"), nodes
 //                (floor 2), rounds (floor 1), keep (which rounds run, at least 1),
 //                crashes (0/1), count (largest allreduce, floor 1), value (largest put,

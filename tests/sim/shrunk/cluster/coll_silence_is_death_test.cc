@@ -1,7 +1,7 @@
 // Written by `tidal-sim shrink`: seed 5 of the collectives workload with coll_silence_is_death planted, shrunk from
-//   ranks=4 steps=5 keep=0x1f count=1500 crashes=1 hangs=1 partitions=1 timeout_ms=1000, 1000 non-zero draws, 561 events, 11 faults
+//   ranks=4 steps=5 keep=0x1f count=1500 direct=256 crashes=1 hangs=1 partitions=1 timeout_ms=1000, 1000 non-zero draws, 561 events, 11 faults
 // to
-//   ranks=4 steps=3 keep=0x7 count=1 crashes=0 hangs=0 partitions=1 timeout_ms=10, 3 non-zero draws, 187 events, 2 faults.
+//   ranks=4 steps=3 keep=0x7 count=1 direct=1 crashes=0 hangs=0 partitions=1 timeout_ms=10, 3 non-zero draws, 187 events, 2 faults.
 // Invariant: op #  rank #: #wrong=-#
 // Its complaint: op 0 (broadcast i8 avg root=3 count=1) rank 1: #wrong=-1; op 0 (broadcast i8 avg root=3 count=1) rank 1: OPERATION_TIMEOUT(-5003): agreement timed out; op 0 ...
 // The tape is read draw by draw: a change to the order in which the simulator draws
@@ -18,6 +18,7 @@ tidal::sim::Scale Seed5CollectivesCollSilenceIsDeathScale() {
           {"steps", 3ull, 1ull},
           {"keep", 7ull, 1ull, true},
           {"count", 1ull, 1ull},
+          {"direct", 1ull, 1ull},
           {"crashes", 0ull, 0ull},
           {"hangs", 0ull, 0ull},
           {"partitions", 1ull, 0ull},
