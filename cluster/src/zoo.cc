@@ -207,6 +207,8 @@ constexpr uint64_t kStoreFieldMaxValue = 128 << 10;
 constexpr uint64_t kStoreFieldLeastValue = 1024;
 // The most tensors of its tensor-parallel batch put (zoo_workloads.h ZooScale::batch).
 constexpr uint64_t kStoreFieldMaxBatch = 3;
+// Each of its clients' segments, in largest values (ZooScale::segment).
+constexpr uint64_t kStoreFieldSegmentValues = 16;
 // Its master's put timeout (ZooScale::timeout_ms), which its other timings follow.
 constexpr uint64_t kStoreFieldPutTimeoutMs = 100;
 
@@ -345,6 +347,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
     zs.timeout_us = Knob(scale, "timeout_us", 0);
     zs.batch = Knob(scale, "batch", 0);
     zs.timeout_ms = Knob(scale, "timeout_ms", 0);
+    zs.segment = Knob(scale, "segment", 0);
     zs.tape = tape;
     zs.record_tape = true;
     SeedRun r = RunSeed(bug, seed, /*planted=*/!bug_name.empty(), zs);
@@ -362,6 +365,7 @@ sim::RunOutcome RunCandidate(const std::string& workload, const std::string& bug
                 {"keep", sim::KeepAll(r.zoo.scale.ops), 1, /*mask=*/true},
                 {"value", kStoreFieldMaxValue, kStoreFieldLeastValue},
                 {"batch", kStoreFieldMaxBatch, 1},
+                {"segment", kStoreFieldSegmentValues, 1},
                 {"timeout_ms", kStoreFieldPutTimeoutMs, kLeastTimeoutMs}};
     } else if (shape != nullptr && workload == "p2p") {
       *shape = {{"nodes", r.zoo.scale.nodes, 2},

@@ -39,7 +39,7 @@ class StoreField {
         scale_(scale),
         max_value_(scale.value != 0 ? std::max<uint64_t>(scale.value, kLeastValue)
                                     : kDefaultMaxValue),
-        segment_bytes_(16 * max_value_),
+        segment_bytes_((scale.segment != 0 ? scale.segment : 16) * max_value_),
         victim_value_(2 * max_value_) {}
   ZooRun Run();
   uint64_t BufferBytes() const { return std::max<uint64_t>(3 * max_value_, victim_value_); }

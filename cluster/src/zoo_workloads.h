@@ -47,8 +47,9 @@ namespace tidal::cluster {
 //   store-field also: keep, a keep-mask (sim/shrink.h) over those operations (item i is
 //                operation i of the list); victim: whether the crashing writer runs
 //                (without it one client is enough); fill: whether the fill runs; value:
-//                the largest value in bytes (0: 128 KiB; the segment is 16 values, the
-//                victim's puts 2 values; the draws are the same at any size)
+//                the largest value in bytes (0: 128 KiB; the segment is 16 values unless
+//                `segment` says otherwise, the victim's puts 2 values; the draws are the
+//                same at any size)
 struct ZooScale {
   size_t nodes = 0;
   size_t ops = 0;
@@ -59,6 +60,9 @@ struct ZooScale {
   // store-field also: the most tensors of a tensor-parallel batch put (0: the seed's 2 or
   // 3; the draw is the same at any cap).
   uint64_t batch = 0;
+  // store-field also: each client's segment in largest values (0: 16); the fill puts
+  // about twice a segment's worth.
+  uint64_t segment = 0;
   // store-field also: the master's put timeout in milliseconds (0: 100 ms); its reclaim
   // quarantine (1/5 of it), its sweep (1/20) and the wait after the writer crashed (4 of
   // it) follow it.

@@ -105,7 +105,8 @@ struct ZooShrinkResult {
 //   store-field  victim, fill (0/1), nodes (floor 1: 2 with the victim), ops (in all,
 //                dealt round robin to the clients, floor 1), keep (op i is item i),
 //                value (largest value, floor 1024), batch (most tensors of a
-//                tensor-parallel batch put, floor 1), timeout_ms (the master's put
+//                tensor-parallel batch put, floor 1), segment (each client's segment in
+//                largest values, floor 1), timeout_ms (the master's put
 //                timeout, which its quarantine, sweep and the wait after the writer's
 //                crash follow, floor 1)
 //   p2p          nodes (floor 2), ops (floor 1), timeout_us (the group's operation

@@ -1,7 +1,7 @@
 // Written by `tidal-sim shrink`: seed 1 of the store-field workload with store_unregistered_buffer planted, shrunk from
-//   victim=1 fill=1 nodes=4 ops=30 keep=0x3fffffff value=131072 batch=3 timeout_ms=100, 124 non-zero draws, 111 events, 0 faults
+//   victim=1 fill=1 nodes=4 ops=30 keep=0x3fffffff value=131072 batch=3 segment=16 timeout_ms=100, 124 non-zero draws, 111 events, 0 faults
 // to
-//   victim=0 fill=0 nodes=1 ops=1 keep=0x1 value=1024 batch=1 timeout_ms=1, 0 non-zero draws, 18 events, 0 faults.
+//   victim=0 fill=0 nodes=1 ops=1 keep=0x1 value=1024 batch=1 segment=1 timeout_ms=1, 0 non-zero draws, 18 events, 0 faults.
 // Invariant: put_from of '_' from an unregistered buffer answered TRANSFER_FAIL: put: replica on node#: FAILED/ADDRESS_NOT_REGISTERED after # bytes, not ADDRESS_NOT_REGISTERED
 // Its complaint: put_from of 'u0_0' from an unregistered buffer answered TRANSFER_FAIL(-800): put: replica on node1: FAILED/ADDRESS_NOT_REGISTERED after 0 bytes, not ADDRESS_...
 // The tape is read draw by draw: a change to the order in which the simulator draws
@@ -21,6 +21,7 @@ tidal::sim::Scale Seed1StoreFieldStoreUnregisteredBufferScale() {
           {"keep", 1ull, 1ull, true},
           {"value", 1024ull, 1024ull},
           {"batch", 1ull, 1ull},
+          {"segment", 1ull, 1ull},
           {"timeout_ms", 1ull, 1ull}};
 }
 
