@@ -190,13 +190,14 @@ constexpr uint64_t kMixedGroupTimeoutMs = 5000;
 // The least operation timeout the mixed campaign's knob tries.
 constexpr uint64_t kLeastTimeoutMs = 1;
 
-// Knobs that shorten a timeout: a correct run may fail under a short one too, so a
-// candidate that lowers one counts as failing only when the same run without the bug
-// passes (ShrinkZooSeed).
-bool LowersATimeout(const sim::Scale& scale, const sim::Scale& original) {
+// Knobs that shorten a timeout or shrink the store's room: a correct run may fail under
+// a short timeout or a small segment too, so a candidate that lowers one counts as
+// failing only when the same run without the bug passes (ShrinkZooSeed).
+bool LowersALimit(const sim::Scale& scale, const sim::Scale& original) {
   for (size_t k = 0; k < scale.size() && k < original.size(); ++k) {
-    const bool timeout = scale[k].name == "timeout_ms" || scale[k].name == "timeout_us";
-    if (timeout && scale[k].value < original[k].value) return true;
+    const std::string& n = scale[k].name;
+    const bool limit = n == "timeout_ms" || n == "timeout_us" || n == "segment";
+    if (limit && scale[k].value < original[k].value) return true;
   }
   return false;
 }
@@ -441,7 +442,7 @@ Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::st
   out.original_failure = first.failure;
   sim::ScaledRunFn run = [&](const sim::Scale& s, const std::vector<uint64_t>& draws) {
     sim::RunOutcome r = RunCandidate(workload, bug, seed, &s, &draws, nullptr);
-    if (r.invariant == first.invariant && !bug.empty() && LowersATimeout(s, scale) &&
+    if (r.invariant == first.invariant && !bug.empty() && LowersALimit(s, scale) &&
         !RunCandidate(workload, "", seed, &s, &draws, nullptr).invariant.empty()) {
       r.invariant = "(fails without the bug too)";
     }

@@ -113,9 +113,9 @@ struct ZooShrinkResult {
 //                timeout, floor 100)
 //   peer-loss    nodes (floor 2), ops (floor 1)
 // Every knob's default is the seed's own run; a smaller value keeps the seed's draws. A
-// candidate that lowers a timeout (timeout_ms, timeout_us) counts as breaking the
-// invariant only when the same run without the bug passes: a short timeout can fail a
-// correct run too.
+// candidate that lowers a timeout (timeout_ms, timeout_us) or a store-field segment
+// counts as breaking the invariant only when the same run without the bug passes: a short
+// timeout or a small segment can fail a correct run too.
 // INVALID_PARAMS for an unknown workload or bug, or a seed that passes.
 Result<ZooShrinkResult> ShrinkZooSeed(const std::string& workload, const std::string& bug,
                                       uint64_t seed, const sim::ShrinkOptions& options);
