@@ -235,6 +235,12 @@ int Shrink(const po::variables_map& vm) {
       return 2;
     }
   }
+  // The batches the shrunk run submits: those its keep-mask keeps (from the 64th on, all).
+  const uint64_t all_batches = s.options.nodes * s.options.ops_per_node;
+  uint64_t batches_run = all_batches > 64 ? all_batches - 64 : 0;
+  for (uint64_t i = 0; i < std::min<uint64_t>(all_batches, 64); ++i) {
+    batches_run += (s.options.batch_mask >> i) & 1;
+  }
   if (json) {
     nlohmann::json j = {{"seed", o.seed},
                         {"invariant", s.invariant},
@@ -243,6 +249,7 @@ int Shrink(const po::variables_map& vm) {
                                       {"draws", s.original_length}, {"nonzero_draws", s.original_nonzero},
                                       {"events", s.original_events}, {"faults", s.original_faults}}},
                         {"shrunk", {{"nodes", s.options.nodes}, {"ops_per_node", s.options.ops_per_node},
+                                    {"batch_mask", s.options.batch_mask}, {"batches", batches_run},
                                     {"draws", s.shrunk_length}, {"nonzero_draws", s.shrunk_nonzero},
                                     {"events", s.shrunk_events}, {"faults", s.shrunk_faults}}},
                         {"runs", s.runs},
@@ -254,6 +261,8 @@ int Shrink(const po::variables_map& vm) {
   std::printf("  %-16s %12s %12s\n", "", "original", "shrunk");
   std::printf("  %-16s %12zu %12zu\n", "nodes", s.original_nodes, s.options.nodes);
   std::printf("  %-16s %12zu %12zu\n", "batches/node", s.original_ops, s.options.ops_per_node);
+  std::printf("  %-16s %12zu %12" PRIu64 "\n", "batches run", s.original_nodes * s.original_ops,
+              batches_run);
   std::printf("  %-16s %12zu %12zu\n", "tape draws", s.original_length, s.shrunk_length);
   std::printf("  %-16s %12zu %12zu\n", "non-zero draws", s.original_nonzero, s.shrunk_nonzero);
   std::printf("  %-16s %12" PRIu64 " %12" PRIu64 "\n", "trace events", s.original_events,
