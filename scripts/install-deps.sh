@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git python3
   libgtest-dev libgmock-dev libbenchmark-dev
-  libboost-program-options-dev nlohmann-json3-dev libasio-dev
+  libboost-program-options-dev nlohmann-json3-dev libasio-dev libjemalloc-dev
   libucx-dev ucx-utils
   libibverbs-dev librdmacm-dev ibverbs-utils perftest
   etcd-server libcurl4-openssl-dev
