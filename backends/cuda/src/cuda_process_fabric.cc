@@ -44,21 +44,12 @@ using proc::RecvFrame;
 using proc::SendFrame;
 using proc::Writer;
 
-enum MsgType : uint8_t {
-  kHello = proc::kHello,
-  kReply = proc::kReply,
-  kEvents = proc::kEvents,
-  kInstall = proc::kInstall,
-  kRegister = proc::kRegister,
-  kUnregister = proc::kUnregister,
-  kConnect = proc::kConnect,
-  kSubmit = proc::kSubmit,
-  kCancel = proc::kCancel,
-  kNotify = proc::kNotify,
-  kAlloc = 17,   // cudaMalloc in the child
-  kFree = 18,
-  kWrite = 19,   // parent bytes -> child memory
-  kRead = 20,    // child memory -> parent bytes
+using enum proc::FrameType;
+enum OwnFrame : uint8_t {
+  kAlloc = kFirstOwn,  // cudaMalloc in the child
+  kFree,
+  kWrite,              // parent bytes -> child memory
+  kRead,               // child memory -> parent bytes
 };
 
 // CopyIn/CopyOut of child memory move at most this much per round trip.

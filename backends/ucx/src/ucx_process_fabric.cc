@@ -40,18 +40,9 @@ using proc::RecvFrame;
 using proc::SendFrame;
 using proc::Writer;
 
-enum MsgType : uint8_t {
-  kHello = proc::kHello,
-  kReply = proc::kReply,
-  kEvents = proc::kEvents,
-  kInstall = proc::kInstall,
-  kRegister = proc::kRegister,
-  kUnregister = proc::kUnregister,
-  kConnect = proc::kConnect,
-  kSubmit = proc::kSubmit,
-  kCancel = proc::kCancel,
-  kNotify = proc::kNotify,
-  kStats = 17,
+using enum proc::FrameType;
+enum OwnFrame : uint8_t {
+  kStats = kFirstOwn,
 };
 
 // The fixed addresses an arena may take, tried in order (the same in every process):

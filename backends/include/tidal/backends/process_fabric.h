@@ -115,7 +115,8 @@ bool ParseHostArgs(int argc, char** argv, const char* program, const char* usage
 
 constexpr uint32_t kMaxFrame = 64u << 20;  // a frame body never exceeds this
 
-// The frame types every process fabric shares; a fabric numbers its own requests from 17.
+// The frame types every process fabric shares; a fabric numbers its own requests from
+// kFirstOwn (`using enum proc::FrameType;` then its own enum starting there).
 enum FrameType : uint8_t {
   kHello = 1,      // child -> parent, id 0: status of the arena mapping
   kReply = 2,      // child -> parent: the answer to request `id`
@@ -127,6 +128,7 @@ enum FrameType : uint8_t {
   kSubmit = 14,
   kCancel = 15,
   kNotify = 16,
+  kFirstOwn = 17,  // the first number of a fabric's own requests
 };
 
 class Writer {
