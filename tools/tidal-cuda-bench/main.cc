@@ -167,7 +167,7 @@ int Transfer(const po::variables_map& vm) {
   for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
     // A window: w requests to w distinct ranges of the buffers (as many as fit), one batch.
     const uint64_t w = std::min<uint64_t>(window, max / size);
-    const int n = std::max(1, static_cast<int>(Iters(size * w, iters)));
+    const int n = Iters(size * w, iters);
     std::vector<tidal::TransferRequest> reqs;
     for (uint64_t k = 0; k < w; ++k) {
       reqs.push_back({tidal::TransferOp::kWrite, reinterpret_cast<uint64_t>(src) + k * size, size,
