@@ -151,9 +151,95 @@ int Holder(const std::string& master, uint64_t segment_bytes) {
   return 0;
 }
 
-// --role client: put, get (checked), remove `count` objects of `size` bytes; prints one
-// JSON line with the phase times and every latency.
-int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count, bool cached) {
+// One client process of the benchmark: a RealNode and `sessions` client sessions on it
+// (each its own objects and keys), all driven by the node's one event loop.
+struct Session {
+  uint64_t id = 0;
+  std::string prefix;            // key prefix, unique per session and process
+  std::vector<uint8_t> values;   // count x size: the bytes each object must hold
+  std::vector<uint8_t> dst;      // zero-copy gets land here (registered), size bytes
+  std::vector<double> lat;       // this phase's latencies, us
+  uint64_t errors = 0;
+  std::string first_error;
+};
+
+enum class Op { kPut, kGet, kRemove };
+
+struct ClientBench {
+  cluster::RealNode* node = nullptr;
+  uint64_t size = 0, count = 0;
+  bool zero_copy = false;
+  store::ReplicateConfig rc;
+  std::vector<Session> sessions;
+};
+
+// One call, timed; the bytes of a get are checked after the clock stopped (every byte, as
+// redis-benchmark does not, so the check is not charged to tidal's latency).
+Task<void> RunOp(ClientBench& b, Session& s, Op op, uint64_t k) {
+  store::StoreClient& st = b.node->store();
+  const std::string key = s.prefix + std::to_string(k);
+  const uint8_t* want = s.values.data() + k * b.size;
+  Status status = Status::Ok();
+  std::string got;  // the copying Get's answer
+  const double t0 = Now();
+  if (op == Op::kPut) {
+    if (b.zero_copy) {
+      status = co_await st.PutFrom(key, want, b.size, b.rc);
+    } else {
+      status = co_await st.Put(key, std::string(reinterpret_cast<const char*>(want), b.size), b.rc);
+    }
+  } else if (op == Op::kGet) {
+    if (b.zero_copy) {
+      Result<uint64_t> n = co_await st.GetInto(key, s.dst.data(), s.dst.size());
+      status = n.status();
+      if (n.ok() && *n != b.size) {
+        status = Status(ErrorCode::CHECKSUM_MISMATCH, "size " + std::to_string(*n) + " came back");
+      }
+    } else {
+      Result<std::string> v = co_await st.Get(key);
+      status = v.status();
+      if (v.ok()) got = std::move(*v);
+    }
+  } else {
+    // force: the gets just took leases; the memory is kept until they end.
+    status = co_await st.Remove(key, /*force=*/true);
+  }
+  s.lat.push_back((Now() - t0) * 1e6);
+  if (status.ok() && op == Op::kGet) {
+    const bool same = b.zero_copy ? std::memcmp(s.dst.data(), want, b.size) == 0
+                                  : got.size() == b.size && std::memcmp(got.data(), want, b.size) == 0;
+    if (!same) status = Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back for " + key);
+  }
+  if (!status.ok() && s.errors++ == 0) {
+    const char* what = op == Op::kPut ? "put" : op == Op::kGet ? "get" : "remove";
+    s.first_error = std::string(what) + ": " + status.ToString();
+  }
+}
+
+struct Join {
+  explicit Join(Env& env) : done(env) {}
+  uint64_t left = 0;
+  OneShot<bool> done;
+};
+
+Task<void> RunSession(ClientBench& b, Session& s, Op op, std::shared_ptr<Join> join) {
+  for (uint64_t k = 0; k < b.count; ++k) co_await RunOp(b, s, op, k);
+  if (--join->left == 0) join->done.Set(true);
+}
+
+// Every session runs the phase at once, each its objects one call after the other.
+Task<void> RunPhase(ClientBench& b, Op op) {
+  auto join = std::make_shared<Join>(b.node->env());
+  join->left = b.sessions.size();
+  for (Session& s : b.sessions) Spawn(b.node->env(), RunSession(b, s, op, join));
+  co_await join->done.Wait();
+}
+
+// --role client: `sessions` sessions on one node put, get (checked), get again and remove
+// `count` objects of `size` bytes each; prints one JSON line with the phase times (wall
+// time of the whole phase, every session included) and every latency.
+int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t size,
+           uint64_t count, bool cached, bool zero_copy) {
   cluster::RealNodeOptions o;
   o.cached_gets = cached;
   o.name = "client" + std::to_string(id) + "-" + std::to_string(getpid());
@@ -165,30 +251,47 @@ int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count
     return 2;
   }
   cluster::RealNode& node = **made;
-  std::vector<std::string> values;
-  for (uint64_t k = 0; k < count; ++k) values.push_back(Value(id, k, size));
-  store::ReplicateConfig rc;
-  rc.preferred_segments = {"holder"};
-  nlohmann::json out = {{"id", id}};
-  uint64_t errors = 0;
-  std::string first_error;
+  ClientBench b;
+  b.node = &node;
+  b.size = size;
+  b.count = count;
+  b.zero_copy = zero_copy;
+  b.rc.preferred_segments = {"holder"};
+  b.sessions.resize(sessions);
+  for (uint64_t i = 0; i < sessions; ++i) {
+    Session& s = b.sessions[i];
+    s.id = id + i;
+    s.prefix = "c" + std::to_string(s.id) + "-" + std::to_string(getpid()) + "-";
+    s.values.resize(count * size);
+    for (uint64_t k = 0; k < count; ++k) {
+      const std::string v = Value(s.id, k, size);
+      std::memcpy(s.values.data() + k * size, v.data(), size);
+    }
+    if (zero_copy) {
+      s.dst.assign(size, 0);
+      for (std::vector<uint8_t>* buf : {&s.values, &s.dst}) {
+        Status st = node.Run(node.store().RegisterBuffer(buf->data(), buf->size()));
+        if (!st.ok()) {
+          std::printf("{\"error\":%s}\n",
+                      nlohmann::json("register: " + st.ToString()).dump().c_str());
+          return 2;
+        }
+      }
+    }
+  }
+  nlohmann::json out = {{"id", id}, {"sessions", sessions}};
   // The client transport's progress-thread waits during each phase (UcxTransportStats):
   // a wait that ran out at its bound with work UCX had not signalled is time lost.
   auto* ucx = dynamic_cast<backends::ucx::UcxTransport*>(&node.engine().transport());
-  auto phase = [&](const char* name, auto call) {
+  auto phase = [&](const char* name, Op op) {
     const backends::ucx::UcxTransportStats before =
         ucx != nullptr ? ucx->stats() : backends::ucx::UcxTransportStats{};
-    std::vector<double> lat;
+    for (Session& s : b.sessions) s.lat.clear();
     const double start = Now();
-    for (uint64_t k = 0; k < count; ++k) {
-      const double t0 = Now();
-      Status st = call(k);
-      if (!st.ok()) {
-        if (errors++ == 0) first_error = std::string(name) + ": " + st.ToString();
-      }
-      lat.push_back((Now() - t0) * 1e6);
-    }
+    node.Run(RunPhase(b, op));
     out[std::string(name) + "_s"] = Now() - start;
+    std::vector<double> lat;
+    for (Session& s : b.sessions) lat.insert(lat.end(), s.lat.begin(), s.lat.end());
     out[std::string(name) + "_us"] = lat;
     const backends::ucx::UcxTransportStats after =
         ucx != nullptr ? ucx->stats() : backends::ucx::UcxTransportStats{};
@@ -197,23 +300,23 @@ int Client(const std::string& master, uint64_t id, uint64_t size, uint64_t count
                                        {"idle_timeouts", after.idle_timeouts - before.idle_timeouts},
                                        {"stalls", after.stalls - before.stalls}};
   };
-  const std::string prefix = "c" + std::to_string(id) + "-" + std::to_string(getpid()) + "-";
-  phase("put", [&](uint64_t k) {
-    return node.Run(node.store().Put(prefix + std::to_string(k), values[k], rc));
-  });
-  auto get = [&](uint64_t k) {
-    Result<std::string> v = node.Run(node.store().Get(prefix + std::to_string(k)));
-    if (!v.ok()) return v.status();
-    return *v == values[k] ? Status::Ok()
-                           : Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back");
-  };
-  phase("get", get);
-  phase("reget", get);
+  phase("put", Op::kPut);
+  phase("get", Op::kGet);
+  phase("reget", Op::kGet);
   out["cached_gets"] = node.store().stats().cached_gets;
-  phase("remove", [&](uint64_t k) {
-    // force: the gets just took leases; the memory is kept until they end.
-    return node.Run(node.store().Remove(prefix + std::to_string(k), /*force=*/true));
-  });
+  phase("remove", Op::kRemove);
+  uint64_t errors = 0;
+  std::string first_error;
+  for (const Session& s : b.sessions) {
+    if (s.errors > 0 && errors == 0) first_error = s.first_error;
+    errors += s.errors;
+  }
+  if (zero_copy) {
+    for (Session& s : b.sessions) {
+      (void)node.Run(node.store().UnregisterBuffer(s.values.data()));
+      (void)node.Run(node.store().UnregisterBuffer(s.dst.data()));
+    }
+  }
   out["errors"] = errors;
   out["first_error"] = first_error;
   std::printf("%s\n", out.dump().c_str());
@@ -229,22 +332,40 @@ struct Measured {
   bool ok = false;
 };
 
+// The client JSON line of a client process; UCX may log lines of its own on stdout first
+// (passed on to stderr).
+std::optional<std::string> ReadJsonLine(Child& c) {
+  for (;;) {
+    std::optional<std::string> line = ReadLine(c);
+    if (!line || (!line->empty() && line->front() == '{')) return line;
+    std::fprintf(stderr, "tidal-bench store: client output: %s\n", line->c_str());
+  }
+}
+
+// `clients` sessions: one client process running them all on its event loop
+// (Shape::kSessions), or one process each (Shape::kProcesses).
+enum class Shape { kSessions, kProcesses };
+
 Measured RunTidal(const std::string& self, const std::string& master, uint64_t size,
-                  uint64_t clients, uint64_t count, bool cached) {
+                  uint64_t clients, uint64_t count, bool cached, Shape shape, bool zero_copy) {
   Measured m;
   std::vector<Child> kids;
-  for (uint64_t i = 0; i < clients; ++i) {
+  const uint64_t procs = shape == Shape::kSessions ? 1 : clients;
+  const uint64_t per_proc = shape == Shape::kSessions ? clients : 1;
+  for (uint64_t i = 0; i < procs; ++i) {
     std::vector<std::string> args = {self, "store", "--role", "client", "--master", master,
-                                     "--id", std::to_string(i), "--size", std::to_string(size),
+                                     "--id", std::to_string(i), "--sessions",
+                                     std::to_string(per_proc), "--size", std::to_string(size),
                                      "--count", std::to_string(count)};
     if (!cached) args.push_back("--no-cache");
+    if (zero_copy) args.push_back("--zero-copy");
     kids.push_back(Spawn(args));
   }
   std::vector<double> put_lat, get_lat, reget_lat;
   double put_s = 0, get_s = 0, reget_s = 0;
   uint64_t done = 0;
   for (Child& k : kids) {
-    std::optional<std::string> line = ReadLine(k);
+    std::optional<std::string> line = ReadJsonLine(k);
     Stop(k);
     if (!line) continue;
     nlohmann::json j = nlohmann::json::parse(*line, nullptr, false);
@@ -275,7 +396,7 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     for (double v : j["get_us"]) get_lat.push_back(v);
     for (double v : j["reget_us"]) reget_lat.push_back(v);
   }
-  if (done != clients || put_s <= 0 || get_s <= 0 || reget_s <= 0) return m;
+  if (done != procs || put_s <= 0 || get_s <= 0 || reget_s <= 0) return m;
   const double ops = static_cast<double>(clients * count);
   m.put_ops = ops / put_s;
   m.get_ops = ops / get_s;
@@ -332,6 +453,24 @@ Measured RunRedis(int port, uint64_t size, uint64_t clients, uint64_t requests) 
   return m;
 }
 
+// /proc/loadavg's 1, 5 and 15 minute load averages (empty if unreadable).
+std::vector<double> LoadAverage() {
+  std::vector<double> out;
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return out;
+  double a = 0, b = 0, c = 0;
+  if (std::fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3) out = {a, b, c};
+  std::fclose(f);
+  return out;
+}
+
+std::string LoadText(const std::vector<double>& l) {
+  if (l.size() != 3) return "?";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.2f %.2f %.2f", l[0], l[1], l[2]);
+  return buf;
+}
+
 uint64_t ParseSize(std::string s) {
   uint64_t mult = 1;
   if (!s.empty() && (s.back() == 'K' || s.back() == 'k')) mult = 1 << 10;
@@ -351,14 +490,15 @@ std::vector<uint64_t> List(const std::string& text, bool sizes) {
 }  // namespace
 
 int RunStoreBench(int argc, char** argv) {
-  std::string role, master, sizes = "4K,16M", clients = "1,16";
+  std::string role, master, sizes = "4K,16M", clients = "1,16", shape_name = "sessions",
+                            api = "auto";
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
-           large_bytes = 128ull << 20;
+           large_bytes = 128ull << 20, sessions = 1;
   int redis_port = 16379;
-  bool json = false, no_redis = false, no_cache = false;
+  bool json = false, no_redis = false, no_cache = false, zero_copy = false;
   po::options_description opts(
       "tidal-bench store [options]: the store between processes (tidal-master, a holder, C "
-      "client processes, over UCX) beside redis-server + redis-benchmark SET/GET");
+      "client sessions over UCX) beside redis-server + redis-benchmark SET/GET");
   opts.add_options()("help,h", "this help")(
       "sizes", po::value(&sizes)->default_value(sizes), "value sizes (K, M suffixes)")(
       "clients", po::value(&clients)->default_value(clients), "client counts")(
@@ -370,11 +510,19 @@ int RunStoreBench(int argc, char** argv) {
       "no-redis", po::bool_switch(&no_redis), "do not run redis")(
       "no-cache", po::bool_switch(&no_cache),
       "clients ask the master for every get (no replica lists cached under leases)")(
+      "shape", po::value(&shape_name)->default_value(shape_name),
+      "sessions: the C clients are C concurrent sessions of one client process on its one "
+      "event loop (as redis-benchmark -c C is one process with C connections); processes: "
+      "C client processes of one session each")(
+      "api", po::value(&api)->default_value(api),
+      "copy: Put/Get of strings; zero-copy: PutFrom/GetInto registered buffers; auto: "
+      "zero-copy from 1 MiB, copy below")(
       "json", po::bool_switch(&json), "print JSON after the table");
   po::options_description hidden;
   hidden.add_options()("role", po::value(&role))("master", po::value(&master))(
       "id", po::value(&id))("size", po::value(&size))("count", po::value(&count))(
-      "segment", po::value(&segment_bytes));
+      "segment", po::value(&segment_bytes))("sessions", po::value(&sessions))(
+      "zero-copy", po::bool_switch(&zero_copy));
   po::options_description all;
   all.add(opts).add(hidden);
   po::variables_map vm;
@@ -390,7 +538,21 @@ int RunStoreBench(int argc, char** argv) {
     return 0;
   }
   if (role == "holder") return Holder(master, segment_bytes);
-  if (role == "client") return Client(master, id, size, count, !no_cache);
+  if (role == "client") return Client(master, id, sessions, size, count, !no_cache, zero_copy);
+  if (shape_name != "sessions" && shape_name != "processes") {
+    std::cerr << "tidal-bench store: --shape must be sessions or processes, not '" << shape_name
+              << "'\n";
+    return 2;
+  }
+  if (api != "copy" && api != "zero-copy" && api != "auto") {
+    std::cerr << "tidal-bench store: --api must be copy, zero-copy or auto, not '" << api
+              << "'\n";
+    return 2;
+  }
+  const Shape shape = shape_name == "sessions" ? Shape::kSessions : Shape::kProcesses;
+  auto zero_copy_for = [&](uint64_t s) {
+    return api == "zero-copy" || (api == "auto" && s >= (1ull << 20));
+  };
 
   const std::string self = SelfDir() + "/tidal-bench";
   // tidal-master on a free loopback port.
@@ -429,22 +591,36 @@ int RunStoreBench(int argc, char** argv) {
                    "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"});
     usleep(500'000);
   }
-  const char* tls = std::getenv("UCX_TLS");
+  const char* tls_env = std::getenv("UCX_TLS");
+  const std::string tls = tls_env == nullptr ? "(UCX default)" : tls_env;
+  const std::vector<double> load_start = LoadAverage();
   std::printf("tidal-bench store: tidal (UCX_TLS=%s, tidal-master %s, cached gets %s) vs "
-              "redis-server 127.0.0.1:%d\n", tls == nullptr ? "(UCX default)" : tls,
-              master.c_str(), no_cache ? "off" : "on", redis_port);
+              "redis-server 127.0.0.1:%d; load average %s\n", tls.c_str(), master.c_str(),
+              no_cache ? "off" : "on", redis_port, LoadText(load_start).c_str());
+  std::printf("shape: %s; api: %s\n",
+              shape == Shape::kSessions
+                  ? "sessions (C clients = C concurrent sessions of ONE client process, one "
+                    "event loop; redis-benchmark -c C is one process with C connections)"
+                  : "processes (C clients = C client processes of one session each)",
+              api == "auto" ? "auto (Put/Get strings below 1 MiB, PutFrom/GetInto registered "
+                              "buffers from 1 MiB)"
+                            : api.c_str());
   std::printf("ops/s per phase (put=SET, get=GET; get: first read of each object, again: "
-              "second), GB/s, latency p50/p99 in us; x: tidal/redis\n");
-  std::printf("%8s %4s | %9s %9s %9s %7s %8s %8s %8s | %9s %9s %7s %8s %8s | %6s %7s %6s\n",
+              "second), GB/s, latency p50/p99 in us; x: tidal/redis; load: 1-min load average "
+              "before the row\n");
+  std::printf("%8s %4s | %9s %9s %9s %7s %8s %8s %8s | %9s %9s %7s %8s %8s | %6s %7s %6s | "
+              "%5s\n",
               "size", "cli", "put/s", "get/s", "again/s", "getGB/s", "get p50", "get p99",
               "agn p50", "SET/s", "GET/s", "GETGB/s", "GET p50", "GET p99", "get x", "again x",
-              "GB x");
+              "GB x", "load");
   nlohmann::json rows = nlohmann::json::array();
   bool ok = true;
   for (uint64_t s : size_list) {
     for (uint64_t c : client_list) {
       const uint64_t per = s < (1 << 20) ? small_ops : std::max<uint64_t>(1, large_bytes / s);
-      Measured t = RunTidal(self, master, s, c, per, !no_cache);
+      const std::vector<double> load_row = LoadAverage();
+      const bool zc = zero_copy_for(s);
+      Measured t = RunTidal(self, master, s, c, per, !no_cache, shape, zc);
       // redis-benchmark needs enough requests to time small values well.
       const uint64_t redis_requests = std::max<uint64_t>(c * per, s < (1 << 20) ? 20000 : 0);
       Measured r = no_redis ? Measured{} : RunRedis(redis_port, s, c, redis_requests);
@@ -453,15 +629,18 @@ int RunStoreBench(int argc, char** argv) {
       const double ratio_again = r.get_ops > 0 ? t.reget_ops / r.get_ops : 0;
       const double ratio_gb = r.get_gbps > 0 ? t.get_gbps / r.get_gbps : 0;
       std::printf("%8llu %4llu | %9.0f %9.0f %9.0f %7.2f %8.0f %8.0f %8.0f | %9.0f %9.0f %7.2f "
-                  "%8.0f %8.0f | %6.2f %7.2f %6.2f%s\n",
+                  "%8.0f %8.0f | %6.2f %7.2f %6.2f | %5.2f%s\n",
                   static_cast<unsigned long long>(s), static_cast<unsigned long long>(c),
                   t.put_ops, t.get_ops, t.reget_ops, t.get_gbps, t.get_p50, t.get_p99,
                   t.reget_p50, r.put_ops, r.get_ops, r.get_gbps, r.get_p50, r.get_p99,
-                  ratio_ops, ratio_again, ratio_gb, t.ok ? "" : "  (tidal: errors)");
+                  ratio_ops, ratio_again, ratio_gb, load_row.empty() ? 0.0 : load_row[0],
+                  t.ok ? "" : "  (tidal: errors)");
       std::fflush(stdout);
       rows.push_back({{"size", s},
                       {"clients", c},
                       {"objects_per_client", per},
+                      {"api", zc ? "zero-copy" : "copy"},
+                      {"load_avg_before", load_row},
                       {"tidal", {{"put_ops", t.put_ops}, {"get_ops", t.get_ops},
                                  {"put_gbps", t.put_gbps}, {"get_gbps", t.get_gbps},
                                  {"put_p50_us", t.put_p50}, {"put_p99_us", t.put_p99},
@@ -482,7 +661,17 @@ int RunStoreBench(int argc, char** argv) {
                       {"get_gbps_ratio", ratio_gb}});
     }
   }
-  if (json) std::cout << nlohmann::json{{"store", rows}}.dump(2) << "\n";
+  if (json) {
+    std::cout << nlohmann::json{{"store", rows},
+                                {"ucx_tls", tls},
+                                {"shape", shape == Shape::kSessions ? "sessions" : "processes"},
+                                {"api", api},
+                                {"cached_gets", !no_cache},
+                                {"load_avg_start", load_start},
+                                {"load_avg_end", LoadAverage()}}
+                     .dump(2)
+              << "\n";
+  }
   Stop(redis);
   Stop(holder);
   Stop(tm);
