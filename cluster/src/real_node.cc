@@ -8,7 +8,9 @@
 namespace tidal::cluster {
 
 RealNode::RealNode(RealNodeOptions options)
-    : options_(std::move(options)), env_(options_.name) {}
+    : options_(std::move(options)), env_(options_.name) {
+  env_.SetSpinNs(options_.env_spin_ns);
+}
 
 RealNode::~RealNode() {
   groups_.clear();  // before the engine and messenger they hook into
@@ -20,6 +22,9 @@ RealNode::~RealNode() {
 Result<std::unique_ptr<RealNode>> RealNode::Start(RealNodeOptions options) {
   if (options.name.empty() || options.master.empty()) {
     return Status(ErrorCode::INVALID_PARAMS, "RealNode: a name and tidal-master's address are needed");
+  }
+  if (options.slice_bytes == 0) {
+    return Status(ErrorCode::INVALID_PARAMS, "RealNode: slice_bytes must be at least 1");
   }
   std::unique_ptr<RealNode> node(new RealNode(std::move(options)));
   backends::tcp::MasterLinkOptions lo;
@@ -44,6 +49,7 @@ Task<Status> RealNode::SetUp() {
   if (!st.ok()) co_return Status(st.code(), "publish to tidal-master " + master + ": " + st.ToString());
   TransferEngineOptions eo;
   eo.transfer_timeout_ns = options_.timeout_ns;
+  eo.slice_bytes = options_.slice_bytes;
   engine_ = std::make_unique<TransferEngine>(env_, std::make_unique<backends::ucx::UcxTransport>(),
                                              link_->metadata(), options_.name, eo);
   st = co_await engine_->Start();

@@ -120,8 +120,9 @@ double Percentile(std::vector<double> v, double p) {
 volatile sig_atomic_t g_stop = 0;
 
 // --role holder: lends a segment and waits for SIGTERM.
-int Holder(const std::string& master, uint64_t segment_bytes) {
+int Holder(const std::string& master, uint64_t segment_bytes, uint64_t slice_bytes) {
   cluster::RealNodeOptions o;
+  o.slice_bytes = slice_bytes;
   o.name = "holder";
   o.master = master;
   o.segment_bytes = segment_bytes;
@@ -239,8 +240,11 @@ Task<void> RunPhase(ClientBench& b, Op op) {
 // `count` objects of `size` bytes each; prints one JSON line with the phase times (wall
 // time of the whole phase, every session included) and every latency.
 int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t size,
-           uint64_t count, bool cached, bool zero_copy) {
+           uint64_t count, bool cached, bool zero_copy, uint64_t slice_bytes,
+           uint64_t spin_ns) {
   cluster::RealNodeOptions o;
+  o.slice_bytes = slice_bytes;
+  o.env_spin_ns = spin_ns;
   o.cached_gets = cached;
   o.name = "client" + std::to_string(id) + "-" + std::to_string(getpid());
   o.master = master;
@@ -347,7 +351,8 @@ std::optional<std::string> ReadJsonLine(Child& c) {
 enum class Shape { kSessions, kProcesses };
 
 Measured RunTidal(const std::string& self, const std::string& master, uint64_t size,
-                  uint64_t clients, uint64_t count, bool cached, Shape shape, bool zero_copy) {
+                  uint64_t clients, uint64_t count, bool cached, Shape shape, bool zero_copy,
+                  uint64_t slice_bytes, uint64_t spin_us) {
   Measured m;
   std::vector<Child> kids;
   const uint64_t procs = shape == Shape::kSessions ? 1 : clients;
@@ -356,7 +361,9 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     std::vector<std::string> args = {self, "store", "--role", "client", "--master", master,
                                      "--id", std::to_string(i), "--sessions",
                                      std::to_string(per_proc), "--size", std::to_string(size),
-                                     "--count", std::to_string(count)};
+                                     "--count", std::to_string(count), "--slice-bytes",
+                                     std::to_string(slice_bytes), "--client-spin-us",
+                                     std::to_string(spin_us)};
     if (!cached) args.push_back("--no-cache");
     if (zero_copy) args.push_back("--zero-copy");
     kids.push_back(Spawn(args));
@@ -493,7 +500,9 @@ int RunStoreBench(int argc, char** argv) {
   std::string role, master, sizes = "4K,16M", clients = "1,16", shape_name = "sessions",
                             api = "auto";
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
-           large_bytes = 128ull << 20, sessions = 1;
+           large_bytes = 128ull << 20, sessions = 1,
+           slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 0,
+           master_spin_us = 0;
   int redis_port = 16379;
   bool json = false, no_redis = false, no_cache = false, zero_copy = false;
   po::options_description opts(
@@ -514,6 +523,13 @@ int RunStoreBench(int argc, char** argv) {
       "sessions: the C clients are C concurrent sessions of one client process on its one "
       "event loop (as redis-benchmark -c C is one process with C connections); processes: "
       "C client processes of one session each")(
+      "slice-bytes", po::value(&slice_bytes)->default_value(slice_bytes),
+      "the engine's slice size in every tidal process (RealNodeOptions::slice_bytes)")(
+      "client-spin-us", po::value(&client_spin_us)->default_value(client_spin_us),
+      "a client process's event loop polls this long for an answer before it sleeps "
+      "(RealNodeOptions::env_spin_ns; 0: sleep at once)")(
+      "master-spin-us", po::value(&master_spin_us)->default_value(master_spin_us),
+      "tidal-master --spin-us: its event loop polls this long for a request before it sleeps")(
       "api", po::value(&api)->default_value(api),
       "copy: Put/Get of strings; zero-copy: PutFrom/GetInto registered buffers; auto: "
       "zero-copy from 1 MiB, copy below")(
@@ -537,8 +553,15 @@ int RunStoreBench(int argc, char** argv) {
     std::cout << opts << "\n";
     return 0;
   }
-  if (role == "holder") return Holder(master, segment_bytes);
-  if (role == "client") return Client(master, id, sessions, size, count, !no_cache, zero_copy);
+  if (slice_bytes == 0) {
+    std::cerr << "tidal-bench store: --slice-bytes must be at least 1\n";
+    return 2;
+  }
+  if (role == "holder") return Holder(master, segment_bytes, slice_bytes);
+  if (role == "client") {
+    return Client(master, id, sessions, size, count, !no_cache, zero_copy, slice_bytes,
+                  client_spin_us * 1000);
+  }
   if (shape_name != "sessions" && shape_name != "processes") {
     std::cerr << "tidal-bench store: --shape must be sessions or processes, not '" << shape_name
               << "'\n";
@@ -556,7 +579,8 @@ int RunStoreBench(int argc, char** argv) {
 
   const std::string self = SelfDir() + "/tidal-bench";
   // tidal-master on a free loopback port.
-  Child tm = Spawn({SelfDir() + "/tidal-master", "--listen", "127.0.0.1:0"});
+  Child tm = Spawn({SelfDir() + "/tidal-master", "--listen", "127.0.0.1:0", "--spin-us",
+                    std::to_string(master_spin_us)});
   std::optional<std::string> ready = ReadLine(tm);
   const std::string prefix = "tidal-master listening on ";
   if (!ready || ready->rfind(prefix, 0) != 0) {
@@ -576,7 +600,7 @@ int RunStoreBench(int argc, char** argv) {
     }
   }
   Child holder = Spawn({self, "store", "--role", "holder", "--master", master, "--segment",
-                        std::to_string(segment)});
+                        std::to_string(segment), "--slice-bytes", std::to_string(slice_bytes)});
   std::optional<std::string> hready = ReadLine(holder);
   if (!hready || *hready != "ready") {
     std::cerr << "tidal-bench store: the holder did not start (" << hready.value_or("no output")
@@ -620,7 +644,8 @@ int RunStoreBench(int argc, char** argv) {
       const uint64_t per = s < (1 << 20) ? small_ops : std::max<uint64_t>(1, large_bytes / s);
       const std::vector<double> load_row = LoadAverage();
       const bool zc = zero_copy_for(s);
-      Measured t = RunTidal(self, master, s, c, per, !no_cache, shape, zc);
+      Measured t =
+          RunTidal(self, master, s, c, per, !no_cache, shape, zc, slice_bytes, client_spin_us);
       // redis-benchmark needs enough requests to time small values well.
       const uint64_t redis_requests = std::max<uint64_t>(c * per, s < (1 << 20) ? 20000 : 0);
       Measured r = no_redis ? Measured{} : RunRedis(redis_port, s, c, redis_requests);
@@ -666,6 +691,9 @@ int RunStoreBench(int argc, char** argv) {
                                 {"ucx_tls", tls},
                                 {"shape", shape == Shape::kSessions ? "sessions" : "processes"},
                                 {"api", api},
+                                {"slice_bytes", slice_bytes},
+                                {"client_spin_us", client_spin_us},
+                                {"master_spin_us", master_spin_us},
                                 {"cached_gets", !no_cache},
                                 {"load_avg_start", load_start},
                                 {"load_avg_end", LoadAverage()}}

@@ -111,8 +111,9 @@ struct Server {
 
 int Serve(const std::string& listen, const std::string& metadata_url,
           const tidal::store::MasterOptions& master_options, const std::string& state_dir,
-          bool state_sync) {
+          bool state_sync, uint64_t spin_ns) {
   Server s;
+  s.env.SetSpinNs(spin_ns);
   s.metadata_url = metadata_url;
   s.state_dir = state_dir;
   s.started_ns = s.env.NowNs();
@@ -262,7 +263,11 @@ int main(int argc, char** argv) {
       "keep the store master's state (and mem:// metadata) in journals in this directory, "
       "so that a master restarted on it (and on the same --listen address) rebuilds them")(
       "state-sync", "with --state-dir: fdatasync every journal write (survives a machine "
-      "crash, not only a process crash)");
+      "crash, not only a process crash)")(
+      "spin-us", po::value<uint64_t>()->default_value(0),
+      "before the event loop sleeps, it polls this long for a request (saves a thread "
+      "wake-up per request while requests keep coming; burns a core meanwhile; 0: sleep at "
+      "once)");
   po::variables_map vm;
   if (auto rc = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *rc;
   if (vm.count("status")) {
@@ -284,5 +289,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   return Serve(vm["listen"].as<std::string>(), vm["metadata"].as<std::string>(), master_options,
-               vm["state-dir"].as<std::string>(), vm.count("state-sync") != 0);
+               vm["state-dir"].as<std::string>(), vm.count("state-sync") != 0,
+               vm["spin-us"].as<uint64_t>() * 1000);
 }

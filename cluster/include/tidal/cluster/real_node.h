@@ -33,6 +33,15 @@ struct RealNodeOptions {
   // under a lease this client holds skips the master, and may not see another client's
   // remove until that lease lapses).
   bool cached_gets = false;
+  // The engine cuts transfers into slices of this size (TransferEngineOptions::slice_bytes);
+  // over UCX each slice is one request and one answer, so a 16 MiB value in 64 KiB slices
+  // (the engine's default) is 256 of each.
+  uint64_t slice_bytes = 4ull << 20;
+  // Before the node's event loop sleeps waiting for another thread (the messenger's IO
+  // thread, the UCX progress thread), it polls this long for their post
+  // (RealEnv::SetSpinNs): a wake-up saved per answer, a core burnt while it polls.
+  // 0: sleep at once.
+  uint64_t env_spin_ns = 0;
 };
 
 class RealNode {
