@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <optional>
@@ -498,7 +499,7 @@ std::vector<uint64_t> List(const std::string& text, bool sizes) {
 
 int RunStoreBench(int argc, char** argv) {
   std::string role, master, sizes = "4K,16M", clients = "1,16", shape_name = "sessions",
-                            api = "auto";
+                            api = "auto", tcp_seg = "512K";
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
            large_bytes = 128ull << 20, sessions = 1,
            slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 0,
@@ -530,6 +531,10 @@ int RunStoreBench(int argc, char** argv) {
       "(RealNodeOptions::env_spin_ns; 0: sleep at once)")(
       "master-spin-us", po::value(&master_spin_us)->default_value(master_spin_us),
       "tidal-master --spin-us: its event loop polls this long for a request before it sleeps")(
+      "ucx-tcp-seg", po::value(&tcp_seg)->default_value(tcp_seg),
+      "UCX_TCP_RX_SEG_SIZE and UCX_TCP_TX_SEG_SIZE of the tidal processes where the "
+      "environment does not set them (UCX 1.13's defaults: 64K and 8K); 'ucx': leave UCX's "
+      "defaults")(
       "api", po::value(&api)->default_value(api),
       "copy: Put/Get of strings; zero-copy: PutFrom/GetInto registered buffers; auto: "
       "zero-copy from 1 MiB, copy below")(
@@ -578,6 +583,17 @@ int RunStoreBench(int argc, char** argv) {
   };
 
   const std::string self = SelfDir() + "/tidal-bench";
+  // UCX's tcp segment sizes for every tidal process (children inherit the environment;
+  // the values set outside win). Large values move in segments of this size.
+  if (tcp_seg != "ucx") {
+    setenv("UCX_TCP_RX_SEG_SIZE", tcp_seg.c_str(), /*overwrite=*/0);
+    setenv("UCX_TCP_TX_SEG_SIZE", tcp_seg.c_str(), /*overwrite=*/0);
+  }
+  auto env_or = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v == nullptr ? "(UCX default)" : v);
+  };
+  const std::string rx_seg = env_or("UCX_TCP_RX_SEG_SIZE"), tx_seg = env_or("UCX_TCP_TX_SEG_SIZE");
   // tidal-master on a free loopback port.
   Child tm = Spawn({SelfDir() + "/tidal-master", "--listen", "127.0.0.1:0", "--spin-us",
                     std::to_string(master_spin_us)});
@@ -621,6 +637,11 @@ int RunStoreBench(int argc, char** argv) {
   std::printf("tidal-bench store: tidal (UCX_TLS=%s, tidal-master %s, cached gets %s) vs "
               "redis-server 127.0.0.1:%d; load average %s\n", tls.c_str(), master.c_str(),
               no_cache ? "off" : "on", redis_port, LoadText(load_start).c_str());
+  std::printf("UCX_TCP_RX_SEG_SIZE=%s UCX_TCP_TX_SEG_SIZE=%s; engine slices %llu bytes; "
+              "event-loop polling before sleeping: clients %llu us, tidal-master %llu us\n",
+              rx_seg.c_str(), tx_seg.c_str(), static_cast<unsigned long long>(slice_bytes),
+              static_cast<unsigned long long>(client_spin_us),
+              static_cast<unsigned long long>(master_spin_us));
   std::printf("shape: %s; api: %s\n",
               shape == Shape::kSessions
                   ? "sessions (C clients = C concurrent sessions of ONE client process, one "
@@ -692,6 +713,8 @@ int RunStoreBench(int argc, char** argv) {
                                 {"shape", shape == Shape::kSessions ? "sessions" : "processes"},
                                 {"api", api},
                                 {"slice_bytes", slice_bytes},
+                                {"ucx_tcp_rx_seg_size", rx_seg},
+                                {"ucx_tcp_tx_seg_size", tx_seg},
                                 {"client_spin_us", client_spin_us},
                                 {"master_spin_us", master_spin_us},
                                 {"cached_gets", !no_cache},
