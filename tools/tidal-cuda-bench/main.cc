@@ -3,7 +3,12 @@
 //
 //   tidal-cuda-bench transfer   GPU0 -> GPU1 WRITE through the TransferEngine on CudaFabric
 //                               vs cudaMemcpyPeerAsync on the same buffers, 1 MiB .. 1 GiB,
-//                               with the ratio.
+//                               with the ratio; --window W keeps W requests in flight (one
+//                               batch) against W queued copies; each row also says where the
+//                               time went: the engine's Submit per request and the wait for
+//                               the batch, beside cudaMemcpyPeerAsync's issue and synchronize,
+//                               and the transport's completion events and event queries per
+//                               batch (--event-bytes sets CudaTransport::SetEventBytes).
 //   tidal-cuda-bench nccl       NCCL allreduce / allgather / reduce_scatter / broadcast /
 //                               alltoall over every visible GPU (one process), algbw and
 //                               busbw as nccl-tests defines them (float, out of place).
@@ -105,11 +110,39 @@ void ApplyWaits(CudaFabric& f, const po::variables_map& vm) {
   for (size_t i = 0; i < f.size(); ++i) {
     f.cuda_transport(i).SetIdleSpinNs(spin_ns);
     f.cuda_transport(i).SetPollGapNs(gap_ns);
+    f.cuda_transport(i).SetEventBytes(vm["event-bytes"].as<uint64_t>());
   }
   tidal::coll::CudaReducer::SetCompletion(vm["completion"].as<std::string>() == "hostfunc"
                                               ? tidal::coll::CudaReducer::Completion::kHostFunc
                                               : tidal::coll::CudaReducer::Completion::kPoll,
                                           spin_ns, gap_ns);
+}
+
+// One batch of `reqs` through the engine, timed in two parts: `issue` is the engine's
+// Submit (the requests' validation, slicing and the transport's Submit, which enqueues every
+// copy), `wait` from there until WaitBatch resumed (the copies, the completions' polling,
+// their drain on the event loop). True when every request COMPLETED.
+struct BatchTimes {
+  double issue = 0, wait = 0;
+};
+tidal::Task<bool> TimedBatch(tidal::TransferEngine& e,
+                             const std::vector<tidal::TransferRequest>* reqs, BatchTimes* t) {
+  tidal::Result<tidal::BatchId> batch = e.AllocateBatch(reqs->size());
+  if (!batch.ok()) co_return false;
+  const double t0 = Now();
+  std::vector<tidal::Status> accepted = e.Submit(*batch, std::span(*reqs));
+  const double t1 = Now();
+  tidal::Status waited = co_await e.WaitBatch(*batch);
+  const double t2 = Now();
+  t->issue += t1 - t0;
+  t->wait += t2 - t1;
+  bool ok = waited.ok();
+  for (size_t i = 0; i < reqs->size(); ++i) {
+    tidal::Result<tidal::TransferStatus> s = e.GetStatus(*batch, i);
+    ok = ok && accepted[i].ok() && s.ok() && s->state == tidal::TransferState::COMPLETED;
+  }
+  ok = e.FreeBatch(*batch).ok() && ok;
+  co_return ok;
 }
 
 int Transfer(const po::variables_map& vm) {
@@ -161,8 +194,13 @@ int Transfer(const po::variables_map& vm) {
                 Human(o.engine.slice_bytes).c_str(), static_cast<unsigned long long>(window),
                 vm["spin-us"].as<double>());
   }
-  std::printf("%10s %6s %14s %18s %8s\n", "size", "iters", "tidal GB/s", "memcpyPeer GB/s",
-              "ratio");
+  std::printf("%10s %6s %14s %18s %8s %12s %12s %12s %12s %8s %8s\n", "size", "iters",
+              "tidal GB/s", "memcpyPeer GB/s", "ratio", "issue us/req", "wait us", "peer issue",
+              "peer sync us", "events", "queries");
+  std::printf("# issue us/req: the engine's Submit per request (host); wait us: Submit's return "
+              "to the batch's completion, per batch; peer issue: cudaMemcpyPeerAsync per copy; "
+              "peer sync us: cudaStreamSynchronize per window; events, queries: completion events the "
+              "transport recorded and event queries its progress thread made, per batch\n");
   bool all_ok = true;
   for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
     // A window: w requests to w distinct ranges of the buffers (as many as fit), one batch.
@@ -173,22 +211,27 @@ int Transfer(const po::variables_map& vm) {
       reqs.push_back({tidal::TransferOp::kWrite, reinterpret_cast<uint64_t>(src) + k * size, size,
                       *seg, reinterpret_cast<uint64_t>(dst) + k * size});
     }
-    auto once = [&] {
-      auto st = f.Run(f.engine(0).TransferSync(std::span(reqs)));
-      if (st.size() != w) all_ok = false;
-      for (const auto& s1 : st) all_ok &= s1.state == tidal::TransferState::COMPLETED;
-    };
+    BatchTimes bt;
+    double peer_issue = 0, peer_sync = 0;
+    auto once = [&] { all_ok &= f.Run(TimedBatch(f.engine(0), &reqs, &bt)); };
     auto peer = [&] {
+      const double t0 = Now();
       for (uint64_t k = 0; k < w; ++k) {
         CUDA_OK(cudaMemcpyPeerAsync(static_cast<char*>(dst) + k * size, 1,
                                     static_cast<char*>(src) + k * size, 0, size, stream));
       }
+      const double t1 = Now();
       CUDA_OK(cudaStreamSynchronize(stream));
+      peer_issue += t1 - t0;
+      peer_sync += Now() - t1;
     };
     for (int w = 0; w < 2; ++w) {
       once();
       peer();
     }
+    bt = BatchTimes();
+    peer_issue = peer_sync = 0;
+    const auto c0 = f.cuda_transport(0).counters();
     // Interleave the two in rounds so both see the same machine state.
     double t_tidal = 0, t_peer = 0;
     for (int round = 0; round < 2; ++round) {
@@ -200,13 +243,23 @@ int Transfer(const po::variables_map& vm) {
       t_tidal += t1 - t0;
       t_peer += t2 - t1;
     }
+    const auto c1 = f.cuda_transport(0).counters();
     const double bytes = static_cast<double>(size) * static_cast<double>(w) * n * 2;
     const double g_tidal = bytes / t_tidal / 1e9, g_peer = bytes / t_peer / 1e9;
-    std::printf("%10s %6d %14.1f %18.1f %8.3f\n", Human(size).c_str(), n, g_tidal, g_peer,
-                g_tidal / g_peer);
+    const double batches = 2.0 * n, copies = batches * static_cast<double>(w);
+    const double issue_us = bt.issue / copies * 1e6, wait_us = bt.wait / batches * 1e6;
+    const double pissue_us = peer_issue / copies * 1e6, psync_us = peer_sync / batches * 1e6;
+    const double events = static_cast<double>(c1.events_recorded - c0.events_recorded) / batches;
+    const double queries = static_cast<double>(c1.event_queries - c0.event_queries) / batches;
+    std::printf("%10s %6d %14.1f %18.1f %8.3f %12.2f %12.1f %12.2f %12.1f %8.1f %8.1f\n",
+                Human(size).c_str(), n, g_tidal, g_peer, g_tidal / g_peer, issue_us, wait_us,
+                pissue_us, psync_us, events, queries);
     std::fflush(stdout);
     rows.push_back({{"bytes", size}, {"iters", 2 * n}, {"window", w}, {"tidal_GBps", g_tidal},
-                    {"memcpy_peer_GBps", g_peer}, {"ratio", g_tidal / g_peer}});
+                    {"memcpy_peer_GBps", g_peer}, {"ratio", g_tidal / g_peer},
+                    {"tidal_issue_us_per_request", issue_us}, {"tidal_wait_us_per_batch", wait_us},
+                    {"peer_issue_us_per_copy", pissue_us}, {"peer_sync_us_per_window", psync_us},
+                    {"events_per_batch", events}, {"event_queries_per_batch", queries}});
   }
   // The last engine write moved the pattern: check it byte for byte.
   std::vector<uint8_t> a(max), b(max);
@@ -843,6 +896,7 @@ std::unique_ptr<RankLoops> MakeRankLoops(int n, uint64_t slice, const po::variab
     }
     l->transports[r]->SetIdleSpinNs(spin_ns);
     l->transports[r]->SetPollGapNs(gap_ns);
+    l->transports[r]->SetEventBytes(vm["event-bytes"].as<uint64_t>());
   }
   tidal::coll::CudaReducer::SetCompletion(vm["completion"].as<std::string>() == "hostfunc"
                                               ? tidal::coll::CudaReducer::Completion::kHostFunc
@@ -1445,6 +1499,11 @@ int main(int argc, char** argv) {
        "long before sleeping (0: sleep at once)")
       ("hop-bytes", po::value<uint64_t>()->default_value(4096), "hops: payload bytes")
       ("hop-iters", po::value<int>()->default_value(2000), "hops: timed iterations each")
+      ("event-bytes", po::value<uint64_t>()->default_value(
+                          tidal::backends::cuda::CudaTransport::kDefaultEventBytes),
+       "transports: a copy of at least this many bytes gets a completion event of its own; "
+       "smaller ones of one Submit share one per stream (CudaTransport::SetEventBytes; 0: an "
+       "event per copy)")
       ("poll-gap-us", po::value<double>()->default_value(0),
        "pause between event polls of the transport and reducer threads while work runs "
        "(0: a yield)")

@@ -100,6 +100,59 @@ TEST_F(CudaFabricTest, WritesAndReadsMoveExactBytesOnEveryPath) {
   }
 }
 
+// One batch of WRITEs and READs: every request moves its exact bytes, and the transport
+// records the completion events SetEventBytes asks for. By default (2 MiB) the batch's
+// copies, all smaller, share one event per stream (the WRITEs' stream is on node 0's GPU,
+// the READs' on node 1's: one stream when both nodes share a GPU); with 0 every copy has
+// its own; with 1 MiB each whole 1 MiB slice closes a group.
+TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
+  const size_t n = 16 << 20;
+  Buf a = Make(0, n, Gpu(0), 9), b = Make(1, n, Gpu(1), 33), c = Make(0, n, Gpu(0), -1);
+  SegmentHandle seg = Open(0, 1);
+  const std::vector<uint8_t> a0 = Read(a), b0 = Read(b);
+  std::vector<uint8_t> want_b = b0, want_c = Read(c);
+  std::vector<TransferRequest> reqs;
+  auto at = [](const Buf& x, size_t off) { return reinterpret_cast<uint64_t>(x.data) + off; };
+  uint64_t tasks = 0;
+  for (size_t k = 0; k < 8; ++k) {  // WRITEs: 7 of one slice, then 1+1+1 MiB and 5 bytes
+    const size_t off = k << 20, len = k == 7 ? (3 << 20) + 5 : (256 << 10) + k;
+    reqs.push_back({TransferOp::kWrite, at(a, off + k), len, seg, at(b, off)});
+    std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
+    tasks += (len + (1 << 20) - 1) >> 20;
+  }
+  for (size_t j = 0; j < 4; ++j) {  // READs of b's bytes the WRITEs leave alone
+    const size_t from = (12 << 20) + (j << 20), len = (512 << 10) + j;
+    reqs.push_back({TransferOp::kRead, at(c, j << 20), len, seg, at(b, from)});
+    std::memcpy(want_c.data() + kGuard + (j << 20), b0.data() + kGuard + from, len);
+    ++tasks;
+  }
+  ASSERT_EQ(tasks, 15u);
+  const bool one_stream = fabric_->home_device(0) == fabric_->home_device(1);
+  // [7 small + the first 1 MiB slice], [second], [third], [the 5 bytes (+ the READs when
+  // they share the stream)], and the READs' own when they do not.
+  const uint64_t mib_groups = one_stream ? 4 : 5;
+  const std::pair<uint64_t, uint64_t> settings[] = {
+      {CudaTransport::kDefaultEventBytes, one_stream ? 1 : 2}, {0, tasks}, {1 << 20, mib_groups}};
+  for (const auto& [event_bytes, events] : settings) {
+    SCOPED_TRACE("event bytes " + std::to_string(event_bytes));
+    fabric_->cuda_transport(0).SetEventBytes(event_bytes);
+    const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
+    auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
+    const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
+    ASSERT_EQ(st.size(), reqs.size());
+    for (size_t i = 0; i < st.size(); ++i) {
+      EXPECT_EQ(st[i].state, TransferState::COMPLETED) << i << " " << ErrorCodeName(st[i].error);
+      EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
+    }
+    EXPECT_EQ(after.gpu_copies - before.gpu_copies, tasks);
+    EXPECT_EQ(after.events_recorded - before.events_recorded, events);
+    EXPECT_GE(after.event_queries - before.event_queries, one_stream ? 1u : 2u);
+    EXPECT_TRUE(Read(b) == want_b);  // guard bands included
+    EXPECT_TRUE(Read(c) == want_c);
+  }
+  fabric_->cuda_transport(0).SetEventBytes(CudaTransport::kDefaultEventBytes);
+}
+
 TEST_F(CudaFabricTest, AccessOutsideTheWindowIsDeniedAndMovesNothing) {
   Buf a = Make(0, 1 << 20, Gpu(0), 3), b = Make(1, 1 << 16, Gpu(1), -1);
   SegmentHandle seg = Open(0, 1);

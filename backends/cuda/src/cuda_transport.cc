@@ -202,7 +202,6 @@ struct CudaTransport::State {
   enum class Op : uint8_t { kGpu, kHostMove, kVm, kStaged };
   struct InFlight {
     TransportTask task;
-    cudaEvent_t event = nullptr;  // kGpu only
     int device = 0;
     uint64_t local_region = 0;
     std::shared_ptr<Endpoint> target;  // an in-process target, or
@@ -217,15 +216,26 @@ struct CudaTransport::State {
     uint64_t remote_addr = 0;
     bool write = false;
   };
+  // Copies one Submit queued on one stream, completed by one event recorded after the last
+  // of them: a stream runs its copies in order, so when the event has fired every copy of
+  // the group has finished (and every earlier group of that stream too).
+  struct Group {
+    cudaEvent_t event = nullptr;
+    int device = 0;
+    std::vector<uint64_t> tasks;  // in submission order
+  };
   std::mutex mu;
   std::condition_variable cv;
   std::map<uint64_t, InFlight> in_flight;            // guarded by mu
+  std::map<cudaStream_t, std::deque<Group>> groups;  // per stream, oldest first; guarded by mu
   std::deque<TransportCompletion> done;              // guarded by mu
   std::map<int, std::vector<cudaEvent_t>> free_events;  // by device; guarded by mu
   bool stop = false;                                 // guarded by mu
   bool crashed = false;                              // guarded by mu
   std::atomic<uint64_t> enqueued{0};                 // copies handed to the progress thread
   std::atomic<uint64_t> idle_spin_ns{50'000};
+  std::atomic<uint64_t> n_copies{0}, n_events{0}, n_queries{0};  // Counters()
+  std::atomic<uint64_t> event_bytes{kDefaultEventBytes};  // SetEventBytes
   std::atomic<uint64_t> poll_gap_ns{0};
   std::thread progress;
   // Executor only.
@@ -257,9 +267,29 @@ bool RecentlyAlive(int sock, CudaTransport::Remote& r) {
 // The progress thread's copies between this process and a peer process's host memory.
 TransportCompletion RunCpuCopy(CudaTransport::State& st, const CudaTransport::State::InFlight& f);
 
+// Lets go of the regions a copy pinned: the local one, and the target's (its registry, or
+// its board's slot for a peer process).
+void Unpin(CudaTransport::State& st, CudaTransport::Endpoint& self,
+           const CudaTransport::State::InFlight& f);
+
 }  // namespace
 
 namespace {
+
+void Unpin(CudaTransport::State& st, CudaTransport::Endpoint& self,
+           const CudaTransport::State::InFlight& f) {
+  {
+    std::lock_guard<std::mutex> l(self.mu);
+    self.regions.AddInFlight(f.local_region, -1);
+  }
+  if (f.target) {
+    std::lock_guard<std::mutex> l(f.target->mu);
+    f.target->regions.AddInFlight(f.target_region, -1);
+  } else if (f.remote) {
+    ipc::BoardLock l(f.remote->board);
+    ipc::DropPin(f.remote->board->slots[f.slot], st.id);
+  }
+}
 
 TransportCompletion RunCpuCopy(CudaTransport::State& st, const CudaTransport::State::InFlight& f) {
   using Op = CudaTransport::State::Op;
@@ -447,53 +477,53 @@ Status CudaTransport::Install(const TransportInstall& install) {
         lock.lock();
       }
       size_t finished = 0;
-      for (auto it = st->in_flight.begin(); it != st->in_flight.end();) {
-        State::InFlight& f = it->second;
-        TransportCompletion c{f.task.task_id, ErrorCode::OK, f.task.length};
-        if (f.op != State::Op::kGpu) {
-          auto d = cpu_done.find(it->first);
-          if (d == cpu_done.end()) {
-            ++it;  // submitted while this pass copied: the next pass makes it
-            continue;
-          }
-          c = d->second;
-        } else {
-          cudaError_t e = cudaEventQuery(f.event);
-          if (e == cudaErrorNotReady) {
-            ++it;
-            continue;
-          }
-          if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            c = {f.task.task_id, ErrorCode::TRANSFER_FAIL, 0};
+      // Unpins both regions before the completion can be seen (so an UnregisterMemory right
+      // after it succeeds), and queues it.
+      auto finish = [&](const State::InFlight& f, TransportCompletion c) {
+        Unpin(*st, *self, f);
+        // A peer process that died (or crashed) took the target with it: what the copy
+        // moved is lost, whatever CUDA or process_vm said.
+        if (f.remote && (c.code == ErrorCode::OK || c.code == ErrorCode::TRANSFER_INCOMPLETE)) {
+          if (f.remote->board->alive.load() == 0 || !ipc::Alive(st->sock, f.remote->who)) {
+            c = {f.task.task_id, ErrorCode::PEER_UNREACHABLE, 0};
           }
         }
-        // Unpin both regions before the completion can be seen, so an UnregisterMemory
-        // right after it succeeds.
-        {
-          std::lock_guard<std::mutex> l(self->mu);
-          self->regions.AddInFlight(f.local_region, -1);
-        }
-        if (f.target) {
-          std::lock_guard<std::mutex> l(f.target->mu);
-          f.target->regions.AddInFlight(f.target_region, -1);
-        } else if (f.remote) {
-          {
-            ipc::BoardLock l(f.remote->board);
-            ipc::DropPin(f.remote->board->slots[f.slot], st->id);
-          }
-          // A peer process that died (or crashed) took the target with it: what the copy
-          // moved is lost, whatever CUDA or process_vm said.
-          if (c.code == ErrorCode::OK || c.code == ErrorCode::TRANSFER_INCOMPLETE) {
-            if (f.remote->board->alive.load() == 0 || !ipc::Alive(st->sock, f.remote->who)) {
-              c = {f.task.task_id, ErrorCode::PEER_UNREACHABLE, 0};
-            }
-          }
-        }
-        if (f.event != nullptr) st->free_events[f.device].push_back(f.event);
         if (!st->crashed) st->done.push_back(c);
-        it = st->in_flight.erase(it);  // drops its hold on the IPC mapping
         ++finished;
+      };
+      if (!cpu_done.empty()) {
+        for (auto it = st->in_flight.begin(); it != st->in_flight.end();) {
+          auto d = it->second.op == State::Op::kGpu ? cpu_done.end() : cpu_done.find(it->first);
+          if (d == cpu_done.end()) {
+            ++it;  // a GPU copy, or submitted while this pass copied: the next pass makes it
+            continue;
+          }
+          finish(it->second, d->second);
+          it = st->in_flight.erase(it);  // drops its hold on the IPC mapping
+        }
+      }
+      // GPU copies: each stream's oldest group, and the next ones while they have finished;
+      // one event query per stream when nothing has.
+      for (auto g = st->groups.begin(); g != st->groups.end();) {
+        std::deque<State::Group>& q = g->second;
+        while (!q.empty()) {
+          State::Group& group = q.front();
+          st->n_queries.fetch_add(1, std::memory_order_relaxed);
+          const cudaError_t e = cudaEventQuery(group.event);
+          if (e == cudaErrorNotReady) break;
+          if (e != cudaSuccess) (void)cudaGetLastError();
+          for (uint64_t id : group.tasks) {
+            auto it = st->in_flight.find(id);
+            TIDAL_ASSERT(it != st->in_flight.end());
+            finish(it->second, e == cudaSuccess
+                                   ? TransportCompletion{id, ErrorCode::OK, it->second.task.length}
+                                   : TransportCompletion{id, ErrorCode::TRANSFER_FAIL, 0});
+            st->in_flight.erase(it);
+          }
+          st->free_events[group.device].push_back(group.event);
+          q.pop_front();
+        }
+        g = q.empty() ? st->groups.erase(g) : std::next(g);
       }
       if (finished > 0 && !st->crashed) {
         lock.unlock();
@@ -694,6 +724,51 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
     st.enqueued.fetch_add(1, std::memory_order_release);
     st.cv.notify_one();
   };
+  // The copies this call queues on CUDA streams, handed to the progress thread together at
+  // the end (so it neither polls them nor takes the lock while they are being issued), in
+  // groups that share one completion event: a copy of at least SetEventBytes' bytes gets
+  // an event of its own right after it, smaller ones share the event recorded after the
+  // last copy of their stream in this call.
+  std::map<uint64_t, State::InFlight> copies;       // by task id
+  std::map<cudaStream_t, State::Group> open;        // per stream: copies since its last event
+  std::vector<std::pair<cudaStream_t, State::Group>> closed;  // events recorded, in order
+  const uint64_t event_bytes = st.event_bytes.load(std::memory_order_relaxed);
+  auto close_group = [&](cudaStream_t stream) {
+    auto it = open.find(stream);
+    if (it == open.end()) return;
+    State::Group g = std::move(it->second);
+    open.erase(it);
+    cudaError_t e = cudaSetDevice(g.device);
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      auto& pool = st.free_events[g.device];
+      if (!pool.empty()) {
+        g.event = pool.back();
+        pool.pop_back();
+      }
+    }
+    if (e == cudaSuccess && g.event == nullptr) {
+      e = cudaEventCreateWithFlags(&g.event, cudaEventDisableTiming);
+    }
+    if (e == cudaSuccess) e = cudaEventRecord(g.event, stream);
+    if (e == cudaSuccess) {
+      st.n_events.fetch_add(1, std::memory_order_relaxed);
+      closed.emplace_back(stream, std::move(g));
+      return;
+    }
+    // No event: wait for the stream, so the pins are released only when nothing can touch
+    // the ranges any more, and fail the group's copies.
+    (void)cudaGetLastError();
+    cudaStreamSynchronize(stream);
+    (void)cudaGetLastError();
+    if (g.event != nullptr) cudaEventDestroy(g.event);
+    for (uint64_t id : g.tasks) {
+      auto c = copies.find(id);
+      Unpin(st, *self_, c->second);
+      complete_now({id, ErrorCode::TRANSFER_FAIL, 0});
+      copies.erase(c);
+    }
+  };
   for (size_t i = 0; i < tasks.size(); ++i) {
     const TransportTask& t = tasks[i];
     if (!installed_) {
@@ -708,6 +783,7 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       }
       bool dup = st.in_flight.count(t.task_id) != 0;
       for (const TransportCompletion& c : st.done) dup = dup || c.task_id == t.task_id;
+      dup = dup || copies.count(t.task_id) != 0;
       if (dup) {
         accepted[i] = Status(ErrorCode::INVALID_PARAMS, "task id already outstanding");
         continue;
@@ -886,36 +962,31 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
         e = cudaMemcpyAsync(dst, src, t.length, cudaMemcpyDefault, stream);
       }
     }
-    cudaEvent_t event = nullptr;
-    if (e == cudaSuccess) {
-      {
-        std::lock_guard<std::mutex> lock(st.mu);
-        auto& pool = st.free_events[device];
-        if (!pool.empty()) {
-          event = pool.back();
-          pool.pop_back();
-        }
-      }
-      if (event == nullptr) e = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
-      if (e == cudaSuccess) e = cudaEventRecord(event, stream);
-    }
     if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      if (event != nullptr) {
-        // The copy may have been enqueued before the event failed: wait for the stream so
-        // the pins are released only when nothing can touch the ranges any more.
-        if (stream != nullptr) cudaStreamSynchronize(stream);
-        cudaEventDestroy(event);
-      }
+      (void)cudaGetLastError();  // the copy was not queued: nothing touches the ranges
       unpin_remote();
       unpin_local();
       complete_now({t.task_id, ErrorCode::TRANSFER_FAIL, 0});
       continue;
     }
+    st.n_copies.fetch_add(1, std::memory_order_relaxed);
     f.op = State::Op::kGpu;
-    f.event = event;
     f.device = device;
-    enqueue(std::move(f));
+    copies.emplace(t.task_id, std::move(f));
+    State::Group& g = open[stream];
+    g.device = device;
+    g.tasks.push_back(t.task_id);
+    if (t.length >= event_bytes) close_group(stream);
+  }
+  while (!open.empty()) close_group(open.begin()->first);
+  if (!closed.empty()) {
+    {
+      std::lock_guard<std::mutex> lock(st.mu);
+      for (auto& [id, f] : copies) st.in_flight.emplace(id, std::move(f));
+      for (auto& [stream, g] : closed) st.groups[stream].push_back(std::move(g));
+    }
+    st.enqueued.fetch_add(1, std::memory_order_release);
+    st.cv.notify_one();
   }
   if (signal) self_->on_ready();
 }
@@ -998,6 +1069,14 @@ void CudaTransport::Crash() {
 void CudaTransport::SetIdleSpinNs(uint64_t ns) { state_->idle_spin_ns.store(ns); }
 
 void CudaTransport::SetPollGapNs(uint64_t ns) { state_->poll_gap_ns.store(ns); }
+
+void CudaTransport::SetEventBytes(uint64_t bytes) { state_->event_bytes.store(bytes); }
+
+CudaTransport::Counters CudaTransport::counters() const {
+  return Counters{state_->n_copies.load(std::memory_order_relaxed),
+                  state_->n_events.load(std::memory_order_relaxed),
+                  state_->n_queries.load(std::memory_order_relaxed)};
+}
 
 bool CudaTransport::Idle() const {
   std::lock_guard<std::mutex> lock(state_->mu);
