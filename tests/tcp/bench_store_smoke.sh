@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench_store_smoke.sh TIDAL_BENCH: `tidal-bench store` end to end, small, without Redis,
+# in both client shapes: every row completes with every byte checked (the bench exits 1
+# on any tidal error or missing client), and the JSON names the shape, the API of each
+# row, UCX_TLS and the load average.
+set -euo pipefail
+bench=$1
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench_store_smoke.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+for shape in sessions processes; do
+  "$bench" store --sizes 4K,1M --clients 1,3 --small-ops 30 --large-bytes 3145728 \
+      --no-redis --shape "$shape" --json >"$work/out.txt"
+  python3 - "$shape" "$work/out.txt" <<'PY'
+import json, sys
+shape = sys.argv[1]
+text = open(sys.argv[2]).read()
+doc = json.loads(text[text.index('\n{') + 1:])
+assert doc["shape"] == shape, doc["shape"]
+assert doc["ucx_tls"] == "tcp", doc["ucx_tls"]
+assert len(doc["load_avg_start"]) == 3 and len(doc["load_avg_end"]) == 3
+rows = [(r["size"], r["clients"]) for r in doc["store"]]
+assert rows == [(4096, 1), (4096, 3), (1048576, 1), (1048576, 3)], rows
+for r in doc["store"]:
+    t = r["tidal"]
+    assert t["ok"] and t["errors"] == 0, r
+    assert r["api"] == ("copy" if r["size"] < 1048576 else "zero-copy"), r
+    assert r["objects_per_client"] == (30 if r["size"] < 1048576 else 3), r
+    assert len(r["load_avg_before"]) == 3
+    # The second read of every object came from the cached replica list.
+    assert t["cached_gets"] == r["clients"] * r["objects_per_client"], r
+print("bench_store_smoke: %s: %d rows ok" % (shape, len(rows)))
+PY
+done
+# Bad input names what was wrong.
+if "$bench" store --shape threads --no-redis 2>"$work/err.txt"; then
+  echo "bench_store_smoke: --shape threads was accepted" >&2
+  exit 1
+fi
+grep -q "shape must be sessions or processes, not 'threads'" "$work/err.txt"
+echo "bench_store_smoke: PASS"
