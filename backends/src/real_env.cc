@@ -44,6 +44,20 @@ bool RealEnv::CancelTimer(TimerId id) {
   return true;
 }
 
+uint64_t RealEnv::AddSpinPoller(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(pollers_mu_);
+  const uint64_t id = next_poller_++;
+  pollers_.emplace(id, std::move(fn));
+  poller_count_.store(pollers_.size());
+  return id;
+}
+
+void RealEnv::RemoveSpinPoller(uint64_t id) {
+  std::lock_guard<std::mutex> lock(pollers_mu_);
+  pollers_.erase(id);
+  poller_count_.store(pollers_.size());
+}
+
 void RealEnv::RemovePoster() {
   posters_.fetch_sub(1);
   cv_.notify_all();
@@ -87,6 +101,9 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
       if (!timers_.empty()) until = std::min(until, timers_.begin()->first.first);
       lock.unlock();
       while (posts_.load(std::memory_order_acquire) == seen && NowNs() < until) {
+        if (poller_count_.load(std::memory_order_relaxed) == 0) continue;
+        std::lock_guard<std::mutex> pl(pollers_mu_);
+        for (auto& [id, fn] : pollers_) fn();
       }
       lock.lock();
       if (!ready_.empty() || (!timers_.empty() && timers_.begin()->first.first <= NowNs())) {

@@ -88,6 +88,66 @@ TEST(RealEnv, SpinningLoopRunsPostsAndTimersAsTheBlockingOne) {
   EXPECT_FALSE(env.RunUntil([] { return false; }));
 }
 
+// Spin pollers run on the loop's thread only while it polls for a post: never with
+// SetSpinNs(0), and while it polls a poller can end the wait by posting what it found (here
+// a flag another thread set without posting, as a UCX worker's answer arrives unannounced).
+// After RemoveSpinPoller it is not called again.
+TEST(RealEnv, SpinPollersRunWhileTheLoopPollsAndCanEndTheWait) {
+  RealEnv env;
+  std::atomic<uint64_t> calls{0};
+  std::atomic<bool> flag{false};
+  bool seen = false;
+  const std::thread::id loop_thread = std::this_thread::get_id();
+  std::atomic<bool> other_thread{false};
+  const uint64_t id = env.AddSpinPoller([&] {
+    calls.fetch_add(1);
+    if (std::this_thread::get_id() != loop_thread) other_thread.store(true);
+    if (flag.exchange(false)) env.Post([&] { seen = true; });
+  });
+  // Not polling: a post from another thread wakes the blocked loop; no poller call.
+  env.AddPoster();
+  std::thread poster([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    env.Post([&] { seen = true; });
+  });
+  EXPECT_TRUE(env.RunUntil([&] { return seen; }));
+  poster.join();
+  EXPECT_EQ(calls.load(), 0u);
+  // Polling (for far longer than the test): only the poller turns the flag into a post.
+  env.SetSpinNs(10'000'000'000ULL);
+  seen = false;
+  std::atomic<bool> done{false};
+  bool fallback = false;
+  std::thread setter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    flag.store(true);
+    // A loop that never called the poller would wait for ever: post after 20 s instead
+    // (the test then fails below).
+    for (int i = 0; i < 2000 && !done.load(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!done.load()) env.Post([&] { fallback = seen = true; });
+  });
+  EXPECT_TRUE(env.RunUntil([&] { return seen; }));
+  done.store(true);
+  setter.join();
+  EXPECT_FALSE(fallback);
+  EXPECT_GT(calls.load(), 0u);
+  EXPECT_FALSE(other_thread.load());
+  // Removed: no more calls, and the loop still takes posts.
+  env.RemoveSpinPoller(id);
+  const uint64_t after = calls.load();
+  seen = false;
+  std::thread again([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    env.Post([&] { seen = true; });
+  });
+  EXPECT_TRUE(env.RunUntil([&] { return seen; }));
+  again.join();
+  EXPECT_EQ(calls.load(), after);
+  env.RemovePoster();
+}
+
 TEST(RealEnv, SpawnedRootsAreFreedAtDestruction) {
   auto flag = std::make_shared<int>(0);
   {

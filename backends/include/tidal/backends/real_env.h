@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -49,6 +50,14 @@ class RealEnv final : public Env {
   // threads spins instead of paying a wake-up per hand-off; it burns a core while it does.
   void SetSpinNs(uint64_t ns) { spin_ns_.store(ns); }
 
+  // While the loop polls (SetSpinNs), it also calls these, on its own thread, between its
+  // checks for a post: a backend whose completions come from polling (a UCX worker) lets
+  // the waiting thread take them itself instead of handing them over from another thread.
+  // A poller may Post; it must not call Add/RemoveSpinPoller. RemoveSpinPoller returns
+  // after any call of that poller in progress; call it before what the poller uses goes.
+  uint64_t AddSpinPoller(std::function<void()> fn);
+  void RemoveSpinPoller(uint64_t id);
+
  private:
   bool RunOne(std::unique_lock<std::mutex>& lock) TIDAL_REQUIRES(mu_);
 
@@ -63,6 +72,10 @@ class RealEnv final : public Env {
   std::atomic<int> posters_{0};
   std::atomic<uint64_t> spin_ns_{0};
   std::atomic<uint64_t> posts_{0};  // Post calls so far: what a spinning RunUntil watches
+  std::mutex pollers_mu_;           // never held with mu_
+  std::map<uint64_t, std::function<void()>> pollers_ TIDAL_GUARDED_BY(pollers_mu_);
+  uint64_t next_poller_ TIDAL_GUARDED_BY(pollers_mu_) = 1;
+  std::atomic<size_t> poller_count_{0};
 };
 
 }  // namespace tidal::backends
