@@ -26,7 +26,11 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <span>
+#include <thread>
 
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -61,6 +65,15 @@ struct Config {
   bool json = false;
   std::string transport = "ucx";  // ucx (beside ucx_perftest) or verbs (beside perftest)
   std::string ib_dev;             // verbs: the device ib_write_bw/ib_read_bw use
+  // ucx: the progress threads' polling window after their last activity, and the shared
+  // loop's polling window before it blocks (UcxTransportOptions::spin_ns,
+  // UcxFabricOptions::env_spin_ns).
+  uint64_t spin_ns = backends::ucx::UcxTransportOptions{}.spin_ns;
+  uint64_t env_spin_ns = backends::ucx::UcxFabricOptions{}.env_spin_ns;
+  // Every request of the window uses the same source and destination range (one buffer
+  // of the message size a side, cache-resident as ucp_put_bw's), instead of a range each.
+  bool same_buffer = false;
+  double idle_s = 0;  // after the figures: seconds idle, with every thread's CPU time
 };
 
 struct Row {
@@ -71,6 +84,27 @@ struct Row {
   std::optional<double> put_lat_us;                   // perftest, one-way
 };
 
+// CPU time (user + system, ms) of every thread of this process, by thread id, with its
+// name (/proc/self/task/*/stat).
+std::map<int, std::pair<std::string, double>> ThreadCpuMs() {
+  std::map<int, std::pair<std::string, double>> out;
+  const double tick_ms = 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(entry.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t open = text.find('('), close = text.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(text.substr(close + 2));
+    std::vector<std::string> f;  // from field 3 (state) on
+    for (std::string x; rest >> x;) f.push_back(x);
+    if (f.size() < 13) continue;
+    const int tid = std::stoi(entry.path().filename().string());
+    out[tid] = {text.substr(open + 1, close - open - 1),
+                (std::stod(f[11]) + std::stod(f[12])) * tick_ms};
+  }
+  return out;
+}
+
 double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -80,12 +114,15 @@ double Seconds(std::chrono::steady_clock::duration d) {
 // half's batch has finished it is issued again while the other is still moving, so
 // between window/2 and window requests are in flight throughout (ucx_perftest keeps its
 // window full too), instead of the whole window draining before the next is issued.
+// With `same_buffer` every request uses the first `size` bytes of both sides (as
+// ucp_put_bw re-sends one buffer), else each its own range.
 Task<double> Bandwidth(TransferEngine& e, SegmentHandle peer, uint64_t local, uint64_t remote,
                        TransferOp op, uint64_t size, size_t window, uint64_t total,
-                       uint64_t* failed) {
+                       bool same_buffer, uint64_t* failed) {
   std::vector<TransferRequest> reqs;
   for (size_t i = 0; i < window; ++i) {
-    reqs.push_back(TransferRequest{op, local + i * size, size, peer, remote + i * size});
+    const uint64_t at = same_buffer ? 0 : i * size;
+    reqs.push_back(TransferRequest{op, local + at, size, peer, remote + at});
   }
   (void)co_await e.TransferSync(reqs);  // warm-up: connections, registrations, caches
   const uint64_t batches = std::max<uint64_t>(1, total / (size * window));
@@ -274,6 +311,8 @@ int RunTransfer(const Config& c) {
     o.contract_checker = false;
     o.engine.slice_bytes = c.slice;
     o.engine.transfer_timeout_ns = 60'000'000'000ULL;
+    o.transport.spin_ns = c.spin_ns;
+    o.env_spin_ns = c.env_spin_ns;
     Result<std::unique_ptr<backends::ucx::UcxFabric>> made = backends::ucx::UcxFabric::Make(o);
     if (!made.ok()) {
       std::cerr << "tidal-bench: the ucx fabric did not start: " << made.status().ToString()
@@ -341,10 +380,10 @@ int RunTransfer(const Config& c) {
     if (bw) {
       const size_t window = window_for(size);
       const uint64_t total = std::max(c.bytes, size * window);
-      row.write_mbps =
-          f.Run(Bandwidth(e, *peer, l, r, TransferOp::kWrite, size, window, total, &failed));
-      row.read_mbps =
-          f.Run(Bandwidth(e, *peer, l, r, TransferOp::kRead, size, window, total, &failed));
+      row.write_mbps = f.Run(Bandwidth(e, *peer, l, r, TransferOp::kWrite, size, window, total,
+                                       c.same_buffer, &failed));
+      row.read_mbps = f.Run(Bandwidth(e, *peer, l, r, TransferOp::kRead, size, window, total,
+                                      c.same_buffer, &failed));
     }
     if (lat) row.write_lat_us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed));
     if (c.perftest && !ucx) {
@@ -375,6 +414,13 @@ int RunTransfer(const Config& c) {
                 tls_text.c_str());
     std::printf("bandwidth in MiB/s; latency in us (tidal: completed WRITE = round trip; "
                 "perftest put_lat one-way x2)\n");
+    std::printf("window %zu, %s; progress threads poll %llu ns after activity, the loop %llu "
+                "ns before blocking\n",
+                c.window,
+                c.same_buffer ? "same buffer for every request (as ucp_put_bw)"
+                              : "a buffer range per request",
+                static_cast<unsigned long long>(c.spin_ns),
+                static_cast<unsigned long long>(c.env_spin_ns));
   } else {
     std::printf("tidal-bench transfer: %s fabric, 2 nodes in one process; beside it "
                 "ib_write_bw / ib_read_bw (perftest) on loopback\n",
@@ -387,6 +433,11 @@ int RunTransfer(const Config& c) {
   j["backend"] = c.transport;
   if (ucx) j["ucx_tls"] = tls_text;
   j["window"] = c.window;
+  if (ucx) {
+    j["same_buffer"] = c.same_buffer;
+    j["spin_ns"] = c.spin_ns;
+    j["env_spin_ns"] = c.env_spin_ns;
+  }
   j["bytes_per_size"] = c.bytes;
   j["failed_requests"] = failed;
   for (const Row& row : rows) {
@@ -412,6 +463,23 @@ int RunTransfer(const Config& c) {
   }
   if (failed != 0) std::printf("warning: %llu requests did not complete\n",
                                static_cast<unsigned long long>(failed));
+  if (c.idle_s > 0) {
+    // The fabric idle (nothing submitted, the loop not running): what each thread costs.
+    const auto before = ThreadCpuMs();
+    std::this_thread::sleep_for(std::chrono::duration<double>(c.idle_s));
+    const auto after = ThreadCpuMs();
+    std::printf("idle for %.1f s: CPU time per thread (ms)\n", c.idle_s);
+    for (const auto& [tid, v] : after) {
+      auto b = before.find(tid);
+      const double used = v.second - (b == before.end() ? 0.0 : b->second.second);
+      std::printf("  %-16s tid %d: %.0f\n", v.first.c_str(), tid, used);
+      nlohmann::json t;
+      t["name"] = v.first;
+      t["cpu_ms"] = used;
+      j["idle"]["threads"].push_back(t);
+    }
+    j["idle"]["seconds"] = c.idle_s;
+  }
   if (c.json) std::cout << j.dump(2) << "\n";
   return failed == 0 ? 0 : 1;
 }
@@ -441,12 +509,21 @@ int main(int argc, char** argv) {
       "window", po::value(&c.window)->default_value(c.window), "requests in flight (two half-window batches)")(
       "lat-iters", po::value(&c.lat_iters)->default_value(c.lat_iters), "latency iterations")(
       "slice", po::value(&c.slice)->default_value(c.slice), "engine slice size in bytes")(
+      "spin-ns", po::value(&c.spin_ns)->default_value(c.spin_ns),
+      "ucx: progress threads poll this long after their last activity before blocking")(
+      "env-spin-ns", po::value(&c.env_spin_ns)->default_value(c.env_spin_ns),
+      "ucx: the event loop polls this long for a completion before blocking")(
       "no-perftest", "do not run ucx_perftest")(
       "perftest", po::value(&c.perftest_bin)->default_value(c.perftest_bin), "ucx_perftest binary")(
       "port", po::value(&c.port)->default_value(c.port), "ucx_perftest's TCP port")(
       "transport", po::value(&c.transport)->default_value(c.transport),
       "ucx (beside ucx_perftest) or verbs (beside ib_write_bw/ib_read_bw from perftest)")(
       "ib-dev", po::value(&c.ib_dev), "verbs: the RDMA device perftest uses")(
+      "same-buffer",
+      "every request of the window moves the same source range into the same destination "
+      "range (one buffer a side, as ucp_put_bw), instead of a range each")(
+      "idle-seconds", po::value(&c.idle_s)->default_value(c.idle_s),
+      "after the figures, stay idle this long and print every thread's CPU time")(
       "json", "print JSON after the table");
   po::options_description hidden;
   std::string command;
@@ -479,6 +556,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   c.json = vm.count("json") != 0;
+  c.same_buffer = vm.count("same-buffer") != 0;
   if (c.window == 0 || c.sizes.empty()) {
     std::cerr << "tidal-bench: --window and --sizes must not be empty\n";
     return 2;

@@ -26,6 +26,7 @@ Status UcxFabric::Start() {
     if (!opened.ok()) return opened.status();
     sink = *opened;
   }
+  env_.SetSpinNs(options_.env_spin_ns);
   for (size_t i = 0; i < options_.nodes; ++i) {
     auto ucx = std::make_unique<UcxTransport>(options_.transport);
     transports_.push_back(ucx.get());

@@ -1,6 +1,7 @@
 #include "tidal/backends/ucx/ucx_transport.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <ucp/api/ucp.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "tidal/assert.h"
+#include "tidal/backends/real_env.h"
 #include "tidal/codec.h"
 #include "tidal/thread_annotations.h"
 
@@ -149,13 +151,18 @@ struct UcxTransport::Impl {
   void Destroy();
   // Runs queued commands. Caller holds wmu.
   void RunCommands();
-  // Queues `fn` for the progress thread and wakes it.
+  // Queues `fn` for the progress thread and wakes it if it sleeps (or is about to): the
+  // loop sets `sleeping` before it looks at the queue a last time, under mu, before it
+  // blocks, so a command queued after that look sees `sleeping` and signals.
   void Post(std::function<void()> fn) {
     {
       std::lock_guard<std::mutex> lock(mu);
       commands.push_back(std::move(fn));
     }
-    if (worker != nullptr) ucp_worker_signal(worker);
+    if (worker != nullptr && (sleeping.load() || stop.load())) {
+      ucp_worker_signal(worker);
+      signals.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   // Runs `fn` (worker calls) on the calling thread when the worker is free, after any
   // commands queued before it, so a request leaves without waking the progress thread
@@ -173,12 +180,45 @@ struct UcxTransport::Impl {
     fn();
     direct.fetch_add(1);
     wl.unlock();
-    // Always: a request UCX could not finish inline (a rendezvous, a full send queue)
-    // needs the progress thread, which may have decided to sleep just before this send.
-    ucp_worker_signal(worker);
+    // The answer (and anything UCX could not send inline: a rendezvous, a full send queue)
+    // needs the progress thread. The send is activity: a progress thread that is awake
+    // sees it and polls for spin_ns more without being woken. One that is going to sleep
+    // (or sleeps) is woken. Both sides use sequentially consistent accesses (the send's
+    // time, then `sleeping`; `sleeping`, then the time), so at least one sees the other.
+    last_activity_ns.store(MonoNs());
+    if (sleeping.load()) {
+      ucp_worker_signal(worker);
+      signals.fetch_add(1, std::memory_order_relaxed);
+    }
   }
   void Ready() {
     if (install.on_ready) install.on_ready();
+  }
+  // The install's RealEnv calls this while its loop polls for a post (RealEnv::
+  // AddSpinPoller): the waiting caller progresses the worker itself when it is free, so
+  // an answer is taken, and its completion posted, on the thread that waits for it.
+  //
+  // Only while this node has tasks of its own outstanding: the waiting thread is there for
+  // their answers. A node that only serves peers' accesses (the target of a transfer) is
+  // left to its progress thread, which copies their data in parallel with the caller
+  // instead of behind it (in the ucx fabric every node's transport is on the same loop).
+  void PollFromCaller() {
+    if (own_ops.load(std::memory_order_relaxed) == 0 || stop.load()) return;
+    caller_poll_calls.fetch_add(1, std::memory_order_relaxed);
+    std::unique_lock<std::mutex> wl(wmu, std::try_to_lock);
+    if (!wl.owns_lock()) return;
+    RunCommands();
+    bool any = false;
+    while (ucp_worker_progress(worker) != 0) any = true;
+    caller_polls.fetch_add(1, std::memory_order_relaxed);
+    if (any) {
+      last_activity_ns.store(MonoNs());
+    } else {
+      // Nothing yet: let a thread that shares this core run (the peer's progress thread,
+      // which produces the answer; on two cores three threads may be polling).
+      wl.unlock();
+      std::this_thread::yield();
+    }
   }
 
   // ---- initiator ------------------------------------------------------------------
@@ -228,6 +268,16 @@ struct UcxTransport::Impl {
   std::mutex wmu;
   std::atomic<bool> sleeping{false};  // the progress thread is (about to be) in poll
   std::atomic<uint64_t> direct{0};    // Run calls done on the caller's thread
+  // The last direct send (Run): the progress thread polls for spin_ns after it, as after
+  // its own last event, so the answer is taken without an event-fd wake-up.
+  std::atomic<uint64_t> last_activity_ns{0};
+  std::atomic<uint64_t> signals{0};   // direct sends that had to wake the progress thread
+  std::atomic<uint64_t> own_ops{0};            // ops.size(), for PollFromCaller
+  std::atomic<uint64_t> caller_poll_calls{0};  // PollFromCaller calls that polled
+  std::atomic<uint64_t> caller_polls{0};  // PollFromCaller rounds that held the worker
+  RealEnv* poll_env = nullptr;            // where PollFromCaller is registered
+  uint64_t poller_id = 0;
+  std::atomic<uint64_t> spin_rounds{0};  // progress rounds made while polling (not woken)
   std::atomic<bool> stop{false};
   std::atomic<bool> crashed{false};
   // Outstanding ops + target in-flight + answers and notifications UCX has not sent yet:
@@ -355,6 +405,11 @@ Status UcxTransport::Impl::Start(const TransportInstall& in) {
     }
   }
   thread = std::thread([this] { Loop(); });
+  pthread_setname_np(thread.native_handle(), "tidal-ucx");  // for ps -L, top -H
+  if (auto* real = dynamic_cast<RealEnv*>(install.env)) {
+    poll_env = real;
+    poller_id = real->AddSpinPoller([this] { PollFromCaller(); });
+  }
   return Status();
 }
 
@@ -377,13 +432,24 @@ void UcxTransport::Impl::RunCommands() {
 void UcxTransport::Impl::Loop() {
   uint64_t last_event_ns = MonoNs();
   bool timed_out_busy = false;  // the last wait ended at its busy_poll_ns bound
+  bool was_polling = false;  // the last round was a poll within the spin window
   while (!stop.load()) {
     bool progressed = false;
     {
-      std::lock_guard<std::mutex> wl(wmu);
-      RunCommands();
-      while (ucp_worker_progress(worker) != 0) progressed = true;
+      // While polling, a caller that holds the worker (a direct send, or a waiting loop
+      // progressing it) is not waited for: the round is skipped.
+      std::unique_lock<std::mutex> wl(wmu, std::defer_lock);
+      if (was_polling) {
+        (void)wl.try_lock();
+      } else {
+        wl.lock();
+      }
+      if (wl.owns_lock()) {
+        RunCommands();
+        while (ucp_worker_progress(worker) != 0) progressed = true;
+      }
     }
+    was_polling = false;
     // A bounded wait that ran out while work was in flight, after which UCX had events to
     // progress: UCX did not signal the event fd for them (counted, see stats()).
     if (timed_out_busy && progressed) stalls.fetch_add(1, std::memory_order_relaxed);
@@ -391,11 +457,28 @@ void UcxTransport::Impl::Loop() {
     CheckProbes();
     const uint64_t now = MonoNs();
     if (progressed) last_event_ns = now;
-    if (busy.load() != 0 && now - last_event_ns < options.spin_ns) {
-      std::this_thread::yield();  // a direct submitter may want the worker
+    // Poll, do not block, for spin_ns after the last activity (an event progressed here or
+    // a direct send from a caller), whether or not work is in flight: the answer to a
+    // request, or a peer's next request, is taken without an event-fd wake-up. After that
+    // window the thread arms and blocks, so an idle node costs at most spin_ns of CPU
+    // after its last activity (and one progress round per idle_poll_ns).
+    auto polling = [&](uint64_t t) {
+      const uint64_t last = std::max(last_event_ns, last_activity_ns.load());
+      return last > t || t - last < options.spin_ns;
+    };
+    if (polling(now)) {
+      was_polling = true;
+      spin_rounds.fetch_add(1, std::memory_order_relaxed);
+      std::this_thread::yield();  // a direct submitter may want the worker; 2 cores
       continue;
     }
     sleeping.store(true);
+    // A direct send that stored its time before `sleeping` was set is seen here (and one
+    // that stores it later sees `sleeping` and signals).
+    if (polling(MonoNs())) {
+      sleeping.store(false);
+      continue;
+    }
     ucs_status_t armed;
     {
       std::lock_guard<std::mutex> wl(wmu);
@@ -445,6 +528,10 @@ void UcxTransport::Impl::Loop() {
 }
 
 void UcxTransport::Impl::Stop() {
+  if (poll_env != nullptr) {
+    poll_env->RemoveSpinPoller(poller_id);  // returns after a poll in progress
+    poll_env = nullptr;
+  }
   if (!thread.joinable()) return;
   stop.store(true);
   ucp_worker_signal(worker);
@@ -475,16 +562,22 @@ void UcxTransport::Impl::Destroy() {
       ucp_request_free(req);
     }
   }
+  // The worker goes before the regions: the endpoints UCX made for peers that connected
+  // to this node (the reply endpoints of its answers) are not ours to close, and
+  // destroying the worker completes their unsent answers, whose callbacks release the
+  // regions they were admitted to (ReleaseRemote). With the regions cleared first, a
+  // READ answer still queued to a peer that died made that release fail its assertion
+  // at shutdown (seen in a holder process of the store benchmark over shared memory).
+  if (worker != nullptr) {
+    ucp_worker_destroy(worker);
+    worker = nullptr;
+  }
   std::vector<ucp_mem_h> memhs;
   {
     std::lock_guard<std::mutex> lock(mu);
     for (auto& [addr, r] : regions) memhs.push_back(r.memh);
     regions.clear();
     region_by_key.clear();
-  }
-  if (worker != nullptr) {
-    ucp_worker_destroy(worker);
-    worker = nullptr;
   }
   for (ucp_mem_h m : memhs) {
     if (m != nullptr) ucp_mem_unmap(context, m);
@@ -519,6 +612,7 @@ void UcxTransport::Impl::CompleteLocked(uint64_t seq, ErrorCode code, uint64_t b
   completions.push_back(TransportCompletion{op.task.task_id, code, bytes});
   seq_by_task.erase(op.task.task_id);
   ops.erase(it);
+  own_ops.store(ops.size(), std::memory_order_relaxed);
   busy.fetch_sub(1);
 }
 
@@ -873,6 +967,9 @@ void UcxTransport::Impl::ReleaseRemote(uint64_t region) {
 }
 
 void UcxTransport::Impl::SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, ErrorCode code) {
+  // Stopping: the callbacks UCX runs while the worker is destroyed (a receive it cancels)
+  // must not send on its endpoints; the peer's task ends by its own deadline.
+  if (stop.load()) return;
   auto* ctx = new Ctx{this, seq, 0, nullptr};
   ctx->ack = AckHeader{seq, static_cast<int32_t>(code), 0};
   ucp_request_param_t p{};
@@ -1132,6 +1229,7 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       op.seq = seq;
       op.local_region = local_region;
       m.ops.emplace(seq, op);
+      m.own_ops.store(m.ops.size(), std::memory_order_relaxed);
       m.seq_by_task[t.task_id] = seq;
       if (t.kind == TransportTask::Kind::kWrite) {
         m.writes.fetch_add(1, std::memory_order_relaxed);
@@ -1257,6 +1355,7 @@ void UcxTransport::Crash() {
   m.Destroy();
   std::lock_guard<std::mutex> lock(m.mu);
   m.ops.clear();
+  m.own_ops.store(0);
   m.seq_by_task.clear();
   m.completions.clear();
   m.notifies.clear();
@@ -1279,6 +1378,10 @@ UcxTransportStats UcxTransport::stats() const {
   s.busy_timeouts = m.busy_timeouts.load();
   s.idle_timeouts = m.idle_timeouts.load();
   s.stalls = m.stalls.load();
+  s.spin_rounds = m.spin_rounds.load();
+  s.signals = m.signals.load();
+  s.caller_poll_calls = m.caller_poll_calls.load();
+  s.caller_polls = m.caller_polls.load();
   s.crashed = m.crashed.load();
   return s;
 }

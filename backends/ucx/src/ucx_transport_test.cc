@@ -5,7 +5,10 @@
 #include "tidal/backends/ucx/ucx_transport.h"
 
 #include <gtest/gtest.h>
+#include <ucp/api/ucp.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -140,6 +143,286 @@ TEST_P(UcxProgress, RequestsSentOnTheCallersThreadLandExactly) {
   EXPECT_GE(n_[0].t->stats().direct_calls - before, 1u);
   EXPECT_EQ(n_[0].t->stats().outstanding, 0u);
 }
+
+// Two transports with given options on a loop with a given polling window, and the
+// helpers of UcxProgress (one WRITE at a time, driven to its completion).
+struct Pair {
+  RealEnv env{"ucx-spin-test"};
+  std::unique_ptr<UcxTransport> t[2];
+  std::vector<uint8_t> mem[2];
+  uint64_t rkey[2] = {0, 0};
+  PeerId peer = 0;
+  uint64_t next_id = 0;
+
+  Pair(UcxTransportOptions o, uint64_t env_spin_ns) {
+    env.SetSpinNs(env_spin_ns);
+    for (size_t i = 0; i < 2; ++i) {
+      t[i] = std::make_unique<UcxTransport>(o);
+      mem[i].assign(kRegion, 0);
+      TransportInstall in;
+      in.env = &env;
+      in.segment_name = "s" + std::to_string(i);
+      in.on_ready = [this] { env.Post([] {}); };
+      env.AddPoster();
+      EXPECT_TRUE(t[i]->Install(in).ok());
+      Result<uint64_t> key = t[i]->RegisterMemory(addr(i), kRegion, Location::Host());
+      EXPECT_TRUE(key.ok()) << key.status().ToString();
+      rkey[i] = key.ok() ? *key : 0;
+    }
+    SegmentDescriptor d;
+    d.name = "s1";
+    d.transport = "ucx";
+    d.address = t[1]->LocalAddress();
+    Result<PeerId> p = t[0]->Connect(d);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    peer = p.ok() ? *p : 0;
+  }
+  ~Pair() {
+    for (size_t i = 0; i < 2; ++i) {
+      (void)t[i]->UnregisterMemory(addr(i), kRegion);
+      t[i].reset();
+      env.RemovePoster();
+    }
+  }
+  uint64_t addr(size_t i) const { return reinterpret_cast<uint64_t>(mem[i].data()); }
+  // WRITEs chunk `k` of node 0's region to the same place at node 1; its completion.
+  TransportCompletion Write(size_t k) {
+    TransportTask w;
+    w.task_id = ++next_id;
+    w.peer = peer;
+    w.kind = TransportTask::Kind::kWrite;
+    w.local_addr = addr(0) + k * kChunk;
+    w.remote_addr = addr(1) + k * kChunk;
+    w.length = kChunk;
+    w.rkey = rkey[1];
+    Status accepted;
+    t[0]->Submit(std::span<const TransportTask>(&w, 1), std::span<Status>(&accepted, 1));
+    EXPECT_TRUE(accepted.ok()) << accepted.ToString();
+    TransportCompletion got{};
+    bool done = false;
+    const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    env.RunUntil([&] {
+      TransportCompletion c[4];
+      const size_t n = t[0]->PollCompletions(c);
+      for (size_t i = 0; i < n; ++i) {
+        if (c[i].task_id == w.task_id) {
+          got = c[i];
+          done = true;
+        }
+      }
+      if (!done && std::chrono::steady_clock::now() < limit) env.ScheduleAfter(1'000'000, [] {});
+      return done || std::chrono::steady_clock::now() >= limit;
+    });
+    EXPECT_TRUE(done) << "no completion for task " << w.task_id;
+    return got;
+  }
+  void Fill() {
+    for (size_t i = 0; i < kRegion; ++i) mem[0][i] = static_cast<uint8_t>(i * 7 + (i >> 11));
+  }
+};
+
+class UcxSpin : public ::testing::TestWithParam<std::string> {};
+
+// spin_ns = 0: the progress threads never poll (every round ends armed on the event fd),
+// and with the loop not polling either no caller progresses a worker; the bytes and
+// completions are exact all the same.
+TEST_P(UcxSpin, NoWindowMeansNoPolling) {
+  UcxTransportOptions o;
+  o.spin_ns = 0;
+  Pair p(o, 0);
+  p.Fill();
+  for (size_t k = 0; k < 8; ++k) {
+    TransportCompletion c = p.Write(k);
+    EXPECT_EQ(c.code, ErrorCode::OK);
+    EXPECT_EQ(c.bytes_transferred, kChunk);
+  }
+  EXPECT_EQ(std::memcmp(p.mem[0].data(), p.mem[1].data(), 8 * kChunk), 0);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(p.t[i]->stats().spin_rounds, 0u) << "node " << i;
+    EXPECT_EQ(p.t[i]->stats().caller_poll_calls, 0u) << "node " << i;
+  }
+}
+
+// A loop that polls (RealEnv::SetSpinNs) asks the transports installed on it to progress
+// their workers while it waits, on the waiting thread, but only a transport with tasks of
+// its own outstanding: node 0 (the initiator) is polled, node 1 (only a target) is left to
+// its progress thread. The bytes are exact.
+TEST_P(UcxSpin, WaitingLoopProgressesTheInitiatorsWorker) {
+  UcxTransportOptions o;
+  o.spin_ns = 0;
+  Pair p(o, 10'000'000);
+  p.Fill();
+  // A WRITE is a round trip, so the loop usually waits for its completion (it may also
+  // find the completion posted already each time it looks: hence up to 200 WRITEs, each
+  // checked). Whether a poll found the worker free or its progress thread had it is a
+  // race; caller_polls counts those that progressed it.
+  size_t k = 0;
+  for (; k < 200; ++k) {
+    TransportCompletion c = p.Write(k % 16);
+    ASSERT_EQ(c.code, ErrorCode::OK);
+    ASSERT_EQ(c.bytes_transferred, kChunk);
+    if (p.t[0]->stats().caller_poll_calls > 0) break;
+  }
+  EXPECT_EQ(std::memcmp(p.mem[0].data(), p.mem[1].data(), std::min<size_t>(k + 1, 16) * kChunk),
+            0);
+  EXPECT_GT(p.t[0]->stats().caller_poll_calls, 0u);
+  EXPECT_EQ(p.t[1]->stats().caller_poll_calls, 0u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(p.t[i]->stats().spin_rounds, 0u) << "node " << i;
+}
+
+// Inside the window (here 10 s, longer than the test) the progress thread keeps polling
+// after the first request: later requests (sent directly, or queued for it when it holds
+// the worker) find it awake and never signal it.
+TEST_P(UcxSpin, InsideTheWindowSendsDoNotWakeTheProgressThread) {
+  UcxTransportOptions o;
+  o.spin_ns = 10'000'000'000ULL;
+  Pair p(o, 0);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);
+  const UcxTransportStats before = p.t[0]->stats();
+  for (size_t k = 1; k < 9; ++k) {
+    TransportCompletion c = p.Write(k);
+    EXPECT_EQ(c.code, ErrorCode::OK);
+    EXPECT_EQ(c.bytes_transferred, kChunk);
+  }
+  const UcxTransportStats after = p.t[0]->stats();
+  EXPECT_EQ(std::memcmp(p.mem[0].data(), p.mem[1].data(), 9 * kChunk), 0);
+  EXPECT_EQ(after.signals, before.signals);
+  EXPECT_GT(after.spin_rounds, before.spin_rounds);
+}
+
+// The window is a bound: 2 ms after the last activity both progress threads stop polling
+// and block on their event fds, and while the pair stays idle no polling round is made
+// (the waits end at the idle bound, none at the busy one: nothing is in flight).
+TEST_P(UcxSpin, IdleProgressThreadsBlockAfterTheWindow) {
+  UcxTransportOptions o;
+  o.spin_ns = 2'000'000;
+  Pair p(o, 0);
+  p.Fill();
+  for (size_t k = 0; k < 4; ++k) ASSERT_EQ(p.Write(k).code, ErrorCode::OK);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // 50 windows
+  UcxTransportStats before[2] = {p.t[0]->stats(), p.t[1]->stats()};
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (size_t i = 0; i < 2; ++i) {
+    const UcxTransportStats after = p.t[i]->stats();
+    EXPECT_EQ(after.spin_rounds, before[i].spin_rounds) << "node " << i;
+    EXPECT_EQ(after.busy_timeouts, before[i].busy_timeouts) << "node " << i;
+    EXPECT_GT(after.idle_timeouts, before[i].idle_timeouts) << "node " << i;
+  }
+}
+
+// A peer with a bare UCP worker of its own sends thousands of 4 KiB READ requests and then
+// stops progressing, so the target's answers fill the way to it (the shared-memory FIFO, the
+// tcp socket) and the rest wait inside UCX: the target counts them in flight on its
+// region. Destroying the target completes those sends as its worker goes, and their
+// callbacks release the region (ReleaseRemote): the regions must still be there then.
+// They were cleared before the worker, and the release failed its assertion (a holder
+// process of the store benchmark, whose client had died, aborted that way at shutdown).
+TEST_P(UcxSpin, TargetDestroyedWithAnswersToAStuckPeerInFlight) {
+  RealEnv env{"ucx-stuck-peer"};
+  auto target = std::make_unique<UcxTransport>();
+  TransportInstall in;
+  in.env = &env;
+  in.segment_name = "target";
+  in.on_ready = [&env] { env.Post([] {}); };
+  env.AddPoster();
+  ASSERT_TRUE(target->Install(in).ok());
+  std::vector<uint8_t> mem(1 << 20, 0x5a);
+  const uint64_t addr = reinterpret_cast<uint64_t>(mem.data());
+  Result<uint64_t> key = target->RegisterMemory(addr, mem.size(), Location::Host());
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  // The blob: u32 magic, u64 uid, u32 length, worker address.
+  const std::string blob = target->LocalAddress();
+  ASSERT_GT(blob.size(), 16u);
+  const std::string worker_address = blob.substr(16);
+
+  ucp_config_t* config = nullptr;
+  ASSERT_EQ(ucp_config_read(nullptr, nullptr, &config), UCS_OK);
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES;
+  params.features = UCP_FEATURE_AM;
+  ucp_context_h context = nullptr;
+  ASSERT_EQ(ucp_init(&params, config, &context), UCS_OK);
+  ucp_config_release(config);
+  ucp_worker_params_t wp{};
+  ucp_worker_h worker = nullptr;
+  ASSERT_EQ(ucp_worker_create(context, &wp, &worker), UCS_OK);
+  ucp_am_handler_param_t hp{};  // answers (kReadResp = 4) are taken and dropped
+  hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB;
+  hp.id = 4;
+  hp.cb = [](void*, const void*, size_t, void*, size_t, const ucp_am_recv_param_t*) {
+    return UCS_OK;
+  };
+  ASSERT_EQ(ucp_worker_set_am_recv_handler(worker, &hp), UCS_OK);
+  ucp_ep_params_t ep_params{};
+  ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  ep_params.address = reinterpret_cast<const ucp_address_t*>(worker_address.data());
+  ep_params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+  ucp_ep_h ep = nullptr;
+  ASSERT_EQ(ucp_ep_create(worker, &ep_params, &ep), UCS_OK);
+  // kReadReq (3) with {seq, rkey, addr, length}, answered on the reply endpoint.
+  constexpr size_t kRequests = 4000;  // 16 MiB of answers: more than a socket buffer
+  std::vector<std::array<uint64_t, 4>> headers;
+  headers.reserve(6 * kRequests);
+  std::vector<void*> unsent;  // requests still pending in UCX when we stopped
+  auto burst = [&](bool progress) {
+    std::vector<void*> pending;
+    for (size_t i = 0; i < kRequests; ++i) {
+      const uint64_t n = headers.size();
+      headers.push_back({n + 1, *key, addr + (n % 256) * 4096, 4096});
+      ucp_request_param_t rp{};
+      rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      rp.flags = UCP_AM_SEND_FLAG_REPLY;
+      void* req = ucp_am_send_nbx(ep, 3, headers.back().data(), 32, nullptr, 0, &rp);
+      if (UCS_PTR_IS_PTR(req)) pending.push_back(req);
+    }
+    for (void* req : pending) {
+      if (!progress) {
+        unsent.push_back(req);
+        continue;
+      }
+      while (ucp_request_check_status(req) == UCS_INPROGRESS) ucp_worker_progress(worker);
+      ucp_request_free(req);
+    }
+  };
+  // The first burst connects (progressing); later ones are sent without progressing.
+  // From the end of the first burst this worker is never progressed, so answers wait.
+  // Wait until the target's count of answers in flight is positive and stops changing;
+  // if the answers all got through (the way to us had room), send another burst.
+  burst(true);
+  for (int round = 0; round < 5; ++round) {
+    uint64_t last = ~0ull;
+    int settled = 0;
+    for (int i = 0; settled < 50 && i < 2000; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      const uint64_t now = target->stats().target_in_flight;
+      settled = now == last ? settled + 1 : 0;
+      last = now;
+    }
+    if (last > 0 && settled >= 50) break;
+    burst(false);
+  }
+  ASSERT_GT(target->stats().target_in_flight, 0u);
+  // While answers are in flight the region cannot go.
+  EXPECT_EQ(target->UnregisterMemory(addr, mem.size()).code(), ErrorCode::BATCH_BUSY);
+  target.reset();  // the worker, then the regions: no assertion
+  env.RemovePoster();
+
+  for (void* req : unsent) ucp_request_free(req);  // released by UCX when it lets go
+  ucp_request_param_t cp{};
+  cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  cp.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  void* close = ucp_ep_close_nbx(ep, &cp);
+  if (UCS_PTR_IS_PTR(close)) {
+    while (ucp_request_check_status(close) == UCS_INPROGRESS) ucp_worker_progress(worker);
+    ucp_request_free(close);
+  }
+  ucp_worker_destroy(worker);
+  ucp_cleanup(context);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transport, UcxSpin, ::testing::Values(std::string("ucx")),
+                         [](const auto& info) { return info.param; });
 
 INSTANTIATE_TEST_SUITE_P(Transport, UcxProgress, ::testing::Values(std::string("ucx")),
                          [](const auto& info) { return info.param; });

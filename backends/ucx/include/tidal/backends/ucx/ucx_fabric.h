@@ -30,6 +30,12 @@ struct UcxFabricOptions {
   TransferEngineOptions engine;
   UcxTransportOptions transport;
   bool contract_checker = true;  // wrap every transport in a ContractChecker (aborts)
+  // The shared loop polls this long for a progress thread's post before it blocks
+  // (RealEnv::SetSpinNs), and progresses the nodes' UCX workers itself while it does
+  // (UcxTransport registers a spin poller): a completion is taken and run on the waiting
+  // thread without a thread hand-off or a futex wake-up. 0: block at once. Bounded: a
+  // loop with nothing to wait for blocks after it, so an idle fabric uses no CPU.
+  uint64_t env_spin_ns = 50'000;
   // Non-empty: every node's transport is wrapped in a RecordingTransport writing this
   // JSON-lines file (tidal-sim import reads it). Empty: the TIDAL_RECORD environment
   // variable, when set, names the file instead.

@@ -33,13 +33,15 @@
 // The worker is UCS_THREAD_MODE_SERIALIZED under one lock of the transport's: the
 // progress thread takes it to progress, run queued commands and arm; a method that sends
 // (Submit, SendNotify, Cancel) takes it when it is free and makes the UCP calls on the
-// caller's thread, so a request leaves without a thread hop, then wakes the progress
-// thread with ucp_worker_signal if it sleeps (it progresses the answer); when the
-// progress thread holds the lock the work is queued for it. RegisterMemory and
-// UnregisterMemory map and unmap under the lock on the caller's thread. The progress
-// thread blocks on the worker's event fd (ucp_worker_arm + poll) when idle, and polls
-// (yielding between polls) while operations are outstanding and events came within
-// spin_ns. on_ready is called from the progress thread or from the caller's thread.
+// caller's thread, so a request leaves without a thread hop; when the progress thread
+// holds the lock the work is queued for it. RegisterMemory and UnregisterMemory map and
+// unmap under the lock on the caller's thread. The progress thread polls the worker for
+// spin_ns after the last activity (an event, or a caller's send) and then arms the worker
+// and blocks on its event fd (at most busy_poll_ns with work in flight, idle_poll_ns
+// without); a send wakes it (ucp_worker_signal) only if it sleeps. When the install's Env
+// is a RealEnv, the transport registers a spin poller with it, so a loop that polls for a
+// completion before blocking (RealEnv::SetSpinNs) progresses the worker itself. on_ready
+// is called from the progress thread or from the caller's thread.
 #pragma once
 
 #include <cstdint>
@@ -65,8 +67,10 @@ struct UcxTransportOptions {
   // A probe with no answer within this fails with PEER_UNREACHABLE (UCX's own failure
   // detection covers a closed connection; this covers a peer that stopped answering).
   uint64_t probe_timeout_ns = 1'000'000'000ULL;
-  // While operations are outstanding the progress thread polls this long after the last
-  // event before it blocks on the event fd again.
+  // The progress thread polls the worker (does not block) this long after the last
+  // activity: an event it progressed, or a request a caller sent directly. Busy or not;
+  // after it the thread arms the worker and blocks, so an idle node costs at most this
+  // much CPU after its last activity. 0: block as soon as there is nothing to progress.
   uint64_t spin_ns = 50'000;
   // While operations are outstanding, the progress thread blocks on the event fd at most
   // this long before it progresses again (UCX does not signal every rendezvous step).
@@ -94,6 +98,16 @@ struct UcxTransportStats {
   uint64_t busy_timeouts = 0;
   uint64_t idle_timeouts = 0;
   uint64_t stalls = 0;
+  // Progress rounds the progress thread made while polling within spin_ns of the last
+  // activity (instead of blocking), and the requests (sent directly or queued for it)
+  // that found it asleep and woke it (ucp_worker_signal).
+  uint64_t spin_rounds = 0;
+  uint64_t signals = 0;
+  // A waiting event loop's calls to progress the worker on its own thread (RealEnv spin
+  // pollers; made only while this node has tasks outstanding), and the rounds among them
+  // that found the worker free and progressed it.
+  uint64_t caller_poll_calls = 0;
+  uint64_t caller_polls = 0;
   bool crashed = false;
 };
 
