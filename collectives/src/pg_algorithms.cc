@@ -64,6 +64,11 @@ Task<Status> ProcessGroup::Impl::RunAlgorithm(CollOp& op, const std::vector<int>
   }
 }
 
+bool ProcessGroup::Impl::PullFrom(const CollOp& op, const uint8_t* data, uint64_t bytes) const {
+  return !loc_.is_host() && options_.device_pull && !op.reads_no_input && DirectOutputs(op) &&
+         bytes > 0 && InUserBuffer(data, bytes);
+}
+
 bool ProcessGroup::Impl::DirectOutputs(const CollOp& op) const {
   const uint64_t ob = op.out.bytes(), ib = op.in.bytes();
   if (!options_.direct_outputs || ob == 0) return false;
@@ -242,8 +247,10 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
   TIDAL_STEP(Step(a, 0, steps));
   if (op.algorithm == Algorithm::kDirect) {
+    // Registered input with direct outputs: every member READs it (pull offers).
+    const bool pull = a.i == r && PullFrom(op, from, bytes);
     for (uint64_t j = 0; j < a.m && a.i == r; ++j) {
-      if (j != a.i) a.sends.push_back({a.mem[j], from, bytes});
+      if (j != a.i) a.sends.push_back({a.mem[j], from, bytes, nullptr, pull});
     }
     if (a.i != r) a.recvs.push_back({op.root, op.buf, bytes, false, -1});
   } else {
@@ -452,7 +459,8 @@ Task<Status> ProcessGroup::Impl::RunAllToAll(Attempt& a) {
   if (!loc_.is_host()) own_copy = StartCopySoon(own, own_in, bytes);
   for (uint64_t j = 0; j < a.m; ++j) {
     if (j == a.i) continue;
-    a.sends.push_back({a.mem[j], op.in.bytes_ptr() + a.mem[j] * bytes, bytes});
+    const uint8_t* block = op.in.bytes_ptr() + a.mem[j] * bytes;
+    a.sends.push_back({a.mem[j], block, bytes, nullptr, PullFrom(op, block, bytes)});
     a.recvs.push_back({a.mem[j], op.buf + a.mem[j] * bytes, bytes, false, -1});
   }
   Status moved = co_await Move(a);

@@ -21,6 +21,23 @@
 // notifications. Credits only grow, so a re-sent one never frees a slot early, and a slot
 // is never written again before the credit that returns it. A rank that gave up the
 // current attempt answers its peers' notifications of that attempt with its abort again.
+//
+// Pulled messages (options.device_pull). A sender whose message lies in a registered
+// buffer that no attempt writes (the input of an out-of-place op with direct outputs)
+// may send, instead of chunks, one pull offer: a notification of kind kPull that takes
+// one sequence number (and counts against the slots like a chunk) and carries the
+// message's address. The receiver, meeting it where the message's first chunk was due,
+// READs the whole message itself (straight into its destination when that is registered
+// memory, else chunk by chunk through this sender's slots, which are all free: earlier
+// chunks were consumed in order, and the sender sends nothing more before the credit),
+// joins every READ it issued, and only then credits the offer's sequence number. So every
+// byte that lands in a rank's output was moved by a transfer of that rank, finished
+// before its attempt ends: nothing of a rank that left the view can land there later, and
+// a retry rewrites every byte. The sender keeps its input as it is (it does not return)
+// until the credit, the reader's failure, or the attempt's abort; it never waits past the
+// op's deadline. The offer is retransmitted and deduplicated like a chunk notification.
+// A READ from a dead sender fails, a probe confirms it, and the reader's step ends with
+// RANK_FAILED. The sender decides per message; a receiver takes either form.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -215,6 +232,18 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
     c.pending.erase(key);
     const uint8_t* slot = recv_base_ + SlotOffset(r.peer, ChannelClass::kColl, c.next % slots_);
     const uint64_t consumed = ++c.next;
+    if (h.kind == DataHeader::Kind::kPull) {
+      // The whole message, READ by this rank (see "Pulled messages"); credited only once
+      // every READ finished. Offered in place of the first chunk, of a copied message.
+      if (off != 0 || h.bytes != r.bytes || r.reduce || r.init != nullptr) {
+        st = Status(ErrorCode::CORRUPT_INPUT, "pull offer where a chunk was expected");
+        break;
+      }
+      Trace(trace::Ev::kArrived, consumed - 1);
+      st = co_await PullMessage(r.peer, h, r.data, r.bytes, chunk, deadline_ns);
+      if (st.ok()) SendCredit(r.peer, ChannelClass::kColl, attempt, consumed);
+      break;
+    }
     if (h.bytes != len) {
       st = Status(ErrorCode::CORRUPT_INPUT, "chunk of unexpected size");
       break;
@@ -561,8 +590,129 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
   co_return Status::Ok();
 }
 
+Task<Status> ProcessGroup::Impl::OfferPull(const SendSpec& s, uint64_t attempt,
+                                           uint64_t deadline_ns) {
+  SendChan& c = send_chan_[s.peer][static_cast<size_t>(ChannelClass::kColl)];
+  const uint64_t slots = slots_;
+  auto slot_free = [&c, slots]() { return c.sent - c.consumed < slots; };
+  TIDAL_CO_RETURN_IF_ERROR(co_await WaitPeer(s.peer, ChannelClass::kColl, deadline_ns, slot_free));
+  const uint64_t seq = c.sent++;
+  DataHeader h;
+  h.kind = DataHeader::Kind::kPull;
+  h.cls = ChannelClass::kColl;
+  h.from = static_cast<uint32_t>(rank_);
+  h.group = group_hash_;
+  h.attempt = attempt;
+  h.seq = seq;
+  h.bytes = s.bytes;
+  h.total = s.bytes;
+  h.offset = reinterpret_cast<uint64_t>(s.data);
+  ++stats_.notifies_to[s.peer];
+  ++stats_.pulls_offered;
+  if (c.attempt == attempt && seq >= c.consumed) c.unacked[seq] = h;  // Resync re-sends it
+  Status st = engine_.Notify(peers_[s.peer].seg, notify_channel_, EncodeDataHeader(h));
+  if (!st.ok()) {
+    bool alive = co_await ProbePeer(s.peer);
+    if (!alive) {
+      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(s.peer) + " failed");
+    }
+  }
+  // The message must stay as it is until the reader has finished: its credit of `seq`.
+  auto read = [&c, seq]() { return c.consumed > seq; };
+  TIDAL_CO_RETURN_IF_ERROR(co_await WaitPeer(s.peer, ChannelClass::kColl, deadline_ns, read));
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::ReadRetried(int peer, uint64_t seq,
+                                             std::vector<TransferRequest> reqs,
+                                             uint64_t deadline_ns) {
+  for (uint32_t attempt_no = 0;; ++attempt_no) {
+    if (dead(peer)) {
+      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+    }
+    for (TransferRequest& r : reqs) r.segment = peers_[peer].seg;
+    Trace(trace::Ev::kWriteStart, seq);
+    auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(reqs));
+    Trace(trace::Ev::kWriteDone, seq);
+    std::vector<TransferRequest> failed;
+    for (size_t k = 0; k < reqs.size(); ++k) {
+      if (k >= result.size() || result[k].state != TransferState::COMPLETED) {
+        failed.push_back(reqs[k]);
+      }
+    }
+    if (failed.empty()) co_return Status::Ok();
+    reqs = std::move(failed);  // READs are idempotent: only the failed ones again
+    ++stats_.write_failures;
+    bool alive = co_await ProbePeer(peer);
+    if (!alive) {
+      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
+    }
+    if (attempt_no >= options_.write_retries) co_await SleepFor(env_, options_.peer_check_ns);
+    if (attempt_aborted_) co_return Status(ErrorCode::COLLECTIVE_ABORTED, "attempt aborted");
+    if (env_.NowNs() >= deadline_ns) {
+      co_return Status(ErrorCode::OPERATION_TIMEOUT, "read retries timed out");
+    }
+  }
+}
+
+Task<Status> ProcessGroup::Impl::PullMessage(int peer, const DataHeader& h, uint8_t* dst,
+                                             uint64_t bytes, uint64_t chunk,
+                                             uint64_t deadline_ns) {
+  auto read = [&](uint64_t off, uint64_t len, uint8_t* into) {
+    TransferRequest req;
+    req.op = TransferOp::kRead;
+    req.local_addr = reinterpret_cast<uint64_t>(into);
+    req.length = len;
+    req.remote_addr = h.offset + off;
+    return req;
+  };
+  if (InUserBuffer(dst, bytes) || InScratch(dst, bytes)) {
+    // Straight into the destination: every chunk's READ at once, in one batch.
+    std::vector<TransferRequest> reqs;
+    for (uint64_t off = 0; off < bytes; off += chunk) {
+      reqs.push_back(read(off, std::min(chunk, bytes - off), dst + off));
+    }
+    TIDAL_CO_RETURN_IF_ERROR(co_await ReadRetried(peer, h.seq, std::move(reqs), deadline_ns));
+  } else {
+    // The destination is not registered: up to slots_ chunks READ into this sender's
+    // receive slots, then copied out (joined before the slots are read into again).
+    ++stats_.pulls_via_slots;
+    for (uint64_t off = 0; off < bytes;) {
+      std::vector<TransferRequest> reqs;
+      std::vector<std::pair<uint8_t*, uint64_t>> copies;  // slot, length
+      const uint64_t first = off;
+      for (uint64_t k = 0; k < slots_ && off < bytes; ++k, off += chunk) {
+        uint8_t* slot = recv_base_ + SlotOffset(peer, ChannelClass::kColl, k);
+        const uint64_t len = std::min(chunk, bytes - off);
+        reqs.push_back(read(off, len, slot));
+        copies.emplace_back(slot, len);
+      }
+      TIDAL_CO_RETURN_IF_ERROR(co_await ReadRetried(peer, h.seq, std::move(reqs), deadline_ns));
+      std::vector<std::shared_ptr<PendingCopy>> pending;
+      uint64_t at = first;
+      for (const auto& [slot, len] : copies) {
+        pending.push_back(StartCopy(dst + at, slot, len));
+        at += len;
+      }
+      Status copied = Status::Ok();
+      for (auto& p : pending) {
+        Status one = co_await JoinCopy(p);
+        if (copied.ok()) copied = one;
+      }
+      TIDAL_CO_RETURN_IF_ERROR(copied);
+    }
+  }
+  ++stats_.pulls_read;
+  stats_.bytes_pulled += bytes;
+  co_return Status::Ok();
+}
+
 Task<Status> ProcessGroup::Impl::SendWindowed(SendSpec s, uint64_t attempt, uint64_t chunk,
                                               uint64_t deadline_ns) {
+  if (s.pull) {
+    Status offered = co_await OfferPull(s, attempt, deadline_ns);
+    co_return offered;
+  }
   struct Window {
     size_t running = 0;
     Status first_error;
@@ -616,6 +766,11 @@ Task<Result<DataHeader>> ProcessGroup::Impl::RecvChunk(int peer, ChannelClass cl
   DataHeader h = c.pending[key];
   TIDAL_ASSERT(h.seq == c.next && h.attempt == attempt);
   c.pending.erase(key);
+  if (h.kind == DataHeader::Kind::kPull) {
+    // Offers are sent only where the receiver takes messages whole (RecvWindowed).
+    ++c.next;
+    co_return Status(ErrorCode::CORRUPT_INPUT, "pull offer on a chunk-by-chunk channel");
+  }
   const uint8_t* slot = recv_base_ + SlotOffset(peer, cls, c.next % slots_);
   ++c.next;
   Status result = Status::Ok();

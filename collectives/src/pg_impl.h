@@ -65,6 +65,9 @@ struct SendSpec {
   // Device slots only: working memory that must end up holding `data` (an op's own block):
   // each chunk is copied there and WRITTEN from there, so the copy is not made up front.
   uint8_t* stage_into = nullptr;
+  // Device slots: offer the message for pulling (options.device_pull; `data` lies in a
+  // buffer of RegisterBuffer that no attempt writes) instead of WRITing it.
+  bool pull = false;
 };
 struct RecvSpec {
   int peer = -1;
@@ -134,8 +137,20 @@ struct ProcessGroup::Impl {
                           uint64_t offset, uint64_t deadline_ns, uint8_t* stage_into = nullptr);
   Task<Status> WriteRetried(int peer, ChannelClass cls, uint64_t seq, TransferRequest req,
                             uint64_t deadline_ns);
-  // A collective send of device slots: up to slots_ chunk WRITEs in flight at once.
+  // A collective send of device slots: up to slots_ chunk WRITEs in flight at once; or,
+  // with s.pull, the pull offer (OfferPull).
   Task<Status> SendWindowed(SendSpec s, uint64_t attempt, uint64_t chunk, uint64_t deadline_ns);
+  // Pulled messages (pg_channel.cc, "Pulled messages"). The sender: notifies the offer
+  // and waits until the reader's credit covers it.
+  Task<Status> OfferPull(const SendSpec& s, uint64_t attempt, uint64_t deadline_ns);
+  // The reader: READs the offered message `h` into dst (straight, when dst is registered
+  // memory, else through this sender's receive slots and a copy), joined before it returns.
+  Task<Status> PullMessage(int peer, const DataHeader& h, uint8_t* dst, uint64_t bytes,
+                           uint64_t chunk, uint64_t deadline_ns);
+  // READs `reqs` from `peer`, retried as WriteRetried retries a WRITE (failed READs again
+  // after a probe that answers; RANK_FAILED after one that does not).
+  Task<Status> ReadRetried(int peer, uint64_t seq, std::vector<TransferRequest> reqs,
+                           uint64_t deadline_ns);
   // Receives the next chunk from `peer` into `dst` (copy or fold). Returns the header.
   Task<Result<DataHeader>> RecvChunk(int peer, ChannelClass cls, uint64_t attempt, uint8_t* dst,
                                      uint64_t capacity, bool reduce, DataType dtype, ReduceOp rop,
@@ -247,6 +262,10 @@ struct ProcessGroup::Impl {
   // options.direct_outputs and an op whose output does not overlap its input (and has
   // bytes): the output is the attempt's working memory (see ProcessGroupOptions).
   bool DirectOutputs(const CollOp& op) const;
+  // Whether this rank offers `bytes` at `data` (its input) for pulling: device slots,
+  // options.device_pull, DirectOutputs(op) with an input (so no attempt writes it), and
+  // the range in one buffer of RegisterBuffer.
+  bool PullFrom(const CollOp& op, const uint8_t* data, uint64_t bytes) const;
   Task<Status> Finalize(CollOp& op, uint64_t view);
   // Zeroes the blocks (block_bytes each, by rank) of the ranks that are not members.
   Status ZeroNonMembers(Attempt& a, uint8_t* buf, uint64_t block_bytes);

@@ -242,6 +242,7 @@ void ProcessGroup::Impl::OnNotification(Notification n) {
   if (!dec.ok() || dec->group != group_hash_ || dec->from != static_cast<uint32_t>(from)) return;
   if (dead(from) || from == rank_) return;
   const DataHeader& h = *dec;
+  if (h.kind == DataHeader::Kind::kPull && h.cls != ChannelClass::kColl) return;  // never sent
   auto cls = static_cast<size_t>(h.cls);
   // Retransmissions (pg_channel.cc): duplicates are answered, never consumed twice.
   if (h.kind == DataHeader::Kind::kCredit) {

@@ -38,7 +38,7 @@ Result<DataHeader> DecodeDataHeader(std::string_view bytes) {
   DataHeader h;
   if (!r.U8(&magic) || magic != kDataMagic) return Corrupt("data header: bad magic");
   if (!r.U8(&version) || version != kVersion) return Corrupt("data header: bad version");
-  if (!r.U8(&kind) || (kind != 1 && kind != 2)) return Corrupt("data header: bad kind");
+  if (!r.U8(&kind) || (kind < 1 || kind > 3)) return Corrupt("data header: bad kind");
   if (!r.U8(&cls) || cls >= kChannelClasses) return Corrupt("data header: bad class");
   h.kind = static_cast<DataHeader::Kind>(kind);
   h.cls = static_cast<ChannelClass>(cls);

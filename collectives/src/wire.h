@@ -3,8 +3,9 @@
 // Three small binary formats, each starting with a magic byte and a version, all
 // little-endian, fixed or length-checked, decoded without ever reading past the input
 // (remote bytes are input: a malformed one is CORRUPT_INPUT, never an assertion):
-//  * DataHeader: the engine notification that follows each chunk WRITE ("the sync flag")
-//    and the credit a receiver returns when it has consumed a slot;
+//  * DataHeader: the engine notification that follows each chunk WRITE ("the sync flag"),
+//    the credit a receiver returns when it has consumed a slot, and the pull offer of a
+//    sender whose message the receiver READs itself (see pg_channel.cc, "Pulled messages");
 //  * ControlMessage: the agreement protocol over the Messenger (report, decision, query,
 //    abort);
 //  * BootstrapRecord: what each rank publishes in the MetadataStore.
@@ -25,7 +26,10 @@ constexpr int kChannelClasses = 2;
 constexpr int kSlotsPerChannel = 2;  // double buffering
 
 struct DataHeader {
-  enum class Kind : uint8_t { kData = 1, kCredit = 2 };
+  // kPull: a pull offer (collective channels only). The whole message of `bytes` lies in
+  // the sender's registered memory at address `offset`; the receiver READs it and its
+  // credit covering `seq` says it has finished reading.
+  enum class Kind : uint8_t { kData = 1, kCredit = 2, kPull = 3 };
   Kind kind = Kind::kData;
   ChannelClass cls = ChannelClass::kColl;
   uint32_t from = 0;     // sender rank
@@ -35,7 +39,7 @@ struct DataHeader {
   uint64_t bytes = 0;    // data: bytes in the slot
   uint32_t tag = 0;      // p2p tag
   uint64_t total = 0;    // p2p: bytes of the whole message; chunk 0 starts a message
-  uint64_t offset = 0;   // p2p: offset of this chunk in the message
+  uint64_t offset = 0;   // p2p: offset of this chunk in the message; pull: the address
   bool operator==(const DataHeader&) const = default;
 };
 constexpr uint8_t kDataMagic = 0xC1;

@@ -36,9 +36,21 @@ TEST(Wire, DataHeaderRoundTripsAndRejectsCorruption) {
   std::string bad = enc;
   bad[2] = 9;  // kind
   EXPECT_EQ(DecodeDataHeader(bad).code(), ErrorCode::CORRUPT_INPUT);
+  bad[2] = 0;  // kind
+  EXPECT_EQ(DecodeDataHeader(bad).code(), ErrorCode::CORRUPT_INPUT);
+  bad[2] = 4;  // one past kPull
+  EXPECT_EQ(DecodeDataHeader(bad).code(), ErrorCode::CORRUPT_INPUT);
   bad = enc;
   bad[3] = 5;  // class
   EXPECT_EQ(DecodeDataHeader(bad).code(), ErrorCode::CORRUPT_INPUT);
+  // A pull offer (kind 3) round trips with its address in `offset`.
+  DataHeader pull = h;
+  pull.kind = DataHeader::Kind::kPull;
+  pull.cls = ChannelClass::kColl;
+  pull.offset = 0x7f00deadbe00;
+  auto pulled = DecodeDataHeader(EncodeDataHeader(pull));
+  ASSERT_TRUE(pulled.ok());
+  EXPECT_EQ(*pulled, pull);
 }
 
 TEST(Wire, ControlRoundTripsAndRejectsCorruption) {

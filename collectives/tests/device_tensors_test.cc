@@ -18,6 +18,8 @@
 // inputs untouched; on device slots and (simulator) on host slots.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <sstream>
 
@@ -498,9 +500,11 @@ TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
                             << ": chunks were staged";
       if (n == 2) {
         // Two ranks, direct: each rank sends one 3 MiB message (broadcast: the root only),
-        // as 3 chunks of 1 MiB.
+        // as 3 chunks of 1 MiB; with direct outputs, broadcast and alltoall offer their
+        // registered inputs for pulling instead (options.device_pull): no chunk at all.
+        const bool pulled = direct && (op == OpType::kBroadcast || op == OpType::kAllToAll);
         for (int r = 0; r < n; ++r) {
-          const uint64_t want = op == OpType::kBroadcast && r != 0 ? 0 : 3;
+          const uint64_t want = (op == OpType::kBroadcast && r != 0) || pulled ? 0 : 3;
           EXPECT_EQ(cluster->pg(r).stats().chunks_sent - chunks_before[r], want)
               << OpTypeName(op) << " rank " << r;
         }
@@ -637,6 +641,256 @@ INSTANTIATE_TEST_SUITE_P(Boundaries, DeviceRankKilled,
                            return "boundary" + std::to_string(std::get<0>(info.param)) +
                                   (std::get<1>(info.param) ? "_direct_" : "_") + kBackend;
                          });
+
+
+// Pulled messages (options.device_pull, with direct_outputs and registered inputs):
+// broadcast (direct algorithm, every root) and alltoall at 2 and 3 ranks, the receivers'
+// outputs registered (READ straight into them) or not (READ through the receive slots),
+// and the push path (device_pull off) beside them. Outputs start as sentinels and must be
+// bit-exact; the inputs and the bytes of both buffers past the tensors (guards) must be
+// untouched; the statistics say which path ran: offers, READs, READs through slots and no
+// chunk WRITEs at all when pulled.
+enum class PullMode { kIntoOutput, kViaSlots, kPush };
+
+TEST(DevicePull, BroadcastAndAllToAllExactByEveryPath) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  constexpr uint8_t kGuard = 0xC3;
+  const uint64_t c = 75'001;  // floats per block: 300,004 bytes, not a multiple of a chunk
+  for (int n : {2, 3}) {
+    for (PullMode mode : {PullMode::kIntoOutput, PullMode::kViaSlots, PullMode::kPush}) {
+      const char* mode_name = mode == PullMode::kIntoOutput ? "into-output"
+                              : mode == PullMode::kViaSlots ? "via-slots"
+                                                            : "push";
+      GroupClusterOptions co;
+      co.backend = kBackend;
+      co.ranks = n;
+      co.seed = 8100 + n * 4 + static_cast<int>(mode);
+      co.pg = DeviceOptions(devices);
+      co.pg.slot_bytes = 64 << 10;
+      co.pg.slots_per_channel = 2;
+      co.pg.direct_outputs = true;
+      co.pg.algorithm = Algorithm::kDirect;  // broadcast: the root to every member
+      co.pg.device_pull = mode != PullMode::kPush;
+      TIDAL_CLUSTER_OR_SKIP(cluster, co);
+      const uint64_t block = c * sizeof(float);
+      const uint64_t used = static_cast<uint64_t>(n) * block;
+      const uint64_t cap = used + 4096;  // guards past the largest tensor
+      std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
+      bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+        Status reg = co_await cluster->pg(r).RegisterBuffer(bufs[r].in, cap);
+        if (reg.ok() && mode != PullMode::kViaSlots) {
+          reg = co_await cluster->pg(r).RegisterBuffer(bufs[r].out, cap);
+        }
+        EXPECT_TRUE(reg.ok()) << reg.ToString();
+      });
+      ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+      std::vector<std::string> failures;
+      for (OpType op : {OpType::kBroadcast, OpType::kAllToAll}) {
+        for (int root = 0; root < (op == OpType::kBroadcast ? n : 1); ++root) {
+          std::vector<ProcessGroupStats> before(n);
+          for (int r = 0; r < n; ++r) before[r] = cluster->pg(r).stats();
+          std::vector<uint8_t> guard(cap, kGuard);
+          for (int r = 0; r < n; ++r) {
+            cluster->fabric().CopyIn(bufs[r].in, guard.data(), cap);
+            cluster->fabric().CopyIn(bufs[r].out, guard.data(), cap);
+          }
+          std::vector<HostCase> cases(n);
+          ok = cluster->RunRanks([&](int r) -> Task<void> {
+            cases[r] = Prepare(op, r, n, c, root, ReduceOp::kSum, DataType::kF32, true);
+            auto w = Start(*cluster, r, bufs[r], cases[r], op, root, ReduceOp::kSum,
+                           DataType::kF32);
+            CaseResult res = co_await Finish(*cluster, r, bufs[r], cases[r], w, op, c, root,
+                                             ReduceOp::kSum, DataType::kF32);
+            if (!res.status.ok() || res.wrong != 0) {
+              failures.push_back(std::string(mode_name) + " w" + std::to_string(n) + " " +
+                                 std::string(OpTypeName(op)) + " root " +
+                                 std::to_string(root) + " rank " + std::to_string(r) + ": " +
+                                 res.status.ToString() + " #wrong=" + std::to_string(res.wrong));
+            }
+          });
+          ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+          for (int r = 0; r < n; ++r) {
+            std::vector<uint8_t> in(cap), out(cap);
+            cluster->fabric().CopyOut(in.data(), bufs[r].in, cap);
+            cluster->fabric().CopyOut(out.data(), bufs[r].out, cap);
+            const uint64_t in_used = cases[r].in.size(), out_used = cases[r].out.size();
+            EXPECT_TRUE(std::all_of(in.begin() + in_used, in.end(),
+                                    [](uint8_t b) { return b == kGuard; }))
+                << mode_name << " w" << n << " " << OpTypeName(op) << " rank " << r
+                << ": bytes past the input written";
+            EXPECT_TRUE(std::all_of(out.begin() + out_used, out.end(),
+                                    [](uint8_t b) { return b == kGuard; }))
+                << mode_name << " w" << n << " " << OpTypeName(op) << " rank " << r
+                << ": bytes past the output written";
+            const ProcessGroupStats& now = cluster->pg(r).stats();
+            const bool sender = op == OpType::kAllToAll || r == root;
+            const bool reader = op == OpType::kAllToAll || r != root;
+            const uint64_t peers = static_cast<uint64_t>(n - 1);
+            const bool pull = mode != PullMode::kPush;
+            const std::string what = std::string(mode_name) + " w" + std::to_string(n) + " " +
+                                     std::string(OpTypeName(op)) + " root " +
+                                     std::to_string(root) + " rank " + std::to_string(r);
+            EXPECT_EQ(now.pulls_offered - before[r].pulls_offered, pull && sender ? peers : 0)
+                << what;
+            const uint64_t reads = !pull || !reader ? 0 : op == OpType::kAllToAll ? peers : 1;
+            EXPECT_EQ(now.pulls_read - before[r].pulls_read, reads) << what;
+            EXPECT_EQ(now.pulls_via_slots - before[r].pulls_via_slots,
+                      mode == PullMode::kViaSlots ? reads : 0)
+                << what;
+            EXPECT_EQ(now.bytes_pulled - before[r].bytes_pulled, reads * block) << what;
+            // Pulled: not one chunk WRITTEN. Pushed: 5 chunks of 64 KiB per message.
+            EXPECT_EQ(now.chunks_sent - before[r].chunks_sent, pull || !sender ? 0 : 5 * peers)
+                << what;
+          }
+        }
+      }
+      for (const auto& f : failures) ADD_FAILURE() << f;
+    }
+  }
+}
+
+// A rank killed while its peers READ from it (or it from them), on three ranks with
+// direct outputs and registered tensors: alltoall (the victim is a sender and a reader),
+// broadcast with a reader killed (the root waits for its credit) and broadcast with the
+// root killed (the readers' READs fail). Survivors: alltoall and the reader's case end
+// RANK_FAILED with failed_ranks [1] and exact results over the survivors (the retry
+// re-READs every byte; the failed rank's alltoall blocks are zero); the root's case ends
+// COLLECTIVE_ABORTED with failed_ranks [0]. Nothing hangs, every input is untouched.
+// On the simulator the victim crashes at a virtual time inside the READs (the test checks
+// from the chunk trace that a survivor's READ started before the crash and ended after
+// it); on the cuda fabric its transport crashes and its group halts at the step boundary
+// before its data step (the transport cannot be stopped at a chosen instant).
+struct PullKill {
+  OpType op;
+  int root;
+  int victim;
+};
+
+class DevicePullKilled : public ::testing::TestWithParam<int> {};
+
+TEST_P(DevicePullKilled, SurvivorsAgreeAndRetryExactly) {
+  const PullKill k = std::array<PullKill, 3>{PullKill{OpType::kAllToAll, 0, 1},
+                                             PullKill{OpType::kBroadcast, 0, 1},
+                                             PullKill{OpType::kBroadcast, 1, 1}}[GetParam()];
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  constexpr int kRanks = 3;
+  const uint64_t c = (1 << 20) / sizeof(float);  // 1 MiB per block
+  GroupCluster* gc = nullptr;
+  bool fired = false;
+  uint64_t crash_ns = 0;
+  GroupClusterOptions co;
+  co.backend = kBackend;
+  co.ranks = kRanks;
+  co.seed = 8200 + GetParam();
+  co.pg = DeviceOptions(devices);
+  co.pg.slot_bytes = 256 << 10;
+  co.pg.direct_outputs = true;
+  co.pg.algorithm = Algorithm::kDirect;
+  co.pg.step_hook = [&](const StepEvent& e) {
+    if (e.rank != k.victim || e.op_seq != 0 || e.boundary != 0 || fired) return;
+    fired = true;
+#if TIDAL_COLL_TEST_CUDA
+    auto& fabric = static_cast<backends::cuda::CudaFabric&>(gc->fabric());
+    fabric.cuda_transport(k.victim).Crash();
+    gc->pg(k.victim).Halt();
+#else
+    // The offers arrive about 22 us after this boundary and a 1 MiB READ takes about
+    // 40 us on the simulator's links: crash 35 us after it.
+    sim::World* w = &gc->world();
+    crash_ns = w->NowNs() + 35'000;
+    const uint32_t victim = static_cast<uint32_t>(k.victim);
+    w->ScheduleAt(crash_ns, -1, [w, victim]() {
+      if (w->alive(victim)) w->Crash(victim);
+    });
+#endif
+  };
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  gc = cluster.get();
+  const uint64_t cap = kRanks * c * sizeof(float);
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
+  bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+    Status reg = co_await cluster->pg(r).RegisterBuffer(bufs[r].in, cap);
+    if (reg.ok()) reg = co_await cluster->pg(r).RegisterBuffer(bufs[r].out, cap);
+    EXPECT_TRUE(reg.ok()) << reg.ToString();
+  });
+  ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+  trace::Enable(1 << 16);
+  std::vector<CaseResult> res(kRanks);
+  ok = cluster->RunRanks([&](int r) -> Task<void> {
+    HostCase h = Prepare(k.op, r, kRanks, c, k.root, ReduceOp::kSum, DataType::kF32, true);
+    auto w = Start(*cluster, r, bufs[r], h, k.op, k.root, ReduceOp::kSum, DataType::kF32);
+    if (r == k.victim) co_return;  // it never finishes: it is killed
+    res[r] = co_await Finish(*cluster, r, bufs[r], h, w, k.op, c, k.root, ReduceOp::kSum,
+                             DataType::kF32);
+  });
+  std::vector<trace::Entry> ev = trace::Take();
+  trace::Enable(0);
+  ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+  ASSERT_TRUE(fired);
+  const bool root_killed = k.op == OpType::kBroadcast && k.root == k.victim;
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == k.victim) continue;
+    if (root_killed) {
+      // The root failed: aborted everywhere (direct outputs: outputs undefined, so only
+      // the input, which a non-root does not have, and the status are checked).
+      EXPECT_EQ(res[r].status.code(), ErrorCode::COLLECTIVE_ABORTED)
+          << "rank " << r << ": " << res[r].status.ToString() << cluster->Banner();
+    } else {
+      EXPECT_EQ(res[r].status.code(), ErrorCode::RANK_FAILED)
+          << "rank " << r << ": " << res[r].status.ToString() << cluster->Banner();
+      EXPECT_EQ(res[r].wrong, 0) << "rank " << r << cluster->Banner();
+    }
+    EXPECT_EQ(res[r].failed, std::vector<int>{k.victim}) << "rank " << r;
+  }
+#if !TIDAL_COLL_TEST_CUDA
+  // Mid-pull, from the chunk trace (kWriteStart/kWriteDone of these ops are READs of
+  // pulled messages, the only transfers they make): the victim's own READ started before
+  // the crash, and every survivor that READs from the victim (alltoall; broadcast from a
+  // killed root) had one running at the crash (started before, its completion seen after).
+  auto started_before = [&](int rank) {
+    for (const trace::Entry& s : ev) {
+      if (s.rank == rank && s.ev == trace::Ev::kWriteStart && s.ns < crash_ns) return true;
+    }
+    return false;
+  };
+  auto spanned = [&](int rank) {
+    for (const trace::Entry& s : ev) {
+      if (s.rank != rank || s.ev != trace::Ev::kWriteStart || s.ns >= crash_ns) continue;
+      for (const trace::Entry& d : ev) {
+        if (d.rank == rank && d.seq == s.seq && d.ev == trace::Ev::kWriteDone && d.ns >= s.ns) {
+          if (d.ns > crash_ns) return true;
+          break;
+        }
+      }
+    }
+    return false;
+  };
+  std::ostringstream dump;
+  for (const trace::Entry& e : ev) {
+    dump << e.ns << " rank " << e.rank << " ev " << static_cast<int>(e.ev) << " seq " << e.seq
+         << "\n";
+  }
+  if (!root_killed) {
+    EXPECT_TRUE(started_before(k.victim)) << "crash at " << crash_ns << " ns\n" << dump.str();
+  }
+  for (int r = 0; r < kRanks; ++r) {
+    if (r == k.victim || (k.op == OpType::kBroadcast && !root_killed)) continue;
+    EXPECT_TRUE(spanned(r)) << "rank " << r << ": no READ running at the crash (" << crash_ns
+                            << " ns)\n"
+                            << dump.str();
+  }
+#endif
+}
+
+std::string PullKillName(const ::testing::TestParamInfo<int>& info) {
+  const char* names[] = {"alltoall_peer", "broadcast_reader", "broadcast_root"};
+  return std::string(names[info.param]) + "_" + kBackend;
+}
+INSTANTIATE_TEST_SUITE_P(Cases, DevicePullKilled, ::testing::Values(0, 1, 2), PullKillName);
 
 }  // namespace
 }  // namespace tidal::coll

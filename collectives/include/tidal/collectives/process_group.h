@@ -139,6 +139,17 @@ struct ProcessGroupOptions {
   // (output overlapping input: AllReduce(tensor), Broadcast(tensor), Reduce) keep the
   // working buffers and the default contract. It changes no message: ranks may differ.
   bool direct_outputs = false;
+  // Pulling (device slots, with direct_outputs, out-of-place): a message a rank sends in
+  // broadcast (direct algorithm: the root to every member) or alltoall (block j to rank j)
+  // from a buffer of RegisterBuffer is not WRITTEN into the receiver's slots; the sender
+  // notifies the address (a pull offer) and the receiver READs the message itself,
+  // straight into its output when that is registered too (else through its receive
+  // slots), then credits the offer. Every byte that lands in a rank's output is then
+  // moved by a transfer that rank issued and joins before its attempt ends; the sender
+  // leaves the step only once every reader credited (or failed, or the attempt was
+  // aborted). The sender decides per message; receivers take either form, so ranks may
+  // differ in this setting. false: always push (WRITE into the receiver's slots).
+  bool device_pull = true;
   uint64_t direct_max_bytes = 64 * 1024;  // kAuto: direct up to this, ring above
   Algorithm algorithm = Algorithm::kAuto;
   uint64_t timeout_ns = 10'000'000'000ULL;  // per operation, from its start
@@ -190,6 +201,11 @@ struct ProcessGroupStats {
   // Retransmissions after a probe found a peer alive but silent (lost notifications):
   uint64_t notifies_resent = 0;  // chunk notifications sent again
   uint64_t credits_resent = 0;   // credits sent again to a silent sender
+  // Pulled messages (options.device_pull):
+  uint64_t pulls_offered = 0;   // messages this rank offered instead of WRITing them
+  uint64_t pulls_read = 0;      // offered messages this rank READ from their sender
+  uint64_t bytes_pulled = 0;    // bytes of those READs (the last try of each chunk)
+  uint64_t pulls_via_slots = 0;  // of pulls_read: READ into the slots (output unregistered)
   std::vector<uint64_t> writes_to;    // per rank: WRITEs submitted to it
   std::vector<uint64_t> notifies_to;  // per rank: notifications sent to it
   std::vector<uint64_t> messages_to;  // per rank: control messages sent to it
