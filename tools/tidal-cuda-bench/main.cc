@@ -26,7 +26,9 @@
 //                               --loops rank gives each rank an event loop and a thread,
 //                               --direct-outputs sets ProcessGroupOptions::direct_outputs
 //                               (outputs are the working memory, no copy on commit) and
-//                               runs allreduce and broadcast out of place, as NCCL's.
+//                               runs allreduce and broadcast out of place, as NCCL's;
+//                               with --register too, broadcast and alltoall receivers
+//                               READ registered inputs (device_pull; --no-pull pushes).
 //   tidal-cuda-bench kernels    the reducer's copy and fold kernels on GPU0 beside
 //                               cudaMemcpyAsync device to device, for several grid sizes.
 //
@@ -194,13 +196,17 @@ int Transfer(const po::variables_map& vm) {
                 Human(o.engine.slice_bytes).c_str(), static_cast<unsigned long long>(window),
                 vm["spin-us"].as<double>());
   }
-  std::printf("%10s %6s %14s %18s %8s %12s %12s %12s %12s %8s %8s\n", "size", "iters",
-              "tidal GB/s", "memcpyPeer GB/s", "ratio", "issue us/req", "wait us", "peer issue",
-              "peer sync us", "events", "queries");
+  std::printf("%10s %6s %14s %18s %8s %12s %12s %12s %12s %8s %8s %14s %10s %12s\n", "size",
+              "iters", "tidal GB/s", "memcpyPeer GB/s", "ratio", "issue us/req", "wait us",
+              "peer issue", "peer sync us", "events", "queries", "batchcpy GB/s", "b/peer",
+              "batch issue");
   std::printf("# issue us/req: the engine's Submit per request (host); wait us: Submit's return "
               "to the batch's completion, per batch; peer issue: cudaMemcpyPeerAsync per copy; "
               "peer sync us: cudaStreamSynchronize per window; events, queries: completion events the "
-              "transport recorded and event queries its progress thread made, per batch\n");
+              "transport recorded and event queries its progress thread made, per batch; "
+              "batchcpy: the same W copies issued by one cudaMemcpyBatchAsync on the same stream, "
+              "then one synchronize (b/peer: its rate over memcpyPeer's; batch issue: the call's "
+              "host time per copy)\n");
   bool all_ok = true;
   for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
     // A window: w requests to w distinct ranges of the buffers (as many as fit), one batch.
@@ -225,41 +231,69 @@ int Transfer(const po::variables_map& vm) {
       peer_issue += t1 - t0;
       peer_sync += Now() - t1;
     };
+    // The same window through one cudaMemcpyBatchAsync (CUDA 12.8+): one call for W copies.
+    std::vector<void*> bdst(w);
+    std::vector<const void*> bsrc(w);
+    std::vector<size_t> bsizes(w, size);
+    for (uint64_t k = 0; k < w; ++k) {
+      bdst[k] = static_cast<char*>(dst) + k * size;
+      bsrc[k] = static_cast<char*>(src) + k * size;
+    }
+    cudaMemcpyAttributes battr{};
+    battr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+    size_t battr_idx = 0;
+    double batch_issue = 0;
+    auto batch = [&] {
+      const double t0 = Now();
+      CUDA_OK(cudaMemcpyBatchAsync(bdst.data(), bsrc.data(), bsizes.data(), w, &battr,
+                                   &battr_idx, 1, stream));
+      batch_issue += Now() - t0;
+      CUDA_OK(cudaStreamSynchronize(stream));
+    };
     for (int w = 0; w < 2; ++w) {
       once();
       peer();
+      batch();
     }
     bt = BatchTimes();
-    peer_issue = peer_sync = 0;
+    peer_issue = peer_sync = batch_issue = 0;
     const auto c0 = f.cuda_transport(0).counters();
     // Interleave the two in rounds so both see the same machine state.
-    double t_tidal = 0, t_peer = 0;
+    double t_tidal = 0, t_peer = 0, t_batch = 0;
     for (int round = 0; round < 2; ++round) {
       double t0 = Now();
       for (int i = 0; i < n; ++i) once();
       double t1 = Now();
       for (int i = 0; i < n; ++i) peer();
       double t2 = Now();
+      for (int i = 0; i < n; ++i) batch();
+      double t3 = Now();
       t_tidal += t1 - t0;
       t_peer += t2 - t1;
+      t_batch += t3 - t2;
     }
     const auto c1 = f.cuda_transport(0).counters();
     const double bytes = static_cast<double>(size) * static_cast<double>(w) * n * 2;
     const double g_tidal = bytes / t_tidal / 1e9, g_peer = bytes / t_peer / 1e9;
+    const double g_batch = bytes / t_batch / 1e9;
     const double batches = 2.0 * n, copies = batches * static_cast<double>(w);
     const double issue_us = bt.issue / copies * 1e6, wait_us = bt.wait / batches * 1e6;
     const double pissue_us = peer_issue / copies * 1e6, psync_us = peer_sync / batches * 1e6;
     const double events = static_cast<double>(c1.events_recorded - c0.events_recorded) / batches;
     const double queries = static_cast<double>(c1.event_queries - c0.event_queries) / batches;
-    std::printf("%10s %6d %14.1f %18.1f %8.3f %12.2f %12.1f %12.2f %12.1f %8.1f %8.1f\n",
+    const double bissue_us = batch_issue / copies * 1e6;
+    std::printf("%10s %6d %14.1f %18.1f %8.3f %12.2f %12.1f %12.2f %12.1f %8.1f %8.1f %14.1f "
+                "%10.3f %12.2f\n",
                 Human(size).c_str(), n, g_tidal, g_peer, g_tidal / g_peer, issue_us, wait_us,
-                pissue_us, psync_us, events, queries);
+                pissue_us, psync_us, events, queries, g_batch, g_batch / g_peer, bissue_us);
     std::fflush(stdout);
     rows.push_back({{"bytes", size}, {"iters", 2 * n}, {"window", w}, {"tidal_GBps", g_tidal},
                     {"memcpy_peer_GBps", g_peer}, {"ratio", g_tidal / g_peer},
                     {"tidal_issue_us_per_request", issue_us}, {"tidal_wait_us_per_batch", wait_us},
                     {"peer_issue_us_per_copy", pissue_us}, {"peer_sync_us_per_window", psync_us},
-                    {"events_per_batch", events}, {"event_queries_per_batch", queries}});
+                    {"events_per_batch", events}, {"event_queries_per_batch", queries},
+                    {"memcpy_batch_GBps", g_batch}, {"batch_over_peer", g_batch / g_peer},
+                    {"batch_issue_us_per_copy", bissue_us}});
   }
   // The last engine write moved the pattern: check it byte for byte.
   std::vector<uint8_t> a(max), b(max);
@@ -1293,6 +1327,7 @@ int Coll(const po::variables_map& vm) {
   coll::CudaReducer::SetBlocksPerSm(vm["blocks-per-sm"].as<unsigned>());
   pg.device_chunk_min_bytes = vm["chunk-min"].as<uint64_t>();
   pg.direct_outputs = vm.count("direct-outputs") > 0;
+  pg.device_pull = vm.count("no-pull") == 0;
   pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
   const std::string alg = vm["algorithm"].as<std::string>();
   pg.algorithm = alg == "direct" ? coll::Algorithm::kDirect
@@ -1316,7 +1351,7 @@ int Coll(const po::variables_map& vm) {
   std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
               "slot %s x %u, chunks >= %u per message (each >= %s), algorithm %s, CUDA runtime %d, "
               "driver %d; spin %.0f us, poll gap %.1f us, completion %s, %s, tensors %s, "
-              "event loops %s, outputs %s\n",
+              "event loops %s, outputs %s, pull %s\n",
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
               pg.slots_per_channel, pg.device_chunks, Human(pg.device_chunk_min_bytes).c_str(),
               alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
@@ -1325,7 +1360,11 @@ int Coll(const po::variables_map& vm) {
               vm.count("register") ? "registered (RegisterBuffer)" : "not registered (staged)",
               vm["loops"].as<std::string>() == "rank" ? "one per rank" : "one for all ranks",
               pg.direct_outputs ? "direct (direct_outputs, allreduce/broadcast out of place)"
-                                : "committed by copy (allreduce/broadcast in place)");
+                                : "committed by copy (allreduce/broadcast in place)",
+              !pg.device_pull ? "off (pushed)"
+              : pg.direct_outputs && vm.count("register")
+                  ? "on (broadcast/alltoall receivers READ registered inputs)"
+                  : "on (inactive: needs --register and --direct-outputs)");
   // The copy engines' ceiling for tidal's data path (its WRITEs are cudaMemcpyPeerAsync):
   // GPU0 -> GPU1 alone, and both directions at once, `max` bytes each.
   nlohmann::json ceiling;
@@ -1371,6 +1410,8 @@ int Coll(const po::variables_map& vm) {
                 "count", "type", "redop", "tidal us", "algbw", "busbw", "#wrong", "nccl us",
                 "busbw", "ratio");
     nlohmann::json rows = nlohmann::json::array();
+    std::vector<coll::ProcessGroupStats> before(n);
+    for (int r = 0; r < n; ++r) before[r] = g->pg[r]->stats();
     for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
       const int k = Iters(size, iters);
       std::string wrong = "-";
@@ -1404,7 +1445,24 @@ int Coll(const po::variables_map& vm) {
                       {"nccl_us", t_nccl * 1e6}, {"nccl_busbw_GBps", busbw_nccl},
                       {"ratio", ratio}, {"trace", timeline}});
     }
-    results.push_back({{"collective", c.name}, {"rows", rows}});
+    // Which path the collective's messages took, over every rank and size of its table.
+    uint64_t chunks = 0, offered = 0, pulled = 0, via_slots = 0, pulled_bytes = 0;
+    for (int r = 0; r < n; ++r) {
+      const coll::ProcessGroupStats& s = g->pg[r]->stats();
+      chunks += s.chunks_sent - before[r].chunks_sent;
+      offered += s.pulls_offered - before[r].pulls_offered;
+      pulled += s.pulls_read - before[r].pulls_read;
+      via_slots += s.pulls_via_slots - before[r].pulls_via_slots;
+      pulled_bytes += s.bytes_pulled - before[r].bytes_pulled;
+    }
+    std::printf("# %s, all ranks and sizes: %llu chunks WRITTEN, %llu messages offered and "
+                "%llu READ by their receivers (%llu through slots), %s READ\n",
+                c.name, (unsigned long long)chunks, (unsigned long long)offered,
+                (unsigned long long)pulled, (unsigned long long)via_slots,
+                Human(pulled_bytes).c_str());
+    results.push_back({{"collective", c.name}, {"rows", rows}, {"chunks_written", chunks},
+                       {"pulls_offered", offered}, {"pulls_read", pulled},
+                       {"pulls_via_slots", via_slots}, {"bytes_pulled", pulled_bytes}});
   }
   if (vm.count("trace-dump")) {
     // Events: 0 op start, 1/2 staging queued/done, 3/4 WRITE started/done, 5 arrived,
@@ -1428,6 +1486,7 @@ int Coll(const po::variables_map& vm) {
                         {"device_chunk_min_bytes", pg.device_chunk_min_bytes},
                         {"registered_tensors", vm.count("register") > 0},
                         {"direct_outputs", pg.direct_outputs},
+                        {"device_pull", pg.device_pull},
                         {"blocks_per_sm", vm["blocks-per-sm"].as<unsigned>()},
                         {"loops", vm["loops"].as<std::string>()},
                         {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
@@ -1485,6 +1544,8 @@ int main(int argc, char** argv) {
       ("direct-outputs", "coll: ProcessGroupOptions::direct_outputs (out-of-place ops use the "
                          "output as working memory: no copy on commit) and allreduce/broadcast "
                          "out of place, as NCCL's")
+      ("no-pull", "coll: ProcessGroupOptions::device_pull off: broadcast and alltoall push "
+                  "(WRITE into the receiver's slots) even with --register --direct-outputs")
       ("loops", po::value<std::string>()->default_value("shared"),
        "coll: shared (every rank on CudaFabric's one event loop) or rank (an event loop and "
        "a thread per rank; the kill drill stays on the shared loop)")
