@@ -19,6 +19,11 @@
 // the latency sizes. perftest's put latency is one-way (half its ping-pong), so the table
 // compares tidal's completed-write latency with perftest's round trip (2 x one-way).
 // Figures are printed as a table and, with --json, as JSON. Nothing is asserted.
+// --same-buffer makes every request of the window move the same source range into the same
+// destination range (one buffer of the message size a side, as ucp_put_bw re-sends one
+// buffer), still checked and acknowledged by the target; --spin-ns and --env-spin-ns set
+// the progress threads' and the event loop's polling windows (docs/ucx.md);
+// --idle-seconds prints every thread's CPU time over an idle period after the figures.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
