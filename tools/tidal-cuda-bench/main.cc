@@ -196,17 +196,18 @@ int Transfer(const po::variables_map& vm) {
                 Human(o.engine.slice_bytes).c_str(), static_cast<unsigned long long>(window),
                 vm["spin-us"].as<double>());
   }
-  std::printf("%10s %6s %14s %18s %8s %12s %12s %12s %12s %8s %8s %14s %10s %12s\n", "size",
+  std::printf("%10s %6s %14s %18s %8s %12s %12s %12s %12s %8s %8s %14s %10s %12s %14s %8s %12s %8s\n", "size",
               "iters", "tidal GB/s", "memcpyPeer GB/s", "ratio", "issue us/req", "wait us",
               "peer issue", "peer sync us", "events", "queries", "batchcpy GB/s", "b/peer",
-              "batch issue");
+              "batch issue", "tidal+bat GB/s", "ratio", "issue us/req", "calls");
   std::printf("# issue us/req: the engine's Submit per request (host); wait us: Submit's return "
               "to the batch's completion, per batch; peer issue: cudaMemcpyPeerAsync per copy; "
               "peer sync us: cudaStreamSynchronize per window; events, queries: completion events the "
               "transport recorded and event queries its progress thread made, per batch; "
               "batchcpy: the same W copies issued by one cudaMemcpyBatchAsync on the same stream, "
               "then one synchronize (b/peer: its rate over memcpyPeer's; batch issue: the call's "
-              "host time per copy)\n");
+              "host time per copy); tidal+bat: the engine with CudaTransport::SetBatchCopies "
+              "(ratio to memcpyPeer, Submit per request, cudaMemcpyBatchAsync calls per batch)\n");
   bool all_ok = true;
   for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
     // A window: w requests to w distinct ranges of the buffers (as many as fit), one batch.
@@ -259,7 +260,18 @@ int Transfer(const po::variables_map& vm) {
     peer_issue = peer_sync = batch_issue = 0;
     const auto c0 = f.cuda_transport(0).counters();
     // Interleave the two in rounds so both see the same machine state.
-    double t_tidal = 0, t_peer = 0, t_batch = 0;
+    double t_tidal = 0, t_peer = 0, t_batch = 0, t_tidal_b = 0;
+    // The engine again with CudaTransport::SetBatchCopies (its Submit issues the window's
+    // shared-event copies by one cudaMemcpyBatchAsync), timed apart from the columns above.
+    BatchTimes bt_b;
+    auto once_b = [&] {
+      f.cuda_transport(0).SetBatchCopies(true);
+      all_ok &= f.Run(TimedBatch(f.engine(0), &reqs, &bt_b));
+      f.cuda_transport(0).SetBatchCopies(false);
+    };
+    once_b();
+    bt_b = BatchTimes();
+    uint64_t batch_calls = 0;
     for (int round = 0; round < 2; ++round) {
       double t0 = Now();
       for (int i = 0; i < n; ++i) once();
@@ -268,14 +280,20 @@ int Transfer(const po::variables_map& vm) {
       double t2 = Now();
       for (int i = 0; i < n; ++i) batch();
       double t3 = Now();
+      const uint64_t b0 = f.cuda_transport(0).counters().batch_calls;
+      for (int i = 0; i < n; ++i) once_b();
+      double t4 = Now();
+      batch_calls += f.cuda_transport(0).counters().batch_calls - b0;
       t_tidal += t1 - t0;
       t_peer += t2 - t1;
       t_batch += t3 - t2;
+      t_tidal_b += t4 - t3;
     }
-    const auto c1 = f.cuda_transport(0).counters();
+    const auto c1 = f.cuda_transport(0).counters();  // (includes the batched engine runs)
     const double bytes = static_cast<double>(size) * static_cast<double>(w) * n * 2;
     const double g_tidal = bytes / t_tidal / 1e9, g_peer = bytes / t_peer / 1e9;
-    const double g_batch = bytes / t_batch / 1e9;
+    const double g_batch = bytes / t_batch / 1e9, g_tidal_b = bytes / t_tidal_b / 1e9;
+    const double issue_b_us = bt_b.issue / (2.0 * n * static_cast<double>(w)) * 1e6;
     const double batches = 2.0 * n, copies = batches * static_cast<double>(w);
     const double issue_us = bt.issue / copies * 1e6, wait_us = bt.wait / batches * 1e6;
     const double pissue_us = peer_issue / copies * 1e6, psync_us = peer_sync / batches * 1e6;
@@ -283,9 +301,11 @@ int Transfer(const po::variables_map& vm) {
     const double queries = static_cast<double>(c1.event_queries - c0.event_queries) / batches;
     const double bissue_us = batch_issue / copies * 1e6;
     std::printf("%10s %6d %14.1f %18.1f %8.3f %12.2f %12.1f %12.2f %12.1f %8.1f %8.1f %14.1f "
-                "%10.3f %12.2f\n",
+                "%10.3f %12.2f %14.1f %8.3f %12.2f %8.2f\n",
                 Human(size).c_str(), n, g_tidal, g_peer, g_tidal / g_peer, issue_us, wait_us,
-                pissue_us, psync_us, events, queries, g_batch, g_batch / g_peer, bissue_us);
+                pissue_us, psync_us, events, queries, g_batch, g_batch / g_peer, bissue_us,
+                g_tidal_b, g_tidal_b / g_peer, issue_b_us,
+                static_cast<double>(batch_calls) / (2.0 * n));
     std::fflush(stdout);
     rows.push_back({{"bytes", size}, {"iters", 2 * n}, {"window", w}, {"tidal_GBps", g_tidal},
                     {"memcpy_peer_GBps", g_peer}, {"ratio", g_tidal / g_peer},
@@ -293,7 +313,10 @@ int Transfer(const po::variables_map& vm) {
                     {"peer_issue_us_per_copy", pissue_us}, {"peer_sync_us_per_window", psync_us},
                     {"events_per_batch", events}, {"event_queries_per_batch", queries},
                     {"memcpy_batch_GBps", g_batch}, {"batch_over_peer", g_batch / g_peer},
-                    {"batch_issue_us_per_copy", bissue_us}});
+                    {"batch_issue_us_per_copy", bissue_us},
+                    {"tidal_batched_GBps", g_tidal_b}, {"tidal_batched_ratio", g_tidal_b / g_peer},
+                    {"tidal_batched_issue_us_per_request", issue_b_us},
+                    {"tidal_batched_calls_per_batch", static_cast<double>(batch_calls) / (2.0 * n)}});
   }
   // The last engine write moved the pattern: check it byte for byte.
   std::vector<uint8_t> a(max), b(max);

@@ -109,8 +109,8 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
   const size_t n = 16 << 20;
   Buf a = Make(0, n, Gpu(0), 9), b = Make(1, n, Gpu(1), 33), c = Make(0, n, Gpu(0), -1);
   SegmentHandle seg = Open(0, 1);
-  const std::vector<uint8_t> a0 = Read(a), b0 = Read(b);
-  std::vector<uint8_t> want_b = b0, want_c = Read(c);
+  const std::vector<uint8_t> a0 = Read(a), b0 = Read(b), c0 = Read(c);
+  std::vector<uint8_t> want_b = b0, want_c = c0;
   std::vector<TransferRequest> reqs;
   auto at = [](const Buf& x, size_t off) { return reinterpret_cast<uint64_t>(x.data) + off; };
   uint64_t tasks = 0;
@@ -131,11 +131,26 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
   // [7 small + the first 1 MiB slice], [second], [third], [the 5 bytes (+ the READs when
   // they share the stream)], and the READs' own when they do not.
   const uint64_t mib_groups = one_stream ? 4 : 5;
-  const std::pair<uint64_t, uint64_t> settings[] = {
-      {CudaTransport::kDefaultEventBytes, one_stream ? 1 : 2}, {0, tasks}, {1 << 20, mib_groups}};
-  for (const auto& [event_bytes, events] : settings) {
-    SCOPED_TRACE("event bytes " + std::to_string(event_bytes));
+  // Each setting also with SetBatchCopies: the copies that share an event go out in one
+  // cudaMemcpyBatchAsync per stream when there are two or more of them (default: every copy,
+  // one call per stream; 0: none; 1 MiB: the 7 small WRITEs, and the READs with the 5 bytes
+  // or, on two streams, the READs alone, the 5 bytes then going out on their own).
+  struct Setting {
+    uint64_t event_bytes, events, batch_calls;
+  };
+  const std::vector<Setting> settings = {
+      {CudaTransport::kDefaultEventBytes, one_stream ? 1u : 2u, one_stream ? 1u : 2u},
+      {0, tasks, 0},
+      {1 << 20, mib_groups, 2}};
+  const bool supported = CudaTransport::BatchCopiesSupported();
+  for (bool batch : {false, true}) {
+  for (const auto& [event_bytes, events, batch_calls] : settings) {
+    SCOPED_TRACE("event bytes " + std::to_string(event_bytes) + (batch ? ", batched" : ""));
+    // Every setting starts from the initial bytes, so each must move them itself.
+    fabric_->CopyIn(b.base, b0.data(), b0.size());
+    fabric_->CopyIn(c.base, c0.data(), c0.size());
     fabric_->cuda_transport(0).SetEventBytes(event_bytes);
+    fabric_->cuda_transport(0).SetBatchCopies(batch);
     const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
     auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
     const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
@@ -147,10 +162,13 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
     EXPECT_EQ(after.gpu_copies - before.gpu_copies, tasks);
     EXPECT_EQ(after.events_recorded - before.events_recorded, events);
     EXPECT_GE(after.event_queries - before.event_queries, one_stream ? 1u : 2u);
+    EXPECT_EQ(after.batch_calls - before.batch_calls, batch && supported ? batch_calls : 0);
     EXPECT_TRUE(Read(b) == want_b);  // guard bands included
     EXPECT_TRUE(Read(c) == want_c);
   }
+  }
   fabric_->cuda_transport(0).SetEventBytes(CudaTransport::kDefaultEventBytes);
+  fabric_->cuda_transport(0).SetBatchCopies(false);
 }
 
 TEST_F(CudaFabricTest, AccessOutsideTheWindowIsDeniedAndMovesNothing) {

@@ -235,6 +235,8 @@ struct CudaTransport::State {
   std::atomic<uint64_t> enqueued{0};                 // copies handed to the progress thread
   std::atomic<uint64_t> idle_spin_ns{50'000};
   std::atomic<uint64_t> n_copies{0}, n_events{0}, n_queries{0};  // Counters()
+  std::atomic<uint64_t> n_batches{0};
+  std::atomic<bool> batch_copies{false};  // SetBatchCopies
   std::atomic<uint64_t> event_bytes{kDefaultEventBytes};  // SetEventBytes
   std::atomic<uint64_t> poll_gap_ns{0};
   std::thread progress;
@@ -733,12 +735,73 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
   std::map<cudaStream_t, State::Group> open;        // per stream: copies since its last event
   std::vector<std::pair<cudaStream_t, State::Group>> closed;  // events recorded, in order
   const uint64_t event_bytes = st.event_bytes.load(std::memory_order_relaxed);
+  // SetBatchCopies: the copies of an open group that share its event, not yet issued; they
+  // are issued together (one cudaMemcpyBatchAsync) when the group closes.
+  struct Deferred {
+    void* dst;
+    int dst_device;
+    const void* src;
+    int src_device;
+    bool peer;  // device to device across GPUs: cudaMemcpyPeerAsync when issued alone
+    uint64_t task_id;
+  };
+  const bool batching = BatchCopiesSupported() && st.batch_copies.load(std::memory_order_relaxed);
+  std::map<cudaStream_t, std::vector<Deferred>> deferred;
+  auto issue_one = [](const Deferred& d, uint64_t length, cudaStream_t stream) {
+    return d.peer ? cudaMemcpyPeerAsync(d.dst, d.dst_device, d.src, d.src_device, length, stream)
+                  : cudaMemcpyAsync(d.dst, d.src, length, cudaMemcpyDefault, stream);
+  };
   auto close_group = [&](cudaStream_t stream) {
     auto it = open.find(stream);
     if (it == open.end()) return;
     State::Group g = std::move(it->second);
     open.erase(it);
     cudaError_t e = cudaSetDevice(g.device);
+    if (auto d = deferred.find(stream); d != deferred.end()) {
+      std::vector<Deferred> list = std::move(d->second);
+      deferred.erase(d);
+      bool queued = false;
+#if CUDART_VERSION >= 12080
+      if (e == cudaSuccess && list.size() >= 2) {
+        std::vector<void*> dsts;
+        std::vector<const void*> srcs;
+        std::vector<size_t> sizes;
+        for (const Deferred& c : list) {
+          dsts.push_back(c.dst);
+          srcs.push_back(c.src);
+          sizes.push_back(copies.at(c.task_id).task.length);
+        }
+        cudaMemcpyAttributes attr{};
+        attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;  // in stream order, as the rest
+        size_t attr_index = 0;
+#if CUDART_VERSION >= 13000
+        cudaError_t be = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), list.size(),
+                                              &attr, &attr_index, 1, stream);
+#else
+        size_t fail_index = 0;
+        cudaError_t be = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), list.size(),
+                                              &attr, &attr_index, 1, &fail_index, stream);
+#endif
+        if (be == cudaSuccess) {
+          queued = true;
+          st.n_batches.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          (void)cudaGetLastError();  // nothing of the batch was queued: one by one below
+        }
+      }
+#endif
+      for (size_t k = 0; k < list.size() && !queued && e == cudaSuccess; ++k) {
+        const Deferred& c = list[k];
+        auto f = copies.find(c.task_id);
+        if (issue_one(c, f->second.task.length, stream) == cudaSuccess) continue;
+        (void)cudaGetLastError();  // this copy was not queued: nothing touches its ranges
+        Unpin(st, *self_, f->second);
+        complete_now({c.task_id, ErrorCode::TRANSFER_FAIL, 0});
+        copies.erase(f);
+        g.tasks.erase(std::find(g.tasks.begin(), g.tasks.end(), c.task_id));
+      }
+      if (g.tasks.empty()) return;
+    }
     {
       std::lock_guard<std::mutex> lock(st.mu);
       auto& pool = st.free_events[g.device];
@@ -954,12 +1017,14 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       }
     }
     if (e == cudaSuccess) {
-      if (src_type == cudaMemoryTypeDevice && dst_type == cudaMemoryTypeDevice &&
-          src_device != dst_device) {
-        EnablePeerAccess(src_device, dst_device);
-        e = cudaMemcpyPeerAsync(dst, dst_device, src, src_device, t.length, stream);
+      const bool peer_copy = src_type == cudaMemoryTypeDevice &&
+                             dst_type == cudaMemoryTypeDevice && src_device != dst_device;
+      if (peer_copy) EnablePeerAccess(src_device, dst_device);
+      const Deferred d{dst, dst_device, src, src_device, peer_copy, t.task_id};
+      if (batching && t.length < event_bytes) {
+        deferred[stream].push_back(d);  // issued with its group's other copies (close_group)
       } else {
-        e = cudaMemcpyAsync(dst, src, t.length, cudaMemcpyDefault, stream);
+        e = issue_one(d, t.length, stream);
       }
     }
     if (e != cudaSuccess) {
@@ -1072,10 +1137,21 @@ void CudaTransport::SetPollGapNs(uint64_t ns) { state_->poll_gap_ns.store(ns); }
 
 void CudaTransport::SetEventBytes(uint64_t bytes) { state_->event_bytes.store(bytes); }
 
+void CudaTransport::SetBatchCopies(bool on) { state_->batch_copies.store(on); }
+
+bool CudaTransport::BatchCopiesSupported() {
+#if CUDART_VERSION >= 12080
+  return true;
+#else
+  return false;
+#endif
+}
+
 CudaTransport::Counters CudaTransport::counters() const {
   return Counters{state_->n_copies.load(std::memory_order_relaxed),
                   state_->n_events.load(std::memory_order_relaxed),
-                  state_->n_queries.load(std::memory_order_relaxed)};
+                  state_->n_queries.load(std::memory_order_relaxed),
+                  state_->n_batches.load(std::memory_order_relaxed)};
 }
 
 bool CudaTransport::Idle() const {

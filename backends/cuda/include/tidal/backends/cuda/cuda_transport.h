@@ -106,6 +106,13 @@ class CudaTransport final : public Transport {
   // copies gain from sharing, 4 MiB and larger ones lose 3-10 % when they share.
   static constexpr uint64_t kDefaultEventBytes = 2ULL << 20;
   void SetEventBytes(uint64_t bytes);
+  // Copies that share a completion event (under SetEventBytes' bytes, queued by one Submit
+  // on one stream) are issued by one cudaMemcpyBatchAsync per stream (CUDA 12.8 and later)
+  // instead of one cudaMemcpyPeerAsync / cudaMemcpyAsync each; a lone copy, and every copy
+  // when that call fails, is issued on its own as before. Default off. BatchCopiesSupported:
+  // whether this build has the call (else the setting changes nothing).
+  void SetBatchCopies(bool on);
+  static bool BatchCopiesSupported();
   // What the copy path has done since the transport was made (for benchmarks and tests):
   // copies queued on CUDA streams, completion events recorded (SetEventBytes) and event
   // queries made by the progress thread (it asks only the oldest
@@ -114,6 +121,7 @@ class CudaTransport final : public Transport {
     uint64_t gpu_copies = 0;
     uint64_t events_recorded = 0;
     uint64_t event_queries = 0;
+    uint64_t batch_calls = 0;  // cudaMemcpyBatchAsync calls that queued their copies
   };
   Counters counters() const;
 
