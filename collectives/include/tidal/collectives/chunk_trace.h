@@ -16,8 +16,9 @@ enum class Ev : uint8_t {
   kOpStart,         // RunAlgorithm entered (seq: op seq)
   kStageStart,      // a chunk's staging copy queued (seq: chunk seq)
   kStageDone,       // its completion seen on the executor
-  kWriteStart,      // its WRITE handed to the engine
-  kWriteDone,       // its WRITE completion seen on the executor
+  kWriteStart,      // its WRITE handed to the engine (a pulled message: the reader's READs,
+                    // seq: the offer's)
+  kWriteDone,       // its WRITE (READs) completion seen on the executor
   kArrived,         // a chunk's notification taken by the receiver (seq: chunk seq)
   kFoldStart,       // its copy or fold queued
   kFoldDone,        // its completion seen on the executor (the credit goes back)
