@@ -179,6 +179,70 @@ TEST(CollLostMessages, DeviceSlotsRingAllReduceLosesNotifications) {
   EXPECT_GT(resent, 0u);
 }
 
+TEST(CollLostMessages, DeviceSlotsPulledAllToAllLosesAnOfferAndACredit) {
+  // Pulled messages (device slots, direct_outputs, registered tensors): each rank's first
+  // notification to the other is its pull offer, its second the credit that says it
+  // finished READing the other's offer. Rank 0's offer is lost, and rank 1's credit: the
+  // offer is re-sent (Resync) and READ once, the lost credit is answered again when the
+  // offer comes back, and the op ends exact with nobody blamed; each rank READ exactly
+  // one message (a re-sent offer is never READ twice).
+  GroupClusterOptions co =
+      Options(2, "notify_drop src=0 dst=1 nth=1\nnotify_drop src=1 dst=0 nth=2\n");
+  co.pg.slot_location_of = [](int rank) { return Location::Cuda(rank); };
+  co.pg.reducer = &HostBackedReducer::Default();
+  co.pg.direct_outputs = true;
+  GroupCluster c(co);
+  std::string err;
+  ASSERT_TRUE(c.StartAll(&err)) << err;
+  constexpr uint64_t kN = 1000;  // i32 per rank: 500 per block, 2,000 bytes (8 slots' worth)
+  const uint64_t bytes = kN * DataTypeSize(DataType::kI32);
+  std::vector<std::vector<uint8_t>> input(2);
+  std::vector<uint8_t*> in(2), out(2);
+  for (int r = 0; r < 2; ++r) {
+    input[r] = Filled(r, kN, ReduceOp::kSum, DataType::kI32);
+    in[r] = static_cast<uint8_t*>(c.fabric().Allocate(r, bytes, Location::Cuda(r)));
+    out[r] = static_cast<uint8_t*>(c.fabric().Allocate(r, bytes, Location::Cuda(r)));
+    c.fabric().CopyIn(in[r], input[r].data(), bytes);
+    std::vector<uint8_t> sentinel(bytes, 0x5A);
+    c.fabric().CopyIn(out[r], sentinel.data(), bytes);
+  }
+  std::vector<Status> st(2);
+  std::vector<std::vector<int>> failed(2);
+  const uint64_t start = c.world().NowNs();
+  ASSERT_TRUE(c.RunRanks([&](int r) -> Task<void> {
+    Status reg = co_await c.pg(r).RegisterBuffer(in[r], bytes);
+    if (reg.ok()) reg = co_await c.pg(r).RegisterBuffer(out[r], bytes);
+    EXPECT_TRUE(reg.ok()) << reg.ToString();
+    auto w = c.pg(r).AllToAll(Tensor{out[r], DataType::kI32, kN, Location::Cuda(r)},
+                              Tensor{in[r], DataType::kI32, kN, Location::Cuda(r)});
+    st[r] = co_await w->Wait();
+    failed[r] = w->failed_ranks();
+  })) << c.Banner();
+  EXPECT_LT(c.world().NowNs() - start, kTimeoutNs);
+  uint64_t resent = 0;
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(st[r].ok()) << "rank " << r << ": " << st[r].ToString();
+    EXPECT_TRUE(failed[r].empty()) << "rank " << r;
+    EXPECT_TRUE(c.pg(r).dead_ranks().empty()) << "rank " << r;
+    std::vector<uint8_t> got(bytes), still(bytes);
+    c.fabric().CopyOut(got.data(), out[r], bytes);
+    std::vector<uint8_t> initial(bytes, 0x5A);
+    EXPECT_EQ(CheckCase(OpType::kAllToAll, r, 2, {}, kN / 2, 0, ReduceOp::kSum, DataType::kI32,
+                        got, initial),
+              0)
+        << "rank " << r;
+    c.fabric().CopyOut(still.data(), in[r], bytes);
+    EXPECT_EQ(still, input[r]) << "rank " << r << ": input written";
+    const ProcessGroupStats& s = c.pg(r).stats();
+    EXPECT_EQ(s.pulls_offered, 1u) << "rank " << r;
+    EXPECT_EQ(s.pulls_read, 1u) << "rank " << r;
+    EXPECT_EQ(s.chunks_sent, 0u) << "rank " << r;
+    resent += s.notifies_resent + s.credits_resent;
+  }
+  EXPECT_EQ(c.world().injected(sim::FaultKind::kNotifyDrop), 2u);
+  EXPECT_GT(resent, 0u);
+}
+
 // Point-to-point: rank 1 sends 100 i64 (800 bytes, four chunks) to rank 0.
 struct P2POutcome {
   Status send, recv;
