@@ -137,7 +137,9 @@ struct ProcessGroupOptions {
   // started moving data, the outputs are undefined (partially written), where by default
   // they are left unchanged; argument refusals still touch nothing. In-place operations
   // (output overlapping input: AllReduce(tensor), Broadcast(tensor), Reduce) keep the
-  // working buffers and the default contract. It changes no message: ranks may differ.
+  // working buffers and the default contract. Ranks may differ in it: it changes no
+  // message, except that with device_pull (below) it lets a rank offer broadcast and
+  // alltoall messages for pulling, which every receiver takes as it takes chunks.
   bool direct_outputs = false;
   // Pulling (device slots, with direct_outputs, out-of-place): a message a rank sends in
   // broadcast (direct algorithm: the root to every member) or alltoall (block j to rank j)
@@ -148,7 +150,8 @@ struct ProcessGroupOptions {
   // moved by a transfer that rank issued and joins before its attempt ends; the sender
   // leaves the step only once every reader credited (or failed, or the attempt was
   // aborted). The sender decides per message; receivers take either form, so ranks may
-  // differ in this setting. false: always push (WRITE into the receiver's slots).
+  // differ in this setting (by design; the tests give every rank the same options).
+  // false: always push (WRITE into the receiver's slots).
   bool device_pull = true;
   uint64_t direct_max_bytes = 64 * 1024;  // kAuto: direct up to this, ring above
   Algorithm algorithm = Algorithm::kAuto;
