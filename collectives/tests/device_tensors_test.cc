@@ -751,6 +751,85 @@ TEST(DevicePull, BroadcastAndAllToAllExactByEveryPath) {
   }
 }
 
+// Ranks may differ in direct_outputs and device_pull: rank 0 pulls-capable with direct
+// outputs, rank 1 with neither (its outputs committed by copy). Rank 0's broadcast (root 0)
+// and alltoall blocks are offered and READ by rank 1 into its working memory; rank 1's
+// are pushed as chunks into rank 0's slots. Every output exact, every input untouched.
+// The groups are made here (the harness gives every rank one options struct), on the
+// cluster's fabric under a group name of their own.
+TEST(DevicePull, RanksMayDifferInPullAndDirectOutputs) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  constexpr int n = 2;
+  GroupClusterOptions co;
+  co.backend = kBackend;
+  co.ranks = n;
+  co.seed = 8150;
+  co.pg = DeviceOptions(devices);
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  std::vector<std::unique_ptr<ProcessGroup>> pg;
+  for (int r = 0; r < n; ++r) {
+    ProcessGroupOptions o = co.pg;
+    o.group_name = "mixed";
+    o.slot_bytes = 64 << 10;
+    o.direct_outputs = r == 0;
+    o.device_pull = r == 0;
+    pg.push_back(std::make_unique<ProcessGroup>(r, n, cluster->fabric().engine(r),
+                                                cluster->fabric().messenger(r),
+                                                cluster->fabric().metadata(), o));
+  }
+  const uint64_t c = 50'001;  // floats per block
+  const uint64_t cap = n * c * sizeof(float);
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
+  bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+    Status st = co_await pg[r]->Start();
+    if (st.ok()) st = co_await pg[r]->RegisterBuffer(bufs[r].in, cap);
+    if (st.ok()) st = co_await pg[r]->RegisterBuffer(bufs[r].out, cap);
+    EXPECT_TRUE(st.ok()) << "rank " << r << ": " << st.ToString();
+  });
+  ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+  struct Op {
+    OpType type;
+    int root;
+  };
+  for (const Op& k : {Op{OpType::kBroadcast, 0}, Op{OpType::kBroadcast, 1},
+                      Op{OpType::kAllToAll, 0}}) {
+    std::vector<ProcessGroupStats> before(n);
+    for (int r = 0; r < n; ++r) before[r] = pg[r]->stats();
+    ok = cluster->RunRanks([&](int r) -> Task<void> {
+      HostCase h = Prepare(k.type, r, n, c, k.root, ReduceOp::kSum, DataType::kF32, true);
+      cluster->fabric().CopyIn(bufs[r].out, h.out.data(), h.out.size());
+      cluster->fabric().CopyIn(bufs[r].in, h.in.data(), h.in.size());
+      Tensor to{bufs[r].out, DataType::kF32, h.out.size() / 4, bufs[r].loc};
+      Tensor ti{bufs[r].in, DataType::kF32, h.in.size() / 4, bufs[r].loc};
+      auto w = Issue(*pg[r], k.type, to, ti, k.root, ReduceOp::kSum, false);
+      Status st = co_await w->Wait();
+      std::vector<uint8_t> got(h.out.size()), in(h.in.size());
+      cluster->fabric().CopyOut(got.data(), bufs[r].out, got.size());
+      cluster->fabric().CopyOut(in.data(), bufs[r].in, in.size());
+      EXPECT_TRUE(st.ok()) << OpTypeName(k.type) << " rank " << r << ": " << st.ToString();
+      EXPECT_EQ(CheckCase(k.type, r, n, {}, c, k.root, ReduceOp::kSum, DataType::kF32, got,
+                          h.out),
+                0)
+          << OpTypeName(k.type) << " root " << k.root << " rank " << r;
+      EXPECT_EQ(in, h.in) << OpTypeName(k.type) << " rank " << r << ": input written";
+    });
+    ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+    // Rank 0 offers what it sends (broadcast as root, its alltoall block); rank 1 pushes.
+    const bool zero_sends = k.type == OpType::kAllToAll || k.root == 0;
+    const bool one_sends = k.type == OpType::kAllToAll || k.root == 1;
+    const std::string what = std::string(OpTypeName(k.type)) + " root " + std::to_string(k.root);
+    EXPECT_EQ(pg[0]->stats().pulls_offered - before[0].pulls_offered, zero_sends ? 1u : 0u)
+        << what;
+    EXPECT_EQ(pg[1]->stats().pulls_read - before[1].pulls_read, zero_sends ? 1u : 0u) << what;
+    EXPECT_EQ(pg[1]->stats().pulls_offered - before[1].pulls_offered, 0u) << what;
+    EXPECT_EQ(pg[0]->stats().chunks_sent - before[0].chunks_sent, 0u) << what;
+    EXPECT_EQ(pg[1]->stats().chunks_sent - before[1].chunks_sent, one_sends ? 4u : 0u)
+        << what;  // 200,004 bytes in 64 KiB chunks
+  }
+}
+
 // A rank killed while its peers READ from it (or it from them), on three ranks with
 // direct outputs and registered tensors: alltoall (the victim is a sender and a reader),
 // broadcast with a reader killed (the root waits for its credit) and broadcast with the

@@ -150,8 +150,7 @@ struct ProcessGroupOptions {
   // moved by a transfer that rank issued and joins before its attempt ends; the sender
   // leaves the step only once every reader credited (or failed, or the attempt was
   // aborted). The sender decides per message; receivers take either form, so ranks may
-  // differ in this setting (by design; the tests give every rank the same options).
-  // false: always push (WRITE into the receiver's slots).
+  // differ in this setting. false: always push (WRITE into the receiver's slots).
   bool device_pull = true;
   uint64_t direct_max_bytes = 64 * 1024;  // kAuto: direct up to this, ring above
   Algorithm algorithm = Algorithm::kAuto;
