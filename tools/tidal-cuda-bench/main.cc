@@ -113,6 +113,7 @@ void ApplyWaits(CudaFabric& f, const po::variables_map& vm) {
     f.cuda_transport(i).SetIdleSpinNs(spin_ns);
     f.cuda_transport(i).SetPollGapNs(gap_ns);
     f.cuda_transport(i).SetEventBytes(vm["event-bytes"].as<uint64_t>());
+    f.cuda_transport(i).SetStreamsPerPeer(vm["streams-per-peer"].as<uint32_t>());
   }
   tidal::coll::CudaReducer::SetCompletion(vm["completion"].as<std::string>() == "hostfunc"
                                               ? tidal::coll::CudaReducer::Completion::kHostFunc
@@ -954,6 +955,7 @@ std::unique_ptr<RankLoops> MakeRankLoops(int n, uint64_t slice, const po::variab
     l->transports[r]->SetIdleSpinNs(spin_ns);
     l->transports[r]->SetPollGapNs(gap_ns);
     l->transports[r]->SetEventBytes(vm["event-bytes"].as<uint64_t>());
+    l->transports[r]->SetStreamsPerPeer(vm["streams-per-peer"].as<uint32_t>());
   }
   tidal::coll::CudaReducer::SetCompletion(vm["completion"].as<std::string>() == "hostfunc"
                                               ? tidal::coll::CudaReducer::Completion::kHostFunc
@@ -1515,6 +1517,8 @@ int Coll(const po::variables_map& vm) {
                         {"algorithm", alg}, {"copy_engine_ceiling", ceiling},
                         {"spin_us", vm["spin-us"].as<double>()},
                         {"poll_gap_us", vm["poll-gap-us"].as<double>()},
+                        {"event_bytes", vm["event-bytes"].as<uint64_t>()},
+                        {"streams_per_peer", vm["streams-per-peer"].as<uint32_t>()},
                         {"completion", vm["completion"].as<std::string>()},
                         {"queued", !vm.count("serial")},
                         {"results", results}, {"kill", kill}};
@@ -1588,6 +1592,10 @@ int main(int argc, char** argv) {
        "transports: a copy of at least this many bytes gets a completion event of its own; "
        "smaller ones of one Submit share one per stream (CudaTransport::SetEventBytes; 0: an "
        "event per copy)")
+      ("streams-per-peer", po::value<uint32_t>()->default_value(1),
+       "transports: CUDA streams per device and peer; copies of at least --event-bytes take "
+       "them in turn, so large copies to one peer can run at once on separate copy engines "
+       "(CudaTransport::SetStreamsPerPeer)")
       ("poll-gap-us", po::value<double>()->default_value(0),
        "pause between event polls of the transport and reducer threads while work runs "
        "(0: a yield)")

@@ -171,6 +171,52 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
   fabric_->cuda_transport(0).SetBatchCopies(false);
 }
 
+// Two streams per peer (SetStreamsPerPeer): the large copies of one batch alternate between
+// them and may run at once; every WRITE and READ still moves exactly its bytes, each large
+// copy is completed by an event of its own, and the batch's completions all arrive.
+TEST_F(CudaFabricTest, TwoStreamsPerPeerMoveExactBytes) {
+  const size_t n = 32 << 20;
+  Buf a = Make(0, n, Gpu(0), 5), b = Make(1, n, Gpu(1), 71), c = Make(0, n, Gpu(0), -1);
+  SegmentHandle seg = Open(0, 1);
+  const std::vector<uint8_t> a0 = Read(a), b0 = Read(b), c0 = Read(c);
+  std::vector<uint8_t> want_b = b0, want_c = c0;
+  std::vector<TransferRequest> reqs;
+  auto at = [](const Buf& x, size_t off) { return reinterpret_cast<uint64_t>(x.data) + off; };
+  uint64_t large = 0, small = 0;  // 1 MiB slices, and the tails under 1 MiB
+  for (size_t k = 0; k < 4; ++k) {  // WRITEs of 3 MiB + k bytes: 3 slices and a tail each
+    const size_t off = k * (4 << 20), len = (3 << 20) + k + 1;
+    reqs.push_back({TransferOp::kWrite, at(a, off + k), len, seg, at(b, off)});
+    std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
+    large += 3;
+    small += 1;
+  }
+  for (size_t j = 0; j < 3; ++j) {  // READs of 2 MiB from b's upper half
+    const size_t from = (20 << 20) + j * (3 << 20), len = 2 << 20;
+    reqs.push_back({TransferOp::kRead, at(c, j * (3 << 20)), len, seg, at(b, from)});
+    std::memcpy(want_c.data() + kGuard + j * (3 << 20), b0.data() + kGuard + from, len);
+    large += 2;
+  }
+  fabric_->cuda_transport(0).SetEventBytes(1 << 20);
+  fabric_->cuda_transport(0).SetStreamsPerPeer(2);
+  const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
+  auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
+  const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
+  fabric_->cuda_transport(0).SetStreamsPerPeer(1);
+  fabric_->cuda_transport(0).SetEventBytes(CudaTransport::kDefaultEventBytes);
+  ASSERT_EQ(st.size(), reqs.size());
+  for (size_t i = 0; i < st.size(); ++i) {
+    EXPECT_EQ(st[i].state, TransferState::COMPLETED) << i << " " << ErrorCodeName(st[i].error);
+    EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
+  }
+  EXPECT_EQ(after.gpu_copies - before.gpu_copies, large + small);
+  // An event per large copy; the tails join the group of lane 0's next large copy or share
+  // one more event.
+  EXPECT_GE(after.events_recorded - before.events_recorded, large);
+  EXPECT_LE(after.events_recorded - before.events_recorded, large + small);
+  EXPECT_TRUE(Read(b) == want_b);  // guard bands included
+  EXPECT_TRUE(Read(c) == want_c);
+}
+
 TEST_F(CudaFabricTest, AccessOutsideTheWindowIsDeniedAndMovesNothing) {
   Buf a = Make(0, 1 << 20, Gpu(0), 3), b = Make(1, 1 << 16, Gpu(1), -1);
   SegmentHandle seg = Open(0, 1);

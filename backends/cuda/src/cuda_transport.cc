@@ -237,11 +237,14 @@ struct CudaTransport::State {
   std::atomic<uint64_t> n_copies{0}, n_events{0}, n_queries{0};  // Counters()
   std::atomic<uint64_t> n_batches{0};
   std::atomic<bool> batch_copies{false};  // SetBatchCopies
+  std::atomic<uint32_t> lanes{1};          // SetStreamsPerPeer
   std::atomic<uint64_t> event_bytes{kDefaultEventBytes};  // SetEventBytes
   std::atomic<uint64_t> poll_gap_ns{0};
   std::thread progress;
   // Executor only.
-  std::map<std::pair<int, PeerId>, cudaStream_t> streams;
+  // By (device, peer, lane): SetStreamsPerPeer's lanes of one device towards one peer.
+  std::map<std::tuple<int, PeerId, uint32_t>, cudaStream_t> streams;
+  std::map<std::pair<int, PeerId>, uint32_t> next_lane;  // the lane the next large copy takes
   // Cross-process: this transport's identity, board and socket (set at Install, then
   // constant), the receiver thread, and the progress thread's bounce buffer.
   ipc::Identity id;
@@ -379,7 +382,7 @@ CudaTransport::~CudaTransport() {
   }
   peers_.clear();  // unmaps peers' boards, lets go of IPC mappings
   for (auto& [key, stream] : st.streams) {
-    cudaSetDevice(key.first);
+    cudaSetDevice(std::get<0>(key));
     cudaStreamDestroy(stream);
   }
   for (auto& [device, events] : st.free_events) {
@@ -1007,7 +1010,16 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
     cudaError_t e = cudaSetDevice(device);
     cudaStream_t stream = nullptr;
     if (e == cudaSuccess) {
-      auto key = std::make_pair(device, t.peer);
+      // A copy of at least SetEventBytes' bytes (one with an event of its own) takes the
+      // next of the peer's lanes in turn; smaller ones, which share events, stay on lane 0.
+      uint32_t lane = 0;
+      const uint32_t lanes = st.lanes.load(std::memory_order_relaxed);
+      if (lanes > 1 && t.length >= event_bytes) {
+        uint32_t& next = st.next_lane[std::make_pair(device, t.peer)];
+        lane = next;
+        next = (next + 1) % lanes;
+      }
+      auto key = std::make_tuple(device, t.peer, lane);
       auto it = st.streams.find(key);
       if (it == st.streams.end()) {
         e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -1138,6 +1150,10 @@ void CudaTransport::SetPollGapNs(uint64_t ns) { state_->poll_gap_ns.store(ns); }
 void CudaTransport::SetEventBytes(uint64_t bytes) { state_->event_bytes.store(bytes); }
 
 void CudaTransport::SetBatchCopies(bool on) { state_->batch_copies.store(on); }
+
+void CudaTransport::SetStreamsPerPeer(uint32_t lanes) {
+  state_->lanes.store(std::max<uint32_t>(1, lanes));
+}
 
 bool CudaTransport::BatchCopiesSupported() {
 #if CUDART_VERSION >= 12080

@@ -112,6 +112,11 @@ class CudaTransport final : public Transport {
   // when that call fails, is issued on its own as before. Default off. BatchCopiesSupported:
   // whether this build has the call (else the setting changes nothing).
   void SetBatchCopies(bool on);
+  // CUDA streams per (device, peer): copies of at least SetEventBytes' bytes take them in
+  // turn, so two large copies to one peer can run at once on separate copy engines; smaller
+  // copies stay on the first. Completion is per copy (its event), never by stream order
+  // across lanes. Default 1 (one stream per device and peer, as before); 0 counts as 1.
+  void SetStreamsPerPeer(uint32_t lanes);
   static bool BatchCopiesSupported();
   // What the copy path has done since the transport was made (for benchmarks and tests):
   // copies queued on CUDA streams, completion events recorded (SetEventBytes) and event
