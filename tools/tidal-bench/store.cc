@@ -537,7 +537,7 @@ std::vector<uint64_t> List(const std::string& text, bool sizes) {
 
 int RunStoreBench(int argc, char** argv) {
   std::string role, master, sizes = "4K,16M", clients = "1,16", shape_name = "sessions",
-                            api = "auto", tcp_seg = "512K";
+                            api = "auto", tcp_seg = "512K", rndv_scheme = "put_zcopy";
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
            large_bytes = 128ull << 20, sessions = 1,
            slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 0,
@@ -573,6 +573,11 @@ int RunStoreBench(int argc, char** argv) {
       "UCX_TCP_RX_SEG_SIZE and UCX_TCP_TX_SEG_SIZE of the tidal processes where the "
       "environment does not set them (UCX 1.13's defaults: 64K and 8K); 'ucx': leave UCX's "
       "defaults")(
+      "ucx-rndv-scheme", po::value(&rndv_scheme)->default_value(rndv_scheme),
+      "UCX_RNDV_SCHEME of the tidal processes where the environment does not set it: "
+      "put_zcopy (the side that sends the bytes writes them into the receiver's buffer; over "
+      "shared memory 16 MiB values moved faster so than with UCX's default, which lets the "
+      "receiver fetch them), get_zcopy, auto (UCX's default), or 'ucx': leave it unset")(
       "api", po::value(&api)->default_value(api),
       "copy: Put/Get of strings; zero-copy: PutFrom/GetInto registered buffers; auto: "
       "zero-copy from 1 MiB, copy below")(
@@ -634,11 +639,13 @@ int RunStoreBench(int argc, char** argv) {
     setenv("UCX_TCP_RX_SEG_SIZE", tcp_seg.c_str(), /*overwrite=*/0);
     setenv("UCX_TCP_TX_SEG_SIZE", tcp_seg.c_str(), /*overwrite=*/0);
   }
+  if (rndv_scheme != "ucx") setenv("UCX_RNDV_SCHEME", rndv_scheme.c_str(), /*overwrite=*/0);
   auto env_or = [](const char* name) {
     const char* v = std::getenv(name);
     return std::string(v == nullptr ? "(UCX default)" : v);
   };
   const std::string rx_seg = env_or("UCX_TCP_RX_SEG_SIZE"), tx_seg = env_or("UCX_TCP_TX_SEG_SIZE");
+  const std::string rndv = env_or("UCX_RNDV_SCHEME");
   // tidal-master on a free loopback port.
   Child tm = Spawn({SelfDir() + "/tidal-master", "--listen", "127.0.0.1:0", "--spin-us",
                     std::to_string(master_spin_us)});
@@ -681,9 +688,10 @@ int RunStoreBench(int argc, char** argv) {
   std::printf("tidal-bench store: tidal (UCX_TLS=%s, tidal-master %s, cached gets %s) vs "
               "redis-server 127.0.0.1:%d; load average %s\n", tls.c_str(), master.c_str(),
               no_cache ? "off" : "on", redis_port, LoadText(load_start).c_str());
-  std::printf("UCX_TCP_RX_SEG_SIZE=%s UCX_TCP_TX_SEG_SIZE=%s; engine slices %llu bytes; "
-              "event-loop polling before sleeping: clients %llu us, tidal-master %llu us\n",
-              rx_seg.c_str(), tx_seg.c_str(), static_cast<unsigned long long>(slice_bytes),
+  std::printf("UCX_TCP_RX_SEG_SIZE=%s UCX_TCP_TX_SEG_SIZE=%s UCX_RNDV_SCHEME=%s; engine slices "
+              "%llu bytes; event-loop polling before sleeping: clients %llu us, tidal-master "
+              "%llu us\n",
+              rx_seg.c_str(), tx_seg.c_str(), rndv.c_str(), static_cast<unsigned long long>(slice_bytes),
               static_cast<unsigned long long>(client_spin_us),
               static_cast<unsigned long long>(master_spin_us));
   std::printf("shape: %s; api: %s\n",
@@ -764,6 +772,7 @@ int RunStoreBench(int argc, char** argv) {
                                 {"slice_bytes", slice_bytes},
                                 {"ucx_tcp_rx_seg_size", rx_seg},
                                 {"ucx_tcp_tx_seg_size", tx_seg},
+                                {"ucx_rndv_scheme", rndv},
                                 {"client_spin_us", client_spin_us},
                                 {"master_spin_us", master_spin_us},
                                 {"cached_gets", !no_cache},
