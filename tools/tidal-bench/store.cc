@@ -540,7 +540,7 @@ int RunStoreBench(int argc, char** argv) {
                             api = "auto", tcp_seg = "512K", rndv_scheme = "put_zcopy";
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
            large_bytes = 128ull << 20, sessions = 1,
-           slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 0,
+           slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 50,
            master_spin_us = 0;
   int redis_port = 16379;
   bool json = false, no_redis = false, no_cache = false, zero_copy = false;
@@ -565,8 +565,9 @@ int RunStoreBench(int argc, char** argv) {
       "slice-bytes", po::value(&slice_bytes)->default_value(slice_bytes),
       "the engine's slice size in every tidal process (RealNodeOptions::slice_bytes)")(
       "client-spin-us", po::value(&client_spin_us)->default_value(client_spin_us),
-      "a client process's event loop polls this long for an answer before it sleeps "
-      "(RealNodeOptions::env_spin_ns; 0: sleep at once)")(
+      "a client process's event loop polls this long for an answer before it sleeps, "
+      "progressing its UCX worker itself (RealNodeOptions::env_spin_ns, whose library "
+      "default is 0; 0: sleep at once)")(
       "master-spin-us", po::value(&master_spin_us)->default_value(master_spin_us),
       "tidal-master --spin-us: its event loop polls this long for a request before it sleeps")(
       "ucx-tcp-seg", po::value(&tcp_seg)->default_value(tcp_seg),
