@@ -484,24 +484,38 @@ Task<Status> ProcessGroup::Impl::SendChunk(int peer, ChannelClass cls, uint64_t 
                                 deadline_ns);
 }
 
-// WRITEs one chunk, retried as WriteChunk describes, until it completed or the peer failed,
-// the attempt was aborted or the deadline passed.
-Task<Status> ProcessGroup::Impl::WriteRetried(int peer, ChannelClass cls, uint64_t seq,
-                                              TransferRequest req, uint64_t deadline_ns) {
+// Runs `reqs` (the WRITE of one chunk, or the READs of a pulled message) against `peer`,
+// retried as WriteChunk describes until every one completed or the peer failed, the
+// attempt was aborted or the deadline passed. Only the failed requests run again: a WRITE
+// of a chunk and a READ into this rank's own memory move the same bytes twice.
+Task<Status> ProcessGroup::Impl::TransferRetried(int peer, ChannelClass cls, uint64_t seq,
+                                                 std::vector<TransferRequest> reqs,
+                                                 uint64_t deadline_ns) {
   for (uint32_t attempt_no = 0;; ++attempt_no) {
     if (dead(peer)) {
       co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
     }
-    req.segment = peers_[peer].seg;
-    ++stats_.writes_to[peer];
-    Trace(trace::Ev::kWriteStart, seq);
-    auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(&req, 1));
-    Trace(trace::Ev::kWriteDone, seq);
-    if (!result.empty() && result[0].state == TransferState::COMPLETED) {
-      co_return Status::Ok();
+    bool writes = false;
+    for (TransferRequest& r : reqs) {
+      r.segment = peers_[peer].seg;
+      if (r.op == TransferOp::kWrite) {
+        writes = true;
+        ++stats_.writes_to[peer];
+      }
     }
+    Trace(trace::Ev::kWriteStart, seq);
+    auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(reqs));
+    Trace(trace::Ev::kWriteDone, seq);
+    std::vector<TransferRequest> failed;
+    for (size_t k = 0; k < reqs.size(); ++k) {
+      if (k >= result.size() || result[k].state != TransferState::COMPLETED) {
+        failed.push_back(reqs[k]);
+      }
+    }
+    if (failed.empty()) co_return Status::Ok();
+    reqs = std::move(failed);
     ++stats_.write_failures;
-    TIDAL_REACHABLE("coll.write_failed_and_probed");
+    if (writes) TIDAL_REACHABLE("coll.write_failed_and_probed");
     // Failure evidence: a failed transfer plus a probe that does not answer.
     bool alive = co_await ProbePeer(peer);
     if (!alive) {
@@ -516,10 +530,10 @@ Task<Status> ProcessGroup::Impl::WriteRetried(int peer, ChannelClass cls, uint64
       co_return Status(ErrorCode::COLLECTIVE_ABORTED, "attempt aborted");
     }
     if (env_.NowNs() >= deadline_ns) {
-      co_return Status(ErrorCode::OPERATION_TIMEOUT, "write retries timed out");
+      co_return Status(ErrorCode::OPERATION_TIMEOUT,
+                       writes ? "write retries timed out" : "read retries timed out");
     }
   }
-  co_return Status::Ok();
 }
 
 Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t attempt,
@@ -556,7 +570,8 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
     req.local_addr = reinterpret_cast<uint64_t>(from);
     req.length = len;
     req.remote_addr = peers_[peer].recv_addr + SlotOffset(rank_, cls, slot);
-    Status written = co_await WriteRetried(peer, cls, seq, req, deadline_ns);
+    std::vector<TransferRequest> reqs{req};
+    Status written = co_await TransferRetried(peer, cls, seq, std::move(reqs), deadline_ns);
     if (beside != nullptr) {  // joined whatever the WRITE did: the copy reads `src`
       Status copied = co_await JoinCopy(beside);
       if (written.ok()) written = copied;
@@ -623,38 +638,6 @@ Task<Status> ProcessGroup::Impl::OfferPull(const SendSpec& s, uint64_t attempt,
   co_return Status::Ok();
 }
 
-Task<Status> ProcessGroup::Impl::ReadRetried(int peer, uint64_t seq,
-                                             std::vector<TransferRequest> reqs,
-                                             uint64_t deadline_ns) {
-  for (uint32_t attempt_no = 0;; ++attempt_no) {
-    if (dead(peer)) {
-      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
-    }
-    for (TransferRequest& r : reqs) r.segment = peers_[peer].seg;
-    Trace(trace::Ev::kWriteStart, seq);
-    auto result = co_await engine_.TransferSync(std::span<const TransferRequest>(reqs));
-    Trace(trace::Ev::kWriteDone, seq);
-    std::vector<TransferRequest> failed;
-    for (size_t k = 0; k < reqs.size(); ++k) {
-      if (k >= result.size() || result[k].state != TransferState::COMPLETED) {
-        failed.push_back(reqs[k]);
-      }
-    }
-    if (failed.empty()) co_return Status::Ok();
-    reqs = std::move(failed);  // READs are idempotent: only the failed ones again
-    ++stats_.write_failures;
-    bool alive = co_await ProbePeer(peer);
-    if (!alive) {
-      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
-    }
-    if (attempt_no >= options_.write_retries) co_await SleepFor(env_, options_.peer_check_ns);
-    if (attempt_aborted_) co_return Status(ErrorCode::COLLECTIVE_ABORTED, "attempt aborted");
-    if (env_.NowNs() >= deadline_ns) {
-      co_return Status(ErrorCode::OPERATION_TIMEOUT, "read retries timed out");
-    }
-  }
-}
-
 Task<Status> ProcessGroup::Impl::PullMessage(int peer, const DataHeader& h, uint8_t* dst,
                                              uint64_t bytes, uint64_t chunk,
                                              uint64_t deadline_ns) {
@@ -672,7 +655,8 @@ Task<Status> ProcessGroup::Impl::PullMessage(int peer, const DataHeader& h, uint
     for (uint64_t off = 0; off < bytes; off += chunk) {
       reqs.push_back(read(off, std::min(chunk, bytes - off), dst + off));
     }
-    TIDAL_CO_RETURN_IF_ERROR(co_await ReadRetried(peer, h.seq, std::move(reqs), deadline_ns));
+    TIDAL_CO_RETURN_IF_ERROR(
+        co_await TransferRetried(peer, ChannelClass::kColl, h.seq, std::move(reqs), deadline_ns));
   } else {
     // The destination is not registered: up to slots_ chunks READ into this sender's
     // receive slots, then copied out (joined before the slots are read into again).
@@ -687,7 +671,8 @@ Task<Status> ProcessGroup::Impl::PullMessage(int peer, const DataHeader& h, uint
         reqs.push_back(read(off, len, slot));
         copies.emplace_back(slot, len);
       }
-      TIDAL_CO_RETURN_IF_ERROR(co_await ReadRetried(peer, h.seq, std::move(reqs), deadline_ns));
+      TIDAL_CO_RETURN_IF_ERROR(
+        co_await TransferRetried(peer, ChannelClass::kColl, h.seq, std::move(reqs), deadline_ns));
       std::vector<std::shared_ptr<PendingCopy>> pending;
       uint64_t at = first;
       for (const auto& [slot, len] : copies) {

@@ -135,8 +135,10 @@ struct ProcessGroup::Impl {
   Task<Status> WriteChunk(int peer, ChannelClass cls, uint64_t attempt, uint64_t seq,
                           const uint8_t* src, uint64_t len, uint32_t tag, uint64_t total,
                           uint64_t offset, uint64_t deadline_ns, uint8_t* stage_into = nullptr);
-  Task<Status> WriteRetried(int peer, ChannelClass cls, uint64_t seq, TransferRequest req,
-                            uint64_t deadline_ns);
+  // Runs `reqs` against `peer` (a chunk's WRITE, a pulled message's READs), the failed ones
+  // again after a probe that answers; RANK_FAILED after one that does not.
+  Task<Status> TransferRetried(int peer, ChannelClass cls, uint64_t seq,
+                               std::vector<TransferRequest> reqs, uint64_t deadline_ns);
   // A collective send of device slots: up to slots_ chunk WRITEs in flight at once; or,
   // with s.pull, the pull offer (OfferPull).
   Task<Status> SendWindowed(SendSpec s, uint64_t attempt, uint64_t chunk, uint64_t deadline_ns);
@@ -147,10 +149,6 @@ struct ProcessGroup::Impl {
   // memory, else through this sender's receive slots and a copy), joined before it returns.
   Task<Status> PullMessage(int peer, const DataHeader& h, uint8_t* dst, uint64_t bytes,
                            uint64_t chunk, uint64_t deadline_ns);
-  // READs `reqs` from `peer`, retried as WriteRetried retries a WRITE (failed READs again
-  // after a probe that answers; RANK_FAILED after one that does not).
-  Task<Status> ReadRetried(int peer, uint64_t seq, std::vector<TransferRequest> reqs,
-                           uint64_t deadline_ns);
   // Receives the next chunk from `peer` into `dst` (copy or fold). Returns the header.
   Task<Result<DataHeader>> RecvChunk(int peer, ChannelClass cls, uint64_t attempt, uint8_t* dst,
                                      uint64_t capacity, bool reduce, DataType dtype, ReduceOp rop,
