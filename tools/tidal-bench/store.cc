@@ -349,29 +349,28 @@ struct Measured {
   bool ok = false;
 };
 
-// UCX logs on stdout ("[time] [host:pid:thread] file.c:line UCX LEVEL ..."): such a line
-// is not a child's answer.
-bool IsUcxLog(const std::string& line) {
-  return !line.empty() && line.front() == '[' && line.find(" UCX ") != std::string::npos;
-}
-
-// A child's next line that is not a UCX log line (those are passed on to stderr).
-std::optional<std::string> ReadAnswer(Child& c) {
+// A child's next line for which `wanted` holds; the lines before it (UCX logs on stdout,
+// "[time] [host:pid:thread] file.c:line UCX LEVEL ...") are passed on to stderr.
+template <typename Wanted>
+std::optional<std::string> ReadAnswer(Child& c, Wanted wanted) {
   for (;;) {
     std::optional<std::string> line = ReadLine(c);
-    if (!line || !IsUcxLog(*line)) return line;
+    if (!line || wanted(*line)) return line;
     std::fprintf(stderr, "tidal-bench store: child output: %s\n", line->c_str());
   }
 }
 
-// The client JSON line of a client process; other lines before it (UCX's own) are passed
-// on to stderr.
+// tidal-master's and the holder's answer: any line but UCX's log lines.
+std::optional<std::string> ReadAnswer(Child& c) {
+  return ReadAnswer(c, [](const std::string& line) {
+    return line.empty() || line.front() != '[' || line.find(" UCX ") == std::string::npos;
+  });
+}
+
+// A client process's JSON line.
 std::optional<std::string> ReadJsonLine(Child& c) {
-  for (;;) {
-    std::optional<std::string> line = ReadLine(c);
-    if (!line || (!line->empty() && line->front() == '{')) return line;
-    std::fprintf(stderr, "tidal-bench store: client output: %s\n", line->c_str());
-  }
+  return ReadAnswer(c,
+                    [](const std::string& line) { return !line.empty() && line.front() == '{'; });
 }
 
 // `clients` sessions: one client process running them all on its event loop
