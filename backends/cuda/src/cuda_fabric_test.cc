@@ -209,6 +209,10 @@ TEST_F(CudaFabricTest, TwoStreamsPerPeerMoveExactBytes) {
     EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
   }
   EXPECT_EQ(after.gpu_copies - before.gpu_copies, large + small);
+  // The large copies of each (device, peer) alternate between its two lanes: 12 WRITE and
+  // 6 READ slices, every second one on the second lane (with one GPU for both nodes, the 18
+  // share one pair's turn: 9 again).
+  EXPECT_EQ(after.lane_copies - before.lane_copies, large / 2);
   // An event per large copy; the tails join the group of lane 0's next large copy or share
   // one more event.
   EXPECT_GE(after.events_recorded - before.events_recorded, large);

@@ -236,6 +236,7 @@ struct CudaTransport::State {
   std::atomic<uint64_t> idle_spin_ns{50'000};
   std::atomic<uint64_t> n_copies{0}, n_events{0}, n_queries{0};  // Counters()
   std::atomic<uint64_t> n_batches{0};
+  std::atomic<uint64_t> n_lane_copies{0};  // copies queued on a stream other than a pair's first
   std::atomic<bool> batch_copies{false};  // SetBatchCopies
   std::atomic<uint32_t> lanes{1};          // SetStreamsPerPeer
   std::atomic<uint64_t> event_bytes{kDefaultEventBytes};  // SetEventBytes
@@ -1018,6 +1019,7 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
         uint32_t& next = st.next_lane[std::make_pair(device, t.peer)];
         lane = next;
         next = (next + 1) % lanes;
+        if (lane != 0) st.n_lane_copies.fetch_add(1, std::memory_order_relaxed);
       }
       auto key = std::make_tuple(device, t.peer, lane);
       auto it = st.streams.find(key);
@@ -1167,7 +1169,8 @@ CudaTransport::Counters CudaTransport::counters() const {
   return Counters{state_->n_copies.load(std::memory_order_relaxed),
                   state_->n_events.load(std::memory_order_relaxed),
                   state_->n_queries.load(std::memory_order_relaxed),
-                  state_->n_batches.load(std::memory_order_relaxed)};
+                  state_->n_batches.load(std::memory_order_relaxed),
+                  state_->n_lane_copies.load(std::memory_order_relaxed)};
 }
 
 bool CudaTransport::Idle() const {

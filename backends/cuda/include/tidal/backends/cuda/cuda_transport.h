@@ -127,6 +127,7 @@ class CudaTransport final : public Transport {
     uint64_t events_recorded = 0;
     uint64_t event_queries = 0;
     uint64_t batch_calls = 0;  // cudaMemcpyBatchAsync calls that queued their copies
+    uint64_t lane_copies = 0;  // copies on a stream other than the first of their pair
   };
   Counters counters() const;
 
