@@ -40,6 +40,7 @@
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
+#include <functional>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -85,6 +86,14 @@ std::vector<uint64_t> Sizes(uint64_t min, uint64_t max, uint64_t step) {
   std::vector<uint64_t> out;
   for (uint64_t s = min; s <= max; s *= step) out.push_back(s);
   return out;
+}
+
+// The median of `v` (the mean of the middle two for an even count); 0 for none.
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 != 0 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 int Iters(uint64_t bytes, int iters) {
@@ -186,6 +195,8 @@ int Transfer(const po::variables_map& vm) {
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   nlohmann::json rows = nlohmann::json::array();
   const uint64_t window = std::max<uint64_t>(1, vm["window"].as<uint64_t>());
+  const int trials = std::max(1, vm["trials"].as<int>());
+  const bool batched_default = f.cuda_transport(0).batch_copies();
   if (window == 1) {
     std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, one request at a time (waited for) on "
                 "both sides; spin %.0f us\n",
@@ -197,18 +208,26 @@ int Transfer(const po::variables_map& vm) {
                 Human(o.engine.slice_bytes).c_str(), static_cast<unsigned long long>(window),
                 vm["spin-us"].as<double>());
   }
-  std::printf("%10s %6s %14s %18s %8s %12s %12s %12s %12s %8s %8s %14s %10s %12s %14s %8s %12s %8s\n", "size",
-              "iters", "tidal GB/s", "memcpyPeer GB/s", "ratio", "issue us/req", "wait us",
+  std::printf("# %d trials per size, the contenders' order rotated by one each trial; GB/s are "
+              "medians over the trials, ratio = median memcpyPeer time / median tidal time, "
+              "min-max: the lowest and highest ratio of one trial; copies sharing an event go "
+              "out %s by default (CudaTransport::SetBatchCopies %s)\n",
+              trials, batched_default ? "by one cudaMemcpyBatchAsync" : "one call each",
+              batched_default ? "on" : "off");
+  std::printf("%10s %6s %14s %18s %8s %14s %12s %12s %12s %12s %8s %8s %14s %10s %12s %14s %8s %12s %8s\n", "size",
+              "iters", "tidal GB/s", "memcpyPeer GB/s", "ratio", "min-max", "issue us/req", "wait us",
               "peer issue", "peer sync us", "events", "queries", "batchcpy GB/s", "b/peer",
-              "batch issue", "tidal+bat GB/s", "ratio", "issue us/req", "calls");
+              "batch issue", batched_default ? "tidal-bat GB/s" : "tidal+bat GB/s", "ratio",
+              "issue us/req", "calls");
   std::printf("# issue us/req: the engine's Submit per request (host); wait us: Submit's return "
               "to the batch's completion, per batch; peer issue: cudaMemcpyPeerAsync per copy; "
               "peer sync us: cudaStreamSynchronize per window; events, queries: completion events the "
               "transport recorded and event queries its progress thread made, per batch; "
               "batchcpy: the same W copies issued by one cudaMemcpyBatchAsync on the same stream, "
               "then one synchronize (b/peer: its rate over memcpyPeer's; batch issue: the call's "
-              "host time per copy); tidal+bat: the engine with CudaTransport::SetBatchCopies "
-              "(ratio to memcpyPeer, Submit per request, cudaMemcpyBatchAsync calls per batch)\n");
+              "host time per copy); tidal+bat / tidal-bat: the engine with CudaTransport::SetBatchCopies "
+              "flipped from its default (ratio to memcpyPeer, Submit per request, "
+              "cudaMemcpyBatchAsync calls per batch)\n");
   bool all_ok = true;
   for (uint64_t size : Sizes(min, max, vm["step"].as<uint64_t>())) {
     // A window: w requests to w distinct ranges of the buffers (as many as fit), one batch.
@@ -221,6 +240,8 @@ int Transfer(const po::variables_map& vm) {
     }
     BatchTimes bt;
     double peer_issue = 0, peer_sync = 0;
+    // The engine as the transport is set by default, and (`once_b`, below) with
+    // SetBatchCopies the other way.
     auto once = [&] { all_ok &= f.Run(TimedBatch(f.engine(0), &reqs, &bt)); };
     auto peer = [&] {
       const double t0 = Now();
@@ -259,65 +280,87 @@ int Transfer(const po::variables_map& vm) {
     }
     bt = BatchTimes();
     peer_issue = peer_sync = batch_issue = 0;
-    const auto c0 = f.cuda_transport(0).counters();
     // Interleave the two in rounds so both see the same machine state.
     double t_tidal = 0, t_peer = 0, t_batch = 0, t_tidal_b = 0;
-    // The engine again with CudaTransport::SetBatchCopies (its Submit issues the window's
-    // shared-event copies by one cudaMemcpyBatchAsync), timed apart from the columns above.
+    // The engine again with CudaTransport::SetBatchCopies flipped (on: its Submit issues
+    // the window's shared-event copies by one cudaMemcpyBatchAsync).
     BatchTimes bt_b;
     auto once_b = [&] {
-      f.cuda_transport(0).SetBatchCopies(true);
+      f.cuda_transport(0).SetBatchCopies(!batched_default);
       all_ok &= f.Run(TimedBatch(f.engine(0), &reqs, &bt_b));
-      f.cuda_transport(0).SetBatchCopies(false);
+      f.cuda_transport(0).SetBatchCopies(batched_default);
     };
     once_b();
     bt_b = BatchTimes();
-    uint64_t batch_calls = 0;
-    for (int round = 0; round < 2; ++round) {
-      double t0 = Now();
-      for (int i = 0; i < n; ++i) once();
-      double t1 = Now();
-      for (int i = 0; i < n; ++i) peer();
-      double t2 = Now();
-      for (int i = 0; i < n; ++i) batch();
-      double t3 = Now();
-      const uint64_t b0 = f.cuda_transport(0).counters().batch_calls;
-      for (int i = 0; i < n; ++i) once_b();
-      double t4 = Now();
-      batch_calls += f.cuda_transport(0).counters().batch_calls - b0;
-      t_tidal += t1 - t0;
-      t_peer += t2 - t1;
-      t_batch += t3 - t2;
-      t_tidal_b += t4 - t3;
+    uint64_t batch_calls = 0, own_events = 0, own_queries = 0;
+    // `trials` rounds; each times n windows of every contender, the order rotated by one
+    // per round (so none always runs first or last); a contender's figure is the median of
+    // its rounds, and the ratio columns are medians over medians. The engine's contender
+    // is the transport's default (unbatched unless SetBatchCopies is on by default); the
+    // other engine column flips SetBatchCopies for its runs.
+    std::vector<double> r_tidal, r_peer, r_batch, r_tidal_b, r_ratio;
+    std::vector<std::function<void()>> contenders = {
+        [&] {
+          const auto b = f.cuda_transport(0).counters();
+          for (int i = 0; i < n; ++i) once();
+          const auto a = f.cuda_transport(0).counters();
+          own_events += a.events_recorded - b.events_recorded;
+          own_queries += a.event_queries - b.event_queries;
+        },
+        [&] { for (int i = 0; i < n; ++i) peer(); },
+        [&] { for (int i = 0; i < n; ++i) batch(); },
+        [&] {
+          const uint64_t b0 = f.cuda_transport(0).counters().batch_calls;
+          for (int i = 0; i < n; ++i) once_b();
+          batch_calls += f.cuda_transport(0).counters().batch_calls - b0;
+        }};
+    std::vector<double>* into[] = {&r_tidal, &r_peer, &r_batch, &r_tidal_b};
+    for (int round = 0; round < trials; ++round) {
+      for (size_t j = 0; j < contenders.size(); ++j) {
+        const size_t c = (j + static_cast<size_t>(round)) % contenders.size();
+        const double t0 = Now();
+        contenders[c]();
+        into[c]->push_back(Now() - t0);
+      }
+      r_ratio.push_back(r_peer.back() / r_tidal.back());
     }
-    const auto c1 = f.cuda_transport(0).counters();  // (includes the batched engine runs)
-    const double bytes = static_cast<double>(size) * static_cast<double>(w) * n * 2;
+    t_tidal = Median(r_tidal);
+    t_peer = Median(r_peer);
+    t_batch = Median(r_batch);
+    t_tidal_b = Median(r_tidal_b);
+    const double bytes = static_cast<double>(size) * static_cast<double>(w) * n;
     const double g_tidal = bytes / t_tidal / 1e9, g_peer = bytes / t_peer / 1e9;
     const double g_batch = bytes / t_batch / 1e9, g_tidal_b = bytes / t_tidal_b / 1e9;
-    const double issue_b_us = bt_b.issue / (2.0 * n * static_cast<double>(w)) * 1e6;
-    const double batches = 2.0 * n, copies = batches * static_cast<double>(w);
+    const double issue_b_us = bt_b.issue / (trials * n * static_cast<double>(w)) * 1e6;
+    const double batches = static_cast<double>(trials) * n,
+                 copies = batches * static_cast<double>(w);
     const double issue_us = bt.issue / copies * 1e6, wait_us = bt.wait / batches * 1e6;
     const double pissue_us = peer_issue / copies * 1e6, psync_us = peer_sync / batches * 1e6;
-    const double events = static_cast<double>(c1.events_recorded - c0.events_recorded) / batches;
-    const double queries = static_cast<double>(c1.event_queries - c0.event_queries) / batches;
+    const double events = static_cast<double>(own_events) / batches;
+    const double queries = static_cast<double>(own_queries) / batches;
     const double bissue_us = batch_issue / copies * 1e6;
-    std::printf("%10s %6d %14.1f %18.1f %8.3f %12.2f %12.1f %12.2f %12.1f %8.1f %8.1f %14.1f "
+    const auto [rmin, rmax] = std::minmax_element(r_ratio.begin(), r_ratio.end());
+    char range[32];
+    std::snprintf(range, sizeof range, "%.3f-%.3f", *rmin, *rmax);
+    std::printf("%10s %6d %14.1f %18.1f %8.3f %14s %12.2f %12.1f %12.2f %12.1f %8.1f %8.1f %14.1f "
                 "%10.3f %12.2f %14.1f %8.3f %12.2f %8.2f\n",
-                Human(size).c_str(), n, g_tidal, g_peer, g_tidal / g_peer, issue_us, wait_us,
+                Human(size).c_str(), n, g_tidal, g_peer, g_tidal / g_peer, range, issue_us, wait_us,
                 pissue_us, psync_us, events, queries, g_batch, g_batch / g_peer, bissue_us,
                 g_tidal_b, g_tidal_b / g_peer, issue_b_us,
-                static_cast<double>(batch_calls) / (2.0 * n));
+                static_cast<double>(batch_calls) / batches);
     std::fflush(stdout);
-    rows.push_back({{"bytes", size}, {"iters", 2 * n}, {"window", w}, {"tidal_GBps", g_tidal},
-                    {"memcpy_peer_GBps", g_peer}, {"ratio", g_tidal / g_peer},
+    rows.push_back({{"bytes", size}, {"iters", n}, {"trials", trials}, {"window", w},
+                    {"tidal_GBps", g_tidal}, {"memcpy_peer_GBps", g_peer},
+                    {"ratio", g_tidal / g_peer}, {"trial_ratios", r_ratio},
+                    {"batch_copies_default", batched_default},
                     {"tidal_issue_us_per_request", issue_us}, {"tidal_wait_us_per_batch", wait_us},
                     {"peer_issue_us_per_copy", pissue_us}, {"peer_sync_us_per_window", psync_us},
                     {"events_per_batch", events}, {"event_queries_per_batch", queries},
                     {"memcpy_batch_GBps", g_batch}, {"batch_over_peer", g_batch / g_peer},
                     {"batch_issue_us_per_copy", bissue_us},
-                    {"tidal_batched_GBps", g_tidal_b}, {"tidal_batched_ratio", g_tidal_b / g_peer},
-                    {"tidal_batched_issue_us_per_request", issue_b_us},
-                    {"tidal_batched_calls_per_batch", static_cast<double>(batch_calls) / (2.0 * n)}});
+                    {"tidal_flipped_GBps", g_tidal_b}, {"tidal_flipped_ratio", g_tidal_b / g_peer},
+                    {"tidal_flipped_issue_us_per_request", issue_b_us},
+                    {"tidal_flipped_calls_per_batch", static_cast<double>(batch_calls) / batches}});
   }
   // The last engine write moved the pattern: check it byte for byte.
   std::vector<uint8_t> a(max), b(max);
@@ -1342,6 +1385,7 @@ int Coll(const po::variables_map& vm) {
   }
   const uint64_t min = vm["min"].as<uint64_t>(), max = vm["max"].as<uint64_t>();
   const int iters = vm["iters"].as<int>();
+  const int trials = std::max(1, vm["trials"].as<int>());
   const int n = vm.count("ranks") ? vm["ranks"].as<int>() : devices;
   const uint64_t verify_max = vm["verify-max"].as<uint64_t>();
   coll::ProcessGroupOptions pg;
@@ -1390,6 +1434,10 @@ int Coll(const po::variables_map& vm) {
               : pg.direct_outputs && vm.count("register")
                   ? "on (broadcast/alltoall receivers READ registered inputs)"
                   : "on (inactive: needs --register and --direct-outputs)");
+  std::printf("# %d trials per size, tidal's k ops then NCCL's k ops in each; the times are "
+              "each side's median trial, ratio = NCCL's median time / tidal's, min-max: the "
+              "lowest and highest ratio of one trial\n",
+              trials);
   // The copy engines' ceiling for tidal's data path (its WRITEs are cudaMemcpyPeerAsync):
   // GPU0 -> GPU1 alone, and both directions at once, `max` bytes each.
   nlohmann::json ceiling;
@@ -1431,9 +1479,9 @@ int Coll(const po::variables_map& vm) {
   for (const CollKind& c : kCollKinds) {
     if (ops != ",all," && ops.find("," + std::string(c.name) + ",") == std::string::npos) continue;
     const double bus = coll::BusBandwidthFactor(c.op, static_cast<uint64_t>(n));
-    std::printf("# %s\n%10s %12s %6s %6s %12s %10s %10s %8s %12s %10s %8s\n", c.name, "size",
+    std::printf("# %s\n%10s %12s %6s %6s %12s %10s %10s %8s %12s %10s %8s %14s\n", c.name, "size",
                 "count", "type", "redop", "tidal us", "algbw", "busbw", "#wrong", "nccl us",
-                "busbw", "ratio");
+                "busbw", "ratio", "min-max");
     nlohmann::json rows = nlohmann::json::array();
     std::vector<coll::ProcessGroupStats> before(n);
     for (int r = 0; r < n; ++r) before[r] = g->pg[r]->stats();
@@ -1446,7 +1494,17 @@ int Coll(const po::variables_map& vm) {
         wrong = std::to_string(w);
         if (w != 0) failed = true;
       }
-      const double t = TidalTime(*g, c.op, size, k, !vm.count("serial"), &failed);
+      // `trials` rounds of k ops each, tidal then NCCL; each side's figure is its median
+      // round (the timeline is of the last tidal round).
+      std::vector<double> tt, tn, tr;
+      for (int trial = 0; trial < trials; ++trial) {
+        tt.push_back(TidalTime(*g, c.op, size, k, !vm.count("serial"), &failed));
+#if TIDAL_BENCH_HAVE_NCCL
+        tn.push_back(nccl.Time(c.op, size, k));
+        tr.push_back(tn.back() / tt.back());
+#endif
+      }
+      const double t = Median(tt);
       nlohmann::json timeline;
       nlohmann::json raw = nlohmann::json::array();
       const bool dump = vm.count("trace-dump") && size == vm["dump-bytes"].as<uint64_t>();
@@ -1455,20 +1513,26 @@ int Coll(const po::variables_map& vm) {
       const double algbw = static_cast<double>(size) / t / 1e9;
       double t_nccl = 0, busbw_nccl = 0;
 #if TIDAL_BENCH_HAVE_NCCL
-      t_nccl = nccl.Time(c.op, size, k);
+      t_nccl = Median(tn);
       busbw_nccl = static_cast<double>(size) / t_nccl / 1e9 * bus;
 #endif
       const double ratio = busbw_nccl > 0 ? algbw * bus / busbw_nccl : 0;
-      std::printf("%10s %12llu %6s %6s %12.1f %10.1f %10.1f %8s %12.1f %10.1f %8.3f\n",
+      char range[32] = "-";
+      if (!tr.empty()) {
+        const auto [lo, hi] = std::minmax_element(tr.begin(), tr.end());
+        std::snprintf(range, sizeof range, "%.3f-%.3f", *lo, *hi);
+      }
+      std::printf("%10s %12llu %6s %6s %12.1f %10.1f %10.1f %8s %12.1f %10.1f %8.3f %14s\n",
                   Human(size).c_str(), (unsigned long long)(size / 4), "float", "sum", t * 1e6,
-                  algbw, algbw * bus, wrong.c_str(), t_nccl * 1e6, busbw_nccl, ratio);
+                  algbw, algbw * bus, wrong.c_str(), t_nccl * 1e6, busbw_nccl, ratio, range);
       if (!timeline.is_null()) PrintTrace(timeline);
       std::fflush(stdout);
       rows.push_back({{"bytes", size}, {"iters", k}, {"tidal_us", t * 1e6},
                       {"tidal_algbw_GBps", algbw}, {"tidal_busbw_GBps", algbw * bus},
                       {"wrong", size <= verify_max ? nlohmann::json(w) : nlohmann::json()},
                       {"nccl_us", t_nccl * 1e6}, {"nccl_busbw_GBps", busbw_nccl},
-                      {"ratio", ratio}, {"trace", timeline}});
+                      {"ratio", ratio}, {"trials", trials}, {"trial_tidal_us", tt},
+                      {"trial_nccl_us", tn}, {"trial_ratios", tr}, {"trace", timeline}});
     }
     // Which path the collective's messages took, over every rank and size of its table.
     uint64_t chunks = 0, offered = 0, pulled = 0, via_slots = 0, pulled_bytes = 0;
@@ -1520,7 +1584,7 @@ int Coll(const po::variables_map& vm) {
                         {"event_bytes", vm["event-bytes"].as<uint64_t>()},
                         {"streams_per_peer", vm["streams-per-peer"].as<uint32_t>()},
                         {"completion", vm["completion"].as<std::string>()},
-                        {"queued", !vm.count("serial")},
+                        {"queued", !vm.count("serial")}, {"trials", trials},
                         {"results", results}, {"kill", kill}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
   }
@@ -1542,6 +1606,9 @@ int main(int argc, char** argv) {
       ("max", po::value<uint64_t>()->default_value(1ULL << 30), "largest size in bytes")
       ("step", po::value<uint64_t>()->default_value(4), "size multiplier between rows")
       ("iters", po::value<int>()->default_value(50), "most timed iterations per size")
+      ("trials", po::value<int>()->default_value(5),
+       "transfer, coll: timed rounds per size, tidal and its peer alternating; the figures "
+       "are each side's median round, with the lowest and highest round's ratio beside")
       ("slice", po::value<uint64_t>()->default_value(64ULL << 20), "engine slice bytes (transfer)")
       ("window", po::value<uint64_t>()->default_value(1),
        "transfer: requests in flight on both sides (tidal: one batch of W WRITEs to W distinct "
@@ -1582,9 +1649,11 @@ int main(int argc, char** argv) {
        "coll: the size whose timeline --trace-dump writes")
       ("serial", "coll: wait for each op before issuing the next (default: issue the "
                  "iterations, then wait, as NCCL's launches then one synchronize)")
-      ("spin-us", po::value<double>()->default_value(50),
+      ("spin-us", po::value<double>()->default_value(1000),
        "event loop, transport progress threads and reducer completion thread poll this "
-       "long before sleeping (0: sleep at once)")
+       "long before sleeping (0: sleep at once). The default, 1 ms, outlasts one op's or "
+       "window's wait up to 256 MiB, as the peers' waits spin (cudaStreamSynchronize under "
+       "CUDA's default schedule, NCCL's kernels)")
       ("hop-bytes", po::value<uint64_t>()->default_value(4096), "hops: payload bytes")
       ("hop-iters", po::value<int>()->default_value(2000), "hops: timed iterations each")
       ("event-bytes", po::value<uint64_t>()->default_value(

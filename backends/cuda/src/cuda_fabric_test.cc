@@ -168,7 +168,38 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
   }
   }
   fabric_->cuda_transport(0).SetEventBytes(CudaTransport::kDefaultEventBytes);
-  fabric_->cuda_transport(0).SetBatchCopies(false);
+  fabric_->cuda_transport(0).SetBatchCopies(true);  // the default
+}
+
+// By default (SetBatchCopies on) a window of small WRITEs of one Submit, which share one
+// completion event, goes out in one cudaMemcpyBatchAsync; every byte still lands exactly.
+TEST_F(CudaFabricTest, ByDefaultAWindowOfSmallWritesIsOneBatchCall) {
+  ASSERT_TRUE(fabric_->cuda_transport(0).batch_copies());
+  const size_t n = 8 << 20;
+  Buf a = Make(0, n, Gpu(0), 5), b = Make(1, n, Gpu(1), 71);
+  SegmentHandle seg = Open(0, 1);
+  const std::vector<uint8_t> a0 = Read(a);
+  std::vector<uint8_t> want_b = Read(b);
+  auto at = [](const Buf& x, size_t off) { return reinterpret_cast<uint64_t>(x.data) + off; };
+  std::vector<TransferRequest> reqs;
+  for (size_t k = 0; k < 6; ++k) {  // 6 WRITEs of 512 KiB + k bytes (one slice each)
+    const size_t off = k * (1200 << 10), len = (512 << 10) + k;
+    reqs.push_back({TransferOp::kWrite, at(a, off + k), len, seg, at(b, off)});
+    std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
+  }
+  const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
+  auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
+  const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
+  ASSERT_EQ(st.size(), reqs.size());
+  for (size_t i = 0; i < st.size(); ++i) {
+    EXPECT_EQ(st[i].state, TransferState::COMPLETED) << i << " " << ErrorCodeName(st[i].error);
+    EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
+  }
+  EXPECT_EQ(after.gpu_copies - before.gpu_copies, 6u);
+  EXPECT_EQ(after.events_recorded - before.events_recorded, 1u);
+  EXPECT_EQ(after.batch_calls - before.batch_calls,
+            CudaTransport::BatchCopiesSupported() ? 1u : 0u);
+  EXPECT_TRUE(Read(b) == want_b);  // guard bands included
 }
 
 // Two streams per peer (SetStreamsPerPeer): the large copies of one batch alternate between

@@ -237,7 +237,7 @@ struct CudaTransport::State {
   std::atomic<uint64_t> n_copies{0}, n_events{0}, n_queries{0};  // Counters()
   std::atomic<uint64_t> n_batches{0};
   std::atomic<uint64_t> n_lane_copies{0};  // copies queued on a stream other than a pair's first
-  std::atomic<bool> batch_copies{false};  // SetBatchCopies
+  std::atomic<bool> batch_copies{true};  // SetBatchCopies (default on)
   std::atomic<uint32_t> lanes{1};          // SetStreamsPerPeer
   std::atomic<uint64_t> event_bytes{kDefaultEventBytes};  // SetEventBytes
   std::atomic<uint64_t> poll_gap_ns{0};
@@ -1152,6 +1152,8 @@ void CudaTransport::SetPollGapNs(uint64_t ns) { state_->poll_gap_ns.store(ns); }
 void CudaTransport::SetEventBytes(uint64_t bytes) { state_->event_bytes.store(bytes); }
 
 void CudaTransport::SetBatchCopies(bool on) { state_->batch_copies.store(on); }
+
+bool CudaTransport::batch_copies() const { return state_->batch_copies.load(); }
 
 void CudaTransport::SetStreamsPerPeer(uint32_t lanes) {
   state_->lanes.store(std::max<uint32_t>(1, lanes));
