@@ -210,6 +210,19 @@ uint64_t ProcessGroup::Impl::ChunkFor(uint64_t bytes) const {
   return std::min(piece, slot);
 }
 
+uint64_t ProcessGroup::Impl::ChunkLen(uint64_t bytes, uint64_t off, uint64_t chunk) const {
+  const uint64_t len = std::min(chunk, bytes - off);
+  if (!options_.device_short_last_chunk || loc_.is_host() || bytes <= chunk) return len;
+  constexpr uint64_t kGrain = 64 << 10;  // a multiple of every element size
+  const uint64_t half = chunk / 2 / kGrain * kGrain;
+  const uint64_t last = bytes - (bytes - 1) / chunk * chunk;  // the last of uniform chunks
+  if (half == 0 || last <= half) return len;
+  const uint64_t shift = last - half;  // moved from the last chunk into the first
+  if (chunk + shift > options_.slot_bytes) return len;
+  // Chunks at [0, chunk + shift), then `chunk` each from there, the last `half` long.
+  return off == 0 ? chunk + shift : len;
+}
+
 Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint64_t chunk,
                                               DataType dtype, ReduceOp rop,
                                               uint64_t deadline_ns) {
@@ -221,8 +234,8 @@ Task<Status> ProcessGroup::Impl::RecvWindowed(RecvSpec r, uint64_t attempt, uint
   RecvChan& c = recv_chan_[r.peer][static_cast<size_t>(ChannelClass::kColl)];
   const size_t es = DataTypeSize(dtype);
   Status st = Status::Ok();
-  for (uint64_t off = 0; off < r.bytes; off += chunk) {
-    const uint64_t len = std::min(chunk, r.bytes - off);
+  for (uint64_t off = 0, len = 0; off < r.bytes; off += len) {
+    len = ChunkLen(r.bytes, off, chunk);
     std::pair<uint64_t, uint64_t> key{attempt, c.next};
     auto arrived = [&c, key]() { return c.pending.count(key) != 0; };
     st = co_await WaitPeer(r.peer, ChannelClass::kColl, deadline_ns, arrived);
@@ -715,8 +728,8 @@ Task<Status> ProcessGroup::Impl::SendWindowed(SendSpec s, uint64_t attempt, uint
   };
   SendChan& c = send_chan_[s.peer][static_cast<size_t>(ChannelClass::kColl)];
   Status st = Status::Ok();
-  for (uint64_t off = 0; off < s.bytes; off += chunk) {
-    uint64_t len = std::min(chunk, s.bytes - off);
+  for (uint64_t off = 0, len = 0; off < s.bytes; off += len) {
+    len = ChunkLen(s.bytes, off, chunk);
     // A named predicate with plain captures (GCC 12: no temporaries with non-trivial
     // members inside a co_await expression).
     Window* win = w.get();
@@ -819,8 +832,8 @@ Task<Status> ProcessGroup::Impl::RunStep(std::vector<SendSpec> sends, std::vecto
     Status st = Status::Ok();
     if (self->loc_.is_host()) {
       // One chunk in flight at a time (the receiver still holds up to S).
-      for (uint64_t off = 0; off < s.bytes && st.ok(); off += chunk) {
-        uint64_t len = std::min(chunk, s.bytes - off);
+      for (uint64_t off = 0, len = 0; off < s.bytes && st.ok(); off += len) {
+        len = self->ChunkLen(s.bytes, off, chunk);
         st = co_await self->SendChunk(s.peer, ChannelClass::kColl, attempt, s.data + off, len, 0,
                                       s.bytes, off, deadline);
       }
@@ -843,8 +856,8 @@ Task<Status> ProcessGroup::Impl::RunStep(std::vector<SendSpec> sends, std::vecto
       (*done)(st);
       co_return;
     }
-    for (uint64_t off = 0; off < r.bytes && st.ok(); off += chunk) {
-      uint64_t len = std::min(chunk, r.bytes - off);
+    for (uint64_t off = 0, len = 0; off < r.bytes && st.ok(); off += len) {
+      len = self->ChunkLen(r.bytes, off, chunk);
       auto got = co_await self->RecvChunk(r.peer, ChannelClass::kColl, attempt, r.data + off, len,
                                           r.reduce, dtype, rop, deadline);
       if (!got.ok()) {

@@ -123,6 +123,11 @@ struct ProcessGroup::Impl {
   // options.device_chunks > 1, that many pieces (at least device_chunk_min_bytes, 64 KiB
   // multiples).
   uint64_t ChunkFor(uint64_t bytes) const;
+  // The length of the chunk at `off` of a `bytes`-byte message cut by ChunkFor's `chunk`
+  // (sender and receiver walk the same offsets): min(chunk, bytes - off), except with
+  // options.device_short_last_chunk on device slots, where the first chunk is longer and
+  // the last one half a chunk.
+  uint64_t ChunkLen(uint64_t bytes, uint64_t off, uint64_t chunk) const;
   template <typename Pred>
   Task<Status> WaitPeer(int peer, ChannelClass cls, uint64_t deadline_ns, Pred pred);
   Task<bool> ProbePeer(int peer);

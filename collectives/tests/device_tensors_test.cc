@@ -447,6 +447,63 @@ TEST(DeviceTensors, TwoRanksFoldInMemberOrder) {
 // registered: allgather's own block is copied into the output while its WRITE runs, and
 // nothing is staged either). Then the refusals of RegisterBuffer / UnregisterBuffer and of the
 // chunk options, each with its code.
+// device_short_last_chunk: a 3 MiB message in 2 chunks goes as 2.25 + 0.75 MiB (a
+// 3 MiB + 64 KiB one as 2,392,064 + 819,200 bytes); every collective, over the ring (chunks
+// forwarded as they arrive, broadcast's chain) and direct, on 2 and 3 ranks, lands exact,
+// and a two-rank direct message is exactly 2 chunks with all its bytes.
+TEST(DeviceTensors, ShortLastChunkExact) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  for (const Algorithm alg : {Algorithm::kRing, Algorithm::kDirect}) {
+    for (const int n : {2, 3}) {
+      GroupClusterOptions co;
+      co.backend = kBackend;
+      co.ranks = n;
+      co.seed = 8100 + n;
+      co.pg = DeviceOptions(devices);
+      co.pg.slot_bytes = 4 << 20;
+      co.pg.device_chunks = 2;
+      co.pg.device_short_last_chunk = true;
+      co.pg.algorithm = alg;
+      TIDAL_CLUSTER_OR_SKIP(cluster, co);
+      for (const uint64_t block : {uint64_t{3} << 20, (uint64_t{3} << 20) + (64 << 10)}) {
+        const uint64_t c = block / sizeof(float);
+        const uint64_t cap = static_cast<uint64_t>(n) * block;
+        std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, cap);
+        std::vector<std::string> failures;
+        for (OpType op : {OpType::kAllReduce, OpType::kAllGather, OpType::kReduceScatter,
+                          OpType::kBroadcast, OpType::kAllToAll}) {
+          std::vector<ProcessGroupStats> before(n);
+          for (int r = 0; r < n; ++r) before[r] = cluster->pg(r).stats();
+          bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+            HostCase h = Prepare(op, r, n, c, 0, ReduceOp::kSum, DataType::kF32, false);
+            auto w = Start(*cluster, r, bufs[r], h, op, 0, ReduceOp::kSum, DataType::kF32);
+            CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, c, 0,
+                                             ReduceOp::kSum, DataType::kF32);
+            if (!res.status.ok() || res.wrong != 0) {
+              failures.push_back(std::string(alg == Algorithm::kRing ? "ring" : "direct") +
+                                 " w" + std::to_string(n) + " block " + std::to_string(block) +
+                                 " rank " + std::to_string(r) + " " +
+                                 std::string(OpTypeName(op)) + ": " + res.status.ToString() +
+                                 " #wrong=" + std::to_string(res.wrong));
+            }
+          });
+          ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+          if (n == 2 && alg == Algorithm::kDirect && op == OpType::kAllReduce) {
+            for (int r = 0; r < n; ++r) {
+              const ProcessGroupStats& s = cluster->pg(r).stats();
+              EXPECT_EQ(s.chunks_sent - before[r].chunks_sent, 2u) << "rank " << r;
+              EXPECT_EQ(s.bytes_sent - before[r].bytes_sent, block) << "rank " << r;
+            }
+          }
+        }
+        for (const auto& f : failures) ADD_FAILURE() << f;
+      }
+    }
+  }
+}
+
 TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
   std::string skip;
   const int devices = Devices(&skip);

@@ -1395,6 +1395,7 @@ int Coll(const po::variables_map& vm) {
   pg.device_chunks = vm["chunks"].as<uint32_t>();
   coll::CudaReducer::SetBlocksPerSm(vm["blocks-per-sm"].as<unsigned>());
   pg.device_chunk_min_bytes = vm["chunk-min"].as<uint64_t>();
+  pg.device_short_last_chunk = vm.count("short-last-chunk") > 0;
   pg.direct_outputs = vm.count("direct-outputs") > 0;
   pg.device_pull = vm.count("no-pull") == 0;
   pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
@@ -1418,11 +1419,12 @@ int Coll(const po::variables_map& vm) {
   const int nccl_version = 0;
 #endif
   std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
-              "slot %s x %u, chunks >= %u per message (each >= %s), algorithm %s, CUDA runtime %d, "
+              "slot %s x %u, chunks >= %u per message (each >= %s%s), algorithm %s, CUDA runtime %d, "
               "driver %d; spin %.0f us, poll gap %.1f us, completion %s, %s, tensors %s, "
               "event loops %s, outputs %s, pull %s\n",
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
               pg.slots_per_channel, pg.device_chunks, Human(pg.device_chunk_min_bytes).c_str(),
+              pg.device_short_last_chunk ? ", the last half a chunk" : "",
               alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
               vm["poll-gap-us"].as<double>(), vm["completion"].as<std::string>().c_str(),
               vm.count("serial") ? "ops waited one at a time" : "ops queued, then waited",
@@ -1573,6 +1575,7 @@ int Coll(const po::variables_map& vm) {
                         {"slots_per_channel", pg.slots_per_channel},
                         {"device_chunks", pg.device_chunks},
                         {"device_chunk_min_bytes", pg.device_chunk_min_bytes},
+                        {"device_short_last_chunk", pg.device_short_last_chunk},
                         {"registered_tensors", vm.count("register") > 0},
                         {"direct_outputs", pg.direct_outputs},
                         {"device_pull", pg.device_pull},
@@ -1623,6 +1626,8 @@ int main(int argc, char** argv) {
        "(ProcessGroupOptions::device_chunks; 1: slot-sized chunks)")
       ("blocks-per-sm", po::value<unsigned>()->default_value(8),
        "coll: the reducer kernels' grid, blocks per multiprocessor (CudaReducer::SetBlocksPerSm)")
+      ("short-last-chunk", "coll: ProcessGroupOptions::device_short_last_chunk (a message of 2+ "
+                           "chunks ends with half a chunk, the first one longer)")
       ("chunk-min", po::value<uint64_t>()->default_value(1ULL << 20),
        "coll: the smallest such chunk (device_chunk_min_bytes; a multiple of 64 KiB)")
       ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct or auto")

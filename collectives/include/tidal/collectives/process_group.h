@@ -127,6 +127,12 @@ struct ProcessGroupOptions {
   // the same values (else chunks arrive with unexpected sizes: CORRUPT_INPUT).
   uint32_t device_chunks = 1;
   uint64_t device_chunk_min_bytes = 1 << 20;
+  // Device slots only: a message cut into two or more chunks ends with a short one, half a
+  // chunk (64 KiB multiples), the rest of the last chunk moving into the first (when that
+  // still fits a slot): the copy or fold that follows a message's last byte, which nothing
+  // overlaps, is then half as long (64 MiB in 2 chunks: 48 + 16 MiB instead of 32 + 32).
+  // Every rank must use the same value, as for device_chunks.
+  bool device_short_last_chunk = false;
   // Out-of-place operations (output and input do not overlap) use the output tensor itself
   // as their working memory, as NCCL does: folds and received blocks land in the output
   // and there is no copy of the result when the operation commits. The input is never
