@@ -87,6 +87,16 @@ bool IsRooted(OpType op) {
 }
 
 // One rank's device tensors: an input and an output of `cap` bytes each at its location.
+// A group cluster of `ranks` on this file's backend with DeviceOptions.
+GroupClusterOptions DeviceCluster(int ranks, uint64_t seed, int devices) {
+  GroupClusterOptions co;
+  co.backend = kBackend;
+  co.ranks = ranks;
+  co.seed = seed;
+  co.pg = DeviceOptions(devices);
+  return co;
+}
+
 struct DeviceBuffers {
   Location loc;
   uint8_t* in = nullptr;
@@ -457,11 +467,7 @@ TEST(DeviceTensors, ShortLastChunkExact) {
   if (devices == 0) GTEST_SKIP() << skip;
   for (const Algorithm alg : {Algorithm::kRing, Algorithm::kDirect}) {
     for (const int n : {2, 3}) {
-      GroupClusterOptions co;
-      co.backend = kBackend;
-      co.ranks = n;
-      co.seed = 8100 + n;
-      co.pg = DeviceOptions(devices);
+      GroupClusterOptions co = DeviceCluster(n, 8100 + n, devices);
       co.pg.slot_bytes = 4 << 20;
       co.pg.device_chunks = 2;
       co.pg.device_short_last_chunk = true;
@@ -510,11 +516,7 @@ TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
   if (devices == 0) GTEST_SKIP() << skip;
   for (const auto& [n, direct] : {std::pair{2, false}, std::pair{3, false}, std::pair{2, true},
                                   std::pair{3, true}}) {
-    GroupClusterOptions co;
-    co.backend = kBackend;
-    co.ranks = n;
-    co.seed = 7900 + n;
-    co.pg = DeviceOptions(devices);
+    GroupClusterOptions co = DeviceCluster(n, 7900 + n, devices);
     co.pg.slot_bytes = 4 << 20;
     co.pg.device_chunks = 4;
     co.pg.direct_outputs = direct;
@@ -643,11 +645,7 @@ TEST_P(DeviceRankKilled, MidAllReduceSurvivorsAgreeAndRetryExactly) {
   const uint64_t count = 4096 + 3;  // ring-sized: 2(m-1) = 4 data steps, many chunks each
   GroupCluster* gc = nullptr;
   bool fired = false;
-  GroupClusterOptions co;
-  co.backend = kBackend;
-  co.ranks = kRanks;
-  co.seed = 7700 + boundary;
-  co.pg = DeviceOptions(devices);
+  GroupClusterOptions co = DeviceCluster(kRanks, 7700 + boundary, devices);
   co.pg.slot_bytes = 4096;
   co.pg.direct_outputs = direct;
   co.pg.step_hook = [&](const StepEvent& e) {
@@ -720,11 +718,7 @@ TEST(DevicePull, BroadcastAndAllToAllExactByEveryPath) {
       const char* mode_name = mode == PullMode::kIntoOutput ? "into-output"
                               : mode == PullMode::kViaSlots ? "via-slots"
                                                             : "push";
-      GroupClusterOptions co;
-      co.backend = kBackend;
-      co.ranks = n;
-      co.seed = 8100 + n * 4 + static_cast<int>(mode);
-      co.pg = DeviceOptions(devices);
+      GroupClusterOptions co = DeviceCluster(n, 8100 + n * 4 + static_cast<int>(mode), devices);
       co.pg.slot_bytes = 64 << 10;
       co.pg.slots_per_channel = 2;
       co.pg.direct_outputs = true;
@@ -819,11 +813,7 @@ TEST(DevicePull, RanksMayDifferInPullAndDirectOutputs) {
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
   constexpr int n = 2;
-  GroupClusterOptions co;
-  co.backend = kBackend;
-  co.ranks = n;
-  co.seed = 8150;
-  co.pg = DeviceOptions(devices);
+  GroupClusterOptions co = DeviceCluster(n, 8150, devices);
   TIDAL_CLUSTER_OR_SKIP(cluster, co);
   std::vector<std::unique_ptr<ProcessGroup>> pg;
   for (int r = 0; r < n; ++r) {
@@ -918,11 +908,7 @@ TEST_P(DevicePullKilled, SurvivorsAgreeAndRetryExactly) {
   GroupCluster* gc = nullptr;
   bool fired = false;
   uint64_t crash_ns = 0;
-  GroupClusterOptions co;
-  co.backend = kBackend;
-  co.ranks = kRanks;
-  co.seed = 8200 + GetParam();
-  co.pg = DeviceOptions(devices);
+  GroupClusterOptions co = DeviceCluster(kRanks, 8200 + GetParam(), devices);
   co.pg.slot_bytes = 256 << 10;
   co.pg.direct_outputs = true;
   co.pg.algorithm = Algorithm::kDirect;

@@ -62,6 +62,21 @@ class CudaFabricTest : public ::testing::Test {
     EXPECT_TRUE(h.ok()) << h.status().ToString();
     return h.ok() ? *h : SegmentHandle{};
   }
+  // Runs `reqs` as one batch from node 0, expects every request COMPLETED with all its
+  // bytes, and returns what node 0's transport's counters moved meanwhile.
+  CudaTransport::Counters RunAll(const std::vector<TransferRequest>& reqs) {
+    const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
+    auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
+    const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
+    EXPECT_EQ(st.size(), reqs.size());
+    for (size_t i = 0; i < st.size() && i < reqs.size(); ++i) {
+      EXPECT_EQ(st[i].state, TransferState::COMPLETED) << i << " " << ErrorCodeName(st[i].error);
+      EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
+    }
+    return {after.gpu_copies - before.gpu_copies, after.events_recorded - before.events_recorded,
+            after.event_queries - before.event_queries, after.batch_calls - before.batch_calls,
+            after.lane_copies - before.lane_copies};
+  }
   TransferStatus One(size_t node, TransferOp op, const Buf& local, uint64_t local_off,
                      SegmentHandle seg, const Buf& remote, uint64_t remote_off, uint64_t len) {
     TransferRequest r{op, reinterpret_cast<uint64_t>(local.data) + local_off, len, seg,
@@ -151,18 +166,11 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
     fabric_->CopyIn(c.base, c0.data(), c0.size());
     fabric_->cuda_transport(0).SetEventBytes(event_bytes);
     fabric_->cuda_transport(0).SetBatchCopies(batch);
-    const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
-    auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
-    const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
-    ASSERT_EQ(st.size(), reqs.size());
-    for (size_t i = 0; i < st.size(); ++i) {
-      EXPECT_EQ(st[i].state, TransferState::COMPLETED) << i << " " << ErrorCodeName(st[i].error);
-      EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
-    }
-    EXPECT_EQ(after.gpu_copies - before.gpu_copies, tasks);
-    EXPECT_EQ(after.events_recorded - before.events_recorded, events);
-    EXPECT_GE(after.event_queries - before.event_queries, one_stream ? 1u : 2u);
-    EXPECT_EQ(after.batch_calls - before.batch_calls, batch && supported ? batch_calls : 0);
+    const CudaTransport::Counters moved = RunAll(reqs);
+    EXPECT_EQ(moved.gpu_copies, tasks);
+    EXPECT_EQ(moved.events_recorded, events);
+    EXPECT_GE(moved.event_queries, one_stream ? 1u : 2u);
+    EXPECT_EQ(moved.batch_calls, batch && supported ? batch_calls : 0);
     EXPECT_TRUE(Read(b) == want_b);  // guard bands included
     EXPECT_TRUE(Read(c) == want_c);
   }
@@ -187,18 +195,10 @@ TEST_F(CudaFabricTest, ByDefaultAWindowOfSmallWritesIsOneBatchCall) {
     reqs.push_back({TransferOp::kWrite, at(a, off + k), len, seg, at(b, off)});
     std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
   }
-  const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
-  auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
-  const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
-  ASSERT_EQ(st.size(), reqs.size());
-  for (size_t i = 0; i < st.size(); ++i) {
-    EXPECT_EQ(st[i].state, TransferState::COMPLETED) << i << " " << ErrorCodeName(st[i].error);
-    EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
-  }
-  EXPECT_EQ(after.gpu_copies - before.gpu_copies, 6u);
-  EXPECT_EQ(after.events_recorded - before.events_recorded, 1u);
-  EXPECT_EQ(after.batch_calls - before.batch_calls,
-            CudaTransport::BatchCopiesSupported() ? 1u : 0u);
+  const CudaTransport::Counters moved = RunAll(reqs);
+  EXPECT_EQ(moved.gpu_copies, 6u);
+  EXPECT_EQ(moved.events_recorded, 1u);
+  EXPECT_EQ(moved.batch_calls, CudaTransport::BatchCopiesSupported() ? 1u : 0u);
   EXPECT_TRUE(Read(b) == want_b);  // guard bands included
 }
 
@@ -229,25 +229,18 @@ TEST_F(CudaFabricTest, TwoStreamsPerPeerMoveExactBytes) {
   }
   fabric_->cuda_transport(0).SetEventBytes(1 << 20);
   fabric_->cuda_transport(0).SetStreamsPerPeer(2);
-  const CudaTransport::Counters before = fabric_->cuda_transport(0).counters();
-  auto st = fabric_->Run(fabric_->engine(0).TransferSync(std::span(reqs)));
-  const CudaTransport::Counters after = fabric_->cuda_transport(0).counters();
+  const CudaTransport::Counters moved = RunAll(reqs);
   fabric_->cuda_transport(0).SetStreamsPerPeer(1);
   fabric_->cuda_transport(0).SetEventBytes(CudaTransport::kDefaultEventBytes);
-  ASSERT_EQ(st.size(), reqs.size());
-  for (size_t i = 0; i < st.size(); ++i) {
-    EXPECT_EQ(st[i].state, TransferState::COMPLETED) << i << " " << ErrorCodeName(st[i].error);
-    EXPECT_EQ(st[i].bytes_transferred, reqs[i].length) << i;
-  }
-  EXPECT_EQ(after.gpu_copies - before.gpu_copies, large + small);
+  EXPECT_EQ(moved.gpu_copies, large + small);
   // The large copies of each (device, peer) alternate between its two lanes: 12 WRITE and
   // 6 READ slices, every second one on the second lane (with one GPU for both nodes, the 18
   // share one pair's turn: 9 again).
-  EXPECT_EQ(after.lane_copies - before.lane_copies, large / 2);
+  EXPECT_EQ(moved.lane_copies, large / 2);
   // An event per large copy; the tails join the group of lane 0's next large copy or share
   // one more event.
-  EXPECT_GE(after.events_recorded - before.events_recorded, large);
-  EXPECT_LE(after.events_recorded - before.events_recorded, large + small);
+  EXPECT_GE(moved.events_recorded, large);
+  EXPECT_LE(moved.events_recorded, large + small);
   EXPECT_TRUE(Read(b) == want_b);  // guard bands included
   EXPECT_TRUE(Read(c) == want_c);
 }
