@@ -510,6 +510,51 @@ TEST(DeviceTensors, ShortLastChunkExact) {
   }
 }
 
+// yield_between_ops: three different collectives issued at once by every rank (queued
+// behind one another) with a loop turn between them, each on buffers of its own: every
+// output exact, in issue order.
+TEST(DeviceTensors, QueuedOpsWithAYieldBetweenThemExact) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  for (const int n : {2, 3}) {
+    GroupClusterOptions co = DeviceCluster(n, 8300 + n, devices);
+    co.pg.yield_between_ops = true;
+    co.pg.device_chunks = 2;
+    TIDAL_CLUSTER_OR_SKIP(cluster, co);
+    const uint64_t c = (1 << 20) / sizeof(float);
+    const std::vector<OpType> ops = {OpType::kAllReduce, OpType::kAllGather, OpType::kAllToAll,
+                                     OpType::kReduceScatter};
+    std::vector<std::vector<DeviceBuffers>> bufs;
+    for (size_t k = 0; k < ops.size(); ++k) {
+      bufs.push_back(AllocateBuffers(*cluster, devices, static_cast<uint64_t>(n) * c * 4));
+    }
+    std::vector<std::string> failures;
+    const uint64_t before = cluster->pg(0).stats().collectives;
+    bool ok = cluster->RunRanks([&](int r) -> Task<void> {
+      std::vector<HostCase> hs;
+      std::vector<std::shared_ptr<Work>> ws;
+      for (size_t k = 0; k < ops.size(); ++k) {
+        hs.push_back(Prepare(ops[k], r, n, c, 0, ReduceOp::kSum, DataType::kF32));
+        ws.push_back(Start(*cluster, r, bufs[k][r], hs[k], ops[k], 0, ReduceOp::kSum,
+                           DataType::kF32));
+      }
+      for (size_t k = 0; k < ops.size(); ++k) {
+        CaseResult res = co_await Finish(*cluster, r, bufs[k][r], hs[k], ws[k], ops[k], c, 0,
+                                         ReduceOp::kSum, DataType::kF32);
+        if (!res.status.ok() || res.wrong != 0) {
+          failures.push_back("w" + std::to_string(n) + " rank " + std::to_string(r) + " " +
+                             std::string(OpTypeName(ops[k])) + ": " + res.status.ToString() +
+                             " #wrong=" + std::to_string(res.wrong));
+        }
+      }
+    });
+    ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
+    EXPECT_EQ(cluster->pg(0).stats().collectives - before, ops.size());
+    for (const auto& f : failures) ADD_FAILURE() << f;
+  }
+}
+
 TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
   std::string skip;
   const int devices = Devices(&skip);

@@ -1396,6 +1396,7 @@ int Coll(const po::variables_map& vm) {
   coll::CudaReducer::SetBlocksPerSm(vm["blocks-per-sm"].as<unsigned>());
   pg.device_chunk_min_bytes = vm["chunk-min"].as<uint64_t>();
   pg.device_short_last_chunk = vm.count("short-last-chunk") > 0;
+  pg.yield_between_ops = vm.count("yield-between-ops") > 0;
   pg.direct_outputs = vm.count("direct-outputs") > 0;
   pg.device_pull = vm.count("no-pull") == 0;
   pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
@@ -1576,6 +1577,7 @@ int Coll(const po::variables_map& vm) {
                         {"device_chunks", pg.device_chunks},
                         {"device_chunk_min_bytes", pg.device_chunk_min_bytes},
                         {"device_short_last_chunk", pg.device_short_last_chunk},
+                        {"yield_between_ops", pg.yield_between_ops},
                         {"registered_tensors", vm.count("register") > 0},
                         {"direct_outputs", pg.direct_outputs},
                         {"device_pull", pg.device_pull},
@@ -1628,6 +1630,8 @@ int main(int argc, char** argv) {
        "coll: the reducer kernels' grid, blocks per multiprocessor (CudaReducer::SetBlocksPerSm)")
       ("short-last-chunk", "coll: ProcessGroupOptions::device_short_last_chunk (a message of 2+ "
                            "chunks ends with half a chunk, the first one longer)")
+      ("yield-between-ops", "coll: ProcessGroupOptions::yield_between_ops (one loop turn "
+                            "between queued ops, so ranks sharing the loop start together)")
       ("chunk-min", po::value<uint64_t>()->default_value(1ULL << 20),
        "coll: the smallest such chunk (device_chunk_min_bytes; a multiple of 64 KiB)")
       ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct or auto")

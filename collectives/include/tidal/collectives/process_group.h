@@ -133,6 +133,12 @@ struct ProcessGroupOptions {
   // overlaps, is then half as long (64 MiB in 2 chunks: 48 + 16 MiB instead of 32 + 32).
   // Every rank must use the same value, as for device_chunks.
   bool device_short_last_chunk = false;
+  // Between two queued collectives, give the event loop one turn (Yield) before the next
+  // starts. On a loop shared by several ranks (the cuda fabric: one process driving
+  // several GPUs) the coordinator otherwise starts its next op before the other ranks have
+  // taken its decision, and they start theirs one op setup later; on a loop of its own a
+  // rank loses one turn. Off by default (the simulator's schedules stay as they are).
+  bool yield_between_ops = false;
   // Out-of-place operations (output and input do not overlap) use the output tensor itself
   // as their working memory, as NCCL does: folds and received blocks land in the output
   // and there is no copy of the result when the operation commits. The input is never
