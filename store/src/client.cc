@@ -370,7 +370,7 @@ Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t siz
     co_return local.status();
   }
 
-  lease_cache_.erase(key);  // whatever this put finds, an older list is not ours to trust
+  DropCachedList(key);  // whatever this put finds, an older list is not ours to trust
   proto::PutStartReq req{key, size, config};
   std::string body = proto::Encode(req);
   Result<std::string> r = co_await Call(MsgType::kPutStart, std::move(body), d);
@@ -496,22 +496,35 @@ const StoreClient::LeasedList* StoreClient::CachedList(const std::string& key,
   if (!options_.cache_leased_replicas) return nullptr;
   auto it = lease_cache_.find(key);
   if (it == lease_cache_.end()) return nullptr;
-  if (env_.NowNs() >= it->second.lease_deadline_ns) {
-    lease_cache_.erase(it);
+  if (env_.NowNs() >= it->second.list.lease_deadline_ns) {
+    DropCachedList(key);
     return nullptr;
   }
-  if (generation != 0 && it->second.generation != generation) return nullptr;
-  return &it->second;
+  if (generation != 0 && it->second.list.generation != generation) return nullptr;
+  return &it->second.list;
+}
+
+void StoreClient::DropCachedList(const std::string& key) {
+  auto it = lease_cache_.find(key);
+  if (it == lease_cache_.end()) return;
+  lease_deadlines_.erase(it->second.by_deadline);
+  lease_cache_.erase(it);
+}
+
+void StoreClient::DropLapsedLists(uint64_t now) {
+  while (!lease_deadlines_.empty() && lease_deadlines_.begin()->first <= now) {
+    lease_cache_.erase(lease_deadlines_.begin()->second);
+    lease_deadlines_.erase(lease_deadlines_.begin());
+  }
 }
 
 void StoreClient::CacheList(const std::string& key, const LeasedList& list) {
   if (!options_.cache_leased_replicas) return;
-  if (lease_cache_.size() >= options_.lease_cache_entries && !lease_cache_.contains(key)) {
-    const uint64_t now = env_.NowNs();
-    std::erase_if(lease_cache_, [now](const auto& e) { return now >= e.second.lease_deadline_ns; });
-    if (lease_cache_.size() >= options_.lease_cache_entries) return;  // full of running leases
-  }
-  lease_cache_[key] = list;
+  DropLapsedLists(env_.NowNs());  // each entry leaves once: no pass over the whole cache
+  DropCachedList(key);
+  if (lease_cache_.size() >= options_.lease_cache_entries) return;  // full of running leases
+  auto at = lease_deadlines_.emplace(list.lease_deadline_ns, key);
+  lease_cache_.emplace(key, CachedLeasedList{list, at});
 }
 
 Task<Result<uint64_t>> StoreClient::ReadReplicas(std::string key, const LeasedList& list,

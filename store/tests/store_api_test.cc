@@ -267,6 +267,47 @@ TEST_P(StoreApi, CachedGetThatFailsAsksTheMaster) {
   EXPECT_EQ(w().state().stats().leases_granted, leases + 2);
 }
 
+// StoreClientOptions::lease_cache_entries: a cache full of running leases takes no new
+// key (its gets ask the master each time); once those leases lapse, the next list is
+// cached again, and an entry already cached is replaced however full the cache is.
+TEST_P(StoreApi, CachedListsStopAtTheLimitUntilLeasesLapse) {
+  StoreWorldOptions o = Opts();
+  o.master.lease_ttl_ns = 2000 * kMs;
+  o.client.cache_leased_replicas = true;
+  o.client.lease_cache_entries = 2;
+  MAKE_OR_SKIP(o);
+  const std::string a = Pattern(21, 900), b = Pattern(22, 1900), k3 = Pattern(23, 2900);
+  ASSERT_TRUE(w().Run(0, c(0).Put("a", a)).ok());
+  ASSERT_TRUE(w().Run(0, c(0).Put("b", b)).ok());
+  ASSERT_TRUE(w().Run(0, c(0).Put("c", k3)).ok());
+  ASSERT_EQ(*w().Run(1, c(1).Get("a")), a);  // cached
+  ASSERT_EQ(*w().Run(1, c(1).Get("b")), b);  // cached: the cache is full
+  ASSERT_EQ(*w().Run(1, c(1).Get("c")), k3);  // not cached
+  const uint64_t leases = w().state().stats().leases_granted;
+  ASSERT_EQ(*w().Run(1, c(1).Get("c")), k3);  // the master again
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 1);
+  EXPECT_EQ(c(1).stats().cached_gets, 0u);
+  ASSERT_EQ(*w().Run(1, c(1).Get("a")), a);
+  ASSERT_EQ(*w().Run(1, c(1).Get("b")), b);
+  EXPECT_EQ(c(1).stats().cached_gets, 2u);
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 1);
+  // Every lease lapses: "c" is cached now, and read from the cache next.
+  w().Advance(2100 * kMs);
+  ASSERT_EQ(*w().Run(1, c(1).Get("c")), k3);
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 2);
+  ASSERT_EQ(*w().Run(1, c(1).Get("c")), k3);
+  EXPECT_EQ(c(1).stats().cached_gets, 3u);
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 2);
+  // "a" from the master (its entry lapsed), cached beside "c": full again, "b" is not.
+  ASSERT_EQ(*w().Run(1, c(1).Get("a")), a);
+  ASSERT_EQ(*w().Run(1, c(1).Get("b")), b);
+  ASSERT_EQ(*w().Run(1, c(1).Get("b")), b);
+  EXPECT_EQ(w().state().stats().leases_granted, leases + 5);
+  ASSERT_EQ(*w().Run(1, c(1).Get("a")), a);
+  EXPECT_EQ(c(1).stats().cached_gets, 4u);
+  EXPECT_EQ(c(1).stats().cached_get_fallbacks, 0u);
+}
+
 TEST_P(StoreApi, HardPinRemovedOnlyByForceAndNeverEvicted) {
   MAKE_OR_SKIP(3);
   ReplicateConfig pin;

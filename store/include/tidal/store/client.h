@@ -321,7 +321,17 @@ class StoreClient {
   StoreClientOptions options_;
   RpcClient rpc_;
   std::map<uint64_t, MountInfo> mounts_;                          // by base address
-  std::unordered_map<std::string, LeasedList> lease_cache_;       // cache_leased_replicas
+  // cache_leased_replicas: the cached lists, and the same keys by lease deadline (each
+  // entry's position there kept beside it), so lapsed leases leave earliest first and a
+  // full cache costs a lookup per get, not a pass over every entry.
+  struct CachedLeasedList {
+    LeasedList list;
+    std::multimap<uint64_t, std::string>::iterator by_deadline;
+  };
+  std::unordered_map<std::string, CachedLeasedList> lease_cache_;
+  std::multimap<uint64_t, std::string> lease_deadlines_;
+  void DropCachedList(const std::string& key);
+  void DropLapsedLists(uint64_t now);
   std::vector<TempBuffer> graveyard_;  // busy temp buffers
   struct Staging {
     // staging_slots x staging_slot_bytes, from the heap or options.allocator.
