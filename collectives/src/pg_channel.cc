@@ -602,18 +602,24 @@ Task<Status> ProcessGroup::Impl::WriteChunk(int peer, ChannelClass cls, uint64_t
   h.tag = tag;
   h.total = total;
   h.offset = offset;
-  ++stats_.notifies_to[peer];
   ++stats_.chunks_sent;
   stats_.bytes_sent += len;
+  co_return co_await NotifyKept(peer, h);
+}
+
+Task<Status> ProcessGroup::Impl::NotifyKept(int peer, const DataHeader& h) {
+  ++stats_.notifies_to[peer];
   // Kept until a credit covers it: Resync re-sends it if the peer stays silent.
-  SendChan& c = send_chan_[peer][static_cast<size_t>(cls)];
-  if ((cls == ChannelClass::kP2p || c.attempt == attempt) && seq >= c.consumed) c.unacked[seq] = h;
+  SendChan& c = send_chan_[peer][static_cast<size_t>(h.cls)];
+  if ((h.cls == ChannelClass::kP2p || c.attempt == h.attempt) && h.seq >= c.consumed) {
+    c.unacked[h.seq] = h;
+  }
   Status st = engine_.Notify(peers_[peer].seg, notify_channel_, EncodeDataHeader(h));
   if (!st.ok()) {
     bool alive = co_await ProbePeer(peer);
     if (!alive)
       co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(peer) + " failed");
-    // The data landed; the notification is re-sent when the peer asks (Resync).
+    // What it announces is in place; it is re-sent when the peer asks (Resync).
   }
   co_return Status::Ok();
 }
@@ -635,16 +641,8 @@ Task<Status> ProcessGroup::Impl::OfferPull(const SendSpec& s, uint64_t attempt,
   h.bytes = s.bytes;
   h.total = s.bytes;
   h.offset = reinterpret_cast<uint64_t>(s.data);
-  ++stats_.notifies_to[s.peer];
   ++stats_.pulls_offered;
-  if (c.attempt == attempt && seq >= c.consumed) c.unacked[seq] = h;  // Resync re-sends it
-  Status st = engine_.Notify(peers_[s.peer].seg, notify_channel_, EncodeDataHeader(h));
-  if (!st.ok()) {
-    bool alive = co_await ProbePeer(s.peer);
-    if (!alive) {
-      co_return Status(ErrorCode::RANK_FAILED, "rank " + std::to_string(s.peer) + " failed");
-    }
-  }
+  TIDAL_CO_RETURN_IF_ERROR(co_await NotifyKept(s.peer, h));
   // The message must stay as it is until the reader has finished: its credit of `seq`.
   auto read = [&c, seq]() { return c.consumed > seq; };
   TIDAL_CO_RETURN_IF_ERROR(co_await WaitPeer(s.peer, ChannelClass::kColl, deadline_ns, read));

@@ -34,16 +34,13 @@ constexpr uint32_t kMaxFruitlessRetries = 3;
 
 Task<void> ProcessGroup::Impl::Runner() {
   std::shared_ptr<bool> alive = alive_;
-  bool first = true;
   while (*alive && !queue_.empty()) {
-    if (!first && options_.yield_between_ops) {
-      co_await Yield(env_);  // the other ranks of this loop take the last decision first
-      if (!*alive || queue_.empty()) break;
-    }
-    first = false;
     CollOp op = std::move(queue_.front());
     queue_.pop_front();
     co_await RunCollective(op);
+    if (*alive && options_.yield_between_ops && !queue_.empty()) {
+      co_await Yield(env_);  // the other ranks of this loop take the last decision first
+    }
   }
   if (*alive) runner_active_ = false;
 }

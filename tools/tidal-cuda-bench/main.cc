@@ -96,6 +96,15 @@ double Median(std::vector<double> v) {
   return v.size() % 2 != 0 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
+// "lo-hi" of per-trial ratios, for the tables' min-max column; "-" for none.
+std::string RatioRange(const std::vector<double>& ratios) {
+  if (ratios.empty()) return "-";
+  const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f-%.3f", *lo, *hi);
+  return buf;
+}
+
 int Iters(uint64_t bytes, int iters) {
   // Enough to run ~0.1 s at 300 GB/s, at least 5, at most `iters`.
   uint64_t want = (30ULL << 30) / std::max<uint64_t>(bytes, 1);
@@ -280,8 +289,6 @@ int Transfer(const po::variables_map& vm) {
     }
     bt = BatchTimes();
     peer_issue = peer_sync = batch_issue = 0;
-    // Interleave the two in rounds so both see the same machine state.
-    double t_tidal = 0, t_peer = 0, t_batch = 0, t_tidal_b = 0;
     // The engine again with CudaTransport::SetBatchCopies flipped (on: its Submit issues
     // the window's shared-event copies by one cudaMemcpyBatchAsync).
     BatchTimes bt_b;
@@ -295,9 +302,8 @@ int Transfer(const po::variables_map& vm) {
     uint64_t batch_calls = 0, own_events = 0, own_queries = 0;
     // `trials` rounds; each times n windows of every contender, the order rotated by one
     // per round (so none always runs first or last); a contender's figure is the median of
-    // its rounds, and the ratio columns are medians over medians. The engine's contender
-    // is the transport's default (unbatched unless SetBatchCopies is on by default); the
-    // other engine column flips SetBatchCopies for its runs.
+    // its rounds, and the ratio columns are medians over medians. The first engine
+    // contender runs the transport as set by default; the other flips SetBatchCopies.
     std::vector<double> r_tidal, r_peer, r_batch, r_tidal_b, r_ratio;
     std::vector<std::function<void()>> contenders = {
         [&] {
@@ -324,10 +330,8 @@ int Transfer(const po::variables_map& vm) {
       }
       r_ratio.push_back(r_peer.back() / r_tidal.back());
     }
-    t_tidal = Median(r_tidal);
-    t_peer = Median(r_peer);
-    t_batch = Median(r_batch);
-    t_tidal_b = Median(r_tidal_b);
+    const double t_tidal = Median(r_tidal), t_peer = Median(r_peer);
+    const double t_batch = Median(r_batch), t_tidal_b = Median(r_tidal_b);
     const double bytes = static_cast<double>(size) * static_cast<double>(w) * n;
     const double g_tidal = bytes / t_tidal / 1e9, g_peer = bytes / t_peer / 1e9;
     const double g_batch = bytes / t_batch / 1e9, g_tidal_b = bytes / t_tidal_b / 1e9;
@@ -339,12 +343,11 @@ int Transfer(const po::variables_map& vm) {
     const double events = static_cast<double>(own_events) / batches;
     const double queries = static_cast<double>(own_queries) / batches;
     const double bissue_us = batch_issue / copies * 1e6;
-    const auto [rmin, rmax] = std::minmax_element(r_ratio.begin(), r_ratio.end());
-    char range[32];
-    std::snprintf(range, sizeof range, "%.3f-%.3f", *rmin, *rmax);
+    const std::string range = RatioRange(r_ratio);
     std::printf("%10s %6d %14.1f %18.1f %8.3f %14s %12.2f %12.1f %12.2f %12.1f %8.1f %8.1f %14.1f "
                 "%10.3f %12.2f %14.1f %8.3f %12.2f %8.2f\n",
-                Human(size).c_str(), n, g_tidal, g_peer, g_tidal / g_peer, range, issue_us, wait_us,
+                Human(size).c_str(), n, g_tidal, g_peer, g_tidal / g_peer, range.c_str(), issue_us,
+                wait_us,
                 pissue_us, psync_us, events, queries, g_batch, g_batch / g_peer, bissue_us,
                 g_tidal_b, g_tidal_b / g_peer, issue_b_us,
                 static_cast<double>(batch_calls) / batches);
@@ -1520,14 +1523,10 @@ int Coll(const po::variables_map& vm) {
       busbw_nccl = static_cast<double>(size) / t_nccl / 1e9 * bus;
 #endif
       const double ratio = busbw_nccl > 0 ? algbw * bus / busbw_nccl : 0;
-      char range[32] = "-";
-      if (!tr.empty()) {
-        const auto [lo, hi] = std::minmax_element(tr.begin(), tr.end());
-        std::snprintf(range, sizeof range, "%.3f-%.3f", *lo, *hi);
-      }
+      const std::string range = RatioRange(tr);
       std::printf("%10s %12llu %6s %6s %12.1f %10.1f %10.1f %8s %12.1f %10.1f %8.3f %14s\n",
                   Human(size).c_str(), (unsigned long long)(size / 4), "float", "sum", t * 1e6,
-                  algbw, algbw * bus, wrong.c_str(), t_nccl * 1e6, busbw_nccl, ratio, range);
+                  algbw, algbw * bus, wrong.c_str(), t_nccl * 1e6, busbw_nccl, ratio, range.c_str());
       if (!timeline.is_null()) PrintTrace(timeline);
       std::fflush(stdout);
       rows.push_back({{"bytes", size}, {"iters", k}, {"tidal_us", t * 1e6},

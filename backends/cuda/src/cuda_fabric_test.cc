@@ -46,6 +46,8 @@ class CudaFabricTest : public ::testing::Test {
     EXPECT_TRUE(key.ok()) << key.status().ToString();
     return b;
   }
+  // The address `off` bytes into b's registered range.
+  static uint64_t At(const Buf& b, size_t off) { return reinterpret_cast<uint64_t>(b.data) + off; }
   std::vector<uint8_t> Read(const Buf& b) {
     std::vector<uint8_t> out(b.size + 2 * kGuard);
     fabric_->CopyOut(out.data(), b.base, out.size());
@@ -127,17 +129,16 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
   const std::vector<uint8_t> a0 = Read(a), b0 = Read(b), c0 = Read(c);
   std::vector<uint8_t> want_b = b0, want_c = c0;
   std::vector<TransferRequest> reqs;
-  auto at = [](const Buf& x, size_t off) { return reinterpret_cast<uint64_t>(x.data) + off; };
   uint64_t tasks = 0;
   for (size_t k = 0; k < 8; ++k) {  // WRITEs: 7 of one slice, then 1+1+1 MiB and 5 bytes
     const size_t off = k << 20, len = k == 7 ? (3 << 20) + 5 : (256 << 10) + k;
-    reqs.push_back({TransferOp::kWrite, at(a, off + k), len, seg, at(b, off)});
+    reqs.push_back({TransferOp::kWrite, At(a, off + k), len, seg, At(b, off)});
     std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
     tasks += (len + (1 << 20) - 1) >> 20;
   }
   for (size_t j = 0; j < 4; ++j) {  // READs of b's bytes the WRITEs leave alone
     const size_t from = (12 << 20) + (j << 20), len = (512 << 10) + j;
-    reqs.push_back({TransferOp::kRead, at(c, j << 20), len, seg, at(b, from)});
+    reqs.push_back({TransferOp::kRead, At(c, j << 20), len, seg, At(b, from)});
     std::memcpy(want_c.data() + kGuard + (j << 20), b0.data() + kGuard + from, len);
     ++tasks;
   }
@@ -188,11 +189,10 @@ TEST_F(CudaFabricTest, ByDefaultAWindowOfSmallWritesIsOneBatchCall) {
   SegmentHandle seg = Open(0, 1);
   const std::vector<uint8_t> a0 = Read(a);
   std::vector<uint8_t> want_b = Read(b);
-  auto at = [](const Buf& x, size_t off) { return reinterpret_cast<uint64_t>(x.data) + off; };
   std::vector<TransferRequest> reqs;
   for (size_t k = 0; k < 6; ++k) {  // 6 WRITEs of 512 KiB + k bytes (one slice each)
     const size_t off = k * (1200 << 10), len = (512 << 10) + k;
-    reqs.push_back({TransferOp::kWrite, at(a, off + k), len, seg, at(b, off)});
+    reqs.push_back({TransferOp::kWrite, At(a, off + k), len, seg, At(b, off)});
     std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
   }
   const CudaTransport::Counters moved = RunAll(reqs);
@@ -212,18 +212,17 @@ TEST_F(CudaFabricTest, TwoStreamsPerPeerMoveExactBytes) {
   const std::vector<uint8_t> a0 = Read(a), b0 = Read(b), c0 = Read(c);
   std::vector<uint8_t> want_b = b0, want_c = c0;
   std::vector<TransferRequest> reqs;
-  auto at = [](const Buf& x, size_t off) { return reinterpret_cast<uint64_t>(x.data) + off; };
   uint64_t large = 0, small = 0;  // 1 MiB slices, and the tails under 1 MiB
   for (size_t k = 0; k < 4; ++k) {  // WRITEs of 3 MiB + k bytes: 3 slices and a tail each
     const size_t off = k * (4 << 20), len = (3 << 20) + k + 1;
-    reqs.push_back({TransferOp::kWrite, at(a, off + k), len, seg, at(b, off)});
+    reqs.push_back({TransferOp::kWrite, At(a, off + k), len, seg, At(b, off)});
     std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
     large += 3;
     small += 1;
   }
   for (size_t j = 0; j < 3; ++j) {  // READs of 2 MiB from b's upper half
     const size_t from = (20 << 20) + j * (3 << 20), len = 2 << 20;
-    reqs.push_back({TransferOp::kRead, at(c, j * (3 << 20)), len, seg, at(b, from)});
+    reqs.push_back({TransferOp::kRead, At(c, j * (3 << 20)), len, seg, At(b, from)});
     std::memcpy(want_c.data() + kGuard + j * (3 << 20), b0.data() + kGuard + from, len);
     large += 2;
   }
