@@ -30,6 +30,7 @@
 #if TIDAL_COLL_TEST_CUDA
 #include "tidal/backends/cuda/cuda_fabric.h"
 #include "tidal/backends/cuda/cuda_transport.h"
+#include "tidal/backends/real_env.h"
 #include "tidal/collectives/reduce_cuda.h"
 #endif
 
@@ -513,6 +514,43 @@ TEST(DeviceTensors, ShortLastChunkExact) {
 // yield_between_ops: three different collectives issued at once by every rank (queued
 // behind one another) with a loop turn between them, each on buffers of its own: every
 // output exact, in issue order.
+// Four different ops (allreduce, allgather, alltoall, reduce_scatter of 1 MiB per rank)
+// queued at once on every rank of `cluster`, then finished in order; the failures, each
+// naming world size, rank and op (none when every value is exact).
+std::vector<std::string> QueuedFourOpsExact(GroupCluster& cluster, int n, int devices) {
+  const uint64_t c = (1 << 20) / sizeof(float);
+  const std::vector<OpType> ops = {OpType::kAllReduce, OpType::kAllGather, OpType::kAllToAll,
+                                   OpType::kReduceScatter};
+  std::vector<std::vector<DeviceBuffers>> bufs;
+  for (size_t k = 0; k < ops.size(); ++k) {
+    bufs.push_back(AllocateBuffers(cluster, devices, static_cast<uint64_t>(n) * c * 4));
+  }
+  std::vector<std::string> failures;
+  const uint64_t before = cluster.pg(0).stats().collectives;
+  bool ok = cluster.RunRanks([&](int r) -> Task<void> {
+    std::vector<HostCase> hs;
+    std::vector<std::shared_ptr<Work>> ws;
+    for (size_t k = 0; k < ops.size(); ++k) {
+      hs.push_back(Prepare(ops[k], r, n, c, 0, ReduceOp::kSum, DataType::kF32));
+      ws.push_back(Start(cluster, r, bufs[k][r], hs[k], ops[k], 0, ReduceOp::kSum,
+                         DataType::kF32));
+    }
+    for (size_t k = 0; k < ops.size(); ++k) {
+      CaseResult res = co_await Finish(cluster, r, bufs[k][r], hs[k], ws[k], ops[k], c, 0,
+                                       ReduceOp::kSum, DataType::kF32);
+      if (!res.status.ok() || res.wrong != 0) {
+        failures.push_back("w" + std::to_string(n) + " rank " + std::to_string(r) + " " +
+                           std::string(OpTypeName(ops[k])) + ": " + res.status.ToString() +
+                           " #wrong=" + std::to_string(res.wrong));
+      }
+    }
+  });
+  if (!ok) failures.push_back("hung\n" + cluster.Banner());
+  const uint64_t done = cluster.pg(0).stats().collectives - before;
+  if (done != ops.size()) failures.push_back("collectives " + std::to_string(done));
+  return failures;
+}
+
 TEST(DeviceTensors, QueuedOpsWithAYieldBetweenThemExact) {
   std::string skip;
   const int devices = Devices(&skip);
@@ -522,38 +560,42 @@ TEST(DeviceTensors, QueuedOpsWithAYieldBetweenThemExact) {
     co.pg.yield_between_ops = true;
     co.pg.device_chunks = 2;
     TIDAL_CLUSTER_OR_SKIP(cluster, co);
-    const uint64_t c = (1 << 20) / sizeof(float);
-    const std::vector<OpType> ops = {OpType::kAllReduce, OpType::kAllGather, OpType::kAllToAll,
-                                     OpType::kReduceScatter};
-    std::vector<std::vector<DeviceBuffers>> bufs;
-    for (size_t k = 0; k < ops.size(); ++k) {
-      bufs.push_back(AllocateBuffers(*cluster, devices, static_cast<uint64_t>(n) * c * 4));
-    }
-    std::vector<std::string> failures;
-    const uint64_t before = cluster->pg(0).stats().collectives;
-    bool ok = cluster->RunRanks([&](int r) -> Task<void> {
-      std::vector<HostCase> hs;
-      std::vector<std::shared_ptr<Work>> ws;
-      for (size_t k = 0; k < ops.size(); ++k) {
-        hs.push_back(Prepare(ops[k], r, n, c, 0, ReduceOp::kSum, DataType::kF32));
-        ws.push_back(Start(*cluster, r, bufs[k][r], hs[k], ops[k], 0, ReduceOp::kSum,
-                           DataType::kF32));
-      }
-      for (size_t k = 0; k < ops.size(); ++k) {
-        CaseResult res = co_await Finish(*cluster, r, bufs[k][r], hs[k], ws[k], ops[k], c, 0,
-                                         ReduceOp::kSum, DataType::kF32);
-        if (!res.status.ok() || res.wrong != 0) {
-          failures.push_back("w" + std::to_string(n) + " rank " + std::to_string(r) + " " +
-                             std::string(OpTypeName(ops[k])) + ": " + res.status.ToString() +
-                             " #wrong=" + std::to_string(res.wrong));
-        }
-      }
-    });
-    ASSERT_TRUE(ok) << "hung\n" << cluster->Banner();
-    EXPECT_EQ(cluster->pg(0).stats().collectives - before, ops.size());
-    for (const auto& f : failures) ADD_FAILURE() << f;
+    for (const auto& f : QueuedFourOpsExact(*cluster, n, devices)) ADD_FAILURE() << f;
   }
 }
+
+#if TIDAL_COLL_TEST_CUDA
+// The event loop spinning and polling completions itself (the transports' caller polling,
+// on by default, and the reducer's PollFromCaller as a spin poller): the same queued ops
+// stay exact, and the loop did take completions of both kinds (at least one each; which
+// thread finds a given one first is a race by design).
+TEST(DeviceTensors, TheLoopPollingCompletionsItselfExact) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  for (const int n : {2, 3}) {
+    GroupClusterOptions co = DeviceCluster(n, 8400 + n, devices);
+    co.pg.yield_between_ops = true;
+    co.pg.device_chunks = 2;
+    TIDAL_CLUSTER_OR_SKIP(cluster, co);
+    auto* real = dynamic_cast<backends::RealEnv*>(&cluster->fabric().env(0));
+    ASSERT_NE(real, nullptr);
+    real->SetSpinNs(1'000'000);
+    const uint64_t poller = real->AddSpinPoller([] { CudaReducer::PollFromCaller(); });
+    auto& fabric = dynamic_cast<backends::cuda::CudaFabric&>(cluster->fabric());
+    uint64_t groups_before = 0;
+    for (int r = 0; r < n; ++r) groups_before += fabric.cuda_transport(r).counters().caller_groups;
+    const uint64_t folds_before = CudaReducer::CallerCompletions();
+    for (const auto& f : QueuedFourOpsExact(*cluster, n, devices)) ADD_FAILURE() << f;
+    uint64_t groups = 0;
+    for (int r = 0; r < n; ++r) groups += fabric.cuda_transport(r).counters().caller_groups;
+    EXPECT_GE(groups - groups_before, 1u) << "w" << n;
+    EXPECT_GE(CudaReducer::CallerCompletions() - folds_before, 1u) << "w" << n;
+    real->RemoveSpinPoller(poller);
+    real->SetSpinNs(0);
+  }
+}
+#endif
 
 TEST(DeviceTensors, RegisteredBuffersSplitChunksExact) {
   std::string skip;

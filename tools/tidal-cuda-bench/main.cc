@@ -123,11 +123,25 @@ std::string Human(uint64_t b) {
 // threads and the reducer's completion thread poll for `--spin-us` before they sleep
 // (0: sleep at once, the hand-off pays a wake-up); `--completion hostfunc` sees reducer
 // work finish through cudaLaunchHostFunc instead of polled events.
+// `--caller-poll 1` (the default, as CudaTransport's): while the loop spins it asks the
+// transports' completion events itself (CudaTransport::SetCallerPolling) and the reducer's
+// (CudaReducer::PollFromCaller as a spin poller of the loop); 0: the transports' progress
+// threads and the reducer's completion thread alone poll, and hand completions over.
+bool CallerPoll(const po::variables_map& vm) { return vm["caller-poll"].as<int>() != 0; }
+
+void AddReducerPoller(tidal::backends::RealEnv& env, const po::variables_map& vm) {
+  if (CallerPoll(vm)) env.AddSpinPoller([] { tidal::coll::CudaReducer::PollFromCaller(); });
+}
+
 void ApplyWaits(CudaFabric& f, const po::variables_map& vm) {
   const uint64_t spin_ns = static_cast<uint64_t>(vm["spin-us"].as<double>() * 1e3);
   const uint64_t gap_ns = static_cast<uint64_t>(vm["poll-gap-us"].as<double>() * 1e3);
-  if (auto* real = dynamic_cast<tidal::backends::RealEnv*>(&f.env(0))) real->SetSpinNs(spin_ns);
+  if (auto* real = dynamic_cast<tidal::backends::RealEnv*>(&f.env(0))) {
+    real->SetSpinNs(spin_ns);
+    AddReducerPoller(*real, vm);
+  }
   for (size_t i = 0; i < f.size(); ++i) {
+    f.cuda_transport(i).SetCallerPolling(CallerPoll(vm));
     f.cuda_transport(i).SetIdleSpinNs(spin_ns);
     f.cuda_transport(i).SetPollGapNs(gap_ns);
     f.cuda_transport(i).SetEventBytes(vm["event-bytes"].as<uint64_t>());
@@ -208,14 +222,16 @@ int Transfer(const po::variables_map& vm) {
   const bool batched_default = f.cuda_transport(0).batch_copies();
   if (window == 1) {
     std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, one request at a time (waited for) on "
-                "both sides; spin %.0f us\n",
-                Human(o.engine.slice_bytes).c_str(), vm["spin-us"].as<double>());
+                "both sides; spin %.0f us, caller polling %s\n",
+                Human(o.engine.slice_bytes).c_str(), vm["spin-us"].as<double>(),
+                CallerPoll(vm) ? "on" : "off");
   } else {
     std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, windows of up to %llu requests on both "
                 "sides (tidal: one batch of W requests to W distinct ranges, waited for; "
-                "memcpyPeer: W copies queued on one stream, then one synchronize); spin %.0f us\n",
+                "memcpyPeer: W copies queued on one stream, then one synchronize); spin %.0f us, "
+                "caller polling %s\n",
                 Human(o.engine.slice_bytes).c_str(), static_cast<unsigned long long>(window),
-                vm["spin-us"].as<double>());
+                vm["spin-us"].as<double>(), CallerPoll(vm) ? "on" : "off");
   }
   std::printf("# %d trials per size, the contenders' order rotated by one each trial; GB/s are "
               "medians over the trials, ratio = median memcpyPeer time / median tidal time, "
@@ -377,6 +393,8 @@ int Transfer(const po::variables_map& vm) {
     nlohmann::json j = {{"bench", "transfer"}, {"slice_bytes", o.engine.slice_bytes},
                         {"window", window},
                         {"spin_us", vm["spin-us"].as<double>()},
+                        {"caller_polling", CallerPoll(vm)},
+                        {"caller_groups", f.cuda_transport(0).counters().caller_groups},
                         {"all_completed", all_ok}, {"verified", same}, {"rows", rows}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
   }
@@ -982,7 +1000,9 @@ std::unique_ptr<RankLoops> MakeRankLoops(int n, uint64_t slice, const po::variab
     l->envs.push_back(std::make_unique<tidal::backends::RealEnv>("rank" + std::to_string(r)));
     l->envs.back()->AddPoster();  // the transport's progress thread and the other ranks post
     l->envs.back()->SetSpinNs(spin_ns);
+    AddReducerPoller(*l->envs.back(), vm);
     auto t = std::make_unique<tidal::backends::cuda::CudaTransport>();
+    t->SetCallerPolling(CallerPoll(vm));
     l->transports.push_back(t.get());
     l->engines.push_back(std::make_unique<tidal::TransferEngine>(
         *l->envs.back(), std::move(t), l->store, CudaFabric::NodeName(r), eo));
@@ -1424,13 +1444,15 @@ int Coll(const po::variables_map& vm) {
 #endif
   std::printf("# tidal ProcessGroup on GPU tensors vs NCCL %d: %d ranks on %d x %s, float sum, "
               "slot %s x %u, chunks >= %u per message (each >= %s%s), algorithm %s, CUDA runtime %d, "
-              "driver %d; spin %.0f us, poll gap %.1f us, completion %s, %s, tensors %s, "
+              "driver %d; spin %.0f us, poll gap %.1f us, completion %s, caller polling %s, %s, "
+              "tensors %s, "
               "event loops %s, outputs %s, pull %s\n",
               nccl_version, n, devices, prop.name, Human(pg.slot_bytes).c_str(),
               pg.slots_per_channel, pg.device_chunks, Human(pg.device_chunk_min_bytes).c_str(),
               pg.device_short_last_chunk ? ", the last half a chunk" : "",
               alg.c_str(), cuda_rt, driver, vm["spin-us"].as<double>(),
               vm["poll-gap-us"].as<double>(), vm["completion"].as<std::string>().c_str(),
+              CallerPoll(vm) ? "on" : "off",
               vm.count("serial") ? "ops waited one at a time" : "ops queued, then waited",
               vm.count("register") ? "registered (RegisterBuffer)" : "not registered (staged)",
               vm["loops"].as<std::string>() == "rank" ? "one per rank" : "one for all ranks",
@@ -1588,6 +1610,8 @@ int Coll(const po::variables_map& vm) {
                         {"event_bytes", vm["event-bytes"].as<uint64_t>()},
                         {"streams_per_peer", vm["streams-per-peer"].as<uint32_t>()},
                         {"completion", vm["completion"].as<std::string>()},
+                        {"caller_polling", CallerPoll(vm)},
+                        {"reducer_caller_completions", coll::CudaReducer::CallerCompletions()},
                         {"queued", !vm.count("serial")}, {"trials", trials},
                         {"results", results}, {"kill", kill}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
@@ -1676,6 +1700,10 @@ int main(int argc, char** argv) {
       ("poll-gap-us", po::value<double>()->default_value(0),
        "pause between event polls of the transport and reducer threads while work runs "
        "(0: a yield)")
+      ("caller-poll", po::value<int>()->default_value(1),
+       "1: the spinning event loop asks the transports' and the reducer's completion events "
+       "itself (CudaTransport::SetCallerPolling, CudaReducer::PollFromCaller); 0: their "
+       "threads alone poll and hand completions over")
       ("completion", po::value<std::string>()->default_value("poll"),
        "reducer completions: poll (events) or hostfunc (cudaLaunchHostFunc)")
       ("kill-bytes", po::value<uint64_t>()->default_value(256ULL << 20), "coll: its size")

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tidal/backends/cuda/cuda_fabric.h"
+#include "tidal/backends/real_env.h"
 
 namespace tidal::backends::cuda {
 namespace {
@@ -77,7 +78,7 @@ class CudaFabricTest : public ::testing::Test {
     }
     return {after.gpu_copies - before.gpu_copies, after.events_recorded - before.events_recorded,
             after.event_queries - before.event_queries, after.batch_calls - before.batch_calls,
-            after.lane_copies - before.lane_copies};
+            after.lane_copies - before.lane_copies, after.caller_groups - before.caller_groups};
   }
   TransferStatus One(size_t node, TransferOp op, const Buf& local, uint64_t local_off,
                      SegmentHandle seg, const Buf& remote, uint64_t remote_off, uint64_t len) {
@@ -200,6 +201,53 @@ TEST_F(CudaFabricTest, ByDefaultAWindowOfSmallWritesIsOneBatchCall) {
   EXPECT_EQ(moved.events_recorded, 1u);
   EXPECT_EQ(moved.batch_calls, CudaTransport::BatchCopiesSupported() ? 1u : 0u);
   EXPECT_TRUE(Read(b) == want_b);  // guard bands included
+}
+
+// Caller polling (the default): while the fabric's event loop spins waiting for the
+// batch, it asks the copies' events itself, so completions are found on the loop's thread;
+// switched off, only the progress thread asks. Either way every WRITE moves exactly its
+// bytes. (How many groups the loop finds first is a race with the progress thread's last
+// pass before the loop began to spin, so the test asks for at least one of 16, not all.)
+TEST_F(CudaFabricTest, ASpinningLoopTakesTheCompletionsItWaitsFor) {
+  auto* real = dynamic_cast<RealEnv*>(&fabric_->env(0));
+  ASSERT_NE(real, nullptr);
+  ASSERT_TRUE(fabric_->cuda_transport(0).caller_polling());
+  const size_t n = 16 << 20;
+  Buf a = Make(0, n, Gpu(0), 9), b = Make(1, n, Gpu(1), 33);
+  SegmentHandle seg = Open(0, 1);
+  const std::vector<uint8_t> a0 = Read(a);
+  std::vector<uint8_t> want_b = Read(b);
+  std::vector<TransferRequest> reqs;
+  for (size_t k = 0; k < 16; ++k) {  // 16 WRITEs of 1 MiB - k: a slice each, 16 groups
+    const size_t off = k << 20, len = (1 << 20) - k;
+    reqs.push_back({TransferOp::kWrite, At(a, off + k), len, seg, At(b, off)});
+    std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
+  }
+  real->SetSpinNs(10'000'000);
+  fabric_->cuda_transport(0).SetEventBytes(0);  // an event per copy
+  const CudaTransport::Counters polled = RunAll(reqs);
+  EXPECT_EQ(polled.gpu_copies, 16u);
+  EXPECT_EQ(polled.events_recorded, 16u);
+  EXPECT_GE(polled.caller_groups, 1u);
+  EXPECT_LE(polled.caller_groups, 16u);
+  EXPECT_TRUE(Read(b) == want_b);  // guard bands included
+
+  // Off: the progress thread alone; the same bytes again (b reset to its first pattern).
+  Buf c = Make(1, n, Gpu(1), 33);
+  std::vector<uint8_t> want_c = Read(c);
+  for (size_t k = 0; k < 16; ++k) {
+    reqs[k].remote_addr = At(c, k << 20);
+    std::memcpy(want_c.data() + kGuard + (k << 20), a0.data() + kGuard + (k << 20) + k,
+                (1 << 20) - k);
+  }
+  fabric_->cuda_transport(0).SetCallerPolling(false);
+  const CudaTransport::Counters threaded = RunAll(reqs);
+  fabric_->cuda_transport(0).SetCallerPolling(true);
+  fabric_->cuda_transport(0).SetEventBytes(CudaTransport::kDefaultEventBytes);
+  real->SetSpinNs(0);
+  EXPECT_EQ(threaded.gpu_copies, 16u);
+  EXPECT_EQ(threaded.caller_groups, 0u);
+  EXPECT_TRUE(Read(c) == want_c);
 }
 
 // Two streams per peer (SetStreamsPerPeer): the large copies of one batch alternate between

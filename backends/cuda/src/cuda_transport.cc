@@ -21,6 +21,7 @@
 
 #include "cuda_ipc.h"
 #include "tidal/assert.h"
+#include "tidal/backends/real_env.h"
 #include "tidal/codec.h"
 
 namespace tidal::backends::cuda {
@@ -241,6 +242,15 @@ struct CudaTransport::State {
   std::atomic<uint32_t> lanes{1};          // SetStreamsPerPeer
   std::atomic<uint64_t> event_bytes{kDefaultEventBytes};  // SetEventBytes
   std::atomic<uint64_t> poll_gap_ns{0};
+  // Caller polling (SetCallerPolling): the env's loop, while it spins waiting for a post,
+  // asks the events itself; the progress thread leaves them alone for kCallerWindowNs after
+  // the loop last did, so the two do not contend for the driver.
+  std::atomic<bool> caller_polling{true};
+  std::atomic<uint64_t> caller_poll_ns{0};   // when the loop last asked (steady clock)
+  std::atomic<uint64_t> gpu_groups{0};        // groups in `groups`, for a lock-free skip
+  std::atomic<uint64_t> n_caller_groups{0};   // groups the loop found finished (Counters)
+  RealEnv* poll_env = nullptr;                // where the spin poller is registered
+  uint64_t poller_id = 0;
   std::thread progress;
   // Executor only.
   // By (device, peer, lane): SetStreamsPerPeer's lanes of one device towards one peer.
@@ -295,6 +305,70 @@ void Unpin(CudaTransport::State& st, CudaTransport::Endpoint& self,
     ipc::BoardLock l(f.remote->board);
     ipc::DropPin(f.remote->board->slots[f.slot], st.id);
   }
+}
+
+// Lets go of a finished copy's pins and queues its completion (st.mu held). Unpinning comes
+// first, so an UnregisterMemory right after the completion is seen succeeds. A peer process
+// that died (or crashed) took the target with it: what the copy moved is lost, whatever
+// CUDA or process_vm said.
+void FinishLocked(CudaTransport::State& st, CudaTransport::Endpoint& self,
+                  const CudaTransport::State::InFlight& f, TransportCompletion c) {
+  Unpin(st, self, f);
+  if (f.remote && (c.code == ErrorCode::OK || c.code == ErrorCode::TRANSFER_INCOMPLETE)) {
+    if (f.remote->board->alive.load() == 0 || !ipc::Alive(st.sock, f.remote->who)) {
+      c = {f.task.task_id, ErrorCode::PEER_UNREACHABLE, 0};
+    }
+  }
+  if (!st.crashed) st.done.push_back(c);
+}
+
+uint64_t MonoNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// How long after the env's loop last asked the events (caller polling) the progress thread
+// leaves them to it: the loop stops asking while it runs a callback (a chunk's hand-off is
+// about 10 us of it), and asks again when it spins; past this it is busy or asleep, and the
+// progress thread asks again.
+constexpr uint64_t kCallerWindowNs = 20'000;
+
+bool CallerPolledRecently(const CudaTransport::State& st) {
+  if (st.poll_env == nullptr || !st.caller_polling.load(std::memory_order_relaxed)) return false;
+  return MonoNs() - st.caller_poll_ns.load(std::memory_order_relaxed) < kCallerWindowNs;
+}
+
+// The GPU half of a progress pass (st.mu held): each stream's oldest group, and the next ones
+// while they have finished; one event query per stream when nothing has. `finish` gets every
+// task of a finished group. Returns the groups that finished.
+template <typename Finish>
+size_t PollGroupsLocked(CudaTransport::State& st, Finish&& finish) {
+  size_t n = 0;
+  for (auto g = st.groups.begin(); g != st.groups.end();) {
+    std::deque<CudaTransport::State::Group>& q = g->second;
+    while (!q.empty()) {
+      CudaTransport::State::Group& group = q.front();
+      st.n_queries.fetch_add(1, std::memory_order_relaxed);
+      const cudaError_t e = cudaEventQuery(group.event);
+      if (e == cudaErrorNotReady) break;
+      if (e != cudaSuccess) (void)cudaGetLastError();
+      for (uint64_t id : group.tasks) {
+        auto it = st.in_flight.find(id);
+        TIDAL_ASSERT(it != st.in_flight.end());
+        finish(it->second, e == cudaSuccess
+                               ? TransportCompletion{id, ErrorCode::OK, it->second.task.length}
+                               : TransportCompletion{id, ErrorCode::TRANSFER_FAIL, 0});
+        st.in_flight.erase(it);
+      }
+      st.free_events[group.device].push_back(group.event);
+      q.pop_front();
+      st.gpu_groups.fetch_sub(1, std::memory_order_relaxed);
+      ++n;
+    }
+    g = q.empty() ? st.groups.erase(g) : std::next(g);
+  }
+  return n;
 }
 
 TransportCompletion RunCpuCopy(CudaTransport::State& st, const CudaTransport::State::InFlight& f) {
@@ -362,6 +436,7 @@ CudaTransport::CudaTransport() : self_(std::make_shared<Endpoint>()), state_(std
 CudaTransport::~CudaTransport() {
   State& st = *state_;
   if (installed_) {
+    if (st.poll_env != nullptr) st.poll_env->RemoveSpinPoller(st.poller_id);
     {
       std::lock_guard<std::mutex> lock(st.mu);
       st.stop = true;
@@ -486,15 +561,7 @@ Status CudaTransport::Install(const TransportInstall& install) {
       // Unpins both regions before the completion can be seen (so an UnregisterMemory right
       // after it succeeds), and queues it.
       auto finish = [&](const State::InFlight& f, TransportCompletion c) {
-        Unpin(*st, *self, f);
-        // A peer process that died (or crashed) took the target with it: what the copy
-        // moved is lost, whatever CUDA or process_vm said.
-        if (f.remote && (c.code == ErrorCode::OK || c.code == ErrorCode::TRANSFER_INCOMPLETE)) {
-          if (f.remote->board->alive.load() == 0 || !ipc::Alive(st->sock, f.remote->who)) {
-            c = {f.task.task_id, ErrorCode::PEER_UNREACHABLE, 0};
-          }
-        }
-        if (!st->crashed) st->done.push_back(c);
+        FinishLocked(*st, *self, f, c);
         ++finished;
       };
       if (!cpu_done.empty()) {
@@ -509,28 +576,8 @@ Status CudaTransport::Install(const TransportInstall& install) {
         }
       }
       // GPU copies: each stream's oldest group, and the next ones while they have finished;
-      // one event query per stream when nothing has.
-      for (auto g = st->groups.begin(); g != st->groups.end();) {
-        std::deque<State::Group>& q = g->second;
-        while (!q.empty()) {
-          State::Group& group = q.front();
-          st->n_queries.fetch_add(1, std::memory_order_relaxed);
-          const cudaError_t e = cudaEventQuery(group.event);
-          if (e == cudaErrorNotReady) break;
-          if (e != cudaSuccess) (void)cudaGetLastError();
-          for (uint64_t id : group.tasks) {
-            auto it = st->in_flight.find(id);
-            TIDAL_ASSERT(it != st->in_flight.end());
-            finish(it->second, e == cudaSuccess
-                                   ? TransportCompletion{id, ErrorCode::OK, it->second.task.length}
-                                   : TransportCompletion{id, ErrorCode::TRANSFER_FAIL, 0});
-            st->in_flight.erase(it);
-          }
-          st->free_events[group.device].push_back(group.event);
-          q.pop_front();
-        }
-        g = q.empty() ? st->groups.erase(g) : std::next(g);
-      }
+      // one event query per stream when nothing has. Left to the caller while it polls.
+      if (!CallerPolledRecently(*st)) PollGroupsLocked(*st, finish);
       if (finished > 0 && !st->crashed) {
         lock.unlock();
         self->on_ready();
@@ -551,8 +598,39 @@ Status CudaTransport::Install(const TransportInstall& install) {
       }
     }
   });
+  if (auto* real = dynamic_cast<RealEnv*>(install.env)) {
+    st->poll_env = real;
+    st->poller_id = real->AddSpinPoller([this] { PollFromCaller(); });
+  }
   return Status();
 }
+
+// The env's loop, while it spins waiting for a post (RealEnv::AddSpinPoller): it asks the
+// events of copies in flight itself and, when some finished, queues their completions and
+// posts on_ready to itself, so the completion runs on the thread that waits for it with no
+// hand-off from the progress thread. Skipped when the progress thread holds the lock.
+void CudaTransport::PollFromCaller() {
+  State& st = *state_;
+  if (!st.caller_polling.load(std::memory_order_relaxed) ||
+      st.gpu_groups.load(std::memory_order_relaxed) == 0) {
+    return;
+  }
+  std::unique_lock<std::mutex> lock(st.mu, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  st.caller_poll_ns.store(MonoNs(), std::memory_order_relaxed);
+  Endpoint& self = *self_;
+  const size_t groups = PollGroupsLocked(
+      st, [&](const State::InFlight& f, TransportCompletion c) { FinishLocked(st, self, f, c); });
+  const bool crashed = st.crashed;
+  lock.unlock();
+  if (groups == 0) return;
+  st.n_caller_groups.fetch_add(groups, std::memory_order_relaxed);
+  if (!crashed) self.on_ready();
+}
+
+void CudaTransport::SetCallerPolling(bool on) { state_->caller_polling.store(on); }
+
+bool CudaTransport::caller_polling() const { return state_->caller_polling.load(); }
 
 std::string CudaTransport::LocalAddress() const { return self_->address; }
 
@@ -1063,6 +1141,7 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       std::lock_guard<std::mutex> lock(st.mu);
       for (auto& [id, f] : copies) st.in_flight.emplace(id, std::move(f));
       for (auto& [stream, g] : closed) st.groups[stream].push_back(std::move(g));
+      st.gpu_groups.fetch_add(closed.size(), std::memory_order_relaxed);
     }
     st.enqueued.fetch_add(1, std::memory_order_release);
     st.cv.notify_one();
@@ -1172,7 +1251,8 @@ CudaTransport::Counters CudaTransport::counters() const {
                   state_->n_events.load(std::memory_order_relaxed),
                   state_->n_queries.load(std::memory_order_relaxed),
                   state_->n_batches.load(std::memory_order_relaxed),
-                  state_->n_lane_copies.load(std::memory_order_relaxed)};
+                  state_->n_lane_copies.load(std::memory_order_relaxed),
+                  state_->n_caller_groups.load(std::memory_order_relaxed)};
 }
 
 bool CudaTransport::Idle() const {

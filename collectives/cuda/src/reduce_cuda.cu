@@ -477,6 +477,7 @@ class Poller {
     {
       std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back(Entry{event, device, std::move(done)});
+      pending_count_.fetch_add(1, std::memory_order_relaxed);
       if (!thread_started_) {
         thread_started_ = true;
         std::thread([this] { Loop(); }).detach();
@@ -489,6 +490,21 @@ class Poller {
   void SetSpinNs(uint64_t ns) { spin_ns_.store(ns); }
   void SetGapNs(uint64_t ns) { gap_ns_.store(ns); }
 
+  // CudaReducer::PollFromCaller: one pass on the calling thread; the `done`s of what it
+  // found finished run there, unless the polling thread is running `done`s (it then runs
+  // these too, after its own). Skipped when nothing is pending or the thread holds the lock.
+  void PollFromCaller() {
+    if (pending_count_.load(std::memory_order_relaxed) == 0) return;
+    std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+    if (!lock.owns_lock()) return;
+    caller_poll_ns_.store(NowNs(), std::memory_order_relaxed);
+    const size_t found = Pass(caller_blocked_);
+    if (found == 0) return;
+    caller_done_.fetch_add(found, std::memory_order_relaxed);
+    DrainLocked(lock);
+  }
+  uint64_t caller_done() const { return caller_done_.load(std::memory_order_relaxed); }
+
  private:
   struct Entry {
     cudaEvent_t event;
@@ -496,10 +512,65 @@ class Poller {
     Reducer::Done done;
   };
 
+  static uint64_t NowNs() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
+  }
+  // How long after a caller's pass the polling thread asks no event itself (the caller's
+  // loop spins and asks; past this it is busy or asleep and the thread asks again), so the
+  // two do not contend for the driver.
+  static constexpr uint64_t kCallerWindowNs = 20'000;
+
+  // One pass over pending work (mu_ held): work of one device runs in queue order on its
+  // one stream, so only the oldest entry of each device is asked; the ones behind a busy
+  // one wait their turn. What finished moves to ready_, in order. Returns how many did.
+  size_t Pass(std::vector<bool>& blocked) {
+    size_t n = 0;
+    blocked.assign(free_.size(), false);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (static_cast<size_t>(it->device) >= blocked.size()) blocked.resize(it->device + 1);
+      if (blocked[it->device]) {
+        ++it;
+        continue;
+      }
+      const cudaError_t e = cudaEventQuery(it->event);
+      if (e == cudaErrorNotReady) {
+        blocked[it->device] = true;
+        ++it;
+        continue;
+      }
+      if (static_cast<size_t>(it->device) >= free_.size()) free_.resize(it->device + 1);
+      free_[it->device].push_back(it->event);
+      ready_.emplace_back(std::move(it->done),
+                          e == cudaSuccess ? Status::Ok() : CudaStatus(e, "reducer work"));
+      it = pending_.erase(it);
+      pending_count_.fetch_sub(1, std::memory_order_relaxed);
+      ++n;
+    }
+    return n;
+  }
+
+  // Runs the `done`s in ready_ in the order their work finished, on one thread at a time,
+  // without the lock: a thread that finds another draining leaves its finds to it. Called
+  // and returns with mu_ held.
+  void DrainLocked(std::unique_lock<std::mutex>& lock) {
+    if (draining_) return;
+    draining_ = true;
+    std::vector<std::pair<Reducer::Done, Status>> batch;
+    while (!ready_.empty()) {
+      batch.assign(std::make_move_iterator(ready_.begin()), std::make_move_iterator(ready_.end()));
+      ready_.clear();
+      lock.unlock();
+      for (auto& [done, st] : batch) done(std::move(st));
+      batch.clear();
+      lock.lock();
+    }
+    draining_ = false;
+  }
+
   void Loop() {
     std::unique_lock<std::mutex> lock(mu_);
-    std::vector<Entry> finished;
-    std::vector<Status> results;
     for (;;) {
       if (pending_.empty()) {
         const uint64_t seen = queued_.load(std::memory_order_acquire);
@@ -512,28 +583,12 @@ class Poller {
         lock.lock();
         cv_.wait(lock, [this] { return !pending_.empty(); });
       }
-      // Work of one device runs in queue order on its one stream: only the oldest entry of
-      // each device is asked; the ones behind a busy one wait their turn.
-      blocked_.assign(free_.size(), false);
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (static_cast<size_t>(it->device) >= blocked_.size()) blocked_.resize(it->device + 1);
-        if (blocked_[it->device]) {
-          ++it;
-          continue;
-        }
-        const cudaError_t e = cudaEventQuery(it->event);
-        if (e == cudaErrorNotReady) {
-          blocked_[it->device] = true;
-          ++it;
-          continue;
-        }
-        results.push_back(e == cudaSuccess ? Status::Ok() : CudaStatus(e, "reducer work"));
-        if (static_cast<size_t>(it->device) >= free_.size()) free_.resize(it->device + 1);
-        free_[it->device].push_back(it->event);
-        finished.push_back(std::move(*it));
-        it = pending_.erase(it);
+      // Left to a caller that polls (PollFromCaller) for kCallerWindowNs after its pass.
+      size_t found = 0;
+      if (NowNs() - caller_poll_ns_.load(std::memory_order_relaxed) >= kCallerWindowNs) {
+        found = Pass(blocked_);
       }
-      if (finished.empty()) {
+      if (found == 0) {
         lock.unlock();
         const uint64_t gap = gap_ns_.load(std::memory_order_relaxed);
         if (gap == 0) {
@@ -548,11 +603,7 @@ class Poller {
         lock.lock();
         continue;
       }
-      lock.unlock();
-      for (size_t k = 0; k < finished.size(); ++k) finished[k].done(std::move(results[k]));
-      finished.clear();
-      results.clear();
-      lock.lock();
+      DrainLocked(lock);
     }
   }
 
@@ -562,9 +613,15 @@ class Poller {
   std::vector<std::vector<cudaEvent_t>> free_;   // by device; guarded by mu_
   bool thread_started_ = false;                  // guarded by mu_
   std::vector<bool> blocked_;                    // the polling thread's, by device
+  std::vector<bool> caller_blocked_;             // PollFromCaller's, by device; guarded by mu_
+  std::deque<std::pair<Reducer::Done, Status>> ready_;  // finished, in order; guarded by mu_
+  bool draining_ = false;                        // a thread runs ready_'s dones; guarded by mu_
   std::atomic<uint64_t> queued_{0};
   std::atomic<uint64_t> spin_ns_{50'000};
   std::atomic<uint64_t> gap_ns_{0};
+  std::atomic<uint64_t> pending_count_{0};   // pending_.size(), for a lock-free skip
+  std::atomic<uint64_t> caller_poll_ns_{0};  // the last PollFromCaller pass (steady clock)
+  std::atomic<uint64_t> caller_done_{0};     // work PollFromCaller found finished
 };
 
 std::atomic<int> g_completion{static_cast<int>(CudaReducer::Completion::kPoll)};
@@ -776,6 +833,10 @@ void CudaReducer::SetCompletion(Completion how, uint64_t spin_ns, uint64_t gap_n
   Poller::Get().SetSpinNs(spin_ns);
   Poller::Get().SetGapNs(gap_ns);
 }
+
+void CudaReducer::PollFromCaller() { Poller::Get().PollFromCaller(); }
+
+uint64_t CudaReducer::CallerCompletions() { return Poller::Get().caller_done(); }
 
 CudaReducer& CudaReducer::Default() {
   static CudaReducer reducer;

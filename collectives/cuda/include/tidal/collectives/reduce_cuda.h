@@ -64,6 +64,14 @@ class CudaReducer final : public Reducer {
   // While work runs, kPoll asks the oldest event of each device again after `gap_ns`
   // spent without CUDA calls (0: after a yield).
   static void SetCompletion(Completion how, uint64_t spin_ns = 50'000, uint64_t gap_ns = 0);
+  // kPoll: one pass over the work in flight on the calling thread, running the `done`s of
+  // what finished there (any thread; made for an event loop's spin poller, e.g.
+  // RealEnv::AddSpinPoller, so a fold's completion is taken by the loop that waits for it).
+  // For 20 us after such a pass the completion thread asks no event itself, so the two do
+  // not contend for the driver. Returns at once when nothing is in flight or the completion
+  // thread is polling. CallerCompletions: work found finished this way, since the start.
+  static void PollFromCaller();
+  static uint64_t CallerCompletions();
   // Grid size of the copy, fold and fill kernels: at most this many blocks (of 256 threads)
   // per multiprocessor, each thread striding over the rest (default 8; 1..64).
   static void SetBlocksPerSm(unsigned blocks);

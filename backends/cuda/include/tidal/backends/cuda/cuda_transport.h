@@ -123,9 +123,18 @@ class CudaTransport final : public Transport {
   // across lanes. Default 1 (one stream per device and peer, as before); 0 counts as 1.
   void SetStreamsPerPeer(uint32_t lanes);
   static bool BatchCopiesSupported();
+  // Caller polling (default on; takes effect when the install's env is a RealEnv): while
+  // that env's loop spins waiting for a post (RealEnv::SetSpinNs), it asks the completion
+  // events of copies in flight itself (RealEnv::AddSpinPoller), and a finished copy's
+  // completion is queued and run on that thread, without the progress thread's hand-off;
+  // meanwhile (for 20 us after the loop last asked) the progress thread asks none, so the two
+  // do not contend for the driver. When the loop does not spin (spin 0, or busy, or
+  // asleep) the progress thread polls as before. Off: only the progress thread polls.
+  void SetCallerPolling(bool on);
+  bool caller_polling() const;
   // What the copy path has done since the transport was made (for benchmarks and tests):
   // copies queued on CUDA streams, completion events recorded (SetEventBytes) and event
-  // queries made by the progress thread (it asks only the oldest
+  // queries made by the progress thread or the env's loop (each asks only the oldest
   // unfinished event of each stream, since a stream finishes its copies in order).
   struct Counters {
     uint64_t gpu_copies = 0;
@@ -133,6 +142,7 @@ class CudaTransport final : public Transport {
     uint64_t event_queries = 0;
     uint64_t batch_calls = 0;  // cudaMemcpyBatchAsync calls that queued their copies
     uint64_t lane_copies = 0;  // copies on a stream other than the first of their pair
+    uint64_t caller_groups = 0;  // completion events found fired by the env's loop (caller polling)
   };
   Counters counters() const;
 
@@ -145,6 +155,8 @@ class CudaTransport final : public Transport {
   };
 
  private:
+  void PollFromCaller();  // the env's spin poller (SetCallerPolling)
+
   std::shared_ptr<Endpoint> self_;
   std::unique_ptr<State> state_;
   std::vector<Peer> peers_;
