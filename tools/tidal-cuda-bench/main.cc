@@ -142,6 +142,7 @@ void ApplyWaits(CudaFabric& f, const po::variables_map& vm) {
   }
   for (size_t i = 0; i < f.size(); ++i) {
     f.cuda_transport(i).SetCallerPolling(CallerPoll(vm));
+    f.cuda_transport(i).SetBatchRamp(vm["batch-ramp"].as<int>() != 0);
     f.cuda_transport(i).SetIdleSpinNs(spin_ns);
     f.cuda_transport(i).SetPollGapNs(gap_ns);
     f.cuda_transport(i).SetEventBytes(vm["event-bytes"].as<uint64_t>());
@@ -222,16 +223,17 @@ int Transfer(const po::variables_map& vm) {
   const bool batched_default = f.cuda_transport(0).batch_copies();
   if (window == 1) {
     std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, one request at a time (waited for) on "
-                "both sides; spin %.0f us, caller polling %s\n",
+                "both sides; spin %.0f us, caller polling %s, batch ramp %s\n",
                 Human(o.engine.slice_bytes).c_str(), vm["spin-us"].as<double>(),
-                CallerPoll(vm) ? "on" : "off");
+                CallerPoll(vm) ? "on" : "off", f.cuda_transport(0).batch_ramp() ? "on" : "off");
   } else {
     std::printf("# GPU0 -> GPU1 WRITE, engine slice %s, windows of up to %llu requests on both "
                 "sides (tidal: one batch of W requests to W distinct ranges, waited for; "
                 "memcpyPeer: W copies queued on one stream, then one synchronize); spin %.0f us, "
-                "caller polling %s\n",
+                "caller polling %s, batch ramp %s\n",
                 Human(o.engine.slice_bytes).c_str(), static_cast<unsigned long long>(window),
-                vm["spin-us"].as<double>(), CallerPoll(vm) ? "on" : "off");
+                vm["spin-us"].as<double>(), CallerPoll(vm) ? "on" : "off",
+                f.cuda_transport(0).batch_ramp() ? "on" : "off");
   }
   std::printf("# %d trials per size, the contenders' order rotated by one each trial; GB/s are "
               "medians over the trials, ratio = median memcpyPeer time / median tidal time, "
@@ -247,7 +249,7 @@ int Transfer(const po::variables_map& vm) {
   std::printf("# issue us/req: the engine's Submit per request (host); wait us: Submit's return "
               "to the batch's completion, per batch; peer issue: cudaMemcpyPeerAsync per copy; "
               "peer sync us: cudaStreamSynchronize per window; events, queries: completion events the "
-              "transport recorded and event queries its progress thread made, per batch; "
+              "transport recorded and event queries its progress thread or the loop made, per batch; "
               "batchcpy: the same W copies issued by one cudaMemcpyBatchAsync on the same stream, "
               "then one synchronize (b/peer: its rate over memcpyPeer's; batch issue: the call's "
               "host time per copy); tidal+bat / tidal-bat: the engine with CudaTransport::SetBatchCopies "
@@ -395,6 +397,7 @@ int Transfer(const po::variables_map& vm) {
                         {"spin_us", vm["spin-us"].as<double>()},
                         {"caller_polling", CallerPoll(vm)},
                         {"caller_groups", f.cuda_transport(0).counters().caller_groups},
+                        {"batch_ramp", f.cuda_transport(0).batch_ramp()},
                         {"all_completed", all_ok}, {"verified", same}, {"rows", rows}};
     std::ofstream(vm["json"].as<std::string>()) << j.dump(2) << "\n";
   }
@@ -1003,6 +1006,7 @@ std::unique_ptr<RankLoops> MakeRankLoops(int n, uint64_t slice, const po::variab
     AddReducerPoller(*l->envs.back(), vm);
     auto t = std::make_unique<tidal::backends::cuda::CudaTransport>();
     t->SetCallerPolling(CallerPoll(vm));
+    t->SetBatchRamp(vm["batch-ramp"].as<int>() != 0);
     l->transports.push_back(t.get());
     l->engines.push_back(std::make_unique<tidal::TransferEngine>(
         *l->envs.back(), std::move(t), l->store, CudaFabric::NodeName(r), eo));
@@ -1704,6 +1708,10 @@ int main(int argc, char** argv) {
        "1: the spinning event loop asks the transports' and the reducer's completion events "
        "itself (CudaTransport::SetCallerPolling, CudaReducer::PollFromCaller); 0: their "
        "threads alone poll and hand completions over")
+      ("batch-ramp", po::value<int>()->default_value(1),
+       "transports: batched copies of one Submit go out in two calls, the first once a "
+       "quarter of its tasks are checked (CudaTransport::SetBatchRamp, default on); 0: one "
+       "call after every task was checked")
       ("completion", po::value<std::string>()->default_value("poll"),
        "reducer completions: poll (events) or hostfunc (cudaLaunchHostFunc)")
       ("kill-bytes", po::value<uint64_t>()->default_value(256ULL << 20), "coll: its size")

@@ -149,58 +149,83 @@ TEST_F(CudaFabricTest, ABatchMovesExactBytesBehindTheEventsAsked) {
   // they share the stream)], and the READs' own when they do not.
   const uint64_t mib_groups = one_stream ? 4 : 5;
   // Each setting also with SetBatchCopies: the copies that share an event go out in one
-  // cudaMemcpyBatchAsync per stream when there are two or more of them (default: every copy,
-  // one call per stream; 0: none; 1 MiB: the 7 small WRITEs, and the READs with the 5 bytes
-  // or, on two streams, the READs alone, the 5 bytes then going out on their own).
+  // cudaMemcpyBatchAsync per stream when there are two or more of them (`whole`, with
+  // SetBatchRamp off; default: every copy, one call per stream; 0: none; 1 MiB: the 7 small
+  // WRITEs, and the READs with the 5 bytes or, on two streams, the READs alone, the 5 bytes
+  // then going out on their own). With the ramp (`ramped`, the default) the first 4 copies
+  // deferred on a stream (a quarter of the 15 tasks) go out at once: default, the WRITEs'
+  // stream in 4 + the rest and the READs' in one call of 4 (one stream: 4 + 11); 1 MiB, the
+  // small WRITEs in 4 + 3, and the READs (with the 5 bytes on one stream) in one call.
   struct Setting {
-    uint64_t event_bytes, events, batch_calls;
+    uint64_t event_bytes, events, whole, ramped;
   };
   const std::vector<Setting> settings = {
-      {CudaTransport::kDefaultEventBytes, one_stream ? 1u : 2u, one_stream ? 1u : 2u},
-      {0, tasks, 0},
-      {1 << 20, mib_groups, 2}};
+      {CudaTransport::kDefaultEventBytes, one_stream ? 1u : 2u, one_stream ? 1u : 2u,
+       one_stream ? 2u : 3u},
+      {0, tasks, 0, 0},
+      {1 << 20, mib_groups, 2, 3}};
   const bool supported = CudaTransport::BatchCopiesSupported();
-  for (bool batch : {false, true}) {
-  for (const auto& [event_bytes, events, batch_calls] : settings) {
-    SCOPED_TRACE("event bytes " + std::to_string(event_bytes) + (batch ? ", batched" : ""));
-    // Every setting starts from the initial bytes, so each must move them itself.
-    fabric_->CopyIn(b.base, b0.data(), b0.size());
-    fabric_->CopyIn(c.base, c0.data(), c0.size());
-    fabric_->cuda_transport(0).SetEventBytes(event_bytes);
-    fabric_->cuda_transport(0).SetBatchCopies(batch);
-    const CudaTransport::Counters moved = RunAll(reqs);
-    EXPECT_EQ(moved.gpu_copies, tasks);
-    EXPECT_EQ(moved.events_recorded, events);
-    EXPECT_GE(moved.event_queries, one_stream ? 1u : 2u);
-    EXPECT_EQ(moved.batch_calls, batch && supported ? batch_calls : 0);
-    EXPECT_TRUE(Read(b) == want_b);  // guard bands included
-    EXPECT_TRUE(Read(c) == want_c);
-  }
+  enum class Issue { kOneByOne, kWhole, kRamped };
+  for (Issue issue : {Issue::kOneByOne, Issue::kWhole, Issue::kRamped}) {
+    for (const auto& [event_bytes, events, whole, ramped] : settings) {
+      SCOPED_TRACE("event bytes " + std::to_string(event_bytes) +
+                   (issue == Issue::kOneByOne ? "" : issue == Issue::kWhole ? ", batched" : ", ramped"));
+      // Every setting starts from the initial bytes, so each must move them itself.
+      fabric_->CopyIn(b.base, b0.data(), b0.size());
+      fabric_->CopyIn(c.base, c0.data(), c0.size());
+      fabric_->cuda_transport(0).SetEventBytes(event_bytes);
+      fabric_->cuda_transport(0).SetBatchCopies(issue != Issue::kOneByOne);
+      fabric_->cuda_transport(0).SetBatchRamp(issue == Issue::kRamped);
+      const CudaTransport::Counters moved = RunAll(reqs);
+      EXPECT_EQ(moved.gpu_copies, tasks);
+      EXPECT_EQ(moved.events_recorded, events);
+      EXPECT_GE(moved.event_queries, one_stream ? 1u : 2u);
+      const uint64_t calls = issue == Issue::kWhole ? whole : issue == Issue::kRamped ? ramped : 0;
+      EXPECT_EQ(moved.batch_calls, supported ? calls : 0);
+      EXPECT_TRUE(Read(b) == want_b);  // guard bands included
+      EXPECT_TRUE(Read(c) == want_c);
+    }
   }
   fabric_->cuda_transport(0).SetEventBytes(CudaTransport::kDefaultEventBytes);
-  fabric_->cuda_transport(0).SetBatchCopies(true);  // the default
+  fabric_->cuda_transport(0).SetBatchCopies(true);  // the defaults
+  fabric_->cuda_transport(0).SetBatchRamp(true);
 }
 
-// By default (SetBatchCopies on) a window of small WRITEs of one Submit, which share one
-// completion event, goes out in one cudaMemcpyBatchAsync; every byte still lands exactly.
-TEST_F(CudaFabricTest, ByDefaultAWindowOfSmallWritesIsOneBatchCall) {
+// By default (SetBatchCopies and SetBatchRamp on) a window of small WRITEs of one Submit,
+// which share one completion event, goes out in two cudaMemcpyBatchAsync calls (the first
+// quarter at once, the rest with the event), and with the ramp off in one; every byte still
+// lands exactly.
+TEST_F(CudaFabricTest, ByDefaultAWindowOfSmallWritesGoesOutInTwoBatches) {
   ASSERT_TRUE(fabric_->cuda_transport(0).batch_copies());
+  ASSERT_TRUE(fabric_->cuda_transport(0).batch_ramp());
   const size_t n = 8 << 20;
-  Buf a = Make(0, n, Gpu(0), 5), b = Make(1, n, Gpu(1), 71);
+  Buf a = Make(0, n, Gpu(0), 5), b = Make(1, n, Gpu(1), 71), c = Make(1, n, Gpu(1), 72);
   SegmentHandle seg = Open(0, 1);
   const std::vector<uint8_t> a0 = Read(a);
-  std::vector<uint8_t> want_b = Read(b);
+  std::vector<uint8_t> want_b = Read(b), want_c = Read(c);
   std::vector<TransferRequest> reqs;
   for (size_t k = 0; k < 6; ++k) {  // 6 WRITEs of 512 KiB + k bytes (one slice each)
     const size_t off = k * (1200 << 10), len = (512 << 10) + k;
     reqs.push_back({TransferOp::kWrite, At(a, off + k), len, seg, At(b, off)});
     std::memcpy(want_b.data() + kGuard + off, a0.data() + kGuard + off + k, len);
+    std::memcpy(want_c.data() + kGuard + off, a0.data() + kGuard + off + k, len);
   }
-  const CudaTransport::Counters moved = RunAll(reqs);
-  EXPECT_EQ(moved.gpu_copies, 6u);
-  EXPECT_EQ(moved.events_recorded, 1u);
-  EXPECT_EQ(moved.batch_calls, CudaTransport::BatchCopiesSupported() ? 1u : 0u);
+  // The ramp: copies 1-2 (a quarter of 6, at least 2) in one batch as soon as they are
+  // checked, 3-6 in one batch when the group's one event is recorded.
+  const CudaTransport::Counters ramped = RunAll(reqs);
+  EXPECT_EQ(ramped.gpu_copies, 6u);
+  EXPECT_EQ(ramped.events_recorded, 1u);
+  EXPECT_EQ(ramped.batch_calls, CudaTransport::BatchCopiesSupported() ? 2u : 0u);
   EXPECT_TRUE(Read(b) == want_b);  // guard bands included
+  // Without the ramp: one batch of all six.
+  for (size_t k = 0; k < 6; ++k) reqs[k].remote_addr = At(c, k * (1200 << 10));
+  fabric_->cuda_transport(0).SetBatchRamp(false);
+  const CudaTransport::Counters whole = RunAll(reqs);
+  fabric_->cuda_transport(0).SetBatchRamp(true);
+  EXPECT_EQ(whole.gpu_copies, 6u);
+  EXPECT_EQ(whole.events_recorded, 1u);
+  EXPECT_EQ(whole.batch_calls, CudaTransport::BatchCopiesSupported() ? 1u : 0u);
+  EXPECT_TRUE(Read(c) == want_c);
 }
 
 // Caller polling (the default): while the fabric's event loop spins waiting for the

@@ -239,6 +239,7 @@ struct CudaTransport::State {
   std::atomic<uint64_t> n_batches{0};
   std::atomic<uint64_t> n_lane_copies{0};  // copies queued on a stream other than a pair's first
   std::atomic<bool> batch_copies{true};  // SetBatchCopies (default on)
+  std::atomic<bool> batch_ramp{true};    // SetBatchRamp (default on)
   std::atomic<uint32_t> lanes{1};          // SetStreamsPerPeer
   std::atomic<uint64_t> event_bytes{kDefaultEventBytes};  // SetEventBytes
   std::atomic<uint64_t> poll_gap_ns{0};
@@ -833,57 +834,72 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
     return d.peer ? cudaMemcpyPeerAsync(d.dst, d.dst_device, d.src, d.src_device, length, stream)
                   : cudaMemcpyAsync(d.dst, d.src, length, cudaMemcpyDefault, stream);
   };
+  // Issues the deferred copies of `stream`, whose open group is `g` (its device current):
+  // one cudaMemcpyBatchAsync for two or more, else (or when that call fails) one call each;
+  // a copy CUDA refuses completes TRANSFER_FAIL and leaves the group.
+  auto flush = [&](cudaStream_t stream, State::Group& g) {
+    auto d = deferred.find(stream);
+    if (d == deferred.end()) return;
+    std::vector<Deferred> list = std::move(d->second);
+    deferred.erase(d);
+    bool queued = false;
+#if CUDART_VERSION >= 12080
+    if (list.size() >= 2) {
+      std::vector<void*> dsts;
+      std::vector<const void*> srcs;
+      std::vector<size_t> sizes;
+      for (const Deferred& c : list) {
+        dsts.push_back(c.dst);
+        srcs.push_back(c.src);
+        sizes.push_back(copies.at(c.task_id).task.length);
+      }
+      cudaMemcpyAttributes attr{};
+      attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;  // in stream order, as the rest
+      size_t attr_index = 0;
+#if CUDART_VERSION >= 13000
+      cudaError_t be = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), list.size(),
+                                            &attr, &attr_index, 1, stream);
+#else
+      size_t fail_index = 0;
+      cudaError_t be = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), list.size(),
+                                            &attr, &attr_index, 1, &fail_index, stream);
+#endif
+      if (be == cudaSuccess) {
+        queued = true;
+        st.n_batches.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        (void)cudaGetLastError();  // nothing of the batch was queued: one by one below
+      }
+    }
+#endif
+    for (size_t k = 0; k < list.size() && !queued; ++k) {
+      const Deferred& c = list[k];
+      auto f = copies.find(c.task_id);
+      if (issue_one(c, f->second.task.length, stream) == cudaSuccess) continue;
+      (void)cudaGetLastError();  // this copy was not queued: nothing touches its ranges
+      Unpin(st, *self_, f->second);
+      complete_now({c.task_id, ErrorCode::TRANSFER_FAIL, 0});
+      copies.erase(f);
+      g.tasks.erase(std::find(g.tasks.begin(), g.tasks.end(), c.task_id));
+    }
+  };
+  // SetBatchRamp: once a quarter of this Submit's tasks (at least 2) are deferred on a
+  // stream, they are issued at once, so the copy engine starts on them while the others are
+  // checked and issued; the rest go when the group closes. `ramped`: streams that had theirs.
+  const bool ramping = batching && st.batch_ramp.load(std::memory_order_relaxed);
+  const size_t quarter = std::max<size_t>(2, (tasks.size() + 3) / 4);
+  std::set<cudaStream_t> ramped;
   auto close_group = [&](cudaStream_t stream) {
     auto it = open.find(stream);
     if (it == open.end()) return;
     State::Group g = std::move(it->second);
     open.erase(it);
     cudaError_t e = cudaSetDevice(g.device);
-    if (auto d = deferred.find(stream); d != deferred.end()) {
-      std::vector<Deferred> list = std::move(d->second);
-      deferred.erase(d);
-      bool queued = false;
-#if CUDART_VERSION >= 12080
-      if (e == cudaSuccess && list.size() >= 2) {
-        std::vector<void*> dsts;
-        std::vector<const void*> srcs;
-        std::vector<size_t> sizes;
-        for (const Deferred& c : list) {
-          dsts.push_back(c.dst);
-          srcs.push_back(c.src);
-          sizes.push_back(copies.at(c.task_id).task.length);
-        }
-        cudaMemcpyAttributes attr{};
-        attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;  // in stream order, as the rest
-        size_t attr_index = 0;
-#if CUDART_VERSION >= 13000
-        cudaError_t be = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), list.size(),
-                                              &attr, &attr_index, 1, stream);
-#else
-        size_t fail_index = 0;
-        cudaError_t be = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), list.size(),
-                                              &attr, &attr_index, 1, &fail_index, stream);
-#endif
-        if (be == cudaSuccess) {
-          queued = true;
-          st.n_batches.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          (void)cudaGetLastError();  // nothing of the batch was queued: one by one below
-        }
-      }
-#endif
-      for (size_t k = 0; k < list.size() && !queued && e == cudaSuccess; ++k) {
-        const Deferred& c = list[k];
-        auto f = copies.find(c.task_id);
-        if (issue_one(c, f->second.task.length, stream) == cudaSuccess) continue;
-        (void)cudaGetLastError();  // this copy was not queued: nothing touches its ranges
-        Unpin(st, *self_, f->second);
-        complete_now({c.task_id, ErrorCode::TRANSFER_FAIL, 0});
-        copies.erase(f);
-        g.tasks.erase(std::find(g.tasks.begin(), g.tasks.end(), c.task_id));
-      }
+    if (e == cudaSuccess) {
+      flush(stream, g);
       if (g.tasks.empty()) return;
     }
+    deferred.erase(stream);  // when the device could not be set: never issued, failed below
     {
       std::lock_guard<std::mutex> lock(st.mu);
       auto& pool = st.free_events[g.device];
@@ -1114,7 +1130,7 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
       if (peer_copy) EnablePeerAccess(src_device, dst_device);
       const Deferred d{dst, dst_device, src, src_device, peer_copy, t.task_id};
       if (batching && t.length < event_bytes) {
-        deferred[stream].push_back(d);  // issued with its group's other copies (close_group)
+        deferred[stream].push_back(d);  // issued by a flush: the ramp's, or close_group's
       } else {
         e = issue_one(d, t.length, stream);
       }
@@ -1133,7 +1149,11 @@ void CudaTransport::Submit(std::span<const TransportTask> tasks, std::span<Statu
     State::Group& g = open[stream];
     g.device = device;
     g.tasks.push_back(t.task_id);
-    if (t.length >= event_bytes) close_group(stream);
+    if (t.length >= event_bytes) {
+      close_group(stream);
+    } else if (ramping && deferred[stream].size() >= quarter && ramped.insert(stream).second) {
+      flush(stream, g);
+    }
   }
   while (!open.empty()) close_group(open.begin()->first);
   if (!closed.empty()) {
@@ -1231,6 +1251,10 @@ void CudaTransport::SetPollGapNs(uint64_t ns) { state_->poll_gap_ns.store(ns); }
 void CudaTransport::SetEventBytes(uint64_t bytes) { state_->event_bytes.store(bytes); }
 
 void CudaTransport::SetBatchCopies(bool on) { state_->batch_copies.store(on); }
+
+void CudaTransport::SetBatchRamp(bool on) { state_->batch_ramp.store(on); }
+
+bool CudaTransport::batch_ramp() const { return state_->batch_ramp.load(); }
 
 bool CudaTransport::batch_copies() const { return state_->batch_copies.load(); }
 
