@@ -60,6 +60,15 @@ struct Peer {
   std::deque<std::string> queue;
   size_t queued_bytes = 0;
   bool kick_posted = false;
+  // Coalesced frames (options.coalesce) Sent this loop turn, written by the posted flush;
+  // they precede every frame in `queue` (Send moves them there before queueing behind them).
+  std::string corked;
+  std::vector<size_t> corked_ends;  // where each coalesced frame ends in `corked`
+  bool flush_posted = false;
+  // Bytes of the front frame already written on the current connection by a send that
+  // the socket cut (Send, FlushCorked); the IO thread writes the rest. Reset when the
+  // connection goes: the peer drops a cut-off frame, so the next one gets it whole.
+  size_t front_offset = 0;
   // The connected socket's descriptor while the caller of Send may write to it itself
   // (connected, hello written); -1 otherwise. Cleared before the socket closes.
   int direct_fd = -1;
@@ -95,7 +104,14 @@ struct TcpMessenger::Impl {
   void DropQueue(Peer& p, const std::string& why);
   void StartAccept();
   void ReadInbound(uint64_t id);
-  void Deliver(TcpFrame frame);
+  void Deliver(std::vector<TcpFrame> frames);
+  void FlushCorked(Peer& p);
+  // Moves p's corked frames to the back of its queue, one entry per frame (caller holds
+  // mu). The first `written` bytes already went out by one send on the current connection:
+  // the frames they cover are counted sent, the one they cut is queued whole with its
+  // written prefix as front_offset (the queue was empty then). True if the IO thread must
+  // be kicked.
+  bool QueueCorkedLocked(Peer& p, size_t written = 0) TIDAL_REQUIRES(mu);
   void Shutdown();
 
   TcpMessenger& owner;
@@ -117,7 +133,7 @@ struct TcpMessenger::Impl {
   std::set<std::string> lookups;  // executor only: directory look-ups in flight
 
   std::atomic<uint64_t> sent{0}, received{0}, lost{0}, rejected{0}, connects{0},
-      connect_failures{0}, accepted{0}, direct{0};
+      connect_failures{0}, accepted{0}, direct{0}, coalesced{0}, batches{0};
 };
 
 void TcpMessenger::Impl::Pump(Peer& p) {
@@ -181,15 +197,17 @@ void TcpMessenger::Impl::Connect(Peer& p) {
 void TcpMessenger::Impl::WriteFront(Peer& p) {
   TIDAL_ASSERT(p.state == Peer::State::kConnected && !p.writing);
   const std::string* front = nullptr;
+  size_t offset = 0;
   {
     std::lock_guard<std::mutex> lock(mu);
     TIDAL_ASSERT(!p.queue.empty());
     front = &p.queue.front();
+    offset = p.front_offset;
   }
   p.writing = true;
   const uint64_t conn = p.conn;
   SocketPtr sock = p.socket;
-  asio::async_write(*sock, asio::buffer(*front),
+  asio::async_write(*sock, asio::buffer(front->data() + offset, front->size() - offset),
                     [this, &p, sock, conn](const asio::error_code& ec, size_t) {
                       if (conn != p.conn) return;
                       p.writing = false;
@@ -202,6 +220,7 @@ void TcpMessenger::Impl::WriteFront(Peer& p) {
                         TIDAL_ASSERT(!p.queue.empty());
                         p.queued_bytes -= p.queue.front().size();
                         p.queue.pop_front();
+                        p.front_offset = 0;
                       }
                       ++sent;
                       p.failures = 0;
@@ -234,6 +253,7 @@ void TcpMessenger::Impl::CloseSocket(Peer& p) {
 // Under mu, so no Send is writing to the descriptor while it closes.
 void TcpMessenger::Impl::CloseSocketLocked(Peer& p) {
   p.direct_fd = -1;
+  p.front_offset = 0;  // the peer drops a frame cut off with the connection: whole next time
   if (p.socket) {
     asio::error_code ignored;
     p.socket->close(ignored);
@@ -284,6 +304,7 @@ void TcpMessenger::Impl::DropQueue(Peer& p, const std::string& why) {
     n = p.queue.size();
     p.queue.clear();
     p.queued_bytes = 0;
+    p.front_offset = 0;
   }
   p.state = Peer::State::kIdle;
   lost += n;
@@ -326,9 +347,11 @@ void TcpMessenger::Impl::ReadInbound(uint64_t id) {
       return;
     }
     in.decoder.Feed(std::string_view(in.buf.data(), n));
+    std::vector<TcpFrame> frames;
     for (;;) {
       Result<std::optional<TcpFrame>> next = in.decoder.Next();
       if (!next.ok()) {
+        Deliver(std::move(frames));  // the whole frames before the bad one
         ++rejected;
         Log(owner.name_, "rejected a frame from " + in.remote + ", closing the connection: " +
                              next.status().ToString());
@@ -338,25 +361,85 @@ void TcpMessenger::Impl::ReadInbound(uint64_t id) {
         return;
       }
       if (!next->has_value()) break;
-      Deliver(std::move(**next));
+      frames.push_back(std::move(**next));
     }
+    Deliver(std::move(frames));
     ReadInbound(id);
   });
 }
 
-void TcpMessenger::Impl::Deliver(TcpFrame frame) {
-  if (frame.kind == TcpFrameKind::kHello) {
-    std::lock_guard<std::mutex> lock(mu);
-    addresses[frame.from] = std::move(frame.payload);
-    return;
+// The frames of one read: hellos taken here, the messages handed to the executor by one
+// post, in order.
+void TcpMessenger::Impl::Deliver(std::vector<TcpFrame> frames) {
+  std::vector<std::pair<std::string, std::string>> messages;
+  for (TcpFrame& frame : frames) {
+    if (frame.kind == TcpFrameKind::kHello) {
+      std::lock_guard<std::mutex> lock(mu);
+      addresses[frame.from] = std::move(frame.payload);
+      continue;
+    }
+    messages.emplace_back(std::move(frame.from), std::move(frame.payload));
   }
-  ++received;
-  owner.env_.Post([o = &owner, alive = owner.alive_, from = std::move(frame.from),
-                   payload = std::move(frame.payload)]() mutable {
-    if (!*alive || !o->receiver_) return;
-    Receiver receiver = o->receiver_;  // the receiver may replace itself
-    receiver(from, std::move(payload));
+  if (messages.empty()) return;
+  received += messages.size();
+  ++batches;
+  owner.env_.Post([o = &owner, alive = owner.alive_, messages = std::move(messages)]() mutable {
+    for (auto& [from, payload] : messages) {
+      if (!*alive || !o->receiver_) return;
+      Receiver receiver = o->receiver_;  // the receiver may replace itself
+      receiver(from, std::move(payload));
+    }
   });
+}
+
+bool TcpMessenger::Impl::QueueCorkedLocked(Peer& p, size_t written) {
+  if (p.corked.empty()) return false;
+  size_t start = 0;
+  bool queued = false;
+  for (size_t end : p.corked_ends) {
+    if (end <= written) {  // went out whole
+      ++sent;
+      ++direct;
+    } else {
+      if (start < written) {
+        TIDAL_ASSERT(p.queue.empty());
+        p.front_offset = written - start;
+      }
+      p.queue.emplace_back(p.corked, start, end - start);
+      p.queued_bytes += end - start;
+      queued = true;
+    }
+    start = end;
+  }
+  p.corked.clear();
+  p.corked_ends.clear();
+  if (!queued || p.kick_posted) return false;
+  p.kick_posted = true;
+  return true;
+}
+
+// The posted flush of options.coalesce: the peer's corked frames in one send(2) when the
+// connection is still idle (what the socket does not take, and everything when it is not,
+// goes to the IO thread's queue).
+void TcpMessenger::Impl::FlushCorked(Peer& p) {
+  bool kick = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    p.flush_posted = false;
+    if (p.corked.empty()) return;
+    size_t written = 0;
+    if (p.direct_fd >= 0 && p.queue.empty()) {
+      const ssize_t n =
+          ::send(p.direct_fd, p.corked.data(), p.corked.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        written = static_cast<size_t>(n);
+        ++coalesced;
+      }
+      // n < 0 (EAGAIN, or an error the IO thread will meet on its own write): all queued.
+    }
+    kick = QueueCorkedLocked(p, written);
+  }
+  if (kick) asio::post(io, [this, &p]() { Pump(p); });
 }
 
 void TcpMessenger::Impl::Shutdown() {
@@ -451,11 +534,11 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
   std::string frame = EncodeTcpFrame(TcpFrameKind::kMessage, name_, payload);
   Peer* peer = nullptr;
   bool kick = false;
+  bool post_flush = false;
+  Status result;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
-    if (impl_->addresses.find(to) == impl_->addresses.end()) {
-      peer = nullptr;
-    } else {
+    if (impl_->addresses.find(to) != impl_->addresses.end()) {
       auto it = impl_->peers.find(to);
       if (it == impl_->peers.end()) {
         it = impl_->peers
@@ -463,39 +546,69 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
                  .first;
       }
       peer = it->second.get();
-      // Connected and nothing queued (so every earlier frame is wholly in the kernel):
-      // write it here, without waking the IO thread. What the socket does not take now
-      // is queued as the front and the IO thread writes the rest.
-      if (peer->direct_fd >= 0 && peer->queue.empty()) {
-        const ssize_t n =
-            ::send(peer->direct_fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n == static_cast<ssize_t>(frame.size())) {
-          ++impl_->sent;
-          ++impl_->direct;
-          return Status();
+      if (options_.coalesce && peer->direct_fd >= 0 && peer->queue.empty()) {
+        // Coalesced: written with the other frames of this loop turn by one posted flush.
+        if (peer->corked.size() + frame.size() > options_.max_queue_bytes) {
+          return Status(ErrorCode::BUFFER_OVERFLOW,
+                        "send queue to '" + std::string(to) + "' is full (" +
+                            std::to_string(peer->corked.size()) + " bytes coalesced)");
         }
-        if (n > 0) frame.erase(0, static_cast<size_t>(n));
-        // n < 0 (EAGAIN, or an error the IO thread will meet on its own write): queued.
+        peer->corked += frame;
+        peer->corked_ends.push_back(peer->corked.size());
+        post_flush = !peer->flush_posted;
+        peer->flush_posted = true;
+      } else {
+        // Frames coalesced earlier go first, whatever happens to this one.
+        kick = impl_->QueueCorkedLocked(*peer);
+        bool done = false;
+        size_t written = 0;
+        // Connected and nothing queued (so every earlier frame is wholly in the kernel):
+        // write it here, without waking the IO thread. What the socket does not take now
+        // is queued as the front (whole, its written prefix as front_offset) and the IO
+        // thread writes the rest.
+        if (peer->direct_fd >= 0 && peer->queue.empty()) {
+          const ssize_t n =
+              ::send(peer->direct_fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+          if (n == static_cast<ssize_t>(frame.size())) {
+            ++impl_->sent;
+            ++impl_->direct;
+            done = true;
+          } else if (n > 0) {
+            written = static_cast<size_t>(n);
+          }
+          // n < 0 (EAGAIN, or an error the IO thread will meet on its own write): queued.
+        }
+        if (done) {
+        } else if (written == 0 && (peer->queue.size() >= options_.max_queue_messages ||
+                                    peer->queued_bytes + frame.size() > options_.max_queue_bytes)) {
+          // (A frame partly written is always queued: refusing it would leave it torn.)
+          result = Status(ErrorCode::BUFFER_OVERFLOW,
+                          "send queue to '" + std::string(to) + "' is full (" +
+                              std::to_string(peer->queue.size()) + " messages, " +
+                              std::to_string(peer->queued_bytes) + " bytes)");
+        } else {
+          if (written > 0) peer->front_offset = written;  // the queue was empty
+          peer->queued_bytes += frame.size();
+          peer->queue.push_back(std::move(frame));
+          if (!peer->kick_posted) {
+            peer->kick_posted = true;
+            kick = true;
+          }
+        }
       }
-      if (peer->queue.size() >= options_.max_queue_messages ||
-          peer->queued_bytes + frame.size() > options_.max_queue_bytes) {
-        return Status(ErrorCode::BUFFER_OVERFLOW,
-                      "send queue to '" + std::string(to) + "' is full (" +
-                          std::to_string(peer->queue.size()) + " messages, " +
-                          std::to_string(peer->queued_bytes) + " bytes)");
-      }
-      peer->queued_bytes += frame.size();
-      peer->queue.push_back(std::move(frame));
-      kick = !peer->kick_posted;
-      peer->kick_posted = true;
     }
+  }
+  if (post_flush) {
+    env_.Post([impl = impl_.get(), alive = alive_, peer]() {
+      if (*alive) impl->FlushCorked(*peer);
+    });
   }
   if (peer == nullptr) {
     LookUpLater(std::string(to));
     return Status(ErrorCode::SEGMENT_NOT_FOUND, "no endpoint named '" + std::string(to) + "'");
   }
   if (kick) asio::post(impl_->io, [impl = impl_.get(), peer]() { impl->Pump(*peer); });
-  return Status();
+  return result;
 }
 
 Status TcpMessenger::AddPeer(std::string_view name, std::string_view address) {
@@ -590,6 +703,8 @@ TcpMessengerStats TcpMessenger::stats() const {
   s.connect_failures = impl_->connect_failures.load();
   s.accepted = impl_->accepted.load();
   s.direct_writes = impl_->direct.load();
+  s.coalesced_writes = impl_->coalesced.load();
+  s.receive_batches = impl_->batches.load();
   return s;
 }
 

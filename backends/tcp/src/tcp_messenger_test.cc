@@ -290,14 +290,15 @@ TEST(TcpMessenger, AFullQueueIsBufferOverflow) {
   EXPECT_EQ(c->stats().connect_failures, co.connect_attempts);
 }
 
-// Once a connection is up and nothing is queued for it, Send writes the frame on the
-// caller's thread (no IO-thread hop); frames stay in order and byte-exact, also when the
-// direct write and queued writes alternate, and after the peer restarts.
+// Without coalescing: once a connection is up and nothing is queued for it, Send writes
+// the frame on the caller's thread (no IO-thread hop); frames stay in order and byte-exact,
+// also when the direct write and queued writes alternate, and after the peer restarts.
 TEST(TcpMessenger, SendsDirectlyOnAnIdleConnectionInOrder) {
   RealEnv env;
   auto b = StartOrDie(env, Named("b"));
   TcpMessengerOptions ao = Named("a");
   ao.peers["b"] = b->address();
+  ao.coalesce = false;
   auto a = StartOrDie(env, ao);
   Inbox at_b;
   b->SetReceiver(at_b.Receiver());
@@ -339,6 +340,55 @@ TEST(TcpMessenger, SendsDirectlyOnAnIdleConnectionInOrder) {
   }));
   EXPECT_EQ(again.got[0].first, "a");
   EXPECT_EQ(again.got[0].second, "ping");
+}
+
+// Coalescing (options.coalesce): the frames one loop turn Sends to a peer go out by one
+// send(2), posted once; order and bytes are those of the Sends, also for a burst larger
+// than the socket takes (the rest queues behind, in order) and for frames Sent while a
+// flush is still pending; the receiver's IO thread hands each read's frames over in one
+// post.
+TEST(TcpMessenger, CoalescesTheFramesOfOneTurnIntoOneWriteInOrder) {
+  RealEnv env;
+  auto b = StartOrDie(env, Named("b"));
+  TcpMessengerOptions ao = Named("a");
+  ao.peers["b"] = b->address();
+  ASSERT_TRUE(ao.coalesce);  // the default
+  auto a = StartOrDie(env, ao);
+  Inbox at_b;
+  b->SetReceiver(at_b.Receiver());
+  // The first frame dials: queued for the IO thread, as without coalescing.
+  ASSERT_TRUE(a->Send("b", "first").ok());
+  ASSERT_TRUE(Drive(env, [&]() { return a->stats().messages_sent == 1 && at_b.got.size() == 1; }));
+  EXPECT_EQ(a->stats().coalesced_writes, 0u);
+  // Ten frames in one turn: nothing written until the loop runs the flush, then one write.
+  for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(a->Send("b", Pattern(300 + i, i)).ok());
+  EXPECT_EQ(a->stats().messages_sent, 1u);
+  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 11; }));
+  EXPECT_EQ(a->stats().coalesced_writes, 1u);
+  EXPECT_EQ(a->stats().messages_sent, 11u);
+  EXPECT_EQ(a->stats().direct_writes, 10u);
+  for (uint32_t i = 0; i < 10; ++i) EXPECT_EQ(at_b.got[1 + i].second, Pattern(300 + i, i)) << i;
+  EXPECT_GE(b->stats().receive_batches, 2u);   // the first frame's, then the ten's
+  EXPECT_LE(b->stats().receive_batches, 11u);  // at most one per message
+  EXPECT_EQ(b->stats().messages_received, 11u);
+  // A burst far larger than the socket takes in one turn: the flush writes what fits,
+  // the IO thread the rest, all in order; then frames after it, in later turns.
+  constexpr size_t kBurst = 48;
+  for (size_t i = 0; i < kBurst; ++i) {
+    ASSERT_TRUE(a->Send("b", Pattern(256u << 10, static_cast<uint32_t>(i))).ok());
+  }
+  ASSERT_TRUE(Drive(env, [&]() { return a->stats().messages_sent >= 11 + kBurst / 2; }));
+  for (uint32_t i = 0; i < 4; ++i) ASSERT_TRUE(a->Send("b", Pattern(50, 900 + i)).ok());
+  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 11 + kBurst + 4; }));
+  EXPECT_EQ(a->stats().messages_sent, 11 + kBurst + 4);
+  for (size_t i = 0; i < kBurst; ++i) {
+    ASSERT_EQ(at_b.got[11 + i].second, Pattern(256u << 10, static_cast<uint32_t>(i))) << i;
+  }
+  for (uint32_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(at_b.got[11 + kBurst + i].second, Pattern(50, 900 + i)) << i;
+  }
+  EXPECT_EQ(a->stats().messages_lost, 0u);
+  EXPECT_EQ(b->stats().frames_rejected, 0u);
 }
 
 }  // namespace
