@@ -3,7 +3,8 @@
 // payloads), answers through the address learned from a hello, refusal of oversized,
 // garbled and truncated frames with the messenger still serving, reconnection to a
 // restarted peer (same port, and a new port found through the directory),
-// SEGMENT_NOT_FOUND for unknown names and BUFFER_OVERFLOW when a peer's queue is full.
+// SEGMENT_NOT_FOUND for unknown names and BUFFER_OVERFLOW when a peer's queue is full;
+// coalesced writes, and a frame cut by a broken connection sent again whole.
 #include "tidal/backends/tcp/tcp_messenger.h"
 
 #include <gtest/gtest.h>
@@ -389,6 +390,51 @@ TEST(TcpMessenger, CoalescesTheFramesOfOneTurnIntoOneWriteInOrder) {
   }
   EXPECT_EQ(a->stats().messages_lost, 0u);
   EXPECT_EQ(b->stats().frames_rejected, 0u);
+}
+
+// A frame the sender's thread wrote in part (the socket took a prefix: a direct write, or a
+// coalesced flush) whose connection then breaks is sent again whole on the next
+// connection: the new peer gets it byte for byte and rejects nothing. (Queued as its
+// unwritten rest, the new connection would carry it torn: a rejected frame, the message
+// lost.) The peer here first accepts nothing, so its kernel buffers fill, then goes away
+// and a real messenger takes its port.
+TEST(TcpMessenger, AFrameCutByABrokenConnectionIsSentAgainWhole) {
+  for (const bool coalesce : {false, true}) {
+    SCOPED_TRACE(coalesce ? "coalesced" : "direct");
+    RealEnv env;
+    asio::io_context io;
+    auto stuck = std::make_unique<asio::ip::tcp::acceptor>(
+        io, asio::ip::tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0});
+    const std::string address = "127.0.0.1:" + std::to_string(stuck->local_endpoint().port());
+    TcpMessengerOptions ao = Named("a");
+    ao.peers["b"] = address;
+    ao.coalesce = coalesce;
+    ao.connect_attempts = 200;           // the new peer comes up within these
+    ao.reconnect_backoff_ns = 1'000'000;
+    auto a = StartOrDie(env, ao);
+    // The connection is up (the kernel completed the handshake) when the first frame left.
+    ASSERT_TRUE(a->Send("b", "lost with the first connection").ok());
+    ASSERT_TRUE(Drive(env, [&]() { return a->stats().messages_sent == 1; }));
+    // 32 MiB: far more than the unaccepted connection's buffers take, so the write is cut.
+    const std::string big = Pattern(32u << 20, 5);
+    ASSERT_TRUE(a->Send("b", big).ok());
+    (void)Drive(env, [] { return false; }, 100'000'000);  // the flush runs; the rest waits
+    EXPECT_EQ(a->stats().messages_sent, 1u);  // not all of it went out
+    // The peer goes (its pending connection is reset) and a messenger takes its port.
+    stuck.reset();
+    TcpMessengerOptions bo = Named("b");
+    bo.listen = address;
+    auto b = StartOrDie(env, bo);
+    Inbox at_b;
+    b->SetReceiver(at_b.Receiver());
+    ASSERT_TRUE(Drive(env, [&]() { return !at_b.got.empty(); }));
+    (void)Drive(env, [] { return false; }, 50'000'000);  // nothing else arrives
+    ASSERT_EQ(at_b.got.size(), 1u);
+    EXPECT_EQ(at_b.got[0].first, "a");
+    EXPECT_TRUE(at_b.got[0].second == big);
+    EXPECT_EQ(b->stats().frames_rejected, 0u);
+    EXPECT_EQ(a->stats().messages_lost, 0u);
+  }
 }
 
 }  // namespace
