@@ -140,12 +140,12 @@ struct ProcessGroup::Impl {
   Task<Status> WriteChunk(int peer, ChannelClass cls, uint64_t attempt, uint64_t seq,
                           const uint8_t* src, uint64_t len, uint32_t tag, uint64_t total,
                           uint64_t offset, uint64_t deadline_ns, uint8_t* stage_into = nullptr);
-  // Runs `reqs` against `peer` (a chunk's WRITE, a pulled message's READs), the failed ones
-  // again after a probe that answers; RANK_FAILED after one that does not.
   // Notifies `h` (a chunk's notification or a pull offer) to `peer` and keeps it until a
   // credit covers it (Resync re-sends it); RANK_FAILED when the notify fails and a probe
   // finds the peer dead.
   Task<Status> NotifyKept(int peer, const DataHeader& h);
+  // Runs `reqs` against `peer` (a chunk's WRITE, a pulled message's READs), the failed ones
+  // again after a probe that answers; RANK_FAILED after one that does not.
   Task<Status> TransferRetried(int peer, ChannelClass cls, uint64_t seq,
                                std::vector<TransferRequest> reqs, uint64_t deadline_ns);
   // A collective send of device slots: up to slots_ chunk WRITEs in flight at once; or,

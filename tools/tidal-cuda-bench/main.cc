@@ -239,7 +239,11 @@ int Transfer(const po::variables_map& vm) {
               "medians over the trials, ratio = median memcpyPeer time / median tidal time, "
               "min-max: the lowest and highest ratio of one trial; copies sharing an event go "
               "out %s by default (CudaTransport::SetBatchCopies %s)\n",
-              trials, batched_default ? "by one cudaMemcpyBatchAsync" : "one call each",
+              trials,
+              !batched_default ? "one call each"
+              : f.cuda_transport(0).batch_ramp()
+                  ? "by cudaMemcpyBatchAsync, in two calls (SetBatchRamp on)"
+                  : "by one cudaMemcpyBatchAsync",
               batched_default ? "on" : "off");
   std::printf("%10s %6s %14s %18s %8s %14s %12s %12s %12s %12s %8s %8s %14s %10s %12s %14s %8s %12s %8s\n", "size",
               "iters", "tidal GB/s", "memcpyPeer GB/s", "ratio", "min-max", "issue us/req", "wait us",

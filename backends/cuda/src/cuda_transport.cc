@@ -247,7 +247,7 @@ struct CudaTransport::State {
   // asks the events itself; the progress thread leaves them alone for kCallerWindowNs after
   // the loop last did, so the two do not contend for the driver.
   std::atomic<bool> caller_polling{true};
-  std::atomic<uint64_t> caller_poll_ns{0};   // when the loop last asked (steady clock)
+  std::atomic<uint64_t> caller_poll_ns{0};   // when the loop last asked (poll_env's clock)
   std::atomic<uint64_t> gpu_groups{0};        // groups in `groups`, for a lock-free skip
   std::atomic<uint64_t> n_caller_groups{0};   // groups the loop found finished (Counters)
   RealEnv* poll_env = nullptr;                // where the spin poller is registered
@@ -323,12 +323,6 @@ void FinishLocked(CudaTransport::State& st, CudaTransport::Endpoint& self,
   if (!st.crashed) st.done.push_back(c);
 }
 
-uint64_t MonoNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
 // How long after the env's loop last asked the events (caller polling) the progress thread
 // leaves them to it: the loop stops asking while it runs a callback (a chunk's hand-off is
 // about 10 us of it), and asks again when it spins; past this it is busy or asleep, and the
@@ -337,7 +331,8 @@ constexpr uint64_t kCallerWindowNs = 20'000;
 
 bool CallerPolledRecently(const CudaTransport::State& st) {
   if (st.poll_env == nullptr || !st.caller_polling.load(std::memory_order_relaxed)) return false;
-  return MonoNs() - st.caller_poll_ns.load(std::memory_order_relaxed) < kCallerWindowNs;
+  return st.poll_env->NowNs() - st.caller_poll_ns.load(std::memory_order_relaxed) <
+         kCallerWindowNs;
 }
 
 // The GPU half of a progress pass (st.mu held): each stream's oldest group, and the next ones
@@ -618,7 +613,7 @@ void CudaTransport::PollFromCaller() {
   }
   std::unique_lock<std::mutex> lock(st.mu, std::try_to_lock);
   if (!lock.owns_lock()) return;
-  st.caller_poll_ns.store(MonoNs(), std::memory_order_relaxed);
+  st.caller_poll_ns.store(st.poll_env->NowNs(), std::memory_order_relaxed);
   Endpoint& self = *self_;
   const size_t groups = PollGroupsLocked(
       st, [&](const State::InFlight& f, TransportCompletion c) { FinishLocked(st, self, f, c); });

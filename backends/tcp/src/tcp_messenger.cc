@@ -106,6 +106,12 @@ struct TcpMessenger::Impl {
   void ReadInbound(uint64_t id);
   void Deliver(std::vector<TcpFrame> frames);
   void FlushCorked(Peer& p);
+  // Connected and nothing queued (so every earlier frame is wholly in the kernel): writes
+  // what the socket takes of `data` now, from the caller's thread without waking the IO
+  // thread (caller holds mu). Returns the bytes written; 0 when the connection is not so,
+  // or the socket took nothing (EAGAIN, or an error the IO thread will meet on its own
+  // write).
+  size_t SendNowLocked(Peer& p, const std::string& data) TIDAL_REQUIRES(mu);
   // Moves p's corked frames to the back of its queue, one entry per frame (caller holds
   // mu). The first `written` bytes already went out by one send on the current connection:
   // the frames they cover are counted sent, the one they cut is queued whole with its
@@ -418,6 +424,12 @@ bool TcpMessenger::Impl::QueueCorkedLocked(Peer& p, size_t written) {
   return true;
 }
 
+size_t TcpMessenger::Impl::SendNowLocked(Peer& p, const std::string& data) {
+  if (p.direct_fd < 0 || !p.queue.empty()) return 0;
+  const ssize_t n = ::send(p.direct_fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
 // The posted flush of options.coalesce: the peer's corked frames in one send(2) when the
 // connection is still idle (what the socket does not take, and everything when it is not,
 // goes to the IO thread's queue).
@@ -427,17 +439,9 @@ void TcpMessenger::Impl::FlushCorked(Peer& p) {
     std::lock_guard<std::mutex> lock(mu);
     p.flush_posted = false;
     if (p.corked.empty()) return;
-    size_t written = 0;
-    if (p.direct_fd >= 0 && p.queue.empty()) {
-      const ssize_t n =
-          ::send(p.direct_fd, p.corked.data(), p.corked.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) {
-        written = static_cast<size_t>(n);
-        ++coalesced;
-      }
-      // n < 0 (EAGAIN, or an error the IO thread will meet on its own write): all queued.
-    }
-    kick = QueueCorkedLocked(p, written);
+    const size_t written = SendNowLocked(p, p.corked);
+    if (written > 0) ++coalesced;
+    kick = QueueCorkedLocked(p, written);  // what the socket did not take
   }
   if (kick) asio::post(io, [this, &p]() { Pump(p); });
 }
@@ -560,25 +564,13 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
       } else {
         // Frames coalesced earlier go first, whatever happens to this one.
         kick = impl_->QueueCorkedLocked(*peer);
-        bool done = false;
-        size_t written = 0;
-        // Connected and nothing queued (so every earlier frame is wholly in the kernel):
-        // write it here, without waking the IO thread. What the socket does not take now
-        // is queued as the front (whole, its written prefix as front_offset) and the IO
+        // Written here when the connection allows; what the socket does not take now is
+        // queued as the front (whole, its written prefix as front_offset) and the IO
         // thread writes the rest.
-        if (peer->direct_fd >= 0 && peer->queue.empty()) {
-          const ssize_t n =
-              ::send(peer->direct_fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-          if (n == static_cast<ssize_t>(frame.size())) {
-            ++impl_->sent;
-            ++impl_->direct;
-            done = true;
-          } else if (n > 0) {
-            written = static_cast<size_t>(n);
-          }
-          // n < 0 (EAGAIN, or an error the IO thread will meet on its own write): queued.
-        }
-        if (done) {
+        const size_t written = impl_->SendNowLocked(*peer, frame);
+        if (written == frame.size()) {
+          ++impl_->sent;
+          ++impl_->direct;
         } else if (written == 0 && (peer->queue.size() >= options_.max_queue_messages ||
                                     peer->queued_bytes + frame.size() > options_.max_queue_bytes)) {
           // (A frame partly written is always queued: refusing it would leave it torn.)

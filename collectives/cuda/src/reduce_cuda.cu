@@ -498,7 +498,7 @@ class Poller {
     std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
     if (!lock.owns_lock()) return;
     caller_poll_ns_.store(NowNs(), std::memory_order_relaxed);
-    const size_t found = Pass(caller_blocked_);
+    const size_t found = Pass();
     if (found == 0) return;
     caller_done_.fetch_add(found, std::memory_order_relaxed);
     DrainLocked(lock);
@@ -525,8 +525,9 @@ class Poller {
   // One pass over pending work (mu_ held): work of one device runs in queue order on its
   // one stream, so only the oldest entry of each device is asked; the ones behind a busy
   // one wait their turn. What finished moves to ready_, in order. Returns how many did.
-  size_t Pass(std::vector<bool>& blocked) {
+  size_t Pass() {
     size_t n = 0;
+    std::vector<bool>& blocked = blocked_;
     blocked.assign(free_.size(), false);
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (static_cast<size_t>(it->device) >= blocked.size()) blocked.resize(it->device + 1);
@@ -586,7 +587,7 @@ class Poller {
       // Left to a caller that polls (PollFromCaller) for kCallerWindowNs after its pass.
       size_t found = 0;
       if (NowNs() - caller_poll_ns_.load(std::memory_order_relaxed) >= kCallerWindowNs) {
-        found = Pass(blocked_);
+        found = Pass();
       }
       if (found == 0) {
         lock.unlock();
@@ -612,8 +613,7 @@ class Poller {
   std::deque<Entry> pending_;                    // guarded by mu_, in queue order
   std::vector<std::vector<cudaEvent_t>> free_;   // by device; guarded by mu_
   bool thread_started_ = false;                  // guarded by mu_
-  std::vector<bool> blocked_;                    // the polling thread's, by device
-  std::vector<bool> caller_blocked_;             // PollFromCaller's, by device; guarded by mu_
+  std::vector<bool> blocked_;                    // Pass's scratch, by device; guarded by mu_
   std::deque<std::pair<Reducer::Done, Status>> ready_;  // finished, in order; guarded by mu_
   bool draining_ = false;                        // a thread runs ready_'s dones; guarded by mu_
   std::atomic<uint64_t> queued_{0};
