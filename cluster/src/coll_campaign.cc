@@ -181,6 +181,7 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
   co.pg = TestOptions();
   co.pg.slot_bytes = 512;
   co.pg.direct_max_bytes = options.direct_max_bytes > 0 ? options.direct_max_bytes : 256;
+  co.pg.algorithm = options.algorithm;
   co.pg.timeout_ns = options.timeout_ns > 0 ? options.timeout_ns : 1'000'000'000ULL;
   co.pg.planted_bug = options.planted_bug;
   co.pg.write_retries = 4;
@@ -490,7 +491,11 @@ CollSeedResult RunCollCampaignSeed(uint64_t seed, const CollCampaignOptions& opt
   if (!err.str().empty()) {
     out.ok = false;
     out.error = out.summary + "\n  " + err.str() + "\n  " + cluster.Banner() +
-                "\n  replay: tidal-coll-campaign --seed " + std::to_string(seed) + " --verbose";
+                "\n  replay: tidal-coll-campaign --seed " + std::to_string(seed) +
+                (options.algorithm != coll::Algorithm::kAuto
+                     ? " --algorithm " + std::string(coll::AlgorithmName(options.algorithm))
+                     : std::string()) +
+                " --verbose";
   }
   return out;
 }

@@ -12,7 +12,13 @@
 // the next member and folds segment (i-s-2) mod m from the previous one; after m-1 steps
 // member i holds segment i reduced over all m. The ring all-gather then circulates the
 // reduced segments for m-1 more steps.
+//
+// Split (Algorithm::kSplit, m >= 3): step 0 sends segment j of every member's input to
+// member j, which reduces it in member order; step 1 sends each reduced segment straight
+// to every member (AllReduce) or to the root (Reduce). Broadcast: step 0 the root sends
+// part k of m-1 to the k-th other member, step 1 those members exchange their parts.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "pg_impl.h"
@@ -143,6 +149,7 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
   op.algorithm =
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
+  if (op.algorithm == Algorithm::kSplit) co_return co_await RunSplitReduction(a, steps);
   const bool direct = op.algorithm == Algorithm::kDirect;
   // AllReduce(output, input) with direct_outputs: the output is the working buffer (Reduce
   // is in place and never qualifies).
@@ -226,6 +233,87 @@ Task<Status> ProcessGroup::Impl::RunReduction(Attempt& a) {
   co_return Status::Ok();
 }
 
+Task<Status> ProcessGroup::Impl::ReduceInOrderAsync(Attempt& a, const uint8_t* own, uint8_t* out,
+                                                    uint64_t count) {
+  if (loc_.is_host() || count == 0 || options_.planted_bug == CollBug::kZeroAccumulator) {
+    co_return ReduceInOrder(a, own, out, count);
+  }
+  // Device: the m - 1 folds queued at once on the reducer's stream, in member order (the
+  // first one writes `out` from the first two inputs), and one wait for the last.
+  std::vector<const void*> in(a.m);
+  for (uint64_t j = 0; j < a.m; ++j) in[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j];
+  Reducer* r = reducer_;
+  const Location loc = loc_;
+  const DataType dt = a.dt;
+  const ReduceOp fold = a.op.rop == ReduceOp::kAvg ? ReduceOp::kSum : a.op.rop;
+  std::function<void(Reducer::Done)> start = [=](Reducer::Done done) {
+    struct Join {
+      std::atomic<size_t> left;
+      Status first;
+      Reducer::Done done;
+    };
+    auto j = std::make_shared<Join>();
+    j->left.store(in.size() - 1);
+    j->done = std::move(done);
+    auto each = [j](Status st) {
+      if (!st.ok() && j->first.ok()) j->first = std::move(st);
+      if (j->left.fetch_sub(1, std::memory_order_acq_rel) == 1) j->done(j->first);
+    };
+    r->FoldIntoAsync(out, in[0], in[1], count, dt, fold, loc, each);
+    for (size_t k = 2; k < in.size(); ++k) r->FoldAsync(out, in[k], count, dt, fold, loc, each);
+  };
+  Status st = co_await AwaitReducer(start);
+  if (st.ok() && a.op.rop == ReduceOp::kAvg) st = reducer_->Scale(out, count, dt, a.m, loc_);
+  co_return st;
+}
+
+Task<Status> ProcessGroup::Impl::RunSplitReduction(Attempt& a, uint64_t steps) {
+  CollOp& op = a.op;
+  const uint64_t n = op.in.count;
+  const uint64_t bytes = n * a.es;
+  const bool is_reduce = op.type == OpType::kReduce;
+  const uint64_t r = is_reduce ? IndexOf(a.mem, op.root) : 0;
+  const bool into_out = DirectOutputs(op);
+  auto seg = [&](uint64_t j) { return Partition(n, a.m, j); };
+  const Span mine = seg(a.i);
+  // The working buffer (the output with direct_outputs) and one receive buffer per peer
+  // for its contribution to this rank's segment; the input is only read.
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(
+      (into_out ? 0 : ScratchSize(bytes)) + ScratchSize(seg(0).count * a.es) * (a.m - 1)));
+  op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(bytes);
+  op.in_output = into_out;
+  const uint8_t* input = op.in.bytes_ptr();
+  uint8_t* buf = op.buf;
+  // Step 0: segment j of every member's input to member j, which reduces it in member
+  // order into its working buffer.
+  TIDAL_STEP(Step(a, 0, steps));
+  for (uint64_t j = 0; j < a.m; ++j) {
+    if (j == a.i) continue;
+    const Span sj = seg(j);
+    a.sends.push_back({a.mem[j], input + sj.offset * a.es, sj.count * a.es});
+    op.parts[j] = TakeScratch(mine.count * a.es);
+    a.recvs.push_back({a.mem[j], op.parts[j], mine.count * a.es, false, -1});
+  }
+  TIDAL_STEP(Move(a));
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReduceInOrderAsync(a, input + mine.offset * a.es,
+                                                       buf + mine.offset * a.es, mine.count));
+  // Step 1: the reduced segments to every member (AllReduce) or to the root (Reduce).
+  TIDAL_STEP(Step(a, 1, steps));
+  for (uint64_t j = 0; j < a.m; ++j) {
+    if (j == a.i) continue;
+    const Span sj = seg(j);
+    if (!is_reduce || j == r) {
+      a.sends.push_back({a.mem[j], buf + mine.offset * a.es, mine.count * a.es});
+    }
+    if (!is_reduce || a.i == r) {
+      a.recvs.push_back({a.mem[j], buf + sj.offset * a.es, sj.count * a.es, false, -1});
+    }
+  }
+  TIDAL_STEP(Move(a));
+  TIDAL_STEP(Step(a, steps, steps));
+  co_return Status::Ok();
+}
+
 Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   CollOp& op = a.op;
   const uint64_t bytes = op.in.count * a.es;
@@ -246,6 +334,19 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
   TIDAL_STEP(Step(a, 0, steps));
+  if (op.algorithm == Algorithm::kSplit) {
+    if (into_out && a.i == r && !loc_.is_host()) {
+      root_copy = StartCopySoon(op.buf, op.in.data, bytes);
+    }
+    Status moved = co_await RunSplitBroadcast(a, from, steps);
+    if (root_copy != nullptr) {
+      Status copied = co_await JoinCopy(root_copy);
+      if (moved.ok()) moved = copied;
+    }
+    TIDAL_CO_RETURN_IF_ERROR(moved);
+    TIDAL_STEP(Step(a, steps, steps));
+    co_return Status::Ok();
+  }
   if (op.algorithm == Algorithm::kDirect) {
     // Registered input with direct outputs: every member READs it (pull offers).
     const bool pull = a.i == r && PullFrom(op, from, bytes);
@@ -273,6 +374,40 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   }
   TIDAL_CO_RETURN_IF_ERROR(moved);
   TIDAL_STEP(Step(a, steps, steps));
+  co_return Status::Ok();
+}
+
+Task<Status> ProcessGroup::Impl::RunSplitBroadcast(Attempt& a, const uint8_t* from,
+                                                   uint64_t steps) {
+  CollOp& op = a.op;
+  const uint64_t r = IndexOf(a.mem, op.root);
+  // Part k of m - 1 belongs to the k-th member other than the root, in member order.
+  auto part = [&](uint64_t j) { return Partition(op.in.count, a.m - 1, j < r ? j : j - 1); };
+  // Step 0: the root sends each other member its part (pulled when the root's input may
+  // be: PullFrom).
+  for (uint64_t j = 0; j < a.m && a.i == r; ++j) {
+    if (j == a.i) continue;
+    const Span pj = part(j);
+    const uint8_t* data = from + pj.offset * a.es;
+    a.sends.push_back({a.mem[j], data, pj.count * a.es, nullptr, PullFrom(op, data, pj.count * a.es)});
+  }
+  if (a.i != r) {
+    const Span pi = part(a.i);
+    a.recvs.push_back({op.root, op.buf + pi.offset * a.es, pi.count * a.es, false, -1});
+  }
+  TIDAL_STEP(Move(a));
+  // Step 1: the members other than the root exchange their parts.
+  TIDAL_STEP(Step(a, 1, steps));
+  if (a.i != r) {
+    const Span pi = part(a.i);
+    for (uint64_t j = 0; j < a.m; ++j) {
+      if (j == a.i || j == r) continue;
+      const Span pj = part(j);
+      a.sends.push_back({a.mem[j], op.buf + pi.offset * a.es, pi.count * a.es});
+      a.recvs.push_back({a.mem[j], op.buf + pj.offset * a.es, pj.count * a.es, false, -1});
+    }
+  }
+  TIDAL_STEP(Move(a));
   co_return Status::Ok();
 }
 

@@ -259,7 +259,14 @@ struct ProcessGroup::Impl {
   // lazy: buf starts empty; step 0 sends from the input and every fold copies its target
   // from the input first (device groups, m >= 2).
   Task<Status> RunRingReduceScatter(Attempt& a, uint64_t n, uint64_t steps, bool lazy);
+  // Algorithm::kSplit (schedule.h): AllReduce and Reduce in two steps over every link.
+  Task<Status> RunSplitReduction(Attempt& a, uint64_t steps);
+  // ReduceInOrder of this rank's segment; on device slots the folds are queued at once and
+  // waited for together.
+  Task<Status> ReduceInOrderAsync(Attempt& a, const uint8_t* own, uint8_t* out, uint64_t count);
   Task<Status> RunBroadcast(Attempt& a);
+  // Algorithm::kSplit broadcast from `from` (the root's data): its two data steps.
+  Task<Status> RunSplitBroadcast(Attempt& a, const uint8_t* from, uint64_t steps);
   Task<Status> RunAllGather(Attempt& a);
   Task<Status> RunReduceScatter(Attempt& a);
   Task<Status> RunRooted(Attempt& a);  // Gather, Scatter

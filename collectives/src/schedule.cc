@@ -26,6 +26,11 @@ Algorithm ChooseAlgorithm(OpType op, uint64_t bytes, uint64_t members, Algorithm
     case OpType::kReduceScatter:
     case OpType::kBroadcast:
     case OpType::kReduce:
+      if (requested == Algorithm::kSplit) {
+        const bool splits = op == OpType::kAllReduce || op == OpType::kReduce ||
+                            op == OpType::kBroadcast;
+        return splits && members > 2 ? Algorithm::kSplit : Algorithm::kDirect;
+      }
       if (requested != Algorithm::kAuto) return requested;
       if (members <= 2 || bytes <= direct_max_bytes) return Algorithm::kDirect;
       return Algorithm::kRing;
@@ -36,6 +41,7 @@ Algorithm ChooseAlgorithm(OpType op, uint64_t bytes, uint64_t members, Algorithm
 
 uint64_t StepCount(OpType op, Algorithm algorithm, uint64_t members) {
   if (op == OpType::kBarrier || members <= 1) return 0;
+  if (algorithm == Algorithm::kSplit) return 2;
   if (algorithm != Algorithm::kRing) return 1;
   switch (op) {
     case OpType::kAllReduce:

@@ -31,6 +31,8 @@ std::string_view AlgorithmName(Algorithm a) {
       return "direct";
     case Algorithm::kRing:
       return "ring";
+    case Algorithm::kSplit:
+      return "split";
   }
   return "?";
 }
@@ -67,6 +69,14 @@ Result<ReduceOp> ParseReduceOp(std::string_view name) {
   }
   if (name == "product") return ReduceOp::kProd;
   return Status(ErrorCode::INVALID_PARAMS, "unknown reduction '" + std::string(name) + "'");
+}
+
+Result<Algorithm> ParseAlgorithm(std::string_view name) {
+  for (Algorithm a : {Algorithm::kAuto, Algorithm::kDirect, Algorithm::kRing, Algorithm::kSplit}) {
+    if (AlgorithmName(a) == name) return a;
+  }
+  return Status(ErrorCode::INVALID_PARAMS,
+                "unknown algorithm '" + std::string(name) + "' (auto, direct, ring or split)");
 }
 
 Status ValidateTensor(const Tensor& t, std::string_view what) {

@@ -159,6 +159,31 @@ TEST(Schedule, AlgorithmChoiceBySize) {
   EXPECT_EQ(StepCount(OpType::kAllReduce, Algorithm::kDirect, 1), 0u);
 }
 
+TEST(Schedule, SplitOnlyWhereItSplitsAndWithThreeOrMoreMembers) {
+  for (OpType op : {OpType::kAllReduce, OpType::kReduce, OpType::kBroadcast}) {
+    EXPECT_EQ(ChooseAlgorithm(op, 1 << 20, 3, Algorithm::kSplit, 65536), Algorithm::kSplit);
+    EXPECT_EQ(ChooseAlgorithm(op, 1, 8, Algorithm::kSplit, 65536), Algorithm::kSplit);
+    EXPECT_EQ(ChooseAlgorithm(op, 1 << 20, 2, Algorithm::kSplit, 65536), Algorithm::kDirect);
+    EXPECT_EQ(StepCount(op, Algorithm::kSplit, 4), 2u);
+    // Never chosen by kAuto.
+    EXPECT_NE(ChooseAlgorithm(op, 1 << 20, 4, Algorithm::kAuto, 65536), Algorithm::kSplit);
+  }
+  for (OpType op : {OpType::kAllGather, OpType::kReduceScatter, OpType::kAllToAll,
+                    OpType::kGather, OpType::kScatter}) {
+    EXPECT_EQ(ChooseAlgorithm(op, 1 << 20, 4, Algorithm::kSplit, 65536), Algorithm::kDirect);
+  }
+  EXPECT_EQ(StepCount(OpType::kAllReduce, Algorithm::kSplit, 1), 0u);
+  EXPECT_EQ(AlgorithmName(Algorithm::kSplit), "split");
+  for (Algorithm a : {Algorithm::kAuto, Algorithm::kDirect, Algorithm::kRing, Algorithm::kSplit}) {
+    Result<Algorithm> parsed = ParseAlgorithm(AlgorithmName(a));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, a);
+  }
+  Result<Algorithm> bad = ParseAlgorithm("tree");
+  EXPECT_EQ(bad.code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_NE(bad.status().message().find("'tree'"), std::string::npos) << bad.status().ToString();
+}
+
 TEST(Schedule, BusBandwidthFactorsAreNcclTests) {
   EXPECT_DOUBLE_EQ(BusBandwidthFactor(OpType::kAllReduce, 8), 2.0 * 7 / 8);
   EXPECT_DOUBLE_EQ(BusBandwidthFactor(OpType::kAllGather, 8), 7.0 / 8);

@@ -26,6 +26,7 @@
 #include "fabrics.h"
 #include "tidal/collectives/chunk_trace.h"
 #include "tidal/collectives/reduce_kernel.h"
+#include "tidal/collectives/schedule.h"
 
 #if TIDAL_COLL_TEST_CUDA
 #include "tidal/backends/cuda/cuda_fabric.h"
@@ -466,7 +467,7 @@ TEST(DeviceTensors, ShortLastChunkExact) {
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
-  for (const Algorithm alg : {Algorithm::kRing, Algorithm::kDirect}) {
+  for (const Algorithm alg : {Algorithm::kRing, Algorithm::kDirect, Algorithm::kSplit}) {
     for (const int n : {2, 3}) {
       GroupClusterOptions co = DeviceCluster(n, 8100 + n, devices);
       co.pg.slot_bytes = 4 << 20;
@@ -489,7 +490,7 @@ TEST(DeviceTensors, ShortLastChunkExact) {
             CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, c, 0,
                                              ReduceOp::kSum, DataType::kF32);
             if (!res.status.ok() || res.wrong != 0) {
-              failures.push_back(std::string(alg == Algorithm::kRing ? "ring" : "direct") +
+              failures.push_back(std::string(AlgorithmName(alg)) +
                                  " w" + std::to_string(n) + " block " + std::to_string(block) +
                                  " rank " + std::to_string(r) + " " +
                                  std::string(OpTypeName(op)) + ": " + res.status.ToString() +
@@ -506,6 +507,58 @@ TEST(DeviceTensors, ShortLastChunkExact) {
           }
         }
         for (const auto& f : failures) ADD_FAILURE() << f;
+      }
+    }
+  }
+}
+
+// Algorithm::kSplit on four ranks (two per GPU): AllReduce, Reduce and Broadcast (root
+// 2), in place and out of place, land exact, and each rank WRITEs exactly the shares the
+// split sends: AllReduce every other member's segment of its input, then its reduced
+// segment to the three others; Reduce the same, its segment to the root only; Broadcast
+// the root its buffer once (a part to each other member), the others their part to the
+// two members that are neither they nor the root. A count that four does not divide, so
+// the parts differ in size.
+TEST(DeviceTensors, SplitSendsEachShareOnceExact) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  const int n = 4, root = 2;
+  const uint64_t c = (uint64_t{1} << 20) / sizeof(float) + 3;
+  const uint64_t bytes = c * sizeof(float);
+  GroupClusterOptions co = DeviceCluster(n, 8300, devices);
+  co.pg.slot_bytes = 256 << 10;
+  co.pg.algorithm = Algorithm::kSplit;
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, bytes);
+  auto seg = [&](int j) { return Partition(c, n, j).count * sizeof(float); };
+  auto part = [&](int j) { return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float); };
+  for (OpType op : {OpType::kAllReduce, OpType::kReduce, OpType::kBroadcast}) {
+    for (const bool out_of_place : {false, true}) {
+      if (op == OpType::kReduce && out_of_place) continue;  // Reduce is in place only
+      std::vector<ProcessGroupStats> before(n);
+      for (int r = 0; r < n; ++r) before[r] = cluster->pg(r).stats();
+      std::vector<CaseResult> res(n);
+      ASSERT_TRUE(cluster->RunRanks([&](int r) -> Task<void> {
+        HostCase h = Prepare(op, r, n, c, root, ReduceOp::kSum, DataType::kF32, out_of_place);
+        auto w = Start(*cluster, r, bufs[r], h, op, root, ReduceOp::kSum, DataType::kF32);
+        res[r] = co_await Finish(*cluster, r, bufs[r], h, w, op, c, root, ReduceOp::kSum,
+                                 DataType::kF32);
+      })) << "hung\n" << cluster->Banner();
+      for (int r = 0; r < n; ++r) {
+        const std::string what = std::string(OpTypeName(op)) +
+                                 (out_of_place ? " out of place" : " in place") + ", rank " +
+                                 std::to_string(r);
+        EXPECT_TRUE(res[r].status.ok()) << what << ": " << res[r].status.ToString();
+        EXPECT_EQ(res[r].wrong, 0) << what;
+        uint64_t want = 0;
+        if (op == OpType::kBroadcast) {
+          want = r == root ? bytes : part(r) * (n - 2);
+        } else {
+          want = bytes - seg(r) + (op == OpType::kReduce ? (r == root ? 0 : seg(r))
+                                                         : seg(r) * (n - 1));
+        }
+        EXPECT_EQ(cluster->pg(r).stats().bytes_sent - before[r].bytes_sent, want) << what;
       }
     }
   }

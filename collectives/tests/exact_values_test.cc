@@ -136,9 +136,10 @@ TEST_P(ForcedAlgorithm, AllSizesFiveRanks) {
   RunMatrix(backend, op, 5, pg, cases);
 }
 
-INSTANTIATE_TEST_SUITE_P(DirectAndRing, ForcedAlgorithm,
+INSTANTIATE_TEST_SUITE_P(DirectRingAndSplit, ForcedAlgorithm,
                          ::testing::Combine(AllFabrics(),
-                                            ::testing::Values(Algorithm::kDirect, Algorithm::kRing),
+                                            ::testing::Values(Algorithm::kDirect, Algorithm::kRing,
+                                                              Algorithm::kSplit),
                                             ::testing::Values(OpType::kAllReduce,
                                                               OpType::kAllGather,
                                                               OpType::kReduceScatter,

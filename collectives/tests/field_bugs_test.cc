@@ -76,7 +76,7 @@ TEST_P(CollectivesFieldBug, Bug1_GatherScatterReduceHonourRoot) {
 // With rank 1 dead, MAX of negative values, PROD and AVG must be over {0, 2, 3} exactly.
 TEST_P(CollectivesFieldBug, Bug2_AccumulatorAndActiveRanksAfterAFailure) {
   const int n = 4;
-  for (Algorithm alg : {Algorithm::kDirect, Algorithm::kRing}) {
+  for (Algorithm alg : {Algorithm::kDirect, Algorithm::kRing, Algorithm::kSplit}) {
     ProcessGroupOptions pg = TestOptions();
     pg.algorithm = alg;
     TIDAL_CLUSTER_OR_SKIP(c, Options(GetParam(), n, pg));

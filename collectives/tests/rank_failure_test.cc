@@ -49,8 +49,9 @@ constexpr uint64_t kTimeoutNs = 200'000'000;  // op timeout in this suite: 200 m
 
 // Runs `op` once with the crash plan; returns boundaries seen per rank (fault-free run).
 Outcome RunOnce(const std::string& backend, OpType op, int n, uint64_t c, Plan& plan,
-                uint64_t seed) {
+                uint64_t seed, Algorithm alg = Algorithm::kAuto) {
   ProcessGroupOptions pg = TestOptions();
+  pg.algorithm = alg;
   pg.timeout_ns = kTimeoutNs;
   pg.peer_check_ns = 100'000;
   pg.step_hook = [&plan](const StepEvent& e) {
@@ -145,9 +146,16 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
   TIDAL_SIM_ONLY(backend, "crash points at every step boundary");
   int runs = 0;
   int crashed_twice = 0;
-  for (uint64_t c : {uint64_t{1}, uint64_t{150}}) {  // direct-sized, ring-sized (3 chunks)
+  // Direct-sized, ring-sized (3 chunks), and where the op splits (Algorithm::kSplit) the
+  // ring-sized message split in two steps.
+  const bool splits =
+      op == OpType::kAllReduce || op == OpType::kReduce || op == OpType::kBroadcast;
+  std::vector<std::pair<uint64_t, Algorithm>> shapes = {{1, Algorithm::kAuto},
+                                                        {150, Algorithm::kAuto}};
+  if (splits) shapes.push_back({150, Algorithm::kSplit});
+  for (auto [c, alg] : shapes) {
     Plan clean;
-    Outcome base = RunOnce(backend, op, n, c, clean, 1);
+    Outcome base = RunOnce(backend, op, n, c, clean, 1, alg);
     ASSERT_TRUE(base.error.empty()) << "fault-free run: " << base.error;
     const std::vector<uint64_t> bounds = clean.boundaries;
     // One rank.
@@ -155,10 +163,10 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
       for (uint64_t b = 0; b < bounds[v]; ++b) {
         Plan p;
         p.crash_at[v] = b;
-        Outcome o = RunOnce(backend, op, n, c, p, 2 + runs);
+        Outcome o = RunOnce(backend, op, n, c, p, 2 + runs, alg);
         ++runs;
-        ASSERT_TRUE(o.error.empty())
-            << "count " << c << " crash " << Describe(p) << ": " << o.error;
+        ASSERT_TRUE(o.error.empty()) << "count " << c << " " << AlgorithmName(alg) << " crash "
+                                     << Describe(p) << ": " << o.error;
         ASSERT_EQ(o.crashed, std::vector<int>{v}) << Describe(p);
       }
     }
@@ -171,10 +179,10 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
             Plan p;
             p.crash_at[a] = b;
             p.crash_at[v] = b + d;
-            Outcome o = RunOnce(backend, op, n, c, p, 2 + runs);
+            Outcome o = RunOnce(backend, op, n, c, p, 2 + runs, alg);
             ++runs;
-            ASSERT_TRUE(o.error.empty())
-                << "count " << c << " crash " << Describe(p) << ": " << o.error;
+            ASSERT_TRUE(o.error.empty()) << "count " << c << " " << AlgorithmName(alg)
+                                         << " crash " << Describe(p) << ": " << o.error;
             ASSERT_FALSE(o.crashed.empty()) << Describe(p);
             ASSERT_EQ(o.crashed[0], a) << Describe(p);
             if (d == 0) {

@@ -229,7 +229,7 @@ TEST_P(ReferenceP2P, LargeMessagesAndSizeMismatch) {
 // ReduceScatter whose output is this rank's block of the input, AllReduce in place.
 TEST_P(ReferenceInPlace, AllGatherAndReduceScatterAliasingTheirBuffers) {
   const int n = 4;
-  for (Algorithm alg : {Algorithm::kDirect, Algorithm::kRing}) {
+  for (Algorithm alg : {Algorithm::kDirect, Algorithm::kRing, Algorithm::kSplit}) {
     GroupClusterOptions co = Options(GetParam(), n, 1);
     co.pg.algorithm = alg;
     TIDAL_CLUSTER_OR_SKIP(made, co);

@@ -44,7 +44,10 @@ int main(int argc, char** argv) {
       "fail a seed whose healed partition broke the group by a timeout (the default)")(
       "lenient-partitions", po::bool_switch(&lenient_partitions),
       "count such seeds instead of failing them")(
-      "json", po::bool_switch(&json), "print one JSON summary line at the end");
+      "json", po::bool_switch(&json), "print one JSON summary line at the end")(
+      "algorithm", po::value<std::string>()->default_value("auto"),
+      "the groups' algorithm: auto (direct for small messages, ring above), direct, ring or "
+      "split");
   po::variables_map vm;
   if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
   const std::optional<tidal::tools::SeedRange> range =
@@ -62,6 +65,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.strict_partitions = !lenient_partitions;
+  if (auto alg = tidal::coll::ParseAlgorithm(vm["algorithm"].as<std::string>()); alg.ok()) {
+    options.algorithm = *alg;
+  } else {
+    std::fprintf(stderr, "tidal-coll-campaign: --algorithm: %s\n", alg.status().ToString().c_str());
+    return 2;
+  }
   tidal::cluster::ReachTable reach = tidal::cluster::CollReachLayout();
   using clock = std::chrono::steady_clock;  // wall time for the report only
   const auto start = clock::now();

@@ -342,7 +342,7 @@ int RunCollBench(int argc, char** argv) {
       "root,r", po::value(&root)->default_value(root), "root of rooted ops")(
       "iters,i", po::value(&iters)->default_value(iters), "timed iterations per size")(
       "warmup,w", po::value(&warmup)->default_value(warmup), "untimed iterations per size")(
-      "algorithm", po::value(&algo)->default_value(algo), "auto, direct or ring")(
+      "algorithm", po::value(&algo)->default_value(algo), "auto, direct, ring or split")(
       "slot-bytes", po::value(&slot_text)->default_value(slot_text),
       "chunk/slot size; auto: 256K on sim, 1M on a real fabric")(
       "slice-bytes", po::value(&slice_text)->default_value(slice_text),
@@ -397,9 +397,12 @@ int RunCollBench(int argc, char** argv) {
   ProcessGroupOptions pg;
   pg.slot_bytes = *slot;
   pg.direct_max_bytes = *direct;
-  pg.algorithm = algo == "ring"     ? Algorithm::kRing
-                 : algo == "direct" ? Algorithm::kDirect
-                                    : Algorithm::kAuto;
+  if (auto a = ParseAlgorithm(algo); a.ok()) {
+    pg.algorithm = *a;
+  } else {
+    std::cerr << "--algorithm: " << a.status().ToString() << "\n";
+    return 2;
+  }
   pg.timeout_ns = 600'000'000'000ULL;
 
   if (auto probe = MakeCluster(fabric, ranks, pg, *slice, seed); !probe.ok()) {

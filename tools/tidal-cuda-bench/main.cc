@@ -1432,9 +1432,12 @@ int Coll(const po::variables_map& vm) {
   pg.device_pull = vm.count("no-pull") == 0;
   pg.timeout_ns = 30'000'000'000ULL;  // a hang shows as OPERATION_TIMEOUT, not a stuck run
   const std::string alg = vm["algorithm"].as<std::string>();
-  pg.algorithm = alg == "direct" ? coll::Algorithm::kDirect
-                 : alg == "auto" ? coll::Algorithm::kAuto
-                                 : coll::Algorithm::kRing;
+  if (auto a = coll::ParseAlgorithm(alg); a.ok()) {
+    pg.algorithm = *a;
+  } else {
+    std::cerr << "coll: --algorithm: " << a.status().ToString() << "\n";
+    return 2;
+  }
   const uint64_t slice = std::max<uint64_t>(vm["slice"].as<uint64_t>(), pg.slot_bytes);
   int cuda_rt = 0, driver = 0;
   cudaRuntimeGetVersion(&cuda_rt);
@@ -1445,8 +1448,14 @@ int Coll(const po::variables_map& vm) {
   if (!g) return 1;
   if (vm.count("trace") || vm.count("trace-dump")) coll::trace::Enable(size_t{1} << 22);
 #if TIDAL_BENCH_HAVE_NCCL
-  NcclRunner nccl(n, max);
-  const int nccl_version = nccl.version();
+  // NCCL runs one rank per GPU: with more ranks than GPUs (or --no-nccl) tidal runs alone.
+  std::unique_ptr<NcclRunner> nccl;
+  if (vm.count("no-nccl") == 0 && n <= devices) nccl = std::make_unique<NcclRunner>(n, max);
+  if (!nccl) {
+    std::printf("# NCCL not run: %s\n", vm.count("no-nccl") ? "--no-nccl"
+                                         : "more ranks than GPUs (NCCL takes one rank per GPU)");
+  }
+  const int nccl_version = nccl ? nccl->version() : 0;
 #else
   const int nccl_version = 0;
 #endif
@@ -1536,8 +1545,10 @@ int Coll(const po::variables_map& vm) {
       for (int trial = 0; trial < trials; ++trial) {
         tt.push_back(TidalTime(*g, c.op, size, k, !vm.count("serial"), &failed));
 #if TIDAL_BENCH_HAVE_NCCL
-        tn.push_back(nccl.Time(c.op, size, k));
-        tr.push_back(tn.back() / tt.back());
+        if (nccl) {
+          tn.push_back(nccl->Time(c.op, size, k));
+          tr.push_back(tn.back() / tt.back());
+        }
 #endif
       }
       const double t = Median(tt);
@@ -1549,8 +1560,10 @@ int Coll(const po::variables_map& vm) {
       const double algbw = static_cast<double>(size) / t / 1e9;
       double t_nccl = 0, busbw_nccl = 0;
 #if TIDAL_BENCH_HAVE_NCCL
-      t_nccl = Median(tn);
-      busbw_nccl = static_cast<double>(size) / t_nccl / 1e9 * bus;
+      if (!tn.empty()) {
+        t_nccl = Median(tn);
+        busbw_nccl = static_cast<double>(size) / t_nccl / 1e9 * bus;
+      }
 #endif
       const double ratio = busbw_nccl > 0 ? algbw * bus / busbw_nccl : 0;
       const std::string range = RatioRange(tr);
@@ -1665,7 +1678,8 @@ int main(int argc, char** argv) {
                             "between queued ops, so ranks sharing the loop start together)")
       ("chunk-min", po::value<uint64_t>()->default_value(1ULL << 20),
        "coll: the smallest such chunk (device_chunk_min_bytes; a multiple of 64 KiB)")
-      ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct or auto")
+      ("no-nccl", "coll: run tidal alone (NCCL is also left out with more ranks than GPUs)")
+      ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct, auto or split (AllReduce and Broadcast in two steps over every link: schedule.h)")
       ("verify-max", po::value<uint64_t>()->default_value(64ULL << 20),
        "coll: check every output element up to this size")
       ("ops", po::value<std::string>()->default_value("all"),

@@ -68,6 +68,9 @@ struct CollCampaignOptions {
   // The largest message sent directly rather than round the ring (0: 256 bytes). A smaller
   // one takes the ring's chunked path with fewer elements.
   uint64_t direct_max_bytes = 0;
+  // The groups' algorithm (kAuto: direct up to direct_max_bytes, ring above). The seed's
+  // draws are the same whatever it is.
+  coll::Algorithm algorithm = coll::Algorithm::kAuto;
 };
 
 struct CollSeedResult {

@@ -10,6 +10,16 @@
 //    pipelined chain for Broadcast).
 //  * Gather, Scatter, AllToAll: always direct (every byte crosses one link once already).
 //  * Barrier: no data step; the agreement round is the barrier.
+// Algorithm::kSplit is never chosen by kAuto; asked for, it runs AllReduce, Reduce and
+// Broadcast with three or more members in two steps over every link at once (for GPUs on
+// one switch, where a ring leaves all links but one idle in every step):
+//  * AllReduce / Reduce: member j gets every member's segment j (Partition(n, m, j)) and
+//    reduces it in member order, then the reduced segments are exchanged directly (or sent
+//    to the root). Each rank sends 2(m-1)/m of the buffer, as in the ring, in 2 steps
+//    instead of 2(m-1).
+//  * Broadcast: the root sends part k of m-1 to the k-th other member, then the others
+//    exchange their parts. The root sends the buffer once instead of m-1 times.
+//  Every other op, and any op with two members, runs kDirect.
 // `bytes` is the size that decides: the tensor for AllReduce/Broadcast/Reduce, the whole
 // gathered (or scattered) buffer for AllGather/ReduceScatter.
 #pragma once

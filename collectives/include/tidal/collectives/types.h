@@ -40,7 +40,11 @@ enum class OpType : uint8_t {
 std::string_view OpTypeName(OpType op);  // "allreduce", ...
 
 // Data-path algorithms. kAuto picks by message size (see schedule.h / README).
-enum class Algorithm : uint8_t { kAuto = 0, kDirect, kRing };
+// kSplit (schedule.h): with three or more members, the direct exchange cut in two steps so
+// that every link carries a share (AllReduce and Reduce: a direct reduce-scatter, then a
+// direct all-gather or a gather at the root; Broadcast: a scatter from the root, then an
+// all-gather among the others). Elsewhere, and with two members, it is kDirect.
+enum class Algorithm : uint8_t { kAuto = 0, kDirect, kRing, kSplit };
 std::string_view AlgorithmName(Algorithm a);
 
 // Bytes per element (1, 2, 4 or 8); 0 for an invalid value.
@@ -52,6 +56,8 @@ std::string_view ReduceOpName(ReduceOp op);
 // Parse the names above; INVALID_PARAMS names the bad text.
 Result<DataType> ParseDataType(std::string_view name);
 Result<ReduceOp> ParseReduceOp(std::string_view name);
+// "auto", "direct", "ring" or "split"; INVALID_PARAMS names the bad text.
+Result<Algorithm> ParseAlgorithm(std::string_view name);
 
 struct Tensor {
   void* data = nullptr;
