@@ -334,19 +334,7 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
       ChooseAlgorithm(op.type, bytes, a.m, options_.algorithm, options_.direct_max_bytes);
   const uint64_t steps = StepCount(op.type, op.algorithm, a.m);
   TIDAL_STEP(Step(a, 0, steps));
-  if (op.algorithm == Algorithm::kSplit) {
-    if (into_out && a.i == r && !loc_.is_host()) {
-      root_copy = StartCopySoon(op.buf, op.in.data, bytes);
-    }
-    Status moved = co_await RunSplitBroadcast(a, from, steps);
-    if (root_copy != nullptr) {
-      Status copied = co_await JoinCopy(root_copy);
-      if (moved.ok()) moved = copied;
-    }
-    TIDAL_CO_RETURN_IF_ERROR(moved);
-    TIDAL_STEP(Step(a, steps, steps));
-    co_return Status::Ok();
-  }
+  const bool split = op.algorithm == Algorithm::kSplit;  // its two steps: RunSplitBroadcast
   if (op.algorithm == Algorithm::kDirect) {
     // Registered input with direct outputs: every member READs it (pull offers).
     const bool pull = a.i == r && PullFrom(op, from, bytes);
@@ -354,7 +342,7 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
       if (j != a.i) a.sends.push_back({a.mem[j], from, bytes, nullptr, pull});
     }
     if (a.i != r) a.recvs.push_back({op.root, op.buf, bytes, false, -1});
-  } else {
+  } else if (!split) {
     // A pipelined chain from the root around the ring: each chunk is passed on as soon
     // as it arrived.
     const uint64_t pos = RingSub(a.i, r, a.m);
@@ -367,7 +355,13 @@ Task<Status> ProcessGroup::Impl::RunBroadcast(Attempt& a) {
   if (into_out && a.i == r && !loc_.is_host()) {
     root_copy = StartCopySoon(op.buf, op.in.data, bytes);
   }
-  Status moved = co_await Move(a);
+  // (Two statements: GCC 12 miscompiles co_await inside a conditional expression.)
+  Status moved;
+  if (split) {
+    moved = co_await RunSplitBroadcast(a, from, steps);
+  } else {
+    moved = co_await Move(a);
+  }
   if (root_copy != nullptr) {
     Status copied = co_await JoinCopy(root_copy);
     if (moved.ok()) moved = copied;
