@@ -290,7 +290,10 @@ Task<Status> ProcessGroup::Impl::RunSplitReduction(Attempt& a, uint64_t steps) {
   for (uint64_t j = 0; j < a.m; ++j) {
     if (j == a.i) continue;
     const Span sj = seg(j);
-    a.sends.push_back({a.mem[j], input + sj.offset * a.es, sj.count * a.es});
+    // Offered for pulling where the input may be (PullFrom): the reader READs it straight
+    // into its receive buffer, with no slot and no copy out of it.
+    const uint8_t* data = input + sj.offset * a.es;
+    a.sends.push_back({a.mem[j], data, sj.count * a.es, nullptr, PullFrom(op, data, sj.count * a.es)});
     op.parts[j] = TakeScratch(mine.count * a.es);
     a.recvs.push_back({a.mem[j], op.parts[j], mine.count * a.es, false, -1});
   }

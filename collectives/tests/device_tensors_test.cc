@@ -564,6 +564,63 @@ TEST(DeviceTensors, SplitSendsEachShareOnceExact) {
   }
 }
 
+// The split with registered tensors and direct outputs (out of place): its first step is
+// pulled. Every rank READs its segment of every other rank's registered input straight
+// into its receive buffer (AllReduce), or its part of the root's input (Broadcast), and
+// WRITEs only the second step's shares; every value exact.
+TEST(DeviceTensors, SplitPullsItsFirstStepExact) {
+  std::string skip;
+  const int devices = Devices(&skip);
+  if (devices == 0) GTEST_SKIP() << skip;
+  const int n = 4, root = 2;
+  const uint64_t c = (uint64_t{1} << 20) / sizeof(float) + 3;
+  const uint64_t bytes = c * sizeof(float);
+  GroupClusterOptions co = DeviceCluster(n, 8310, devices);
+  co.pg.slot_bytes = 256 << 10;
+  co.pg.algorithm = Algorithm::kSplit;
+  co.pg.direct_outputs = true;
+  TIDAL_CLUSTER_OR_SKIP(cluster, co);
+  std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, bytes);
+  ASSERT_TRUE(cluster->RunRanks([&](int r) -> Task<void> {
+    Status reg = co_await cluster->pg(r).RegisterBuffer(bufs[r].in, bytes);
+    if (reg.ok()) reg = co_await cluster->pg(r).RegisterBuffer(bufs[r].out, bytes);
+    EXPECT_TRUE(reg.ok()) << reg.ToString();
+  }));
+  auto seg = [&](int j) { return Partition(c, n, j).count * sizeof(float); };
+  auto part = [&](int j) { return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float); };
+  for (OpType op : {OpType::kAllReduce, OpType::kBroadcast}) {
+    std::vector<ProcessGroupStats> before(n);
+    for (int r = 0; r < n; ++r) before[r] = cluster->pg(r).stats();
+    std::vector<CaseResult> res(n);
+    ASSERT_TRUE(cluster->RunRanks([&](int r) -> Task<void> {
+      HostCase h = Prepare(op, r, n, c, root, ReduceOp::kSum, DataType::kF32, true);
+      auto w = Start(*cluster, r, bufs[r], h, op, root, ReduceOp::kSum, DataType::kF32);
+      res[r] = co_await Finish(*cluster, r, bufs[r], h, w, op, c, root, ReduceOp::kSum,
+                               DataType::kF32);
+    })) << "hung\n" << cluster->Banner();
+    for (int r = 0; r < n; ++r) {
+      const std::string what = std::string(OpTypeName(op)) + ", rank " + std::to_string(r);
+      EXPECT_TRUE(res[r].status.ok()) << what << ": " << res[r].status.ToString();
+      EXPECT_EQ(res[r].wrong, 0) << what;
+      const ProcessGroupStats& s = cluster->pg(r).stats();
+      uint64_t pulled = 0, reads = 0, sent = 0;
+      if (op == OpType::kAllReduce) {
+        pulled = seg(r) * (n - 1);
+        reads = n - 1;
+        sent = seg(r) * (n - 1);
+      } else if (r != root) {
+        pulled = part(r);
+        reads = 1;
+        sent = part(r) * (n - 2);
+      }
+      EXPECT_EQ(s.bytes_pulled - before[r].bytes_pulled, pulled) << what;
+      EXPECT_EQ(s.pulls_read - before[r].pulls_read, reads) << what;
+      EXPECT_EQ(s.pulls_via_slots - before[r].pulls_via_slots, 0u) << what;
+      EXPECT_EQ(s.bytes_sent - before[r].bytes_sent, sent) << what;
+    }
+  }
+}
+
 // yield_between_ops: three different collectives issued at once by every rank (queued
 // behind one another) with a loop turn between them, each on buffers of its own: every
 // output exact, in issue order.
@@ -1019,8 +1076,10 @@ TEST(DevicePull, RanksMayDifferInPullAndDirectOutputs) {
 
 // A rank killed while its peers READ from it (or it from them), on three ranks with
 // direct outputs and registered tensors: alltoall (the victim is a sender and a reader),
-// broadcast with a reader killed (the root waits for its credit) and broadcast with the
-// root killed (the readers' READs fail). Survivors: alltoall and the reader's case end
+// broadcast with a reader killed (the root waits for its credit), broadcast with the
+// root killed (the readers' READs fail), and the split allreduce (Algorithm::kSplit: its
+// first step READs a segment of every peer's input; the victim is a sender and a reader,
+// with 1 MiB segments). Survivors: alltoall, the allreduce and the reader's case end
 // RANK_FAILED with failed_ranks [1] and exact results over the survivors (the retry
 // re-READs every byte; the failed rank's alltoall blocks are zero); the root's case ends
 // COLLECTIVE_ABORTED with failed_ranks [0]. Nothing hangs, every input is untouched.
@@ -1032,26 +1091,30 @@ struct PullKill {
   OpType op;
   int root;
   int victim;
+  Algorithm alg = Algorithm::kDirect;
+  uint64_t count = (1 << 20) / sizeof(float);  // 1 MiB per block
 };
 
 class DevicePullKilled : public ::testing::TestWithParam<int> {};
 
 TEST_P(DevicePullKilled, SurvivorsAgreeAndRetryExactly) {
-  const PullKill k = std::array<PullKill, 3>{PullKill{OpType::kAllToAll, 0, 1},
-                                             PullKill{OpType::kBroadcast, 0, 1},
-                                             PullKill{OpType::kBroadcast, 1, 1}}[GetParam()];
+  const PullKill k = std::array<PullKill, 4>{
+      PullKill{OpType::kAllToAll, 0, 1}, PullKill{OpType::kBroadcast, 0, 1},
+      PullKill{OpType::kBroadcast, 1, 1},
+      PullKill{OpType::kAllReduce, 0, 1, Algorithm::kSplit,
+               3 * (uint64_t{1} << 20) / sizeof(float)}}[GetParam()];
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
   constexpr int kRanks = 3;
-  const uint64_t c = (1 << 20) / sizeof(float);  // 1 MiB per block
+  const uint64_t c = k.count;
   GroupCluster* gc = nullptr;
   bool fired = false;
   uint64_t crash_ns = 0;
   GroupClusterOptions co = DeviceCluster(kRanks, 8200 + GetParam(), devices);
   co.pg.slot_bytes = 256 << 10;
   co.pg.direct_outputs = true;
-  co.pg.algorithm = Algorithm::kDirect;
+  co.pg.algorithm = k.alg;
   co.pg.step_hook = [&](const StepEvent& e) {
     if (e.rank != k.victim || e.op_seq != 0 || e.boundary != 0 || fired) return;
     fired = true;
@@ -1149,10 +1212,11 @@ TEST_P(DevicePullKilled, SurvivorsAgreeAndRetryExactly) {
 }
 
 std::string PullKillName(const ::testing::TestParamInfo<int>& info) {
-  const char* names[] = {"alltoall_peer", "broadcast_reader", "broadcast_root"};
+  const char* names[] = {"alltoall_peer", "broadcast_reader", "broadcast_root",
+                         "split_allreduce_peer"};
   return std::string(names[info.param]) + "_" + kBackend;
 }
-INSTANTIATE_TEST_SUITE_P(Cases, DevicePullKilled, ::testing::Values(0, 1, 2), PullKillName);
+INSTANTIATE_TEST_SUITE_P(Cases, DevicePullKilled, ::testing::Values(0, 1, 2, 3), PullKillName);
 
 }  // namespace
 }  // namespace tidal::coll
