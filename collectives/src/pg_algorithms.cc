@@ -4,9 +4,9 @@
 // until commit (outputs are written by Finalize only), so a retried attempt starts clean
 // even for in-place operations. With options.direct_outputs an out-of-place op's working
 // buffer is its output (DirectOutputs): the input is still never written, every attempt
-// still rewrites every output byte from it, and Finalize has nothing to copy. Direct algorithms receive every contribution into its
-// own buffer and reduce in member order (identical results on every rank); ring
-// algorithms fold incoming chunks into the working buffer as they arrive.
+// still rewrites every output byte from it, and Finalize has nothing to copy. Direct algorithms
+// receive every contribution into its own buffer and reduce in member order (identical results on
+// every rank); ring algorithms fold incoming chunks into the working buffer as they arrive.
 //
 // Ring reduce-scatter over m members: at step s member i sends segment (i-s-1) mod m to
 // the next member and folds segment (i-s-2) mod m from the previous one; after m-1 steps
@@ -241,7 +241,8 @@ Task<Status> ProcessGroup::Impl::ReduceInOrderAsync(Attempt& a, const uint8_t* o
   // Device: the m - 1 folds queued at once on the reducer's stream, in member order (the
   // first one writes `out` from the first two inputs), and one wait for the last.
   std::vector<const void*> in(a.m);
-  for (uint64_t j = 0; j < a.m; ++j) in[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j];
+  for (uint64_t j = 0; j < a.m; ++j)
+    in[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j];
   Reducer* r = reducer_;
   const Location loc = loc_;
   const DataType dt = a.dt;
@@ -278,8 +279,8 @@ Task<Status> ProcessGroup::Impl::RunSplitReduction(Attempt& a, uint64_t steps) {
   const Span mine = seg(a.i);
   // The working buffer (the output with direct_outputs) and one receive buffer per peer
   // for its contribution to this rank's segment; the input is only read.
-  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch(
-      (into_out ? 0 : ScratchSize(bytes)) + ScratchSize(seg(0).count * a.es) * (a.m - 1)));
+  TIDAL_CO_RETURN_IF_ERROR(co_await ReserveScratch((into_out ? 0 : ScratchSize(bytes)) +
+                                                   ScratchSize(seg(0).count * a.es) * (a.m - 1)));
   op.buf = into_out ? op.out.bytes_ptr() : TakeScratch(bytes);
   op.in_output = into_out;
   const uint8_t* input = op.in.bytes_ptr();
@@ -293,7 +294,8 @@ Task<Status> ProcessGroup::Impl::RunSplitReduction(Attempt& a, uint64_t steps) {
     // Offered for pulling where the input may be (PullFrom): the reader READs it straight
     // into its receive buffer, with no slot and no copy out of it.
     const uint8_t* data = input + sj.offset * a.es;
-    a.sends.push_back({a.mem[j], data, sj.count * a.es, nullptr, PullFrom(op, data, sj.count * a.es)});
+    a.sends.push_back(
+        {a.mem[j], data, sj.count * a.es, nullptr, PullFrom(op, data, sj.count * a.es)});
     op.parts[j] = TakeScratch(mine.count * a.es);
     a.recvs.push_back({a.mem[j], op.parts[j], mine.count * a.es, false, -1});
   }
@@ -386,7 +388,8 @@ Task<Status> ProcessGroup::Impl::RunSplitBroadcast(Attempt& a, const uint8_t* fr
     if (j == a.i) continue;
     const Span pj = part(j);
     const uint8_t* data = from + pj.offset * a.es;
-    a.sends.push_back({a.mem[j], data, pj.count * a.es, nullptr, PullFrom(op, data, pj.count * a.es)});
+    a.sends.push_back(
+        {a.mem[j], data, pj.count * a.es, nullptr, PullFrom(op, data, pj.count * a.es)});
   }
   if (a.i != r) {
     const Span pi = part(a.i);

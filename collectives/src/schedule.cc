@@ -27,8 +27,8 @@ Algorithm ChooseAlgorithm(OpType op, uint64_t bytes, uint64_t members, Algorithm
     case OpType::kBroadcast:
     case OpType::kReduce:
       if (requested == Algorithm::kSplit) {
-        const bool splits = op == OpType::kAllReduce || op == OpType::kReduce ||
-                            op == OpType::kBroadcast;
+        const bool splits =
+            op == OpType::kAllReduce || op == OpType::kReduce || op == OpType::kBroadcast;
         return splits && members > 2 ? Algorithm::kSplit : Algorithm::kDirect;
       }
       if (requested != Algorithm::kAuto) return requested;

@@ -168,8 +168,8 @@ TEST(Schedule, SplitOnlyWhereItSplitsAndWithThreeOrMoreMembers) {
     // Never chosen by kAuto.
     EXPECT_NE(ChooseAlgorithm(op, 1 << 20, 4, Algorithm::kAuto, 65536), Algorithm::kSplit);
   }
-  for (OpType op : {OpType::kAllGather, OpType::kReduceScatter, OpType::kAllToAll,
-                    OpType::kGather, OpType::kScatter}) {
+  for (OpType op : {OpType::kAllGather, OpType::kReduceScatter, OpType::kAllToAll, OpType::kGather,
+                    OpType::kScatter}) {
     EXPECT_EQ(ChooseAlgorithm(op, 1 << 20, 4, Algorithm::kSplit, 65536), Algorithm::kDirect);
   }
   EXPECT_EQ(StepCount(OpType::kAllReduce, Algorithm::kSplit, 1), 0u);

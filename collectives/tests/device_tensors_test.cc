@@ -490,10 +490,9 @@ TEST(DeviceTensors, ShortLastChunkExact) {
             CaseResult res = co_await Finish(*cluster, r, bufs[r], h, w, op, c, 0,
                                              ReduceOp::kSum, DataType::kF32);
             if (!res.status.ok() || res.wrong != 0) {
-              failures.push_back(std::string(AlgorithmName(alg)) +
-                                 " w" + std::to_string(n) + " block " + std::to_string(block) +
-                                 " rank " + std::to_string(r) + " " +
-                                 std::string(OpTypeName(op)) + ": " + res.status.ToString() +
+              failures.push_back(std::string(AlgorithmName(alg)) + " w" + std::to_string(n) +
+                                 " block " + std::to_string(block) + " rank " + std::to_string(r) +
+                                 " " + std::string(OpTypeName(op)) + ": " + res.status.ToString() +
                                  " #wrong=" + std::to_string(res.wrong));
             }
           });
@@ -532,7 +531,9 @@ TEST(DeviceTensors, SplitSendsEachShareOnceExact) {
   TIDAL_CLUSTER_OR_SKIP(cluster, co);
   std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, bytes);
   auto seg = [&](int j) { return Partition(c, n, j).count * sizeof(float); };
-  auto part = [&](int j) { return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float); };
+  auto part = [&](int j) {
+    return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float);
+  };
   for (OpType op : {OpType::kAllReduce, OpType::kReduce, OpType::kBroadcast}) {
     for (const bool out_of_place : {false, true}) {
       if (op == OpType::kReduce && out_of_place) continue;  // Reduce is in place only
@@ -544,7 +545,8 @@ TEST(DeviceTensors, SplitSendsEachShareOnceExact) {
         auto w = Start(*cluster, r, bufs[r], h, op, root, ReduceOp::kSum, DataType::kF32);
         res[r] = co_await Finish(*cluster, r, bufs[r], h, w, op, c, root, ReduceOp::kSum,
                                  DataType::kF32);
-      })) << "hung\n" << cluster->Banner();
+      })) << "hung\n"
+          << cluster->Banner();
       for (int r = 0; r < n; ++r) {
         const std::string what = std::string(OpTypeName(op)) +
                                  (out_of_place ? " out of place" : " in place") + ", rank " +
@@ -555,8 +557,8 @@ TEST(DeviceTensors, SplitSendsEachShareOnceExact) {
         if (op == OpType::kBroadcast) {
           want = r == root ? bytes : part(r) * (n - 2);
         } else {
-          want = bytes - seg(r) + (op == OpType::kReduce ? (r == root ? 0 : seg(r))
-                                                         : seg(r) * (n - 1));
+          want = bytes - seg(r) +
+                 (op == OpType::kReduce ? (r == root ? 0 : seg(r)) : seg(r) * (n - 1));
         }
         EXPECT_EQ(cluster->pg(r).stats().bytes_sent - before[r].bytes_sent, want) << what;
       }
@@ -587,7 +589,9 @@ TEST(DeviceTensors, SplitPullsItsFirstStepExact) {
     EXPECT_TRUE(reg.ok()) << reg.ToString();
   }));
   auto seg = [&](int j) { return Partition(c, n, j).count * sizeof(float); };
-  auto part = [&](int j) { return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float); };
+  auto part = [&](int j) {
+    return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float);
+  };
   for (OpType op : {OpType::kAllReduce, OpType::kBroadcast}) {
     std::vector<ProcessGroupStats> before(n);
     for (int r = 0; r < n; ++r) before[r] = cluster->pg(r).stats();
@@ -595,9 +599,10 @@ TEST(DeviceTensors, SplitPullsItsFirstStepExact) {
     ASSERT_TRUE(cluster->RunRanks([&](int r) -> Task<void> {
       HostCase h = Prepare(op, r, n, c, root, ReduceOp::kSum, DataType::kF32, true);
       auto w = Start(*cluster, r, bufs[r], h, op, root, ReduceOp::kSum, DataType::kF32);
-      res[r] = co_await Finish(*cluster, r, bufs[r], h, w, op, c, root, ReduceOp::kSum,
-                               DataType::kF32);
-    })) << "hung\n" << cluster->Banner();
+      res[r] =
+          co_await Finish(*cluster, r, bufs[r], h, w, op, c, root, ReduceOp::kSum, DataType::kF32);
+    })) << "hung\n"
+        << cluster->Banner();
     for (int r = 0; r < n; ++r) {
       const std::string what = std::string(OpTypeName(op)) + ", rank " + std::to_string(r);
       EXPECT_TRUE(res[r].status.ok()) << what << ": " << res[r].status.ToString();
@@ -1098,11 +1103,11 @@ struct PullKill {
 class DevicePullKilled : public ::testing::TestWithParam<int> {};
 
 TEST_P(DevicePullKilled, SurvivorsAgreeAndRetryExactly) {
-  const PullKill k = std::array<PullKill, 4>{
-      PullKill{OpType::kAllToAll, 0, 1}, PullKill{OpType::kBroadcast, 0, 1},
-      PullKill{OpType::kBroadcast, 1, 1},
-      PullKill{OpType::kAllReduce, 0, 1, Algorithm::kSplit,
-               3 * (uint64_t{1} << 20) / sizeof(float)}}[GetParam()];
+  const PullKill k =
+      std::array<PullKill, 4>{PullKill{OpType::kAllToAll, 0, 1}, PullKill{OpType::kBroadcast, 0, 1},
+                              PullKill{OpType::kBroadcast, 1, 1},
+                              PullKill{OpType::kAllReduce, 0, 1, Algorithm::kSplit,
+                                       3 * (uint64_t{1} << 20) / sizeof(float)}}[GetParam()];
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;

@@ -48,8 +48,8 @@ struct Outcome {
 constexpr uint64_t kTimeoutNs = 200'000'000;  // op timeout in this suite: 200 ms
 
 // Runs `op` once with the crash plan; returns boundaries seen per rank (fault-free run).
-Outcome RunOnce(const std::string& backend, OpType op, int n, uint64_t c, Plan& plan,
-                uint64_t seed, Algorithm alg = Algorithm::kAuto) {
+Outcome RunOnce(const std::string& backend, OpType op, int n, uint64_t c, Plan& plan, uint64_t seed,
+                Algorithm alg = Algorithm::kAuto) {
   ProcessGroupOptions pg = TestOptions();
   pg.algorithm = alg;
   pg.timeout_ns = kTimeoutNs;
@@ -148,8 +148,7 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
   int crashed_twice = 0;
   // Direct-sized, ring-sized (3 chunks), and where the op splits (Algorithm::kSplit) the
   // ring-sized message split in two steps.
-  const bool splits =
-      op == OpType::kAllReduce || op == OpType::kReduce || op == OpType::kBroadcast;
+  const bool splits = op == OpType::kAllReduce || op == OpType::kReduce || op == OpType::kBroadcast;
   std::vector<std::pair<uint64_t, Algorithm>> shapes = {{1, Algorithm::kAuto},
                                                         {150, Algorithm::kAuto}};
   if (splits) shapes.push_back({150, Algorithm::kSplit});
@@ -181,8 +180,8 @@ TEST_P(RankFailure, CrashOneThenTwoAtEveryStepBoundary) {
             p.crash_at[v] = b + d;
             Outcome o = RunOnce(backend, op, n, c, p, 2 + runs, alg);
             ++runs;
-            ASSERT_TRUE(o.error.empty()) << "count " << c << " " << AlgorithmName(alg)
-                                         << " crash " << Describe(p) << ": " << o.error;
+            ASSERT_TRUE(o.error.empty()) << "count " << c << " " << AlgorithmName(alg) << " crash "
+                                         << Describe(p) << ": " << o.error;
             ASSERT_FALSE(o.crashed.empty()) << Describe(p);
             ASSERT_EQ(o.crashed[0], a) << Describe(p);
             if (d == 0) {

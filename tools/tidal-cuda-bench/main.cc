@@ -1452,8 +1452,9 @@ int Coll(const po::variables_map& vm) {
   std::unique_ptr<NcclRunner> nccl;
   if (vm.count("no-nccl") == 0 && n <= devices) nccl = std::make_unique<NcclRunner>(n, max);
   if (!nccl) {
-    std::printf("# NCCL not run: %s\n", vm.count("no-nccl") ? "--no-nccl"
-                                         : "more ranks than GPUs (NCCL takes one rank per GPU)");
+    std::printf("# NCCL not run: %s\n",
+                vm.count("no-nccl") ? "--no-nccl"
+                                    : "more ranks than GPUs (NCCL takes one rank per GPU)");
   }
   const int nccl_version = nccl ? nccl->version() : 0;
 #else
@@ -1679,7 +1680,9 @@ int main(int argc, char** argv) {
       ("chunk-min", po::value<uint64_t>()->default_value(1ULL << 20),
        "coll: the smallest such chunk (device_chunk_min_bytes; a multiple of 64 KiB)")
       ("no-nccl", "coll: run tidal alone (NCCL is also left out with more ranks than GPUs)")
-      ("algorithm", po::value<std::string>()->default_value("ring"), "coll: ring, direct, auto or split (AllReduce and Broadcast in two steps over every link: schedule.h)")
+      ("algorithm", po::value<std::string>()->default_value("ring"),
+       "coll: ring, direct, auto or split (AllReduce and Broadcast in two steps over every "
+       "link: schedule.h)")
       ("verify-max", po::value<uint64_t>()->default_value(64ULL << 20),
        "coll: check every output element up to this size")
       ("ops", po::value<std::string>()->default_value("all"),
