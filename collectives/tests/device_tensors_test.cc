@@ -511,6 +511,25 @@ TEST(DeviceTensors, ShortLastChunkExact) {
   }
 }
 
+// The split tests' shape: four ranks, root 2, a count four (and three) does not divide, so
+// the segments and parts differ in size.
+struct SplitShape {
+  static constexpr int n = 4, root = 2;
+  static constexpr uint64_t c = (uint64_t{1} << 20) / sizeof(float) + 3;
+  static constexpr uint64_t bytes = c * sizeof(float);
+  // AllReduce's segment j, and Broadcast's part of member j (not the root), in bytes.
+  static uint64_t seg(int j) { return Partition(c, n, j).count * sizeof(float); }
+  static uint64_t part(int j) {
+    return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float);
+  }
+  static GroupClusterOptions Cluster(uint64_t seed, int devices) {
+    GroupClusterOptions co = DeviceCluster(n, seed, devices);
+    co.pg.slot_bytes = 256 << 10;
+    co.pg.algorithm = Algorithm::kSplit;
+    return co;
+  }
+};
+
 // Algorithm::kSplit on four ranks (two per GPU): AllReduce, Reduce and Broadcast (root
 // 2), in place and out of place, land exact, and each rank WRITEs exactly the shares the
 // split sends: AllReduce every other member's segment of its input, then its reduced
@@ -522,18 +541,14 @@ TEST(DeviceTensors, SplitSendsEachShareOnceExact) {
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
-  const int n = 4, root = 2;
-  const uint64_t c = (uint64_t{1} << 20) / sizeof(float) + 3;
-  const uint64_t bytes = c * sizeof(float);
-  GroupClusterOptions co = DeviceCluster(n, 8300, devices);
-  co.pg.slot_bytes = 256 << 10;
-  co.pg.algorithm = Algorithm::kSplit;
+  using S = SplitShape;
+  const int n = S::n, root = S::root;
+  const uint64_t c = S::c, bytes = S::bytes;
+  GroupClusterOptions co = S::Cluster(8300, devices);
   TIDAL_CLUSTER_OR_SKIP(cluster, co);
   std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, bytes);
-  auto seg = [&](int j) { return Partition(c, n, j).count * sizeof(float); };
-  auto part = [&](int j) {
-    return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float);
-  };
+  auto seg = &S::seg;
+  auto part = &S::part;
   for (OpType op : {OpType::kAllReduce, OpType::kReduce, OpType::kBroadcast}) {
     for (const bool out_of_place : {false, true}) {
       if (op == OpType::kReduce && out_of_place) continue;  // Reduce is in place only
@@ -574,12 +589,10 @@ TEST(DeviceTensors, SplitPullsItsFirstStepExact) {
   std::string skip;
   const int devices = Devices(&skip);
   if (devices == 0) GTEST_SKIP() << skip;
-  const int n = 4, root = 2;
-  const uint64_t c = (uint64_t{1} << 20) / sizeof(float) + 3;
-  const uint64_t bytes = c * sizeof(float);
-  GroupClusterOptions co = DeviceCluster(n, 8310, devices);
-  co.pg.slot_bytes = 256 << 10;
-  co.pg.algorithm = Algorithm::kSplit;
+  using S = SplitShape;
+  const int n = S::n, root = S::root;
+  const uint64_t c = S::c, bytes = S::bytes;
+  GroupClusterOptions co = S::Cluster(8310, devices);
   co.pg.direct_outputs = true;
   TIDAL_CLUSTER_OR_SKIP(cluster, co);
   std::vector<DeviceBuffers> bufs = AllocateBuffers(*cluster, devices, bytes);
@@ -588,10 +601,8 @@ TEST(DeviceTensors, SplitPullsItsFirstStepExact) {
     if (reg.ok()) reg = co_await cluster->pg(r).RegisterBuffer(bufs[r].out, bytes);
     EXPECT_TRUE(reg.ok()) << reg.ToString();
   }));
-  auto seg = [&](int j) { return Partition(c, n, j).count * sizeof(float); };
-  auto part = [&](int j) {
-    return Partition(c, n - 1, j < root ? j : j - 1).count * sizeof(float);
-  };
+  auto seg = &S::seg;
+  auto part = &S::part;
   for (OpType op : {OpType::kAllReduce, OpType::kBroadcast}) {
     std::vector<ProcessGroupStats> before(n);
     for (int r = 0; r < n; ++r) before[r] = cluster->pg(r).stats();
