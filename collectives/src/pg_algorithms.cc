@@ -96,12 +96,17 @@ Task<Status> ProcessGroup::Impl::Move(Attempt& a) {
   return RunStep(std::move(sends), std::move(recvs), a.dt, a.op.rop, a.deadline_ns);
 }
 
-Status ProcessGroup::Impl::ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out,
-                                         uint64_t count) {
+std::vector<const void*> ProcessGroup::Impl::MemberInputs(const Attempt& a, const uint8_t* own) {
   std::vector<const void*> inputs(a.m);
   for (uint64_t j = 0; j < a.m; ++j) {
     inputs[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j];
   }
+  return inputs;
+}
+
+Status ProcessGroup::Impl::ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out,
+                                         uint64_t count) {
+  const std::vector<const void*> inputs = MemberInputs(a, own);
   if (options_.planted_bug == CollBug::kZeroAccumulator && a.op.rop != ReduceOp::kAvg) {
     // Planted (field bug 2): start from zero and fold every contribution into it.
     const size_t bytes = count * DataTypeSize(a.dt);
@@ -240,9 +245,7 @@ Task<Status> ProcessGroup::Impl::ReduceInOrderAsync(Attempt& a, const uint8_t* o
   }
   // Device: the m - 1 folds queued at once on the reducer's stream, in member order (the
   // first one writes `out` from the first two inputs), and one wait for the last.
-  std::vector<const void*> in(a.m);
-  for (uint64_t j = 0; j < a.m; ++j)
-    in[j] = j == a.i ? static_cast<const void*>(own) : a.op.parts[j];
+  const std::vector<const void*> in = MemberInputs(a, own);
   Reducer* r = reducer_;
   const Location loc = loc_;
   const DataType dt = a.dt;

@@ -272,6 +272,8 @@ struct ProcessGroup::Impl {
   Task<Status> RunRooted(Attempt& a);  // Gather, Scatter
   Task<Status> RunAllToAll(Attempt& a);
   Status ReduceInOrder(Attempt& a, const uint8_t* own, uint8_t* out, uint64_t count);
+  // The m contributions in member order: `own` at this rank's index, a.op.parts elsewhere.
+  static std::vector<const void*> MemberInputs(const Attempt& a, const uint8_t* own);
   Status CheckTensor(const Tensor& t, std::string_view what) const;
   // options.direct_outputs and an op whose output does not overlap its input (and has
   // bytes): the output is the attempt's working memory (see ProcessGroupOptions).
