@@ -12,6 +12,7 @@
 #include "tidal/sim/world.h"
 
 #if TIDAL_HAVE_UCX
+#include "tidal/backends/ucx/ucx_fabric.h"
 #include "tidal/backends/ucx/ucx_process_fabric.h"
 #include "tidal/backends/ucx/ucx_transport.h"
 #endif
@@ -202,11 +203,24 @@ class UcxRig final : public RealRig {
   }
   std::string Banner() const override {
     const char* tls = std::getenv("UCX_TLS");
-    return std::string("ucx rig, UCX_TLS=") + (tls == nullptr ? "(unset)" : tls);
+    return std::string("ucx rig, UCX_TLS=") + (tls == nullptr ? "(unset)" : tls) +
+           (one_sided_ ? ", one-sided" : "") + (transport_memory_ ? ", transport memory" : "");
+  }
+
+ protected:
+  // With TIDAL_UCX_TRANSPORT_MEMORY=1 (the `ucx-1s` instances) regions live in memory the
+  // node's transport allocated through UCX, which one-sided peers reach directly.
+  uint8_t* Allocate(size_t node, size_t bytes) override {
+    if (!transport_memory_) return RealRig::Allocate(node, bytes);
+    Result<void*> p = raw_[node]->AllocateHostMemory(bytes);
+    TIDAL_ASSERT(p.ok());
+    return static_cast<uint8_t*>(*p);
   }
 
  private:
   std::vector<backends::ucx::UcxTransport*> raw_;
+  const bool one_sided_ = backends::ucx::UcxTransportOptions::OneSidedFromEnvironment();
+  const bool transport_memory_ = backends::ucx::UcxFabricOptions::TransportMemoryFromEnvironment();
 };
 
 // The ucx_proc rig: each node's UcxTransport in its own process (tidal-ucx-host), driven

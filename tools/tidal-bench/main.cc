@@ -78,6 +78,9 @@ struct Config {
   // Every request of the window uses the same source and destination range (one buffer
   // of the message size a side, cache-resident as ucp_put_bw's), instead of a range each.
   bool same_buffer = false;
+  // UcxTransportOptions::one_sided and UcxFabricOptions::transport_memory (docs/ucx.md).
+  bool one_sided = false;
+  bool transport_memory = false;
   double idle_s = 0;  // after the figures: seconds idle, with every thread's CPU time
 };
 
@@ -318,6 +321,8 @@ int RunTransfer(const Config& c) {
     o.engine.transfer_timeout_ns = 60'000'000'000ULL;
     o.transport.spin_ns = c.spin_ns;
     o.env_spin_ns = c.env_spin_ns;
+    o.transport.one_sided = c.one_sided;
+    o.transport_memory = c.transport_memory;
     Result<std::unique_ptr<backends::ucx::UcxFabric>> made = backends::ucx::UcxFabric::Make(o);
     if (!made.ok()) {
       std::cerr << "tidal-bench: the ucx fabric did not start: " << made.status().ToString()
@@ -426,6 +431,11 @@ int RunTransfer(const Config& c) {
                               : "a buffer range per request",
                 static_cast<unsigned long long>(c.spin_ns),
                 static_cast<unsigned long long>(c.env_spin_ns));
+    std::printf("data path: %s; buffers: %s\n",
+                c.one_sided ? "one-sided (put/get on granted rkeys + flush)"
+                            : "active messages checked by the target",
+                c.transport_memory ? "allocated and mapped by UCX (ucp_mem_map ALLOCATE)"
+                                   : "heap memory registered with ucp_mem_map");
   } else {
     std::printf("tidal-bench transfer: %s fabric, 2 nodes in one process; beside it "
                 "ib_write_bw / ib_read_bw (perftest) on loopback\n",
@@ -442,6 +452,8 @@ int RunTransfer(const Config& c) {
     j["same_buffer"] = c.same_buffer;
     j["spin_ns"] = c.spin_ns;
     j["env_spin_ns"] = c.env_spin_ns;
+    j["one_sided"] = c.one_sided;
+    j["transport_memory"] = c.transport_memory;
   }
   j["bytes_per_size"] = c.bytes;
   j["failed_requests"] = failed;
@@ -527,6 +539,13 @@ int main(int argc, char** argv) {
       "same-buffer",
       "every request of the window moves the same source range into the same destination "
       "range (one buffer a side, as ucp_put_bw), instead of a range each")(
+      "one-sided",
+      "ucx: the one-sided data path: WRITE/READ as put/get on the rkey the target granted, a "
+      "WRITE complete at a flush (UcxTransportOptions::one_sided; default: "
+      "TIDAL_UCX_ONE_SIDED)")(
+      "transport-memory",
+      "ucx: buffers allocated and mapped by UCX (ucp_mem_map ALLOCATE: shared segments on sm), "
+      "as ucp_put_bw's (UcxFabricOptions::transport_memory)")(
       "idle-seconds", po::value(&c.idle_s)->default_value(c.idle_s),
       "after the figures, stay idle this long and print every thread's CPU time")(
       "json", "print JSON after the table");
@@ -562,6 +581,9 @@ int main(int argc, char** argv) {
   }
   c.json = vm.count("json") != 0;
   c.same_buffer = vm.count("same-buffer") != 0;
+  c.one_sided = vm.count("one-sided") != 0 || backends::ucx::UcxTransportOptions{}.one_sided;
+  c.transport_memory =
+      vm.count("transport-memory") != 0 || backends::ucx::UcxFabricOptions{}.transport_memory;
   if (c.window == 0 || c.sizes.empty()) {
     std::cerr << "tidal-bench: --window and --sizes must not be empty\n";
     return 2;

@@ -1,6 +1,8 @@
 #include "tidal/backends/ucx/ucx_fabric.h"
 
+#include <cstdio>
 #include <cstdlib>
+#include <string_view>
 #include <cstring>
 
 #include "tidal/contract_checker.h"
@@ -58,11 +60,26 @@ UcxFabric::~UcxFabric() {
   for (; posters_ > 0; --posters_) env_.RemovePoster();
 }
 
+bool UcxFabricOptions::TransportMemoryFromEnvironment() {
+  const char* v = std::getenv("TIDAL_UCX_TRANSPORT_MEMORY");
+  return v != nullptr && std::string_view(v) == "1";
+}
+
 void* UcxFabric::Allocate(size_t node, size_t bytes, Location location) {
   TIDAL_ASSERT(node < size());
   // Host memory whatever the location: registering it as device memory is refused by the
   // engine (UNSUPPORTED), since this transport moves host memory only.
   (void)location;
+  if (options_.transport_memory) {
+    // Zeroed by the transport; it lives as long as the node's transport.
+    Result<void*> p = transports_[node]->AllocateHostMemory(bytes == 0 ? 1 : bytes);
+    if (!p.ok()) {
+      std::fprintf(stderr, "UcxFabric::Allocate: node %zu, %zu bytes of transport memory: %s\n",
+                   node, bytes, p.status().ToString().c_str());
+      std::abort();
+    }
+    return *p;
+  }
   auto block = std::make_unique<uint8_t[]>(bytes == 0 ? 1 : bytes);
   std::memset(block.get(), 0, bytes == 0 ? 1 : bytes);
   void* p = block.get();

@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -154,17 +156,29 @@ struct Pair {
   PeerId peer = 0;
   uint64_t next_id = 0;
 
-  Pair(UcxTransportOptions o, uint64_t env_spin_ns) {
+  uint8_t* base[2] = {nullptr, nullptr};  // each node's region: mem[i], or transport memory
+
+  // `transport_memory`: each region is memory the node's transport allocated through UCX
+  // (AllocateHostMemory) instead of mem[i]; `o1` (when given) is node 1's options.
+  Pair(UcxTransportOptions o, uint64_t env_spin_ns, bool transport_memory = false,
+       const UcxTransportOptions* o1 = nullptr) {
     env.SetSpinNs(env_spin_ns);
     for (size_t i = 0; i < 2; ++i) {
-      t[i] = std::make_unique<UcxTransport>(o);
-      mem[i].assign(kRegion, 0);
+      t[i] = std::make_unique<UcxTransport>(i == 1 && o1 != nullptr ? *o1 : o);
       TransportInstall in;
       in.env = &env;
       in.segment_name = "s" + std::to_string(i);
       in.on_ready = [this] { env.Post([] {}); };
       env.AddPoster();
       EXPECT_TRUE(t[i]->Install(in).ok());
+      if (transport_memory) {
+        Result<void*> p = t[i]->AllocateHostMemory(kRegion);
+        EXPECT_TRUE(p.ok()) << p.status().ToString();
+        base[i] = p.ok() ? static_cast<uint8_t*>(*p) : nullptr;
+      } else {
+        mem[i].assign(kRegion, 0);
+        base[i] = mem[i].data();
+      }
       Result<uint64_t> key = t[i]->RegisterMemory(addr(i), kRegion, Location::Host());
       EXPECT_TRUE(key.ok()) << key.status().ToString();
       rkey[i] = key.ok() ? *key : 0;
@@ -184,17 +198,19 @@ struct Pair {
       env.RemovePoster();
     }
   }
-  uint64_t addr(size_t i) const { return reinterpret_cast<uint64_t>(mem[i].data()); }
+  uint64_t addr(size_t i) const { return reinterpret_cast<uint64_t>(base[i]); }
   // WRITEs chunk `k` of node 0's region to the same place at node 1; its completion.
-  TransportCompletion Write(size_t k) {
+  TransportCompletion Write(size_t k) { return Do(TransportTask::Kind::kWrite, k, k, rkey[1]); }
+  // Node 0's task between its chunk `local` and node 1's chunk `remote` under `key`.
+  TransportCompletion Do(TransportTask::Kind kind, size_t local, size_t remote, uint64_t key) {
     TransportTask w;
     w.task_id = ++next_id;
     w.peer = peer;
-    w.kind = TransportTask::Kind::kWrite;
-    w.local_addr = addr(0) + k * kChunk;
-    w.remote_addr = addr(1) + k * kChunk;
+    w.kind = kind;
+    w.local_addr = addr(0) + local * kChunk;
+    w.remote_addr = addr(1) + remote * kChunk;
     w.length = kChunk;
-    w.rkey = rkey[1];
+    w.rkey = key;
     Status accepted;
     t[0]->Submit(std::span<const TransportTask>(&w, 1), std::span<Status>(&accepted, 1));
     EXPECT_TRUE(accepted.ok()) << accepted.ToString();
@@ -217,7 +233,7 @@ struct Pair {
     return got;
   }
   void Fill() {
-    for (size_t i = 0; i < kRegion; ++i) mem[0][i] = static_cast<uint8_t>(i * 7 + (i >> 11));
+    for (size_t i = 0; i < kRegion; ++i) base[0][i] = static_cast<uint8_t>(i * 7 + (i >> 11));
   }
 };
 
@@ -420,6 +436,127 @@ TEST_P(UcxSpin, TargetDestroyedWithAnswersToAStuckPeerInFlight) {
   ucp_worker_destroy(worker);
   ucp_cleanup(context);
 }
+
+// ---- one-sided mode (UcxTransportOptions::one_sided, docs/ucx.md "One-sided mode") ----
+
+class UcxOneSided : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Whether UCX_TLS maps a peer's UCX-allocated memory into this process (its shared-memory
+  // transports): only then is a key's path direct.
+  static bool Mapped() {
+    const char* tls = std::getenv("UCX_TLS");
+    const std::string t = tls == nullptr ? "" : tls;
+    return t.find("sm") != std::string::npos || t.find("posix") != std::string::npos ||
+           t.find("sysv") != std::string::npos;
+  }
+  static UcxTransportOptions Options() {
+    UcxTransportOptions o;
+    o.one_sided = true;
+    o.revoke_timeout_ns = 100'000'000;
+    return o;
+  }
+};
+
+// Eight WRITEs and eight READs under one key: the initiator asks the target for it once.
+// On memory UCX allocated, over shared memory, each is a put or a get into the peer's
+// mapped segment (no request reaches the target); elsewhere (tcp; heap memory) the ops take
+// the target-checked active-message path. The bytes are exact either way.
+TEST_P(UcxOneSided, OneKeyRequestThenPutsAndGetsWhereTheMemoryIsMapped) {
+  for (const bool transport_memory : {true, false}) {
+    SCOPED_TRACE(transport_memory ? "transport memory" : "heap memory");
+    Pair p(Options(), 50'000, transport_memory);
+    ASSERT_NE(p.base[0], nullptr);
+    ASSERT_NE(p.base[1], nullptr);
+    p.Fill();
+    for (size_t k = 0; k < 8; ++k) {
+      const TransportCompletion c = p.Write(k);
+      EXPECT_EQ(c.code, ErrorCode::OK);
+      EXPECT_EQ(c.bytes_transferred, kChunk);
+    }
+    EXPECT_EQ(std::memcmp(p.base[0], p.base[1], 8 * kChunk), 0);
+    // Node 1's chunks 0..7 come back into node 0's chunks 8..15.
+    for (size_t k = 0; k < 8; ++k) {
+      const TransportCompletion c = p.Do(TransportTask::Kind::kRead, 8 + k, k, p.rkey[1]);
+      EXPECT_EQ(c.code, ErrorCode::OK);
+      EXPECT_EQ(c.bytes_transferred, kChunk);
+    }
+    EXPECT_EQ(std::memcmp(p.base[0] + 8 * kChunk, p.base[1], 8 * kChunk), 0);
+    const UcxTransportStats s = p.t[0]->stats();
+    EXPECT_EQ(s.key_fetches, 1u);
+    const bool direct = transport_memory && Mapped();
+    EXPECT_EQ(s.puts, direct ? 8u : 0u);
+    EXPECT_EQ(s.gets, direct ? 8u : 0u);
+    // A range outside the region the key names is refused at the initiator (direct) or the
+    // target, and nothing moves.
+    const auto before = std::vector<uint8_t>(p.base[1], p.base[1] + kRegion);
+    const TransportCompletion out = p.Do(TransportTask::Kind::kWrite, 0, kRegion / kChunk, p.rkey[1]);
+    EXPECT_EQ(out.code, ErrorCode::REMOTE_ACCESS_DENIED);
+    EXPECT_EQ(out.bytes_transferred, 0u);
+    EXPECT_EQ(std::memcmp(before.data(), p.base[1], kRegion), 0);
+  }
+}
+
+// UnregisterMemory at the target revokes the key from the peer that holds it, and returns
+// OK once that peer dropped it: the peer's next WRITE under the old key asks again, is
+// refused, and moves nothing.
+TEST_P(UcxOneSided, UnregisterRevokesTheKeyFromItsHolder) {
+  Pair p(Options(), 50'000, true);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);
+  ASSERT_TRUE(p.t[1]->UnregisterMemory(p.addr(1), kRegion).ok());
+  EXPECT_EQ(p.t[1]->stats().revokes_sent, 1u);
+  EXPECT_EQ(p.t[0]->stats().keys_revoked, 1u);
+  std::memset(p.base[0], 0xEE, kChunk);
+  const auto before = std::vector<uint8_t>(p.base[1], p.base[1] + kRegion);
+  const TransportCompletion c = p.Write(0);
+  EXPECT_EQ(c.code, ErrorCode::REMOTE_ACCESS_DENIED);
+  EXPECT_EQ(c.bytes_transferred, 0u);
+  EXPECT_EQ(std::memcmp(before.data(), p.base[1], kRegion), 0);
+  EXPECT_EQ(p.t[0]->stats().key_fetches, 2u);
+}
+
+// A holder that never answers the revocation (planted: it stands for a peer that stalls)
+// keeps the region registered: BATCH_BUSY naming one peer, after revoke_timeout_ns, and
+// again on the next call. The key is no longer granted to anyone meanwhile.
+TEST_P(UcxOneSided, AHolderThatDoesNotReleaseTheKeyKeepsTheRegion) {
+  UcxTransportOptions stalls = Options();
+  stalls.planted_bug = UcxBug::kIgnoresRevocations;
+  Pair p(stalls, 50'000, true, nullptr);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);
+  for (int call = 0; call < 2; ++call) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Status s = p.t[1]->UnregisterMemory(p.addr(1), kRegion);
+    EXPECT_EQ(s.code(), ErrorCode::BATCH_BUSY) << s.ToString();
+    EXPECT_NE(s.message().find("1 peer(s)"), std::string::npos) << s.ToString();
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(p.t[1]->stats().revokes_sent, 2u);
+  // Still registered at the target: registering an overlapping range is refused.
+  EXPECT_EQ(p.t[1]->RegisterMemory(p.addr(1), kChunk, Location::Host()).code(),
+            ErrorCode::REGISTRATION_FAILED);
+}
+
+// The holder dies. Over tcp its connection fails, so it counts as having released the key
+// and UnregisterMemory returns OK. Over shared memory UCX 1.13 reports no peer failure: a
+// dead holder cannot be told from one that stalls, so the region stays (BATCH_BUSY) until
+// the target's transport is destroyed.
+TEST_P(UcxOneSided, ADeadHolderReleasesTheKeyOnlyWhereItsFailureIsSeen) {
+  Pair p(Options(), 50'000, true);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);
+  p.t[0]->Crash();
+  const Status s = p.t[1]->UnregisterMemory(p.addr(1), kRegion);
+  if (Mapped()) {
+    EXPECT_EQ(s.code(), ErrorCode::BATCH_BUSY) << s.ToString();
+    EXPECT_NE(s.message().find("1 peer(s)"), std::string::npos) << s.ToString();
+  } else {
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Transport, UcxOneSided, ::testing::Values(std::string("ucx")),
+                         [](const auto& info) { return info.param; });
 
 INSTANTIATE_TEST_SUITE_P(Transport, UcxSpin, ::testing::Values(std::string("ucx")),
                          [](const auto& info) { return info.param; });

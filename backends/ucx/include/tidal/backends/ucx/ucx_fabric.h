@@ -8,7 +8,7 @@
 // completions to it. The UCX transports between nodes are real: bytes cross UCX over the
 // transports UCX_TLS selects (tcp, or shared memory with posix,self / sm,self).
 //
-// Allocate gives zeroed host memory; Crash is UNSUPPORTED: the nodes share one executor,
+// Allocate gives zeroed host memory (heap, or UCX-mapped with transport_memory); Crash is UNSUPPORTED: the nodes share one executor,
 // so one node's coroutines cannot be stopped alone (the raw-transport rig crashes a
 // UcxTransport by itself instead).
 #pragma once
@@ -40,6 +40,13 @@ struct UcxFabricOptions {
   // JSON-lines file (tidal-sim import reads it). Empty: the TIDAL_RECORD environment
   // variable, when set, names the file instead.
   std::string record_path;
+  // Allocate hands out memory the node's transport allocated and mapped through UCX
+  // (UcxTransport::AllocateHostMemory: on UCX's shared-memory transports a segment peers
+  // map, which one-sided WRITEs fill with a CPU copy) instead of heap memory. Off unless
+  // TIDAL_UCX_TRANSPORT_MEMORY=1 is in the environment (the ctest `ucx-1s` instances).
+  bool transport_memory = TransportMemoryFromEnvironment();
+
+  static bool TransportMemoryFromEnvironment();
 };
 
 class UcxFabric final : public Fabric {

@@ -55,12 +55,17 @@ namespace tidal::backends::ucx {
 
 // Planted bugs: deliberate defects switched on at run time through
 // UcxTransportOptions::planted_bug, to show that a failure recorded on UCX replays on the
-// simulator (tidal-sim import). Default kNone; nothing but that test sets it.
+// simulator (tidal-sim import), or to stand for a misbehaving peer. Default kNone; only
+// tests set it.
 enum class UcxBug : uint8_t {
   kNone,
   // The target of an eager WRITE (one that arrives with its data, small ones) stores all
-  // but its last byte and acknowledges it OK.
+  // but its last byte and acknowledges it OK. One-sided: a WRITE of up to 8 KiB puts all but
+  // its last byte and completes OK.
   kWriteDropsLastByte,
+  // One-sided: revocations are dropped unanswered, as by a holder that stalls (the target's
+  // UnregisterMemory must then keep the region: ucx_transport_test).
+  kIgnoresRevocations,
 };
 
 struct UcxTransportOptions {
@@ -79,6 +84,24 @@ struct UcxTransportOptions {
   // set-up (wire-up) reaches an idle node without always signalling its event fd.
   uint64_t idle_poll_ns = 5'000'000;
   UcxBug planted_bug = UcxBug::kNone;  // tidal-sim import's UCX test only
+  // The one-sided data path (docs/ucx.md, "One-sided mode"): WRITE and READ are
+  // ucp_put_nbx / ucp_get_nbx on the target's packed UCX rkey, a WRITE completing when a
+  // flush of the endpoint says its bytes are in the target's memory. The target still
+  // decides who may access what: an initiator asks it for the packed key of a region the
+  // first time it uses that region's key (the target refuses a wrong, foreign or stale
+  // key; the initiator then checks every range against the region's bounds it was
+  // given), and UnregisterMemory revokes the key from every peer holding it, waiting until
+  // each has finished its accesses and dropped the key, before it unmaps. Off by default
+  // (the target-checked active-message path); TIDAL_UCX_ONE_SIDED=1 in the environment
+  // turns it on for options built without setting it (the ctest `ucx-1s` instances).
+  bool one_sided = OneSidedFromEnvironment();
+  // One-sided: how long UnregisterMemory waits for the peers holding the region's key to
+  // release it. Past it the region stays registered, the key is no longer granted, and
+  // BATCH_BUSY names how many peers did not answer (a later call asks them again). A peer
+  // whose connection failed counts as released.
+  uint64_t revoke_timeout_ns = 1'000'000'000ULL;
+
+  static bool OneSidedFromEnvironment();
 };
 
 // Counters for tests and benchmarks (read from any thread).
@@ -108,6 +131,14 @@ struct UcxTransportStats {
   // that found the worker free and progressed it.
   uint64_t caller_poll_calls = 0;
   uint64_t caller_polls = 0;
+  // One-sided mode: key requests this node sent (one per peer region it started using),
+  // puts and gets it issued, keys peers revoked from it, and the revocations this node
+  // sent when it unregistered regions peers held.
+  uint64_t key_fetches = 0;
+  uint64_t puts = 0;
+  uint64_t gets = 0;
+  uint64_t keys_revoked = 0;
+  uint64_t revokes_sent = 0;
   bool crashed = false;
 };
 
@@ -133,6 +164,14 @@ class UcxTransport final : public Transport {
   Status Cancel(uint64_t task_id) override;
   Status SendNotify(PeerId peer, std::string_view payload) override;
   size_t PollNotifies(std::vector<Notification>& out, size_t max) override;
+
+  // Host memory allocated and mapped by UCX (ucp_mem_map with UCP_MEM_MAP_ALLOCATE): on
+  // UCX's shared-memory transports a segment peers map into their own address space, so a
+  // one-sided WRITE into it is a copy by the initiator's CPU, with no kernel call (memory
+  // of the caller's own is reached through process_vm_writev instead). Zero-filled;
+  // register it (or ranges of it) with RegisterMemory as any memory. It lives until the
+  // transport is destroyed. REGISTRATION_FAILED with UCX's reason when it cannot.
+  Result<void*> AllocateHostMemory(uint64_t length);
 
   // Fail-stop: stops the progress thread and destroys the worker and its connections
   // (peers see their connections fail). Afterwards every call answers PEER_UNREACHABLE or
