@@ -233,6 +233,7 @@ struct UcxTransport::Impl {
     {
       std::lock_guard<std::mutex> lock(mu);
       commands.push_back(std::move(fn));
+      queued.fetch_add(1);
     }
     if (worker != nullptr && (sleeping.load() || stop.load())) {
       ucp_worker_signal(worker);
@@ -255,6 +256,9 @@ struct UcxTransport::Impl {
     fn();
     direct.fetch_add(1);
     wl.unlock();
+    // Nothing left for UCX (a one-sided put into mapped memory, flushed and completed on
+    // this thread): no answer to wait for, so the progress thread need not poll for one.
+    if (busy.load() == 0) return;
     // The answer (and anything UCX could not send inline: a rendezvous, a full send queue)
     // needs the progress thread. The send is activity: a progress thread that is awake
     // sees it and polls for spin_ns more without being woken. One that is going to sleep
@@ -384,6 +388,8 @@ struct UcxTransport::Impl {
 
   mutable std::mutex mu;
   std::deque<std::function<void()>> commands TIDAL_GUARDED_BY(mu);
+  std::atomic<uint64_t> queued{0};  // commands.size(), read without mu
+  std::atomic<uint64_t> probes{0};  // outstanding probes (their deadlines need checking)
   std::map<uint64_t, Region> regions TIDAL_GUARDED_BY(mu);       // by start address
   std::unordered_map<uint64_t, uint64_t> region_by_key TIDAL_GUARDED_BY(mu);
   std::vector<Peer> peers TIDAL_GUARDED_BY(mu);
@@ -533,6 +539,9 @@ Status UcxTransport::Impl::Start(const TransportInstall& in) {
 }
 
 void UcxTransport::Impl::RunCommands() {
+  // Read without the state mutex first: a polling progress thread, and a waiting caller,
+  // run this every round, and most rounds find nothing queued.
+  if (queued.load() == 0) return;
   for (;;) {
     std::function<void()> fn;
     {
@@ -540,6 +549,7 @@ void UcxTransport::Impl::RunCommands() {
       if (commands.empty()) return;
       fn = std::move(commands.front());
       commands.pop_front();
+      queued.fetch_sub(1);
     }
     fn();
   }
@@ -740,6 +750,7 @@ void UcxTransport::Impl::CompleteLocked(uint64_t seq, ErrorCode code, uint64_t b
     TIDAL_ASSERT(r != regions.end() && r->second.local_in_flight > 0);
     --r->second.local_in_flight;
   }
+  if (op.task.kind == TransportTask::Kind::kProbe) probes.fetch_sub(1, std::memory_order_relaxed);
   completions.push_back(TransportCompletion{op.task.task_id, code, bytes});
   seq_by_task.erase(op.task.task_id);
   ops.erase(it);
@@ -945,6 +956,7 @@ void UcxTransport::Impl::SendRequest(uint64_t seq, const TransportTask& t, ucp_e
 }
 
 void UcxTransport::Impl::CheckProbes() {
+  if (probes.load(std::memory_order_relaxed) == 0) return;  // every round: no lock then
   const uint64_t now = MonoNs();
   bool any = false;
   {
@@ -2023,6 +2035,7 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       m.ops.emplace(seq, op);
       m.own_ops.store(m.ops.size(), std::memory_order_relaxed);
       m.seq_by_task[t.task_id] = seq;
+      if (t.kind == TransportTask::Kind::kProbe) m.probes.fetch_add(1, std::memory_order_relaxed);
       if (t.kind == TransportTask::Kind::kWrite) {
         m.writes.fetch_add(1, std::memory_order_relaxed);
         m.write_bytes.fetch_add(t.length, std::memory_order_relaxed);
@@ -2152,6 +2165,8 @@ void UcxTransport::Crash() {
   m.completions.clear();
   m.notifies.clear();
   m.commands.clear();
+  m.queued.store(0);
+  m.probes.store(0);
   m.busy.store(0);
 }
 

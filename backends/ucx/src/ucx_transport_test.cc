@@ -538,16 +538,19 @@ TEST_P(UcxOneSided, AHolderThatDoesNotReleaseTheKeyKeepsTheRegion) {
 }
 
 // The holder dies. Over tcp its connection fails, so it counts as having released the key
-// and UnregisterMemory returns OK. Over shared memory UCX 1.13 reports no peer failure: a
-// dead holder cannot be told from one that stalls, so the region stays (BATCH_BUSY) until
-// the target's transport is destroyed.
-TEST_P(UcxOneSided, ADeadHolderReleasesTheKeyOnlyWhereItsFailureIsSeen) {
+// and UnregisterMemory returns OK. Over shared memory UCX 1.13 reports no peer failure: the
+// target's endpoint to the dead holder fails to connect when the holder's FIFO is gone
+// (released: OK), but when its file descriptor number was reused in this process UCX
+// attaches to something else and nothing answers, and a dead holder cannot be told from
+// one that stalls: the region stays (BATCH_BUSY naming the peer). Either is right there;
+// nothing else is.
+TEST_P(UcxOneSided, ADeadHolderReleasesTheKeyWhereItsFailureIsSeen) {
   Pair p(Options(), 50'000, true);
   p.Fill();
   ASSERT_EQ(p.Write(0).code, ErrorCode::OK);
   p.t[0]->Crash();
   const Status s = p.t[1]->UnregisterMemory(p.addr(1), kRegion);
-  if (Mapped()) {
+  if (Mapped() && !s.ok()) {
     EXPECT_EQ(s.code(), ErrorCode::BATCH_BUSY) << s.ToString();
     EXPECT_NE(s.message().find("1 peer(s)"), std::string::npos) << s.ToString();
   } else {

@@ -14,7 +14,10 @@
 // the data from its registered range. A wrong, foreign, stale (unregistered) or zero key,
 // or a range outside the key's window, is answered REMOTE_ACCESS_DENIED and no byte is
 // received or sent. So no long-lived packed rkey ever leaves a node, and the segment
-// descriptor's address blob carries only the worker address (docs/ucx.md).
+// descriptor's address blob carries only the worker address (docs/ucx.md). The one-sided
+// mode (UcxTransportOptions::one_sided) hands packed rkeys out on request instead, and
+// revokes them from their holders before UnregisterMemory unmaps; where the peer's memory
+// is mapped into this process, WRITE and READ are then puts and gets.
 //
 // Target-side in-flight accounting: a region that is receiving a WRITE or sending a READ
 // answer cannot be unregistered (BATCH_BUSY) until that finishes, so after
