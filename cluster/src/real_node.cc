@@ -43,6 +43,14 @@ Result<std::unique_ptr<RealNode>> RealNode::Start(RealNodeOptions options) {
   return node;
 }
 
+bool RealNodeOptions::OneSidedDefault() {
+  return backends::ucx::UcxTransportOptions::OneSidedFromEnvironment();
+}
+
+bool RealNodeOptions::TransportMemoryDefault() {
+  return backends::ucx::UcxTransportOptions::TransportMemoryFromEnvironment();
+}
+
 Task<Status> RealNode::SetUp() {
   const std::string& master = options_.master;
   Status st = co_await link_->messenger().Publish();  // peers find us in the directory
@@ -50,8 +58,12 @@ Task<Status> RealNode::SetUp() {
   TransferEngineOptions eo;
   eo.transfer_timeout_ns = options_.timeout_ns;
   eo.slice_bytes = options_.slice_bytes;
-  engine_ = std::make_unique<TransferEngine>(env_, std::make_unique<backends::ucx::UcxTransport>(),
-                                             link_->metadata(), options_.name, eo);
+  backends::ucx::UcxTransportOptions to;
+  to.one_sided = options_.one_sided;
+  auto ucx = std::make_unique<backends::ucx::UcxTransport>(to);
+  backends::ucx::UcxTransport* transport = ucx.get();  // owned by the engine from here
+  engine_ = std::make_unique<TransferEngine>(env_, std::move(ucx), link_->metadata(),
+                                             options_.name, eo);
   st = co_await engine_->Start();
   if (!st.ok()) co_return Status(st.code(), "engine over UCX: " + st.ToString());
   store::StoreClientOptions so;
@@ -66,8 +78,16 @@ Task<Status> RealNode::SetUp() {
   st = co_await client_->Start();
   if (!st.ok()) co_return Status(st.code(), "store client (tidal-master " + master + "): " + st.ToString());
   if (options_.segment_bytes > 0) {
-    segment_.assign(options_.segment_bytes, 0);
-    st = co_await client_->MountSegment(segment_.data(), segment_.size());
+    if (options_.transport_memory) {
+      // Lives as long as the transport, which outlives the store client (~RealNode).
+      Result<void*> p = transport->AllocateHostMemory(options_.segment_bytes);
+      if (!p.ok()) co_return Status(p.code(), "segment in UCX memory: " + p.status().ToString());
+      segment_base_ = static_cast<uint8_t*>(*p);
+    } else {
+      segment_.assign(options_.segment_bytes, 0);
+      segment_base_ = segment_.data();
+    }
+    st = co_await client_->MountSegment(segment_base_, options_.segment_bytes);
     if (!st.ok()) co_return Status(st.code(), "mount: " + st.ToString());
   }
   co_return Status::Ok();

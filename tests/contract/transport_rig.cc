@@ -12,7 +12,6 @@
 #include "tidal/sim/world.h"
 
 #if TIDAL_HAVE_UCX
-#include "tidal/backends/ucx/ucx_fabric.h"
 #include "tidal/backends/ucx/ucx_process_fabric.h"
 #include "tidal/backends/ucx/ucx_transport.h"
 #endif
@@ -220,7 +219,7 @@ class UcxRig final : public RealRig {
  private:
   std::vector<backends::ucx::UcxTransport*> raw_;
   const bool one_sided_ = backends::ucx::UcxTransportOptions::OneSidedFromEnvironment();
-  const bool transport_memory_ = backends::ucx::UcxFabricOptions::TransportMemoryFromEnvironment();
+  const bool transport_memory_ = backends::ucx::UcxTransportOptions::TransportMemoryFromEnvironment();
 };
 
 // The ucx_proc rig: each node's UcxTransport in its own process (tidal-ucx-host), driven

@@ -22,6 +22,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Created here, not by the background job's redirection: the loop below reads it at once,
+# and under load the job may not have opened it yet (sed then failed the test).
+: >"$work/out"
 "$run_bin" --nproc "$nproc" --keep-going --grace-ms 2000 -- \
   "$node_bin" --rounds 16 --pause-ms 100 --timeout-ms 8000 >"$work/out" 2>&1 &
 launcher=$!

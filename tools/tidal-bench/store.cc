@@ -694,6 +694,13 @@ int RunStoreBench(int argc, char** argv) {
               rx_seg.c_str(), tx_seg.c_str(), rndv.c_str(), static_cast<unsigned long long>(slice_bytes),
               static_cast<unsigned long long>(client_spin_us),
               static_cast<unsigned long long>(master_spin_us));
+  const bool one_sided = cluster::RealNodeOptions::OneSidedDefault();
+  const bool transport_memory = cluster::RealNodeOptions::TransportMemoryDefault();
+  std::printf("ucx data path: %s; the holder's segment: %s\n",
+              one_sided ? "one-sided where mapped (TIDAL_UCX_ONE_SIDED=1)"
+                        : "active messages checked by the target",
+              transport_memory ? "allocated and mapped by UCX (TIDAL_UCX_TRANSPORT_MEMORY=1)"
+                               : "heap memory");
   std::printf("shape: %s; api: %s\n",
               shape == Shape::kSessions
                   ? "sessions (C clients = C concurrent sessions of ONE client process, one "
@@ -776,6 +783,8 @@ int RunStoreBench(int argc, char** argv) {
                                 {"client_spin_us", client_spin_us},
                                 {"master_spin_us", master_spin_us},
                                 {"cached_gets", !no_cache},
+                                {"one_sided", one_sided},
+                                {"transport_memory", transport_memory},
                                 {"load_avg_start", load_start},
                                 {"load_avg_end", LoadAverage()}}
                      .dump(2)

@@ -60,11 +60,6 @@ UcxFabric::~UcxFabric() {
   for (; posters_ > 0; --posters_) env_.RemovePoster();
 }
 
-bool UcxFabricOptions::TransportMemoryFromEnvironment() {
-  const char* v = std::getenv("TIDAL_UCX_TRANSPORT_MEMORY");
-  return v != nullptr && std::string_view(v) == "1";
-}
-
 void* UcxFabric::Allocate(size_t node, size_t bytes, Location location) {
   TIDAL_ASSERT(node < size());
   // Host memory whatever the location: registering it as device memory is refused by the

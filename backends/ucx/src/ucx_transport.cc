@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <ucp/api/ucp.h>
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -129,9 +131,19 @@ bool DecodeAddress(std::string_view blob, uint64_t* uid, std::string* worker) {
 
 }  // namespace
 
-bool UcxTransportOptions::OneSidedFromEnvironment() {
-  const char* v = std::getenv("TIDAL_UCX_ONE_SIDED");
+namespace {
+bool EnvironmentSaysOne(const char* name) {
+  const char* v = std::getenv(name);
   return v != nullptr && std::string_view(v) == "1";
+}
+}  // namespace
+
+bool UcxTransportOptions::OneSidedFromEnvironment() {
+  return EnvironmentSaysOne("TIDAL_UCX_ONE_SIDED");
+}
+
+bool UcxTransportOptions::TransportMemoryFromEnvironment() {
+  return EnvironmentSaysOne("TIDAL_UCX_TRANSPORT_MEMORY");
 }
 
 struct UcxTransport::Impl {
@@ -194,7 +206,6 @@ struct UcxTransport::Impl {
     bool receiving = false;     // UCX is writing the local buffer (READ)
     bool acked = false;         // WRITE: the target answered (one-sided: the flush ended)
     ErrorCode ack_code = ErrorCode::OK;
-    ErrorCode send_code = ErrorCode::OK;  // one-sided WRITE: how the put itself ended
     bool canceled = false;
     void* request = nullptr;    // the active send or receive, for ucp_request_cancel
     uint64_t deadline_ns = 0;   // probes
@@ -245,11 +256,12 @@ struct UcxTransport::Impl {
   // first; then wakes the progress thread if it sleeps, so the answer is progressed
   // while it travels. When the progress thread holds the worker, `fn` is queued for it
   // (it is awake). Never called with wmu held (UCX callbacks use Post).
-  void Run(std::function<void()> fn) {
+  template <class Fn>
+  void Run(Fn&& fn) {
     std::unique_lock<std::mutex> wl(wmu, std::try_to_lock);
     if (!wl.owns_lock() || stop.load()) {
       if (wl.owns_lock()) wl.unlock();
-      Post(std::move(fn));
+      Post(std::function<void()>(std::forward<Fn>(fn)));
       return;
     }
     RunCommands();
@@ -320,13 +332,16 @@ struct UcxTransport::Impl {
   // ---- one-sided mode (worker lock held by the caller of each) ------------------------
   // The op's key is known: check its range and issue the put or get; else ask for the key.
   void StartOneSided(uint64_t seq, ucp_ep_h ep);
+  // The op's key is granted, direct, and its range inside the region: counts the op on
+  // the key, marks UCX as holding its buffer, and returns the key. Else false (nothing
+  // changed; IssueChecked decides).
+  bool TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* handle) TIDAL_REQUIRES(mu);
+  // A put's flush or a get ended (inside the call or in its callback): the op completes
+  // and the key is released, under one lock.
+  void RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s);
   void IssueChecked(uint64_t seq);
   void IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
                 const TransportTask& t);
-  void WriteFlushed(uint64_t seq, ucs_status_t s);
-  void ReadDone(uint64_t seq, uint64_t key_id, ucs_status_t s);
-  // One put or get of this key ended (UCX no longer touches either buffer).
-  void ReleaseKey(uint64_t key_id);
   // Drops a revoked key nothing uses any more and acknowledges the revocation.
   void DropRevoked(ucp_rkey_h handle, ucp_ep_h ack_ep, uint64_t rkey);
   PeerId PeerByUidLocked(uint64_t uid, bool* found) TIDAL_REQUIRES(mu);
@@ -864,8 +879,16 @@ void UcxTransport::Impl::StartOp(uint64_t seq) {
   if (t.kind == TransportTask::Kind::kProbe) {
     op.deadline_ns = MonoNs() + options.probe_timeout_ns;
   } else if (options.one_sided) {
+    // A key already granted on the direct path: issued now, with no more locking.
+    uint64_t key_id = 0;
+    ucp_rkey_h handle = nullptr;
+    const bool direct = TakeDirectLocked(op, &key_id, &handle);
     lock.unlock();
-    StartOneSided(seq, ep);
+    if (direct) {
+      IssueRma(seq, key_id, ep, handle, t);
+    } else {
+      StartOneSided(seq, ep);
+    }
     return;
   }
   lock.unlock();
@@ -1367,15 +1390,8 @@ void UcxTransport::Impl::IssueChecked(uint64_t seq) {
     } else if (!k.direct) {
       ep = peers[t.peer].ep;  // the active-message path
     } else {
-      key_id = id->second;
-      handle = k.handle;
       ep = peers[t.peer].ep;
-      ++k.in_flight;
-      if (t.kind == TransportTask::Kind::kWrite) {
-        op.send_active = true;
-      } else {
-        op.receiving = true;
-      }
+      TIDAL_ASSERT(TakeDirectLocked(op, &key_id, &handle));
     }
   }
   if (handle == nullptr && ep != nullptr) {
@@ -1387,6 +1403,58 @@ void UcxTransport::Impl::IssueChecked(uint64_t seq) {
     return;
   }
   IssueRma(seq, key_id, ep, handle, t);
+}
+
+bool UcxTransport::Impl::TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* handle) {
+  const TransportTask& t = op.task;
+  auto id = key_ids.find({t.peer, t.rkey});
+  if (id == key_ids.end()) return false;
+  RemoteKey& k = remote_keys.at(id->second);
+  if (k.handle == nullptr || !k.direct || t.remote_addr < k.base || t.length > k.length ||
+      t.remote_addr - k.base > k.length - t.length) {
+    return false;
+  }
+  ++k.in_flight;
+  if (t.kind == TransportTask::Kind::kWrite) {
+    op.send_active = true;
+  } else {
+    op.receiving = true;
+  }
+  *key_id = id->second;
+  *handle = k.handle;
+  return true;
+}
+
+void UcxTransport::Impl::RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s) {
+  const ErrorCode code = FromUcs(s);  // UCS_ERR_CANCELED: TRANSFER_CANCELED
+  ucp_rkey_h dropped = nullptr;
+  ucp_ep_h ack_ep = nullptr;
+  uint64_t rkey = 0;
+  bool drop = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto k = remote_keys.find(key_id);
+    if (k != remote_keys.end()) {
+      TIDAL_ASSERT(k->second.in_flight > 0);
+      if (--k->second.in_flight == 0 && k->second.revoked) {
+        dropped = k->second.handle;
+        ack_ep = k->second.ack_ep;
+        rkey = k->second.rkey;
+        drop = true;
+        remote_keys.erase(k);
+      }
+    }
+    auto it = ops.find(seq);
+    if (it != ops.end()) {
+      Op& o = it->second;
+      o.send_active = false;
+      o.receiving = false;
+      o.request = nullptr;
+      CompleteLocked(seq, code, code == ErrorCode::OK ? o.task.length : 0);
+    }
+  }
+  if (drop) DropRevoked(dropped, ack_ep, rkey);
+  Ready();
 }
 
 // A WRITE is a put followed by a flush of the endpoint: the flush ends when every put
@@ -1408,7 +1476,7 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
       const uint64_t g_seq = c->seq, g_key = c->region;
       delete c;
       ucp_request_free(req);
-      self->ReadDone(g_seq, g_key, s);
+      self->RmaDone(g_seq, g_key, s);
     };
     void* req = ucp_get_nbx(ep, lp, t.length, t.remote_addr, handle, &p);
     if (UCS_PTR_IS_PTR(req)) {
@@ -1418,128 +1486,41 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
       return;
     }
     delete ctx;
-    ReadDone(seq, key_id, UCS_PTR_STATUS(req));
+    RmaDone(seq, key_id, UCS_PTR_STATUS(req));
     return;
   }
   puts.fetch_add(1, std::memory_order_relaxed);
-  {
-    auto* ctx = new Ctx(this, seq, key_id, nullptr);
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    p.user_data = ctx;
-    p.cb.send = [](void* req, ucs_status_t s, void* user) {
-      auto* c = static_cast<Ctx*>(user);
-      Impl* self = c->impl;
-      {
-        std::lock_guard<std::mutex> lock(self->mu);
-        auto it = self->ops.find(c->seq);
-        if (it != self->ops.end()) {
-          Op& o = it->second;
-          o.send_active = false;
-          o.request = nullptr;
-          if (s != UCS_OK) {
-            o.send_code = o.canceled && s == UCS_ERR_CANCELED ? ErrorCode::TRANSFER_CANCELED
-                                                                : FromUcs(s);
-          }
-          if (o.acked) {
-            const ErrorCode code = o.send_code != ErrorCode::OK ? o.send_code : o.ack_code;
-            self->CompleteLocked(c->seq, code, code == ErrorCode::OK ? o.task.length : 0);
-          }
-        }
-      }
-      delete c;
-      ucp_request_free(req);
-      self->Ready();
-    };
-    // Planted (tidal-sim import's test): an eager-sized WRITE loses its last byte and is
-    // still reported whole, as the target of the active-message path does.
-    const bool planted = options.planted_bug == UcxBug::kWriteDropsLastByte && t.length > 1 &&
-                         t.length <= kPlantedEagerMax;
-    void* req = ucp_put_nbx(ep, lp, planted ? t.length - 1 : t.length, t.remote_addr, handle, &p);
-    if (UCS_PTR_IS_PTR(req)) {
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = ops.find(seq);
-      if (it != ops.end() && it->second.send_active) it->second.request = req;
-    } else {
-      delete ctx;
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = ops.find(seq);
-      if (it != ops.end()) {
-        it->second.send_active = false;
-        if (UCS_PTR_STATUS(req) != UCS_OK) it->second.send_code = FromUcs(UCS_PTR_STATUS(req));
-      }
-    }
+  // The put has no callback of its own: the flush after it ends only once the put is in
+  // the target's memory (so also once UCX stopped reading the source), and that is when
+  // the op completes. A request UCX returns for it is released at once.
+  // Planted (tidal-sim import's test): an eager-sized WRITE loses its last byte and is
+  // still reported whole, as the target of the active-message path does.
+  const bool planted = options.planted_bug == UcxBug::kWriteDropsLastByte && t.length > 1 &&
+                       t.length <= kPlantedEagerMax;
+  ucp_request_param_t p{};
+  void* req = ucp_put_nbx(ep, lp, planted ? t.length - 1 : t.length, t.remote_addr, handle, &p);
+  if (UCS_PTR_IS_PTR(req)) {
+    ucp_request_free(req);
+  } else if (UCS_PTR_STATUS(req) != UCS_OK) {
+    RmaDone(seq, key_id, UCS_PTR_STATUS(req));
+    return;
   }
   auto* fctx = new Ctx(this, seq, key_id, nullptr);
   ucp_request_param_t fp{};
   fp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   fp.user_data = fctx;
-  fp.cb.send = [](void* req, ucs_status_t s, void* user) {
+  fp.cb.send = [](void* freq, ucs_status_t s, void* user) {
     auto* c = static_cast<Ctx*>(user);
     Impl* self = c->impl;
     const uint64_t f_seq = c->seq, f_key = c->region;
     delete c;
-    ucp_request_free(req);
-    self->ReleaseKey(f_key);
-    self->WriteFlushed(f_seq, s);
+    ucp_request_free(freq);
+    self->RmaDone(f_seq, f_key, s);
   };
   void* freq = ucp_ep_flush_nbx(ep, &fp);
   if (UCS_PTR_IS_PTR(freq)) return;
   delete fctx;
-  ReleaseKey(key_id);
-  WriteFlushed(seq, UCS_PTR_STATUS(freq));
-}
-
-void UcxTransport::Impl::ReadDone(uint64_t seq, uint64_t key_id, ucs_status_t s) {
-  ReleaseKey(key_id);
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = ops.find(seq);
-    if (it == ops.end()) return;
-    Op& o = it->second;
-    o.receiving = false;
-    o.request = nullptr;
-    const ErrorCode code =
-        s == UCS_OK ? ErrorCode::OK
-                    : (o.canceled && s == UCS_ERR_CANCELED ? ErrorCode::TRANSFER_CANCELED
-                                                           : FromUcs(s));
-    CompleteLocked(seq, code, s == UCS_OK ? o.task.length : 0);
-  }
-  Ready();
-}
-
-void UcxTransport::Impl::WriteFlushed(uint64_t seq, ucs_status_t s) {
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = ops.find(seq);
-    if (it == ops.end()) return;  // canceled, or its peer failed, already
-    Op& o = it->second;
-    o.acked = true;
-    o.ack_code = s == UCS_OK ? ErrorCode::OK : FromUcs(s);
-    if (o.send_active) return;  // completes when UCX lets go of the source
-    const ErrorCode code = o.send_code != ErrorCode::OK ? o.send_code : o.ack_code;
-    CompleteLocked(seq, code, code == ErrorCode::OK ? o.task.length : 0);
-  }
-  Ready();
-}
-
-void UcxTransport::Impl::ReleaseKey(uint64_t key_id) {
-  ucp_rkey_h handle = nullptr;
-  ucp_ep_h ack_ep = nullptr;
-  uint64_t rkey = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = remote_keys.find(key_id);
-    if (it == remote_keys.end()) return;
-    RemoteKey& k = it->second;
-    TIDAL_ASSERT(k.in_flight > 0);
-    if (--k.in_flight != 0 || !k.revoked) return;
-    handle = k.handle;
-    ack_ep = k.ack_ep;
-    rkey = k.rkey;
-    remote_keys.erase(it);
-  }
-  DropRevoked(handle, ack_ep, rkey);
+  RmaDone(seq, key_id, UCS_PTR_STATUS(freq));
 }
 
 void UcxTransport::Impl::DropRevoked(ucp_rkey_h handle, ucp_ep_h ack_ep, uint64_t rkey) {
@@ -1725,7 +1706,7 @@ ucs_status_t UcxTransport::Impl::OnRevoke(const void* header, size_t header_leng
       k.ack_ep = ack_ep;
       const uint64_t key_id = id->second;
       key_ids.erase(id);
-      if (k.in_flight != 0) return UCS_OK;  // acknowledged by the last ReleaseKey
+      if (k.in_flight != 0) return UCS_OK;  // acknowledged by the last RmaDone
       handle = k.handle;
       remote_keys.erase(key_id);
     }
@@ -1995,7 +1976,8 @@ Result<PeerId> UcxTransport::Connect(const SegmentDescriptor& peer) {
 void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) {
   TIDAL_ASSERT(tasks.size() == accepted.size());
   Impl& m = *impl_;
-  std::vector<uint64_t> started;
+  // Inline for the common batch sizes: no allocation on the way to UCX.
+  boost::container::small_vector<uint64_t, 16> started;
   {
     std::lock_guard<std::mutex> lock(m.mu);
     for (size_t i = 0; i < tasks.size(); ++i) {

@@ -42,6 +42,16 @@ struct RealNodeOptions {
   // (RealEnv::SetSpinNs): a wake-up saved per answer, a core burnt while it polls.
   // 0: sleep at once.
   uint64_t env_spin_ns = 0;
+  // The UCX transport's one-sided mode (UcxTransportOptions::one_sided, docs/ucx.md) and,
+  // with `transport_memory`, the lent segment in memory UCX allocated
+  // (UcxTransport::AllocateHostMemory): over shared memory, peers' puts and gets then go
+  // straight into it. Off by default (TIDAL_UCX_ONE_SIDED / TIDAL_UCX_TRANSPORT_MEMORY=1
+  // in the environment turn them on, as for the ucx fabric).
+  bool one_sided = OneSidedDefault();
+  bool transport_memory = TransportMemoryDefault();
+
+  static bool OneSidedDefault();          // TIDAL_UCX_ONE_SIDED=1
+  static bool TransportMemoryDefault();   // TIDAL_UCX_TRANSPORT_MEMORY=1
 };
 
 class RealNode {
@@ -78,7 +88,8 @@ class RealNode {
   std::unique_ptr<backends::tcp::MasterLink> link_;
   std::unique_ptr<TransferEngine> engine_;
   std::unique_ptr<store::StoreClient> client_;
-  std::vector<uint8_t> segment_;
+  std::vector<uint8_t> segment_;        // the lent segment, unless transport_memory
+  uint8_t* segment_base_ = nullptr;     // where it is (segment_ or transport memory)
   std::vector<std::unique_ptr<coll::ProcessGroup>> groups_;
 };
 

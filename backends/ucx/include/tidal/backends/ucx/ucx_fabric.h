@@ -44,9 +44,7 @@ struct UcxFabricOptions {
   // (UcxTransport::AllocateHostMemory: on UCX's shared-memory transports a segment peers
   // map, which one-sided WRITEs fill with a CPU copy) instead of heap memory. Off unless
   // TIDAL_UCX_TRANSPORT_MEMORY=1 is in the environment (the ctest `ucx-1s` instances).
-  bool transport_memory = TransportMemoryFromEnvironment();
-
-  static bool TransportMemoryFromEnvironment();
+  bool transport_memory = UcxTransportOptions::TransportMemoryFromEnvironment();
 };
 
 class UcxFabric final : public Fabric {

@@ -105,6 +105,10 @@ struct UcxTransportOptions {
   uint64_t revoke_timeout_ns = 1'000'000'000ULL;
 
   static bool OneSidedFromEnvironment();
+  // TIDAL_UCX_TRANSPORT_MEMORY=1: the default of the fabrics' and nodes' option to keep
+  // their buffers in AllocateHostMemory blocks (UcxFabricOptions::transport_memory,
+  // cluster::RealNodeOptions::transport_memory).
+  static bool TransportMemoryFromEnvironment();
 };
 
 // Counters for tests and benchmarks (read from any thread).
