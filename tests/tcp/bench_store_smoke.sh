@@ -2,7 +2,8 @@
 # bench_store_smoke.sh TIDAL_BENCH: `tidal-bench store` end to end, small, without Redis,
 # in both client shapes: every row completes with every byte checked (the bench exits 1
 # on any tidal error or missing client), and the JSON names the shape, the API of each
-# row, UCX_TLS and the load average.
+# row, UCX_TLS, the UCX data path and the load average. Run with UCX_TLS=tcp, and over
+# shared memory in the one-sided mode (each put and get then a direct put or get, counted).
 set -euo pipefail
 bench=$1
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench_store_smoke.XXXXXX")
@@ -16,7 +17,11 @@ shape = sys.argv[1]
 text = open(sys.argv[2]).read()
 doc = json.loads(text[text.index('\n{') + 1:])
 assert doc["shape"] == shape, doc["shape"]
-assert doc["ucx_tls"] == "tcp", doc["ucx_tls"]
+import os
+assert doc["ucx_tls"] == os.environ["UCX_TLS"], doc["ucx_tls"]
+one_sided = os.environ.get("TIDAL_UCX_ONE_SIDED") == "1"
+mapped = one_sided and os.environ.get("TIDAL_UCX_TRANSPORT_MEMORY") == "1"
+assert doc["one_sided"] == one_sided and doc["transport_memory"] == mapped, doc
 assert len(doc["load_avg_start"]) == 3 and len(doc["load_avg_end"]) == 3
 rows = [(r["size"], r["clients"]) for r in doc["store"]]
 assert rows == [(4096, 1), (4096, 3), (1048576, 1), (1048576, 3)], rows
@@ -28,6 +33,13 @@ for r in doc["store"]:
     assert len(r["load_avg_before"]) == 3
     # The second read of every object came from the cached replica list.
     assert t["cached_gets"] == r["clients"] * r["objects_per_client"], r
+    # Every put is one WRITE and every get one READ (one replica, one slice); in the
+    # one-sided mode with the holder's segment in UCX memory over shared memory each is a
+    # put or get into the mapped segment, else none is.
+    n = r["clients"] * r["objects_per_client"] if mapped else 0
+    ucx = t["client_progress_waits"]
+    assert ucx["put"]["puts"] == n and ucx["put"]["gets"] == 0, (n, ucx)
+    assert ucx["get"]["gets"] == n and ucx["reget"]["gets"] == n, (n, ucx)
 print("bench_store_smoke: %s: %d rows ok" % (shape, len(rows)))
 PY
 done
