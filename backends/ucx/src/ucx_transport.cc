@@ -339,6 +339,7 @@ struct UcxTransport::Impl {
   // A put's flush or a get ended (inside the call or in its callback): the op completes
   // and the key is released, under one lock.
   void RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s);
+  ucp_request_param_t RmaDoneParams(uint64_t seq, uint64_t key_id, Ctx** ctx);
   void IssueChecked(uint64_t seq);
   void IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
                 const TransportTask& t);
@@ -1457,6 +1458,24 @@ void UcxTransport::Impl::RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s) 
   Ready();
 }
 
+// The parameters of a get or a flush whose end is RmaDone; *ctx is freed by the callback,
+// or by the caller when UCX finished inside the call.
+ucp_request_param_t UcxTransport::Impl::RmaDoneParams(uint64_t seq, uint64_t key_id, Ctx** ctx) {
+  *ctx = new Ctx(this, seq, key_id, nullptr);
+  ucp_request_param_t p{};
+  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  p.user_data = *ctx;
+  p.cb.send = [](void* req, ucs_status_t s, void* user) {
+    auto* c = static_cast<Ctx*>(user);
+    Impl* self = c->impl;
+    const uint64_t done_seq = c->seq, done_key = c->region;
+    delete c;
+    ucp_request_free(req);
+    self->RmaDone(done_seq, done_key, s);
+  };
+  return p;
+}
+
 // A WRITE is a put followed by a flush of the endpoint: the flush ends when every put
 // before it is in the target's memory, which is when the task completes (the contract's
 // "visible at the target when reported", and what orders a later notification after it).
@@ -1466,18 +1485,8 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
   auto* lp = reinterpret_cast<void*>(t.local_addr);
   if (t.kind == TransportTask::Kind::kRead) {
     gets.fetch_add(1, std::memory_order_relaxed);
-    auto* ctx = new Ctx(this, seq, key_id, nullptr);
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    p.user_data = ctx;
-    p.cb.send = [](void* req, ucs_status_t s, void* user) {
-      auto* c = static_cast<Ctx*>(user);
-      Impl* self = c->impl;
-      const uint64_t g_seq = c->seq, g_key = c->region;
-      delete c;
-      ucp_request_free(req);
-      self->RmaDone(g_seq, g_key, s);
-    };
+    Ctx* ctx = nullptr;
+    const ucp_request_param_t p = RmaDoneParams(seq, key_id, &ctx);
     void* req = ucp_get_nbx(ep, lp, t.length, t.remote_addr, handle, &p);
     if (UCS_PTR_IS_PTR(req)) {
       std::lock_guard<std::mutex> lock(mu);
@@ -1505,18 +1514,8 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
     RmaDone(seq, key_id, UCS_PTR_STATUS(req));
     return;
   }
-  auto* fctx = new Ctx(this, seq, key_id, nullptr);
-  ucp_request_param_t fp{};
-  fp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  fp.user_data = fctx;
-  fp.cb.send = [](void* freq, ucs_status_t s, void* user) {
-    auto* c = static_cast<Ctx*>(user);
-    Impl* self = c->impl;
-    const uint64_t f_seq = c->seq, f_key = c->region;
-    delete c;
-    ucp_request_free(freq);
-    self->RmaDone(f_seq, f_key, s);
-  };
+  Ctx* fctx = nullptr;
+  const ucp_request_param_t fp = RmaDoneParams(seq, key_id, &fctx);
   void* freq = ucp_ep_flush_nbx(ep, &fp);
   if (UCS_PTR_IS_PTR(freq)) return;
   delete fctx;
