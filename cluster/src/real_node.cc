@@ -62,8 +62,8 @@ Task<Status> RealNode::SetUp() {
   to.one_sided = options_.one_sided;
   auto ucx = std::make_unique<backends::ucx::UcxTransport>(to);
   backends::ucx::UcxTransport* transport = ucx.get();  // owned by the engine from here
-  engine_ = std::make_unique<TransferEngine>(env_, std::move(ucx), link_->metadata(),
-                                             options_.name, eo);
+  engine_ =
+      std::make_unique<TransferEngine>(env_, std::move(ucx), link_->metadata(), options_.name, eo);
   st = co_await engine_->Start();
   if (!st.ok()) co_return Status(st.code(), "engine over UCX: " + st.ToString());
   store::StoreClientOptions so;

@@ -219,7 +219,8 @@ class UcxRig final : public RealRig {
  private:
   std::vector<backends::ucx::UcxTransport*> raw_;
   const bool one_sided_ = backends::ucx::UcxTransportOptions::OneSidedFromEnvironment();
-  const bool transport_memory_ = backends::ucx::UcxTransportOptions::TransportMemoryFromEnvironment();
+  const bool transport_memory_ =
+      backends::ucx::UcxTransportOptions::TransportMemoryFromEnvironment();
 };
 
 // The ucx_proc rig: each node's UcxTransport in its own process (tidal-ucx-host), driven

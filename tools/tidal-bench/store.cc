@@ -310,14 +310,15 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
     out[std::string(name) + "_us"] = lat;
     const backends::ucx::UcxTransportStats after =
         ucx != nullptr ? ucx->stats() : backends::ucx::UcxTransportStats{};
-    out[std::string(name) + "_ucx"] = {{"waits", after.waits - before.waits},
-                                       {"busy_timeouts", after.busy_timeouts - before.busy_timeouts},
-                                       {"idle_timeouts", after.idle_timeouts - before.idle_timeouts},
-                                       {"stalls", after.stalls - before.stalls},
-                                       // one-sided: puts and gets straight into the
-                                       // holder's mapped segment (docs/ucx.md)
-                                       {"puts", after.puts - before.puts},
-                                       {"gets", after.gets - before.gets}};
+    out[std::string(name) + "_ucx"] = {
+        {"waits", after.waits - before.waits},
+        {"busy_timeouts", after.busy_timeouts - before.busy_timeouts},
+        {"idle_timeouts", after.idle_timeouts - before.idle_timeouts},
+        {"stalls", after.stalls - before.stalls},
+        // one-sided: puts and gets straight into the
+        // holder's mapped segment (docs/ucx.md)
+        {"puts", after.puts - before.puts},
+        {"gets", after.gets - before.gets}};
   };
   phase("put", Op::kPut);
   phase("get", Op::kGet);

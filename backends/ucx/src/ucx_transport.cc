@@ -426,7 +426,7 @@ struct UcxTransport::Impl {
   std::atomic<uint64_t> stalls{0};
   std::mt19937_64 keys{std::random_device{}()};
   // One-sided mode.
-  std::unordered_map<uint64_t, RemoteKey> remote_keys TIDAL_GUARDED_BY(mu);  // by key id
+  std::unordered_map<uint64_t, RemoteKey> remote_keys TIDAL_GUARDED_BY(mu);      // by key id
   std::map<std::pair<PeerId, uint64_t>, uint64_t> key_ids TIDAL_GUARDED_BY(mu);  // current
   uint64_t next_key_id TIDAL_GUARDED_BY(mu) = 1;
   std::map<uint64_t, Allocation> allocations TIDAL_GUARDED_BY(mu);  // by start address
@@ -1538,8 +1538,8 @@ void UcxTransport::Impl::DropRevoked(ucp_rkey_h handle, ucp_ep_h ack_ep, uint64_
     delete c;
     ucp_request_free(req);
   };
-  void* req = ucp_am_send_nbx(ack_ep, kRevokeAck, ctx->body.data(), sizeof(RevokeHeader), nullptr,
-                              0, &p);
+  void* req =
+      ucp_am_send_nbx(ack_ep, kRevokeAck, ctx->body.data(), sizeof(RevokeHeader), nullptr, 0, &p);
   if (!UCS_PTR_IS_PTR(req)) {
     delete ctx;
     return;
@@ -1578,8 +1578,8 @@ ucs_status_t UcxTransport::Impl::OnKeyReq(const void* header, size_t header_leng
       bool peer_known = false;
       (void)PeerByUidLocked(h.uid, &peer_known);
       if (!peer_known) {
-        peers.push_back(Peer{h.uid, std::string(static_cast<const char*>(data), length),
-                             nullptr, false});
+        peers.push_back(
+            Peer{h.uid, std::string(static_cast<const char*>(data), length), nullptr, false});
       }
     }
   }
@@ -1883,8 +1883,8 @@ Status UcxTransport::UnregisterMemory(uint64_t addr, uint64_t length) {
         ucp_request_free(req);
       };
       m.revokes_sent.fetch_add(1, std::memory_order_relaxed);
-      void* req = ucp_am_send_nbx(ep, kRevoke, ctx->body.data(), sizeof(RevokeHeader), nullptr,
-                                  0, &p);
+      void* req =
+          ucp_am_send_nbx(ep, kRevoke, ctx->body.data(), sizeof(RevokeHeader), nullptr, 0, &p);
       if (!UCS_PTR_IS_PTR(req)) {
         if (UCS_PTR_STATUS(req) != UCS_OK) m.DropHolder(rkey, h.uid);
         delete ctx;

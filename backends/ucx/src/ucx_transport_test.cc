@@ -12,8 +12,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -489,7 +489,8 @@ TEST_P(UcxOneSided, OneKeyRequestThenPutsAndGetsWhereTheMemoryIsMapped) {
     // A range outside the region the key names is refused at the initiator (direct) or the
     // target, and nothing moves.
     const auto before = std::vector<uint8_t>(p.base[1], p.base[1] + kRegion);
-    const TransportCompletion out = p.Do(TransportTask::Kind::kWrite, 0, kRegion / kChunk, p.rkey[1]);
+    const TransportCompletion out =
+        p.Do(TransportTask::Kind::kWrite, 0, kRegion / kChunk, p.rkey[1]);
     EXPECT_EQ(out.code, ErrorCode::REMOTE_ACCESS_DENIED);
     EXPECT_EQ(out.bytes_transferred, 0u);
     EXPECT_EQ(std::memcmp(before.data(), p.base[1], kRegion), 0);

@@ -50,8 +50,8 @@ struct RealNodeOptions {
   bool one_sided = OneSidedDefault();
   bool transport_memory = TransportMemoryDefault();
 
-  static bool OneSidedDefault();          // TIDAL_UCX_ONE_SIDED=1
-  static bool TransportMemoryDefault();   // TIDAL_UCX_TRANSPORT_MEMORY=1
+  static bool OneSidedDefault();         // TIDAL_UCX_ONE_SIDED=1
+  static bool TransportMemoryDefault();  // TIDAL_UCX_TRANSPORT_MEMORY=1
 };
 
 class RealNode {
@@ -88,8 +88,8 @@ class RealNode {
   std::unique_ptr<backends::tcp::MasterLink> link_;
   std::unique_ptr<TransferEngine> engine_;
   std::unique_ptr<store::StoreClient> client_;
-  std::vector<uint8_t> segment_;        // the lent segment, unless transport_memory
-  uint8_t* segment_base_ = nullptr;     // where it is (segment_ or transport memory)
+  std::vector<uint8_t> segment_;     // the lent segment, unless transport_memory
+  uint8_t* segment_base_ = nullptr;  // where it is (segment_ or transport memory)
   std::vector<std::unique_ptr<coll::ProcessGroup>> groups_;
 };
 

@@ -8,9 +8,9 @@
 // completions to it. The UCX transports between nodes are real: bytes cross UCX over the
 // transports UCX_TLS selects (tcp, or shared memory with posix,self / sm,self).
 //
-// Allocate gives zeroed host memory (heap, or UCX-mapped with transport_memory); Crash is UNSUPPORTED: the nodes share one executor,
-// so one node's coroutines cannot be stopped alone (the raw-transport rig crashes a
-// UcxTransport by itself instead).
+// Allocate gives zeroed host memory (heap, or UCX-mapped with transport_memory); Crash is
+// UNSUPPORTED: the nodes share one executor, so one node's coroutines cannot be stopped alone (the
+// raw-transport rig crashes a UcxTransport by itself instead).
 #pragma once
 
 #include <memory>
