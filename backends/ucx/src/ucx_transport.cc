@@ -370,6 +370,11 @@ struct UcxTransport::Impl {
   ErrorCode Admit(const ReqHeader& h, uint64_t* region);
   void ReleaseRemote(uint64_t region);
   void SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, ErrorCode code);
+  // Sends an active message whose header and data live in `ctx` (UCX reads them until the
+  // send completes), which is freed then; while UCX holds it, it counts in `busy`. Caller
+  // holds the worker.
+  void SendOwned(ucp_ep_h ep, unsigned id, Ctx* ctx, const void* header, size_t header_length,
+                 const void* data, size_t length);
   void WriteLanded(uint64_t region, ucp_ep_h reply_ep, uint64_t seq, ErrorCode code);
 
   UcxTransportOptions options;
@@ -1151,12 +1156,8 @@ void UcxTransport::Impl::ReleaseRemote(uint64_t region) {
   busy.fetch_sub(1);
 }
 
-void UcxTransport::Impl::SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, ErrorCode code) {
-  // Stopping: the callbacks UCX runs while the worker is destroyed (a receive it cancels)
-  // must not send on its endpoints; the peer's task ends by its own deadline.
-  if (stop.load()) return;
-  auto* ctx = new Ctx(this, seq, 0, nullptr);
-  ctx->ack = AckHeader{seq, static_cast<int32_t>(code), 0};
+void UcxTransport::Impl::SendOwned(ucp_ep_h ep, unsigned id, Ctx* ctx, const void* header,
+                                   size_t header_length, const void* data, size_t length) {
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.user_data = ctx;
@@ -1166,8 +1167,8 @@ void UcxTransport::Impl::SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, Erro
     delete c;
     ucp_request_free(req);
   };
-  void* req = ucp_am_send_nbx(ep, id, &ctx->ack, sizeof(AckHeader), nullptr, 0, &p);
-  // Inline completion or an error (the peer is gone, and so is the answer's reader).
+  void* req = ucp_am_send_nbx(ep, id, header, header_length, data, length, &p);
+  // Inline completion or an error (the peer is gone, and so is the message's reader).
   if (!UCS_PTR_IS_PTR(req)) {
     delete ctx;
     return;
@@ -1175,6 +1176,15 @@ void UcxTransport::Impl::SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, Erro
   // Pending in UCX: counted as work in flight, so the progress thread keeps progressing
   // (UCX may not signal the event fd when it can send it).
   busy.fetch_add(1);
+}
+
+void UcxTransport::Impl::SendAnswer(ucp_ep_h ep, unsigned id, uint64_t seq, ErrorCode code) {
+  // Stopping: the callbacks UCX runs while the worker is destroyed (a receive it cancels)
+  // must not send on its endpoints; the peer's task ends by its own deadline.
+  if (stop.load()) return;
+  auto* ctx = new Ctx(this, seq, 0, nullptr);
+  ctx->ack = AckHeader{seq, static_cast<int32_t>(code), 0};
+  SendOwned(ep, id, ctx, &ctx->ack, sizeof(AckHeader), nullptr, 0);
 }
 
 void UcxTransport::Impl::WriteLanded(uint64_t region, ucp_ep_h reply_ep, uint64_t seq,
@@ -1529,22 +1539,7 @@ void UcxTransport::Impl::DropRevoked(ucp_rkey_h handle, ucp_ep_h ack_ep, uint64_
   ctx->body.resize(sizeof(RevokeHeader));
   const RevokeHeader h{rkey, uid};
   std::memcpy(ctx->body.data(), &h, sizeof(h));
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  p.user_data = ctx;
-  p.cb.send = [](void* req, ucs_status_t, void* user) {
-    auto* c = static_cast<Ctx*>(user);
-    c->impl->busy.fetch_sub(1);
-    delete c;
-    ucp_request_free(req);
-  };
-  void* req =
-      ucp_am_send_nbx(ack_ep, kRevokeAck, ctx->body.data(), sizeof(RevokeHeader), nullptr, 0, &p);
-  if (!UCS_PTR_IS_PTR(req)) {
-    delete ctx;
-    return;
-  }
-  busy.fetch_add(1);
+  SendOwned(ack_ep, kRevokeAck, ctx, ctx->body.data(), sizeof(RevokeHeader), nullptr, 0);
 }
 
 // The target grants a key: a key of a region registered here now (never one being
@@ -1588,22 +1583,8 @@ ucs_status_t UcxTransport::Impl::OnKeyReq(const void* header, size_t header_leng
   ctx->body.resize(sizeof(resp));
   std::memcpy(ctx->body.data(), &resp, sizeof(resp));
   ctx->body += packed;
-  ucp_request_param_t p{};
-  p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  p.user_data = ctx;
-  p.cb.send = [](void* req, ucs_status_t, void* user) {
-    auto* c = static_cast<Ctx*>(user);
-    c->impl->busy.fetch_sub(1);
-    delete c;
-    ucp_request_free(req);
-  };
-  void* req = ucp_am_send_nbx(param->reply_ep, kKeyResp, ctx->body.data(), sizeof(resp),
-                              ctx->body.data() + sizeof(resp), packed.size(), &p);
-  if (!UCS_PTR_IS_PTR(req)) {
-    delete ctx;
-    return UCS_OK;
-  }
-  busy.fetch_add(1);
+  SendOwned(param->reply_ep, kKeyResp, ctx, ctx->body.data(), sizeof(resp),
+            ctx->body.data() + sizeof(resp), packed.size());
   return UCS_OK;
 }
 
@@ -2103,22 +2084,7 @@ Status UcxTransport::SendNotify(PeerId peer, std::string_view payload) {
     if (ep == nullptr) return;  // the peer failed: the notification is lost with it
     auto* ctx = new Impl::Ctx(&m, 0, 0, nullptr);
     ctx->body = std::move(body);
-    ucp_request_param_t p{};
-    p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-    p.user_data = ctx;
-    p.cb.send = [](void* req, ucs_status_t, void* user) {
-      auto* c = static_cast<Impl::Ctx*>(user);
-      c->impl->busy.fetch_sub(1);
-      delete c;
-      ucp_request_free(req);
-    };
-    void* req = ucp_am_send_nbx(ep, kNotify, nullptr, 0, ctx->body.data(), ctx->body.size(), &p);
-    if (!UCS_PTR_IS_PTR(req)) {
-      delete ctx;
-      return;
-    }
-    // Pending in UCX: work in flight for the progress thread (see SendAnswer).
-    m.busy.fetch_add(1);
+    m.SendOwned(ep, kNotify, ctx, nullptr, 0, ctx->body.data(), ctx->body.size());
   });
   return Status();
 }
