@@ -154,14 +154,12 @@ struct UcxTransport::Impl {
     ucp_mem_h memh = nullptr;
     uint64_t local_in_flight = 0;   // this node's tasks using it as their local range
     uint64_t remote_in_flight = 0;  // peers' WRITEs landing in it / READ answers from it
-    // One-sided mode: the packed rkey peers are granted, the peers it was granted to, and
-    // whether UnregisterMemory is revoking it (its key no longer granted).
+    // One-sided mode: the packed rkey peers are granted, and the peers it was granted to.
     std::string packed;
     struct Holder {
       uint64_t uid;  // a peer of this transport's (peers[]), reached on its own endpoint
     };
     std::vector<Holder> holders;
-    bool revoking = false;
     bool owned = true;  // memh is this region's own (not an AllocateHostMemory block's)
   };
   // One-sided mode, at the initiator: a peer region's key as the peer granted it. While
@@ -186,6 +184,11 @@ struct UcxTransport::Impl {
     bool revoked = false;
     ucp_ep_h ack_ep = nullptr;  // revoked: where the acknowledgement goes
     std::vector<uint64_t> waiting;
+    // The task's remote range lies inside the region this key was granted for.
+    bool Covers(const TransportTask& t) const {
+      return t.remote_addr >= base && t.length <= length &&
+             t.remote_addr - base <= length - t.length;
+    }
   };
   struct Allocation {
     uint64_t length = 0;
@@ -1393,8 +1396,7 @@ void UcxTransport::Impl::IssueChecked(uint64_t seq) {
     TIDAL_ASSERT(id != key_ids.end());
     RemoteKey& k = remote_keys.at(id->second);
     TIDAL_ASSERT(k.handle != nullptr);
-    if (t.remote_addr < k.base || t.length > k.length ||
-        t.remote_addr - k.base > k.length - t.length) {
+    if (!k.Covers(t)) {
       CompleteLocked(seq, ErrorCode::REMOTE_ACCESS_DENIED, 0);
     } else if (peers[t.peer].failed || peers[t.peer].ep == nullptr) {
       CompleteLocked(seq, ErrorCode::PEER_UNREACHABLE, 0);
@@ -1421,10 +1423,7 @@ bool UcxTransport::Impl::TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* 
   auto id = key_ids.find({t.peer, t.rkey});
   if (id == key_ids.end()) return false;
   RemoteKey& k = remote_keys.at(id->second);
-  if (k.handle == nullptr || !k.direct || t.remote_addr < k.base || t.length > k.length ||
-      t.remote_addr - k.base > k.length - t.length) {
-    return false;
-  }
+  if (k.handle == nullptr || !k.direct || !k.Covers(t)) return false;
   ++k.in_flight;
   if (t.kind == TransportTask::Kind::kWrite) {
     op.send_active = true;
@@ -1826,7 +1825,6 @@ Status UcxTransport::UnregisterMemory(uint64_t addr, uint64_t length) {
     // from the table.
     Impl::Region& r = it->second;
     m.region_by_key.erase(r.rkey);
-    r.revoking = true;
     rkey = r.rkey;
     holders = r.holders;
   }
