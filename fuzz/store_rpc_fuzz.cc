@@ -61,6 +61,17 @@ void CheckBodies(std::string_view body) {
   RoundTrip<proto::PutStartReq>(body, "put start request");
   RoundTrip<proto::KeyGen>(body, "key/generation");
   RoundTrip<proto::RemoveReq>(body, "remove request");
+  RoundTrip<proto::PutReserveReq>(body, "put reserve request");
+  RoundTrip<proto::PutCommitReq>(body, "put commit request");
+  {
+    proto::PutReserveResp m;
+    if (proto::Decode(body, &m).ok()) {
+      for (const auto& r : m.reservations) {
+        TIDAL_FUZZ_CHECK(r.replicas.size() <= tidal::store::kMaxReplicas, "too many replicas");
+      }
+    }
+    RoundTrip<proto::PutReserveResp>(body, "put reserve response");
+  }
   {
     proto::PutStartResp m;
     if (proto::Decode(body, &m).ok()) {

@@ -74,6 +74,7 @@ Task<Status> RealNode::SetUp() {
   so.staging_slots = 32;
   so.staging_slot_bytes = 64ull << 10;
   so.cache_leased_replicas = options_.cached_gets;
+  so.put_reservations = options_.put_reservations;
   client_ = std::make_unique<store::StoreClient>(env_, *engine_, link_->store_port(), so);
   st = co_await client_->Start();
   if (!st.ok()) co_return Status(st.code(), "store client (tidal-master " + master + "): " + st.ToString());

@@ -1031,14 +1031,18 @@ StoreCampaignResult Campaign::Run() {
   o.client.heartbeat_interval_ns = 20 * kMs;
   o.client.planted_bug = cfg_.planted_bug;
   o.client.cache_leased_replicas = cfg_.cached_gets;
+  o.client.put_reservations = cfg_.put_reservations;
   Result<sim::SwarmSettings> mix = sim::SwarmMix(cfg_.mix);
   TIDAL_ASSERT_MSG(mix.ok(), "campaign: unknown fault mix");
   o.swarm = *mix;
   o.swarm.immune_node = 0;  // the master (the design has one master; its HA is separate)
   o.swarm.max_crashes = static_cast<uint32_t>(std::min<size_t>(2, o.clients - 2));
   o.swarm.horizon_ns = 5 * kMs;
-  o.replay_command = "build/release/tools/tidal-store-campaign --seed " + std::to_string(seed_) +
-                     " --mix " + cfg_.mix + " --verbose";
+  o.replay_command =
+      "build/release/tools/tidal-store-campaign --seed " + std::to_string(seed_) + " --mix " +
+      cfg_.mix + " --verbose" + (cfg_.cached_gets ? " --cached-gets" : "") +
+      (cfg_.put_reservations > 0 ? " --put-reservations " + std::to_string(cfg_.put_reservations)
+                                 : "");
   if (!cfg_.tape.empty()) o.replay_command = "feed the same input to store_tape_fuzz";
   keyspace_ = 4 * o.clients + 4;
   max_size_ = short_lease ? (64 << 10) : (256 << 10);
@@ -1098,6 +1102,8 @@ StoreCampaignResult Campaign::Run() {
   for (size_t c = 0; c < o.clients; ++c) {
     result_.lease_expired += w_->client(c).stats().lease_expired;
     result_.cached_gets += w_->client(c).stats().cached_gets;
+    result_.reserved_puts += w_->client(c).stats().reserved_puts;
+    result_.reservation_fallbacks += w_->client(c).stats().reservation_fallbacks;
   }
   result_.virtual_ns = w_->world().NowNs();
   result_.digest = w_->world().digest();

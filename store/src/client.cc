@@ -162,6 +162,7 @@ Task<Status> StoreClient::Stop() {
     Status s = co_await UnmountSegment(reinterpret_cast<void*>(base));
     if (!s.ok() && first.ok()) first = s;
   }
+  co_await ReleaseReservations();
   co_await ReleaseStaging();
   co_return first;
 }
@@ -355,43 +356,13 @@ Task<void> StoreClient::ReleaseStaging() {
 // ---------------------------------------------------------------------------------------
 // Put
 
-Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t size,
-                                  ReplicateConfig config, Deadline d) {
-  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
-  if (ptr == nullptr || size == 0 || size > options_.max_object_bytes) {
-    co_return Status(ErrorCode::INVALID_PARAMS, "put: null buffer, size 0 or above the limit");
-  }
-  if (config.replica_num == 0 || config.replica_num > kMaxReplicas) {
-    co_return Status(ErrorCode::INVALID_PARAMS, "put: replica_num out of range");
-  }
-  // Field bug 4: an unregistered source fails before anything is allocated or moved.
-  Result<RegionInfo> local = engine_.registry().FindLocal(Addr(ptr), size);
-  if (!local.ok() && options_.planted_bug != StoreBug::kUnregisteredBuffer) {
-    co_return local.status();
-  }
-
-  DropCachedList(key);  // whatever this put finds, an older list is not ours to trust
-  proto::PutStartReq req{key, size, config};
-  std::string body = proto::Encode(req);
-  Result<std::string> r = co_await Call(MsgType::kPutStart, std::move(body), d);
-  if (!r.ok()) co_return r.status();
-  proto::PutStartResp placed;
-  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(*r, &placed));
-
+Task<Status> StoreClient::WriteReplicas(const void* ptr, uint64_t size,
+                                        const std::vector<ReplicaLocation>& replicas, Deadline d) {
   Status failure;
-  // The placement is the master's answer, remote data: a replica count other than the one
-  // asked for is corrupt input, and the placement is revoked below like any failed put.
-  const bool placed_ok = placed.replicas.size() == config.replica_num;
-  if (!placed_ok) {
-    failure = Status(ErrorCode::CORRUPT_INPUT,
-                     "put start response: field 'replicas' holds " +
-                         std::to_string(placed.replicas.size()) + ", asked for " +
-                         std::to_string(config.replica_num));
-  }
-  for (int attempt = 0; placed_ok && attempt < 2; ++attempt) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
     failure = Status();
     std::vector<TransferRequest> writes;
-    for (const ReplicaLocation& rep : placed.replicas) {
+    for (const ReplicaLocation& rep : replicas) {
       Result<SegmentHandle> h = co_await Open(rep.segment, attempt > 0);
       if (!h.ok()) {
         failure = Status(ErrorCode::TRANSFER_FAIL,
@@ -409,11 +380,165 @@ Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t siz
       if (failure.ok()) {
         failure = Status(
             env_.NowNs() >= d.at_ns ? ErrorCode::OPERATION_TIMEOUT : ErrorCode::TRANSFER_FAIL,
-            "put: replica on " + placed.replicas[i].segment + ": " + Describe(done[i]));
+            "put: replica on " + replicas[i].segment + ": " + Describe(done[i]));
       }
     }
     if (failure.ok() || !stale) break;
   }
+  co_return failure;
+}
+
+namespace {
+// Reservations are kept per put shape: size, replica count and preferred segments.
+std::string ReservationShape(uint64_t size, const ReplicateConfig& config) {
+  std::string shape = std::to_string(size) + "/" + std::to_string(config.replica_num);
+  for (const std::string& s : config.preferred_segments) shape += '\0' + s;
+  return shape;
+}
+}  // namespace
+
+Task<std::optional<Status>> StoreClient::PutReserved(const std::string& key, const void* ptr,
+                                                     uint64_t size, const ReplicateConfig& config,
+                                                     Deadline d) {
+  const std::string shape = ReservationShape(size, config);
+  // A reservation is written only while it is valid, with a millisecond to spare; lapsed
+  // ones go back to the master with the next request.
+  auto take = [this, &shape]() -> std::optional<PutReservation> {
+    auto it = reservations_.find(shape);
+    if (it == reservations_.end()) return std::nullopt;
+    const uint64_t now = env_.NowNs();
+    while (!it->second.empty()) {
+      PutReservation r = std::move(it->second.back());
+      it->second.pop_back();
+      if (now + 1'000'000 < r.valid_until_ns) return r;
+      spent_reservations_.push_back(r.id);
+    }
+    return std::nullopt;
+  };
+  std::optional<PutReservation> res = take();
+  if (!res) {
+    // One for a shape not seen before (a workload of ever new sizes then holds nothing
+    // unused), put_reservations once it comes back. The shapes seen are forgotten when
+    // there are many.
+    if (reservations_.size() > 1024) {
+      std::erase_if(reservations_, [](const auto& kv) { return kv.second.empty(); });
+    }
+    const bool seen = reservations_.count(shape) != 0;
+    proto::PutReserveReq req{size, config, seen ? options_.put_reservations : 1u,
+                             std::move(spent_reservations_)};
+    spent_reservations_.clear();
+    const uint64_t sent_ns = env_.NowNs();
+    std::string body = proto::Encode(req);
+    ++stats_.reservation_requests;
+    Result<std::string> r = co_await Call(MsgType::kPutReserve, std::move(body), d);
+    proto::PutReserveResp granted;
+    // No reservation (no space, too many held, an old master): the two-RPC put finds
+    // and names the error itself.
+    if (!r.ok() || !proto::Decode(*r, &granted).ok()) co_return std::nullopt;
+    std::vector<PutReservation>& pool = reservations_[shape];
+    for (proto::Reservation& g : granted.reservations) {
+      if (g.replicas.size() != config.replica_num) {
+        spent_reservations_.push_back(g.id);  // not what was asked: give it back
+        continue;
+      }
+      pool.push_back({g.id, std::move(g.replicas), sent_ns + granted.valid_ns});
+    }
+    res = take();
+    if (!res) co_return std::nullopt;
+  }
+  TIDAL_REACHABLE("store.client.put_through_a_reservation");
+  // The WRITE ends (or is cancelled) by the reservation's validity, after which the master
+  // may reclaim it.
+  const Deadline write_by{std::min(d.at_ns, res->valid_until_ns)};
+  Status failure = co_await WriteReplicas(ptr, size, res->replicas, write_by);
+  if (!failure.ok()) {
+    // What was written is garbage in memory no object uses: give it back.
+    spent_reservations_.push_back(res->id);
+    if (env_.NowNs() < d.at_ns && failure.code() == ErrorCode::OPERATION_TIMEOUT) {
+      ++stats_.reservation_fallbacks;  // cut off by the validity, not the call's deadline
+      co_return std::nullopt;
+    }
+    co_return failure;
+  }
+  proto::PutCommitReq req{key, res->id, size, config};
+  std::string body = proto::Encode(req);
+  Result<std::string> r = co_await Call(MsgType::kPutCommit, std::move(body), d);
+  if (r.ok()) {
+    ++stats_.reserved_puts;
+    co_return Status();
+  }
+  switch (r.code()) {
+    case ErrorCode::OBJECT_ALREADY_EXISTS:
+    case ErrorCode::INVALID_KEY:
+      // Refused, the reservation still ours and unused by any object: keep it.
+      reservations_[shape].push_back(std::move(*res));
+      co_return r.status();
+    case ErrorCode::OBJECT_NOT_FOUND:
+      // Reclaimed (we were declared dead, the master restarted, a holder went): so, most
+      // likely, is every other one we keep. Forget them and put the two-RPC way.
+      TIDAL_REACHABLE("store.client.reservation_reclaimed_before_commit");
+      for (auto& [k, pool] : reservations_) {
+        for (const PutReservation& x : pool) spent_reservations_.push_back(x.id);
+      }
+      reservations_.clear();
+      ++stats_.reservation_fallbacks;
+      co_return std::nullopt;
+    default:
+      // Unknown whether the commit happened (RPC errors): never write there again.
+      co_return r.status();
+  }
+}
+
+Task<void> StoreClient::ReleaseReservations() {
+  std::vector<uint64_t> ids = std::move(spent_reservations_);
+  spent_reservations_.clear();
+  for (auto& [shape, pool] : reservations_) {
+    for (const PutReservation& r : pool) ids.push_back(r.id);
+  }
+  reservations_.clear();
+  if (ids.empty()) co_return;
+  std::string body = proto::EncodeU64s(ids);
+  (void)co_await Call(MsgType::kPutRelease, std::move(body), MakeDeadline());
+}
+
+Task<Status> StoreClient::PutImpl(std::string key, const void* ptr, uint64_t size,
+                                  ReplicateConfig config, Deadline d) {
+  TIDAL_CO_RETURN_IF_ERROR(KeyCheck(key));
+  if (ptr == nullptr || size == 0 || size > options_.max_object_bytes) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "put: null buffer, size 0 or above the limit");
+  }
+  if (config.replica_num == 0 || config.replica_num > kMaxReplicas) {
+    co_return Status(ErrorCode::INVALID_PARAMS, "put: replica_num out of range");
+  }
+  // Field bug 4: an unregistered source fails before anything is allocated or moved.
+  Result<RegionInfo> local = engine_.registry().FindLocal(Addr(ptr), size);
+  if (!local.ok() && options_.planted_bug != StoreBug::kUnregisteredBuffer) {
+    co_return local.status();
+  }
+
+  DropCachedList(key);  // whatever this put finds, an older list is not ours to trust
+  if (options_.put_reservations > 0 && size <= options_.put_reservation_max_bytes) {
+    std::optional<Status> done = co_await PutReserved(key, ptr, size, config, d);
+    if (done.has_value()) co_return *done;
+  }
+  proto::PutStartReq req{key, size, config};
+  std::string body = proto::Encode(req);
+  Result<std::string> r = co_await Call(MsgType::kPutStart, std::move(body), d);
+  if (!r.ok()) co_return r.status();
+  proto::PutStartResp placed;
+  TIDAL_CO_RETURN_IF_ERROR(proto::Decode(*r, &placed));
+
+  Status failure;
+  // The placement is the master's answer, remote data: a replica count other than the one
+  // asked for is corrupt input, and the placement is revoked below like any failed put.
+  const bool placed_ok = placed.replicas.size() == config.replica_num;
+  if (!placed_ok) {
+    failure = Status(ErrorCode::CORRUPT_INPUT,
+                     "put start response: field 'replicas' holds " +
+                         std::to_string(placed.replicas.size()) + ", asked for " +
+                         std::to_string(config.replica_num));
+  }
+  if (placed_ok) failure = co_await WriteReplicas(ptr, size, placed.replicas, d);
   proto::KeyGen kg{key, placed.generation};
   if (!failure.ok()) {
     TIDAL_REACHABLE("store.client.put_failed_and_revoked");

@@ -68,6 +68,30 @@ std::string MasterService::Handle(std::string_view from_view, MsgType type, std:
                                 ? state_.PutEnd(from, m.key, m.generation, now)
                                 : state_.PutRevoke(from, m.key, m.generation, now));
     }
+    case MsgType::kPutReserve: {
+      proto::PutReserveReq m;
+      if (Status s = proto::Decode(body, &m); !s.ok()) return proto::Respond(s);
+      auto r = state_.Reserve(from, m.size, m.config, m.count, m.release, now);
+      if (!r.ok()) return proto::Respond(r.status());
+      proto::PutReserveResp resp{state_.reservation_valid_ns(), {}};
+      for (MasterState::Reserved& x : *r) {
+        resp.reservations.push_back({x.id, std::move(x.replicas)});
+      }
+      return proto::Respond(Status(), proto::Encode(resp));
+    }
+    case MsgType::kPutCommit: {
+      proto::PutCommitReq m;
+      if (Status s = proto::Decode(body, &m); !s.ok()) return proto::Respond(s);
+      Result<uint64_t> g = state_.PutCommit(from, m.key, m.reservation, m.size, m.config, now);
+      if (!g.ok()) return proto::Respond(g.status());
+      return proto::Respond(Status(), proto::EncodeU64(*g));
+    }
+    case MsgType::kPutRelease: {
+      std::vector<uint64_t> ids;
+      if (Status s = proto::DecodeU64s(body, &ids); !s.ok()) return proto::Respond(s);
+      state_.ReleaseReservations(from, ids, now);
+      return proto::Respond(Status());
+    }
     case MsgType::kGetReplicaList: {
       proto::KeyGen m;
       if (Status s = proto::Decode(body, &m); !s.ok()) return proto::Respond(s);

@@ -26,6 +26,7 @@ constexpr std::string_view kObjectPrefix = "o/";   // + key -> the object
 constexpr std::string_view kDeferredPrefix = "d/";  // + id (16 hex digits) -> a deferred free
 constexpr std::string_view kFencePrefix = "f/";    // + segment: a dead owner's memory, fenced
 constexpr std::string_view kLostPrefix = "l/";     // + key -> the generation that was lost
+constexpr std::string_view kReservationPrefix = "r/";  // + id (16 hex digits) -> a reservation
 constexpr uint64_t kGenerationBlock = 1024;
 constexpr size_t kMaxLostReports = 4096;
 
@@ -160,6 +161,21 @@ void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_unt
       ++it;  // field bug 9: other replicas keep the object readable
     }
   }
+  // Reservations with a replica here cannot be committed any more: the replica goes with
+  // the segment, the others are reclaimed. After a death, writes the client may still
+  // make into this memory fence it off like the leases.
+  for (auto it = reservations_.begin(); it != reservations_.end();) {
+    ReservationState& r = it->second;
+    auto here = [mount](const Replica& x) { return x.mount == mount; };
+    if (std::none_of(r.replicas.begin(), r.replicas.end(), here)) {
+      ++it;
+      continue;
+    }
+    fence = std::max(fence, std::max(now_ns, r.granted_ns + reservation_valid_ns()) +
+                                options_.reclaim_quarantine_ns);
+    r.replicas.erase(std::remove_if(r.replicas.begin(), r.replicas.end(), here), r.replicas.end());
+    DropReservation(it++, /*released=*/false, now_ns);
+  }
   // Leases granted before a restart are unknown: a graceful unmount waits them out too.
   fence = std::max(fence, recovery_fence_ns_);
   if (drain_until_ns != nullptr) *drain_until_ns = std::max(*drain_until_ns, recovery_fence_ns_);
@@ -271,17 +287,13 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
                         " bytes; the rest is leased, pinned or being written");
     }
   }
-  if (journal_ != nullptr && next_generation_ >= generation_bound_) {
-    generation_bound_ = next_generation_ + kGenerationBlock;
-    JournalCounters();
-  }
   if (auto l = lost_.find(key); l != lost_.end()) {
     lost_.erase(l);
     JournalErase(std::string(kLostPrefix) + key);
   }
   Object o;
   o.size = size;
-  o.generation = next_generation_++;
+  o.generation = NextGeneration();
   o.writer = client;
   o.started_ns = now_ns;
   o.replicas = std::move(placed);
@@ -295,6 +307,164 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
   ++stats_.puts_started;
   MaybeEvict(now_ns);
   return std::make_pair(generation, std::move(locations));
+}
+
+uint64_t MasterState::NextGeneration() {
+  if (journal_ != nullptr && next_generation_ >= generation_bound_) {
+    generation_bound_ = next_generation_ + kGenerationBlock;
+    JournalCounters();
+  }
+  return next_generation_++;
+}
+
+uint64_t MasterState::reservation_valid_ns() const {
+  return std::min({options_.put_timeout_ns, options_.client_ttl_ns, options_.lease_ttl_ns});
+}
+
+Result<std::vector<MasterState::Reserved>> MasterState::Reserve(
+    const std::string& client, uint64_t size, const ReplicateConfig& config, uint32_t count,
+    const std::vector<uint64_t>& release, uint64_t now_ns) {
+  Touch(client, now_ns);
+  ReleaseReservations(client, release, now_ns);
+  if (size == 0) return Status(ErrorCode::INVALID_PARAMS, "put reserve: size is 0");
+  if (config.replica_num == 0 || config.replica_num > kMaxReplicas) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "put reserve: replica_num " + std::to_string(config.replica_num) +
+                      " not in [1, " + std::to_string(kMaxReplicas) + "]");
+  }
+  if (count == 0 || count > kMaxReservationsPerCall) {
+    return Status(ErrorCode::INVALID_PARAMS, "put reserve: count " + std::to_string(count) +
+                                                 " not in [1, " +
+                                                 std::to_string(kMaxReservationsPerCall) + "]");
+  }
+  Client& holder = clients_[client];
+  if (holder.reservations >= kMaxReservationsPerClient) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE, "put reserve: the client holds " +
+                                                      std::to_string(holder.reservations) +
+                                                      " reservations, the most it may");
+  }
+  count = std::min(count, kMaxReservationsPerClient - holder.reservations);
+  size_t fit = SegmentsThatFit(size, now_ns);
+  if (fit < config.replica_num) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                  "put reserve: " + std::to_string(config.replica_num) + " replicas asked, only " +
+                      std::to_string(fit) + " segments can hold " + std::to_string(size) +
+                      " bytes");
+  }
+  std::vector<Reserved> out;
+  std::vector<Replica> placed;
+  while (out.size() < count) {
+    // The first evicts like a put (field bug 12); the rest take only free space.
+    while (!TryPlace(size, config, now_ns, &placed)) {
+      if (!out.empty() || options_.planted_bug == MasterBug::kNoEvictOnPut ||
+          Evict(1, now_ns) == 0) {
+        break;
+      }
+    }
+    if (placed.empty()) break;
+    const uint64_t id = NextGeneration();
+    ReservationState r{client, size, now_ns, std::move(placed)};
+    placed.clear();
+    Reserved granted{id, {}};
+    for (const Replica& rep : r.replicas) {
+      const MountState& m = mounts_.at(rep.mount);
+      granted.replicas.push_back({m.segment, m.base + rep.offset, size});
+    }
+    reservations_.emplace(id, std::move(r));
+    JournalReservation(id);
+    ++holder.reservations;
+    ++stats_.reservations_granted;
+    out.push_back(std::move(granted));
+  }
+  if (out.empty()) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                  "put reserve: no space for " + std::to_string(size) +
+                      " bytes; the rest is leased, pinned or being written");
+  }
+  MaybeEvict(now_ns);
+  return out;
+}
+
+Result<uint64_t> MasterState::PutCommit(const std::string& client, const std::string& key,
+                                        uint64_t reservation, uint64_t size,
+                                        const ReplicateConfig& config, uint64_t now_ns) {
+  Touch(client, now_ns);
+  TIDAL_RETURN_IF_ERROR(KeyCheck(key));
+  auto it = reservations_.find(reservation);
+  if (it == reservations_.end() || it->second.client != client) {
+    return Status(ErrorCode::OBJECT_NOT_FOUND,
+                  "put commit: reservation " + std::to_string(reservation) +
+                      " is not this client's (reclaimed, released, used or never granted)");
+  }
+  ReservationState& r = it->second;
+  if (size != r.size || config.replica_num != r.replicas.size()) {
+    return Status(ErrorCode::INVALID_PARAMS,
+                  "put commit: " + std::to_string(size) + " bytes in " +
+                      std::to_string(config.replica_num) + " replicas, but reservation " +
+                      std::to_string(reservation) + " holds " + std::to_string(r.size) +
+                      " bytes in " + std::to_string(r.replicas.size()));
+  }
+  if (auto existing = objects_.find(key); existing != objects_.end()) {
+    return Status(ErrorCode::OBJECT_ALREADY_EXISTS,
+                  existing->second.complete ? "put: key exists" : "put: key is being written");
+  }
+  if (auto l = lost_.find(key); l != lost_.end()) {
+    lost_.erase(l);
+    JournalErase(std::string(kLostPrefix) + key);
+  }
+  Object o;
+  o.size = size;
+  o.generation = NextGeneration();
+  o.complete = true;
+  o.writer = client;
+  o.started_ns = now_ns;
+  o.replicas = std::move(r.replicas);
+  o.last_access_ns = now_ns;
+  o.hard_pin = config.hard_pin;
+  o.soft_pin_ttl_ns = config.soft_pin_ttl_ns;
+  if (o.soft_pin_ttl_ns != 0) o.soft_pin_until_ns = now_ns + o.soft_pin_ttl_ns;
+  const uint64_t generation = o.generation;
+  // The object's record first: a crash between the two writes leaves the memory claimed
+  // twice, which recovery refuses, never a reservation's bytes counted as free.
+  JournalObject(key, o);
+  JournalErase(std::string(kReservationPrefix) + Hex(reservation));
+  --clients_[client].reservations;
+  reservations_.erase(it);
+  objects_.emplace(key, std::move(o));
+  ++stats_.puts_committed;
+  MaybeEvict(now_ns);
+  return generation;
+}
+
+void MasterState::ReleaseReservations(const std::string& client, const std::vector<uint64_t>& ids,
+                                      uint64_t now_ns) {
+  Touch(client, now_ns);
+  for (uint64_t id : ids) {
+    auto it = reservations_.find(id);
+    if (it != reservations_.end() && it->second.client == client) {
+      DropReservation(it, /*released=*/true, now_ns);
+    }
+  }
+}
+
+void MasterState::DropReservation(std::map<uint64_t, ReservationState>::iterator it, bool released,
+                                  uint64_t now_ns) {
+  const ReservationState& r = it->second;
+  // A client may write into it until its validity ends; a released one it promised not to.
+  const uint64_t writable_until =
+      released ? now_ns : std::max(now_ns, r.granted_ns + reservation_valid_ns());
+  ReleaseRanges(r.replicas, r.size, writable_until + options_.reclaim_quarantine_ns, now_ns);
+  if (auto c = clients_.find(r.client); c != clients_.end() && c->second.reservations > 0) {
+    --c->second.reservations;
+  }
+  JournalErase(std::string(kReservationPrefix) + Hex(it->first));
+  if (released) {
+    ++stats_.reservations_released;
+  } else {
+    TIDAL_REACHABLE("store.master.reservation_reclaimed");
+    ++stats_.reservations_reclaimed;
+  }
+  reservations_.erase(it);
 }
 
 Status MasterState::PutEnd(const std::string& client, const std::string& key, uint64_t generation,
@@ -401,23 +571,28 @@ std::vector<ReplicaLocation> MasterState::Replicas(const std::string& key) const
 }
 
 void MasterState::Release(const Object& o, uint64_t hold_until_ns, uint64_t now_ns) {
+  ReleaseRanges(o.replicas, o.size, hold_until_ns, now_ns);
+}
+
+void MasterState::ReleaseRanges(const std::vector<Replica>& replicas, uint64_t size,
+                                uint64_t hold_until_ns, uint64_t now_ns) {
   // Readers under leases granted before a restart are unknown: hold their memory too.
   hold_until_ns = std::max(hold_until_ns, recovery_fence_ns_);
-  for (const Replica& r : o.replicas) {
+  for (const Replica& r : replicas) {
     auto m = mounts_.find(r.mount);
     TIDAL_ASSERT(m != mounts_.end());
     if (hold_until_ns > now_ns) {
       const uint64_t id = next_deferred_++;
-      deferred_.push_back({id, hold_until_ns, r.mount, r.offset, o.size});
+      deferred_.push_back({id, hold_until_ns, r.mount, r.offset, size});
       if (journal_ != nullptr) {
         ByteWriter w;
         w.U64(r.mount);
         w.U64(r.offset);
-        w.U64(o.size);
+        w.U64(size);
         journal_->Put(std::string(kDeferredPrefix) + Hex(id), w.Take());
       }
     } else {
-      m->second.alloc.Free(r.offset, o.size);
+      m->second.alloc.Free(r.offset, size);
     }
   }
 }
@@ -492,6 +667,13 @@ void MasterState::ClientDied(const std::string& client, uint64_t now_ns) {
       ++it;
     }
   }
+  for (auto it = reservations_.begin(); it != reservations_.end();) {
+    if (it->second.client == client) {
+      DropReservation(it++, /*released=*/false, now_ns);
+    } else {
+      ++it;
+    }
+  }
   clients_.erase(client);
 }
 
@@ -527,6 +709,13 @@ void MasterState::Tick(uint64_t now_ns) {
       ++it;
     }
   }
+  for (auto it = reservations_.begin(); it != reservations_.end();) {
+    if (it->second.granted_ns + reservation_valid_ns() < now_ns) {
+      DropReservation(it++, /*released=*/false, now_ns);  // expired: never committed
+    } else {
+      ++it;
+    }
+  }
   RunDeferred(now_ns);
   MaybeEvict(now_ns);
   TIDAL_DASSERT(CheckInvariants().ok());
@@ -551,6 +740,20 @@ Status MasterState::CheckInvariants() const {
       owned[r.mount] += rounded(o.size);
     }
   }
+  for (const auto& [id, r] : reservations_) {
+    const std::string what = "reservation " + std::to_string(id);
+    if (r.replicas.empty()) return bad(what + " has no replica");
+    std::set<std::string> segments;
+    for (const Replica& rep : r.replicas) {
+      auto m = mounts_.find(rep.mount);
+      if (m == mounts_.end()) return bad(what + " has a replica on a dropped mount");
+      if (rep.offset + r.size > m->second.size) return bad(what + " runs past its mount");
+      if (!segments.insert(m->second.segment).second) {
+        return bad(what + " has two replicas on " + m->second.segment);
+      }
+      owned[rep.mount] += rounded(r.size);
+    }
+  }
   for (const Deferred& d : deferred_) {
     if (mounts_.count(d.mount) == 0) return bad("a deferred free names a dropped mount");
     owned[d.mount] += rounded(d.size);
@@ -568,6 +771,7 @@ MasterStats MasterState::stats() const {
   MasterStats s = stats_;
   s.incarnation = incarnation_;
   s.objects = objects_.size();
+  s.reservations = reservations_.size();
   for (const auto& [id, m] : mounts_) {
     s.capacity_bytes += m.alloc.capacity();
     s.used_bytes += m.alloc.used();
@@ -621,6 +825,20 @@ void MasterState::JournalObject(const std::string& key, const Object& o) {
   journal_->Put(std::string(kObjectPrefix) + key, w.Take());
 }
 
+void MasterState::JournalReservation(uint64_t id) {
+  if (journal_ == nullptr) return;
+  const ReservationState& r = reservations_.at(id);
+  ByteWriter w;
+  w.Str(r.client);
+  w.U64(r.size);
+  w.U32(static_cast<uint32_t>(r.replicas.size()));
+  for (const Replica& rep : r.replicas) {
+    w.U64(rep.mount);
+    w.U64(rep.offset);
+  }
+  journal_->Put(std::string(kReservationPrefix) + Hex(id), w.Take());
+}
+
 void MasterState::JournalMount(uint64_t id) {
   if (journal_ == nullptr) return;
   const MountState& m = mounts_.at(id);
@@ -652,6 +870,7 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
   const bool restart = !records.empty();
   std::vector<std::pair<std::string, Object>> unfinished;
   std::vector<std::pair<uint64_t, Deferred>> held;  // journaled deferred frees
+  std::vector<std::pair<uint64_t, ReservationState>> reserved;  // journaled reservations
   for (const auto& [key, value] : records) {
     ByteReader r(value);
     if (key == kCountersRecord) {
@@ -706,6 +925,24 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
         return BadRecord(key, "deferred free does not decode");
       }
       held.emplace_back(d.id, d);
+    } else if (key.rfind(kReservationPrefix, 0) == 0) {
+      uint64_t id = 0;
+      ReservationState res;
+      uint32_t n = 0;
+      if (!ParseHex(std::string_view(key).substr(kReservationPrefix.size()), &id) ||
+          !r.Str(&res.client, kMaxKeyBytes) || !r.U64(&res.size) ||
+          !r.Count(&n, kMaxReplicas, 16)) {
+        return BadRecord(key, "reservation does not decode");
+      }
+      for (uint32_t i = 0; i < n; ++i) {
+        Replica rep;
+        if (!r.U64(&rep.mount) || !r.U64(&rep.offset)) return BadRecord(key, "replica is cut off");
+        res.replicas.push_back(rep);
+      }
+      if (!r.done() || res.size == 0 || id == 0) {
+        return BadRecord(key, "reservation does not decode");
+      }
+      reserved.emplace_back(id, std::move(res));
     } else if (key.rfind(kFencePrefix, 0) == 0) {
       // Dead owners' memory: leases on it may have been granted just before the crash.
       fences_[key.substr(kFencePrefix.size())] = now_ns + options_.lease_ttl_ns;
@@ -744,6 +981,15 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
       TIDAL_RETURN_IF_ERROR(take(std::string(kObjectPrefix) + key, rep.mount, rep.offset, o.size));
     }
   }
+  for (auto& [id, res] : reserved) {
+    if (id >= next_generation_) {
+      return BadRecord(std::string(kReservationPrefix) + Hex(id), "id above the journaled bound");
+    }
+    for (const Replica& rep : res.replicas) {
+      TIDAL_RETURN_IF_ERROR(
+          take(std::string(kReservationPrefix) + Hex(id), rep.mount, rep.offset, res.size));
+    }
+  }
   for (auto& [id, d] : held) {
     TIDAL_RETURN_IF_ERROR(take(std::string(kDeferredPrefix) + Hex(id), d.mount, d.offset, d.size));
     next_deferred_ = std::max(next_deferred_, id + 1);
@@ -769,6 +1015,14 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
     Notify(key, o.generation, "reclaimed");
     Release(o, now_ns + options_.reclaim_quarantine_ns, now_ns);
     JournalErase(std::string(kObjectPrefix) + key);
+  }
+  // So are reservations: their writers' next PutCommit fails; the memory waits out the
+  // recovery fence (at least a lease TTL, so at least their validity) and the quarantine.
+  for (auto& [id, res] : reserved) {
+    TIDAL_REACHABLE("store.master.reservation_reclaimed_at_restart");
+    ++stats_.reservations_reclaimed;
+    ReleaseRanges(res.replicas, res.size, now_ns + options_.reclaim_quarantine_ns, now_ns);
+    JournalErase(std::string(kReservationPrefix) + Hex(id));
   }
   return CheckInvariants();
 }

@@ -250,5 +250,181 @@ TEST_F(StoreMaster, SoftPinExpiresAndWatermarkEvicts) {
   EXPECT_TRUE(m_->Stat("o1", 200).ok());
 }
 
+// Put reservations (MasterState::Reserve / PutCommit): memory placed before the key, an
+// object made complete by one call.
+class StoreMasterReservations : public StoreMaster {
+ protected:
+  static ReplicateConfig On(std::vector<std::string> segments, uint32_t replicas = 1) {
+    ReplicateConfig cfg;
+    cfg.replica_num = replicas;
+    cfg.preferred_segments = std::move(segments);
+    return cfg;
+  }
+  std::vector<uint64_t> Ids(const std::vector<MasterState::Reserved>& r) {
+    std::vector<uint64_t> ids;
+    for (const auto& x : r) ids.push_back(x.id);
+    return ids;
+  }
+};
+
+TEST_F(StoreMasterReservations, CommitMakesACompleteObjectAtTheReservedRange) {
+  EXPECT_EQ(m_->reservation_valid_ns(), 1 * kS);  // min(put timeout, client TTL, lease TTL)
+  auto r = m_->Reserve("c1", 1024, On({"node1"}), 3, {}, 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_EQ((*r)[0].replicas, (std::vector<ReplicaLocation>{{"node1", 0x10000, 1024}}));
+  EXPECT_EQ((*r)[1].replicas[0].addr, 0x10400u);
+  EXPECT_EQ((*r)[2].replicas[0].addr, 0x10800u);
+  EXPECT_EQ(m_->stats().reservations, 3u);
+  EXPECT_EQ(m_->stats().used_bytes, 3u * 1024);
+  // Nothing is visible before the commit.
+  EXPECT_EQ(m_->Stat("k", 0).code(), ErrorCode::OBJECT_NOT_FOUND);
+
+  Result<uint64_t> g = m_->PutCommit("c1", "k", (*r)[0].id, 1024, On({"node1"}), 10);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_GT(*g, (*r)[2].id);  // ids and generations come from one counter
+  EXPECT_EQ(m_->Stat("k", 10).value().generation, *g);
+  auto list = m_->GetReplicaList("k", 0, 10);
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->second, (*r)[0].replicas);
+
+  // Used up; another client's is not ours; a taken key keeps the reservation.
+  EXPECT_EQ(m_->PutCommit("c1", "k2", (*r)[0].id, 1024, {}, 10).code(),
+            ErrorCode::OBJECT_NOT_FOUND);
+  EXPECT_EQ(m_->PutCommit("c2", "k2", (*r)[1].id, 1024, {}, 10).code(),
+            ErrorCode::OBJECT_NOT_FOUND);
+  EXPECT_EQ(m_->PutCommit("c1", "k", (*r)[1].id, 1024, {}, 10).code(),
+            ErrorCode::OBJECT_ALREADY_EXISTS);
+  EXPECT_EQ(m_->PutCommit("c1", "k2", (*r)[1].id, 1000, {}, 10).code(), ErrorCode::INVALID_PARAMS);
+  ReplicateConfig two;
+  two.replica_num = 2;
+  EXPECT_EQ(m_->PutCommit("c1", "k2", (*r)[1].id, 1024, two, 10).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(m_->PutCommit("c1", "", (*r)[1].id, 1024, {}, 10).code(), ErrorCode::INVALID_KEY);
+  EXPECT_TRUE(m_->PutCommit("c1", "k2", (*r)[1].id, 1024, {}, 10).ok());
+  EXPECT_EQ(m_->stats().puts_committed, 2u);
+  EXPECT_EQ(m_->stats().reservations, 1u);
+  EXPECT_EQ(m_->stats().objects, 2u);
+  EXPECT_EQ(m_->stats().used_bytes, 3u * 1024);
+}
+
+TEST_F(StoreMasterReservations, ValidationAndTheLimitPerClient) {
+  EXPECT_EQ(m_->Reserve("c1", 0, {}, 1, {}, 0).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(m_->Reserve("c1", 64, On({}, 0), 1, {}, 0).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(m_->Reserve("c1", 64, {}, 0, {}, 0).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(m_->Reserve("c1", 64, {}, 65, {}, 0).code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_EQ(m_->Reserve("c1", 64, On({}, 4), 1, {}, 0).code(), ErrorCode::NO_AVAILABLE_HANDLE);
+  ASSERT_TRUE(m_->Mount("c4", "node4", 0x100000, 1 << 20, 0).ok());
+  std::vector<uint64_t> held;
+  for (int i = 0; i < 4; ++i) {
+    auto r = m_->Reserve("c1", 64, On({"node4"}), 64, {}, 0);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->size(), 64u);
+    for (uint64_t id : Ids(*r)) held.push_back(id);
+  }
+  Result<std::vector<MasterState::Reserved>> over = m_->Reserve("c1", 64, On({"node4"}), 1, {}, 0);
+  EXPECT_EQ(over.code(), ErrorCode::NO_AVAILABLE_HANDLE);
+  EXPECT_NE(over.status().message().find("holds 256"), std::string::npos)
+      << over.status().ToString();
+  // Giving two back (with the request) makes room for exactly two; another client's ids
+  // are ignored.
+  auto again = m_->Reserve("c1", 64, On({"node4"}), 64, {held[0], held[1]}, 0);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 2u);
+  m_->ReleaseReservations("c2", {held[2]}, 0);
+  EXPECT_EQ(m_->stats().reservations, 256u);
+  EXPECT_EQ(m_->stats().reservations_released, 2u);
+}
+
+TEST_F(StoreMasterReservations, AnExpiredReservationIsReclaimedAndItsMemoryQuarantined) {
+  auto r = m_->Reserve("c1", 4096, On({"node1"}), 1, {}, 0);
+  ASSERT_TRUE(r.ok());
+  m_->Tick(1 * kS);  // valid until 1 s: still held
+  EXPECT_EQ(m_->stats().reservations, 1u);
+  m_->Tick(1 * kS + 1);
+  EXPECT_EQ(m_->stats().reservations, 0u);
+  EXPECT_EQ(m_->stats().reservations_reclaimed, 1u);
+  EXPECT_EQ(m_->PutCommit("c1", "k", (*r)[0].id, 4096, {}, 1 * kS + 2).code(),
+            ErrorCode::OBJECT_NOT_FOUND);
+  // A WRITE started while it was valid may still land: node1 is full until 1 s + 1 s.
+  EXPECT_EQ(m_->PutStart("c1", "x", 4096, On({"node1"}, 3), 2 * kS).code(),
+            ErrorCode::NO_AVAILABLE_HANDLE);
+  m_->Tick(2 * kS + 1);
+  auto put = m_->PutStart("c1", "x", 4096, On({"node1"}), 2 * kS + 1);
+  ASSERT_TRUE(put.ok());
+  EXPECT_EQ(put->second[0].addr, 0x10000u);
+}
+
+TEST_F(StoreMasterReservations, AReleasedReservationIsQuarantinedFromTheRelease) {
+  auto r = m_->Reserve("c1", 4096, On({"node1"}), 1, {}, 0);
+  ASSERT_TRUE(r.ok());
+  m_->ReleaseReservations("c1", Ids(*r), kS / 2);
+  EXPECT_EQ(m_->stats().reservations_released, 1u);
+  EXPECT_EQ(m_->PutCommit("c1", "k", (*r)[0].id, 4096, {}, kS / 2).code(),
+            ErrorCode::OBJECT_NOT_FOUND);
+  m_->Tick(kS / 2 + kS - 1);
+  EXPECT_EQ(m_->PutStart("c1", "x", 4096, On({"node1"}, 3), kS / 2 + kS - 1).code(),
+            ErrorCode::NO_AVAILABLE_HANDLE);
+  m_->Tick(kS / 2 + kS);
+  EXPECT_TRUE(m_->PutStart("c1", "x", 4096, On({"node1"}, 3), kS / 2 + kS).ok());
+}
+
+TEST_F(StoreMasterReservations, DeadClientsAndDeadHoldersReservationsAreReclaimedAndFenced) {
+  // c9 holds one on node1; c1 holds one on node1 and node2.
+  ASSERT_TRUE(m_->Reserve("c9", 1024, On({"node1"}), 1, {}, 0).ok());
+  auto both = m_->Reserve("c1", 1024, On({"node1", "node2"}, 2), 1, {}, 0);
+  ASSERT_TRUE(both.ok());
+  m_->Heartbeat("c1", 4 * kS);
+  m_->Heartbeat("c3", 4 * kS);
+  m_->Tick(6 * kS);  // c9 and c2 (node2's holder) silent for 6 s: dead
+  EXPECT_FALSE(m_->ClientAlive("c9"));
+  EXPECT_FALSE(m_->ClientAlive("c2"));
+  EXPECT_EQ(m_->stats().reservations, 0u);
+  EXPECT_EQ(m_->stats().reservations_reclaimed, 2u);
+  EXPECT_EQ(m_->PutCommit("c1", "k", (*both)[0].id, 1024, On({}, 2), 6 * kS).code(),
+            ErrorCode::OBJECT_NOT_FOUND);
+  // node2's memory is fenced like leases would fence it: the reservation's validity ended
+  // long ago, so the quarantine from now.
+  EXPECT_EQ(m_->SegmentFenceNs("node2"), 7 * kS);
+  // node1's two ranges are quarantined until 7 s as well.
+  EXPECT_EQ(m_->stats().used_bytes, 2u * 1024);
+  m_->Heartbeat("c1", 7 * kS + 1);
+  m_->Heartbeat("c3", 7 * kS + 1);
+  m_->Tick(7 * kS + 1);
+  EXPECT_EQ(m_->stats().used_bytes, 0u);
+}
+
+// Reclaimed while still valid (a holder unmounted): the client may still write into the
+// other replicas until the validity ends, so the quarantine runs from then, not from now.
+TEST_F(StoreMasterReservations, ReclaimedWhileValidIsHeldUntilItsValidityAndTheQuarantine) {
+  auto both = m_->Reserve("c1", 1024, On({"node1", "node2"}, 2), 1, {}, 0);
+  ASSERT_TRUE(both.ok());
+  ASSERT_TRUE(m_->Unmount("c2", 2, kS / 2).ok());  // node2's mount
+  EXPECT_EQ(m_->stats().reservations_reclaimed, 1u);
+  EXPECT_EQ(m_->PutCommit("c1", "k", (*both)[0].id, 1024, On({}, 2), kS / 2).code(),
+            ErrorCode::OBJECT_NOT_FOUND);
+  m_->Tick(kS / 2 + kS + 1);  // a quarantine after the reclaim: still held
+  EXPECT_EQ(m_->stats().used_bytes, 1024u);
+  m_->Tick(2 * kS);  // validity (1 s) + quarantine (1 s)
+  EXPECT_EQ(m_->stats().used_bytes, 0u);
+}
+
+TEST_F(StoreMasterReservations, TheFirstReservationEvictsLikeAPut) {
+  Put("old", 4096, On({"node1"}), 0);
+  Put("new", 4096, On({"node2"}), 10);
+  Put("newer", 4096, On({"node3"}), 20);
+  // Everything is full: the first reservation evicts the least recently used object, the
+  // rest take only free space (none).
+  auto r = m_->Reserve("c1", 4096, {}, 4, {}, 30);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].replicas[0].segment, "node1");
+  EXPECT_EQ(m_->Stat("old", 30).code(), ErrorCode::OBJECT_NOT_FOUND);
+  // Then, as after a put, the store stands above its high watermark (all of it is used):
+  // one more pass takes the next least recently used object.
+  EXPECT_EQ(m_->Stat("new", 30).code(), ErrorCode::OBJECT_NOT_FOUND);
+  EXPECT_TRUE(m_->Stat("newer", 30).ok());
+  EXPECT_EQ(m_->stats().evicted, 2u);
+}
+
 }  // namespace
 }  // namespace tidal::store

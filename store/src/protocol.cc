@@ -36,6 +36,30 @@ const char* GetReplicas(ByteReader& r, std::vector<ReplicaLocation>* rs) {
   return nullptr;
 }
 
+void PutConfig(ByteWriter& w, const ReplicateConfig& c) {
+  w.U32(c.replica_num);
+  w.U32(static_cast<uint32_t>(c.preferred_segments.size()));
+  for (const auto& s : c.preferred_segments) w.Str(s);
+  w.U8(c.hard_pin ? 1 : 0);
+  w.U64(c.soft_pin_ttl_ns);
+}
+// Returns the name of the bad field, or nullptr when the config decoded.
+const char* GetConfig(ByteReader& r, ReplicateConfig* c) {
+  uint32_t n = 0;
+  uint8_t pin = 0;
+  if (!r.U32(&c->replica_num)) return "replica count";
+  // Each preferred segment takes at least its 4-byte length.
+  if (!r.Count(&n, kMaxList, 4)) return "preferred segment count";
+  c->preferred_segments.resize(n);
+  for (auto& s : c->preferred_segments) {
+    if (!r.Str(&s, kMaxSegmentName)) return "preferred segment";
+  }
+  if (!r.U8(&pin) || pin > 1) return "hard pin";
+  if (!r.U64(&c->soft_pin_ttl_ns)) return "soft pin ttl";
+  c->hard_pin = pin == 1;
+  return nullptr;
+}
+
 }  // namespace
 
 std::string Encode(const MountReq& m) {
@@ -58,30 +82,90 @@ std::string Encode(const PutStartReq& m) {
   ByteWriter w;
   w.Str(m.key);
   w.U64(m.size);
-  w.U32(m.config.replica_num);
-  w.U32(static_cast<uint32_t>(m.config.preferred_segments.size()));
-  for (const auto& s : m.config.preferred_segments) w.Str(s);
-  w.U8(m.config.hard_pin ? 1 : 0);
-  w.U64(m.config.soft_pin_ttl_ns);
+  PutConfig(w, m.config);
   return w.Take();
 }
 Status Decode(std::string_view in, PutStartReq* m) {
   ByteReader r(in);
-  uint32_t n = 0;
-  uint8_t pin = 0;
   if (!r.Str(&m->key, kMaxKeyBytes)) return Corrupt("put start request: key");
   if (!r.U64(&m->size)) return Corrupt("put start request: size");
-  if (!r.U32(&m->config.replica_num)) return Corrupt("put start request: replica count");
-  // Each preferred segment takes at least its 4-byte length.
-  if (!r.Count(&n, kMaxList, 4)) return Corrupt("put start request: preferred segment count");
-  m->config.preferred_segments.resize(n);
-  for (auto& s : m->config.preferred_segments) {
-    if (!r.Str(&s, kMaxSegmentName)) return Corrupt("put start request: preferred segment");
+  if (const char* bad = GetConfig(r, &m->config)) {
+    return Corrupt(std::string("put start request: ") + bad);
   }
-  if (!r.U8(&pin) || pin > 1) return Corrupt("put start request: hard pin");
-  if (!r.U64(&m->config.soft_pin_ttl_ns)) return Corrupt("put start request: soft pin ttl");
   if (!r.done()) return Corrupt("put start request: trailing bytes");
-  m->config.hard_pin = pin == 1;
+  return Status();
+}
+
+std::string Encode(const PutReserveReq& m) {
+  ByteWriter w;
+  w.U64(m.size);
+  PutConfig(w, m.config);
+  w.U32(m.count);
+  w.U32(static_cast<uint32_t>(m.release.size()));
+  for (uint64_t id : m.release) w.U64(id);
+  return w.Take();
+}
+Status Decode(std::string_view in, PutReserveReq* m) {
+  ByteReader r(in);
+  uint32_t n = 0;
+  if (!r.U64(&m->size)) return Corrupt("put reserve request: size");
+  if (const char* bad = GetConfig(r, &m->config)) {
+    return Corrupt(std::string("put reserve request: ") + bad);
+  }
+  if (!r.U32(&m->count)) return Corrupt("put reserve request: count");
+  if (!r.Count(&n, kMaxList, 8)) return Corrupt("put reserve request: release count");
+  m->release.resize(n);
+  for (uint64_t& id : m->release) {
+    if (!r.U64(&id)) return Corrupt("put reserve request: released id");
+  }
+  if (!r.done()) return Corrupt("put reserve request: trailing bytes");
+  return Status();
+}
+
+std::string Encode(const PutReserveResp& m) {
+  ByteWriter w;
+  w.U64(m.valid_ns);
+  w.U32(static_cast<uint32_t>(m.reservations.size()));
+  for (const Reservation& res : m.reservations) {
+    w.U64(res.id);
+    PutReplicas(w, res.replicas);
+  }
+  return w.Take();
+}
+Status Decode(std::string_view in, PutReserveResp* m) {
+  ByteReader r(in);
+  uint32_t n = 0;
+  if (!r.U64(&m->valid_ns)) return Corrupt("put reserve response: validity");
+  // Each reservation takes at least its id and replica count.
+  if (!r.Count(&n, kMaxList, 12)) return Corrupt("put reserve response: reservation count");
+  m->reservations.resize(n);
+  for (Reservation& res : m->reservations) {
+    if (!r.U64(&res.id)) return Corrupt("put reserve response: reservation id");
+    if (const char* bad = GetReplicas(r, &res.replicas)) {
+      return Corrupt(std::string("put reserve response: ") + bad);
+    }
+  }
+  if (!r.done()) return Corrupt("put reserve response: trailing bytes");
+  return Status();
+}
+
+std::string Encode(const PutCommitReq& m) {
+  ByteWriter w;
+  w.Str(m.key);
+  w.U64(m.reservation);
+  w.U64(m.size);
+  PutConfig(w, m.config);
+  return w.Take();
+}
+Status Decode(std::string_view in, PutCommitReq* m) {
+  ByteReader r(in);
+  if (!r.Str(&m->key, kMaxKeyBytes)) return Corrupt("put commit request: key");
+  if (!r.U64(&m->reservation)) return Corrupt("put commit request: reservation");
+  if (!r.U64(&m->size)) return Corrupt("put commit request: size");
+  if (const char* bad = GetConfig(r, &m->config)) {
+    return Corrupt(std::string("put commit request: ") + bad);
+  }
+  if (!r.done()) return Corrupt("put commit request: trailing bytes");
   return Status();
 }
 

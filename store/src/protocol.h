@@ -40,6 +40,27 @@ struct RemoveReq {
   std::string key;
   bool force = false;
 };
+// Put reservations (one-RPC puts, README "Put reservations").
+struct PutReserveReq {
+  uint64_t size = 0;
+  ReplicateConfig config;         // replica_num and preferred_segments place them
+  uint32_t count = 0;             // how many reservations of `size` bytes
+  std::vector<uint64_t> release;  // the client's expired reservations, given back
+};
+struct Reservation {
+  uint64_t id = 0;
+  std::vector<ReplicaLocation> replicas;
+};
+struct PutReserveResp {
+  uint64_t valid_ns = 0;  // usable for this long after the request was sent
+  std::vector<Reservation> reservations;
+};
+struct PutCommitReq {
+  std::string key;
+  uint64_t reservation = 0;
+  uint64_t size = 0;
+  ReplicateConfig config;  // replica_num must match the reservation; the pins apply
+};
 
 std::string Encode(const MountReq& m);
 std::string Encode(const PutStartReq& m);
@@ -47,6 +68,9 @@ std::string Encode(const PutStartResp& m);
 std::string Encode(const KeyGen& m);
 std::string Encode(const ReplicaListResp& m);
 std::string Encode(const RemoveReq& m);
+std::string Encode(const PutReserveReq& m);
+std::string Encode(const PutReserveResp& m);
+std::string Encode(const PutCommitReq& m);
 std::string EncodeKey(std::string_view key);
 std::string EncodeU64(uint64_t v);
 std::string EncodeU64s(const std::vector<uint64_t>& v);
@@ -60,6 +84,9 @@ Status Decode(std::string_view in, PutStartResp* m);
 Status Decode(std::string_view in, KeyGen* m);
 Status Decode(std::string_view in, ReplicaListResp* m);
 Status Decode(std::string_view in, RemoveReq* m);
+Status Decode(std::string_view in, PutReserveReq* m);
+Status Decode(std::string_view in, PutReserveResp* m);
+Status Decode(std::string_view in, PutCommitReq* m);
 Status DecodeKey(std::string_view in, std::string* key);
 Status DecodeU64(std::string_view in, uint64_t* v);
 Status DecodeU64s(std::string_view in, std::vector<uint64_t>* v);

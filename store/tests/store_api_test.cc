@@ -684,6 +684,95 @@ TEST_P(StoreApi, StagingRegistrationFailureFallsBackToOwnBuffers) {
   EXPECT_EQ(c(0).stats().staged_calls, 0u);
 }
 
+// StoreClientOptions::put_reservations: a put of at most put_reservation_max_bytes writes
+// into a reservation and costs one RPC (PutCommit); the client asks for reservations per
+// put shape, keeps a refused put's reservation, puts larger values the two-RPC way, and
+// gives back what it holds at Stop. Bytes are exact on every path.
+TEST_P(StoreApi, PutReservationsMakeSmallPutsOneRpc) {
+  StoreWorldOptions o = Opts(2);
+  o.client.put_reservations = 4;
+  o.client.put_reservation_max_bytes = 4096;
+  MAKE_OR_SKIP(o);
+  ReplicateConfig on1;  // every replica on client 1's segment: client 0 may stop
+  on1.preferred_segments = {StoreWorld::SegmentOf(1)};
+  const uint64_t calls_before = c(0).rpc().calls();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_EQ(w().Run(0, c(0).Put("k" + std::to_string(i), Pattern(i, 1000), on1)).code(),
+              ErrorCode::OK)
+        << i;
+  }
+  // One for the new shape, then 4, then 4 more for the sixth put (3 left).
+  EXPECT_EQ(c(0).stats().reservation_requests, 3u);
+  EXPECT_EQ(c(0).stats().reserved_puts, 6u);
+  EXPECT_EQ(c(0).rpc().calls() - calls_before, 9u);  // 3 reserves + 6 commits
+  EXPECT_EQ(w().state().stats().puts_committed, 6u);
+  EXPECT_EQ(w().state().stats().puts_started, 0u);
+  EXPECT_EQ(w().state().stats().reservations, 3u);
+  for (int i = 0; i < 6; ++i) {
+    Result<std::string> got = w().Run(1, c(1).Get("k" + std::to_string(i)));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, Pattern(i, 1000)) << i;
+  }
+  // A taken key is refused after the WRITE; the reservation stays the client's and
+  // serves the next put; the object keeps its bytes.
+  EXPECT_EQ(w().Run(0, c(0).Put("k0", Pattern(99, 1000), on1)).code(),
+            ErrorCode::OBJECT_ALREADY_EXISTS);
+  EXPECT_EQ(*w().Run(1, c(1).Get("k0")), Pattern(0, 1000));
+  EXPECT_EQ(w().state().stats().reservations, 3u);
+  ASSERT_EQ(w().Run(0, c(0).Put("k6", Pattern(6, 1000), on1)).code(), ErrorCode::OK);
+  EXPECT_EQ(c(0).stats().reservation_requests, 3u);
+  // Above the limit: the two-RPC put. Another size: a reservation of its own.
+  ASSERT_EQ(w().Run(0, c(0).Put("big", Pattern(7, 5000), on1)).code(), ErrorCode::OK);
+  EXPECT_EQ(w().state().stats().puts_started, 1u);
+  ASSERT_EQ(w().Run(0, c(0).Put("small", Pattern(8, 2000), on1)).code(), ErrorCode::OK);
+  EXPECT_EQ(c(0).stats().reservation_requests, 4u);
+  EXPECT_EQ(*w().Run(1, c(1).Get("big")), Pattern(7, 5000));
+  EXPECT_EQ(*w().Run(1, c(1).Get("small")), Pattern(8, 2000));
+  EXPECT_EQ(c(0).stats().reserved_puts, 8u);
+  EXPECT_EQ(c(0).stats().reservation_fallbacks, 0u);
+  // Stop gives back the two of 1000 bytes left.
+  EXPECT_EQ(w().state().stats().reservations, 2u);
+  ASSERT_TRUE(w().Run(0, c(0).Stop()).ok());
+  EXPECT_EQ(w().state().stats().reservations, 0u);
+  EXPECT_EQ(w().state().stats().reservations_released, 2u);
+  EXPECT_EQ(*w().Run(1, c(1).Get("k6")), Pattern(6, 1000));
+}
+
+// A reservation that lapsed in the client's pool is not written: the client asks again,
+// giving the lapsed one back with the request. One the master reclaimed before the
+// commit (here: the master restarted) makes the put take the two-RPC path.
+TEST_P(StoreApi, LapsedOrReclaimedReservationsAreNeverWritten) {
+  StoreWorldOptions o = Opts(2);
+  o.client.put_reservations = 2;
+  MAKE_OR_SKIP(o);
+  SIM_ONLY("virtual time and a master restart");
+  const uint64_t valid = w().state().reservation_valid_ns();
+  ASSERT_EQ(w().Run(0, c(0).Put("a", Pattern(1, 512))).code(), ErrorCode::OK);   // 1 asked
+  ASSERT_EQ(w().Run(0, c(0).Put("a2", Pattern(4, 512))).code(), ErrorCode::OK);  // 2 asked
+  w().Advance(valid);
+  ASSERT_EQ(w().Run(0, c(0).Put("b", Pattern(2, 512))).code(), ErrorCode::OK);
+  EXPECT_EQ(c(0).stats().reservation_requests, 3u);
+  EXPECT_EQ(c(0).stats().reserved_puts, 3u);
+  // The lapsed one went back with the third request (or the master's sweep took it).
+  const MasterStats after_lapse = w().state().stats();
+  EXPECT_EQ(after_lapse.reservations_released + after_lapse.reservations_reclaimed, 1u);
+  EXPECT_EQ(after_lapse.reservations, 1u);
+  // The master restarts: the client's remaining reservation is reclaimed; its next put
+  // writes there (still valid on the client's clock), the commit is refused, and the put
+  // goes the two-RPC way.
+  ASSERT_TRUE(w().CrashMaster().ok());
+  ASSERT_TRUE(w().RestartMaster().ok());
+  ASSERT_EQ(w().Run(0, c(0).Put("c", Pattern(3, 512))).code(), ErrorCode::OK);
+  EXPECT_EQ(c(0).stats().reservation_fallbacks, 1u);
+  EXPECT_EQ(w().state().stats().puts_started, 1u);
+  for (const auto& [key, seed] :
+       std::vector<std::pair<std::string, uint64_t>>{{"a", 1}, {"a2", 4}, {"b", 2}, {"c", 3}}) {
+    Result<std::string> got = w().Run(1, c(1).Get(key));
+    ASSERT_TRUE(got.ok()) << key << ": " << got.status().ToString();
+    EXPECT_EQ(*got, Pattern(seed, 512)) << key;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fabrics, StoreApi, ::testing::ValuesIn(cluster::BackendNames()),
                          [](const auto& info) { return info.param; });
 

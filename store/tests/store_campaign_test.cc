@@ -44,6 +44,39 @@ TEST(StoreCampaign, SwarmSeeds) {
   EXPECT_GT(durable, 0u);
 }
 
+// The same nemesis campaign with put reservations (StoreClientOptions::put_reservations):
+// the checks are the same (every get returns the bytes of some put of its key, every
+// acknowledged put reads back at its generation or is reported lost); and puts did go
+// through reservations, and some fell back to the two-RPC path.
+TEST(StoreCampaign, SwarmSeedsWithPutReservations) {
+  const char* env = std::getenv("TIDAL_STORE_SEEDS");
+  const uint64_t seeds = env != nullptr ? std::strtoull(env, nullptr, 10) / 2 : 150;
+  StoreCampaignConfig cfg;
+  cfg.put_reservations = 4;
+  uint64_t failures = 0, gets = 0, durable = 0, reserved = 0, fallbacks = 0;
+  for (uint64_t seed = 1; seed <= seeds; ++seed) {
+    StoreCampaignResult r = RunStoreCampaign(seed, cfg);
+    gets += r.gets_checked;
+    durable += r.durable_checked;
+    reserved += r.reserved_puts;
+    fallbacks += r.reservation_fallbacks;
+    if (!r.ok) {
+      ++failures;
+      ADD_FAILURE() << "seed " << seed << " (put reservations 4): " << r.failure;
+      if (failures >= 3) break;
+    }
+  }
+  std::printf(
+      "store campaign with put reservations: %llu seeds, %llu gets checked, %llu "
+      "durable puts read back, %llu puts by one commit, %llu fallbacks\n",
+      (unsigned long long)seeds, (unsigned long long)gets, (unsigned long long)durable,
+      (unsigned long long)reserved, (unsigned long long)fallbacks);
+  EXPECT_GT(gets, 0u);
+  EXPECT_GT(durable, 0u);
+  EXPECT_GT(reserved, 0u);
+  EXPECT_GT(fallbacks, 0u);
+}
+
 // Same seed, same run: the digest of every event and the checker's counts repeat.
 TEST(StoreCampaign, SeedReplaysBitForBit) {
   StoreCampaignConfig cfg;

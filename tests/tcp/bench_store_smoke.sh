@@ -22,6 +22,7 @@ assert doc["ucx_tls"] == os.environ["UCX_TLS"], doc["ucx_tls"]
 one_sided = os.environ.get("TIDAL_UCX_ONE_SIDED") == "1"
 mapped = one_sided and os.environ.get("TIDAL_UCX_TRANSPORT_MEMORY") == "1"
 assert doc["one_sided"] == one_sided and doc["transport_memory"] == mapped, doc
+assert doc["put_reservations"] == 16, doc["put_reservations"]
 assert len(doc["load_avg_start"]) == 3 and len(doc["load_avg_end"]) == 3
 rows = [(r["size"], r["clients"]) for r in doc["store"]]
 assert rows == [(4096, 1), (4096, 3), (1048576, 1), (1048576, 3)], rows
@@ -33,6 +34,12 @@ for r in doc["store"]:
     assert len(r["load_avg_before"]) == 3
     # The second read of every object came from the cached replica list.
     assert t["cached_gets"] == r["clients"] * r["objects_per_client"], r
+    # Puts of at most 64 KiB go through put reservations (16 at a time): one commit each.
+    # One session: one reservation for the new shape, then 16, then 16 more (30 puts).
+    small = r["size"] <= 65536
+    assert t["reserved_puts"] == (r["clients"] * r["objects_per_client"] if small else 0), r
+    if small and r["clients"] == 1:
+        assert t["reservation_requests"] == 3, r
     # Every put is one WRITE and every get one READ (one replica, one slice); in the
     # one-sided mode with the holder's segment in UCX memory over shared memory each is a
     # put or get into the mapped segment, else none is.

@@ -245,8 +245,9 @@ Task<void> RunPhase(ClientBench& b, Op op) {
 // time of the whole phase, every session included) and every latency.
 int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t size,
            uint64_t count, bool cached, bool zero_copy, uint64_t slice_bytes,
-           uint64_t spin_ns) {
+           uint64_t spin_ns, uint32_t put_reservations) {
   cluster::RealNodeOptions o;
+  o.put_reservations = put_reservations;
   o.slice_bytes = slice_bytes;
   o.env_spin_ns = spin_ns;
   o.cached_gets = cached;
@@ -324,6 +325,8 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
   phase("get", Op::kGet);
   phase("reget", Op::kGet);
   out["cached_gets"] = node.store().stats().cached_gets;
+  out["reserved_puts"] = node.store().stats().reserved_puts;
+  out["reservation_requests"] = node.store().stats().reservation_requests;
   phase("remove", Op::kRemove);
   uint64_t errors = 0;
   std::string first_error;
@@ -348,6 +351,7 @@ struct Measured {
   double put_p50 = 0, put_p99 = 0, get_p50 = 0, get_p99 = 0;  // us
   double reget_ops = 0, reget_p50 = 0, reget_p99 = 0;  // tidal's second get of each object
   uint64_t errors = 0, cached_gets = 0;
+  uint64_t reserved_puts = 0, reservation_requests = 0;  // put reservations
   double check_s = 0;      // time the clients spent checking the bytes of their gets
   bool checks_off = false;  // that time is not in the phase times (one session in all)
   nlohmann::json ucx = nlohmann::json::object();  // clients' progress-thread waits per phase
@@ -384,7 +388,7 @@ enum class Shape { kSessions, kProcesses };
 
 Measured RunTidal(const std::string& self, const std::string& master, uint64_t size,
                   uint64_t clients, uint64_t count, bool cached, Shape shape, bool zero_copy,
-                  uint64_t slice_bytes, uint64_t spin_us) {
+                  uint64_t slice_bytes, uint64_t spin_us, uint32_t put_reservations) {
   Measured m;
   std::vector<Child> kids;
   const uint64_t procs = shape == Shape::kSessions ? 1 : clients;
@@ -395,7 +399,8 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
                                      std::to_string(per_proc), "--size", std::to_string(size),
                                      "--count", std::to_string(count), "--slice-bytes",
                                      std::to_string(slice_bytes), "--client-spin-us",
-                                     std::to_string(spin_us)};
+                                     std::to_string(spin_us), "--put-reservations",
+                                     std::to_string(put_reservations)};
     if (!cached) args.push_back("--no-cache");
     if (zero_copy) args.push_back("--zero-copy");
     kids.push_back(Spawn(args));
@@ -434,6 +439,8 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     reget_s = std::max(reget_s, phase_s("reget"));
     m.check_s += j.value("get_check_s", 0.0) + j.value("reget_check_s", 0.0);
     m.cached_gets += j["cached_gets"].get<uint64_t>();
+    m.reserved_puts += j.value("reserved_puts", uint64_t{0});
+    m.reservation_requests += j.value("reservation_requests", uint64_t{0});
     for (const char* ph : {"put", "get", "reget"}) {
       const std::string key = std::string(ph) + "_ucx";
       if (!j.contains(key)) continue;
@@ -546,6 +553,7 @@ int RunStoreBench(int argc, char** argv) {
            large_bytes = 128ull << 20, sessions = 1,
            slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 50,
            master_spin_us = 0;
+  uint32_t put_reservations = cluster::RealNodeOptions{}.put_reservations;
   int redis_port = 16379;
   bool json = false, no_redis = false, no_cache = false, zero_copy = false;
   po::options_description opts(
@@ -574,6 +582,9 @@ int RunStoreBench(int argc, char** argv) {
       "default is 0; 0: sleep at once)")(
       "master-spin-us", po::value(&master_spin_us)->default_value(master_spin_us),
       "tidal-master --spin-us: its event loop polls this long for a request before it sleeps")(
+      "put-reservations", po::value(&put_reservations)->default_value(put_reservations),
+      "clients put values of at most 64 KiB through this many put reservations at a time "
+      "(RealNodeOptions::put_reservations: one master RPC per put; 0: PutStart and PutEnd)")(
       "ucx-tcp-seg", po::value(&tcp_seg)->default_value(tcp_seg),
       "UCX_TCP_RX_SEG_SIZE and UCX_TCP_TX_SEG_SIZE of the tidal processes where the "
       "environment does not set them (UCX 1.13's defaults: 64K and 8K); 'ucx': leave UCX's "
@@ -613,7 +624,7 @@ int RunStoreBench(int argc, char** argv) {
   if (role == "holder") return Holder(master, segment_bytes, slice_bytes);
   if (role == "client") {
     return Client(master, id, sessions, size, count, !no_cache, zero_copy, slice_bytes,
-                  client_spin_us * 1000);
+                  client_spin_us * 1000, put_reservations);
   }
   if (shape_name != "sessions" && shape_name != "processes") {
     std::cerr << "tidal-bench store: --shape must be sessions or processes, not '" << shape_name
@@ -706,6 +717,12 @@ int RunStoreBench(int argc, char** argv) {
                         : "active messages checked by the target",
               transport_memory ? "allocated and mapped by UCX (TIDAL_UCX_TRANSPORT_MEMORY=1)"
                                : "heap memory");
+  std::printf("puts of at most 64 KiB: %s\n",
+              put_reservations > 0
+                  ? ("one master RPC each, through put reservations (" +
+                     std::to_string(put_reservations) + " asked at a time)")
+                        .c_str()
+                  : "two master RPCs each (PutStart, PutEnd; --put-reservations 0)");
   std::printf("shape: %s; api: %s\n",
               shape == Shape::kSessions
                   ? "sessions (C clients = C concurrent sessions of ONE client process, one "
@@ -720,11 +737,11 @@ int RunStoreBench(int argc, char** argv) {
   std::printf("every byte of every tidal get is checked; with one client in all that check's "
               "time is left out of tidal's phase times (redis-benchmark reads no value back), "
               "with more it stays in\n");
-  std::printf("%8s %4s | %9s %9s %9s %7s %8s %8s %8s | %9s %9s %7s %8s %8s | %6s %7s %6s | "
-              "%5s\n",
+  std::printf("%8s %4s | %9s %9s %9s %7s %8s %8s %8s | %9s %9s %7s %8s %8s | %6s %6s %7s "
+              "%6s | %5s\n",
               "size", "cli", "put/s", "get/s", "again/s", "getGB/s", "get p50", "get p99",
-              "agn p50", "SET/s", "GET/s", "GETGB/s", "GET p50", "GET p99", "get x", "again x",
-              "GB x", "load");
+              "agn p50", "SET/s", "GET/s", "GETGB/s", "GET p50", "GET p99", "put x", "get x",
+              "again x", "GB x", "load");
   nlohmann::json rows = nlohmann::json::array();
   bool ok = true;
   for (uint64_t s : size_list) {
@@ -732,21 +749,22 @@ int RunStoreBench(int argc, char** argv) {
       const uint64_t per = s < (1 << 20) ? small_ops : std::max<uint64_t>(1, large_bytes / s);
       const std::vector<double> load_row = LoadAverage();
       const bool zc = zero_copy_for(s);
-      Measured t =
-          RunTidal(self, master, s, c, per, !no_cache, shape, zc, slice_bytes, client_spin_us);
+      Measured t = RunTidal(self, master, s, c, per, !no_cache, shape, zc, slice_bytes,
+                            client_spin_us, put_reservations);
       // redis-benchmark needs enough requests to time small values well.
       const uint64_t redis_requests = std::max<uint64_t>(c * per, s < (1 << 20) ? 20000 : 0);
       Measured r = no_redis ? Measured{} : RunRedis(redis_port, s, c, redis_requests);
       ok &= t.ok;
+      const double ratio_put = r.put_ops > 0 ? t.put_ops / r.put_ops : 0;
       const double ratio_ops = r.get_ops > 0 ? t.get_ops / r.get_ops : 0;
       const double ratio_again = r.get_ops > 0 ? t.reget_ops / r.get_ops : 0;
       const double ratio_gb = r.get_gbps > 0 ? t.get_gbps / r.get_gbps : 0;
       std::printf("%8llu %4llu | %9.0f %9.0f %9.0f %7.2f %8.0f %8.0f %8.0f | %9.0f %9.0f %7.2f "
-                  "%8.0f %8.0f | %6.2f %7.2f %6.2f | %5.2f%s\n",
+                  "%8.0f %8.0f | %6.2f %6.2f %7.2f %6.2f | %5.2f%s\n",
                   static_cast<unsigned long long>(s), static_cast<unsigned long long>(c),
                   t.put_ops, t.get_ops, t.reget_ops, t.get_gbps, t.get_p50, t.get_p99,
                   t.reget_p50, r.put_ops, r.get_ops, r.get_gbps, r.get_p50, r.get_p99,
-                  ratio_ops, ratio_again, ratio_gb, load_row.empty() ? 0.0 : load_row[0],
+                  ratio_put, ratio_ops, ratio_again, ratio_gb, load_row.empty() ? 0.0 : load_row[0],
                   t.ok ? "" : "  (tidal: errors)");
       std::fflush(stdout);
       rows.push_back({{"size", s},
@@ -762,6 +780,8 @@ int RunStoreBench(int argc, char** argv) {
                                  {"get_again_p50_us", t.reget_p50},
                                  {"get_again_p99_us", t.reget_p99},
                                  {"cached_gets", t.cached_gets}, {"cached", !no_cache},
+                                 {"reserved_puts", t.reserved_puts},
+                                 {"reservation_requests", t.reservation_requests},
                                  {"client_progress_waits", t.ucx},
                                  {"check_s", t.check_s},
                                  {"check_excluded", t.checks_off},
@@ -771,6 +791,7 @@ int RunStoreBench(int argc, char** argv) {
                                  {"set_p50_us", r.put_p50}, {"set_p99_us", r.put_p99},
                                  {"get_p50_us", r.get_p50}, {"get_p99_us", r.get_p99},
                                  {"ok", r.ok}}},
+                      {"put_ops_ratio", ratio_put},
                       {"get_ops_ratio", ratio_ops},
                       {"get_again_ops_ratio", ratio_again},
                       {"get_gbps_ratio", ratio_gb}});
@@ -788,6 +809,7 @@ int RunStoreBench(int argc, char** argv) {
                                 {"client_spin_us", client_spin_us},
                                 {"master_spin_us", master_spin_us},
                                 {"cached_gets", !no_cache},
+                                {"put_reservations", put_reservations},
                                 {"one_sided", one_sided},
                                 {"transport_memory", transport_memory},
                                 {"load_avg_start", load_start},

@@ -93,6 +93,11 @@ struct Server {
                   {"puts_reclaimed", st.puts_reclaimed}, {"evicted", st.evicted},
                   {"removed", st.removed},           {"leases_granted", st.leases_granted},
                   {"lost", st.lost},                 {"clients_died", st.clients_died},
+                  {"puts_committed", st.puts_committed},
+                  {"reservations", st.reservations},
+                  {"reservations_granted", st.reservations_granted},
+                  {"reservations_released", st.reservations_released},
+                  {"reservations_reclaimed", st.reservations_reclaimed},
                   {"capacity_bytes", st.capacity_bytes}, {"used_bytes", st.used_bytes},
                   {"rpc_requests", master->server().requests()},
                   {"rpc_malformed", master->server().malformed()}};

@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
       "no-master-restarts", "never crash and restart the master")(
       "cached-gets", "clients cache replica lists under their leases "
                      "(StoreClientOptions::cache_leased_replicas)")(
+      "put-reservations", po::value(&cfg.put_reservations)->default_value(0),
+      "clients put values of at most 64 KiB through this many put reservations at a time "
+      "(StoreClientOptions::put_reservations; 0: off)")(
       "verbose,v", "print every seed's summary")("json", "print one JSON summary line at the end");
   po::variables_map vm;
   if (auto exit_code = tidal::tools::ParseCommandLine(argc, argv, desc, &vm)) return *exit_code;
@@ -74,7 +77,7 @@ int main(int argc, char** argv) {
   tidal::cluster::ReachTable reach = tidal::cluster::StoreReachLayout();
   const double t0 = wall();
   uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0, restarts = 0;
-  uint64_t cached = 0;
+  uint64_t cached = 0, reserved = 0, fallbacks = 0;
   for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
     const uint64_t seed = start + i;
     CampaignResult r = tidal::cluster::RunStoreCampaign(seed, cfg);
@@ -84,6 +87,8 @@ int main(int argc, char** argv) {
     crashed += r.crashed;
     expired += r.lease_expired;
     cached += r.cached_gets;
+    reserved += r.reserved_puts;
+    fallbacks += r.reservation_fallbacks;
     restarts += r.master_restarts;
     reach.Merge(r.reach);
     overruns += r.scenario_overruns;
@@ -106,8 +111,13 @@ int main(int argc, char** argv) {
     if (!r.ok) {
       ++failed;
       std::printf("FAILED seed %llu: %s\n", (unsigned long long)seed, r.failure.c_str());
+      std::string flags = tidal::tools::ReplayFlags(*scheduling);
+      if (cfg.cached_gets) flags += " --cached-gets";
+      if (cfg.put_reservations > 0) {
+        flags += " --put-reservations " + std::to_string(cfg.put_reservations);
+      }
       std::printf("replay: %s --seed %llu --mix %s%s\n", argv[0], (unsigned long long)seed,
-                  cfg.mix.c_str(), tidal::tools::ReplayFlags(*scheduling).c_str());
+                  cfg.mix.c_str(), flags.c_str());
     }
     const uint64_t done = seed - start + 1;
     if (!verbose && done % 200 == 0) {
@@ -127,6 +137,10 @@ int main(int argc, char** argv) {
       (unsigned long long)gets, (unsigned long long)durable, (unsigned long long)crashed,
       (unsigned long long)expired, secs, seeds / std::max(secs, 1e-9));
   std::printf("master restarts: %llu\n", (unsigned long long)restarts);
+  if (cfg.put_reservations > 0) {
+    std::printf("puts made by one commit: %llu; puts that fell back to two RPCs: %llu\n",
+                (unsigned long long)reserved, (unsigned long long)fallbacks);
+  }
   if (cfg.cached_gets) {
     std::printf("gets served from a cached replica list: %llu\n", (unsigned long long)cached);
   }

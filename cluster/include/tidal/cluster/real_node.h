@@ -33,6 +33,9 @@ struct RealNodeOptions {
   // under a lease this client holds skips the master, and may not see another client's
   // remove until that lease lapses).
   bool cached_gets = false;
+  // Puts of at most 64 KiB through put reservations, this many at a time per put shape
+  // (StoreClientOptions::put_reservations: one master RPC per put instead of two; 0: off).
+  uint32_t put_reservations = 16;
   // The engine cuts transfers into slices of this size (TransferEngineOptions::slice_bytes);
   // over UCX each slice is one request and one answer, so a 16 MiB value in 64 KiB slices
   // (the engine's default) is 256 of each.

@@ -76,6 +76,9 @@ struct StoreCampaignConfig {
   // cache_leased_replicas); the checks are the same: a get returns the bytes of some put
   // of its key, an acknowledged put reads back at its generation.
   bool cached_gets = false;
+  // Every client puts values of at most 64 KiB through put reservations, this many at a
+  // time (StoreClientOptions::put_reservations; 0: off); the checks are the same.
+  uint32_t put_reservations = 0;
   // Non-empty: the world's tape (sim/tape.h Tape::FromBytes) instead of the seed's, so
   // every choice during the run comes from these bytes (fuzz/store_tape_fuzz.cc); the
   // seed still picks the run's shape (clients, lease length, master restarts).
@@ -113,6 +116,8 @@ struct StoreCampaignResult {
   uint64_t ops = 0, ops_ok = 0, gets_checked = 0, durable_checked = 0;
   uint64_t lease_expired = 0, short_leases = 0;
   uint64_t cached_gets = 0;  // gets served from a cached replica list (cached_gets)
+  uint64_t reserved_puts = 0;          // puts made by one commit (put_reservations)
+  uint64_t reservation_fallbacks = 0;  // puts that tried a reservation and took two RPCs
   uint64_t virtual_ns = 0;
   uint64_t events = 0, faults = 0;  // trace records, faults injected (sim/shrink.h)
   std::vector<uint64_t> draws;      // the tape's draws (config.record_tape)

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -117,6 +118,24 @@ struct StoreClientOptions {
   //    get returns are unchanged.
   bool cache_leased_replicas = false;
   uint32_t lease_cache_entries = 65536;
+  // Put reservations (0: off, the default). A put of at most put_reservation_max_bytes
+  // writes into memory the master placed before the key was known (a reservation) and
+  // then makes the object complete with one RPC (PutCommit), instead of asking for a
+  // placement (PutStart) before its WRITE and finishing it (PutEnd) after. The client asks
+  // for one reservation the first time it puts a shape (size, replica count, preferred
+  // segments), then for `put_reservations` at a time whenever it has none of that shape
+  // left, and keeps what it did not use for the next puts of that shape. What does not
+  // change: a put is acknowledged only after its bytes are written and the master made the
+  // object complete, with a new generation; its codes are a put's codes. What does: the
+  // first two puts of a shape take two RPCs each (reserve, commit), then one each until
+  // the reservations run out; an OBJECT_ALREADY_EXISTS is found after the WRITE (into memory
+  // no object uses); space is held by unused reservations (at most put_reservations per
+  // shape) until they are used, given back at Stop(), or lapse (MasterState::Reserve).
+  // A reservation is written only while it is valid, and its WRITE is cancelled when it
+  // stops being valid; a put that cannot use one (none granted, one reclaimed before the
+  // commit, a WRITE cut off by the validity) takes the two-RPC path.
+  uint32_t put_reservations = 0;
+  uint64_t put_reservation_max_bytes = 64ull << 10;
 };
 
 struct GetOptions {
@@ -132,6 +151,9 @@ struct StoreClientStats {
   uint64_t slots_retired = 0;  // slots set aside after a transfer that did not complete
   uint64_t cached_gets = 0;          // gets served from a cached replica list (no master RPC)
   uint64_t cached_get_fallbacks = 0;  // cached reads that failed and asked the master
+  uint64_t reserved_puts = 0;         // puts made complete by one PutCommit
+  uint64_t reservation_requests = 0;  // PutReserve RPCs
+  uint64_t reservation_fallbacks = 0;  // puts that tried a reservation and took two RPCs
 };
 
 class StoreClient {
@@ -274,6 +296,16 @@ class StoreClient {
   Task<std::vector<TransferStatus>> Transfer(std::vector<TransferRequest> requests, Deadline d);
   Task<Status> PutImpl(std::string key, const void* ptr, uint64_t size, ReplicateConfig config,
                        Deadline d);
+  // Writes [ptr, ptr+size) to every replica (opening a replica's segment again once when
+  // its view was stale). OK, or TRANSFER_FAIL / OPERATION_TIMEOUT naming the replica.
+  Task<Status> WriteReplicas(const void* ptr, uint64_t size,
+                             const std::vector<ReplicaLocation>& replicas, Deadline d);
+  // The put through a reservation (options.put_reservations); nullopt when the put must
+  // take the two-RPC path instead.
+  Task<std::optional<Status>> PutReserved(const std::string& key, const void* ptr, uint64_t size,
+                                          const ReplicateConfig& config, Deadline d);
+  // Gives back every reservation the client holds (Stop).
+  Task<void> ReleaseReservations();
   Task<Result<uint64_t>> GetImpl(std::string key, void* ptr, uint64_t capacity, GetOptions options,
                                  Deadline d);
   // Copies `data` into a temporary registered buffer and puts it.
@@ -332,6 +364,15 @@ class StoreClient {
   std::multimap<uint64_t, std::string> lease_deadlines_;
   void DropCachedList(const std::string& key);
   void DropLapsedLists(uint64_t now);
+  // options.put_reservations: unused reservations by put shape (size, replica count,
+  // preferred segments), and ids to give back with the next request.
+  struct PutReservation {
+    uint64_t id = 0;
+    std::vector<ReplicaLocation> replicas;
+    uint64_t valid_until_ns = 0;  // the client's clock: never later than the master's
+  };
+  std::map<std::string, std::vector<PutReservation>> reservations_;
+  std::vector<uint64_t> spent_reservations_;
   std::vector<TempBuffer> graveyard_;  // busy temp buffers
   struct Staging {
     // staging_slots x staging_slot_bytes, from the heap or options.allocator.

@@ -107,6 +107,11 @@ struct MasterStats {
   uint64_t lost = 0;  // objects whose last replica went with its holder
   uint64_t recovered_objects = 0;  // complete objects rebuilt from the journal
   uint64_t clients_died = 0;
+  uint64_t reservations = 0;  // held now (put reservations)
+  uint64_t reservations_granted = 0;
+  uint64_t reservations_released = 0;   // given back by their client
+  uint64_t reservations_reclaimed = 0;  // client dead, expired, mount gone, master restart
+  uint64_t puts_committed = 0;          // one-RPC puts (PutCommit)
   uint64_t capacity_bytes = 0;  // of live mounts
   uint64_t used_bytes = 0;      // allocated, including frees deferred by leases
 };
@@ -152,6 +157,43 @@ class MasterState {
                                                                      uint64_t size,
                                                                      const ReplicateConfig& config,
                                                                      uint64_t now_ns);
+  // Put reservations: memory placed ahead of the key, so that a put is one RPC (PutCommit)
+  // after its WRITE instead of PutStart and PutEnd around it. Reserve places up to `count`
+  // reservations of `size` bytes, each with config.replica_num replicas on distinct
+  // segments, for `client` (the first one evicting like PutStart when space is short, the
+  // rest only where space is free; at most kMaxReservationsPerCall a call and
+  // kMaxReservationsPerClient held). `release` gives back reservations of the client's it
+  // will not use (others are ignored). A reservation is the client's to write until
+  // reservation_valid_ns() after it asked; its memory is reused only after that plus
+  // options.reclaim_quarantine_ns, however it ends (client dead, mount gone, master
+  // restart), so a write the client started while it was valid never lands in a newer
+  // object. INVALID_PARAMS (size 0, replica_num or count out of range),
+  // NO_AVAILABLE_HANDLE (no room for even one, or the client holds the most it may).
+  struct Reserved {
+    uint64_t id = 0;  // unique for the life of the store, across restarts
+    std::vector<ReplicaLocation> replicas;
+  };
+  static constexpr uint32_t kMaxReservationsPerCall = 64;
+  static constexpr uint32_t kMaxReservationsPerClient = 256;
+  Result<std::vector<Reserved>> Reserve(const std::string& client, uint64_t size,
+                                        const ReplicateConfig& config, uint32_t count,
+                                        const std::vector<uint64_t>& release, uint64_t now_ns);
+  // How long after asking a client may write into a reservation: the shortest of the put
+  // timeout, the client TTL and the lease TTL (what bounds a reclaim's quarantine).
+  uint64_t reservation_valid_ns() const;
+  // Makes `key` a complete object of `size` bytes at the reservation's replicas, with a new
+  // generation (returned); the reservation is used up. INVALID_KEY; OBJECT_NOT_FOUND (the
+  // reservation is not this client's: reclaimed, released, used or never granted);
+  // INVALID_PARAMS (size or config.replica_num other than the reservation's);
+  // OBJECT_ALREADY_EXISTS (the reservation stays the client's).
+  Result<uint64_t> PutCommit(const std::string& client, const std::string& key,
+                             uint64_t reservation, uint64_t size, const ReplicateConfig& config,
+                             uint64_t now_ns);
+  // Gives reservations back (ids that are not the client's are ignored); their memory is
+  // reused after the quarantine.
+  void ReleaseReservations(const std::string& client, const std::vector<uint64_t>& ids,
+                           uint64_t now_ns);
+
   // Marks the object complete. OBJECT_NOT_FOUND if that generation is not being written
   // (it was reclaimed, revoked or removed). OK again for a generation already complete.
   Status PutEnd(const std::string& client, const std::string& key, uint64_t generation,
@@ -242,6 +284,13 @@ class MasterState {
   };
   struct Client {
     uint64_t last_seen_ns = 0;
+    uint32_t reservations = 0;  // held
+  };
+  struct ReservationState {
+    std::string client;
+    uint64_t size = 0;
+    uint64_t granted_ns = 0;
+    std::vector<Replica> replicas;
   };
 
   void Touch(const std::string& client, uint64_t now_ns);
@@ -252,6 +301,15 @@ class MasterState {
   size_t SegmentsThatFit(uint64_t size, uint64_t now_ns) const;
   // Frees the object's replicas now, or at `hold_until_ns` if that is later.
   void Release(const Object& o, uint64_t hold_until_ns, uint64_t now_ns);
+  void ReleaseRanges(const std::vector<Replica>& replicas, uint64_t size, uint64_t hold_until_ns,
+                     uint64_t now_ns);
+  // Ends a reservation that was not committed; `reason` counts it as released by its client
+  // (quarantine from now) or reclaimed (quarantine from the end of its validity).
+  void DropReservation(std::map<uint64_t, ReservationState>::iterator it, bool released,
+                       uint64_t now_ns);
+  void JournalReservation(uint64_t id);
+  // The next generation (journaling a new bound every kGenerationBlock).
+  uint64_t NextGeneration();
   void Erase(std::map<std::string, Object>::iterator it, uint64_t hold_until_ns, uint64_t now_ns);
   bool Evictable(const Object& o, uint64_t now_ns) const;
   // Evicts up to `count` objects in approximate LRU order; returns how many went.
@@ -273,6 +331,7 @@ class MasterState {
   std::map<uint64_t, MountState> mounts_;
   std::map<std::string, Client> clients_;
   std::vector<Deferred> deferred_;
+  std::map<uint64_t, ReservationState> reservations_;  // by id (a generation number)
   std::map<std::string, uint64_t> fences_;  // segment name -> last lease on dropped memory
   uint64_t next_mount_ = 1;
   uint64_t next_generation_ = 1;

@@ -41,7 +41,10 @@ enum class MsgType : uint16_t {
   kStat = 9,
   kBatchExists = 10,
   kRemove = 11,
-  kMaxRequest = 11,
+  kPutReserve = 12,  // put reservations: one RPC per put (client.h)
+  kPutCommit = 13,
+  kPutRelease = 14,
+  kMaxRequest = 14,
 };
 constexpr uint16_t kResponseBit = 0x8000;
 

@@ -35,7 +35,7 @@ struct ReplicaLocation {
 // What Stat reports about a complete object.
 struct ObjectInfo {
   uint64_t size = 0;
-  // Assigned by the master at PutStart from one counter that never goes back, so a key
+  // Assigned by the master at PutStart (PutCommit) from one counter that never goes back, so a key
   // that is removed and put again always gets a larger generation (README: generations).
   uint64_t generation = 0;
 };
