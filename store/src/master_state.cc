@@ -53,6 +53,28 @@ Status BadRecord(const std::string& key, std::string_view what) {
                 "master journal: record '" + key + "': " + std::string(what));
 }
 
+// A journal record's replica ranges: count, then (mount, offset) each.
+template <typename ReplicaT>
+void PutRanges(ByteWriter& w, const std::vector<ReplicaT>& replicas) {
+  w.U32(static_cast<uint32_t>(replicas.size()));
+  for (const ReplicaT& r : replicas) {
+    w.U64(r.mount);
+    w.U64(r.offset);
+  }
+}
+// nullptr when they decoded, else what was wrong.
+template <typename ReplicaT>
+const char* GetRanges(ByteReader& r, std::vector<ReplicaT>* replicas) {
+  uint32_t n = 0;
+  if (!r.Count(&n, kMaxReplicas, 16)) return "replica count does not decode";
+  for (uint32_t i = 0; i < n; ++i) {
+    ReplicaT rep;
+    if (!r.U64(&rep.mount) || !r.U64(&rep.offset)) return "replica is cut off";
+    replicas->push_back(rep);
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 std::string_view MasterBugName(MasterBug bug) {
@@ -260,34 +282,70 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
     uint64_t now_ns) {
   Touch(client, now_ns);
   TIDAL_RETURN_IF_ERROR(KeyCheck(key));
-  if (size == 0) return Status(ErrorCode::INVALID_PARAMS, "put: size is 0");
+  TIDAL_RETURN_IF_ERROR(CheckShape("put", size, config));
+  TIDAL_RETURN_IF_ERROR(CheckKeyFree(key));
+  TIDAL_RETURN_IF_ERROR(CheckFits("put", size, config, now_ns));
+  std::vector<Replica> placed;
+  if (!PlaceEvicting(size, config, /*evict=*/true, now_ns, &placed)) {
+    return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                  "put: no space for " + std::to_string(size) +
+                      " bytes; the rest is leased, pinned or being written");
+  }
+  Object o = NewObject(client, key, size, config, std::move(placed), now_ns);
+  std::vector<ReplicaLocation> locations = Locations(o.replicas, size);
+  uint64_t generation = o.generation;
+  JournalObject(key, o);
+  objects_.emplace(key, std::move(o));
+  ++stats_.puts_started;
+  MaybeEvict(now_ns);
+  return std::make_pair(generation, std::move(locations));
+}
+
+Status MasterState::CheckShape(std::string_view what, uint64_t size,
+                               const ReplicateConfig& config) const {
+  if (size == 0) return Status(ErrorCode::INVALID_PARAMS, std::string(what) + ": size is 0");
   if (config.replica_num == 0 || config.replica_num > kMaxReplicas) {
     return Status(ErrorCode::INVALID_PARAMS,
-                  "put: replica_num " + std::to_string(config.replica_num) + " not in [1, " +
-                      std::to_string(kMaxReplicas) + "]");
+                  std::string(what) + ": replica_num " + std::to_string(config.replica_num) +
+                      " not in [1, " + std::to_string(kMaxReplicas) + "]");
   }
+  return Status();
+}
+
+Status MasterState::CheckKeyFree(const std::string& key) const {
   if (auto it = objects_.find(key); it != objects_.end()) {
     return Status(ErrorCode::OBJECT_ALREADY_EXISTS,
                   it->second.complete ? "put: key exists" : "put: key is being written");
   }
-  size_t fit = SegmentsThatFit(size, now_ns);
-  if (fit < config.replica_num) {
-    return Status(ErrorCode::NO_AVAILABLE_HANDLE, "put: " + std::to_string(config.replica_num) +
-                                                      " replicas asked, only " +
-                                                      std::to_string(fit) + " segments can hold " +
-                                                      std::to_string(size) + " bytes");
-  }
-  std::vector<Replica> placed;
-  // Field bug 12: when space runs out, evict now (LRU order) until the put fits, instead
-  // of failing while a background pass catches up.
-  while (!TryPlace(size, config, now_ns, &placed)) {
-    if (options_.planted_bug == MasterBug::kNoEvictOnPut || Evict(1, now_ns) == 0) {
-      return Status(ErrorCode::NO_AVAILABLE_HANDLE,
-                    "put: no space for " + std::to_string(size) +
-                        " bytes; the rest is leased, pinned or being written");
+  return Status();
+}
+
+Status MasterState::CheckFits(std::string_view what, uint64_t size, const ReplicateConfig& config,
+                              uint64_t now_ns) const {
+  const size_t fit = SegmentsThatFit(size, now_ns);
+  if (fit >= config.replica_num) return Status();
+  return Status(ErrorCode::NO_AVAILABLE_HANDLE,
+                std::string(what) + ": " + std::to_string(config.replica_num) +
+                    " replicas asked, only " + std::to_string(fit) + " segments can hold " +
+                    std::to_string(size) + " bytes");
+}
+
+bool MasterState::PlaceEvicting(uint64_t size, const ReplicateConfig& config, bool evict,
+                                uint64_t now_ns, std::vector<Replica>* placed) {
+  // Field bug 12: when space runs out, evict now (LRU order) until it fits, instead of
+  // failing while a background pass catches up.
+  while (!TryPlace(size, config, now_ns, placed)) {
+    if (!evict || options_.planted_bug == MasterBug::kNoEvictOnPut || Evict(1, now_ns) == 0) {
+      return false;
     }
   }
-  if (auto l = lost_.find(key); l != lost_.end()) {
+  return true;
+}
+
+MasterState::Object MasterState::NewObject(const std::string& client, const std::string& key,
+                                           uint64_t size, const ReplicateConfig& config,
+                                           std::vector<Replica> replicas, uint64_t now_ns) {
+  if (auto l = lost_.find(key); l != lost_.end()) {  // the key is put again
     lost_.erase(l);
     JournalErase(std::string(kLostPrefix) + key);
   }
@@ -296,17 +354,11 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
   o.generation = NextGeneration();
   o.writer = client;
   o.started_ns = now_ns;
-  o.replicas = std::move(placed);
+  o.replicas = std::move(replicas);
   o.last_access_ns = now_ns;
   o.hard_pin = config.hard_pin;
   o.soft_pin_ttl_ns = config.soft_pin_ttl_ns;
-  std::vector<ReplicaLocation> locations = Locations(o);
-  uint64_t generation = o.generation;
-  JournalObject(key, o);
-  objects_.emplace(key, std::move(o));
-  ++stats_.puts_started;
-  MaybeEvict(now_ns);
-  return std::make_pair(generation, std::move(locations));
+  return o;
 }
 
 uint64_t MasterState::NextGeneration() {
@@ -326,12 +378,7 @@ Result<std::vector<MasterState::Reserved>> MasterState::Reserve(
     const std::vector<uint64_t>& release, uint64_t now_ns) {
   Touch(client, now_ns);
   ReleaseReservations(client, release, now_ns);
-  if (size == 0) return Status(ErrorCode::INVALID_PARAMS, "put reserve: size is 0");
-  if (config.replica_num == 0 || config.replica_num > kMaxReplicas) {
-    return Status(ErrorCode::INVALID_PARAMS,
-                  "put reserve: replica_num " + std::to_string(config.replica_num) +
-                      " not in [1, " + std::to_string(kMaxReplicas) + "]");
-  }
+  TIDAL_RETURN_IF_ERROR(CheckShape("put reserve", size, config));
   if (count == 0 || count > kMaxReservationsPerCall) {
     return Status(ErrorCode::INVALID_PARAMS, "put reserve: count " + std::to_string(count) +
                                                  " not in [1, " +
@@ -344,33 +391,15 @@ Result<std::vector<MasterState::Reserved>> MasterState::Reserve(
                                                       " reservations, the most it may");
   }
   count = std::min(count, kMaxReservationsPerClient - holder.reservations);
-  size_t fit = SegmentsThatFit(size, now_ns);
-  if (fit < config.replica_num) {
-    return Status(ErrorCode::NO_AVAILABLE_HANDLE,
-                  "put reserve: " + std::to_string(config.replica_num) + " replicas asked, only " +
-                      std::to_string(fit) + " segments can hold " + std::to_string(size) +
-                      " bytes");
-  }
+  TIDAL_RETURN_IF_ERROR(CheckFits("put reserve", size, config, now_ns));
   std::vector<Reserved> out;
   std::vector<Replica> placed;
-  while (out.size() < count) {
-    // The first evicts like a put (field bug 12); the rest take only free space.
-    while (!TryPlace(size, config, now_ns, &placed)) {
-      if (!out.empty() || options_.planted_bug == MasterBug::kNoEvictOnPut ||
-          Evict(1, now_ns) == 0) {
-        break;
-      }
-    }
-    if (placed.empty()) break;
+  // The first evicts like a put (field bug 12); the rest take only free space.
+  while (out.size() < count && PlaceEvicting(size, config, out.empty(), now_ns, &placed)) {
     const uint64_t id = NextGeneration();
-    ReservationState r{client, size, now_ns, std::move(placed)};
+    Reserved granted{id, Locations(placed, size)};
+    reservations_.emplace(id, ReservationState{client, size, now_ns, std::move(placed)});
     placed.clear();
-    Reserved granted{id, {}};
-    for (const Replica& rep : r.replicas) {
-      const MountState& m = mounts_.at(rep.mount);
-      granted.replicas.push_back({m.segment, m.base + rep.offset, size});
-    }
-    reservations_.emplace(id, std::move(r));
     JournalReservation(id);
     ++holder.reservations;
     ++stats_.reservations_granted;
@@ -404,24 +433,9 @@ Result<uint64_t> MasterState::PutCommit(const std::string& client, const std::st
                       std::to_string(reservation) + " holds " + std::to_string(r.size) +
                       " bytes in " + std::to_string(r.replicas.size()));
   }
-  if (auto existing = objects_.find(key); existing != objects_.end()) {
-    return Status(ErrorCode::OBJECT_ALREADY_EXISTS,
-                  existing->second.complete ? "put: key exists" : "put: key is being written");
-  }
-  if (auto l = lost_.find(key); l != lost_.end()) {
-    lost_.erase(l);
-    JournalErase(std::string(kLostPrefix) + key);
-  }
-  Object o;
-  o.size = size;
-  o.generation = NextGeneration();
+  TIDAL_RETURN_IF_ERROR(CheckKeyFree(key));
+  Object o = NewObject(client, key, size, config, std::move(r.replicas), now_ns);
   o.complete = true;
-  o.writer = client;
-  o.started_ns = now_ns;
-  o.replicas = std::move(r.replicas);
-  o.last_access_ns = now_ns;
-  o.hard_pin = config.hard_pin;
-  o.soft_pin_ttl_ns = config.soft_pin_ttl_ns;
   if (o.soft_pin_ttl_ns != 0) o.soft_pin_until_ns = now_ns + o.soft_pin_ttl_ns;
   const uint64_t generation = o.generation;
   // The object's record first: a crash between the two writes leaves the memory claimed
@@ -557,10 +571,15 @@ Status MasterState::Remove(const std::string& key, bool force, uint64_t now_ns) 
 }
 
 std::vector<ReplicaLocation> MasterState::Locations(const Object& o) const {
+  return Locations(o.replicas, o.size);
+}
+
+std::vector<ReplicaLocation> MasterState::Locations(const std::vector<Replica>& replicas,
+                                                    uint64_t size) const {
   std::vector<ReplicaLocation> out;
-  for (const Replica& r : o.replicas) {
+  for (const Replica& r : replicas) {
     const MountState& m = mounts_.at(r.mount);
-    out.push_back({m.segment, m.base + r.offset, o.size});
+    out.push_back({m.segment, m.base + r.offset, size});
   }
   return out;
 }
@@ -817,11 +836,7 @@ void MasterState::JournalObject(const std::string& key, const Object& o) {
   w.Str(o.writer);
   w.U8(o.hard_pin ? 1 : 0);
   w.U64(o.soft_pin_ttl_ns);
-  w.U32(static_cast<uint32_t>(o.replicas.size()));
-  for (const Replica& r : o.replicas) {
-    w.U64(r.mount);
-    w.U64(r.offset);
-  }
+  PutRanges(w, o.replicas);
   journal_->Put(std::string(kObjectPrefix) + key, w.Take());
 }
 
@@ -831,11 +846,7 @@ void MasterState::JournalReservation(uint64_t id) {
   ByteWriter w;
   w.Str(r.client);
   w.U64(r.size);
-  w.U32(static_cast<uint32_t>(r.replicas.size()));
-  for (const Replica& rep : r.replicas) {
-    w.U64(rep.mount);
-    w.U64(rep.offset);
-  }
+  PutRanges(w, r.replicas);
   journal_->Put(std::string(kReservationPrefix) + Hex(id), w.Take());
 }
 
@@ -895,15 +906,10 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
       uint8_t complete = 0, hard = 0;
       uint32_t n = 0;
       if (!r.U64(&o.size) || !r.U64(&o.generation) || !r.U8(&complete) ||
-          !r.Str(&o.writer, kMaxKeyBytes) || !r.U8(&hard) || !r.U64(&o.soft_pin_ttl_ns) ||
-          !r.Count(&n, kMaxReplicas, 16)) {
+          !r.Str(&o.writer, kMaxKeyBytes) || !r.U8(&hard) || !r.U64(&o.soft_pin_ttl_ns)) {
         return BadRecord(key, "object does not decode");
       }
-      for (uint32_t i = 0; i < n; ++i) {
-        Replica rep;
-        if (!r.U64(&rep.mount) || !r.U64(&rep.offset)) return BadRecord(key, "replica is cut off");
-        o.replicas.push_back(rep);
-      }
+      if (const char* bad = GetRanges(r, &o.replicas)) return BadRecord(key, bad);
       if (!r.done() || o.size == 0 || o.generation == 0) {
         return BadRecord(key, "object does not decode");
       }
@@ -928,17 +934,11 @@ Status MasterState::Recover(MasterJournal* journal, uint64_t now_ns) {
     } else if (key.rfind(kReservationPrefix, 0) == 0) {
       uint64_t id = 0;
       ReservationState res;
-      uint32_t n = 0;
       if (!ParseHex(std::string_view(key).substr(kReservationPrefix.size()), &id) ||
-          !r.Str(&res.client, kMaxKeyBytes) || !r.U64(&res.size) ||
-          !r.Count(&n, kMaxReplicas, 16)) {
+          !r.Str(&res.client, kMaxKeyBytes) || !r.U64(&res.size)) {
         return BadRecord(key, "reservation does not decode");
       }
-      for (uint32_t i = 0; i < n; ++i) {
-        Replica rep;
-        if (!r.U64(&rep.mount) || !r.U64(&rep.offset)) return BadRecord(key, "replica is cut off");
-        res.replicas.push_back(rep);
-      }
+      if (const char* bad = GetRanges(r, &res.replicas)) return BadRecord(key, bad);
       if (!r.done() || res.size == 0 || id == 0) {
         return BadRecord(key, "reservation does not decode");
       }

@@ -296,6 +296,21 @@ class MasterState {
   void Touch(const std::string& client, uint64_t now_ns);
   void Notify(const std::string& key, uint64_t generation, std::string_view reason);
   std::vector<ReplicaLocation> Locations(const Object& o) const;
+  std::vector<ReplicaLocation> Locations(const std::vector<Replica>& replicas, uint64_t size) const;
+  // A put's (or reservation's) checks, in the order their codes take precedence:
+  // INVALID_PARAMS for size 0 or replica_num out of range; OBJECT_ALREADY_EXISTS;
+  // NO_AVAILABLE_HANDLE for fewer segments that can hold `size` than replicas asked.
+  Status CheckShape(std::string_view what, uint64_t size, const ReplicateConfig& config) const;
+  Status CheckKeyFree(const std::string& key) const;
+  Status CheckFits(std::string_view what, uint64_t size, const ReplicateConfig& config,
+                   uint64_t now_ns) const;
+  // TryPlace, evicting one object at a time until it fits when `evict` (field bug 12).
+  bool PlaceEvicting(uint64_t size, const ReplicateConfig& config, bool evict, uint64_t now_ns,
+                     std::vector<Replica>* placed);
+  // A new, unfinished object of `key` at `replicas` with the next generation (a lost
+  // report of the key is dropped: it is put again).
+  Object NewObject(const std::string& client, const std::string& key, uint64_t size,
+                   const ReplicateConfig& config, std::vector<Replica> replicas, uint64_t now_ns);
   bool TryPlace(uint64_t size, const ReplicateConfig& config, uint64_t now_ns,
                 std::vector<Replica>* out);
   size_t SegmentsThatFit(uint64_t size, uint64_t now_ns) const;
