@@ -150,21 +150,23 @@ Result<uint64_t> MasterState::Mount(const std::string& client, const std::string
   return id;
 }
 
+bool MasterState::DropReplicasOn(uint64_t mount, std::vector<Replica>* replicas) {
+  return std::erase_if(*replicas, [mount](const Replica& r) { return r.mount == mount; }) > 0;
+}
+
 void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_until_ns) {
   TIDAL_ASSERT(mounts_.count(mount) == 1);
   const std::string segment = mounts_.at(mount).segment;
   uint64_t fence = 0;
   for (auto it = objects_.begin(); it != objects_.end();) {
     Object& o = it->second;
-    auto here = [mount](const Replica& r) { return r.mount == mount; };
-    if (std::none_of(o.replicas.begin(), o.replicas.end(), here)) {
+    // The replica goes with its segment (its memory is not ours to free any more).
+    if (!DropReplicasOn(mount, &o.replicas)) {
       ++it;
       continue;
     }
     fence = std::max(fence, o.lease_until_ns);
     if (drain_until_ns != nullptr) *drain_until_ns = std::max(*drain_until_ns, o.lease_until_ns);
-    // The replica goes with its segment (its memory is not ours to free any more).
-    o.replicas.erase(std::remove_if(o.replicas.begin(), o.replicas.end(), here), o.replicas.end());
     if (!o.complete) {
       // A put that lost a target cannot finish: reclaim it; the writer's PutEnd fails.
       TIDAL_REACHABLE("store.master.reclaimed_put_that_lost_a_target");
@@ -188,14 +190,12 @@ void MasterState::DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_unt
   // make into this memory fence it off like the leases.
   for (auto it = reservations_.begin(); it != reservations_.end();) {
     ReservationState& r = it->second;
-    auto here = [mount](const Replica& x) { return x.mount == mount; };
-    if (std::none_of(r.replicas.begin(), r.replicas.end(), here)) {
+    if (!DropReplicasOn(mount, &r.replicas)) {
       ++it;
       continue;
     }
     fence = std::max(fence, std::max(now_ns, r.granted_ns + reservation_valid_ns()) +
                                 options_.reclaim_quarantine_ns);
-    r.replicas.erase(std::remove_if(r.replicas.begin(), r.replicas.end(), here), r.replicas.end());
     DropReservation(it++, /*released=*/false, now_ns);
   }
   // Leases granted before a restart are unknown: a graceful unmount waits them out too.

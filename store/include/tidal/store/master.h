@@ -330,6 +330,8 @@ class MasterState {
   // Evicts up to `count` objects in approximate LRU order; returns how many went.
   size_t Evict(size_t count, uint64_t now_ns);
   void MaybeEvict(uint64_t now_ns);
+  // Removes the replicas on `mount`; false when there were none.
+  static bool DropReplicasOn(uint64_t mount, std::vector<Replica>* replicas);
   void DropMount(uint64_t mount, uint64_t now_ns, uint64_t* drain_until_ns);
   void ClientDied(const std::string& client, uint64_t now_ns);
   void RunDeferred(uint64_t now_ns);
