@@ -191,6 +191,13 @@ std::vector<std::string> Campaign::Keys(size_t c, size_t n) {
 
 uint64_t Campaign::Size(size_t c) {
   uint64_t pick = env(c).RandomBelow(100);
+  if (pick < 50 && cfg_.put_reservations > 0) {
+    // With put reservations, half the values are blocks of a few fixed sizes (KV-cache
+    // pages): a shape comes back, so its reservations are kept between puts, lapse,
+    // and are reclaimed while a client holds them.
+    static constexpr uint64_t kBlocks[] = {512, 4096, 16384};
+    return Capped(kBlocks[env(c).RandomBelow(3)]);
+  }
   if (pick < 50) return Capped(1 + env(c).RandomBelow(4096));
   if (pick < 85) return Capped(4096 + env(c).RandomBelow(std::min<uint64_t>(60 << 10, max_size_ - 4096)));
   return Capped(1 + env(c).RandomBelow(max_size_));
@@ -1104,6 +1111,8 @@ StoreCampaignResult Campaign::Run() {
     result_.cached_gets += w_->client(c).stats().cached_gets;
     result_.reserved_puts += w_->client(c).stats().reserved_puts;
     result_.reservation_fallbacks += w_->client(c).stats().reservation_fallbacks;
+    result_.reservation_requests += w_->client(c).stats().reservation_requests;
+    result_.kept_reservations_used += w_->client(c).stats().kept_reservations_used;
   }
   result_.virtual_ns = w_->world().NowNs();
   result_.digest = w_->world().digest();

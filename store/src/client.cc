@@ -400,26 +400,30 @@ std::string ReservationShape(uint64_t size, const ReplicateConfig& config) {
 Task<std::optional<Status>> StoreClient::PutReserved(const std::string& key, const void* ptr,
                                                      uint64_t size, const ReplicateConfig& config,
                                                      Deadline d) {
+  constexpr uint64_t kAskAgainAfterNs = 100'000'000;
   const std::string shape = ReservationShape(size, config);
-  // A reservation is written only while it is valid, with a millisecond to spare; lapsed
-  // ones go back to the master with the next request.
+  // A reservation is written only while it is valid (a WRITE starts in its first seven
+  // eighths); lapsed ones go back to the master with the next request.
   auto take = [this, &shape]() -> std::optional<PutReservation> {
     auto it = reservations_.find(shape);
     if (it == reservations_.end()) return std::nullopt;
     const uint64_t now = env_.NowNs();
-    while (!it->second.empty()) {
-      PutReservation r = std::move(it->second.back());
-      it->second.pop_back();
-      if (now + 1'000'000 < r.valid_until_ns) return r;
+    std::vector<PutReservation>& pool = it->second;
+    while (!pool.empty()) {
+      PutReservation r = std::move(pool.back());
+      pool.pop_back();
+      if (now < r.usable_until_ns) return r;
       spent_reservations_.push_back(r.id);
     }
     return std::nullopt;
   };
   std::optional<PutReservation> res = take();
+  if (res) ++stats_.kept_reservations_used;
   if (!res) {
     // One for a shape not seen before (a workload of ever new sizes then holds nothing
     // unused), put_reservations once it comes back. The shapes seen are forgotten when
     // there are many.
+    if (env_.NowNs() < reserve_after_ns_) co_return std::nullopt;
     if (reservations_.size() > 1024) {
       std::erase_if(reservations_, [](const auto& kv) { return kv.second.empty(); });
     }
@@ -432,19 +436,28 @@ Task<std::optional<Status>> StoreClient::PutReserved(const std::string& key, con
     ++stats_.reservation_requests;
     Result<std::string> r = co_await Call(MsgType::kPutReserve, std::move(body), d);
     proto::PutReserveResp granted;
+    std::vector<PutReservation>& pool = reservations_[shape];
     // No reservation (no space, too many held, an old master): the two-RPC put finds
     // and names the error itself.
-    if (!r.ok() || !proto::Decode(*r, &granted).ok()) co_return std::nullopt;
-    std::vector<PutReservation>& pool = reservations_[shape];
+    if (!r.ok() || !proto::Decode(*r, &granted).ok()) {
+      reserve_after_ns_ = env_.NowNs() + kAskAgainAfterNs;
+      co_return std::nullopt;
+    }
     for (proto::Reservation& g : granted.reservations) {
       if (g.replicas.size() != config.replica_num) {
         spent_reservations_.push_back(g.id);  // not what was asked: give it back
         continue;
       }
-      pool.push_back({g.id, std::move(g.replicas), sent_ns + granted.valid_ns});
+      const uint64_t valid_until = sent_ns + granted.valid_ns;
+      pool.push_back(
+          {g.id, std::move(g.replicas), valid_until, valid_until - granted.valid_ns / 8});
     }
     res = take();
-    if (!res) co_return std::nullopt;
+    if (!res) {
+      TIDAL_REACHABLE("store.client.reservations_lapsed_on_arrival");
+      reserve_after_ns_ = env_.NowNs() + kAskAgainAfterNs;
+      co_return std::nullopt;
+    }
   }
   TIDAL_REACHABLE("store.client.put_through_a_reservation");
   // The WRITE ends (or is cancelled) by the reservation's validity, after which the master
@@ -477,10 +490,7 @@ Task<std::optional<Status>> StoreClient::PutReserved(const std::string& key, con
       // Reclaimed (we were declared dead, the master restarted, a holder went): so, most
       // likely, is every other one we keep. Forget them and put the two-RPC way.
       TIDAL_REACHABLE("store.client.reservation_reclaimed_before_commit");
-      for (auto& [k, pool] : reservations_) {
-        for (const PutReservation& x : pool) spent_reservations_.push_back(x.id);
-      }
-      reservations_.clear();
+      SpendAllReservations();
       ++stats_.reservation_fallbacks;
       co_return std::nullopt;
     default:
@@ -489,13 +499,17 @@ Task<std::optional<Status>> StoreClient::PutReserved(const std::string& key, con
   }
 }
 
-Task<void> StoreClient::ReleaseReservations() {
-  std::vector<uint64_t> ids = std::move(spent_reservations_);
-  spent_reservations_.clear();
+void StoreClient::SpendAllReservations() {
   for (auto& [shape, pool] : reservations_) {
-    for (const PutReservation& r : pool) ids.push_back(r.id);
+    for (const PutReservation& r : pool) spent_reservations_.push_back(r.id);
   }
   reservations_.clear();
+}
+
+Task<void> StoreClient::ReleaseReservations() {
+  SpendAllReservations();
+  std::vector<uint64_t> ids = std::move(spent_reservations_);
+  spent_reservations_.clear();
   if (ids.empty()) co_return;
   std::string body = proto::EncodeU64s(ids);
   (void)co_await Call(MsgType::kPutRelease, std::move(body), MakeDeadline());

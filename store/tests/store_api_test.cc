@@ -729,6 +729,7 @@ TEST_P(StoreApi, PutReservationsMakeSmallPutsOneRpc) {
   EXPECT_EQ(*w().Run(1, c(1).Get("big")), Pattern(7, 5000));
   EXPECT_EQ(*w().Run(1, c(1).Get("small")), Pattern(8, 2000));
   EXPECT_EQ(c(0).stats().reserved_puts, 8u);
+  EXPECT_EQ(c(0).stats().kept_reservations_used, 5u);  // k3, k4, k5, the refused k0, k6
   EXPECT_EQ(c(0).stats().reservation_fallbacks, 0u);
   // Stop gives back the two of 1000 bytes left.
   EXPECT_EQ(w().state().stats().reservations, 2u);
@@ -764,6 +765,7 @@ TEST_P(StoreApi, LapsedOrReclaimedReservationsAreNeverWritten) {
   ASSERT_TRUE(w().RestartMaster().ok());
   ASSERT_EQ(w().Run(0, c(0).Put("c", Pattern(3, 512))).code(), ErrorCode::OK);
   EXPECT_EQ(c(0).stats().reservation_fallbacks, 1u);
+  EXPECT_EQ(c(0).stats().kept_reservations_used, 1u);  // "c": the lapsed one was not used
   EXPECT_EQ(w().state().stats().puts_started, 1u);
   for (const auto& [key, seed] :
        std::vector<std::pair<std::string, uint64_t>>{{"a", 1}, {"a2", 4}, {"b", 2}, {"c", 3}}) {
@@ -771,6 +773,33 @@ TEST_P(StoreApi, LapsedOrReclaimedReservationsAreNeverWritten) {
     ASSERT_TRUE(got.ok()) << key << ": " << got.status().ToString();
     EXPECT_EQ(*got, Pattern(seed, 512)) << key;
   }
+}
+
+// A reservation request that brings nothing (here: no room, the store holds a hard-pinned
+// object) is not repeated for 100 ms: the puts meanwhile take the two-RPC path, whose
+// code they return, without a third RPC.
+TEST_P(StoreApi, ARefusedReservationIsNotAskedAgainAtOnce) {
+  StoreWorldOptions o = Opts(2);
+  o.segment_bytes = 80 << 10;
+  o.client.put_reservations = 4;
+  MAKE_OR_SKIP(o);
+  SIM_ONLY("virtual time");
+  ReplicateConfig pinned;
+  pinned.hard_pin = true;
+  // Both segments full of hard-pinned objects (above 64 KiB: each put the two-RPC way).
+  ASSERT_EQ(w().Run(0, c(0).Put("pin0", Pattern(1, 80 << 10), pinned)).code(), ErrorCode::OK);
+  ASSERT_EQ(w().Run(0, c(0).Put("pin1", Pattern(2, 80 << 10), pinned)).code(), ErrorCode::OK);
+  EXPECT_EQ(c(0).stats().reservation_requests, 0u);
+  EXPECT_EQ(w().Run(0, c(0).Put("a", Pattern(3, 4096))).code(), ErrorCode::NO_AVAILABLE_HANDLE);
+  EXPECT_EQ(c(0).stats().reservation_requests, 1u);
+  EXPECT_EQ(w().Run(0, c(0).Put("b", Pattern(4, 4096))).code(), ErrorCode::NO_AVAILABLE_HANDLE);
+  EXPECT_EQ(c(0).stats().reservation_requests, 1u);  // not asked again
+  ASSERT_EQ(w().Run(0, c(0).Remove("pin0", /*force=*/true)).code(), ErrorCode::OK);
+  w().Advance(100 * kMs);
+  ASSERT_EQ(w().Run(0, c(0).Put("c", Pattern(5, 4096))).code(), ErrorCode::OK);
+  EXPECT_EQ(c(0).stats().reservation_requests, 2u);
+  EXPECT_EQ(c(0).stats().reserved_puts, 1u);
+  EXPECT_EQ(*w().Run(1, c(1).Get("c")), Pattern(5, 4096));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fabrics, StoreApi, ::testing::ValuesIn(cluster::BackendNames()),

@@ -53,13 +53,14 @@ TEST(StoreCampaign, SwarmSeedsWithPutReservations) {
   const uint64_t seeds = env != nullptr ? std::strtoull(env, nullptr, 10) / 2 : 150;
   StoreCampaignConfig cfg;
   cfg.put_reservations = 4;
-  uint64_t failures = 0, gets = 0, durable = 0, reserved = 0, fallbacks = 0;
+  uint64_t failures = 0, gets = 0, durable = 0, reserved = 0, fallbacks = 0, kept = 0;
   for (uint64_t seed = 1; seed <= seeds; ++seed) {
     StoreCampaignResult r = RunStoreCampaign(seed, cfg);
     gets += r.gets_checked;
     durable += r.durable_checked;
     reserved += r.reserved_puts;
     fallbacks += r.reservation_fallbacks;
+    kept += r.kept_reservations_used;
     if (!r.ok) {
       ++failures;
       ADD_FAILURE() << "seed " << seed << " (put reservations 4): " << r.failure;
@@ -68,13 +69,17 @@ TEST(StoreCampaign, SwarmSeedsWithPutReservations) {
   }
   std::printf(
       "store campaign with put reservations: %llu seeds, %llu gets checked, %llu "
-      "durable puts read back, %llu puts by one commit, %llu fallbacks\n",
+      "durable puts read back, %llu puts by one commit (%llu into kept reservations), "
+      "%llu fallbacks\n",
       (unsigned long long)seeds, (unsigned long long)gets, (unsigned long long)durable,
-      (unsigned long long)reserved, (unsigned long long)fallbacks);
+      (unsigned long long)reserved, (unsigned long long)kept, (unsigned long long)fallbacks);
   EXPECT_GT(gets, 0u);
   EXPECT_GT(durable, 0u);
   EXPECT_GT(reserved, 0u);
   EXPECT_GT(fallbacks, 0u);
+  // Shapes come back (blocks of fixed sizes), so puts used reservations kept from an
+  // earlier request.
+  EXPECT_GT(kept, 0u);
 }
 
 // Same seed, same run: the digest of every event and the checker's counts repeat.

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   tidal::cluster::ReachTable reach = tidal::cluster::StoreReachLayout();
   const double t0 = wall();
   uint64_t failed = 0, ops = 0, gets = 0, durable = 0, crashed = 0, expired = 0, restarts = 0;
-  uint64_t cached = 0, reserved = 0, fallbacks = 0;
+  uint64_t cached = 0, reserved = 0, fallbacks = 0, requests = 0, kept = 0;
   for (uint64_t i = 0; i < seeds; ++i) {  // by index: a range may end at UINT64_MAX
     const uint64_t seed = start + i;
     CampaignResult r = tidal::cluster::RunStoreCampaign(seed, cfg);
@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
     cached += r.cached_gets;
     reserved += r.reserved_puts;
     fallbacks += r.reservation_fallbacks;
+    requests += r.reservation_requests;
+    kept += r.kept_reservations_used;
     restarts += r.master_restarts;
     reach.Merge(r.reach);
     overruns += r.scenario_overruns;
@@ -138,8 +140,12 @@ int main(int argc, char** argv) {
       (unsigned long long)expired, secs, seeds / std::max(secs, 1e-9));
   std::printf("master restarts: %llu\n", (unsigned long long)restarts);
   if (cfg.put_reservations > 0) {
-    std::printf("puts made by one commit: %llu; puts that fell back to two RPCs: %llu\n",
-                (unsigned long long)reserved, (unsigned long long)fallbacks);
+    std::printf(
+        "puts made by one commit: %llu; reservation requests: %llu; puts into a "
+        "reservation kept from an earlier request: %llu; puts that fell back to two "
+        "RPCs: %llu\n",
+        (unsigned long long)reserved, (unsigned long long)requests, (unsigned long long)kept,
+        (unsigned long long)fallbacks);
   }
   if (cfg.cached_gets) {
     std::printf("gets served from a cached replica list: %llu\n", (unsigned long long)cached);

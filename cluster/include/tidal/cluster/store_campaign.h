@@ -77,7 +77,9 @@ struct StoreCampaignConfig {
   // of its key, an acknowledged put reads back at its generation.
   bool cached_gets = false;
   // Every client puts values of at most 64 KiB through put reservations, this many at a
-  // time (StoreClientOptions::put_reservations; 0: off); the checks are the same.
+  // time (StoreClientOptions::put_reservations; 0: off); the checks are the same. Half the
+  // values are then blocks of 512 B, 4 KiB or 16 KiB, so that a client keeps reservations
+  // of a shape between puts (and they lapse, and are reclaimed, while it holds them).
   uint32_t put_reservations = 0;
   // Non-empty: the world's tape (sim/tape.h Tape::FromBytes) instead of the seed's, so
   // every choice during the run comes from these bytes (fuzz/store_tape_fuzz.cc); the
@@ -118,6 +120,8 @@ struct StoreCampaignResult {
   uint64_t cached_gets = 0;  // gets served from a cached replica list (cached_gets)
   uint64_t reserved_puts = 0;          // puts made by one commit (put_reservations)
   uint64_t reservation_fallbacks = 0;  // puts that tried a reservation and took two RPCs
+  uint64_t reservation_requests = 0;   // PutReserve RPCs (put_reservations)
+  uint64_t kept_reservations_used = 0;  // puts into a reservation kept from an earlier request
   uint64_t virtual_ns = 0;
   uint64_t events = 0, faults = 0;  // trace records, faults injected (sim/shrink.h)
   std::vector<uint64_t> draws;      // the tape's draws (config.record_tape)
