@@ -420,10 +420,10 @@ Task<std::optional<Status>> StoreClient::PutReserved(const std::string& key, con
   std::optional<PutReservation> res = take();
   if (res) ++stats_.kept_reservations_used;
   if (!res) {
+    if (env_.NowNs() < reserve_after_ns_) co_return std::nullopt;
     // One for a shape not seen before (a workload of ever new sizes then holds nothing
     // unused), put_reservations once it comes back. The shapes seen are forgotten when
     // there are many.
-    if (env_.NowNs() < reserve_after_ns_) co_return std::nullopt;
     if (reservations_.size() > 1024) {
       std::erase_if(reservations_, [](const auto& kv) { return kv.second.empty(); });
     }
