@@ -3,8 +3,11 @@
 // threads wake the loop, and RunUntil reports when nothing could ever finish the wait.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -160,6 +163,88 @@ TEST(RealEnv, SpawnedRootsAreFreedAtDestruction) {
     EXPECT_EQ(flag.use_count(), 2);
   }
   EXPECT_EQ(flag.use_count(), 1);
+}
+
+// A descriptor the loop watches (AddWaitFd): its callback runs on the loop's thread when
+// input arrives, posts from other threads and timers still run while the loop waits in
+// epoll, a removed descriptor is never called again, and once none is left (and no poster
+// or timer) the loop reports that nothing can happen.
+TEST(RealEnv, AWatchedDescriptorRunsItsCallbackOnTheLoop) {
+  RealEnv env;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const std::thread::id loop_thread = std::this_thread::get_id();
+  std::string got;
+  bool on_loop = true;
+  Result<uint64_t> id = env.AddWaitFd(fds[0], [&] {
+    on_loop = on_loop && std::this_thread::get_id() == loop_thread;
+    char buf[16];
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+  });
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(env.wait_fds(), 1u);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(::write(fds[1], "abc", 3), 3);
+  });
+  EXPECT_TRUE(env.RunUntil([&] { return got == "abc"; }));
+  writer.join();
+  EXPECT_TRUE(on_loop);
+  // Waiting in epoll, the loop still takes posts from another thread and fires timers no
+  // earlier than asked.
+  env.AddPoster();
+  bool posted = false;
+  std::thread poster([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    env.Post([&] { posted = true; });
+    env.RemovePoster();
+  });
+  EXPECT_TRUE(env.RunUntil([&] { return posted; }));
+  poster.join();
+  const uint64_t t0 = env.NowNs();
+  uint64_t fired = 0;
+  env.ScheduleAfter(3'000'000, [&] { fired = env.NowNs(); });
+  EXPECT_TRUE(env.RunUntil([&] { return fired != 0; }));
+  EXPECT_GE(fired - t0, 3'000'000u);
+  // Removed: input left on it is never read.
+  env.RemoveWaitFd(*id);
+  EXPECT_EQ(env.wait_fds(), 0u);
+  ASSERT_EQ(::write(fds[1], "z", 1), 1);
+  EXPECT_FALSE(env.RunUntil([] { return false; }));
+  EXPECT_EQ(got, "abc");
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_EQ(env.AddWaitFd(-1, [] {}).code(), ErrorCode::INVALID_PARAMS);
+}
+
+// A loop that never runs out of ready work still reads its descriptors (every
+// kFdCheckEvery callbacks), and a callback may remove its own descriptor.
+TEST(RealEnv, ABusyLoopStillReadsItsDescriptors) {
+  RealEnv env;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);
+  int reads = 0;
+  uint64_t id = 0;
+  Result<uint64_t> added = env.AddWaitFd(fds[0], [&] {
+    char c;
+    if (::read(fds[0], &c, 1) == 1) ++reads;
+    env.RemoveWaitFd(id);  // from inside its own callback
+  });
+  ASSERT_TRUE(added.ok());
+  id = *added;
+  uint64_t spins = 0;
+  std::function<void()> again = [&] {
+    ++spins;
+    if (reads == 0) env.Post(again);  // never lets the ready queue drain
+  };
+  env.Post(again);
+  EXPECT_TRUE(env.RunUntil([&] { return reads == 1; }));
+  EXPECT_LE(spins, static_cast<uint64_t>(RealEnv::kFdCheckEvery) + 1);
+  EXPECT_EQ(env.wait_fds(), 0u);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 }  // namespace

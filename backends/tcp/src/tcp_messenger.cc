@@ -4,13 +4,17 @@
 
 #include <array>
 #include <asio.hpp>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <deque>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tidal/thread_annotations.h"
@@ -91,6 +95,33 @@ struct Inbound {
   std::string remote;
 };
 
+// An accepted connection read by the executor (options.read_on_loop): the loop watches
+// its descriptor (RealEnv::AddWaitFd) and reads it when it is readable. Executor only.
+struct LoopInbound {
+  LoopInbound(int f, uint32_t max_payload, std::string r)
+      : fd(f), decoder(max_payload), remote(std::move(r)) {}
+  ~LoopInbound() { ::close(fd); }
+  LoopInbound(const LoopInbound&) = delete;
+  LoopInbound& operator=(const LoopInbound&) = delete;
+  int fd;
+  FrameDecoder decoder;
+  std::string remote;
+  uint64_t watch = 0;  // the RealEnv's id for fd
+};
+
+// A descriptor closed when the last holder lets it go without taking it: an accepted
+// connection on its way from the IO thread to the executor.
+struct OwnedFd {
+  explicit OwnedFd(int f) : fd(f) {}
+  ~OwnedFd() {
+    if (fd >= 0) ::close(fd);
+  }
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  int Take() { return std::exchange(fd, -1); }
+  int fd;
+};
+
 struct TcpMessenger::Impl {
   explicit Impl(TcpMessenger& o) : owner(o), work(asio::make_work_guard(io)), acceptor(io) {}
 
@@ -105,6 +136,10 @@ struct TcpMessenger::Impl {
   void StartAccept();
   void ReadInbound(uint64_t id);
   void Deliver(std::vector<TcpFrame> frames);
+  // options.read_on_loop, on the executor: watch an accepted connection, read it.
+  void AddLoopInbound(int fd, std::string remote);
+  void ReadLoopInbound(uint64_t id);
+  void CloseLoopInbound();
   void FlushCorked(Peer& p);
   // Connected and nothing queued (so every earlier frame is wholly in the kernel): writes
   // what the socket takes of `data` now, from the caller's thread without waking the IO
@@ -136,6 +171,9 @@ struct TcpMessenger::Impl {
 
   std::map<uint64_t, std::unique_ptr<Inbound>> inbound;  // IO thread only
   uint64_t next_inbound = 1;
+  std::map<uint64_t, std::unique_ptr<LoopInbound>> loop_inbound;  // executor only
+  uint64_t next_loop_inbound = 1;
+  std::vector<char> loop_buf = std::vector<char>(64u << 10);  // executor only
   std::set<std::string> lookups;  // executor only: directory look-ups in flight
 
   std::atomic<uint64_t> sent{0}, received{0}, lost{0}, rejected{0}, connects{0},
@@ -323,7 +361,21 @@ void TcpMessenger::Impl::DropQueue(Peer& p, const std::string& why) {
 void TcpMessenger::Impl::StartAccept() {
   acceptor.async_accept([this](const asio::error_code& ec, tcp::socket s) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) {
+    if (!ec && owner.options_.read_on_loop) {
+      ++accepted;
+      asio::error_code rec;
+      tcp::endpoint remote = s.remote_endpoint(rec);
+      std::string from = rec ? "?" : FormatAddress(remote);
+      auto fd = std::make_shared<OwnedFd>(s.release(rec));
+      if (rec) {
+        Log(owner.name_, "accept: cannot take the connection's descriptor: " + rec.message());
+      } else {
+        // The executor watches and reads it from now on; the IO thread never touches it.
+        owner.env_.Post([o = &owner, alive = owner.alive_, fd, from = std::move(from)]() mutable {
+          if (*alive) o->impl_->AddLoopInbound(fd->Take(), std::move(from));
+        });
+      }
+    } else if (!ec) {
       ++accepted;
       auto in = std::make_unique<Inbound>(std::make_shared<tcp::socket>(std::move(s)),
                                           owner.options_.max_payload_bytes);
@@ -396,6 +448,88 @@ void TcpMessenger::Impl::Deliver(std::vector<TcpFrame> frames) {
       receiver(from, std::move(payload));
     }
   });
+}
+
+void TcpMessenger::Impl::AddLoopInbound(int fd, std::string remote) {
+  const int flags = ::fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    Log(owner.name_, "inbound connection from " + remote + ": cannot make it non-blocking");
+    ::close(fd);
+    return;
+  }
+  const uint64_t id = next_loop_inbound++;
+  auto in = std::make_unique<LoopInbound>(fd, owner.options_.max_payload_bytes, std::move(remote));
+  Result<uint64_t> watch = owner.env_.AddWaitFd(fd, [this, id]() { ReadLoopInbound(id); });
+  if (!watch.ok()) {
+    Log(owner.name_, "inbound connection from " + in->remote + " dropped: " +
+                         watch.status().ToString());
+    return;  // ~LoopInbound closes it
+  }
+  in->watch = *watch;
+  loop_inbound.emplace(id, std::move(in));
+}
+
+// Reads what the connection holds (up to four buffers, so one busy sender cannot hold the
+// loop: the loop looks again), then hands the whole frames to the receiver on this thread,
+// in order. A closed, broken or bad connection is dropped after its whole frames.
+void TcpMessenger::Impl::ReadLoopInbound(uint64_t id) {
+  auto it = loop_inbound.find(id);
+  if (it == loop_inbound.end()) return;
+  LoopInbound& in = *it->second;
+  bool drop = false;
+  for (int i = 0; i < 4; ++i) {
+    const ssize_t n = ::recv(in.fd, loop_buf.data(), loop_buf.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      in.decoder.Feed(std::string_view(loop_buf.data(), static_cast<size_t>(n)));
+      if (static_cast<size_t>(n) < loop_buf.size()) break;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    drop = true;  // the sender closed (or broke) the connection
+    break;
+  }
+  std::vector<TcpFrame> frames;
+  for (;;) {
+    Result<std::optional<TcpFrame>> next = in.decoder.Next();
+    if (!next.ok()) {
+      ++rejected;
+      Log(owner.name_, "rejected a frame from " + in.remote + ", closing the connection: " +
+                           next.status().ToString());
+      drop = true;
+      break;
+    }
+    if (!next->has_value()) break;
+    frames.push_back(std::move(**next));
+  }
+  if (drop) {
+    owner.env_.RemoveWaitFd(in.watch);
+    loop_inbound.erase(it);  // closes it
+  }
+  // Hellos first-hand, messages to the receiver here (it may destroy the messenger).
+  std::shared_ptr<bool> alive = owner.alive_;
+  size_t messages = 0;
+  for (TcpFrame& frame : frames) messages += frame.kind == TcpFrameKind::kHello ? 0 : 1;
+  if (messages > 0) {
+    received += messages;
+    ++batches;
+  }
+  for (TcpFrame& frame : frames) {
+    if (!*alive) return;
+    if (frame.kind == TcpFrameKind::kHello) {
+      std::lock_guard<std::mutex> lock(mu);
+      addresses[frame.from] = std::move(frame.payload);
+      continue;
+    }
+    if (!owner.receiver_) continue;
+    Receiver receiver = owner.receiver_;  // the receiver may replace itself
+    receiver(frame.from, std::move(frame.payload));
+  }
+}
+
+void TcpMessenger::Impl::CloseLoopInbound() {
+  for (auto& [id, in] : loop_inbound) owner.env_.RemoveWaitFd(in->watch);
+  loop_inbound.clear();
 }
 
 bool TcpMessenger::Impl::QueueCorkedLocked(Peer& p, size_t written) {
@@ -516,6 +650,7 @@ Result<std::unique_ptr<TcpMessenger>> TcpMessenger::Start(RealEnv& env,
 TcpMessenger::~TcpMessenger() {
   *alive_ = false;
   Impl& impl = *impl_;
+  impl.CloseLoopInbound();
   if (!impl.thread.joinable()) return;  // Start failed before the IO thread began
   asio::post(impl.io, [&impl]() {
     impl.Shutdown();

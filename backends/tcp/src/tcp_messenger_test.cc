@@ -41,6 +41,22 @@ TcpMessengerOptions Named(std::string name) {
   return o;
 }
 
+// The suites that read: once with the loop reading accepted connections itself (the
+// default), once with the IO thread reading them and posting what it read.
+class TcpMessengerReads : public ::testing::TestWithParam<bool> {
+ protected:
+  TcpMessengerOptions NamedHere(std::string name) {
+    TcpMessengerOptions o = Named(std::move(name));
+    o.read_on_loop = GetParam();
+    return o;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Modes, TcpMessengerReads, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ReadOnLoop" : "ReadOnIoThread";
+                         });
+
 std::string Pattern(size_t n, uint32_t seed) {
   std::string s(n, '\0');
   for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7 + (i >> 8)) & 0xff);
@@ -63,10 +79,10 @@ TEST(TcpMessenger, BindsLoopbackAndReportsItsAddress) {
   EXPECT_EQ(TcpMessenger::Start(env, bad).code(), ErrorCode::INVALID_PARAMS);
 }
 
-TEST(TcpMessenger, DeliversInOrderByteExactAndAnswersThroughTheHello) {
+TEST_P(TcpMessengerReads, DeliversInOrderByteExactAndAnswersThroughTheHello) {
   RealEnv env;
-  auto b = StartOrDie(env, Named("b"));
-  TcpMessengerOptions ao = Named("a");
+  auto b = StartOrDie(env, NamedHere("b"));
+  TcpMessengerOptions ao = NamedHere("a");
   ao.peers["b"] = b->address();
   auto a = StartOrDie(env, ao);
   Inbox at_a, at_b;
@@ -89,10 +105,10 @@ TEST(TcpMessenger, DeliversInOrderByteExactAndAnswersThroughTheHello) {
   EXPECT_EQ(b->stats().messages_received, kCount);
 }
 
-TEST(TcpMessenger, CarriesLargeAndEmptyPayloadsAndSendsToItself) {
+TEST_P(TcpMessengerReads, CarriesLargeAndEmptyPayloadsAndSendsToItself) {
   RealEnv env;
-  auto b = StartOrDie(env, Named("b"));
-  TcpMessengerOptions ao = Named("a");
+  auto b = StartOrDie(env, NamedHere("b"));
+  TcpMessengerOptions ao = NamedHere("a");
   ao.peers["b"] = b->address();
   auto a = StartOrDie(env, ao);
   Inbox at_a, at_b;
@@ -109,7 +125,7 @@ TEST(TcpMessenger, CarriesLargeAndEmptyPayloadsAndSendsToItself) {
   EXPECT_EQ(at_b.got[2].second, "");
   EXPECT_EQ(at_a.got[0], std::make_pair(std::string("a"), std::string("self")));
   // One byte above the limit is refused at the sender and queues nothing.
-  TcpMessengerOptions so = Named("small");
+  TcpMessengerOptions so = NamedHere("small");
   so.peers["b"] = b->address();
   so.max_payload_bytes = 100;
   auto small = StartOrDie(env, so);
@@ -117,6 +133,30 @@ TEST(TcpMessenger, CarriesLargeAndEmptyPayloadsAndSendsToItself) {
   EXPECT_TRUE(small->Send("b", std::string(100, 'x')).ok());
   ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 4; }));
   EXPECT_EQ(at_b.got[3], std::make_pair(std::string("small"), std::string(100, 'x')));
+}
+
+// Reading on the loop: each accepted connection is a descriptor the loop watches, and a
+// closed connection is dropped from the watch; the IO thread's mode watches none.
+TEST_P(TcpMessengerReads, TheLoopWatchesEachInboundConnectionWhileItLives) {
+  RealEnv env;
+  auto b = StartOrDie(env, NamedHere("b"));
+  Inbox at_b;
+  b->SetReceiver(at_b.Receiver());
+  TcpMessengerOptions ao = NamedHere("a");
+  ao.peers["b"] = b->address();
+  auto a = StartOrDie(env, ao);
+  EXPECT_EQ(env.wait_fds(), 0u);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(a->Send("b", "m" + std::to_string(i)).ok());
+    ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == static_cast<size_t>(i + 1); }));
+    EXPECT_EQ(at_b.got.back(), std::make_pair(std::string("a"), "m" + std::to_string(i)));
+  }
+  EXPECT_EQ(env.wait_fds(), GetParam() ? 1u : 0u);  // a's one connection to b
+  if (!GetParam()) EXPECT_EQ(env.fd_wakeups(), 0u);
+  a.reset();  // a closes its connection: b's loop sees the end and stops watching it
+  ASSERT_TRUE(Drive(env, [&]() { return env.wait_fds() == 0; }));
+  EXPECT_EQ(b->stats().messages_received, 3u);
+  EXPECT_EQ(b->stats().frames_rejected, 0u);
 }
 
 // Writes `bytes` on a fresh connection to `port` and closes it.
@@ -130,9 +170,9 @@ void RawSend(uint16_t port, const std::string& bytes) {
   s.close(ignored);
 }
 
-TEST(TcpMessenger, RejectsOversizedGarbledAndTruncatedFramesAndKeepsServing) {
+TEST_P(TcpMessengerReads, RejectsOversizedGarbledAndTruncatedFramesAndKeepsServing) {
   RealEnv env;
-  TcpMessengerOptions bo = Named("b");
+  TcpMessengerOptions bo = NamedHere("b");
   bo.max_payload_bytes = 1024;
   auto b = StartOrDie(env, bo);
   Inbox at_b;
@@ -154,7 +194,7 @@ TEST(TcpMessenger, RejectsOversizedGarbledAndTruncatedFramesAndKeepsServing) {
   // A raw but valid frame from a stranger is delivered.
   RawSend(b->port(), EncodeTcpFrame(TcpFrameKind::kMessage, "raw", "hello"));
   // And a real peer still gets through.
-  TcpMessengerOptions ao = Named("a");
+  TcpMessengerOptions ao = NamedHere("a");
   ao.peers["b"] = b->address();
   auto a = StartOrDie(env, ao);
   ASSERT_TRUE(a->Send("b", "after the garbage").ok());

@@ -6,6 +6,14 @@
 // its completions to the loop this way) and wakes a RunUntil that is waiting. Every other
 // method, and every callback, runs on the thread driving RunUntil; only one thread may
 // drive it at a time.
+//
+// Descriptors watched by the loop (AddWaitFd): a backend whose input arrives on a
+// descriptor (the TCP messenger's inbound connections) lets the loop itself wait on it, so
+// a message wakes the one thread that handles it instead of an IO thread that hands it
+// over. While any is registered, a loop with nothing to run blocks in epoll on those
+// descriptors and an eventfd that Post signals, rather than on a condition variable; it
+// also looks at them (without blocking) whenever it runs out of ready work and after every
+// kFdCheckEvery callbacks in a row, so a busy loop still reads its input.
 #pragma once
 
 #include <atomic>
@@ -14,11 +22,13 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
 
 #include "tidal/env.h"
+#include "tidal/status.h"
 #include "tidal/thread_annotations.h"
 
 namespace tidal::backends {
@@ -58,8 +68,30 @@ class RealEnv final : public Env {
   uint64_t AddSpinPoller(std::function<void()> fn);
   void RemoveSpinPoller(uint64_t id);
 
+  // Watches `fd` for input: `on_readable` runs on the loop's thread whenever the loop finds
+  // it readable (level-triggered: it runs again on the next look while input is left, so it
+  // may read only part). Loop thread only, like RemoveWaitFd; the callback may add and
+  // remove descriptors, itself included. The caller keeps the descriptor open until it
+  // removes it. INVALID_PARAMS with the system's reason if epoll refuses it. While one is
+  // registered, RunUntil never reports a deadlock.
+  Result<uint64_t> AddWaitFd(int fd, std::function<void()> on_readable);
+  void RemoveWaitFd(uint64_t id);
+  size_t wait_fds() const { return wait_fds_.size(); }
+  // Loop wake-ups so far that came from a watched descriptor (the callbacks run).
+  uint64_t fd_wakeups() const { return fd_wakeups_; }
+
+  static constexpr int kFdCheckEvery = 64;
+
  private:
   bool RunOne(std::unique_lock<std::mutex>& lock) TIDAL_REQUIRES(mu_);
+  // Waits up to `timeout_ns` (0: only looks; UINT64_MAX: no bound) for a watched
+  // descriptor or a Post, then runs the callbacks of the ready descriptors. Called with mu_
+  // unlocked. Returns whether any callback ran.
+  bool PollFds(uint64_t timeout_ns);
+  struct WaitFd {
+    int fd;
+    std::shared_ptr<std::function<void()>> on_readable;  // held by a call in progress too
+  };
 
   std::string name_;
   std::mt19937_64 rng_;
@@ -76,6 +108,14 @@ class RealEnv final : public Env {
   std::map<uint64_t, std::function<void()>> pollers_ TIDAL_GUARDED_BY(pollers_mu_);
   uint64_t next_poller_ TIDAL_GUARDED_BY(pollers_mu_) = 1;
   std::atomic<size_t> poller_count_{0};
+  // Watched descriptors (loop thread only), the epoll set and the eventfd Post signals
+  // while the loop blocks in epoll (fd_waiting_).
+  std::map<uint64_t, WaitFd> wait_fds_;
+  uint64_t next_wait_fd_ = 1;
+  uint64_t fd_wakeups_ = 0;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  bool fd_waiting_ TIDAL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tidal::backends

@@ -29,10 +29,12 @@
 // Bounds. At most options.max_queue_messages frames and options.max_queue_bytes bytes wait
 // per peer; a Send beyond that is BUFFER_OVERFLOW and queues nothing.
 //
-// Threads. The messenger owns one IO thread (Asio). Send, SetReceiver and every method
-// returning Task are called on the Env's executor; the receiver runs there too (the IO
-// thread posts the messages of each read through one RealEnv::Post, in order; the messenger is registered as
-// a poster, AddPoster, while it lives). stats(), address() and AddPeer are safe from any
+// Threads. The messenger owns one IO thread (Asio) that dials, writes what Send could not,
+// and accepts. Send, SetReceiver and every method returning Task are called on the Env's
+// executor; the receiver runs there too: the executor reads accepted connections itself
+// (options.read_on_loop, the default), or the IO thread reads them and posts the messages
+// of each read through one RealEnv::Post, in order. The messenger is registered as a
+// poster, AddPoster, while it lives. stats(), address() and AddPeer are safe from any
 // thread (the directory pointer, too, is used on the executor only). Destruction (on the executor) closes every socket and joins the IO thread;
 // messages not yet written are dropped, messages received but not yet delivered are never
 // delivered.
@@ -81,11 +83,21 @@ struct TcpMessengerOptions {
   // reads: no difference beyond the spread). Off: Send writes at once, on its caller's
   // thread (stats().direct_writes).
   bool coalesce = true;
+  // Reading on the loop (default on): an accepted connection is read by the Env's
+  // executor itself, which watches its descriptor (RealEnv::AddWaitFd) and blocks in epoll
+  // on it when it has nothing else to do, so a message wakes the thread that handles it
+  // and nothing else; a request to tidal-master and its answer cost one thread wake-up on
+  // each side, as a Redis request does. Off: the IO thread reads every connection and
+  // hands each read's messages over by RealEnv::Post, a second wake-up per message on a
+  // loop that sleeps. Either way messages are delivered on the executor, in order, only
+  // while a thread drives the loop (RunUntil); unread ones wait in the kernel's buffers
+  // (on) or in the loop's queue (off).
+  bool read_on_loop = true;
 };
 
 struct TcpMessengerStats {
   uint64_t messages_sent = 0;      // frames fully written to a socket
-  uint64_t messages_received = 0;  // frames posted to the executor
+  uint64_t messages_received = 0;  // frames handed to the executor (read there, or posted)
   uint64_t messages_lost = 0;      // dropped: the peer stayed unreachable
   uint64_t frames_rejected = 0;    // malformed or oversized frames (connection closed)
   uint64_t connects = 0;           // outgoing connections established
@@ -93,7 +105,7 @@ struct TcpMessengerStats {
   uint64_t accepted = 0;           // incoming connections
   uint64_t direct_writes = 0;      // of messages_sent, written whole by Send's caller (Send)
   uint64_t coalesced_writes = 0;   // send(2) calls that wrote coalesced frames (coalesce)
-  uint64_t receive_batches = 0;    // posts that delivered the frames of one read (>= 1 each)
+  uint64_t receive_batches = 0;    // reads whose frames were delivered together (>= 1 each)
 };
 
 class TcpMessenger final : public Messenger {
