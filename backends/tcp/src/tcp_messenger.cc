@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -615,6 +616,15 @@ Result<std::unique_ptr<TcpMessenger>> TcpMessenger::Start(RealEnv& env,
     Result<tcp::endpoint> ep = ToEndpoint(address);
     if (!ep.ok()) return ep.status();
   }
+  if (const char* e = std::getenv("TIDAL_TCP_COALESCE_FRAMES"); e != nullptr && *e != '\0') {
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(e, &end, 10);
+    if (*end != '\0') {
+      return Status(ErrorCode::INVALID_PARAMS,
+                    std::string("TIDAL_TCP_COALESCE_FRAMES='") + e + "' is not a whole number");
+    }
+    options.coalesce_max_frames = n;
+  }
   std::unique_ptr<TcpMessenger> m(new TcpMessenger(env, std::move(options)));
   Impl& impl = *m->impl_;
   asio::error_code ec;
@@ -674,6 +684,7 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
   Peer* peer = nullptr;
   bool kick = false;
   bool post_flush = false;
+  bool flush_now = false;
   Status result;
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -694,8 +705,13 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
         }
         peer->corked += frame;
         peer->corked_ends.push_back(peer->corked.size());
-        post_flush = !peer->flush_posted;
-        peer->flush_posted = true;
+        if (options_.coalesce_max_frames != 0 &&
+            peer->corked_ends.size() >= options_.coalesce_max_frames) {
+          flush_now = true;
+        } else {
+          post_flush = !peer->flush_posted;
+          peer->flush_posted = true;
+        }
       } else {
         // Frames coalesced earlier go first, whatever happens to this one.
         kick = impl_->QueueCorkedLocked(*peer);
@@ -725,6 +741,7 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
       }
     }
   }
+  if (flush_now) impl_->FlushCorked(*peer);
   if (post_flush) {
     env_.Post([impl = impl_.get(), alive = alive_, peer]() {
       if (*alive) impl->FlushCorked(*peer);

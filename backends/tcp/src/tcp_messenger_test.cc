@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <asio.hpp>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -401,11 +402,19 @@ TEST(TcpMessenger, CoalescesTheFramesOfOneTurnIntoOneWriteInOrder) {
   ASSERT_TRUE(a->Send("b", "first").ok());
   ASSERT_TRUE(Drive(env, [&]() { return a->stats().messages_sent == 1 && at_b.got.size() == 1; }));
   EXPECT_EQ(a->stats().coalesced_writes, 0u);
-  // Ten frames in one turn: nothing written until the loop runs the flush, then one write.
-  for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(a->Send("b", Pattern(300 + i, i)).ok());
+  // Ten frames in one turn: the eighth reaches the bound (coalesce_max_frames, 8 by
+  // default) and the eight go out by one write at once; the last two wait for the loop to
+  // run the flush, then go by a second write.
+  ASSERT_EQ(ao.coalesce_max_frames, 8u);
+  for (uint32_t i = 0; i < 7; ++i) ASSERT_TRUE(a->Send("b", Pattern(300 + i, i)).ok());
   EXPECT_EQ(a->stats().messages_sent, 1u);
-  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 11; }));
+  ASSERT_TRUE(a->Send("b", Pattern(307, 7)).ok());
+  EXPECT_EQ(a->stats().messages_sent, 9u);
   EXPECT_EQ(a->stats().coalesced_writes, 1u);
+  for (uint32_t i = 8; i < 10; ++i) ASSERT_TRUE(a->Send("b", Pattern(300 + i, i)).ok());
+  EXPECT_EQ(a->stats().messages_sent, 9u);
+  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 11; }));
+  EXPECT_EQ(a->stats().coalesced_writes, 2u);
   EXPECT_EQ(a->stats().messages_sent, 11u);
   EXPECT_EQ(a->stats().direct_writes, 10u);
   for (uint32_t i = 0; i < 10; ++i) EXPECT_EQ(at_b.got[1 + i].second, Pattern(300 + i, i)) << i;
@@ -430,6 +439,31 @@ TEST(TcpMessenger, CoalescesTheFramesOfOneTurnIntoOneWriteInOrder) {
   }
   EXPECT_EQ(a->stats().messages_lost, 0u);
   EXPECT_EQ(b->stats().frames_rejected, 0u);
+}
+
+// The bound on a coalesced batch can be set from the environment (benchmarks compare
+// settings that way); a value that is not a whole number is refused by name.
+TEST(TcpMessenger, TheCoalescingBoundComesFromTheEnvironmentWhenSet) {
+  RealEnv env;
+  ASSERT_EQ(::setenv("TIDAL_TCP_COALESCE_FRAMES", "eight", 1), 0);
+  Result<std::unique_ptr<TcpMessenger>> bad = TcpMessenger::Start(env, Named("a"));
+  EXPECT_EQ(bad.code(), ErrorCode::INVALID_PARAMS);
+  EXPECT_NE(bad.status().message().find("TIDAL_TCP_COALESCE_FRAMES='eight'"), std::string::npos);
+  ASSERT_EQ(::setenv("TIDAL_TCP_COALESCE_FRAMES", "0", 1), 0);  // unbounded: one write a turn
+  auto b = StartOrDie(env, Named("b"));
+  TcpMessengerOptions ao = Named("a");
+  ao.peers["b"] = b->address();
+  auto a = StartOrDie(env, ao);
+  ASSERT_EQ(::unsetenv("TIDAL_TCP_COALESCE_FRAMES"), 0);
+  Inbox at_b;
+  b->SetReceiver(at_b.Receiver());
+  ASSERT_TRUE(a->Send("b", "first").ok());
+  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 1; }));
+  for (uint32_t i = 0; i < 20; ++i) ASSERT_TRUE(a->Send("b", Pattern(100, i)).ok());
+  EXPECT_EQ(a->stats().messages_sent, 1u);
+  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 21; }));
+  EXPECT_EQ(a->stats().coalesced_writes, 1u);
+  for (uint32_t i = 0; i < 20; ++i) EXPECT_EQ(at_b.got[1 + i].second, Pattern(100, i)) << i;
 }
 
 // A frame the sender's thread wrote in part (the socket took a prefix: a direct write, or a
