@@ -96,7 +96,8 @@ Result<uint64_t> RealEnv::AddWaitFd(int fd, std::function<void()> on_readable) {
   if (epoll_fd_ < 0) {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) {
-      return Status(ErrorCode::INVALID_PARAMS, std::string("epoll_create1: ") + std::strerror(errno));
+      return Status(ErrorCode::INVALID_PARAMS,
+                    std::string("epoll_create1: ") + std::strerror(errno));
     }
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) {
@@ -118,7 +119,8 @@ Result<uint64_t> RealEnv::AddWaitFd(int fd, std::function<void()> on_readable) {
     return Status(ErrorCode::INVALID_PARAMS, "cannot watch descriptor " + std::to_string(fd) +
                                                  ": epoll_ctl: " + std::strerror(errno));
   }
-  wait_fds_.emplace(id, WaitFd{fd, std::make_shared<std::function<void()>>(std::move(on_readable))});
+  wait_fds_.emplace(id,
+                    WaitFd{fd, std::make_shared<std::function<void()>>(std::move(on_readable))});
   return id;
 }
 
@@ -152,10 +154,10 @@ bool RealEnv::PollFds(uint64_t timeout_ns) {
             : -1;
     if (n < 0 && (errno == ENOSYS || !have_pwait2.load(std::memory_order_relaxed))) {
       have_pwait2.store(false, std::memory_order_relaxed);
-      const int ms = timeout_ns == UINT64_MAX
-                         ? -1
-                         : static_cast<int>(std::min<uint64_t>((timeout_ns + 999'999) / 1'000'000,
-                                                               INT32_MAX));
+      const int ms =
+          timeout_ns == UINT64_MAX
+              ? -1
+              : static_cast<int>(std::min<uint64_t>((timeout_ns + 999'999) / 1'000'000, INT32_MAX));
       n = ::epoll_wait(epoll_fd_, events, kMaxEvents, ms);
     }
   }

@@ -1,8 +1,9 @@
 // RealEnv drives the same coroutines as the simulator on the real clock: timers fire in
 // due order and no earlier than asked, canceled timers never fire, posts from other
 // threads wake the loop, and RunUntil reports when nothing could ever finish the wait.
-#include <gtest/gtest.h>
+#include "tidal/backends/real_env.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,7 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include "tidal/backends/real_env.h"
 #include "tidal/task.h"
 
 namespace tidal::backends {

@@ -2,11 +2,12 @@
 // reads; the Env's executor that sends and receives.
 #include "tidal/backends/tcp/tcp_messenger.h"
 
-#include <array>
-#include <asio.hpp>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <array>
+#include <asio.hpp>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -462,8 +463,8 @@ void TcpMessenger::Impl::AddLoopInbound(int fd, std::string remote) {
   auto in = std::make_unique<LoopInbound>(fd, owner.options_.max_payload_bytes, std::move(remote));
   Result<uint64_t> watch = owner.env_.AddWaitFd(fd, [this, id]() { ReadLoopInbound(id); });
   if (!watch.ok()) {
-    Log(owner.name_, "inbound connection from " + in->remote + " dropped: " +
-                         watch.status().ToString());
+    Log(owner.name_,
+        "inbound connection from " + in->remote + " dropped: " + watch.status().ToString());
     return;  // ~LoopInbound closes it
   }
   in->watch = *watch;
@@ -495,8 +496,8 @@ void TcpMessenger::Impl::ReadLoopInbound(uint64_t id) {
     Result<std::optional<TcpFrame>> next = in.decoder.Next();
     if (!next.ok()) {
       ++rejected;
-      Log(owner.name_, "rejected a frame from " + in.remote + ", closing the connection: " +
-                           next.status().ToString());
+      Log(owner.name_, "rejected a frame from " + in.remote +
+                           ", closing the connection: " + next.status().ToString());
       drop = true;
       break;
     }

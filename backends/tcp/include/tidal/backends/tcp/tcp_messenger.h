@@ -19,9 +19,9 @@
 //
 // Failure. A peer that cannot be reached is dialled options.connect_attempts times, with
 // a back-off, looking its name up in the directory again after each failed attempt (it
-// may have restarted elsewhere; static entries are not looked up); then its queued messages are dropped (counted in
-// stats().messages_lost), as the Messenger contract allows for an endpoint that is down.
-// A connection that breaks is dialled again; the frame that was being written is written
+// may have restarted elsewhere; static entries are not looked up); then its queued messages are
+// dropped (counted in stats().messages_lost), as the Messenger contract allows for an endpoint that
+// is down. A connection that breaks is dialled again; the frame that was being written is written
 // again whole on the new connection (the peer dropped the cut-off copy), so a message is
 // never delivered twice and never delivered torn; a frame the caller's thread wrote in
 // part is queued whole with its written prefix counted, for the same reason.
@@ -35,9 +35,9 @@
 // (options.read_on_loop, the default), or the IO thread reads them and posts the messages
 // of each read through one RealEnv::Post, in order. The messenger is registered as a
 // poster, AddPoster, while it lives. stats(), address() and AddPeer are safe from any
-// thread (the directory pointer, too, is used on the executor only). Destruction (on the executor) closes every socket and joins the IO thread;
-// messages not yet written are dropped, messages received but not yet delivered are never
-// delivered.
+// thread (the directory pointer, too, is used on the executor only). Destruction (on the executor)
+// closes every socket and joins the IO thread; messages not yet written are dropped, messages
+// received but not yet delivered are never delivered.
 #pragma once
 
 #include <cstdint>
