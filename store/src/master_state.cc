@@ -296,6 +296,7 @@ Result<std::pair<uint64_t, std::vector<ReplicaLocation>>> MasterState::PutStart(
   uint64_t generation = o.generation;
   JournalObject(key, o);
   objects_.emplace(key, std::move(o));
+  writing_.insert(key);
   ++stats_.puts_started;
   MaybeEvict(now_ns);
   return std::make_pair(generation, std::move(locations));
@@ -493,6 +494,7 @@ Status MasterState::PutEnd(const std::string& client, const std::string& key, ui
   if (o.complete) return Status();
   TIDAL_ASSERT(!o.replicas.empty());
   o.complete = true;
+  writing_.erase(key);
   o.last_access_ns = now_ns;
   if (o.soft_pin_ttl_ns != 0) o.soft_pin_until_ns = now_ns + o.soft_pin_ttl_ns;
   JournalObject(key, o);
@@ -619,6 +621,7 @@ void MasterState::Erase(std::map<std::string, Object>::iterator it, uint64_t hol
                         uint64_t now_ns) {
   Release(it->second, hold_until_ns, now_ns);
   JournalErase(std::string(kObjectPrefix) + it->first);
+  if (!it->second.complete) writing_.erase(it->first);
   objects_.erase(it);
 }
 
@@ -673,16 +676,17 @@ void MasterState::ClientDied(const std::string& client, uint64_t now_ns) {
     if (m.client == client) mine.push_back(id);
   }
   for (uint64_t id : mine) DropMount(id, now_ns, nullptr);
-  // Field bug 8: puts whose writer died are reclaimed, so the key is usable again.
-  for (auto it = objects_.begin(); it != objects_.end();) {
-    if (!it->second.complete && it->second.writer == client &&
-        options_.planted_bug != MasterBug::kNeverReclaimsPuts) {
+  // Field bug 8: puts whose writer died are reclaimed, so the key is usable again. Only
+  // the puts being written are looked at (writing_, in key order).
+  for (auto w = writing_.begin(); w != writing_.end();) {
+    auto it = objects_.find(*w);
+    ++w;  // Erase drops the key from writing_
+    TIDAL_ASSERT(it != objects_.end() && !it->second.complete);
+    if (it->second.writer == client && options_.planted_bug != MasterBug::kNeverReclaimsPuts) {
       TIDAL_REACHABLE("store.master.reclaimed_dead_writers_put");
       ++stats_.puts_reclaimed;
       Notify(it->first, it->second.generation, "reclaimed");
-      Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
-    } else {
-      ++it;
+      Erase(it, now_ns + options_.reclaim_quarantine_ns, now_ns);
     }
   }
   for (auto it = reservations_.begin(); it != reservations_.end();) {
@@ -716,15 +720,18 @@ void MasterState::Tick(uint64_t now_ns) {
     if (c.last_seen_ns + options_.client_ttl_ns < now_ns) dead.push_back(name);
   }
   for (const std::string& name : dead) ClientDied(name, now_ns);
-  for (auto it = objects_.begin(); it != objects_.end();) {
-    if (!it->second.complete && it->second.started_ns + options_.put_timeout_ns < now_ns &&
+  // Only the puts being written (writing_, in key order), not every object: a sweep costs
+  // what is in flight, not what is stored.
+  for (auto w = writing_.begin(); w != writing_.end();) {
+    auto it = objects_.find(*w);
+    ++w;  // Erase drops the key from writing_
+    TIDAL_ASSERT(it != objects_.end() && !it->second.complete);
+    if (it->second.started_ns + options_.put_timeout_ns < now_ns &&
         options_.planted_bug != MasterBug::kNeverReclaimsPuts) {
       TIDAL_REACHABLE("store.master.reclaimed_timed_out_put");
       ++stats_.puts_reclaimed;
       Notify(it->first, it->second.generation, "reclaimed");
-      Erase(it++, now_ns + options_.reclaim_quarantine_ns, now_ns);
-    } else {
-      ++it;
+      Erase(it, now_ns + options_.reclaim_quarantine_ns, now_ns);
     }
   }
   for (auto it = reservations_.begin(); it != reservations_.end();) {
@@ -745,8 +752,13 @@ Status MasterState::CheckInvariants() const {
     return (size + RangeAllocator::kAlignment - 1) & ~(RangeAllocator::kAlignment - 1);
   };
   std::map<uint64_t, uint64_t> owned;  // mount -> bytes held by replicas and deferred frees
+  size_t writing = 0;
   for (const auto& [key, o] : objects_) {
     if (o.complete && o.replicas.empty()) return bad("complete '" + key + "' has no replica");
+    if (!o.complete) {
+      ++writing;
+      if (writing_.count(key) == 0) return bad("'" + key + "' is being written but not indexed");
+    }
     std::set<std::string> segments;
     for (const Replica& r : o.replicas) {
       auto m = mounts_.find(r.mount);
@@ -771,6 +783,10 @@ Status MasterState::CheckInvariants() const {
       }
       owned[rep.mount] += rounded(r.size);
     }
+  }
+  if (writing != writing_.size()) {
+    return bad(std::to_string(writing_.size()) + " keys indexed as being written, " +
+               std::to_string(writing) + " are");
   }
   for (const Deferred& d : deferred_) {
     if (mounts_.count(d.mount) == 0) return bad("a deferred free names a dropped mount");

@@ -345,6 +345,7 @@ class MasterState {
 
   MasterOptions options_;
   std::map<std::string, Object> objects_;
+  std::set<std::string> writing_;  // keys of the objects being written (!complete)
   std::map<uint64_t, MountState> mounts_;
   std::map<std::string, Client> clients_;
   std::vector<Deferred> deferred_;
