@@ -10,8 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <asio.hpp>
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tcp_test_util.h"
@@ -158,6 +160,50 @@ TEST_P(TcpMessengerReads, TheLoopWatchesEachInboundConnectionWhileItLives) {
   ASSERT_TRUE(Drive(env, [&]() { return env.wait_fds() == 0; }));
   EXPECT_EQ(b->stats().messages_received, 3u);
   EXPECT_EQ(b->stats().frames_rejected, 0u);
+}
+
+// The receiving side's hand-offs, counted: a sender driven by a thread of its own sends
+// 200 messages, one at a time, to a receiver whose loop runs here. Read on the loop, they
+// reach the receiver without a Post to its loop (the loop read them itself): the one Post
+// is the accepted connection's, handed over once; read by the IO thread, every read that
+// brought messages is one Post.
+TEST_P(TcpMessengerReads, MessagesReachTheReceiverWithoutAHandOffWhenReadOnTheLoop) {
+  RealEnv env_b;
+  auto b = StartOrDie(env_b, NamedHere("b"));
+  Inbox at_b;
+  b->SetReceiver(at_b.Receiver());
+  constexpr size_t kCount = 200;
+  std::atomic<size_t> acked{0};  // messages b has received, as the sender sees it
+  std::atomic<bool> sender_ok{true};
+  const uint64_t posts_before = env_b.posts();
+  std::thread sender([&]() {
+    RealEnv env_a;
+    TcpMessengerOptions ao = NamedHere("a");
+    ao.peers["b"] = b->address();
+    auto a = StartOrDie(env_a, ao);
+    for (size_t i = 0; i < kCount; ++i) {
+      if (!a->Send("b", "m" + std::to_string(i)).ok()) sender_ok = false;
+      // One at a time: the next goes once b has the last (or the limit passes).
+      Drive(env_a, [&]() { return acked.load() > i; });
+    }
+  });
+  ASSERT_TRUE(Drive(env_b, [&]() {
+    acked.store(at_b.got.size());
+    return at_b.got.size() == kCount;
+  }));
+  acked.store(kCount);
+  sender.join();
+  EXPECT_TRUE(sender_ok.load());
+  for (size_t i = 0; i < kCount; ++i) EXPECT_EQ(at_b.got[i].second, "m" + std::to_string(i));
+  EXPECT_EQ(b->stats().messages_received, kCount);
+  const uint64_t hand_offs = env_b.posts() - posts_before;
+  EXPECT_EQ(b->stats().accepted, 1u);
+  if (GetParam()) {
+    EXPECT_EQ(hand_offs, 1u);
+  } else {
+    EXPECT_EQ(hand_offs, b->stats().receive_batches);
+    EXPECT_GE(hand_offs, 1u);
+  }
 }
 
 // Writes `bytes` on a fresh connection to `port` and closes it.

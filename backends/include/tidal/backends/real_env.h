@@ -54,6 +54,8 @@ class RealEnv final : public Env {
   void AddPoster() { posters_.fetch_add(1); }
   void RemovePoster();
   int posts_expected() const { return posters_.load(); }
+  // Post calls so far (from any thread).
+  uint64_t posts() const { return posts_.load(std::memory_order_relaxed); }
 
   // Before RunUntil blocks for a post from another thread, it polls for one for up to
   // `ns` (0, the default: block at once). A loop fed by GPU completions or by progress
