@@ -569,6 +569,12 @@ void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::vector<Status>* re
   }
 }
 
+namespace {
+// The engine whose Submit is inside its transport's Submit on this thread, if any: its
+// on_ready, coming from there, asks for DrainInline instead of a posted Drain.
+thread_local TransferEngine* tl_submitting = nullptr;
+}  // namespace
+
 std::vector<Status> TransferEngine::Submit(BatchId batch,
                                            std::span<const TransferRequest> requests) {
   std::vector<Status> result(requests.size());
@@ -616,7 +622,18 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
     ++b->pending;
     BuildSlices(*b, batch.value, index, r, seg->peer, local, *remote, -1, out);
   }
+  // A transport that finishes a copy inside its Submit (UCX's one-sided mode) signals
+  // readiness from there: take the completions now rather than after a loop turn.
+  TransferEngine* const outer = tl_submitting;
+  tl_submitting = this;
   SendSlices(*b, out, &result, first);
+  tl_submitting = outer;
+  if (inline_ready_) {
+    inline_ready_ = false;
+    DrainInline();
+    b = FindBatch(batch);
+    if (b == nullptr) return result;
+  }
   if (b->live && b->pending > 0) {
     const uint32_t count = static_cast<uint32_t>(b->requests.size()) - first;
     const uint64_t value = batch.value;
@@ -955,6 +972,10 @@ void TransferEngine::Deliver(uint64_t channel, Notification n) {
 }
 
 void TransferEngine::OnReady() {
+  if (tl_submitting == this) {
+    inline_ready_ = true;
+    return;
+  }
   if (drain_posted_.exchange(true)) return;
   std::weak_ptr<bool> alive = alive_;
   env_.Post([this, alive]() {
@@ -966,11 +987,26 @@ void TransferEngine::OnReady() {
 }
 
 void TransferEngine::Drain() {
+  DrainCompletions();
+  FlushDeferredNotifications();  // polled earlier: they go first
+  PollNotifications(/*deliver_now=*/true);
+}
+
+void TransferEngine::DrainInline() {
+  ++stats_.inline_drains;
+  DrainCompletions();
+  PollNotifications(/*deliver_now=*/false);
+}
+
+void TransferEngine::DrainCompletions() {
   for (;;) {
     const size_t n = transport_->PollCompletions(completion_buf_);
     for (size_t i = 0; i < n; ++i) OnSliceDone(completion_buf_[i]);
     if (n < completion_buf_.size()) break;
   }
+}
+
+void TransferEngine::PollNotifications(bool deliver_now) {
   std::vector<Notification> incoming;
   transport_->PollNotifies(incoming, SIZE_MAX);
   for (Notification& n : incoming) {
@@ -980,8 +1016,28 @@ void TransferEngine::Drain() {
     }
     const uint64_t channel = ChannelOf(n.payload);
     n.payload.erase(0, kChannelBytes);
-    Deliver(channel, std::move(n));
+    if (deliver_now) {
+      Deliver(channel, std::move(n));
+    } else {
+      deferred_notes_.emplace_back(channel, std::move(n));
+    }
   }
+  if (deferred_notes_.empty() || deferred_posted_) return;
+  deferred_posted_ = true;
+  std::weak_ptr<bool> alive = alive_;
+  env_.Post([this, alive]() {
+    auto a = alive.lock();
+    if (!a || !*a) return;
+    FlushDeferredNotifications();
+  });
+}
+
+void TransferEngine::FlushDeferredNotifications() {
+  deferred_posted_ = false;
+  if (deferred_notes_.empty()) return;
+  std::vector<std::pair<uint64_t, Notification>> notes = std::move(deferred_notes_);
+  deferred_notes_.clear();
+  for (auto& [channel, n] : notes) Deliver(channel, std::move(n));
 }
 
 void TransferEngine::OnSliceDone(const TransportCompletion& c) {

@@ -116,6 +116,9 @@ struct TransferEngineStats {
   uint64_t segment_refreshes = 0;         // descriptor look-ups of open segments
   uint64_t refresh_retries = 0;           // requests or slices re-run after a refresh
   uint64_t notifications_dropped = 0;     // queue full, or no channel header
+  // Submits whose transport finished work inside its own Submit (UCX one-sided): their
+  // completions were taken before Submit returned, without a turn of the event loop.
+  uint64_t inline_drains = 0;
 };
 
 class TransferEngine {
@@ -231,7 +234,18 @@ class TransferEngine {
                          RegionInfo* local, const RegionInfo** remote) const;
   uint64_t AllocSlice();
   void OnReady();
+  // Takes the transport's completions and notifications (posted by OnReady, or called
+  // directly). Notifications polled earlier by DrainInline go to their handlers first.
   void Drain();
+  // Submit's own drain, when the transport signalled readiness inside its Submit on this
+  // thread (a copy that finished inline): completions are taken now, so the request is
+  // final when Submit returns (no loop turn, no deadline timer, no waiter to resume);
+  // notifications are queued and handed to their handlers by a posted flush, never inside
+  // Submit, and stay in order with every later one.
+  void DrainInline();
+  void DrainCompletions();
+  void PollNotifications(bool deliver_now);
+  void FlushDeferredNotifications();
   void OnSliceDone(const TransportCompletion& c);
   void FinishRequest(Batch& b, uint32_t batch_index, RequestState& r, TransferState state,
                      ErrorCode error);
@@ -270,6 +284,9 @@ class TransferEngine {
   bool started_ = false;    // published (Start .. Stop)
   bool installed_ = false;  // the transport was installed (by the first Start)
   std::atomic<bool> drain_posted_{false};  // on_ready may come from a backend thread
+  bool inline_ready_ = false;  // on_ready came inside Submit's transport call, on this thread
+  std::vector<std::pair<uint64_t, Notification>> deferred_notes_;  // (channel, notification)
+  bool deferred_posted_ = false;
   std::shared_ptr<bool> alive_;  // posted work checks it (on the executor), so none runs
                                  // after destruction
   std::shared_ptr<ReadyGate> gate_;  // on_ready from any thread goes through it
