@@ -39,11 +39,15 @@ void RealEnv::Post(Callback fn) {
   }
   posts_.fetch_add(1, std::memory_order_release);
   if (wake) {
-    const uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    WakeFdWait();
   } else {
     cv_.notify_one();
   }
+}
+
+void RealEnv::WakeFdWait() {
+  const uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof one);
 }
 
 TimerId RealEnv::ScheduleAfter(uint64_t delay_ns, Callback fn) {
@@ -85,10 +89,7 @@ void RealEnv::RemovePoster() {
     std::lock_guard<std::mutex> lock(mu_);
     wake = fd_waiting_;
   }
-  if (wake) {
-    const uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
-  }
+  if (wake) WakeFdWait();
   cv_.notify_all();
 }
 
@@ -149,11 +150,12 @@ bool RealEnv::PollFds(uint64_t timeout_ns) {
       ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000u);
       tsp = &ts;
     }
-    n = have_pwait2.load(std::memory_order_relaxed)
-            ? ::epoll_pwait2(epoll_fd_, events, kMaxEvents, tsp, nullptr)
-            : -1;
-    if (n < 0 && (errno == ENOSYS || !have_pwait2.load(std::memory_order_relaxed))) {
-      have_pwait2.store(false, std::memory_order_relaxed);
+    bool pwait2 = have_pwait2.load(std::memory_order_relaxed);
+    if (pwait2) {
+      n = ::epoll_pwait2(epoll_fd_, events, kMaxEvents, tsp, nullptr);
+      if (n < 0 && errno == ENOSYS) have_pwait2.store(pwait2 = false, std::memory_order_relaxed);
+    }
+    if (!pwait2) {
       const int ms =
           timeout_ns == UINT64_MAX
               ? -1

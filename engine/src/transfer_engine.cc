@@ -976,6 +976,10 @@ void TransferEngine::OnReady() {
     inline_ready_ = true;
     return;
   }
+  PostDrain();
+}
+
+void TransferEngine::PostDrain() {
   if (drain_posted_.exchange(true)) return;
   std::weak_ptr<bool> alive = alive_;
   env_.Post([this, alive]() {
@@ -988,14 +992,13 @@ void TransferEngine::OnReady() {
 
 void TransferEngine::Drain() {
   DrainCompletions();
-  FlushDeferredNotifications();  // polled earlier: they go first
-  PollNotifications(/*deliver_now=*/true);
+  TakeNotifies(/*deliver=*/true);
 }
 
 void TransferEngine::DrainInline() {
   ++stats_.inline_drains;
   DrainCompletions();
-  PollNotifications(/*deliver_now=*/false);
+  TakeNotifies(/*deliver=*/false);
 }
 
 void TransferEngine::DrainCompletions() {
@@ -1006,7 +1009,7 @@ void TransferEngine::DrainCompletions() {
   }
 }
 
-void TransferEngine::PollNotifications(bool deliver_now) {
+void TransferEngine::TakeNotifies(bool deliver) {
   std::vector<Notification> incoming;
   transport_->PollNotifies(incoming, SIZE_MAX);
   for (Notification& n : incoming) {
@@ -1016,27 +1019,15 @@ void TransferEngine::PollNotifications(bool deliver_now) {
     }
     const uint64_t channel = ChannelOf(n.payload);
     n.payload.erase(0, kChannelBytes);
-    if (deliver_now) {
-      Deliver(channel, std::move(n));
-    } else {
-      deferred_notes_.emplace_back(channel, std::move(n));
-    }
+    taken_notes_.emplace_back(channel, std::move(n));
   }
-  if (deferred_notes_.empty() || deferred_posted_) return;
-  deferred_posted_ = true;
-  std::weak_ptr<bool> alive = alive_;
-  env_.Post([this, alive]() {
-    auto a = alive.lock();
-    if (!a || !*a) return;
-    FlushDeferredNotifications();
-  });
-}
-
-void TransferEngine::FlushDeferredNotifications() {
-  deferred_posted_ = false;
-  if (deferred_notes_.empty()) return;
-  std::vector<std::pair<uint64_t, Notification>> notes = std::move(deferred_notes_);
-  deferred_notes_.clear();
+  if (taken_notes_.empty()) return;
+  if (!deliver) {
+    PostDrain();  // the loop hands them over, before anything taken after them
+    return;
+  }
+  std::vector<std::pair<uint64_t, Notification>> notes = std::move(taken_notes_);
+  taken_notes_.clear();
   for (auto& [channel, n] : notes) Deliver(channel, std::move(n));
 }
 

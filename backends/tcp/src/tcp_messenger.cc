@@ -137,6 +137,16 @@ struct TcpMessenger::Impl {
   void DropQueue(Peer& p, const std::string& why);
   void StartAccept();
   void ReadInbound(uint64_t id);
+  using Messages = std::vector<std::pair<std::string, std::string>>;  // (from, payload)
+  // Decodes what `decoder` holds into `frames`; false at a malformed or oversized frame
+  // (counted and logged; the whole frames before it are in `frames`).
+  bool DecodeFrames(FrameDecoder& decoder, const std::string& remote,
+                    std::vector<TcpFrame>* frames);
+  // Hellos taken (their addresses learned); the messages, in order, counted as received.
+  Messages TakeHellos(std::vector<TcpFrame> frames);
+  // Runs on the executor: each message to the receiver while the messenger lives.
+  static void HandToReceiver(TcpMessenger* o, const std::shared_ptr<bool>& alive,
+                             Messages& messages);
   void Deliver(std::vector<TcpFrame> frames);
   // options.read_on_loop, on the executor: watch an accepted connection, read it.
   void AddLoopInbound(int fd, std::string remote);
@@ -408,30 +418,35 @@ void TcpMessenger::Impl::ReadInbound(uint64_t id) {
     }
     in.decoder.Feed(std::string_view(in.buf.data(), n));
     std::vector<TcpFrame> frames;
-    for (;;) {
-      Result<std::optional<TcpFrame>> next = in.decoder.Next();
-      if (!next.ok()) {
-        Deliver(std::move(frames));  // the whole frames before the bad one
-        ++rejected;
-        Log(owner.name_, "rejected a frame from " + in.remote + ", closing the connection: " +
-                             next.status().ToString());
-        asio::error_code ignored;
-        sock->close(ignored);
-        inbound.erase(it);
-        return;
-      }
-      if (!next->has_value()) break;
-      frames.push_back(std::move(**next));
+    if (!DecodeFrames(in.decoder, in.remote, &frames)) {
+      Deliver(std::move(frames));  // the whole frames before the bad one
+      asio::error_code ignored;
+      sock->close(ignored);
+      inbound.erase(it);
+      return;
     }
     Deliver(std::move(frames));
     ReadInbound(id);
   });
 }
 
-// The frames of one read: hellos taken here, the messages handed to the executor by one
-// post, in order.
-void TcpMessenger::Impl::Deliver(std::vector<TcpFrame> frames) {
-  std::vector<std::pair<std::string, std::string>> messages;
+bool TcpMessenger::Impl::DecodeFrames(FrameDecoder& decoder, const std::string& remote,
+                                      std::vector<TcpFrame>* frames) {
+  for (;;) {
+    Result<std::optional<TcpFrame>> next = decoder.Next();
+    if (!next.ok()) {
+      ++rejected;
+      Log(owner.name_, "rejected a frame from " + remote + ", closing the connection: " +
+                           next.status().ToString());
+      return false;
+    }
+    if (!next->has_value()) return true;
+    frames->push_back(std::move(**next));
+  }
+}
+
+TcpMessenger::Impl::Messages TcpMessenger::Impl::TakeHellos(std::vector<TcpFrame> frames) {
+  Messages messages;
   for (TcpFrame& frame : frames) {
     if (frame.kind == TcpFrameKind::kHello) {
       std::lock_guard<std::mutex> lock(mu);
@@ -440,15 +455,29 @@ void TcpMessenger::Impl::Deliver(std::vector<TcpFrame> frames) {
     }
     messages.emplace_back(std::move(frame.from), std::move(frame.payload));
   }
+  if (!messages.empty()) {
+    received += messages.size();
+    ++batches;
+  }
+  return messages;
+}
+
+void TcpMessenger::Impl::HandToReceiver(TcpMessenger* o, const std::shared_ptr<bool>& alive,
+                                        Messages& messages) {
+  for (auto& [from, payload] : messages) {
+    if (!*alive || !o->receiver_) return;
+    Receiver receiver = o->receiver_;  // the receiver may replace (or destroy) itself
+    receiver(from, std::move(payload));
+  }
+}
+
+// The frames of one read on the IO thread: hellos taken here, the messages handed to the
+// executor by one post, in order.
+void TcpMessenger::Impl::Deliver(std::vector<TcpFrame> frames) {
+  Messages messages = TakeHellos(std::move(frames));
   if (messages.empty()) return;
-  received += messages.size();
-  ++batches;
   owner.env_.Post([o = &owner, alive = owner.alive_, messages = std::move(messages)]() mutable {
-    for (auto& [from, payload] : messages) {
-      if (!*alive || !o->receiver_) return;
-      Receiver receiver = o->receiver_;  // the receiver may replace itself
-      receiver(from, std::move(payload));
-    }
+    HandToReceiver(o, alive, messages);
   });
 }
 
@@ -492,41 +521,16 @@ void TcpMessenger::Impl::ReadLoopInbound(uint64_t id) {
     break;
   }
   std::vector<TcpFrame> frames;
-  for (;;) {
-    Result<std::optional<TcpFrame>> next = in.decoder.Next();
-    if (!next.ok()) {
-      ++rejected;
-      Log(owner.name_, "rejected a frame from " + in.remote +
-                           ", closing the connection: " + next.status().ToString());
-      drop = true;
-      break;
-    }
-    if (!next->has_value()) break;
-    frames.push_back(std::move(**next));
-  }
+  if (!DecodeFrames(in.decoder, in.remote, &frames)) drop = true;
   if (drop) {
     owner.env_.RemoveWaitFd(in.watch);
     loop_inbound.erase(it);  // closes it
   }
-  // Hellos first-hand, messages to the receiver here (it may destroy the messenger).
-  std::shared_ptr<bool> alive = owner.alive_;
-  size_t messages = 0;
-  for (TcpFrame& frame : frames) messages += frame.kind == TcpFrameKind::kHello ? 0 : 1;
-  if (messages > 0) {
-    received += messages;
-    ++batches;
-  }
-  for (TcpFrame& frame : frames) {
-    if (!*alive) return;
-    if (frame.kind == TcpFrameKind::kHello) {
-      std::lock_guard<std::mutex> lock(mu);
-      addresses[frame.from] = std::move(frame.payload);
-      continue;
-    }
-    if (!owner.receiver_) continue;
-    Receiver receiver = owner.receiver_;  // the receiver may replace itself
-    receiver(frame.from, std::move(frame.payload));
-  }
+  // The messages go to the receiver here, on the loop (it may destroy the messenger: the
+  // flag is held here, not read through it).
+  Messages messages = TakeHellos(std::move(frames));
+  const std::shared_ptr<bool> alive = owner.alive_;
+  HandToReceiver(&owner, alive, messages);
 }
 
 void TcpMessenger::Impl::CloseLoopInbound() {

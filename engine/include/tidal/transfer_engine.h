@@ -234,18 +234,21 @@ class TransferEngine {
                          RegionInfo* local, const RegionInfo** remote) const;
   uint64_t AllocSlice();
   void OnReady();
+  // Posts a Drain to the executor unless one is pending.
+  void PostDrain();
   // Takes the transport's completions and notifications (posted by OnReady, or called
-  // directly). Notifications polled earlier by DrainInline go to their handlers first.
+  // directly); notifications taken earlier by DrainInline go to their handlers first.
   void Drain();
   // Submit's own drain, when the transport signalled readiness inside its Submit on this
   // thread (a copy that finished inline): completions are taken now, so the request is
   // final when Submit returns (no loop turn, no deadline timer, no waiter to resume);
-  // notifications are queued and handed to their handlers by a posted flush, never inside
-  // Submit, and stay in order with every later one.
+  // notifications are taken but handed to their handlers by a posted Drain, never inside
+  // Submit, so they stay in order with every later one.
   void DrainInline();
   void DrainCompletions();
-  void PollNotifications(bool deliver_now);
-  void FlushDeferredNotifications();
+  // Moves the transport's notifications behind those already taken; with `deliver`, hands
+  // them all to their handlers, in order; without, posts a Drain to do it.
+  void TakeNotifies(bool deliver);
   void OnSliceDone(const TransportCompletion& c);
   void FinishRequest(Batch& b, uint32_t batch_index, RequestState& r, TransferState state,
                      ErrorCode error);
@@ -285,8 +288,8 @@ class TransferEngine {
   bool installed_ = false;  // the transport was installed (by the first Start)
   std::atomic<bool> drain_posted_{false};  // on_ready may come from a backend thread
   bool inline_ready_ = false;  // on_ready came inside Submit's transport call, on this thread
-  std::vector<std::pair<uint64_t, Notification>> deferred_notes_;  // (channel, notification)
-  bool deferred_posted_ = false;
+  // (channel, notification) taken from the transport, not yet handed to a handler.
+  std::vector<std::pair<uint64_t, Notification>> taken_notes_;
   std::shared_ptr<bool> alive_;  // posted work checks it (on the executor), so none runs
                                  // after destruction
   std::shared_ptr<ReadyGate> gate_;  // on_ready from any thread goes through it

@@ -90,6 +90,7 @@ class RealEnv final : public Env {
   // descriptor or a Post, then runs the callbacks of the ready descriptors. Called with mu_
   // unlocked. Returns whether any callback ran.
   bool PollFds(uint64_t timeout_ns);
+  void WakeFdWait();  // ends a PollFds blocked in epoll (the eventfd)
   struct WaitFd {
     int fd;
     std::shared_ptr<std::function<void()>> on_readable;  // held by a call in progress too
