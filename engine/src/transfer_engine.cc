@@ -129,11 +129,34 @@ struct TransferEngine::Parked {
 };
 
 // on_ready may come from a backend thread at any time, also while the engine is being
-// destroyed on the executor: it reaches the engine only through this gate.
+// destroyed on the executor: it reaches the engine only through this gate. `owner` is
+// the engine it was made for (never cleared); `engine` is it while it lives.
 struct TransferEngine::ReadyGate {
+  explicit ReadyGate(TransferEngine* e) : owner(e), engine(e) {}
+  TransferEngine* const owner;
   std::mutex mu;
-  TransferEngine* engine = nullptr;
+  TransferEngine* engine;
 };
+
+struct TransferEngine::Outgoing {
+  std::vector<TransportTask> tasks;
+  std::vector<uint32_t> request;  // batch index of each task's request
+  std::vector<Status> accepted;   // the transport's answer for each task
+};
+
+// Resumes its awaiter once every request of the batch is terminal.
+struct TransferEngine::BatchDone {
+  Batch* b;
+  bool await_ready() noexcept { return b->pending == 0; }
+  void await_suspend(std::coroutine_handle<> h) { b->waiters.push_back(h); }
+  void await_resume() noexcept {}
+};
+
+namespace {
+// The engine whose Submit is inside its transport's Submit on this thread, if any: its
+// on_ready, coming from there, asks for DrainInline instead of a posted Drain.
+thread_local TransferEngine* tl_submitting = nullptr;
+}  // namespace
 
 struct TransferEngine::SegmentEntry {
   uint32_t generation = 1;
@@ -161,8 +184,8 @@ TransferEngine::TransferEngine(Env& env, std::unique_ptr<Transport> transport,
       segment_name_(std::move(segment_name)),
       options_(options),
       alive_(std::make_shared<bool>(true)),
-      gate_(std::make_shared<ReadyGate>()) {
-  gate_->engine = this;
+      gate_(std::make_shared<ReadyGate>(this)),
+      outgoing_(std::make_unique<Outgoing>()) {
   TIDAL_ASSERT(transport_ != nullptr);
   TIDAL_ASSERT(options_.slice_bytes > 0);
   batches_.emplace_back();  // index 0 is never handed out, so no handle packs to 0
@@ -185,6 +208,12 @@ Task<Status> TransferEngine::Start() {
   install.env = &env_;
   install.segment_name = segment_name_;
   install.on_ready = [gate = gate_]() {
+    // Inside the engine's own Submit on this thread (a copy the transport finished
+    // inline): the engine is alive, as its Submit is on this stack, so no lock is needed.
+    if (tl_submitting == gate->owner) {
+      gate->owner->inline_ready_ = true;
+      return;
+    }
     // May run on a backend thread: only flip the flag and post, under the gate's lock so
     // the engine cannot be destroyed meanwhile.
     std::lock_guard<std::mutex> lock(gate->mu);
@@ -486,11 +515,6 @@ uint64_t TransferEngine::AllocSlice() {
   return Pack(index, s.generation);
 }
 
-struct TransferEngine::Outgoing {
-  std::vector<TransportTask> tasks;
-  std::vector<uint32_t> request;  // batch index of each task's request
-};
-
 void TransferEngine::BuildSlices(Batch& b, uint64_t batch_value, uint32_t index,
                                  const TransferRequest& r, PeerId peer,
                                  const RegionInfo& local, const RegionInfo& remote,
@@ -540,10 +564,11 @@ void TransferEngine::BuildSlices(Batch& b, uint64_t batch_value, uint32_t index,
   }
 }
 
-void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::vector<Status>* result,
+void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::span<Status> result,
                                 uint32_t first) {
   if (out.tasks.empty()) return;
-  std::vector<Status> accepted(out.tasks.size());
+  std::vector<Status>& accepted = out.accepted;
+  accepted.assign(out.tasks.size(), Status());
   transport_->Submit(out.tasks, accepted);
   stats_.slices_submitted += out.tasks.size();
   // A slice the transport refused never completes: account for it now.
@@ -556,11 +581,11 @@ void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::vector<Status>* re
     free_slices_.push_back(IndexOf(out.tasks[t].task_id));
     RequestState& state = b.requests[out.request[t]];
     if (state.first_error == ErrorCode::OK) state.first_error = accepted[t].code();
-    if (result != nullptr) {
+    if (!result.empty()) {
       // Only the requests past capacity lack a slot, and they come last, so batch index
       // first + k is request k.
       const size_t k = out.request[t] - first;
-      if (k < result->size() && (*result)[k].ok()) (*result)[k] = accepted[t];
+      if (k < result.size() && result[k].ok()) result[k] = accepted[t];
     }
     TIDAL_ASSERT(state.outstanding > 0);
     if (--state.outstanding == 0) {
@@ -569,29 +594,46 @@ void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::vector<Status>* re
   }
 }
 
-namespace {
-// The engine whose Submit is inside its transport's Submit on this thread, if any: its
-// on_ready, coming from there, asks for DrainInline instead of a posted Drain.
-thread_local TransferEngine* tl_submitting = nullptr;
-}  // namespace
-
 std::vector<Status> TransferEngine::Submit(BatchId batch,
                                            std::span<const TransferRequest> requests) {
   std::vector<Status> result(requests.size());
+  SubmitTo(batch, requests, result);
+  return result;
+}
+
+void TransferEngine::SubmitTo(BatchId batch, std::span<const TransferRequest> requests,
+                              std::span<Status> result) {
   Batch* b = FindBatch(batch);
   if (b == nullptr) {
     for (Status& s : result) s = Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
-    return result;
+    return;
   }
   const uint32_t first = static_cast<uint32_t>(b->requests.size());
-  Outgoing out;
-  out.tasks.reserve(requests.size());
-  out.request.reserve(requests.size());
+  // The kept task list, unless a Submit further up this stack holds it.
+  std::unique_ptr<Outgoing> own;
+  Outgoing* out_p = outgoing_.get();
+  if (outgoing_in_use_) {
+    own = std::make_unique<Outgoing>();
+    out_p = own.get();
+  }
+  struct Hold {
+    bool* flag;
+    bool held;
+    ~Hold() {
+      if (held) *flag = false;
+    }
+  } hold{&outgoing_in_use_, own == nullptr};
+  outgoing_in_use_ = true;
+  Outgoing& out = *out_p;
+  out.tasks.clear();
+  out.request.clear();
   for (size_t k = 0; k < requests.size(); ++k) {
     const TransferRequest& r = requests[k];
     if (b->requests.size() >= b->capacity) {
-      result[k] = Status(ErrorCode::INVALID_PARAMS,
-                         "batch is full (capacity " + std::to_string(b->capacity) + ")");
+      if (!result.empty()) {
+        result[k] = Status(ErrorCode::INVALID_PARAMS,
+                           "batch is full (capacity " + std::to_string(b->capacity) + ")");
+      }
       continue;  // no slot: nothing is recorded for it
     }
     const uint32_t index = static_cast<uint32_t>(b->requests.size());
@@ -616,7 +658,7 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
     if (!valid.ok()) {
       state.status = {TransferState::FAILED, 0, valid.code()};
       ++stats_.requests_failed;
-      result[k] = std::move(valid);
+      if (!result.empty()) result[k] = std::move(valid);
       continue;
     }
     ++b->pending;
@@ -626,13 +668,13 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
   // readiness from there: take the completions now rather than after a loop turn.
   TransferEngine* const outer = tl_submitting;
   tl_submitting = this;
-  SendSlices(*b, out, &result, first);
+  SendSlices(*b, out, result, first);
   tl_submitting = outer;
   if (inline_ready_) {
     inline_ready_ = false;
     DrainInline();
     b = FindBatch(batch);
-    if (b == nullptr) return result;
+    if (b == nullptr) return;
   }
   if (b->live && b->pending > 0) {
     const uint32_t count = static_cast<uint32_t>(b->requests.size()) - first;
@@ -644,7 +686,6 @@ std::vector<Status> TransferEngine::Submit(BatchId batch,
     });
     b->timers.push_back(t);
   }
-  return result;
 }
 
 void TransferEngine::Park(uint32_t segment_index, Parked p) {
@@ -751,7 +792,7 @@ void TransferEngine::ResumeParked(Parked& p, const Status& refreshed) {
   else --r.outstanding;                 // the parked slice becomes its re-run
   Outgoing out;
   BuildSlices(*b, p.batch, p.request, p.range, seg->peer, local, *remote, p.slice, out);
-  SendSlices(*b, out, nullptr, 0);
+  SendSlices(*b, out, {}, 0);
 }
 
 void TransferEngine::FinishRequest(Batch& b, uint32_t batch_index, RequestState& r,
@@ -825,15 +866,7 @@ Result<size_t> TransferEngine::BatchSize(BatchId batch) const {
 Task<Status> TransferEngine::WaitBatch(BatchId batch) {
   Batch* b = FindBatch(batch);
   if (b == nullptr) co_return Status(ErrorCode::INVALID_PARAMS, "batch id is not allocated");
-  if (b->pending > 0) {
-    struct Awaiter {
-      Batch* b;
-      bool await_ready() noexcept { return b->pending == 0; }
-      void await_suspend(std::coroutine_handle<> h) { b->waiters.push_back(h); }
-      void await_resume() noexcept {}
-    };
-    co_await Awaiter{b};
-  }
+  if (b->pending > 0) co_await BatchDone{b};
   co_return Status();
 }
 
@@ -859,8 +892,9 @@ Task<std::vector<TransferStatus>> TransferEngine::TransferSync(
     for (TransferStatus& s : out) s = {TransferState::FAILED, 0, batch.code()};
     co_return out;
   }
-  (void)Submit(*batch, requests);
-  (void)co_await WaitBatch(*batch);
+  SubmitTo(*batch, requests, {});
+  // Awaited here rather than through WaitBatch: no second coroutine frame per call.
+  if (Batch* b = FindBatch(*batch); b != nullptr && b->pending > 0) co_await BatchDone{b};
   for (size_t i = 0; i < requests.size(); ++i) {
     Result<TransferStatus> s = GetStatus(*batch, i);
     TIDAL_ASSERT(s.ok());

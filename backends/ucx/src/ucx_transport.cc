@@ -289,6 +289,11 @@ struct UcxTransport::Impl {
     fn();
     direct.fetch_add(1);
     wl.unlock();
+    AfterDirect();
+  }
+  // After work done on a caller's thread with the worker (Run, Submit's direct path):
+  // wakes the progress thread if an answer is to be waited for.
+  void AfterDirect() {
     // Nothing left for UCX (a one-sided put into mapped memory, flushed and completed on
     // this thread): no answer to wait for, so the progress thread need not poll for one.
     if (busy.load() == 0) return;
@@ -440,6 +445,15 @@ struct UcxTransport::Impl {
   std::unordered_map<uint64_t, uint64_t> seq_by_task TIDAL_GUARDED_BY(mu);
   std::deque<TransportCompletion> completions TIDAL_GUARDED_BY(mu);
   std::deque<Notification> notifies TIDAL_GUARDED_BY(mu);
+  // Their sizes, read without mu: a poll that finds nothing takes no lock. Written under
+  // mu before the Ready() that announces them, so a drain after that Ready sees them.
+  std::atomic<size_t> completion_count{0};
+  std::atomic<size_t> notify_count{0};
+  // Nodes of finished ops kept for the next ones (at most kSpareNodes of each), so a
+  // task's bookkeeping allocates nothing once the transport is warm.
+  static constexpr size_t kSpareNodes = 64;
+  std::vector<decltype(ops)::node_type> spare_ops TIDAL_GUARDED_BY(mu);
+  std::vector<decltype(seq_by_task)::node_type> spare_seqs TIDAL_GUARDED_BY(mu);
   uint64_t next_seq TIDAL_GUARDED_BY(mu) = 1;
   uint64_t target_in_flight TIDAL_GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> notifies_sent{0};
@@ -794,8 +808,11 @@ void UcxTransport::Impl::CompleteLocked(uint64_t seq, ErrorCode code, uint64_t b
   }
   if (op.task.kind == TransportTask::Kind::kProbe) probes.fetch_sub(1, std::memory_order_relaxed);
   completions.push_back(TransportCompletion{op.task.task_id, code, bytes});
-  seq_by_task.erase(op.task.task_id);
-  ops.erase(it);
+  completion_count.store(completions.size(), std::memory_order_release);
+  auto seq_node = seq_by_task.extract(op.task.task_id);
+  if (seq_node && spare_seqs.size() < kSpareNodes) spare_seqs.push_back(std::move(seq_node));
+  auto op_node = ops.extract(it);
+  if (spare_ops.size() < kSpareNodes) spare_ops.push_back(std::move(op_node));
   own_ops.store(ops.size(), std::memory_order_relaxed);
   busy.fetch_sub(1);
 }
@@ -1139,6 +1156,7 @@ ucs_status_t UcxTransport::Impl::OnNotify(void* data, size_t length) {
   {
     std::lock_guard<std::mutex> lock(mu);
     notifies.push_back(std::move(n));
+    notify_count.store(notifies.size(), std::memory_order_release);
   }
   notifies_received.fetch_add(1);
   Ready();
@@ -1973,8 +1991,24 @@ Result<PeerId> UcxTransport::Connect(const SegmentDescriptor& peer) {
 void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) {
   TIDAL_ASSERT(tasks.size() == accepted.size());
   Impl& m = *impl_;
+  // The worker, when free: the tasks then leave on this thread (as Run does), after the
+  // commands queued before them.
+  std::unique_lock<std::mutex> wl(m.wmu, std::try_to_lock);
+  if (wl.owns_lock() && m.stop.load()) wl.unlock();
+  if (wl.owns_lock()) m.RunCommands();
+  // One-sided mode with the worker held: a task whose endpoint exists and whose key is
+  // granted and direct is issued straight from here (its key counted in flight under the
+  // same lock that records it); any other is started by StartOp. In submission order.
+  struct Start {
+    uint64_t seq = 0;
+    bool direct = false;
+    uint64_t key_id = 0;
+    ucp_ep_h ep = nullptr;
+    ucp_rkey_h handle = nullptr;
+    TransportTask task;
+  };
   // Inline for the common batch sizes: no allocation on the way to UCX.
-  boost::container::small_vector<uint64_t, 16> started;
+  boost::container::small_vector<Start, 8> started;
   {
     std::lock_guard<std::mutex> lock(m.mu);
     for (size_t i = 0; i < tasks.size(); ++i) {
@@ -2007,37 +2041,81 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
         local_region = r->addr;
       }
       const uint64_t seq = m.next_seq++;
-      Impl::Op op;
-      op.task = t;
-      op.seq = seq;
-      op.local_region = local_region;
-      m.ops.emplace(seq, op);
+      Impl::Op* op = nullptr;
+      if (!m.spare_ops.empty()) {
+        auto node = std::move(m.spare_ops.back());
+        m.spare_ops.pop_back();
+        node.key() = seq;
+        node.mapped() = Impl::Op{};
+        op = &m.ops.insert(std::move(node)).position->second;
+      } else {
+        op = &m.ops.try_emplace(seq).first->second;
+      }
+      op->task = t;
+      op->seq = seq;
+      op->local_region = local_region;
       m.own_ops.store(m.ops.size(), std::memory_order_relaxed);
-      m.seq_by_task[t.task_id] = seq;
+      if (!m.spare_seqs.empty()) {
+        auto node = std::move(m.spare_seqs.back());
+        m.spare_seqs.pop_back();
+        node.key() = t.task_id;
+        node.mapped() = seq;
+        m.seq_by_task.insert(std::move(node));
+      } else {
+        m.seq_by_task.emplace(t.task_id, seq);
+      }
       if (t.kind == TransportTask::Kind::kProbe) m.probes.fetch_add(1, std::memory_order_relaxed);
       if (t.kind == TransportTask::Kind::kWrite) {
         m.writes.fetch_add(1, std::memory_order_relaxed);
         m.write_bytes.fetch_add(t.length, std::memory_order_relaxed);
       }
       m.busy.fetch_add(1);
-      started.push_back(seq);
+      Start& st = started.emplace_back();
+      st.seq = seq;
+      if (wl.owns_lock() && m.options.one_sided && t.kind != TransportTask::Kind::kProbe) {
+        const Impl::Peer& p = m.peers[t.peer];
+        if (!p.failed && p.ep != nullptr && m.TakeDirectLocked(*op, &st.key_id, &st.handle)) {
+          op->started = true;
+          st.direct = true;
+          st.ep = p.ep;
+          st.task = t;
+        }
+      }
       accepted[i] = Status();
     }
   }
   if (started.empty()) return;
-  m.Run([&m, started = std::move(started)] {
-    for (uint64_t seq : started) m.StartOp(seq);
-  });
+  if (!wl.owns_lock()) {
+    // The progress thread holds the worker (it is awake): it starts them.
+    boost::container::small_vector<uint64_t, 16> seqs;
+    for (const Start& st : started) seqs.push_back(st.seq);
+    m.Post([&m, seqs = std::move(seqs)] {
+      for (uint64_t seq : seqs) m.StartOp(seq);
+    });
+    return;
+  }
+  for (const Start& st : started) {
+    if (st.direct) {
+      m.IssueRma(st.seq, st.key_id, st.ep, st.handle, st.task);
+    } else {
+      m.StartOp(st.seq);
+    }
+  }
+  m.direct.fetch_add(1);
+  wl.unlock();
+  m.AfterDirect();
 }
 
 size_t UcxTransport::PollCompletions(std::span<TransportCompletion> out) {
   Impl& m = *impl_;
+  if (m.completion_count.load(std::memory_order_acquire) == 0) return 0;
   std::lock_guard<std::mutex> lock(m.mu);
   size_t n = 0;
   while (n < out.size() && !m.completions.empty()) {
     out[n++] = m.completions.front();
     m.completions.pop_front();
   }
+  m.completion_count.store(m.completions.size(), std::memory_order_release);
   return n;
 }
 
@@ -2108,6 +2186,7 @@ Status UcxTransport::SendNotify(PeerId peer, std::string_view payload) {
 
 size_t UcxTransport::PollNotifies(std::vector<Notification>& out, size_t max) {
   Impl& m = *impl_;
+  if (m.notify_count.load(std::memory_order_acquire) == 0) return 0;
   std::lock_guard<std::mutex> lock(m.mu);
   size_t n = 0;
   while (n < max && !m.notifies.empty()) {
@@ -2115,6 +2194,7 @@ size_t UcxTransport::PollNotifies(std::vector<Notification>& out, size_t max) {
     m.notifies.pop_front();
     ++n;
   }
+  m.notify_count.store(m.notifies.size(), std::memory_order_release);
   return n;
 }
 
@@ -2128,6 +2208,8 @@ void UcxTransport::Crash() {
   m.seq_by_task.clear();
   m.completions.clear();
   m.notifies.clear();
+  m.completion_count.store(0);
+  m.notify_count.store(0);
   m.commands.clear();
   m.queued.store(0);
   m.probes.store(0);

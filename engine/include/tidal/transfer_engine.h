@@ -225,6 +225,7 @@ class TransferEngine {
   struct Waiter;
   struct Parked;
   struct ReadyGate;
+  struct BatchDone;
 
   Batch* FindBatch(BatchId id);
   const Batch* FindBatch(BatchId id) const;
@@ -266,7 +267,10 @@ class TransferEngine {
                    int only_slice, Outgoing& out);
   // Hands `out` to the transport and accounts for the tasks it refused (their requests
   // fail; result[k], when given, gets the refusal of request first + k).
-  void SendSlices(Batch& b, Outgoing& out, std::vector<Status>* result, uint32_t first);
+  void SendSlices(Batch& b, Outgoing& out, std::span<Status> result, uint32_t first);
+  // Submit's body; `result`, when not empty, has one Status per request.
+  void SubmitTo(BatchId batch, std::span<const TransferRequest> requests,
+                std::span<Status> result);
   void Park(uint32_t segment_index, Parked p);
   Task<void> RefreshParked(uint32_t segment_index, uint32_t generation);
   Task<Status> LookUpAgain(uint32_t segment_index, uint32_t generation);
@@ -306,6 +310,11 @@ class TransferEngine {
   std::map<uint64_t, std::vector<Notification>> queued_notifications_;   // no handler yet
   size_t queued_count_ = 0;
   std::vector<TransportCompletion> completion_buf_;
+  // Submit's task list, kept between calls so a submit allocates nothing for it; a
+  // Submit reached while it is in use (none today: nothing runs user code inside
+  // Submit) builds its own.
+  std::unique_ptr<Outgoing> outgoing_;
+  bool outgoing_in_use_ = false;
 };
 
 }  // namespace tidal
