@@ -552,7 +552,7 @@ int RunStoreBench(int argc, char** argv) {
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
            large_bytes = 128ull << 20, sessions = 1,
            slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 50,
-           master_spin_us = 0;
+           master_spin_us = 300;
   uint32_t put_reservations = cluster::RealNodeOptions{}.put_reservations;
   int redis_port = 16379;
   bool json = false, no_redis = false, no_cache = false, zero_copy = false;
@@ -581,7 +581,9 @@ int RunStoreBench(int argc, char** argv) {
       "progressing its UCX worker itself (RealNodeOptions::env_spin_ns, whose library "
       "default is 0; 0: sleep at once)")(
       "master-spin-us", po::value(&master_spin_us)->default_value(master_spin_us),
-      "tidal-master --spin-us: its event loop polls this long for a request before it sleeps")(
+      "tidal-master --spin-us: its event loop polls this long for a request before it sleeps "
+      "(tidal-master's own default is 0; 300 here: with its reads on the loop, a request that "
+      "finds it polling costs the client no wake-up, docs/performance.md)")(
       "put-reservations", po::value(&put_reservations)->default_value(put_reservations),
       "clients put values of at most 64 KiB through this many put reservations at a time "
       "(RealNodeOptions::put_reservations: one master RPC per put; 0: PutStart and PutEnd)")(
