@@ -250,6 +250,9 @@ struct UcxTransport::Impl {
   };
 
   explicit Impl(UcxTransportOptions o) : options(o) {}
+  ~Impl() {
+    for (Ctx* c : spare_ctx) delete c;
+  }
 
   // ---- set-up and the progress thread ---------------------------------------------
   Status Start(const TransportInstall& install);
@@ -287,7 +290,7 @@ struct UcxTransport::Impl {
     }
     RunCommands();
     fn();
-    direct.fetch_add(1);
+    Bump(direct);
     wl.unlock();
     AfterDirect();
   }
@@ -366,6 +369,11 @@ struct UcxTransport::Impl {
   // and the key is released, under one lock.
   void RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s);
   ucp_request_param_t RmaDoneParams(uint64_t seq, uint64_t key_id, Ctx** ctx);
+  // A get's or flush's context, and its return: both happen with the worker held (the
+  // call that issues it, the callback inside progress), so they share a list of spares
+  // under wmu and a put allocates nothing once the transport is warm.
+  Ctx* NewRmaCtx(uint64_t seq, uint64_t key_id);
+  void FreeRmaCtx(Ctx* c);
   void IssueChecked(uint64_t seq);
   void IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
                 const TransportTask& t);
@@ -415,6 +423,12 @@ struct UcxTransport::Impl {
   // progress thread while it progresses, runs commands or arms; a caller submitting
   // directly (Run) or mapping memory. Order: wmu before mu.
   std::mutex wmu;
+  std::vector<Ctx*> spare_ctx;  // under wmu (see NewRmaCtx)
+  // Counters only the holder of wmu writes (direct, puts, gets): a plain increment, no
+  // locked instruction; stats() reads them from any thread.
+  static void Bump(std::atomic<uint64_t>& c) {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
   std::atomic<bool> sleeping{false};  // the progress thread is (about to be) in poll
   std::atomic<uint64_t> direct{0};    // Run calls done on the caller's thread
   // The last direct send (Run): the progress thread polls for spin_ns after it, as after
@@ -458,8 +472,8 @@ struct UcxTransport::Impl {
   uint64_t target_in_flight TIDAL_GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> notifies_sent{0};
   std::atomic<uint64_t> notifies_received{0};
-  std::atomic<uint64_t> writes{0};
-  std::atomic<uint64_t> write_bytes{0};
+  uint64_t writes TIDAL_GUARDED_BY(mu) = 0;
+  uint64_t write_bytes TIDAL_GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> waits{0};
   std::atomic<uint64_t> busy_timeouts{0};
   std::atomic<uint64_t> idle_timeouts{0};
@@ -1505,8 +1519,25 @@ void UcxTransport::Impl::RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s) 
 
 // The parameters of a get or a flush whose end is RmaDone; *ctx is freed by the callback,
 // or by the caller when UCX finished inside the call.
+UcxTransport::Impl::Ctx* UcxTransport::Impl::NewRmaCtx(uint64_t seq, uint64_t key_id) {
+  if (spare_ctx.empty()) return new Ctx(this, seq, key_id, nullptr);
+  Ctx* c = spare_ctx.back();
+  spare_ctx.pop_back();
+  c->seq = seq;
+  c->region = key_id;
+  return c;
+}
+
+void UcxTransport::Impl::FreeRmaCtx(Ctx* c) {
+  if (spare_ctx.size() >= 64) {
+    delete c;
+    return;
+  }
+  spare_ctx.push_back(c);
+}
+
 ucp_request_param_t UcxTransport::Impl::RmaDoneParams(uint64_t seq, uint64_t key_id, Ctx** ctx) {
-  *ctx = new Ctx(this, seq, key_id, nullptr);
+  *ctx = NewRmaCtx(seq, key_id);
   ucp_request_param_t p{};
   p.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   p.user_data = *ctx;
@@ -1514,7 +1545,7 @@ ucp_request_param_t UcxTransport::Impl::RmaDoneParams(uint64_t seq, uint64_t key
     auto* c = static_cast<Ctx*>(user);
     Impl* self = c->impl;
     const uint64_t done_seq = c->seq, done_key = c->region;
-    delete c;
+    self->FreeRmaCtx(c);
     ucp_request_free(req);
     self->RmaDone(done_seq, done_key, s);
   };
@@ -1529,7 +1560,7 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
                                   const TransportTask& t) {
   auto* lp = reinterpret_cast<void*>(t.local_addr);
   if (t.kind == TransportTask::Kind::kRead) {
-    gets.fetch_add(1, std::memory_order_relaxed);
+    Bump(gets);
     Ctx* ctx = nullptr;
     const ucp_request_param_t p = RmaDoneParams(seq, key_id, &ctx);
     void* req = ucp_get_nbx(ep, lp, t.length, t.remote_addr, handle, &p);
@@ -1539,11 +1570,11 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
       if (it != ops.end() && it->second.receiving) it->second.request = req;
       return;
     }
-    delete ctx;
+    FreeRmaCtx(ctx);
     RmaDone(seq, key_id, UCS_PTR_STATUS(req));
     return;
   }
-  puts.fetch_add(1, std::memory_order_relaxed);
+  Bump(puts);
   // The put has no callback of its own: the flush after it ends only once the put is in
   // the target's memory (so also once UCX stopped reading the source), and that is when
   // the op completes. A request UCX returns for it is released at once.
@@ -1563,7 +1594,7 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
   const ucp_request_param_t fp = RmaDoneParams(seq, key_id, &fctx);
   void* freq = ucp_ep_flush_nbx(ep, &fp);
   if (UCS_PTR_IS_PTR(freq)) return;
-  delete fctx;
+  FreeRmaCtx(fctx);
   RmaDone(seq, key_id, UCS_PTR_STATUS(freq));
 }
 
@@ -2066,8 +2097,8 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       }
       if (t.kind == TransportTask::Kind::kProbe) m.probes.fetch_add(1, std::memory_order_relaxed);
       if (t.kind == TransportTask::Kind::kWrite) {
-        m.writes.fetch_add(1, std::memory_order_relaxed);
-        m.write_bytes.fetch_add(t.length, std::memory_order_relaxed);
+        ++m.writes;
+        m.write_bytes += t.length;
       }
       m.busy.fetch_add(1);
       Start& st = started.emplace_back();
@@ -2101,7 +2132,7 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       m.StartOp(st.seq);
     }
   }
-  m.direct.fetch_add(1);
+  Impl::Bump(m.direct);
   wl.unlock();
   m.AfterDirect();
 }
@@ -2225,8 +2256,8 @@ UcxTransportStats UcxTransport::stats() const {
   s.notifies_sent = m.notifies_sent.load();
   s.notifies_received = m.notifies_received.load();
   s.direct_calls = m.direct.load();
-  s.writes = m.writes.load();
-  s.write_bytes = m.write_bytes.load();
+  s.writes = m.writes;
+  s.write_bytes = m.write_bytes;
   s.waits = m.waits.load();
   s.busy_timeouts = m.busy_timeouts.load();
   s.idle_timeouts = m.idle_timeouts.load();
