@@ -564,8 +564,7 @@ void TransferEngine::BuildSlices(Batch& b, uint64_t batch_value, uint32_t index,
   }
 }
 
-void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::span<Status> result,
-                                uint32_t first) {
+void TransferEngine::SendSlices(Batch& b, Outgoing& out, std::span<Status> result, uint32_t first) {
   if (out.tasks.empty()) return;
   std::vector<Status>& accepted = out.accepted;
   accepted.assign(out.tasks.size(), Status());

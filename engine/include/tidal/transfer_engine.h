@@ -269,8 +269,7 @@ class TransferEngine {
   // fail; result[k], when given, gets the refusal of request first + k).
   void SendSlices(Batch& b, Outgoing& out, std::span<Status> result, uint32_t first);
   // Submit's body; `result`, when not empty, has one Status per request.
-  void SubmitTo(BatchId batch, std::span<const TransferRequest> requests,
-                std::span<Status> result);
+  void SubmitTo(BatchId batch, std::span<const TransferRequest> requests, std::span<Status> result);
   void Park(uint32_t segment_index, Parked p);
   Task<void> RefreshParked(uint32_t segment_index, uint32_t generation);
   Task<Status> LookUpAgain(uint32_t segment_index, uint32_t generation);
