@@ -504,8 +504,11 @@ TEST(TcpMessenger, TheCoalescingBoundComesFromTheEnvironmentWhenSet) {
   ASSERT_EQ(::unsetenv("TIDAL_TCP_COALESCE_FRAMES"), 0);
   Inbox at_b;
   b->SetReceiver(at_b.Receiver());
+  // The first frame dials (the IO thread writes it): wait until the sender counted it too,
+  // not only until it arrived, or the burst below can find the write still in the IO
+  // thread's hands and queue behind it.
   ASSERT_TRUE(a->Send("b", "first").ok());
-  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 1; }));
+  ASSERT_TRUE(Drive(env, [&]() { return a->stats().messages_sent == 1 && at_b.got.size() == 1; }));
   for (uint32_t i = 0; i < 20; ++i) ASSERT_TRUE(a->Send("b", Pattern(100, i)).ok());
   EXPECT_EQ(a->stats().messages_sent, 1u);
   ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 21; }));
