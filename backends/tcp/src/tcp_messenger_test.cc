@@ -406,7 +406,11 @@ TEST(TcpMessenger, SendsDirectlyOnAnIdleConnectionInOrder) {
   for (size_t i = 0; i < kBurst; ++i) {
     ASSERT_TRUE(a->Send("b", Pattern(256u << 10, static_cast<uint32_t>(i))).ok());
   }
-  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 6 + kBurst; }));
+  // The IO thread counts a frame when its write completes, which the receiver may see
+  // first: wait for both.
+  ASSERT_TRUE(Drive(env, [&]() {
+    return at_b.got.size() == 6 + kBurst && a->stats().messages_sent >= 6 + kBurst;
+  }));
   EXPECT_EQ(a->stats().messages_sent, 6 + kBurst);
   EXPECT_EQ(at_b.got[0].second, "first");
   for (uint32_t i = 0; i < 5; ++i) EXPECT_EQ(at_b.got[1 + i].second, Pattern(100 + i, i));
@@ -476,7 +480,9 @@ TEST(TcpMessenger, CoalescesTheFramesOfOneTurnIntoOneWriteInOrder) {
   }
   ASSERT_TRUE(Drive(env, [&]() { return a->stats().messages_sent >= 11 + kBurst / 2; }));
   for (uint32_t i = 0; i < 4; ++i) ASSERT_TRUE(a->Send("b", Pattern(50, 900 + i)).ok());
-  ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 11 + kBurst + 4; }));
+  ASSERT_TRUE(Drive(env, [&]() {
+    return at_b.got.size() == 11 + kBurst + 4 && a->stats().messages_sent >= 11 + kBurst + 4;
+  }));
   EXPECT_EQ(a->stats().messages_sent, 11 + kBurst + 4);
   for (size_t i = 0; i < kBurst; ++i) {
     ASSERT_EQ(at_b.got[11 + i].second, Pattern(256u << 10, static_cast<uint32_t>(i))) << i;
