@@ -217,7 +217,7 @@ Task<Status> TransferEngine::Start() {
     // May run on a backend thread: only flip the flag and post, under the gate's lock so
     // the engine cannot be destroyed meanwhile.
     std::lock_guard<std::mutex> lock(gate->mu);
-    if (gate->engine != nullptr) gate->engine->OnReady();
+    if (gate->engine != nullptr) gate->engine->PostDrain();
   };
   TIDAL_CO_RETURN_IF_ERROR(transport_->Install(install));
   installed_ = true;
@@ -608,22 +608,11 @@ void TransferEngine::SubmitTo(BatchId batch, std::span<const TransferRequest> re
     return;
   }
   const uint32_t first = static_cast<uint32_t>(b->requests.size());
-  // The kept task list, unless a Submit further up this stack holds it.
-  std::unique_ptr<Outgoing> own;
-  Outgoing* out_p = outgoing_.get();
-  if (outgoing_in_use_) {
-    own = std::make_unique<Outgoing>();
-    out_p = own.get();
-  }
-  struct Hold {
-    bool* flag;
-    bool held;
-    ~Hold() {
-      if (held) *flag = false;
-    }
-  } hold{&outgoing_in_use_, own == nullptr};
+  // The kept task list: nothing inside Submit submits again (handlers and waiters are
+  // posted), which the flag checks.
+  TIDAL_ASSERT_MSG(!outgoing_in_use_, "Submit re-entered from inside Submit");
   outgoing_in_use_ = true;
-  Outgoing& out = *out_p;
+  Outgoing& out = *outgoing_;
   out.tasks.clear();
   out.request.clear();
   for (size_t k = 0; k < requests.size(); ++k) {
@@ -669,6 +658,7 @@ void TransferEngine::SubmitTo(BatchId batch, std::span<const TransferRequest> re
   tl_submitting = this;
   SendSlices(*b, out, result, first);
   tl_submitting = outer;
+  outgoing_in_use_ = false;
   if (inline_ready_) {
     inline_ready_ = false;
     DrainInline();
@@ -1002,14 +992,6 @@ void TransferEngine::Deliver(uint64_t channel, Notification n) {
   }
   queued_notifications_[channel].push_back(std::move(n));
   ++queued_count_;
-}
-
-void TransferEngine::OnReady() {
-  if (tl_submitting == this) {
-    inline_ready_ = true;
-    return;
-  }
-  PostDrain();
 }
 
 void TransferEngine::PostDrain() {

@@ -282,21 +282,32 @@ struct UcxTransport::Impl {
   // (it is awake). Never called with wmu held (UCX callbacks use Post).
   template <class Fn>
   void Run(Fn&& fn) {
-    std::unique_lock<std::mutex> wl(wmu, std::try_to_lock);
-    if (!wl.owns_lock() || stop.load()) {
-      if (wl.owns_lock()) wl.unlock();
+    std::unique_lock<std::mutex> wl;
+    if (!TakeWorker(wl)) {
       Post(std::function<void()>(std::forward<Fn>(fn)));
       return;
     }
-    RunCommands();
     fn();
+    GiveWorker(wl);
+  }
+  // Run's two halves, for a caller that decides what to do by whether it got the worker
+  // (Submit): takes the worker if it is free and the transport is not stopping, and runs
+  // the commands queued before; false leaves `wl` empty (the caller posts its work).
+  bool TakeWorker(std::unique_lock<std::mutex>& wl) {
+    wl = std::unique_lock<std::mutex>(wmu, std::try_to_lock);
+    if (!wl.owns_lock()) return false;
+    if (stop.load()) {
+      wl.unlock();
+      return false;
+    }
+    RunCommands();
+    return true;
+  }
+  // Gives the worker back after direct work, and wakes the progress thread if an answer
+  // is to be waited for.
+  void GiveWorker(std::unique_lock<std::mutex>& wl) {
     Bump(direct);
     wl.unlock();
-    AfterDirect();
-  }
-  // After work done on a caller's thread with the worker (Run, Submit's direct path):
-  // wakes the progress thread if an answer is to be waited for.
-  void AfterDirect() {
     // Nothing left for UCX (a one-sided put into mapped memory, flushed and completed on
     // this thread): no answer to wait for, so the progress thread need not poll for one.
     if (busy.load() == 0) return;
@@ -468,6 +479,23 @@ struct UcxTransport::Impl {
   static constexpr size_t kSpareNodes = 64;
   std::vector<decltype(ops)::node_type> spare_ops TIDAL_GUARDED_BY(mu);
   std::vector<decltype(seq_by_task)::node_type> spare_seqs TIDAL_GUARDED_BY(mu);
+  // Inserts (key, value) into `map` in a spare node if there is one.
+  template <class Map>
+  static typename Map::iterator InsertReusing(Map& map, std::vector<typename Map::node_type>& spares,
+                                              typename Map::key_type key,
+                                              typename Map::mapped_type value) {
+    if (spares.empty()) return map.try_emplace(key, std::move(value)).first;
+    typename Map::node_type node = std::move(spares.back());
+    spares.pop_back();
+    node.key() = key;
+    node.mapped() = std::move(value);
+    return map.insert(std::move(node)).position;
+  }
+  // Keeps a node taken out of its map for the next insert (up to kSpareNodes).
+  template <class Node>
+  static void KeepSpare(std::vector<Node>& spares, Node node) {
+    if (node && spares.size() < kSpareNodes) spares.push_back(std::move(node));
+  }
   uint64_t next_seq TIDAL_GUARDED_BY(mu) = 1;
   uint64_t target_in_flight TIDAL_GUARDED_BY(mu) = 0;
   std::atomic<uint64_t> notifies_sent{0};
@@ -823,10 +851,8 @@ void UcxTransport::Impl::CompleteLocked(uint64_t seq, ErrorCode code, uint64_t b
   if (op.task.kind == TransportTask::Kind::kProbe) probes.fetch_sub(1, std::memory_order_relaxed);
   completions.push_back(TransportCompletion{op.task.task_id, code, bytes});
   completion_count.store(completions.size(), std::memory_order_release);
-  auto seq_node = seq_by_task.extract(op.task.task_id);
-  if (seq_node && spare_seqs.size() < kSpareNodes) spare_seqs.push_back(std::move(seq_node));
-  auto op_node = ops.extract(it);
-  if (spare_ops.size() < kSpareNodes) spare_ops.push_back(std::move(op_node));
+  KeepSpare(spare_seqs, seq_by_task.extract(op.task.task_id));
+  KeepSpare(spare_ops, ops.extract(it));
   own_ops.store(ops.size(), std::memory_order_relaxed);
   busy.fetch_sub(1);
 }
@@ -1517,8 +1543,6 @@ void UcxTransport::Impl::RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s) 
   Ready();
 }
 
-// The parameters of a get or a flush whose end is RmaDone; *ctx is freed by the callback,
-// or by the caller when UCX finished inside the call.
 UcxTransport::Impl::Ctx* UcxTransport::Impl::NewRmaCtx(uint64_t seq, uint64_t key_id) {
   if (spare_ctx.empty()) return new Ctx(this, seq, key_id, nullptr);
   Ctx* c = spare_ctx.back();
@@ -1529,13 +1553,15 @@ UcxTransport::Impl::Ctx* UcxTransport::Impl::NewRmaCtx(uint64_t seq, uint64_t ke
 }
 
 void UcxTransport::Impl::FreeRmaCtx(Ctx* c) {
-  if (spare_ctx.size() >= 64) {
+  if (spare_ctx.size() >= kSpareNodes) {
     delete c;
     return;
   }
   spare_ctx.push_back(c);
 }
 
+// The parameters of a get or a flush whose end is RmaDone; *ctx is freed by the callback,
+// or by the caller when UCX finished inside the call.
 ucp_request_param_t UcxTransport::Impl::RmaDoneParams(uint64_t seq, uint64_t key_id, Ctx** ctx) {
   *ctx = NewRmaCtx(seq, key_id);
   ucp_request_param_t p{};
@@ -2024,9 +2050,8 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
   Impl& m = *impl_;
   // The worker, when free: the tasks then leave on this thread (as Run does), after the
   // commands queued before them.
-  std::unique_lock<std::mutex> wl(m.wmu, std::try_to_lock);
-  if (wl.owns_lock() && m.stop.load()) wl.unlock();
-  if (wl.owns_lock()) m.RunCommands();
+  std::unique_lock<std::mutex> wl;
+  const bool worker = m.TakeWorker(wl);
   // One-sided mode with the worker held: a task whose endpoint exists and whose key is
   // granted and direct is issued straight from here (its key counted in flight under the
   // same lock that records it); any other is started by StartOp. In submission order.
@@ -2072,29 +2097,13 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
         local_region = r->addr;
       }
       const uint64_t seq = m.next_seq++;
-      Impl::Op* op = nullptr;
-      if (!m.spare_ops.empty()) {
-        auto node = std::move(m.spare_ops.back());
-        m.spare_ops.pop_back();
-        node.key() = seq;
-        node.mapped() = Impl::Op{};
-        op = &m.ops.insert(std::move(node)).position->second;
-      } else {
-        op = &m.ops.try_emplace(seq).first->second;
-      }
-      op->task = t;
-      op->seq = seq;
-      op->local_region = local_region;
+      Impl::Op fresh;
+      fresh.task = t;
+      fresh.seq = seq;
+      fresh.local_region = local_region;
+      Impl::Op* op = &Impl::InsertReusing(m.ops, m.spare_ops, seq, fresh)->second;
       m.own_ops.store(m.ops.size(), std::memory_order_relaxed);
-      if (!m.spare_seqs.empty()) {
-        auto node = std::move(m.spare_seqs.back());
-        m.spare_seqs.pop_back();
-        node.key() = t.task_id;
-        node.mapped() = seq;
-        m.seq_by_task.insert(std::move(node));
-      } else {
-        m.seq_by_task.emplace(t.task_id, seq);
-      }
+      Impl::InsertReusing(m.seq_by_task, m.spare_seqs, t.task_id, seq);
       if (t.kind == TransportTask::Kind::kProbe) m.probes.fetch_add(1, std::memory_order_relaxed);
       if (t.kind == TransportTask::Kind::kWrite) {
         ++m.writes;
@@ -2103,7 +2112,7 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       m.busy.fetch_add(1);
       Start& st = started.emplace_back();
       st.seq = seq;
-      if (wl.owns_lock() && m.options.one_sided && t.kind != TransportTask::Kind::kProbe) {
+      if (worker && m.options.one_sided && t.kind != TransportTask::Kind::kProbe) {
         const Impl::Peer& p = m.peers[t.peer];
         if (!p.failed && p.ep != nullptr && m.TakeDirectLocked(*op, &st.key_id, &st.handle)) {
           op->started = true;
@@ -2116,12 +2125,10 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
     }
   }
   if (started.empty()) return;
-  if (!wl.owns_lock()) {
+  if (!worker) {
     // The progress thread holds the worker (it is awake): it starts them.
-    boost::container::small_vector<uint64_t, 16> seqs;
-    for (const Start& st : started) seqs.push_back(st.seq);
-    m.Post([&m, seqs = std::move(seqs)] {
-      for (uint64_t seq : seqs) m.StartOp(seq);
+    m.Post([&m, started = std::move(started)] {
+      for (const Start& st : started) m.StartOp(st.seq);
     });
     return;
   }
@@ -2132,9 +2139,7 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       m.StartOp(st.seq);
     }
   }
-  Impl::Bump(m.direct);
-  wl.unlock();
-  m.AfterDirect();
+  m.GiveWorker(wl);
 }
 
 size_t UcxTransport::PollCompletions(std::span<TransportCompletion> out) {

@@ -234,10 +234,10 @@ class TransferEngine {
   Status ValidateRequest(const TransferRequest& r, const SegmentEntry** seg,
                          RegionInfo* local, const RegionInfo** remote) const;
   uint64_t AllocSlice();
-  void OnReady();
-  // Posts a Drain to the executor unless one is pending.
+  // Posts a Drain to the executor unless one is pending (on_ready, from any thread, does
+  // this, except inside the engine's own Submit: see DrainInline).
   void PostDrain();
-  // Takes the transport's completions and notifications (posted by OnReady, or called
+  // Takes the transport's completions and notifications (posted by PostDrain, or called
   // directly); notifications taken earlier by DrainInline go to their handlers first.
   void Drain();
   // Submit's own drain, when the transport signalled readiness inside its Submit on this
@@ -309,11 +309,9 @@ class TransferEngine {
   std::map<uint64_t, std::vector<Notification>> queued_notifications_;   // no handler yet
   size_t queued_count_ = 0;
   std::vector<TransportCompletion> completion_buf_;
-  // Submit's task list, kept between calls so a submit allocates nothing for it; a
-  // Submit reached while it is in use (none today: nothing runs user code inside
-  // Submit) builds its own.
+  // Submit's task list, kept between calls so a submit allocates nothing for it.
   std::unique_ptr<Outgoing> outgoing_;
-  bool outgoing_in_use_ = false;
+  bool outgoing_in_use_ = false;  // Submit is building or sending it (checks re-entry)
 };
 
 }  // namespace tidal
