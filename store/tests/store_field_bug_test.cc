@@ -330,7 +330,8 @@ TEST_P(StoreFieldBug, Bug9_ObjectSurvivesAHolderCrashing) {
   two.replica_num = 2;
   two.preferred_segments = {StoreWorld::SegmentOf(0), StoreWorld::SegmentOf(1)};
   std::string v = Pattern(91, 50000);
-  ASSERT_TRUE(w.Run(2, w.client(2).Put("k", v, two)).ok());
+  const Status put = w.Run(2, w.client(2).Put("k", v, two));
+  ASSERT_TRUE(put.ok()) << put.ToString();
   CRASH_OR_SKIP(w, 0);
   // Before the master notices, a read may hit the dead holder first and fall over.
   EXPECT_EQ(w.Run(2, w.client(2).Get("k")).value(), v);
