@@ -280,6 +280,14 @@ struct UcxTransport::Impl {
   // first; then wakes the progress thread if it sleeps, so the answer is progressed
   // while it travels. When the progress thread holds the worker, `fn` is queued for it
   // (it is awake). Never called with wmu held (UCX callbacks use Post).
+  static constexpr int kTakeWorkerSpins = 64;
+  static void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
   template <class Fn>
   void Run(Fn&& fn) {
     std::unique_lock<std::mutex> wl;
@@ -295,6 +303,17 @@ struct UcxTransport::Impl {
   // the commands queued before; false leaves `wl` empty (the caller posts its work).
   bool TakeWorker(std::unique_lock<std::mutex>& wl) {
     wl = std::unique_lock<std::mutex>(wmu, std::try_to_lock);
+    // The progress thread holds the worker for one round of progress at a time (it never
+    // blocks holding it): wait that round out rather than hand the work over, which would
+    // move the task's start and completion to the other thread (a cross-thread round trip
+    // of microseconds) and keep that thread polling. Measured: an idle progress thread
+    // waking for its idle_poll_ns round took the worker from 1.4 % of a 4 KiB WRITE loop's
+    // Submits, each then many times slower. Bounded, for a round that is long (a large
+    // copy) or a holder that lost its core.
+    for (int i = 0; i < kTakeWorkerSpins && !wl.owns_lock(); ++i) {
+      CpuRelax();
+      (void)wl.try_lock();
+    }
     if (!wl.owns_lock()) return false;
     if (stop.load()) {
       wl.unlock();
@@ -376,6 +395,33 @@ struct UcxTransport::Impl {
   // the key, marks UCX as holding its buffer, and returns the key. Else false (nothing
   // changed; IssueChecked decides).
   bool TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* handle) TIDAL_REQUIRES(mu);
+  // The same check and count for a task Submit issues before recording it (`*writing`:
+  // a WRITE, so UCX reads its source; else it writes its destination).
+  bool TakeDirectKeyLocked(const TransportTask& t, uint64_t* key_id, ucp_rkey_h* handle)
+      TIDAL_REQUIRES(mu);
+  // A key's op ended: one fewer in flight on it; a revoked key nothing uses any more is
+  // taken out of the table and returned in *drop (the caller drops it, unlocked).
+  struct Dropped {
+    bool drop = false;
+    ucp_rkey_h handle = nullptr;
+    ucp_ep_h ack_ep = nullptr;
+    uint64_t rkey = 0;
+  };
+  void ReleaseKeyLocked(uint64_t key_id, Dropped* drop) TIDAL_REQUIRES(mu);
+  // A task Submit issues directly, between its checks and its record: if UCX finished it
+  // inside the call it is never recorded (its completion is queued at once, under one
+  // lock); else it is recorded as an op (with UCX's request) before any other UCX call,
+  // so its callback, which needs the worker, finds it.
+  struct DirectStart {
+    uint64_t seq = 0;
+    uint64_t key_id = 0;
+    ucp_ep_h ep = nullptr;
+    ucp_rkey_h handle = nullptr;
+    Region* region = nullptr;
+    TransportTask task;
+  };
+  void IssueDirect(const DirectStart& d);
+  void EndDirect(const DirectStart& d, ucs_status_t s, void* request, Ctx* ctx);
   // A put's flush or a get ended (inside the call or in its callback): the op completes
   // and the key is released, under one lock.
   void RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s);
@@ -468,6 +514,10 @@ struct UcxTransport::Impl {
   std::vector<std::unique_ptr<EpCtx>> ep_ctx;                    // progress thread only
   std::map<uint64_t, Op> ops TIDAL_GUARDED_BY(mu);               // by seq
   std::unordered_map<uint64_t, uint64_t> seq_by_task TIDAL_GUARDED_BY(mu);
+  // Task ids Submit is issuing directly, not yet recorded or completed (the worker's
+  // holder's, at most one Submit's worth), and those of them Cancel asked to stop.
+  std::vector<uint64_t> issuing TIDAL_GUARDED_BY(mu);
+  std::vector<uint64_t> issuing_canceled TIDAL_GUARDED_BY(mu);
   std::deque<TransportCompletion> completions TIDAL_GUARDED_BY(mu);
   std::deque<Notification> notifies TIDAL_GUARDED_BY(mu);
   // Their sizes, read without mu: a poll that finds nothing takes no lock. Written under
@@ -1494,42 +1544,47 @@ void UcxTransport::Impl::IssueChecked(uint64_t seq) {
   IssueRma(seq, key_id, ep, handle, t);
 }
 
-bool UcxTransport::Impl::TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* handle) {
-  const TransportTask& t = op.task;
+bool UcxTransport::Impl::TakeDirectKeyLocked(const TransportTask& t, uint64_t* key_id,
+                                             ucp_rkey_h* handle) {
   auto id = key_ids.find({t.peer, t.rkey});
   if (id == key_ids.end()) return false;
   RemoteKey& k = remote_keys.at(id->second);
   if (k.handle == nullptr || !k.direct || !k.Covers(t)) return false;
   ++k.in_flight;
-  if (t.kind == TransportTask::Kind::kWrite) {
-    op.send_active = true;
-  } else {
-    op.receiving = true;
-  }
   *key_id = id->second;
   *handle = k.handle;
   return true;
 }
 
+bool UcxTransport::Impl::TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* handle) {
+  if (!TakeDirectKeyLocked(op.task, key_id, handle)) return false;
+  if (op.task.kind == TransportTask::Kind::kWrite) {
+    op.send_active = true;
+  } else {
+    op.receiving = true;
+  }
+  return true;
+}
+
+void UcxTransport::Impl::ReleaseKeyLocked(uint64_t key_id, Dropped* d) {
+  auto k = remote_keys.find(key_id);
+  if (k == remote_keys.end()) return;
+  TIDAL_ASSERT(k->second.in_flight > 0);
+  if (--k->second.in_flight == 0 && k->second.revoked) {
+    d->handle = k->second.handle;
+    d->ack_ep = k->second.ack_ep;
+    d->rkey = k->second.rkey;
+    d->drop = true;
+    remote_keys.erase(k);
+  }
+}
+
 void UcxTransport::Impl::RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s) {
   const ErrorCode code = FromUcs(s);  // UCS_ERR_CANCELED: TRANSFER_CANCELED
-  ucp_rkey_h dropped = nullptr;
-  ucp_ep_h ack_ep = nullptr;
-  uint64_t rkey = 0;
-  bool drop = false;
+  Dropped d;
   {
     std::lock_guard<std::mutex> lock(mu);
-    auto k = remote_keys.find(key_id);
-    if (k != remote_keys.end()) {
-      TIDAL_ASSERT(k->second.in_flight > 0);
-      if (--k->second.in_flight == 0 && k->second.revoked) {
-        dropped = k->second.handle;
-        ack_ep = k->second.ack_ep;
-        rkey = k->second.rkey;
-        drop = true;
-        remote_keys.erase(k);
-      }
-    }
+    ReleaseKeyLocked(key_id, &d);
     auto it = ops.find(seq);
     if (it != ops.end()) {
       Op& o = it->second;
@@ -1539,7 +1594,7 @@ void UcxTransport::Impl::RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s) 
       CompleteLocked(seq, code, code == ErrorCode::OK ? o.task.length : 0);
     }
   }
-  if (drop) DropRevoked(dropped, ack_ep, rkey);
+  if (d.drop) DropRevoked(d.handle, d.ack_ep, d.rkey);
   Ready();
 }
 
@@ -1622,6 +1677,87 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
   if (UCS_PTR_IS_PTR(freq)) return;
   FreeRmaCtx(fctx);
   RmaDone(seq, key_id, UCS_PTR_STATUS(freq));
+}
+
+// Submit's direct issue: IssueRma's calls, with the end decided here (see DirectStart).
+void UcxTransport::Impl::IssueDirect(const DirectStart& d) {
+  const TransportTask& t = d.task;
+  auto* lp = reinterpret_cast<void*>(t.local_addr);
+  Ctx* ctx = nullptr;
+  if (t.kind == TransportTask::Kind::kRead) {
+    Bump(gets);
+    const ucp_request_param_t p = RmaDoneParams(d.seq, d.key_id, &ctx);
+    void* req = ucp_get_nbx(d.ep, lp, t.length, t.remote_addr, d.handle, &p);
+    EndDirect(d, UCS_PTR_IS_PTR(req) ? UCS_INPROGRESS : UCS_PTR_STATUS(req),
+              UCS_PTR_IS_PTR(req) ? req : nullptr, ctx);
+    return;
+  }
+  Bump(puts);
+  const bool planted = options.planted_bug == UcxBug::kWriteDropsLastByte && t.length > 1 &&
+                       t.length <= kPlantedEagerMax;
+  ucp_request_param_t p{};
+  void* req = ucp_put_nbx(d.ep, lp, planted ? t.length - 1 : t.length, t.remote_addr,
+                          d.handle, &p);
+  if (UCS_PTR_IS_PTR(req)) {
+    ucp_request_free(req);
+  } else if (UCS_PTR_STATUS(req) != UCS_OK) {
+    EndDirect(d, UCS_PTR_STATUS(req), nullptr, nullptr);
+    return;
+  }
+  const ucp_request_param_t fp = RmaDoneParams(d.seq, d.key_id, &ctx);
+  void* freq = ucp_ep_flush_nbx(d.ep, &fp);
+  EndDirect(d, UCS_PTR_IS_PTR(freq) ? UCS_INPROGRESS : UCS_PTR_STATUS(freq),
+            UCS_PTR_IS_PTR(freq) ? freq : nullptr, ctx);
+}
+
+void UcxTransport::Impl::EndDirect(const DirectStart& d, ucs_status_t s, void* request,
+                                   Ctx* ctx) {
+  Dropped dropped;
+  bool cancel = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto i = std::find(issuing.begin(), issuing.end(), d.task.task_id);
+    TIDAL_ASSERT(i != issuing.end());
+    issuing.erase(i);
+    auto c = std::find(issuing_canceled.begin(), issuing_canceled.end(), d.task.task_id);
+    const bool cancel_asked = c != issuing_canceled.end();
+    if (cancel_asked) issuing_canceled.erase(c);
+    if (request == nullptr) {
+      // UCX finished inside the call: the completion now (a Cancel that came meanwhile
+      // was answered OK; this completion is the one it promised).
+      ReleaseKeyLocked(d.key_id, &dropped);
+      TIDAL_ASSERT(d.region->local_in_flight > 0);
+      --d.region->local_in_flight;
+      const ErrorCode code = FromUcs(s);
+      completions.push_back(
+          TransportCompletion{d.task.task_id, code, code == ErrorCode::OK ? d.task.length : 0});
+      completion_count.store(completions.size(), std::memory_order_release);
+    } else {
+      Op fresh;
+      fresh.task = d.task;
+      fresh.seq = d.seq;
+      fresh.local_region = d.region->addr;
+      fresh.started = true;
+      fresh.send_active = d.task.kind == TransportTask::Kind::kWrite;
+      fresh.receiving = !fresh.send_active;
+      // A get's request can be cancelled; a put's flush is not (as IssueRma records them).
+      fresh.request = fresh.receiving ? request : nullptr;
+      fresh.canceled = cancel_asked;
+      InsertReusing(ops, spare_ops, d.seq, fresh);
+      own_ops.store(ops.size(), std::memory_order_relaxed);
+      InsertReusing(seq_by_task, spare_seqs, d.task.task_id, d.seq);
+      busy.fetch_add(1);
+      cancel = cancel_asked && fresh.receiving;
+    }
+  }
+  if (request == nullptr) {
+    if (ctx != nullptr) FreeRmaCtx(ctx);
+    if (dropped.drop) DropRevoked(dropped.handle, dropped.ack_ep, dropped.rkey);
+    Ready();
+    return;
+  }
+  // Still with the worker held: the callback cannot have run yet.
+  if (cancel) ucp_request_cancel(worker, request);
 }
 
 void UcxTransport::Impl::DropRevoked(ucp_rkey_h handle, ucp_ep_h ack_ep, uint64_t rkey) {
@@ -2053,15 +2189,13 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
   std::unique_lock<std::mutex> wl;
   const bool worker = m.TakeWorker(wl);
   // One-sided mode with the worker held: a task whose endpoint exists and whose key is
-  // granted and direct is issued straight from here (its key counted in flight under the
-  // same lock that records it); any other is started by StartOp. In submission order.
+  // granted and direct is issued straight from here, its key counted in flight under the
+  // lock that checks it, and recorded only if UCX did not finish it inside the call
+  // (IssueDirect); any other is recorded now and started by StartOp. In submission order.
   struct Start {
     uint64_t seq = 0;
     bool direct = false;
-    uint64_t key_id = 0;
-    ucp_ep_h ep = nullptr;
-    ucp_rkey_h handle = nullptr;
-    TransportTask task;
+    Impl::DirectStart d;
   };
   // Inline for the common batch sizes: no allocation on the way to UCX.
   boost::container::small_vector<Start, 8> started;
@@ -2077,64 +2211,70 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
         accepted[i] = Status(ErrorCode::INVALID_PARAMS, "unknown peer id");
         continue;
       }
-      if (m.seq_by_task.count(t.task_id) != 0) {
+      if (m.seq_by_task.count(t.task_id) != 0 ||
+          std::find(m.issuing.begin(), m.issuing.end(), t.task_id) != m.issuing.end()) {
         accepted[i] = Status(ErrorCode::INVALID_PARAMS, "task id already outstanding");
         continue;
       }
-      uint64_t local_region = 0;
+      Impl::Region* region = nullptr;
       if (t.kind != TransportTask::Kind::kProbe) {
         if (t.length == 0) {
           accepted[i] = Status(ErrorCode::INVALID_PARAMS, "zero-length task");
           continue;
         }
-        Impl::Region* r = m.FindLocalLocked(t.local_addr, t.length);
-        if (r == nullptr) {
+        region = m.FindLocalLocked(t.local_addr, t.length);
+        if (region == nullptr) {
           accepted[i] = Status(ErrorCode::ADDRESS_NOT_REGISTERED,
                                "local range is not inside one registered region");
           continue;
         }
-        ++r->local_in_flight;
-        local_region = r->addr;
+        ++region->local_in_flight;
       }
       const uint64_t seq = m.next_seq++;
-      Impl::Op fresh;
-      fresh.task = t;
-      fresh.seq = seq;
-      fresh.local_region = local_region;
-      Impl::Op* op = &Impl::InsertReusing(m.ops, m.spare_ops, seq, fresh)->second;
-      m.own_ops.store(m.ops.size(), std::memory_order_relaxed);
-      Impl::InsertReusing(m.seq_by_task, m.spare_seqs, t.task_id, seq);
-      if (t.kind == TransportTask::Kind::kProbe) m.probes.fetch_add(1, std::memory_order_relaxed);
       if (t.kind == TransportTask::Kind::kWrite) {
         ++m.writes;
         m.write_bytes += t.length;
       }
-      m.busy.fetch_add(1);
+      accepted[i] = Status();
       Start& st = started.emplace_back();
       st.seq = seq;
       if (worker && m.options.one_sided && t.kind != TransportTask::Kind::kProbe) {
         const Impl::Peer& p = m.peers[t.peer];
-        if (!p.failed && p.ep != nullptr && m.TakeDirectLocked(*op, &st.key_id, &st.handle)) {
-          op->started = true;
+        if (!p.failed && p.ep != nullptr && m.TakeDirectKeyLocked(t, &st.d.key_id, &st.d.handle)) {
           st.direct = true;
-          st.ep = p.ep;
-          st.task = t;
+          st.d.seq = seq;
+          st.d.ep = p.ep;
+          st.d.region = region;
+          st.d.task = t;
+          m.issuing.push_back(t.task_id);
+          continue;
         }
       }
-      accepted[i] = Status();
+      Impl::Op fresh;
+      fresh.task = t;
+      fresh.seq = seq;
+      fresh.local_region = region != nullptr ? region->addr : 0;
+      Impl::InsertReusing(m.ops, m.spare_ops, seq, fresh);
+      m.own_ops.store(m.ops.size(), std::memory_order_relaxed);
+      Impl::InsertReusing(m.seq_by_task, m.spare_seqs, t.task_id, seq);
+      if (t.kind == TransportTask::Kind::kProbe) m.probes.fetch_add(1, std::memory_order_relaxed);
+      m.busy.fetch_add(1);
     }
   }
   if (started.empty()) return;
   if (!worker) {
     // The progress thread holds the worker (it is awake): it starts them.
-    m.Post([&m, started = std::move(started)] {
-      for (const Start& st : started) m.StartOp(st.seq);
+    std::vector<uint64_t> seqs;
+    seqs.reserve(started.size());
+    for (const Start& st : started) seqs.push_back(st.seq);
+    m.Post([&m, seqs = std::move(seqs)] {
+      for (uint64_t seq : seqs) m.StartOp(seq);
     });
     return;
   }
   for (const Start& st : started) {
     if (st.direct) {
-      m.IssueRma(st.seq, st.key_id, st.ep, st.handle, st.task);
+      m.IssueDirect(st.d);
     } else {
       m.StartOp(st.seq);
     }
@@ -2165,6 +2305,15 @@ Status UcxTransport::Cancel(uint64_t task_id) {
       // Finished with its completion not yet polled: that queued completion is the one.
       for (const TransportCompletion& c : m.completions) {
         if (c.task_id == task_id) return Status();
+      }
+      // Being issued by Submit on the worker's holder: it completes (OK if UCX finished
+      // it inside the call) or is recorded, and then cancelled as below.
+      if (std::find(m.issuing.begin(), m.issuing.end(), task_id) != m.issuing.end()) {
+        if (std::find(m.issuing_canceled.begin(), m.issuing_canceled.end(), task_id) ==
+            m.issuing_canceled.end()) {
+          m.issuing_canceled.push_back(task_id);  // at most once: a subset of `issuing`
+        }
+        return Status();
       }
       return Status(ErrorCode::INVALID_PARAMS, "no outstanding task " + std::to_string(task_id));
     }
@@ -2242,6 +2391,8 @@ void UcxTransport::Crash() {
   m.ops.clear();
   m.own_ops.store(0);
   m.seq_by_task.clear();
+  m.issuing.clear();
+  m.issuing_canceled.clear();
   m.completions.clear();
   m.notifies.clear();
   m.completion_count.store(0);

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -557,6 +559,111 @@ TEST_P(UcxOneSided, ADeadHolderReleasesTheKeyWhereItsFailureIsSeen) {
   } else {
     EXPECT_TRUE(s.ok()) << s.ToString();
   }
+}
+
+// Submit issues a direct task before recording it (and never records one UCX finished
+// inside the call). A thread cancelling the tasks of each batch while Submit issues them
+// on another: every accepted task still completes exactly once, OK with its bytes exact or
+// TRANSFER_CANCELED with none, nothing stays outstanding, and Cancel answers OK or (for a
+// task already polled) INVALID_PARAMS, never anything else. Over tcp, or heap memory, the
+// same tasks take the recorded paths.
+TEST_P(UcxOneSided, CancelsRacingTheDirectIssueEndEachTaskOnce) {
+  Pair p(Options(), 50'000, true);
+  ASSERT_NE(p.base[0], nullptr);
+  ASSERT_NE(p.base[1], nullptr);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);  // the key, fetched once
+  constexpr size_t kBatch = 4, kRounds = 3000;
+  std::atomic<uint64_t> first{0};  // the current batch's first task id, 0 between batches
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> cancels_ok{0}, cancels_other{0};
+  std::vector<std::string> odd;  // unexpected Cancel answers (the canceller's, read after join)
+  std::thread canceller([&] {
+    uint64_t turn = 0;
+    while (!stop.load()) {
+      const uint64_t f = first.load();
+      if (f == 0) continue;
+      const Status s = p.t[0]->Cancel(f + (turn++ % kBatch));
+      if (s.ok()) {
+        cancels_ok.fetch_add(1);
+      } else if (s.code() == ErrorCode::INVALID_PARAMS) {
+        cancels_other.fetch_add(1);
+      } else {
+        if (odd.size() < 4) odd.push_back(s.ToString());
+        cancels_other.fetch_add(1);  // counted as a race; `odd` fails the test after it
+      }
+    }
+  });
+  size_t ok = 0, canceled = 0, rounds = 0;
+  // At least kRounds batches, and on until the canceller has raced them 1000 times (on a
+  // loaded machine it may not get a core before the first kRounds are done).
+  const auto race_limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto raced = [&] { return cancels_ok.load() + cancels_other.load() >= 1000; };
+  for (size_t round = 0;
+       round < kRounds || (!raced() && std::chrono::steady_clock::now() < race_limit);
+       ++round, ++rounds) {
+    const bool read = round % 2 == 1;
+    TransportTask tasks[kBatch];
+    Status accepted[kBatch];
+    const uint64_t base = p.next_id + 1;
+    for (size_t k = 0; k < kBatch; ++k) {
+      TransportTask& t = tasks[k];
+      t.task_id = ++p.next_id;
+      t.peer = p.peer;
+      t.kind = read ? TransportTask::Kind::kRead : TransportTask::Kind::kWrite;
+      // Writes: node 0's chunks 0..3 to node 1's 0..3; reads: node 1's 0..3 into 8..11.
+      t.local_addr = p.addr(0) + (read ? 8 + k : k) * kChunk;
+      t.remote_addr = p.addr(1) + k * kChunk;
+      t.length = kChunk;
+      t.rkey = p.rkey[1];
+    }
+    if (read) std::memset(p.base[0] + 8 * kChunk, 0, kBatch * kChunk);
+    first.store(base);
+    p.t[0]->Submit(tasks, accepted);
+    for (const Status& a : accepted) ASSERT_TRUE(a.ok()) << a.ToString();
+    size_t seen[kBatch] = {};
+    size_t done = 0;
+    const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (done < kBatch && std::chrono::steady_clock::now() < limit) {
+      TransportCompletion c[8];
+      const size_t n = p.t[0]->PollCompletions(c);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_GE(c[i].task_id, base);
+        ASSERT_LT(c[i].task_id, base + kBatch);
+        const size_t k = c[i].task_id - base;
+        ++seen[k];
+        ++done;
+        if (c[i].code == ErrorCode::OK) {
+          ++ok;
+          ASSERT_EQ(c[i].bytes_transferred, kChunk);
+          const uint8_t* got = read ? p.base[0] + (8 + k) * kChunk : p.base[1] + k * kChunk;
+          const uint8_t* want = read ? p.base[1] + k * kChunk : p.base[0] + k * kChunk;
+          ASSERT_EQ(std::memcmp(got, want, kChunk), 0) << "task " << c[i].task_id;
+        } else {
+          ASSERT_EQ(c[i].code, ErrorCode::TRANSFER_CANCELED) << "task " << c[i].task_id;
+          ASSERT_EQ(c[i].bytes_transferred, 0u);
+          ++canceled;
+        }
+      }
+      if (n == 0) std::this_thread::yield();
+    }
+    first.store(0);
+    for (size_t k = 0; k < kBatch; ++k) {
+      ASSERT_EQ(seen[k], 1u) << "round " << round << " task " << base + k;
+    }
+  }
+  stop.store(true);
+  canceller.join();
+  EXPECT_TRUE(odd.empty()) << odd.front();
+  EXPECT_EQ(ok + canceled, rounds * kBatch);
+  EXPECT_GE(cancels_ok.load() + cancels_other.load(), 1000u);
+  EXPECT_EQ(p.t[0]->stats().outstanding, 0u);
+  if (Mapped()) EXPECT_GT(p.t[0]->stats().puts, 0u);  // the direct path ran
+  std::printf("%zu tasks: %zu OK, %zu canceled; Cancel answered OK %llu times, "
+              "INVALID_PARAMS %llu\n",
+              rounds * kBatch, ok, canceled,
+              static_cast<unsigned long long>(cancels_ok.load()),
+              static_cast<unsigned long long>(cancels_other.load()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, UcxOneSided, ::testing::Values(std::string("ucx")),
