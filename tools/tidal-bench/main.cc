@@ -90,6 +90,9 @@ struct Row {
   std::optional<double> put_mbps, get_mbps;           // perftest, MiB/s
   std::optional<double> write_lat_us;                 // tidal, completed write
   std::optional<double> put_lat_us;                   // perftest, one-way
+  // ucx: the latency loop's WRITEs (warm-up included) and those of them Submit sent on the
+  // caller's thread; the rest were handed to the progress thread (it held the worker).
+  std::optional<uint64_t> lat_writes, lat_direct;
 };
 
 // CPU time (user + system, ms) of every thread of this process, by thread id, with its
@@ -395,7 +398,17 @@ int RunTransfer(const Config& c) {
       row.read_mbps = f.Run(Bandwidth(e, *peer, l, r, TransferOp::kRead, size, window, total,
                                       c.same_buffer, &failed));
     }
-    if (lat) row.write_lat_us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed));
+    if (lat) {
+      auto* uf = ucx ? static_cast<backends::ucx::UcxFabric*>(&f) : nullptr;
+      const backends::ucx::UcxTransportStats before =
+          uf != nullptr ? uf->ucx_transport(0).stats() : backends::ucx::UcxTransportStats{};
+      row.write_lat_us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed));
+      if (uf != nullptr) {
+        const backends::ucx::UcxTransportStats after = uf->ucx_transport(0).stats();
+        row.lat_writes = after.writes - before.writes;
+        row.lat_direct = after.direct_calls - before.direct_calls;
+      }
+    }
     if (c.perftest && !ucx) {
       const uint64_t iters = std::max<uint64_t>(20, std::min<uint64_t>(c.bytes / size, 100000));
       if (bw) {
@@ -476,7 +489,18 @@ int RunTransfer(const Config& c) {
     if (row.get_mbps) e["perftest_get_bw_mibps"] = *row.get_mbps;
     if (row.write_lat_us) e["tidal_write_lat_us"] = *row.write_lat_us;
     if (row.put_lat_us) e["perftest_put_lat_oneway_us"] = *row.put_lat_us;
+    if (row.lat_writes) {
+      e["lat_writes"] = *row.lat_writes;
+      e["lat_writes_direct"] = *row.lat_direct;
+    }
     j["rows"].push_back(e);
+  }
+  for (const Row& row : rows) {
+    if (!row.lat_writes) continue;
+    std::printf("latency loop at %s: %llu WRITEs, %llu sent on the caller's thread, the rest "
+                "handed to the progress thread\n",
+                Human(row.size).c_str(), static_cast<unsigned long long>(*row.lat_writes),
+                static_cast<unsigned long long>(std::min(*row.lat_direct, *row.lat_writes)));
   }
   if (failed != 0) std::printf("warning: %llu requests did not complete\n",
                                static_cast<unsigned long long>(failed));
