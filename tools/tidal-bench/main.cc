@@ -497,10 +497,11 @@ int RunTransfer(const Config& c) {
   }
   for (const Row& row : rows) {
     if (!row.lat_writes) continue;
-    std::printf("latency loop at %s: %llu WRITEs, %llu sent on the caller's thread, the rest "
-                "handed to the progress thread\n",
-                Human(row.size).c_str(), static_cast<unsigned long long>(*row.lat_writes),
-                static_cast<unsigned long long>(std::min(*row.lat_direct, *row.lat_writes)));
+    std::printf(
+        "latency loop at %s: %llu WRITEs, %llu sent on the caller's thread, the rest "
+        "handed to the progress thread\n",
+        Human(row.size).c_str(), static_cast<unsigned long long>(*row.lat_writes),
+        static_cast<unsigned long long>(std::min(*row.lat_direct, *row.lat_writes)));
   }
   if (failed != 0) std::printf("warning: %llu requests did not complete\n",
                                static_cast<unsigned long long>(failed));

@@ -1696,8 +1696,7 @@ void UcxTransport::Impl::IssueDirect(const DirectStart& d) {
   const bool planted = options.planted_bug == UcxBug::kWriteDropsLastByte && t.length > 1 &&
                        t.length <= kPlantedEagerMax;
   ucp_request_param_t p{};
-  void* req = ucp_put_nbx(d.ep, lp, planted ? t.length - 1 : t.length, t.remote_addr,
-                          d.handle, &p);
+  void* req = ucp_put_nbx(d.ep, lp, planted ? t.length - 1 : t.length, t.remote_addr, d.handle, &p);
   if (UCS_PTR_IS_PTR(req)) {
     ucp_request_free(req);
   } else if (UCS_PTR_STATUS(req) != UCS_OK) {
@@ -1710,8 +1709,7 @@ void UcxTransport::Impl::IssueDirect(const DirectStart& d) {
             UCS_PTR_IS_PTR(freq) ? freq : nullptr, ctx);
 }
 
-void UcxTransport::Impl::EndDirect(const DirectStart& d, ucs_status_t s, void* request,
-                                   Ctx* ctx) {
+void UcxTransport::Impl::EndDirect(const DirectStart& d, ucs_status_t s, void* request, Ctx* ctx) {
   Dropped dropped;
   bool cancel = false;
   {

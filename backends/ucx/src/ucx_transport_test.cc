@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -659,11 +659,11 @@ TEST_P(UcxOneSided, CancelsRacingTheDirectIssueEndEachTaskOnce) {
   EXPECT_GE(cancels_ok.load() + cancels_other.load(), 1000u);
   EXPECT_EQ(p.t[0]->stats().outstanding, 0u);
   if (Mapped()) EXPECT_GT(p.t[0]->stats().puts, 0u);  // the direct path ran
-  std::printf("%zu tasks: %zu OK, %zu canceled; Cancel answered OK %llu times, "
-              "INVALID_PARAMS %llu\n",
-              rounds * kBatch, ok, canceled,
-              static_cast<unsigned long long>(cancels_ok.load()),
-              static_cast<unsigned long long>(cancels_other.load()));
+  std::printf(
+      "%zu tasks: %zu OK, %zu canceled; Cancel answered OK %llu times, "
+      "INVALID_PARAMS %llu\n",
+      rounds * kBatch, ok, canceled, static_cast<unsigned long long>(cancels_ok.load()),
+      static_cast<unsigned long long>(cancels_other.load()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, UcxOneSided, ::testing::Values(std::string("ucx")),
