@@ -658,7 +658,9 @@ TEST_P(UcxOneSided, CancelsRacingTheDirectIssueEndEachTaskOnce) {
   EXPECT_EQ(ok + canceled, rounds * kBatch);
   EXPECT_GE(cancels_ok.load() + cancels_other.load(), 1000u);
   EXPECT_EQ(p.t[0]->stats().outstanding, 0u);
-  if (Mapped()) EXPECT_GT(p.t[0]->stats().puts, 0u);  // the direct path ran
+  if (Mapped()) {
+    EXPECT_GT(p.t[0]->stats().puts, 0u);  // the direct path ran
+  }
   std::printf(
       "%zu tasks: %zu OK, %zu canceled; Cancel answered OK %llu times, "
       "INVALID_PARAMS %llu\n",
