@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -32,9 +33,10 @@ namespace tidal::backends::ucx {
 namespace {
 
 // A peer's region mapped into this process (one-sided mode) is entered in the page tables
-// in one call, not one page fault per page on first touch: on a virtual machine a fault
+// in a few calls, not one page fault per page on first touch: on a virtual machine a fault
 // on shared memory cost more than the small put that took it. Best effort (the call needs
-// Linux 5.14; without it the pages fault in as they are touched).
+// Linux 5.14; without it the pages fault in as they are touched). Done off the worker, a
+// chunk at a time (Impl::PrefaultLoop).
 void Prefault(void* mapped, uint64_t length) {
   const auto page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t start = reinterpret_cast<uint64_t>(mapped) & ~(page - 1);
@@ -434,6 +436,20 @@ struct UcxTransport::Impl {
   void IssueChecked(uint64_t seq);
   void IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
                 const TransportTask& t);
+  // Prefaulting of peers' mapped regions, on a thread of its own (started with the first
+  // mapped key): a key's grant queues its range, and the thread enters it in the page
+  // tables 16 MiB at a time, each chunk under prefault_mu and only while the key is held
+  // and not revoked. A key's UCX handle (which owns the mapping) is destroyed under
+  // prefault_mu, so no chunk runs on a range UCX has unmapped. It used to run inside the
+  // key's grant, on the thread holding the worker: for a 3 GiB holder segment that held
+  // the worker, and the first put, for about a quarter of a second.
+  void QueuePrefault(uint64_t key_id, void* mapped, uint64_t length);
+  void PrefaultLoop();
+  void StopPrefault();
+  void DestroyRkey(ucp_rkey_h handle) {
+    std::lock_guard<std::mutex> pl(prefault_mu);
+    ucp_rkey_destroy(handle);
+  }
   // Drops a revoked key nothing uses any more and acknowledges the revocation.
   void DropRevoked(ucp_rkey_h handle, ucp_ep_h ack_ep, uint64_t rkey);
   PeerId PeerByUidLocked(uint64_t uid, bool* found) TIDAL_REQUIRES(mu);
@@ -481,6 +497,17 @@ struct UcxTransport::Impl {
   // directly (Run) or mapping memory. Order: wmu before mu.
   std::mutex wmu;
   std::vector<Ctx*> spare_ctx;  // under wmu (see NewRmaCtx)
+  // See QueuePrefault. Order: prefault_mu before mu; never taken with mu held.
+  std::mutex prefault_mu;
+  std::condition_variable prefault_cv;
+  struct PrefaultJob {
+    uint64_t key_id = 0;
+    uint64_t addr = 0;
+    uint64_t length = 0;
+  };
+  std::deque<PrefaultJob> prefault_jobs TIDAL_GUARDED_BY(prefault_mu);
+  bool prefault_stop TIDAL_GUARDED_BY(prefault_mu) = false;
+  std::thread prefault_thread;  // started and joined under prefault_mu's protocol above
   // Counters only the holder of wmu writes (direct, puts, gets): a plain increment, no
   // locked instruction; stats() reads them from any thread.
   static void Bump(std::atomic<uint64_t>& c) {
@@ -804,11 +831,64 @@ void UcxTransport::Impl::Loop() {
   }
 }
 
+void UcxTransport::Impl::QueuePrefault(uint64_t key_id, void* mapped, uint64_t length) {
+  std::lock_guard<std::mutex> pl(prefault_mu);
+  if (prefault_stop) return;
+  if (!prefault_thread.joinable()) {
+    prefault_thread = std::thread([this] { PrefaultLoop(); });
+    pthread_setname_np(prefault_thread.native_handle(), "tidal-ucx-pf");
+  }
+  prefault_jobs.push_back(PrefaultJob{key_id, reinterpret_cast<uint64_t>(mapped), length});
+  prefault_cv.notify_one();
+}
+
+void UcxTransport::Impl::PrefaultLoop() {
+  constexpr uint64_t kChunk = 16 << 20;
+  std::unique_lock<std::mutex> pl(prefault_mu);
+  for (;;) {
+    prefault_cv.wait(pl, [this]() TIDAL_REQUIRES(prefault_mu) {
+      return prefault_stop || !prefault_jobs.empty();
+    });
+    if (prefault_stop) return;
+    PrefaultJob& j = prefault_jobs.front();
+    bool held = false;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto k = remote_keys.find(j.key_id);
+      held = k != remote_keys.end() && k->second.handle != nullptr && !k->second.revoked;
+    }
+    if (!held) {
+      prefault_jobs.pop_front();
+      continue;
+    }
+    const uint64_t n = std::min(kChunk, j.length);
+    Prefault(reinterpret_cast<void*>(j.addr), n);
+    j.addr += n;
+    j.length -= n;
+    if (j.length == 0) prefault_jobs.pop_front();
+    // Between chunks a key's destruction (or Stop) gets the lock.
+    pl.unlock();
+    std::this_thread::yield();
+    pl.lock();
+  }
+}
+
+void UcxTransport::Impl::StopPrefault() {
+  {
+    std::lock_guard<std::mutex> pl(prefault_mu);
+    prefault_stop = true;
+    prefault_jobs.clear();
+  }
+  prefault_cv.notify_all();
+  if (prefault_thread.joinable()) prefault_thread.join();
+}
+
 void UcxTransport::Impl::Stop() {
   if (poll_env != nullptr) {
     poll_env->RemoveSpinPoller(poller_id);  // returns after a poll in progress
     poll_env = nullptr;
   }
+  StopPrefault();
   if (!thread.joinable()) return;
   stop.store(true);
   ucp_worker_signal(worker);
@@ -836,7 +916,7 @@ void UcxTransport::Impl::Destroy() {
       p.ep = nullptr;
     }
   }
-  for (ucp_rkey_h h : handles) ucp_rkey_destroy(h);
+  for (ucp_rkey_h h : handles) DestroyRkey(h);
   for (ucp_ep_h ep : eps) {
     ucp_request_param_t cp{};
     cp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
@@ -1759,7 +1839,7 @@ void UcxTransport::Impl::EndDirect(const DirectStart& d, ucs_status_t s, void* r
 }
 
 void UcxTransport::Impl::DropRevoked(ucp_rkey_h handle, ucp_ep_h ack_ep, uint64_t rkey) {
-  if (handle != nullptr) ucp_rkey_destroy(handle);
+  if (handle != nullptr) DestroyRkey(handle);
   if (ack_ep == nullptr || stop.load()) return;
   auto* ctx = new Ctx(this, 0, 0, nullptr);
   ctx->body.resize(sizeof(RevokeHeader));
@@ -1884,7 +1964,7 @@ ucs_status_t UcxTransport::Impl::OnKeyResp(const void* header, size_t header_len
     Ready();
     return UCS_OK;
   }
-  if (mapped != nullptr) Prefault(mapped, h.length);
+  if (mapped != nullptr) QueuePrefault(key_id, mapped, h.length);
   for (uint64_t seq : waiting) IssueChecked(seq);
   return UCS_OK;
 }
