@@ -162,8 +162,11 @@ struct Pair {
 
   // `transport_memory`: each region is memory the node's transport allocated through UCX
   // (AllocateHostMemory) instead of mem[i]; `o1` (when given) is node 1's options.
+  uint64_t region_bytes = kRegion;  // each node's region (the tests' chunks use kRegion)
+
   Pair(UcxTransportOptions o, uint64_t env_spin_ns, bool transport_memory = false,
-       const UcxTransportOptions* o1 = nullptr) {
+       const UcxTransportOptions* o1 = nullptr, uint64_t region = kRegion)
+      : region_bytes(region) {
     env.SetSpinNs(env_spin_ns);
     for (size_t i = 0; i < 2; ++i) {
       t[i] = std::make_unique<UcxTransport>(i == 1 && o1 != nullptr ? *o1 : o);
@@ -174,14 +177,14 @@ struct Pair {
       env.AddPoster();
       EXPECT_TRUE(t[i]->Install(in).ok());
       if (transport_memory) {
-        Result<void*> p = t[i]->AllocateHostMemory(kRegion);
+        Result<void*> p = t[i]->AllocateHostMemory(region_bytes);
         EXPECT_TRUE(p.ok()) << p.status().ToString();
         base[i] = p.ok() ? static_cast<uint8_t*>(*p) : nullptr;
       } else {
-        mem[i].assign(kRegion, 0);
+        mem[i].assign(region_bytes, 0);
         base[i] = mem[i].data();
       }
-      Result<uint64_t> key = t[i]->RegisterMemory(addr(i), kRegion, Location::Host());
+      Result<uint64_t> key = t[i]->RegisterMemory(addr(i), region_bytes, Location::Host());
       EXPECT_TRUE(key.ok()) << key.status().ToString();
       rkey[i] = key.ok() ? *key : 0;
     }
@@ -195,7 +198,7 @@ struct Pair {
   }
   ~Pair() {
     for (size_t i = 0; i < 2; ++i) {
-      (void)t[i]->UnregisterMemory(addr(i), kRegion);
+      (void)t[i]->UnregisterMemory(addr(i), region_bytes);
       t[i].reset();
       env.RemovePoster();
     }
@@ -666,6 +669,37 @@ TEST_P(UcxOneSided, CancelsRacingTheDirectIssueEndEachTaskOnce) {
       "INVALID_PARAMS %llu\n",
       rounds * kBatch, ok, canceled, static_cast<unsigned long long>(cancels_ok.load()),
       static_cast<unsigned long long>(cancels_other.load()));
+}
+
+// A key granted for a 256 MiB region: over shared memory the initiator enters the mapped
+// region in its page tables on a thread of its own, 16 MiB at a time, and destroys a key's
+// handle only between chunks. A revocation that comes meanwhile is answered (no deadlock
+// between the prefault, the state lock and the worker): the target's UnregisterMemory
+// returns OK within its revoke timeout (100 ms here), the initiator counts the key revoked,
+// and its next WRITE under the old key is refused and moves nothing.
+TEST_P(UcxOneSided, ARevocationIsAnsweredWhileTheRegionIsPrefaulted) {
+  if (!Mapped()) {
+    // Nothing is prefaulted where UCX does not map the peer's memory (and over tcp the
+    // two 256 MiB allocations alone took 5 s); UnregisterRevokesTheKeyFromItsHolder
+    // covers the revocation there.
+    GTEST_SKIP() << "UCX_TLS maps no peer memory here: no prefault to race";
+  }
+  constexpr uint64_t kBig = 256ull << 20;
+  Pair p(Options(), 50'000, true, nullptr, kBig);
+  ASSERT_NE(p.base[0], nullptr);
+  ASSERT_NE(p.base[1], nullptr);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);  // the grant, and the prefault it starts
+  const Status s = p.t[1]->UnregisterMemory(p.addr(1), kBig);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(p.t[1]->stats().revokes_sent, 1u);
+  EXPECT_EQ(p.t[0]->stats().keys_revoked, 1u);
+  const auto before = std::vector<uint8_t>(p.base[1] + kChunk, p.base[1] + 2 * kChunk);
+  std::memset(p.base[0] + kChunk, 0xEE, kChunk);
+  const TransportCompletion c = p.Write(1);
+  EXPECT_EQ(c.code, ErrorCode::REMOTE_ACCESS_DENIED);
+  EXPECT_EQ(c.bytes_transferred, 0u);
+  EXPECT_EQ(std::memcmp(before.data(), p.base[1] + kChunk, kChunk), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transport, UcxOneSided, ::testing::Values(std::string("ucx")),
