@@ -90,8 +90,10 @@ struct Row {
   std::optional<double> put_mbps, get_mbps;           // perftest, MiB/s
   std::optional<double> write_lat_us;                 // tidal, completed write
   std::optional<double> put_lat_us;                   // perftest, one-way
-  // ucx: the latency loop's WRITEs (warm-up included) and those of them Submit sent on the
-  // caller's thread; the rest were handed to the progress thread (it held the worker).
+  // ucx: the latency loop's WRITEs (warm-up included) and how many of them Submit sent on
+  // the caller's thread (the transport's direct_calls over the loop, which also counts any
+  // other call that held the worker there, so at most the WRITEs); the rest were handed to
+  // the progress thread (it held the worker).
   std::optional<uint64_t> lat_writes, lat_direct;
 };
 
@@ -406,7 +408,7 @@ int RunTransfer(const Config& c) {
       if (uf != nullptr) {
         const backends::ucx::UcxTransportStats after = uf->ucx_transport(0).stats();
         row.lat_writes = after.writes - before.writes;
-        row.lat_direct = after.direct_calls - before.direct_calls;
+        row.lat_direct = std::min(*row.lat_writes, after.direct_calls - before.direct_calls);
       }
     }
     if (c.perftest && !ucx) {
@@ -501,7 +503,7 @@ int RunTransfer(const Config& c) {
         "latency loop at %s: %llu WRITEs, %llu sent on the caller's thread, the rest "
         "handed to the progress thread\n",
         Human(row.size).c_str(), static_cast<unsigned long long>(*row.lat_writes),
-        static_cast<unsigned long long>(std::min(*row.lat_direct, *row.lat_writes)));
+        static_cast<unsigned long long>(*row.lat_direct));
   }
   if (failed != 0) std::printf("warning: %llu requests did not complete\n",
                                static_cast<unsigned long long>(failed));

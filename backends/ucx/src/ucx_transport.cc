@@ -280,16 +280,9 @@ struct UcxTransport::Impl {
   // Runs `fn` (worker calls) on the calling thread when the worker is free, after any
   // commands queued before it, so a request leaves without waking the progress thread
   // first; then wakes the progress thread if it sleeps, so the answer is progressed
-  // while it travels. When the progress thread holds the worker, `fn` is queued for it
+  // while it travels. When the progress thread still holds the worker after TakeWorker's
+  // bounded wait, `fn` is queued for it
   // (it is awake). Never called with wmu held (UCX callbacks use Post).
-  static constexpr int kTakeWorkerSpins = 64;
-  static void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
   template <class Fn>
   void Run(Fn&& fn) {
     std::unique_lock<std::mutex> wl;
@@ -303,6 +296,14 @@ struct UcxTransport::Impl {
   // Run's two halves, for a caller that decides what to do by whether it got the worker
   // (Submit): takes the worker if it is free and the transport is not stopping, and runs
   // the commands queued before; false leaves `wl` empty (the caller posts its work).
+  static constexpr int kTakeWorkerSpins = 64;
+  static void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
   bool TakeWorker(std::unique_lock<std::mutex>& wl) {
     wl = std::unique_lock<std::mutex>(wmu, std::try_to_lock);
     // The progress thread holds the worker for one round of progress at a time (it never
@@ -397,8 +398,7 @@ struct UcxTransport::Impl {
   // the key, marks UCX as holding its buffer, and returns the key. Else false (nothing
   // changed; IssueChecked decides).
   bool TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* handle) TIDAL_REQUIRES(mu);
-  // The same check and count for a task Submit issues before recording it (`*writing`:
-  // a WRITE, so UCX reads its source; else it writes its destination).
+  // The same check and count for a task Submit issues before recording it (no op yet).
   bool TakeDirectKeyLocked(const TransportTask& t, uint64_t* key_id, ucp_rkey_h* handle)
       TIDAL_REQUIRES(mu);
   // A key's op ended: one fewer in flight on it; a revoked key nothing uses any more is
@@ -423,7 +423,12 @@ struct UcxTransport::Impl {
     TransportTask task;
   };
   void IssueDirect(const DirectStart& d);
-  void EndDirect(const DirectStart& d, ucs_status_t s, void* request, Ctx* ctx);
+  void EndDirect(const DirectStart& d, ucs_status_t s, void* request);
+  // The UCX calls of a one-sided op (IssueRma's and IssueDirect's). Returns UCX's request
+  // when the op is still in flight (the get, or the flush after the put; RmaDone, its
+  // callback, ends it), else nullptr with the op's final status in *status.
+  void* RmaCalls(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
+                 const TransportTask& t, ucs_status_t* status);
   // A put's flush or a get ended (inside the call or in its callback): the op completes
   // and the key is released, under one lock.
   void RmaDone(uint64_t seq, uint64_t key_id, ucs_status_t s);
@@ -1717,23 +1722,19 @@ ucp_request_param_t UcxTransport::Impl::RmaDoneParams(uint64_t seq, uint64_t key
 // before it is in the target's memory, which is when the task completes (the contract's
 // "visible at the target when reported", and what orders a later notification after it).
 // A READ is a get, complete when its bytes are in the local buffer.
-void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
-                                  const TransportTask& t) {
+void* UcxTransport::Impl::RmaCalls(uint64_t seq, uint64_t key_id, ucp_ep_h ep,
+                                   ucp_rkey_h handle, const TransportTask& t,
+                                   ucs_status_t* status) {
   auto* lp = reinterpret_cast<void*>(t.local_addr);
+  Ctx* ctx = nullptr;
   if (t.kind == TransportTask::Kind::kRead) {
     Bump(gets);
-    Ctx* ctx = nullptr;
     const ucp_request_param_t p = RmaDoneParams(seq, key_id, &ctx);
     void* req = ucp_get_nbx(ep, lp, t.length, t.remote_addr, handle, &p);
-    if (UCS_PTR_IS_PTR(req)) {
-      std::lock_guard<std::mutex> lock(mu);
-      auto it = ops.find(seq);
-      if (it != ops.end() && it->second.receiving) it->second.request = req;
-      return;
-    }
+    if (UCS_PTR_IS_PTR(req)) return req;
     FreeRmaCtx(ctx);
-    RmaDone(seq, key_id, UCS_PTR_STATUS(req));
-    return;
+    *status = UCS_PTR_STATUS(req);
+    return nullptr;
   }
   Bump(puts);
   // The put has no callback of its own: the flush after it ends only once the put is in
@@ -1748,48 +1749,40 @@ void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, uc
   if (UCS_PTR_IS_PTR(req)) {
     ucp_request_free(req);
   } else if (UCS_PTR_STATUS(req) != UCS_OK) {
-    RmaDone(seq, key_id, UCS_PTR_STATUS(req));
-    return;
+    *status = UCS_PTR_STATUS(req);
+    return nullptr;
   }
-  Ctx* fctx = nullptr;
-  const ucp_request_param_t fp = RmaDoneParams(seq, key_id, &fctx);
+  const ucp_request_param_t fp = RmaDoneParams(seq, key_id, &ctx);
   void* freq = ucp_ep_flush_nbx(ep, &fp);
-  if (UCS_PTR_IS_PTR(freq)) return;
-  FreeRmaCtx(fctx);
-  RmaDone(seq, key_id, UCS_PTR_STATUS(freq));
+  if (UCS_PTR_IS_PTR(freq)) return freq;
+  FreeRmaCtx(ctx);
+  *status = UCS_PTR_STATUS(freq);
+  return nullptr;
 }
 
-// Submit's direct issue: IssueRma's calls, with the end decided here (see DirectStart).
-void UcxTransport::Impl::IssueDirect(const DirectStart& d) {
-  const TransportTask& t = d.task;
-  auto* lp = reinterpret_cast<void*>(t.local_addr);
-  Ctx* ctx = nullptr;
+void UcxTransport::Impl::IssueRma(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
+                                  const TransportTask& t) {
+  ucs_status_t s = UCS_OK;
+  void* req = RmaCalls(seq, key_id, ep, handle, t, &s);
+  if (req == nullptr) {
+    RmaDone(seq, key_id, s);
+    return;
+  }
   if (t.kind == TransportTask::Kind::kRead) {
-    Bump(gets);
-    const ucp_request_param_t p = RmaDoneParams(d.seq, d.key_id, &ctx);
-    void* req = ucp_get_nbx(d.ep, lp, t.length, t.remote_addr, d.handle, &p);
-    EndDirect(d, UCS_PTR_IS_PTR(req) ? UCS_INPROGRESS : UCS_PTR_STATUS(req),
-              UCS_PTR_IS_PTR(req) ? req : nullptr, ctx);
-    return;
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = ops.find(seq);
+    if (it != ops.end() && it->second.receiving) it->second.request = req;
   }
-  Bump(puts);
-  const bool planted = options.planted_bug == UcxBug::kWriteDropsLastByte && t.length > 1 &&
-                       t.length <= kPlantedEagerMax;
-  ucp_request_param_t p{};
-  void* req = ucp_put_nbx(d.ep, lp, planted ? t.length - 1 : t.length, t.remote_addr, d.handle, &p);
-  if (UCS_PTR_IS_PTR(req)) {
-    ucp_request_free(req);
-  } else if (UCS_PTR_STATUS(req) != UCS_OK) {
-    EndDirect(d, UCS_PTR_STATUS(req), nullptr, nullptr);
-    return;
-  }
-  const ucp_request_param_t fp = RmaDoneParams(d.seq, d.key_id, &ctx);
-  void* freq = ucp_ep_flush_nbx(d.ep, &fp);
-  EndDirect(d, UCS_PTR_IS_PTR(freq) ? UCS_INPROGRESS : UCS_PTR_STATUS(freq),
-            UCS_PTR_IS_PTR(freq) ? freq : nullptr, ctx);
 }
 
-void UcxTransport::Impl::EndDirect(const DirectStart& d, ucs_status_t s, void* request, Ctx* ctx) {
+// Submit's direct issue: RmaCalls, with the end decided by EndDirect (see DirectStart).
+void UcxTransport::Impl::IssueDirect(const DirectStart& d) {
+  ucs_status_t s = UCS_OK;
+  void* req = RmaCalls(d.seq, d.key_id, d.ep, d.handle, d.task, &s);
+  EndDirect(d, s, req);
+}
+
+void UcxTransport::Impl::EndDirect(const DirectStart& d, ucs_status_t s, void* request) {
   Dropped dropped;
   bool cancel = false;
   {
@@ -1829,7 +1822,6 @@ void UcxTransport::Impl::EndDirect(const DirectStart& d, ucs_status_t s, void* r
     }
   }
   if (request == nullptr) {
-    if (ctx != nullptr) FreeRmaCtx(ctx);
     if (dropped.drop) DropRevoked(dropped.handle, dropped.ack_ep, dropped.rkey);
     Ready();
     return;
@@ -2271,9 +2263,8 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
   // lock that checks it, and recorded only if UCX did not finish it inside the call
   // (IssueDirect); any other is recorded now and started by StartOp. In submission order.
   struct Start {
-    uint64_t seq = 0;
     bool direct = false;
-    Impl::DirectStart d;
+    Impl::DirectStart d;  // d.seq for every task; the rest only when direct
   };
   // Inline for the common batch sizes: no allocation on the way to UCX.
   boost::container::small_vector<Start, 8> started;
@@ -2315,12 +2306,11 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
       }
       accepted[i] = Status();
       Start& st = started.emplace_back();
-      st.seq = seq;
+      st.d.seq = seq;
       if (worker && m.options.one_sided && t.kind != TransportTask::Kind::kProbe) {
         const Impl::Peer& p = m.peers[t.peer];
         if (!p.failed && p.ep != nullptr && m.TakeDirectKeyLocked(t, &st.d.key_id, &st.d.handle)) {
           st.direct = true;
-          st.d.seq = seq;
           st.d.ep = p.ep;
           st.d.region = region;
           st.d.task = t;
@@ -2342,9 +2332,9 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
   if (started.empty()) return;
   if (!worker) {
     // The progress thread holds the worker (it is awake): it starts them.
-    std::vector<uint64_t> seqs;
-    seqs.reserve(started.size());
-    for (const Start& st : started) seqs.push_back(st.seq);
+    std::vector<uint64_t> seqs;  // (a small_vector copied into the std::function trips
+    seqs.reserve(started.size());  // GCC 12's -Wstringop-overread)
+    for (const Start& st : started) seqs.push_back(st.d.seq);
     m.Post([&m, seqs = std::move(seqs)] {
       for (uint64_t seq : seqs) m.StartOp(seq);
     });
@@ -2354,7 +2344,7 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
     if (st.direct) {
       m.IssueDirect(st.d);
     } else {
-      m.StartOp(st.seq);
+      m.StartOp(st.d.seq);
     }
   }
   m.GiveWorker(wl);
