@@ -2332,8 +2332,10 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
   if (started.empty()) return;
   if (!worker) {
     // The progress thread holds the worker (it is awake): it starts them.
-    std::vector<uint64_t> seqs;  // (a small_vector copied into the std::function trips
-    seqs.reserve(started.size());  // GCC 12's -Wstringop-overread)
+    // A std::vector: a small_vector copied into the std::function trips GCC 12's
+    // -Wstringop-overread.
+    std::vector<uint64_t> seqs;
+    seqs.reserve(started.size());
     for (const Start& st : started) seqs.push_back(st.d.seq);
     m.Post([&m, seqs = std::move(seqs)] {
       for (uint64_t seq : seqs) m.StartOp(seq);
