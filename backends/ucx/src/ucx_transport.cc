@@ -1722,9 +1722,8 @@ ucp_request_param_t UcxTransport::Impl::RmaDoneParams(uint64_t seq, uint64_t key
 // before it is in the target's memory, which is when the task completes (the contract's
 // "visible at the target when reported", and what orders a later notification after it).
 // A READ is a get, complete when its bytes are in the local buffer.
-void* UcxTransport::Impl::RmaCalls(uint64_t seq, uint64_t key_id, ucp_ep_h ep,
-                                   ucp_rkey_h handle, const TransportTask& t,
-                                   ucs_status_t* status) {
+void* UcxTransport::Impl::RmaCalls(uint64_t seq, uint64_t key_id, ucp_ep_h ep, ucp_rkey_h handle,
+                                   const TransportTask& t, ucs_status_t* status) {
   auto* lp = reinterpret_cast<void*>(t.local_addr);
   Ctx* ctx = nullptr;
   if (t.kind == TransportTask::Kind::kRead) {
