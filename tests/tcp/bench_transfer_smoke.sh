@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# bench_transfer_smoke.sh TIDAL_BENCH: `tidal-bench transfer` end to end, small, beside
+# ucx_perftest over shared memory in the one-sided mode: every request completes, the
+# 4 KiB latency row holds one entry per round (tidal's loop and ucp_put_lat alternated),
+# and its ratio is the median of the rounds' ratios, in the JSON and in the printed row;
+# --lat-rounds 0 is refused with a message naming it.
+set -euo pipefail
+bench=$1
+command -v ucx_perftest >/dev/null || { echo "bench_transfer_smoke: ucx_perftest is not installed (scripts/install-deps.sh installs ucx-utils)" >&2; exit 1; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench_transfer_smoke.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bench" transfer --sizes 4K,64K --bytes 1048576 --lat-iters 300 --lat-rounds 3 --one-sided \
+    --transport-memory --same-buffer --port "$port" --json >"$work/out.txt"
+python3 - "$work/out.txt" <<'PY'
+import json, statistics, sys
+text = open(sys.argv[1]).read()
+doc = json.loads(text[text.index('\n{') + 1:])
+assert doc["failed_requests"] == 0, doc["failed_requests"]
+assert doc["one_sided"] and doc["transport_memory"], doc
+rows = {r["size"]: r for r in doc["rows"]}
+assert sorted(rows) == [4096, 65536], sorted(rows)
+lat = rows[4096]
+rounds = lat["lat_rounds"]
+assert len(rounds) == 3, rounds
+for r in rounds:
+    assert r["tidal_write_lat_us"] > 0 and r["perftest_put_lat_oneway_us"] > 0, r
+    assert abs(r["ratio"] - r["tidal_write_lat_us"] / (2 * r["perftest_put_lat_oneway_us"])) < 1e-9, r
+want = statistics.median(r["ratio"] for r in rounds)
+assert abs(lat["lat_ratio_median"] - want) < 1e-9, (lat["lat_ratio_median"], want)
+assert abs(lat["tidal_write_lat_us"] - statistics.median(r["tidal_write_lat_us"] for r in rounds)) < 1e-9
+assert abs(lat["perftest_put_lat_oneway_us"] - statistics.median(r["perftest_put_lat_oneway_us"] for r in rounds)) < 1e-9
+# 100 warm-up WRITEs and 300 timed ones per round.
+assert lat["lat_writes"] == 3 * 400, lat["lat_writes"]
+assert "lat_rounds" not in rows[65536] and rows[65536]["tidal_write_mibps"] > 0, rows[65536]
+row = [l for l in text.splitlines() if l.strip().startswith("4 KiB |")]
+assert len(row) == 1, row
+assert row[0].split()[-1] == "%.2f" % want, (row[0], want)
+line = [l for l in text.splitlines() if l.startswith("latency rounds at 4 KiB")]
+# One "/" in the legend ("tidal WRITE / 2 x ucp_put_lat"), then one per round.
+assert len(line) == 1 and line[0].count("/") == 1 + 3, line
+print("bench_transfer_smoke: 3 latency rounds, median ratio %.2f" % want)
+PY
+if "$bench" transfer --lat-rounds 0 2>"$work/err.txt"; then
+  echo "bench_transfer_smoke: --lat-rounds 0 was accepted" >&2
+  exit 1
+fi
+grep -q -- "--lat-rounds must be at least 1" "$work/err.txt"
+echo "bench_transfer_smoke: PASS"
