@@ -418,9 +418,9 @@ int RunTransfer(const Config& c) {
       const backends::ucx::UcxTransportStats before =
           uf != nullptr ? uf->ucx_transport(0).stats() : backends::ucx::UcxTransportStats{};
       // Rounds alternate tidal's loop and ucp_put_lat, so that each ratio compares runs
-      // made moments apart: on the virtual machines this was measured on, a 4 KiB memcpy
-      // alone ran at one speed for a while and at 1.6 x that for the next while, and
-      // tidal's loop with it (docs/performance.md).
+      // made moments apart: on the virtual machines this was measured on, tidal's loop ran
+      // at one of two speeds, about 2 x apart, for tens of milliseconds or a whole run,
+      // and ucp_put_lat varied less (docs/performance.md).
       std::vector<double> ours, theirs, ratios;
       for (uint64_t round = 0; round < c.lat_rounds; ++round) {
         const double us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed));
