@@ -84,12 +84,17 @@ Task<Result<std::string>> StoreClient::Call(MsgType type, std::string body, Dead
   }
   uint64_t timeout = std::min(options_.rpc.timeout_ns, d.at_ns - now);
   Result<std::string> r = co_await rpc_.Call(type, std::move(body), timeout);
+  if (type != MsgType::kHeartbeat) {
+    ++stats_.master_rpcs;
+    stats_.master_rpc_ns += env_.NowNs() - now;
+  }
   if (!r.ok()) co_return r.status();
   co_return proto::ParseResponse(*r);
 }
 
 Task<std::vector<TransferStatus>> StoreClient::Transfer(std::vector<TransferRequest> requests,
                                                         Deadline d) {
+  const uint64_t start = env_.NowNs();
   std::vector<TransferStatus> out(requests.size());
   Result<BatchId> batch = engine_.AllocateBatch(requests.size());
   if (!batch.ok()) {
@@ -113,6 +118,8 @@ Task<std::vector<TransferStatus>> StoreClient::Transfer(std::vector<TransferRequ
   }
   Status freed = engine_.FreeBatch(*batch);
   TIDAL_ASSERT(freed.ok());
+  ++stats_.transfer_batches;
+  stats_.transfer_ns += env_.NowNs() - start;
   co_return out;
 }
 

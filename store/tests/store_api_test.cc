@@ -85,6 +85,31 @@ TEST_P(StoreApi, PutThenGetFromAnotherClient) {
   EXPECT_EQ(*got, v);
 }
 
+// StoreClientStats counts the master RPCs and transfer batches calls wait for, and their
+// time: a put without reservations is PutStart, one WRITE batch and PutEnd; a get is
+// GetReplicaList and one READ batch; Exists is one RPC; heartbeats are not counted.
+TEST_P(StoreApi, StatsCountTheRpcsAndTransfersCallsWaitFor) {
+  MAKE_OR_SKIP(3);
+  const StoreClientStats put0 = c(0).stats(), get0 = c(1).stats();
+  ASSERT_EQ(w().Run(0, c(0).Put("k", Pattern(2, 10000))).code(), ErrorCode::OK);
+  const StoreClientStats put1 = c(0).stats();
+  EXPECT_EQ(put1.master_rpcs - put0.master_rpcs, 2u);
+  EXPECT_EQ(put1.transfer_batches - put0.transfer_batches, 1u);
+  EXPECT_GT(put1.master_rpc_ns, put0.master_rpc_ns);
+  EXPECT_GT(put1.transfer_ns, put0.transfer_ns);
+  ASSERT_EQ(*w().Run(1, c(1).Get("k")), Pattern(2, 10000));
+  const StoreClientStats get1 = c(1).stats();
+  EXPECT_EQ(get1.master_rpcs - get0.master_rpcs, 1u);
+  EXPECT_EQ(get1.transfer_batches - get0.transfer_batches, 1u);
+  EXPECT_GT(get1.master_rpc_ns, get0.master_rpc_ns);
+  EXPECT_GT(get1.transfer_ns, get0.transfer_ns);
+  ASSERT_TRUE(*w().Run(1, c(1).Exists("k")));
+  const StoreClientStats exists1 = c(1).stats();
+  EXPECT_EQ(exists1.master_rpcs - get1.master_rpcs, 1u);
+  EXPECT_EQ(exists1.transfer_batches, get1.transfer_batches);
+  EXPECT_EQ(exists1.transfer_ns, get1.transfer_ns);
+}
+
 TEST_P(StoreApi, PutOnExistingKeyIsAlreadyExists) {
   MAKE_OR_SKIP(3);
   ASSERT_TRUE(w().Run(0, c(0).Put("k", "one")).ok());

@@ -44,9 +44,22 @@ for r in doc["store"]:
     # one-sided mode with the holder's segment in UCX memory over shared memory each is a
     # put or get into the mapped segment, else none is.
     n = r["clients"] * r["objects_per_client"] if mapped else 0
+    # What the calls waited for: one transfer batch per call in every phase; a small put
+    # one commit (and its share of the reservation requests), a large one PutStart and
+    # PutEnd; a first get one GetReplicaList; a cached get no RPC.
+    calls = r["clients"] * r["objects_per_client"]
+    w = t["waited"]
+    for ph in ("put", "get", "reget"):
+        assert w[ph]["transfers"] == calls and w[ph]["transfer_us"] > 0, (ph, w)
+    assert w["put"]["rpcs"] == (t["reserved_puts"] + t["reservation_requests"] if small else 2 * calls), w
+    assert w["get"]["rpcs"] == calls and w["get"]["rpc_us"] > 0, w
+    assert w["reget"]["rpcs"] == 0 and w["reget"]["rpc_us"] == 0, w
     ucx = t["client_progress_waits"]
     assert ucx["put"]["puts"] == n and ucx["put"]["gets"] == 0, (n, ucx)
     assert ucx["get"]["gets"] == n and ucx["reget"]["gets"] == n, (n, ucx)
+# The lines after the table: one per row, naming its size and client count.
+lines = [l for l in text.splitlines() if " | put: " in l]
+assert [tuple(map(int, l.split("|")[0].split())) for l in lines] == rows, lines
 print("bench_store_smoke: %s: %d rows ok" % (shape, len(rows)))
 PY
 done

@@ -295,6 +295,7 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
   auto phase = [&](const char* name, Op op) {
     const backends::ucx::UcxTransportStats before =
         ucx != nullptr ? ucx->stats() : backends::ucx::UcxTransportStats{};
+    const store::StoreClientStats store_before = node.store().stats();
     for (Session& s : b.sessions) {
       s.lat.clear();
       s.check_s = 0;
@@ -320,6 +321,16 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
         // holder's mapped segment (docs/ucx.md)
         {"puts", after.puts - before.puts},
         {"gets", after.gets - before.gets}};
+    // Where the phase's calls waited: master RPCs and transfer batches, each from its
+    // start to its answer (StoreClientStats), in all.
+    const store::StoreClientStats store_after = node.store().stats();
+    out[std::string(name) + "_store"] = {
+        {"rpcs", store_after.master_rpcs - store_before.master_rpcs},
+        {"rpc_us",
+         static_cast<double>(store_after.master_rpc_ns - store_before.master_rpc_ns) / 1e3},
+        {"transfers", store_after.transfer_batches - store_before.transfer_batches},
+        {"transfer_us",
+         static_cast<double>(store_after.transfer_ns - store_before.transfer_ns) / 1e3}};
   };
   phase("put", Op::kPut);
   phase("get", Op::kGet);
@@ -355,6 +366,10 @@ struct Measured {
   double check_s = 0;      // time the clients spent checking the bytes of their gets
   bool checks_off = false;  // that time is not in the phase times (one session in all)
   nlohmann::json ucx = nlohmann::json::object();  // clients' progress-thread waits per phase
+  // Per phase, over every client: master RPCs and transfer batches the calls waited for,
+  // how many and their total time (us).
+  nlohmann::json waited = nlohmann::json::object();
+  uint64_t calls_per_phase = 0;  // every session's calls of one phase (clients x count)
   bool ok = false;
 };
 
@@ -442,6 +457,17 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     m.reserved_puts += j.value("reserved_puts", uint64_t{0});
     m.reservation_requests += j.value("reservation_requests", uint64_t{0});
     for (const char* ph : {"put", "get", "reget"}) {
+      const std::string key = std::string(ph) + "_store";
+      if (!j.contains(key)) continue;
+      nlohmann::json& sum = m.waited[ph];
+      if (!sum.is_object())
+        sum = {{"rpcs", 0}, {"rpc_us", 0.0}, {"transfers", 0}, {"transfer_us", 0.0}};
+      sum["rpcs"] = sum["rpcs"].get<uint64_t>() + j[key]["rpcs"].get<uint64_t>();
+      sum["rpc_us"] = sum["rpc_us"].get<double>() + j[key]["rpc_us"].get<double>();
+      sum["transfers"] = sum["transfers"].get<uint64_t>() + j[key]["transfers"].get<uint64_t>();
+      sum["transfer_us"] = sum["transfer_us"].get<double>() + j[key]["transfer_us"].get<double>();
+    }
+    for (const char* ph : {"put", "get", "reget"}) {
       const std::string key = std::string(ph) + "_ucx";
       if (!j.contains(key)) continue;
       nlohmann::json& sum = m.ucx[ph];
@@ -454,6 +480,7 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
   }
   if (done != procs || put_s <= 0 || get_s <= 0 || reget_s <= 0) return m;
   const double ops = static_cast<double>(clients * count);
+  m.calls_per_phase = clients * count;
   m.put_ops = ops / put_s;
   m.get_ops = ops / get_s;
   m.put_gbps = m.put_ops * static_cast<double>(size) / 1e9;
@@ -468,6 +495,33 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
   m.checks_off = clients == 1;
   m.ok = m.errors == 0;
   return m;
+}
+
+// One row's line of what its calls waited for, e.g.
+// "    4096   16 | put: 1.06 RPC x 75.2, 1.00 transfer x 23.1 | get: ... | again: ...".
+std::string WaitedLine(uint64_t size, uint64_t clients, const Measured& t) {
+  char head[64];
+  std::snprintf(head, sizeof head, "%8llu %4llu", static_cast<unsigned long long>(size),
+                static_cast<unsigned long long>(clients));
+  std::string line = head;
+  const double calls = static_cast<double>(t.calls_per_phase);
+  for (const auto& [ph, label] : {std::pair{"put", "put"}, {"get", "get"}, {"reget", "again"}}) {
+    if (!t.waited.contains(ph) || calls <= 0) {
+      line += std::string(" | ") + label + ": -";
+      continue;
+    }
+    const nlohmann::json& w = t.waited[ph];
+    const auto rpcs = w["rpcs"].get<uint64_t>(), transfers = w["transfers"].get<uint64_t>();
+    char part[160];
+    std::snprintf(
+        part, sizeof part, " | %s: %.2f RPC x %.1f, %.2f transfer x %.1f", label,
+        static_cast<double>(rpcs) / calls,
+        rpcs > 0 ? w["rpc_us"].get<double>() / static_cast<double>(rpcs) : 0.0,
+        static_cast<double>(transfers) / calls,
+        transfers > 0 ? w["transfer_us"].get<double>() / static_cast<double>(transfers) : 0.0);
+    line += part;
+  }
+  return line;
 }
 
 // redis-benchmark --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
@@ -677,12 +731,16 @@ int RunStoreBench(int argc, char** argv) {
   }
   master = ready->substr(prefix.size());
   const std::vector<uint64_t> size_list = List(sizes, true), client_list = List(clients, false);
-  uint64_t segment = 0;
+  // Every row's objects at once: a row's removes are forced while its gets' leases run
+  // (lease TTL, 10 s), so the memory of the rows before is still held when the next row
+  // puts (sized for the largest row alone, a run of --sizes 4K,1M --clients 1,16
+  // --large-bytes 16M had the master evict 1 MiB objects before their gets). Room to
+  // spare: the master evicts above its high watermark (90 %).
+  uint64_t segment = 64 << 20;
   for (uint64_t s : size_list) {
     for (uint64_t c : client_list) {
       const uint64_t per = s < (1 << 20) ? small_ops : std::max<uint64_t>(1, large_bytes / s);
-      // Room to spare: the master evicts above its high watermark (90 %).
-      segment = std::max(segment, c * per * (s + 4096) * 3 / 2 + (64 << 20));
+      segment += c * per * (s + 4096) * 3 / 2;
     }
   }
   Child holder = Spawn({self, "store", "--role", "holder", "--master", master, "--segment",
@@ -745,6 +803,7 @@ int RunStoreBench(int argc, char** argv) {
               "agn p50", "SET/s", "GET/s", "GETGB/s", "GET p50", "GET p99", "put x", "get x",
               "again x", "GB x", "load");
   nlohmann::json rows = nlohmann::json::array();
+  std::vector<std::string> waited_lines;
   bool ok = true;
   for (uint64_t s : size_list) {
     for (uint64_t c : client_list) {
@@ -774,31 +833,50 @@ int RunStoreBench(int argc, char** argv) {
                       {"objects_per_client", per},
                       {"api", zc ? "zero-copy" : "copy"},
                       {"load_avg_before", load_row},
-                      {"tidal", {{"put_ops", t.put_ops}, {"get_ops", t.get_ops},
-                                 {"put_gbps", t.put_gbps}, {"get_gbps", t.get_gbps},
-                                 {"put_p50_us", t.put_p50}, {"put_p99_us", t.put_p99},
-                                 {"get_p50_us", t.get_p50}, {"get_p99_us", t.get_p99},
-                                 {"get_again_ops", t.reget_ops},
-                                 {"get_again_p50_us", t.reget_p50},
-                                 {"get_again_p99_us", t.reget_p99},
-                                 {"cached_gets", t.cached_gets}, {"cached", !no_cache},
-                                 {"reserved_puts", t.reserved_puts},
-                                 {"reservation_requests", t.reservation_requests},
-                                 {"client_progress_waits", t.ucx},
-                                 {"check_s", t.check_s},
-                                 {"check_excluded", t.checks_off},
-                                 {"errors", t.errors}, {"ok", t.ok}}},
-                      {"redis", {{"set_ops", r.put_ops}, {"get_ops", r.get_ops},
-                                 {"set_gbps", r.put_gbps}, {"get_gbps", r.get_gbps},
-                                 {"set_p50_us", r.put_p50}, {"set_p99_us", r.put_p99},
-                                 {"get_p50_us", r.get_p50}, {"get_p99_us", r.get_p99},
-                                 {"ok", r.ok}}},
+                      {"tidal",
+                       {{"put_ops", t.put_ops},
+                        {"get_ops", t.get_ops},
+                        {"put_gbps", t.put_gbps},
+                        {"get_gbps", t.get_gbps},
+                        {"put_p50_us", t.put_p50},
+                        {"put_p99_us", t.put_p99},
+                        {"get_p50_us", t.get_p50},
+                        {"get_p99_us", t.get_p99},
+                        {"get_again_ops", t.reget_ops},
+                        {"get_again_p50_us", t.reget_p50},
+                        {"get_again_p99_us", t.reget_p99},
+                        {"cached_gets", t.cached_gets},
+                        {"cached", !no_cache},
+                        {"reserved_puts", t.reserved_puts},
+                        {"reservation_requests", t.reservation_requests},
+                        {"client_progress_waits", t.ucx},
+                        {"waited", t.waited},
+                        {"check_s", t.check_s},
+                        {"check_excluded", t.checks_off},
+                        {"errors", t.errors},
+                        {"ok", t.ok}}},
+                      {"redis",
+                       {{"set_ops", r.put_ops},
+                        {"get_ops", r.get_ops},
+                        {"set_gbps", r.put_gbps},
+                        {"get_gbps", r.get_gbps},
+                        {"set_p50_us", r.put_p50},
+                        {"set_p99_us", r.put_p99},
+                        {"get_p50_us", r.get_p50},
+                        {"get_p99_us", r.get_p99},
+                        {"ok", r.ok}}},
                       {"put_ops_ratio", ratio_put},
                       {"get_ops_ratio", ratio_ops},
                       {"get_again_ops_ratio", ratio_again},
                       {"get_gbps_ratio", ratio_gb}});
+      waited_lines.push_back(WaitedLine(s, c, t));
     }
   }
+  std::printf(
+      "what tidal's calls waited for, per phase: master RPCs and transfer batches per "
+      "call, x their mean time in us (start to answer); the rest of a call is the "
+      "client's own work and its event loop's queue\n");
+  for (const std::string& line : waited_lines) std::printf("%s\n", line.c_str());
   if (json) {
     std::cout << nlohmann::json{{"store", rows},
                                 {"ucx_tls", tls},

@@ -158,6 +158,14 @@ struct StoreClientStats {
   uint64_t reservation_requests = 0;  // PutReserve RPCs
   uint64_t kept_reservations_used = 0;  // puts that wrote into one kept from a request before
   uint64_t reservation_fallbacks = 0;  // puts that tried a reservation and took two RPCs
+  // Where calls spend their time, on the Env clock: the master RPCs the calls made
+  // (heartbeats not counted) and the transfer batches (a put's WRITEs, a get's READs), each
+  // from its start to its answer. A call's time beyond the two is the client's own work and
+  // its event loop's queue.
+  uint64_t master_rpcs = 0;
+  uint64_t master_rpc_ns = 0;
+  uint64_t transfer_batches = 0;
+  uint64_t transfer_ns = 0;
 };
 
 class StoreClient {
