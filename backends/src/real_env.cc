@@ -46,6 +46,7 @@ void RealEnv::Post(Callback fn) {
 }
 
 void RealEnv::WakeFdWait() {
+  wake_writes_.fetch_add(1, std::memory_order_relaxed);
   const uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof one);
 }
@@ -162,6 +163,13 @@ bool RealEnv::PollFds(uint64_t timeout_ns) {
               : static_cast<int>(std::min<uint64_t>((timeout_ns + 999'999) / 1'000'000, INT32_MAX));
       n = ::epoll_wait(epoll_fd_, events, kMaxEvents, ms);
     }
+  }
+  if (timeout_ns != 0) {
+    // The blocking wait is over: a Post from the callbacks below (or another thread) finds
+    // the loop about to look at its queue, so it need not write the eventfd (a write here
+    // and a read by the next epoll, per request, when tidal-master slept between them).
+    std::lock_guard<std::mutex> lock(mu_);
+    fd_waiting_ = false;
   }
   if (n <= 0) return false;  // nothing, or EINTR: the caller looks again
   bool ran = false;

@@ -218,6 +218,45 @@ TEST(RealEnv, AWatchedDescriptorRunsItsCallbackOnTheLoop) {
   EXPECT_EQ(env.AddWaitFd(-1, [] {}).code(), ErrorCode::INVALID_PARAMS);
 }
 
+// A descriptor's callback that posts (a message handler sending its answer through a
+// posted flush) does so after the wait in epoll is over: the post writes no eventfd, and
+// the loop runs it. A post from another thread while the loop waits in epoll does (and
+// the poster's removal may too, if the loop is back in epoll by then).
+TEST(RealEnv, PostsFromADescriptorsCallbackWriteNoEventfd) {
+  RealEnv env;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  int answered = 0;
+  Result<uint64_t> id = env.AddWaitFd(fds[0], [&] {
+    char c;
+    ASSERT_EQ(::read(fds[0], &c, 1), 1);
+    env.Post([&] { ++answered; });
+  });
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  for (int round = 1; round <= 3; ++round) {
+    std::thread writer([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));  // the loop is in epoll
+      ASSERT_EQ(::write(fds[1], "x", 1), 1);
+    });
+    EXPECT_TRUE(env.RunUntil([&] { return answered == round; }));
+    writer.join();
+  }
+  EXPECT_EQ(env.wake_writes(), 0u);
+  env.AddPoster();
+  std::thread poster([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    env.Post([&] { ++answered; });
+    env.RemovePoster();
+  });
+  EXPECT_TRUE(env.RunUntil([&] { return answered == 4; }));
+  poster.join();
+  EXPECT_GE(env.wake_writes(), 1u);
+  EXPECT_LE(env.wake_writes(), 2u);
+  env.RemoveWaitFd(*id);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 // A loop that never runs out of ready work still reads its descriptors (every
 // kFdCheckEvery callbacks), and a callback may remove its own descriptor.
 TEST(RealEnv, ABusyLoopStillReadsItsDescriptors) {

@@ -60,6 +60,7 @@ Task<Status> RealNode::SetUp() {
   eo.slice_bytes = options_.slice_bytes;
   backends::ucx::UcxTransportOptions to;
   to.one_sided = options_.one_sided;
+  if (options_.ucx_spin_ns) to.spin_ns = *options_.ucx_spin_ns;
   auto ucx = std::make_unique<backends::ucx::UcxTransport>(to);
   backends::ucx::UcxTransport* transport = ucx.get();  // owned by the engine from here
   engine_ =

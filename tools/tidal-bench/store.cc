@@ -121,9 +121,11 @@ double Percentile(std::vector<double> v, double p) {
 volatile sig_atomic_t g_stop = 0;
 
 // --role holder: lends a segment and waits for SIGTERM.
-int Holder(const std::string& master, uint64_t segment_bytes, uint64_t slice_bytes) {
+int Holder(const std::string& master, uint64_t segment_bytes, uint64_t slice_bytes,
+           uint64_t ucx_spin_ns) {
   cluster::RealNodeOptions o;
   o.slice_bytes = slice_bytes;
+  o.ucx_spin_ns = ucx_spin_ns;
   o.name = "holder";
   o.master = master;
   o.segment_bytes = segment_bytes;
@@ -606,15 +608,16 @@ int RunStoreBench(int argc, char** argv) {
   uint64_t id = 0, size = 0, count = 0, segment_bytes = 0, small_ops = 2000,
            large_bytes = 128ull << 20, sessions = 1,
            slice_bytes = cluster::RealNodeOptions{}.slice_bytes, client_spin_us = 50,
-           master_spin_us = 300;
+           master_spin_us = 300,
+           holder_spin_us = backends::ucx::UcxTransportOptions{}.spin_ns / 1000;
   uint32_t put_reservations = cluster::RealNodeOptions{}.put_reservations;
   int redis_port = 16379;
   bool json = false, no_redis = false, no_cache = false, zero_copy = false;
   po::options_description opts(
       "tidal-bench store [options]: the store between processes (tidal-master, a holder, C "
       "client sessions over UCX) beside redis-server + redis-benchmark SET/GET");
-  opts.add_options()("help,h", "this help")(
-      "sizes", po::value(&sizes)->default_value(sizes), "value sizes (K, M suffixes)")(
+  opts.add_options()("help,h", "this help")("sizes", po::value(&sizes)->default_value(sizes),
+                                            "value sizes (K, M suffixes)")(
       "clients", po::value(&clients)->default_value(clients), "client counts")(
       "small-ops", po::value(&small_ops)->default_value(small_ops),
       "objects per client for sizes below 1 MiB")(
@@ -638,6 +641,10 @@ int RunStoreBench(int argc, char** argv) {
       "tidal-master --spin-us: its event loop polls this long for a request before it sleeps "
       "(tidal-master's own default is 0; 300 here: with its reads on the loop, a request that "
       "finds it polling costs the client no wake-up, docs/performance.md)")(
+      "holder-spin-us", po::value(&holder_spin_us)->default_value(holder_spin_us),
+      "the holder's UCX progress thread polls this long after its last activity before it "
+      "sleeps (RealNodeOptions::ucx_spin_ns, UcxTransportOptions::spin_ns): a client's "
+      "request that finds it polling is served without an event-fd wake-up")(
       "put-reservations", po::value(&put_reservations)->default_value(put_reservations),
       "clients put values of at most 64 KiB through this many put reservations at a time "
       "(RealNodeOptions::put_reservations: one master RPC per put; 0: PutStart and PutEnd)")(
@@ -652,8 +659,8 @@ int RunStoreBench(int argc, char** argv) {
       "receiver fetch them), get_zcopy, auto (UCX's default), or 'ucx': leave it unset")(
       "api", po::value(&api)->default_value(api),
       "copy: Put/Get of strings; zero-copy: PutFrom/GetInto registered buffers; auto: "
-      "zero-copy from 1 MiB, copy below")(
-      "json", po::bool_switch(&json), "print JSON after the table");
+      "zero-copy from 1 MiB, copy below")("json", po::bool_switch(&json),
+                                          "print JSON after the table");
   po::options_description hidden;
   hidden.add_options()("role", po::value(&role))("master", po::value(&master))(
       "id", po::value(&id))("size", po::value(&size))("count", po::value(&count))(
@@ -677,7 +684,7 @@ int RunStoreBench(int argc, char** argv) {
     std::cerr << "tidal-bench store: --slice-bytes must be at least 1\n";
     return 2;
   }
-  if (role == "holder") return Holder(master, segment_bytes, slice_bytes);
+  if (role == "holder") return Holder(master, segment_bytes, slice_bytes, holder_spin_us * 1000);
   if (role == "client") {
     return Client(master, id, sessions, size, count, !no_cache, zero_copy, slice_bytes,
                   client_spin_us * 1000, put_reservations);
@@ -744,7 +751,8 @@ int RunStoreBench(int argc, char** argv) {
     }
   }
   Child holder = Spawn({self, "store", "--role", "holder", "--master", master, "--segment",
-                        std::to_string(segment), "--slice-bytes", std::to_string(slice_bytes)});
+                        std::to_string(segment), "--slice-bytes", std::to_string(slice_bytes),
+                        "--holder-spin-us", std::to_string(holder_spin_us)});
   std::optional<std::string> hready = ReadAnswer(holder);
   if (!hready || *hready != "ready") {
     std::cerr << "tidal-bench store: the holder did not start (" << hready.value_or("no output")
@@ -764,12 +772,14 @@ int RunStoreBench(int argc, char** argv) {
   std::printf("tidal-bench store: tidal (UCX_TLS=%s, tidal-master %s, cached gets %s) vs "
               "redis-server 127.0.0.1:%d; load average %s\n", tls.c_str(), master.c_str(),
               no_cache ? "off" : "on", redis_port, LoadText(load_start).c_str());
-  std::printf("UCX_TCP_RX_SEG_SIZE=%s UCX_TCP_TX_SEG_SIZE=%s UCX_RNDV_SCHEME=%s; engine slices "
-              "%llu bytes; event-loop polling before sleeping: clients %llu us, tidal-master "
-              "%llu us\n",
-              rx_seg.c_str(), tx_seg.c_str(), rndv.c_str(), static_cast<unsigned long long>(slice_bytes),
-              static_cast<unsigned long long>(client_spin_us),
-              static_cast<unsigned long long>(master_spin_us));
+  std::printf(
+      "UCX_TCP_RX_SEG_SIZE=%s UCX_TCP_TX_SEG_SIZE=%s UCX_RNDV_SCHEME=%s; engine slices "
+      "%llu bytes; event-loop polling before sleeping: clients %llu us, tidal-master "
+      "%llu us; the holder's UCX progress thread polls %llu us after activity\n",
+      rx_seg.c_str(), tx_seg.c_str(), rndv.c_str(), static_cast<unsigned long long>(slice_bytes),
+      static_cast<unsigned long long>(client_spin_us),
+      static_cast<unsigned long long>(master_spin_us),
+      static_cast<unsigned long long>(holder_spin_us));
   const bool one_sided = cluster::RealNodeOptions::OneSidedDefault();
   const bool transport_memory = cluster::RealNodeOptions::TransportMemoryDefault();
   std::printf("ucx data path: %s; the holder's segment: %s\n",
@@ -888,6 +898,7 @@ int RunStoreBench(int argc, char** argv) {
                                 {"ucx_rndv_scheme", rndv},
                                 {"client_spin_us", client_spin_us},
                                 {"master_spin_us", master_spin_us},
+                                {"holder_spin_us", holder_spin_us},
                                 {"cached_gets", !no_cache},
                                 {"put_reservations", put_reservations},
                                 {"one_sided", one_sided},

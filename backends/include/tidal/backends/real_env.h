@@ -81,6 +81,9 @@ class RealEnv final : public Env {
   size_t wait_fds() const { return wait_fds_.size(); }
   // Loop wake-ups so far that came from a watched descriptor (the callbacks run).
   uint64_t fd_wakeups() const { return fd_wakeups_; }
+  // Posts that had to write the eventfd to end a wait in epoll (the loop was blocked, not
+  // running callbacks).
+  uint64_t wake_writes() const { return wake_writes_.load(std::memory_order_relaxed); }
 
   static constexpr int kFdCheckEvery = 64;
 
@@ -116,6 +119,7 @@ class RealEnv final : public Env {
   std::map<uint64_t, WaitFd> wait_fds_;
   uint64_t next_wait_fd_ = 1;
   uint64_t fd_wakeups_ = 0;
+  std::atomic<uint64_t> wake_writes_{0};
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   bool fd_waiting_ TIDAL_GUARDED_BY(mu_) = false;

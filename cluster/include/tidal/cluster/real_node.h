@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,10 @@ struct RealNodeOptions {
   // (RealEnv::SetSpinNs): a wake-up saved per answer, a core burnt while it polls.
   // 0: sleep at once.
   uint64_t env_spin_ns = 0;
+  // The UCX progress thread's polling window after its last activity
+  // (UcxTransportOptions::spin_ns; unset: the transport's default). A node that serves
+  // peers' accesses takes a request that finds it polling without an event-fd wake-up.
+  std::optional<uint64_t> ucx_spin_ns;
   // The UCX transport's one-sided mode (UcxTransportOptions::one_sided, docs/ucx.md) and,
   // with `transport_memory`, the lent segment in memory UCX allocated
   // (UcxTransport::AllocateHostMemory): over shared memory, peers' puts and gets then go
