@@ -89,7 +89,9 @@ TEST_P(StoreApi, PutThenGetFromAnotherClient) {
 // time: a put without reservations is PutStart, one WRITE batch and PutEnd; a get is
 // GetReplicaList and one READ batch; Exists is one RPC; heartbeats are not counted.
 TEST_P(StoreApi, StatsCountTheRpcsAndTransfersCallsWaitFor) {
-  MAKE_OR_SKIP(3);
+  StoreWorldOptions o = Opts();
+  o.client.heartbeat_interval_ns = 10 * kMs;
+  MAKE_OR_SKIP(o);
   const StoreClientStats put0 = c(0).stats(), get0 = c(1).stats();
   ASSERT_EQ(w().Run(0, c(0).Put("k", Pattern(2, 10000))).code(), ErrorCode::OK);
   const StoreClientStats put1 = c(0).stats();
@@ -108,6 +110,12 @@ TEST_P(StoreApi, StatsCountTheRpcsAndTransfersCallsWaitFor) {
   EXPECT_EQ(exists1.master_rpcs - get1.master_rpcs, 1u);
   EXPECT_EQ(exists1.transfer_batches, get1.transfer_batches);
   EXPECT_EQ(exists1.transfer_ns, get1.transfer_ns);
+  // Heartbeats go on meanwhile (every 10 ms here) and are not among the RPCs.
+  w().Advance(100 * kMs);
+  const StoreClientStats idle = c(1).stats();
+  EXPECT_GT(idle.heartbeats, exists1.heartbeats);
+  EXPECT_EQ(idle.master_rpcs, exists1.master_rpcs);
+  EXPECT_EQ(idle.master_rpc_ns, exists1.master_rpc_ns);
 }
 
 TEST_P(StoreApi, PutOnExistingKeyIsAlreadyExists) {

@@ -30,25 +30,25 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <deque>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <span>
-#include <thread>
-
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "../common/stats.h"
 #include "tidal/backends/registry.h"
 #include "tidal/backends/ucx/ucx_fabric.h"
 
@@ -99,16 +99,17 @@ struct Row {
   // the progress thread (it held the worker).
   std::optional<uint64_t> lat_writes, lat_direct;
   // Each latency round: tidal's mean WRITE (us) and, where perftest ran beside it, its
-  // one-way put_lat (us); the ratio column is the median of the rounds' ratios.
-  std::vector<std::pair<double, std::optional<double>>> lat_rounds;
+  // one-way put_lat (us) and the ratio of tidal's to its round trip; the ratio column is
+  // the median of the rounds' ratios.
+  struct LatRound {
+    double tidal_us = 0;
+    std::optional<double> perftest_us, ratio;
+  };
+  std::vector<LatRound> lat_rounds;
   std::optional<double> lat_ratio;
 };
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+using tidal::tools::Median;
 
 // CPU time (user + system, ms) of every thread of this process, by thread id, with its
 // name (/proc/self/task/*/stat).
@@ -428,11 +429,14 @@ int RunTransfer(const Config& c) {
         if (c.perftest && ucx) {
           if (auto v = Perftest(c, "ucp_put_lat", size, c.lat_iters)) pt = (*v)[2];
         }
-        row.lat_rounds.emplace_back(us, pt);
+        Row::LatRound& round_row = row.lat_rounds.emplace_back();
+        round_row.tidal_us = us;
         ours.push_back(us);
         if (pt && *pt > 0) {
+          round_row.perftest_us = pt;
+          round_row.ratio = us / (2 * *pt);
           theirs.push_back(*pt);
-          ratios.push_back(us / (2 * *pt));
+          ratios.push_back(*round_row.ratio);
         }
       }
       row.write_lat_us = Median(ours);
@@ -521,12 +525,12 @@ int RunTransfer(const Config& c) {
     if (row.get_mbps) e["perftest_get_bw_mibps"] = *row.get_mbps;
     if (row.write_lat_us) e["tidal_write_lat_us"] = *row.write_lat_us;
     if (row.put_lat_us) e["perftest_put_lat_oneway_us"] = *row.put_lat_us;
-    for (const auto& [us, pt] : row.lat_rounds) {
+    for (const Row::LatRound& lr : row.lat_rounds) {
       nlohmann::json rj;
-      rj["tidal_write_lat_us"] = us;
-      if (pt) {
-        rj["perftest_put_lat_oneway_us"] = *pt;
-        rj["ratio"] = us / (2 * *pt);
+      rj["tidal_write_lat_us"] = lr.tidal_us;
+      if (lr.ratio) {
+        rj["perftest_put_lat_oneway_us"] = *lr.perftest_us;
+        rj["ratio"] = *lr.ratio;
       }
       e["lat_rounds"].push_back(rj);
     }
@@ -541,8 +545,9 @@ int RunTransfer(const Config& c) {
     if (row.lat_rounds.empty()) continue;
     std::printf("latency rounds at %s (tidal WRITE / 2 x ucp_put_lat, us, alternated):",
                 Human(row.size).c_str());
-    for (const auto& [us, pt] : row.lat_rounds) {
-      std::printf(" %.2f/%s", us, pt ? Fmt(2 * *pt, 2).c_str() : "-");
+    for (const Row::LatRound& lr : row.lat_rounds) {
+      std::printf(" %.2f/%s", lr.tidal_us,
+                  lr.perftest_us ? Fmt(2 * *lr.perftest_us, 2).c_str() : "-");
     }
     std::printf("; the row: medians, and the median of the rounds' ratios\n");
   }

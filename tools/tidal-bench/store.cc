@@ -14,19 +14,20 @@
 // of the environment) and tidal-master's TCP control plane.
 #if TIDAL_BENCH_STORE
 
-#include <boost/program_options.hpp>
 #include <fcntl.h>
-#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -368,9 +369,13 @@ struct Measured {
   double check_s = 0;      // time the clients spent checking the bytes of their gets
   bool checks_off = false;  // that time is not in the phase times (one session in all)
   nlohmann::json ucx = nlohmann::json::object();  // clients' progress-thread waits per phase
-  // Per phase, over every client: master RPCs and transfer batches the calls waited for,
-  // how many and their total time (us).
-  nlohmann::json waited = nlohmann::json::object();
+  // Per phase ("put", "get", "reget"), over every client: master RPCs and transfer
+  // batches the calls waited for, how many and their total time (us).
+  struct Waited {
+    uint64_t rpcs = 0, transfers = 0;
+    double rpc_us = 0, transfer_us = 0;
+  };
+  std::map<std::string, Waited> waited;
   uint64_t calls_per_phase = 0;  // every session's calls of one phase (clients x count)
   bool ok = false;
 };
@@ -461,13 +466,11 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     for (const char* ph : {"put", "get", "reget"}) {
       const std::string key = std::string(ph) + "_store";
       if (!j.contains(key)) continue;
-      nlohmann::json& sum = m.waited[ph];
-      if (!sum.is_object())
-        sum = {{"rpcs", 0}, {"rpc_us", 0.0}, {"transfers", 0}, {"transfer_us", 0.0}};
-      sum["rpcs"] = sum["rpcs"].get<uint64_t>() + j[key]["rpcs"].get<uint64_t>();
-      sum["rpc_us"] = sum["rpc_us"].get<double>() + j[key]["rpc_us"].get<double>();
-      sum["transfers"] = sum["transfers"].get<uint64_t>() + j[key]["transfers"].get<uint64_t>();
-      sum["transfer_us"] = sum["transfer_us"].get<double>() + j[key]["transfer_us"].get<double>();
+      Measured::Waited& sum = m.waited[ph];
+      sum.rpcs += j[key]["rpcs"].get<uint64_t>();
+      sum.rpc_us += j[key]["rpc_us"].get<double>();
+      sum.transfers += j[key]["transfers"].get<uint64_t>();
+      sum.transfer_us += j[key]["transfer_us"].get<double>();
     }
     for (const char* ph : {"put", "get", "reget"}) {
       const std::string key = std::string(ph) + "_ucx";
@@ -499,6 +502,19 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
   return m;
 }
 
+// The JSON of what a row's calls waited for: per phase, rpcs, rpc_us, transfers and
+// transfer_us (totals over every client).
+nlohmann::json WaitedJson(const Measured& t) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [ph, w] : t.waited) {
+    out[ph] = {{"rpcs", w.rpcs},
+               {"rpc_us", w.rpc_us},
+               {"transfers", w.transfers},
+               {"transfer_us", w.transfer_us}};
+  }
+  return out;
+}
+
 // One row's line of what its calls waited for, e.g.
 // "    4096   16 | put: 1.06 RPC x 75.2, 1.00 transfer x 23.1 | get: ... | again: ...".
 std::string WaitedLine(uint64_t size, uint64_t clients, const Measured& t) {
@@ -508,19 +524,18 @@ std::string WaitedLine(uint64_t size, uint64_t clients, const Measured& t) {
   std::string line = head;
   const double calls = static_cast<double>(t.calls_per_phase);
   for (const auto& [ph, label] : {std::pair{"put", "put"}, {"get", "get"}, {"reget", "again"}}) {
-    if (!t.waited.contains(ph) || calls <= 0) {
+    auto it = t.waited.find(ph);
+    if (it == t.waited.end() || calls <= 0) {
       line += std::string(" | ") + label + ": -";
       continue;
     }
-    const nlohmann::json& w = t.waited[ph];
-    const auto rpcs = w["rpcs"].get<uint64_t>(), transfers = w["transfers"].get<uint64_t>();
+    const Measured::Waited& w = it->second;
     char part[160];
-    std::snprintf(
-        part, sizeof part, " | %s: %.2f RPC x %.1f, %.2f transfer x %.1f", label,
-        static_cast<double>(rpcs) / calls,
-        rpcs > 0 ? w["rpc_us"].get<double>() / static_cast<double>(rpcs) : 0.0,
-        static_cast<double>(transfers) / calls,
-        transfers > 0 ? w["transfer_us"].get<double>() / static_cast<double>(transfers) : 0.0);
+    std::snprintf(part, sizeof part, " | %s: %.2f RPC x %.1f, %.2f transfer x %.1f", label,
+                  static_cast<double>(w.rpcs) / calls,
+                  w.rpcs > 0 ? w.rpc_us / static_cast<double>(w.rpcs) : 0.0,
+                  static_cast<double>(w.transfers) / calls,
+                  w.transfers > 0 ? w.transfer_us / static_cast<double>(w.transfers) : 0.0);
     line += part;
   }
   return line;
@@ -860,7 +875,7 @@ int RunStoreBench(int argc, char** argv) {
                         {"reserved_puts", t.reserved_puts},
                         {"reservation_requests", t.reservation_requests},
                         {"client_progress_waits", t.ucx},
-                        {"waited", t.waited},
+                        {"waited", WaitedJson(t)},
                         {"check_s", t.check_s},
                         {"check_excluded", t.checks_off},
                         {"errors", t.errors},

@@ -40,10 +40,10 @@
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
-#include <functional>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -52,6 +52,7 @@
 #include <thread>
 #include <vector>
 
+#include "../common/stats.h"
 #include "tidal/backends/cuda/cuda_fabric.h"
 #include "tidal/backends/real_env.h"
 #include "tidal/collectives/chunk_trace.h"
@@ -88,13 +89,7 @@ std::vector<uint64_t> Sizes(uint64_t min, uint64_t max, uint64_t step) {
   return out;
 }
 
-// The median of `v` (the mean of the middle two for an even count); 0 for none.
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 != 0 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
+using tidal::tools::Median;
 
 // "lo-hi" of per-trial ratios, for the tables' min-max column; "-" for none.
 std::string RatioRange(const std::vector<double>& ratios) {

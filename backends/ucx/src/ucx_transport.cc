@@ -293,10 +293,7 @@ struct UcxTransport::Impl {
     fn();
     GiveWorker(wl);
   }
-  // Run's two halves, for a caller that decides what to do by whether it got the worker
-  // (Submit): takes the worker if it is free and the transport is not stopping, and runs
-  // the commands queued before; false leaves `wl` empty (the caller posts its work).
-  static constexpr int kTakeWorkerSpins = 64;
+  static constexpr int kTakeWorkerSpins = 64;  // TakeWorker's bounded wait, in pauses
   static void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -304,6 +301,9 @@ struct UcxTransport::Impl {
     asm volatile("yield");
 #endif
   }
+  // Run's two halves, for a caller that decides what to do by whether it got the worker
+  // (Submit): takes the worker if it is free and the transport is not stopping, and runs
+  // the commands queued before; false leaves `wl` empty (the caller posts its work).
   bool TakeWorker(std::unique_lock<std::mutex>& wl) {
     wl = std::unique_lock<std::mutex>(wmu, std::try_to_lock);
     // The progress thread holds the worker for one round of progress at a time (it never
