@@ -126,6 +126,22 @@ Result<uint64_t> RealEnv::AddWaitFd(int fd, std::function<void()> on_readable) {
   return id;
 }
 
+Status RealEnv::WatchWritable(uint64_t id, bool writable) {
+  auto it = wait_fds_.find(id);
+  if (it == wait_fds_.end()) {
+    return Status(ErrorCode::INVALID_PARAMS, "no watched descriptor " + std::to_string(id));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN | (writable ? EPOLLOUT : 0u);
+  ev.data.u64 = id;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, it->second.fd, &ev) != 0) {
+    return Status(ErrorCode::INVALID_PARAMS, "cannot watch descriptor " +
+                                                 std::to_string(it->second.fd) +
+                                                 ": epoll_ctl: " + std::strerror(errno));
+  }
+  return Status();
+}
+
 void RealEnv::RemoveWaitFd(uint64_t id) {
   auto it = wait_fds_.find(id);
   if (it == wait_fds_.end()) return;

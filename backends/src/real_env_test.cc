@@ -3,6 +3,7 @@
 // threads wake the loop, and RunUntil reports when nothing could ever finish the wait.
 #include "tidal/backends/real_env.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -216,6 +217,49 @@ TEST(RealEnv, AWatchedDescriptorRunsItsCallbackOnTheLoop) {
   ::close(fds[0]);
   ::close(fds[1]);
   EXPECT_EQ(env.AddWaitFd(-1, [] {}).code(), ErrorCode::INVALID_PARAMS);
+}
+
+// Write interest: a full pipe's writing end, watched, runs its callback once the reader
+// makes room, and never while the interest is off or the pipe full. An id not watched is
+// INVALID_PARAMS.
+TEST(RealEnv, AWatchedDescriptorCanAlsoWaitForRoomToWrite) {
+  RealEnv env;
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK), 0);
+  size_t filled = 0;
+  for (char chunk[4096] = {};;) {
+    const ssize_t n = ::write(fds[1], chunk, sizeof chunk);
+    if (n <= 0) break;
+    filled += static_cast<size_t>(n);
+  }
+  ASSERT_GT(filled, 0u);
+  int calls = 0;
+  Result<uint64_t> id = env.AddWaitFd(fds[1], [&] { ++calls; });
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(env.WatchWritable(*id + 1, true).code(), ErrorCode::INVALID_PARAMS);
+  ASSERT_TRUE(env.WatchWritable(*id, true).ok());
+  bool waited = false;  // the pipe stays full for 20 ms of the loop's running
+  env.ScheduleAfter(20'000'000, [&] { waited = true; });
+  EXPECT_TRUE(env.RunUntil([&] { return waited; }));
+  EXPECT_EQ(calls, 0);
+  std::vector<char> sink(filled);
+  ASSERT_EQ(::read(fds[0], sink.data(), sink.size()), static_cast<ssize_t>(filled));
+  bool give_up = false;  // a loop that never looked would otherwise wait forever
+  const TimerId limit = env.ScheduleAfter(10'000'000'000ULL, [&] { give_up = true; });
+  EXPECT_TRUE(env.RunUntil([&] { return calls > 0 || give_up; }));
+  EXPECT_GT(calls, 0);
+  env.CancelTimer(limit);
+  // Interest off: room to write no longer runs it.
+  ASSERT_TRUE(env.WatchWritable(*id, false).ok());
+  const int before = calls;
+  waited = false;
+  env.ScheduleAfter(20'000'000, [&] { waited = true; });
+  EXPECT_TRUE(env.RunUntil([&] { return waited; }));
+  EXPECT_EQ(calls, before);
+  env.RemoveWaitFd(*id);
+  EXPECT_EQ(env.WatchWritable(*id, true).code(), ErrorCode::INVALID_PARAMS);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 // A descriptor's callback that posts (a message handler sending its answer through a

@@ -12,7 +12,10 @@ namespace {
 
 TEST(TcpFrame, EncodesTheDocumentedLayout) {
   const std::string f = EncodeTcpFrame(TcpFrameKind::kMessage, "ab", std::string("x\0y", 3));
-  const std::string expected("TMSM\x01\x01\x02\x00\x03\x00\x00\x00" "abx\0y", 17);
+  const std::string expected(
+      "TMSM\x02\x01\x02\x00\x03\x00\x00\x00"
+      "abx\0y",
+      17);
   EXPECT_EQ(f, expected);
 }
 
@@ -54,8 +57,8 @@ TEST(TcpFrame, RefusesMalformedHeaders) {
     char value;
     const char* field;
   };
-  const Case cases[] = {{0, 'X', "magic"},   {4, 2, "version"},      {5, 0, "kind"},
-                        {5, 3, "kind"},      {6, 0, "from length"},  {11, 1, "payload length"}};
+  const Case cases[] = {{0, 'X', "magic"}, {4, 1, "version"},     {5, 0, "kind"},
+                        {5, 3, "kind"},    {6, 0, "from length"}, {11, 1, "payload length"}};
   for (const Case& c : cases) {
     std::string bad = good;
     bad[c.offset] = c.value;

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -80,12 +81,22 @@ struct Peer {
   int direct_fd = -1;
   // IO thread only.
   State state = State::kIdle;
+  // Asio's socket while connecting; then, reading on the loop, the connection is released
+  // from Asio (`fd`, owned here): registered with the IO thread's epoll, every answer that
+  // arrives would wake that thread. `socket` is then an Asio socket on a duplicate only
+  // while the IO thread writes frames the caller's thread could not (WriteFront).
   SocketPtr socket;
+  int fd = -1;
+  tcp protocol = tcp::v4();
   uint64_t conn = 0;  // bumped whenever the socket goes, so stale handlers do nothing
   bool writing = false;
   uint32_t failures = 0;
   asio::steady_timer timer;
-  std::array<char, 256> sink{};
+  // The peer answers on this connection: read here by the IO thread when the executor
+  // does not read it (options.read_on_loop off, or no descriptor to hand over). A new
+  // decoder per connection.
+  std::unique_ptr<FrameDecoder> decoder;
+  std::vector<char> rbuf;
 };
 
 // An accepted connection (IO thread only).
@@ -99,6 +110,8 @@ struct Inbound {
 
 // An accepted connection read by the executor (options.read_on_loop): the loop watches
 // its descriptor (RealEnv::AddWaitFd) and reads it when it is readable. Executor only.
+// Also a connection this messenger dialled (`dialled`): the IO thread owns and writes it,
+// the executor reads the peer's answers from a duplicate of its descriptor.
 struct LoopInbound {
   LoopInbound(int f, uint32_t max_payload, std::string r)
       : fd(f), decoder(max_payload), remote(std::move(r)) {}
@@ -109,10 +122,26 @@ struct LoopInbound {
   FrameDecoder decoder;
   std::string remote;
   uint64_t watch = 0;  // the RealEnv's id for fd
+  // A dialled connection: its peer and the connection's number (Peer::conn).
+  Peer* dialled = nullptr;
+  uint64_t conn = 0;
+  // An accepted connection whose hello named `name`: the route back to that peer while it
+  // is Impl::routes[name]. Its output: frames the socket has not taken (`out`, the front
+  // written up to out_offset) or, while out is empty, the frames coalesced this loop turn
+  // (`corked`), written by a posted flush. The loop watches the descriptor for writability
+  // while `out` holds frames (`want_write`).
+  std::string name;
+  std::deque<std::string> out;
+  size_t out_offset = 0;
+  size_t out_bytes = 0;
+  std::string corked;
+  std::vector<size_t> corked_ends;
+  bool flush_posted = false;
+  bool want_write = false;
 };
 
-// A descriptor closed when the last holder lets it go without taking it: an accepted
-// connection on its way from the IO thread to the executor.
+// A descriptor closed when the last holder lets it go without taking it: a connection on
+// its way from the IO thread to the executor.
 struct OwnedFd {
   explicit OwnedFd(int f) : fd(f) {}
   ~OwnedFd() {
@@ -150,8 +179,24 @@ struct TcpMessenger::Impl {
   void Deliver(std::vector<TcpFrame> frames);
   // options.read_on_loop, on the executor: watch an accepted connection, read it.
   void AddLoopInbound(int fd, std::string remote);
+  // options.read_on_loop: the executor reads the answers on a connection it dialled.
+  void AddLoopDialled(Peer* p, uint64_t conn, int fd);
   void ReadLoopInbound(uint64_t id);
+  // Stops reading a connection: a dialled one is closed by the IO thread (and dialled
+  // again if messages wait); an accepted one that was a route hands the frames it had not
+  // written to a dialled connection to its peer, in order.
+  void DropLoopInbound(uint64_t id);
   void CloseLoopInbound();
+  // Routes (options.read_on_loop): answers to a peer that dialled us go back on its
+  // connection. SetRoute makes connection `id` the route to `name` (unless frames to
+  // `name` already go through a connection of our own), taking over the frames a previous
+  // route had not written.
+  void SetRoute(const std::string& name, uint64_t id);
+  Status SendOnRoute(LoopInbound& in, uint64_t id, std::string frame, std::string_view to);
+  void FlushRoute(uint64_t id);
+  void WriteRoute(LoopInbound& in);
+  void UpdateWriteWatch(LoopInbound& in);
+  std::deque<std::string> TakeRouteOutput(LoopInbound& in);
   void FlushCorked(Peer& p);
   // Connected and nothing queued (so every earlier frame is wholly in the kernel): writes
   // what the socket takes of `data` now, from the caller's thread without waking the IO
@@ -185,6 +230,7 @@ struct TcpMessenger::Impl {
   uint64_t next_inbound = 1;
   std::map<uint64_t, std::unique_ptr<LoopInbound>> loop_inbound;  // executor only
   uint64_t next_loop_inbound = 1;
+  std::map<std::string, uint64_t, std::less<>> routes;        // executor only: name -> loop_inbound
   std::vector<char> loop_buf = std::vector<char>(64u << 10);  // executor only
   std::set<std::string> lookups;  // executor only: directory look-ups in flight
 
@@ -219,6 +265,8 @@ void TcpMessenger::Impl::Connect(Peer& p) {
     return;
   }
   p.state = Peer::State::kConnecting;
+  p.decoder = std::make_unique<FrameDecoder>(owner.options_.max_payload_bytes);
+  p.protocol = ep->protocol();
   auto sock = std::make_shared<tcp::socket>(io);
   p.socket = sock;
   const uint64_t conn = ++p.conn;
@@ -239,12 +287,39 @@ void TcpMessenger::Impl::Connect(Peer& p) {
                           Failed(p, "hello: " + wec.message());
                           return;
                         }
+                        if (!owner.options_.read_on_loop) {
+                          p.state = Peer::State::kConnected;
+                          {
+                            std::lock_guard<std::mutex> lock(mu);
+                            p.direct_fd = sock->native_handle();
+                          }
+                          WatchForClose(p);  // the IO thread reads the answers
+                          Pump(p);
+                          return;
+                        }
+                        // The peer answers on this connection, read on the loop from a
+                        // duplicate of the descriptor (closing shuts the connection down,
+                        // so the duplicate sees its end). Released from Asio first.
+                        asio::error_code rec;
+                        const int fd = sock->release(rec);
+                        p.socket.reset();
+                        const int rfd = rec ? -1 : ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+                        if (rfd < 0) {
+                          if (!rec) ::close(fd);
+                          Failed(p, "cannot hand the connection to the loop: " +
+                                        (rec ? rec.message() : std::string(std::strerror(errno))));
+                          return;
+                        }
+                        p.fd = fd;
                         p.state = Peer::State::kConnected;
                         {
                           std::lock_guard<std::mutex> lock(mu);
-                          p.direct_fd = sock->native_handle();
+                          p.direct_fd = fd;
                         }
-                        WatchForClose(p);
+                        auto owned = std::make_shared<OwnedFd>(rfd);
+                        owner.env_.Post([o = &owner, alive = owner.alive_, owned, pp = &p, conn]() {
+                          if (*alive) o->impl_->AddLoopDialled(pp, conn, owned->Take());
+                        });
                         Pump(p);
                       });
   });
@@ -260,6 +335,24 @@ void TcpMessenger::Impl::WriteFront(Peer& p) {
     front = &p.queue.front();
     offset = p.front_offset;
   }
+  if (!p.socket) {
+    // Released to the loop: an Asio socket on a duplicate while frames wait.
+    TIDAL_ASSERT(p.fd >= 0);
+    asio::error_code ec;
+    const int dup = ::fcntl(p.fd, F_DUPFD_CLOEXEC, 0);
+    auto sock = std::make_shared<tcp::socket>(io);
+    if (dup < 0) {
+      ec = asio::error_code(errno, asio::error::get_system_category());
+    } else {
+      sock->assign(p.protocol, dup, ec);
+      if (ec) ::close(dup);
+    }
+    if (ec) {
+      Failed(p, "write: " + ec.message());
+      return;
+    }
+    p.socket = sock;
+  }
   p.writing = true;
   const uint64_t conn = p.conn;
   SocketPtr sock = p.socket;
@@ -271,12 +364,21 @@ void TcpMessenger::Impl::WriteFront(Peer& p) {
                         Failed(p, "write: " + ec.message());
                         return;
                       }
+                      bool drained = false;
                       {
                         std::lock_guard<std::mutex> lock(mu);
                         TIDAL_ASSERT(!p.queue.empty());
                         p.queued_bytes -= p.queue.front().size();
                         p.queue.pop_front();
                         p.front_offset = 0;
+                        drained = p.queue.empty();
+                      }
+                      if (drained && p.fd >= 0) {
+                        // Nothing waits: the duplicate leaves Asio (and its epoll) again.
+                        asio::error_code ignored;
+                        const int dup = p.socket->release(ignored);
+                        if (!ignored) ::close(dup);
+                        p.socket.reset();
                       }
                       ++sent;
                       p.failures = 0;
@@ -284,17 +386,28 @@ void TcpMessenger::Impl::WriteFront(Peer& p) {
                     });
 }
 
-// The peer never writes on a connection we dialled, so a read completes only when the
-// connection ends: that is how a peer that went away is noticed while we are idle.
+// Read by the IO thread: the peer's answers on a connection we dialled, handed to the
+// executor as an accepted connection's are; a read that fails is how a peer that went
+// away is noticed while we are idle.
 void TcpMessenger::Impl::WatchForClose(Peer& p) {
   SocketPtr sock = p.socket;
   const uint64_t conn = p.conn;
-  sock->async_read_some(asio::buffer(p.sink),
-                        [this, &p, sock, conn](const asio::error_code& ec, size_t) {
+  if (p.rbuf.empty()) p.rbuf.resize(64u << 10);
+  sock->async_read_some(asio::buffer(p.rbuf),
+                        [this, &p, sock, conn](const asio::error_code& ec, size_t n) {
                           if (conn != p.conn) return;
                           if (ec) {
                             CloseSocket(p);
                             Pump(p);  // dials again if messages wait
+                            return;
+                          }
+                          p.decoder->Feed(std::string_view(p.rbuf.data(), n));
+                          std::vector<TcpFrame> frames;
+                          const bool ok = DecodeFrames(*p.decoder, p.name, &frames);
+                          Deliver(std::move(frames));  // the whole frames (before a bad one)
+                          if (!ok) {
+                            CloseSocket(p);
+                            Pump(p);
                             return;
                           }
                           WatchForClose(p);
@@ -312,8 +425,16 @@ void TcpMessenger::Impl::CloseSocketLocked(Peer& p) {
   p.front_offset = 0;  // the peer drops a frame cut off with the connection: whole next time
   if (p.socket) {
     asio::error_code ignored;
+    // Shut down first: the executor may hold a duplicate of the descriptor (it reads the
+    // peer's answers), which close alone would leave open, the connection with it.
+    p.socket->shutdown(tcp::socket::shutdown_both, ignored);
     p.socket->close(ignored);
     p.socket.reset();
+  }
+  if (p.fd >= 0) {
+    ::shutdown(p.fd, SHUT_RDWR);
+    ::close(p.fd);
+    p.fd = -1;
   }
   ++p.conn;
   p.writing = false;
@@ -373,6 +494,12 @@ void TcpMessenger::Impl::DropQueue(Peer& p, const std::string& why) {
 void TcpMessenger::Impl::StartAccept() {
   acceptor.async_accept([this](const asio::error_code& ec, tcp::socket s) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      // Answers go back on this connection: a small one must not wait for the ACK of the
+      // last (Nagle's algorithm against the peer's delayed ACK holds it up to 40 ms).
+      asio::error_code ignored;
+      s.set_option(tcp::no_delay(true), ignored);
+    }
     if (!ec && owner.options_.read_on_loop) {
       ++accepted;
       asio::error_code rec;
@@ -500,13 +627,35 @@ void TcpMessenger::Impl::AddLoopInbound(int fd, std::string remote) {
   loop_inbound.emplace(id, std::move(in));
 }
 
+void TcpMessenger::Impl::AddLoopDialled(Peer* p, uint64_t conn, int fd) {
+  const uint64_t id = next_loop_inbound++;
+  auto in = std::make_unique<LoopInbound>(fd, owner.options_.max_payload_bytes, p->name);
+  in->dialled = p;
+  in->conn = conn;
+  Result<uint64_t> watch = owner.env_.AddWaitFd(fd, [this, id]() { ReadLoopInbound(id); });
+  if (!watch.ok()) {
+    Log(owner.name_, "connection to '" + p->name +
+                         "' closed: cannot read its answers: " + watch.status().ToString());
+    asio::post(io, [this, p, conn]() {
+      if (p->conn != conn) return;
+      CloseSocket(*p);
+      Pump(*p);
+    });
+    return;  // ~LoopInbound closes the duplicate
+  }
+  in->watch = *watch;
+  loop_inbound.emplace(id, std::move(in));
+}
+
 // Reads what the connection holds (up to four buffers, so one busy sender cannot hold the
 // loop: the loop looks again), then hands the whole frames to the receiver on this thread,
-// in order. A closed, broken or bad connection is dropped after its whole frames.
+// in order. A closed, broken or bad connection is dropped after its whole frames. A route
+// with output waiting writes what the socket takes first (the call may be for that).
 void TcpMessenger::Impl::ReadLoopInbound(uint64_t id) {
   auto it = loop_inbound.find(id);
   if (it == loop_inbound.end()) return;
   LoopInbound& in = *it->second;
+  if (!in.out.empty()) WriteRoute(in);
   bool drop = false;
   for (int i = 0; i < 4; ++i) {
     const ssize_t n = ::recv(in.fd, loop_buf.data(), loop_buf.size(), MSG_DONTWAIT);
@@ -522,10 +671,16 @@ void TcpMessenger::Impl::ReadLoopInbound(uint64_t id) {
   }
   std::vector<TcpFrame> frames;
   if (!DecodeFrames(in.decoder, in.remote, &frames)) drop = true;
-  if (drop) {
-    owner.env_.RemoveWaitFd(in.watch);
-    loop_inbound.erase(it);  // closes it
+  // A hello on an accepted connection makes it the route back to its sender.
+  if (in.dialled == nullptr) {
+    for (const TcpFrame& f : frames) {
+      if (f.kind == TcpFrameKind::kHello && in.name.empty()) {
+        in.name = f.from;
+        SetRoute(in.name, id);
+      }
+    }
   }
+  if (drop) DropLoopInbound(id);  // `in` is gone
   // The messages go to the receiver here, on the loop (it may destroy the messenger: the
   // flag is held here, not read through it).
   Messages messages = TakeHellos(std::move(frames));
@@ -533,9 +688,198 @@ void TcpMessenger::Impl::ReadLoopInbound(uint64_t id) {
   HandToReceiver(&owner, alive, messages);
 }
 
+void TcpMessenger::Impl::DropLoopInbound(uint64_t id) {
+  auto it = loop_inbound.find(id);
+  if (it == loop_inbound.end()) return;
+  LoopInbound& in = *it->second;
+  owner.env_.RemoveWaitFd(in.watch);
+  if (in.dialled != nullptr) {
+    asio::post(io, [this, p = in.dialled, conn = in.conn]() {
+      if (p->conn != conn) return;  // already closed (and maybe dialled again)
+      CloseSocket(*p);
+      Pump(*p);  // dials again if messages wait
+    });
+  }
+  std::deque<std::string> pending;
+  std::string name = in.name;
+  auto r = routes.find(in.name);
+  if (r != routes.end() && r->second == id) {
+    routes.erase(r);
+    pending = TakeRouteOutput(in);
+  }
+  loop_inbound.erase(it);  // closes it
+  if (pending.empty()) return;
+  // The peer's connection is gone with frames it never got: they go, first and in order,
+  // through a connection of our own to the address its hello gave.
+  Peer* peer = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (addresses.find(name) != addresses.end()) {
+      auto pit = peers.find(name);
+      if (pit == peers.end()) {
+        pit = peers.emplace(name, std::make_unique<Peer>(io, name)).first;
+      }
+      peer = pit->second.get();
+      QueueCorkedLocked(*peer);  // (none: frames to `name` took the route until now)
+      for (std::string& f : pending) {
+        peer->queued_bytes += f.size();
+        peer->queue.push_back(std::move(f));
+      }
+      if (peer->kick_posted)
+        peer = nullptr;
+      else
+        peer->kick_posted = true;
+    } else {
+      lost += pending.size();
+    }
+  }
+  if (peer != nullptr) asio::post(io, [this, peer]() { Pump(*peer); });
+}
+
+void TcpMessenger::Impl::SetRoute(const std::string& name, uint64_t id) {
+  {
+    // Frames to `name` that already go through a connection of our own stay on it: two
+    // connections would not keep them in order.
+    std::lock_guard<std::mutex> lock(mu);
+    if (peers.find(name) != peers.end()) return;
+  }
+  LoopInbound& in = *loop_inbound.at(id);
+  auto r = routes.find(name);
+  if (r != routes.end() && r->second != id) {
+    // The peer dialled again (its old connection is going): what the old route had not
+    // written goes first on the new one, whole.
+    auto old = loop_inbound.find(r->second);
+    if (old != loop_inbound.end()) {
+      std::deque<std::string> pending = TakeRouteOutput(*old->second);
+      for (std::string& f : pending) {
+        in.out_bytes += f.size();
+        in.out.push_back(std::move(f));
+      }
+    }
+  }
+  routes[name] = id;
+  if (!in.out.empty()) WriteRoute(in);
+}
+
+// Every frame a route has not written wholly, in order; the route is left empty.
+std::deque<std::string> TcpMessenger::Impl::TakeRouteOutput(LoopInbound& in) {
+  std::deque<std::string> pending = std::move(in.out);
+  in.out.clear();
+  in.out_offset = 0;  // a cut frame goes again whole: the peer dropped its prefix
+  in.out_bytes = 0;
+  size_t start = 0;
+  for (size_t end : in.corked_ends) {
+    pending.emplace_back(in.corked, start, end - start);
+    start = end;
+  }
+  in.corked.clear();
+  in.corked_ends.clear();
+  if (in.want_write) {
+    in.want_write = false;
+    (void)owner.env_.WatchWritable(in.watch, false);
+  }
+  return pending;
+}
+
+Status TcpMessenger::Impl::SendOnRoute(LoopInbound& in, uint64_t id, std::string frame,
+                                       std::string_view to) {
+  const TcpMessengerOptions& o = owner.options_;
+  if (o.coalesce && in.out.empty()) {
+    if (in.corked.size() + frame.size() > o.max_queue_bytes) {
+      return Status(ErrorCode::BUFFER_OVERFLOW,
+                    "send queue to '" + std::string(to) + "' is full (" +
+                        std::to_string(in.corked.size()) + " bytes coalesced)");
+    }
+    in.corked += frame;
+    in.corked_ends.push_back(in.corked.size());
+    if (o.coalesce_max_frames != 0 && in.corked_ends.size() >= o.coalesce_max_frames) {
+      FlushRoute(id);
+    } else if (!in.flush_posted) {
+      in.flush_posted = true;
+      owner.env_.Post([this, alive = owner.alive_, id]() {
+        if (*alive) FlushRoute(id);
+      });
+    }
+    return Status();
+  }
+  if (in.out.size() >= o.max_queue_messages || in.out_bytes + frame.size() > o.max_queue_bytes) {
+    return Status(ErrorCode::BUFFER_OVERFLOW, "send queue to '" + std::string(to) + "' is full (" +
+                                                  std::to_string(in.out.size()) + " messages, " +
+                                                  std::to_string(in.out_bytes) + " bytes)");
+  }
+  in.out_bytes += frame.size();
+  in.out.push_back(std::move(frame));
+  if (in.out.size() == 1) {
+    WriteRoute(in);
+    if (in.out.empty()) ++direct;
+  }
+  return Status();
+}
+
+// The posted flush of a route's coalesced frames: one send(2) while nothing else waits;
+// what the socket does not take waits in `out`, the cut frame's prefix counted.
+void TcpMessenger::Impl::FlushRoute(uint64_t id) {
+  auto it = loop_inbound.find(id);
+  if (it == loop_inbound.end()) return;
+  LoopInbound& in = *it->second;
+  in.flush_posted = false;
+  if (in.corked.empty()) return;
+  size_t written = 0;
+  if (in.out.empty()) {
+    const ssize_t n =
+        ::send(in.fd, in.corked.data(), in.corked.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      written = static_cast<size_t>(n);
+      ++coalesced;
+    }
+  }
+  size_t start = 0;
+  for (size_t end : in.corked_ends) {
+    if (end <= written) {  // went out whole
+      ++sent;
+      ++direct;
+    } else {
+      if (start < written) in.out_offset = written - start;  // `out` was empty
+      in.out.emplace_back(in.corked, start, end - start);
+      in.out_bytes += end - start;
+    }
+    start = end;
+  }
+  in.corked.clear();
+  in.corked_ends.clear();
+  UpdateWriteWatch(in);
+}
+
+// Writes a route's waiting frames while the socket takes them. A failed write leaves them
+// waiting: the loop finds the connection's end on its next read and drops it, and the
+// frames go on through a connection of our own (DropLoopInbound).
+void TcpMessenger::Impl::WriteRoute(LoopInbound& in) {
+  while (!in.out.empty()) {
+    const std::string& front = in.out.front();
+    const ssize_t n = ::send(in.fd, front.data() + in.out_offset, front.size() - in.out_offset,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    in.out_offset += static_cast<size_t>(n);
+    if (in.out_offset < front.size()) break;  // the socket is full
+    in.out_bytes -= front.size();
+    in.out.pop_front();
+    in.out_offset = 0;
+    ++sent;
+  }
+  UpdateWriteWatch(in);
+}
+
+void TcpMessenger::Impl::UpdateWriteWatch(LoopInbound& in) {
+  const bool want = !in.out.empty();
+  if (want == in.want_write) return;
+  if (owner.env_.WatchWritable(in.watch, want).ok()) in.want_write = want;
+}
+
 void TcpMessenger::Impl::CloseLoopInbound() {
   for (auto& [id, in] : loop_inbound) owner.env_.RemoveWaitFd(in->watch);
   loop_inbound.clear();
+  routes.clear();
 }
 
 bool TcpMessenger::Impl::QueueCorkedLocked(Peer& p, size_t written) {
@@ -686,6 +1030,10 @@ Status TcpMessenger::Send(std::string_view to, std::string payload) {
     return Status(ErrorCode::SEGMENT_NOT_FOUND, "no endpoint named '" + std::string(to) + "'");
   }
   std::string frame = EncodeTcpFrame(TcpFrameKind::kMessage, name_, payload);
+  // A peer that dialled us gets its messages back on its own connection (options.read_on_loop).
+  if (auto r = impl_->routes.find(to); r != impl_->routes.end()) {
+    return impl_->SendOnRoute(*impl_->loop_inbound.at(r->second), r->second, std::move(frame), to);
+  }
   Peer* peer = nullptr;
   bool kick = false;
   bool post_flush = false;

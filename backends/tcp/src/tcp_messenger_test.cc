@@ -154,8 +154,11 @@ TEST_P(TcpMessengerReads, TheLoopWatchesEachInboundConnectionWhileItLives) {
     ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == static_cast<size_t>(i + 1); }));
     EXPECT_EQ(at_b.got.back(), std::make_pair(std::string("a"), "m" + std::to_string(i)));
   }
-  EXPECT_EQ(env.wait_fds(), GetParam() ? 1u : 0u);  // a's one connection to b
-  if (!GetParam()) EXPECT_EQ(env.fd_wakeups(), 0u);
+  // a's one connection to b, watched at both ends: b reads a's messages, a reads b's answers.
+  EXPECT_EQ(env.wait_fds(), GetParam() ? 2u : 0u);
+  if (!GetParam()) {
+    EXPECT_EQ(env.fd_wakeups(), 0u);
+  }
   a.reset();  // a closes its connection: b's loop sees the end and stops watching it
   ASSERT_TRUE(Drive(env, [&]() { return env.wait_fds() == 0; }));
   EXPECT_EQ(b->stats().messages_received, 3u);
@@ -565,6 +568,142 @@ TEST(TcpMessenger, AFrameCutByABrokenConnectionIsSentAgainWhole) {
     EXPECT_EQ(b->stats().frames_rejected, 0u);
     EXPECT_EQ(a->stats().messages_lost, 0u);
   }
+}
+
+// Answers go back on the connection their request came on: b, reading on its loop, never
+// dials a, which may read its connection on its loop or on its IO thread. 500 requests and
+// 500 answers, each numbered and patterned, interleaved; both ways in order, byte-exact.
+TEST(TcpMessenger, AnswersTravelOnTheConnectionTheRequestsCameOn) {
+  for (const bool a_on_loop : {true, false}) {
+    for (const bool coalesce : {true, false}) {
+      SCOPED_TRACE(std::string(a_on_loop ? "a reads on its loop" : "a reads on its IO thread") +
+                   (coalesce ? ", coalesced" : ", direct"));
+      RealEnv env;
+      TcpMessengerOptions bo = Named("b");
+      bo.coalesce = coalesce;
+      auto b = StartOrDie(env, bo);
+      TcpMessengerOptions ao = Named("a");
+      ao.peers["b"] = b->address();
+      ao.read_on_loop = a_on_loop;
+      auto a = StartOrDie(env, ao);
+      Inbox at_a;
+      a->SetReceiver(at_a.Receiver());
+      size_t requests = 0;
+      b->SetReceiver([&](std::string_view from, std::string payload) {
+        ASSERT_EQ(from, "a");
+        ASSERT_EQ(payload, Pattern(requests % 300, static_cast<uint32_t>(requests)));
+        ASSERT_TRUE(
+            b->Send("a", Pattern(requests % 500, static_cast<uint32_t>(requests) + 1)).ok());
+        ++requests;
+      });
+      constexpr size_t kCount = 500;
+      for (size_t i = 0; i < kCount; ++i) {
+        ASSERT_TRUE(a->Send("b", Pattern(i % 300, static_cast<uint32_t>(i))).ok());
+        if (i % 7 == 0) ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == i + 1; }));
+      }
+      ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == kCount; }));
+      for (size_t i = 0; i < kCount; ++i) {
+        ASSERT_EQ(at_a.got[i].first, "b");
+        ASSERT_EQ(at_a.got[i].second, Pattern(i % 500, static_cast<uint32_t>(i) + 1)) << i;
+      }
+      EXPECT_EQ(b->stats().connects, 0u);  // b dialled no one
+      EXPECT_EQ(a->stats().accepted, 0u);  // and a accepted nothing
+      EXPECT_EQ(b->stats().accepted, 1u);
+      EXPECT_EQ(a->stats().connects, 1u);
+      EXPECT_EQ(b->stats().messages_sent, kCount);
+      EXPECT_EQ(a->stats().messages_received, kCount);
+      EXPECT_EQ(a->stats().frames_rejected + b->stats().frames_rejected, 0u);
+    }
+  }
+}
+
+// Answers larger than the connection's buffers: the socket takes part of a burst, the
+// rest waits (the loop watches the connection for room) and follows in order, whole.
+// Sixteen 3 MiB answers sent in one loop turn, before a reads any.
+TEST(TcpMessenger, AnswersTheSocketCannotTakeAtOnceFollowInOrder) {
+  for (const bool coalesce : {true, false}) {
+    SCOPED_TRACE(coalesce ? "coalesced" : "direct");
+    RealEnv env;
+    TcpMessengerOptions bo = Named("b");
+    bo.coalesce = coalesce;
+    auto b = StartOrDie(env, bo);
+    TcpMessengerOptions ao = Named("a");
+    ao.peers["b"] = b->address();
+    auto a = StartOrDie(env, ao);
+    Inbox at_a, at_b;
+    a->SetReceiver(at_a.Receiver());
+    b->SetReceiver(at_b.Receiver());
+    ASSERT_TRUE(a->Send("b", "go").ok());
+    ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 1; }));
+    constexpr uint32_t kCount = 16;
+    for (uint32_t i = 0; i < kCount; ++i) ASSERT_TRUE(b->Send("a", Pattern(3u << 20, i)).ok());
+    EXPECT_LT(b->stats().messages_sent, kCount);  // the socket did not take them all
+    ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == kCount; }));
+    for (uint32_t i = 0; i < kCount; ++i) {
+      ASSERT_TRUE(at_a.got[i].second == Pattern(3u << 20, i)) << i;
+    }
+    EXPECT_EQ(b->stats().messages_sent, kCount);
+    EXPECT_EQ(b->stats().connects, 0u);
+    EXPECT_EQ(a->stats().frames_rejected, 0u);
+  }
+}
+
+// The peer that dialled goes away while answers to it wait (its connection full, it read
+// none): they are not lost with the connection but go, whole and first, through a
+// connection b dials to the address a's hello gave, where a's successor listens. Then a
+// new message follows them.
+TEST(TcpMessenger, AnswersLeftOnAClosedConnectionGoThroughADialledOne) {
+  RealEnv env;
+  auto b = StartOrDie(env, Named("b"));
+  Inbox at_b;
+  b->SetReceiver(at_b.Receiver());
+  std::string a_address;
+  {
+    // a, on a loop of its own that stops running: b's answers fill the connection.
+    RealEnv env_a;
+    TcpMessengerOptions ao = Named("a");
+    ao.peers["b"] = b->address();
+    auto a = StartOrDie(env_a, ao);
+    a_address = a->address();
+    ASSERT_TRUE(a->Send("b", "hello from the first a").ok());
+    ASSERT_TRUE(Drive(env_a, [&]() { return a->stats().messages_sent == 1; }));
+    ASSERT_TRUE(Drive(env, [&]() { return at_b.got.size() == 1; }));
+    for (uint32_t i = 0; i < 8; ++i) ASSERT_TRUE(b->Send("a", Pattern(4u << 20, i)).ok());
+    (void)Drive(
+        env, [] { return false; }, 50'000'000);
+    ASSERT_LT(b->stats().messages_sent, 8u);  // some wait for room
+  }                                           // a goes, its connection with it
+  TcpMessengerOptions again = Named("a");
+  again.listen = a_address;
+  auto a2 = StartOrDie(env, again);
+  Inbox at_a2;
+  a2->SetReceiver(at_a2.Receiver());
+  const uint64_t waiting = 8 - b->stats().messages_sent;
+  ASSERT_TRUE(Drive(env, [&]() { return b->stats().connects == 1; }));
+  ASSERT_TRUE(b->Send("a", "after").ok());
+  ASSERT_TRUE(Drive(env, [&]() { return at_a2.got.size() == waiting + 1; }));
+  for (uint64_t i = 0; i < waiting; ++i) {
+    const uint32_t n = static_cast<uint32_t>(8 - waiting + i);
+    ASSERT_TRUE(at_a2.got[i].second == Pattern(4u << 20, n)) << i;
+  }
+  EXPECT_EQ(at_a2.got.back(), std::make_pair(std::string("b"), std::string("after")));
+  EXPECT_EQ(a2->stats().frames_rejected, 0u);
+  EXPECT_EQ(b->stats().messages_lost, 0u);
+}
+
+// A peer of the previous frame version is refused by its first frame, not misread: it
+// would drop the answers this version sends on its connection.
+TEST(TcpMessenger, RefusesAPeerOfTheFormerFrameVersion) {
+  RealEnv env;
+  auto b = StartOrDie(env, Named("b"));
+  Inbox at_b;
+  b->SetReceiver(at_b.Receiver());
+  std::string old = EncodeTcpFrame(TcpFrameKind::kHello, "old", "127.0.0.1:1") +
+                    EncodeTcpFrame(TcpFrameKind::kMessage, "old", "x");
+  old[4] = 1;  // the version byte of the first frame
+  RawSend(b->port(), old);
+  ASSERT_TRUE(Drive(env, [&]() { return b->stats().frames_rejected == 1; }));
+  EXPECT_TRUE(at_b.got.empty());
 }
 
 }  // namespace

@@ -78,6 +78,11 @@ class RealEnv final : public Env {
   // registered, RunUntil never reports a deadlock.
   Result<uint64_t> AddWaitFd(int fd, std::function<void()> on_readable);
   void RemoveWaitFd(uint64_t id);
+  // Also runs the descriptor's callback while it is writable (level-triggered, as for
+  // input), or stops that: a callback with output the socket did not take turns this on
+  // and off again once it is written. Loop thread only. INVALID_PARAMS for an id not
+  // watched, or with the system's reason if epoll refuses.
+  Status WatchWritable(uint64_t id, bool writable);
   size_t wait_fds() const { return wait_fds_.size(); }
   // Loop wake-ups so far that came from a watched descriptor (the callbacks run).
   uint64_t fd_wakeups() const { return fd_wakeups_; }

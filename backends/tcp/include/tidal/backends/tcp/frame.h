@@ -5,14 +5,17 @@
 //
 //   offset size  field
 //   0      4     magic 0x4D534D54 (the bytes "TMSM")
-//   4      1     version (kTcpFrameVersion = 1; any other is refused)
+//   4      1     version (kTcpFrameVersion = 2; any other is refused)
 //   5      1     kind: 1 message, 2 hello (the payload is the sender's "host:port")
 //   6      2     from length, 1..kTcpMaxNameBytes
 //   8      4     payload length, at most the receiver's max_payload_bytes
 //   12     ...   from (the sending endpoint's name), then the payload
 //
-// A connection carries frames of one sender in one direction: the dialling side opens
-// it with a hello and then sends its messages; the accepting side only reads.
+// The dialling side opens a connection with a hello and then sends its messages; the
+// accepting side answers on the same connection (frames of its own, no hello), so a
+// request and its answer cross one connection, as a Redis request does. Version 1 carried
+// one direction per connection (the accepting side dialled back to answer); a version-1
+// peer's frames are refused, as it would drop the answers on its connection.
 //
 // FrameDecoder validates the 12-byte header as soon as it has arrived, so an oversized or
 // garbled frame is refused before a byte of its body is buffered; after the first error
@@ -31,7 +34,7 @@
 namespace tidal::backends::tcp {
 
 constexpr uint32_t kTcpFrameMagic = 0x4D534D54;  // "TMSM" little-endian
-constexpr uint8_t kTcpFrameVersion = 1;
+constexpr uint8_t kTcpFrameVersion = 2;
 constexpr size_t kTcpFrameHeaderBytes = 12;
 constexpr size_t kTcpMaxNameBytes = 255;
 // The default payload limit: a store RPC frame with a full 64 MiB body, its header and a

@@ -7,9 +7,20 @@
 //
 // Connections. To send to a peer the messenger dials the peer's listening address once
 // and keeps that connection; the first frame on it is a hello carrying this endpoint's
-// own address, so the peer learns where to answer. A connection carries one direction
-// only, which keeps the per-pair order of the Messenger contract trivially: one queue, one
-// socket, written in order.
+// own name and address. The peer answers on that same connection (options.read_on_loop,
+// the default): a request and its answer cross one connection, as a Redis request does,
+// and each side's TCP acknowledgement rides on its next frame instead of being a packet
+// of its own (on this project's 2-core machine a loopback round trip between two polling
+// processes took 10-11 us on one connection and 14-16 on two, one per direction;
+// docs/performance.md). Frames to one peer take one connection, kept while it lives, so
+// the per-pair order of the Messenger contract holds: a connection of our own to the peer
+// if we ever dialled it, else the latest connection the peer dialled to us (a route). A
+// route that closes with frames not yet written hands them, first and in order, to a
+// connection we dial to the address the peer's hello gave; a peer that dials again gets
+// them on its new connection. Frames the kernel took before a connection broke may be
+// lost with it, as on a dialled one. With read_on_loop off, answers dial back (the
+// acceptor's IO thread owns the accepted sockets), and a dialled connection's answers are
+// read by the IO thread.
 //
 // Names. A peer's name resolves, in this order of authority, to the last of: a static
 // entry (options.peers, AddPeer), an address learned from the peer's hello, an entry of
@@ -93,15 +104,20 @@ struct TcpMessengerOptions {
   // TIDAL_TCP_COALESCE_FRAMES, where set, replaces it (Start refuses a value that is not a
   // whole number).
   size_t coalesce_max_frames = 8;
-  // Reading on the loop (default on): an accepted connection is read by the Env's
-  // executor itself, which watches its descriptor (RealEnv::AddWaitFd) and blocks in epoll
-  // on it when it has nothing else to do, so a message wakes the thread that handles it
-  // and nothing else; a request to tidal-master and its answer cost one thread wake-up on
-  // each side, as a Redis request does. Off: the IO thread reads every connection and
-  // hands each read's messages over by RealEnv::Post, a second wake-up per message on a
-  // loop that sleeps. Either way messages are delivered on the executor, in order, only
-  // while a thread drives the loop (RunUntil); unread ones wait in the kernel's buffers
-  // (on) or in the loop's queue (off).
+  // Reading on the loop (default on): every connection, accepted or dialled, is read by
+  // the Env's executor itself, which watches its descriptor (RealEnv::AddWaitFd) and
+  // blocks in epoll on it when it has nothing else to do, so a message wakes the thread
+  // that handles it and nothing else; a request to tidal-master and its answer cost one
+  // thread wake-up on each side, as a Redis request does. Answers to a peer that dialled
+  // us go back on its connection, written by the executor (the loop watches the socket
+  // for room while frames wait). A dialled connection leaves Asio once its hello is out
+  // (registered with the IO thread's epoll, each answer would wake that thread); the IO
+  // thread writes on it, through a duplicate it holds only while frames wait, what the
+  // executor could not. Off: the IO thread reads every connection and hands each read's
+  // messages over by RealEnv::Post, a second wake-up per message on a loop that sleeps.
+  // Either way messages are delivered on the executor, in order, only while a thread
+  // drives the loop (RunUntil); unread ones wait in the kernel's buffers (on) or in the
+  // loop's queue (off).
   bool read_on_loop = true;
 };
 
