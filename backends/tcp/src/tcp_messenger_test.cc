@@ -44,6 +44,13 @@ TcpMessengerOptions Named(std::string name) {
   return o;
 }
 
+// Options of an endpoint named `name` that knows where `peer` listens (as "b").
+TcpMessengerOptions DialsB(std::string name, const TcpMessenger& peer) {
+  TcpMessengerOptions o = Named(std::move(name));
+  o.peers["b"] = peer.address();
+  return o;
+}
+
 // The suites that read: once with the loop reading accepted connections itself (the
 // default), once with the IO thread reading them and posting what it read.
 class TcpMessengerReads : public ::testing::TestWithParam<bool> {
@@ -388,8 +395,7 @@ TEST(TcpMessenger, AFullQueueIsBufferOverflow) {
 TEST(TcpMessenger, SendsDirectlyOnAnIdleConnectionInOrder) {
   RealEnv env;
   auto b = StartOrDie(env, Named("b"));
-  TcpMessengerOptions ao = Named("a");
-  ao.peers["b"] = b->address();
+  TcpMessengerOptions ao = DialsB("a", *b);
   ao.coalesce = false;
   auto a = StartOrDie(env, ao);
   Inbox at_b;
@@ -446,8 +452,7 @@ TEST(TcpMessenger, SendsDirectlyOnAnIdleConnectionInOrder) {
 TEST(TcpMessenger, CoalescesTheFramesOfOneTurnIntoOneWriteInOrder) {
   RealEnv env;
   auto b = StartOrDie(env, Named("b"));
-  TcpMessengerOptions ao = Named("a");
-  ao.peers["b"] = b->address();
+  TcpMessengerOptions ao = DialsB("a", *b);
   ASSERT_TRUE(ao.coalesce);  // the default
   auto a = StartOrDie(env, ao);
   Inbox at_b;
@@ -507,8 +512,7 @@ TEST(TcpMessenger, TheCoalescingBoundComesFromTheEnvironmentWhenSet) {
   EXPECT_NE(bad.status().message().find("TIDAL_TCP_COALESCE_FRAMES='eight'"), std::string::npos);
   ASSERT_EQ(::setenv("TIDAL_TCP_COALESCE_FRAMES", "0", 1), 0);  // unbounded: one write a turn
   auto b = StartOrDie(env, Named("b"));
-  TcpMessengerOptions ao = Named("a");
-  ao.peers["b"] = b->address();
+  TcpMessengerOptions ao = DialsB("a", *b);
   auto a = StartOrDie(env, ao);
   ASSERT_EQ(::unsetenv("TIDAL_TCP_COALESCE_FRAMES"), 0);
   Inbox at_b;
@@ -582,8 +586,7 @@ TEST(TcpMessenger, AnswersTravelOnTheConnectionTheRequestsCameOn) {
       TcpMessengerOptions bo = Named("b");
       bo.coalesce = coalesce;
       auto b = StartOrDie(env, bo);
-      TcpMessengerOptions ao = Named("a");
-      ao.peers["b"] = b->address();
+      TcpMessengerOptions ao = DialsB("a", *b);
       ao.read_on_loop = a_on_loop;
       auto a = StartOrDie(env, ao);
       Inbox at_a;
@@ -627,8 +630,7 @@ TEST(TcpMessenger, AnswersTheSocketCannotTakeAtOnceFollowInOrder) {
     TcpMessengerOptions bo = Named("b");
     bo.coalesce = coalesce;
     auto b = StartOrDie(env, bo);
-    TcpMessengerOptions ao = Named("a");
-    ao.peers["b"] = b->address();
+    TcpMessengerOptions ao = DialsB("a", *b);
     auto a = StartOrDie(env, ao);
     Inbox at_a, at_b;
     a->SetReceiver(at_a.Receiver());
@@ -661,8 +663,7 @@ TEST(TcpMessenger, AnswersLeftOnAClosedConnectionGoThroughADialledOne) {
   {
     // a, on a loop of its own that stops running: b's answers fill the connection.
     RealEnv env_a;
-    TcpMessengerOptions ao = Named("a");
-    ao.peers["b"] = b->address();
+    TcpMessengerOptions ao = DialsB("a", *b);
     auto a = StartOrDie(env_a, ao);
     a_address = a->address();
     ASSERT_TRUE(a->Send("b", "hello from the first a").ok());
