@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench_store_smoke.sh TIDAL_BENCH: `tidal-bench store` end to end, small, without Redis,
-# in both client shapes: every row completes with every byte checked (the bench exits 1
+# in both client shapes: every row completes with every byte checked (counted; the bench exits 1
 # on any tidal error or missing client), and the JSON names the shape, the API of each
 # row, UCX_TLS, the UCX data path and the load average. Run with UCX_TLS=tcp, and over
 # shared memory in the one-sided mode (each put and get then a direct put or get, counted).
@@ -54,6 +54,12 @@ for r in doc["store"]:
     assert w["put"]["rpcs"] == (t["reserved_puts"] + t["reservation_requests"] if small else 2 * calls), w
     assert w["get"]["rpcs"] == calls and w["get"]["rpc_us"] > 0, w
     assert w["reget"]["rpcs"] == 0 and w["reget"]["rpc_us"] == 0, w
+    # Every get's bytes were compared, first and second reads; several sessions' values
+    # of 1 MiB on threads beside their loop (then not in the phase time), others inline.
+    assert t["checked_gets"] == 2 * calls, (t["checked_gets"], calls)
+    threaded = shape == "sessions" and r["clients"] > 1 and not small
+    assert t["checks_on_threads"] == threaded, r
+    assert t["check_excluded"] == (r["clients"] == 1 or threaded), r
     ucx = t["client_progress_waits"]
     assert ucx["put"]["puts"] == n and ucx["put"]["gets"] == 0, (n, ucx)
     assert ucx["get"]["gets"] == n and ucx["reget"]["gets"] == n, (n, ucx)

@@ -20,17 +20,23 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/program_options.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tidal/backends/ucx/ucx_transport.h"
@@ -156,6 +162,79 @@ int Holder(const std::string& master, uint64_t segment_bytes, uint64_t slice_byt
   return 0;
 }
 
+// Compares the bytes of gets on threads of its own, beside the event loop: with several
+// sessions on one loop, a 16 MiB comparison there held every other session's calls for
+// milliseconds (the loop also copies the bytes out of a mapped segment), a cost of the
+// benchmark's own check, which redis-benchmark does not make, charged to tidal. `done`
+// runs on the loop (posted), with whether the bytes were the same and the seconds the
+// comparison took.
+class Checker {
+ public:
+  Checker(backends::RealEnv& env, size_t threads) : env_(env) {
+    env_.AddPoster();
+    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~Checker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    env_.RemovePoster();
+  }
+  Checker(const Checker&) = delete;
+  Checker& operator=(const Checker&) = delete;
+
+  void Submit(const uint8_t* got, const uint8_t* want, size_t n,
+              std::function<void(bool, double)> done) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(Job{got, want, n, std::move(done)});
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  struct Job {
+    const uint8_t* got;
+    const uint8_t* want;
+    size_t n;
+    std::function<void(bool, double)> done;
+  };
+  void Work() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stopping, nothing left
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      const double c0 = Now();
+      const bool same = std::memcmp(job.got, job.want, job.n) == 0;
+      const double secs = Now() - c0;
+      env_.Post([done = std::move(job.done), same, secs]() { done(same, secs); });
+    }
+  }
+
+  backends::RealEnv& env_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// A landing buffer of a session's zero-copy gets whose bytes the Checker compares: not
+// written by the next get until that comparison is done.
+struct CheckSlot {
+  std::vector<uint8_t> buf;
+  bool pending = false;
+  OneShot<bool>* waiter = nullptr;  // a get waiting for this buffer (in its frame)
+};
+
 // One client process of the benchmark: a RealNode and `sessions` client sessions on it
 // (each its own objects and keys), all driven by the node's one event loop.
 struct Session {
@@ -163,8 +242,12 @@ struct Session {
   std::string prefix;            // key prefix, unique per session and process
   std::vector<uint8_t> values;   // count x size: the bytes each object must hold
   std::vector<uint8_t> dst;      // zero-copy gets land here (registered), size bytes
+  // With a Checker: gets land in these instead, in turn (registered, size bytes each).
+  std::array<CheckSlot, 2> slots;
+  size_t next_slot = 0;
   std::vector<double> lat;       // this phase's latencies, us
   double check_s = 0;            // this phase's time spent checking the bytes of gets
+  uint64_t checked = 0;          // this phase's gets whose bytes were compared
   uint64_t errors = 0;
   std::string first_error;
 };
@@ -177,7 +260,31 @@ struct ClientBench {
   bool zero_copy = false;
   store::ReplicateConfig rc;
   std::vector<Session> sessions;
+  // Zero-copy gets with several sessions: their bytes are compared on the Checker's
+  // threads; the phase ends at its last call, the comparisons still running are awaited
+  // after it (and not charged to it).
+  std::unique_ptr<Checker> checker;
+  uint64_t checks_in_flight = 0;
+  OneShot<bool>* checks_done = nullptr;  // the phase waiting for them (in its frame)
+  double calls_done_at = 0;              // when the phase's last call ended
 };
+
+// The end of one comparison (on the loop): its verdict to the session, its buffer free.
+void CheckDone(ClientBench& b, Session& s, CheckSlot& slot, const std::string& key, bool same,
+               double secs) {
+  slot.pending = false;
+  s.check_s += secs;
+  ++s.checked;
+  if (!same && s.errors++ == 0) {
+    s.first_error =
+        "get: " +
+        Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back for " + key).ToString();
+  }
+  if (slot.waiter != nullptr) std::exchange(slot.waiter, nullptr)->Set(true);
+  if (--b.checks_in_flight == 0 && b.checks_done != nullptr) {
+    std::exchange(b.checks_done, nullptr)->Set(true);
+  }
+}
 
 // One call, timed; the bytes of a get are checked after the clock stopped (every byte, as
 // redis-benchmark does not, so the check is not charged to tidal's latency).
@@ -187,6 +294,18 @@ Task<void> RunOp(ClientBench& b, Session& s, Op op, uint64_t k) {
   const uint8_t* want = s.values.data() + k * b.size;
   Status status = Status::Ok();
   std::string got;  // the copying Get's answer
+  uint8_t* dst = s.dst.data();
+  CheckSlot* slot = nullptr;
+  if (op == Op::kGet && b.checker != nullptr) {
+    slot = &s.slots[s.next_slot];
+    s.next_slot = (s.next_slot + 1) % s.slots.size();
+    while (slot->pending) {  // its last get's bytes are still being compared
+      OneShot<bool> free(b.node->env());
+      slot->waiter = &free;
+      co_await free.Wait();
+    }
+    dst = slot->buf.data();
+  }
   const double t0 = Now();
   if (op == Op::kPut) {
     if (b.zero_copy) {
@@ -196,7 +315,7 @@ Task<void> RunOp(ClientBench& b, Session& s, Op op, uint64_t k) {
     }
   } else if (op == Op::kGet) {
     if (b.zero_copy) {
-      Result<uint64_t> n = co_await st.GetInto(key, s.dst.data(), s.dst.size());
+      Result<uint64_t> n = co_await st.GetInto(key, dst, b.size);
       status = n.status();
       if (n.ok() && *n != b.size) {
         status = Status(ErrorCode::CHECKSUM_MISMATCH, "size " + std::to_string(*n) + " came back");
@@ -211,7 +330,14 @@ Task<void> RunOp(ClientBench& b, Session& s, Op op, uint64_t k) {
     status = co_await st.Remove(key, /*force=*/true);
   }
   s.lat.push_back((Now() - t0) * 1e6);
-  if (status.ok() && op == Op::kGet) {
+  if (status.ok() && slot != nullptr) {
+    slot->pending = true;
+    ++b.checks_in_flight;
+    b.checker->Submit(dst, want, b.size, [&b, &s, slot, key](bool same, double secs) {
+      CheckDone(b, s, *slot, key, same, secs);
+    });
+  } else if (status.ok() && op == Op::kGet) {
+    ++s.checked;
     const double c0 = Now();
     const bool same = b.zero_copy ? std::memcmp(s.dst.data(), want, b.size) == 0
                                   : got.size() == b.size && std::memcmp(got.data(), want, b.size) == 0;
@@ -241,6 +367,12 @@ Task<void> RunPhase(ClientBench& b, Op op) {
   join->left = b.sessions.size();
   for (Session& s : b.sessions) Spawn(b.node->env(), RunSession(b, s, op, join));
   co_await join->done.Wait();
+  b.calls_done_at = Now();
+  if (b.checks_in_flight > 0) {
+    OneShot<bool> all_checked(b.node->env());
+    b.checks_done = &all_checked;
+    co_await all_checked.Wait();
+  }
 }
 
 // --role client: `sessions` sessions on one node put, get (checked), get again and remove
@@ -281,7 +413,14 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
     }
     if (zero_copy) {
       s.dst.assign(size, 0);
-      for (std::vector<uint8_t>* buf : {&s.values, &s.dst}) {
+      std::vector<std::vector<uint8_t>*> bufs = {&s.values, &s.dst};
+      if (sessions > 1) {
+        for (CheckSlot& slot : s.slots) {
+          slot.buf.assign(size, 0);
+          bufs.push_back(&slot.buf);
+        }
+      }
+      for (std::vector<uint8_t>* buf : bufs) {
         Status st = node.Run(node.store().RegisterBuffer(buf->data(), buf->size()));
         if (!st.ok()) {
           std::printf("{\"error\":%s}\n",
@@ -291,7 +430,14 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
       }
     }
   }
-  nlohmann::json out = {{"id", id}, {"sessions", sessions}};
+  // Several sessions' large gets: their bytes compared beside the loop, by as many threads
+  // as sessions, at most half this machine's CPUs.
+  if (zero_copy && sessions > 1) {
+    const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+    b.checker = std::make_unique<Checker>(node.env(), std::clamp<size_t>(cpus / 2, 1, sessions));
+  }
+  nlohmann::json out = {
+      {"id", id}, {"sessions", sessions}, {"checks_on_threads", b.checker != nullptr}};
   // The client transport's progress-thread waits during each phase (UcxTransportStats):
   // a wait that ran out at its bound with work UCX had not signalled is time lost.
   auto* ucx = dynamic_cast<backends::ucx::UcxTransport*>(&node.engine().transport());
@@ -302,13 +448,19 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
     for (Session& s : b.sessions) {
       s.lat.clear();
       s.check_s = 0;
+      s.checked = 0;
     }
     const double start = Now();
     node.Run(RunPhase(b, op));
-    const double wall = Now() - start;
+    const double wall = b.calls_done_at - start;  // comparisons left running not counted
     double check = 0;
-    for (Session& s : b.sessions) check += s.check_s;
+    uint64_t checked = 0;
+    for (Session& s : b.sessions) {
+      check += s.check_s;
+      checked += s.checked;
+    }
     out[std::string(name) + "_check_s"] = check;
+    out[std::string(name) + "_checked"] = checked;
     out[std::string(name) + "_s"] = wall;
     std::vector<double> lat;
     for (Session& s : b.sessions) lat.insert(lat.end(), s.lat.begin(), s.lat.end());
@@ -352,6 +504,9 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
     for (Session& s : b.sessions) {
       (void)node.Run(node.store().UnregisterBuffer(s.values.data()));
       (void)node.Run(node.store().UnregisterBuffer(s.dst.data()));
+      for (CheckSlot& slot : s.slots) {
+        if (!slot.buf.empty()) (void)node.Run(node.store().UnregisterBuffer(slot.buf.data()));
+      }
     }
   }
   out["errors"] = errors;
@@ -367,7 +522,11 @@ struct Measured {
   uint64_t errors = 0, cached_gets = 0;
   uint64_t reserved_puts = 0, reservation_requests = 0;  // put reservations
   double check_s = 0;      // time the clients spent checking the bytes of their gets
-  bool checks_off = false;  // that time is not in the phase times (one session in all)
+  uint64_t checked_gets = 0;  // gets (first and second reads) whose bytes were compared
+  // That time is not in the phase times: one session in all (subtracted), or compared
+  // on threads beside the loop of several sessions (the phase ends at its last call).
+  bool checks_off = false;
+  bool checks_on_threads = false;
   nlohmann::json ucx = nlohmann::json::object();  // clients' progress-thread waits per phase
   // Per phase ("put", "get", "reget"), over every client: master RPCs and transfer
   // batches the calls waited for, how many and their total time (us).
@@ -450,7 +609,9 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     // A phase's time without the byte checks of its gets (redis-benchmark reads no value
     // back), where that is exact: one client session in all, whose calls and checks take
     // turns with nothing else of the run in flight. With several sessions or processes,
-    // others' transfers go on during a check, so the checks stay charged to tidal.
+    // others' transfers go on during a check, so the checks stay charged to tidal, but
+    // for several sessions' large values, compared on threads beside the loop (the
+    // client's phase time then ends at its last call).
     const bool alone = clients == 1;
     auto phase_s = [&](const char* ph) {
       const double wall = j[std::string(ph) + "_s"].get<double>();
@@ -460,6 +621,8 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
     get_s = std::max(get_s, phase_s("get"));
     reget_s = std::max(reget_s, phase_s("reget"));
     m.check_s += j.value("get_check_s", 0.0) + j.value("reget_check_s", 0.0);
+    m.checked_gets += j.value("get_checked", uint64_t{0}) + j.value("reget_checked", uint64_t{0});
+    m.checks_on_threads = m.checks_on_threads || j.value("checks_on_threads", false);
     m.cached_gets += j["cached_gets"].get<uint64_t>();
     m.reserved_puts += j.value("reserved_puts", uint64_t{0});
     m.reservation_requests += j.value("reservation_requests", uint64_t{0});
@@ -497,7 +660,7 @@ Measured RunTidal(const std::string& self, const std::string& master, uint64_t s
   m.reget_ops = ops / reget_s;
   m.reget_p50 = Percentile(reget_lat, 0.50);
   m.reget_p99 = Percentile(reget_lat, 0.99);
-  m.checks_off = clients == 1;
+  m.checks_off = clients == 1 || m.checks_on_threads;
   m.ok = m.errors == 0;
   return m;
 }
@@ -819,9 +982,12 @@ int RunStoreBench(int argc, char** argv) {
   std::printf("ops/s per phase (put=SET, get=GET; get: first read of each object, again: "
               "second), GB/s, latency p50/p99 in us; x: tidal/redis; load: 1-min load average "
               "before the row\n");
-  std::printf("every byte of every tidal get is checked; with one client in all that check's "
-              "time is left out of tidal's phase times (redis-benchmark reads no value back), "
-              "with more it stays in\n");
+  std::printf(
+      "every byte of every tidal get is checked; with one client in all that check's "
+      "time is left out of tidal's phase times (redis-benchmark reads no value back); "
+      "with more sessions in one process, values from 1 MiB are compared on threads "
+      "beside its loop and its phase ends at its last call; otherwise the checks stay "
+      "in\n");
   std::printf("%8s %4s | %9s %9s %9s %7s %8s %8s %8s | %9s %9s %7s %8s %8s | %6s %6s %7s "
               "%6s | %5s\n",
               "size", "cli", "put/s", "get/s", "again/s", "getGB/s", "get p50", "get p99",
@@ -878,6 +1044,8 @@ int RunStoreBench(int argc, char** argv) {
                         {"waited", WaitedJson(t)},
                         {"check_s", t.check_s},
                         {"check_excluded", t.checks_off},
+                        {"checks_on_threads", t.checks_on_threads},
+                        {"checked_gets", t.checked_gets},
                         {"errors", t.errors},
                         {"ok", t.ok}}},
                       {"redis",
