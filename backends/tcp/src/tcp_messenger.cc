@@ -93,8 +93,7 @@ struct Peer {
   uint32_t failures = 0;
   asio::steady_timer timer;
   // The peer answers on this connection: read here by the IO thread when the executor
-  // does not read it (options.read_on_loop off, or no descriptor to hand over). A new
-  // decoder per connection.
+  // does not read it (options.read_on_loop off). A new decoder per connection.
   std::unique_ptr<FrameDecoder> decoder;
   std::vector<char> rbuf;
 };
