@@ -577,45 +577,52 @@ TEST(TcpMessenger, AFrameCutByABrokenConnectionIsSentAgainWhole) {
 // Answers go back on the connection their request came on: b, reading on its loop, never
 // dials a, which may read its connection on its loop or on its IO thread. 500 requests and
 // 500 answers, each numbered and patterned, interleaved; both ways in order, byte-exact.
+// b reading on its IO thread dials a back to answer, as frame version 1 always did.
 TEST(TcpMessenger, AnswersTravelOnTheConnectionTheRequestsCameOn) {
-  for (const bool a_on_loop : {true, false}) {
-    for (const bool coalesce : {true, false}) {
-      SCOPED_TRACE(std::string(a_on_loop ? "a reads on its loop" : "a reads on its IO thread") +
-                   (coalesce ? ", coalesced" : ", direct"));
-      RealEnv env;
-      TcpMessengerOptions bo = Named("b");
-      bo.coalesce = coalesce;
-      auto b = StartOrDie(env, bo);
-      TcpMessengerOptions ao = DialsB("a", *b);
-      ao.read_on_loop = a_on_loop;
-      auto a = StartOrDie(env, ao);
-      Inbox at_a;
-      a->SetReceiver(at_a.Receiver());
-      size_t requests = 0;
-      b->SetReceiver([&](std::string_view from, std::string payload) {
-        ASSERT_EQ(from, "a");
-        ASSERT_EQ(payload, Pattern(requests % 300, static_cast<uint32_t>(requests)));
-        ASSERT_TRUE(
-            b->Send("a", Pattern(requests % 500, static_cast<uint32_t>(requests) + 1)).ok());
-        ++requests;
-      });
-      constexpr size_t kCount = 500;
-      for (size_t i = 0; i < kCount; ++i) {
-        ASSERT_TRUE(a->Send("b", Pattern(i % 300, static_cast<uint32_t>(i))).ok());
-        if (i % 7 == 0) ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == i + 1; }));
+  for (const bool b_on_loop : {true, false}) {
+    for (const bool a_on_loop : {true, false}) {
+      for (const bool coalesce : {true, false}) {
+        SCOPED_TRACE(std::string(b_on_loop ? "b reads on its loop" : "b reads on its IO thread") +
+                     (a_on_loop ? ", a on its loop" : ", a on its IO thread") +
+                     (coalesce ? ", coalesced" : ", direct"));
+        RealEnv env;
+        TcpMessengerOptions bo = Named("b");
+        bo.coalesce = coalesce;
+        bo.read_on_loop = b_on_loop;
+        auto b = StartOrDie(env, bo);
+        TcpMessengerOptions ao = DialsB("a", *b);
+        ao.read_on_loop = a_on_loop;
+        auto a = StartOrDie(env, ao);
+        Inbox at_a;
+        a->SetReceiver(at_a.Receiver());
+        size_t requests = 0;
+        b->SetReceiver([&](std::string_view from, std::string payload) {
+          ASSERT_EQ(from, "a");
+          ASSERT_EQ(payload, Pattern(requests % 300, static_cast<uint32_t>(requests)));
+          ASSERT_TRUE(
+              b->Send("a", Pattern(requests % 500, static_cast<uint32_t>(requests) + 1)).ok());
+          ++requests;
+        });
+        constexpr size_t kCount = 500;
+        for (size_t i = 0; i < kCount; ++i) {
+          ASSERT_TRUE(a->Send("b", Pattern(i % 300, static_cast<uint32_t>(i))).ok());
+          if (i % 7 == 0) ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == i + 1; }));
+        }
+        ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == kCount; }));
+        for (size_t i = 0; i < kCount; ++i) {
+          ASSERT_EQ(at_a.got[i].first, "b");
+          ASSERT_EQ(at_a.got[i].second, Pattern(i % 500, static_cast<uint32_t>(i) + 1)) << i;
+        }
+        // On its loop b dialled no one and a accepted nothing; else one connection each way.
+        const uint64_t back = b_on_loop ? 0 : 1;
+        EXPECT_EQ(b->stats().connects, back);
+        EXPECT_EQ(a->stats().accepted, back);
+        EXPECT_EQ(b->stats().accepted, 1u);
+        EXPECT_EQ(a->stats().connects, 1u);
+        EXPECT_EQ(b->stats().messages_sent, kCount);
+        EXPECT_EQ(a->stats().messages_received, kCount);
+        EXPECT_EQ(a->stats().frames_rejected + b->stats().frames_rejected, 0u);
       }
-      ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == kCount; }));
-      for (size_t i = 0; i < kCount; ++i) {
-        ASSERT_EQ(at_a.got[i].first, "b");
-        ASSERT_EQ(at_a.got[i].second, Pattern(i % 500, static_cast<uint32_t>(i) + 1)) << i;
-      }
-      EXPECT_EQ(b->stats().connects, 0u);  // b dialled no one
-      EXPECT_EQ(a->stats().accepted, 0u);  // and a accepted nothing
-      EXPECT_EQ(b->stats().accepted, 1u);
-      EXPECT_EQ(a->stats().connects, 1u);
-      EXPECT_EQ(b->stats().messages_sent, kCount);
-      EXPECT_EQ(a->stats().messages_received, kCount);
-      EXPECT_EQ(a->stats().frames_rejected + b->stats().frames_rejected, 0u);
     }
   }
 }
