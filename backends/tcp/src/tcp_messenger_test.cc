@@ -627,6 +627,28 @@ TEST(TcpMessenger, AnswersTravelOnTheConnectionTheRequestsCameOn) {
   }
 }
 
+// A caller whose own address cannot be dialled (it advertises a port where nothing
+// listens: behind a firewall, say) still gets its answers: they take its connection.
+TEST(TcpMessenger, ACallerThatCannotBeDialledStillGetsItsAnswers) {
+  RealEnv env;
+  auto b = StartOrDie(env, Named("b"));
+  b->SetReceiver([&](std::string_view from, std::string payload) {
+    ASSERT_TRUE(b->Send(from, "answer to " + payload).ok());
+  });
+  TcpMessengerOptions ao = DialsB("a", *b);
+  ao.advertise = "127.0.0.1:1";  // nothing listens there
+  auto a = StartOrDie(env, ao);
+  Inbox at_a;
+  a->SetReceiver(at_a.Receiver());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(a->Send("b", "q" + std::to_string(i)).ok());
+  ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == 3; }));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(at_a.got[i], std::make_pair(std::string("b"), "answer to q" + std::to_string(i)));
+  }
+  EXPECT_EQ(b->stats().connects + b->stats().connect_failures, 0u);  // b never dialled
+  EXPECT_EQ(b->stats().messages_lost, 0u);
+}
+
 // Answers larger than the connection's buffers: the socket takes part of a burst, the
 // rest waits (the loop watches the connection for room) and follows in order, whole.
 // Sixteen 3 MiB answers sent in one loop turn, before a reads any.
