@@ -269,17 +269,22 @@ struct ClientBench {
   double calls_done_at = 0;              // when the phase's last call ended
 };
 
+// A failed call, counted; the session keeps the first one's words.
+void NoteError(Session& s, const char* what, const Status& status) {
+  if (s.errors++ == 0) s.first_error = std::string(what) + ": " + status.ToString();
+}
+
+Status OtherBytes(const std::string& key) {
+  return Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back for " + key);
+}
+
 // The end of one comparison (on the loop): its verdict to the session, its buffer free.
 void CheckDone(ClientBench& b, Session& s, CheckSlot& slot, const std::string& key, bool same,
                double secs) {
   slot.pending = false;
   s.check_s += secs;
   ++s.checked;
-  if (!same && s.errors++ == 0) {
-    s.first_error =
-        "get: " +
-        Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back for " + key).ToString();
-  }
+  if (!same) NoteError(s, "get", OtherBytes(key));
   if (slot.waiter != nullptr) std::exchange(slot.waiter, nullptr)->Set(true);
   if (--b.checks_in_flight == 0 && b.checks_done != nullptr) {
     std::exchange(b.checks_done, nullptr)->Set(true);
@@ -341,13 +346,11 @@ Task<void> RunOp(ClientBench& b, Session& s, Op op, uint64_t k) {
     const double c0 = Now();
     const bool same = b.zero_copy ? std::memcmp(s.dst.data(), want, b.size) == 0
                                   : got.size() == b.size && std::memcmp(got.data(), want, b.size) == 0;
-    if (!same) status = Status(ErrorCode::CHECKSUM_MISMATCH, "other bytes came back for " + key);
+    if (!same) status = OtherBytes(key);
     s.check_s += Now() - c0;
   }
-  if (!status.ok() && s.errors++ == 0) {
-    const char* what = op == Op::kPut ? "put" : op == Op::kGet ? "get" : "remove";
-    s.first_error = std::string(what) + ": " + status.ToString();
-  }
+  if (!status.ok())
+    NoteError(s, op == Op::kPut ? "put" : op == Op::kGet ? "get" : "remove", status);
 }
 
 struct Join {

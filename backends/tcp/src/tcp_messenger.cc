@@ -152,6 +152,32 @@ struct OwnedFd {
   int fd;
 };
 
+// The coalesced frames of `corked` (each ending at an offset in `ends`) that the first
+// `written` bytes of one send did not cover go to the back of `queue`, whole, their bytes
+// added to `queued_bytes`; the one those bytes cut gets its written prefix as
+// `front_offset` (the queue was empty then). Clears `corked` and `ends`; returns how many
+// frames went out whole. For a dialled connection (Peer) and a route (LoopInbound) alike.
+size_t UncorkInto(std::string& corked, std::vector<size_t>& ends, size_t written,
+                  std::deque<std::string>& queue, size_t& queued_bytes, size_t& front_offset) {
+  size_t start = 0, whole = 0;
+  for (size_t end : ends) {
+    if (end <= written) {
+      ++whole;
+    } else {
+      if (start < written) {
+        TIDAL_ASSERT(queue.empty());
+        front_offset = written - start;
+      }
+      queue.emplace_back(corked, start, end - start);
+      queued_bytes += end - start;
+    }
+    start = end;
+  }
+  corked.clear();
+  ends.clear();
+  return whole;
+}
+
 struct TcpMessenger::Impl {
   explicit Impl(TcpMessenger& o) : owner(o), work(asio::make_work_guard(io)), acceptor(io) {}
 
@@ -264,7 +290,6 @@ void TcpMessenger::Impl::Connect(Peer& p) {
     return;
   }
   p.state = Peer::State::kConnecting;
-  p.decoder = std::make_unique<FrameDecoder>(owner.options_.max_payload_bytes);
   p.protocol = ep->protocol();
   auto sock = std::make_shared<tcp::socket>(io);
   p.socket = sock;
@@ -292,6 +317,8 @@ void TcpMessenger::Impl::Connect(Peer& p) {
                             std::lock_guard<std::mutex> lock(mu);
                             p.direct_fd = sock->native_handle();
                           }
+                          p.decoder =
+                              std::make_unique<FrameDecoder>(owner.options_.max_payload_bytes);
                           WatchForClose(p);  // the IO thread reads the answers
                           Pump(p);
                           return;
@@ -718,8 +745,7 @@ void TcpMessenger::Impl::DropLoopInbound(uint64_t id) {
       if (pit == peers.end()) {
         pit = peers.emplace(name, std::make_unique<Peer>(io, name)).first;
       }
-      peer = pit->second.get();
-      QueueCorkedLocked(*peer);  // (none: frames to `name` took the route until now)
+      peer = pit->second.get();  // new: frames to `name` took the route until now
       for (std::string& f : pending) {
         peer->queued_bytes += f.size();
         peer->queue.push_back(std::move(f));
@@ -766,13 +792,8 @@ std::deque<std::string> TcpMessenger::Impl::TakeRouteOutput(LoopInbound& in) {
   in.out.clear();
   in.out_offset = 0;  // a cut frame goes again whole: the peer dropped its prefix
   in.out_bytes = 0;
-  size_t start = 0;
-  for (size_t end : in.corked_ends) {
-    pending.emplace_back(in.corked, start, end - start);
-    start = end;
-  }
-  in.corked.clear();
-  in.corked_ends.clear();
+  size_t pending_bytes = 0, unused_offset = 0;  // nothing was written of these
+  UncorkInto(in.corked, in.corked_ends, 0, pending, pending_bytes, unused_offset);
   if (in.want_write) {
     in.want_write = false;
     (void)owner.env_.WatchWritable(in.watch, false);
@@ -832,20 +853,10 @@ void TcpMessenger::Impl::FlushRoute(uint64_t id) {
       ++coalesced;
     }
   }
-  size_t start = 0;
-  for (size_t end : in.corked_ends) {
-    if (end <= written) {  // went out whole
-      ++sent;
-      ++direct;
-    } else {
-      if (start < written) in.out_offset = written - start;  // `out` was empty
-      in.out.emplace_back(in.corked, start, end - start);
-      in.out_bytes += end - start;
-    }
-    start = end;
-  }
-  in.corked.clear();
-  in.corked_ends.clear();
+  const size_t whole =
+      UncorkInto(in.corked, in.corked_ends, written, in.out, in.out_bytes, in.out_offset);
+  sent += whole;
+  direct += whole;
   UpdateWriteWatch(in);
 }
 
@@ -883,26 +894,12 @@ void TcpMessenger::Impl::CloseLoopInbound() {
 
 bool TcpMessenger::Impl::QueueCorkedLocked(Peer& p, size_t written) {
   if (p.corked.empty()) return false;
-  size_t start = 0;
-  bool queued = false;
-  for (size_t end : p.corked_ends) {
-    if (end <= written) {  // went out whole
-      ++sent;
-      ++direct;
-    } else {
-      if (start < written) {
-        TIDAL_ASSERT(p.queue.empty());
-        p.front_offset = written - start;
-      }
-      p.queue.emplace_back(p.corked, start, end - start);
-      p.queued_bytes += end - start;
-      queued = true;
-    }
-    start = end;
-  }
-  p.corked.clear();
-  p.corked_ends.clear();
-  if (!queued || p.kick_posted) return false;
+  const size_t queued_before = p.queue.size();
+  const size_t whole =
+      UncorkInto(p.corked, p.corked_ends, written, p.queue, p.queued_bytes, p.front_offset);
+  sent += whole;
+  direct += whole;
+  if (p.queue.size() == queued_before || p.kick_posted) return false;
   p.kick_posted = true;
   return true;
 }
