@@ -52,21 +52,16 @@ void RealEnv::WakeFdWait() {
 }
 
 TimerId RealEnv::ScheduleAfter(uint64_t delay_ns, Callback fn) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const TimerId id = next_timer_++;
   const uint64_t due = NowNs() + delay_ns;
-  timers_.emplace(std::make_pair(due, id), std::move(fn));
-  timer_due_.emplace(id, due);
-  return id;
+  std::lock_guard<std::mutex> lock(mu_);
+  return timers_.Add(due, std::move(fn));
 }
 
 bool RealEnv::CancelTimer(TimerId id) {
+  Callback fn;  // destroyed after the lock is released
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = timer_due_.find(id);
-  if (it == timer_due_.end()) return false;
-  timers_.erase(std::make_pair(it->second, id));
-  timer_due_.erase(it);
-  return true;
+  fn = timers_.Cancel(id);
+  return static_cast<bool>(fn);
 }
 
 uint64_t RealEnv::AddSpinPoller(std::function<void()> fn) {
@@ -213,11 +208,8 @@ bool RealEnv::RunOne(std::unique_lock<std::mutex>& lock) {
   if (!ready_.empty()) {
     fn = std::move(ready_.front());
     ready_.pop_front();
-  } else if (!timers_.empty() && timers_.begin()->first.first <= NowNs()) {
-    auto it = timers_.begin();
-    timer_due_.erase(it->first.second);
-    fn = std::move(it->second);
-    timers_.erase(it);
+  } else if (!timers_.empty() && timers_.next_due() <= NowNs()) {
+    fn = timers_.PopFirst();
   } else {
     return false;
   }
@@ -261,7 +253,7 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
       const uint64_t seen = posts_.load(std::memory_order_acquire);
       const uint64_t start = NowNs();
       uint64_t until = start + spin;
-      if (!timers_.empty()) until = std::min(until, timers_.begin()->first.first);
+      if (!timers_.empty()) until = std::min(until, timers_.next_due());
       lock.unlock();
       bool fds_ran = false;
       while (posts_.load(std::memory_order_acquire) == seen && NowNs() < until) {
@@ -274,8 +266,7 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
         for (auto& [id, fn] : pollers_) fn();
       }
       lock.lock();
-      if (fds_ran || !ready_.empty() ||
-          (!timers_.empty() && timers_.begin()->first.first <= NowNs())) {
+      if (fds_ran || !ready_.empty() || (!timers_.empty() && timers_.next_due() <= NowNs())) {
         continue;
       }
     }
@@ -283,7 +274,7 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
       // Block in epoll on the watched descriptors and the eventfd Post signals.
       uint64_t timeout = UINT64_MAX;
       if (!timers_.empty()) {
-        const uint64_t due = timers_.begin()->first.first;
+        const uint64_t due = timers_.next_due();
         const uint64_t now = NowNs();
         if (due <= now) continue;
         timeout = due - now;
@@ -299,7 +290,7 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
     if (timers_.empty()) {
       cv_.wait(lock, [&] { return !ready_.empty() || posters_.load() == 0; });
     } else {
-      const uint64_t due = timers_.begin()->first.first;
+      const uint64_t due = timers_.next_due();
       const uint64_t now = NowNs();
       if (due > now) {
         cv_.wait_for(lock, std::chrono::nanoseconds(due - now),

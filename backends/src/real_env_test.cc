@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +43,64 @@ TEST(RealEnv, TimersFireInDueOrderAndCanceledOnesNever) {
   EXPECT_FALSE(env.CancelTimer(c));
   EXPECT_FALSE(env.RunUntil([] { return false; }));  // drains, then nothing is left
   EXPECT_EQ(order, (std::vector<int>{1, 3}));
+}
+
+// The loop's timer heap against an ordered map of (due, order): the same timers come
+// out first, in the same order, after any mix of adds, cancels and pops; a fired or
+// cancelled id never cancels the timer that reuses its slot; no id is 0.
+TEST(TimerQueue, PopsInDueThenAddedOrderThroughAnyMixOfCancels) {
+  TimerQueue q;
+  std::map<std::pair<uint64_t, uint64_t>, int> model;                     // (due, order) -> tag
+  std::map<int, std::pair<TimerId, std::pair<uint64_t, uint64_t>>> live;  // tag -> id, key
+  std::vector<TimerId> dead;  // ids that fired or were cancelled
+  std::mt19937_64 rng(7);
+  int next_tag = 0;
+  uint64_t order = 0;
+  int fired = -1;
+  for (int step = 0; step < 20000; ++step) {
+    const uint64_t r = rng() % 10;
+    if (r < 5 || live.empty()) {
+      const uint64_t due = rng() % 64;  // many equal dues
+      const int tag = next_tag++;
+      const TimerId id = q.Add(due, [&fired, tag] { fired = tag; });
+      ASSERT_NE(id, 0u);
+      model[{due, order}] = tag;
+      live[tag] = {id, {due, order}};
+      ++order;
+    } else if (r < 8) {
+      auto it = live.begin();
+      std::advance(it, static_cast<long>(rng() % live.size()));
+      Callback fn = q.Cancel(it->second.first);
+      ASSERT_TRUE(static_cast<bool>(fn)) << "a pending timer could not be cancelled";
+      model.erase(it->second.second);
+      dead.push_back(it->second.first);
+      live.erase(it);
+    } else {
+      ASSERT_FALSE(q.empty());
+      ASSERT_EQ(q.next_due(), model.begin()->first.first);
+      Callback fn = q.PopFirst();
+      fn();
+      ASSERT_EQ(fired, model.begin()->second) << "popped out of (due, added) order";
+      dead.push_back(live[fired].first);
+      live.erase(fired);
+      model.erase(model.begin());
+    }
+    ASSERT_EQ(q.size(), model.size());
+    if (!dead.empty() && rng() % 4 == 0) {
+      EXPECT_FALSE(static_cast<bool>(q.Cancel(dead[rng() % dead.size()])))
+          << "a spent id cancelled a live timer";
+      ASSERT_EQ(q.size(), model.size());
+    }
+  }
+  EXPECT_FALSE(static_cast<bool>(q.Cancel(0)));
+  EXPECT_FALSE(static_cast<bool>(q.Cancel(~0ull)));
+  while (!q.empty()) {
+    Callback fn = q.PopFirst();
+    fn();
+    ASSERT_EQ(fired, model.begin()->second);
+    model.erase(model.begin());
+  }
+  EXPECT_TRUE(model.empty());
 }
 
 TEST(RealEnv, PostsFromOtherThreadsWakeTheLoop) {

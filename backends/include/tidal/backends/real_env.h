@@ -27,6 +27,7 @@
 #include <random>
 #include <string>
 
+#include "tidal/backends/timer_queue.h"
 #include "tidal/env.h"
 #include "tidal/status.h"
 #include "tidal/thread_annotations.h"
@@ -109,9 +110,7 @@ class RealEnv final : public Env {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Callback> ready_ TIDAL_GUARDED_BY(mu_);
-  std::map<std::pair<uint64_t, TimerId>, Callback> timers_ TIDAL_GUARDED_BY(mu_);  // by due
-  std::map<TimerId, uint64_t> timer_due_ TIDAL_GUARDED_BY(mu_);
-  TimerId next_timer_ TIDAL_GUARDED_BY(mu_) = 1;
+  TimerQueue timers_ TIDAL_GUARDED_BY(mu_);
   std::atomic<int> posters_{0};
   std::atomic<uint64_t> spin_ns_{0};
   std::atomic<uint64_t> posts_{0};  // Post calls so far: what a spinning RunUntil watches
