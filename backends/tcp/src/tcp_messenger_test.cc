@@ -606,7 +606,9 @@ TEST(TcpMessenger, AnswersTravelOnTheConnectionTheRequestsCameOn) {
         constexpr size_t kCount = 500;
         for (size_t i = 0; i < kCount; ++i) {
           ASSERT_TRUE(a->Send("b", Pattern(i % 300, static_cast<uint32_t>(i))).ok());
-          if (i % 7 == 0) ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == i + 1; }));
+          if (i % 7 == 0) {
+            ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == i + 1; }));
+          }
         }
         ASSERT_TRUE(Drive(env, [&]() { return at_a.got.size() == kCount; }));
         for (size_t i = 0; i < kCount; ++i) {
