@@ -67,15 +67,47 @@ bool RealEnv::CancelTimer(TimerId id) {
 uint64_t RealEnv::AddSpinPoller(std::function<void()> fn) {
   std::lock_guard<std::mutex> lock(pollers_mu_);
   const uint64_t id = next_poller_++;
-  pollers_.emplace(id, std::move(fn));
+  pollers_.emplace(id, Poller{[fn = std::move(fn)](bool) { fn(); }, {}, false});
+  poller_count_.store(pollers_.size());
+  return id;
+}
+
+uint64_t RealEnv::AddLoopPoller(std::function<void(bool idle)> poll,
+                                std::function<void()> before_block) {
+  std::lock_guard<std::mutex> lock(pollers_mu_);
+  const uint64_t id = next_poller_++;
+  if (before_block) block_hook_count_.fetch_add(1);
+  busy_poller_count_.fetch_add(1);
+  pollers_.emplace(id, Poller{std::move(poll), std::move(before_block), true});
   poller_count_.store(pollers_.size());
   return id;
 }
 
 void RealEnv::RemoveSpinPoller(uint64_t id) {
   std::lock_guard<std::mutex> lock(pollers_mu_);
-  pollers_.erase(id);
+  auto it = pollers_.find(id);
+  if (it == pollers_.end()) return;
+  if (it->second.busy) busy_poller_count_.fetch_sub(1);
+  if (it->second.before_block) block_hook_count_.fetch_sub(1);
+  pollers_.erase(it);
   poller_count_.store(pollers_.size());
+}
+
+void RealEnv::RunPollers(bool idle) {
+  std::lock_guard<std::mutex> pl(pollers_mu_);
+  for (auto& [id, p] : pollers_) {
+    if (!idle && !p.busy) continue;
+    p.poll(idle);
+  }
+  if (!idle) busy_polls_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void RealEnv::RunBeforeBlock() {
+  std::lock_guard<std::mutex> pl(pollers_mu_);
+  for (auto& [id, p] : pollers_) {
+    if (p.before_block) p.before_block();
+  }
+  block_handoffs_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void RealEnv::RemovePoster() {
@@ -220,8 +252,16 @@ bool RealEnv::RunOne(std::unique_lock<std::mutex>& lock) {
 }
 
 bool RealEnv::RunUntil(const std::function<bool()>& done) {
+  const bool finished = Run(done);
+  // The loop stops running: its loop pollers hand their polling back, as before a block.
+  if (block_hook_count_.load(std::memory_order_relaxed) != 0) RunBeforeBlock();
+  return finished;
+}
+
+bool RealEnv::Run(const std::function<bool()>& done) {
   std::unique_lock<std::mutex> lock(mu_);
   int streak = 0;  // callbacks run in a row without a look at the watched descriptors
+  int poll_streak = 0;  // callbacks run in a row without a call of the loop pollers
   for (;;) {
     lock.unlock();
     const bool finished = done();
@@ -236,9 +276,23 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
     }
     if (RunOne(lock)) {
       ++streak;
+      if (++poll_streak >= kPollEvery && busy_poller_count_.load(std::memory_order_relaxed) != 0) {
+        poll_streak = 0;
+        lock.unlock();
+        RunPollers(/*idle=*/false);
+        lock.lock();
+      }
       continue;
     }
     streak = 0;
+    if (busy_poller_count_.load(std::memory_order_relaxed) != 0 && poll_streak != 0) {
+      // The ready work ran out: one look at what the loop pollers hold before the spin.
+      poll_streak = 0;
+      lock.unlock();
+      RunPollers(/*idle=*/false);
+      lock.lock();
+      if (!ready_.empty()) continue;
+    }
     if (!wait_fds_.empty()) {
       lock.unlock();
       const bool ran = PollFds(0);
@@ -262,13 +316,20 @@ bool RealEnv::RunUntil(const std::function<bool()>& done) {
           break;
         }
         if (poller_count_.load(std::memory_order_relaxed) == 0) continue;
-        std::lock_guard<std::mutex> pl(pollers_mu_);
-        for (auto& [id, fn] : pollers_) fn();
+        RunPollers(/*idle=*/true);
       }
       lock.lock();
       if (fds_ran || !ready_.empty() || (!timers_.empty() && timers_.next_due() <= NowNs())) {
         continue;
       }
+    }
+    if (block_hook_count_.load(std::memory_order_relaxed) != 0) {
+      // About to block: the loop pollers hand their polling back to their own threads. A
+      // post they make (or one from another thread meanwhile) is run first.
+      lock.unlock();
+      RunBeforeBlock();
+      lock.lock();
+      if (!ready_.empty() || (!timers_.empty() && timers_.next_due() <= NowNs())) continue;
     }
     if (!wait_fds_.empty()) {
       // Block in epoll on the watched descriptors and the eventfd Post signals.

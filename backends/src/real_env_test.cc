@@ -213,6 +213,56 @@ TEST(RealEnv, SpinPollersRunWhileTheLoopPollsAndCanEndTheWait) {
   env.RemovePoster();
 }
 
+// A loop poller runs while the loop is busy: after every kPollEvery callbacks in a row
+// (here 100 callbacks: 12 calls, none idle, and the loop never about to block); then,
+// with nothing ready and no polling window, once when the ready work runs out and its
+// before_block hook before the loop blocks. A post made by the hook runs before the loop
+// blocks, ahead of a post another thread makes 20 ms later; the hook runs again when
+// RunUntil returns. A spin-only poller is never called on a busy loop.
+TEST(RealEnv, LoopPollersRunOnABusyLoopAndHandBackBeforeItBlocks) {
+  RealEnv env;
+  int busy = 0, idle = 0, blocks = 0, spin_only = 0;
+  bool post_from_hook = false;
+  std::vector<std::string> order;
+  const uint64_t id = env.AddLoopPoller([&](bool is_idle) { ++(is_idle ? idle : busy); },
+                                        [&] {
+                                          ++blocks;
+                                          if (post_from_hook) {
+                                            post_from_hook = false;
+                                            env.Post([&] { order.push_back("from hook"); });
+                                          }
+                                        });
+  const uint64_t spin_id = env.AddSpinPoller([&] { ++spin_only; });
+  int ran = 0;
+  for (int i = 0; i < 100; ++i) env.Post([&] { ++ran; });
+  EXPECT_TRUE(env.RunUntil([&] { return ran == 100; }));
+  EXPECT_EQ(busy, 100 / RealEnv::kPollEvery);
+  EXPECT_EQ(idle, 0);
+  EXPECT_EQ(spin_only, 0);
+  EXPECT_EQ(blocks, 1) << "RunUntil returned without handing back";
+  EXPECT_EQ(env.busy_polls(), static_cast<uint64_t>(100 / RealEnv::kPollEvery));
+
+  busy = 0;
+  blocks = 0;
+  post_from_hook = true;
+  env.AddPoster();
+  std::thread other([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    env.Post([&] { order.push_back("other thread"); });
+  });
+  env.Post([&] { order.push_back("first"); });
+  EXPECT_TRUE(env.RunUntil([&] { return order.size() == 3; }));
+  other.join();
+  env.RemovePoster();
+  EXPECT_EQ(order, (std::vector<std::string>{"first", "from hook", "other thread"}));
+  EXPECT_EQ(busy, 2) << "a look when the ready work ran out, after each run of callbacks";
+  EXPECT_GE(blocks, 2);  // before the block; when RunUntil returned
+  EXPECT_EQ(idle, 0);
+  EXPECT_EQ(spin_only, 0);
+  env.RemoveSpinPoller(id);
+  env.RemoveSpinPoller(spin_id);
+}
+
 TEST(RealEnv, SpawnedRootsAreFreedAtDestruction) {
   auto flag = std::make_shared<int>(0);
   {

@@ -475,6 +475,11 @@ int Client(const std::string& master, uint64_t id, uint64_t sessions, uint64_t s
         {"busy_timeouts", after.busy_timeouts - before.busy_timeouts},
         {"idle_timeouts", after.idle_timeouts - before.idle_timeouts},
         {"stalls", after.stalls - before.stalls},
+        // the loop-driven mode: hand-backs before the loop blocked, the progress thread's
+        // waits meanwhile and its own rounds when one ran out
+        {"loop_handbacks", after.loop_handbacks - before.loop_handbacks},
+        {"standby_waits", after.standby_waits - before.standby_waits},
+        {"standby_rounds", after.standby_rounds - before.standby_rounds},
         // one-sided: puts and gets straight into the
         // holder's mapped segment (docs/ucx.md)
         {"puts", after.puts - before.puts},
@@ -963,6 +968,12 @@ int RunStoreBench(int argc, char** argv) {
       static_cast<unsigned long long>(holder_spin_us));
   const bool one_sided = cluster::RealNodeOptions::OneSidedDefault();
   const bool transport_memory = cluster::RealNodeOptions::TransportMemoryDefault();
+  // The clients' transports are built with the same environment (docs/ucx.md).
+  const bool loop_drives = backends::ucx::UcxTransportOptions::LoopDrivesFromEnvironment();
+  std::printf(
+      "the clients' event loops drive their UCX workers: %s (TIDAL_UCX_LOOP_DRIVES; "
+      "by default where a process may use 4 CPUs or more)\n",
+      loop_drives ? "yes" : "no");
   std::printf("ucx data path: %s; the holder's segment: %s\n",
               one_sided ? "one-sided where mapped (TIDAL_UCX_ONE_SIDED=1)"
                         : "active messages checked by the target",
@@ -1088,6 +1099,7 @@ int RunStoreBench(int argc, char** argv) {
                                 {"cached_gets", !no_cache},
                                 {"put_reservations", put_reservations},
                                 {"one_sided", one_sided},
+                                {"client_loop_drives", loop_drives},
                                 {"transport_memory", transport_memory},
                                 {"load_avg_start", load_start},
                                 {"load_avg_end", LoadAverage()}}

@@ -2,14 +2,14 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
-#include <unistd.h>
 #include <ucp/api/ucp.h>
-
-#include <boost/container/small_vector.hpp>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -160,6 +160,17 @@ bool EnvironmentSaysOne(const char* name) {
 
 bool UcxTransportOptions::OneSidedFromEnvironment() {
   return EnvironmentSaysOne("TIDAL_UCX_ONE_SIDED");
+}
+
+bool UcxTransportOptions::LoopDrivesFromEnvironment() {
+  if (const char* v = std::getenv("TIDAL_UCX_LOOP_DRIVES"); v != nullptr) {
+    if (std::string_view(v) == "1") return true;
+    if (std::string_view(v) == "0") return false;
+  }
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int usable = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
+  return usable >= 4;
 }
 
 bool UcxTransportOptions::TransportMemoryFromEnvironment() {
@@ -333,6 +344,13 @@ struct UcxTransport::Impl {
     // Nothing left for UCX (a one-sided put into mapped memory, flushed and completed on
     // this thread): no answer to wait for, so the progress thread need not poll for one.
     if (busy.load() == 0) return;
+    // The env's loop polls the worker between its callbacks (RealEnv::AddLoopPoller) and
+    // hands the polling back before it blocks (LoopBlocks): the answer is left to it, and
+    // the progress thread stands by meanwhile (Loop). Callers run on that loop.
+    if (loop_polls.load(std::memory_order_relaxed)) {
+      if (!loop_drives.load(std::memory_order_relaxed)) loop_drives.store(true);
+      return;
+    }
     // The answer (and anything UCX could not send inline: a rendezvous, a full send queue)
     // needs the progress thread. The send is activity: a progress thread that is awake
     // sees it and polls for spin_ns more without being woken. One that is going to sleep
@@ -355,8 +373,22 @@ struct UcxTransport::Impl {
   // their answers. A node that only serves peers' accesses (the target of a transfer) is
   // left to its progress thread, which copies their data in parallel with the caller
   // instead of behind it (in the ucx fabric every node's transport is on the same loop).
-  void PollFromCaller() {
-    if (own_ops.load(std::memory_order_relaxed) == 0 || stop.load()) return;
+  //
+  // The loop also calls it while it is busy (idle = false: every few callbacks, and when
+  // its ready work runs out), and LoopBlocks before it blocks. From a direct send that
+  // left an answer to wait for (GiveWorker) until then, the loop drives the worker
+  // (loop_drives): it takes the answers, and its peers' requests, between its own
+  // callbacks, while the progress thread stands by without touching the worker. Two
+  // threads polling one worker made every call of a busy loop slower (the worker lock,
+  // UCX's queues and the op tables moving between their cores): on the 16-core host,
+  // sixteen sessions' 4 KiB gets over active messages spent 14.5 us of loop time each,
+  // where the same calls one-sided (nothing for the progress thread) spent 7.8.
+  void PollFromCaller(bool idle) {
+    if (stop.load()) return;
+    if (own_ops.load(std::memory_order_relaxed) == 0 &&
+        !loop_drives.load(std::memory_order_relaxed)) {
+      return;
+    }
     caller_poll_calls.fetch_add(1, std::memory_order_relaxed);
     std::unique_lock<std::mutex> wl(wmu, std::try_to_lock);
     if (!wl.owns_lock()) return;
@@ -365,12 +397,27 @@ struct UcxTransport::Impl {
     while (ucp_worker_progress(worker) != 0) any = true;
     caller_polls.fetch_add(1, std::memory_order_relaxed);
     if (any) {
-      last_activity_ns.store(MonoNs());
-    } else {
+      if (!loop_drives.load(std::memory_order_relaxed)) last_activity_ns.store(MonoNs());
+    } else if (idle) {
       // Nothing yet: let a thread that shares this core run (the peer's progress thread,
       // which produces the answer; on two cores three threads may be polling).
       wl.unlock();
       std::this_thread::yield();
+    }
+  }
+  // The env's loop is about to block: the progress thread takes the worker back, and
+  // polls for spin_ns as after a direct send if answers are still to come.
+  void LoopBlocks() {
+    if (!loop_drives.load(std::memory_order_relaxed)) return;
+    loop_drives.store(false);
+    { std::lock_guard<std::mutex> sl(standby_mu); }
+    standby_cv.notify_one();
+    loop_handbacks.fetch_add(1, std::memory_order_relaxed);
+    if (busy.load() == 0) return;
+    last_activity_ns.store(MonoNs());
+    if (sleeping.load()) {
+      ucp_worker_signal(worker);
+      signals.fetch_add(1, std::memory_order_relaxed);
     }
   }
 
@@ -527,6 +574,16 @@ struct UcxTransport::Impl {
   std::atomic<uint64_t> own_ops{0};            // ops.size(), for PollFromCaller
   std::atomic<uint64_t> caller_poll_calls{0};  // PollFromCaller calls that polled
   std::atomic<uint64_t> caller_polls{0};  // PollFromCaller rounds that held the worker
+  // The loop-driven mode (PollFromCaller): a loop poller is registered (loop_polls); the
+  // loop drives the worker now (loop_drives, written on the loop's thread only); the
+  // progress thread waits on standby_cv meanwhile, and looks every standby_ns anyway.
+  std::atomic<bool> loop_polls{false};
+  std::atomic<bool> loop_drives{false};
+  std::mutex standby_mu;
+  std::condition_variable standby_cv;
+  std::atomic<uint64_t> standby_waits{0};   // the progress thread's waits while the loop drove
+  std::atomic<uint64_t> standby_rounds{0};  // its rounds after such a wait ran out
+  std::atomic<uint64_t> loop_handbacks{0};  // LoopBlocks calls that handed the worker back
   RealEnv* poll_env = nullptr;            // where PollFromCaller is registered
   uint64_t poller_id = 0;
   std::atomic<uint64_t> spin_rounds{0};  // progress rounds made while polling (not woken)
@@ -713,7 +770,13 @@ Status UcxTransport::Impl::Start(const TransportInstall& in) {
   pthread_setname_np(thread.native_handle(), "tidal-ucx");  // for ps -L, top -H
   if (auto* real = dynamic_cast<RealEnv*>(install.env)) {
     poll_env = real;
-    poller_id = real->AddSpinPoller([this] { PollFromCaller(); });
+    if (options.loop_drives) {
+      poller_id = real->AddLoopPoller([this](bool idle) { PollFromCaller(idle); },
+                                      [this] { LoopBlocks(); });
+      loop_polls.store(true);
+    } else {
+      poller_id = real->AddSpinPoller([this] { PollFromCaller(/*idle=*/true); });
+    }
   }
   return Status();
 }
@@ -740,9 +803,39 @@ void UcxTransport::Impl::RunCommands() {
 // on its event fd until UCX or ucp_worker_signal wakes it.
 void UcxTransport::Impl::Loop() {
   uint64_t last_event_ns = MonoNs();
+  // While the loop drives the worker: a look of its own this often (a loop callback that
+  // runs long, a loop that stopped running, a rendezvous step UCX did not signal).
+  const uint64_t standby_ns = std::max<uint64_t>(options.busy_poll_ns, 50'000);
   bool timed_out_busy = false;  // the last wait ended at its busy_poll_ns bound
   bool was_polling = false;  // the last round was a poll within the spin window
   while (!stop.load()) {
+    if (loop_drives.load()) {
+      // The env's loop drives the worker (PollFromCaller): stand by until it hands it back
+      // before blocking (LoopBlocks), but look every standby_ns in case one of its
+      // callbacks runs long, or it stopped running.
+      standby_waits.fetch_add(1, std::memory_order_relaxed);
+      bool handed_back;
+      {
+        std::unique_lock<std::mutex> sl(standby_mu);
+        handed_back = standby_cv.wait_for(sl, std::chrono::nanoseconds(standby_ns),
+                                          [&] { return !loop_drives.load() || stop.load(); });
+      }
+      if (stop.load()) break;
+      if (!handed_back) {
+        standby_rounds.fetch_add(1, std::memory_order_relaxed);
+        {
+          std::unique_lock<std::mutex> wl(wmu, std::try_to_lock);
+          if (wl.owns_lock()) {
+            RunCommands();
+            while (ucp_worker_progress(worker) != 0) {
+            }
+          }
+        }
+        CheckProbes();
+        continue;
+      }
+      was_polling = false;  // handed back: a full round, then the window from its time
+    }
     bool progressed = false;
     {
       // While polling, a caller that holds the worker (a direct send, or a waiting loop
@@ -890,12 +983,16 @@ void UcxTransport::Impl::StopPrefault() {
 
 void UcxTransport::Impl::Stop() {
   if (poll_env != nullptr) {
+    loop_polls.store(false);
     poll_env->RemoveSpinPoller(poller_id);  // returns after a poll in progress
     poll_env = nullptr;
   }
   StopPrefault();
   if (!thread.joinable()) return;
   stop.store(true);
+  loop_drives.store(false);
+  { std::lock_guard<std::mutex> sl(standby_mu); }
+  standby_cv.notify_one();
   ucp_worker_signal(worker);
   thread.join();
 }
@@ -2491,6 +2588,10 @@ UcxTransportStats UcxTransport::stats() const {
   s.signals = m.signals.load();
   s.caller_poll_calls = m.caller_poll_calls.load();
   s.caller_polls = m.caller_polls.load();
+  s.loop_driven = m.loop_polls.load();
+  s.loop_handbacks = m.loop_handbacks.load();
+  s.standby_waits = m.standby_waits.load();
+  s.standby_rounds = m.standby_rounds.load();
   s.key_fetches = m.key_fetches.load();
   s.puts = m.puts.load();
   s.gets = m.gets.load();

@@ -240,6 +240,43 @@ struct Pair {
   void Fill() {
     for (size_t i = 0; i < kRegion; ++i) base[0][i] = static_cast<uint8_t>(i * 7 + (i >> 11));
   }
+  // WRITEs chunks 0..n-1 of node 0's region to node 1 in one Submit; their completions,
+  // in chunk order, once all have come (30 s at most).
+  std::vector<TransportCompletion> WriteBatch(size_t n) {
+    std::vector<TransportTask> tasks(n);
+    const uint64_t first = next_id + 1;
+    for (size_t k = 0; k < n; ++k) {
+      TransportTask& w = tasks[k];
+      w.task_id = ++next_id;
+      w.peer = peer;
+      w.kind = TransportTask::Kind::kWrite;
+      w.local_addr = addr(0) + k * kChunk;
+      w.remote_addr = addr(1) + k * kChunk;
+      w.length = kChunk;
+      w.rkey = rkey[1];
+    }
+    std::vector<Status> accepted(n);
+    t[0]->Submit(tasks, accepted);
+    for (const Status& a : accepted) EXPECT_TRUE(a.ok()) << a.ToString();
+    std::vector<TransportCompletion> got(n);
+    size_t left = n;
+    const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    env.RunUntil([&] {
+      TransportCompletion c[16];
+      for (size_t m; (m = t[0]->PollCompletions(c)) > 0;) {
+        for (size_t i = 0; i < m; ++i) {
+          if (c[i].task_id >= first && c[i].task_id < first + n) {
+            got[c[i].task_id - first] = c[i];
+            --left;
+          }
+        }
+      }
+      if (left > 0 && std::chrono::steady_clock::now() < limit) env.ScheduleAfter(1'000'000, [] {});
+      return left == 0 || std::chrono::steady_clock::now() >= limit;
+    });
+    EXPECT_EQ(left, 0u) << "completions missing";
+    return got;
+  }
 };
 
 class UcxSpin : public ::testing::TestWithParam<std::string> {};
@@ -249,6 +286,7 @@ class UcxSpin : public ::testing::TestWithParam<std::string> {};
 // completions are exact all the same.
 TEST_P(UcxSpin, NoWindowMeansNoPolling) {
   UcxTransportOptions o;
+  o.loop_drives = false;  // the progress thread polls after direct sends
   o.spin_ns = 0;
   Pair p(o, 0);
   p.Fill();
@@ -270,6 +308,7 @@ TEST_P(UcxSpin, NoWindowMeansNoPolling) {
 // its progress thread. The bytes are exact.
 TEST_P(UcxSpin, WaitingLoopProgressesTheInitiatorsWorker) {
   UcxTransportOptions o;
+  o.loop_drives = false;  // the progress thread polls after direct sends
   o.spin_ns = 0;
   Pair p(o, 10'000'000);
   p.Fill();
@@ -296,6 +335,7 @@ TEST_P(UcxSpin, WaitingLoopProgressesTheInitiatorsWorker) {
 // the worker) find it awake and never signal it.
 TEST_P(UcxSpin, InsideTheWindowSendsDoNotWakeTheProgressThread) {
   UcxTransportOptions o;
+  o.loop_drives = false;  // the progress thread polls after direct sends
   o.spin_ns = 10'000'000'000ULL;
   Pair p(o, 0);
   p.Fill();
@@ -317,6 +357,7 @@ TEST_P(UcxSpin, InsideTheWindowSendsDoNotWakeTheProgressThread) {
 // (the waits end at the idle bound, none at the busy one: nothing is in flight).
 TEST_P(UcxSpin, IdleProgressThreadsBlockAfterTheWindow) {
   UcxTransportOptions o;
+  o.loop_drives = false;  // the progress thread polls after direct sends
   o.spin_ns = 2'000'000;
   Pair p(o, 0);
   p.Fill();
@@ -330,6 +371,59 @@ TEST_P(UcxSpin, IdleProgressThreadsBlockAfterTheWindow) {
     EXPECT_EQ(after.busy_timeouts, before[i].busy_timeouts) << "node " << i;
     EXPECT_GT(after.idle_timeouts, before[i].idle_timeouts) << "node " << i;
   }
+}
+
+// The loop-driven mode, one batch of 16 WRITEs sent while both progress threads sleep
+// (their 1 ms windows long over): the send hands the worker to the env's loop, which
+// takes every answer itself while it polls; the initiator's progress thread makes no
+// polling round meanwhile (woken by UCX or its idle bound, it stands by; a round already
+// under way finishes), and the loop
+// hands the worker back exactly once, when RunUntil returns. Bytes exact.
+TEST_P(UcxSpin, TheLoopDrivesTheWorkerAndTheProgressThreadStandsBy) {
+  UcxTransportOptions o;
+  o.spin_ns = 1'000'000;
+  o.loop_drives = true;
+  Pair p(o, 10'000'000'000ULL);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);  // the endpoint is wired up before the batch
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const UcxTransportStats before = p.t[0]->stats();
+  for (const TransportCompletion& c : p.WriteBatch(16)) {
+    EXPECT_EQ(c.code, ErrorCode::OK);
+    EXPECT_EQ(c.bytes_transferred, kChunk);
+  }
+  const UcxTransportStats after = p.t[0]->stats();
+  EXPECT_EQ(std::memcmp(p.mem[0].data(), p.mem[1].data(), 16 * kChunk), 0);
+  EXPECT_TRUE(after.loop_driven);
+  EXPECT_GT(after.caller_polls, before.caller_polls) << "the loop took no answers";
+  // At most a round or two under way when the send handed the worker over (a progress
+  // thread awake on its idle bound, seen under a loaded ctest -j2); with the mode off it
+  // polls for the whole 1 ms window after the send, hundreds of rounds.
+  EXPECT_LE(after.spin_rounds - before.spin_rounds, 2u) << "the progress thread polled";
+  EXPECT_EQ(after.signals, before.signals) << "a send woke the progress thread";
+  EXPECT_EQ(after.loop_handbacks - before.loop_handbacks, 1u);
+}
+
+// The loop-driven mode with a loop that blocks at once (no polling window): before it
+// blocks it hands the worker back (once), and the progress thread, woken, takes the
+// answers and posts their completions, which end the loop's wait. Bytes exact.
+TEST_P(UcxSpin, ALoopAboutToBlockHandsTheWorkerBack) {
+  UcxTransportOptions o;
+  o.spin_ns = 1'000'000;
+  o.loop_drives = true;
+  Pair p(o, 0);
+  p.Fill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const UcxTransportStats before = p.t[0]->stats();
+  const uint64_t blocks_before = p.env.block_handoffs();
+  for (const TransportCompletion& c : p.WriteBatch(16)) {
+    EXPECT_EQ(c.code, ErrorCode::OK);
+    EXPECT_EQ(c.bytes_transferred, kChunk);
+  }
+  const UcxTransportStats after = p.t[0]->stats();
+  EXPECT_EQ(std::memcmp(p.mem[0].data(), p.mem[1].data(), 16 * kChunk), 0);
+  EXPECT_EQ(after.loop_handbacks - before.loop_handbacks, 1u);
+  EXPECT_GT(p.env.block_handoffs(), blocks_before);
 }
 
 // A peer with a bare UCP worker of its own sends thousands of 4 KiB READ requests and then

@@ -69,7 +69,24 @@ class RealEnv final : public Env {
   // A poller may Post; it must not call Add/RemoveSpinPoller. RemoveSpinPoller returns
   // after any call of that poller in progress; call it before what the poller uses goes.
   uint64_t AddSpinPoller(std::function<void()> fn);
+  // A loop poller is called as a spin poller (idle = true), and also while the loop is
+  // busy (idle = false): after every kPollEvery callbacks in a row and once each time the
+  // ready work runs out, so a backend can leave its completions to a loop that is running
+  // and keep its own thread off the shared state. `before_block`, if set, runs on the
+  // loop's thread each time the loop is about to block (in epoll or on its condition
+  // variable), after the spin, and when RunUntil returns: the backend hands the polling
+  // back to its own thread there.
+  // Both may Post (a post made from before_block is run before the loop blocks). Removed
+  // with RemoveSpinPoller.
+  uint64_t AddLoopPoller(std::function<void(bool idle)> poll,
+                         std::function<void()> before_block = {});
   void RemoveSpinPoller(uint64_t id);
+  // Loop poller calls made while the loop was busy, and before_block calls (for tests and
+  // benchmarks).
+  uint64_t busy_polls() const { return busy_polls_.load(std::memory_order_relaxed); }
+  uint64_t block_handoffs() const { return block_handoffs_.load(std::memory_order_relaxed); }
+
+  static constexpr int kPollEvery = 8;
 
   // Watches `fd` for input: `on_readable` runs on the loop's thread whenever the loop finds
   // it readable (level-triggered: it runs again on the next look while input is left, so it
@@ -94,6 +111,7 @@ class RealEnv final : public Env {
   static constexpr int kFdCheckEvery = 64;
 
  private:
+  bool Run(const std::function<bool()>& done);  // RunUntil, less the hand-back at its end
   bool RunOne(std::unique_lock<std::mutex>& lock) TIDAL_REQUIRES(mu_);
   // Waits up to `timeout_ns` (0: only looks; UINT64_MAX: no bound) for a watched
   // descriptor or a Post, then runs the callbacks of the ready descriptors. Called with mu_
@@ -115,9 +133,21 @@ class RealEnv final : public Env {
   std::atomic<uint64_t> spin_ns_{0};
   std::atomic<uint64_t> posts_{0};  // Post calls so far: what a spinning RunUntil watches
   std::mutex pollers_mu_;           // never held with mu_
-  std::map<uint64_t, std::function<void()>> pollers_ TIDAL_GUARDED_BY(pollers_mu_);
+  struct Poller {
+    std::function<void(bool idle)> poll;
+    std::function<void()> before_block;
+    bool busy = false;  // also called while the loop is busy (a loop poller)
+  };
+  // Calls the pollers (only those that poll a busy loop unless `idle`); before_block hooks.
+  void RunPollers(bool idle);
+  void RunBeforeBlock();
+  std::map<uint64_t, Poller> pollers_ TIDAL_GUARDED_BY(pollers_mu_);
   uint64_t next_poller_ TIDAL_GUARDED_BY(pollers_mu_) = 1;
   std::atomic<size_t> poller_count_{0};
+  std::atomic<size_t> busy_poller_count_{0};  // loop pollers
+  std::atomic<size_t> block_hook_count_{0};   // pollers with a before_block
+  std::atomic<uint64_t> busy_polls_{0};
+  std::atomic<uint64_t> block_handoffs_{0};
   // Watched descriptors (loop thread only), the epoll set and the eventfd Post signals
   // while the loop blocks in epoll (fd_waiting_).
   std::map<uint64_t, WaitFd> wait_fds_;

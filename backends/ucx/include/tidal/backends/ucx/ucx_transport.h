@@ -103,8 +103,19 @@ struct UcxTransportOptions {
   // BATCH_BUSY names how many peers did not answer (a later call asks them again). A peer
   // whose connection failed counts as released.
   uint64_t revoke_timeout_ns = 1'000'000'000ULL;
+  // Where the node's env is a RealEnv: its event loop takes the worker's answers itself
+  // while it runs (docs/ucx.md, "The loop drives the worker"): a direct send that leaves
+  // an answer to wait for hands the worker to the loop, which progresses it between its
+  // callbacks (RealEnv::AddLoopPoller), and the progress thread stands by until the loop is
+  // about to block. Off: the progress thread polls after each direct send, beside a loop
+  // that polls only while it waits. Default: on where this process may run on at least 4
+  // CPUs (on 2 CPUs the progress thread's polling took answers while the loop's thread
+  // was off its CPU, and the loop-driven mode measured slower); TIDAL_UCX_LOOP_DRIVES=1 or
+  // =0 in the environment decides instead, for options built without setting it.
+  bool loop_drives = LoopDrivesFromEnvironment();
 
   static bool OneSidedFromEnvironment();
+  static bool LoopDrivesFromEnvironment();
   // TIDAL_UCX_TRANSPORT_MEMORY=1: the default of the fabrics' and nodes' option to keep
   // their buffers in AllocateHostMemory blocks (UcxFabricOptions::transport_memory,
   // cluster::RealNodeOptions::transport_memory).
@@ -138,6 +149,13 @@ struct UcxTransportStats {
   // that found the worker free and progressed it.
   uint64_t caller_poll_calls = 0;
   uint64_t caller_polls = 0;
+  // The loop-driven mode (docs/ucx.md): times the loop handed the worker back before it
+  // blocked, the progress thread's waits while the loop drove it, and the rounds it made
+  // of its own after such a wait ran out.
+  bool loop_driven = false;  // the loop-driven mode is in use (options.loop_drives, a RealEnv)
+  uint64_t loop_handbacks = 0;
+  uint64_t standby_waits = 0;
+  uint64_t standby_rounds = 0;
   // One-sided mode: key requests this node sent (one per peer region it started using),
   // puts and gets it issued, keys peers revoked from it, and the revocations this node
   // sent when it unregistered regions peers held.
