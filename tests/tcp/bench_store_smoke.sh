@@ -3,7 +3,8 @@
 # in both client shapes: every row completes with every byte checked (counted; the bench exits 1
 # on any tidal error or missing client), and the JSON names the shape, the API of each
 # row, UCX_TLS, the UCX data path and the load average. Run with UCX_TLS=tcp, and over
-# shared memory in the one-sided mode (each put and get then a direct put or get, counted).
+# shared memory in the one-sided mode (each put and get then a direct put or get, counted)
+# and with the clients' event loops driving their UCX workers (hand-backs counted).
 set -euo pipefail
 bench=$1
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench_store_smoke.XXXXXX")
@@ -22,6 +23,11 @@ assert doc["ucx_tls"] == os.environ["UCX_TLS"], doc["ucx_tls"]
 one_sided = os.environ.get("TIDAL_UCX_ONE_SIDED") == "1"
 mapped = one_sided and os.environ.get("TIDAL_UCX_TRANSPORT_MEMORY") == "1"
 assert doc["one_sided"] == one_sided and doc["transport_memory"] == mapped, doc
+# Whether the clients' event loops drive their UCX workers (docs/ucx.md): as the
+# environment says where it says so (ctest sets it for every instance of this test).
+loop_env = os.environ.get("TIDAL_UCX_LOOP_DRIVES")
+if loop_env in ("0", "1"):
+    assert doc["client_loop_drives"] == (loop_env == "1"), doc["client_loop_drives"]
 assert doc["put_reservations"] == 16, doc["put_reservations"]
 assert len(doc["load_avg_start"]) == 3 and len(doc["load_avg_end"]) == 3
 rows = [(r["size"], r["clients"]) for r in doc["store"]]
@@ -63,6 +69,14 @@ for r in doc["store"]:
     ucx = t["client_progress_waits"]
     assert ucx["put"]["puts"] == n and ucx["put"]["gets"] == 0, (n, ucx)
     assert ucx["get"]["gets"] == n and ucx["reget"]["gets"] == n, (n, ucx)
+    # A loop that drove its worker handed it back at least when the phase ended (every
+    # call of an active-message phase leaves an answer to wait for); with the mode off
+    # nothing is ever handed back. A direct put or get leaves nothing to wait for.
+    for ph in ("put", "get", "reget"):
+        if doc["client_loop_drives"] and not mapped:
+            assert ucx[ph]["loop_handbacks"] >= 1, (ph, ucx)
+        elif not doc["client_loop_drives"]:
+            assert ucx[ph]["loop_handbacks"] == 0 and ucx[ph]["standby_waits"] == 0, (ph, ucx)
 # The lines after the table: one per row, naming its size and client count.
 lines = [l for l in text.splitlines() if " | put: " in l]
 assert [tuple(map(int, l.split("|")[0].split())) for l in lines] == rows, lines
