@@ -4,12 +4,13 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
-#include <ucp/api/ucp.h>
 #include <unistd.h>
+#include <ucp/api/ucp.h>
+
+#include <boost/container/small_vector.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
