@@ -353,15 +353,26 @@ struct UcxTransport::Impl {
       return;
     }
     // The answer (and anything UCX could not send inline: a rendezvous, a full send queue)
-    // needs the progress thread. The send is activity: a progress thread that is awake
-    // sees it and polls for spin_ns more without being woken. One that is going to sleep
-    // (or sleeps) is woken. Both sides use sequentially consistent accesses (the send's
-    // time, then `sleeping`; `sleeping`, then the time), so at least one sees the other.
+    // needs the progress thread.
+    MarkActivity();
+  }
+  // Activity the progress thread is to poll for (a send's answer still to come): a thread
+  // that is awake sees the time and polls for spin_ns more without being woken; one that
+  // is going to sleep (or sleeps) is woken. Both sides use sequentially consistent accesses
+  // (the time, then `sleeping`; `sleeping`, then the time), so at least one sees the other.
+  void MarkActivity() {
     last_activity_ns.store(MonoNs());
     if (sleeping.load()) {
       ucp_worker_signal(worker);
       signals.fetch_add(1, std::memory_order_relaxed);
     }
+  }
+  // Ends the loop-driven stretch (LoopBlocks, Stop): the progress thread leaves its
+  // standby wait.
+  void EndLoopDrive() {
+    loop_drives.store(false);
+    { std::lock_guard<std::mutex> sl(standby_mu); }
+    standby_cv.notify_one();
   }
   void Ready() {
     if (install.on_ready) install.on_ready();
@@ -410,16 +421,9 @@ struct UcxTransport::Impl {
   // polls for spin_ns as after a direct send if answers are still to come.
   void LoopBlocks() {
     if (!loop_drives.load(std::memory_order_relaxed)) return;
-    loop_drives.store(false);
-    { std::lock_guard<std::mutex> sl(standby_mu); }
-    standby_cv.notify_one();
+    EndLoopDrive();
     loop_handbacks.fetch_add(1, std::memory_order_relaxed);
-    if (busy.load() == 0) return;
-    last_activity_ns.store(MonoNs());
-    if (sleeping.load()) {
-      ucp_worker_signal(worker);
-      signals.fetch_add(1, std::memory_order_relaxed);
-    }
+    if (busy.load() != 0) MarkActivity();
   }
 
   // ---- initiator ------------------------------------------------------------------
@@ -991,9 +995,7 @@ void UcxTransport::Impl::Stop() {
   StopPrefault();
   if (!thread.joinable()) return;
   stop.store(true);
-  loop_drives.store(false);
-  { std::lock_guard<std::mutex> sl(standby_mu); }
-  standby_cv.notify_one();
+  EndLoopDrive();
   ucp_worker_signal(worker);
   thread.join();
 }

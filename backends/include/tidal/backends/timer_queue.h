@@ -79,8 +79,7 @@ class TimerQueue {
 
   Callback Release(uint32_t idx) {
     Slot& s = slots_[idx];
-    Callback fn = std::move(s.fn);
-    s.fn = Callback();
+    Callback fn = std::move(s.fn);  // leaves s.fn empty
     s.live = false;
     ++s.gen;
     if (s.gen == 0) s.gen = 1;
