@@ -217,11 +217,13 @@ TEST(RealEnv, SpinPollersRunWhileTheLoopPollsAndCanEndTheWait) {
 // (here 100 callbacks: 12 calls, none idle, and the loop never about to block); then,
 // with nothing ready and no polling window, once when the ready work runs out and its
 // before_block hook before the loop blocks. A post made by the hook runs before the loop
-// blocks, ahead of a post another thread makes 20 ms later; the hook runs again when
+// blocks, ahead of a post another thread makes once the loop is about to block again
+// (whenever the loop gets there, so the counts are exact); the hook runs again when
 // RunUntil returns. A spin-only poller is never called on a busy loop.
 TEST(RealEnv, LoopPollersRunOnABusyLoopAndHandBackBeforeItBlocks) {
   RealEnv env;
-  int busy = 0, idle = 0, blocks = 0, spin_only = 0;
+  int busy = 0, idle = 0, spin_only = 0;
+  std::atomic<int> blocks{0};  // read by the other thread below
   bool post_from_hook = false;
   std::vector<std::string> order;
   const uint64_t id = env.AddLoopPoller([&](bool is_idle) { ++(is_idle ? idle : busy); },
@@ -246,8 +248,8 @@ TEST(RealEnv, LoopPollersRunOnABusyLoopAndHandBackBeforeItBlocks) {
   blocks = 0;
   post_from_hook = true;
   env.AddPoster();
-  std::thread other([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::thread other([&] {  // posts once the loop is about to block the second time
+    while (blocks.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     env.Post([&] { order.push_back("other thread"); });
   });
   env.Post([&] { order.push_back("first"); });
@@ -256,7 +258,7 @@ TEST(RealEnv, LoopPollersRunOnABusyLoopAndHandBackBeforeItBlocks) {
   env.RemovePoster();
   EXPECT_EQ(order, (std::vector<std::string>{"first", "from hook", "other thread"}));
   EXPECT_EQ(busy, 2) << "a look when the ready work ran out, after each run of callbacks";
-  EXPECT_GE(blocks, 2);  // before the block; when RunUntil returned
+  EXPECT_EQ(blocks.load(), 3);  // before each block (the hook's post ran first); at return
   EXPECT_EQ(idle, 0);
   EXPECT_EQ(spin_only, 0);
   env.RemoveSpinPoller(id);
