@@ -3,6 +3,9 @@
 
 #if TIDAL_HAVE_UCX
 
+#include <cstdlib>
+#include <string_view>
+
 #include "tidal/backends/ucx/ucx_transport.h"
 
 namespace tidal::cluster {
@@ -43,12 +46,18 @@ Result<std::unique_ptr<RealNode>> RealNode::Start(RealNodeOptions options) {
   return node;
 }
 
-bool RealNodeOptions::OneSidedDefault() {
-  return backends::ucx::UcxTransportOptions::OneSidedFromEnvironment();
+namespace {
+// A node's switches default to on: only "0" turns one off.
+bool OnUnlessZero(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr || std::string_view(v) != "0";
 }
+}  // namespace
+
+bool RealNodeOptions::OneSidedDefault() { return OnUnlessZero("TIDAL_UCX_ONE_SIDED"); }
 
 bool RealNodeOptions::TransportMemoryDefault() {
-  return backends::ucx::UcxTransportOptions::TransportMemoryFromEnvironment();
+  return OnUnlessZero("TIDAL_UCX_TRANSPORT_MEMORY");
 }
 
 Task<Status> RealNode::SetUp() {

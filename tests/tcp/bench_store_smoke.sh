@@ -2,9 +2,11 @@
 # bench_store_smoke.sh TIDAL_BENCH: `tidal-bench store` end to end, small, without Redis,
 # in both client shapes: every row completes with every byte checked (counted; the bench exits 1
 # on any tidal error or missing client), and the JSON names the shape, the API of each
-# row, UCX_TLS, the UCX data path and the load average. Run with UCX_TLS=tcp, and over
-# shared memory in the one-sided mode (each put and get then a direct put or get, counted)
-# and with the clients' event loops driving their UCX workers (hand-backs counted).
+# row, UCX_TLS, the UCX data path and the load average. Run with UCX_TLS=tcp (the nodes'
+# default one-sided mode then takes the active-message path), and over shared memory in
+# the default one-sided mode (each put and get then a direct put or get, counted) and on
+# the active-message path with the clients' event loops driving their UCX workers
+# (hand-backs counted).
 set -euo pipefail
 bench=$1
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench_store_smoke.XXXXXX")
@@ -20,9 +22,13 @@ doc = json.loads(text[text.index('\n{') + 1:])
 assert doc["shape"] == shape, doc["shape"]
 import os
 assert doc["ucx_tls"] == os.environ["UCX_TLS"], doc["ucx_tls"]
-one_sided = os.environ.get("TIDAL_UCX_ONE_SIDED") == "1"
-mapped = one_sided and os.environ.get("TIDAL_UCX_TRANSPORT_MEMORY") == "1"
-assert doc["one_sided"] == one_sided and doc["transport_memory"] == mapped, doc
+# The nodes' one-sided mode and UCX-allocated segment: on unless the environment says 0.
+one_sided = os.environ.get("TIDAL_UCX_ONE_SIDED") != "0"
+ucx_memory = os.environ.get("TIDAL_UCX_TRANSPORT_MEMORY") != "0"
+assert doc["one_sided"] == one_sided and doc["transport_memory"] == ucx_memory, doc
+# Puts and gets go straight into the holder's segment where UCX maps it here: shared memory.
+shared_memory = any(t in ("sm", "posix", "sysv") for t in os.environ["UCX_TLS"].split(","))
+mapped = one_sided and ucx_memory and shared_memory
 # Whether the clients' event loops drive their UCX workers (docs/ucx.md): as the
 # environment says where it says so (ctest sets it for every instance of this test).
 loop_env = os.environ.get("TIDAL_UCX_LOOP_DRIVES")

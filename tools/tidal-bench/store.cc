@@ -975,10 +975,11 @@ int RunStoreBench(int argc, char** argv) {
       "by default where a process may use 4 CPUs or more)\n",
       loop_drives ? "yes" : "no");
   std::printf("ucx data path: %s; the holder's segment: %s\n",
-              one_sided ? "one-sided where mapped (TIDAL_UCX_ONE_SIDED=1)"
-                        : "active messages checked by the target",
-              transport_memory ? "allocated and mapped by UCX (TIDAL_UCX_TRANSPORT_MEMORY=1)"
-                               : "heap memory");
+              one_sided ? "one-sided where UCX maps the holder's segment (the nodes' default; "
+                          "TIDAL_UCX_ONE_SIDED=0 turns it off)"
+                        : "active messages checked by the target (TIDAL_UCX_ONE_SIDED=0)",
+              transport_memory ? "allocated by UCX (the nodes' default)"
+                               : "heap memory (TIDAL_UCX_TRANSPORT_MEMORY=0)");
   std::printf("puts of at most 64 KiB: %s\n",
               put_reservations > 0
                   ? ("one master RPC each, through put reservations (" +

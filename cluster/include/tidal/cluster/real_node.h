@@ -52,14 +52,17 @@ struct RealNodeOptions {
   std::optional<uint64_t> ucx_spin_ns;
   // The UCX transport's one-sided mode (UcxTransportOptions::one_sided, docs/ucx.md) and,
   // with `transport_memory`, the lent segment in memory UCX allocated
-  // (UcxTransport::AllocateHostMemory): over shared memory, peers' puts and gets then go
-  // straight into it. Off by default (TIDAL_UCX_ONE_SIDED / TIDAL_UCX_TRANSPORT_MEMORY=1
-  // in the environment turn them on, as for the ucx fabric).
+  // (UcxTransport::AllocateHostMemory): where UCX maps that memory into its peers (shared
+  // memory on one host), their puts and gets go straight into it; elsewhere (tcp, or
+  // where UCX could only allocate heap memory) the transport uses its target-checked
+  // active-message path after one key request per peer region. On by default for nodes
+  // (docs/decisions.md, "A node lends its segment one-sided"); TIDAL_UCX_ONE_SIDED=0 /
+  // TIDAL_UCX_TRANSPORT_MEMORY=0 in the environment turn them off, =1 on.
   bool one_sided = OneSidedDefault();
   bool transport_memory = TransportMemoryDefault();
 
-  static bool OneSidedDefault();         // TIDAL_UCX_ONE_SIDED=1
-  static bool TransportMemoryDefault();  // TIDAL_UCX_TRANSPORT_MEMORY=1
+  static bool OneSidedDefault();         // true unless TIDAL_UCX_ONE_SIDED=0
+  static bool TransportMemoryDefault();  // true unless TIDAL_UCX_TRANSPORT_MEMORY=0
 };
 
 class RealNode {
