@@ -92,6 +92,17 @@ assert [tuple(map(int, l.split("|")[0].split())) for l in lines] == rows, lines
 print("bench_store_smoke: %s: %d rows ok" % (shape, len(rows)))
 PY
 done
+# By default the clients make as many small-value requests as redis-benchmark is given
+# (at least 20000 in all, at least 2000 per client).
+"$bench" store --sizes 4K --clients 1,3 --no-redis --json >"$work/default.txt"
+python3 - "$work/default.txt" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+doc = json.loads(text[text.index('\n{') + 1:])
+per = [(r["clients"], r["objects_per_client"], r["tidal"]["ok"]) for r in doc["store"]]
+assert per == [(1, 20000, True), (3, 6667, True)], per
+print("bench_store_smoke: default request counts ok")
+PY
 # Bad input names what was wrong.
 if "$bench" store --shape threads --no-redis 2>"$work/err.txt"; then
   echo "bench_store_smoke: --shape threads was accepted" >&2

@@ -926,11 +926,6 @@ int RunStoreBench(int argc, char** argv) {
   }
   master = ready->substr(prefix.size());
   const std::vector<uint64_t> size_list = List(sizes, true), client_list = List(clients, false);
-  // Every row's objects at once: a row's removes are forced while its gets' leases run
-  // (lease TTL, 10 s), so the memory of the rows before is still held when the next row
-  // puts (sized for the largest row alone, a run of --sizes 4K,1M --clients 1,16
-  // --large-bytes 16M had the master evict 1 MiB objects before their gets). Room to
-  // spare: the master evicts above its high watermark (90 %).
   // Objects per client. Small values: redis-benchmark is given at least 20000 requests to
   // time them well; by default the clients make as many (one client was 2000 against
   // Redis's 20000, its phases 60 ms, the first put's one-time costs a share of them).
@@ -940,6 +935,11 @@ int RunStoreBench(int argc, char** argv) {
     if (small_ops > 0) return small_ops;
     return std::max<uint64_t>(2000, (kSmallRequests + c - 1) / c);
   };
+  // Every row's objects at once: a row's removes are forced while its gets' leases run
+  // (lease TTL, 10 s), so the memory of the rows before is still held when the next row
+  // puts (sized for the largest row alone, a run of --sizes 4K,1M --clients 1,16
+  // --large-bytes 16M had the master evict 1 MiB objects before their gets). Room to
+  // spare: the master evicts above its high watermark (90 %).
   uint64_t segment = 64 << 20;
   for (uint64_t s : size_list) {
     for (uint64_t c : client_list) {
