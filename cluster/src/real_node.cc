@@ -54,7 +54,9 @@ bool OnUnlessZero(const char* name) {
 }
 }  // namespace
 
-bool RealNodeOptions::OneSidedDefault() { return OnUnlessZero("TIDAL_UCX_ONE_SIDED"); }
+bool RealNodeOptions::OneSidedDefault() {
+  return OnUnlessZero("TIDAL_UCX_ONE_SIDED");
+}
 
 bool RealNodeOptions::TransportMemoryDefault() {
   return OnUnlessZero("TIDAL_UCX_TRANSPORT_MEMORY");
