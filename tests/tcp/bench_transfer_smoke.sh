@@ -2,7 +2,8 @@
 # bench_transfer_smoke.sh TIDAL_BENCH: `tidal-bench transfer` end to end, small, beside
 # ucx_perftest over shared memory in the one-sided mode: every request completes, the
 # 4 KiB latency row holds one entry per round (tidal's loop and ucp_put_lat alternated),
-# and its ratio is the median of the rounds' ratios, in the JSON and in the printed row;
+# and its ratio is the median of the rounds' ratios, in the JSON and in the printed row,
+# each round with the time of a plain memcpy on the loop's thread before it;
 # --lat-rounds 0 is refused with a message naming it.
 set -euo pipefail
 bench=$1
@@ -25,6 +26,7 @@ rounds = lat["lat_rounds"]
 assert len(rounds) == 3, rounds
 for r in rounds:
     assert r["tidal_write_lat_us"] > 0 and r["perftest_put_lat_oneway_us"] > 0, r
+    assert r["memcpy_ns"] > 0, r
     assert abs(r["ratio"] - r["tidal_write_lat_us"] / (2 * r["perftest_put_lat_oneway_us"])) < 1e-9, r
 want = statistics.median(r["ratio"] for r in rounds)
 assert abs(lat["lat_ratio_median"] - want) < 1e-9, (lat["lat_ratio_median"], want)
@@ -39,6 +41,8 @@ assert row[0].split()[-1] == "%.2f" % want, (row[0], want)
 line = [l for l in text.splitlines() if l.startswith("latency rounds at 4 KiB")]
 # One "/" in the legend ("tidal WRITE / 2 x ucp_put_lat"), then one per round.
 assert len(line) == 1 and line[0].count("/") == 1 + 3, line
+cpu = [l for l in text.splitlines() if l.startswith("memcpy of 4 KiB on the loop's thread")]
+assert len(cpu) == 1 and len(cpu[0].split(":")[-1].split()) == 3, cpu
 print("bench_transfer_smoke: 3 latency rounds, median ratio %.2f" % want)
 PY
 if "$bench" transfer --lat-rounds 0 2>"$work/err.txt"; then

@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -103,6 +104,7 @@ struct Row {
   // the median of the rounds' ratios.
   struct LatRound {
     double tidal_us = 0;
+    double memcpy_ns = 0;  // a plain memcpy of the row's size on the loop's thread, before
     std::optional<double> perftest_us, ratio;
   };
   std::vector<LatRound> lat_rounds;
@@ -191,10 +193,25 @@ Task<double> Bandwidth(TransferEngine& e, SegmentHandle peer, uint64_t local, ui
 }
 
 // One WRITE at a time: mean microseconds from submit to completion.
+// The CPU's own speed at the moment, on the loop's thread: the mean time of a plain memcpy
+// of `size` bytes between two buffers of this thread, `iters` times. On the virtual
+// machines this was measured on, a CPU ran such a loop about 1.7 x slower at times, and
+// tidal's WRITE loop with it (docs/performance.md), so each latency round reports it.
+double MemcpyNs(uint64_t size, uint64_t iters) {
+  std::vector<uint8_t> from(size, 1), to(size, 0);
+  const auto start = std::chrono::steady_clock::now();
+  for (uint64_t i = 0; i < iters; ++i) {
+    std::memcpy(to.data(), from.data(), size);
+    asm volatile("" : : "r"(to.data()) : "memory");  // keep every copy
+  }
+  return Seconds(std::chrono::steady_clock::now() - start) * 1e9 / static_cast<double>(iters);
+}
+
 Task<double> Latency(TransferEngine& e, SegmentHandle peer, uint64_t local, uint64_t remote,
-                     uint64_t size, uint64_t iters, uint64_t* failed) {
+                     uint64_t size, uint64_t iters, uint64_t* failed, double* memcpy_ns) {
   TransferRequest r{TransferOp::kWrite, local, size, peer, remote};
   for (int i = 0; i < 100; ++i) (void)co_await e.TransferSync(std::span(&r, 1));
+  *memcpy_ns = MemcpyNs(size, iters);
   const auto start = std::chrono::steady_clock::now();
   for (uint64_t i = 0; i < iters; ++i) {
     std::vector<TransferStatus> st = co_await e.TransferSync(std::span(&r, 1));
@@ -424,13 +441,15 @@ int RunTransfer(const Config& c) {
       // and ucp_put_lat varied less (docs/performance.md).
       std::vector<double> ours, theirs, ratios;
       for (uint64_t round = 0; round < c.lat_rounds; ++round) {
-        const double us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed));
+        double memcpy_ns = 0;
+        const double us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed, &memcpy_ns));
         std::optional<double> pt;
         if (c.perftest && ucx) {
           if (auto v = Perftest(c, "ucp_put_lat", size, c.lat_iters)) pt = (*v)[2];
         }
         Row::LatRound& round_row = row.lat_rounds.emplace_back();
         round_row.tidal_us = us;
+        round_row.memcpy_ns = memcpy_ns;
         ours.push_back(us);
         if (pt && *pt > 0) {
           round_row.perftest_us = pt;
@@ -528,6 +547,7 @@ int RunTransfer(const Config& c) {
     for (const Row::LatRound& lr : row.lat_rounds) {
       nlohmann::json rj;
       rj["tidal_write_lat_us"] = lr.tidal_us;
+      rj["memcpy_ns"] = lr.memcpy_ns;
       if (lr.ratio) {
         rj["perftest_put_lat_oneway_us"] = *lr.perftest_us;
         rj["ratio"] = *lr.ratio;
@@ -550,6 +570,11 @@ int RunTransfer(const Config& c) {
                   lr.perftest_us ? Fmt(2 * *lr.perftest_us, 2).c_str() : "-");
     }
     std::printf("; the row: medians, and the median of the rounds' ratios\n");
+    std::printf("memcpy of %s on the loop's thread before each round, ns (the CPU's speed "
+                "then):",
+                Human(row.size).c_str());
+    for (const Row::LatRound& lr : row.lat_rounds) std::printf(" %.0f", lr.memcpy_ns);
+    std::printf("\n");
   }
   for (const Row& row : rows) {
     if (!row.lat_writes) continue;
