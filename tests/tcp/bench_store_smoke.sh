@@ -13,7 +13,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bench_store_smoke.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 for shape in sessions processes; do
   "$bench" store --sizes 4K,1M --clients 1,3 --small-ops 30 --large-bytes 3145728 \
-      --no-redis --shape "$shape" --json >"$work/out.txt"
+      --no-redis --shape "$shape" --json >"$work/out.txt" 2>"$work/err.txt" ||
+    { cat "$work/err.txt" >&2; exit 1; }
+  # UCX logged no error in any process (over shared memory the transport no longer asks
+  # for peer failure handling, which UCX refused with an ERROR line).
+  if grep "UCX  ERROR" "$work/err.txt" >&2; then
+    echo "bench_store_smoke: UCX logged an error ($shape)" >&2
+    exit 1
+  fi
   python3 - "$shape" "$work/out.txt" <<'PY'
 import json, sys
 shape = sys.argv[1]

@@ -17,9 +17,11 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -109,9 +111,33 @@ constexpr uint64_t kPlantedEagerMax = 8192;
 constexpr uint32_t kAddressMagic = 0x58435554;  // "TUCX"
 constexpr size_t kMaxWorkerAddress = 1 << 16;
 
-// Whether UCP accepts UCP_ERR_HANDLING_MODE_PEER over the transports UCX_TLS selects.
-// Learnt from the first refusal and shared by the process, so UCX logs the refusal once.
-std::atomic<bool> peer_mode{true};
+// Whether UCX_TLS names only transports without a peer failure handler in UCX 1.13
+// (shared memory, self), over which UCP refuses UCP_ERR_HANDLING_MODE_PEER, logging an
+// ERROR line ("no peer failure handler") for each refusal.
+bool SharedMemoryOnly(const char* tls) {
+  if (tls == nullptr || *tls == '\0' || *tls == '^') return false;
+  static constexpr std::string_view kNoPeerFailure[] = {"sm",  "shm",  "posix", "sysv",
+                                                         "self", "cma", "knem",  "xpmem"};
+  std::string_view rest(tls);
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string_view name = rest.substr(0, comma);
+    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    if (std::find(std::begin(kNoPeerFailure), std::end(kNoPeerFailure), name) ==
+        std::end(kNoPeerFailure)) {
+      return false;
+    }
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  return true;
+}
+
+// Whether UCP accepts UCP_ERR_HANDLING_MODE_PEER over the transports UCX_TLS selects. Not
+// asked where UCX_TLS names shared memory only (UCX would log its refusal as an ERROR in
+// every such process); elsewhere learnt from the first refusal and shared by the process,
+// so UCX logs the refusal once.
+std::atomic<bool> peer_mode{!SharedMemoryOnly(std::getenv("UCX_TLS"))};
 
 uint64_t MonoNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
