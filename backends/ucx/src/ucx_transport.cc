@@ -116,8 +116,8 @@ constexpr size_t kMaxWorkerAddress = 1 << 16;
 // ERROR line ("no peer failure handler") for each refusal.
 bool SharedMemoryOnly(const char* tls) {
   if (tls == nullptr || *tls == '\0' || *tls == '^') return false;
-  static constexpr std::string_view kNoPeerFailure[] = {"sm",  "shm",  "posix", "sysv",
-                                                         "self", "cma", "knem",  "xpmem"};
+  static constexpr std::string_view kNoPeerFailure[] = {"sm",   "shm", "posix", "sysv",
+                                                        "self", "cma", "knem",  "xpmem"};
   std::string_view rest(tls);
   while (!rest.empty()) {
     const size_t comma = rest.find(',');
