@@ -3,9 +3,6 @@
 
 #if TIDAL_HAVE_UCX
 
-#include <cstdlib>
-#include <string_view>
-
 #include "tidal/backends/ucx/ucx_transport.h"
 
 namespace tidal::cluster {
@@ -46,20 +43,15 @@ Result<std::unique_ptr<RealNode>> RealNode::Start(RealNodeOptions options) {
   return node;
 }
 
-namespace {
 // A node's switches default to on: only "0" turns one off.
-bool OnUnlessZero(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr || std::string_view(v) != "0";
-}
-}  // namespace
-
 bool RealNodeOptions::OneSidedDefault() {
-  return OnUnlessZero("TIDAL_UCX_ONE_SIDED");
+  return backends::ucx::UcxTransportOptions::SwitchFromEnvironment("TIDAL_UCX_ONE_SIDED")
+      .value_or(true);
 }
 
 bool RealNodeOptions::TransportMemoryDefault() {
-  return OnUnlessZero("TIDAL_UCX_TRANSPORT_MEMORY");
+  return backends::ucx::UcxTransportOptions::SwitchFromEnvironment("TIDAL_UCX_TRANSPORT_MEMORY")
+      .value_or(true);
 }
 
 Task<Status> RealNode::SetUp() {

@@ -20,6 +20,7 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string_view>
 #include <thread>
@@ -178,22 +179,20 @@ bool DecodeAddress(std::string_view blob, uint64_t* uid, std::string* worker) {
 
 }  // namespace
 
-namespace {
-bool EnvironmentSaysOne(const char* name) {
+std::optional<bool> UcxTransportOptions::SwitchFromEnvironment(const char* name) {
   const char* v = std::getenv(name);
-  return v != nullptr && std::string_view(v) == "1";
+  if (v == nullptr) return std::nullopt;
+  if (std::string_view(v) == "1") return true;
+  if (std::string_view(v) == "0") return false;
+  return std::nullopt;
 }
-}  // namespace
 
 bool UcxTransportOptions::OneSidedFromEnvironment() {
-  return EnvironmentSaysOne("TIDAL_UCX_ONE_SIDED");
+  return SwitchFromEnvironment("TIDAL_UCX_ONE_SIDED").value_or(false);
 }
 
 bool UcxTransportOptions::LoopDrivesFromEnvironment() {
-  if (const char* v = std::getenv("TIDAL_UCX_LOOP_DRIVES"); v != nullptr) {
-    if (std::string_view(v) == "1") return true;
-    if (std::string_view(v) == "0") return false;
-  }
+  if (std::optional<bool> set = SwitchFromEnvironment("TIDAL_UCX_LOOP_DRIVES")) return *set;
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
   const int usable = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 0;
@@ -201,7 +200,7 @@ bool UcxTransportOptions::LoopDrivesFromEnvironment() {
 }
 
 bool UcxTransportOptions::TransportMemoryFromEnvironment() {
-  return EnvironmentSaysOne("TIDAL_UCX_TRANSPORT_MEMORY");
+  return SwitchFromEnvironment("TIDAL_UCX_TRANSPORT_MEMORY").value_or(false);
 }
 
 struct UcxTransport::Impl {

@@ -49,6 +49,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -114,6 +115,8 @@ struct UcxTransportOptions {
   // =0 in the environment decides instead, for options built without setting it.
   bool loop_drives = LoopDrivesFromEnvironment();
 
+  // An environment switch: true for "1", false for "0", nullopt when unset or anything else.
+  static std::optional<bool> SwitchFromEnvironment(const char* name);
   static bool OneSidedFromEnvironment();
   static bool LoopDrivesFromEnvironment();
   // TIDAL_UCX_TRANSPORT_MEMORY=1: the default of the fabrics' and nodes' option to keep
