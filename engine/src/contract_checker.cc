@@ -56,6 +56,15 @@ void ContractChecker::Submit(std::span<const TransportTask> tasks, std::span<Sta
   }
 }
 
+bool ContractChecker::TryCopyNow(const TransportTask& task) {
+  const bool copied = inner_->TryCopyNow(task);
+  if (copied && (task.kind == TransportTask::Kind::kProbe || task.length == 0)) {
+    Violation(std::string("TryCopyNow reported ") +
+              (task.length == 0 ? "an empty task" : "a probe") + " copied");
+  }
+  return copied;
+}
+
 size_t ContractChecker::PollCompletions(std::span<TransportCompletion> out) {
   const size_t n = inner_->PollCompletions(out);
   if (n > out.size()) {

@@ -12,12 +12,16 @@
 //   * WRITE and READ bandwidth: up to `--window` requests of the size in flight (two
 //     half-window batches, each issued again as soon as it finished, so the window never
 //     drains) until `--bytes` moved (after one warm-up batch);
-//   * WRITE latency: one request at a time, `--lat-iters` times; a WRITE completes when its
-//     bytes are visible at the target, which is one round trip.
+//   * WRITE latency: one request at a time through TransferSync, `--lat-iters` times; a
+//     WRITE completes when its bytes are visible at the target: at the target's
+//     acknowledgement (active messages), at a flush after the put (one-sided), or, one-sided
+//     where UCX mapped the target's memory into this process, when the copy through that
+//     mapping ends (TryCopyNow; --no-copy-now: put + flush).
 // and, in the same run, ucx_perftest (ucx-utils) between a server and a client on
 // loopback with the same UCX_TLS: ucp_put_bw and ucp_get_bw at each size, ucp_put_lat at
 // the latency sizes. perftest's put latency is one-way (half its ping-pong), so the table
-// compares tidal's completed-write latency with perftest's round trip (2 x one-way).
+// compares tidal's completed-write latency with perftest's round trip (2 x one-way), and
+// prints the ratio to the one-way figure itself beside it.
 // Figures are printed as a table and, with --json, as JSON. Nothing is asserted.
 // --same-buffer makes every request of the window move the same source range into the same
 // destination range (one buffer of the message size a side, as ucp_put_bw re-sends one
@@ -85,6 +89,9 @@ struct Config {
   // UcxTransportOptions::one_sided and UcxFabricOptions::transport_memory (docs/ucx.md).
   bool one_sided = false;
   bool transport_memory = false;
+  // UcxTransportOptions::copy_now: one-sided WRITEs and READs into mapped memory are CPU
+  // copies run inside TransferSync (TryCopyNow); off, they are put + flush / get on UCX.
+  bool copy_now = true;
   double idle_s = 0;  // after the figures: seconds idle, with every thread's CPU time
 };
 
@@ -99,16 +106,20 @@ struct Row {
   // other call that held the worker there, so at most the WRITEs); the rest were handed to
   // the progress thread (it held the worker).
   std::optional<uint64_t> lat_writes, lat_direct;
+  // ...and how many of them TryCopyNow ran as copies through the peer's mapped memory (no
+  // Submit: neither sent nor handed over).
+  std::optional<uint64_t> lat_copied;
   // Each latency round: tidal's mean WRITE (us) and, where perftest ran beside it, its
-  // one-way put_lat (us) and the ratio of tidal's to its round trip; the ratio column is
-  // the median of the rounds' ratios.
+  // one-way put_lat (us) and the ratio of tidal's to its round trip (ratio) and to its
+  // one-way figure itself (ratio_oneway); the ratio column is the median of the rounds'
+  // ratios.
   struct LatRound {
     double tidal_us = 0;
     double memcpy_ns = 0;  // a plain memcpy of the row's size on the loop's thread, before
-    std::optional<double> perftest_us, ratio;
+    std::optional<double> perftest_us, ratio, ratio_oneway;
   };
   std::vector<LatRound> lat_rounds;
-  std::optional<double> lat_ratio;
+  std::optional<double> lat_ratio, lat_ratio_oneway;
 };
 
 using tidal::tools::Median;
@@ -358,6 +369,7 @@ int RunTransfer(const Config& c) {
     o.transport.spin_ns = c.spin_ns;
     o.env_spin_ns = c.env_spin_ns;
     o.transport.one_sided = c.one_sided;
+    o.transport.copy_now = c.copy_now;
     o.transport_memory = c.transport_memory;
     Result<std::unique_ptr<backends::ucx::UcxFabric>> made = backends::ucx::UcxFabric::Make(o);
     if (!made.ok()) {
@@ -439,7 +451,7 @@ int RunTransfer(const Config& c) {
       // made moments apart: on the virtual machines this was measured on, tidal's loop ran
       // at one of two speeds, about 2 x apart, for tens of milliseconds or a whole run,
       // and ucp_put_lat varied less (docs/performance.md).
-      std::vector<double> ours, theirs, ratios;
+      std::vector<double> ours, theirs, ratios, oneway;
       for (uint64_t round = 0; round < c.lat_rounds; ++round) {
         double memcpy_ns = 0;
         const double us = f.Run(Latency(e, *peer, l, r, size, c.lat_iters, &failed, &memcpy_ns));
@@ -454,17 +466,22 @@ int RunTransfer(const Config& c) {
         if (pt && *pt > 0) {
           round_row.perftest_us = pt;
           round_row.ratio = us / (2 * *pt);
+          round_row.ratio_oneway = us / *pt;
           theirs.push_back(*pt);
           ratios.push_back(*round_row.ratio);
+          oneway.push_back(*round_row.ratio_oneway);
         }
       }
       row.write_lat_us = Median(ours);
       if (!theirs.empty()) row.put_lat_us = Median(theirs);
       if (!ratios.empty()) row.lat_ratio = Median(ratios);
+      if (!oneway.empty()) row.lat_ratio_oneway = Median(oneway);
       if (uf != nullptr) {
         const backends::ucx::UcxTransportStats after = uf->ucx_transport(0).stats();
         row.lat_writes = after.writes - before.writes;
-        row.lat_direct = std::min(*row.lat_writes, after.direct_calls - before.direct_calls);
+        row.lat_copied = std::min(*row.lat_writes, after.copies - before.copies);
+        row.lat_direct =
+            std::min(*row.lat_writes - *row.lat_copied, after.direct_calls - before.direct_calls);
       }
     }
     if (c.perftest && !ucx) {
@@ -490,8 +507,9 @@ int RunTransfer(const Config& c) {
   if (ucx) {
     std::printf("tidal-bench transfer: ucx fabric, 2 nodes in one process, UCX_TLS=%s\n",
                 tls_text.c_str());
-    std::printf("bandwidth in MiB/s; latency in us (tidal: completed WRITE = round trip; "
-                "perftest put_lat one-way x2)\n");
+    std::printf(
+        "bandwidth in MiB/s; latency in us (tidal: completed WRITE, bytes visible at "
+        "the target; perftest put_lat one-way x2)\n");
     std::printf("window %zu, %s; progress threads poll %llu ns after activity, the loop %llu "
                 "ns before blocking\n",
                 c.window,
@@ -500,8 +518,10 @@ int RunTransfer(const Config& c) {
                 static_cast<unsigned long long>(c.spin_ns),
                 static_cast<unsigned long long>(c.env_spin_ns));
     std::printf("data path: %s; buffers: %s\n",
-                c.one_sided ? "one-sided (put/get on granted rkeys + flush)"
-                            : "active messages checked by the target",
+                !c.one_sided ? "active messages checked by the target"
+                : c.copy_now ? "one-sided (TransferSync: copies through the peer's memory "
+                               "where UCX mapped it; batches: put/get on granted rkeys + flush)"
+                             : "one-sided (put/get on granted rkeys + flush)",
                 c.transport_memory ? "allocated and mapped by UCX (ucp_mem_map ALLOCATE)"
                                    : "heap memory registered with ucp_mem_map");
   } else {
@@ -521,6 +541,7 @@ int RunTransfer(const Config& c) {
     j["spin_ns"] = c.spin_ns;
     j["env_spin_ns"] = c.env_spin_ns;
     j["one_sided"] = c.one_sided;
+    j["copy_now"] = c.copy_now;
     j["transport_memory"] = c.transport_memory;
   }
   j["bytes_per_size"] = c.bytes;
@@ -551,13 +572,16 @@ int RunTransfer(const Config& c) {
       if (lr.ratio) {
         rj["perftest_put_lat_oneway_us"] = *lr.perftest_us;
         rj["ratio"] = *lr.ratio;
+        rj["ratio_oneway"] = *lr.ratio_oneway;
       }
       e["lat_rounds"].push_back(rj);
     }
     if (row.lat_ratio) e["lat_ratio_median"] = *row.lat_ratio;
+    if (row.lat_ratio_oneway) e["lat_ratio_oneway_median"] = *row.lat_ratio_oneway;
     if (row.lat_writes) {
       e["lat_writes"] = *row.lat_writes;
       e["lat_writes_direct"] = *row.lat_direct;
+      e["lat_writes_copied"] = *row.lat_copied;
     }
     j["rows"].push_back(e);
   }
@@ -570,6 +594,10 @@ int RunTransfer(const Config& c) {
                   lr.perftest_us ? Fmt(2 * *lr.perftest_us, 2).c_str() : "-");
     }
     std::printf("; the row: medians, and the median of the rounds' ratios\n");
+    if (row.lat_ratio_oneway) {
+      std::printf("against ucp_put_lat's one-way figure itself (not x2): median ratio %.2f\n",
+                  *row.lat_ratio_oneway);
+    }
     std::printf("memcpy of %s on the loop's thread before each round, ns (the CPU's speed "
                 "then):",
                 Human(row.size).c_str());
@@ -579,9 +607,10 @@ int RunTransfer(const Config& c) {
   for (const Row& row : rows) {
     if (!row.lat_writes) continue;
     std::printf(
-        "latency loop at %s: %llu WRITEs, %llu sent on the caller's thread, the rest "
-        "handed to the progress thread\n",
+        "latency loop at %s: %llu WRITEs, %llu copied through the peer's mapped memory, %llu "
+        "sent on the caller's thread, the rest handed to the progress thread\n",
         Human(row.size).c_str(), static_cast<unsigned long long>(*row.lat_writes),
+        static_cast<unsigned long long>(*row.lat_copied),
         static_cast<unsigned long long>(*row.lat_direct));
   }
   if (failed != 0) std::printf("warning: %llu requests did not complete\n",
@@ -653,6 +682,9 @@ int main(int argc, char** argv) {
       "ucx: the one-sided data path: WRITE/READ as put/get on the rkey the target granted, a "
       "WRITE complete at a flush (UcxTransportOptions::one_sided; default: "
       "TIDAL_UCX_ONE_SIDED)")(
+      "no-copy-now",
+      "ucx: one-sided WRITEs and READs into mapped memory go through put + flush / get even "
+      "inside TransferSync (UcxTransportOptions::copy_now off; default: TIDAL_UCX_COPY_NOW)")(
       "transport-memory",
       "ucx: buffers allocated and mapped by UCX (ucp_mem_map ALLOCATE: shared segments on sm), "
       "as ucp_put_bw's (UcxFabricOptions::transport_memory)")(
@@ -692,6 +724,7 @@ int main(int argc, char** argv) {
   c.json = vm.count("json") != 0;
   c.same_buffer = vm.count("same-buffer") != 0;
   c.one_sided = vm.count("one-sided") != 0 || backends::ucx::UcxTransportOptions{}.one_sided;
+  c.copy_now = vm.count("no-copy-now") == 0 && backends::ucx::UcxTransportOptions{}.copy_now;
   c.transport_memory =
       vm.count("transport-memory") != 0 || backends::ucx::UcxFabricOptions{}.transport_memory;
   if (c.window == 0 || c.sizes.empty()) {

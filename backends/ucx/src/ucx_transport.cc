@@ -238,6 +238,7 @@ struct UcxTransport::Impl {
     // trips its own assertion), and the rendezvous of the active-message path moves large
     // data zero-copy wherever UCX can.
     bool direct = false;
+    uint8_t* mapped = nullptr;  // direct: where `base` is mapped in this process
     bool revoked = false;
     ucp_ep_h ack_ep = nullptr;  // revoked: where the acknowledgement goes
     std::vector<uint64_t> waiting;
@@ -684,6 +685,7 @@ struct UcxTransport::Impl {
   std::atomic<uint64_t> key_fetches{0};
   std::atomic<uint64_t> puts{0};
   std::atomic<uint64_t> gets{0};
+  std::atomic<uint64_t> copies{0};
   std::atomic<uint64_t> keys_revoked{0};
   std::atomic<uint64_t> revokes_sent{0};
 };
@@ -2074,6 +2076,7 @@ ucs_status_t UcxTransport::Impl::OnKeyResp(const void* header, size_t header_len
       k.base = h.base;
       k.length = h.length;
       k.direct = ucp_rkey_ptr(handle, h.base, &mapped) == UCS_OK && mapped != nullptr;
+      k.mapped = k.direct ? static_cast<uint8_t*>(mapped) : nullptr;
     }
   }
   if (s != UCS_OK) {
@@ -2476,6 +2479,63 @@ void UcxTransport::Submit(std::span<const TransportTask> tasks, std::span<Status
   m.GiveWorker(wl);
 }
 
+bool UcxTransport::TryCopyNow(const TransportTask& t) {
+  Impl& m = *impl_;
+  if (!m.options.one_sided || !m.options.copy_now || t.length == 0 ||
+      t.kind == TransportTask::Kind::kProbe) {
+    return false;
+  }
+  const bool write = t.kind == TransportTask::Kind::kWrite;
+  uint64_t key_id = 0;
+  uint8_t* remote = nullptr;
+  Impl::Region* region = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    if (m.crashed.load() || t.peer >= m.peers.size() || m.peers[t.peer].failed) return false;
+    region = m.FindLocalLocked(t.local_addr, t.length);
+    if (region == nullptr) return false;
+    auto id = m.key_ids.find({t.peer, t.rkey});
+    if (id == m.key_ids.end()) return false;
+    Impl::RemoteKey& k = m.remote_keys.at(id->second);
+    if (k.handle == nullptr || k.mapped == nullptr || k.revoked || !k.Covers(t)) return false;
+    ++k.in_flight;  // a revocation drops the key (and UCX unmaps it) only after the copy
+    ++region->local_in_flight;
+    key_id = id->second;
+    remote = k.mapped + (t.remote_addr - k.base);
+    if (write) {
+      ++m.writes;
+      m.write_bytes += t.length;
+    }
+  }
+  auto* local = reinterpret_cast<uint8_t*>(t.local_addr);
+  if (write) {
+    // Planted (tidal-sim import's test): an eager-sized WRITE loses its last byte and is
+    // still reported whole, as on the other paths.
+    const bool planted = m.options.planted_bug == UcxBug::kWriteDropsLastByte && t.length > 1 &&
+                         t.length <= kPlantedEagerMax;
+    std::memcpy(remote, local, planted ? t.length - 1 : t.length);
+    // The copy's stores before anything this thread stores later (a notification's, the
+    // peer reads them after it; glibc ends its non-temporal copies with a store fence).
+    std::atomic_thread_fence(std::memory_order_release);
+  } else {
+    std::memcpy(local, remote, t.length);
+  }
+  Impl::Bump(m.copies);
+  Impl::Dropped dropped;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.ReleaseKeyLocked(key_id, &dropped);
+    TIDAL_ASSERT(region->local_in_flight > 0);
+    --region->local_in_flight;
+  }
+  if (dropped.drop) {
+    // The last use of a key the peer revoked meanwhile: dropped, and the revocation
+    // acknowledged, with the worker held (UCX calls).
+    m.Run([&m, dropped] { m.DropRevoked(dropped.handle, dropped.ack_ep, dropped.rkey); });
+  }
+  return true;
+}
+
 size_t UcxTransport::PollCompletions(std::span<TransportCompletion> out) {
   Impl& m = *impl_;
   if (m.completion_count.load(std::memory_order_acquire) == 0) return 0;
@@ -2623,6 +2683,7 @@ UcxTransportStats UcxTransport::stats() const {
   s.key_fetches = m.key_fetches.load();
   s.puts = m.puts.load();
   s.gets = m.gets.load();
+  s.copies = m.copies.load();
   s.keys_revoked = m.keys_revoked.load();
   s.revokes_sent = m.revokes_sent.load();
   s.crashed = m.crashed.load();

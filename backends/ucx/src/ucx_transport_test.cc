@@ -772,6 +772,119 @@ TEST_P(UcxOneSided, CancelsRacingTheDirectIssueEndEachTaskOnce) {
       static_cast<unsigned long long>(cancels_other.load()));
 }
 
+// Node 0's task between its chunk `local` and node 1's chunk `remote` under node 1's key,
+// for TryCopyNow (the task id is ignored there).
+TransportTask CopyTask(const Pair& p, TransportTask::Kind kind, uint64_t local, uint64_t remote,
+                       uint64_t length = kChunk) {
+  TransportTask t;
+  t.kind = kind;
+  t.peer = p.peer;
+  t.local_addr = p.addr(0) + local;
+  t.remote_addr = p.addr(1) + remote;
+  t.length = length;
+  t.rkey = p.rkey[1];
+  return t;
+}
+
+// TryCopyNow: where node 1's region is mapped into this process (memory UCX allocated, over
+// shared memory), a WRITE or READ under the granted key is a copy on the caller's thread,
+// bytes exact, counted in `copies` (and a WRITE in `writes`), never in puts or gets. It is
+// declined, having moved nothing, before the key is granted, for a range outside the key's
+// region or outside the local registered memory, for a probe or an empty task, where the
+// memory is not mapped (heap memory; tcp), with copy_now off, and once this node crashed.
+TEST_P(UcxOneSided, CopiesNowOnlyUnderAGrantedKeyToMappedMemory) {
+  using Kind = TransportTask::Kind;
+  for (const bool transport_memory : {true, false}) {
+    SCOPED_TRACE(transport_memory ? "transport memory" : "heap memory");
+    Pair p(Options(), 50'000, transport_memory);
+    ASSERT_NE(p.base[0], nullptr);
+    ASSERT_NE(p.base[1], nullptr);
+    p.Fill();
+    EXPECT_FALSE(p.t[0]->TryCopyNow(CopyTask(p, Kind::kWrite, kChunk, kChunk)));  // no key yet
+    EXPECT_NE(std::memcmp(p.base[0] + kChunk, p.base[1] + kChunk, kChunk), 0);
+    ASSERT_EQ(p.Write(0).code, ErrorCode::OK);  // the key, granted
+    const bool mapped = transport_memory && Mapped();
+    const UcxTransportStats before = p.t[0]->stats();
+    EXPECT_EQ(p.t[0]->TryCopyNow(CopyTask(p, Kind::kWrite, kChunk, kChunk)), mapped);
+    EXPECT_EQ(std::memcmp(p.base[0] + kChunk, p.base[1] + kChunk, kChunk) == 0, mapped);
+    for (size_t i = 0; i < kChunk; ++i) p.base[1][2 * kChunk + i] = static_cast<uint8_t>(i ^ 0x5A);
+    EXPECT_EQ(p.t[0]->TryCopyNow(CopyTask(p, Kind::kRead, 10 * kChunk, 2 * kChunk, 1000)), mapped);
+    EXPECT_EQ(std::memcmp(p.base[0] + 10 * kChunk, p.base[1] + 2 * kChunk, 1000) == 0, mapped);
+    const UcxTransportStats after = p.t[0]->stats();
+    EXPECT_EQ(after.copies - before.copies, mapped ? 2u : 0u);
+    EXPECT_EQ(after.writes - before.writes, mapped ? 1u : 0u);
+    EXPECT_EQ(after.puts, before.puts);
+    EXPECT_EQ(after.gets, before.gets);
+    // Declined, whatever the path: nothing moves at either side.
+    const std::vector<uint8_t> there(p.base[1], p.base[1] + kRegion);
+    const std::vector<uint8_t> here(p.base[0], p.base[0] + kRegion);
+    EXPECT_FALSE(p.t[0]->TryCopyNow(CopyTask(p, Kind::kWrite, 0, kRegion - kChunk / 2)));
+    EXPECT_FALSE(p.t[0]->TryCopyNow(CopyTask(p, Kind::kRead, kRegion - kChunk / 2, 0)));
+    EXPECT_FALSE(p.t[0]->TryCopyNow(CopyTask(p, Kind::kProbe, 0, 0)));
+    EXPECT_FALSE(p.t[0]->TryCopyNow(CopyTask(p, Kind::kWrite, 0, 0, 0)));
+    TransportTask foreign = CopyTask(p, Kind::kWrite, 0, 0);
+    foreign.rkey = p.rkey[1] + 1;  // a key never granted
+    EXPECT_FALSE(p.t[0]->TryCopyNow(foreign));
+    EXPECT_EQ(std::memcmp(there.data(), p.base[1], kRegion), 0);
+    EXPECT_EQ(std::memcmp(here.data(), p.base[0], kRegion), 0);
+    EXPECT_EQ(p.t[0]->stats().copies, after.copies);
+    p.t[0]->Crash();
+    EXPECT_FALSE(p.t[0]->TryCopyNow(CopyTask(p, Kind::kWrite, 3 * kChunk, 3 * kChunk)));
+  }
+  UcxTransportOptions off = Options();
+  off.copy_now = false;
+  Pair p(off, 50'000, true);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);
+  EXPECT_FALSE(p.t[0]->TryCopyNow(CopyTask(p, TransportTask::Kind::kWrite, kChunk, kChunk)));
+  EXPECT_NE(std::memcmp(p.base[0] + kChunk, p.base[1] + kChunk, kChunk), 0);
+  EXPECT_EQ(p.t[0]->stats().copies, 0u);
+}
+
+// A thread copying into node 1's mapped region without pause while node 1 unregisters it:
+// the revocation waits for the copy in progress (the key counts it in flight), UCX unmaps
+// only after it, UnregisterMemory returns OK, and from then on every copy is declined
+// (the key is gone) and moves nothing.
+TEST_P(UcxOneSided, CopiesRacingARevocationEndBeforeTheRegionIsUnmapped) {
+  if (!Mapped()) GTEST_SKIP() << "UCX_TLS maps no peer memory here: nothing is copied";
+  Pair p(Options(), 50'000, true);
+  ASSERT_NE(p.base[0], nullptr);
+  ASSERT_NE(p.base[1], nullptr);
+  p.Fill();
+  ASSERT_EQ(p.Write(0).code, ErrorCode::OK);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> copied{0}, declined{0};
+  std::thread copier([&] {
+    for (uint64_t k = 0; !stop.load(); ++k) {
+      const uint64_t at = (1 + k % 8) * kChunk;
+      if (p.t[0]->TryCopyNow(CopyTask(p, TransportTask::Kind::kWrite, at, at))) {
+        copied.fetch_add(1);
+      } else {
+        declined.fetch_add(1);
+      }
+    }
+  });
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (copied.load() < 1000 && std::chrono::steady_clock::now() < limit) {
+    std::this_thread::yield();
+  }
+  ASSERT_GE(copied.load(), 1000u);
+  const Status s = p.t[1]->UnregisterMemory(p.addr(1), kRegion);
+  // Counted inside the call, before the key is released: final once the key is gone.
+  const uint64_t at_return = p.t[0]->stats().copies;
+  const uint64_t declined_at_return = declined.load();
+  while (declined.load() < declined_at_return + 1000 && std::chrono::steady_clock::now() < limit) {
+    std::this_thread::yield();
+  }
+  stop.store(true);
+  copier.join();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(p.t[0]->stats().keys_revoked, 1u);
+  EXPECT_EQ(p.t[0]->stats().copies, at_return);  // nothing copied after the key went back
+  EXPECT_EQ(copied.load(), at_return);
+  EXPECT_GE(declined.load(), declined_at_return + 1000);
+}
+
 // A key granted for a 256 MiB region: over shared memory the initiator enters the mapped
 // region in its page tables on a thread of its own, 16 MiB at a time, and destroys a key's
 // handle only between chunks. A revocation that comes meanwhile is answered (no deadlock

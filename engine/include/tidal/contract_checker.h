@@ -6,7 +6,8 @@
 // bytes_transferred <= length; OK means exactly `length` bytes; a short completion is
 // TRANSFER_INCOMPLETE with fewer bytes; a refused access (ADDRESS_NOT_REGISTERED,
 // REMOTE_ACCESS_DENIED) moved nothing; Cancel of an unknown id is INVALID_PARAMS; remote
-// keys are never 0; no completion is reported for a task after Cancel's completion.
+// keys are never 0; no completion is reported for a task after Cancel's completion;
+// TryCopyNow copies only a READ or WRITE of at least a byte.
 // The contract suite checks the bytes themselves with guard bands.
 //
 // A violation is recorded and, unless abort_on_violation is false, aborts through
@@ -34,6 +35,9 @@ class ContractChecker final : public Transport {
   Status UnregisterMemory(uint64_t addr, uint64_t length) override;
   Result<PeerId> Connect(const SegmentDescriptor& peer) override { return inner_->Connect(peer); }
   void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override;
+  // Forwarded (a wrapped UCX transport keeps its copy path under test); a probe or an
+  // empty task reported copied is a violation.
+  bool TryCopyNow(const TransportTask& task) override;
   size_t PollCompletions(std::span<TransportCompletion> out) override;
   Status Cancel(uint64_t task_id) override;
   Status SendNotify(PeerId peer, std::string_view payload) override {

@@ -119,6 +119,9 @@ struct TransferEngineStats {
   // Submits whose transport finished work inside its own Submit (UCX one-sided): their
   // completions were taken before Submit returned, without a turn of the event loop.
   uint64_t inline_drains = 0;
+  // TransferSync requests the transport ran to their end inside TryCopyNow (UCX: a copy
+  // through the peer's mapped memory): no batch, slice, completion or deadline timer.
+  uint64_t copies_now = 0;
 };
 
 class TransferEngine {
@@ -190,7 +193,12 @@ class TransferEngine {
   // Cancels every PENDING request of the batch (state CANCELED).
   Status CancelBatch(BatchId batch);
 
-  // Allocate, submit, wait, free: one TransferStatus per request.
+  // Allocate, submit, wait, free: one TransferStatus per request. A valid one-slice
+  // request the transport can finish on this thread without waiting (Transport::
+  // TryCopyNow: UCX's copy through the peer's mapped memory) is run that way first, with
+  // no batch behind it; the others, and any the transport declines, take the batch path.
+  // The outcome is the same either way (COMPLETED with every byte; any error, or a remote
+  // range outside the cached descriptor, goes the batch path and is reported as there).
   Task<std::vector<TransferStatus>> TransferSync(std::span<const TransferRequest> requests);
 
   // Asks the transport whether the peer answers. OK, PEER_UNREACHABLE or
@@ -270,6 +278,9 @@ class TransferEngine {
   void SendSlices(Batch& b, Outgoing& out, std::span<Status> result, uint32_t first);
   // Submit's body; `result`, when not empty, has one Status per request.
   void SubmitTo(BatchId batch, std::span<const TransferRequest> requests, std::span<Status> result);
+  // TransferSync's first try: true when `r` is valid, one slice long, and the transport ran
+  // it to its end in TryCopyNow (*st is then COMPLETED).
+  bool CopyNow(const TransferRequest& r, TransferStatus* st);
   void Park(uint32_t segment_index, Parked p);
   Task<void> RefreshParked(uint32_t segment_index, uint32_t generation);
   Task<Status> LookUpAgain(uint32_t segment_index, uint32_t generation);

@@ -116,6 +116,18 @@ class Transport {
   virtual Result<PeerId> Connect(const SegmentDescriptor& peer) = 0;
 
   virtual void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) = 0;
+  // Optional: runs a WRITE or READ to its end on the calling thread, when the backend can
+  // do so without waiting for anything (UCX: a CPU copy through the peer's memory that UCX
+  // mapped into this process). True: every byte moved (a WRITE's are visible at the target,
+  // as a completion with OK says, and a notification sent after it is delivered after
+  // them), and nothing follows: no completion, and task_id is ignored. False: nothing
+  // moved and nothing was recorded; the caller Submits the task as usual. The contract's
+  // range checks hold as for Submit: a range outside the registered memory or outside what
+  // the peer exported is never copied (false, and Submit then reports it).
+  virtual bool TryCopyNow(const TransportTask& task) {
+    (void)task;
+    return false;
+  }
   // Moves up to out.size() completions into `out`; returns how many.
   virtual size_t PollCompletions(std::span<TransportCompletion> out) = 0;
   // Asks an outstanding task to finish now; its completion follows (possibly OK if it

@@ -114,6 +114,13 @@ struct UcxTransportOptions {
   // was off its CPU, and the loop-driven mode measured slower); TIDAL_UCX_LOOP_DRIVES=1 or
   // =0 in the environment decides instead, for options built without setting it.
   bool loop_drives = LoopDrivesFromEnvironment();
+  // One-sided, where a peer's region is mapped into this process (ucp_rkey_ptr: shared
+  // memory UCX allocated): TryCopyNow runs a WRITE or READ as a CPU copy through the
+  // mapping on the caller's thread, with no UCX call, request or completion (the engine's
+  // TransferSync tries it first; docs/ucx.md, "Copies now"). Off: such tasks go through
+  // Submit (ucp_put_nbx and a flush, or ucp_get_nbx). TIDAL_UCX_COPY_NOW=0 in the
+  // environment turns it off for options built without setting it.
+  bool copy_now = SwitchFromEnvironment("TIDAL_UCX_COPY_NOW").value_or(true);
 
   // An environment switch: true for "1", false for "0", nullopt when unset or anything else.
   static std::optional<bool> SwitchFromEnvironment(const char* name);
@@ -167,6 +174,9 @@ struct UcxTransportStats {
   uint64_t gets = 0;
   uint64_t keys_revoked = 0;
   uint64_t revokes_sent = 0;
+  // TryCopyNow's copies through a peer's mapped memory (counted in writes and write_bytes
+  // too, not in puts and gets, which are UCX calls).
+  uint64_t copies = 0;
   bool crashed = false;
 };
 
@@ -188,6 +198,11 @@ class UcxTransport final : public Transport {
   Status UnregisterMemory(uint64_t addr, uint64_t length) override;
   Result<PeerId> Connect(const SegmentDescriptor& peer) override;
   void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override;
+  // One-sided with copy_now, a granted key whose region UCX mapped into this process, the
+  // node not crashed and the peer not failed: the copy, on this thread (false otherwise,
+  // having done nothing). The key is counted in flight meanwhile, so a revocation waits for
+  // the copy before UCX unmaps the region.
+  bool TryCopyNow(const TransportTask& task) override;
   size_t PollCompletions(std::span<TransportCompletion> out) override;
   Status Cancel(uint64_t task_id) override;
   Status SendNotify(PeerId peer, std::string_view payload) override;

@@ -1,0 +1,181 @@
+// TransferSync's first try, Transport::TryCopyNow (UCX: a copy through the peer's mapped
+// memory): a valid one-slice request the transport takes is COMPLETED with no batch,
+// slice, completion or Submit behind it; every other request (invalid, longer than a
+// slice, outside the cached descriptor, or declined by the transport) takes the batch path
+// and is reported exactly as there, in its own place among the results.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "inprocess_transport.h"
+#include "tidal/backends/real_env.h"
+#include "tidal/metadata_store.h"
+#include "tidal/task.h"
+#include "tidal/transfer_engine.h"
+
+namespace tidal {
+namespace {
+
+using backends::RealEnv;
+
+// InProcessTransport with a copy path: TryCopyNow copies when `accept` says so (both
+// nodes are in this process, so the remote address is this process's), and records every
+// task it was offered.
+class CopyingTransport final : public Transport {
+ public:
+  CopyingTransport(std::unique_ptr<Transport> inner,
+                   std::function<bool(const TransportTask&)> accept)
+      : inner_(std::move(inner)), accept_(std::move(accept)) {}
+  std::string_view Name() const override { return inner_->Name(); }
+  TransportCaps Capabilities() const override { return inner_->Capabilities(); }
+  Status Install(const TransportInstall& install) override { return inner_->Install(install); }
+  std::string LocalAddress() const override { return inner_->LocalAddress(); }
+  Result<uint64_t> RegisterMemory(uint64_t addr, uint64_t length, Location loc) override {
+    return inner_->RegisterMemory(addr, length, loc);
+  }
+  Status UnregisterMemory(uint64_t addr, uint64_t length) override {
+    return inner_->UnregisterMemory(addr, length);
+  }
+  Result<PeerId> Connect(const SegmentDescriptor& peer) override { return inner_->Connect(peer); }
+  void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override {
+    submitted += tasks.size();
+    inner_->Submit(tasks, accepted);
+  }
+  bool TryCopyNow(const TransportTask& t) override {
+    offered.push_back(t);
+    if (!accept_(t)) return false;
+    auto* local = reinterpret_cast<uint8_t*>(t.local_addr);
+    auto* remote = reinterpret_cast<uint8_t*>(t.remote_addr);
+    if (t.kind == TransportTask::Kind::kWrite) {
+      std::memcpy(remote, local, t.length);
+    } else {
+      std::memcpy(local, remote, t.length);
+    }
+    return true;
+  }
+  size_t PollCompletions(std::span<TransportCompletion> out) override {
+    return inner_->PollCompletions(out);
+  }
+  Status Cancel(uint64_t task_id) override { return inner_->Cancel(task_id); }
+  Status SendNotify(PeerId peer, std::string_view payload) override {
+    return inner_->SendNotify(peer, payload);
+  }
+  size_t PollNotifies(std::vector<Notification>& out, size_t max) override {
+    return inner_->PollNotifies(out, max);
+  }
+
+  std::vector<TransportTask> offered;
+  size_t submitted = 0;
+
+ private:
+  std::unique_ptr<Transport> inner_;
+  std::function<bool(const TransportTask&)> accept_;
+};
+
+constexpr uint64_t kSlice = 4096;
+
+class CopyNow : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TransferEngineOptions o;
+    o.slice_bytes = kSlice;
+    for (int i = 0; i < 2; ++i) {
+      auto t = std::make_unique<CopyingTransport>(
+          std::make_unique<testing::InProcessTransport>(hub_),
+          [this](const TransportTask& task) { return task.length != kDeclined; });
+      transports_[i] = t.get();
+      engines_[i] =
+          std::make_unique<TransferEngine>(env_, std::move(t), metadata_, i == 0 ? "a" : "b", o);
+      ASSERT_TRUE(RunBlocking(env_, engines_[i]->Start()).ok());
+      ASSERT_TRUE(RunBlocking(env_, engines_[i]->RegisterMemory(buf_[i].data(), buf_[i].size(),
+                                                                Location::Host()))
+                      .ok());
+      for (size_t k = 0; k < buf_[i].size(); ++k) buf_[i][k] = static_cast<char>(k * 7 + 3 * i);
+    }
+    Result<SegmentHandle> ab = RunBlocking(env_, a().OpenSegment("b"));
+    ASSERT_TRUE(ab.ok());
+    to_b_ = *ab;
+  }
+  void TearDown() override {
+    for (auto& e : engines_) {
+      if (e) (void)RunBlocking(env_, e->Stop());
+    }
+  }
+  TransferEngine& a() { return *engines_[0]; }
+  uint64_t at(int node, uint64_t offset) const {
+    return reinterpret_cast<uint64_t>(buf_[node].data()) + offset;
+  }
+  bool Same(uint64_t a_offset, uint64_t b_offset, uint64_t length) const {
+    return std::memcmp(buf_[0].data() + a_offset, buf_[1].data() + b_offset, length) == 0;
+  }
+
+  static constexpr uint64_t kDeclined = 1000;  // the transport declines tasks of this length
+  RealEnv env_;
+  InMemoryMetadataStore metadata_;
+  testing::InProcessHub hub_;
+  std::vector<char> buf_[2] = {std::vector<char>(1 << 16), std::vector<char>(1 << 16)};
+  CopyingTransport* transports_[2] = {nullptr, nullptr};
+  std::unique_ptr<TransferEngine> engines_[2];
+  SegmentHandle to_b_{};
+};
+
+TEST_F(CopyNow, ACopiedRequestHasNoBatchBehindIt) {
+  const TransferEngineStats before = a().stats();
+  const TransferRequest w{TransferOp::kWrite, at(0, 100), kSlice, to_b_, at(1, 8192)};
+  std::vector<TransferStatus> st = RunBlocking(env_, a().TransferSync(std::span(&w, 1)));
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0], (TransferStatus{TransferState::COMPLETED, kSlice, ErrorCode::OK}));
+  EXPECT_TRUE(Same(100, 8192, kSlice));
+  const TransferRequest r{TransferOp::kRead, at(0, 30000), 512, to_b_, at(1, 50000)};
+  st = RunBlocking(env_, a().TransferSync(std::span(&r, 1)));
+  EXPECT_EQ(st[0], (TransferStatus{TransferState::COMPLETED, 512, ErrorCode::OK}));
+  EXPECT_TRUE(Same(30000, 50000, 512));
+  const TransferEngineStats& s = a().stats();
+  EXPECT_EQ(s.copies_now - before.copies_now, 2u);
+  EXPECT_EQ(s.requests_submitted - before.requests_submitted, 2u);
+  EXPECT_EQ(s.requests_completed - before.requests_completed, 2u);
+  EXPECT_EQ(s.bytes_completed - before.bytes_completed, kSlice + 512);
+  EXPECT_EQ(s.inline_drains, before.inline_drains);  // no Submit, so no drain of one
+  EXPECT_EQ(transports_[0]->submitted, 0u);
+  ASSERT_EQ(transports_[0]->offered.size(), 2u);
+  EXPECT_EQ(transports_[0]->offered[0].kind, TransportTask::Kind::kWrite);
+  EXPECT_EQ(transports_[0]->offered[0].remote_addr, at(1, 8192));
+  EXPECT_EQ(transports_[0]->offered[1].kind, TransportTask::Kind::kRead);
+}
+
+// Five requests in one call: copied, invalid (zero length), declined by the transport,
+// longer than a slice, and outside every region b exports. Each gets the outcome the batch
+// path gives it, in its own place; only the valid one-slice ones were offered for a copy.
+TEST_F(CopyNow, TheRestTakeTheBatchPathInTheirPlaces) {
+  const TransferEngineStats before = a().stats();
+  const TransferRequest reqs[5] = {
+      {TransferOp::kWrite, at(0, 0), 256, to_b_, at(1, 0)},
+      {TransferOp::kWrite, at(0, 0), 0, to_b_, at(1, 0)},
+      {TransferOp::kWrite, at(0, 1024), kDeclined, to_b_, at(1, 1024)},
+      {TransferOp::kWrite, at(0, 4096), 3 * kSlice, to_b_, at(1, 4096)},
+      {TransferOp::kWrite, at(0, 0), 64, to_b_, at(1, 0) + (1 << 20)}};
+  std::vector<TransferStatus> st = RunBlocking(env_, a().TransferSync(reqs));
+  ASSERT_EQ(st.size(), 5u);
+  EXPECT_EQ(st[0], (TransferStatus{TransferState::COMPLETED, 256, ErrorCode::OK}));
+  EXPECT_EQ(st[1], (TransferStatus{TransferState::FAILED, 0, ErrorCode::INVALID_PARAMS}));
+  EXPECT_EQ(st[2], (TransferStatus{TransferState::COMPLETED, kDeclined, ErrorCode::OK}));
+  EXPECT_EQ(st[3], (TransferStatus{TransferState::COMPLETED, 3 * kSlice, ErrorCode::OK}));
+  EXPECT_EQ(st[4], (TransferStatus{TransferState::FAILED, 0, ErrorCode::REMOTE_ACCESS_DENIED}));
+  EXPECT_TRUE(Same(0, 0, 256));
+  EXPECT_TRUE(Same(1024, 1024, kDeclined));
+  EXPECT_TRUE(Same(4096, 4096, 3 * kSlice));
+  ASSERT_EQ(transports_[0]->offered.size(), 2u);
+  EXPECT_EQ(transports_[0]->offered[0].length, 256u);
+  EXPECT_EQ(transports_[0]->offered[1].length, kDeclined);
+  EXPECT_EQ(a().stats().copies_now - before.copies_now, 1u);
+  EXPECT_EQ(a().stats().requests_submitted - before.requests_submitted, 5u);
+  // The declined one is one slice, the long one three: four slices through Submit.
+  EXPECT_EQ(transports_[0]->submitted, 4u);
+}
+
+}  // namespace
+}  // namespace tidal
