@@ -5,8 +5,10 @@
 # and its ratio is the median of the rounds' ratios, in the JSON and in the printed row,
 # each round with the time of a plain memcpy on the loop's thread before it and its ratio
 # to the one-way figure too; every WRITE of the latency loop is a copy through the target's
-# mapped memory (TryCopyNow), and none with --no-copy-now; --lat-rounds 0 is refused with a
-# message naming it.
+# mapped memory (TryCopyNow), and none with --no-copy-now; each bandwidth row holds three
+# rounds, each with ucp_put_bw's and ucp_get_bw's (UCX 1.13: ucp_get) figures, its ratios the
+# medians of the rounds' ratios; --lat-rounds 0 and --bw-rounds 0 are refused with a message
+# naming them.
 set -euo pipefail
 bench=$1
 command -v ucx_perftest >/dev/null || { echo "bench_transfer_smoke: ucx_perftest is not installed (scripts/install-deps.sh installs ucx-utils)" >&2; exit 1; }
@@ -41,6 +43,25 @@ assert lat["lat_writes"] == 3 * 400, lat["lat_writes"]
 assert lat["lat_writes_copied"] == 3 * 400 and lat["lat_writes_direct"] == 0, lat
 assert abs(lat["lat_ratio_oneway_median"] - statistics.median(r["ratio_oneway"] for r in rounds)) < 1e-9
 assert "lat_rounds" not in rows[65536] and rows[65536]["tidal_write_mibps"] > 0, rows[65536]
+assert doc["perftest_get_test"] in ("ucp_get", "ucp_get_bw"), doc["perftest_get_test"]
+for size, row in rows.items():
+    bw = row["bw_rounds"]
+    assert len(bw) == 3, (size, bw)
+    for b in bw:
+        assert b["tidal_write_mibps"] > 0 and b["tidal_read_mibps"] > 0, (size, b)
+        assert b["perftest_put_bw_mibps"] > 0 and b["perftest_get_bw_mibps"] > 0, (size, b)
+    for side, peer in (("write", "put"), ("read", "get")):
+        want_r = statistics.median(b["tidal_%s_mibps" % side] / b["perftest_%s_bw_mibps" % peer] for b in bw)
+        assert abs(row["%s_ratio_median" % side] - want_r) < 1e-9, (size, side, row)
+        want_m = statistics.median(b["tidal_%s_mibps" % side] for b in bw)
+        assert abs(row["tidal_%s_mibps" % side] - want_m) < 1e-9, (size, side, row)
+    printed = [l for l in text.splitlines() if l.strip().startswith(("4 KiB |", "64 KiB |")[size == 65536])]
+    cols = printed[0].split("|")
+    assert cols[1].split()[-1] == "%.2f" % row["write_ratio_median"], (printed, row)
+    assert cols[2].split()[-1] == "%.2f" % row["read_ratio_median"], (printed, row)
+# Three "/" in the legend ("write/put_bw read/get_bw, MiB/s"), then two per round.
+bwl = [l for l in text.splitlines() if l.startswith("bandwidth rounds at ")]
+assert len(bwl) == 2 and all(l.count("/") == 3 + 2 * 3 for l in bwl), bwl
 row = [l for l in text.splitlines() if l.strip().startswith("4 KiB |")]
 assert len(row) == 1, row
 assert row[0].split()[-1] == "%.2f" % want, (row[0], want)
@@ -68,4 +89,9 @@ if "$bench" transfer --lat-rounds 0 2>"$work/err.txt"; then
   exit 1
 fi
 grep -q -- "--lat-rounds must be at least 1" "$work/err.txt"
+if "$bench" transfer --bw-rounds 0 2>"$work/err.txt"; then
+  echo "bench_transfer_smoke: --bw-rounds 0 was accepted" >&2
+  exit 1
+fi
+grep -q -- "--bw-rounds must be at least 1" "$work/err.txt"
 echo "bench_transfer_smoke: PASS"

@@ -11,18 +11,20 @@
 // facade:
 //   * WRITE and READ bandwidth: up to `--window` requests of the size in flight (two
 //     half-window batches, each issued again as soon as it finished, so the window never
-//     drains) until `--bytes` moved (after one warm-up batch);
+//     drains) until `--bytes` moved (after one warm-up batch), in `--bw-rounds` rounds
+//     alternated with the peer's (each round: WRITE, put_bw, READ, get_bw; the row shows
+//     the medians and the medians of the rounds' ratios);
 //   * WRITE latency: one request at a time through TransferSync, `--lat-iters` times; a
 //     WRITE completes when its bytes are visible at the target: at the target's
 //     acknowledgement (active messages), at a flush after the put (one-sided), or, one-sided
 //     where UCX mapped the target's memory into this process, when the copy through that
 //     mapping ends (TryCopyNow; --no-copy-now: put + flush).
 // and, in the same run, ucx_perftest (ucx-utils) between a server and a client on
-// loopback with the same UCX_TLS: ucp_put_bw and ucp_get_bw at each size, ucp_put_lat at
-// the latency sizes. perftest's put latency is one-way (half its ping-pong), so the table
-// compares tidal's completed-write latency with perftest's round trip (2 x one-way), and
-// prints the ratio to the one-way figure itself beside it.
-// Figures are printed as a table and, with --json, as JSON. Nothing is asserted.
+// loopback with the same UCX_TLS: ucp_put_bw and ucp_get_bw (named ucp_get in UCX 1.13)
+// at each size, ucp_put_lat at the latency sizes. perftest's put latency is one-way (half its
+// ping-pong), so the table compares tidal's completed-write latency with perftest's round trip (2 x
+// one-way), and prints the ratio to the one-way figure itself beside it. Figures are printed as a
+// table and, with --json, as JSON. Nothing is asserted.
 // --same-buffer makes every request of the window move the same source range into the same
 // destination range (one buffer of the message size a side, as ucp_put_bw re-sends one
 // buffer), still checked and acknowledged by the target; --spin-ns and --env-spin-ns set
@@ -71,6 +73,10 @@ struct Config {
   // Latency rounds: tidal's loop and ucp_put_lat alternated this many times, each of
   // lat_iters; the row shows the medians and the median of the rounds' ratios.
   uint64_t lat_rounds = 5;
+  // Bandwidth rounds: at each size, tidal's WRITE, the peer's put bandwidth, tidal's READ
+  // and the peer's get bandwidth, this many times in turn; the row shows the medians and,
+  // as its ratios, the medians of the rounds' own ratios.
+  uint64_t bw_rounds = 3;
   uint64_t slice = 4ull << 20;
   bool perftest = true;
   std::string perftest_bin = "ucx_perftest";
@@ -119,6 +125,14 @@ struct Row {
     std::optional<double> perftest_us, ratio, ratio_oneway;
   };
   std::vector<LatRound> lat_rounds;
+  // Each bandwidth round (MiB/s): tidal's WRITE and READ, and where the peer ran beside
+  // them, its put and get bandwidth.
+  struct BwRound {
+    double write = 0, read = 0;
+    std::optional<double> put, get;
+  };
+  std::vector<BwRound> bw_rounds;
+  std::optional<double> write_ratio, read_ratio;  // medians of the rounds' ratios
   std::optional<double> lat_ratio, lat_ratio_oneway;
 };
 
@@ -281,6 +295,27 @@ std::optional<std::vector<double>> Perftest(const Config& c, const std::string& 
   return fields;
 }
 
+// ucx_perftest's UCP get bandwidth test: `ucp_get_bw` where the installed ucx_perftest lists
+// it, else `ucp_get` (UCX 1.13 has only this one: "UCP get latency / bandwidth / message
+// rate", a unidirectional stream test like ucp_put_bw, whose "average MB/s" field is the
+// bandwidth). Asking 1.13 for ucp_get_bw fails ("Invalid option argument for -t").
+std::string GetBwTest(const Config& c) {
+  const std::string cmd = c.perftest_bin + " -h 2>&1";
+  FILE* out = popen(cmd.c_str(), "r");
+  bool listed = false;
+  if (out != nullptr) {
+    char line[512];
+    while (fgets(line, sizeof(line), out) != nullptr) {
+      std::istringstream in(line);
+      std::string first;
+      in >> first;
+      listed = listed || first == "ucp_get_bw";
+    }
+    pclose(out);
+  }
+  return listed ? "ucp_get_bw" : "ucp_get";
+}
+
 // Runs a perftest program (ib_write_bw, ib_read_bw) as server and client on loopback over
 // the RDMA device; returns its average bandwidth in MiB/s (perftest prints MB/s, 10^6).
 std::optional<double> IbPerftest(const Config& c, const std::string& program, uint64_t size,
@@ -429,6 +464,7 @@ int RunTransfer(const Config& c) {
     if (std::find(all.begin(), all.end(), s) == all.end()) all.push_back(s);
   }
   std::sort(all.begin(), all.end());
+  const std::string get_test = ucx && c.perftest ? GetBwTest(c) : std::string();
   for (uint64_t size : all) {
     Row row;
     row.size = size;
@@ -438,10 +474,43 @@ int RunTransfer(const Config& c) {
     if (bw) {
       const size_t window = window_for(size);
       const uint64_t total = std::max(c.bytes, size * window);
-      row.write_mbps = f.Run(Bandwidth(e, *peer, l, r, TransferOp::kWrite, size, window, total,
-                                       c.same_buffer, &failed));
-      row.read_mbps = f.Run(Bandwidth(e, *peer, l, r, TransferOp::kRead, size, window, total,
-                                      c.same_buffer, &failed));
+      const uint64_t iters = std::max<uint64_t>(20, std::min<uint64_t>(c.bytes / size, 100000));
+      // Rounds alternate tidal and the peer, so that each ratio compares runs made moments
+      // apart (the CPU's speed drifts on the virtual machines this was measured on).
+      std::vector<double> ws, rs, ps, gs, wr, rr;
+      for (uint64_t round = 0; round < c.bw_rounds; ++round) {
+        Row::BwRound& b = row.bw_rounds.emplace_back();
+        b.write = f.Run(Bandwidth(e, *peer, l, r, TransferOp::kWrite, size, window, total,
+                                  c.same_buffer, &failed));
+        if (c.perftest && ucx) {
+          if (auto v = Perftest(c, "ucp_put_bw", size, iters)) b.put = (*v)[4];
+        } else if (c.perftest) {
+          b.put = IbPerftest(c, "ib_write_bw", size, iters);
+        }
+        b.read = f.Run(Bandwidth(e, *peer, l, r, TransferOp::kRead, size, window, total,
+                                 c.same_buffer, &failed));
+        if (c.perftest && ucx) {
+          if (auto v = Perftest(c, get_test, size, iters)) b.get = (*v)[4];
+        } else if (c.perftest) {
+          b.get = IbPerftest(c, "ib_read_bw", size, iters);
+        }
+        ws.push_back(b.write);
+        rs.push_back(b.read);
+        if (b.put && *b.put > 0) {
+          ps.push_back(*b.put);
+          wr.push_back(b.write / *b.put);
+        }
+        if (b.get && *b.get > 0) {
+          gs.push_back(*b.get);
+          rr.push_back(b.read / *b.get);
+        }
+      }
+      row.write_mbps = Median(ws);
+      row.read_mbps = Median(rs);
+      if (!ps.empty()) row.put_mbps = Median(ps);
+      if (!gs.empty()) row.get_mbps = Median(gs);
+      if (!wr.empty()) row.write_ratio = Median(wr);
+      if (!rr.empty()) row.read_ratio = Median(rr);
     }
     if (lat) {
       auto* uf = ucx ? static_cast<backends::ucx::UcxFabric*>(&f) : nullptr;
@@ -482,19 +551,6 @@ int RunTransfer(const Config& c) {
         row.lat_copied = std::min(*row.lat_writes, after.copies - before.copies);
         row.lat_direct =
             std::min(*row.lat_writes - *row.lat_copied, after.direct_calls - before.direct_calls);
-      }
-    }
-    if (c.perftest && !ucx) {
-      const uint64_t iters = std::max<uint64_t>(20, std::min<uint64_t>(c.bytes / size, 100000));
-      if (bw) {
-        row.put_mbps = IbPerftest(c, "ib_write_bw", size, iters);
-        row.get_mbps = IbPerftest(c, "ib_read_bw", size, iters);
-      }
-    } else if (c.perftest) {
-      const uint64_t iters = std::max<uint64_t>(20, std::min<uint64_t>(c.bytes / size, 100000));
-      if (bw) {
-        if (auto v = Perftest(c, "ucp_put_bw", size, iters)) row.put_mbps = (*v)[4];
-        if (auto v = Perftest(c, "ucp_get_bw", size, iters)) row.get_mbps = (*v)[4];
       }
     }
     rows.push_back(row);
@@ -541,6 +597,7 @@ int RunTransfer(const Config& c) {
     j["spin_ns"] = c.spin_ns;
     j["env_spin_ns"] = c.env_spin_ns;
     j["one_sided"] = c.one_sided;
+    if (!get_test.empty()) j["perftest_get_test"] = get_test;
     j["copy_now"] = c.copy_now;
     j["transport_memory"] = c.transport_memory;
   }
@@ -553,8 +610,10 @@ int RunTransfer(const Config& c) {
     std::optional<double> rt;
     if (row.put_lat_us) rt = 2 * *row.put_lat_us;
     std::printf("%9s | %9s %9s %6s | %9s %9s %6s | %9s %9s %6s\n", Human(row.size).c_str(),
-                Fmt(w).c_str(), Fmt(row.put_mbps).c_str(), Fmt(ratio(w, row.put_mbps), 2).c_str(),
-                Fmt(rd).c_str(), Fmt(row.get_mbps).c_str(), Fmt(ratio(rd, row.get_mbps), 2).c_str(),
+                Fmt(w).c_str(), Fmt(row.put_mbps).c_str(),
+                Fmt(row.write_ratio ? row.write_ratio : ratio(w, row.put_mbps), 2).c_str(),
+                Fmt(rd).c_str(), Fmt(row.get_mbps).c_str(),
+                Fmt(row.read_ratio ? row.read_ratio : ratio(rd, row.get_mbps), 2).c_str(),
                 Fmt(row.write_lat_us, 2).c_str(), Fmt(rt, 2).c_str(),
                 Fmt(row.lat_ratio ? row.lat_ratio : ratio(row.write_lat_us, rt), 2).c_str());
     nlohmann::json e;
@@ -563,6 +622,16 @@ int RunTransfer(const Config& c) {
     if (rd) e["tidal_read_mibps"] = *rd;
     if (row.put_mbps) e["perftest_put_bw_mibps"] = *row.put_mbps;
     if (row.get_mbps) e["perftest_get_bw_mibps"] = *row.get_mbps;
+    if (row.write_ratio) e["write_ratio_median"] = *row.write_ratio;
+    if (row.read_ratio) e["read_ratio_median"] = *row.read_ratio;
+    for (const Row::BwRound& b : row.bw_rounds) {
+      nlohmann::json bj;
+      bj["tidal_write_mibps"] = b.write;
+      bj["tidal_read_mibps"] = b.read;
+      if (b.put) bj["perftest_put_bw_mibps"] = *b.put;
+      if (b.get) bj["perftest_get_bw_mibps"] = *b.get;
+      e["bw_rounds"].push_back(bj);
+    }
     if (row.write_lat_us) e["tidal_write_lat_us"] = *row.write_lat_us;
     if (row.put_lat_us) e["perftest_put_lat_oneway_us"] = *row.put_lat_us;
     for (const Row::LatRound& lr : row.lat_rounds) {
@@ -584,6 +653,19 @@ int RunTransfer(const Config& c) {
       e["lat_writes_copied"] = *row.lat_copied;
     }
     j["rows"].push_back(e);
+  }
+  for (const Row& row : rows) {
+    if (row.bw_rounds.empty()) continue;
+    std::printf("bandwidth rounds at %s (write/put_bw read/get_bw, MiB/s, alternated):",
+                Human(row.size).c_str());
+    for (const Row::BwRound& b : row.bw_rounds) {
+      std::printf(" %.0f/%s %.0f/%s", b.write, Fmt(b.put, 0).c_str(), b.read,
+                  Fmt(b.get, 0).c_str());
+    }
+    std::printf("\n");
+  }
+  if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return !r.bw_rounds.empty(); })) {
+    std::printf("bandwidth rows: medians, and the medians of the rounds' ratios\n");
   }
   for (const Row& row : rows) {
     if (row.lat_rounds.empty()) continue;
@@ -664,7 +746,11 @@ int main(int argc, char** argv) {
       "lat-rounds", po::value(&c.lat_rounds)->default_value(c.lat_rounds),
       "latency rounds: tidal's loop and ucp_put_lat alternated this many times (lat-iters "
       "each); the row shows the medians and the median of the rounds' ratios")(
-      "slice", po::value(&c.slice)->default_value(c.slice), "engine slice size in bytes")(
+      "bw-rounds", po::value(&c.bw_rounds)->default_value(c.bw_rounds),
+      "bandwidth rounds: tidal's WRITE, the peer's put bandwidth, tidal's READ and the peer's "
+      "get bandwidth, alternated this many times at each size; the row shows the medians "
+      "and the medians of the rounds' ratios")("slice", po::value(&c.slice)->default_value(c.slice),
+                                               "engine slice size in bytes")(
       "spin-ns", po::value(&c.spin_ns)->default_value(c.spin_ns),
       "ucx: progress threads poll this long after their last activity before blocking")(
       "env-spin-ns", po::value(&c.env_spin_ns)->default_value(c.env_spin_ns),
@@ -733,6 +819,10 @@ int main(int argc, char** argv) {
   }
   if (c.lat_rounds == 0) {
     std::cerr << "tidal-bench: --lat-rounds must be at least 1\n";
+    return 2;
+  }
+  if (c.bw_rounds == 0) {
+    std::cerr << "tidal-bench: --bw-rounds must be at least 1\n";
     return 2;
   }
   return RunTransfer(c);
