@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "forwarding_transport.h"
 #include "inprocess_transport.h"
 #include "tidal/backends/real_env.h"
 #include "tidal/metadata_store.h"
@@ -25,25 +26,14 @@ using backends::RealEnv;
 // InProcessTransport with a copy path: TryCopyNow copies when `accept` says so (both
 // nodes are in this process, so the remote address is this process's), and records every
 // task it was offered.
-class CopyingTransport final : public Transport {
+class CopyingTransport final : public testing::ForwardingTransport {
  public:
   CopyingTransport(std::unique_ptr<Transport> inner,
                    std::function<bool(const TransportTask&)> accept)
-      : inner_(std::move(inner)), accept_(std::move(accept)) {}
-  std::string_view Name() const override { return inner_->Name(); }
-  TransportCaps Capabilities() const override { return inner_->Capabilities(); }
-  Status Install(const TransportInstall& install) override { return inner_->Install(install); }
-  std::string LocalAddress() const override { return inner_->LocalAddress(); }
-  Result<uint64_t> RegisterMemory(uint64_t addr, uint64_t length, Location loc) override {
-    return inner_->RegisterMemory(addr, length, loc);
-  }
-  Status UnregisterMemory(uint64_t addr, uint64_t length) override {
-    return inner_->UnregisterMemory(addr, length);
-  }
-  Result<PeerId> Connect(const SegmentDescriptor& peer) override { return inner_->Connect(peer); }
+      : ForwardingTransport(std::move(inner)), accept_(std::move(accept)) {}
   void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override {
     submitted += tasks.size();
-    inner_->Submit(tasks, accepted);
+    ForwardingTransport::Submit(tasks, accepted);
   }
   bool TryCopyNow(const TransportTask& t) override {
     offered.push_back(t);
@@ -57,22 +47,11 @@ class CopyingTransport final : public Transport {
     }
     return true;
   }
-  size_t PollCompletions(std::span<TransportCompletion> out) override {
-    return inner_->PollCompletions(out);
-  }
-  Status Cancel(uint64_t task_id) override { return inner_->Cancel(task_id); }
-  Status SendNotify(PeerId peer, std::string_view payload) override {
-    return inner_->SendNotify(peer, payload);
-  }
-  size_t PollNotifies(std::vector<Notification>& out, size_t max) override {
-    return inner_->PollNotifies(out, max);
-  }
 
   std::vector<TransportTask> offered;
   size_t submitted = 0;
 
  private:
-  std::unique_ptr<Transport> inner_;
   std::function<bool(const TransportTask&)> accept_;
 };
 
