@@ -902,7 +902,9 @@ Task<std::vector<TransferStatus>> TransferEngine::TransferSync(
   // Each request the transport can finish now is run that way; the rest, in their order,
   // take one batch.
   size_t copied = 0;
-  for (size_t i = 0; i < requests.size(); ++i) copied += CopyNow(requests[i], &out[i]) ? 1 : 0;
+  if (transport_->Capabilities().copies_now) {
+    for (size_t i = 0; i < requests.size(); ++i) copied += CopyNow(requests[i], &out[i]) ? 1 : 0;
+  }
   if (copied == requests.size()) co_return out;
   std::span<const TransferRequest> todo = requests;
   std::vector<TransferRequest> rest;

@@ -31,6 +31,13 @@ class CopyingTransport final : public testing::ForwardingTransport {
   CopyingTransport(std::unique_ptr<Transport> inner,
                    std::function<bool(const TransportTask&)> accept)
       : ForwardingTransport(std::move(inner)), accept_(std::move(accept)) {}
+  // Whether Capabilities() claims the copy path (the engine offers nothing otherwise).
+  bool claims = true;
+  TransportCaps Capabilities() const override {
+    TransportCaps caps = ForwardingTransport::Capabilities();
+    caps.copies_now = claims;
+    return caps;
+  }
   void Submit(std::span<const TransportTask> tasks, std::span<Status> accepted) override {
     submitted += tasks.size();
     ForwardingTransport::Submit(tasks, accepted);
@@ -62,6 +69,7 @@ class CopyNow : public ::testing::Test {
   void SetUp() override {
     TransferEngineOptions o;
     o.slice_bytes = kSlice;
+    o.max_batches = 2;  // WithEveryBatchHandleTakenOnlyTheUncopiedFail takes both
     for (int i = 0; i < 2; ++i) {
       auto t = std::make_unique<CopyingTransport>(
           std::make_unique<testing::InProcessTransport>(hub_),
@@ -154,6 +162,38 @@ TEST_F(CopyNow, TheRestTakeTheBatchPathInTheirPlaces) {
   EXPECT_EQ(a().stats().requests_submitted - before.requests_submitted, 5u);
   // The declined one is one slice, the long one three: four slices through Submit.
   EXPECT_EQ(transports_[0]->submitted, 4u);
+}
+
+// A transport whose capabilities do not claim the copy path is never offered a request:
+// everything takes the batch path, exactly as before the copy path existed.
+TEST_F(CopyNow, ATransportWithoutTheCapabilityIsNeverOffered) {
+  transports_[0]->claims = false;
+  const TransferRequest w{TransferOp::kWrite, at(0, 0), 512, to_b_, at(1, 0)};
+  std::vector<TransferStatus> st = RunBlocking(env_, a().TransferSync(std::span(&w, 1)));
+  EXPECT_EQ(st[0], (TransferStatus{TransferState::COMPLETED, 512, ErrorCode::OK}));
+  EXPECT_TRUE(Same(0, 0, 512));
+  EXPECT_TRUE(transports_[0]->offered.empty());
+  EXPECT_EQ(transports_[0]->submitted, 1u);
+  EXPECT_EQ(a().stats().copies_now, 0u);
+}
+
+// A copied request needs no batch: with every batch handle taken, it still completes, and
+// only the request that needs a batch fails, with NO_AVAILABLE_HANDLE, moving nothing.
+TEST_F(CopyNow, WithEveryBatchHandleTakenOnlyTheUncopiedFail) {
+  Result<BatchId> b1 = a().AllocateBatch(1), b2 = a().AllocateBatch(1);
+  ASSERT_TRUE(b1.ok() && b2.ok());
+  const std::vector<char> before = buf_[1];
+  const TransferRequest reqs[2] = {
+      {TransferOp::kWrite, at(0, 0), 256, to_b_, at(1, 0)},
+      {TransferOp::kWrite, at(0, 2048), kDeclined, to_b_, at(1, 2048)}};
+  std::vector<TransferStatus> st = RunBlocking(env_, a().TransferSync(reqs));
+  EXPECT_EQ(st[0], (TransferStatus{TransferState::COMPLETED, 256, ErrorCode::OK}));
+  EXPECT_EQ(st[1], (TransferStatus{TransferState::FAILED, 0, ErrorCode::NO_AVAILABLE_HANDLE}));
+  EXPECT_TRUE(Same(0, 0, 256));
+  EXPECT_EQ(std::memcmp(buf_[1].data() + 2048, before.data() + 2048, kDeclined), 0);
+  EXPECT_EQ(transports_[0]->submitted, 0u);
+  EXPECT_TRUE(a().FreeBatch(*b1).ok());
+  EXPECT_TRUE(a().FreeBatch(*b2).ok());
 }
 
 }  // namespace

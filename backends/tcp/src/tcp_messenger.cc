@@ -90,6 +90,7 @@ struct Peer {
   tcp protocol = tcp::v4();
   uint64_t conn = 0;  // bumped whenever the socket goes, so stale handlers do nothing
   bool writing = false;
+  uint64_t writes_started = 0;  // WriteFront's writes, so a stale one knows it was the last
   uint32_t failures = 0;
   asio::steady_timer timer;
   // The peer answers on this connection: read here by the IO thread when the executor
@@ -184,6 +185,9 @@ struct TcpMessenger::Impl {
   void Pump(Peer& p);
   void Connect(Peer& p);
   void WriteFront(Peer& p);
+  // A stale WriteFront's frame, taken whole by the socket of a connection that went: off the
+  // queue (IO thread).
+  void DropWrittenFront(Peer& p);
   void WatchForClose(Peer& p);
   void CloseSocket(Peer& p);
   void CloseSocketLocked(Peer& p) TIDAL_REQUIRES(mu);
@@ -381,10 +385,18 @@ void TcpMessenger::Impl::WriteFront(Peer& p) {
   }
   p.writing = true;
   const uint64_t conn = p.conn;
+  const uint64_t write = ++p.writes_started;
   SocketPtr sock = p.socket;
   asio::async_write(*sock, asio::buffer(front->data() + offset, front->size() - offset),
-                    [this, &p, sock, conn](const asio::error_code& ec, size_t) {
-                      if (conn != p.conn) return;
+                    [this, &p, sock, conn, write](const asio::error_code& ec, size_t) {
+                      if (conn != p.conn) {
+                        // The connection went (its close noticed first) after the socket
+                        // had taken every byte of the frame: the peer may have read it, so
+                        // it is not written again, unless a write on a new connection
+                        // already carries it (never twice, never torn).
+                        if (!ec && write == p.writes_started) DropWrittenFront(p);
+                        return;
+                      }
                       p.writing = false;
                       if (ec) {
                         Failed(p, "write: " + ec.message());
@@ -410,6 +422,15 @@ void TcpMessenger::Impl::WriteFront(Peer& p) {
                       p.failures = 0;
                       Pump(p);
                     });
+}
+
+void TcpMessenger::Impl::DropWrittenFront(Peer& p) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (p.queue.empty()) return;
+  p.queued_bytes -= p.queue.front().size();
+  p.queue.pop_front();
+  p.front_offset = 0;
+  ++sent;
 }
 
 // Read by the IO thread: the peer's answers on a connection we dialled, handed to the

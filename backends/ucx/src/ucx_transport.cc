@@ -2146,7 +2146,11 @@ UcxTransport::~UcxTransport() {
   if (!impl_->crashed.load()) impl_->Destroy();
 }
 
-TransportCaps UcxTransport::Capabilities() const { return TransportCaps{true, false, false, true}; }
+TransportCaps UcxTransport::Capabilities() const {
+  TransportCaps caps{true, false, false, true};
+  caps.copies_now = impl_->options.one_sided && impl_->options.copy_now;
+  return caps;
+}
 
 Status UcxTransport::Install(const TransportInstall& install) {
   if (impl_->worker != nullptr) {

@@ -193,12 +193,15 @@ class TransferEngine {
   // Cancels every PENDING request of the batch (state CANCELED).
   Status CancelBatch(BatchId batch);
 
-  // Allocate, submit, wait, free: one TransferStatus per request. A valid one-slice
-  // request the transport can finish on this thread without waiting (Transport::
-  // TryCopyNow: UCX's copy through the peer's mapped memory) is run that way first, with
-  // no batch behind it; the others, and any the transport declines, take the batch path.
-  // The outcome is the same either way (COMPLETED with every byte; any error, or a remote
-  // range outside the cached descriptor, goes the batch path and is reported as there).
+  // Allocate, submit, wait, free: one TransferStatus per request. Where the transport has
+  // a copy path (TransportCaps::copies_now), a valid one-slice request it can finish on
+  // this thread without waiting (Transport::TryCopyNow: UCX's copy through the peer's
+  // mapped memory) is run that way first, with no batch behind it; the others, and any the
+  // transport declines, take one batch. The outcome is the same either way (COMPLETED with
+  // every byte; any error, or a remote range outside the cached descriptor, goes the batch
+  // path and is reported as there), except that a copied request needs no batch: where the
+  // batch cannot be allocated (every handle taken, more than max_batch_size requests), only
+  // the others fail with that error.
   Task<std::vector<TransferStatus>> TransferSync(std::span<const TransferRequest> requests);
 
   // Asks the transport whether the peer answers. OK, PEER_UNREACHABLE or

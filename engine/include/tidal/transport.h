@@ -63,6 +63,8 @@ struct TransportCaps {
   bool host_to_cuda = false;
   bool cuda_to_cuda = false;
   bool notifications = false;
+  // TryCopyNow may run a task (the engine offers TransferSync's requests to it only then).
+  bool copies_now = false;
 };
 
 struct TransportTask {

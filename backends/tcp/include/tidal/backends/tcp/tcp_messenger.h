@@ -33,8 +33,10 @@
 // may have restarted elsewhere; static entries are not looked up); then its queued messages are
 // dropped (counted in stats().messages_lost), as the Messenger contract allows for an endpoint that
 // is down. A connection that breaks is dialled again; the frame that was being written is written
-// again whole on the new connection (the peer dropped the cut-off copy), so a message is
-// never delivered twice and never delivered torn; a frame the caller's thread wrote in
+// again whole on the new connection (the peer dropped the cut-off copy), unless the old
+// connection's socket had taken it whole before the break was noticed (the peer may have
+// read it: it is not written again), so a message is never delivered twice and never
+// delivered torn; a frame the caller's thread wrote in
 // part is queued whole with its written prefix counted, for the same reason.
 //
 // Bounds. At most options.max_queue_messages frames and options.max_queue_bytes bytes wait
