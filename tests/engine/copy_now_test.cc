@@ -5,6 +5,7 @@
 // and is reported exactly as there, in its own place among the results.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "inprocess_transport.h"
 #include "tidal/backends/real_env.h"
 #include "tidal/metadata_store.h"
+#include "tidal/recording_transport.h"
 #include "tidal/task.h"
 #include "tidal/transfer_engine.h"
 
@@ -194,6 +196,32 @@ TEST_F(CopyNow, WithEveryBatchHandleTakenOnlyTheUncopiedFail) {
   EXPECT_EQ(transports_[0]->submitted, 0u);
   EXPECT_TRUE(a().FreeBatch(*b1).ok());
   EXPECT_TRUE(a().FreeBatch(*b2).ok());
+}
+
+// A recorder over a transport with the copy path neither claims nor forwards it: every task
+// of a recorded run goes through Submit and so into the trace.
+TEST(CopyNowRecorded, ARecorderKeepsEveryTaskOnSubmit) {
+  testing::InProcessHub hub;
+  auto copying =
+      std::make_unique<CopyingTransport>(std::make_unique<testing::InProcessTransport>(hub),
+                                         [](const TransportTask&) { return true; });
+  CopyingTransport* inner = copying.get();
+  ASSERT_TRUE(inner->Capabilities().copies_now);
+  const std::string path = ::testing::TempDir() + "copy_now_recorded.jsonl";
+  Result<std::shared_ptr<TraceSink>> sink = TraceSink::Open(path);
+  ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+  RecordingTransport recorder(std::move(copying), *sink, 0);
+  EXPECT_FALSE(recorder.Capabilities().copies_now);
+  std::vector<char> from(64, 'a'), to(64, 'b');
+  TransportTask t;
+  t.kind = TransportTask::Kind::kWrite;
+  t.local_addr = reinterpret_cast<uint64_t>(from.data());
+  t.remote_addr = reinterpret_cast<uint64_t>(to.data());
+  t.length = from.size();
+  EXPECT_FALSE(recorder.TryCopyNow(t));
+  EXPECT_TRUE(inner->offered.empty());
+  EXPECT_EQ(to, std::vector<char>(64, 'b'));
+  std::remove(path.c_str());
 }
 
 }  // namespace

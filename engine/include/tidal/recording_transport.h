@@ -18,6 +18,8 @@
 //   {"ev":"notify","node":0,"t":..,"peer":1,"len":..,"code":"OK"}
 // Addresses are the process's own. "data" is present for host memory only, and only for
 // transfers of at most kMaxDataBytes (longer ones carry "data_truncated":true).
+// TryCopyNow is not forwarded (and copies_now not claimed): under a recorder every task
+// goes through Submit, so every one is in the trace.
 //
 // Thread safety: as the wrapped transport (calls on the node's executor); the sink is
 // safe to share between nodes that run on different threads.
@@ -60,7 +62,11 @@ class RecordingTransport final : public Transport {
   Transport& inner() { return *inner_; }
 
   std::string_view Name() const override { return inner_->Name(); }
-  TransportCaps Capabilities() const override { return inner_->Capabilities(); }
+  TransportCaps Capabilities() const override {
+    TransportCaps caps = inner_->Capabilities();
+    caps.copies_now = false;  // TryCopyNow is not forwarded (above)
+    return caps;
+  }
   Status Install(const TransportInstall& install) override;
   std::string LocalAddress() const override { return inner_->LocalAddress(); }
   Result<uint64_t> RegisterMemory(uint64_t addr, uint64_t length, Location loc) override;
