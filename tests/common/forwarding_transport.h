@@ -40,9 +40,6 @@ class ForwardingTransport : public Transport {
     return inner_->PollNotifies(out, max);
   }
 
- protected:
-  Transport& inner() { return *inner_; }
-
  private:
   std::unique_ptr<Transport> inner_;
 };

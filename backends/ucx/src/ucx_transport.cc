@@ -230,15 +230,15 @@ struct UcxTransport::Impl {
     uint64_t base = 0;
     uint64_t length = 0;
     uint64_t in_flight = 0;
-    // The peer's memory is mapped into this process (ucp_rkey_ptr: a shared-memory
-    // segment UCX allocated), so a put or get is a CPU copy. Otherwise the ops under this
+    // Where the peer's memory is mapped into this process (ucp_rkey_ptr: a shared-memory
+    // segment UCX allocated), the address of `base` here: the key is direct, a put or get
+    // is a CPU copy. Null otherwise: the ops under this
     // key take the active-message path, checked by the target: where UCX has no direct
     // path to the memory it emulates RMA with active messages anyway (over tcp, and over
     // shared memory for heap memory between processes, where UCX 1.13's emulation also
     // trips its own assertion), and the rendezvous of the active-message path moves large
     // data zero-copy wherever UCX can.
-    bool direct = false;
-    uint8_t* mapped = nullptr;  // direct: where `base` is mapped in this process
+    uint8_t* mapped = nullptr;
     bool revoked = false;
     ucp_ep_h ack_ep = nullptr;  // revoked: where the acknowledgement goes
     std::vector<uint64_t> waiting;
@@ -476,9 +476,10 @@ struct UcxTransport::Impl {
   // the key, marks UCX as holding its buffer, and returns the key. Else false (nothing
   // changed; IssueChecked decides).
   bool TakeDirectLocked(Op& op, uint64_t* key_id, ucp_rkey_h* handle) TIDAL_REQUIRES(mu);
-  // The same check and count for a task Submit issues before recording it (no op yet).
-  bool TakeDirectKeyLocked(const TransportTask& t, uint64_t* key_id, ucp_rkey_h* handle)
-      TIDAL_REQUIRES(mu);
+  // The same check and count for a task Submit issues before recording it (no op yet), or
+  // TryCopyNow copies (`mapped`, when given: the task's remote address in this process).
+  bool TakeDirectKeyLocked(const TransportTask& t, uint64_t* key_id, ucp_rkey_h* handle,
+                           uint8_t** mapped = nullptr) TIDAL_REQUIRES(mu);
   // A key's op ended: one fewer in flight on it; a revoked key nothing uses any more is
   // taken out of the table and returned in *drop (the caller drops it, unlocked).
   struct Dropped {
@@ -1738,7 +1739,7 @@ void UcxTransport::Impl::IssueChecked(uint64_t seq) {
       CompleteLocked(seq, ErrorCode::REMOTE_ACCESS_DENIED, 0);
     } else if (peers[t.peer].failed || peers[t.peer].ep == nullptr) {
       CompleteLocked(seq, ErrorCode::PEER_UNREACHABLE, 0);
-    } else if (!k.direct) {
+    } else if (k.mapped == nullptr) {
       ep = peers[t.peer].ep;  // the active-message path
     } else {
       ep = peers[t.peer].ep;
@@ -1757,14 +1758,16 @@ void UcxTransport::Impl::IssueChecked(uint64_t seq) {
 }
 
 bool UcxTransport::Impl::TakeDirectKeyLocked(const TransportTask& t, uint64_t* key_id,
-                                             ucp_rkey_h* handle) {
+                                             ucp_rkey_h* handle, uint8_t** mapped) {
+  // A revoked key has already left key_ids: the next use asks again.
   auto id = key_ids.find({t.peer, t.rkey});
   if (id == key_ids.end()) return false;
   RemoteKey& k = remote_keys.at(id->second);
-  if (k.handle == nullptr || !k.direct || !k.Covers(t)) return false;
+  if (k.handle == nullptr || k.mapped == nullptr || !k.Covers(t)) return false;
   ++k.in_flight;
   *key_id = id->second;
   *handle = k.handle;
+  if (mapped != nullptr) *mapped = k.mapped + (t.remote_addr - k.base);
   return true;
 }
 
@@ -2075,8 +2078,8 @@ ucs_status_t UcxTransport::Impl::OnKeyResp(const void* header, size_t header_len
       k.handle = handle;
       k.base = h.base;
       k.length = h.length;
-      k.direct = ucp_rkey_ptr(handle, h.base, &mapped) == UCS_OK && mapped != nullptr;
-      k.mapped = k.direct ? static_cast<uint8_t*>(mapped) : nullptr;
+      k.mapped =
+          ucp_rkey_ptr(handle, h.base, &mapped) == UCS_OK ? static_cast<uint8_t*>(mapped) : nullptr;
     }
   }
   if (s != UCS_OK) {
@@ -2491,21 +2494,16 @@ bool UcxTransport::TryCopyNow(const TransportTask& t) {
   }
   const bool write = t.kind == TransportTask::Kind::kWrite;
   uint64_t key_id = 0;
+  ucp_rkey_h handle = nullptr;
   uint8_t* remote = nullptr;
   Impl::Region* region = nullptr;
   {
     std::lock_guard<std::mutex> lock(m.mu);
     if (m.crashed.load() || t.peer >= m.peers.size() || m.peers[t.peer].failed) return false;
     region = m.FindLocalLocked(t.local_addr, t.length);
-    if (region == nullptr) return false;
-    auto id = m.key_ids.find({t.peer, t.rkey});
-    if (id == m.key_ids.end()) return false;
-    Impl::RemoteKey& k = m.remote_keys.at(id->second);
-    if (k.handle == nullptr || k.mapped == nullptr || k.revoked || !k.Covers(t)) return false;
-    ++k.in_flight;  // a revocation drops the key (and UCX unmaps it) only after the copy
+    // The key counted in flight: a revocation drops it (and UCX unmaps) only after the copy.
+    if (region == nullptr || !m.TakeDirectKeyLocked(t, &key_id, &handle, &remote)) return false;
     ++region->local_in_flight;
-    key_id = id->second;
-    remote = k.mapped + (t.remote_addr - k.base);
     if (write) {
       ++m.writes;
       m.write_bytes += t.length;
